@@ -1,0 +1,167 @@
+//! History: log (newest first over the DAG), heads, and merges that resolve several heads.
+
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::io::Read;
+
+use crate::cas::{now_nanos, Cas};
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::model::{validate_key, Blob, BlobKind, Ref, Selector};
+use crate::progress::NoProgress;
+use crate::store::lock::GcLock;
+
+/// A version as `log` and `heads` report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// Version hash.
+    pub hash: Hash,
+    /// Its key.
+    pub key: String,
+    /// Parent versions.
+    pub parents: Vec<Hash>,
+    /// Creation time (ns).
+    pub created: i64,
+    /// Content size.
+    pub size: u64,
+    /// First version, child or merge.
+    pub kind: BlobKind,
+    /// True when removed with `rm KEY@VERSION` (its content is gone or going).
+    pub removed: bool,
+}
+
+/// Where a merge takes its content from.
+pub enum MergeSource<'r> {
+    /// The content of one existing version of the key (usually one of the heads).
+    Pick(Hash),
+    /// New content.
+    Content(Box<dyn Read + Send + 'r>),
+}
+
+impl Cas {
+    fn info(&self, txn: &crate::store::RoTxn, hash: Hash, blob: Blob) -> Result<VersionInfo> {
+        // A
+        Ok(VersionInfo {
+            hash,
+            removed: self.lmdb.removed.get(txn, &hash)?.is_some(),
+            key: blob.key,
+            parents: blob.parents,
+            created: blob.created,
+            size: blob.size,
+            kind: blob.kind,
+        })
+    }
+
+    /// History of a ref, newest first, at most `limit` versions. For a bare key with
+    /// several heads, the history of all heads interleaved by time.
+    pub fn log(&self, reference: &str, limit: usize) -> Result<Vec<VersionInfo>> {
+        // A
+        let r = Ref::parse(reference)?;
+        let txn = self.lmdb.read()?;
+        let starts = match (&r.selector, self.lmdb.versions.get(&txn, &r.key)?) {
+            (Selector::Head, Some(s)) if s.heads.len() > 1 => s.heads,
+            _ => vec![self.resolve_in(&txn, reference, &r)?],
+        };
+        let mut heap = BinaryHeap::new();
+        let mut frontier = HashMap::new();
+        for h in starts {
+            if let Some(b) = self.lmdb.blobs.get(&txn, &h)? {
+                heap.push((b.created, h));
+                frontier.insert(h, b);
+            }
+        }
+        let mut seen: HashSet<Hash> = frontier.keys().copied().collect();
+        let mut out = Vec::new();
+        while let Some((_, h)) = heap.pop() {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(b) = frontier.remove(&h) else {
+                continue;
+            };
+            for p in &b.parents {
+                if seen.insert(*p) {
+                    if let Some(pb) = self.lmdb.blobs.get(&txn, p)? {
+                        heap.push((pb.created, *p));
+                        frontier.insert(*p, pb);
+                    }
+                }
+            }
+            out.push(self.info(&txn, h, b)?);
+        }
+        Ok(out)
+    }
+
+    /// The current heads of a key (several after concurrent writes; none once deleted).
+    pub fn heads(&self, key: &str) -> Result<Vec<VersionInfo>> {
+        // A
+        validate_key(key)?;
+        let txn = self.lmdb.read()?;
+        let state = self
+            .lmdb
+            .versions
+            .get(&txn, key)?
+            .ok_or_else(|| Error::NotFound(format!("no key {key:?}")))?;
+        let mut out = Vec::new();
+        for h in state.heads {
+            let b = self.lmdb.blobs.get(&txn, &h)?.ok_or_else(|| {
+                Error::Corrupt(format!("head {} of {key:?} has no record", h.short()))
+            })?;
+            out.push(self.info(&txn, h, b)?);
+        }
+        out.sort_by_key(|v| std::cmp::Reverse(v.created));
+        Ok(out)
+    }
+
+    /// Information on one version by hash.
+    pub fn version(&self, hash: &Hash) -> Result<VersionInfo> {
+        // A
+        let txn = self.lmdb.read()?;
+        let b = self
+            .lmdb
+            .blobs
+            .get(&txn, hash)?
+            .ok_or_else(|| Error::NotFound(format!("version {hash}")))?;
+        self.info(&txn, *hash, b)
+    }
+
+    /// Resolves several heads into one: a Merger version whose parents are all current
+    /// heads and whose content comes from `source`.
+    pub fn merge(&self, key: &str, source: MergeSource) -> Result<Hash> {
+        // PA
+        validate_key(key)?;
+        self.current_keys()?;
+        let _lock = GcLock::acquire(self.path(), false, &|| {})?;
+        let heads = self.heads(key)?;
+        if heads.len() < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "nothing to merge: {key:?} has {} head(s)",
+                heads.len()
+            )));
+        }
+        let parents: Vec<Hash> = heads.iter().map(|h| h.hash).collect();
+        let (chunks, size) = match source {
+            MergeSource::Pick(h) => {
+                let txn = self.lmdb.read()?;
+                let b = self
+                    .lmdb
+                    .blobs
+                    .get(&txn, &h)?
+                    .filter(|b| b.key == key)
+                    .ok_or_else(|| Error::NotFound(format!("version {} of {key:?}", h.short())))?;
+                if self.lmdb.removed.get(&txn, &h)?.is_some() {
+                    return Err(Error::NotFound(format!(
+                        "version {} of {key:?} was removed",
+                        h.short()
+                    )));
+                }
+                (b.chunks, b.size)
+            }
+            MergeSource::Content(r) => {
+                let c = self.write_content(r, &NoProgress)?;
+                (c.chunks, c.size)
+            }
+        };
+        debug_assert_eq!(BlobKind::for_parents(parents.len()), BlobKind::Merger);
+        self.commit_version(key, parents, &chunks, size, now_nanos())
+    }
+}

@@ -1,0 +1,174 @@
+//! FastCDC v2020 chunking over any reader, with the store's secret seed and size limits.
+//! Cut points are part of the format (they decide dedup), so the parameters are pinned per
+//! store and by test vectors.
+
+use std::io::Read;
+
+use fastcdc::v2020::{Normalization, StreamCDC};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Minimum, average and maximum chunk sizes of a store, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkingParams {
+    /// No chunk is shorter, except the last one of a blob.
+    pub min: u32,
+    /// Target average.
+    pub avg: u32,
+    /// No chunk is longer; also the chunker's buffer size.
+    pub max: u32,
+}
+
+impl Default for ChunkingParams {
+    /// 512 KiB / 1 MiB / 4 MiB: see README "Chunk size" for the dedup-against-speed figures.
+    fn default() -> Self {
+        // A
+        ChunkingParams {
+            min: 512 * 1024,
+            avg: 1024 * 1024,
+            max: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl ChunkingParams {
+    /// Checks the limits FastCDC imposes (even sizes, min <= avg <= max, ranges).
+    pub fn validate(&self) -> Result<()> {
+        // A
+        let (min, avg, max) = (self.min as usize, self.avg as usize, self.max as usize);
+        let ok = (fastcdc::v2020::MINIMUM_MIN..=fastcdc::v2020::MINIMUM_MAX).contains(&min)
+            && (fastcdc::v2020::AVERAGE_MIN..=fastcdc::v2020::AVERAGE_MAX).contains(&avg)
+            && (fastcdc::v2020::MAXIMUM_MIN..=fastcdc::v2020::MAXIMUM_MAX).contains(&max)
+            && min <= avg
+            && avg <= max
+            && min % 2 == 0
+            && avg % 2 == 0
+            && max % 2 == 0;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "chunk sizes {min}/{avg}/{max} are not valid: need even sizes with \
+                 64 B..1 MiB <= 256 B..4 MiB <= 1 KiB..16 MiB (min <= avg <= max)"
+            )))
+        }
+    }
+}
+
+/// Iterator over the chunks of a reader: yields owned plaintext buffers.
+pub struct Chunker<R: Read> {
+    inner: StreamCDC<R>,
+}
+
+impl<R: Read> Chunker<R> {
+    /// Starts chunking `source` with the store's parameters and secret seed.
+    pub fn new(source: R, params: ChunkingParams, seed: u64) -> Result<Self> {
+        // A
+        params.validate()?;
+        Ok(Chunker {
+            inner: StreamCDC::with_level_and_seed(
+                source,
+                params.min as usize,
+                params.avg as usize,
+                params.max as usize,
+                Normalization::Level1,
+                seed,
+            ),
+        })
+    }
+}
+
+impl<R: Read> Iterator for Chunker<R> {
+    type Item = Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // A
+        self.inner.next().map(|r| match r {
+            Ok(c) => Ok(c.data),
+            Err(fastcdc::v2020::Error::IoError(e)) => Err(Error::io("reading input", e)),
+            Err(e) => Err(Error::io(
+                "reading input",
+                std::io::Error::other(e.to_string()),
+            )),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(n: usize, mut x: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn cuts(data: &[u8], params: ChunkingParams, seed: u64) -> Vec<usize> {
+        Chunker::new(data, params, seed)
+            .unwrap()
+            .map(|c| c.unwrap().len())
+            .collect()
+    }
+
+    /// Pinned cut points: chunk boundaries decide dedup against existing data, so a change
+    /// here (a fastcdc upgrade, other parameters) breaks dedup for every existing store.
+    #[test]
+    fn pinned_cut_points() {
+        let data = pseudo_random(300_000, 42);
+        let small = ChunkingParams {
+            min: 8192,
+            avg: 16384,
+            max: 65536,
+        };
+        assert_eq!(
+            cuts(&data, small, 7),
+            vec![
+                24010, 16730, 32672, 19785, 19181, 16515, 16090, 17472, 53674, 8588, 21517, 16742,
+                17696, 10434, 8894
+            ]
+        );
+    }
+
+    #[test]
+    fn seed_changes_cut_points_and_chunks_cover_input() {
+        let data = pseudo_random(400_000, 1);
+        let p = ChunkingParams {
+            min: 4096,
+            avg: 16384,
+            max: 65536,
+        };
+        let a = cuts(&data, p, 1);
+        let b = cuts(&data, p, 2);
+        assert_ne!(a, b);
+        assert_eq!(a.iter().sum::<usize>(), data.len());
+        assert!(a[..a.len() - 1]
+            .iter()
+            .all(|&l| (4096..=65536).contains(&l)));
+    }
+
+    #[test]
+    fn empty_input_has_no_chunks_and_bad_params_are_refused() {
+        assert!(cuts(&[], ChunkingParams::default(), 0).is_empty());
+        assert!(ChunkingParams {
+            min: 3,
+            avg: 1024,
+            max: 4096
+        }
+        .validate()
+        .is_err());
+        assert!(ChunkingParams {
+            min: 8192,
+            avg: 4096,
+            max: 65536
+        }
+        .validate()
+        .is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! # ouroboros-db
+//!
+//! A content-addressed, versioned blob store: the library behind the `ouro` command.
+//!
+//! Data is addressed by BLAKE3 hashes and versioned in a git-like DAG of [`model::Blob`]s.
+//! Content is cut into deduplicated chunks ([`chunk`]), each sealed ([`seal`]: zstd, AES-256-GCM
+//! under keys wrapped for age recipients, Reed-Solomon k+m) into SealedSlices, stored in a
+//! local LMDB store ([`store`]) and routed to where they live ([`route`]). [`Cas`] is the API.
+//!
+//! See `ARCHITECTURE.md` for the codemap and `FORMAT.md` for every on-disk record.
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod cas;
+pub mod chunk;
+pub mod codec;
+pub mod crypto;
+pub mod error;
+pub mod hash;
+pub mod maintenance;
+pub mod model;
+pub mod progress;
+pub mod route;
+pub mod seal;
+pub mod store;
+
+pub use cas::{
+    parse_ec, Cas, ChunkReader, CreateOptions, MergeSource, PutOptions, PutOutcome, RemoveOutcome,
+    VersionInfo,
+};
+pub use crypto::{Identity, Recipient};
+pub use error::{Error, Result};
+pub use hash::Hash;
+pub use maintenance::{Damage, GcReport, Stats, VerifyReport};
+pub use model::reference::{format_time, parse_time};
+pub use progress::{NoProgress, Progress};

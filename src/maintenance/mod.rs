@@ -1,0 +1,13 @@
+//! Store maintenance: verify (and repair), gc and stats. Each streams over the LMDB
+//! databases in pages, so memory stays bounded however large the store is.
+
+pub mod gc;
+pub mod stats;
+pub mod verify;
+
+pub use gc::GcReport;
+pub use stats::Stats;
+pub use verify::{Damage, VerifyReport};
+
+/// Records per transaction when streaming over a database.
+pub(crate) const PAGE: usize = 256;

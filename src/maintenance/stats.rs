@@ -1,0 +1,85 @@
+//! stats: logical bytes, stored bytes, dedup and compression ratios.
+
+use crate::cas::Cas;
+use crate::error::Result;
+use crate::maintenance::PAGE;
+
+/// Store statistics. Ratios are `None` when the store is empty.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Live keys.
+    pub keys: u64,
+    /// Versions stored (including removed ones gc has not reclaimed).
+    pub versions: u64,
+    /// Sum of the sizes of all versions not removed: what users put.
+    pub logical_bytes: u64,
+    /// Plaintext bytes of the distinct chunks stored (after dedup, before compression).
+    pub unique_bytes: u64,
+    /// Sealed bytes of the data slices (compressed + encrypted, parity not counted).
+    pub stored_bytes: u64,
+    /// Bytes of all slices, parity included, as stored in LMDB.
+    pub stored_with_parity_bytes: u64,
+    /// Size of the LMDB data file on disk (never shrinks; gc'd pages are reused).
+    pub file_bytes: u64,
+    /// Distinct chunks.
+    pub chunks: u64,
+    /// Slices.
+    pub slices: u64,
+    /// logical / unique.
+    pub dedup_ratio: Option<f64>,
+    /// unique / stored.
+    pub compression_ratio: Option<f64>,
+}
+
+impl Cas {
+    /// Computes statistics by streaming over the store.
+    pub fn stats(&self) -> Result<Stats> {
+        // A
+        let mut s = Stats::default();
+        let mut after = None;
+        loop {
+            let txn = self.lmdb.read()?;
+            let page = self.lmdb.chunks.page(&txn, after, PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(*last);
+            for (_, r) in page {
+                s.chunks += 1;
+                s.slices += r.slices.len() as u64;
+                s.unique_bytes += r.size as u64;
+                s.stored_bytes += r.sealed_len as u64;
+            }
+        }
+        let mut after = None;
+        loop {
+            let txn = self.lmdb.read()?;
+            let page = self.lmdb.blobs.page(&txn, after, PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = Some(*last);
+            for h in page {
+                s.versions += 1;
+                if self.lmdb.removed.get(&txn, &h)?.is_none() {
+                    if let Some(b) = self.lmdb.blobs.get(&txn, &h)? {
+                        s.logical_bytes += b.size;
+                    }
+                }
+            }
+        }
+        let txn = self.lmdb.read()?;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.lmdb.versions.list(&txn, "", after.as_deref(), PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            s.keys += page.len() as u64;
+        }
+        s.stored_with_parity_bytes = self.lmdb.slices.totals(&txn)?.1;
+        s.file_bytes = self.lmdb.disk_size()?;
+        if s.unique_bytes > 0 {
+            s.dedup_ratio = Some(s.logical_bytes as f64 / s.unique_bytes as f64);
+        }
+        if s.stored_bytes > 0 {
+            s.compression_ratio = Some(s.unique_bytes as f64 / s.stored_bytes as f64);
+        }
+        Ok(s)
+    }
+}

@@ -1,0 +1,257 @@
+//! verify: every slice hash, that every chunk can be rebuilt (and, unlocked, that it
+//! decrypts to its id), every blob's hash and references, every head. With repair, missing
+//! or corrupt slices are rebuilt from the others; repair needs no identity because erasure
+//! coding works on ciphertext.
+
+use crate::cas::Cas;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::maintenance::PAGE;
+use crate::model::SealedSlice;
+use crate::progress::Progress;
+use crate::route::DataRouter;
+use crate::seal::{erasure, open_chunk};
+
+/// A problem verify found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// Slices of a chunk missing or corrupt; `repaired` when rebuilt.
+    Slices {
+        /// Chunk id.
+        chunk: Hash,
+        /// Missing slice indexes.
+        missing: Vec<usize>,
+        /// Corrupt slice indexes.
+        corrupt: Vec<usize>,
+        /// True when repair rebuilt them.
+        repaired: bool,
+    },
+    /// A chunk cannot be rebuilt: fewer than k intact slices, or it fails to decrypt.
+    Chunk {
+        /// Chunk id.
+        chunk: Hash,
+        /// Why.
+        reason: String,
+    },
+    /// A blob record or a reference of it is damaged.
+    Blob {
+        /// The version.
+        hash: Hash,
+        /// Its key, when readable.
+        key: Option<String>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What verify checked and found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Chunks checked.
+    pub chunks: u64,
+    /// Slices checked.
+    pub slices: u64,
+    /// Blobs checked.
+    pub blobs: u64,
+    /// Chunks decrypted end to end (only when unlocked).
+    pub decrypted: u64,
+    /// Chunks no version references (gc frees them).
+    pub unreferenced_chunks: u64,
+    /// Problems found.
+    pub damage: Vec<Damage>,
+}
+
+impl VerifyReport {
+    /// True when nothing is damaged, or everything damaged was repaired.
+    pub fn is_healthy(&self) -> bool {
+        // A
+        self.damage
+            .iter()
+            .all(|d| matches!(d, Damage::Slices { repaired: true, .. }))
+    }
+
+    /// Damage that could not be repaired.
+    pub fn unrecoverable(&self) -> impl Iterator<Item = &Damage> {
+        // A
+        self.damage
+            .iter()
+            .filter(|d| !matches!(d, Damage::Slices { repaired: true, .. }))
+    }
+}
+
+impl Cas {
+    /// Checks the whole store; with `repair`, rebuilds damaged slices. Progress counts chunks.
+    pub fn verify(&self, repair: bool, progress: &dyn Progress) -> Result<VerifyReport> {
+        // PA
+        let mut report = VerifyReport::default();
+        let router = DataRouter::new(&self.lmdb);
+        let mut bad_chunks = Vec::new();
+        progress.set_total(self.lmdb.chunks.len(&self.lmdb.read()?)?);
+        let mut after = None;
+        loop {
+            let txn = self.lmdb.read()?;
+            let page = self.lmdb.chunks.page(&txn, after, PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(*last);
+            let mut fixes: Vec<(Hash, Vec<u8>)> = Vec::new();
+            for (id, record) in &page {
+                report.chunks += 1;
+                report.slices += record.slices.len() as u64;
+                if self.lmdb.chunks.refs(&txn, id)? == 0 {
+                    report.unreferenced_chunks += 1;
+                }
+                let set = router.fetch_shards(&txn, record, true)?;
+                let intact = set.shards.iter().filter(|s| s.is_some()).count();
+                let damaged = !set.missing.is_empty() || !set.corrupt.is_empty();
+                if intact < record.k as usize {
+                    bad_chunks.push(*id);
+                    report.damage.push(Damage::Chunk {
+                        chunk: *id,
+                        reason: format!(
+                            "only {intact} of {} slices intact, {} needed",
+                            record.slices.len(),
+                            record.k
+                        ),
+                    });
+                    progress.advance(1);
+                    continue;
+                }
+                if let Ok(keys) = self.keys_for(record.key_epoch) {
+                    report.decrypted += 1;
+                    if let Err(e) = open_chunk(keys, id, record, &set.shards) {
+                        bad_chunks.push(*id);
+                        report.damage.push(Damage::Chunk {
+                            chunk: *id,
+                            reason: e.to_string(),
+                        });
+                        progress.advance(1);
+                        continue;
+                    }
+                }
+                let mut repaired = false;
+                if damaged && repair {
+                    let rebuilt = rebuild_slices(id, record, &set.shards)?;
+                    for i in set.missing.iter().chain(&set.corrupt) {
+                        if let Some((h, bytes)) = rebuilt.get(*i) {
+                            fixes.push((*h, bytes.clone()));
+                        }
+                    }
+                    repaired = true;
+                }
+                if damaged {
+                    report.damage.push(Damage::Slices {
+                        chunk: *id,
+                        missing: set.missing,
+                        corrupt: set.corrupt,
+                        repaired,
+                    });
+                }
+                progress.advance(1);
+            }
+            drop(txn);
+            if !fixes.is_empty() {
+                let mut w = self.lmdb.write()?;
+                for (h, bytes) in &fixes {
+                    router.restore_slice(&mut w, h, bytes)?;
+                }
+                w.commit()?;
+            }
+        }
+        self.verify_blobs(&mut report, &bad_chunks)?;
+        Ok(report)
+    }
+
+    fn verify_blobs(&self, report: &mut VerifyReport, bad_chunks: &[Hash]) -> Result<()> {
+        // A
+        let mut after = None;
+        loop {
+            let txn = self.lmdb.read()?;
+            let page = self.lmdb.blobs.page(&txn, after, PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = Some(*last);
+            for hash in page {
+                report.blobs += 1;
+                let blob = match self.lmdb.blobs.get(&txn, &hash) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        report.damage.push(Damage::Blob {
+                            hash,
+                            key: None,
+                            reason: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                if self
+                    .lmdb
+                    .removed
+                    .get(&txn, &hash)?
+                    .is_some_and(|r| r.released)
+                {
+                    continue;
+                }
+                for c in &blob.chunks {
+                    if bad_chunks.contains(&c.id) {
+                        report.damage.push(Damage::Blob {
+                            hash,
+                            key: Some(blob.key.clone()),
+                            reason: format!(
+                                "{}@{}: chunk {} cannot be rebuilt",
+                                blob.key,
+                                hash.short(),
+                                c.id.short()
+                            ),
+                        });
+                    } else if !self.lmdb.chunks.contains(&txn, &c.id)? {
+                        report.damage.push(Damage::Blob {
+                            hash,
+                            key: Some(blob.key.clone()),
+                            reason: format!(
+                                "{}@{}: chunk {} is missing",
+                                blob.key,
+                                hash.short(),
+                                c.id.short()
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Re-encodes a chunk's slices from any k intact shards; hashes must match the record, so a
+/// repair can never write different bytes than were sealed.
+fn rebuild_slices(
+    id: &Hash,
+    record: &crate::model::ChunkRecord,
+    shards: &[Option<&[u8]>],
+) -> Result<Vec<(Hash, Vec<u8>)>> {
+    // PA
+    let payload = erasure::reconstruct(record.k, record.m, record.sealed_len as usize, shards)?;
+    let all = erasure::encode(&payload, record.k, record.m)?;
+    let mut out = Vec::with_capacity(all.len());
+    for (i, shard) in all.into_iter().enumerate() {
+        let s = SealedSlice {
+            header: crate::model::slice::SliceHeader {
+                chunk: *id,
+                index: i as u8,
+                k: record.k,
+                m: record.m,
+            },
+            payload: shard,
+        };
+        let bytes = s.encode();
+        let h = Hash::of(&bytes);
+        if record.slices.get(i) != Some(&h) {
+            return Err(Error::Corrupt(format!(
+                "rebuilt slice {i} of chunk {} does not match its hash",
+                id.short()
+            )));
+        }
+        out.push((h, bytes));
+    }
+    Ok(out)
+}

@@ -1,0 +1,88 @@
+//! Chunk record: how one deduplicated chunk was sealed and where its slices are.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::Result;
+use crate::hash::Hash;
+
+/// Type tag of an encoded chunk record.
+pub const CHUNK_TAG: u8 = b'C';
+
+/// Everything needed to rebuild a chunk from its slices: stored under the chunk id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    /// Plaintext length.
+    pub size: u32,
+    /// Length of the sealed (compressed + encrypted) payload before erasure padding.
+    pub sealed_len: u32,
+    /// Key epoch whose data key encrypted this chunk (see the KeyIndex).
+    pub key_epoch: u32,
+    /// Data slices needed to rebuild (k).
+    pub k: u8,
+    /// Parity slices (m).
+    pub m: u8,
+    /// Hashes of the k+m slices, data slices first.
+    pub slices: Vec<Hash>,
+}
+
+impl ChunkRecord {
+    /// The canonical encoding `[b'C'][1][postcard]`.
+    pub fn encode(&self) -> Vec<u8> {
+        // A
+        codec::encode(CHUNK_TAG, self)
+    }
+
+    /// Decodes and checks internal consistency (slice count = k + m, k >= 1).
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        // A
+        let r: ChunkRecord = codec::decode("chunk", CHUNK_TAG, bytes)?;
+        if r.k == 0 || r.slices.len() != r.k as usize + r.m as usize {
+            return Err(crate::error::Error::malformed(
+                "chunk",
+                format!("{} slices for k={} m={}", r.slices.len(), r.k, r.m),
+            ));
+        }
+        Ok(r)
+    }
+
+    /// Bytes held by the slices of this chunk (data + parity, without headers).
+    pub fn shard_len(&self) -> usize {
+        // A
+        crate::seal::erasure::shard_len(self.sealed_len as usize, self.k as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(size in any::<u32>(), sealed_len in any::<u32>(), key_epoch in any::<u32>(),
+                      k in 1u8..8, m in 0u8..4, seed in any::<u8>()) {
+            let r = ChunkRecord { size, sealed_len, key_epoch, k, m,
+                slices: (0..(k + m)).map(|i| Hash([seed ^ i; 32])).collect() };
+            prop_assert_eq!(ChunkRecord::decode(&r.encode()).ok(), Some(r));
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = ChunkRecord::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn rejects_inconsistent_slice_count() {
+        let r = ChunkRecord {
+            size: 1,
+            sealed_len: 1,
+            key_epoch: 0,
+            k: 2,
+            m: 1,
+            slices: vec![Hash::default()],
+        };
+        assert!(ChunkRecord::decode(&r.encode()).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! The data model of the design: Blob (a version of a key), Chunk (a deduplicated block of
+//! content) and SealedSlice (one erasure-coded, encrypted fragment of a chunk), plus the
+//! key and ref syntax users type.
+
+pub mod blob;
+pub mod chunk;
+pub mod key;
+pub mod reference;
+pub mod slice;
+
+pub use blob::{Blob, BlobKind, ChunkRef};
+pub use chunk::ChunkRecord;
+pub use key::validate_key;
+pub use reference::{Ref, Selector};
+pub use slice::SealedSlice;

@@ -1,0 +1,193 @@
+//! Refs name a version: `KEY`, `KEY@<hash prefix>`, `KEY@~N`, `KEY@<RFC 3339 time or date>`.
+//!
+//! The selector follows the last `@`. Keys may contain `@` (`icon@2x.png`): when the text after
+//! the last `@` is not a valid selector, the whole string is the key; a trailing `@` (`a@b@`)
+//! forces the whole string before it to be the key.
+
+use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime, Time};
+
+use crate::error::{Error, Result};
+use crate::model::key::validate_key;
+
+/// Shortest hash prefix accepted in a ref.
+pub const MIN_PREFIX: usize = 4;
+
+/// Which version of a key a ref names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// The key's single head.
+    Head,
+    /// The version whose hash starts with these lowercase hex digits.
+    HashPrefix(String),
+    /// N versions back from the head, following first parents.
+    Back(u32),
+    /// The version current at this instant (nanoseconds since the epoch, UTC).
+    At(i64),
+}
+
+/// A parsed ref: a validated key and a selector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ref {
+    /// The key.
+    pub key: String,
+    /// The version of it.
+    pub selector: Selector,
+}
+
+impl Ref {
+    /// Parses a ref as users type it.
+    ///
+    /// ```
+    /// use ouroboros_db::model::{Ref, Selector};
+    /// let r = Ref::parse("notes.txt@~2").unwrap();
+    /// assert_eq!(r.selector, Selector::Back(2));
+    /// assert_eq!(Ref::parse("icon@2x.png").unwrap().key, "icon@2x.png");
+    /// ```
+    pub fn parse(s: &str) -> Result<Self> {
+        // A
+        if let Some(key) = s.strip_suffix('@') {
+            validate_key(key)?;
+            return Ok(Ref {
+                key: key.to_string(),
+                selector: Selector::Head,
+            });
+        }
+        if let Some((key, sel)) = s.rsplit_once('@') {
+            if let Some(selector) = parse_selector(s, sel)? {
+                validate_key(key)?;
+                return Ok(Ref {
+                    key: key.to_string(),
+                    selector,
+                });
+            }
+        }
+        validate_key(s)?;
+        Ok(Ref {
+            key: s.to_string(),
+            selector: Selector::Head,
+        })
+    }
+}
+
+/// Parses the text after `@`: `Ok(None)` when it is not selector syntax at all (then the `@`
+/// belongs to the key), an error when it looks like a selector but is malformed.
+fn parse_selector(whole: &str, sel: &str) -> Result<Option<Selector>> {
+    // A
+    let bad = |reason: String| Error::InvalidRef {
+        reference: whole.to_string(),
+        reason,
+    };
+    if let Some(n) = sel.strip_prefix('~') {
+        let n: u32 = n
+            .parse()
+            .map_err(|_| bad(format!("'~{n}' needs a whole number, e.g. KEY@~2")))?;
+        return Ok(Some(Selector::Back(n)));
+    }
+    if !sel.is_empty() && sel.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if sel.len() < MIN_PREFIX {
+            return Err(bad(format!(
+                "hash prefix '{sel}' is too short: give at least {MIN_PREFIX} hex digits"
+            )));
+        }
+        if sel.len() > 64 {
+            return Err(bad("a hash has at most 64 hex digits".into()));
+        }
+        return Ok(Some(Selector::HashPrefix(sel.to_ascii_lowercase())));
+    }
+    if looks_like_date(sel) {
+        return parse_time(sel)
+            .map(|t| Some(Selector::At(t)))
+            .ok_or_else(|| {
+                bad(format!(
+                    "'{sel}' is not an RFC 3339 time (2026-11-24T10:15:03Z) or a date (2026-11-24)"
+                ))
+            });
+    }
+    Ok(None)
+}
+
+fn looks_like_date(s: &str) -> bool {
+    // A
+    let b = s.as_bytes();
+    b.len() >= 10 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-'
+}
+
+/// Parses an RFC 3339 time, or a date `YYYY-MM-DD` meaning the end of that day (UTC), into
+/// nanoseconds since the epoch. The end of day makes `--at 2026-11-24` mean "as it was on
+/// that day", including changes made during it.
+pub fn parse_time(s: &str) -> Option<i64> {
+    // A
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return i64::try_from(t.unix_timestamp_nanos()).ok();
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let date = Date::parse(s, &fmt).ok()?;
+    let end = Time::from_hms_nano(23, 59, 59, 999_999_999).ok()?;
+    i64::try_from(date.with_time(end).assume_utc().unix_timestamp_nanos()).ok()
+}
+
+/// Formats nanoseconds since the epoch as RFC 3339 UTC with second precision.
+pub fn format_time(nanos: i64) -> String {
+    // A
+    let secs = nanos.div_euclid(1_000_000_000);
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| format!("@{secs}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_each_form() {
+        assert_eq!(Ref::parse("a/b").unwrap().selector, Selector::Head);
+        assert_eq!(
+            Ref::parse("a/b@3F2A9c").unwrap().selector,
+            Selector::HashPrefix("3f2a9c".into())
+        );
+        assert_eq!(Ref::parse("a@~0").unwrap().selector, Selector::Back(0));
+        let at = Ref::parse("a@2026-11-24T10:15:03Z").unwrap();
+        assert_eq!(at.selector, Selector::At(1_795_515_303_000_000_000));
+        assert_eq!(at.key, "a");
+        assert!(matches!(
+            Ref::parse("a@2026-11-24").unwrap().selector,
+            Selector::At(_)
+        ));
+        let escaped = Ref::parse("mail@beef@").unwrap();
+        assert_eq!(
+            (escaped.key.as_str(), escaped.selector),
+            ("mail@beef", Selector::Head)
+        );
+        assert_eq!(Ref::parse("icon@2x.png").unwrap().key, "icon@2x.png");
+    }
+
+    #[test]
+    fn errors() {
+        for bad in [
+            "a@abc",
+            "a@~x",
+            "a@~-1",
+            "a@2026-13-45",
+            "@abcd",
+            "/a@~1",
+            "a//b",
+        ] {
+            assert!(Ref::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_round_trip() {
+        let t = parse_time("2026-11-24T10:15:03Z").unwrap();
+        assert_eq!(format_time(t), "2026-11-24T10:15:03Z");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in ".*") { let _ = Ref::parse(&s); }
+    }
+}

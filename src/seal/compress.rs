@@ -1,0 +1,100 @@
+//! zstd compression of chunks; chunks that do not shrink are stored raw (flag byte 0).
+
+use std::cell::RefCell;
+
+use crate::error::{Error, Result};
+
+/// Flag byte: the body is raw plaintext.
+pub const RAW: u8 = 0;
+/// Flag byte: the body is one zstd frame.
+pub const ZSTD: u8 = 1;
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// Appends `[flag][body]` for `plaintext` to `out`: zstd at `level` when that is smaller,
+/// else raw. Compressors are reused per thread (allocating one costs more than a small chunk).
+pub fn compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> Result<()> {
+    // A
+    let start = out.len();
+    out.push(ZSTD);
+    let bound = zstd::zstd_safe::compress_bound(plaintext.len());
+    // zstd writes a Vec from index 0, so give it the slice after the flag byte.
+    out.resize(start + 1 + bound, 0);
+    let written = COMPRESSOR.with(|cell| -> Result<usize> {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+            let c = zstd::bulk::Compressor::new(level)
+                .map_err(|e| Error::InvalidArgument(format!("zstd level {level}: {e}")))?;
+            *slot = Some((level, c));
+        }
+        let (_, c) = slot
+            .as_mut()
+            .ok_or_else(|| Error::InvalidArgument("zstd".into()))?;
+        c.compress_to_buffer(plaintext, &mut out[start + 1..])
+            .map_err(|e| Error::io("compressing a chunk", e))
+    })?;
+    out.truncate(start + 1 + written);
+    if written >= plaintext.len() {
+        out.truncate(start);
+        out.push(RAW);
+        out.extend_from_slice(plaintext);
+    }
+    Ok(())
+}
+
+/// Reverses [`compress_into`] given `[flag][body]` and the known plaintext size.
+pub fn decompress(flagged: &[u8], size: usize) -> Result<Vec<u8>> {
+    // A
+    match flagged.split_first() {
+        Some((&RAW, body)) if body.len() == size => Ok(body.to_vec()),
+        Some((&ZSTD, body)) => {
+            let out = zstd::bulk::decompress(body, size)
+                .map_err(|e| Error::Corrupt(format!("zstd frame does not decode: {e}")))?;
+            if out.len() == size {
+                Ok(out)
+            } else {
+                Err(Error::Corrupt(
+                    "chunk decompressed to the wrong size".into(),
+                ))
+            }
+        }
+        _ => Err(Error::Corrupt("unknown compression flag or size".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn compressible_shrinks_and_random_stays_raw() {
+        let text = b"abcabcabc".repeat(1000);
+        let mut out = Vec::new();
+        compress_into(&text, 3, &mut out).unwrap();
+        assert_eq!(out[0], ZSTD);
+        assert!(out.len() < text.len() / 10);
+        let noise: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let mut out2 = Vec::new();
+        compress_into(&noise, 3, &mut out2).unwrap();
+        assert_eq!(decompress(&out2, noise.len()).unwrap(), noise);
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(data in prop::collection::vec(any::<u8>(), 0..5000), level in 1i32..6) {
+            let mut out = Vec::new();
+            compress_into(&data, level, &mut out).unwrap();
+            prop_assert_eq!(decompress(&out, data.len()).unwrap(), data);
+        }
+
+        #[test]
+        fn decompress_never_panics(data in prop::collection::vec(any::<u8>(), 0..300), size in 0usize..1000) {
+            let _ = decompress(&data, size);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Reed-Solomon erasure coding (reed-solomon-simd): k data shards + m parity shards, any k
+//! of which rebuild the sealed payload.
+
+use crate::error::{Error, Result};
+
+/// Smallest data shard worth splitting for: payloads under 2x this use k = 1, so that a
+/// 100-byte file costs a few hundred bytes, not k+m slice headers and a 130 µs decode.
+pub const MIN_SHARD_BYTES: usize = 1024;
+
+/// Data shard count actually used for a payload of `sealed_len` bytes with target `k`.
+pub fn effective_k(sealed_len: usize, k: u8) -> u8 {
+    // PA
+    let by_size = (sealed_len / MIN_SHARD_BYTES).clamp(1, 255) as u8;
+    k.clamp(1, by_size)
+}
+
+/// Length of every shard: payload split in k, rounded up to an even length (the library
+/// works on 16-bit symbols).
+pub fn shard_len(sealed_len: usize, k: usize) -> usize {
+    // PA
+    let s = sealed_len.div_ceil(k.max(1)).max(2);
+    s + (s & 1)
+}
+
+/// Splits `payload` into k zero-padded data shards and computes m parity shards.
+pub fn encode(payload: &[u8], k: u8, m: u8) -> Result<Vec<Vec<u8>>> {
+    // PA
+    let (k, m) = (k as usize, m as usize);
+    let len = shard_len(payload.len(), k);
+    let mut shards: Vec<Vec<u8>> = (0..k)
+        .map(|i| {
+            let start = (i * len).min(payload.len());
+            let end = ((i + 1) * len).min(payload.len());
+            let mut s = Vec::with_capacity(len);
+            s.extend_from_slice(&payload[start..end]);
+            s.resize(len, 0);
+            s
+        })
+        .collect();
+    if m > 0 {
+        let parity = reed_solomon_simd::encode(k, m, &shards)
+            .map_err(|e| Error::InvalidArgument(format!("erasure coding {k}+{m}: {e}")))?;
+        shards.extend(parity);
+    }
+    Ok(shards)
+}
+
+/// Rebuilds the payload from any k present shards (`None` = missing or failed its hash).
+pub fn reconstruct(k: u8, m: u8, sealed_len: usize, shards: &[Option<&[u8]>]) -> Result<Vec<u8>> {
+    // PA
+    let (k, m) = (k as usize, m as usize);
+    let len = shard_len(sealed_len, k);
+    if shards.len() != k + m || shards.iter().flatten().any(|s| s.len() != len) {
+        return Err(Error::Corrupt(
+            "slices do not match the chunk record".into(),
+        ));
+    }
+    let present = shards.iter().filter(|s| s.is_some()).count();
+    if present < k {
+        return Err(Error::Corrupt(format!(
+            "only {present} of {} slices are intact; {k} are needed",
+            k + m
+        )));
+    }
+    let mut out = Vec::with_capacity(k * len);
+    if shards[..k].iter().all(Option::is_some) {
+        for s in shards[..k].iter().flatten() {
+            out.extend_from_slice(s);
+        }
+    } else {
+        let originals = shards[..k]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|s| (i, s)));
+        let recovery = shards[k..]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|s| (i, s)));
+        let restored = reed_solomon_simd::decode(k, m, originals, recovery)
+            .map_err(|e| Error::Corrupt(format!("erasure decoding failed: {e}")))?;
+        for (i, s) in shards[..k].iter().enumerate() {
+            match (s, restored.get(&i)) {
+                (Some(s), _) => out.extend_from_slice(s),
+                (None, Some(r)) => out.extend_from_slice(r),
+                (None, None) => return Err(Error::Corrupt("a data shard was not restored".into())),
+            }
+        }
+    }
+    out.truncate(sealed_len);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every choice of k present shards out of k+m rebuilds the payload exactly.
+    #[test]
+    fn every_k_subset_rebuilds() {
+        let payload: Vec<u8> = (0..10_001u32).map(|i| (i * 31 % 251) as u8).collect();
+        for (k, m) in [(4u8, 2u8), (3, 3), (1, 2), (2, 1)] {
+            let shards = encode(&payload, k, m).unwrap();
+            let n = (k + m) as u32;
+            for mask in 0u32..(1 << n) {
+                let view: Vec<Option<&[u8]>> = (0..n as usize)
+                    .map(|i| (mask >> i & 1 == 1).then(|| shards[i].as_slice()))
+                    .collect();
+                let r = reconstruct(k, m, payload.len(), &view);
+                if mask.count_ones() >= k as u32 {
+                    assert_eq!(r.unwrap(), payload, "k={k} m={m} mask={mask:b}");
+                } else {
+                    assert!(r.is_err());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_payloads_use_one_shard() {
+        assert_eq!(effective_k(100, 4), 1);
+        assert_eq!(effective_k(5000, 4), 4);
+        assert_eq!(effective_k(3000, 4), 2);
+    }
+
+    proptest! {
+        #[test]
+        fn reconstruct_from_random_losses(payload in prop::collection::vec(any::<u8>(), 1..5000),
+                                          k in 1u8..6, m in 1u8..4, drops in any::<u64>()) {
+            let shards = encode(&payload, k, m).unwrap();
+            let mut lost = 0;
+            let view: Vec<Option<&[u8]>> = shards.iter().enumerate().map(|(i, s)| {
+                if drops >> i & 1 == 1 && lost < m { lost += 1; None } else { Some(s.as_slice()) }
+            }).collect();
+            prop_assert_eq!(reconstruct(k, m, payload.len(), &view).unwrap(), payload);
+        }
+
+        #[test]
+        fn reconstruct_never_panics(k in 1u8..6, m in 0u8..4, len in 0usize..100,
+                                    shards in prop::collection::vec(prop::option::of(prop::collection::vec(any::<u8>(), 0..60)), 0..10)) {
+            let view: Vec<Option<&[u8]>> = shards.iter().map(|s| s.as_deref()).collect();
+            let _ = reconstruct(k, m, len, &view);
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Stage 2 of the write pipeline: seal a chunk (compress, encrypt, erasure-code) into
+//! SealedSlices, and the reverse.
+
+pub mod cipher;
+pub mod compress;
+pub mod erasure;
+pub mod sealer;
+
+pub use sealer::{open_chunk, seal_chunk, SealParams, SealedChunk};

@@ -1,0 +1,186 @@
+//! Opening the LMDB environment and its named databases.
+
+use std::path::{Path, PathBuf};
+
+use heed::{CommitOrAbort, EnvOpenOptions, WithoutTls};
+
+use crate::error::{Error, Result};
+use crate::store::{
+    blob_store::BlobStore, chunk_index::ChunkIndex, deletion_wal::DeletionWal, key_index::KeyIndex,
+    key_to_hash::KeyToHash, local_sealed_slice_store::LocalSealedSliceStore, meta::Meta,
+    parent_child::ParentChild, removed::Removed, version_index::VersionIndex, Db,
+};
+
+/// Read transaction (sendable across threads: opened without thread-local storage).
+pub type RoTxn<'e> = heed::RoTxn<'e, WithoutTls>;
+/// Write transaction; LMDB allows one at a time across all processes.
+pub type RwTxn<'e> = heed::RwTxn<'e>;
+
+/// Virtual size of the memory map. The file is sparse and grows with the data; this only
+/// bounds how large a store can get (1 TiB) without reopening.
+const MAP_SIZE: usize = 1 << 40;
+
+const NAMES: [&str; 11] = [
+    "meta",
+    "key_index",
+    "slices",
+    "chunks",
+    "chunk_refs",
+    "blobs",
+    "version_index",
+    "key_to_hash",
+    "parent_child",
+    "removed",
+    "deletion_wal",
+];
+
+/// The environment and every component view over it.
+pub struct Lmdb {
+    env: heed::Env<WithoutTls>,
+    path: PathBuf,
+    /// Store configuration.
+    pub meta: Meta,
+    /// Wrapped key bundles per recipient and epoch.
+    pub key_index: KeyIndex,
+    /// Sealed slices by hash.
+    pub slices: LocalSealedSliceStore,
+    /// Chunk records and reference counts.
+    pub chunks: ChunkIndex,
+    /// Blob records by hash.
+    pub blobs: BlobStore,
+    /// Key -> heads and tombstone.
+    pub versions: VersionIndex,
+    /// Key -> every version, in time order.
+    pub key_to_hash: KeyToHash,
+    /// Parent -> children.
+    pub parent_child: ParentChild,
+    /// Versions removed and waiting for gc.
+    pub removed: Removed,
+    /// Log of deletions for the cluster.
+    pub deletion_wal: DeletionWal,
+}
+
+impl Lmdb {
+    /// True when an LMDB store exists in `dir`.
+    pub fn exists(dir: &Path) -> bool {
+        // A
+        dir.join("data.mdb").is_file()
+    }
+
+    /// Opens (and with `create`, creates) the environment and its databases.
+    pub fn open(dir: &Path, create: bool) -> Result<Self> {
+        // A
+        if !create && !Self::exists(dir) {
+            return Err(Error::NotInitialised(dir.display().to_string()));
+        }
+        if create {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating store directory {}", dir.display()), e))?;
+        }
+        let mut opts = EnvOpenOptions::new().read_txn_without_tls();
+        opts.map_size(MAP_SIZE)
+            .max_dbs(NAMES.len() as u32)
+            .max_readers(512);
+        // SAFETY: heed requires that the environment's files are not modified other than
+        // through LMDB and that it is not opened with conflicting options in this process;
+        // ouro only ever opens a store through this function, with these options.
+        let env = unsafe { opts.open(dir) }.map_err(|e| match e {
+            heed::Error::Io(io) => Error::io(format!("opening store {}", dir.display()), io),
+            other => Error::from(other),
+        })?;
+        let dbs: [Db; 11] = if create {
+            let wtxn = env.write_txn()?;
+            env.create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
+                let mut out = Vec::with_capacity(NAMES.len());
+                for name in NAMES {
+                    out.push(opener.create_database(wtxn, Some(name))?);
+                }
+                let arr: [_; 11] = out
+                    .try_into()
+                    .map_err(|_| Error::Lmdb("database count".into()))?;
+                Ok(CommitOrAbort::<_, ()>::Commit(arr))
+            })?
+            .unwrap_commit()
+        } else {
+            let rtxn = env.read_txn()?;
+            env.open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_> {
+                let mut out = Vec::with_capacity(NAMES.len());
+                for name in NAMES {
+                    match opener.open_database(rtxn, Some(name))? {
+                        Some(db) => out.push(db),
+                        None => return Ok(CommitOrAbort::Abort(name)),
+                    }
+                }
+                let arr: [_; 11] = out
+                    .try_into()
+                    .map_err(|_| Error::Lmdb("database count".into()))?;
+                Ok(CommitOrAbort::Commit(arr))
+            })?
+            .into_result()
+            .map_err(|name| {
+                Error::NotInitialised(format!(
+                    "{} (database '{name}' is missing: not an ouro store, or created by an older build)",
+                    dir.display()
+                ))
+            })?
+        };
+        let [meta, key_index, slices, chunks, chunk_refs, blobs, versions, key_to_hash, parent_child, removed, deletion_wal] =
+            dbs;
+        Ok(Lmdb {
+            env,
+            path: dir.to_path_buf(),
+            meta: Meta(meta),
+            key_index: KeyIndex(key_index),
+            slices: LocalSealedSliceStore(slices),
+            chunks: ChunkIndex {
+                records: chunks,
+                refs: chunk_refs,
+            },
+            blobs: BlobStore(blobs),
+            versions: VersionIndex(versions),
+            key_to_hash: KeyToHash(key_to_hash),
+            parent_child: ParentChild(parent_child),
+            removed: Removed(removed),
+            deletion_wal: DeletionWal(deletion_wal),
+        })
+    }
+
+    /// Starts a read transaction on a consistent snapshot; never blocks writers.
+    pub fn read(&self) -> Result<RoTxn<'_>> {
+        // A
+        Ok(self.env.read_txn()?)
+    }
+
+    /// Starts the write transaction, waiting for any other writer (in any process).
+    pub fn write(&self) -> Result<RwTxn<'_>> {
+        // A
+        Ok(self.env.write_txn()?)
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        // A
+        &self.path
+    }
+
+    /// Bytes the data file occupies on disk.
+    pub fn disk_size(&self) -> Result<u64> {
+        // A
+        Ok(self.env.real_disk_size()?)
+    }
+}
+
+/// Helper for the CommitOrAbort results above.
+trait IntoResult<T, A> {
+    fn into_result(self) -> std::result::Result<T, A>;
+}
+
+impl<T, A> IntoResult<T, A> for CommitOrAbort<T, A> {
+    fn into_result(self) -> std::result::Result<T, A> {
+        // A
+        match self {
+            CommitOrAbort::Commit(t) => Ok(t),
+            CommitOrAbort::Abort(a) => Err(a),
+        }
+    }
+}
