@@ -165,3 +165,44 @@ impl Cas {
         self.commit_version(key, parents, &chunks, size, now_nanos())
     }
 }
+
+/// A live key as `ls` lists it: the newest head's size and time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyEntry {
+    /// The key.
+    pub key: String,
+    /// Its heads (several when writes conflicted).
+    pub heads: Vec<Hash>,
+    /// Size of the newest head.
+    pub size: u64,
+    /// Creation time of the newest head (ns).
+    pub created: i64,
+}
+
+impl Cas {
+    /// Live keys starting with `prefix`, in key order, after `after`, at most `limit`:
+    /// callers page through large stores instead of loading every key.
+    pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<KeyEntry>> {
+        // A
+        let txn = self.lmdb.read()?;
+        let mut out = Vec::new();
+        for (key, state) in self.lmdb.versions.list(&txn, prefix, after, limit)? {
+            let mut newest: Option<Blob> = None;
+            for h in &state.heads {
+                if let Some(b) = self.lmdb.blobs.get(&txn, h)? {
+                    if newest.as_ref().is_none_or(|n| b.created > n.created) {
+                        newest = Some(b);
+                    }
+                }
+            }
+            let (size, created) = newest.map(|b| (b.size, b.created)).unwrap_or((0, 0));
+            out.push(KeyEntry {
+                key,
+                heads: state.heads,
+                size,
+                created,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use get::ChunkReader;
-pub use history::{MergeSource, VersionInfo};
+pub use history::{KeyEntry, MergeSource, VersionInfo};
 pub use put::{PutOptions, PutOutcome};
 pub use remove::RemoveOutcome;
 

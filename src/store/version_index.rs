@@ -63,11 +63,12 @@ impl VersionIndex {
         // A
         let mut out = Vec::new();
         let start: &[u8] = after.map(str::as_bytes).unwrap_or(prefix.as_bytes());
+        // LMDB rejects empty keys, so an empty start means "from the beginning".
         let range = (
-            if after.is_some() {
-                std::ops::Bound::Excluded(start)
-            } else {
-                std::ops::Bound::Included(start)
+            match (after.is_some(), start.is_empty()) {
+                (_, true) => std::ops::Bound::Unbounded,
+                (true, false) => std::ops::Bound::Excluded(start),
+                (false, false) => std::ops::Bound::Included(start),
             },
             std::ops::Bound::Unbounded,
         );

@@ -1,0 +1,224 @@
+//! init, verify, gc and stats: the verbs that manage the store itself.
+
+use anyhow::{Context, Result};
+use ouroboros_db::{parse_ec, Cas, CreateOptions, Damage, Identity, Recipient};
+use serde_json::json;
+
+use crate::cli::Global;
+use crate::exit;
+use crate::output::{human_bytes, print_json};
+use crate::progress::Bar;
+
+pub fn init(g: &Global, ec: &str, recipients: &[String], zstd_level: i32) -> Result<i32> {
+    // A
+    let (k, m) = parse_ec(ec)?;
+    let recipients = recipients
+        .iter()
+        .map(|r| Recipient::parse(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = g.store_dir()?;
+    let id_path = g.identity_path()?;
+    let mut created_identity = false;
+    let identity = if id_path.exists() {
+        Identity::load(&id_path)?
+    } else {
+        let id = Identity::generate();
+        id.save_new(&id_path)?;
+        created_identity = true;
+        id
+    };
+    let opts = CreateOptions {
+        k,
+        m,
+        zstd_level,
+        recipients,
+        ..CreateOptions::default()
+    };
+    Cas::create(&store, &opts, &identity)
+        .with_context(|| format!("creating store {}", store.display()))?;
+    if g.json {
+        print_json(&json!({
+            "store": store.display().to_string(),
+            "identity": id_path.display().to_string(),
+            "identity_created": created_identity,
+            "recipient": identity.recipient().to_string(),
+            "ec": format!("{k}+{m}"),
+        }));
+    } else if !g.quiet {
+        println!(
+            "initialised store {} (erasure code {k}+{m})",
+            store.display()
+        );
+        if created_identity {
+            println!(
+                "created identity {} (back it up: without it the store cannot be read)",
+                id_path.display()
+            );
+        }
+        println!("recipient {}", identity.recipient());
+    }
+    Ok(0)
+}
+
+pub fn verify(g: &Global, repair: bool) -> Result<i32> {
+    // A
+    let mut cas = g.open()?;
+    // Verify decrypts end to end when the identity is available; hashes and erasure
+    // rebuilds are checked either way.
+    let id_path = g.identity_path()?;
+    let unlocked = match Identity::load(&id_path) {
+        Ok(id) => cas.unlock(&id).is_ok(),
+        Err(_) => false,
+    };
+    let bar = Bar::new(g, false, "verify");
+    let report = cas.verify(repair, &bar).context("verifying the store")?;
+    bar.finish();
+    let healthy = report.is_healthy();
+    if g.json {
+        let damage: Vec<_> = report.damage.iter().map(damage_json).collect();
+        print_json(&json!({
+            "ok": healthy,
+            "chunks": report.chunks,
+            "slices": report.slices,
+            "blobs": report.blobs,
+            "decrypted": report.decrypted,
+            "unreferenced_chunks": report.unreferenced_chunks,
+            "damage": damage,
+        }));
+    } else {
+        for d in &report.damage {
+            eprintln!("{}", damage_line(d));
+        }
+        if !g.quiet {
+            println!(
+                "checked {} chunks, {} slices, {} versions{}: {}",
+                report.chunks,
+                report.slices,
+                report.blobs,
+                if unlocked {
+                    ", content decrypted"
+                } else {
+                    " (no identity: content not decrypted)"
+                },
+                if healthy { "ok" } else { "DAMAGED" }
+            );
+        }
+    }
+    Ok(if healthy { 0 } else { exit::CORRUPT })
+}
+
+fn damage_json(d: &Damage) -> serde_json::Value {
+    // A
+    match d {
+        Damage::Slices {
+            chunk,
+            missing,
+            corrupt,
+            repaired,
+        } => json!({
+            "type": "slices", "chunk": chunk.to_hex(), "missing": missing, "corrupt": corrupt, "repaired": repaired,
+        }),
+        Damage::Chunk { chunk, reason } => {
+            json!({ "type": "chunk", "chunk": chunk.to_hex(), "reason": reason })
+        }
+        Damage::Blob { hash, key, reason } => {
+            json!({ "type": "version", "hash": hash.to_hex(), "key": key, "reason": reason })
+        }
+    }
+}
+
+fn damage_line(d: &Damage) -> String {
+    // A
+    match d {
+        Damage::Slices {
+            chunk,
+            missing,
+            corrupt,
+            repaired,
+        } => format!(
+            "chunk {}: {} missing, {} corrupt slice(s){}",
+            chunk.short(),
+            missing.len(),
+            corrupt.len(),
+            if *repaired {
+                " - repaired"
+            } else {
+                " - run `ouro verify --repair`"
+            }
+        ),
+        Damage::Chunk { chunk, reason } => {
+            format!("chunk {}: cannot be rebuilt: {reason}", chunk.short())
+        }
+        Damage::Blob { reason, .. } => format!("version damaged: {reason}"),
+    }
+}
+
+pub fn gc(g: &Global) -> Result<i32> {
+    // A
+    let cas = g.open()?;
+    let bar = Bar::new(g, false, "gc");
+    let r = cas.gc(&bar).context("collecting garbage")?;
+    bar.finish();
+    if g.json {
+        print_json(&json!({
+            "versions_released": r.versions_released,
+            "chunks_freed": r.chunks_freed,
+            "slices_freed": r.slices_freed,
+            "bytes_freed": r.bytes_freed,
+        }));
+    } else if !g.quiet {
+        println!(
+            "released {} version(s), freed {} chunk(s), {} slice(s), {}",
+            r.versions_released,
+            r.chunks_freed,
+            r.slices_freed,
+            human_bytes(r.bytes_freed)
+        );
+    }
+    Ok(0)
+}
+
+pub fn stats(g: &Global) -> Result<i32> {
+    // A
+    let cas = g.open()?;
+    let s = cas.stats().context("computing statistics")?;
+    let c = cas.config();
+    if g.json {
+        print_json(&json!({
+            "keys": s.keys,
+            "versions": s.versions,
+            "logical_bytes": s.logical_bytes,
+            "unique_bytes": s.unique_bytes,
+            "stored_bytes": s.stored_bytes,
+            "stored_with_parity_bytes": s.stored_with_parity_bytes,
+            "file_bytes": s.file_bytes,
+            "chunks": s.chunks,
+            "slices": s.slices,
+            "dedup_ratio": s.dedup_ratio,
+            "compression_ratio": s.compression_ratio,
+            "ec": format!("{}+{}", c.k, c.m),
+        }));
+    } else {
+        println!("keys              {}", s.keys);
+        println!("versions          {}", s.versions);
+        println!(
+            "logical           {} ({} bytes)",
+            human_bytes(s.logical_bytes),
+            s.logical_bytes
+        );
+        println!("after dedup       {}", human_bytes(s.unique_bytes));
+        println!(
+            "stored            {} (data slices; {} with {}+{} parity)",
+            human_bytes(s.stored_bytes),
+            human_bytes(s.stored_with_parity_bytes),
+            c.k,
+            c.m
+        );
+        println!("database file     {}", human_bytes(s.file_bytes));
+        println!("chunks / slices   {} / {}", s.chunks, s.slices);
+        let ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".into());
+        println!("dedup ratio       {}", ratio(s.dedup_ratio));
+        println!("compression ratio {}", ratio(s.compression_ratio));
+    }
+    Ok(0)
+}

@@ -1,0 +1,136 @@
+//! log, heads, rm and ls: the verbs that read and edit history.
+
+use anyhow::{Context, Result};
+use ouroboros_db::format_time;
+use serde_json::{json, Value};
+
+use crate::cli::Global;
+use crate::output::{human_bytes, print_json, version_block, version_json, version_line};
+
+pub fn log(g: &Global, reference: &str, n: usize, oneline: bool, graph: bool) -> Result<i32> {
+    // A
+    let cas = g.open()?;
+    let versions = cas
+        .log(reference, n)
+        .with_context(|| format!("reading the history of {reference}"))?;
+    if g.json {
+        print_json(&Value::Array(versions.iter().map(version_json).collect()));
+        return Ok(0);
+    }
+    for v in &versions {
+        let mark = if graph {
+            if v.parents.len() > 1 {
+                "*-. "
+            } else {
+                "* "
+            }
+        } else {
+            ""
+        };
+        if oneline {
+            println!("{mark}{}", version_line(v));
+        } else {
+            let block = version_block(v);
+            for (i, line) in block.lines().enumerate() {
+                let pre = if !graph {
+                    ""
+                } else if i == 0 {
+                    mark
+                } else {
+                    "| "
+                };
+                println!("{pre}{line}");
+            }
+            println!("{}", if graph { "|" } else { "" });
+        }
+    }
+    Ok(0)
+}
+
+pub fn heads(g: &Global, key: &str) -> Result<i32> {
+    // A
+    let cas = g.open()?;
+    let heads = cas
+        .heads(key)
+        .with_context(|| format!("reading the heads of {key:?}"))?;
+    if g.json {
+        print_json(&Value::Array(heads.iter().map(version_json).collect()));
+    } else {
+        for h in &heads {
+            println!("{}", version_line(h));
+        }
+    }
+    Ok(0)
+}
+
+pub fn rm(g: &Global, reference: &str) -> Result<i32> {
+    // A
+    let cas = g.open()?;
+    let out = cas
+        .remove(reference)
+        .with_context(|| format!("removing {reference}"))?;
+    if g.json {
+        print_json(&json!({
+            "key": out.key,
+            "whole_key": out.whole_key,
+            "removed": out.versions.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+        }));
+    } else if !g.quiet {
+        let what = if out.whole_key {
+            format!("key {:?}", out.key)
+        } else {
+            format!(
+                "version {} of {:?}",
+                out.versions.first().map(|h| h.short()).unwrap_or_default(),
+                out.key
+            )
+        };
+        eprintln!(
+            "removed {what} ({} version(s)); run `ouro gc` to reclaim space",
+            out.versions.len()
+        );
+    }
+    Ok(0)
+}
+
+pub fn ls(g: &Global, prefix: &str, long: bool) -> Result<i32> {
+    // A
+    let cas = g.open()?;
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = cas
+            .list(prefix, after.as_deref(), 1000)
+            .with_context(|| format!("listing {prefix:?}"))?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.clone());
+        for e in page {
+            if g.json {
+                items.push(json!({
+                    "key": e.key,
+                    "size": e.size,
+                    "modified": format_time(e.created),
+                    "heads": e.heads.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+                }));
+            } else if long {
+                let heads = if e.heads.len() > 1 {
+                    format!(" ({} heads)", e.heads.len())
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{:>10} {} {}{heads}",
+                    human_bytes(e.size),
+                    format_time(e.created),
+                    e.key
+                );
+            } else {
+                println!("{}", e.key);
+            }
+        }
+    }
+    if g.json {
+        print_json(&Value::Array(items));
+    }
+    Ok(0)
+}

@@ -1,0 +1,40 @@
+//! One function per verb. Each returns the exit code on success; errors carry context that
+//! names the key, ref or file involved and are mapped to exit codes in `exit.rs`.
+
+mod admin;
+mod content;
+mod history;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the parsed command.
+pub fn run(cli: &Cli) -> Result<i32> {
+    // A
+    let g = &cli.global;
+    match &cli.command {
+        Command::Init {
+            ec,
+            recipients,
+            zstd_level,
+        } => admin::init(g, ec, recipients, *zstd_level),
+        Command::Put { key, file, parents } => content::put(g, key, file.as_deref(), parents),
+        Command::Get { reference, output } => content::get(g, reference, output.as_deref()),
+        Command::Merge { key, pick, file } => {
+            content::merge(g, key, pick.as_deref(), file.as_deref())
+        }
+        Command::Log {
+            reference,
+            max_count,
+            oneline,
+            graph,
+        } => history::log(g, reference, *max_count, *oneline, *graph),
+        Command::Heads { key } => history::heads(g, key),
+        Command::Rm { reference } => history::rm(g, reference),
+        Command::Ls { prefix, long } => history::ls(g, prefix.as_deref().unwrap_or(""), *long),
+        Command::Verify { repair } => admin::verify(g, *repair),
+        Command::Gc => admin::gc(g),
+        Command::Stats => admin::stats(g),
+    }
+}

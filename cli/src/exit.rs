@@ -1,0 +1,47 @@
+//! Maps errors to the documented exit codes (see `ouro --help`).
+
+use ouroboros_db::Error;
+
+pub const ERROR: i32 = 1;
+pub const USAGE: i32 = 2;
+pub const NOT_FOUND: i32 = 3;
+pub const DELETED: i32 = 4;
+pub const MULTIPLE_HEADS: i32 = 5;
+pub const CORRUPT: i32 = 6;
+pub const IDENTITY: i32 = 7;
+pub const NO_STORE: i32 = 8;
+pub const NO_SPACE: i32 = 9;
+
+/// The exit code for an error chain: the first library error in it decides.
+pub fn code(err: &anyhow::Error) -> i32 {
+    // A
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<Error>() {
+            return match e {
+                Error::InvalidKey { .. }
+                | Error::InvalidRef { .. }
+                | Error::AmbiguousRef { .. }
+                | Error::InvalidArgument(_) => USAGE,
+                Error::NotFound(_) => NOT_FOUND,
+                Error::KeyDeleted { .. } => DELETED,
+                Error::MultipleHeads { .. } => MULTIPLE_HEADS,
+                Error::Corrupt(_) | Error::Malformed { .. } => CORRUPT,
+                Error::Identity(_) | Error::Locked => IDENTITY,
+                Error::NotInitialised(_)
+                | Error::AlreadyInitialised(_)
+                | Error::UnsupportedFormat { .. } => NO_STORE,
+                Error::NoSpace(_) => NO_SPACE,
+                Error::Io { .. } | Error::Lmdb(_) => ERROR,
+            };
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error() == Some(28) {
+                return NO_SPACE;
+            }
+            if io.kind() == std::io::ErrorKind::NotFound {
+                return NOT_FOUND;
+            }
+        }
+    }
+    ERROR
+}
