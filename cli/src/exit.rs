@@ -35,11 +35,9 @@ pub fn code(err: &anyhow::Error) -> i32 {
             };
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            // Missing files are plain errors: NOT_FOUND is for keys, refs and versions.
             if io.raw_os_error() == Some(28) {
                 return NO_SPACE;
-            }
-            if io.kind() == std::io::ErrorKind::NotFound {
-                return NOT_FOUND;
             }
         }
     }

@@ -1,0 +1,188 @@
+//! End-to-end tests of the `ouro` binary: verbs, JSON, exit codes, binary pipes, bad input.
+
+mod common;
+
+use common::{random_bytes, TestStore};
+
+#[test]
+fn binary_data_round_trips_through_pipes() {
+    let t = TestStore::init("4+2");
+    let data: Vec<u8> = (0..=255u8)
+        .cycle()
+        .take(3 << 20)
+        .chain(random_bytes(1 << 20, 5))
+        .collect();
+    let h = t.put("bin/data", &data);
+    assert_eq!(h.len(), 64);
+    assert_eq!(t.get("bin/data"), data);
+    let out = t.dir.path().join("restored");
+    t.ok(&["get", "bin/data", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    let empty = t.put("empty", b"");
+    assert_eq!(t.get("empty"), b"");
+    assert_eq!(t.json(&["log", "empty"])[0]["hash"], empty.as_str());
+}
+
+#[test]
+fn json_schemas() {
+    let t = TestStore::init("2+1");
+    let put = t.run_stdin(&["put", "k", "--json"], b"abc");
+    let v: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
+    let hash = v["hash"].as_str().unwrap().to_string();
+    t.put("k", b"abcd");
+    let log = t.json(&["log", "k"]);
+    let log = log.as_array().unwrap();
+    assert_eq!(log.len(), 2);
+    for field in ["hash", "parents", "created", "size"] {
+        assert!(log[0].get(field).is_some(), "log entries have {field}");
+    }
+    assert_eq!(log[0]["parents"][0], hash.as_str());
+    assert_eq!(log[0]["size"], 4);
+    let heads = t.json(&["heads", "k"]);
+    assert_eq!(heads.as_array().unwrap().len(), 1);
+    let ls = t.json(&["ls"]);
+    assert_eq!(ls[0]["key"], "k");
+    let stats = t.json(&["stats"]);
+    assert!(stats["logical_bytes"].as_u64().unwrap() >= 7);
+    assert!(stats["stored_bytes"].as_u64().is_some());
+}
+
+#[test]
+fn rm_gc_and_verify() {
+    let t = TestStore::init("2+1");
+    t.put("a", &random_bytes(2 << 20, 1));
+    t.put("b", b"keep");
+    t.ok(&["rm", "a"]);
+    let out = t.run(&["get", "a"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("deleted"));
+    let gc = t.json(&["gc"]);
+    assert!(gc["bytes_freed"].as_u64().unwrap() > 1 << 20);
+    let v = t.json(&["verify"]);
+    assert_eq!(v["ok"], true);
+    assert_eq!(t.get("b"), b"keep");
+}
+
+/// Bad inputs: each gets one line on stderr naming the problem, its exit code, and leaves
+/// the store unchanged.
+#[test]
+fn bad_inputs_table() {
+    let t = TestStore::init("2+1");
+    let h = t.put("doc", b"v1");
+    t.put("doc", b"v2");
+    let h1 = &h[..8];
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (vec!["get".into(), "nope".into()], 3, "no key"),
+        (
+            vec!["get".into(), "/abs".into()],
+            2,
+            "must not start with '/'",
+        ),
+        (vec!["get".into(), "a//b".into()], 2, "empty segment"),
+        (vec!["get".into(), "a/../b".into()], 2, "'..'"),
+        (vec!["get".into(), ".ouro/x".into()], 2, "reserved"),
+        (vec!["get".into(), "doc@abc".into()], 2, "too short"),
+        (vec!["get".into(), "doc@ffffffff".into()], 3, "no version"),
+        (
+            vec!["get".into(), "doc@~9".into()],
+            3,
+            "versions in its history",
+        ),
+        (vec!["get".into(), "doc@~x".into()], 2, "whole number"),
+        (vec!["get".into(), "doc@2026-13-99".into()], 2, "RFC 3339"),
+        (
+            vec!["get".into(), "doc@1999-01-01".into()],
+            3,
+            "no version at",
+        ),
+        (
+            vec![
+                "get".into(),
+                format!("doc@{h1}"),
+                "-o".into(),
+                "/nonexistent-dir/x".into(),
+            ],
+            1,
+            "/nonexistent-dir",
+        ),
+        (
+            vec!["put".into(), "k".into(), "/no/such/file".into()],
+            1,
+            "/no/such/file",
+        ),
+        (
+            vec!["put".into(), "bad//key".into(), "-".into()],
+            2,
+            "empty segment",
+        ),
+        (
+            vec!["put".into(), "doc".into(), "--parent".into(), "zzzz".into()],
+            3,
+            "zzzz",
+        ),
+        (vec!["log".into(), "nope".into()], 3, "no key"),
+        (vec!["heads".into(), "nope".into()], 3, "no key"),
+        (vec!["rm".into(), "nope".into()], 3, "no key"),
+        (
+            vec!["merge".into(), "doc".into(), "--pick".into(), h1.into()],
+            2,
+            "nothing to merge",
+        ),
+        (vec!["init".into()], 8, "already exists"),
+        (vec!["bogus".into()], 2, "unrecognized subcommand"),
+        (vec!["get".into()], 2, "required"),
+        (vec!["put".into(), ".".into()], 2, "'.'"),
+    ];
+    let before = t.json(&["stats"]);
+    for (args, code, needle) in &cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = t.run_stdin(&a, b"input");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "ouro {a:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "ouro {a:?}: stderr {err:?} lacks {needle:?}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{err}"
+        );
+    }
+    let after = t.json(&["stats"]);
+    assert_eq!(before["logical_bytes"], after["logical_bytes"]);
+    assert_eq!(before["versions"], after["versions"]);
+    assert_eq!(t.get("doc"), b"v2");
+}
+
+#[test]
+fn store_and_identity_errors() {
+    let t = TestStore::empty();
+    let out = t.run(&["ls"]);
+    assert_eq!(out.status.code(), Some(8));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ouro init"));
+    let t = TestStore::init("2+1");
+    std::fs::rename(t.identity(), t.dir.path().join("moved")).unwrap();
+    let out = t.run_stdin(&["put", "k"], b"x");
+    assert_eq!(out.status.code(), Some(7));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no identity file"));
+    std::fs::rename(t.dir.path().join("moved"), t.identity()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(t.identity(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = t.run(&["get", "k"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    let other = TestStore::init("2+1");
+    std::fs::set_permissions(t.identity(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = t
+        .cmd(&["put", "k", "-"])
+        .env("OURO_IDENTITY", other.identity())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a recipient"));
+}

@@ -1,0 +1,136 @@
+//! Helpers shared by the integration tests: the real `ouro` binary on temp stores.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of the `ouro` binary: cargo builds it before the tests of the `ouro-cli` package
+/// that declares these test targets.
+pub fn ouro_bin() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_ouro") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().expect("test exe path");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .join("ouro")
+        }
+    }
+}
+
+/// A temp store plus identity, and a way to run `ouro` on it.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    /// A new initialised store (erasure code `ec`).
+    pub fn init(ec: &str) -> Self {
+        let t = TestStore {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        t.ok(&["init", "--ec", ec, "-q"]);
+        t
+    }
+
+    /// A directory with no store yet.
+    pub fn empty() -> Self {
+        TestStore {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn identity(&self) -> PathBuf {
+        self.dir.path().join("identity.txt")
+    }
+
+    /// A command with the store and identity set through the environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(ouro_bin());
+        c.args(args)
+            .env("OURO_STORE", self.store())
+            .env("OURO_IDENTITY", self.identity())
+            .env_remove("RUST_LOG")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    /// Runs and returns the output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs with `input` on stdin.
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out
+    }
+
+    /// Runs, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "ouro {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Puts bytes under a key; returns the version hash.
+    pub fn put(&self, key: &str, data: &[u8]) -> String {
+        let out = self.run_stdin(&["put", key], data);
+        assert!(
+            out.status.success(),
+            "put {key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Gets a ref's content.
+    pub fn get(&self, r: &str) -> Vec<u8> {
+        self.ok(&["get", r])
+    }
+
+    /// Parses `--json` output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_slice(&self.ok(&a)).expect("valid JSON")
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift): incompressible test data.
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}

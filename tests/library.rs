@@ -1,0 +1,313 @@
+//! Library-level integration tests on real LMDB stores in temp dirs.
+
+mod common;
+
+use common::random_bytes;
+use ouroboros_db::{Cas, CreateOptions, Error, Identity, MergeSource, NoProgress, PutOptions};
+
+fn new_store(k: u8, m: u8) -> (tempfile::TempDir, Cas) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = CreateOptions {
+        k,
+        m,
+        ..CreateOptions::default()
+    };
+    let cas = Cas::create(&dir.path().join("s"), &opts, &Identity::generate()).unwrap();
+    (dir, cas)
+}
+
+fn get(cas: &Cas, r: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    cas.get(r, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn dedup_across_keys_and_versions() {
+    let (_d, cas) = new_store(4, 2);
+    let data = random_bytes(6 << 20, 1);
+    let a = cas.put("a", &data[..], &PutOptions::default()).unwrap();
+    assert!(a.new_chunks > 1);
+    let b = cas.put("dir/b", &data[..], &PutOptions::default()).unwrap();
+    assert_eq!(
+        b.new_chunks, 0,
+        "identical content under another key stores nothing new"
+    );
+    assert_eq!(b.stored_bytes, 0);
+    let mut edited = data.clone();
+    edited[3 << 20] ^= 0xff;
+    let c = cas.put("a", &edited[..], &PutOptions::default()).unwrap();
+    assert!(
+        c.new_chunks <= 2,
+        "a one-byte edit rewrites at most two chunks, wrote {}",
+        c.new_chunks
+    );
+    let s = cas.stats().unwrap();
+    assert!(s.dedup_ratio.unwrap() > 2.0, "{s:?}");
+    assert_eq!(get(&cas, "a"), edited);
+    assert_eq!(get(&cas, "a@~1"), data);
+    assert_eq!(get(&cas, "dir/b"), data);
+}
+
+#[test]
+fn small_objects_cost_little() {
+    let (_d, cas) = new_store(4, 2);
+    let before = cas.stats().unwrap();
+    cas.put("tiny", &[7u8; 100][..], &PutOptions::default())
+        .unwrap();
+    let s = cas.stats().unwrap();
+    let overhead = s.stored_with_parity_bytes - before.stored_with_parity_bytes;
+    assert!(
+        overhead < 600,
+        "a 100-byte object used {overhead} bytes of slices"
+    );
+    assert_eq!(
+        s.slices, 3,
+        "small chunks use k=1: one data slice and m parity"
+    );
+    assert_eq!(get(&cas, "tiny"), vec![7u8; 100]);
+}
+
+#[test]
+fn branches_heads_and_merge() {
+    let (_d, cas) = new_store(2, 1);
+    let v1 = cas
+        .put("k", &b"one"[..], &PutOptions::default())
+        .unwrap()
+        .hash;
+    let v2 = cas
+        .put("k", &b"two"[..], &PutOptions::default())
+        .unwrap()
+        .hash;
+    let opts = PutOptions {
+        parents: Some(vec![v1]),
+        ..PutOptions::default()
+    };
+    let v3 = cas.put("k", &b"three"[..], &opts).unwrap().hash;
+    assert_eq!(cas.heads("k").unwrap().len(), 2);
+    assert!(matches!(
+        cas.get("k", &mut Vec::new()),
+        Err(Error::MultipleHeads { .. })
+    ));
+    assert!(matches!(
+        cas.put("k", &b"x"[..], &PutOptions::default()),
+        Err(Error::MultipleHeads { .. })
+    ));
+    let m = cas.merge("k", MergeSource::Pick(v3)).unwrap();
+    let heads = cas.heads("k").unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].hash, m);
+    assert_eq!(heads[0].parents.len(), 2);
+    assert_eq!(get(&cas, "k"), b"three");
+    let log: Vec<_> = cas
+        .log("k", 10)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.hash)
+        .collect();
+    assert_eq!(log.len(), 4);
+    assert_eq!(log[0], m);
+    assert!(log.contains(&v2) && log.contains(&v1));
+    assert_eq!(*log.last().unwrap(), v1, "oldest last");
+    let prefix = &v2.to_hex()[..10];
+    assert_eq!(get(&cas, &format!("k@{prefix}")), b"two");
+    let n = cas.merge("k", MergeSource::Content(Box::new(&b"z"[..])));
+    assert!(
+        matches!(n, Err(Error::InvalidArgument(_))),
+        "one head: nothing to merge"
+    );
+}
+
+#[test]
+fn refs_by_time_and_errors() {
+    let (_d, cas) = new_store(2, 1);
+    let t0 = 1_700_000_000_000_000_000i64;
+    for (i, text) in ["a", "b", "c"].iter().enumerate() {
+        let o = PutOptions {
+            created: Some(t0 + i as i64 * 1_000_000_000),
+            ..PutOptions::default()
+        };
+        cas.put("f", text.as_bytes(), &o).unwrap();
+    }
+    assert_eq!(get(&cas, "f@2023-11-14T22:13:21Z"), b"b");
+    assert_eq!(get(&cas, "f@2030-01-01"), b"c");
+    assert!(matches!(
+        cas.get("f@2001-01-01", &mut Vec::new()),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        cas.get("f@~3", &mut Vec::new()),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        cas.get("g", &mut Vec::new()),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        cas.get("f@ffffffff", &mut Vec::new()),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        cas.get("/f", &mut Vec::new()),
+        Err(Error::InvalidKey { .. })
+    ));
+    assert!(matches!(
+        cas.get(".ouro/x", &mut Vec::new()),
+        Err(Error::InvalidKey { .. })
+    ));
+}
+
+#[test]
+fn gc_never_frees_a_shared_chunk() {
+    let (_d, cas) = new_store(4, 2);
+    let shared = random_bytes(3 << 20, 9);
+    let only = random_bytes(2 << 20, 10);
+    cas.put("keep", &shared[..], &PutOptions::default())
+        .unwrap();
+    let mut both = shared.clone();
+    both.extend_from_slice(&only);
+    cas.put("drop", &both[..], &PutOptions::default()).unwrap();
+    cas.remove("drop").unwrap();
+    assert!(matches!(
+        cas.get("drop", &mut Vec::new()),
+        Err(Error::KeyDeleted { .. })
+    ));
+    let r = cas.gc(&NoProgress).unwrap();
+    assert_eq!(r.versions_released, 1);
+    assert!(
+        r.chunks_freed >= 1 && r.bytes_freed > (2 << 20) / 2,
+        "{r:?}"
+    );
+    assert_eq!(get(&cas, "keep"), shared);
+    assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
+    let again = cas.gc(&NoProgress).unwrap();
+    assert_eq!(again.chunks_freed, 0);
+    cas.put("drop", &b"reborn"[..], &PutOptions::default())
+        .unwrap();
+    assert_eq!(get(&cas, "drop"), b"reborn");
+}
+
+#[test]
+fn remove_one_version_restores_parent_as_head() {
+    let (_d, cas) = new_store(2, 1);
+    cas.put("k", &b"v1"[..], &PutOptions::default()).unwrap();
+    let v2 = cas
+        .put("k", &b"v2"[..], &PutOptions::default())
+        .unwrap()
+        .hash;
+    cas.remove(&format!("k@{}", &v2.to_hex()[..8])).unwrap();
+    assert_eq!(get(&cas, "k"), b"v1");
+    cas.gc(&NoProgress).unwrap();
+    let log = cas.log(&format!("k@{}", &v2.to_hex()[..8]), 5).unwrap();
+    assert!(log[0].removed, "history keeps the removed version, hollow");
+    assert!(matches!(
+        cas.get(&format!("k@{}", &v2.to_hex()[..8]), &mut Vec::new()),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn damaged_slices_are_detected_and_repaired() {
+    let (_d, cas) = new_store(4, 2);
+    let data = random_bytes(3 << 20, 3);
+    cas.put("x", &data[..], &PutOptions::default()).unwrap();
+    // Damage two slices of every chunk: one flipped, one deleted.
+    let chunks = {
+        let txn = cas.lmdb().read().unwrap();
+        cas.lmdb().chunks.page(&txn, None, 1000).unwrap()
+    };
+    {
+        let mut txn = cas.lmdb().write().unwrap();
+        for (_, rec) in &chunks {
+            cas.lmdb()
+                .slices
+                .damage_for_tests(&mut txn, &rec.slices[0], Some(b"rot"))
+                .unwrap();
+            cas.lmdb()
+                .slices
+                .damage_for_tests(&mut txn, &rec.slices[3], None)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    assert_eq!(get(&cas, "x"), data, "reads survive m damaged slices");
+    let r = cas.verify(false, &NoProgress).unwrap();
+    assert!(!r.is_healthy());
+    assert_eq!(r.damage.len(), chunks.len());
+    let r = cas.verify(true, &NoProgress).unwrap();
+    assert!(r.is_healthy(), "{r:?}");
+    let r = cas.verify(false, &NoProgress).unwrap();
+    assert!(r.damage.is_empty(), "repair restored every slice: {r:?}");
+    // Beyond m: a clear error naming the key and version.
+    {
+        let mut txn = cas.lmdb().write().unwrap();
+        for i in 0..3 {
+            cas.lmdb()
+                .slices
+                .damage_for_tests(&mut txn, &chunks[0].1.slices[i], None)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let e = cas.get("x", &mut Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("x@") && e.contains("slices are intact"), "{e}");
+    let r = cas.verify(true, &NoProgress).unwrap();
+    assert!(
+        r.unrecoverable().count() >= 2,
+        "chunk and version reported: {r:?}"
+    );
+}
+
+#[test]
+fn locked_store_and_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Identity::generate();
+    let friend = Identity::generate();
+    let p = dir.path().join("s");
+    let cas = Cas::create(&p, &CreateOptions::default(), &me).unwrap();
+    cas.put("a", &b"secret"[..], &PutOptions::default())
+        .unwrap();
+    cas.add_recipient(&friend.recipient()).unwrap();
+    drop(cas);
+    let mut locked = Cas::open(&p).unwrap();
+    assert!(matches!(
+        locked.get("a", &mut Vec::new()),
+        Err(Error::Locked)
+    ));
+    assert_eq!(
+        locked.log("a", 5).unwrap().len(),
+        1,
+        "metadata needs no identity"
+    );
+    assert!(matches!(
+        locked.unlock(&Identity::generate()),
+        Err(Error::Identity(_))
+    ));
+    locked.unlock(&friend).unwrap();
+    assert_eq!(get(&locked, "a"), b"secret");
+    locked.remove_recipient(&friend.recipient()).unwrap();
+    locked
+        .put("b", &b"new"[..], &PutOptions::default())
+        .unwrap();
+    drop(locked);
+    let mut again = Cas::open(&p).unwrap();
+    assert!(
+        again.unlock(&friend).is_err(),
+        "a removed recipient cannot unlock the new epoch"
+    );
+    again.unlock(&me).unwrap();
+    assert_eq!(get(&again, "b"), b"new");
+    assert_eq!(get(&again, "a"), b"secret");
+}
+
+#[test]
+fn stored_bytes_never_contain_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s");
+    let cas = Cas::create(&p, &CreateOptions::default(), &Identity::generate()).unwrap();
+    let marker = b"PLAINTEXT-MARKER-0123456789-".repeat(2000);
+    cas.put("m", &marker[..], &PutOptions::default()).unwrap();
+    drop(cas);
+    let raw = std::fs::read(p.join("data.mdb")).unwrap();
+    assert!(!raw.windows(16).any(|w| w == b"PLAINTEXT-MARKER"));
+}
