@@ -41,16 +41,7 @@ impl BlobStore {
     /// Up to `limit` blob hashes after `after`, in order (for streaming verification).
     pub fn page(&self, txn: &RoTxn, after: Option<Hash>, limit: usize) -> Result<Vec<Hash>> {
         // A
-        let iter: Box<dyn Iterator<Item = heed::Result<(&[u8], &[u8])>>> = match after {
-            None => Box::new(self.0.iter(txn)?),
-            Some(a) => Box::new(self.0.range(
-                txn,
-                &(
-                    std::ops::Bound::Excluded(&a.0[..]),
-                    std::ops::Bound::Unbounded,
-                ),
-            )?),
-        };
+        let iter = crate::store::iter_after(&self.0, txn, after.as_ref().map(|a| &a.0[..]))?;
         let mut out = Vec::new();
         for item in iter.take(limit) {
             let (k, _) = item?;

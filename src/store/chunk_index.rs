@@ -83,16 +83,7 @@ impl ChunkIndex {
     ) -> Result<Vec<(Hash, ChunkRecord)>> {
         // A
         let mut out = Vec::new();
-        let iter: Box<dyn Iterator<Item = heed::Result<(&[u8], &[u8])>>> = match after {
-            None => Box::new(self.records.iter(txn)?),
-            Some(a) => Box::new(self.records.range(
-                txn,
-                &(
-                    std::ops::Bound::Excluded(&a.0[..]),
-                    std::ops::Bound::Unbounded,
-                ),
-            )?),
-        };
+        let iter = crate::store::iter_after(&self.records, txn, after.as_ref().map(|a| &a.0[..]))?;
         for item in iter.take(limit) {
             let (k, v) = item?;
             let id = Hash(

@@ -19,3 +19,23 @@ pub use lmdb::{Lmdb, RoTxn, RwTxn};
 pub use meta::StoreConfig;
 
 type Db = heed::Database<'static, heed::types::Bytes, heed::types::Bytes>;
+
+/// Iterator over raw `(key, value)` pairs of one database.
+pub(crate) type KvIter<'t> = Box<dyn Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>> + 't>;
+
+/// Iterates a database from the start, or from just after `after`: how every component
+/// pages through its records in short transactions.
+pub(crate) fn iter_after<'t>(
+    db: &Db,
+    txn: &'t RoTxn,
+    after: Option<&[u8]>,
+) -> crate::error::Result<KvIter<'t>> {
+    // A
+    Ok(match after {
+        None => Box::new(db.iter(txn)?),
+        Some(a) => Box::new(db.range(
+            txn,
+            &(std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded),
+        )?),
+    })
+}

@@ -56,16 +56,7 @@ impl Removed {
         limit: usize,
     ) -> Result<Vec<(Hash, Removal)>> {
         // A
-        let iter: Box<dyn Iterator<Item = heed::Result<(&[u8], &[u8])>>> = match after {
-            None => Box::new(self.0.iter(txn)?),
-            Some(a) => Box::new(self.0.range(
-                txn,
-                &(
-                    std::ops::Bound::Excluded(&a.0[..]),
-                    std::ops::Bound::Unbounded,
-                ),
-            )?),
-        };
+        let iter = crate::store::iter_after(&self.0, txn, after.as_ref().map(|a| &a.0[..]))?;
         let mut out = Vec::new();
         for item in iter {
             let (k, v) = item?;
