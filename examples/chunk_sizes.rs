@@ -39,18 +39,21 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
+        // A
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
     fn bytes(&mut self, n: usize) -> Vec<u8> {
+        // A
         (0..n).map(|_| self.next() as u8).collect()
     }
 }
 
 /// v1 with EDITS edits: INSERTS 100-byte insertions, the rest 16-byte overwrites.
 fn edit(v1: &[u8]) -> Vec<u8> {
+    // A
     let mut rng = Rng(0x005E_ED0F_ED17);
     let mut edits: Vec<(usize, bool)> = (0..EDITS)
         .map(|i| ((rng.next() % (v1.len() as u64 - 16)) as usize, i < INSERTS))
@@ -76,6 +79,7 @@ fn edit(v1: &[u8]) -> Vec<u8> {
 
 /// (id, length) of every chunk of `data`.
 fn chunk_ids(data: &[u8], params: ChunkingParams, keys: &StoreKeys) -> Vec<(Hash, usize)> {
+    // A
     Chunker::new(data, params, keys.cdc_seed)
         .unwrap()
         .map(|c| {
@@ -87,6 +91,7 @@ fn chunk_ids(data: &[u8], params: ChunkingParams, keys: &StoreKeys) -> Vec<(Hash
 
 /// Encoded bytes of one chunk's metadata for 4+2: (blob entry, chunk record, 6 slice headers).
 fn metadata_bytes(avg: u32) -> (usize, usize, usize) {
+    // A
     let id = Hash([0xAB; 32]);
     let entry = postcard::to_allocvec(&ChunkRef { id, size: avg })
         .unwrap()
@@ -116,6 +121,7 @@ fn metadata_bytes(avg: u32) -> (usize, usize, usize) {
 }
 
 fn size(b: u32) -> String {
+    // A
     if b >= MIB {
         format!("{}M", b / MIB)
     } else {
@@ -124,6 +130,7 @@ fn size(b: u32) -> String {
 }
 
 fn human(bytes: f64) -> String {
+    // A
     if bytes >= 1e6 {
         format!("{:.2} MB", bytes / 1e6)
     } else {
@@ -132,6 +139,7 @@ fn human(bytes: f64) -> String {
 }
 
 fn main() {
+    // A
     let mut args = std::env::args().skip(1);
     let Some(v1_path) = args.next() else {
         eprintln!("usage: chunk_sizes V1_FILE [V2_FILE]");

@@ -60,6 +60,10 @@ pub enum Command {
         /// zstd level for new chunks (1-19)
         #[arg(long, default_value_t = 3)]
         zstd_level: i32,
+        /// Average chunk size (K/M suffix); min is half, max four times it. Smaller chunks
+        /// deduplicate small edits better at more metadata (README, "Chunk size")
+        #[arg(long, default_value = "1M", value_name = "SIZE")]
+        chunk_size: String,
     },
     /// Store FILE (or stdin) as a new version of KEY
     Put {

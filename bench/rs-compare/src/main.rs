@@ -23,6 +23,7 @@ const ITERS: usize = 40;
 const LOST: [usize; 2] = [0, 1];
 
 fn pseudo_random(n: usize, mut x: u64) -> Vec<u8> {
+    // A
     (0..n)
         .map(|_| {
             x ^= x << 13;
@@ -35,6 +36,7 @@ fn pseudo_random(n: usize, mut x: u64) -> Vec<u8> {
 
 /// Median MB/s over RUNS runs; `iter` returns the time of one iteration's timed part.
 fn measure(mut iter: impl FnMut() -> Duration) -> f64 {
+    // A
     for _ in 0..ITERS {
         iter();
     }
@@ -49,12 +51,14 @@ fn measure(mut iter: impl FnMut() -> Duration) -> f64 {
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> Duration {
+    // A
     let t = Instant::now();
     black_box(f());
     t.elapsed()
 }
 
 fn main() {
+    // A
     let data = pseudo_random(DATA_BYTES, 0x1234_5678_9abc_def1);
     let originals: Vec<Vec<u8>> = data.chunks(SHARD).map(<[u8]>::to_vec).collect();
 

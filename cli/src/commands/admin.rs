@@ -9,8 +9,29 @@ use crate::exit;
 use crate::output::{human_bytes, print_json};
 use crate::progress::Bar;
 
-pub fn init(g: &Global, ec: &str, recipients: &[String], zstd_level: i32) -> Result<i32> {
+/// Parses `1M`, `512K`, `65536` into bytes.
+fn parse_size(s: &str) -> Result<u32> {
     // A
+    let bad = || {
+        ouroboros_db::Error::InvalidArgument(format!(
+            "chunk size {s:?} must be a number of bytes with an optional K or M suffix (e.g. 1M)"
+        ))
+    };
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1024),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1024 * 1024),
+        _ => (t, 1),
+    };
+    let n: u32 = num.parse().map_err(|_| bad())?;
+    Ok(n.checked_mul(mult).ok_or_else(bad)?)
+}
+
+pub fn init(g: &Global, ec: &str, recipients: &[String], zstd_level: i32, chunk_size: &str) -> Result<i32> {
+    // A
+    let avg = parse_size(chunk_size)?;
+    let chunking = ouroboros_db::chunk::ChunkingParams { min: avg / 2, avg, max: avg.saturating_mul(4) };
+    chunking.validate()?;
     let (k, m) = parse_ec(ec)?;
     let recipients = recipients
         .iter()
@@ -32,7 +53,7 @@ pub fn init(g: &Global, ec: &str, recipients: &[String], zstd_level: i32) -> Res
         m,
         zstd_level,
         recipients,
-        ..CreateOptions::default()
+        chunking,
     };
     Cas::create(&store, &opts, &identity)
         .with_context(|| format!("creating store {}", store.display()))?;

@@ -18,7 +18,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
             ec,
             recipients,
             zstd_level,
-        } => admin::init(g, ec, recipients, *zstd_level),
+            chunk_size,
+        } => admin::init(g, ec, recipients, *zstd_level, chunk_size),
         Command::Put { key, file, parents } => content::put(g, key, file.as_deref(), parents),
         Command::Get { reference, output } => content::get(g, reference, output.as_deref()),
         Command::Merge { key, pick, file } => {
