@@ -27,10 +27,20 @@ fn parse_size(s: &str) -> Result<u32> {
     Ok(n.checked_mul(mult).ok_or_else(bad)?)
 }
 
-pub fn init(g: &Global, ec: &str, recipients: &[String], zstd_level: i32, chunk_size: &str) -> Result<i32> {
+pub fn init(
+    g: &Global,
+    ec: &str,
+    recipients: &[String],
+    zstd_level: i32,
+    chunk_size: &str,
+) -> Result<i32> {
     // A
     let avg = parse_size(chunk_size)?;
-    let chunking = ouroboros_db::chunk::ChunkingParams { min: avg / 2, avg, max: avg.saturating_mul(4) };
+    let chunking = ouroboros_db::chunk::ChunkingParams {
+        min: avg / 2,
+        avg,
+        max: avg.saturating_mul(4),
+    };
     chunking.validate()?;
     let (k, m) = parse_ec(ec)?;
     let recipients = recipients
