@@ -25,8 +25,8 @@ pub mod seal;
 pub mod store;
 
 pub use cas::{
-    parse_ec, Cas, ChunkReader, CreateOptions, MergeSource, PutOptions, PutOutcome, RemoveOutcome,
-    VersionInfo,
+    parse_ec, Cas, ChunkReader, CreateOptions, MergeSource, PutItem, PutOptions, PutOutcome,
+    RemoveOutcome, VersionInfo,
 };
 pub use crypto::{Identity, Recipient};
 pub use error::{Error, Result};

@@ -7,7 +7,6 @@ use crate::cas::{now_nanos, Cas};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::{validate_key, Blob, BlobKind, Ref, Selector};
-use crate::progress::NoProgress;
 use crate::store::lock::GcLock;
 
 /// A version as `log` and `heads` report it.
@@ -157,8 +156,13 @@ impl Cas {
                 (b.chunks, b.size)
             }
             MergeSource::Content(r) => {
-                let c = self.write_content(r, &NoProgress)?;
-                (c.chunks, c.size)
+                // A merge with new content is a put whose parents are all the heads.
+                drop(_lock);
+                let opts = crate::cas::PutOptions {
+                    parents: Some(parents),
+                    ..Default::default()
+                };
+                return Ok(self.put(key, r, &opts)?.hash);
             }
         };
         debug_assert_eq!(BlobKind::for_parents(parents.len()), BlobKind::Merger);

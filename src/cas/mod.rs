@@ -28,7 +28,7 @@ use std::path::Path;
 
 pub use get::ChunkReader;
 pub use history::{KeyEntry, MergeSource, VersionInfo};
-pub use put::{PutOptions, PutOutcome};
+pub use put::{PutItem, PutOptions, PutOutcome};
 pub use remove::RemoveOutcome;
 
 use crate::chunk::ChunkingParams;

@@ -1,14 +1,19 @@
-//! The write pipeline: chunk -> (dedup) -> seal on worker threads -> store in short write
-//! transactions -> commit the blob, its refcounts and the new heads in one final
-//! transaction. A crash before that last commit leaves only unreferenced chunks, which gc
-//! frees; the version is wholly there or wholly absent.
+//! The write pipeline: chunk -> (dedup) -> seal on worker threads -> store -> commit.
+//!
+//! One pipeline serves a single put and a put of a whole tree: the writer thread holds a
+//! write transaction for about 8 MiB of slices (or 1,000 versions, or a second) and commits a
+//! version into it only once every chunk the version needs is in it. Each version is atomic:
+//! a crash leaves a version wholly there or absent, plus at most some unreferenced chunks
+//! that gc frees.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::cas::{now_nanos, Cas};
-use crate::chunk::Chunker;
+use crate::chunk::{Chunker, ChunkingParams};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::{validate_key, Blob, BlobKind, ChunkRef};
@@ -17,10 +22,17 @@ use crate::route::DataRouter;
 use crate::seal::{seal_chunk, SealedChunk};
 use crate::store::lock::GcLock;
 use crate::store::version_index::KeyState;
+use crate::store::RwTxn;
 
-/// Bytes of sealed slices written per write transaction: bounds the memory LMDB holds in
-/// dirty pages and how long other writers wait.
+/// Bytes of sealed slices per write transaction: bounds the memory LMDB holds in dirty
+/// pages and how long other writers wait.
 const BATCH_BYTES: usize = 8 << 20;
+/// Versions per write transaction at most.
+const BATCH_VERSIONS: usize = 1000;
+/// Longest a transaction stays open, so versions become visible promptly.
+const BATCH_AGE: Duration = Duration::from_secs(1);
+/// Chunk ids remembered for in-batch dedup before the set is cleared (memory bound).
+const SEEN_LIMIT: usize = 200_000;
 
 /// Options of a put.
 #[derive(Default)]
@@ -31,6 +43,20 @@ pub struct PutOptions<'p> {
     pub created: Option<i64>,
     /// Progress in input bytes.
     pub progress: Option<&'p dyn Progress>,
+}
+
+/// One version to store with [`Cas::put_many`].
+pub struct PutItem<'r> {
+    /// The key.
+    pub key: String,
+    /// Its content.
+    pub reader: Box<dyn Read + Send + 'r>,
+    /// Content length when known: inputs that fit in one chunk buffer are chunked in memory.
+    pub size_hint: Option<u64>,
+    /// Explicit parents; `None` = the key's current head.
+    pub parents: Option<Vec<Hash>>,
+    /// Creation time (ns); `None` = now.
+    pub created: Option<i64>,
 }
 
 /// What a put did.
@@ -48,12 +74,23 @@ pub struct PutOutcome {
     pub stored_bytes: u64,
 }
 
-/// Result of streaming content into the store, before the blob is committed.
-pub(crate) struct Content {
-    pub chunks: Vec<ChunkRef>,
-    pub size: u64,
-    pub new_chunks: usize,
-    pub stored_bytes: u64,
+/// A version waiting for its chunks, then committed by the writer.
+struct PendingVersion {
+    item: usize,
+    key: String,
+    parents: Vec<Hash>,
+    chunks: Vec<ChunkRef>,
+    size: u64,
+    created: i64,
+    /// Chunks that were not in the store when chunked: they must be before committing.
+    needs: Vec<Hash>,
+    new_chunks: usize,
+}
+
+/// Messages to the writer thread.
+enum ToWriter {
+    Chunk(usize, SealedChunk),
+    Version(Box<PendingVersion>),
 }
 
 impl Cas {
@@ -67,27 +104,238 @@ impl Cas {
         opts: &PutOptions,
     ) -> Result<PutOutcome> {
         // PA
-        validate_key(key)?;
-        self.current_keys()?;
-        let progress = opts.progress.unwrap_or(&NoProgress);
-        let _lock = GcLock::acquire(self.path(), false, &|| progress.waiting("a gc is running"))?;
-        let parents = match &opts.parents {
-            Some(p) => {
-                self.check_parents(key, p)?;
-                p.clone()
-            }
-            None => self.default_parents(key)?,
+        let item = PutItem {
+            key: key.to_string(),
+            reader: Box::new(reader),
+            size_hint: None,
+            parents: opts.parents.clone(),
+            created: opts.created,
         };
-        let content = self.write_content(reader, progress)?;
-        let created = opts.created.unwrap_or_else(now_nanos);
-        let hash = self.commit_version(key, parents, &content.chunks, content.size, created)?;
-        Ok(PutOutcome {
-            hash,
-            size: content.size,
-            chunks: content.chunks.len(),
-            new_chunks: content.new_chunks,
-            stored_bytes: content.stored_bytes,
+        let progress = opts.progress.unwrap_or(&NoProgress);
+        self.put_many(std::iter::once(item), progress)?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Corrupt("put produced no result".into())))
+    }
+
+    /// Stores many versions through one pipeline, sharing write transactions, so a tree of
+    /// small files costs few disk syncs. Each version is atomic on its own. A problem with
+    /// one item (invalid key, unreadable input, several heads) is returned in its slot and
+    /// the others go on; a problem with the store aborts the whole call.
+    pub fn put_many<'r>(
+        &self,
+        items: impl Iterator<Item = PutItem<'r>>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Result<PutOutcome>>> {
+        // PA
+        let keys = self.current_keys()?;
+        let params = self.seal_params();
+        let _lock = GcLock::acquire(self.path(), false, &|| progress.waiting("a gc is running"))?;
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8);
+        let (job_tx, job_rx) = sync_channel::<(usize, Hash, Vec<u8>)>(workers);
+        let (out_tx, out_rx) = sync_channel::<Result<ToWriter>>(workers * 2);
+        // Workers own the job receiver: when they all stop (the writer failed), it is dropped
+        // and the producer's next send fails instead of blocking forever.
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                let out_tx = out_tx.clone();
+                let job_rx = Arc::clone(&job_rx);
+                s.spawn(move || loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((item, id, data)) = job else { return };
+                    let sealed =
+                        seal_chunk(keys, params, id, &data).map(|c| ToWriter::Chunk(item, c));
+                    if out_tx.send(sealed).is_err() {
+                        return;
+                    }
+                });
+            }
+            drop(job_rx);
+            let writer = s.spawn(|| self.write_batches(out_rx));
+            let produced = self.produce(items, keys, &job_tx, &out_tx, progress);
+            drop(job_tx);
+            drop(out_tx);
+            // Join the writer before reporting anything, so no transaction is left open.
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(Error::Corrupt("writer thread failed".into())));
+            let mut slots = produced?;
+            for (item, outcome) in written? {
+                if let Some(slot) = slots.get_mut(item) {
+                    *slot = outcome;
+                }
+            }
+            Ok(slots)
         })
+    }
+
+    /// Chunks every item on the calling thread and hands new chunks to the sealing
+    /// workers and finished versions to the writer. Returns one slot per item.
+    fn produce<'r>(
+        &self,
+        items: impl Iterator<Item = PutItem<'r>>,
+        keys: &crate::crypto::StoreKeys,
+        jobs: &SyncSender<(usize, Hash, Vec<u8>)>,
+        writer: &SyncSender<Result<ToWriter>>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Result<PutOutcome>>> {
+        // PA
+        let mut slots = Vec::new();
+        let mut seen: HashSet<Hash> = HashSet::new();
+        for (i, item) in items.enumerate() {
+            slots.push(Err(Error::Corrupt("version was not committed".into())));
+            let key = item.key.clone();
+            let prepared = validate_key(&key).and_then(|_| match &item.parents {
+                Some(p) => self.check_parents(&key, p).map(|_| p.clone()),
+                None => self.default_parents(&key),
+            });
+            let parents = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    slots[i] = Err(e);
+                    continue;
+                }
+            };
+            if seen.len() > SEEN_LIMIT {
+                seen.clear();
+            }
+            let mut chunks = Vec::new();
+            let mut needs = Vec::new();
+            let mut size = 0u64;
+            let mut new_chunks = 0;
+            let created = item.created;
+            let chunked = for_each_chunk(
+                item.reader,
+                item.size_hint,
+                self.config.chunking,
+                keys.cdc_seed,
+                |data| {
+                    let id = keys.chunk_id(&data);
+                    chunks.push(ChunkRef {
+                        id,
+                        size: data.len() as u32,
+                    });
+                    size += data.len() as u64;
+                    progress.advance(data.len() as u64);
+                    if seen.contains(&id) {
+                        needs.push(id);
+                    } else if !self.lmdb.chunks.contains(&self.lmdb.read()?, &id)? {
+                        seen.insert(id);
+                        needs.push(id);
+                        new_chunks += 1;
+                        jobs.send((i, id, data))
+                            .map_err(|_| Error::Corrupt("the store writer stopped".into()))?;
+                    }
+                    Ok(())
+                },
+            );
+            match chunked {
+                Ok(()) => {}
+                // Input errors belong to this item; the chunks it sent are orphans gc frees.
+                Err(e @ (Error::Io { .. } | Error::InvalidArgument(_))) => {
+                    slots[i] = Err(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            let version = PendingVersion {
+                item: i,
+                key,
+                parents,
+                chunks,
+                size,
+                created: created.unwrap_or_else(now_nanos),
+                needs,
+                new_chunks,
+            };
+            if writer
+                .send(Ok(ToWriter::Version(Box::new(version))))
+                .is_err()
+            {
+                return Err(Error::Corrupt("the store writer stopped".into()));
+            }
+        }
+        Ok(slots)
+    }
+
+    /// The writer thread: stores sealed chunks and commits versions once their chunks are
+    /// in the transaction, committing about every [`BATCH_BYTES`].
+    fn write_batches(
+        &self,
+        rx: Receiver<Result<ToWriter>>,
+    ) -> Result<Vec<(usize, Result<PutOutcome>)>> {
+        // PA
+        let router = DataRouter::new(&self.lmdb);
+        let mut done = Vec::new();
+        let mut waiting: Vec<PendingVersion> = Vec::new();
+        let mut stored_by_item: HashMap<usize, u64> = HashMap::new();
+        let mut txn: Option<RwTxn> = None;
+        let (mut bytes, mut versions, mut opened) = (0usize, 0usize, Instant::now());
+        for msg in rx {
+            if txn.is_none() {
+                txn = Some(self.lmdb.write()?);
+                (bytes, versions, opened) = (0, 0, Instant::now());
+            }
+            let Some(t) = txn.as_mut() else { continue };
+            match msg? {
+                ToWriter::Chunk(item, chunk) => {
+                    router.store_chunk(t, &chunk)?;
+                    let n: usize = chunk.slices.iter().map(|(_, b)| b.len()).sum();
+                    bytes += n;
+                    *stored_by_item.entry(item).or_default() += n as u64;
+                }
+                ToWriter::Version(v) => waiting.push(*v),
+            }
+            let mut still = Vec::with_capacity(waiting.len());
+            for v in waiting.drain(..) {
+                let mut ready = true;
+                for id in &v.needs {
+                    if !self.lmdb.chunks.contains(t, id)? {
+                        ready = false;
+                        break;
+                    }
+                }
+                if !ready {
+                    still.push(v);
+                    continue;
+                }
+                let hash =
+                    self.commit_version_in(t, &v.key, v.parents, &v.chunks, v.size, v.created)?;
+                versions += 1;
+                done.push((
+                    v.item,
+                    Ok(PutOutcome {
+                        hash,
+                        size: v.size,
+                        chunks: v.chunks.len(),
+                        new_chunks: v.new_chunks,
+                        stored_bytes: stored_by_item.remove(&v.item).unwrap_or(0),
+                    }),
+                ));
+            }
+            waiting = still;
+            if bytes >= BATCH_BYTES || versions >= BATCH_VERSIONS || opened.elapsed() >= BATCH_AGE {
+                if let Some(t) = txn.take() {
+                    t.commit()?;
+                }
+            }
+        }
+        if let Some(t) = txn {
+            t.commit()?;
+        }
+        if !waiting.is_empty() {
+            return Err(Error::Corrupt(format!(
+                "{} version(s) lost chunks before committing",
+                waiting.len()
+            )));
+        }
+        Ok(done)
     }
 
     /// The parents of a plain put: the single head, none for a new or deleted key.
@@ -124,127 +372,27 @@ impl Cas {
         Ok(())
     }
 
-    /// Chunks, seals and stores `reader`'s content; the caller holds the gc lock shared.
-    pub(crate) fn write_content(
-        &self,
-        reader: impl Read + Send,
-        progress: &dyn Progress,
-    ) -> Result<Content> {
-        // PA
-        let keys = self.current_keys()?;
-        let params = self.seal_params();
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 8);
-        let (job_tx, job_rx) = sync_channel::<(Hash, Vec<u8>)>(workers);
-        let (done_tx, done_rx) = sync_channel::<Result<SealedChunk>>(workers);
-        // Workers own the receiver: when they all stop (the writer failed), it is dropped and
-        // the chunker's next send fails instead of blocking forever.
-        let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                let done_tx = done_tx.clone();
-                let job_rx = std::sync::Arc::clone(&job_rx);
-                s.spawn(move || loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((id, data)) = job else { return };
-                    if done_tx.send(seal_chunk(keys, params, id, &data)).is_err() {
-                        return;
-                    }
-                });
-            }
-            drop(done_tx);
-            drop(job_rx);
-            let writer = s.spawn(|| self.store_sealed(done_rx));
-            let chunked = self.chunk_and_dedup(reader, keys, job_tx, progress);
-            // The writer ends once every worker is done; join it before reporting errors so
-            // nothing is left half-written in an open transaction.
-            let written = writer
-                .join()
-                .unwrap_or_else(|_| Err(Error::Corrupt("writer thread failed".into())));
-            let (chunks, size, new_chunks) = chunked?;
-            let stored_bytes = written?;
-            Ok(Content {
-                chunks,
-                size,
-                new_chunks,
-                stored_bytes,
-            })
-        })
-    }
-
-    /// Runs the chunker, sending chunks that are new to the store to the sealing workers.
-    fn chunk_and_dedup(
-        &self,
-        reader: impl Read,
-        keys: &crate::crypto::StoreKeys,
-        jobs: SyncSender<(Hash, Vec<u8>)>,
-        progress: &dyn Progress,
-    ) -> Result<(Vec<ChunkRef>, u64, usize)> {
-        // PA
-        let mut chunks = Vec::new();
-        let mut seen = HashSet::new();
-        let mut size = 0u64;
-        let mut new_chunks = 0;
-        for data in Chunker::new(reader, self.config.chunking, keys.cdc_seed)? {
-            let data = data?;
-            let id = keys.chunk_id(&data);
-            let len = data.len();
-            chunks.push(ChunkRef {
-                id,
-                size: len as u32,
-            });
-            size += len as u64;
-            if seen.insert(id) && !self.lmdb.chunks.contains(&self.lmdb.read()?, &id)? {
-                new_chunks += 1;
-                if jobs.send((id, data)).is_err() {
-                    // The writer stopped: its error is reported by the caller.
-                    break;
-                }
-            }
-            progress.advance(len as u64);
-        }
-        Ok((chunks, size, new_chunks))
-    }
-
-    /// Writes sealed chunks in transactions of about [`BATCH_BYTES`].
-    fn store_sealed(&self, sealed: Receiver<Result<SealedChunk>>) -> Result<u64> {
-        // PA
-        let router = DataRouter::new(&self.lmdb);
-        let mut total = 0u64;
-        let mut txn = None;
-        let mut in_txn = 0usize;
-        for chunk in sealed {
-            let chunk = chunk?;
-            let t = match txn.as_mut() {
-                Some(t) => t,
-                None => txn.insert(self.lmdb.write()?),
-            };
-            router.store_chunk(t, &chunk)?;
-            let bytes: usize = chunk.slices.iter().map(|(_, b)| b.len()).sum();
-            total += bytes as u64;
-            in_txn += bytes;
-            if in_txn >= BATCH_BYTES {
-                if let Some(t) = txn.take() {
-                    t.commit()?;
-                }
-                in_txn = 0;
-            }
-        }
-        if let Some(t) = txn {
-            t.commit()?;
-        }
-        Ok(total)
-    }
-
-    /// Commits a version: blob record, chunk references, version indexes and heads, in one
-    /// transaction. Every chunk must already be stored.
+    /// Commits a version in its own transaction (merges); every chunk must be stored.
     pub(crate) fn commit_version(
         &self,
+        key: &str,
+        parents: Vec<Hash>,
+        chunks: &[ChunkRef],
+        size: u64,
+        created: i64,
+    ) -> Result<Hash> {
+        // PA
+        let mut txn = self.lmdb.write()?;
+        let hash = self.commit_version_in(&mut txn, key, parents, chunks, size, created)?;
+        txn.commit()?;
+        Ok(hash)
+    }
+
+    /// Writes a version into `txn`: blob record, chunk references, version indexes and
+    /// heads (`heads - parents + new`). Every chunk must already be in the transaction.
+    fn commit_version_in(
+        &self,
+        txn: &mut RwTxn,
         key: &str,
         parents: Vec<Hash>,
         chunks: &[ChunkRef],
@@ -260,9 +408,8 @@ impl Cas {
             size,
             chunks: chunks.to_vec(),
         };
-        let mut txn = self.lmdb.write()?;
         for c in chunks {
-            if !self.lmdb.chunks.contains(&txn, &c.id)? {
+            if !self.lmdb.chunks.contains(txn, &c.id)? {
                 return Err(Error::Corrupt(format!(
                     "chunk {} vanished before the version was committed",
                     c.id.short()
@@ -270,29 +417,59 @@ impl Cas {
             }
         }
         let hash = blob.hash();
-        if self.lmdb.blobs.get(&txn, &hash)?.is_some() {
+        if self.lmdb.blobs.get(txn, &hash)?.is_some() {
             return Ok(hash);
         }
-        self.lmdb.blobs.put(&mut txn, &blob)?;
+        self.lmdb.blobs.put(txn, &blob)?;
         for c in chunks {
-            self.lmdb.chunks.add_refs(&mut txn, &c.id, 1)?;
+            self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
         }
-        self.lmdb.key_to_hash.put(&mut txn, key, created, &hash)?;
+        self.lmdb.key_to_hash.put(txn, key, created, &hash)?;
         for p in &blob.parents {
-            self.lmdb.parent_child.put(&mut txn, p, &hash)?;
+            self.lmdb.parent_child.put(txn, p, &hash)?;
         }
-        let mut state = self.lmdb.versions.get(&txn, key)?.unwrap_or_default();
+        let mut state = self.lmdb.versions.get(txn, key)?.unwrap_or_default();
         state.heads.retain(|h| !blob.parents.contains(h));
         state.heads.push(hash);
         self.lmdb.versions.put(
-            &mut txn,
+            txn,
             key,
             &KeyState {
                 heads: state.heads,
                 deleted: None,
             },
         )?;
-        txn.commit()?;
         Ok(hash)
+    }
+}
+
+/// Calls `f` with each chunk of `reader`. Inputs known to fit in one chunk buffer are read
+/// whole and cut in memory: the streaming chunker allocates and zeroes a `max`-sized buffer,
+/// which would dominate the cost of small files.
+fn for_each_chunk(
+    mut reader: Box<dyn Read + Send + '_>,
+    size_hint: Option<u64>,
+    params: ChunkingParams,
+    seed: u64,
+    mut f: impl FnMut(Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    // A
+    match size_hint {
+        Some(n) if n <= params.max as u64 => {
+            let mut data = Vec::with_capacity(n as usize + 1);
+            reader
+                .read_to_end(&mut data)
+                .map_err(|e| Error::io("reading input", e))?;
+            for range in crate::chunk::cdc::cut_in_memory(&data, params, seed)? {
+                f(data[range].to_vec())?;
+            }
+            Ok(())
+        }
+        _ => {
+            for data in Chunker::new(reader, params, seed)? {
+                f(data?)?;
+            }
+            Ok(())
+        }
     }
 }

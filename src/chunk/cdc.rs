@@ -56,6 +56,27 @@ impl ChunkingParams {
     }
 }
 
+/// Cut points of an in-memory buffer: the same boundaries [`Chunker`] finds when streaming
+/// the same bytes, without its `max`-sized buffer.
+pub fn cut_in_memory(
+    data: &[u8],
+    params: ChunkingParams,
+    seed: u64,
+) -> Result<Vec<std::ops::Range<usize>>> {
+    // A
+    params.validate()?;
+    Ok(fastcdc::v2020::FastCDC::with_level_and_seed(
+        data,
+        params.min as usize,
+        params.avg as usize,
+        params.max as usize,
+        Normalization::Level1,
+        seed,
+    )
+    .map(|c| c.offset..c.offset + c.length)
+    .collect())
+}
+
 /// Iterator over the chunks of a reader: yields owned plaintext buffers.
 pub struct Chunker<R: Read> {
     inner: StreamCDC<R>,
@@ -151,6 +172,24 @@ mod tests {
         assert!(a[..a.len() - 1]
             .iter()
             .all(|&l| (4096..=65536).contains(&l)));
+    }
+
+    #[test]
+    fn in_memory_cuts_match_streaming() {
+        for (n, seed) in [(0usize, 1u64), (100, 2), (70_000, 3), (400_000, 4)] {
+            let data = pseudo_random(n, seed);
+            let p = ChunkingParams {
+                min: 4096,
+                avg: 16384,
+                max: 65536,
+            };
+            let mem: Vec<usize> = cut_in_memory(&data, p, seed)
+                .unwrap()
+                .iter()
+                .map(|r| r.len())
+                .collect();
+            assert_eq!(mem, cuts(&data, p, seed), "n={n}");
+        }
     }
 
     #[test]
