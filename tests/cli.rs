@@ -68,6 +68,7 @@ fn rm_gc_and_verify() {
 #[test]
 fn bad_inputs_table() {
     let t = TestStore::init("2+1");
+    std::fs::write(t.dir.path().join("doc.txt"), b"a file, not a directory").unwrap();
     let h = t.put("doc", b"v1");
     t.put("doc", b"v2");
     let h1 = &h[..8];
@@ -132,7 +133,86 @@ fn bad_inputs_table() {
         (vec!["bogus".into()], 2, "unrecognized subcommand"),
         (vec!["get".into()], 2, "required"),
         (vec!["put".into(), ".".into()], 2, "'.'"),
+        (
+            vec!["put".into(), "-r".into(), "/no/such/dir".into(), "p".into()],
+            1,
+            "/no/such/dir",
+        ),
+        (
+            vec!["put".into(), "-r".into(), "doc.txt".into(), "p".into()],
+            2,
+            "not a directory",
+        ),
+        (vec!["put".into(), "-r".into(), ".".into()], 2, "PREFIX"),
+        (
+            vec![
+                "put".into(),
+                "-r".into(),
+                ".".into(),
+                "p".into(),
+                "--exclude".into(),
+                "a[".into(),
+            ],
+            2,
+            "--exclude",
+        ),
+        (
+            vec!["put".into(), "-r".into(), ".".into(), "/abs".into()],
+            2,
+            "must not start with '/'",
+        ),
+        (
+            vec!["put".into(), "k".into(), "--exclude".into(), "x".into()],
+            2,
+            "--recursive",
+        ),
+        (vec!["get".into(), "-r".into(), "doc".into()], 2, "DIR"),
+        (
+            vec![
+                "get".into(),
+                "-r".into(),
+                "doc".into(),
+                "out".into(),
+                "--at".into(),
+                "yesterday".into(),
+            ],
+            2,
+            "RFC 3339",
+        ),
+        (
+            vec!["recipient".into(), "add".into(), "age1bogus".into()],
+            2,
+            "recipient",
+        ),
+        (
+            vec!["recipient".into(), "rm".into(), "age1bogus".into()],
+            2,
+            "recipient",
+        ),
+        (vec!["init".into(), "--ec".into(), "0+2".into()], 2, "K+M"),
+        (
+            vec!["init".into(), "--zstd-level".into(), "99".into()],
+            2,
+            "99",
+        ),
+        (
+            vec!["init".into(), "--chunk-size".into(), "huge".into()],
+            2,
+            "chunk size",
+        ),
+        (
+            vec!["init".into(), "--chunk-size".into(), "100".into()],
+            2,
+            "not valid",
+        ),
+        (
+            vec!["log".into(), "doc".into(), "-n".into(), "many".into()],
+            2,
+            "many",
+        ),
+        (vec!["merge".into(), "doc".into()], 2, "--pick"),
     ];
+    assert!(cases.len() >= 30, "{} cases", cases.len());
     let before = t.json(&["stats"]);
     for (args, code, needle) in &cases {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -185,4 +265,72 @@ fn store_and_identity_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a recipient"));
+}
+
+#[test]
+fn every_verb_and_option() {
+    let t = TestStore::init("3+2");
+    let v1 = t.put("k", b"one");
+    let v2 = t.put("k", b"two");
+    assert_eq!(t.get("k@~1"), b"one");
+    assert_eq!(t.get(&format!("k@{}", &v2[..6])), b"two");
+    let oneline = String::from_utf8(t.ok(&["log", "k", "--oneline", "-n", "1"])).unwrap();
+    assert_eq!(oneline.lines().count(), 1);
+    assert!(oneline.starts_with(&v2[..8]));
+    let full = String::from_utf8(t.ok(&["log", "k", "--graph"])).unwrap();
+    assert!(full.contains(&v1) && full.contains("* "), "{full}");
+    // A branch from v1, then a merge with new content from a file.
+    t.run_stdin(&["put", "k", "--parent", &v1[..8]], b"three");
+    assert_eq!(t.json(&["heads", "k"]).as_array().unwrap().len(), 2);
+    std::fs::write(t.dir.path().join("merged"), b"merged").unwrap();
+    let m = t.json(&["merge", "k", "--file", "merged"]);
+    assert_eq!(t.get("k"), b"merged");
+    assert_eq!(
+        t.json(&["log", "k", "-n", "1"])[0]["parents"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(t.json(&["heads", "k"])[0]["hash"], m["hash"]);
+    let long = String::from_utf8(t.ok(&["ls", "-l"])).unwrap();
+    assert!(long.contains("k") && long.contains("B "), "{long}");
+    // rm of one version, verify --repair, stats, gc.
+    t.ok(&["rm", &format!("k@{}", &v2[..8])]);
+    assert_eq!(t.json(&["verify", "--repair"])["ok"], true);
+    assert!(t.json(&["gc"])["versions_released"].as_u64().unwrap() >= 1);
+    assert_eq!(t.json(&["stats"])["ec"], "3+2");
+    // Recipients: add a second identity, read with it, remove it again.
+    let other = TestStore::init("2+1");
+    let theirs = String::from_utf8(std::fs::read(other.identity()).unwrap()).unwrap();
+    let recipient = theirs
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    t.ok(&["recipient", "add", &recipient]);
+    assert_eq!(t.json(&["recipient", "ls"]).as_array().unwrap().len(), 2);
+    let read = t
+        .cmd(&["get", "k"])
+        .env("OURO_IDENTITY", other.identity())
+        .output()
+        .unwrap();
+    assert_eq!(read.stdout, b"merged");
+    t.ok(&["recipient", "rm", &recipient]);
+    assert_eq!(t.json(&["recipient", "ls"]).as_array().unwrap().len(), 1);
+    let denied = t
+        .cmd(&["get", "k"])
+        .env("OURO_IDENTITY", other.identity())
+        .output()
+        .unwrap();
+    assert_eq!(denied.status.code(), Some(7));
+    // -v logs through tracing on stderr; -q silences informational output.
+    let verbose = t.run_stdin(&["put", "k", "-v"], b"four");
+    assert!(
+        String::from_utf8_lossy(&verbose.stderr).contains("stored"),
+        "{}",
+        String::from_utf8_lossy(&verbose.stderr)
+    );
+    let quiet = t.run(&["rm", "k", "-q"]);
+    assert!(quiet.status.success() && quiet.stderr.is_empty());
 }

@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use ouroboros_db::{Cas, Identity};
 
 /// ouro: a content-addressed, versioned, encrypted and erasure-coded blob store.
 #[derive(Parser, Debug)]
-#[command(name = "ouro", version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(name = "ouro", version, about, long_about = None, after_help = EXIT_CODES, after_long_help = AFTER_LONG_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -47,6 +49,35 @@ pub const EXIT_CODES: &str = "Exit codes:
   9  no space left on the device
   130 interrupted";
 
+/// Exit codes and the JSON schemas, for `--help` and the man page.
+pub const AFTER_LONG_HELP: &str = "Exit codes:
+  0  success
+  1  error (I/O, database, anything else; put -r/get -r: some files failed, the rest is done)
+  2  usage error: bad option, key, ref or argument; ambiguous ref
+  3  not found: key, ref or version
+  4  the key was deleted
+  5  the key has several heads where one was needed (merge, or name a version)
+  6  data corrupt beyond repair
+  7  identity missing, unreadable, too open, or not a recipient of the store
+  8  no store at the given path (run `ouro init`), or one already exists for init
+  9  no space left on the device
+  130 interrupted (Ctrl-C); the store stays consistent
+
+JSON output (--json): one document on stdout. Fields are only ever added, never renamed.
+  put      {hash, key, size, chunks, new_chunks, stored_bytes}
+  put -r   {files, stored, unchanged, skipped: [{path, reason}], errors: [{path, error}], new_bytes}
+  get -o   {key, hash, size};  get -r {restored, bytes, errors: [{key, error}]}
+  log, heads  [{hash, key, parents, created (RFC 3339), created_ns, size, kind, removed}]
+  ls       [{key, size, modified, heads}]
+  merge    {hash, key};  rm {key, whole_key, removed: [hash]}
+  verify   {ok, chunks, slices, blobs, decrypted, unreferenced_chunks, damage: [...]}
+  gc       {versions_released, chunks_freed, slices_freed, bytes_freed}
+  stats    {keys, versions, logical_bytes, unique_bytes, stored_bytes, stored_with_parity_bytes,
+            file_bytes, chunks, slices, dedup_ratio, compression_ratio, ec}
+  recipient ls  [recipient]
+
+Environment: OURO_STORE, OURO_IDENTITY, RUST_LOG (log filter, e.g. ouroboros_db=debug).";
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a store (and an identity when none exists)
@@ -58,30 +89,53 @@ pub enum Command {
         #[arg(long = "recipient", value_name = "AGE_RECIPIENT")]
         recipients: Vec<String>,
         /// zstd level for new chunks (1-19)
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
         zstd_level: i32,
         /// Average chunk size (K/M suffix); min is half, max four times it. Smaller chunks
         /// deduplicate small edits better at more metadata (README, "Chunk size")
         #[arg(long, default_value = "1M", value_name = "SIZE")]
         chunk_size: String,
     },
-    /// Store FILE (or stdin) as a new version of KEY
+    /// Store FILE (or stdin) as a new version of KEY; with -r, store directory DIR under PREFIX
+    #[command(
+        override_usage = "ouro put [OPTIONS] KEY [FILE|-]\n       ouro put -r [--exclude GLOB]... DIR PREFIX"
+    )]
     Put {
-        /// The key (or, with -r, the key prefix)
+        /// The key (with -r: the directory to store)
+        #[arg(value_name = "KEY")]
         key: String,
-        /// Input file; `-` or absent for stdin (with -r: the directory)
+        /// Input file; `-` or absent for stdin (with -r: the key prefix)
+        #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
         /// Parent version (repeatable): branch from it instead of the head
-        #[arg(long = "parent", value_name = "HASH")]
+        #[arg(long = "parent", value_name = "HASH", conflicts_with = "recursive")]
         parents: Vec<String>,
+        /// Store a directory tree, one key per regular file; unchanged files are skipped
+        #[arg(short, long)]
+        recursive: bool,
+        /// With -r: skip paths matching this glob (repeatable; `*.tmp`, `cache/**`)
+        #[arg(long, value_name = "GLOB", requires = "recursive")]
+        exclude: Vec<String>,
     },
-    /// Write a version's content to stdout or a file
+    /// Write a version's content to stdout or a file; with -r, restore PREFIX into DIR
+    #[command(
+        override_usage = "ouro get [OPTIONS] REF [-o FILE]\n       ouro get -r [--at TIME] PREFIX DIR"
+    )]
     Get {
-        /// KEY, KEY@HASH, KEY@~N or KEY@TIME
+        /// KEY, KEY@HASH, KEY@~N or KEY@TIME (with -r: the key prefix)
         reference: String,
+        /// With -r: the directory to restore into
+        #[arg(value_name = "DIR", requires = "recursive")]
+        dir: Option<PathBuf>,
         /// Output file (written atomically) instead of stdout
-        #[arg(short, long, value_name = "FILE")]
+        #[arg(short, long, value_name = "FILE", conflicts_with = "recursive")]
         output: Option<PathBuf>,
+        /// Restore every key under the prefix as files
+        #[arg(short, long)]
+        recursive: bool,
+        /// With -r: restore the tree as it was at this RFC 3339 time or date
+        #[arg(long, value_name = "TIME", requires = "recursive")]
+        at: Option<String>,
     },
     /// Show history, newest first
     Log {
@@ -134,4 +188,86 @@ pub enum Command {
     Gc,
     /// Show sizes and ratios
     Stats,
+    /// Manage who can read the store (age recipients)
+    Recipient {
+        #[command(subcommand)]
+        action: RecipientAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RecipientAction {
+    /// Let another age recipient read the whole store (no data is re-encrypted)
+    Add {
+        /// age1... recipient
+        recipient: String,
+    },
+    /// List the recipients
+    Ls,
+    /// Stop a recipient from reading data written from now on (starts a new key epoch)
+    Rm {
+        /// age1... recipient
+        recipient: String,
+    },
+}
+
+/// `$XDG_DATA_HOME/ouro` or `~/.local/share/ouro`.
+fn default_store() -> Result<PathBuf> {
+    // A
+    xdg_dir("XDG_DATA_HOME", ".local/share").map(|d| d.join("ouro"))
+}
+
+/// `$XDG_CONFIG_HOME/ouro/identity.txt` or `~/.config/ouro/identity.txt`.
+fn default_identity() -> Result<PathBuf> {
+    // A
+    xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("ouro").join("identity.txt"))
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> Result<PathBuf> {
+    // A
+    if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(v));
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context(
+        "HOME is not set: pass --store and --identity (or OURO_STORE and OURO_IDENTITY)",
+    )?;
+    Ok(PathBuf::from(home).join(fallback))
+}
+
+impl Global {
+    /// The store directory in use.
+    pub fn store_dir(&self) -> Result<PathBuf> {
+        // A
+        match &self.store {
+            Some(s) => Ok(s.clone()),
+            None => default_store(),
+        }
+    }
+
+    /// The identity file in use.
+    pub fn identity_path(&self) -> Result<PathBuf> {
+        // A
+        match &self.identity {
+            Some(s) => Ok(s.clone()),
+            None => default_identity(),
+        }
+    }
+
+    /// Opens the store without keys (metadata commands).
+    pub fn open(&self) -> Result<Cas> {
+        // A
+        let dir = self.store_dir()?;
+        Cas::open(&dir).with_context(|| format!("opening store {}", dir.display()))
+    }
+
+    /// Opens the store and unlocks it with the identity.
+    pub fn open_unlocked(&self) -> Result<Cas> {
+        // A
+        let mut cas = self.open()?;
+        let path = self.identity_path()?;
+        let id = Identity::load(&path)?;
+        cas.unlock(&id)
+            .with_context(|| format!("unlocking the store with {}", path.display()))?;
+        Ok(cas)
+    }
 }

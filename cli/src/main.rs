@@ -1,19 +1,15 @@
 //! `ouro`: git-like verbs on an OuroborosDB store, made for shells, scripts and cron.
 
-mod cli;
 mod commands;
 mod exit;
+mod interrupt;
 mod output;
 mod progress;
 
 use std::io::Write;
-use std::path::PathBuf;
 
-use anyhow::{Context, Result};
 use clap::Parser;
-use ouroboros_db::{Cas, Identity};
-
-use crate::cli::{Cli, Global};
+use ouro_cli::cli::Cli;
 
 fn main() {
     // A
@@ -25,6 +21,8 @@ fn main() {
             std::process::exit(code);
         }
     };
+    init_logging(cli.global.verbose);
+    interrupt::install();
     let code = match commands::run(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -43,63 +41,20 @@ fn main() {
     std::process::exit(code);
 }
 
-/// `$XDG_DATA_HOME/ouro` or `~/.local/share/ouro`.
-fn default_store() -> Result<PathBuf> {
+/// Logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
+fn init_logging(verbose: u8) {
     // A
-    xdg_dir("XDG_DATA_HOME", ".local/share").map(|d| d.join("ouro"))
-}
-
-/// `$XDG_CONFIG_HOME/ouro/identity.txt` or `~/.config/ouro/identity.txt`.
-fn default_identity() -> Result<PathBuf> {
-    // A
-    xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("ouro").join("identity.txt"))
-}
-
-fn xdg_dir(var: &str, fallback: &str) -> Result<PathBuf> {
-    // A
-    if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(v));
-    }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context(
-        "HOME is not set: pass --store and --identity (or OURO_STORE and OURO_IDENTITY)",
-    )?;
-    Ok(PathBuf::from(home).join(fallback))
-}
-
-impl Global {
-    /// The store directory in use.
-    pub fn store_dir(&self) -> Result<PathBuf> {
-        // A
-        match &self.store {
-            Some(s) => Ok(s.clone()),
-            None => default_store(),
-        }
-    }
-
-    /// The identity file in use.
-    pub fn identity_path(&self) -> Result<PathBuf> {
-        // A
-        match &self.identity {
-            Some(s) => Ok(s.clone()),
-            None => default_identity(),
-        }
-    }
-
-    /// Opens the store without keys (metadata commands).
-    pub fn open(&self) -> Result<Cas> {
-        // A
-        let dir = self.store_dir()?;
-        Cas::open(&dir).with_context(|| format!("opening store {}", dir.display()))
-    }
-
-    /// Opens the store and unlocks it with the identity.
-    pub fn open_unlocked(&self) -> Result<Cas> {
-        // A
-        let mut cas = self.open()?;
-        let path = self.identity_path()?;
-        let id = Identity::load(&path)?;
-        cas.unlock(&id)
-            .with_context(|| format!("unlocking the store with {}", path.display()))?;
-        Ok(cas)
-    }
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }

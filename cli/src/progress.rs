@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::Global;
+use ouro_cli::cli::Global;
 
 /// An indicatif bar that the library drives through [`ouroboros_db::Progress`].
 pub struct Bar(ProgressBar);

@@ -210,3 +210,36 @@ impl Cas {
         Ok(out)
     }
 }
+
+impl Cas {
+    /// The single head of each key (`None` for a missing or deleted key, or one with several
+    /// heads), in one read transaction: `put -r` checks thousands of keys this way.
+    pub fn single_heads<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<Vec<Option<Hash>>> {
+        // A
+        let txn = self.lmdb.read()?;
+        let mut out = Vec::new();
+        for k in keys {
+            out.push(match self.lmdb.versions.get(&txn, k)? {
+                Some(s) if s.heads.len() == 1 => Some(s.heads[0]),
+                _ => None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every key ever written under `prefix`, deleted ones included, in order, after `after`,
+    /// at most `limit`.
+    pub fn keys_ever(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        // A
+        let txn = self.lmdb.read()?;
+        self.lmdb.key_to_hash.keys(&txn, prefix, after, limit)
+    }
+}

@@ -184,6 +184,7 @@ impl Cas {
                 identity.recipient()
             )));
         }
+        tracing::debug!(epochs = keys.len(), "store unlocked");
         self.keys = keys;
         Ok(())
     }

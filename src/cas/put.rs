@@ -307,6 +307,7 @@ impl Cas {
                 }
                 let hash =
                     self.commit_version_in(t, &v.key, v.parents, &v.chunks, v.size, v.created)?;
+                tracing::info!(key = %v.key, version = %hash.short(), size = v.size, new_chunks = v.new_chunks, "stored");
                 versions += 1;
                 done.push((
                     v.item,
@@ -323,6 +324,7 @@ impl Cas {
             if bytes >= BATCH_BYTES || versions >= BATCH_VERSIONS || opened.elapsed() >= BATCH_AGE {
                 if let Some(t) = txn.take() {
                     t.commit()?;
+                    tracing::debug!(bytes, versions, "committed a write transaction");
                 }
             }
         }

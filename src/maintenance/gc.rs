@@ -99,6 +99,7 @@ impl Cas {
             }
             txn.commit()?;
         }
+        tracing::info!(?report, "gc finished");
         Ok(report)
     }
 }

@@ -158,6 +158,13 @@ impl Cas {
             }
         }
         self.verify_blobs(&mut report, &bad_chunks)?;
+        tracing::info!(
+            chunks = report.chunks,
+            slices = report.slices,
+            blobs = report.blobs,
+            damage = report.damage.len(),
+            "verify finished"
+        );
         Ok(report)
     }
 

@@ -114,12 +114,19 @@ fn looks_like_date(s: &str) -> bool {
 }
 
 /// Parses an RFC 3339 time, or a date `YYYY-MM-DD` meaning the end of that day (UTC), into
-/// nanoseconds since the epoch. The end of day makes `--at 2026-11-24` mean "as it was on
-/// that day", including changes made during it.
+/// nanoseconds since the epoch. A time given to the second means the end of that second, and
+/// a date the end of that day: `KEY@<time as log prints it>` then names that version, and
+/// `--at 2026-11-24` means "as it was on that day", including changes made during it.
 pub fn parse_time(s: &str) -> Option<i64> {
     // A
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return i64::try_from(t.unix_timestamp_nanos()).ok();
+        let ns = i64::try_from(t.unix_timestamp_nanos()).ok()?;
+        let whole_second = !s.contains('.') && !s.contains(',');
+        return Some(if whole_second {
+            ns.saturating_add(999_999_999)
+        } else {
+            ns
+        });
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     let date = Date::parse(s, &fmt).ok()?;
@@ -151,7 +158,7 @@ mod tests {
         );
         assert_eq!(Ref::parse("a@~0").unwrap().selector, Selector::Back(0));
         let at = Ref::parse("a@2026-11-24T10:15:03Z").unwrap();
-        assert_eq!(at.selector, Selector::At(1_795_515_303_000_000_000));
+        assert_eq!(at.selector, Selector::At(1_795_515_303_999_999_999));
         assert_eq!(at.key, "a");
         assert!(matches!(
             Ref::parse("a@2026-11-24").unwrap().selector,

@@ -75,3 +75,52 @@ impl KeyToHash {
         Ok(out)
     }
 }
+
+impl KeyToHash {
+    /// Distinct keys ever written (deleted ones included) starting with `prefix`, after
+    /// `after`, at most `limit`: lets `get -r --at` find keys that were live at a time.
+    pub fn keys(
+        &self,
+        txn: &RoTxn,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        // A
+        let mut out: Vec<String> = Vec::new();
+        // Rows of a key sort right after `key\0`, so start past every row of `after`.
+        let start = match after {
+            Some(a) => {
+                let mut s = a.as_bytes().to_vec();
+                s.push(1);
+                s
+            }
+            None => prefix.as_bytes().to_vec(),
+        };
+        let range = if start.is_empty() {
+            (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+        } else {
+            (
+                std::ops::Bound::Included(&start[..]),
+                std::ops::Bound::Unbounded,
+            )
+        };
+        for item in self.0.range(txn, &range)? {
+            let (k, _) = item?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let Some(end) = k.iter().position(|b| *b == 0) else {
+                return Err(Error::malformed("key_to_hash", "row without separator"));
+            };
+            let key = String::from_utf8_lossy(&k[..end]);
+            if out.last().map(String::as_str) != Some(&key) {
+                if out.len() >= limit {
+                    break;
+                }
+                out.push(key.into_owned());
+            }
+        }
+        Ok(out)
+    }
+}

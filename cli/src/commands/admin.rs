@@ -4,10 +4,10 @@ use anyhow::{Context, Result};
 use ouroboros_db::{parse_ec, Cas, CreateOptions, Damage, Identity, Recipient};
 use serde_json::json;
 
-use crate::cli::Global;
 use crate::exit;
 use crate::output::{human_bytes, print_json};
 use crate::progress::Bar;
+use ouro_cli::cli::Global;
 
 /// Parses `1M`, `512K`, `65536` into bytes.
 fn parse_size(s: &str) -> Result<u32> {

@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use ouroboros_db::{Hash, MergeSource, PutOptions};
 use serde_json::json;
 
-use crate::cli::Global;
 use crate::output::print_json;
 use crate::progress::Bar;
+use ouro_cli::cli::Global;
 
 /// Opens `file`, or stdin for `-` / none.
 fn open_input(file: Option<&Path>) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
@@ -112,6 +112,7 @@ pub fn get(g: &Global, reference: &str, output: Option<&Path>) -> Result<i32> {
                 .prefix(".ouro-get-")
                 .tempfile_in(dir)
                 .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+            let _guard = crate::interrupt::TempGuard::new(tmp.path().to_path_buf());
             let b = {
                 let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
                 let b = cas

@@ -4,8 +4,8 @@ use anyhow::{Context, Result};
 use ouroboros_db::format_time;
 use serde_json::{json, Value};
 
-use crate::cli::Global;
 use crate::output::{human_bytes, print_json, version_block, version_json, version_line};
+use ouro_cli::cli::Global;
 
 pub fn log(g: &Global, reference: &str, n: usize, oneline: bool, graph: bool) -> Result<i32> {
     // A

@@ -4,10 +4,12 @@
 mod admin;
 mod content;
 mod history;
+mod recipients;
+mod tree;
+mod tree_cache;
 
 use anyhow::Result;
-
-use crate::cli::{Cli, Command};
+use ouro_cli::cli::{Cli, Command, RecipientAction};
 
 /// Runs the parsed command.
 pub fn run(cli: &Cli) -> Result<i32> {
@@ -20,8 +22,26 @@ pub fn run(cli: &Cli) -> Result<i32> {
             zstd_level,
             chunk_size,
         } => admin::init(g, ec, recipients, *zstd_level, chunk_size),
-        Command::Put { key, file, parents } => content::put(g, key, file.as_deref(), parents),
-        Command::Get { reference, output } => content::get(g, reference, output.as_deref()),
+        Command::Put {
+            key,
+            file,
+            recursive: true,
+            exclude,
+            ..
+        } => tree::put_tree(g, key, file.as_deref(), exclude),
+        Command::Put {
+            key, file, parents, ..
+        } => content::put(g, key, file.as_deref(), parents),
+        Command::Get {
+            reference,
+            dir,
+            recursive: true,
+            at,
+            ..
+        } => tree::get_tree(g, reference, dir.as_deref(), at.as_deref()),
+        Command::Get {
+            reference, output, ..
+        } => content::get(g, reference, output.as_deref()),
         Command::Merge { key, pick, file } => {
             content::merge(g, key, pick.as_deref(), file.as_deref())
         }
@@ -37,5 +57,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Verify { repair } => admin::verify(g, *repair),
         Command::Gc => admin::gc(g),
         Command::Stats => admin::stats(g),
+        Command::Recipient { action } => match action {
+            RecipientAction::Add { recipient } => recipients::add(g, recipient),
+            RecipientAction::Ls => recipients::ls(g),
+            RecipientAction::Rm { recipient } => recipients::rm(g, recipient),
+        },
     }
 }

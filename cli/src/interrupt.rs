@@ -1,0 +1,47 @@
+//! Ctrl-C (SIGINT) and SIGTERM: the store needs nothing (an uncommitted LMDB transaction
+//! simply vanishes), but temp files of a `get -o` in progress are removed before exiting 130.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+static TEMP_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Exit code after an interruption (128 + SIGINT).
+pub const INTERRUPTED: i32 = 130;
+
+/// Installs the handler once at start.
+pub fn install() {
+    // A
+    let _ = ctrlc::set_handler(|| {
+        if let Ok(files) = TEMP_FILES.lock() {
+            for f in files.iter() {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        eprintln!("\nouro: interrupted; the store is unchanged by the unfinished operation");
+        std::process::exit(INTERRUPTED);
+    });
+}
+
+/// Registers a temp file to remove if interrupted; unregisters on drop.
+pub struct TempGuard(PathBuf);
+
+impl TempGuard {
+    /// Tracks `path` until the guard is dropped.
+    pub fn new(path: PathBuf) -> Self {
+        // A
+        if let Ok(mut files) = TEMP_FILES.lock() {
+            files.push(path.clone());
+        }
+        TempGuard(path)
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        // A
+        if let Ok(mut files) = TEMP_FILES.lock() {
+            files.retain(|f| f != &self.0);
+        }
+    }
+}

@@ -1,0 +1,177 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_ouro_global_optspecs
+    string join \n store= identity= json q/quiet v/verbose h/help V/version
+end
+
+function __fish_ouro_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_ouro_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_ouro_using_subcommand
+    set -l cmd (__fish_ouro_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c ouro -n "__fish_ouro_needs_command" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_needs_command" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_needs_command" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_needs_command" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_needs_command" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ouro -n "__fish_ouro_needs_command" -s V -l version -d 'Print version'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "init" -d 'Create a store (and an identity when none exists)'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "put" -d 'Store FILE (or stdin) as a new version of KEY; with -r, store directory DIR under PREFIX'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "get" -d 'Write a version\'s content to stdout or a file; with -r, restore PREFIX into DIR'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "log" -d 'Show history, newest first'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "heads" -d 'List the current heads of KEY'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "merge" -d 'Resolve several heads into one version'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "rm" -d 'Remove a key (all versions) or one version (KEY@HASH)'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "ls" -d 'List keys'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "verify" -d 'Check every slice, chunk and version'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "gc" -d 'Reclaim space of removed versions and unreferenced chunks'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "stats" -d 'Show sizes and ratios'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "recipient" -d 'Manage who can read the store (age recipients)'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ouro -n "__fish_ouro_using_subcommand init" -l ec -d 'Erasure code: K data + M parity slices per chunk' -r
+complete -c ouro -n "__fish_ouro_using_subcommand init" -l recipient -d 'Extra age recipient who can read the store (repeatable)' -r
+complete -c ouro -n "__fish_ouro_using_subcommand init" -l zstd-level -d 'zstd level for new chunks (1-19)' -r
+complete -c ouro -n "__fish_ouro_using_subcommand init" -l chunk-size -d 'Average chunk size (K/M suffix); min is half, max four times it. Smaller chunks deduplicate small edits better at more metadata (README, "Chunk size")' -r
+complete -c ouro -n "__fish_ouro_using_subcommand init" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand init" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand init" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand init" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand init" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand init" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand put" -l parent -d 'Parent version (repeatable): branch from it instead of the head' -r
+complete -c ouro -n "__fish_ouro_using_subcommand put" -l exclude -d 'With -r: skip paths matching this glob (repeatable; `*.tmp`, `cache/**`)' -r
+complete -c ouro -n "__fish_ouro_using_subcommand put" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand put" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand put" -s r -l recursive -d 'Store a directory tree, one key per regular file; unchanged files are skipped'
+complete -c ouro -n "__fish_ouro_using_subcommand put" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand put" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand put" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand put" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand get" -s o -l output -d 'Output file (written atomically) instead of stdout' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand get" -l at -d 'With -r: restore the tree as it was at this RFC 3339 time or date' -r
+complete -c ouro -n "__fish_ouro_using_subcommand get" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand get" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand get" -s r -l recursive -d 'Restore every key under the prefix as files'
+complete -c ouro -n "__fish_ouro_using_subcommand get" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand get" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand get" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand get" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand log" -s n -l max-count -d 'At most N versions' -r
+complete -c ouro -n "__fish_ouro_using_subcommand log" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand log" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand log" -l oneline -d 'One line per version'
+complete -c ouro -n "__fish_ouro_using_subcommand log" -l graph -d 'Draw parent links'
+complete -c ouro -n "__fish_ouro_using_subcommand log" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand log" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand log" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand log" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand heads" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand heads" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand heads" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand heads" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand heads" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand heads" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand merge" -l pick -d 'Take the content of this version' -r
+complete -c ouro -n "__fish_ouro_using_subcommand merge" -l file -d 'Take the content of this file (`-` for stdin)' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand merge" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand merge" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand merge" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand merge" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand merge" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand merge" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand rm" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand rm" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand rm" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand rm" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand rm" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand rm" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand ls" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand ls" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand ls" -s l -l long -d 'Long format: size, time, heads'
+complete -c ouro -n "__fish_ouro_using_subcommand ls" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand ls" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand ls" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand verify" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand verify" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand verify" -l repair -d 'Rebuild missing or damaged slices'
+complete -c ouro -n "__fish_ouro_using_subcommand verify" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand verify" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand verify" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand gc" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand gc" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand gc" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand gc" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand gc" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand gc" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand stats" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand stats" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand stats" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand stats" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand stats" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and not __fish_seen_subcommand_from add ls rm help" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and not __fish_seen_subcommand_from add ls rm help" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and not __fish_seen_subcommand_from add ls rm help" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and not __fish_seen_subcommand_from add ls rm help" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and not __fish_seen_subcommand_from add ls rm help" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and not __fish_seen_subcommand_from add ls rm help" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and not __fish_seen_subcommand_from add ls rm help" -f -a "add" -d 'Let another age recipient read the whole store (no data is re-encrypted)'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and not __fish_seen_subcommand_from add ls rm help" -f -a "ls" -d 'List the recipients'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and not __fish_seen_subcommand_from add ls rm help" -f -a "rm" -d 'Stop a recipient from reading data written from now on (starts a new key epoch)'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and not __fish_seen_subcommand_from add ls rm help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from add" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from add" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from add" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from add" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from add" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from ls" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from ls" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from ls" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from ls" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from ls" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from rm" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from rm" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from rm" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from rm" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from rm" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from help" -f -a "add" -d 'Let another age recipient read the whole store (no data is re-encrypted)'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List the recipients'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from help" -f -a "rm" -d 'Stop a recipient from reading data written from now on (starts a new key epoch)'
+complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "init" -d 'Create a store (and an identity when none exists)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "put" -d 'Store FILE (or stdin) as a new version of KEY; with -r, store directory DIR under PREFIX'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "get" -d 'Write a version\'s content to stdout or a file; with -r, restore PREFIX into DIR'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "log" -d 'Show history, newest first'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "heads" -d 'List the current heads of KEY'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "merge" -d 'Resolve several heads into one version'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "rm" -d 'Remove a key (all versions) or one version (KEY@HASH)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "ls" -d 'List keys'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "verify" -d 'Check every slice, chunk and version'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "gc" -d 'Reclaim space of removed versions and unreferenced chunks'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "stats" -d 'Show sizes and ratios'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "recipient" -d 'Manage who can read the store (age recipients)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats recipient help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from recipient" -f -a "add" -d 'Let another age recipient read the whole store (no data is re-encrypted)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from recipient" -f -a "ls" -d 'List the recipients'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from recipient" -f -a "rm" -d 'Stop a recipient from reading data written from now on (starts a new key epoch)'
