@@ -134,3 +134,137 @@ fn sigkill_mid_put_leaves_a_consistent_store() {
         n == "data.mdb" || n == "lock.mdb" || n == "gc.lock"
     }));
 }
+
+fn sigint(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+}
+
+#[test]
+fn ctrl_c_leaves_no_partial_output_and_a_consistent_store() {
+    let t = TestStore::init("4+2");
+    let data = random_bytes(48 << 20, 11);
+    let h = t.put("big", &data);
+    let out = t.dir.path().join("restored.bin");
+    let mut interrupted = 0;
+    for delay in [30u64, 80, 150] {
+        let child = t
+            .cmd(&["get", "big", "-o", out.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        sigint(child.id());
+        let o = child.wait_with_output().unwrap();
+        if o.status.code() == Some(130) {
+            interrupted += 1;
+            assert!(!out.exists(), "no partial output file after Ctrl-C");
+            assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted"));
+        } else {
+            assert!(o.status.success());
+            assert_eq!(std::fs::read(&out).unwrap(), data);
+            std::fs::remove_file(&out).unwrap();
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(t.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".ouro-get-"))
+            .collect();
+        assert!(leftovers.is_empty(), "temp files removed");
+    }
+    assert!(interrupted > 0, "at least one get was interrupted mid-way");
+    // Ctrl-C during a put: the version is absent and the store verifies.
+    let mut child = t
+        .cmd(&["put", "big", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(&data[..16 << 20]);
+    sigint(child.id());
+    drop(stdin);
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    t.ok(&["verify"]);
+    assert_eq!(t.json(&["heads", "big"])[0]["hash"], h.as_str());
+}
+
+/// A small tmpfs mounted for the test; unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_gives_a_clear_error_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("disk");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=12m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("skipping: cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN)");
+        return;
+    }
+    let _disk = SmallDisk(mnt.clone());
+    let t = TestStore::empty();
+    let run = |args: &[&str], input: &[u8]| {
+        let mut c = t.cmd(args);
+        c.env("OURO_STORE", mnt.join("store"));
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.to_vec();
+        let w = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let o = child.wait_with_output().unwrap();
+        w.join().unwrap();
+        o
+    };
+    assert!(run(&["init", "--ec", "2+1", "-q"], b"").status.success());
+    let small = random_bytes(2 << 20, 1);
+    assert!(run(&["put", "small", "-"], &small).status.success());
+    let full = run(&["put", "huge", "-"], &random_bytes(24 << 20, 2));
+    assert_eq!(
+        full.status.code(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+    let err = String::from_utf8_lossy(&full.stderr);
+    assert!(err.contains("no space"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(run(&["verify"], b"").status.success());
+    assert_eq!(run(&["get", "small"], b"").stdout, small);
+    assert_eq!(run(&["get", "huge"], b"").status.code(), Some(3));
+    // Space comes back after rm + gc.
+    assert!(run(&["rm", "small"], b"").status.success());
+    let gc = run(&["gc"], b"");
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    let again = random_bytes(2 << 20, 3);
+    let put = run(&["put", "again", "-"], &again);
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    assert_eq!(run(&["get", "again"], b"").stdout, again);
+}

@@ -143,7 +143,7 @@ impl Cas {
             };
             lmdb.key_index.put(&mut txn, 0, &r.fingerprint(), &w)?;
         }
-        txn.commit()?;
+        lmdb.commit(txn)?;
         let mut cas = Cas {
             lmdb,
             config,

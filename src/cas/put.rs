@@ -31,6 +31,8 @@ const BATCH_BYTES: usize = 8 << 20;
 const BATCH_VERSIONS: usize = 1000;
 /// Longest a transaction stays open, so versions become visible promptly.
 const BATCH_AGE: Duration = Duration::from_secs(1);
+/// Chunks smaller than this are sealed on the producer thread instead of a worker.
+const INLINE_SEAL_BYTES: usize = 64 << 10;
 /// Chunk ids remembered for in-batch dedup before the set is cleared (memory bound).
 const SEEN_LIMIT: usize = 200_000;
 
@@ -165,8 +167,10 @@ impl Cas {
             let written = writer
                 .join()
                 .unwrap_or_else(|_| Err(Error::Corrupt("writer thread failed".into())));
+            // The writer's error is the cause; the producer only saw the channel close.
+            let written = written?;
             let mut slots = produced?;
-            for (item, outcome) in written? {
+            for (item, outcome) in written {
                 if let Some(slot) = slots.get_mut(item) {
                     *slot = outcome;
                 }
@@ -229,8 +233,17 @@ impl Cas {
                         seen.insert(id);
                         needs.push(id);
                         new_chunks += 1;
-                        jobs.send((i, id, data))
-                            .map_err(|_| Error::Corrupt("the store writer stopped".into()))?;
+                        let stopped = || Error::Corrupt("the store writer stopped".into());
+                        if data.len() < INLINE_SEAL_BYTES {
+                            // Small chunks (a tree of small files) cost more in thread
+                            // hand-offs than in sealing: seal here, straight to the writer.
+                            let sealed = seal_chunk(keys, self.seal_params(), id, &data)?;
+                            writer
+                                .send(Ok(ToWriter::Chunk(i, sealed)))
+                                .map_err(|_| stopped())?;
+                        } else {
+                            jobs.send((i, id, data)).map_err(|_| stopped())?;
+                        }
                     }
                     Ok(())
                 },
@@ -323,13 +336,13 @@ impl Cas {
             waiting = still;
             if bytes >= BATCH_BYTES || versions >= BATCH_VERSIONS || opened.elapsed() >= BATCH_AGE {
                 if let Some(t) = txn.take() {
-                    t.commit()?;
+                    self.lmdb.commit(t)?;
                     tracing::debug!(bytes, versions, "committed a write transaction");
                 }
             }
         }
         if let Some(t) = txn {
-            t.commit()?;
+            self.lmdb.commit(t)?;
         }
         if !waiting.is_empty() {
             return Err(Error::Corrupt(format!(
@@ -386,7 +399,7 @@ impl Cas {
         // PA
         let mut txn = self.lmdb.write()?;
         let hash = self.commit_version_in(&mut txn, key, parents, chunks, size, created)?;
-        txn.commit()?;
+        self.lmdb.commit(txn)?;
         Ok(hash)
     }
 

@@ -35,7 +35,7 @@ impl Cas {
                 .key_index
                 .put(&mut txn, *epoch, &r.fingerprint(), &w)?;
         }
-        txn.commit()?;
+        self.lmdb.commit(txn)?;
         Ok(())
     }
 
@@ -84,7 +84,7 @@ impl Cas {
         let mut config = self.config.clone();
         config.current_epoch = next.epoch;
         self.lmdb.meta.put_config(&mut txn, &config)?;
-        txn.commit()?;
+        self.lmdb.commit(txn)?;
         self.config = config;
         self.keys.insert(next.epoch, next);
         Ok(())

@@ -64,7 +64,7 @@ impl Cas {
                     deletion: Deletion::Key { key: r.key.clone() },
                 },
             )?;
-            txn.commit()?;
+            self.lmdb.commit(txn)?;
             return Ok(RemoveOutcome {
                 key: r.key,
                 versions: removed,
@@ -123,7 +123,7 @@ impl Cas {
                 },
             },
         )?;
-        txn.commit()?;
+        self.lmdb.commit(txn)?;
         Ok(RemoveOutcome {
             key: r.key,
             versions: vec![hash],

@@ -66,7 +66,7 @@ impl Cas {
                 report.versions_released += 1;
                 progress.advance(1);
             }
-            txn.commit()?;
+            self.lmdb.commit(txn)?;
         }
         let mut after = None;
         loop {
@@ -97,7 +97,7 @@ impl Cas {
                 report.chunks_freed += 1;
                 progress.advance(1);
             }
-            txn.commit()?;
+            self.lmdb.commit(txn)?;
         }
         tracing::info!(?report, "gc finished");
         Ok(report)

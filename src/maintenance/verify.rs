@@ -154,7 +154,7 @@ impl Cas {
                 for (h, bytes) in &fixes {
                     router.restore_slice(&mut w, h, bytes)?;
                 }
-                w.commit()?;
+                self.lmdb.commit(w)?;
             }
         }
         self.verify_blobs(&mut report, &bad_chunks)?;

@@ -157,6 +157,31 @@ impl Lmdb {
         Ok(self.env.write_txn()?)
     }
 
+    /// Commits a write transaction. LMDB reports a short write on a full disk as EIO, so an
+    /// I/O error while the store's filesystem is nearly full is reported as [`Error::NoSpace`].
+    pub fn commit(&self, txn: RwTxn) -> Result<()> {
+        // PA
+        txn.commit().map_err(|e| {
+            let io = matches!(
+                e,
+                heed::Error::Io(_) | heed::Error::Mdb(heed::MdbError::Other(5 | 28))
+            );
+            if io && self.nearly_full() {
+                Error::NoSpace(format!("the disk holding {} is full", self.path.display()))
+            } else {
+                Error::from(e)
+            }
+        })
+    }
+
+    /// True when less than 64 MiB is free for unprivileged writers on the store's filesystem.
+    fn nearly_full(&self) -> bool {
+        // A
+        rustix::fs::statvfs(&self.path)
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize) < 64 << 20)
+            .unwrap_or(false)
+    }
+
     /// The store directory.
     pub fn path(&self) -> &Path {
         // A
