@@ -100,6 +100,7 @@ fn metadata_bytes(avg: u32) -> (usize, usize, usize) {
         size: avg,
         sealed_len: avg / 2,
         key_epoch: 0,
+        nonce: [0; 12],
         k: 4,
         m: 2,
         slices: vec![id; 6],

@@ -93,6 +93,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Reading the input of a put failed (unreadable file, broken pipe): only that version
+    /// is affected, never the store.
+    #[error("reading input: {0}")]
+    Input(#[source] std::io::Error),
     /// An LMDB error not covered by a more specific variant.
     #[error("store database: {0}")]
     Lmdb(String),

@@ -314,3 +314,58 @@ fn stored_bytes_never_contain_plaintext() {
     let raw = std::fs::read(p.join("data.mdb")).unwrap();
     assert!(!raw.windows(16).any(|w| w == b"PLAINTEXT-MARKER"));
 }
+
+#[test]
+fn removing_consecutive_versions_exposes_the_nearest_live_ancestor() {
+    let (_d, cas) = new_store(2, 1);
+    let v1 = cas
+        .put("k", &b"v1"[..], &PutOptions::default())
+        .unwrap()
+        .hash;
+    let v2 = cas
+        .put("k", &b"v2"[..], &PutOptions::default())
+        .unwrap()
+        .hash;
+    let v3 = cas
+        .put("k", &b"v3"[..], &PutOptions::default())
+        .unwrap()
+        .hash;
+    cas.remove(&format!("k@{}", &v2.to_hex()[..10])).unwrap();
+    assert_eq!(
+        cas.heads("k").unwrap()[0].hash,
+        v3,
+        "v3 still descends live"
+    );
+    cas.remove(&format!("k@{}", &v3.to_hex()[..10])).unwrap();
+    let heads = cas.heads("k").unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].hash, v1, "v1 is the nearest live ancestor");
+    assert_eq!(get(&cas, "k"), b"v1");
+    // The whole key can still be removed, and gc drops every record of it.
+    cas.gc(&NoProgress).unwrap();
+    cas.remove("k").unwrap();
+    assert!(matches!(cas.remove("k"), Err(Error::KeyDeleted { .. })));
+    cas.gc(&NoProgress).unwrap();
+    assert_eq!(
+        cas.stats().unwrap().versions,
+        0,
+        "no hollow records left behind"
+    );
+    assert_eq!(cas.stats().unwrap().chunks, 0);
+}
+
+#[test]
+fn the_same_version_put_again_after_removal_is_restored() {
+    let (_d, cas) = new_store(2, 1);
+    let opts = PutOptions {
+        created: Some(1_700_000_000_000_000_000),
+        ..PutOptions::default()
+    };
+    let v = cas.put("k", &b"same"[..], &opts).unwrap().hash;
+    cas.remove("k").unwrap();
+    let again = cas.put("k", &b"same"[..], &opts).unwrap().hash;
+    assert_eq!(again, v);
+    cas.gc(&NoProgress).unwrap();
+    assert_eq!(get(&cas, "k"), b"same");
+    assert!(cas.verify(false, &NoProgress).unwrap().damage.is_empty());
+}

@@ -31,7 +31,7 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 | Error::AlreadyInitialised(_)
                 | Error::UnsupportedFormat { .. } => NO_STORE,
                 Error::NoSpace(_) => NO_SPACE,
-                Error::Io { .. } | Error::Lmdb(_) => ERROR,
+                Error::Io { .. } | Error::Lmdb(_) | Error::Input(_) => ERROR,
             };
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -251,7 +251,7 @@ impl Cas {
             match chunked {
                 Ok(()) => {}
                 // Input errors belong to this item; the chunks it sent are orphans gc frees.
-                Err(e @ (Error::Io { .. } | Error::InvalidArgument(_))) => {
+                Err(e @ Error::Input(_)) => {
                     slots[i] = Err(e);
                     continue;
                 }
@@ -290,13 +290,35 @@ impl Cas {
         let mut stored_by_item: HashMap<usize, u64> = HashMap::new();
         let mut txn: Option<RwTxn> = None;
         let (mut bytes, mut versions, mut opened) = (0usize, 0usize, Instant::now());
-        for msg in rx {
+        loop {
+            // With a transaction open, wait no longer than its age limit: a stalled input
+            // (a pipe, a file being read that is all deduplicated) must not hold LMDB's
+            // single writer lock or keep committed versions invisible.
+            let msg = match txn.as_ref() {
+                Some(_) => match rx.recv_timeout(BATCH_AGE.saturating_sub(opened.elapsed())) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Some(t) = txn.take() {
+                            self.lmdb.commit(t)?;
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
             if txn.is_none() {
                 txn = Some(self.lmdb.write()?);
                 (bytes, versions, opened) = (0, 0, Instant::now());
             }
             let Some(t) = txn.as_mut() else { continue };
             match msg? {
+                // A chunk stored meanwhile (another process, the same chunk twice in a
+                // batch) is kept: its record references its slices, the new ones would leak.
+                ToWriter::Chunk(_, chunk) if self.lmdb.chunks.contains(t, &chunk.id)? => {}
                 ToWriter::Chunk(item, chunk) => {
                     router.store_chunk(t, &chunk)?;
                     let n: usize = chunk.slices.iter().map(|(_, b)| b.len()).sum();
@@ -433,15 +455,25 @@ impl Cas {
         }
         let hash = blob.hash();
         if self.lmdb.blobs.get(txn, &hash)?.is_some() {
-            return Ok(hash);
-        }
-        self.lmdb.blobs.put(txn, &blob)?;
-        for c in chunks {
-            self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
-        }
-        self.lmdb.key_to_hash.put(txn, key, created, &hash)?;
-        for p in &blob.parents {
-            self.lmdb.parent_child.put(txn, p, &hash)?;
+            // The very same version again (same key, parents, time, content): bring it back
+            // if it was removed, re-taking the references gc may have released.
+            if let Some(r) = self.lmdb.removed.get(txn, &hash)? {
+                if r.released {
+                    for c in chunks {
+                        self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
+                    }
+                }
+                self.lmdb.removed.delete(txn, &hash)?;
+            }
+        } else {
+            self.lmdb.blobs.put(txn, &blob)?;
+            for c in chunks {
+                self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
+            }
+            self.lmdb.key_to_hash.put(txn, key, created, &hash)?;
+            for p in &blob.parents {
+                self.lmdb.parent_child.put(txn, p, &hash)?;
+            }
         }
         let mut state = self.lmdb.versions.get(txn, key)?.unwrap_or_default();
         state.heads.retain(|h| !blob.parents.contains(h));
@@ -472,9 +504,17 @@ fn for_each_chunk(
     match size_hint {
         Some(n) if n <= params.max as u64 => {
             let mut data = Vec::with_capacity(n as usize + 1);
-            reader
+            (&mut reader)
+                .take(params.max as u64 + 1)
                 .read_to_end(&mut data)
-                .map_err(|e| Error::io("reading input", e))?;
+                .map_err(Error::Input)?;
+            if data.len() > params.max as usize {
+                // The file grew since it was measured: stream it after all.
+                for chunk in Chunker::new(std::io::Cursor::new(data).chain(reader), params, seed)? {
+                    f(chunk?)?;
+                }
+                return Ok(());
+            }
             for range in crate::chunk::cdc::cut_in_memory(&data, params, seed)? {
                 f(data[range].to_vec())?;
             }

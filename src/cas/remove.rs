@@ -1,6 +1,8 @@
 //! rm: a whole key (tombstone) or one version. Removal only marks; gc reclaims space later.
 //! Every removal is logged in the DeletionWAL in the same transaction.
 
+use std::collections::HashSet;
+
 use crate::cas::{now_nanos, Cas};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -21,6 +23,25 @@ pub struct RemoveOutcome {
 }
 
 impl Cas {
+    /// True when some descendant of `v` (through removed versions too) is not removed.
+    fn has_live_descendant(&self, txn: &crate::store::RoTxn, v: Hash) -> Result<bool> {
+        // A
+        let mut stack = vec![v];
+        let mut seen = HashSet::new();
+        while let Some(x) = stack.pop() {
+            for c in self.lmdb.parent_child.children(txn, &x)? {
+                if !seen.insert(c) {
+                    continue;
+                }
+                if self.lmdb.removed.get(txn, &c)?.is_none() {
+                    return Ok(true);
+                }
+                stack.push(c);
+            }
+        }
+        Ok(false)
+    }
+
     /// Removes a key (`KEY`: every version, `get` then reports it deleted) or one version
     /// (`KEY@...`: its parents become heads again if nothing else descends from them).
     pub fn remove(&self, reference: &str) -> Result<RemoveOutcome> {
@@ -33,17 +54,27 @@ impl Cas {
             return Err(Error::NotFound(format!("no key {:?}", r.key)));
         };
         if r.selector == Selector::Head {
-            if state.deleted.is_some() && state.heads.is_empty() {
-                return Err(Error::KeyDeleted { key: r.key });
+            let versions = self.lmdb.key_to_hash.versions(&txn, &r.key)?;
+            let mut any_live = false;
+            for v in &versions {
+                any_live |= self.lmdb.removed.get(&txn, &v.hash)?.is_none();
+            }
+            if !any_live {
+                return Err(match state.deleted {
+                    Some(_) => Error::KeyDeleted { key: r.key },
+                    None => Error::NotFound(format!("key {:?} has no versions left", r.key)),
+                });
             }
             let mut removed = Vec::new();
-            for v in self.lmdb.key_to_hash.versions(&txn, &r.key)? {
+            for v in versions {
                 let prior = self.lmdb.removed.get(&txn, &v.hash)?;
                 if prior.is_none() {
                     removed.push(v.hash);
                 }
+                // A version removed earlier keeps its removal time, so `KEY@time` between
+                // the two removals still sees it gone.
                 let mark = Removal {
-                    time: now,
+                    time: prior.map_or(now, |p| p.time),
                     whole_key: true,
                     released: prior.is_some_and(|p| p.released),
                 };
@@ -95,17 +126,21 @@ impl Cas {
         )?;
         if state.heads.contains(&hash) {
             state.heads.retain(|h| *h != hash);
-            for p in &blob.parents {
-                let live = self.lmdb.blobs.get(&txn, p)?.is_some()
-                    && self.lmdb.removed.get(&txn, p)?.is_none();
-                let mut live_children = 0;
-                for c in self.lmdb.parent_child.children(&txn, p)? {
-                    if self.lmdb.removed.get(&txn, &c)?.is_none() {
-                        live_children += 1;
-                    }
+            // The new heads are the nearest live ancestors with no live descendant: walk up
+            // through versions that are themselves removed.
+            let mut stack = blob.parents.clone();
+            let mut seen = HashSet::new();
+            while let Some(p) = stack.pop() {
+                if !seen.insert(p) {
+                    continue;
                 }
-                if live && live_children == 0 {
-                    state.heads.push(*p);
+                let Some(pb) = self.lmdb.blobs.get(&txn, &p)? else {
+                    continue;
+                };
+                if self.lmdb.removed.get(&txn, &p)?.is_some() {
+                    stack.extend(pb.parents);
+                } else if !state.heads.contains(&p) && !self.has_live_descendant(&txn, p)? {
+                    state.heads.push(p);
                 }
             }
             if state.heads.is_empty() {

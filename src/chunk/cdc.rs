@@ -107,11 +107,8 @@ impl<R: Read> Iterator for Chunker<R> {
         // A
         self.inner.next().map(|r| match r {
             Ok(c) => Ok(c.data),
-            Err(fastcdc::v2020::Error::IoError(e)) => Err(Error::io("reading input", e)),
-            Err(e) => Err(Error::io(
-                "reading input",
-                std::io::Error::other(e.to_string()),
-            )),
+            Err(fastcdc::v2020::Error::IoError(e)) => Err(Error::Input(e)),
+            Err(e) => Err(Error::Input(std::io::Error::other(e.to_string()))),
         })
     }
 }

@@ -38,8 +38,10 @@ impl Cas {
             let mut txn = self.lmdb.write()?;
             for (hash, removal) in pending {
                 if let Some(blob) = self.lmdb.blobs.get(&txn, &hash)? {
-                    for c in &blob.chunks {
-                        self.lmdb.chunks.add_refs(&mut txn, &c.id, -1)?;
+                    if !removal.released {
+                        for c in &blob.chunks {
+                            self.lmdb.chunks.add_refs(&mut txn, &c.id, -1)?;
+                        }
                     }
                     if removal.whole_key {
                         self.lmdb.blobs.delete(&mut txn, &hash)?;

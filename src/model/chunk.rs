@@ -18,6 +18,9 @@ pub struct ChunkRecord {
     pub sealed_len: u32,
     /// Key epoch whose data key encrypted this chunk (see the KeyIndex).
     pub key_epoch: u32,
+    /// AES-GCM nonce, random per sealing: the chunk's key is derived from its id, so a chunk
+    /// sealed twice (re-put after gc, a zstd upgrade) must never reuse a nonce.
+    pub nonce: [u8; 12],
     /// Data slices needed to rebuild (k).
     pub k: u8,
     /// Parity slices (m).
@@ -37,6 +40,14 @@ impl ChunkRecord {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         // A
         let r: ChunkRecord = codec::decode("chunk", CHUNK_TAG, bytes)?;
+        // Sizes come from disk: bound them before anything allocates by them.
+        let max_sealed = r.size as u64 + r.size as u64 / 64 + 1024;
+        if r.size as usize > fastcdc::v2020::MAXIMUM_MAX || r.sealed_len as u64 > max_sealed {
+            return Err(crate::error::Error::malformed(
+                "chunk",
+                "sizes out of range",
+            ));
+        }
         if r.k == 0 || r.slices.len() != r.k as usize + r.m as usize {
             return Err(crate::error::Error::malformed(
                 "chunk",
@@ -60,9 +71,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(size in any::<u32>(), sealed_len in any::<u32>(), key_epoch in any::<u32>(),
+        fn round_trip(size in 0u32..(16 << 20), sealed_extra in 0u32..1024, key_epoch in any::<u32>(),
                       k in 1u8..8, m in 0u8..4, seed in any::<u8>()) {
-            let r = ChunkRecord { size, sealed_len, key_epoch, k, m,
+            let sealed_len = size / 2 + sealed_extra;
+            let r = ChunkRecord { size, sealed_len, key_epoch, nonce: [seed; 12], k, m,
                 slices: (0..(k + m)).map(|i| Hash([seed ^ i; 32])).collect() };
             prop_assert_eq!(ChunkRecord::decode(&r.encode()).ok(), Some(r));
         }
@@ -74,11 +86,29 @@ mod tests {
     }
 
     #[test]
+    fn rejects_sizes_out_of_range() {
+        let r = ChunkRecord {
+            size: u32::MAX,
+            sealed_len: 1,
+            key_epoch: 0,
+            nonce: [0; 12],
+            k: 1,
+            m: 0,
+            slices: vec![Hash::default()],
+        };
+        assert!(
+            ChunkRecord::decode(&r.encode()).is_err(),
+            "a damaged size never drives an allocation"
+        );
+    }
+
+    #[test]
     fn rejects_inconsistent_slice_count() {
         let r = ChunkRecord {
             size: 1,
             sealed_len: 1,
             key_epoch: 0,
+            nonce: [0; 12],
             k: 2,
             m: 1,
             slices: vec![Hash::default()],

@@ -1,7 +1,8 @@
 //! AES-256-GCM over a chunk's flagged body, under the chunk's own derived key.
 //!
-//! Every chunk id has its own key, and a key only ever encrypts that chunk's plaintext, so
-//! the fixed zero nonce is never reused with different plaintext.
+//! Every chunk id has its own key, and every sealing draws a random 96-bit nonce (stored in
+//! the chunk record): a chunk sealed twice with different compressed bytes never reuses a
+//! (key, nonce) pair.
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
@@ -18,19 +19,19 @@ fn key(k: &[u8; 32]) -> Result<LessSafeKey> {
         .map_err(|_| Error::Corrupt("cannot build the AES key".into()))
 }
 
-/// Encrypts `buf` in place and appends the tag.
-pub fn seal_in_place(k: &[u8; 32], buf: &mut Vec<u8>) -> Result<()> {
+/// Encrypts `buf` in place under `nonce` and appends the tag.
+pub fn seal_in_place(k: &[u8; 32], nonce: [u8; 12], buf: &mut Vec<u8>) -> Result<()> {
     // PA
     key(k)?
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key([0; 12]), Aad::from(AAD), buf)
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(AAD), buf)
         .map_err(|_| Error::Corrupt("encryption failed".into()))
 }
 
 /// Decrypts and authenticates `buf` in place; returns the plaintext length.
-pub fn open_in_place(k: &[u8; 32], buf: &mut [u8]) -> Result<usize> {
+pub fn open_in_place(k: &[u8; 32], nonce: [u8; 12], buf: &mut [u8]) -> Result<usize> {
     // PA
     key(k)?
-        .open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(AAD), buf)
+        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(AAD), buf)
         .map(|p| p.len())
         .map_err(|_| Error::Corrupt("chunk fails authentication (wrong key or damaged)".into()))
 }
@@ -45,14 +46,15 @@ mod tests {
         fn round_trip_and_tamper(data in prop::collection::vec(any::<u8>(), 0..2000), flip in any::<usize>()) {
             let k = [5u8; 32];
             let mut buf = data.clone();
-            seal_in_place(&k, &mut buf).unwrap();
+            seal_in_place(&k, [1; 12], &mut buf).unwrap();
             prop_assert_eq!(buf.len(), data.len() + TAG_LEN);
             let mut bad = buf.clone();
             let i = flip % bad.len();
             bad[i] ^= 1;
-            prop_assert!(open_in_place(&k, &mut bad).is_err());
-            prop_assert!(open_in_place(&[6u8; 32], &mut buf.clone()).is_err(), "wrong key must fail");
-            let n = open_in_place(&k, &mut buf).unwrap();
+            prop_assert!(open_in_place(&k, [1; 12], &mut bad).is_err());
+            prop_assert!(open_in_place(&[6u8; 32], [1; 12], &mut buf.clone()).is_err(), "wrong key must fail");
+            prop_assert!(open_in_place(&k, [2; 12], &mut buf.clone()).is_err(), "wrong nonce must fail");
+            let n = open_in_place(&k, [1; 12], &mut buf).unwrap();
             prop_assert_eq!(&buf[..n], &data[..]);
         }
     }

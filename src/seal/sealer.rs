@@ -41,7 +41,8 @@ pub fn seal_chunk(
         .map_err(|_| Error::InvalidArgument("chunk larger than 4 GiB".into()))?;
     let mut buf = Vec::with_capacity(plaintext.len() / 2 + 64);
     compress::compress_into(plaintext, params.zstd_level, &mut buf)?;
-    cipher::seal_in_place(&keys.chunk_key(&id), &mut buf)?;
+    let nonce: [u8; 12] = rand::random();
+    cipher::seal_in_place(&keys.chunk_key(&id), nonce, &mut buf)?;
     let sealed_len = buf.len();
     let k = erasure::effective_k(sealed_len, params.k);
     let shards = erasure::encode(&buf, k, params.m)?;
@@ -69,6 +70,7 @@ pub fn seal_chunk(
             size,
             sealed_len: sealed_len as u32,
             key_epoch: keys.epoch,
+            nonce,
             k,
             m: params.m,
             slices: slices.iter().map(|(h, _)| *h).collect(),
@@ -87,7 +89,7 @@ pub fn open_chunk(
 ) -> Result<Vec<u8>> {
     // PA
     let mut payload = erasure::reconstruct(record.k, record.m, record.sealed_len as usize, shards)?;
-    let n = cipher::open_in_place(&keys.chunk_key(id), &mut payload)?;
+    let n = cipher::open_in_place(&keys.chunk_key(id), record.nonce, &mut payload)?;
     let plain = compress::decompress(&payload[..n], record.size as usize)?;
     if keys.chunk_id(&plain) != *id {
         return Err(Error::Corrupt(format!(

@@ -48,7 +48,7 @@ impl Removed {
         Ok(())
     }
 
-    /// Up to `limit` removals not yet released, after `after`.
+    /// Up to `limit` removals gc still has work on (content to release or records to drop).
     pub fn pending(
         &self,
         txn: &RoTxn,
@@ -65,7 +65,9 @@ impl Removed {
                 k.try_into()
                     .map_err(|_| Error::malformed("removal", "key is not 32 bytes"))?,
             );
-            if !r.released {
+            // Whole-key removals are pending until gc drops their records, even when an
+            // earlier single-version removal already released the content.
+            if !r.released || r.whole_key {
                 out.push((h, r));
                 if out.len() >= limit {
                     break;
