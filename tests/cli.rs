@@ -334,3 +334,27 @@ fn every_verb_and_option() {
     let quiet = t.run(&["rm", "k", "-q"]);
     assert!(quiet.status.success() && quiet.stderr.is_empty());
 }
+
+#[test]
+fn a_closed_pipe_stops_get_quietly() {
+    let t = TestStore::init("2+1");
+    t.put("big", &random_bytes(24 << 20, 4));
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "'{}' get big | head -c 100 | wc -c",
+            common::ouro_bin().display()
+        ))
+        .env("OURO_STORE", t.store())
+        .env("OURO_IDENTITY", t.identity())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.trim_start().starts_with("100"), "{stdout}");
+    assert!(
+        out.stderr.is_empty(),
+        "no error message for a closed pipe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

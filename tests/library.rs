@@ -369,3 +369,12 @@ fn the_same_version_put_again_after_removal_is_restored() {
     assert_eq!(get(&cas, "k"), b"same");
     assert!(cas.verify(false, &NoProgress).unwrap().damage.is_empty());
 }
+
+#[test]
+fn opening_a_store_twice_in_one_process_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s");
+    let _cas = Cas::create(&p, &CreateOptions::default(), &Identity::generate()).unwrap();
+    let e = Cas::open(&p).err().unwrap().to_string();
+    assert!(e.contains("already open in this process"), "{e}");
+}

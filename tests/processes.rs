@@ -268,3 +268,28 @@ fn full_disk_gives_a_clear_error_and_loses_nothing() {
     );
     assert_eq!(run(&["get", "again"], b"").stdout, again);
 }
+
+#[test]
+fn a_stale_handle_refuses_to_write_after_another_process_rotated_keys() {
+    use ouroboros_db::{Cas, Error, Identity, PutOptions};
+    let t = TestStore::init("2+1");
+    let friend = TestStore::init("2+1");
+    let text = std::fs::read_to_string(friend.identity()).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    t.ok(&["recipient", "add", &recipient]);
+    let mut stale = Cas::open(&t.store()).unwrap();
+    stale
+        .unlock(&Identity::load(&t.identity()).unwrap())
+        .unwrap();
+    t.ok(&["recipient", "rm", &recipient]);
+    let e = stale
+        .put("k", &b"x"[..], &PutOptions::default())
+        .unwrap_err();
+    assert!(matches!(e, Error::Identity(_)), "{e}");
+    drop(stale);
+    assert!(t.run_stdin(&["put", "k"], b"fresh handle").status.success());
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 
 use crate::cas::Cas;
@@ -82,50 +82,82 @@ impl Cas {
         let next = AtomicUsize::new(0);
         let written = AtomicUsize::new(0);
         let (tx, rx) = sync_channel::<(usize, Result<Vec<u8>>)>(window);
+        let stop = AtomicBool::new(false);
         std::thread::scope(|s| -> Result<()> {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (next, written) = (&next, &written);
-                s.spawn(move || loop {
-                    // Stay within `window` chunks of the writer so memory stays bounded.
-                    while next.load(Ordering::Acquire) >= written.load(Ordering::Acquire) + window {
-                        std::thread::park_timeout(std::time::Duration::from_micros(200));
-                    }
-                    let i = next.fetch_add(1, Ordering::AcqRel);
-                    let Some(c) = chunks.get(i) else { return };
-                    if tx.send((i, self.read_chunk(&c.id))).is_err() {
-                        return;
+                let (next, written, stop) = (&next, &written, &stop);
+                s.spawn(move || {
+                    // A panicking worker stops the others, so nobody waits for its chunk.
+                    let _guard = StopOnDrop {
+                        stop,
+                        only_when_panicking: true,
+                    };
+                    loop {
+                        // Stay within `window` chunks of the writer so memory stays bounded.
+                        while next.load(Ordering::Acquire)
+                            >= written.load(Ordering::Acquire) + window
+                        {
+                            if stop.load(Ordering::Acquire) {
+                                return;
+                            }
+                            std::thread::park_timeout(std::time::Duration::from_micros(200));
+                        }
+                        if stop.load(Ordering::Acquire) {
+                            return;
+                        }
+                        let i = next.fetch_add(1, Ordering::AcqRel);
+                        let Some(c) = chunks.get(i) else { return };
+                        if tx.send((i, self.read_chunk(&c.id))).is_err() {
+                            return;
+                        }
                     }
                 });
             }
             drop(tx);
+            // Owned here so that returning early drops it and wakes workers blocked on send.
+            let rx = rx;
+            // Whatever happens below (an error, a panic in the caller's writer), the
+            // workers are told to stop when this guard goes.
+            let _guard = StopOnDrop {
+                stop: &stop,
+                only_when_panicking: false,
+            };
             let mut pending = BTreeMap::new();
             let mut want = 0;
-            let result = (|| {
-                for (i, data) in rx.iter() {
-                    pending.insert(i, data);
-                    while let Some(data) = pending.remove(&want) {
-                        let data = data?;
-                        if data.len() != chunks[want].size as usize {
-                            return Err(Error::Corrupt("chunk size differs from the blob".into()));
-                        }
-                        out.write_all(&data)
-                            .map_err(|e| Error::io("writing output", e))?;
-                        progress.advance(data.len() as u64);
-                        want += 1;
-                        written.store(want, Ordering::Release);
+            for (i, data) in rx.iter() {
+                pending.insert(i, data);
+                while let Some(data) = pending.remove(&want) {
+                    let data = data?;
+                    if data.len() != chunks[want].size as usize {
+                        return Err(Error::Corrupt("chunk size differs from the blob".into()));
                     }
+                    out.write_all(&data)
+                        .map_err(|e| Error::io("writing output", e))?;
+                    progress.advance(data.len() as u64);
+                    want += 1;
+                    written.store(want, Ordering::Release);
                 }
-                if want != chunks.len() {
-                    return Err(Error::Corrupt("not every chunk was read".into()));
-                }
-                out.flush().map_err(|e| Error::io("writing output", e))
-            })();
-            // Release workers waiting on the window and make them stop.
-            written.store(usize::MAX / 4, Ordering::Release);
-            next.store(usize::MAX / 4, Ordering::Release);
-            drop(rx);
-            result
+            }
+            if want != chunks.len() {
+                return Err(Error::Corrupt("not every chunk was read".into()));
+            }
+            out.flush().map_err(|e| Error::io("writing output", e))
         })
+    }
+}
+
+/// Sets a stop flag when dropped (always, or only while unwinding from a panic).
+struct StopOnDrop<'a> {
+    stop: &'a AtomicBool,
+    only_when_panicking: bool,
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        // A
+        if !self.only_when_panicking || std::thread::panicking() {
+            self.stop.store(true, Ordering::Release);
+        }
     }
 }

@@ -208,6 +208,20 @@ impl Cas {
         &self.lmdb
     }
 
+    /// Fails when another process rotated the store's keys since this handle was opened:
+    /// sealing under the old epoch would keep data readable by a removed recipient.
+    pub(crate) fn check_epoch(&self, txn: &crate::store::RoTxn) -> Result<()> {
+        // PA
+        let on_disk = self.lmdb.meta.config(txn)?.current_epoch;
+        if on_disk != self.config.current_epoch {
+            return Err(Error::Identity(format!(
+                "the store's keys were rotated (epoch {} -> {on_disk}) since it was opened: open it again",
+                self.config.current_epoch
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) fn current_keys(&self) -> Result<&StoreKeys> {
         // A
         self.keys

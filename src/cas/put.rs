@@ -311,7 +311,9 @@ impl Cas {
                 },
             };
             if txn.is_none() {
-                txn = Some(self.lmdb.write()?);
+                let t = self.lmdb.write()?;
+                self.check_epoch(&t)?;
+                txn = Some(t);
                 (bytes, versions, opened) = (0, 0, Instant::now());
             }
             let Some(t) = txn.as_mut() else { continue };

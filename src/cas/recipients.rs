@@ -47,9 +47,15 @@ impl Cas {
         // PA
         let current = self.current_keys()?.clone();
         let fp = r.fingerprint();
+        let mut txn = self.lmdb.write()?;
+        self.check_epoch(&txn)?;
+        // Read inside the transaction: a recipient added meanwhile must join the new epoch.
         let remaining: Vec<String> = self
-            .recipients()?
+            .lmdb
+            .key_index
+            .recipients(&txn, self.config.current_epoch)?
             .into_iter()
+            .map(|w| w.recipient)
             .filter(|s| *s != r.to_string())
             .collect();
         if remaining.is_empty() {
@@ -57,7 +63,6 @@ impl Cas {
                 "cannot remove the last recipient: nobody could read the store".into(),
             ));
         }
-        let mut txn = self.lmdb.write()?;
         let mut found = false;
         for epoch in 0..=self.config.current_epoch {
             found |= self.lmdb.key_index.delete(&mut txn, epoch, &fp)?;

@@ -86,6 +86,10 @@ impl Lmdb {
         // ouro only ever opens a store through this function, with these options.
         let env = unsafe { opts.open(dir) }.map_err(|e| match e {
             heed::Error::Io(io) => Error::io(format!("opening store {}", dir.display()), io),
+            heed::Error::EnvAlreadyOpened => Error::InvalidArgument(format!(
+                "store {} is already open in this process: share that handle (Cas is Sync)",
+                dir.display()
+            )),
             other => Error::from(other),
         })?;
         let dbs: [Db; 11] = if create {
