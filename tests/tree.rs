@@ -77,6 +77,30 @@ fn tree_round_trip_with_cache_excludes_and_time_travel() {
         .unwrap()
         .to_string();
 
+    // A touched file (new mtime, same content) is read again but gets no new version.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(src.join("a.txt"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    let touched = t.json(&[
+        "put",
+        "-r",
+        s,
+        "backup",
+        "--exclude",
+        "*.tmp",
+        "--exclude",
+        "cache/**",
+    ]);
+    assert_eq!(touched["stored"], 0, "{touched}");
+    assert_eq!(
+        t.json(&["log", "backup/a.txt"]).as_array().unwrap().len(),
+        1
+    );
+
     // A changed file is stored again; a key changed behind the cache's back too.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     write(&src, "a.txt", b"alpha v2");

@@ -59,6 +59,9 @@ pub struct PutItem<'r> {
     pub parents: Option<Vec<Hash>>,
     /// Creation time (ns); `None` = now.
     pub created: Option<i64>,
+    /// With default parents: when the content equals the single head's, store no new
+    /// version and report the head (`put -r` re-reading a touched but unchanged file).
+    pub skip_if_unchanged: bool,
 }
 
 /// What a put did.
@@ -112,6 +115,7 @@ impl Cas {
             size_hint: None,
             parents: opts.parents.clone(),
             created: opts.created,
+            skip_if_unchanged: false,
         };
         let progress = opts.progress.unwrap_or(&NoProgress);
         self.put_many(std::iter::once(item), progress)?
@@ -195,6 +199,7 @@ impl Cas {
         for (i, item) in items.enumerate() {
             slots.push(Err(Error::Corrupt("version was not committed".into())));
             let key = item.key.clone();
+            let explicit_parents = item.parents.is_some();
             let prepared = validate_key(&key).and_then(|_| match &item.parents {
                 Some(p) => self.check_parents(&key, p).map(|_| p.clone()),
                 None => self.default_parents(&key),
@@ -214,6 +219,7 @@ impl Cas {
             let mut size = 0u64;
             let mut new_chunks = 0;
             let created = item.created;
+            let skip_if_unchanged = item.skip_if_unchanged;
             let chunked = for_each_chunk(
                 item.reader,
                 item.size_hint,
@@ -256,6 +262,21 @@ impl Cas {
                     continue;
                 }
                 Err(e) => return Err(e),
+            }
+            if skip_if_unchanged && !explicit_parents && parents.len() == 1 {
+                let txn = self.lmdb.read()?;
+                if let Some(head) = self.lmdb.blobs.get(&txn, &parents[0])? {
+                    if head.chunks == chunks {
+                        slots[i] = Ok(PutOutcome {
+                            hash: parents[0],
+                            size,
+                            chunks: chunks.len(),
+                            new_chunks: 0,
+                            stored_bytes: 0,
+                        });
+                        continue;
+                    }
+                }
             }
             let version = PendingVersion {
                 item: i,

@@ -142,6 +142,16 @@ fn walk(root: &Path, ex: &Excludes) -> (Vec<Found>, PathNotes, PathNotes) {
     (found, skipped, errors)
 }
 
+/// How many of the found files are among the errors.
+fn errors_in(errors: &PathNotes, found: &[Found]) -> usize {
+    // A
+    let paths: std::collections::HashSet<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+    found
+        .iter()
+        .filter(|f| paths.contains(f.path.display().to_string().as_str()))
+        .count()
+}
+
 fn key_for(prefix: &str, rel: &str) -> String {
     // A
     if prefix.is_empty() {
@@ -173,16 +183,17 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
     }
     let ex = Excludes::new(exclude)?;
     let cas = g.open_unlocked()?;
+    let walk_started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
     let (found, skipped, mut errors) = walk(&root, &ex);
     let mut cache = TreeCache::load(cas.path(), &root, &prefix);
     let keys: Vec<String> = found.iter().map(|f| key_for(&prefix, &f.rel)).collect();
     let heads = cas.single_heads(keys.iter().map(String::as_str))?;
     let mut changed = Vec::new();
     for (i, f) in found.iter().enumerate() {
-        let fresh = match (cache.entries.get(&f.rel), heads[i]) {
-            (Some((stamp, hash)), Some(head)) => *stamp == f.stamp && head.0 == *hash,
-            _ => false,
-        };
+        let fresh = heads[i].is_some_and(|head| cache.is_fresh(&f.rel, &f.stamp, &head.0));
         if !fresh {
             changed.push(i);
         }
@@ -198,6 +209,7 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
         size_hint: Some(found[i].stamp.size),
         parents: None,
         created: None,
+        skip_if_unchanged: true,
     });
     let results = cas
         .put_many(items, &bar)
@@ -207,11 +219,19 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
     for (&i, r) in changed.iter().zip(results) {
         match r {
             Ok(o) => {
-                stored += 1;
-                new_bytes += o.stored_bytes;
-                cache
-                    .entries
-                    .insert(found[i].rel.clone(), (found[i].stamp, o.hash.0));
+                if heads[i] != Some(o.hash) {
+                    stored += 1;
+                    new_bytes += o.stored_bytes;
+                }
+                // A file that changed while it was read is not cached: the next run reads it.
+                let now = std::fs::symlink_metadata(&found[i].path).map(|m| Stamp::of(&m));
+                if now.is_ok_and(|s| s == found[i].stamp) {
+                    cache
+                        .entries
+                        .insert(found[i].rel.clone(), (found[i].stamp, o.hash.0));
+                } else {
+                    cache.entries.remove(&found[i].rel);
+                }
             }
             Err(e) => {
                 cache.entries.remove(&found[i].rel);
@@ -221,8 +241,8 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
     }
     let live: std::collections::HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
     cache.entries.retain(|k, _| live.contains(k.as_str()));
-    cache.save()?;
-    let unchanged = found.len() - changed.len();
+    cache.save(walk_started)?;
+    let unchanged = found.len() - stored as usize - errors_in(&errors, &found);
     if g.json {
         print_json(&json!({
             "files": found.len(),

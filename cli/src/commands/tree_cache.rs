@@ -3,7 +3,8 @@
 //! unchanged and whose key still has that version as its single head is skipped without
 //! being read, so a nightly run over an unchanged tree costs a directory walk.
 //!
-//! File: `<store>/cache/tree-<BLAKE3(dir \0 prefix) hex>.bin` = `[b'T'][1][postcard]`
+//! File: `<store>/cache/tree-<BLAKE3(dir \0 prefix) hex>.bin` = `[b'T'][1][postcard of
+//! (walk start ns, entries)]`
 //! (FORMAT.md). A missing or unreadable cache only makes the next run read every file.
 
 use std::collections::HashMap;
@@ -37,9 +38,16 @@ impl Stamp {
     }
 }
 
+/// Timestamps closer than this to the walk that cached them are not trusted: on filesystems
+/// with coarse timestamps a file rewritten in the same tick keeps its stamp (git's "racily
+/// clean" problem), so such files are read again (and stored only if their content changed).
+const RACY_NS: i64 = 1_000_000_000;
+
 /// The cache of one (directory, prefix) pair.
 pub struct TreeCache {
     path: PathBuf,
+    /// When the walk that wrote this cache started (ns since the epoch).
+    written_ns: i64,
     /// Relative path -> (stamp, version hash).
     pub entries: HashMap<String, (Stamp, [u8; 32])>,
 }
@@ -53,26 +61,48 @@ impl TreeCache {
         id.extend_from_slice(prefix.as_bytes());
         let name = format!("tree-{}.bin", ouroboros_db::Hash::of(&id).to_hex());
         let path = store.join("cache").join(name);
-        let entries = std::fs::read(&path)
+        let (written_ns, list) = std::fs::read(&path)
             .ok()
             .and_then(|b| {
-                ouroboros_db::codec::decode::<Vec<(String, Stamp, [u8; 32])>>("tree cache", TAG, &b)
-                    .ok()
+                ouroboros_db::codec::decode::<(i64, Vec<(String, Stamp, [u8; 32])>)>(
+                    "tree cache",
+                    TAG,
+                    &b,
+                )
+                .ok()
             })
-            .map(|v| v.into_iter().map(|(k, s, h)| (k, (s, h))).collect())
             .unwrap_or_default();
-        TreeCache { path, entries }
+        let entries = list.into_iter().map(|(k, s, h)| (k, (s, h))).collect();
+        TreeCache {
+            path,
+            written_ns,
+            entries,
+        }
     }
 
-    /// Writes the cache atomically (temp file + rename).
-    pub fn save(&self) -> Result<()> {
+    /// True when the file at `rel` with `stamp` was stored as `head` and its stamp is old
+    /// enough, compared with the walk that cached it, to be trusted.
+    pub fn is_fresh(&self, rel: &str, stamp: &Stamp, head: &[u8; 32]) -> bool {
+        // A
+        let settled = self.written_ns - RACY_NS;
+        match self.entries.get(rel) {
+            Some((s, h)) => {
+                s == stamp && h == head && stamp.mtime_ns < settled && stamp.ctime_ns < settled
+            }
+            None => false,
+        }
+    }
+
+    /// Writes the cache atomically (temp file + rename), stamped with the start of the walk
+    /// it describes.
+    pub fn save(&self, walk_started_ns: i64) -> Result<()> {
         // A
         let dir = self.path.parent().context("cache path has no parent")?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut list: Vec<(&String, &Stamp, &[u8; 32])> =
             self.entries.iter().map(|(k, (s, h))| (k, s, h)).collect();
         list.sort_by(|a, b| a.0.cmp(b.0));
-        let bytes = ouroboros_db::codec::encode(TAG, &list);
+        let bytes = ouroboros_db::codec::encode(TAG, &(walk_started_ns, list));
         let tmp = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("writing {}", self.path.display()))?;
         std::fs::write(tmp.path(), bytes)
