@@ -101,6 +101,13 @@ impl Cas {
             }
             self.lmdb.commit(txn)?;
         }
+        // LMDB reuses a freed page only once no reader can see the transaction that freed
+        // it. One more small commit makes every page freed above reusable at once, even by
+        // a put whose first read starts right now (on a full disk that decides whether the
+        // next put fits).
+        let mut txn = self.lmdb.write()?;
+        self.lmdb.meta.put_last_gc(&mut txn, now_nanos())?;
+        self.lmdb.commit(txn)?;
         tracing::info!(?report, "gc finished");
         Ok(report)
     }
