@@ -217,7 +217,13 @@ fn damaged_slices_are_detected_and_repaired() {
     // Damage two slices of every chunk: one flipped, one deleted.
     let chunks = {
         let txn = cas.lmdb().read().unwrap();
-        cas.lmdb().chunks.page(&txn, None, 1000).unwrap()
+        cas.lmdb()
+            .chunks
+            .page(&txn, None, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|(id, r)| (id, r.unwrap()))
+            .collect::<Vec<_>>()
     };
     {
         let mut txn = cas.lmdb().write().unwrap();

@@ -37,7 +37,16 @@ impl Cas {
             }
             let mut txn = self.lmdb.write()?;
             for (hash, removal) in pending {
-                if let Some(blob) = self.lmdb.blobs.get(&txn, &hash)? {
+                // A damaged blob record cannot say which chunks it held: keep its chunks
+                // (a leak, never a wrong free) and let verify report it.
+                let blob = match self.lmdb.blobs.get(&txn, &hash) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(version = %hash.short(), error = %e, "gc skips a damaged version record");
+                        None
+                    }
+                };
+                if let Some(blob) = blob {
                     if !removal.released {
                         for c in &blob.chunks {
                             self.lmdb.chunks.add_refs(&mut txn, &c.id, -1)?;
@@ -78,6 +87,8 @@ impl Cas {
             let mut txn = self.lmdb.write()?;
             let now = now_nanos();
             for (id, record) in page {
+                // A damaged record cannot name its slices: leave it for verify to report.
+                let Ok(record) = record else { continue };
                 if self.lmdb.chunks.refs(&txn, &id)? != 0 {
                     continue;
                 }

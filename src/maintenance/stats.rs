@@ -43,6 +43,7 @@ impl Cas {
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
             for (_, r) in page {
+                let Ok(r) = r else { continue };
                 s.chunks += 1;
                 s.slices += r.slices.len() as u64;
                 s.unique_bytes += r.size as u64;

@@ -11,6 +11,7 @@ use crate::model::SealedSlice;
 use crate::progress::Progress;
 use crate::route::DataRouter;
 use crate::seal::{erasure, open_chunk};
+use crate::store::lock::GcLock;
 
 /// A problem verify found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +84,14 @@ impl Cas {
     /// Checks the whole store; with `repair`, rebuilds damaged slices. Progress counts chunks.
     pub fn verify(&self, repair: bool, progress: &dyn Progress) -> Result<VerifyReport> {
         // PA
+        // Repair writes slices back: hold the gc lock like a put, so it never restores the
+        // slices of a chunk gc is freeing (they would have no record and never be freed).
+        let _lock = match repair {
+            true => Some(GcLock::acquire(self.path(), false, &|| {
+                progress.waiting("a gc is running")
+            })?),
+            false => None,
+        };
         let mut report = VerifyReport::default();
         let router = DataRouter::new(&self.lmdb);
         let mut bad_chunks = Vec::new();
@@ -96,6 +105,18 @@ impl Cas {
             let mut fixes: Vec<(Hash, Vec<u8>)> = Vec::new();
             for (id, record) in &page {
                 report.chunks += 1;
+                let record = match record {
+                    Ok(r) => r,
+                    Err(e) => {
+                        bad_chunks.push(*id);
+                        report.damage.push(Damage::Chunk {
+                            chunk: *id,
+                            reason: e.to_string(),
+                        });
+                        progress.advance(1);
+                        continue;
+                    }
+                };
                 report.slices += record.slices.len() as u64;
                 if self.lmdb.chunks.refs(&txn, id)? == 0 {
                     report.unreferenced_chunks += 1;
@@ -130,13 +151,24 @@ impl Cas {
                 }
                 let mut repaired = false;
                 if damaged && repair {
-                    let rebuilt = rebuild_slices(id, record, &set.shards)?;
-                    for i in set.missing.iter().chain(&set.corrupt) {
-                        if let Some((h, bytes)) = rebuilt.get(*i) {
-                            fixes.push((*h, bytes.clone()));
+                    match rebuild_slices(id, record, &set.shards) {
+                        Ok(rebuilt) => {
+                            for i in set.missing.iter().chain(&set.corrupt) {
+                                if let Some((h, bytes)) = rebuilt.get(*i) {
+                                    fixes.push((*h, bytes.clone()));
+                                }
+                            }
+                            repaired = true;
+                        }
+                        // Reported, not fatal: the rest of the store is still checked.
+                        Err(e) => {
+                            bad_chunks.push(*id);
+                            report.damage.push(Damage::Chunk {
+                                chunk: *id,
+                                reason: e.to_string(),
+                            });
                         }
                     }
-                    repaired = true;
                 }
                 if damaged {
                     report.damage.push(Damage::Slices {

@@ -74,13 +74,14 @@ impl ChunkIndex {
     }
 
     /// Up to `limit` chunks after `after` (exclusive), in id order: lets gc and verify stream
-    /// over the index in short transactions.
+    /// over the index in short transactions. A record that does not decode comes back as its
+    /// error, so one damaged record never stops a scan.
     pub fn page(
         &self,
         txn: &RoTxn,
         after: Option<Hash>,
         limit: usize,
-    ) -> Result<Vec<(Hash, ChunkRecord)>> {
+    ) -> Result<Vec<(Hash, Result<ChunkRecord>)>> {
         // A
         let mut out = Vec::new();
         let iter = crate::store::iter_after(&self.records, txn, after.as_ref().map(|a| &a.0[..]))?;
@@ -90,7 +91,7 @@ impl ChunkIndex {
                 k.try_into()
                     .map_err(|_| Error::malformed("chunk", "key is not 32 bytes"))?,
             );
-            out.push((id, ChunkRecord::decode(v)?));
+            out.push((id, ChunkRecord::decode(v)));
         }
         Ok(out)
     }
