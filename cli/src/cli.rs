@@ -36,21 +36,10 @@ pub struct Global {
     pub verbose: u8,
 }
 
-pub const EXIT_CODES: &str = "Exit codes:
-  0  success
-  1  error (I/O, database, anything else)
-  2  usage error: bad option, key, ref or argument; ambiguous ref
-  3  not found: key, ref or version
-  4  the key was deleted
-  5  the key has several heads where one was needed (merge, or name a version)
-  6  data corrupt beyond repair
-  7  identity missing, unreadable, too open, or not a recipient of the store
-  8  no store at the given path (run `ouro init`), or one already exists for init
-  9  no space left on the device
-  130 interrupted";
-
-/// Exit codes and the JSON schemas, for `--help` and the man page.
-pub const AFTER_LONG_HELP: &str = "Exit codes:
+/// The exit codes, once, for `-h` and `--help` (and so the man page).
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
   0  success
   1  error (I/O, database, anything else; put -r/get -r: some files failed, the rest is done)
   2  usage error: bad option, key, ref or argument; ambiguous ref
@@ -62,6 +51,16 @@ pub const AFTER_LONG_HELP: &str = "Exit codes:
   8  no store at the given path (run `ouro init`), or one already exists for init
   9  no space left on the device
   130 interrupted (Ctrl-C); the store stays consistent
+  141 the reader of stdout went away (`ouro get KEY | head`)"
+    };
+}
+
+pub const EXIT_CODES: &str = exit_codes!();
+
+/// Exit codes and the JSON schemas, for `--help` and the man page.
+pub const AFTER_LONG_HELP: &str = concat!(
+    exit_codes!(),
+    "
 
 JSON output (--json): one document on stdout. Fields are only ever added, never renamed.
   put      {hash, key, size, chunks, new_chunks, stored_bytes}
@@ -76,7 +75,8 @@ JSON output (--json): one document on stdout. Fields are only ever added, never 
             file_bytes, chunks, slices, dedup_ratio, compression_ratio, ec}
   recipient ls  [recipient]
 
-Environment: OURO_STORE, OURO_IDENTITY, RUST_LOG (log filter, e.g. ouroboros_db=debug).";
+Environment: OURO_STORE, OURO_IDENTITY, RUST_LOG (log filter, e.g. ouroboros_db=debug)."
+);
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
