@@ -301,3 +301,78 @@ fn a_stale_handle_refuses_to_write_after_another_process_rotated_keys() {
     drop(stale);
     assert!(t.run_stdin(&["put", "k"], b"fresh handle").status.success());
 }
+
+#[test]
+fn a_stalled_put_does_not_block_other_writers() {
+    let t = TestStore::init("2+1");
+    // A put whose input stalls after its first new chunk reached the writer: the writer
+    // must not keep LMDB's write lock while it waits for more.
+    let data = random_bytes(4 << 20, 21);
+    let mut slow = t
+        .cmd(&["put", "slow", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = slow.stdin.take().unwrap();
+    stdin.write_all(&data).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut other = t
+        .cmd(&["put", "other", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let finished = loop {
+        if other.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = other.kill();
+            let _ = other.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    assert!(
+        finished,
+        "another writer was blocked by a put waiting for its input"
+    );
+    assert!(slow.wait().unwrap().success());
+    assert_eq!(t.get("slow"), data);
+}
+
+#[test]
+fn sigkill_during_gc_leaves_a_consistent_store() {
+    let t = TestStore::init("2+1");
+    let keep = random_bytes(2 << 20, 31);
+    t.put("keep", &keep);
+    for round in 0..3u64 {
+        for i in 0..20u64 {
+            t.put(
+                &format!("drop/{i}"),
+                &random_bytes(200_000, 100 * round + i),
+            );
+        }
+        for i in 0..20u64 {
+            t.ok(&["rm", &format!("drop/{i}"), "-q"]);
+        }
+        let mut gc = t
+            .cmd(&["gc", "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20 + 25 * round));
+        let _ = gc.kill();
+        let _ = gc.wait();
+        t.ok(&["verify"]);
+        assert_eq!(t.get("keep"), keep);
+    }
+    t.ok(&["gc"]);
+    t.ok(&["verify"]);
+    assert_eq!(t.json(&["stats"])["keys"], 1);
+}
