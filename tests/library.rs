@@ -384,3 +384,25 @@ fn opening_a_store_twice_in_one_process_is_a_clear_error() {
     let e = Cas::open(&p).err().unwrap().to_string();
     assert!(e.contains("already open in this process"), "{e}");
 }
+
+#[test]
+fn one_batch_with_the_same_key_twice_makes_a_chain_not_a_fork() {
+    use ouroboros_db::PutItem;
+    let (_d, cas) = new_store(2, 1);
+    let item = |data: &'static [u8]| PutItem {
+        key: "k".into(),
+        reader: Box::new(data),
+        size_hint: Some(data.len() as u64),
+        parents: None,
+        created: None,
+        skip_if_unchanged: false,
+    };
+    let out = cas
+        .put_many(vec![item(b"one"), item(b"two")].into_iter(), &NoProgress)
+        .unwrap();
+    let (a, b) = (out[0].as_ref().unwrap().hash, out[1].as_ref().unwrap().hash);
+    let heads = cas.heads("k").unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].hash, b);
+    assert_eq!(heads[0].parents, vec![a]);
+}

@@ -138,23 +138,8 @@ impl Cas {
             )));
         }
         let parents: Vec<Hash> = heads.iter().map(|h| h.hash).collect();
-        let (chunks, size) = match source {
-            MergeSource::Pick(h) => {
-                let txn = self.lmdb.read()?;
-                let b = self
-                    .lmdb
-                    .blobs
-                    .get(&txn, &h)?
-                    .filter(|b| b.key == key)
-                    .ok_or_else(|| Error::NotFound(format!("version {} of {key:?}", h.short())))?;
-                if self.lmdb.removed.get(&txn, &h)?.is_some() {
-                    return Err(Error::NotFound(format!(
-                        "version {} of {key:?} was removed",
-                        h.short()
-                    )));
-                }
-                (b.chunks, b.size)
-            }
+        let h = match source {
+            MergeSource::Pick(h) => h,
             MergeSource::Content(r) => {
                 // A merge with new content is a put whose parents are all the heads.
                 drop(_lock);
@@ -165,8 +150,33 @@ impl Cas {
                 return Ok(self.put(key, r, &opts)?.hash);
             }
         };
-        debug_assert_eq!(BlobKind::for_parents(parents.len()), BlobKind::Merger);
-        self.commit_version(key, parents, &chunks, size, now_nanos())
+        // Read the heads again inside the write transaction, so a put or rm that raced
+        // with this merge is either merged too or refused, never silently left behind.
+        let mut txn = self.lmdb.write()?;
+        let state = self.lmdb.versions.get(&txn, key)?.unwrap_or_default();
+        if state.heads.len() < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "nothing to merge: {key:?} has {} head(s)",
+                state.heads.len()
+            )));
+        }
+        let b = self
+            .lmdb
+            .blobs
+            .get(&txn, &h)?
+            .filter(|b| b.key == key)
+            .ok_or_else(|| Error::NotFound(format!("version {} of {key:?}", h.short())))?;
+        if self.lmdb.removed.get(&txn, &h)?.is_some() {
+            return Err(Error::NotFound(format!(
+                "version {} of {key:?} was removed",
+                h.short()
+            )));
+        }
+        debug_assert_eq!(BlobKind::for_parents(state.heads.len()), BlobKind::Merger);
+        let hash =
+            self.commit_version_in(&mut txn, key, state.heads, &b.chunks, b.size, now_nanos())?;
+        self.lmdb.commit(txn)?;
+        Ok(hash)
     }
 }
 

@@ -89,6 +89,8 @@ struct PendingVersion {
     created: i64,
     /// Chunks that were not in the store when chunked: they must be before committing.
     needs: Vec<Hash>,
+    /// Parents were the key's head when chunking started (not given by the caller).
+    default_parents: bool,
     new_chunks: usize,
 }
 
@@ -287,6 +289,7 @@ impl Cas {
                 created: created.unwrap_or_else(now_nanos),
                 needs,
                 new_chunks,
+                default_parents: !explicit_parents,
             };
             if writer
                 .send(Ok(ToWriter::Version(Box::new(version))))
@@ -309,6 +312,9 @@ impl Cas {
         let mut done = Vec::new();
         let mut waiting: Vec<PendingVersion> = Vec::new();
         let mut stored_by_item: HashMap<usize, u64> = HashMap::new();
+        // Versions committed by this call, per key: a later version of the same key with
+        // default parents follows them instead of forking from the head read at its start.
+        let mut batch_heads: HashMap<String, Hash> = HashMap::new();
         let mut txn: Option<RwTxn> = None;
         let (mut bytes, mut versions, mut opened) = (0usize, 0usize, Instant::now());
         loop {
@@ -363,8 +369,13 @@ impl Cas {
                     still.push(v);
                     continue;
                 }
+                let parents = match batch_heads.get(&v.key) {
+                    Some(prev) if v.default_parents => vec![*prev],
+                    _ => v.parents,
+                };
                 let hash =
-                    self.commit_version_in(t, &v.key, v.parents, &v.chunks, v.size, v.created)?;
+                    self.commit_version_in(t, &v.key, parents, &v.chunks, v.size, v.created)?;
+                batch_heads.insert(v.key.clone(), hash);
                 tracing::info!(key = %v.key, version = %hash.short(), size = v.size, new_chunks = v.new_chunks, "stored");
                 versions += 1;
                 done.push((
@@ -432,25 +443,9 @@ impl Cas {
         Ok(())
     }
 
-    /// Commits a version in its own transaction (merges); every chunk must be stored.
-    pub(crate) fn commit_version(
-        &self,
-        key: &str,
-        parents: Vec<Hash>,
-        chunks: &[ChunkRef],
-        size: u64,
-        created: i64,
-    ) -> Result<Hash> {
-        // PA
-        let mut txn = self.lmdb.write()?;
-        let hash = self.commit_version_in(&mut txn, key, parents, chunks, size, created)?;
-        self.lmdb.commit(txn)?;
-        Ok(hash)
-    }
-
     /// Writes a version into `txn`: blob record, chunk references, version indexes and
     /// heads (`heads - parents + new`). Every chunk must already be in the transaction.
-    fn commit_version_in(
+    pub(crate) fn commit_version_in(
         &self,
         txn: &mut RwTxn,
         key: &str,
