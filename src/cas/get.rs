@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::cas::Cas;
 use crate::error::{Error, Result};
@@ -78,35 +78,19 @@ impl Cas {
             .map(|n| n.get())
             .unwrap_or(1)
             .clamp(1, 8);
-        let window = workers * 2;
-        let next = AtomicUsize::new(0);
-        let written = AtomicUsize::new(0);
-        let (tx, rx) = sync_channel::<(usize, Result<Vec<u8>>)>(window);
-        let stop = AtomicBool::new(false);
+        let gate = Window::new(workers * 2);
+        let (tx, rx) = sync_channel::<(usize, Result<Vec<u8>>)>(workers * 2);
         std::thread::scope(|s| -> Result<()> {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (next, written, stop) = (&next, &written, &stop);
+                let gate = &gate;
                 s.spawn(move || {
                     // A panicking worker stops the others, so nobody waits for its chunk.
                     let _guard = StopOnDrop {
-                        stop,
+                        gate,
                         only_when_panicking: true,
                     };
-                    loop {
-                        // Stay within `window` chunks of the writer so memory stays bounded.
-                        while next.load(Ordering::Acquire)
-                            >= written.load(Ordering::Acquire) + window
-                        {
-                            if stop.load(Ordering::Acquire) {
-                                return;
-                            }
-                            std::thread::park_timeout(std::time::Duration::from_micros(200));
-                        }
-                        if stop.load(Ordering::Acquire) {
-                            return;
-                        }
-                        let i = next.fetch_add(1, Ordering::AcqRel);
+                    while let Some(i) = gate.claim() {
                         let Some(c) = chunks.get(i) else { return };
                         if tx.send((i, self.read_chunk(&c.id))).is_err() {
                             return;
@@ -120,7 +104,7 @@ impl Cas {
             // Whatever happens below (an error, a panic in the caller's writer), the
             // workers are told to stop when this guard goes.
             let _guard = StopOnDrop {
-                stop: &stop,
+                gate: &gate,
                 only_when_panicking: false,
             };
             let mut pending = BTreeMap::new();
@@ -136,7 +120,7 @@ impl Cas {
                         .map_err(|e| Error::io("writing output", e))?;
                     progress.advance(data.len() as u64);
                     want += 1;
-                    written.store(want, Ordering::Release);
+                    gate.advance(want);
                 }
             }
             if want != chunks.len() {
@@ -147,9 +131,70 @@ impl Cas {
     }
 }
 
-/// Sets a stop flag when dropped (always, or only while unwinding from a panic).
+/// Hands out chunk indexes to the read workers, at most `window` ahead of the writer, so
+/// memory stays bounded; workers sleep (no polling) until the writer moves or stops them.
+struct Window {
+    state: Mutex<WindowState>,
+    moved: Condvar,
+    window: usize,
+}
+
+struct WindowState {
+    next: usize,
+    written: usize,
+    stop: bool,
+}
+
+impl Window {
+    fn new(window: usize) -> Self {
+        // A
+        Window {
+            state: Mutex::new(WindowState {
+                next: 0,
+                written: 0,
+                stop: false,
+            }),
+            moved: Condvar::new(),
+            window,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WindowState> {
+        // A
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next chunk index to read, or `None` once stopped.
+    fn claim(&self) -> Option<usize> {
+        // A
+        let mut st = self.lock();
+        while !st.stop && st.next >= st.written + self.window {
+            st = self.moved.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if st.stop {
+            return None;
+        }
+        st.next += 1;
+        Some(st.next - 1)
+    }
+
+    /// The writer has written `written` chunks.
+    fn advance(&self, written: usize) {
+        // A
+        self.lock().written = written;
+        self.moved.notify_all();
+    }
+
+    fn stop(&self) {
+        // A
+        self.lock().stop = true;
+        self.moved.notify_all();
+    }
+}
+
+/// Stops the window when dropped (always, or only while unwinding from a panic).
 struct StopOnDrop<'a> {
-    stop: &'a AtomicBool,
+    gate: &'a Window,
     only_when_panicking: bool,
 }
 
@@ -157,7 +202,7 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         // A
         if !self.only_when_panicking || std::thread::panicking() {
-            self.stop.store(true, Ordering::Release);
+            self.gate.stop();
         }
     }
 }
