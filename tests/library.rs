@@ -406,3 +406,36 @@ fn one_batch_with_the_same_key_twice_makes_a_chain_not_a_fork() {
     assert_eq!(heads[0].hash, b);
     assert_eq!(heads[0].parents, vec![a]);
 }
+
+#[test]
+fn re_putting_an_identical_version_never_adds_a_head() {
+    let (_d, cas) = new_store(2, 1);
+    let v1 = cas
+        .put("k", &b"v1"[..], &PutOptions::default())
+        .unwrap()
+        .hash;
+    let opts = PutOptions {
+        parents: Some(vec![v1]),
+        created: Some(1_800_000_000_000_000_000),
+        ..PutOptions::default()
+    };
+    let v2 = cas.put("k", &b"v2"[..], &opts).unwrap().hash;
+    // Idempotent import: the same version again changes nothing.
+    assert_eq!(cas.put("k", &b"v2"[..], &opts).unwrap().hash, v2);
+    assert_eq!(cas.heads("k").unwrap().len(), 1);
+    let o3 = PutOptions {
+        parents: Some(vec![v2]),
+        ..PutOptions::default()
+    };
+    let v3 = cas.put("k", &b"v3"[..], &o3).unwrap().hash;
+    // Restoring a removed middle version does not fork against its own descendant.
+    cas.remove(&format!("k@{}", &v2.to_hex()[..10])).unwrap();
+    cas.put("k", &b"v2"[..], &opts).unwrap();
+    let heads: Vec<_> = cas
+        .heads("k")
+        .unwrap()
+        .into_iter()
+        .map(|h| h.hash)
+        .collect();
+    assert_eq!(heads, vec![v3]);
+}

@@ -314,7 +314,7 @@ impl Cas {
         let mut stored_by_item: HashMap<usize, u64> = HashMap::new();
         // Versions committed by this call, per key: a later version of the same key with
         // default parents follows them instead of forking from the head read at its start.
-        let mut batch_heads: HashMap<String, Hash> = HashMap::new();
+        let mut batch_heads: HashMap<String, (Vec<Hash>, Hash)> = HashMap::new();
         let mut txn: Option<RwTxn> = None;
         let (mut bytes, mut versions, mut opened) = (0usize, 0usize, Instant::now());
         loop {
@@ -369,13 +369,22 @@ impl Cas {
                     still.push(v);
                     continue;
                 }
+                // Chain only onto the head this version also started from (read before the earlier
+                // one committed) and only while that earlier version is live: a fresher head read
+                // from another process's commit wins.
                 let parents = match batch_heads.get(&v.key) {
-                    Some(prev) if v.default_parents => vec![*prev],
-                    _ => v.parents,
+                    Some((started_from, prev))
+                        if v.default_parents
+                            && *started_from == v.parents
+                            && self.lmdb.removed.get(t, prev)?.is_none() =>
+                    {
+                        vec![*prev]
+                    }
+                    _ => v.parents.clone(),
                 };
                 let hash =
                     self.commit_version_in(t, &v.key, parents, &v.chunks, v.size, v.created)?;
-                batch_heads.insert(v.key.clone(), hash);
+                batch_heads.insert(v.key.clone(), (v.parents, hash));
                 tracing::info!(key = %v.key, version = %hash.short(), size = v.size, new_chunks = v.new_chunks, "stored");
                 versions += 1;
                 done.push((
@@ -475,13 +484,19 @@ impl Cas {
         if self.lmdb.blobs.get(txn, &hash)?.is_some() {
             // The very same version again (same key, parents, time, content): bring it back
             // if it was removed, re-taking the references gc may have released.
-            if let Some(r) = self.lmdb.removed.get(txn, &hash)? {
-                if r.released {
-                    for c in chunks {
-                        self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
-                    }
+            let Some(r) = self.lmdb.removed.get(txn, &hash)? else {
+                // Already there and live: an idempotent re-put changes nothing.
+                return Ok(hash);
+            };
+            if r.released {
+                for c in chunks {
+                    self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
                 }
-                self.lmdb.removed.delete(txn, &hash)?;
+            }
+            self.lmdb.removed.delete(txn, &hash)?;
+            // Restored inside its history: it is a head only if nothing live descends from it.
+            if self.has_live_descendant(txn, hash)? {
+                return Ok(hash);
             }
         } else {
             self.lmdb.blobs.put(txn, &blob)?;

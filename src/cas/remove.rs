@@ -24,7 +24,7 @@ pub struct RemoveOutcome {
 
 impl Cas {
     /// True when some descendant of `v` (through removed versions too) is not removed.
-    fn has_live_descendant(&self, txn: &crate::store::RoTxn, v: Hash) -> Result<bool> {
+    pub(crate) fn has_live_descendant(&self, txn: &crate::store::RoTxn, v: Hash) -> Result<bool> {
         // A
         let mut stack = vec![v];
         let mut seen = HashSet::new();

@@ -43,7 +43,15 @@ impl Cas {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(version = %hash.short(), error = %e, "gc skips a damaged version record");
-                        None
+                        // Keep it marked removed (released, no further work) so it never
+                        // looks live again, and move on.
+                        let kept = Removal {
+                            whole_key: false,
+                            released: true,
+                            ..removal
+                        };
+                        self.lmdb.removed.put(&mut txn, &hash, &kept)?;
+                        continue;
                     }
                 };
                 if let Some(blob) = blob {

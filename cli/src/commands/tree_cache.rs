@@ -38,10 +38,10 @@ impl Stamp {
     }
 }
 
-/// Timestamps closer than this to the walk that cached them are not trusted: on filesystems
+/// Timestamps closer than this (FAT rounds to 2 s) to the walk that cached them are not trusted: on filesystems
 /// with coarse timestamps a file rewritten in the same tick keeps its stamp (git's "racily
 /// clean" problem), so such files are read again (and stored only if their content changed).
-const RACY_NS: i64 = 1_000_000_000;
+const RACY_NS: i64 = 2_000_000_000;
 
 /// The cache of one (directory, prefix) pair.
 pub struct TreeCache {
