@@ -148,10 +148,8 @@ impl From<heed::Error> for Error {
             {
                 Error::Corrupt(format!("LMDB reports a damaged database page ({m})"))
             }
-            other => match other {
-                heed::Error::Mdb(heed::MdbError::Other(28)) => Error::NoSpace("disk full".into()),
-                other => Error::Lmdb(other.to_string()),
-            },
+            heed::Error::Mdb(heed::MdbError::Other(28)) => Error::NoSpace("disk full".into()),
+            other => Error::Lmdb(other.to_string()),
         }
     }
 }

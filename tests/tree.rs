@@ -24,16 +24,19 @@ fn tree_round_trip_with_cache_excludes_and_time_travel() {
     write(&src, "cache/x", b"cached");
     symlink("a.txt", src.join("link")).unwrap();
     let s = src.to_str().unwrap();
-    let first = t.json(&[
-        "put",
-        "-r",
-        s,
-        "backup",
-        "--exclude",
-        "*.tmp",
-        "--exclude",
-        "cache/**",
-    ]);
+    let backup = || {
+        t.json(&[
+            "put",
+            "-r",
+            s,
+            "backup",
+            "--exclude",
+            "*.tmp",
+            "--exclude",
+            "cache/**",
+        ])
+    };
+    let first = backup();
     assert_eq!(first["files"], 3);
     assert_eq!(first["stored"], 3);
     assert_eq!(
@@ -58,16 +61,7 @@ fn tree_round_trip_with_cache_excludes_and_time_travel() {
     );
 
     // Unchanged tree: nothing read or stored.
-    let again = t.json(&[
-        "put",
-        "-r",
-        s,
-        "backup",
-        "--exclude",
-        "*.tmp",
-        "--exclude",
-        "cache/**",
-    ]);
+    let again = backup();
     assert_eq!(
         (again["stored"].as_u64(), again["unchanged"].as_u64()),
         (Some(0), Some(3))
@@ -85,16 +79,7 @@ fn tree_round_trip_with_cache_excludes_and_time_travel() {
     f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
         .unwrap();
     drop(f);
-    let touched = t.json(&[
-        "put",
-        "-r",
-        s,
-        "backup",
-        "--exclude",
-        "*.tmp",
-        "--exclude",
-        "cache/**",
-    ]);
+    let touched = backup();
     assert_eq!(touched["stored"], 0, "{touched}");
     assert_eq!(
         t.json(&["log", "backup/a.txt"]).as_array().unwrap().len(),
@@ -105,16 +90,7 @@ fn tree_round_trip_with_cache_excludes_and_time_travel() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     write(&src, "a.txt", b"alpha v2");
     t.put("backup/sub/deep/c.txt", b"edited in the store");
-    let third = t.json(&[
-        "put",
-        "-r",
-        s,
-        "backup",
-        "--exclude",
-        "*.tmp",
-        "--exclude",
-        "cache/**",
-    ]);
+    let third = backup();
     assert_eq!(third["stored"], 2, "{third}");
 
     let out = t.dir.path().join("out");

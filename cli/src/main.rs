@@ -26,10 +26,14 @@ fn main() {
     let code = match commands::run(&cli) {
         Ok(code) => code,
         // The reader went away (`ouro get big | head`): stop quietly, as SIGPIPE would.
-        Err(e) if e.chain().any(|c| {
-            c.downcast_ref::<std::io::Error>().map(|io| io.kind()) == Some(std::io::ErrorKind::BrokenPipe)
-                || matches!(c.downcast_ref::<ouroboros_db::Error>(), Some(ouroboros_db::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe)
-        }) => 141,
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().map(|io| io.kind())
+                    == Some(std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            141
+        }
         Err(e) => {
             let mut msg = format!("{e}");
             for cause in e.chain().skip(1) {

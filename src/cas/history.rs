@@ -129,19 +129,17 @@ impl Cas {
         // PA
         validate_key(key)?;
         self.current_keys()?;
+        let nothing_to_merge =
+            |n: usize| Error::InvalidArgument(format!("nothing to merge: {key:?} has {n} head(s)"));
         let _lock = GcLock::acquire(self.path(), false, &|| {})?;
-        let heads = self.heads(key)?;
-        if heads.len() < 2 {
-            return Err(Error::InvalidArgument(format!(
-                "nothing to merge: {key:?} has {} head(s)",
-                heads.len()
-            )));
-        }
-        let parents: Vec<Hash> = heads.iter().map(|h| h.hash).collect();
         let h = match source {
             MergeSource::Pick(h) => h,
             MergeSource::Content(r) => {
                 // A merge with new content is a put whose parents are all the heads.
+                let parents: Vec<Hash> = self.heads(key)?.iter().map(|h| h.hash).collect();
+                if parents.len() < 2 {
+                    return Err(nothing_to_merge(parents.len()));
+                }
                 drop(_lock);
                 let opts = crate::cas::PutOptions {
                     parents: Some(parents),
@@ -153,12 +151,13 @@ impl Cas {
         // Read the heads again inside the write transaction, so a put or rm that raced
         // with this merge is either merged too or refused, never silently left behind.
         let mut txn = self.lmdb.write()?;
-        let state = self.lmdb.versions.get(&txn, key)?.unwrap_or_default();
+        let state = self
+            .lmdb
+            .versions
+            .get(&txn, key)?
+            .ok_or_else(|| Error::NotFound(format!("no key {key:?}")))?;
         if state.heads.len() < 2 {
-            return Err(Error::InvalidArgument(format!(
-                "nothing to merge: {key:?} has {} head(s)",
-                state.heads.len()
-            )));
+            return Err(nothing_to_merge(state.heads.len()));
         }
         let b = self
             .lmdb

@@ -237,6 +237,8 @@ impl Cas {
                     progress.advance(data.len() as u64);
                     if seen.contains(&id) {
                         needs.push(id);
+                    // A short read transaction per chunk, not one per input: holding a snapshot for
+                    // a whole large file would keep LMDB from reusing the pages the writer frees.
                     } else if !self.lmdb.chunks.contains(&self.lmdb.read()?, &id)? {
                         seen.insert(id);
                         needs.push(id);

@@ -62,16 +62,6 @@ impl Meta {
         Ok(self.0.put(txn, b"last_gc", &time.to_le_bytes())?)
     }
 
-    /// When gc last finished, if ever.
-    pub fn last_gc(&self, txn: &RoTxn) -> Result<Option<i64>> {
-        // A
-        Ok(self
-            .0
-            .get(txn, b"last_gc")?
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(i64::from_le_bytes))
-    }
-
     /// Writes the configuration.
     pub fn put_config(&self, txn: &mut RwTxn, c: &StoreConfig) -> Result<()> {
         // A

@@ -102,33 +102,7 @@ pub fn get(g: &Global, reference: &str, output: Option<&Path>) -> Result<i32> {
             w.flush().context("writing to stdout")?;
             b
         }
-        Some(path) => {
-            // Write beside the target and rename, so a failed get never leaves a partial file.
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".ouro-get-")
-                .tempfile_in(dir)
-                .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-            let _guard = crate::interrupt::TempGuard::new(tmp.path().to_path_buf());
-            let b = {
-                let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-                let b = cas
-                    .get_with_progress(reference, &mut w, &bar)
-                    .with_context(|| format!("reading {reference}"))?;
-                w.flush()
-                    .with_context(|| format!("writing {}", path.display()))?;
-                b
-            };
-            tmp.as_file()
-                .sync_all()
-                .with_context(|| format!("writing {}", path.display()))?;
-            tmp.persist(path)
-                .with_context(|| format!("writing {}", path.display()))?;
-            b
-        }
+        Some(path) => get_into_file(&cas, reference, path, &bar, Durability::Fsync)?,
     };
     bar.finish();
     if g.json && output.is_some() {
@@ -153,4 +127,53 @@ pub fn merge(g: &Global, key: &str, pick: Option<&str>, file: Option<&Path>) -> 
         println!("{hash}");
     }
     Ok(0)
+}
+
+/// How [`get_into_file`] finishes a file.
+pub(super) enum Durability {
+    /// fsync before the rename (`get -o`: one file the user waits for).
+    Fsync,
+    /// Give the file the version's time as mtime and leave flushing to the kernel (`get -r`:
+    /// thousands of files, where an fsync each would dominate).
+    VersionTime,
+}
+
+/// Writes a version to `dest` through a temp file beside it and a rename, so a failed or
+/// interrupted get never leaves a partial file.
+pub(super) fn get_into_file(
+    cas: &ouroboros_db::Cas,
+    reference: &str,
+    dest: &Path,
+    progress: &dyn ouroboros_db::Progress,
+    durability: Durability,
+) -> Result<ouroboros_db::model::Blob> {
+    // A
+    let dir = dest
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ouro-get-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let _guard = crate::interrupt::TempGuard::new(tmp.path().to_path_buf());
+    let blob = {
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        let b = cas
+            .get_with_progress(reference, &mut w, progress)
+            .with_context(|| format!("reading {reference}"))?;
+        w.flush()
+            .with_context(|| format!("writing {}", dest.display()))?;
+        b
+    };
+    match durability {
+        Durability::Fsync => tmp.as_file().sync_all(),
+        Durability::VersionTime => tmp.as_file().set_modified(
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(blob.created.max(0) as u64),
+        ),
+    }
+    .with_context(|| format!("writing {}", dest.display()))?;
+    tmp.persist(dest)
+        .with_context(|| format!("writing {}", dest.display()))?;
+    Ok(blob)
 }

@@ -1,7 +1,7 @@
 //! put -r and get -r: whole trees, one key per regular file.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -10,6 +10,7 @@ use ouro_cli::cli::Global;
 use ouroboros_db::{Error, PutItem};
 use serde_json::json;
 
+use super::content::{get_into_file, Durability};
 use super::tree_cache::{Stamp, TreeCache};
 use crate::output::{human_bytes, print_json};
 use crate::progress::Bar;
@@ -142,16 +143,6 @@ fn walk(root: &Path, ex: &Excludes) -> (Vec<Found>, PathNotes, PathNotes) {
     (found, skipped, errors)
 }
 
-/// How many of the found files are among the errors.
-fn errors_in(errors: &PathNotes, found: &[Found]) -> usize {
-    // A
-    let paths: std::collections::HashSet<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
-    found
-        .iter()
-        .filter(|f| paths.contains(f.path.display().to_string().as_str()))
-        .count()
-}
-
 fn key_for(prefix: &str, rel: &str) -> String {
     // A
     if prefix.is_empty() {
@@ -215,7 +206,7 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
         .put_many(items, &bar)
         .with_context(|| format!("storing {}", root.display()))?;
     bar.finish();
-    let (mut stored, mut new_bytes) = (0u64, 0u64);
+    let (mut stored, mut failed, mut new_bytes) = (0u64, 0usize, 0u64);
     for (&i, r) in changed.iter().zip(results) {
         match r {
             Ok(o) => {
@@ -234,6 +225,7 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
                 }
             }
             Err(e) => {
+                failed += 1;
                 cache.entries.remove(&found[i].rel);
                 errors.push((found[i].path.display().to_string(), e.to_string()));
             }
@@ -242,7 +234,7 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
     let live: std::collections::HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
     cache.entries.retain(|k, _| live.contains(k.as_str()));
     cache.save(walk_started)?;
-    let unchanged = found.len() - stored as usize - errors_in(&errors, &found);
+    let unchanged = found.len() - stored as usize - failed;
     if g.json {
         print_json(&json!({
             "files": found.len(),
@@ -295,6 +287,7 @@ pub fn get_tree(g: &Global, prefix: &str, dir: Option<&Path>, at: Option<&str>) 
         }
     }
     let cas = g.open_unlocked()?;
+    let under = format!("{prefix}/");
     let mut keys = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -309,9 +302,8 @@ pub fn get_tree(g: &Global, prefix: &str, dir: Option<&Path>, at: Option<&str>) 
         let Some(last) = page.last() else { break };
         after = Some(last.clone());
         keys.extend(
-            page.into_iter().filter(|k| {
-                prefix.is_empty() || k == prefix || k.starts_with(&format!("{prefix}/"))
-            }),
+            page.into_iter()
+                .filter(|k| prefix.is_empty() || k == prefix || k.starts_with(&under)),
         );
     }
     let bar = Bar::new(g, false, "get -r");
@@ -376,23 +368,12 @@ fn restore_one(cas: &ouroboros_db::Cas, reference: &str, dest: &Path) -> Result<
     // A
     let parent = dest.parent().context("destination has no parent")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ouro-get-")
-        .tempfile_in(parent)
-        .with_context(|| format!("cannot create a file in {}", parent.display()))?;
-    let _guard = crate::interrupt::TempGuard::new(tmp.path().to_path_buf());
-    let blob = {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        let b = cas.get(reference, &mut w)?;
-        w.flush()
-            .with_context(|| format!("writing {}", dest.display()))?;
-        b
-    };
-    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(blob.created.max(0) as u64);
-    tmp.as_file()
-        .set_modified(mtime)
-        .with_context(|| format!("setting the time of {}", dest.display()))?;
-    tmp.persist(dest)
-        .with_context(|| format!("writing {}", dest.display()))?;
+    let blob = get_into_file(
+        cas,
+        reference,
+        dest,
+        &ouroboros_db::NoProgress,
+        Durability::VersionTime,
+    )?;
     Ok(blob.size)
 }
