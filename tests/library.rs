@@ -227,14 +227,14 @@ fn damaged_slices_are_detected_and_repaired() {
     };
     {
         let mut txn = cas.lmdb().write().unwrap();
-        for (_, rec) in &chunks {
+        for (id, _) in &chunks {
             cas.lmdb()
                 .slices
-                .damage_for_tests(&mut txn, &rec.slices[0], Some(b"rot"))
+                .damage_for_tests(&mut txn, id, 0, Some(b"rot"))
                 .unwrap();
             cas.lmdb()
                 .slices
-                .damage_for_tests(&mut txn, &rec.slices[3], None)
+                .damage_for_tests(&mut txn, id, 3, None)
                 .unwrap();
         }
         txn.commit().unwrap();
@@ -253,7 +253,7 @@ fn damaged_slices_are_detected_and_repaired() {
         for i in 0..3 {
             cas.lmdb()
                 .slices
-                .damage_for_tests(&mut txn, &chunks[0].1.slices[i], None)
+                .damage_for_tests(&mut txn, &chunks[0].0, i, None)
                 .unwrap();
         }
         txn.commit().unwrap();

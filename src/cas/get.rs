@@ -31,7 +31,7 @@ impl ChunkReader for Cas {
             .get(&txn, id)?
             .ok_or_else(|| Error::Corrupt(format!("chunk {} is missing", id.short())))?;
         let keys = self.keys_for(record.key_epoch)?;
-        let set = DataRouter::new(&self.lmdb).fetch_shards(&txn, &record, false)?;
+        let set = DataRouter::new(&self.lmdb).fetch_shards(&txn, id, &record, false)?;
         open_chunk(keys, id, &record, &set.shards)
     }
 }

@@ -96,17 +96,15 @@ impl Cas {
             let now = now_nanos();
             for (id, record) in page {
                 // A damaged record cannot name its slices: leave it for verify to report.
-                let Ok(record) = record else { continue };
+                if record.is_err() {
+                    continue;
+                }
                 if self.lmdb.chunks.refs(&txn, &id)? != 0 {
                     continue;
                 }
-                for s in &record.slices {
-                    if let Some(len) = self.lmdb.slices.len_of(&txn, s)? {
-                        report.bytes_freed += len as u64;
-                        self.lmdb.slices.delete(&mut txn, s)?;
-                        report.slices_freed += 1;
-                    }
-                }
+                let (n, bytes) = self.lmdb.slices.delete_chunk(&mut txn, &id)?;
+                report.bytes_freed += bytes;
+                report.slices_freed += n;
                 self.lmdb.chunks.delete(&mut txn, &id)?;
                 self.lmdb.deletion_wal.log_deletion(
                     &mut txn,

@@ -102,7 +102,7 @@ impl Cas {
             let page = self.lmdb.chunks.page(&txn, after, PAGE)?;
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
-            let mut fixes: Vec<(Hash, Vec<u8>)> = Vec::new();
+            let mut fixes: Vec<(Hash, u8, Vec<u8>)> = Vec::new();
             for (id, record) in &page {
                 report.chunks += 1;
                 let record = match record {
@@ -121,7 +121,7 @@ impl Cas {
                 if self.lmdb.chunks.refs(&txn, id)? == 0 {
                     report.unreferenced_chunks += 1;
                 }
-                let set = router.fetch_shards(&txn, record, true)?;
+                let set = router.fetch_shards(&txn, id, record, true)?;
                 let intact = set.shards.iter().filter(|s| s.is_some()).count();
                 let damaged = !set.missing.is_empty() || !set.corrupt.is_empty();
                 if intact < record.k as usize {
@@ -154,8 +154,8 @@ impl Cas {
                     match rebuild_slices(id, record, &set.shards) {
                         Ok(rebuilt) => {
                             for i in set.missing.iter().chain(&set.corrupt) {
-                                if let Some((h, bytes)) = rebuilt.get(*i) {
-                                    fixes.push((*h, bytes.clone()));
+                                if let Some((_, bytes)) = rebuilt.get(*i) {
+                                    fixes.push((*id, *i as u8, bytes.clone()));
                                 }
                             }
                             repaired = true;
@@ -183,8 +183,8 @@ impl Cas {
             drop(txn);
             if !fixes.is_empty() {
                 let mut w = self.lmdb.write()?;
-                for (h, bytes) in &fixes {
-                    router.restore_slice(&mut w, h, bytes)?;
+                for (id, index, bytes) in &fixes {
+                    router.restore_slice(&mut w, id, *index, bytes)?;
                 }
                 self.lmdb.commit(w)?;
             }

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::hash::Hash;
 use crate::model::{ChunkRecord, SealedSlice};
 use crate::seal::SealedChunk;
-use crate::store::local_sealed_slice_store::SliceRead;
+use crate::store::local_sealed_slice_store::{LocalSealedSliceStore, SliceRead};
 use crate::store::{Lmdb, RoTxn, RwTxn};
 
 /// Routes slices between the pipeline and the stores that hold them.
@@ -33,9 +33,8 @@ impl<'a> DataRouter<'a> {
     /// Stores a sealed chunk: every slice and the chunk record, in the caller's transaction.
     pub fn store_chunk(&self, txn: &mut RwTxn, chunk: &SealedChunk) -> Result<()> {
         // PA
-        for (hash, bytes) in &chunk.slices {
-            self.lmdb.slices.put(txn, hash, bytes)?;
-        }
+        let slices: Vec<&[u8]> = chunk.slices.iter().map(|(_, b)| b.as_slice()).collect();
+        self.lmdb.slices.put_chunk(txn, &chunk.id, &slices)?;
         self.lmdb.chunks.put(txn, &chunk.id, &chunk.record)
     }
 
@@ -44,10 +43,12 @@ impl<'a> DataRouter<'a> {
     pub fn fetch_shards<'t>(
         &self,
         txn: &'t RoTxn,
+        id: &Hash,
         record: &ChunkRecord,
         all: bool,
     ) -> Result<ShardSet<'t>> {
         // A
+        let bundle = self.lmdb.slices.bundle(txn, id)?;
         let n = record.slices.len();
         let k = record.k as usize;
         let mut set = ShardSet {
@@ -60,7 +61,7 @@ impl<'a> DataRouter<'a> {
             if intact >= k && !all {
                 break;
             }
-            match self.lmdb.slices.get(txn, hash)? {
+            match LocalSealedSliceStore::check(bundle.get(i as u8), hash) {
                 SliceRead::Ok(bytes) => match SealedSlice::split(bytes) {
                     Ok((h, payload)) if h.index as usize == i => {
                         set.shards[i] = Some(payload);
@@ -76,8 +77,14 @@ impl<'a> DataRouter<'a> {
     }
 
     /// Writes back rebuilt slices (repair); their hashes are checked by the caller.
-    pub fn restore_slice(&self, txn: &mut RwTxn, hash: &Hash, bytes: &[u8]) -> Result<()> {
+    pub fn restore_slice(
+        &self,
+        txn: &mut RwTxn,
+        chunk: &Hash,
+        index: u8,
+        bytes: &[u8],
+    ) -> Result<()> {
         // PA
-        self.lmdb.slices.put(txn, hash, bytes)
+        self.lmdb.slices.put_slice(txn, chunk, index, bytes)
     }
 }

@@ -20,10 +20,11 @@ pub type RwTxn<'e> = heed::RwTxn<'e>;
 /// bounds how large a store can get (1 TiB) without reopening.
 const MAP_SIZE: usize = 1 << 40;
 
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 12] = [
     "meta",
     "key_index",
     "slices",
+    "slice_locs",
     "chunks",
     "chunk_refs",
     "blobs",
@@ -42,7 +43,7 @@ pub struct Lmdb {
     pub meta: Meta,
     /// Wrapped key bundles per recipient and epoch.
     pub key_index: KeyIndex,
-    /// Sealed slices by hash.
+    /// Sealed slices, bundled per chunk.
     pub slices: LocalSealedSliceStore,
     /// Chunk records and reference counts.
     pub chunks: ChunkIndex,
@@ -92,14 +93,14 @@ impl Lmdb {
             )),
             other => Error::from(other),
         })?;
-        let dbs: [Db; 11] = if create {
+        let dbs: [Db; 12] = if create {
             let wtxn = env.write_txn()?;
             env.create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
                 let mut out = Vec::with_capacity(NAMES.len());
                 for name in NAMES {
                     out.push(opener.create_database(wtxn, Some(name))?);
                 }
-                let arr: [_; 11] = out
+                let arr: [_; 12] = out
                     .try_into()
                     .map_err(|_| Error::Lmdb("database count".into()))?;
                 Ok(CommitOrAbort::<_, ()>::Commit(arr))
@@ -115,7 +116,7 @@ impl Lmdb {
                         None => return Ok(CommitOrAbort::Abort(name)),
                     }
                 }
-                let arr: [_; 11] = out
+                let arr: [_; 12] = out
                     .try_into()
                     .map_err(|_| Error::Lmdb("database count".into()))?;
                 Ok(CommitOrAbort::Commit(arr))
@@ -128,14 +129,17 @@ impl Lmdb {
                 ))
             })?
         };
-        let [meta, key_index, slices, chunks, chunk_refs, blobs, versions, key_to_hash, parent_child, removed, deletion_wal] =
+        let [meta, key_index, slices, slice_locs, chunks, chunk_refs, blobs, versions, key_to_hash, parent_child, removed, deletion_wal] =
             dbs;
         Ok(Lmdb {
             env,
             path: dir.to_path_buf(),
             meta: Meta(meta),
             key_index: KeyIndex(key_index),
-            slices: LocalSealedSliceStore(slices),
+            slices: LocalSealedSliceStore {
+                bundles: slices,
+                locs: slice_locs,
+            },
             chunks: ChunkIndex {
                 records: chunks,
                 refs: chunk_refs,

@@ -1,11 +1,23 @@
-//! LocalSealedSliceStore: sealed slices by their hash, verified on every read.
+//! LocalSealedSliceStore: the sealed slices this node holds, verified on every read.
+//!
+//! The slices of one chunk are kept together in one *bundle* under a sequence number that
+//! only grows, so new bundles are appended at the right edge of LMDB's B-tree: a commit
+//! writes each page once instead of rewriting leaves all over a tree keyed by random hashes
+//! (which cost 4x the data in page writes). `slice_locs` maps a chunk id to its bundle.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::store::{Db, RoTxn, RwTxn};
 
-/// The `slices` database: slice hash -> encoded SealedSlice.
-pub struct LocalSealedSliceStore(pub(crate) Db);
+/// Type tag of an encoded slice bundle.
+pub const BUNDLE_TAG: u8 = b'L';
+const BUNDLE_VERSION: u8 = 1;
+
+/// The `slices` (sequence -> bundle) and `slice_locs` (chunk id -> sequence) databases.
+pub struct LocalSealedSliceStore {
+    pub(crate) bundles: Db,
+    pub(crate) locs: Db,
+}
 
 /// What a read of one slice found.
 pub enum SliceRead<'t> {
@@ -17,33 +29,136 @@ pub enum SliceRead<'t> {
     Corrupt,
 }
 
-impl LocalSealedSliceStore {
-    /// Stores a slice (idempotent: same hash, same bytes).
-    pub fn put(&self, txn: &mut RwTxn, hash: &Hash, encoded: &[u8]) -> Result<()> {
-        // PA
-        Ok(self.0.put(txn, &hash.0, encoded)?)
+/// The slices of one chunk held here: `(index, encoded SealedSlice)`, borrowed from the map.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Bundle<'t> {
+    /// Present slices in index order.
+    pub slices: Vec<(u8, &'t [u8])>,
+}
+
+impl<'t> Bundle<'t> {
+    /// Encodes `[b'L'][1]` then per slice `[index u8][len u32 LE][bytes]`.
+    pub fn encode(&self) -> Vec<u8> {
+        // A
+        let n: usize = self.slices.iter().map(|(_, b)| b.len() + 5).sum();
+        let mut out = Vec::with_capacity(2 + n);
+        out.extend_from_slice(&[BUNDLE_TAG, BUNDLE_VERSION]);
+        for (i, b) in &self.slices {
+            out.push(*i);
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        out
     }
 
-    /// Reads a slice and checks it against its hash; the bytes borrow the memory map.
-    pub fn get<'t>(&self, txn: &'t RoTxn, hash: &Hash) -> Result<SliceRead<'t>> {
+    /// Decodes a bundle without copying; a truncated or malformed bundle is an error.
+    pub fn decode(bytes: &'t [u8]) -> Result<Self> {
         // A
-        Ok(match self.0.get(txn, &hash.0)? {
+        let bad = |why: &str| Error::malformed("slice bundle", why);
+        let mut rest = match bytes {
+            [BUNDLE_TAG, BUNDLE_VERSION, rest @ ..] => rest,
+            [BUNDLE_TAG, v, ..] => return Err(bad(&format!("unknown version {v}"))),
+            _ => return Err(bad("wrong tag")),
+        };
+        let mut slices = Vec::new();
+        while let [i, l0, l1, l2, l3, tail @ ..] = rest {
+            let len = u32::from_le_bytes([*l0, *l1, *l2, *l3]) as usize;
+            if tail.len() < len {
+                return Err(bad("truncated slice"));
+            }
+            if slices.last().is_some_and(|(last, _)| last >= i) {
+                return Err(bad("slice indexes out of order"));
+            }
+            let (b, after) = tail.split_at(len);
+            slices.push((*i, b));
+            rest = after;
+        }
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(Bundle { slices })
+    }
+
+    /// The encoded slice with this index, if held.
+    pub fn get(&self, index: u8) -> Option<&'t [u8]> {
+        // A
+        self.slices
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, b)| *b)
+    }
+}
+
+impl LocalSealedSliceStore {
+    /// Stores the slices of a new chunk as one bundle appended after every other.
+    pub fn put_chunk(&self, txn: &mut RwTxn, chunk: &Hash, slices: &[&[u8]]) -> Result<()> {
+        // PA
+        let bundle = Bundle {
+            slices: slices
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (i as u8, *b))
+                .collect(),
+        };
+        let seq = match self.bundles.last(txn)? {
+            None => 0,
+            Some((k, _)) => seq_of(k)? + 1,
+        };
+        self.bundles.put_with_flags(
+            txn,
+            heed::PutFlags::APPEND,
+            &seq.to_be_bytes(),
+            &bundle.encode(),
+        )?;
+        Ok(self.locs.put(txn, &chunk.0, &seq.to_be_bytes())?)
+    }
+
+    /// The bundle of a chunk (empty when none is held).
+    pub fn bundle<'t>(&self, txn: &'t RoTxn, chunk: &Hash) -> Result<Bundle<'t>> {
+        // A
+        let Some(seq) = self.locs.get(txn, &chunk.0)? else {
+            return Ok(Bundle::default());
+        };
+        match self.bundles.get(txn, seq)? {
+            Some(b) => Bundle::decode(b),
+            None => Ok(Bundle::default()),
+        }
+    }
+
+    /// Checks a slice read from a bundle against the hash its chunk record names.
+    pub fn check<'t>(bytes: Option<&'t [u8]>, hash: &Hash) -> SliceRead<'t> {
+        // A
+        match bytes {
             None => SliceRead::Missing,
             Some(b) if Hash::of(b) == *hash => SliceRead::Ok(b),
             Some(_) => SliceRead::Corrupt,
-        })
+        }
     }
 
-    /// Stored length of a slice, if present (no hash check).
-    pub fn len_of(&self, txn: &RoTxn, hash: &Hash) -> Result<Option<usize>> {
-        // A
-        Ok(self.0.get(txn, &hash.0)?.map(<[u8]>::len))
-    }
-
-    /// Deletes a slice; true when it existed.
-    pub fn delete(&self, txn: &mut RwTxn, hash: &Hash) -> Result<bool> {
+    /// Replaces one slice of a chunk (repair), keeping the others.
+    pub fn put_slice(&self, txn: &mut RwTxn, chunk: &Hash, index: u8, bytes: &[u8]) -> Result<()> {
         // PA
-        Ok(self.0.delete(txn, &hash.0)?)
+        self.rewrite(txn, chunk, index, Some(bytes))
+    }
+
+    /// Deletes a chunk's bundle; returns how many slices it held and their encoded bytes.
+    pub fn delete_chunk(&self, txn: &mut RwTxn, chunk: &Hash) -> Result<(u64, u64)> {
+        // PA
+        let Some(seq) = self.locs.get(txn, &chunk.0)?.map(<[u8]>::to_vec) else {
+            return Ok((0, 0));
+        };
+        let (n, bytes) = match self.bundles.get(txn, &seq)? {
+            Some(b) => Bundle::decode(b)
+                .map(|b| {
+                    let n = b.slices.len() as u64;
+                    (n, b.slices.iter().map(|(_, s)| s.len() as u64).sum())
+                })
+                .unwrap_or((0, b.len() as u64)),
+            None => (0, 0),
+        };
+        self.bundles.delete(txn, &seq)?;
+        self.locs.delete(txn, &chunk.0)?;
+        Ok((n, bytes))
     }
 
     /// Number of slices and their total encoded bytes (streams over the database).
@@ -51,30 +166,110 @@ impl LocalSealedSliceStore {
         // A
         let mut n = 0;
         let mut bytes = 0;
-        for item in self.0.iter(txn)? {
+        for item in self.bundles.iter(txn)? {
             let (_, v) = item?;
-            n += 1;
-            bytes += v.len() as u64;
+            match Bundle::decode(v) {
+                Ok(b) => {
+                    n += b.slices.len() as u64;
+                    bytes += b.slices.iter().map(|(_, s)| s.len() as u64).sum::<u64>();
+                }
+                Err(_) => bytes += v.len() as u64,
+            }
         }
         Ok((n, bytes))
     }
 
-    /// Overwrites a slice's stored bytes without any check: only for tests that simulate
-    /// bit rot.
+    /// Overwrites (or with `None` drops) one slice without any check: only for tests that
+    /// simulate bit rot.
     #[doc(hidden)]
     pub fn damage_for_tests(
         &self,
         txn: &mut RwTxn,
-        hash: &Hash,
+        chunk: &Hash,
+        index: u8,
         bytes: Option<&[u8]>,
     ) -> Result<()> {
         // A
-        match bytes {
-            Some(b) => self.0.put(txn, &hash.0, b)?,
+        self.rewrite(txn, chunk, index, bytes)
+    }
+
+    /// Rewrites a chunk's bundle in place with slice `index` replaced or dropped.
+    fn rewrite(
+        &self,
+        txn: &mut RwTxn,
+        chunk: &Hash,
+        index: u8,
+        bytes: Option<&[u8]>,
+    ) -> Result<()> {
+        // PA
+        let seq = match self.locs.get(txn, &chunk.0)? {
+            Some(s) => s.to_vec(),
             None => {
-                self.0.delete(txn, &hash.0)?;
+                let next = match self.bundles.last(txn)? {
+                    None => 0,
+                    Some((k, _)) => seq_of(k)? + 1,
+                };
+                next.to_be_bytes().to_vec()
             }
+        };
+        let old = match self.bundles.get(txn, &seq)? {
+            // A damaged bundle is dropped: repair rewrites every slice it rebuilds.
+            Some(b) => Bundle::decode(b).unwrap_or_default().slices,
+            None => Vec::new(),
+        };
+        let mut slices: Vec<(u8, Vec<u8>)> = old
+            .into_iter()
+            .filter(|(i, _)| *i != index)
+            .map(|(i, b)| (i, b.to_vec()))
+            .collect();
+        if let Some(b) = bytes {
+            slices.push((index, b.to_vec()));
         }
-        Ok(())
+        slices.sort_by_key(|(i, _)| *i);
+        let encoded = Bundle {
+            slices: slices.iter().map(|(i, b)| (*i, b.as_slice())).collect(),
+        }
+        .encode();
+        self.bundles.put(txn, &seq, &encoded)?;
+        Ok(self.locs.put(txn, &chunk.0, &seq)?)
+    }
+}
+
+/// The sequence number of a bundle key.
+fn seq_of(key: &[u8]) -> Result<u64> {
+    // A
+    key.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::malformed("slice bundle", "key is not 8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn pinned_encoding() {
+        let b = Bundle {
+            slices: vec![(0, b"ab".as_slice()), (2, b"c".as_slice())],
+        };
+        assert_eq!(
+            b.encode(),
+            [b'L', 1, 0, 2, 0, 0, 0, b'a', b'b', 2, 1, 0, 0, 0, b'c']
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(slices in prop::collection::btree_map(any::<u8>(), prop::collection::vec(any::<u8>(), 0..200), 0..8)) {
+            let b = Bundle { slices: slices.iter().map(|(i, s)| (*i, s.as_slice())).collect() };
+            let enc = b.encode();
+            prop_assert_eq!(Bundle::decode(&enc).unwrap(), b);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..100)) {
+            let _ = Bundle::decode(&bytes);
+        }
     }
 }
