@@ -35,6 +35,9 @@ cat "$input" >/dev/null # warm the page cache so every tool reads from memory
 # run LABEL CMD...: wall seconds and peak RSS (KB) of CMD into $secs/$rss
 run() {
   local label=$1; shift
+  # Let the disk settle: freeing the previous run's files (ext4 with discard) slows the
+  # first writes that follow by up to 10x on this kind of VM.
+  sync; sleep 2
   /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" >/dev/null 2>"$work/err.txt" || { cat "$work/err.txt"; exit 1; }
   read -r secs rss <"$work/time.txt"
   printf '%-16s %8.2f s %8.1f MB/s  peak RSS %6d MB\n' "$label" "$secs" "$(echo "$size / $secs / 1000000" | bc -l)" "$((rss / 1024))" >&2

@@ -40,6 +40,9 @@ _ouro() {
             ouro,merge)
                 cmd="ouro__subcmd__merge"
                 ;;
+            ouro,mount)
+                cmd="ouro__subcmd__mount"
+                ;;
             ouro,put)
                 cmd="ouro__subcmd__put"
                 ;;
@@ -51,6 +54,9 @@ _ouro() {
                 ;;
             ouro,stats)
                 cmd="ouro__subcmd__stats"
+                ;;
+            ouro,umount)
+                cmd="ouro__subcmd__umount"
                 ;;
             ouro,verify)
                 cmd="ouro__subcmd__verify"
@@ -79,6 +85,9 @@ _ouro() {
             ouro__subcmd__help,merge)
                 cmd="ouro__subcmd__help__subcmd__merge"
                 ;;
+            ouro__subcmd__help,mount)
+                cmd="ouro__subcmd__help__subcmd__mount"
+                ;;
             ouro__subcmd__help,put)
                 cmd="ouro__subcmd__help__subcmd__put"
                 ;;
@@ -90,6 +99,9 @@ _ouro() {
                 ;;
             ouro__subcmd__help,stats)
                 cmd="ouro__subcmd__help__subcmd__stats"
+                ;;
+            ouro__subcmd__help,umount)
+                cmd="ouro__subcmd__help__subcmd__umount"
                 ;;
             ouro__subcmd__help,verify)
                 cmd="ouro__subcmd__help__subcmd__verify"
@@ -134,7 +146,7 @@ _ouro() {
 
     case "${cmd}" in
         ouro)
-            opts="-q -v -h -V --store --identity --json --quiet --verbose --help --version init put get log heads merge rm ls verify gc stats recipient help"
+            opts="-q -v -h -V --store --identity --json --quiet --verbose --help --version init put get log heads merge rm ls verify gc stats mount umount recipient help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -234,7 +246,7 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__help)
-            opts="init put get log heads merge rm ls verify gc stats recipient help"
+            opts="init put get log heads merge rm ls verify gc stats mount umount recipient help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -359,6 +371,20 @@ _ouro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ouro__subcmd__help__subcmd__mount)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ouro__subcmd__help__subcmd__put)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -444,6 +470,20 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__help__subcmd__stats)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__umount)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -576,6 +616,28 @@ _ouro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__mount)
+            opts="-q -v -h --read-only --foreground --store --identity --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -802,6 +864,28 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__stats)
+            opts="-q -v -h --store --identity --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__umount)
             opts="-q -v -h --store --identity --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

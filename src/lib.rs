@@ -26,11 +26,12 @@ pub mod store;
 
 pub use cas::{
     parse_ec, Cas, ChunkReader, CreateOptions, MergeSource, PutItem, PutOptions, PutOutcome,
-    RemoveOutcome, VersionInfo,
+    RemoveOutcome, TreeEntry, VersionInfo,
 };
 pub use crypto::{Identity, Recipient};
 pub use error::{Error, Result};
 pub use hash::Hash;
 pub use maintenance::{Damage, GcReport, Stats, VerifyReport};
 pub use model::reference::{format_time, parse_time};
+pub use model::Blob;
 pub use progress::{NoProgress, Progress};

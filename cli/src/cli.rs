@@ -188,6 +188,19 @@ pub enum Command {
     Gc,
     /// Show sizes and ratios
     Stats,
+    /// Mount the store with FUSE: keys as files, versions under .ouro/ (see ouro-mount(1))
+    Mount {
+        /// An existing, empty directory
+        mountpoint: PathBuf,
+        /// Refuse every change (EROFS)
+        #[arg(long)]
+        read_only: bool,
+        /// Stay in the foreground until unmounted or interrupted (logs to stderr)
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Unmount a store mounted with `ouro mount` (lazily: open files stay readable until closed)
+    Umount { mountpoint: PathBuf },
     /// Manage who can read the store (age recipients)
     Recipient {
         #[command(subcommand)]

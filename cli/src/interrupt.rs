@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 static TEMP_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// A mount served by this process: unmounted before exiting on a signal.
+static MOUNTED: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// Exit code after an interruption (128 + SIGINT).
 pub const INTERRUPTED: i32 = 130;
@@ -13,6 +15,16 @@ pub const INTERRUPTED: i32 = 130;
 pub fn install() {
     // A
     let _ = ctrlc::set_handler(|| {
+        if let Some(dir) = MOUNTED.lock().ok().and_then(|mut m| m.take()) {
+            let code = match crate::commands::unmount(&dir) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("ouro: error: unmounting {}: {e:#}", dir.display());
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
         if let Ok(files) = TEMP_FILES.lock() {
             for f in files.iter() {
                 let _ = std::fs::remove_file(f);
@@ -43,5 +55,14 @@ impl Drop for TempGuard {
         if let Ok(mut files) = TEMP_FILES.lock() {
             files.retain(|f| f != &self.0);
         }
+    }
+}
+
+/// Marks `dir` as mounted by this process (SIGINT and SIGTERM then unmount it and exit 0),
+/// or with `None`, no longer.
+pub fn set_mounted(dir: Option<PathBuf>) {
+    // A
+    if let Ok(mut m) = MOUNTED.lock() {
+        *m = dir;
     }
 }

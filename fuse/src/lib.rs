@@ -1,2 +1,54 @@
 //! The FUSE view of an ouro store (`ouro mount`): keys as files, versions as directories.
-//! Reserved for the mount issue; nothing is implemented here yet.
+//!
+//! - `MOUNT/<key>`: the newest head of each key, writable (a version per close or fsync);
+//! - `MOUNT/.ouro/versions/<key>/<UTC time>_<short hash>/<base name>`: every version;
+//! - `MOUNT/.ouro/heads/<key>/<short hash>`: the current heads;
+//! - `MOUNT/.ouro/at/<time or date>/...`: the tree as it was then (lookups only);
+//! - `MOUNT/.ouro/blobs/<hash>`: any version by its full hash.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let cas: Arc<ouroboros_db::Cas> = unimplemented!();
+//! let session = ouro_fuse::spawn(cas, "/mnt/ouro".as_ref(), ouro_fuse::MountOptions::default())?;
+//! // ... the store is mounted until the session is dropped or unmounted.
+//! session.umount_and_join()?;
+//! # Ok(()) }
+//! ```
+
+pub mod chunk_cache;
+pub mod fs;
+pub mod node;
+mod ops;
+mod view;
+pub mod write_handle;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use fs::{MountOptions, OuroFs};
+use ouroboros_db::Cas;
+
+/// Mounts the store at `mountpoint` and serves it from background threads until the returned
+/// session is unmounted (or the mount is removed with `fusermount3 -u`).
+pub fn spawn(
+    cas: Arc<Cas>,
+    mountpoint: &Path,
+    opts: MountOptions,
+) -> std::io::Result<fuser::BackgroundSession> {
+    // A
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName("ouro".into()),
+        fuser::MountOption::Subtype("ouro".into()),
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        if opts.read_only {
+            fuser::MountOption::RO
+        } else {
+            fuser::MountOption::RW
+        },
+    ];
+    config.n_threads = Some(4);
+    fuser::spawn_mount(OuroFs::new(cas, opts), mountpoint, &config)
+}

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod browse;
 mod get;
 mod history;
 mod put;
@@ -26,6 +27,7 @@ mod resolve;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub use browse::TreeEntry;
 pub use get::ChunkReader;
 pub use history::{KeyEntry, MergeSource, VersionInfo};
 pub use put::{PutItem, PutOptions, PutOutcome};

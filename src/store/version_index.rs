@@ -51,6 +51,26 @@ impl VersionIndex {
         Ok(())
     }
 
+    /// Live keys under `prefix` from `start` (inclusive; `None` = the first), at most `limit`.
+    pub fn list_from(
+        &self,
+        txn: &RoTxn,
+        prefix: &str,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, KeyState)>> {
+        // A
+        let from = start.unwrap_or(prefix);
+        if from.is_empty() {
+            return self.list(txn, prefix, None, limit);
+        }
+        let range = (
+            std::ops::Bound::Included(from.as_bytes()),
+            std::ops::Bound::Unbounded,
+        );
+        self.collect_live(self.0.range(txn, &range)?, prefix, limit)
+    }
+
     /// Live keys (not deleted, at least one head) under `prefix`, in order, after `after`,
     /// at most `limit`: listings stream instead of loading every key.
     pub fn list(
@@ -61,7 +81,6 @@ impl VersionIndex {
         limit: usize,
     ) -> Result<Vec<(String, KeyState)>> {
         // A
-        let mut out = Vec::new();
         let start: &[u8] = after.map(str::as_bytes).unwrap_or(prefix.as_bytes());
         // LMDB rejects empty keys, so an empty start means "from the beginning".
         let range = (
@@ -72,7 +91,19 @@ impl VersionIndex {
             },
             std::ops::Bound::Unbounded,
         );
-        for item in self.0.range(txn, &range)? {
+        self.collect_live(self.0.range(txn, &range)?, prefix, limit)
+    }
+
+    /// Collects live keys from an iterator positioned at or before the first candidate.
+    fn collect_live<'t>(
+        &self,
+        iter: impl Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>>,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, KeyState)>> {
+        // A
+        let mut out = Vec::new();
+        for item in iter {
             let (k, v) = item?;
             if !k.starts_with(prefix.as_bytes()) {
                 break;

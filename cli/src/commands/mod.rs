@@ -4,9 +4,12 @@
 mod admin;
 mod content;
 mod history;
+mod mount;
 mod recipients;
 mod tree;
 mod tree_cache;
+
+pub use mount::unmount;
 
 use anyhow::Result;
 use ouro_cli::cli::{Cli, Command, RecipientAction};
@@ -57,6 +60,12 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Verify { repair } => admin::verify(g, *repair),
         Command::Gc => admin::gc(g),
         Command::Stats => admin::stats(g),
+        Command::Mount {
+            mountpoint,
+            read_only,
+            foreground,
+        } => mount::mount(g, mountpoint, *read_only, *foreground),
+        Command::Umount { mountpoint } => mount::umount(mountpoint),
         Command::Recipient { action } => match action {
             RecipientAction::Add { recipient } => recipients::add(g, recipient),
             RecipientAction::Ls => recipients::ls(g),

@@ -1,0 +1,203 @@
+//! The FUSE filesystem: answers the kernel's requests from the store, one read transaction
+//! per request, so changes made by other ouro commands show up within the attribute TTL.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{Errno, FileHandle, FileType, INodeNo};
+use ouroboros_db::{Cas, Error};
+
+use crate::chunk_cache::{ChunkCache, OpenBlob};
+use crate::node::{join, Node, META_DIR};
+use crate::write_handle::WriteHandle;
+
+/// How long the kernel may cache names and attributes: short, so that versions stored by
+/// other commands appear quickly.
+pub(crate) const TTL: Duration = Duration::from_secs(1);
+/// Entries in one directory listing at most (a listing is held per open directory).
+pub(crate) const MAX_DIR_ENTRIES: usize = 10_000_000;
+
+pub(crate) enum Handle {
+    Read(Arc<OpenBlob>),
+    Write(Box<WriteHandle>),
+    Dir(Vec<(u64, FileType, String)>),
+}
+
+/// Settings of a mount.
+#[derive(Clone, Debug, Default)]
+pub struct MountOptions {
+    /// Refuse every change with EROFS.
+    pub read_only: bool,
+    /// Bytes of decoded chunks kept in memory.
+    pub cache_bytes: usize,
+}
+
+/// The store as a filesystem.
+pub struct OuroFs {
+    pub(crate) cas: Arc<Cas>,
+    pub(crate) opts: MountOptions,
+    pub(crate) cache: Arc<ChunkCache>,
+    pub(crate) nodes: Mutex<HashMap<u64, Node>>,
+    pub(crate) handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
+    /// Keys being written and not yet stored: visible as files meanwhile.
+    pub(crate) pending: Mutex<HashMap<String, u64>>,
+    /// Directories made with mkdir that hold no key yet (they live until unmount).
+    pub(crate) empty_dirs: Mutex<HashSet<String>>,
+    pub(crate) next_fh: AtomicU64,
+    pub(crate) tmp_dir: PathBuf,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
+/// The errno a library error becomes.
+pub(crate) fn errno(e: &Error) -> Errno {
+    // A
+    match e {
+        Error::NotFound(_) | Error::KeyDeleted { .. } => Errno::ENOENT,
+        Error::InvalidKey { .. } | Error::InvalidRef { .. } | Error::InvalidArgument(_) => {
+            Errno::EINVAL
+        }
+        Error::NoSpace(_) => Errno::ENOSPC,
+        Error::Identity(_) => Errno::EACCES,
+        _ => Errno::EIO,
+    }
+}
+
+pub(crate) fn time_of(nanos: i64) -> SystemTime {
+    // A
+    if nanos >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(nanos as u64)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+impl OuroFs {
+    /// A filesystem over `cas`; temp files of writes go to the store's `cache/` directory.
+    pub fn new(cas: Arc<Cas>, opts: MountOptions) -> Self {
+        // A
+        let cache_bytes = if opts.cache_bytes == 0 {
+            64 << 20
+        } else {
+            opts.cache_bytes
+        };
+        let tmp_dir = cas.path().join("cache");
+        // Missing only in a store that never ran `put -r`; a failure shows on the first write.
+        let _ = std::fs::create_dir_all(&tmp_dir);
+        let mut nodes = HashMap::new();
+        nodes.insert(1, Node::Root);
+        OuroFs {
+            cache: ChunkCache::new(Arc::clone(&cas), cache_bytes),
+            cas,
+            opts,
+            nodes: Mutex::new(nodes),
+            handles: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            empty_dirs: Mutex::new(HashSet::new()),
+            next_fh: AtomicU64::new(1),
+            tmp_dir,
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+        }
+    }
+
+    pub(crate) fn node(&self, ino: INodeNo) -> Result<Node, Errno> {
+        // A
+        self.nodes
+            .lock()
+            .map_err(|_| Errno::EIO)?
+            .get(&ino.0)
+            .cloned()
+            .ok_or(Errno::ENOENT)
+    }
+
+    pub(crate) fn remember(&self, node: Node) -> u64 {
+        // A
+        let ino = node.ino();
+        if let Ok(mut n) = self.nodes.lock() {
+            n.insert(ino, node);
+        }
+        ino
+    }
+
+    pub(crate) fn handle(&self, fh: FileHandle) -> Result<Arc<Mutex<Handle>>, Errno> {
+        // A
+        self.handles
+            .lock()
+            .map_err(|_| Errno::EIO)?
+            .get(&fh.0)
+            .cloned()
+            .ok_or(Errno::EBADF)
+    }
+
+    pub(crate) fn add_handle(&self, h: Handle) -> u64 {
+        // A
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(fh, Arc::new(Mutex::new(h)));
+        }
+        fh
+    }
+
+    /// The newest head of a live key.
+    pub(crate) fn writable_key(&self, parent: INodeNo, name: &OsStr) -> Result<String, Errno> {
+        // A
+        if self.opts.read_only {
+            return Err(Errno::EROFS);
+        }
+        let name = name.to_str().ok_or(Errno::EINVAL)?;
+        match self.node(parent)? {
+            Node::Root if name == META_DIR => Err(Errno::EROFS),
+            Node::Root => Ok(name.to_string()),
+            Node::Dir(d) => Ok(join(&d, name)),
+            _ => Err(Errno::EROFS),
+        }
+    }
+
+    pub(crate) fn commit(&self, fh: FileHandle, closing: bool) -> Result<(), Errno> {
+        // PA
+        let h = self.handle(fh)?;
+        let mut guard = h.lock().map_err(|_| Errno::EIO)?;
+        if let Handle::Write(w) = &mut *guard {
+            w.commit(&self.cas, closing).map_err(|e| {
+                tracing::warn!(key = %w.key, error = %e, "storing a version failed");
+                errno(&e)
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn open_write(&self, key: &str, truncate: bool, append: bool) -> Result<u64, Errno> {
+        // A
+        let parent = self.head(key)?.map(|(h, _, _)| h);
+        let w = WriteHandle::open(&self.cas, &self.tmp_dir, key, parent, truncate, append)
+            .map_err(|e| errno(&e))?;
+        let fh = self.add_handle(Handle::Write(Box::new(w)));
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(key.to_string(), fh);
+        }
+        Ok(fh)
+    }
+}
+
+impl OuroFs {
+    pub(crate) fn close(&self, fh: u64) {
+        // A
+        let removed = self.handles.lock().ok().and_then(|mut h| h.remove(&fh));
+        if let Some(h) = removed {
+            if let Ok(guard) = h.lock() {
+                if let Handle::Write(w) = &*guard {
+                    if let Ok(mut p) = self.pending.lock() {
+                        if p.get(&w.key) == Some(&fh) {
+                            p.remove(&w.key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Browsing the key space as a tree of directories (the mount's view): direct children of a
+//! key prefix, every version of a key, a version's record by hash, and copying a version to
+//! another key without reading its content.
+
+use crate::cas::{now_nanos, Cas};
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::model::{validate_key, Blob};
+use crate::store::lock::GcLock;
+
+/// One entry of a directory in the key tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TreeEntry {
+    /// A live key whose name has no further `/`.
+    Key(String),
+    /// A name under which live keys exist (`a` for keys `a/b`, `a/c/d`).
+    Dir(String),
+}
+
+impl TreeEntry {
+    /// The entry's name within its directory.
+    pub fn name(&self) -> &str {
+        // A
+        match self {
+            TreeEntry::Key(n) | TreeEntry::Dir(n) => n,
+        }
+    }
+}
+
+impl Cas {
+    /// Direct children of directory `dir` (`""` for the root, else a prefix without its
+    /// trailing `/`), in key order, at most `limit`. Whole subtrees are skipped with one seek
+    /// each, so a directory lists in time proportional to its entries, not to the keys below
+    /// it. A key and a directory of the same name are both listed.
+    pub fn children(&self, dir: &str, limit: usize) -> Result<Vec<TreeEntry>> {
+        // A
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let txn = self.lmdb.read()?;
+        let mut out: Vec<TreeEntry> = Vec::new();
+        let mut cursor: Option<String> = None;
+        while out.len() < limit {
+            let page = self
+                .lmdb
+                .versions
+                .list_from(&txn, &prefix, cursor.as_deref(), 1)?;
+            let Some((key, _)) = page.into_iter().next() else {
+                break;
+            };
+            let rest = &key[prefix.len()..];
+            match rest.split_once('/') {
+                Some((name, _)) => {
+                    out.push(TreeEntry::Dir(name.to_string()));
+                    // Past the whole subtree: '0' is the byte after '/'.
+                    cursor = Some(format!("{prefix}{name}0"));
+                }
+                None => {
+                    out.push(TreeEntry::Key(rest.to_string()));
+                    // Right after this key: keys never contain NUL.
+                    cursor = Some(format!("{key}\u{0}"));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// True when live keys exist under `dir/`.
+    pub fn is_dir(&self, dir: &str) -> Result<bool> {
+        // A
+        let txn = self.lmdb.read()?;
+        let prefix = format!("{dir}/");
+        Ok(!self
+            .lmdb
+            .versions
+            .list_from(&txn, &prefix, None, 1)?
+            .is_empty())
+    }
+
+    /// The record of a version by its full hash.
+    pub fn blob(&self, hash: &Hash) -> Result<Blob> {
+        // A
+        let txn = self.lmdb.read()?;
+        self.lmdb
+            .blobs
+            .get(&txn, hash)?
+            .ok_or_else(|| Error::NotFound(format!("version {hash}")))
+    }
+
+    /// Every version of `key` ever written and still recorded (removed ones included), oldest
+    /// first: `(hash, creation time)`.
+    pub fn versions_of(&self, key: &str) -> Result<Vec<(Hash, i64)>> {
+        // A
+        let txn = self.lmdb.read()?;
+        Ok(self
+            .lmdb
+            .key_to_hash
+            .versions(&txn, key)?
+            .into_iter()
+            .map(|v| (v.hash, v.created))
+            .collect())
+    }
+
+    /// Stores the content of version `from` as a new version of `key` (a child of its
+    /// single head, if any), sharing every chunk: a rename costs no content I/O.
+    pub fn copy_version(&self, from: &Hash, key: &str) -> Result<Hash> {
+        // PA
+        validate_key(key)?;
+        let _lock = GcLock::acquire(self.path(), false, &|| {})?;
+        let mut txn = self.lmdb.write()?;
+        let blob = self
+            .lmdb
+            .blobs
+            .get(&txn, from)?
+            .ok_or_else(|| Error::NotFound(format!("version {from}")))?;
+        if self.lmdb.removed.get(&txn, from)?.is_some() {
+            return Err(Error::NotFound(format!("version {from} was removed")));
+        }
+        let parents = match self.lmdb.versions.get(&txn, key)? {
+            Some(s) if s.deleted.is_none() && s.heads.len() > 1 => {
+                return Err(Error::MultipleHeads {
+                    key: key.to_string(),
+                    heads: s.heads,
+                })
+            }
+            Some(s) if s.deleted.is_none() => s.heads,
+            _ => Vec::new(),
+        };
+        let hash =
+            self.commit_version_in(&mut txn, key, parents, &blob.chunks, blob.size, now_nanos())?;
+        self.lmdb.commit(txn)?;
+        Ok(hash)
+    }
+}
