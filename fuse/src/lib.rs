@@ -18,6 +18,7 @@
 
 pub mod chunk_cache;
 pub mod fs;
+pub mod fusermount;
 pub mod node;
 mod ops;
 mod view;
@@ -50,5 +51,15 @@ pub fn spawn(
         },
     ];
     config.n_threads = Some(4);
-    fuser::spawn_mount(OuroFs::new(cas, opts), mountpoint, &config)
+    let read_only = opts.read_only;
+    let fs = OuroFs::new(cas, opts);
+    if rustix::process::geteuid().is_root() {
+        return fuser::spawn_mount(fs, mountpoint, &config);
+    }
+    let mode = if read_only { "ro" } else { "rw" };
+    let fd = fusermount::mount(
+        mountpoint,
+        &format!("{mode},nosuid,nodev,fsname=ouro,subtype=ouro"),
+    )?;
+    fuser::Session::from_fd(fs, fd, fuser::SessionACL::Owner, config)?.spawn()
 }

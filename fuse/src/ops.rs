@@ -16,6 +16,15 @@ use crate::fs::{errno, Handle, OuroFs, TTL};
 use crate::node::Node;
 
 impl Filesystem for OuroFs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // A
+        // O_TRUNC arrives with open instead of as a separate truncate, which would otherwise
+        // store an empty version before every `> file`.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         // A
         let r = (|| {

@@ -1,0 +1,374 @@
+//! `ouro mount` end to end: real FUSE mounts driven by ordinary tools (cat, cp, ls, find, stat,
+//! diff, tar, rsync, shell redirection). Skips, saying why, where the machine cannot mount.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{random_bytes, TestStore};
+
+/// Why mounting is impossible here, if it is.
+fn cannot_mount() -> Option<String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Some("no /dev/fuse on this machine".into());
+    }
+    let root = rustix_is_root();
+    if !root && Command::new("fusermount3").arg("-V").output().is_err() {
+        return Some("not root and fusermount3 is not installed (apt-get install fuse3)".into());
+    }
+    None
+}
+
+fn rustix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+macro_rules! require_fuse {
+    () => {
+        if let Some(why) = cannot_mount() {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let want = dir.canonicalize().unwrap_or(dir.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(&*want.to_string_lossy()))
+}
+
+/// A store mounted in the background; unmounted on drop.
+struct Mounted {
+    t: TestStore,
+    dir: PathBuf,
+}
+
+impl Mounted {
+    fn new(t: TestStore, extra: &[&str]) -> Self {
+        let dir = t.dir.path().join("mnt");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut args = vec!["mount", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        t.ok(&args);
+        assert!(is_mounted(&dir), "mounted after `ouro mount` returns");
+        Mounted { t, dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    fn sh(&self, script: &str) -> std::process::Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap()
+    }
+
+    fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if is_mounted(&self.dir) {
+            let _ = self.t.run(&["umount", self.dir.to_str().unwrap()]);
+        }
+    }
+}
+
+fn tool(name: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn ordinary_tools_read_the_tree() {
+    require_fuse!();
+    let t = TestStore::init("4+2");
+    let src = t.dir.path().join("src");
+    std::fs::create_dir_all(src.join("docs/deep")).unwrap();
+    let big = random_bytes(3 << 20, 7);
+    std::fs::write(src.join("big.bin"), &big).unwrap();
+    std::fs::write(src.join("docs/a.txt"), b"alpha\n").unwrap();
+    std::fs::write(src.join("docs/deep/b.txt"), b"beta\n").unwrap();
+    std::fs::write(src.join("empty"), b"").unwrap();
+    t.ok(&["put", "-r", src.to_str().unwrap(), "tree", "-q"]);
+    let m = Mounted::new(t, &[]);
+    assert_eq!(m.sh_ok("ls -A"), ".ouro\ntree\n");
+    let src = src.to_str().unwrap();
+    let tr = |script: &str| m.sh_ok(&format!("cd tree && {script}"));
+    assert_eq!(std::fs::read(m.path("tree/big.bin")).unwrap(), big);
+    assert_eq!(tr("cat docs/a.txt"), "alpha\n");
+    assert_eq!(tr("ls -A"), "big.bin\ndocs\nempty\n");
+    assert_eq!(
+        tr("find docs -type f | sort"),
+        "docs/a.txt\ndocs/deep/b.txt\n"
+    );
+    assert_eq!(tr("stat -c %s big.bin").trim(), (3 << 20).to_string());
+    tr(&format!("diff -r {src} ."));
+    tr("cp big.bin ../../copied.bin");
+    assert_eq!(
+        std::fs::read(m.t.dir.path().join("copied.bin")).unwrap(),
+        big
+    );
+    tr("tar cf ../../all.tar . && tar tf ../../all.tar | grep -q docs/deep/b.txt");
+    if tool("rsync") {
+        tr("rsync -a ./ ../../synced/");
+        tr(&format!("diff -r {src} ../../synced"));
+    } else {
+        eprintln!("rsync part SKIPPED: rsync is not installed (scripts/test installs it)");
+    }
+    // Random reads land in the right chunk.
+    let out = tr("dd if=big.bin bs=4096 skip=500 count=1 status=none | od -An -tx1 | head -1");
+    let want: String = big[500 * 4096..500 * 4096 + 16]
+        .iter()
+        .map(|b| format!(" {b:02x}"))
+        .collect();
+    assert_eq!(out.trim(), want.trim());
+}
+
+#[test]
+fn writes_become_versions() {
+    require_fuse!();
+    let t = TestStore::init("2+1");
+    t.put("notes", b"v1\n");
+    let m = Mounted::new(t, &[]);
+    m.sh_ok("echo v2 > notes");
+    m.sh_ok("echo more >> notes");
+    assert_eq!(m.t.get("notes"), b"v2\nmore\n");
+    let log = String::from_utf8(m.t.ok(&["log", "notes", "--oneline"])).unwrap();
+    assert_eq!(log.lines().count(), 3, "one version per close: {log}");
+    let data = random_bytes(1 << 20, 3);
+    let file = m.t.dir.path().join("in.bin");
+    std::fs::write(&file, &data).unwrap();
+    m.sh_ok(&format!(
+        "mkdir -p sub && cp {} sub/copy.bin",
+        file.display()
+    ));
+    assert_eq!(m.t.get("sub/copy.bin"), data);
+    m.sh_ok("printf XY | dd of=sub/copy.bin bs=1 seek=10 conv=notrunc status=none");
+    let mut want = data.clone();
+    want[10..12].copy_from_slice(b"XY");
+    assert_eq!(m.t.get("sub/copy.bin"), want, "random write");
+    m.sh_ok("truncate -s 5 sub/copy.bin");
+    assert_eq!(m.t.get("sub/copy.bin"), &want[..5]);
+    m.sh_ok("mv sub/copy.bin moved.bin");
+    assert_eq!(m.t.get("moved.bin"), &want[..5]);
+    assert_eq!(
+        m.t.run(&["get", "sub/copy.bin"]).status.code(),
+        Some(4),
+        "old name deleted"
+    );
+    m.sh_ok("rm moved.bin");
+    assert!(!m.path("moved.bin").exists());
+    m.sh_ok("mkdir emptydir && test -d emptydir && rmdir emptydir");
+    // Hard links, symlinks and special files are refused with a clear errno.
+    assert!(!m.sh("ln notes hard").status.success());
+    assert!(!m.sh("ln -s notes soft").status.success());
+}
+
+#[test]
+fn versions_and_heads_are_visible_and_read_only() {
+    require_fuse!();
+    let t = TestStore::init("2+1");
+    let v1 = t.put("k", b"one");
+    t.ok(&["put", "k", "--parent", &v1, "-"]);
+    let b = t.run_stdin(&["put", "k", "--parent", &v1], b"branch");
+    assert!(b.status.success());
+    t.put("single", b"S");
+    let m = Mounted::new(t, &[]);
+    let versions = m.sh_ok("ls .ouro/versions/k");
+    assert_eq!(versions.lines().count(), 3, "{versions}");
+    // Named `<UTC time>_<short hash>`, so that name order is time order (to the second).
+    let first = versions.lines().find(|l| l.ends_with(&v1[..8])).unwrap();
+    assert!(first.contains('T') && first.contains("Z_"), "{first}");
+    assert_eq!(m.sh_ok(&format!("cat .ouro/versions/k/{first}/k")), "one");
+    let heads = m.sh_ok("ls .ouro/heads/k");
+    assert_eq!(
+        heads.lines().count(),
+        2,
+        "a branch shows two heads: {heads}"
+    );
+    assert_eq!(m.sh_ok(&format!("cat .ouro/blobs/{v1}")), "one");
+    let err = m.sh(&format!("echo x > .ouro/versions/k/{first}/k"));
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("Read-only"),
+        "EROFS"
+    );
+    assert!(!m
+        .sh(&format!("rm .ouro/versions/k/{first}/k"))
+        .status
+        .success());
+    // The tree at a time: a lookup works for any time.
+    assert_eq!(m.sh_ok("cat .ouro/at/2200-01-01/single"), "S");
+    assert!(!m.path(".ouro/at/2000-01-01/single").exists());
+}
+
+#[test]
+fn read_only_mount_refuses_changes_and_sees_other_commands() {
+    require_fuse!();
+    let t = TestStore::init("2+1");
+    t.put("a", b"A");
+    let m = Mounted::new(t, &["--read-only"]);
+    let out = m.sh("echo x > a");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only"));
+    assert_eq!(m.t.get("a"), b"A");
+    // Changes made by other commands show up within the attribute TTL (1 s).
+    m.t.put("b", b"B");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(m.sh_ok("cat b"), "B");
+}
+
+#[test]
+fn concurrent_readers_and_unmount_while_reading() {
+    require_fuse!();
+    let t = TestStore::init("4+2");
+    let big = random_bytes(8 << 20, 11);
+    t.put("big", &big);
+    let m = Mounted::new(t, &[]);
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let p = m.path("big");
+            std::thread::spawn(move || std::fs::read(p).unwrap())
+        })
+        .collect();
+    for r in readers {
+        assert!(r.join().unwrap() == big, "every reader sees the same bytes");
+    }
+    // A reader holding the file open while the store is unmounted: umount succeeds at
+    // once (lazily), nothing hangs.
+    let mut holder = Command::new("sh")
+        .arg("-c")
+        .arg("exec 3< big; sleep 1; cat <&3 > /dev/null")
+        .current_dir(&m.dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    m.t.ok(&["umount", m.dir.to_str().unwrap()]);
+    assert!(!is_mounted(&m.dir));
+    let start = Instant::now();
+    let _ = holder.wait().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn foreground_mount_unmounts_on_sigterm_and_errors_are_clear() {
+    require_fuse!();
+    let t = TestStore::init("2+1");
+    t.put("a", b"A");
+    let dir = t.dir.path().join("fg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = t
+        .cmd(&["mount", dir.to_str().unwrap(), "--foreground"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !is_mounted(&dir) {
+        assert!(start.elapsed() < Duration::from_secs(10), "mount came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Busy mountpoint.
+    let out = t.run(&["mount", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already a mount point"));
+    rustix_kill(child.id(), "TERM");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "clean exit on SIGTERM");
+    assert!(!is_mounted(&dir));
+    // Missing mountpoint.
+    let out = t.run(&["mount", "/nonexistent/ouro-mnt"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not exist") && err.lines().count() == 1,
+        "{err}"
+    );
+    // Nothing mounted.
+    assert_eq!(
+        t.run(&["umount", dir.to_str().unwrap()]).status.code(),
+        Some(3)
+    );
+}
+
+fn rustix_kill(pid: u32, sig: &str) {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn a_normal_user_mounts_through_fusermount3() {
+    require_fuse!();
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix_is_root() || !tool("setpriv") {
+        eprintln!("SKIPPED: needs root (to switch to user nobody) and setpriv");
+        return;
+    }
+    let mode = std::fs::metadata("/dev/fuse").unwrap().permissions().mode();
+    if mode & 0o006 != 0o006 {
+        eprintln!(
+            "SKIPPED: /dev/fuse is mode {:o} here, so normal users cannot use FUSE at all (Debian makes it 0666)",
+            mode & 0o777
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = format!(
+        "{ouro} init -q && echo hi | {ouro} put a >/dev/null && mkdir m && {ouro} mount m -q && cat m/a && echo w > m/b && {ouro} get b && {ouro} umount m",
+        ouro = common::ouro_bin().display()
+    );
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("HOME", dir.path())
+        .env("OURO_STORE", dir.path().join("s"))
+        .env("OURO_IDENTITY", dir.path().join("id.txt"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nw\n");
+}
