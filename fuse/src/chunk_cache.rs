@@ -2,10 +2,17 @@
 //! over chunk lengths (no decoding from the start), decoded chunks are kept in a
 //! byte-bounded LRU, and sequential reads prefetch the next chunk on a helper thread.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 
-use ouroboros_db::{Blob, Cas, ChunkReader, Hash, Result};
+use ouroboros_db::{Blob, Cas, ChunkReader, Error, Hash, Result};
+
+/// Chunks decoded ahead of a sequential reader.
+const READ_AHEAD: usize = 4;
+/// Threads decoding ahead (this machine class has 2 cores).
+const PREFETCHERS: usize = 2;
 
 /// A version opened for reading: its chunks and where each starts.
 pub struct OpenBlob {
@@ -13,6 +20,8 @@ pub struct OpenBlob {
     pub blob: Blob,
     /// Start offset of each chunk, plus the total size at the end.
     starts: Vec<u64>,
+    /// Where the last read ended: a read starting there is sequential.
+    next: AtomicU64,
 }
 
 impl OpenBlob {
@@ -26,7 +35,11 @@ impl OpenBlob {
             at += u64::from(c.size);
         }
         starts.push(at);
-        OpenBlob { blob, starts }
+        OpenBlob {
+            blob,
+            starts,
+            next: AtomicU64::new(0),
+        }
     }
 
     /// Index of the chunk holding `offset` (None at or past the end).
@@ -46,19 +59,27 @@ struct Lru {
     tick: u64,
 }
 
+/// A chunk being decoded: later readers of it wait instead of decoding it again.
+#[derive(Default)]
+struct Flight {
+    done: Mutex<Option<std::result::Result<Arc<Vec<u8>>, String>>>,
+    ready: Condvar,
+}
+
 /// Decoded chunks shared by every open file, bounded in bytes.
 pub struct ChunkCache {
     cas: Arc<Cas>,
     lru: Mutex<Lru>,
     limit: usize,
-    prefetching: Mutex<HashSet<Hash>>,
+    in_flight: Mutex<HashMap<Hash, Arc<Flight>>>,
+    prefetch: Mutex<Option<SyncSender<Hash>>>,
 }
 
 impl ChunkCache {
     /// A cache holding at most `limit` bytes of plaintext.
     pub fn new(cas: Arc<Cas>, limit: usize) -> Arc<Self> {
         // A
-        Arc::new(ChunkCache {
+        let cache = Arc::new(ChunkCache {
             cas,
             lru: Mutex::new(Lru {
                 map: HashMap::new(),
@@ -67,8 +88,31 @@ impl ChunkCache {
                 tick: 0,
             }),
             limit,
-            prefetching: Mutex::new(HashSet::new()),
-        })
+            in_flight: Mutex::new(HashMap::new()),
+            prefetch: Mutex::new(None),
+        });
+        let (tx, rx) = sync_channel::<Hash>(PREFETCHERS * READ_AHEAD);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..PREFETCHERS {
+            let me: Weak<ChunkCache> = Arc::downgrade(&cache);
+            let rx = Arc::clone(&rx);
+            std::thread::spawn(move || loop {
+                let Ok(id) = rx
+                    .lock()
+                    .map_err(|_| ())
+                    .and_then(|r| r.recv().map_err(|_| ()))
+                else {
+                    return;
+                };
+                let Some(cache) = me.upgrade() else { return };
+                // A failed prefetch is not an error: the read that needs the chunk retries.
+                let _ = cache.chunk(&id);
+            });
+        }
+        if let Ok(mut p) = cache.prefetch.lock() {
+            *p = Some(tx);
+        }
+        cache
     }
 
     /// The plaintext of a chunk, from the cache or decoded (and then cached).
@@ -77,9 +121,44 @@ impl ChunkCache {
         if let Some(hit) = self.lookup(id) {
             return Ok(hit);
         }
-        let data = Arc::new(self.cas.read_chunk(id)?);
-        self.insert(*id, Arc::clone(&data));
-        Ok(data)
+        let (flight, leader) = {
+            let mut f = self
+                .in_flight
+                .lock()
+                .map_err(|_| Error::Corrupt("chunk cache lock poisoned".into()))?;
+            match f.get(id) {
+                Some(fl) => (Arc::clone(fl), false),
+                None => {
+                    let fl = Arc::new(Flight::default());
+                    f.insert(*id, Arc::clone(&fl));
+                    (fl, true)
+                }
+            }
+        };
+        let poisoned = || Error::Corrupt("chunk cache lock poisoned".into());
+        if !leader {
+            let mut done = flight.done.lock().map_err(|_| poisoned())?;
+            while done.is_none() {
+                done = flight.ready.wait(done).map_err(|_| poisoned())?;
+            }
+            return match done.as_ref() {
+                Some(Ok(d)) => Ok(Arc::clone(d)),
+                Some(Err(e)) => Err(Error::Corrupt(e.clone())),
+                None => Err(poisoned()),
+            };
+        }
+        let result = self.cas.read_chunk(id).map(Arc::new);
+        if let Ok(d) = &result {
+            self.insert(*id, Arc::clone(d));
+        }
+        if let Ok(mut done) = flight.done.lock() {
+            *done = Some(result.as_ref().map(Arc::clone).map_err(|e| e.to_string()));
+        }
+        flight.ready.notify_all();
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.remove(id);
+        }
+        result
     }
 
     fn lookup(&self, id: &Hash) -> Option<Arc<Vec<u8>>> {
@@ -118,8 +197,8 @@ impl ChunkCache {
         }
     }
 
-    /// Up to `size` bytes of `blob` from `offset` (fewer at the end). When the read reaches
-    /// into the second half of a chunk, the next one is decoded in the background.
+    /// Up to `size` bytes of `blob` from `offset` (fewer at the end). A read that starts
+    /// where the previous one ended has the next chunks decoded in the background.
     pub fn read(self: &Arc<Self>, blob: &OpenBlob, offset: u64, size: usize) -> Result<Vec<u8>> {
         // A
         let mut out = Vec::with_capacity(size);
@@ -132,40 +211,38 @@ impl ChunkCache {
             let take = (size - out.len()).min(data.len() - within);
             out.extend_from_slice(&data[within..within + take]);
             at += take as u64;
-            last = Some((i, within + take, data.len()));
+            last = Some(i);
         }
-        if let Some((i, end, len)) = last {
-            if end * 2 >= len {
-                if let Some(next) = blob.blob.chunks.get(i + 1) {
-                    self.prefetch(next.id);
-                }
+        let sequential = blob.next.swap(at, Ordering::Relaxed) == offset;
+        if let (Some(i), true) = (last, sequential) {
+            for next in blob.blob.chunks.iter().skip(i + 1).take(READ_AHEAD) {
+                self.prefetch(next.id);
             }
         }
         Ok(out)
     }
 
-    /// Decodes a chunk on a helper thread unless it is cached or already being decoded.
-    fn prefetch(self: &Arc<Self>, id: Hash) {
+    /// Queues a chunk for the prefetch threads unless it is cached or being decoded; when
+    /// the queue is full the chunk is skipped (the reader decodes it itself).
+    fn prefetch(&self, id: Hash) {
         // A
         if self
             .lru
             .lock()
             .map(|l| l.map.contains_key(&id))
             .unwrap_or(true)
+            || self
+                .in_flight
+                .lock()
+                .map(|f| f.contains_key(&id))
+                .unwrap_or(true)
         {
             return;
         }
-        let fresh = self.prefetching.lock().map(|mut p| p.insert(id));
-        if !fresh.unwrap_or(false) {
-            return;
-        }
-        let me = Arc::clone(self);
-        std::thread::spawn(move || {
-            // A failed prefetch is not an error: the read that needs the chunk retries it.
-            let _ = me.chunk(&id);
-            if let Ok(mut p) = me.prefetching.lock() {
-                p.remove(&id);
+        if let Ok(p) = self.prefetch.lock() {
+            if let Some(tx) = p.as_ref() {
+                let _ = tx.try_send(id);
             }
-        });
+        }
     }
 }

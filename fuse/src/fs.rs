@@ -24,7 +24,20 @@ pub(crate) const MAX_DIR_ENTRIES: usize = 10_000_000;
 pub(crate) enum Handle {
     Read(Arc<OpenBlob>),
     Write(Box<WriteHandle>),
-    Dir(Vec<(u64, FileType, String)>),
+    Dir(Vec<DirEntry>),
+}
+
+/// One entry of an open directory's listing.
+pub(crate) struct DirEntry {
+    pub(crate) ino: u64,
+    pub(crate) kind: FileType,
+    pub(crate) name: String,
+    pub(crate) node: Node,
+    /// Known from the listing itself; else looked up when readdirplus needs it.
+    pub(crate) attr: Option<fuser::FileAttr>,
+    /// A key's heads: readdirplus reads the newest one's size and time for a page of
+    /// entries in one transaction.
+    pub(crate) heads: Vec<ouroboros_db::Hash>,
 }
 
 /// Settings of a mount.

@@ -22,6 +22,8 @@ impl Filesystem for OuroFs {
         // store an empty version before every `> file`.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
         let _ = config.set_max_readahead(1 << 20);
+        // Listings carry attributes, so `ls -l` of 100k keys needs no lookup per key.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_DO_READDIRPLUS);
         Ok(())
     }
 
@@ -444,10 +446,66 @@ impl Filesystem for OuroFs {
         let Handle::Dir(entries) = &*guard else {
             return reply.error(Errno::ENOTDIR);
         };
-        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
                 break;
             }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: fuser::ReplyDirectoryPlus,
+    ) {
+        // A
+        let h = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        let Ok(guard) = h.lock() else {
+            return reply.error(Errno::EIO);
+        };
+        let Handle::Dir(entries) = &*guard else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        let mut at = offset as usize;
+        while at < entries.len() {
+            let page = &entries[at..entries.len().min(at + 256)];
+            let sets: Vec<&[ouroboros_db::Hash]> = page
+                .iter()
+                .filter(|e| e.attr.is_none() && !e.heads.is_empty())
+                .map(|e| e.heads.as_slice())
+                .collect();
+            let mut newest = match self.cas.newest_heads(&sets) {
+                Ok(n) => n.into_iter(),
+                Err(e) => return reply.error(errno(&e)),
+            };
+            for (j, e) in page.iter().enumerate() {
+                let attr = match (e.attr, e.heads.is_empty()) {
+                    (Some(a), _) => Some(a),
+                    (None, false) => newest.next().flatten().map(|(_, size, created)| {
+                        self.make_attr(
+                            &e.node,
+                            fuser::FileType::RegularFile,
+                            size,
+                            crate::fs::time_of(created),
+                        )
+                    }),
+                    (None, true) => self.attr(&e.node).ok(),
+                };
+                // An entry that vanished since the listing is left out.
+                let Some(attr) = attr else { continue };
+                let next = (at + j + 1) as u64;
+                if reply.add(INodeNo(e.ino), next, &e.name, &TTL, &attr, Generation(0)) {
+                    return reply.ok();
+                }
+            }
+            at += page.len();
         }
         reply.ok();
     }
@@ -474,16 +532,15 @@ impl Filesystem for OuroFs {
         reply: ReplyXattr,
     ) {
         // A
-        reply.error(Errno::ENODATA);
+        // ENOSYS makes the kernel stop asking (no xattrs on this mount), saving a round trip
+        // per file in `ls -l`.
+        reply.error(Errno::ENOSYS);
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
         // A
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+        let _ = size;
+        reply.error(Errno::ENOSYS);
     }
 
     fn setxattr(

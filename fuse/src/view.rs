@@ -7,25 +7,14 @@ use std::time::SystemTime;
 use fuser::{FileAttr, FileHandle, FileType, INodeNo};
 use ouroboros_db::{parse_time, Error, Hash, TreeEntry};
 
-use crate::fs::{errno, time_of, Handle, OuroFs, MAX_DIR_ENTRIES};
+use crate::fs::{errno, time_of, DirEntry, Handle, OuroFs, MAX_DIR_ENTRIES};
 use crate::node::{base_name, join, parse_version_dir_name, version_dir_name, Node, META_DIR};
 use fuser::Errno;
 
 impl OuroFs {
     pub(crate) fn head(&self, key: &str) -> Result<Option<(Hash, u64, i64)>, Errno> {
         // A
-        let entries = self.cas.list(key, None, 1).map_err(|e| errno(&e))?;
-        Ok(entries.into_iter().find(|e| e.key == key).and_then(|e| {
-            let blobs: Vec<_> = e
-                .heads
-                .iter()
-                .filter_map(|h| self.cas.blob(h).ok().map(|b| (*h, b)))
-                .collect();
-            blobs
-                .into_iter()
-                .max_by_key(|(_, b)| b.created)
-                .map(|(h, b)| (h, b.size, b.created))
-        }))
+        self.cas.newest_head_of(key).map_err(|e| errno(&e))
     }
 
     pub(crate) fn attr(&self, node: &Node) -> Result<FileAttr, Errno> {
@@ -51,6 +40,18 @@ impl OuroFs {
             }
             _ => (FileType::Directory, 0, time_of(self.cas.config().created)),
         };
+        Ok(self.make_attr(node, kind, size, mtime))
+    }
+
+    /// The attributes of `node` given its kind, size and time.
+    pub(crate) fn make_attr(
+        &self,
+        node: &Node,
+        kind: FileType,
+        size: u64,
+        mtime: SystemTime,
+    ) -> FileAttr {
+        // A
         let writable = !self.opts.read_only && !node.is_frozen();
         let perm = match (kind, writable) {
             (FileType::Directory, true) => 0o755,
@@ -58,7 +59,7 @@ impl OuroFs {
             (_, true) => 0o644,
             (_, false) => 0o444,
         };
-        Ok(FileAttr {
+        FileAttr {
             ino: INodeNo(node.ino()),
             size,
             blocks: size.div_ceil(512),
@@ -74,7 +75,7 @@ impl OuroFs {
             rdev: 0,
             blksize: 4096,
             flags: 0,
-        })
+        }
     }
 
     pub(crate) fn pending_size(&self, key: &str) -> Option<u64> {
@@ -237,25 +238,53 @@ impl OuroFs {
     }
 
     /// Every entry of a directory node, `.` and `..` first.
-    pub(crate) fn list(
-        &self,
-        ino: u64,
-        node: &Node,
-    ) -> Result<Vec<(u64, FileType, String)>, Errno> {
+    pub(crate) fn list(&self, ino: u64, node: &Node) -> Result<Vec<DirEntry>, Errno> {
         // A
         let err = |e: Error| errno(&e);
+        let here = self.attr(node)?;
         let mut out = vec![
-            (ino, FileType::Directory, ".".to_string()),
-            (1, FileType::Directory, "..".to_string()),
+            DirEntry {
+                ino,
+                kind: FileType::Directory,
+                name: ".".into(),
+                node: node.clone(),
+                attr: Some(here),
+                heads: Vec::new(),
+            },
+            DirEntry {
+                ino: 1,
+                kind: FileType::Directory,
+                name: "..".into(),
+                node: Node::Root,
+                attr: Some(here),
+                heads: Vec::new(),
+            },
         ];
-        let mut push = |node: Node, name: String| {
-            let kind = if node.is_dir() {
-                FileType::Directory
-            } else {
-                FileType::RegularFile
+        let dir_time = time_of(self.cas.config().created);
+        // Files of the key tree come with their size and time, directories need none: a
+        // listing answers `ls -l` without a lookup per entry (readdirplus).
+        let mut push = |node: Node, name: String, meta: Option<(u64, i64)>, heads: Vec<Hash>| {
+            let (kind, attr) = match (meta, node.is_dir()) {
+                (Some((size, created)), _) => {
+                    let a = self.make_attr(&node, FileType::RegularFile, size, time_of(created));
+                    (FileType::RegularFile, Some(a))
+                }
+                (None, true) if !matches!(node, Node::Version { .. }) => {
+                    let a = self.make_attr(&node, FileType::Directory, 0, dir_time);
+                    (FileType::Directory, Some(a))
+                }
+                (None, true) => (FileType::Directory, None),
+                (None, false) => (FileType::RegularFile, None),
             };
-            let ino = self.remember(node);
-            out.push((ino, kind, name));
+            let ino = self.remember(node.clone());
+            out.push(DirEntry {
+                ino,
+                kind,
+                name,
+                node,
+                attr,
+                heads,
+            });
         };
         let tree = |dir: &str| -> Result<Vec<TreeEntry>, Errno> {
             let mut entries = self.cas.children(dir, MAX_DIR_ENTRIES).map_err(err)?;
@@ -270,15 +299,15 @@ impl OuroFs {
                     _ => "",
                 };
                 if dir.is_empty() {
-                    push(Node::Meta, META_DIR.to_string());
+                    push(Node::Meta, META_DIR.to_string(), None, Vec::new());
                 }
                 let mut names = HashSet::new();
                 for e in tree(dir)? {
                     let p = join(dir, e.name());
                     names.insert(e.name().to_string());
                     match e {
-                        TreeEntry::Key(n) => push(Node::File(p), n),
-                        TreeEntry::Dir(n) => push(Node::Dir(p), n),
+                        TreeEntry::Key { name, heads } => push(Node::File(p), name, None, heads),
+                        TreeEntry::Dir(n) => push(Node::Dir(p), n, None, Vec::new()),
                     }
                 }
                 let prefix = if dir.is_empty() {
@@ -305,15 +334,26 @@ impl OuroFs {
                             .lock()
                             .map(|m| m.contains_key(&p))
                             .unwrap_or(false);
-                        push(if is_file { Node::File(p) } else { Node::Dir(p) }, n);
+                        let node = if is_file { Node::File(p) } else { Node::Dir(p) };
+                        push(node, n, None, Vec::new());
                     }
                 }
             }
             Node::Meta => {
-                push(Node::VersionsDir(String::new()), "versions".into());
-                push(Node::HeadsDir(String::new()), "heads".into());
-                push(Node::AtRoot, "at".into());
-                push(Node::BlobsDir, "blobs".into());
+                push(
+                    Node::VersionsDir(String::new()),
+                    "versions".into(),
+                    None,
+                    Vec::new(),
+                );
+                push(
+                    Node::HeadsDir(String::new()),
+                    "heads".into(),
+                    None,
+                    Vec::new(),
+                );
+                push(Node::AtRoot, "at".into(), None, Vec::new());
+                push(Node::BlobsDir, "blobs".into(), None, Vec::new());
             }
             Node::VersionsDir(p) => {
                 if !p.is_empty() {
@@ -324,11 +364,18 @@ impl OuroFs {
                                 hash,
                             },
                             version_dir_name(created, &hash, true),
+                            None,
+                            Vec::new(),
                         );
                     }
                 }
                 for e in tree(p)? {
-                    push(Node::VersionsDir(join(p, e.name())), e.name().to_string());
+                    push(
+                        Node::VersionsDir(join(p, e.name())),
+                        e.name().to_string(),
+                        None,
+                        Vec::new(),
+                    );
                 }
             }
             Node::Version { key, hash } => {
@@ -339,6 +386,8 @@ impl OuroFs {
                         hash: *hash,
                     },
                     name,
+                    None,
+                    Vec::new(),
                 );
             }
             Node::HeadsDir(p) => {
@@ -352,12 +401,19 @@ impl OuroFs {
                                     hash: v.hash,
                                 },
                                 name,
+                                Some((v.size, v.created)),
+                                Vec::new(),
                             );
                         }
                     }
                 }
                 for e in tree(p)? {
-                    push(Node::HeadsDir(join(p, e.name())), e.name().to_string());
+                    push(
+                        Node::HeadsDir(join(p, e.name())),
+                        e.name().to_string(),
+                        None,
+                        Vec::new(),
+                    );
                 }
             }
             // Any time or hash can be looked up; listing them all is not offered.

@@ -11,8 +11,14 @@ use crate::store::lock::GcLock;
 /// One entry of a directory in the key tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TreeEntry {
-    /// A live key whose name has no further `/`.
-    Key(String),
+    /// A live key whose name has no further `/`, with its heads (see [`Cas::newest_heads`]
+    /// for their sizes and times, read only when a listing needs them).
+    Key {
+        /// Name within the directory.
+        name: String,
+        /// The key's current heads.
+        heads: Vec<Hash>,
+    },
     /// A name under which live keys exist (`a` for keys `a/b`, `a/c/d`).
     Dir(String),
 }
@@ -22,7 +28,7 @@ impl TreeEntry {
     pub fn name(&self) -> &str {
         // A
         match self {
-            TreeEntry::Key(n) | TreeEntry::Dir(n) => n,
+            TreeEntry::Key { name, .. } | TreeEntry::Dir(name) => name,
         }
     }
 }
@@ -47,7 +53,7 @@ impl Cas {
                 .lmdb
                 .versions
                 .list_from(&txn, &prefix, cursor.as_deref(), 1)?;
-            let Some((key, _)) = page.into_iter().next() else {
+            let Some((key, state)) = page.into_iter().next() else {
                 break;
             };
             let rest = &key[prefix.len()..];
@@ -58,13 +64,44 @@ impl Cas {
                     cursor = Some(format!("{prefix}{name}0"));
                 }
                 None => {
-                    out.push(TreeEntry::Key(rest.to_string()));
+                    out.push(TreeEntry::Key {
+                        name: rest.to_string(),
+                        heads: state.heads,
+                    });
                     // Right after this key: keys never contain NUL.
                     cursor = Some(format!("{key}\u{0}"));
                 }
             }
         }
         Ok(out)
+    }
+
+    /// For each set of heads, the newest one's `(hash, size, creation time)`, all read in one
+    /// transaction.
+    pub fn newest_heads(&self, sets: &[&[Hash]]) -> Result<Vec<Option<(Hash, u64, i64)>>> {
+        // A
+        let txn = self.lmdb.read()?;
+        sets.iter()
+            .map(|heads| {
+                Ok(self.newest_head(&txn, heads)?.map(|b| {
+                    let h = b.hash();
+                    (h, b.size, b.created)
+                }))
+            })
+            .collect()
+    }
+
+    /// The newest head of a live key: `(hash, size, creation time)`; `None` when the key is
+    /// missing or deleted.
+    pub fn newest_head_of(&self, key: &str) -> Result<Option<(Hash, u64, i64)>> {
+        // A
+        let txn = self.lmdb.read()?;
+        match self.lmdb.versions.get(&txn, key)? {
+            Some(s) if s.deleted.is_none() => Ok(self
+                .newest_head(&txn, &s.heads)?
+                .map(|b| (b.hash(), b.size, b.created))),
+            _ => Ok(None),
+        }
     }
 
     /// True when live keys exist under `dir/`.

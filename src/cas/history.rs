@@ -200,15 +200,10 @@ impl Cas {
         let txn = self.lmdb.read()?;
         let mut out = Vec::new();
         for (key, state) in self.lmdb.versions.list(&txn, prefix, after, limit)? {
-            let mut newest: Option<Blob> = None;
-            for h in &state.heads {
-                if let Some(b) = self.lmdb.blobs.get(&txn, h)? {
-                    if newest.as_ref().is_none_or(|n| b.created > n.created) {
-                        newest = Some(b);
-                    }
-                }
-            }
-            let (size, created) = newest.map(|b| (b.size, b.created)).unwrap_or((0, 0));
+            let (size, created) = self
+                .newest_head(&txn, &state.heads)?
+                .map(|b| (b.size, b.created))
+                .unwrap_or((0, 0));
             out.push(KeyEntry {
                 key,
                 heads: state.heads,
@@ -221,6 +216,24 @@ impl Cas {
 }
 
 impl Cas {
+    /// The newest (by creation time) of `heads` that has a record.
+    pub(crate) fn newest_head(
+        &self,
+        txn: &crate::store::RoTxn,
+        heads: &[Hash],
+    ) -> Result<Option<Blob>> {
+        // A
+        let mut newest: Option<Blob> = None;
+        for h in heads {
+            if let Some(b) = self.lmdb.blobs.get(txn, h)? {
+                if newest.as_ref().is_none_or(|n| b.created > n.created) {
+                    newest = Some(b);
+                }
+            }
+        }
+        Ok(newest)
+    }
+
     /// The single head of each key (`None` for a missing or deleted key, or one with several
     /// heads), in one read transaction: `put -r` checks thousands of keys this way.
     pub fn single_heads<'k>(
