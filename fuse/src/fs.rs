@@ -94,7 +94,7 @@ impl OuroFs {
     pub fn new(cas: Arc<Cas>, opts: MountOptions) -> Self {
         // A
         let cache_bytes = if opts.cache_bytes == 0 {
-            64 << 20
+            32 << 20
         } else {
             opts.cache_bytes
         };

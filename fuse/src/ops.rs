@@ -23,7 +23,10 @@ impl Filesystem for OuroFs {
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
         let _ = config.set_max_readahead(1 << 20);
         // Listings carry attributes, so `ls -l` of 100k keys needs no lookup per key.
-        let _ = config.add_capabilities(fuser::InitFlags::FUSE_DO_READDIRPLUS);
+        // With READDIRPLUS_AUTO the kernel asks for them only when stats follow (not for `ls`).
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
         Ok(())
     }
 
@@ -467,15 +470,18 @@ impl Filesystem for OuroFs {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        let Ok(guard) = h.lock() else {
+        let Ok(mut guard) = h.lock() else {
             return reply.error(Errno::EIO);
         };
-        let Handle::Dir(entries) = &*guard else {
+        let Handle::Dir(entries) = &mut *guard else {
             return reply.error(Errno::ENOTDIR);
         };
         let mut at = offset as usize;
         while at < entries.len() {
-            let page = &entries[at..entries.len().min(at + 256)];
+            // The kernel's buffer takes a few dozen entries: read attributes for about that
+            // many at once and keep them for the next call.
+            let end = entries.len().min(at + 64);
+            let page = &mut entries[at..end];
             let sets: Vec<&[ouroboros_db::Hash]> = page
                 .iter()
                 .filter(|e| e.attr.is_none() && !e.heads.is_empty())
@@ -485,7 +491,7 @@ impl Filesystem for OuroFs {
                 Ok(n) => n.into_iter(),
                 Err(e) => return reply.error(errno(&e)),
             };
-            for (j, e) in page.iter().enumerate() {
+            for (j, e) in page.iter_mut().enumerate() {
                 let attr = match (e.attr, e.heads.is_empty()) {
                     (Some(a), _) => Some(a),
                     (None, false) => newest.next().flatten().map(|(_, size, created)| {
@@ -500,6 +506,7 @@ impl Filesystem for OuroFs {
                 };
                 // An entry that vanished since the listing is left out.
                 let Some(attr) = attr else { continue };
+                e.attr = Some(attr);
                 let next = (at + j + 1) as u64;
                 if reply.add(INodeNo(e.ino), next, &e.name, &TTL, &attr, Generation(0)) {
                     return reply.ok();

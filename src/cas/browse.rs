@@ -8,6 +8,9 @@ use crate::hash::Hash;
 use crate::model::{validate_key, Blob};
 use crate::store::lock::GcLock;
 
+/// Keys read per step of a listing.
+const PAGE: usize = 512;
+
 /// One entry of a directory in the key tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TreeEntry {
@@ -52,27 +55,40 @@ impl Cas {
             let page = self
                 .lmdb
                 .versions
-                .list_from(&txn, &prefix, cursor.as_deref(), 1)?;
-            let Some((key, state)) = page.into_iter().next() else {
-                break;
-            };
-            let rest = &key[prefix.len()..];
-            match rest.split_once('/') {
-                Some((name, _)) => {
-                    out.push(TreeEntry::Dir(name.to_string()));
-                    // Past the whole subtree: '0' is the byte after '/'.
-                    cursor = Some(format!("{prefix}{name}0"));
+                .list_from(&txn, &prefix, cursor.as_deref(), PAGE)?;
+            let full = page.len() == PAGE;
+            let mut subtree: Option<String> = None;
+            for (key, state) in &page {
+                if subtree
+                    .as_ref()
+                    .is_some_and(|s| key.starts_with(s.as_str()))
+                {
+                    continue;
                 }
-                None => {
-                    out.push(TreeEntry::Key {
+                let rest = &key[prefix.len()..];
+                match rest.split_once('/') {
+                    Some((name, _)) => {
+                        out.push(TreeEntry::Dir(name.to_string()));
+                        subtree = Some(format!("{prefix}{name}/"));
+                    }
+                    None => out.push(TreeEntry::Key {
                         name: rest.to_string(),
-                        heads: state.heads,
-                    });
-                    // Right after this key: keys never contain NUL.
-                    cursor = Some(format!("{key}\u{0}"));
+                        heads: state.heads.clone(),
+                    }),
                 }
             }
+            let Some((last, _)) = page.last() else { break };
+            if !full {
+                break;
+            }
+            cursor = Some(match subtree.filter(|s| last.starts_with(s.as_str())) {
+                // Inside a subtree: one seek past all of it ('0' is the byte after '/').
+                Some(s) => format!("{}0", &s[..s.len() - 1]),
+                // Right after the last key: keys never contain NUL.
+                None => format!("{last}\u{0}"),
+            });
         }
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -83,10 +99,9 @@ impl Cas {
         let txn = self.lmdb.read()?;
         sets.iter()
             .map(|heads| {
-                Ok(self.newest_head(&txn, heads)?.map(|b| {
-                    let h = b.hash();
-                    (h, b.size, b.created)
-                }))
+                Ok(self
+                    .newest_head(&txn, heads)?
+                    .map(|(h, b)| (h, b.size, b.created)))
             })
             .collect()
     }
@@ -99,7 +114,7 @@ impl Cas {
         match self.lmdb.versions.get(&txn, key)? {
             Some(s) if s.deleted.is_none() => Ok(self
                 .newest_head(&txn, &s.heads)?
-                .map(|b| (b.hash(), b.size, b.created))),
+                .map(|(h, b)| (h, b.size, b.created))),
             _ => Ok(None),
         }
     }

@@ -202,7 +202,7 @@ impl Cas {
         for (key, state) in self.lmdb.versions.list(&txn, prefix, after, limit)? {
             let (size, created) = self
                 .newest_head(&txn, &state.heads)?
-                .map(|b| (b.size, b.created))
+                .map(|(_, b)| (b.size, b.created))
                 .unwrap_or((0, 0));
             out.push(KeyEntry {
                 key,
@@ -221,13 +221,13 @@ impl Cas {
         &self,
         txn: &crate::store::RoTxn,
         heads: &[Hash],
-    ) -> Result<Option<Blob>> {
+    ) -> Result<Option<(Hash, Blob)>> {
         // A
-        let mut newest: Option<Blob> = None;
+        let mut newest: Option<(Hash, Blob)> = None;
         for h in heads {
             if let Some(b) = self.lmdb.blobs.get(txn, h)? {
-                if newest.as_ref().is_none_or(|n| b.created > n.created) {
-                    newest = Some(b);
+                if newest.as_ref().is_none_or(|(_, n)| b.created > n.created) {
+                    newest = Some((*h, b));
                 }
             }
         }

@@ -12,6 +12,9 @@ use ouroboros_db::Error;
 
 use crate::interrupt;
 
+/// glibc's variable for the number of heap arenas.
+const ARENAS: &str = "MALLOC_ARENA_MAX";
+
 /// Mounts the store at `dir`.
 pub fn mount(g: &Global, dir: &Path, read_only: bool, foreground: bool) -> Result<i32> {
     // A
@@ -40,6 +43,18 @@ pub fn mount(g: &Global, dir: &Path, read_only: bool, foreground: bool) -> Resul
     }
     // Open the store and identity here, so their errors reach the user in both modes.
     let cas = Arc::new(g.open_unlocked()?);
+    if foreground && std::env::var_os(ARENAS).is_none() {
+        // glibc gives each of the server's threads its own heap arena, and freed chunk
+        // buffers linger in all of them: one arena keeps the mount's memory at about half.
+        // The variable is read when a process starts, hence the re-exec.
+        drop(cas);
+        let err = std::os::unix::process::CommandExt::exec(
+            Command::new(std::env::current_exe().context("finding the ouro executable")?)
+                .args(std::env::args_os().skip(1))
+                .env(ARENAS, "1"),
+        );
+        return Err(err).context("restarting ouro mount");
+    }
     if foreground {
         serve(g, cas, &dir, read_only)
     } else {
@@ -85,6 +100,7 @@ fn start_background(g: &Global, dir: &Path) -> Result<i32> {
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1))
         .arg("--foreground")
+        .env(ARENAS, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
