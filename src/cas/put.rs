@@ -1,7 +1,7 @@
 //! The write pipeline: chunk -> (dedup) -> seal on worker threads -> store -> commit.
 //!
 //! One pipeline serves a single put and a put of a whole tree: the writer thread holds a
-//! write transaction for about 32 MiB of slices (or 10,000 versions, or a second) and commits a
+//! write transaction for about 8 MiB of slices (or 10,000 versions, or a second) and commits a
 //! version into it only once every chunk the version needs is in it. Each version is atomic:
 //! a crash leaves a version wholly there or absent, plus at most some unreferenced chunks
 //! that gc frees.
@@ -26,7 +26,7 @@ use crate::store::RwTxn;
 
 /// Bytes of sealed slices per write transaction: bounds the memory LMDB holds in dirty
 /// pages and how long other writers wait.
-const BATCH_BYTES: usize = 32 << 20;
+const BATCH_BYTES: usize = 8 << 20;
 /// Versions per write transaction at most.
 const BATCH_VERSIONS: usize = 10_000;
 /// Longest a transaction stays open, so versions become visible promptly.
