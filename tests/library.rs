@@ -460,3 +460,50 @@ fn post_quantum_recipients_mix_with_x25519() {
     .unwrap();
     assert_eq!(get(&cas, "k"), b"still readable by the X25519 identity");
 }
+
+#[test]
+fn the_key_space_browses_as_directories() {
+    use ouroboros_db::TreeEntry;
+    let (_d, cas) = new_store(2, 1);
+    for k in ["a", "a/b", "a/c/d", "a/c/e", "a-z", "b/x", "gone/y"] {
+        cas.put(k, k.as_bytes(), &PutOptions::default()).unwrap();
+    }
+    cas.remove("gone/y").unwrap();
+    let names = |dir: &str| -> Vec<String> {
+        cas.children(dir, 10_000)
+            .unwrap()
+            .iter()
+            .map(|e| match e {
+                TreeEntry::Key { name, heads } => {
+                    assert_eq!(heads.len(), 1);
+                    format!("{name}")
+                }
+                TreeEntry::Dir(n) => format!("{n}/"),
+            })
+            .collect()
+    };
+    // Key order; deleted keys and their directories are gone; a key and a directory of the
+    // same name are both listed.
+    assert_eq!(names(""), ["a", "a-z", "a/", "b/"]);
+    assert_eq!(names("a"), ["b", "c/"]);
+    assert_eq!(names("a/c"), ["d", "e"]);
+    assert!(cas.is_dir("a/c").unwrap() && !cas.is_dir("gone").unwrap());
+    // A rename shares every chunk: no content I/O, same bytes.
+    let (h, size, _) = cas.newest_head_of("a/b").unwrap().unwrap();
+    assert_eq!(size, 3);
+    let copy = cas.copy_version(&h, "moved").unwrap();
+    assert_ne!(copy, h);
+    assert_eq!(get(&cas, "moved"), b"a/b");
+    assert_eq!(cas.versions_of("moved").unwrap().len(), 1);
+    assert_eq!(
+        cas.blob(&copy).unwrap().chunks,
+        cas.blob(&h).unwrap().chunks
+    );
+    // Paging: more keys than one page of the listing.
+    for i in 0..1500 {
+        cas.put(&format!("many/k{i:05}"), &b"x"[..], &PutOptions::default())
+            .unwrap();
+    }
+    assert_eq!(names("many").len(), 1500);
+    assert_eq!(cas.children("", 2).unwrap().len(), 2);
+}

@@ -13,6 +13,9 @@ use ouroboros_db::{Blob, Cas, ChunkReader, Error, Hash, Result};
 const READ_AHEAD: usize = 8;
 /// How far from the end of the previous read a read still counts as sequential.
 const NEAR: u64 = 8 << 20;
+/// The chunks one read touched, `(index, start offset, plaintext)`, when the read was not
+/// sequential (the kernel's read-ahead serves sequential readers).
+pub type Touched = Vec<(usize, u64, Arc<Vec<u8>>)>;
 /// Threads decoding ahead (this machine class has 2 cores).
 const PREFETCHERS: usize = 3;
 
@@ -24,6 +27,8 @@ pub struct OpenBlob {
     starts: Vec<u64>,
     /// Where the last read ended: a read starting near there is sequential.
     next: AtomicU64,
+    /// Chunks already handed to the kernel's page cache for this open file.
+    pub(crate) pushed: Mutex<std::collections::HashSet<usize>>,
 }
 
 impl OpenBlob {
@@ -41,6 +46,7 @@ impl OpenBlob {
             blob,
             starts,
             next: AtomicU64::new(0),
+            pushed: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -202,8 +208,15 @@ impl ChunkCache {
 
     /// Up to `size` bytes of `blob` from `offset` (fewer at the end). A read that starts
     /// near where the previous one ended has the next chunks decoded in the background.
-    pub fn read(self: &Arc<Self>, blob: &OpenBlob, offset: u64, size: usize) -> Result<Vec<u8>> {
+    /// Also returns the chunks a non-sequential read touched ([`Touched`]).
+    pub fn read(
+        self: &Arc<Self>,
+        blob: &OpenBlob,
+        offset: u64,
+        size: usize,
+    ) -> Result<(Vec<u8>, Touched)> {
         // A
+        let mut touched = Vec::new();
         let mut out = Vec::with_capacity(size);
         let mut at = offset;
         let mut last = None;
@@ -215,6 +228,7 @@ impl ChunkCache {
             out.extend_from_slice(&data[within..within + take]);
             at += take as u64;
             last = Some(i);
+            touched.push((i, blob.starts[i], data));
         }
         // The kernel's read-ahead requests arrive on several threads, a little out of order:
         // a read close after the previous one counts as sequential.
@@ -225,7 +239,10 @@ impl ChunkCache {
                 self.prefetch(next.id);
             }
         }
-        Ok(out)
+        if sequential {
+            touched.clear();
+        }
+        Ok((out, touched))
     }
 
     /// Queues a chunk for the prefetch threads unless it is cached or being decoded; when

@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{Errno, FileHandle, FileType, INodeNo};
@@ -19,6 +20,8 @@ use crate::write_handle::WriteHandle;
 /// other commands appear quickly.
 pub(crate) const TTL: Duration = Duration::from_secs(1);
 /// Entries in one directory listing at most (a listing is held per open directory).
+/// Chunks waiting to be stored into the page cache; more are dropped, not queued.
+const PUSH_QUEUE: usize = 16;
 pub(crate) const MAX_DIR_ENTRIES: usize = 10_000_000;
 
 pub(crate) enum Handle {
@@ -63,6 +66,10 @@ pub struct OuroFs {
     pub(crate) next_fh: AtomicU64,
     pub(crate) tmp_dir: PathBuf,
     pub(crate) uid: u32,
+    /// Whole decoded chunks for the kernel's page cache (see `push_to_page_cache`).
+    pub(crate) pusher: SyncSender<(u64, u64, Arc<Vec<u8>>)>,
+    /// Set once the session exists; the pusher waits for it.
+    pub(crate) notifier: Arc<OnceLock<fuser::Notifier>>,
     pub(crate) gid: u32,
 }
 
@@ -103,6 +110,18 @@ impl OuroFs {
         let _ = std::fs::create_dir_all(&tmp_dir);
         let mut nodes = HashMap::new();
         nodes.insert(1, Node::Root);
+        let notifier: Arc<OnceLock<fuser::Notifier>> = Arc::new(OnceLock::new());
+        let (pusher, pushes) = sync_channel::<(u64, u64, Arc<Vec<u8>>)>(PUSH_QUEUE);
+        let n = Arc::clone(&notifier);
+        // Its own thread: storing into the page cache waits for page locks that requests
+        // still being answered may hold, which a request thread must never do.
+        std::thread::spawn(move || {
+            for (ino, offset, data) in pushes {
+                if let Some(n) = n.get() {
+                    let _ = n.store(INodeNo(ino), offset, &data);
+                }
+            }
+        });
         OuroFs {
             cache: ChunkCache::new(Arc::clone(&cas), cache_bytes),
             cas,
@@ -113,6 +132,8 @@ impl OuroFs {
             empty_dirs: Mutex::new(HashSet::new()),
             next_fh: AtomicU64::new(1),
             tmp_dir,
+            pusher,
+            notifier,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
         }
@@ -198,6 +219,26 @@ impl OuroFs {
 }
 
 impl OuroFs {
+    /// Hands whole decoded chunks to the kernel's page cache (FUSE notify_store), once per
+    /// open file: later reads anywhere in them, random ones too, never reach this process.
+    /// The kernel may drop them under memory pressure; they are not this process's memory.
+    pub(crate) fn push_to_page_cache(
+        &self,
+        ino: u64,
+        blob: &crate::chunk_cache::OpenBlob,
+        touched: crate::chunk_cache::Touched,
+    ) {
+        // A
+        let Ok(mut pushed) = blob.pushed.lock() else {
+            return;
+        };
+        for (i, start, data) in touched {
+            if pushed.insert(i) && self.pusher.try_send((ino, start, data)).is_err() {
+                pushed.remove(&i);
+            }
+        }
+    }
+
     pub(crate) fn close(&self, fh: u64) {
         // A
         let removed = self.handles.lock().ok().and_then(|mut h| h.remove(&fh));

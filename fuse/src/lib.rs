@@ -53,13 +53,17 @@ pub fn spawn(
     config.n_threads = Some(4);
     let read_only = opts.read_only;
     let fs = OuroFs::new(cas, opts);
-    if rustix::process::geteuid().is_root() {
-        return fuser::spawn_mount(fs, mountpoint, &config);
-    }
-    let mode = if read_only { "ro" } else { "rw" };
-    let fd = fusermount::mount(
-        mountpoint,
-        &format!("{mode},nosuid,nodev,fsname=ouro,subtype=ouro"),
-    )?;
-    fuser::Session::from_fd(fs, fd, fuser::SessionACL::Owner, config)?.spawn()
+    let notifier = std::sync::Arc::clone(&fs.notifier);
+    let session = if rustix::process::geteuid().is_root() {
+        fuser::Session::new(fs, mountpoint, &config)?
+    } else {
+        let mode = if read_only { "ro" } else { "rw" };
+        let fd = fusermount::mount(
+            mountpoint,
+            &format!("{mode},nosuid,nodev,fsname=ouro,subtype=ouro"),
+        )?;
+        fuser::Session::from_fd(fs, fd, fuser::SessionACL::Owner, config)?
+    };
+    let _ = notifier.set(session.notifier());
+    session.spawn()
 }

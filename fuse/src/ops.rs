@@ -21,7 +21,11 @@ impl Filesystem for OuroFs {
         // O_TRUNC arrives with open instead of as a separate truncate, which would otherwise
         // store an empty version before every `> file`.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
-        let _ = config.set_max_readahead(1 << 20);
+        let readahead = match config.set_max_readahead(1 << 20) {
+            Ok(_) => 1 << 20,
+            Err(max) => config.set_max_readahead(max).map(|_| max).unwrap_or(0),
+        };
+        tracing::debug!(readahead, "fuse init");
         // Listings carry attributes, so `ls -l` of 100k keys needs no lookup per key.
         // With READDIRPLUS_AUTO the kernel asks for them only when stats follow (not for `ls`).
         let _ = config.add_capabilities(
@@ -252,23 +256,28 @@ impl Filesystem for OuroFs {
                         return Err(Errno::EROFS);
                     }
                     self.open_write(key, raw & libc::O_TRUNC != 0, raw & libc::O_APPEND != 0)
+                        .map(|fh| (fh, FopenFlags::empty()))
                 }
                 (_, true) => Err(Errno::EROFS),
                 (Node::File(key), false) => {
                     let (hash, _, _) = self.head(key)?.ok_or(Errno::ENOENT)?;
                     let blob = self.cas.blob(&hash).map_err(|e| errno(&e))?;
-                    Ok(self.add_handle(Handle::Read(Arc::new(OpenBlob::new(blob)))))
+                    // A key's content changes with new versions: the kernel drops its cached
+                    // pages at each open.
+                    let fh = self.add_handle(Handle::Read(Arc::new(OpenBlob::new(blob))));
+                    Ok((fh, FopenFlags::empty()))
                 }
                 (Node::Frozen { hash, .. }, false) => {
                     let blob = self.cas.blob(hash).map_err(|e| errno(&e))?;
-                    Ok(self.add_handle(Handle::Read(Arc::new(OpenBlob::new(blob)))))
+                    // A version never changes: its cached pages stay valid across opens.
+                    let fh = self.add_handle(Handle::Read(Arc::new(OpenBlob::new(blob))));
+                    Ok((fh, FopenFlags::FOPEN_KEEP_CACHE))
                 }
                 _ => Err(Errno::EISDIR),
             }
         })();
         match r {
-            // Versions never change: the kernel may keep their pages across opens.
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok((fh, flags)) => reply.opened(FileHandle(fh), flags),
             Err(e) => reply.error(e),
         }
     }
@@ -308,7 +317,7 @@ impl Filesystem for OuroFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -321,17 +330,29 @@ impl Filesystem for OuroFs {
             let h = self.handle(fh)?;
             let blob = match &*h.lock().map_err(|_| Errno::EIO)? {
                 Handle::Read(b) => Arc::clone(b),
-                Handle::Write(w) => return w.read(offset, size as usize).map_err(|_| Errno::EIO),
+                Handle::Write(w) => {
+                    return w
+                        .read(offset, size as usize)
+                        .map(|d| (d, None))
+                        .map_err(|_| Errno::EIO)
+                }
                 Handle::Dir(_) => return Err(Errno::EISDIR),
             };
             // The handle's lock is released: readers of one file decode in parallel.
-            self.cache.read(&blob, offset, size as usize).map_err(|e| {
+            let (data, touched) = self.cache.read(&blob, offset, size as usize).map_err(|e| {
                 tracing::warn!(key = %blob.blob.key, error = %e, "read failed");
                 errno(&e)
-            })
+            })?;
+            Ok((data, Some((blob, touched))))
         })();
         match r {
-            Ok(data) => reply.data(&data),
+            Ok((data, touched)) => {
+                reply.data(&data);
+                // After the reply: the kernel holds this request's pages locked until then.
+                if let Some((blob, touched)) = touched {
+                    self.push_to_page_cache(ino.0, &blob, touched);
+                }
+            }
             Err(e) => reply.error(e),
         }
     }

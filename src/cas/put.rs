@@ -31,10 +31,48 @@ const BATCH_BYTES: usize = 8 << 20;
 const BATCH_VERSIONS: usize = 10_000;
 /// Longest a transaction stays open, so versions become visible promptly.
 const BATCH_AGE: Duration = Duration::from_secs(1);
-/// Chunks smaller than this are sealed on the producer thread instead of a worker.
-const INLINE_SEAL_BYTES: usize = 64 << 10;
+/// Sealed messages queued for the writer: enough for the workers to keep sealing while the
+/// writer waits for a commit's fsync (about 16 MiB at most).
+const OUT_QUEUE: usize = 12;
+/// Chunks smaller than this travel to the sealing workers in batches: a tree of small files
+/// would otherwise cost more in thread hand-offs than in sealing.
+const SMALL_CHUNK: usize = 64 << 10;
+/// A batch of small chunks is handed over at this many bytes...
+const JOB_BYTES: usize = 256 << 10;
+/// ... or this many chunks ...
+const JOB_CHUNKS: usize = 64;
+/// ... or when it is this old at an item boundary (a slow input must not hold earlier files).
+const JOB_AGE: Duration = Duration::from_millis(50);
 /// Chunk ids remembered for in-batch dedup before the set is cleared (memory bound).
 const SEEN_LIMIT: usize = 200_000;
+
+/// Small chunks gathered on the producer thread before they go to a sealing worker.
+#[derive(Default)]
+struct SmallBatch {
+    job: Job,
+    bytes: usize,
+    started: Option<Instant>,
+}
+
+impl SmallBatch {
+    fn add(&mut self, item: usize, id: Hash, data: Vec<u8>) {
+        // A
+        self.started.get_or_insert_with(Instant::now);
+        self.bytes += data.len();
+        self.job.push((item, id, data));
+    }
+
+    /// Hands the batch to the workers (nothing when empty).
+    fn flush(&mut self, jobs: &SyncSender<Job>) -> std::result::Result<(), ()> {
+        // A
+        self.started = None;
+        self.bytes = 0;
+        if self.job.is_empty() {
+            return Ok(());
+        }
+        jobs.send(std::mem::take(&mut self.job)).map_err(|_| ())
+    }
+}
 
 /// Options of a put.
 #[derive(Default)]
@@ -96,9 +134,13 @@ struct PendingVersion {
 
 /// Messages to the writer thread.
 enum ToWriter {
-    Chunk(usize, SealedChunk),
+    /// Sealed chunks with the index of the item that first needed each.
+    Chunks(Vec<(usize, SealedChunk)>),
     Version(Box<PendingVersion>),
 }
+
+/// Chunks to seal, with the item index each belongs to.
+type Job = Vec<(usize, Hash, Vec<u8>)>;
 
 impl Cas {
     /// Stores the content of `reader` as a new version of `key` and returns its hash.
@@ -142,8 +184,8 @@ impl Cas {
             .map(|n| n.get())
             .unwrap_or(1)
             .clamp(1, 8);
-        let (job_tx, job_rx) = sync_channel::<(usize, Hash, Vec<u8>)>(workers);
-        let (out_tx, out_rx) = sync_channel::<Result<ToWriter>>(workers * 2);
+        let (job_tx, job_rx) = sync_channel::<Job>(workers);
+        let (out_tx, out_rx) = sync_channel::<Result<ToWriter>>(OUT_QUEUE);
         // Workers own the job receiver: when they all stop (the writer failed), it is dropped
         // and the producer's next send fails instead of blocking forever.
         let job_rx = Arc::new(Mutex::new(job_rx));
@@ -156,9 +198,14 @@ impl Cas {
                         Ok(rx) => rx.recv(),
                         Err(_) => return,
                     };
-                    let Ok((item, id, data)) = job else { return };
-                    let sealed =
-                        seal_chunk(keys, params, id, &data).map(|c| ToWriter::Chunk(item, c));
+                    let Ok(job) = job else { return };
+                    let sealed = job
+                        .into_iter()
+                        .map(|(item, id, data)| {
+                            seal_chunk(keys, params, id, &data).map(|c| (item, c))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                        .map(ToWriter::Chunks);
                     if out_tx.send(sealed).is_err() {
                         return;
                     }
@@ -191,14 +238,19 @@ impl Cas {
         &self,
         items: impl Iterator<Item = PutItem<'r>>,
         keys: &crate::crypto::StoreKeys,
-        jobs: &SyncSender<(usize, Hash, Vec<u8>)>,
+        jobs: &SyncSender<Job>,
         writer: &SyncSender<Result<ToWriter>>,
         progress: &dyn Progress,
     ) -> Result<Vec<Result<PutOutcome>>> {
         // PA
         let mut slots = Vec::new();
         let mut seen: HashSet<Hash> = HashSet::new();
+        let mut batch = SmallBatch::default();
+        let stopped = || Error::Corrupt("the store writer stopped".into());
         for (i, item) in items.enumerate() {
+            if batch.started.is_some_and(|t| t.elapsed() >= JOB_AGE) {
+                batch.flush(jobs).map_err(|_| stopped())?;
+            }
             slots.push(Err(Error::Corrupt("version was not committed".into())));
             let key = item.key.clone();
             let explicit_parents = item.parents.is_some();
@@ -243,16 +295,13 @@ impl Cas {
                         seen.insert(id);
                         needs.push(id);
                         new_chunks += 1;
-                        let stopped = || Error::Corrupt("the store writer stopped".into());
-                        if data.len() < INLINE_SEAL_BYTES {
-                            // Small chunks (a tree of small files) cost more in thread
-                            // hand-offs than in sealing: seal here, straight to the writer.
-                            let sealed = seal_chunk(keys, self.seal_params(), id, &data)?;
-                            writer
-                                .send(Ok(ToWriter::Chunk(i, sealed)))
-                                .map_err(|_| stopped())?;
+                        if data.len() < SMALL_CHUNK {
+                            batch.add(i, id, data);
+                            if batch.bytes >= JOB_BYTES || batch.job.len() >= JOB_CHUNKS {
+                                batch.flush(jobs).map_err(|_| stopped())?;
+                            }
                         } else {
-                            jobs.send((i, id, data)).map_err(|_| stopped())?;
+                            jobs.send(vec![(i, id, data)]).map_err(|_| stopped())?;
                         }
                     }
                     Ok(())
@@ -300,6 +349,7 @@ impl Cas {
                 return Err(Error::Corrupt("the store writer stopped".into()));
             }
         }
+        batch.flush(jobs).map_err(|_| stopped())?;
         Ok(slots)
     }
 
@@ -347,14 +397,18 @@ impl Cas {
             }
             let Some(t) = txn.as_mut() else { continue };
             match msg? {
-                // A chunk stored meanwhile (another process, the same chunk twice in a
-                // batch) is kept: its record references its slices, the new ones would leak.
-                ToWriter::Chunk(_, chunk) if self.lmdb.chunks.contains(t, &chunk.id)? => {}
-                ToWriter::Chunk(item, chunk) => {
-                    router.store_chunk(t, &chunk)?;
-                    let n: usize = chunk.slices.iter().map(|(_, b)| b.len()).sum();
-                    bytes += n;
-                    *stored_by_item.entry(item).or_default() += n as u64;
+                ToWriter::Chunks(sealed) => {
+                    for (item, chunk) in sealed {
+                        // A chunk stored meanwhile (another process, the same chunk twice in a
+                        // batch) is kept: its record references its slices, new ones would leak.
+                        if self.lmdb.chunks.contains(t, &chunk.id)? {
+                            continue;
+                        }
+                        router.store_chunk(t, &chunk)?;
+                        let n: usize = chunk.slices.iter().map(|(_, b)| b.len()).sum();
+                        bytes += n;
+                        *stored_by_item.entry(item).or_default() += n as u64;
+                    }
                 }
                 ToWriter::Version(v) => waiting.push(*v),
             }
