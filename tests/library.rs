@@ -476,7 +476,7 @@ fn the_key_space_browses_as_directories() {
             .map(|e| match e {
                 TreeEntry::Key { name, heads } => {
                     assert_eq!(heads.len(), 1);
-                    format!("{name}")
+                    name.to_string()
                 }
                 TreeEntry::Dir(n) => format!("{n}/"),
             })
