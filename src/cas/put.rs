@@ -363,6 +363,9 @@ impl Cas {
         let router = DataRouter::new(&self.lmdb);
         let mut done = Vec::new();
         let mut waiting: Vec<PendingVersion> = Vec::new();
+        // Chunks this pipeline delivered: a waiting version checks its needs here first, so
+        // versions waiting for a batch do not search LMDB again at every message.
+        let mut arrived: HashSet<Hash> = HashSet::new();
         let mut stored_by_item: HashMap<usize, u64> = HashMap::new();
         // Versions committed by this call, per key: a later version of the same key with
         // default parents follows them instead of forking from the head read at its start.
@@ -399,6 +402,10 @@ impl Cas {
             match msg? {
                 ToWriter::Chunks(sealed) => {
                     for (item, chunk) in sealed {
+                        if arrived.len() >= SEEN_LIMIT {
+                            arrived.clear();
+                        }
+                        arrived.insert(chunk.id);
                         // A chunk stored meanwhile (another process, the same chunk twice in a
                         // batch) is kept: its record references its slices, new ones would leak.
                         if self.lmdb.chunks.contains(t, &chunk.id)? {
@@ -416,7 +423,7 @@ impl Cas {
             for v in waiting.drain(..) {
                 let mut ready = true;
                 for id in &v.needs {
-                    if !self.lmdb.chunks.contains(t, id)? {
+                    if !arrived.contains(id) && !self.lmdb.chunks.contains(t, id)? {
                         ready = false;
                         break;
                     }
