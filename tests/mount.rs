@@ -372,3 +372,44 @@ fn a_normal_user_mounts_through_fusermount3() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nw\n");
 }
+
+#[test]
+fn a_killed_mount_process_leaves_the_store_intact_and_umount_clears_it() {
+    require_fuse!();
+    let t = TestStore::init("2+1");
+    t.put("a", b"A");
+    let dir = t.dir.path().join("k");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = t
+        .cmd(&["mount", dir.to_str().unwrap(), "--foreground"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !is_mounted(&dir) {
+        assert!(start.elapsed() < Duration::from_secs(10), "mount came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A write in progress (open, not closed) when the process dies: no version appears.
+    let mut writer = Command::new("python3")
+        .arg("-c")
+        .arg("import os, time; fd = os.open('a', os.O_WRONLY | os.O_TRUNC); os.write(fd, b'partial'); time.sleep(5)")
+        .current_dir(&dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    rustix_kill(child.id(), "KILL");
+    child.wait().unwrap();
+    let _ = writer.kill();
+    let _ = writer.wait();
+    t.ok(&["verify"]);
+    assert_eq!(t.get("a"), b"A", "the unclosed write stored nothing");
+    // The dead mount is still in the mount table; umount clears it and a new mount works.
+    assert!(is_mounted(&dir));
+    t.ok(&["umount", dir.to_str().unwrap()]);
+    assert!(!is_mounted(&dir));
+    t.ok(&["mount", dir.to_str().unwrap()]);
+    assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"A");
+    t.ok(&["umount", dir.to_str().unwrap()]);
+}
