@@ -13,9 +13,16 @@ use ouroboros_db::{Blob, Cas, ChunkReader, Error, Hash, Result};
 const READ_AHEAD: usize = 8;
 /// How far from the end of the previous read a read still counts as sequential.
 const NEAR: u64 = 8 << 20;
-/// The chunks one read touched, `(index, start offset, plaintext)`, when the read was not
-/// sequential (the kernel's read-ahead serves sequential readers).
-pub type Touched = Vec<(usize, u64, Arc<Vec<u8>>)>;
+/// Where decoded chunks go to be stored in the kernel's page cache: `(inode, offset, data)`.
+/// A thread of the filesystem drains it (FUSE notify_store).
+pub type PushSink = SyncSender<(u64, u64, Arc<Vec<u8>>)>;
+
+/// A chunk to decode ahead of a reader, and push to the page cache of its file.
+struct Ahead {
+    ino: u64,
+    blob: Arc<OpenBlob>,
+    index: usize,
+}
 /// Threads decoding ahead (this machine class has 2 cores).
 const PREFETCHERS: usize = 3;
 
@@ -80,12 +87,14 @@ pub struct ChunkCache {
     lru: Mutex<Lru>,
     limit: usize,
     in_flight: Mutex<HashMap<Hash, Arc<Flight>>>,
-    prefetch: Mutex<Option<SyncSender<Hash>>>,
+    prefetch: Mutex<Option<SyncSender<Ahead>>>,
+    sink: PushSink,
 }
 
 impl ChunkCache {
-    /// A cache holding at most `limit` bytes of plaintext.
-    pub fn new(cas: Arc<Cas>, limit: usize) -> Arc<Self> {
+    /// A cache holding at most `limit` bytes of plaintext; decoded chunks of open files are
+    /// also handed to `sink`, once per open file.
+    pub fn new(cas: Arc<Cas>, limit: usize, sink: PushSink) -> Arc<Self> {
         // A
         let cache = Arc::new(ChunkCache {
             cas,
@@ -98,14 +107,15 @@ impl ChunkCache {
             limit,
             in_flight: Mutex::new(HashMap::new()),
             prefetch: Mutex::new(None),
+            sink,
         });
-        let (tx, rx) = sync_channel::<Hash>(PREFETCHERS * READ_AHEAD);
+        let (tx, rx) = sync_channel::<Ahead>(PREFETCHERS * READ_AHEAD);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..PREFETCHERS {
             let me: Weak<ChunkCache> = Arc::downgrade(&cache);
             let rx = Arc::clone(&rx);
             std::thread::spawn(move || loop {
-                let Ok(id) = rx
+                let Ok(job) = rx
                     .lock()
                     .map_err(|_| ())
                     .and_then(|r| r.recv().map_err(|_| ()))
@@ -114,7 +124,10 @@ impl ChunkCache {
                 };
                 let Some(cache) = me.upgrade() else { return };
                 // A failed prefetch is not an error: the read that needs the chunk retries.
-                let _ = cache.chunk(&id);
+                let id = job.blob.blob.chunks[job.index].id;
+                if let Ok(data) = cache.chunk(&id) {
+                    cache.push(job.ino, &job.blob, job.index, data);
+                }
             });
         }
         if let Ok(mut p) = cache.prefetch.lock() {
@@ -206,17 +219,18 @@ impl ChunkCache {
         }
     }
 
-    /// Up to `size` bytes of `blob` from `offset` (fewer at the end). A read that starts
-    /// near where the previous one ended has the next chunks decoded in the background.
-    /// Also returns the chunks a non-sequential read touched ([`Touched`]).
+    /// Up to `size` bytes of `blob` (open as inode `ino`) from `offset`, fewer at the end.
+    /// Every chunk read is handed whole to the page cache, so later reads anywhere in it do
+    /// not come here; a read near where the previous one ended has the next chunks decoded
+    /// and handed over ahead of it.
     pub fn read(
         self: &Arc<Self>,
-        blob: &OpenBlob,
+        ino: u64,
+        blob: &Arc<OpenBlob>,
         offset: u64,
         size: usize,
-    ) -> Result<(Vec<u8>, Touched)> {
+    ) -> Result<Vec<u8>> {
         // A
-        let mut touched = Vec::new();
         let mut out = Vec::with_capacity(size);
         let mut at = offset;
         let mut last = None;
@@ -228,43 +242,55 @@ impl ChunkCache {
             out.extend_from_slice(&data[within..within + take]);
             at += take as u64;
             last = Some(i);
-            touched.push((i, blob.starts[i], data));
+            self.push(ino, blob, i, data);
         }
         // The kernel's read-ahead requests arrive on several threads, a little out of order:
         // a read close after the previous one counts as sequential.
         let prev = blob.next.swap(at, Ordering::Relaxed);
-        let sequential = offset.abs_diff(prev) <= NEAR;
-        if let (Some(i), true) = (last, sequential) {
-            for next in blob.blob.chunks.iter().skip(i + 1).take(READ_AHEAD) {
-                self.prefetch(next.id);
+        if let (Some(i), true) = (last, offset.abs_diff(prev) <= NEAR) {
+            let end = blob.blob.chunks.len().min(i + 1 + READ_AHEAD);
+            for index in i + 1..end {
+                self.prefetch(ino, blob, index);
             }
         }
-        if sequential {
-            touched.clear();
-        }
-        Ok((out, touched))
+        Ok(out)
     }
 
-    /// Queues a chunk for the prefetch threads unless it is cached or being decoded; when
-    /// the queue is full the chunk is skipped (the reader decodes it itself).
-    fn prefetch(&self, id: Hash) {
+    /// Hands a decoded chunk to the page cache of `ino`, once per open file; when the sink is
+    /// full it is skipped (the kernel then asks for the pages itself).
+    fn push(&self, ino: u64, blob: &OpenBlob, index: usize, data: Arc<Vec<u8>>) {
         // A
-        if self
-            .lru
+        let Ok(mut pushed) = blob.pushed.lock() else {
+            return;
+        };
+        if pushed.insert(index) && self.sink.try_send((ino, blob.starts[index], data)).is_err() {
+            pushed.remove(&index);
+        }
+    }
+
+    /// Queues a chunk for the prefetch threads unless it was already handed over, or pushes
+    /// it at once when it is cached; when the queue is full the chunk is skipped.
+    fn prefetch(&self, ino: u64, blob: &Arc<OpenBlob>, index: usize) {
+        // A
+        if blob
+            .pushed
             .lock()
-            .map(|l| l.map.contains_key(&id))
+            .map(|p| p.contains(&index))
             .unwrap_or(true)
-            || self
-                .in_flight
-                .lock()
-                .map(|f| f.contains_key(&id))
-                .unwrap_or(true)
         {
             return;
         }
+        let id = blob.blob.chunks[index].id;
+        if let Some(data) = self.lookup(&id) {
+            return self.push(ino, blob, index, data);
+        }
         if let Ok(p) = self.prefetch.lock() {
             if let Some(tx) = p.as_ref() {
-                let _ = tx.try_send(id);
+                let _ = tx.try_send(Ahead {
+                    ino,
+                    blob: Arc::clone(blob),
+                    index,
+                });
             }
         }
     }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,8 +66,6 @@ pub struct OuroFs {
     pub(crate) next_fh: AtomicU64,
     pub(crate) tmp_dir: PathBuf,
     pub(crate) uid: u32,
-    /// Whole decoded chunks for the kernel's page cache (see `push_to_page_cache`).
-    pub(crate) pusher: SyncSender<(u64, u64, Arc<Vec<u8>>)>,
     /// Set once the session exists; the pusher waits for it.
     pub(crate) notifier: Arc<OnceLock<fuser::Notifier>>,
     pub(crate) gid: u32,
@@ -123,7 +121,7 @@ impl OuroFs {
             }
         });
         OuroFs {
-            cache: ChunkCache::new(Arc::clone(&cas), cache_bytes),
+            cache: ChunkCache::new(Arc::clone(&cas), cache_bytes, pusher),
             cas,
             opts,
             nodes: Mutex::new(nodes),
@@ -132,7 +130,6 @@ impl OuroFs {
             empty_dirs: Mutex::new(HashSet::new()),
             next_fh: AtomicU64::new(1),
             tmp_dir,
-            pusher,
             notifier,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
@@ -219,26 +216,6 @@ impl OuroFs {
 }
 
 impl OuroFs {
-    /// Hands whole decoded chunks to the kernel's page cache (FUSE notify_store), once per
-    /// open file: later reads anywhere in them, random ones too, never reach this process.
-    /// The kernel may drop them under memory pressure; they are not this process's memory.
-    pub(crate) fn push_to_page_cache(
-        &self,
-        ino: u64,
-        blob: &crate::chunk_cache::OpenBlob,
-        touched: crate::chunk_cache::Touched,
-    ) {
-        // A
-        let Ok(mut pushed) = blob.pushed.lock() else {
-            return;
-        };
-        for (i, start, data) in touched {
-            if pushed.insert(i) && self.pusher.try_send((ino, start, data)).is_err() {
-                pushed.remove(&i);
-            }
-        }
-    }
-
     pub(crate) fn close(&self, fh: u64) {
         // A
         let removed = self.handles.lock().ok().and_then(|mut h| h.remove(&fh));

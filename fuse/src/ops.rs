@@ -330,29 +330,19 @@ impl Filesystem for OuroFs {
             let h = self.handle(fh)?;
             let blob = match &*h.lock().map_err(|_| Errno::EIO)? {
                 Handle::Read(b) => Arc::clone(b),
-                Handle::Write(w) => {
-                    return w
-                        .read(offset, size as usize)
-                        .map(|d| (d, None))
-                        .map_err(|_| Errno::EIO)
-                }
+                Handle::Write(w) => return w.read(offset, size as usize).map_err(|_| Errno::EIO),
                 Handle::Dir(_) => return Err(Errno::EISDIR),
             };
             // The handle's lock is released: readers of one file decode in parallel.
-            let (data, touched) = self.cache.read(&blob, offset, size as usize).map_err(|e| {
-                tracing::warn!(key = %blob.blob.key, error = %e, "read failed");
-                errno(&e)
-            })?;
-            Ok((data, Some((blob, touched))))
+            self.cache
+                .read(ino.0, &blob, offset, size as usize)
+                .map_err(|e| {
+                    tracing::warn!(key = %blob.blob.key, error = %e, "read failed");
+                    errno(&e)
+                })
         })();
         match r {
-            Ok((data, touched)) => {
-                reply.data(&data);
-                // After the reply: the kernel holds this request's pages locked until then.
-                if let Some((blob, touched)) = touched {
-                    self.push_to_page_cache(ino.0, &blob, touched);
-                }
-            }
+            Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         }
     }
