@@ -14,14 +14,14 @@ fn cannot_mount() -> Option<String> {
     if !Path::new("/dev/fuse").exists() {
         return Some("no /dev/fuse on this machine".into());
     }
-    let root = rustix_is_root();
+    let root = is_root();
     if !root && Command::new("fusermount3").arg("-V").output().is_err() {
         return Some("not root and fusermount3 is not installed (apt-get install fuse3)".into());
     }
     None
 }
 
-fn rustix_is_root() -> bool {
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -287,21 +287,12 @@ fn foreground_mount_unmounts_on_sigterm_and_errors_are_clear() {
     t.put("a", b"A");
     let dir = t.dir.path().join("fg");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = t
-        .cmd(&["mount", dir.to_str().unwrap(), "--foreground"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !is_mounted(&dir) {
-        assert!(start.elapsed() < Duration::from_secs(10), "mount came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = mount_foreground(&t, &dir);
     // Busy mountpoint.
     let out = t.run(&["mount", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already a mount point"));
-    rustix_kill(child.id(), "TERM");
+    send_signal(child.id(), "TERM");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "clean exit on SIGTERM");
     assert!(!is_mounted(&dir));
@@ -320,7 +311,22 @@ fn foreground_mount_unmounts_on_sigterm_and_errors_are_clear() {
     );
 }
 
-fn rustix_kill(pid: u32, sig: &str) {
+/// `ouro mount DIR --foreground` as a child process, once the mount is up.
+fn mount_foreground(t: &TestStore, dir: &Path) -> std::process::Child {
+    let child = t
+        .cmd(&["mount", dir.to_str().unwrap(), "--foreground"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !is_mounted(dir) {
+        assert!(start.elapsed() < Duration::from_secs(10), "mount came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn send_signal(pid: u32, sig: &str) {
     Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
@@ -332,7 +338,7 @@ fn rustix_kill(pid: u32, sig: &str) {
 fn a_normal_user_mounts_through_fusermount3() {
     require_fuse!();
     use std::os::unix::fs::PermissionsExt;
-    if !rustix_is_root() || !tool("setpriv") {
+    if !is_root() || !tool("setpriv") {
         eprintln!("SKIPPED: needs root (to switch to user nobody) and setpriv");
         return;
     }
@@ -380,16 +386,7 @@ fn a_killed_mount_process_leaves_the_store_intact_and_umount_clears_it() {
     t.put("a", b"A");
     let dir = t.dir.path().join("k");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = t
-        .cmd(&["mount", dir.to_str().unwrap(), "--foreground"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !is_mounted(&dir) {
-        assert!(start.elapsed() < Duration::from_secs(10), "mount came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = mount_foreground(&t, &dir);
     // A write in progress (open, not closed) when the process dies: no version appears.
     let mut writer = Command::new("python3")
         .arg("-c")
@@ -399,7 +396,7 @@ fn a_killed_mount_process_leaves_the_store_intact_and_umount_clears_it() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    rustix_kill(child.id(), "KILL");
+    send_signal(child.id(), "KILL");
     child.wait().unwrap();
     let _ = writer.kill();
     let _ = writer.wait();

@@ -100,10 +100,7 @@ impl LocalSealedSliceStore {
                 .map(|(i, b)| (i as u8, *b))
                 .collect(),
         };
-        let seq = match self.bundles.last(txn)? {
-            None => 0,
-            Some((k, _)) => seq_of(k)? + 1,
-        };
+        let seq = self.next_seq(txn)?;
         self.bundles.put_with_flags(
             txn,
             heed::PutFlags::APPEND,
@@ -193,6 +190,15 @@ impl LocalSealedSliceStore {
         self.rewrite(txn, chunk, index, bytes)
     }
 
+    /// The sequence number after the last bundle (numbers only grow, so bundles append).
+    fn next_seq(&self, txn: &RwTxn) -> Result<u64> {
+        // A
+        match self.bundles.last(txn)? {
+            None => Ok(0),
+            Some((k, _)) => Ok(seq_of(k)? + 1),
+        }
+    }
+
     /// Rewrites a chunk's bundle in place with slice `index` replaced or dropped.
     fn rewrite(
         &self,
@@ -204,13 +210,7 @@ impl LocalSealedSliceStore {
         // PA
         let seq = match self.locs.get(txn, &chunk.0)? {
             Some(s) => s.to_vec(),
-            None => {
-                let next = match self.bundles.last(txn)? {
-                    None => 0,
-                    Some((k, _)) => seq_of(k)? + 1,
-                };
-                next.to_be_bytes().to_vec()
-            }
+            None => self.next_seq(txn)?.to_be_bytes().to_vec(),
         };
         let old = match self.bundles.get(txn, &seq)? {
             // A damaged bundle is dropped: repair rewrites every slice it rebuilds.
