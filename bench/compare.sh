@@ -4,22 +4,9 @@
 #   bench/compare.sh [FILE [TREE]]
 #     FILE defaults to a tar of the Rust toolchain's lib/ (~540 MB of real binaries)
 #     TREE defaults to /usr/share (tens of thousands of files)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
-work=${BENCH_WORK:-$root/bench/work}
-mkdir -p "$work"
-
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-need=()
-for p in borg:borgbackup restic:restic /usr/bin/time:time bc:bc git:git; do
-  command -v "${p%%:*}" >/dev/null 2>&1 || need+=("${p#*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-cargo build --release --locked -q -p ouro-cli
-ouro=$root/target/release/ouro
+source "$(dirname "$0")/common.sh"
+need borg:borgbackup restic:restic /usr/bin/time:time bc:bc git:git
+build_ouro
 
 input=${1:-}
 if [ -z "$input" ]; then

@@ -5,17 +5,9 @@
 # Measures: mount ready time and `ls` of a directory with 100k keys; sequential read of FILE
 # through the mount (fresh mount, cold kernel cache) against `ouro get`; random 4 KiB reads
 # per second; peak memory of the mount process. restic mounts the same file for comparison.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
-work=${BENCH_WORK:-$root/bench/work}
-mkdir -p "$work"
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-for p in restic:restic fusermount3:fuse3 python3:python3 bc:bc; do
-  command -v "${p%%:*}" >/dev/null 2>&1 || { as_root apt-get update -qq; as_root apt-get install -y -qq "${p#*:}" >/dev/null; }
-done
-cargo build --release --locked -q -p ouro-cli
-ouro=$root/target/release/ouro
+source "$(dirname "$0")/common.sh"
+need restic:restic fusermount3:fuse3 python3:python3 bc:bc
+build_ouro
 input=${1:-$work/rustlib.tar}
 [ -f "$input" ] || tar cf "$input" -C "$(rustc --print sysroot)" lib
 size=$(stat -c %s "$input")

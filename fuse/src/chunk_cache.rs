@@ -17,9 +17,8 @@ const NEAR: u64 = 8 << 20;
 /// A thread of the filesystem drains it (FUSE notify_store).
 pub type PushSink = SyncSender<(u64, u64, Arc<Vec<u8>>)>;
 
-/// A chunk to decode ahead of a reader, and push to the page cache of its file.
+/// A chunk to decode ahead of a reader.
 struct Ahead {
-    ino: u64,
     blob: Arc<OpenBlob>,
     index: usize,
 }
@@ -124,10 +123,7 @@ impl ChunkCache {
                 };
                 let Some(cache) = me.upgrade() else { return };
                 // A failed prefetch is not an error: the read that needs the chunk retries.
-                let id = job.blob.blob.chunks[job.index].id;
-                if let Ok(data) = cache.chunk(&id) {
-                    cache.push(job.ino, &job.blob, job.index, data);
-                }
+                let _ = cache.chunk(&job.blob.blob.chunks[job.index].id);
             });
         }
         if let Ok(mut p) = cache.prefetch.lock() {
@@ -220,9 +216,10 @@ impl ChunkCache {
     }
 
     /// Up to `size` bytes of `blob` (open as inode `ino`) from `offset`, fewer at the end.
-    /// Every chunk read is handed whole to the page cache, so later reads anywhere in it do
-    /// not come here; a read near where the previous one ended has the next chunks decoded
-    /// and handed over ahead of it.
+    /// A read near where the previous one ended has the next chunks decoded ahead of it (the
+    /// kernel's read-ahead then finds them cached); the chunks of any other read are handed
+    /// whole to the page cache, so later reads anywhere in them do not come here. (Handing
+    /// sequential chunks over too measured slower: the kernel asks for those pages anyway.)
     pub fn read(
         self: &Arc<Self>,
         ino: u64,
@@ -234,6 +231,10 @@ impl ChunkCache {
         let mut out = Vec::with_capacity(size);
         let mut at = offset;
         let mut last = None;
+        // The kernel's read-ahead requests arrive on several threads, a little out of order:
+        // a read close after the previous one counts as sequential.
+        let prev = blob.next.load(Ordering::Relaxed);
+        let sequential = offset.abs_diff(prev) <= NEAR;
         while out.len() < size {
             let Some(i) = blob.chunk_at(at) else { break };
             let data = self.chunk(&blob.blob.chunks[i].id)?;
@@ -242,15 +243,15 @@ impl ChunkCache {
             out.extend_from_slice(&data[within..within + take]);
             at += take as u64;
             last = Some(i);
-            self.push(ino, blob, i, data);
+            if !sequential {
+                self.push(ino, blob, i, data);
+            }
         }
-        // The kernel's read-ahead requests arrive on several threads, a little out of order:
-        // a read close after the previous one counts as sequential.
-        let prev = blob.next.swap(at, Ordering::Relaxed);
-        if let (Some(i), true) = (last, offset.abs_diff(prev) <= NEAR) {
+        blob.next.store(at, Ordering::Relaxed);
+        if let (Some(i), true) = (last, sequential) {
             let end = blob.blob.chunks.len().min(i + 1 + READ_AHEAD);
             for index in i + 1..end {
-                self.prefetch(ino, blob, index);
+                self.prefetch(blob, index);
             }
         }
         Ok(out)
@@ -268,26 +269,27 @@ impl ChunkCache {
         }
     }
 
-    /// Queues a chunk for the prefetch threads unless it was already handed over, or pushes
-    /// it at once when it is cached; when the queue is full the chunk is skipped.
-    fn prefetch(&self, ino: u64, blob: &Arc<OpenBlob>, index: usize) {
+    /// Queues a chunk for the prefetch threads unless it is cached or being decoded; when
+    /// the queue is full the chunk is skipped (the reader decodes it itself).
+    fn prefetch(&self, blob: &Arc<OpenBlob>, index: usize) {
         // A
-        if blob
-            .pushed
-            .lock()
-            .map(|p| p.contains(&index))
-            .unwrap_or(true)
-        {
-            return;
-        }
         let id = blob.blob.chunks[index].id;
-        if let Some(data) = self.lookup(&id) {
-            return self.push(ino, blob, index, data);
+        let known = self
+            .lru
+            .lock()
+            .map(|l| l.map.contains_key(&id))
+            .unwrap_or(true)
+            || self
+                .in_flight
+                .lock()
+                .map(|f| f.contains_key(&id))
+                .unwrap_or(true);
+        if known {
+            return;
         }
         if let Ok(p) = self.prefetch.lock() {
             if let Some(tx) = p.as_ref() {
                 let _ = tx.try_send(Ahead {
-                    ino,
                     blob: Arc::clone(blob),
                     index,
                 });

@@ -58,7 +58,8 @@ impl Cas {
                 .list_from(&txn, &prefix, cursor.as_deref(), PAGE)?;
             let full = page.len() == PAGE;
             let mut subtree: Option<String> = None;
-            for (key, state) in &page {
+            let last = page.last().map(|(k, _)| k.clone());
+            for (key, state) in page {
                 if subtree
                     .as_ref()
                     .is_some_and(|s| key.starts_with(s.as_str()))
@@ -73,11 +74,11 @@ impl Cas {
                     }
                     None => out.push(TreeEntry::Key {
                         name: rest.to_string(),
-                        heads: state.heads.clone(),
+                        heads: state.heads,
                     }),
                 }
             }
-            let Some((last, _)) = page.last() else { break };
+            let Some(last) = last else { break };
             if !full {
                 break;
             }
