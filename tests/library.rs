@@ -489,7 +489,8 @@ fn the_key_space_browses_as_directories() {
     assert_eq!(names("a/c"), ["d", "e"]);
     assert!(cas.is_dir("a/c").unwrap() && !cas.is_dir("gone").unwrap());
     // A rename shares every chunk: no content I/O, same bytes.
-    let (h, size, _) = cas.newest_head_of("a/b").unwrap().unwrap();
+    let (h, head) = cas.newest_head_of("a/b").unwrap().unwrap();
+    let size = head.size;
     assert_eq!(size, 3);
     let copy = cas.copy_version(&h, "moved").unwrap();
     assert_ne!(copy, h);

@@ -173,7 +173,7 @@ impl Filesystem for OuroFs {
                 .lock()
                 .map(|p| p.contains_key(&key))
                 .unwrap_or(false)
-                && self.head(&key)?.is_none()
+                && !self.cas.is_key(&key).map_err(|e| errno(&e))?
             {
                 // Created and still open, never stored: nothing to remove.
                 return Ok(());
@@ -260,8 +260,7 @@ impl Filesystem for OuroFs {
                 }
                 (_, true) => Err(Errno::EROFS),
                 (Node::File(key), false) => {
-                    let (hash, _, _) = self.head(key)?.ok_or(Errno::ENOENT)?;
-                    let blob = self.cas.blob(&hash).map_err(|e| errno(&e))?;
+                    let (_, blob) = self.head_blob(key)?.ok_or(Errno::ENOENT)?;
                     // A key's content changes with new versions: the kernel drops its cached
                     // pages at each open.
                     let fh = self.add_handle(Handle::Read(Arc::new(OpenBlob::new(blob))));

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::SystemTime;
 
 use fuser::{FileAttr, FileHandle, FileType, INodeNo};
-use ouroboros_db::{parse_time, Error, Hash, TreeEntry};
+use ouroboros_db::{parse_time, Blob, Error, Hash, TreeEntry};
 
 use crate::fs::{errno, time_of, DirEntry, Handle, OuroFs, MAX_DIR_ENTRIES};
 use crate::node::{base_name, join, parse_version_dir_name, version_dir_name, Node, META_DIR};
@@ -13,6 +13,12 @@ use fuser::Errno;
 
 impl OuroFs {
     pub(crate) fn head(&self, key: &str) -> Result<Option<(Hash, u64, i64)>, Errno> {
+        // A
+        Ok(self.head_blob(key)?.map(|(h, b)| (h, b.size, b.created)))
+    }
+
+    /// The newest head of a live key with its record (what a read opens).
+    pub(crate) fn head_blob(&self, key: &str) -> Result<Option<(Hash, Blob)>, Errno> {
         // A
         self.cas.newest_head_of(key).map_err(|e| errno(&e))
     }
@@ -108,7 +114,7 @@ impl OuroFs {
                     .lock()
                     .map(|m| m.contains_key(&p))
                     .unwrap_or(false);
-                if pending || self.head(&p)?.is_some() {
+                if pending || self.cas.is_key(&p).map_err(err)? {
                     Ok(Node::File(p))
                 } else if self.cas.is_dir(&p).map_err(err)?
                     || self
@@ -169,7 +175,7 @@ impl OuroFs {
                     });
                 }
                 let q = join(p, name);
-                if self.head(&q)?.is_some() || self.cas.is_dir(&q).map_err(err)? {
+                if self.cas.is_key(&q).map_err(err)? || self.cas.is_dir(&q).map_err(err)? {
                     Ok(Node::HeadsDir(q))
                 } else {
                     Err(Errno::ENOENT)

@@ -107,17 +107,25 @@ impl Cas {
             .collect()
     }
 
-    /// The newest head of a live key: `(hash, size, creation time)`; `None` when the key is
-    /// missing or deleted.
-    pub fn newest_head_of(&self, key: &str) -> Result<Option<(Hash, u64, i64)>> {
+    /// The newest head of a live key and its record; `None` when the key is missing or
+    /// deleted.
+    pub fn newest_head_of(&self, key: &str) -> Result<Option<(Hash, Blob)>> {
         // A
         let txn = self.lmdb.read()?;
         match self.lmdb.versions.get(&txn, key)? {
-            Some(s) if s.deleted.is_none() => Ok(self
-                .newest_head(&txn, &s.heads)?
-                .map(|(h, b)| (h, b.size, b.created))),
+            Some(s) if s.deleted.is_none() => self.newest_head(&txn, &s.heads),
             _ => Ok(None),
         }
+    }
+
+    /// True when `key` is live (has a head and no tombstone): reads no version record.
+    pub fn is_key(&self, key: &str) -> Result<bool> {
+        // A
+        let txn = self.lmdb.read()?;
+        Ok(matches!(
+            self.lmdb.versions.get(&txn, key)?,
+            Some(s) if s.deleted.is_none() && !s.heads.is_empty()
+        ))
     }
 
     /// True when live keys exist under `dir/`.
