@@ -206,6 +206,51 @@ pub enum Command {
         #[command(subcommand)]
         action: RecipientAction,
     },
+    /// Create a cluster, invite or remove nodes, show its status
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+    /// Run this store's cluster node
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterAction {
+    /// Make this store the first node of a new cluster (creates the admin key)
+    Init,
+    /// Print a one-time join token for a new node (its last line of output)
+    Invite {
+        /// How long the token stays valid (90s, 30m, 2h, 1d)
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        ttl: String,
+    },
+    /// Show members, their state, and chunks not fully on live nodes
+    Status,
+    /// Revoke a node: its connections are cut and it is never accepted again
+    Remove {
+        /// Node id (or a unique prefix of it), as `cluster status` shows
+        node: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeAction {
+    /// Run the node in the foreground (logs to stderr; stops cleanly on SIGTERM)
+    Run {
+        /// UDP address to listen on
+        #[arg(long, default_value = "0.0.0.0:7700", value_name = "ADDR")]
+        listen: String,
+        /// Address other nodes should use (default: the listen address)
+        #[arg(long, value_name = "ADDR")]
+        advertise: Option<String>,
+        /// Join a cluster with a token from `ouro cluster invite` (creates the store)
+        #[arg(long, value_name = "TOKEN")]
+        join: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -273,7 +318,8 @@ impl Global {
         Cas::open(&dir).with_context(|| format!("opening store {}", dir.display()))
     }
 
-    /// Opens the store and unlocks it with the identity.
+    /// Opens the store and unlocks it with the identity. When a cluster node runs on the
+    /// store, reads fetch the slices other nodes hold through it.
     pub fn open_unlocked(&self) -> Result<Cas> {
         // A
         let mut cas = self.open()?;
@@ -281,6 +327,30 @@ impl Global {
         let id = Identity::load(&path)?;
         cas.unlock(&id)
             .with_context(|| format!("unlocking the store with {}", path.display()))?;
+        if let Some(node) = ouro_cluster::ControlClient::connect(cas.path()) {
+            cas.set_remote(std::sync::Arc::new(node));
+        }
         Ok(cas)
+    }
+
+    /// When a cluster node runs on the store, waits until the slices just written are on
+    /// the nodes placement names (the durability a put reports); warns about those kept
+    /// here because their node is unreachable.
+    pub fn settle(&self) -> Result<()> {
+        // PA
+        let dir = self.store_dir()?;
+        let Some(node) = ouro_cluster::ControlClient::connect(&dir) else {
+            return Ok(());
+        };
+        let pending = node.flush().with_context(|| {
+            format!(
+                "handing new slices to the cluster through the node on {}",
+                dir.display()
+            )
+        })?;
+        if pending > 0 && !self.quiet {
+            eprintln!("ouro: {pending} chunk(s) keep slices on this node until their nodes are reachable again");
+        }
+        Ok(())
     }
 }

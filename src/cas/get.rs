@@ -32,7 +32,38 @@ impl ChunkReader for Cas {
             .ok_or_else(|| Error::Corrupt(format!("chunk {} is missing", id.short())))?;
         let keys = self.keys_for(record.key_epoch)?;
         let set = DataRouter::new(&self.lmdb).fetch_shards(&txn, id, &record, false)?;
-        open_chunk(keys, id, &record, &set.shards)
+        let have = set.shards.iter().filter(|s| s.is_some()).count();
+        let Some(remote) = self.remote.as_ref().filter(|_| have < record.k as usize) else {
+            return open_chunk(keys, id, &record, &set.shards);
+        };
+        // Not enough here: the other nodes hold the rest. Every slice they send is checked
+        // against the record, as local ones are.
+        let wanted: Vec<u8> = (0..record.slices.len() as u8)
+            .filter(|i| set.shards[*i as usize].is_none())
+            .collect();
+        let fetched = remote.fetch(id, &wanted)?;
+        let mut shards = set.shards;
+        for (i, bytes) in &fetched {
+            let Some(hash) = record.slices.get(*i as usize) else {
+                continue;
+            };
+            if shards[*i as usize].is_some() {
+                continue;
+            }
+            if let crate::store::local_sealed_slice_store::SliceRead::Ok(b) =
+                crate::store::local_sealed_slice_store::LocalSealedSliceStore::check(
+                    Some(bytes),
+                    hash,
+                )
+            {
+                if let Ok((h, payload)) = crate::model::SealedSlice::split(b) {
+                    if h.index == *i {
+                        shards[*i as usize] = Some(payload);
+                    }
+                }
+            }
+        }
+        open_chunk(keys, id, &record, &shards)
     }
 }
 

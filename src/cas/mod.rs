@@ -22,6 +22,7 @@ mod history;
 mod put;
 mod recipients;
 mod remove;
+mod replica;
 mod resolve;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ pub use get::ChunkReader;
 pub use history::{KeyEntry, MergeSource, VersionInfo};
 pub use put::{PutItem, PutOptions, PutOutcome};
 pub use remove::RemoveOutcome;
+pub use replica::{ReplicaSeed, VersionRecord};
 
 use crate::chunk::ChunkingParams;
 use crate::crypto::{Identity, Recipient, StoreKeys};
@@ -95,6 +97,8 @@ pub struct Cas {
     pub(crate) config: StoreConfig,
     /// Unwrapped key bundles by epoch.
     pub(crate) keys: BTreeMap<u32, StoreKeys>,
+    /// Where reads find slices this store does not hold (set when a cluster node runs).
+    pub(crate) remote: Option<std::sync::Arc<dyn crate::route::remote::RemoteSlices>>,
 }
 
 /// Current time in nanoseconds since the epoch.
@@ -150,6 +154,7 @@ impl Cas {
             lmdb,
             config,
             keys: BTreeMap::new(),
+            remote: None,
         };
         cas.keys.insert(0, keys);
         Ok(cas)
@@ -164,6 +169,7 @@ impl Cas {
             lmdb,
             config,
             keys: BTreeMap::new(),
+            remote: None,
         })
     }
 
@@ -189,6 +195,13 @@ impl Cas {
         tracing::debug!(epochs = keys.len(), "store unlocked");
         self.keys = keys;
         Ok(())
+    }
+
+    /// Makes reads ask `remote` for slices this store does not hold: how a store that
+    /// belongs to a cluster reads chunks whose slices live on other nodes.
+    pub fn set_remote(&mut self, remote: std::sync::Arc<dyn crate::route::remote::RemoteSlices>) {
+        // A
+        self.remote = Some(remote);
     }
 
     /// The store's configuration.

@@ -570,6 +570,7 @@ impl Cas {
             for p in &blob.parents {
                 self.lmdb.parent_child.put(txn, p, &hash)?;
             }
+            self.lmdb.blob_log.append(txn, &hash)?;
         }
         let mut state = self.lmdb.versions.get(txn, key)?.unwrap_or_default();
         state.heads.retain(|h| !blob.parents.contains(h));

@@ -42,6 +42,54 @@ impl Cas {
         Ok(false)
     }
 
+    /// Marks one version removed and, when it was a head, makes its nearest live ancestors
+    /// heads again (the key is deleted when none is left).
+    pub(crate) fn remove_version_in(
+        &self,
+        txn: &mut crate::store::RwTxn,
+        key: &str,
+        hash: Hash,
+        blob: &crate::model::Blob,
+        state: &mut KeyState,
+        now: i64,
+    ) -> Result<()> {
+        // PA
+        self.lmdb.removed.put(
+            txn,
+            &hash,
+            &Removal {
+                time: now,
+                whole_key: false,
+                released: false,
+            },
+        )?;
+        if state.heads.contains(&hash) {
+            state.heads.retain(|h| *h != hash);
+            // The new heads are the nearest live ancestors with no live descendant: walk up
+            // through versions that are themselves removed.
+            let mut stack = blob.parents.clone();
+            let mut seen = HashSet::new();
+            while let Some(p) = stack.pop() {
+                if !seen.insert(p) {
+                    continue;
+                }
+                let Some(pb) = self.lmdb.blobs.get(txn, &p)? else {
+                    continue;
+                };
+                if self.lmdb.removed.get(txn, &p)?.is_some() {
+                    stack.extend(pb.parents);
+                } else if !state.heads.contains(&p) && !self.has_live_descendant(txn, p)? {
+                    state.heads.push(p);
+                }
+            }
+            if state.heads.is_empty() {
+                state.deleted = Some(now);
+            }
+            self.lmdb.versions.put(txn, key, state)?;
+        }
+        Ok(())
+    }
+
     /// Removes a key (`KEY`: every version, `get` then reports it deleted) or one version
     /// (`KEY@...`: its parents become heads again if nothing else descends from them).
     pub fn remove(&self, reference: &str) -> Result<RemoveOutcome> {
@@ -115,39 +163,7 @@ impl Cas {
             .blobs
             .get(&txn, &hash)?
             .ok_or_else(|| Error::NotFound(format!("version {}", hash.short())))?;
-        self.lmdb.removed.put(
-            &mut txn,
-            &hash,
-            &Removal {
-                time: now,
-                whole_key: false,
-                released: false,
-            },
-        )?;
-        if state.heads.contains(&hash) {
-            state.heads.retain(|h| *h != hash);
-            // The new heads are the nearest live ancestors with no live descendant: walk up
-            // through versions that are themselves removed.
-            let mut stack = blob.parents.clone();
-            let mut seen = HashSet::new();
-            while let Some(p) = stack.pop() {
-                if !seen.insert(p) {
-                    continue;
-                }
-                let Some(pb) = self.lmdb.blobs.get(&txn, &p)? else {
-                    continue;
-                };
-                if self.lmdb.removed.get(&txn, &p)?.is_some() {
-                    stack.extend(pb.parents);
-                } else if !state.heads.contains(&p) && !self.has_live_descendant(&txn, p)? {
-                    state.heads.push(p);
-                }
-            }
-            if state.heads.is_empty() {
-                state.deleted = Some(now);
-            }
-            self.lmdb.versions.put(&mut txn, &r.key, &state)?;
-        }
+        self.remove_version_in(&mut txn, &r.key, hash, &blob, &mut state, now)?;
         self.lmdb.deletion_wal.log_deletion(
             &mut txn,
             &WalEntry {

@@ -2,5 +2,7 @@
 //! the LocalSealedSliceStore; the cluster's HashToNode placement plugs in here.
 
 pub mod data_router;
+pub mod hash_to_node;
+pub mod remote;
 
 pub use data_router::{DataRouter, ShardSet};

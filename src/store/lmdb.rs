@@ -6,9 +6,10 @@ use heed::{CommitOrAbort, EnvOpenOptions, WithoutTls};
 
 use crate::error::{Error, Result};
 use crate::store::{
-    blob_store::BlobStore, chunk_index::ChunkIndex, deletion_wal::DeletionWal, key_index::KeyIndex,
-    key_to_hash::KeyToHash, local_sealed_slice_store::LocalSealedSliceStore, meta::Meta,
-    parent_child::ParentChild, removed::Removed, version_index::VersionIndex, Db,
+    blob_log::BlobLog, blob_store::BlobStore, chunk_index::ChunkIndex, cluster_state::ClusterState,
+    deletion_wal::DeletionWal, key_index::KeyIndex, key_to_hash::KeyToHash,
+    local_sealed_slice_store::LocalSealedSliceStore, meta::Meta, parent_child::ParentChild,
+    removed::Removed, version_index::VersionIndex, Db,
 };
 
 /// Read transaction (sendable across threads: opened without thread-local storage).
@@ -20,7 +21,7 @@ pub type RwTxn<'e> = heed::RwTxn<'e>;
 /// bounds how large a store can get (1 TiB) without reopening.
 const MAP_SIZE: usize = 1 << 40;
 
-const NAMES: [&str; 12] = [
+const NAMES: [&str; 14] = [
     "meta",
     "key_index",
     "slices",
@@ -33,6 +34,8 @@ const NAMES: [&str; 12] = [
     "parent_child",
     "removed",
     "deletion_wal",
+    "blob_log",
+    "cluster",
 ];
 
 /// The environment and every component view over it.
@@ -59,6 +62,10 @@ pub struct Lmdb {
     pub removed: Removed,
     /// Log of deletions for the cluster.
     pub deletion_wal: DeletionWal,
+    /// Log of versions, for replication.
+    pub blob_log: BlobLog,
+    /// Cluster membership and cursors.
+    pub cluster: ClusterState,
 }
 
 impl Lmdb {
@@ -93,14 +100,14 @@ impl Lmdb {
             )),
             other => Error::from(other),
         })?;
-        let dbs: [Db; 12] = if create {
+        let dbs: [Db; 14] = if create {
             let wtxn = env.write_txn()?;
             env.create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
                 let mut out = Vec::with_capacity(NAMES.len());
                 for name in NAMES {
                     out.push(opener.create_database(wtxn, Some(name))?);
                 }
-                let arr: [_; 12] = out
+                let arr: [_; 14] = out
                     .try_into()
                     .map_err(|_| Error::Lmdb("database count".into()))?;
                 Ok(CommitOrAbort::<_, ()>::Commit(arr))
@@ -116,7 +123,7 @@ impl Lmdb {
                         None => return Ok(CommitOrAbort::Abort(name)),
                     }
                 }
-                let arr: [_; 12] = out
+                let arr: [_; 14] = out
                     .try_into()
                     .map_err(|_| Error::Lmdb("database count".into()))?;
                 Ok(CommitOrAbort::Commit(arr))
@@ -129,7 +136,7 @@ impl Lmdb {
                 ))
             })?
         };
-        let [meta, key_index, slices, slice_locs, chunks, chunk_refs, blobs, versions, key_to_hash, parent_child, removed, deletion_wal] =
+        let [meta, key_index, slices, slice_locs, chunks, chunk_refs, blobs, versions, key_to_hash, parent_child, removed, deletion_wal, blob_log, cluster] =
             dbs;
         Ok(Lmdb {
             env,
@@ -150,6 +157,8 @@ impl Lmdb {
             parent_child: ParentChild(parent_child),
             removed: Removed(removed),
             deletion_wal: DeletionWal(deletion_wal),
+            blob_log: BlobLog(blob_log),
+            cluster: ClusterState(cluster),
         })
     }
 

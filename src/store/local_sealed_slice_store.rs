@@ -11,7 +11,7 @@ use crate::store::{Db, RoTxn, RwTxn};
 
 /// Type tag of an encoded slice bundle.
 pub const BUNDLE_TAG: u8 = b'L';
-const BUNDLE_VERSION: u8 = 1;
+const BUNDLE_VERSION: u8 = 2;
 
 /// The `slices` (sequence -> bundle) and `slice_locs` (chunk id -> sequence) databases.
 pub struct LocalSealedSliceStore {
@@ -32,17 +32,21 @@ pub enum SliceRead<'t> {
 /// The slices of one chunk held here: `(index, encoded SealedSlice)`, borrowed from the map.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Bundle<'t> {
+    /// The chunk: kept in the bundle so that a walk in sequence order (the cluster hands
+    /// new slices to the nodes that placement names) knows what it is looking at.
+    pub chunk: Hash,
     /// Present slices in index order.
     pub slices: Vec<(u8, &'t [u8])>,
 }
 
 impl<'t> Bundle<'t> {
-    /// Encodes `[b'L'][1]` then per slice `[index u8][len u32 LE][bytes]`.
+    /// Encodes `[b'L'][2][chunk id 32]` then per slice `[index u8][len u32 LE][bytes]`.
     pub fn encode(&self) -> Vec<u8> {
         // A
         let n: usize = self.slices.iter().map(|(_, b)| b.len() + 5).sum();
-        let mut out = Vec::with_capacity(2 + n);
+        let mut out = Vec::with_capacity(34 + n);
         out.extend_from_slice(&[BUNDLE_TAG, BUNDLE_VERSION]);
+        out.extend_from_slice(&self.chunk.0);
         for (i, b) in &self.slices {
             out.push(*i);
             out.extend_from_slice(&(b.len() as u32).to_le_bytes());
@@ -55,11 +59,14 @@ impl<'t> Bundle<'t> {
     pub fn decode(bytes: &'t [u8]) -> Result<Self> {
         // A
         let bad = |why: &str| Error::malformed("slice bundle", why);
-        let mut rest = match bytes {
+        let rest = match bytes {
             [BUNDLE_TAG, BUNDLE_VERSION, rest @ ..] => rest,
             [BUNDLE_TAG, v, ..] => return Err(bad(&format!("unknown version {v}"))),
             _ => return Err(bad("wrong tag")),
         };
+        let (id, mut rest) = rest
+            .split_first_chunk::<32>()
+            .ok_or_else(|| bad("truncated chunk id"))?;
         let mut slices = Vec::new();
         while let [i, l0, l1, l2, l3, tail @ ..] = rest {
             let len = u32::from_le_bytes([*l0, *l1, *l2, *l3]) as usize;
@@ -76,7 +83,10 @@ impl<'t> Bundle<'t> {
         if !rest.is_empty() {
             return Err(bad("trailing bytes"));
         }
-        Ok(Bundle { slices })
+        Ok(Bundle {
+            chunk: Hash(*id),
+            slices,
+        })
     }
 
     /// The encoded slice with this index, if held.
@@ -94,6 +104,7 @@ impl LocalSealedSliceStore {
     pub fn put_chunk(&self, txn: &mut RwTxn, chunk: &Hash, slices: &[&[u8]]) -> Result<()> {
         // PA
         let bundle = Bundle {
+            chunk: *chunk,
             slices: slices
                 .iter()
                 .enumerate()
@@ -120,6 +131,68 @@ impl LocalSealedSliceStore {
             Some(b) => Bundle::decode(b),
             None => Ok(Bundle::default()),
         }
+    }
+
+    /// Bundles with a sequence number above `after`, in sequence order, at most `limit`:
+    /// `(sequence, chunk, slice indexes held)`. New and rewritten bundles get higher numbers,
+    /// so a cursor over this walk sees every slice that arrived since it last looked.
+    pub fn page_after(
+        &self,
+        txn: &RoTxn,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Hash, Vec<u8>)>> {
+        // A
+        let after = after.map(u64::to_be_bytes);
+        let mut out = Vec::new();
+        for item in crate::store::iter_after(&self.bundles, txn, after.as_ref().map(|a| &a[..]))? {
+            let (k, v) = item?;
+            let b = Bundle::decode(v)?;
+            out.push((
+                seq_of(k)?,
+                b.chunk,
+                b.slices.iter().map(|(i, _)| *i).collect(),
+            ));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops slices of a chunk that another node now holds (the bundle goes when empty);
+    /// returns how many were dropped.
+    pub fn drop_slices(&self, txn: &mut RwTxn, chunk: &Hash, indexes: &[u8]) -> Result<usize> {
+        // PA
+        let Some(seq) = self.locs.get(txn, &chunk.0)?.map(<[u8]>::to_vec) else {
+            return Ok(0);
+        };
+        let Some(old) = self.bundles.get(txn, &seq)? else {
+            return Ok(0);
+        };
+        let old = Bundle::decode(old)?;
+        let kept: Vec<(u8, Vec<u8>)> = old
+            .slices
+            .iter()
+            .filter(|(i, _)| !indexes.contains(i))
+            .map(|(i, b)| (*i, b.to_vec()))
+            .collect();
+        let dropped = old.slices.len() - kept.len();
+        if dropped == 0 {
+            return Ok(0);
+        }
+        if kept.is_empty() {
+            self.bundles.delete(txn, &seq)?;
+            self.locs.delete(txn, &chunk.0)?;
+            return Ok(dropped);
+        }
+        let encoded = Bundle {
+            chunk: *chunk,
+            slices: kept.iter().map(|(i, b)| (*i, b.as_slice())).collect(),
+        }
+        .encode();
+        self.bundles.put(txn, &seq, &encoded)?;
+        Ok(dropped)
     }
 
     /// Checks a slice read from a bundle against the hash its chunk record names.
@@ -156,6 +229,12 @@ impl LocalSealedSliceStore {
         self.bundles.delete(txn, &seq)?;
         self.locs.delete(txn, &chunk.0)?;
         Ok((n, bytes))
+    }
+
+    /// Number of chunks with at least one slice here (cheap: a database count).
+    pub fn chunks_held(&self, txn: &RoTxn) -> Result<u64> {
+        // A
+        Ok(self.locs.len(txn)?)
     }
 
     /// Number of slices and their total encoded bytes (streams over the database).
@@ -227,6 +306,7 @@ impl LocalSealedSliceStore {
         }
         slices.sort_by_key(|(i, _)| *i);
         let encoded = Bundle {
+            chunk: *chunk,
             slices: slices.iter().map(|(i, b)| (*i, b.as_slice())).collect(),
         }
         .encode();
@@ -251,18 +331,19 @@ mod tests {
     #[test]
     fn pinned_encoding() {
         let b = Bundle {
+            chunk: Hash([7; 32]),
             slices: vec![(0, b"ab".as_slice()), (2, b"c".as_slice())],
         };
-        assert_eq!(
-            b.encode(),
-            [b'L', 1, 0, 2, 0, 0, 0, b'a', b'b', 2, 1, 0, 0, 0, b'c']
-        );
+        let mut want = vec![b'L', 2];
+        want.extend_from_slice(&[7; 32]);
+        want.extend_from_slice(&[0, 2, 0, 0, 0, b'a', b'b', 2, 1, 0, 0, 0, b'c']);
+        assert_eq!(b.encode(), want);
     }
 
     proptest! {
         #[test]
         fn round_trip(slices in prop::collection::btree_map(any::<u8>(), prop::collection::vec(any::<u8>(), 0..200), 0..8)) {
-            let b = Bundle { slices: slices.iter().map(|(i, s)| (*i, s.as_slice())).collect() };
+            let b = Bundle { chunk: Hash([3; 32]), slices: slices.iter().map(|(i, s)| (*i, s.as_slice())).collect() };
             let enc = b.encode();
             prop_assert_eq!(Bundle::decode(&enc).unwrap(), b);
         }

@@ -11,7 +11,7 @@ use crate::store::{Db, RoTxn, RwTxn};
 /// Type tag of the configuration record.
 pub const CONFIG_TAG: u8 = b'M';
 /// On-disk format version of stores written by this build.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const CONFIG_KEY: &[u8] = b"config";
 
 /// Everything fixed at `init`: format, erasure code, compression, chunking, key epoch.

@@ -2,8 +2,10 @@
 //! component; every component here is a thin typed view that works inside the caller's
 //! transaction, so a put or an rm commits all its records atomically.
 
+pub mod blob_log;
 pub mod blob_store;
 pub mod chunk_index;
+pub mod cluster_state;
 pub mod deletion_wal;
 pub mod key_index;
 pub mod key_to_hash;

@@ -73,6 +73,7 @@ pub fn put(g: &Global, key: &str, file: Option<&Path>, parents: &[String]) -> Re
         .put(key, input, &opts)
         .with_context(|| format!("storing {key:?}"))?;
     bar.finish();
+    g.settle()?;
     if g.json {
         print_json(&json!({
             "hash": out.hash.to_hex(),
@@ -121,6 +122,7 @@ pub fn merge(g: &Global, key: &str, pick: Option<&str>, file: Option<&Path>) -> 
     let hash = cas
         .merge(key, source)
         .with_context(|| format!("merging the heads of {key:?}"))?;
+    g.settle()?;
     if g.json {
         print_json(&json!({ "hash": hash.to_hex(), "key": key }));
     } else {

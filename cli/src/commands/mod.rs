@@ -2,6 +2,7 @@
 //! names the key, ref or file involved and are mapped to exit codes in `exit.rs`.
 
 mod admin;
+mod cluster;
 mod content;
 mod history;
 mod mount;
@@ -12,7 +13,7 @@ mod tree_cache;
 pub use mount::unmount;
 
 use anyhow::Result;
-use ouro_cli::cli::{Cli, Command, RecipientAction};
+use ouro_cli::cli::{Cli, ClusterAction, Command, NodeAction, RecipientAction};
 
 /// Runs the parsed command.
 pub fn run(cli: &Cli) -> Result<i32> {
@@ -70,6 +71,19 @@ pub fn run(cli: &Cli) -> Result<i32> {
             RecipientAction::Add { recipient } => recipients::add(g, recipient),
             RecipientAction::Ls => recipients::ls(g),
             RecipientAction::Rm { recipient } => recipients::rm(g, recipient),
+        },
+        Command::Cluster { action } => match action {
+            ClusterAction::Init => cluster::init(g),
+            ClusterAction::Invite { ttl } => cluster::invite(g, ttl),
+            ClusterAction::Status => cluster::status(g),
+            ClusterAction::Remove { node } => cluster::remove(g, node),
+        },
+        Command::Node { action } => match action {
+            NodeAction::Run {
+                listen,
+                advertise,
+                join,
+            } => cluster::run(g, listen, advertise.as_deref(), join.as_deref()),
         },
     }
 }

@@ -234,6 +234,7 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
     let live: std::collections::HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
     cache.entries.retain(|k, _| live.contains(k.as_str()));
     cache.save(walk_started)?;
+    g.settle()?;
     let unchanged = found.len() - stored as usize - failed;
     if g.json {
         print_json(&json!({

@@ -1,0 +1,169 @@
+//! `ouro cluster ...` and `ouro node run`: create a cluster, invite and remove nodes, show
+//! its status, and run this store's node.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use ouro_cli::cli::Global;
+use ouro_cluster::{ClusterError, ControlClient, NodeOptions};
+use serde_json::json;
+
+use crate::output::print_json;
+
+/// Keeps library errors visible to the exit-code mapping.
+pub fn lift(e: ClusterError) -> anyhow::Error {
+    // A
+    match e {
+        ClusterError::Store(e) => e.into(),
+        other => other.into(),
+    }
+}
+
+/// `ouro cluster init`.
+pub fn init(g: &Global) -> Result<i32> {
+    // PA
+    let cas = Arc::new(g.open()?);
+    let (info, node) = ouro_cluster::admin::init(cas).map_err(lift)?;
+    let id = ouro_cluster::membership::short_id(&node);
+    let cluster: String = info.cluster_id[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if g.json {
+        print_json(&json!({ "cluster": cluster, "node": id }));
+    } else if !g.quiet {
+        println!("created cluster {cluster}; this store is node {id}");
+        println!("next: `ouro node run --listen HOST:PORT`, then `ouro cluster invite` for each new node");
+    }
+    Ok(0)
+}
+
+/// `ouro cluster invite`: the token is the last line of output.
+pub fn invite(g: &Global, ttl: &str) -> Result<i32> {
+    // PA
+    let ttl = ouro_cluster::bootstrapper::parse_ttl(ttl).map_err(lift)?;
+    let cas = Arc::new(g.open()?);
+    let token = ouro_cluster::admin::invite(cas, ttl).map_err(lift)?;
+    if g.json {
+        print_json(&json!({ "token": token, "ttl_secs": ttl.as_secs() }));
+    } else {
+        if !g.quiet {
+            eprintln!(
+                "one-time join token, valid for {} s; on the new node run: ouro node run --listen HOST:PORT --join TOKEN",
+                ttl.as_secs()
+            );
+        }
+        println!("{token}");
+    }
+    Ok(0)
+}
+
+/// `ouro cluster remove NODE`.
+pub fn remove(g: &Global, node: &str) -> Result<i32> {
+    // PA
+    let cas = Arc::new(g.open()?);
+    let gone = ouro_cluster::admin::remove(cas, node).map_err(lift)?;
+    let id = ouro_cluster::membership::short_id(&gone);
+    if g.json {
+        print_json(&json!({ "removed": id }));
+    } else if !g.quiet {
+        println!("removed node {id}: its connections are cut and it is never accepted again");
+    }
+    Ok(0)
+}
+
+/// `ouro cluster status`.
+pub fn status(g: &Global) -> Result<i32> {
+    // A
+    let dir = g.store_dir()?;
+    let client = ControlClient::connect(&dir)
+        .ok_or_else(|| ClusterError::NoNode(dir.display().to_string()))
+        .map_err(lift)?;
+    let s = client.status().map_err(lift)?;
+    if g.json {
+        let members: Vec<_> = s
+            .members
+            .iter()
+            .map(|m| {
+                json!({
+                    "id": m.id,
+                    "addr": m.addr,
+                    "state": m.state,
+                    "last_seen_secs": m.last_seen_secs,
+                    "chunks_held": m.chunks_held,
+                    "free_bytes": m.free_bytes,
+                })
+            })
+            .collect();
+        print_json(&json!({
+            "node": s.node,
+            "k": s.k,
+            "m": s.m,
+            "members": members,
+            "under_replicated_chunks": s.under_replicated_chunks,
+            "placement": s.placement,
+        }));
+        return Ok(0);
+    }
+    println!("node {} (erasure code {}+{})", s.node, s.k, s.m);
+    println!(
+        "{:<16}  {:<21}  {:<7}  {:>9}  {:>11}  {:>10}",
+        "ID", "ADDRESS", "STATE", "LAST SEEN", "CHUNKS HELD", "FREE"
+    );
+    for m in &s.members {
+        println!(
+            "{:<16}  {:<21}  {:<7}  {:>8.1}s  {:>11}  {:>9.1}G",
+            m.id,
+            m.addr,
+            m.state,
+            m.last_seen_secs,
+            m.chunks_held,
+            m.free_bytes as f64 / 1e9
+        );
+    }
+    println!("under-replicated chunks: {}", s.under_replicated_chunks);
+    println!("placement: {}", s.placement);
+    Ok(0)
+}
+
+/// `ouro node run`: runs in the foreground until SIGTERM or SIGINT.
+pub fn run(g: &Global, listen: &str, advertise: Option<&str>, join: Option<&str>) -> Result<i32> {
+    // A
+    let parse = |s: &str| -> Result<SocketAddr> {
+        s.parse().map_err(|_| {
+            ouroboros_db::Error::InvalidArgument(format!(
+                "address {s:?} must be IP:PORT (e.g. 0.0.0.0:7700)"
+            ))
+            .into()
+        })
+    };
+    let opts = NodeOptions {
+        store: g.store_dir()?,
+        listen: parse(listen)?,
+        advertise: advertise.map(parse).transpose()?,
+        join: join.map(str::to_string),
+    };
+    if let Some(t) = &opts.join {
+        // A bad token is reported before anything is created.
+        ouro_cluster::bootstrapper::parse(t).map_err(lift)?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the node's runtime")?;
+    rt.block_on(async {
+        let node = ouro_cluster::Node::start(&opts).await.map_err(lift)?;
+        if !g.quiet {
+            eprintln!(
+                "ouro: node {} of store {} listening on {}",
+                ouro_cluster::membership::short_id(&node.id()),
+                node.store().display(),
+                node.addr()
+            );
+        }
+        node.run().await.map_err(lift)
+    })?;
+    Ok(0)
+}

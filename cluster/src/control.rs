@@ -1,0 +1,164 @@
+//! The control socket: how `ouro` commands on a store reach the node that runs on it.
+//! It lives in the store directory (`node.sock`, mode 0600: only the store's owner).
+//! Commands read and write the store directly (LMDB is shared between processes); they ask
+//! the node for slices held elsewhere (`Fetch`), wait for new slices to reach their nodes
+//! (`Flush`), and ask for the cluster's status.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ouroboros_db::route::remote::RemoteSlices;
+use ouroboros_db::Hash;
+
+use crate::controller::Node;
+use crate::error::{ClusterError, Result};
+use crate::message::{
+    check_header, decode_body, encode_frame, read_frame, write_frame, ClusterStatus, Request,
+    Response,
+};
+
+/// The socket of the node running on `store`.
+pub fn socket_path(store: &Path) -> PathBuf {
+    // A
+    store.join("node.sock")
+}
+
+/// Binds the socket, replacing a stale one left by a killed node, with mode 0600.
+pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
+    // PA
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(ClusterError::Protocol(format!(
+                "a node already runs on this store ({} answers)",
+                path.display()
+            )));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let l = tokio::net::UnixListener::bind(path)
+        .map_err(|e| ClusterError::io(format!("binding {}", path.display()), e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| ClusterError::io(format!("securing {}", path.display()), e))?;
+    Ok(l)
+}
+
+/// Serves local commands until the node stops.
+pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
+    // A
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let node = Arc::clone(&node);
+        tokio::spawn(async move {
+            let (mut r, mut w) = stream.into_split();
+            while let Ok(req) = read_frame::<Request>(&mut r).await {
+                let resp = match req {
+                    Request::Fetch { chunk, wanted } => {
+                        crate::data_router::fetch(&node, chunk, wanted)
+                            .await
+                            .map(Response::Slices)
+                    }
+                    Request::Flush => {
+                        node.router.wake();
+                        crate::data_router::walk(&node)
+                            .await
+                            .map(|pending_chunks| Response::Flushed { pending_chunks })
+                    }
+                    Request::Status => Ok(Response::Status(crate::monitor::status(&node))),
+                    _ => Err(ClusterError::Protocol("not a control request".into())),
+                };
+                let resp = resp.unwrap_or_else(|e| Response::Error(e.to_string()));
+                if write_frame(&mut w, &resp).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// A command's connections to its store's node (blocking: commands are not async). Each
+/// thread that calls at once gets its own connection, so parallel reads stay parallel.
+pub struct ControlClient {
+    idle: Mutex<Vec<UnixStream>>,
+    path: PathBuf,
+}
+
+impl ControlClient {
+    /// Connects to the node running on `store`, if one does.
+    pub fn connect(store: &Path) -> Option<ControlClient> {
+        // A
+        let path = socket_path(store);
+        let stream = UnixStream::connect(&path).ok()?;
+        Some(ControlClient {
+            idle: Mutex::new(vec![stream]),
+            path,
+        })
+    }
+
+    /// Sends a request and reads the response.
+    pub fn call(&self, req: &Request) -> Result<Response> {
+        // A
+        let io = |e| ClusterError::io(format!("talking to the node at {}", self.path.display()), e);
+        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let mut s = match idle {
+            Some(s) => s,
+            None => UnixStream::connect(&self.path).map_err(io)?,
+        };
+        s.write_all(&encode_frame(req)?).map_err(io)?;
+        let mut h = [0u8; 6];
+        s.read_exact(&mut h).map_err(io)?;
+        let mut body = vec![0u8; check_header(&h)?];
+        s.read_exact(&mut body).map_err(io)?;
+        if let Ok(mut v) = self.idle.lock() {
+            v.push(s);
+        }
+        match decode_body(&body)? {
+            Response::Error(e) => Err(ClusterError::Protocol(e)),
+            r => Ok(r),
+        }
+    }
+
+    /// Waits until every slice written so far is on its node; returns the chunks kept
+    /// here because their node is unreachable.
+    pub fn flush(&self) -> Result<u64> {
+        // A
+        match self.call(&Request::Flush)? {
+            Response::Flushed { pending_chunks } => Ok(pending_chunks),
+            other => Err(ClusterError::Protocol(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// The cluster's status as the node sees it.
+    pub fn status(&self) -> Result<ClusterStatus> {
+        // A
+        match self.call(&Request::Status)? {
+            Response::Status(s) => Ok(s),
+            other => Err(ClusterError::Protocol(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+}
+
+impl RemoteSlices for ControlClient {
+    fn fetch(&self, id: &Hash, wanted: &[u8]) -> ouroboros_db::Result<Vec<(u8, Vec<u8>)>> {
+        // A
+        match self.call(&Request::Fetch {
+            chunk: *id,
+            wanted: wanted.to_vec(),
+        }) {
+            Ok(Response::Slices(s)) => Ok(s),
+            Ok(_) => Ok(Vec::new()),
+            Err(e) => Err(ouroboros_db::Error::Corrupt(format!(
+                "chunk {}: the cluster could not provide its slices: {e}",
+                id.short()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! ClusterController: a running node. It owns the QUIC endpoint, the connections to its
+//! peers and the loops that keep the cluster together (ClusterMonitor heartbeats,
+//! DistributedIndex replication, DataRouter placement), and serves peers and the local
+//! control socket until SIGTERM or SIGINT.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ouroboros_db::Cas;
+
+use crate::authenticator::{NodeKey, PinSet};
+use crate::availability::NodeAvailabilityTracker;
+use crate::error::{ClusterError, Result};
+use crate::membership::{short_id, ClusterInfo, Membership, NodeId};
+use crate::message::{read_frame, write_frame, Request, Response};
+use crate::tunnel;
+
+/// How long a call to a peer may take before it counts as failed.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Options of `ouro node run`.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The store directory.
+    pub store: PathBuf,
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Address peers should use (default: the listen address, or this host's outgoing
+    /// address when listening on all interfaces).
+    pub advertise: Option<SocketAddr>,
+    /// A join token, for a node that is not yet part of the cluster.
+    pub join: Option<String>,
+}
+
+/// A running node.
+pub struct Node {
+    pub(crate) cas: Arc<Cas>,
+    pub(crate) members: Membership,
+    pub(crate) info: ClusterInfo,
+    pub(crate) me: NodeId,
+    pub(crate) admin: Option<NodeKey>,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) addr: String,
+    pub(crate) tracker: NodeAvailabilityTracker,
+    peers: Mutex<HashMap<NodeId, quinn::Connection>>,
+    pub(crate) incoming: Mutex<Vec<(NodeId, quinn::Connection)>>,
+    pub(crate) router: crate::data_router::RouterState,
+}
+
+impl Node {
+    /// Opens (or, with a join token, creates) the store's node and binds its endpoint.
+    pub async fn start(opts: &NodeOptions) -> Result<Arc<Node>> {
+        // PA
+        let key = crate::membership::node_key(&opts.store)?;
+        let cas = match &opts.join {
+            Some(token) if !ouroboros_db::store::Lmdb::exists(&opts.store) => {
+                crate::bootstrapper::join(&opts.store, token, &key, &advertised(opts)?).await?
+            }
+            _ => Arc::new(Cas::open(&opts.store)?),
+        };
+        let members = Membership::new(Arc::clone(&cas));
+        let info = members.require_info()?;
+        let me = key.public();
+        if !members.is_member(&me) {
+            return Err(ClusterError::Protocol(format!(
+                "node {} is not (or no longer) a member of this cluster",
+                short_id(&me)
+            )));
+        }
+        let admin = crate::membership::admin_key(&opts.store).ok();
+        let pins: Arc<dyn PinSet> = Arc::new(members.clone());
+        let endpoint = tunnel::endpoint(opts.listen, &key, pins)?;
+        let bound = endpoint
+            .local_addr()
+            .map_err(|e| ClusterError::io(format!("binding {}", opts.listen), e))?;
+        let addr = match opts.advertise {
+            Some(a) => a.to_string(),
+            None if opts.listen.port() == 0 => advertise_for(bound)?.to_string(),
+            None => advertised(opts)?.to_string(),
+        };
+        members.set_self_addr(&addr)?;
+        members.set_addr(&me, &addr)?;
+        tracing::info!(node = %short_id(&me), %addr, "node listening");
+        Ok(Arc::new(Node {
+            cas,
+            members,
+            info,
+            me,
+            admin,
+            endpoint,
+            addr,
+            tracker: NodeAvailabilityTracker::default(),
+            peers: Mutex::new(HashMap::new()),
+            incoming: Mutex::new(Vec::new()),
+            router: Default::default(),
+        }))
+    }
+
+    /// This node's key.
+    pub fn id(&self) -> NodeId {
+        // A
+        self.me
+    }
+
+    /// Where this node listens.
+    pub fn addr(&self) -> &str {
+        // A
+        &self.addr
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Path {
+        // A
+        self.cas.path()
+    }
+
+    /// Active members other than this node.
+    pub(crate) fn others(&self) -> Vec<NodeId> {
+        // A
+        self.members
+            .active()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| *n != self.me)
+            .collect()
+    }
+
+    /// A connection to `node`, reusing a live one.
+    async fn conn(&self, node: &NodeId) -> Result<quinn::Connection> {
+        // A
+        if let Some(c) = self.peers.lock().ok().and_then(|p| p.get(node).cloned()) {
+            if c.close_reason().is_none() {
+                return Ok(c);
+            }
+        }
+        let addr: SocketAddr = self
+            .members
+            .addr(node)?
+            .ok_or_else(|| {
+                ClusterError::Protocol(format!("no address known for {}", short_id(node)))
+            })?
+            .parse()
+            .map_err(|_| ClusterError::Protocol(format!("bad address for {}", short_id(node))))?;
+        let c = tunnel::connect(&self.endpoint, addr).await?;
+        if tunnel::peer_key(&c) != Some(*node) {
+            c.close(1u32.into(), b"unexpected key");
+            return Err(ClusterError::Protocol(format!(
+                "{addr} answered with another key than {}'s",
+                short_id(node)
+            )));
+        }
+        if let Ok(mut p) = self.peers.lock() {
+            p.insert(*node, c.clone());
+        }
+        Ok(c)
+    }
+
+    /// Sends one request to `node` and waits for its response.
+    pub(crate) async fn call(&self, node: &NodeId, req: &Request) -> Result<Response> {
+        // A
+        let c = self.conn(node).await?;
+        let exchange = async {
+            let (mut send, mut recv) = c.open_bi().await.map_err(|e| {
+                ClusterError::Protocol(format!("opening a stream to {}: {e}", short_id(node)))
+            })?;
+            write_frame(&mut send, req).await?;
+            let _ = send.finish();
+            read_frame::<Response>(&mut recv).await
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
+            Ok(Ok(Response::Error(e))) => Err(ClusterError::Protocol(format!(
+                "{} refused: {e}",
+                short_id(node)
+            ))),
+            Ok(r) => r,
+            Err(_) => Err(ClusterError::Protocol(format!(
+                "{} did not answer in time",
+                short_id(node)
+            ))),
+        }
+    }
+
+    /// Closes every connection to or from a node that is no longer a member.
+    pub(crate) fn cut_revoked(&self) {
+        // PA
+        let gone = |n: &NodeId| !self.members.is_member(n);
+        if let Ok(mut p) = self.peers.lock() {
+            p.retain(|n, c| {
+                if gone(n) {
+                    c.close(2u32.into(), b"revoked");
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        if let Ok(mut inc) = self.incoming.lock() {
+            inc.retain(|(n, c)| {
+                if c.close_reason().is_some() {
+                    return false;
+                }
+                if gone(n) {
+                    c.close(2u32.into(), b"revoked");
+                    return false;
+                }
+                true
+            });
+        }
+    }
+
+    /// Runs the node until SIGTERM or SIGINT: serves peers and the control socket and
+    /// runs the background loops.
+    pub async fn run(self: Arc<Self>) -> Result<()> {
+        // A
+        let socket = crate::control::socket_path(self.store());
+        let listener = crate::control::bind(&socket)?;
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(crate::handler::accept_loop(Arc::clone(&self)));
+        tasks.spawn(crate::control::serve(Arc::clone(&self), listener));
+        tasks.spawn(crate::monitor::heartbeat_loop(Arc::clone(&self)));
+        tasks.spawn(crate::distributed_index::replicate_loop(Arc::clone(&self)));
+        tasks.spawn(crate::data_router::distribute_loop(Arc::clone(&self)));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| ClusterError::io("installing the SIGTERM handler", e))?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            Some(r) = tasks.join_next() => tracing::error!(?r, "a node task ended"),
+        }
+        let _ = std::fs::remove_file(&socket);
+        self.endpoint.close(0u32.into(), b"node stopping");
+        tasks.abort_all();
+        // Let close frames go out so peers see the node leave at once.
+        tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle())
+            .await
+            .ok();
+        Ok(())
+    }
+}
+
+/// The address peers should use when none was given.
+fn advertised(opts: &NodeOptions) -> Result<SocketAddr> {
+    // A
+    if let Some(a) = opts.advertise {
+        return Ok(a);
+    }
+    advertise_for(opts.listen)
+}
+
+/// `addr`, or this host's outgoing address with `addr`'s port when `addr` is unspecified.
+fn advertise_for(addr: SocketAddr) -> Result<SocketAddr> {
+    // A
+    if !addr.ip().is_unspecified() {
+        return Ok(addr);
+    }
+    // Connecting a UDP socket sends nothing; it only picks the outgoing interface.
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map_err(|e| ClusterError::io("finding this host's address (pass --advertise)", e))?;
+    Ok(SocketAddr::new(probe.ip(), addr.port()))
+}

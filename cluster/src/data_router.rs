@@ -1,0 +1,267 @@
+//! DataRouter, cluster side: slices go where HashToNode places them, and reads fetch
+//! slices from the nodes that hold them.
+//!
+//! A put seals every slice into the local store first (so it is durable on this node's
+//! disk when it commits). A walk over new slice bundles then sends each slice that
+//! placement gives to another node, and drops the local copy once that node has it on
+//! disk. Slices whose node is unreachable stay here, counted as pending, and go when it
+//! is back. `ouro` commands wait for this walk (`Flush`) before they report success.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ouroboros_db::route::hash_to_node;
+use ouroboros_db::Hash;
+
+use crate::controller::Node;
+use crate::error::{ClusterError, Result};
+use crate::handler::blocking;
+use crate::membership::{short_id, NodeId};
+use crate::message::{Request, Response};
+
+/// Bundles looked at per step of the walk.
+const PAGE: usize = 256;
+/// Chunks being handed over at once.
+const IN_FLIGHT: usize = 16;
+/// Time between walks when nothing wakes the router.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// The router's state in a node.
+#[derive(Default)]
+pub struct RouterState {
+    wake: tokio::sync::Notify,
+    walk: tokio::sync::Mutex<Option<u64>>,
+    pending: Mutex<HashSet<Hash>>,
+    held: AtomicU64,
+}
+
+impl RouterState {
+    /// Asks for a walk soon (new slices arrived).
+    pub fn wake(&self) {
+        // A
+        self.wake.notify_one();
+    }
+
+    /// Chunks with slices waiting for an unreachable node.
+    pub fn pending(&self) -> u64 {
+        // A
+        self.pending.lock().map(|p| p.len() as u64).unwrap_or(0)
+    }
+
+    /// Chunks with slices on this node at the end of the last walk.
+    pub fn chunks_held(&self) -> u64 {
+        // A
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// Walks new slices forever.
+pub async fn distribute_loop(node: Arc<Node>) {
+    // A
+    loop {
+        if let Err(e) = walk(&node).await {
+            tracing::warn!(error = %e, "placing slices");
+        }
+        let _ = tokio::time::timeout(EVERY, node.router.wake.notified()).await;
+    }
+}
+
+/// Hands every slice written so far to its node; returns the chunks still pending.
+pub async fn walk(node: &Arc<Node>) -> Result<u64> {
+    // PA
+    let mut cursor = node.router.walk.lock().await;
+    let mut members = node.others();
+    members.push(node.me);
+    let slices = node.cas.config().k as usize + node.cas.config().m as usize;
+    // Retry what waited for an unreachable node, then look at what is new.
+    let retry: Vec<Hash> = node
+        .router
+        .pending
+        .lock()
+        .map(|p| p.iter().copied().collect())
+        .unwrap_or_default();
+    let mut work: Vec<(Hash, Vec<u8>)> = Vec::new();
+    for chunk in retry {
+        let cas = Arc::clone(&node.cas);
+        let held = blocking(move || Ok(cas.local_slices_held(&chunk)?)).await?;
+        work.push((chunk, held));
+    }
+    hand_over(node, &members, slices, std::mem::take(&mut work)).await;
+    loop {
+        let cas = Arc::clone(&node.cas);
+        let after = *cursor;
+        let page = blocking(move || Ok(cas.held_slices_after(after, PAGE)?)).await?;
+        let Some((last, _, _)) = page.last() else {
+            break;
+        };
+        *cursor = Some(*last);
+        let work: Vec<(Hash, Vec<u8>)> = page.into_iter().map(|(_, c, i)| (c, i)).collect();
+        hand_over(node, &members, slices, work).await;
+    }
+    if let Ok(n) = node.cas.chunks_held() {
+        node.router.held.store(n, Ordering::Relaxed);
+    }
+    Ok(node.router.pending())
+}
+
+/// Sends the slices of `work` that placement gives to other nodes, several chunks at once.
+async fn hand_over(
+    node: &Arc<Node>,
+    members: &[NodeId],
+    slices: usize,
+    work: Vec<(Hash, Vec<u8>)>,
+) {
+    // PA
+    let mut set = tokio::task::JoinSet::new();
+    for (chunk, held) in work {
+        let placed = hash_to_node::place(&chunk, members, slices);
+        let mut away: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
+        for i in held {
+            if let Some(n) = placed.get(i as usize).filter(|n| **n != node.me) {
+                away.entry(*n).or_default().push(i);
+            }
+        }
+        if away.is_empty() {
+            if let Ok(mut p) = node.router.pending.lock() {
+                p.remove(&chunk);
+            }
+            continue;
+        }
+        while set.len() >= IN_FLIGHT {
+            set.join_next().await;
+        }
+        let node = Arc::clone(node);
+        set.spawn(async move {
+            let ok = send_chunk(&node, chunk, away).await;
+            if let Ok(mut p) = node.router.pending.lock() {
+                if ok {
+                    p.remove(&chunk);
+                } else {
+                    p.insert(chunk);
+                }
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// Sends one chunk's slices to their nodes in parallel; true when all arrived.
+async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8>>) -> bool {
+    // PA
+    let cas = Arc::clone(&node.cas);
+    let Ok(Some(record)) = blocking(move || Ok(cas.chunk_record(&chunk)?)).await else {
+        return false;
+    };
+    let mut set = tokio::task::JoinSet::new();
+    for (peer, idx) in away {
+        let node = Arc::clone(node);
+        let record = record.clone();
+        set.spawn(async move {
+            let cas = Arc::clone(&node.cas);
+            let want = idx.clone();
+            let slices = blocking(move || Ok(cas.local_slices(&chunk, &want)?)).await?;
+            if slices.is_empty() {
+                return Ok(());
+            }
+            let sent: Vec<u8> = slices.iter().map(|(i, _)| *i).collect();
+            match node
+                .call(
+                    &peer,
+                    &Request::PutSlices {
+                        chunk,
+                        record,
+                        slices,
+                    },
+                )
+                .await?
+            {
+                Response::Stored => {}
+                other => {
+                    return Err(ClusterError::Protocol(format!(
+                        "unexpected answer {other:?}"
+                    )))
+                }
+            }
+            // The peer has them on disk: this node's copies can go.
+            let cas = Arc::clone(&node.cas);
+            blocking(move || Ok(cas.release_slices(&chunk, &sent)?)).await?;
+            Ok::<_, ClusterError>(())
+        });
+    }
+    let mut all = true;
+    while let Some(r) = set.join_next().await {
+        if let Ok(Err(e)) | Err(e) = r.map_err(|e| ClusterError::Protocol(e.to_string())) {
+            tracing::debug!(chunk = %chunk.short(), error = %e, "slices wait for their node");
+            all = false;
+        }
+    }
+    all
+}
+
+/// Fetches slices of a chunk from the nodes that hold them: first the nodes placement
+/// names, in parallel, then any other live node for what is still missing.
+pub async fn fetch(node: &Arc<Node>, chunk: Hash, wanted: Vec<u8>) -> Result<Vec<(u8, Vec<u8>)>> {
+    // A
+    let mut members = node.others();
+    members.push(node.me);
+    let slices = node.cas.config().k as usize + node.cas.config().m as usize;
+    let placed = hash_to_node::place(&chunk, &members, slices);
+    let mut by_node: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
+    for i in &wanted {
+        if let Some(n) = placed.get(*i as usize).filter(|n| **n != node.me) {
+            by_node.entry(*n).or_default().push(*i);
+        }
+    }
+    let mut got = ask(node, chunk, by_node).await;
+    let missing: Vec<u8> = wanted
+        .iter()
+        .copied()
+        .filter(|i| !got.iter().any(|(j, _)| j == i))
+        .collect();
+    if !missing.is_empty() {
+        let rest: BTreeMap<NodeId, Vec<u8>> = node
+            .others()
+            .into_iter()
+            .filter(|n| node.tracker.is_alive(n))
+            .map(|n| (n, missing.clone()))
+            .collect();
+        for (i, b) in ask(node, chunk, rest).await {
+            if !got.iter().any(|(j, _)| *j == i) {
+                got.push((i, b));
+            }
+        }
+    }
+    Ok(got)
+}
+
+async fn ask(
+    node: &Arc<Node>,
+    chunk: Hash,
+    by_node: BTreeMap<NodeId, Vec<u8>>,
+) -> Vec<(u8, Vec<u8>)> {
+    // A
+    let mut set = tokio::task::JoinSet::new();
+    for (peer, wanted) in by_node {
+        let node = Arc::clone(node);
+        set.spawn(async move {
+            match node
+                .call(&peer, &Request::GetSlices { chunk, wanted })
+                .await
+            {
+                Ok(Response::Slices(s)) => s,
+                Ok(_) => Vec::new(),
+                Err(e) => {
+                    tracing::debug!(peer = %short_id(&peer), error = %e, "fetching slices");
+                    Vec::new()
+                }
+            }
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.extend(r.unwrap_or_default());
+    }
+    out
+}

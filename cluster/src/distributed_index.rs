@@ -1,0 +1,149 @@
+//! DistributedIndex: metadata (versions, heads, tombstones, members) replicated to every
+//! node. Each node pulls, from every live peer, the entries of the peer's blob log and
+//! DeletionWAL after a cursor it keeps per peer; applying is idempotent and what is new is
+//! logged again, so news also travels through intermediaries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::controller::Node;
+use crate::error::{ClusterError, Result};
+use crate::handler::blocking;
+use crate::membership::{short_id, NodeId};
+use crate::message::{Request, Response};
+
+/// Time between pulls from each peer.
+pub const PULL_EVERY: Duration = Duration::from_millis(250);
+/// Time between member list pulls.
+const MEMBERS_EVERY: Duration = Duration::from_secs(2);
+const CURSOR: &[u8] = b"cur/";
+
+/// Pulls from every live peer forever.
+pub async fn replicate_loop(node: Arc<Node>) {
+    // A
+    let mut cursors: HashMap<NodeId, (u64, u64)> = HashMap::new();
+    let mut last_members = Instant::now() - MEMBERS_EVERY;
+    let mut tick = tokio::time::interval(PULL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let members_due = last_members.elapsed() >= MEMBERS_EVERY;
+        if members_due {
+            last_members = Instant::now();
+        }
+        let peers: Vec<NodeId> = node
+            .others()
+            .into_iter()
+            .filter(|p| node.tracker.is_alive(p))
+            .collect();
+        let mut pulls = tokio::task::JoinSet::new();
+        for peer in peers {
+            let node = Arc::clone(&node);
+            let cur = match cursors.get(&peer) {
+                Some(c) => *c,
+                None => load_cursor(&node, &peer),
+            };
+            pulls.spawn(async move {
+                let r = pull(&node, &peer, cur, members_due).await;
+                (peer, cur, r)
+            });
+        }
+        while let Some(Ok((peer, old, r))) = pulls.join_next().await {
+            match r {
+                Ok(cur) => {
+                    if cur != old {
+                        save_cursor(&node, &peer, cur);
+                    }
+                    cursors.insert(peer, cur);
+                }
+                Err(e) => tracing::debug!(peer = %short_id(&peer), error = %e, "pull failed"),
+            }
+        }
+    }
+}
+
+/// One round of pulls from `peer`; returns the new cursors.
+async fn pull(
+    node: &Arc<Node>,
+    peer: &NodeId,
+    (mut blobs, mut wal): (u64, u64),
+    members: bool,
+) -> Result<(u64, u64)> {
+    // A
+    if members {
+        if let Response::Members { members, addrs } = node.call(peer, &Request::Members).await? {
+            for m in &members {
+                if let Err(e) = node.members.merge_member(&node.info, m) {
+                    tracing::warn!(peer = %short_id(peer), error = %e, "ignored a member record");
+                }
+            }
+            for (n, a) in addrs {
+                if n != node.me && node.members.addr(&n)?.is_none() {
+                    node.members.set_addr(&n, &a)?;
+                }
+            }
+        }
+    }
+    loop {
+        let Response::Versions { records, last } =
+            node.call(peer, &Request::Versions { after: blobs }).await?
+        else {
+            return Err(ClusterError::Protocol("expected versions".into()));
+        };
+        if last == blobs {
+            break;
+        }
+        let cas = Arc::clone(&node.cas);
+        let n = blocking(move || Ok(cas.import_versions(&records)?)).await?;
+        if n > 0 {
+            tracing::debug!(peer = %short_id(peer), new = n, "versions replicated");
+        }
+        blobs = last;
+    }
+    loop {
+        let Response::Deletions { entries, last } =
+            node.call(peer, &Request::Deletions { after: wal }).await?
+        else {
+            return Err(ClusterError::Protocol("expected deletions".into()));
+        };
+        if last == wal {
+            break;
+        }
+        let cas = Arc::clone(&node.cas);
+        blocking(move || Ok(cas.import_deletions(&entries)?)).await?;
+        wal = last;
+    }
+    Ok((blobs, wal))
+}
+
+fn load_cursor(node: &Node, peer: &NodeId) -> (u64, u64) {
+    // A
+    let lmdb = node.cas.lmdb();
+    let Ok(txn) = lmdb.read() else { return (0, 0) };
+    match lmdb.cluster.get(&txn, &[CURSOR, peer.as_slice()].concat()) {
+        Ok(Some(b)) if b.len() == 16 => {
+            let mut a = [0u8; 8];
+            let mut c = [0u8; 8];
+            a.copy_from_slice(&b[..8]);
+            c.copy_from_slice(&b[8..]);
+            (u64::from_le_bytes(a), u64::from_le_bytes(c))
+        }
+        _ => (0, 0),
+    }
+}
+
+fn save_cursor(node: &Node, peer: &NodeId, (blobs, wal): (u64, u64)) {
+    // A
+    let lmdb = node.cas.lmdb();
+    let mut v = blobs.to_le_bytes().to_vec();
+    v.extend_from_slice(&wal.to_le_bytes());
+    let r = lmdb.write().and_then(|mut txn| {
+        lmdb.cluster
+            .put(&mut txn, &[CURSOR, peer.as_slice()].concat(), &v)?;
+        lmdb.commit(txn)
+    });
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "saving a replication cursor");
+    }
+}

@@ -1,0 +1,285 @@
+//! MessageTunnel framing: every request travels on its own QUIC stream as one frame and
+//! gets one response frame. A frame is `[b'O'][version u8][length u32 LE][postcard body]`;
+//! frames above [`MAX_FRAME`] or of another version are refused before they are read.
+
+use ouroboros_db::cas::{ReplicaSeed, VersionRecord};
+use ouroboros_db::model::ChunkRecord;
+use ouroboros_db::store::deletion_wal::WalEntry;
+use ouroboros_db::Hash;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::{ClusterError, Result};
+use crate::membership::{ClusterInfo, MemberRecord, NodeId};
+
+/// First byte of every frame.
+pub const MAGIC: u8 = b'O';
+/// Protocol version of this build.
+pub const VERSION: u8 = 1;
+/// Largest frame accepted (a request with a chunk's slices fits many times over).
+pub const MAX_FRAME: u32 = 64 << 20;
+
+/// A request from one node to another (or from `ouro` to its node, on the control socket).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// From a new node holding an invitation: admit my key.
+    Join {
+        /// The new node's key.
+        node: NodeId,
+        /// Where it listens.
+        addr: String,
+    },
+    /// Heartbeat with a little news about the sender.
+    Hello(NodeNews),
+    /// Versions in the receiver's blob log after `after`.
+    Versions {
+        /// Cursor.
+        after: u64,
+    },
+    /// Deletions in the receiver's DeletionWAL after `after`.
+    Deletions {
+        /// Cursor.
+        after: u64,
+    },
+    /// The receiver's member records and known addresses.
+    Members,
+    /// Store these slices (placement names the receiver).
+    PutSlices {
+        /// Chunk id.
+        chunk: Hash,
+        /// Its record.
+        record: ChunkRecord,
+        /// `(index, encoded SealedSlice)`.
+        slices: Vec<(u8, Vec<u8>)>,
+    },
+    /// Send the intact slices among `wanted` of a chunk.
+    GetSlices {
+        /// Chunk id.
+        chunk: Hash,
+        /// Slice indexes.
+        wanted: Vec<u8>,
+    },
+    /// Control socket: fetch slices of a chunk from the cluster.
+    Fetch {
+        /// Chunk id.
+        chunk: Hash,
+        /// Slice indexes.
+        wanted: Vec<u8>,
+    },
+    /// Control socket: hand every slice written so far to its nodes, then answer.
+    Flush,
+    /// Control socket: the cluster as this node sees it.
+    Status,
+}
+
+/// What a node tells its peers with each heartbeat.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeNews {
+    /// Where it listens.
+    pub addr: String,
+    /// Chunks it holds slices of (one slice each when there are k+m nodes or more).
+    pub chunks_held: u64,
+    /// Free bytes on its store's filesystem.
+    pub free_bytes: u64,
+    /// Chunks with slices it holds for other nodes, not yet delivered.
+    pub pending_chunks: u64,
+}
+
+/// One member as `cluster status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Short id.
+    pub id: String,
+    /// Last known address.
+    pub addr: String,
+    /// `alive`, `suspect` or `dead` (`self` is always alive).
+    pub state: String,
+    /// Seconds since last heard from (0 for self).
+    pub last_seen_secs: f64,
+    /// Chunks it holds slices of.
+    pub chunks_held: u64,
+    /// Free bytes.
+    pub free_bytes: u64,
+}
+
+/// The cluster as one node sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Short id of the node answering.
+    pub node: String,
+    /// Erasure code of the store.
+    pub k: u8,
+    /// Parity slices.
+    pub m: u8,
+    /// Members, self first.
+    pub members: Vec<MemberStatus>,
+    /// Chunks that do not have all their slices on live nodes named by placement.
+    pub under_replicated_chunks: u64,
+    /// A warning when there are fewer nodes than slices per chunk.
+    pub placement: String,
+}
+
+/// A response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Admitted: everything needed to become a replica.
+    Joined {
+        /// Store configuration and wrapped keys.
+        seed: ReplicaSeed,
+        /// The cluster.
+        info: ClusterInfo,
+        /// Its members.
+        members: Vec<MemberRecord>,
+        /// Known addresses.
+        addrs: Vec<(NodeId, String)>,
+    },
+    /// Heartbeat answer.
+    Hello(NodeNews),
+    /// Versions and the cursor to resume from.
+    Versions {
+        /// Records.
+        records: Vec<VersionRecord>,
+        /// Next cursor.
+        last: u64,
+    },
+    /// Deletions and the cursor to resume from.
+    Deletions {
+        /// Entries.
+        entries: Vec<WalEntry>,
+        /// Next cursor.
+        last: u64,
+    },
+    /// Member records and addresses.
+    Members {
+        /// Records.
+        members: Vec<MemberRecord>,
+        /// Addresses.
+        addrs: Vec<(NodeId, String)>,
+    },
+    /// Slices stored.
+    Stored,
+    /// Slices found.
+    Slices(Vec<(u8, Vec<u8>)>),
+    /// Flush done: how many chunks still wait for an unreachable node.
+    Flushed {
+        /// Chunks kept here until their nodes come back.
+        pending_chunks: u64,
+    },
+    /// Cluster status.
+    Status(ClusterStatus),
+    /// The request was refused.
+    Error(String),
+}
+
+/// Encodes a value as one frame.
+pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    // A
+    let body = postcard::to_stdvec(value)
+        .map_err(|e| ClusterError::Protocol(format!("encoding a message: {e}")))?;
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|l| *l <= MAX_FRAME)
+        .ok_or_else(|| {
+            ClusterError::Protocol(format!("message of {} bytes is too large", body.len()))
+        })?;
+    let mut out = Vec::with_capacity(6 + body.len());
+    out.extend_from_slice(&[MAGIC, VERSION]);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Checks a frame header; returns the body length.
+pub fn check_header(h: &[u8; 6]) -> Result<usize> {
+    // A
+    if h[0] != MAGIC {
+        return Err(ClusterError::Protocol("not an ouro frame".into()));
+    }
+    if h[1] != VERSION {
+        return Err(ClusterError::Protocol(format!(
+            "peer speaks protocol version {}, this build {VERSION}: upgrade the older node",
+            h[1]
+        )));
+    }
+    let len = u32::from_le_bytes([h[2], h[3], h[4], h[5]]);
+    if len > MAX_FRAME {
+        return Err(ClusterError::Protocol(format!(
+            "frame of {len} bytes exceeds the limit"
+        )));
+    }
+    Ok(len as usize)
+}
+
+/// Decodes a frame body.
+pub fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    // A
+    postcard::from_bytes(body)
+        .map_err(|e| ClusterError::Protocol(format!("malformed message: {e}")))
+}
+
+/// Reads one frame.
+pub async fn read_frame<T: serde::de::DeserializeOwned>(
+    r: &mut (impl AsyncRead + Unpin),
+) -> Result<T> {
+    // A
+    let mut h = [0u8; 6];
+    r.read_exact(&mut h)
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("reading a frame: {e}")))?;
+    let len = check_header(&h)?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("reading a frame: {e}")))?;
+    decode_body(&body)
+}
+
+/// Writes one frame.
+pub async fn write_frame<T: Serialize>(w: &mut (impl AsyncWrite + Unpin), value: &T) -> Result<()> {
+    // A
+    let bytes = encode_frame(value)?;
+    w.write_all(&bytes)
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("writing a frame: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn pinned_header() {
+        let f = encode_frame(&Request::Members).unwrap();
+        assert_eq!(&f[..6], &[b'O', 1, 1, 0, 0, 0]);
+        assert_eq!(f.len(), 7);
+    }
+
+    #[test]
+    fn oversized_and_foreign_frames_are_refused() {
+        let mut h = [b'O', 1, 0, 0, 0, 0];
+        h[2..].copy_from_slice(&(MAX_FRAME + 1).to_le_bytes());
+        assert!(check_header(&h).is_err());
+        assert!(check_header(&[b'O', 2, 0, 0, 0, 0]).is_err());
+        assert!(check_header(&[b'X', 1, 0, 0, 0, 0]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(chunk in any::<[u8; 32]>(), wanted in prop::collection::vec(any::<u8>(), 0..10)) {
+            let f = encode_frame(&Request::GetSlices { chunk: Hash(chunk), wanted: wanted.clone() }).unwrap();
+            let h: [u8; 6] = f[..6].try_into().unwrap();
+            prop_assert_eq!(check_header(&h).unwrap(), f.len() - 6);
+            match decode_body::<Request>(&f[6..]).unwrap() {
+                Request::GetSlices { chunk: c, wanted: w } => { prop_assert_eq!(c, Hash(chunk)); prop_assert_eq!(w, wanted); }
+                _ => prop_assert!(false),
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_body::<Request>(&bytes);
+            let _ = decode_body::<Response>(&bytes);
+        }
+    }
+}

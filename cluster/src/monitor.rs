@@ -1,0 +1,130 @@
+//! ClusterMonitor: heartbeats to every member twice a second (how joins, suspicion and
+//! death become visible within seconds), revocations enforced on open connections, and
+//! the status `ouro cluster status` prints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ouroboros_db::route::hash_to_node;
+
+use crate::availability::State;
+use crate::controller::Node;
+use crate::handler::news;
+use crate::membership::short_id;
+use crate::message::{ClusterStatus, MemberStatus, Request, Response};
+
+/// Time between heartbeats.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// Sends heartbeats forever.
+pub async fn heartbeat_loop(node: Arc<Node>) {
+    // A
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        node.cut_revoked();
+        let hello = Request::Hello(news(&node));
+        for peer in node.others() {
+            let node = Arc::clone(&node);
+            let hello = hello.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HEARTBEAT * 2, node.call(&peer, &hello)).await {
+                    Ok(Ok(Response::Hello(n))) => {
+                        let _ = node.members.set_addr(&peer, &n.addr);
+                        node.tracker.seen(peer, n);
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::trace!(peer = %short_id(&peer), error = %e, "heartbeat failed")
+                    }
+                    Err(_) => tracing::trace!(peer = %short_id(&peer), "heartbeat timed out"),
+                }
+            });
+        }
+    }
+}
+
+/// The cluster as this node sees it.
+pub fn status(node: &Node) -> ClusterStatus {
+    // A
+    let me = news(node);
+    let mut members = vec![MemberStatus {
+        id: short_id(&node.me),
+        addr: node.addr.clone(),
+        state: "alive".into(),
+        last_seen_secs: 0.0,
+        chunks_held: me.chunks_held,
+        free_bytes: me.free_bytes,
+    }];
+    let mut pending = me.pending_chunks;
+    let others = node.others();
+    for peer in &others {
+        let state = node.tracker.state(peer);
+        let n = node.tracker.news(peer).unwrap_or_default();
+        if state == State::Alive {
+            pending += n.pending_chunks;
+        }
+        members.push(MemberStatus {
+            id: short_id(peer),
+            addr: node.members.addr(peer).ok().flatten().unwrap_or_default(),
+            state: state.name().into(),
+            last_seen_secs: node.tracker.silence(peer).as_secs_f64(),
+            chunks_held: n.chunks_held,
+            free_bytes: n.free_bytes,
+        });
+    }
+    let k = node.cas.config().k;
+    let m = node.cas.config().m;
+    let n = others.len() + 1;
+    let slices = k as usize + m as usize;
+    let placement = if n >= slices {
+        format!("{n} nodes: the {slices} slices of each chunk are on distinct nodes")
+    } else {
+        format!(
+            "only {n} node(s) for {slices} slices per chunk: some nodes hold several slices of a chunk, so losing one can cost more than one slice (add {} node(s))",
+            slices - n
+        )
+    };
+    ClusterStatus {
+        node: short_id(&node.me),
+        k,
+        m,
+        under_replicated_chunks: pending + on_dead_nodes(node, &others),
+        members,
+        placement,
+    }
+}
+
+/// Chunks that placement puts partly on nodes that are not alive.
+fn on_dead_nodes(node: &Node, others: &[crate::membership::NodeId]) -> u64 {
+    // A
+    let down: Vec<_> = others
+        .iter()
+        .filter(|p| !node.tracker.is_alive(p))
+        .copied()
+        .collect();
+    if down.is_empty() {
+        return 0;
+    }
+    let mut all = others.to_vec();
+    all.push(node.me);
+    let slices = node.cas.config().k as usize + node.cas.config().m as usize;
+    let mut count = 0;
+    let mut after = None;
+    while let Ok(page) = node.cas.chunk_ids_after(after, 4096) {
+        let Some(last) = page.last().copied() else {
+            break;
+        };
+        for id in &page {
+            if hash_to_node::place(id, &all, slices)
+                .iter()
+                .any(|n| down.contains(n))
+            {
+                count += 1;
+            }
+        }
+        after = Some(last);
+    }
+    count
+}

@@ -1,0 +1,377 @@
+//! Replication between cluster nodes: the versions and deletions a store learned of, read
+//! from its logs after a cursor, and applied on another store. Applying is idempotent and
+//! order-tolerant, so nodes can pull from every peer and relay what they learned.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cas::Cas;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::model::{Blob, ChunkRecord};
+use crate::store::deletion_wal::{Deletion, WalEntry};
+use crate::store::local_sealed_slice_store::{LocalSealedSliceStore, SliceRead};
+use crate::store::removed::Removal;
+use crate::store::version_index::KeyState;
+use crate::store::RwTxn;
+
+/// One version as shipped between nodes: its blob record and the records of its chunks
+/// (small: hashes and nonces), so that any node can rebuild it from any k slices.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// The blob (hash = `blob.hash()`).
+    pub blob: Blob,
+    /// The record of each chunk the blob names.
+    pub chunks: Vec<(Hash, ChunkRecord)>,
+}
+
+impl Cas {
+    /// Versions logged after sequence `after`, at most `limit`, and the sequence to resume
+    /// from. Versions gc already dropped are skipped.
+    pub fn versions_since(&self, after: u64, limit: usize) -> Result<(Vec<VersionRecord>, u64)> {
+        // A
+        let txn = self.lmdb.read()?;
+        let mut out = Vec::new();
+        let mut last = after;
+        for (seq, hash) in self.lmdb.blob_log.since(&txn, after, limit)? {
+            last = seq;
+            let Some(blob) = self.lmdb.blobs.get(&txn, &hash)? else {
+                continue;
+            };
+            let mut chunks = Vec::with_capacity(blob.chunks.len());
+            for c in &blob.chunks {
+                if chunks.iter().any(|(id, _)| *id == c.id) {
+                    continue;
+                }
+                if let Some(r) = self.lmdb.chunks.get(&txn, &c.id)? {
+                    chunks.push((c.id, r));
+                }
+            }
+            out.push(VersionRecord { blob, chunks });
+        }
+        Ok((out, last))
+    }
+
+    /// Deletions logged after sequence `after`, at most `limit`, and the sequence to resume
+    /// from.
+    pub fn deletions_since(&self, after: u64, limit: usize) -> Result<(Vec<WalEntry>, u64)> {
+        // A
+        let txn = self.lmdb.read()?;
+        let entries = self.lmdb.deletion_wal.since(&txn, after, limit)?;
+        let last = entries.last().map_or(after, |(s, _)| *s);
+        Ok((entries.into_iter().map(|(_, e)| e).collect(), last))
+    }
+
+    /// Applies versions learned from a peer, in one transaction; returns how many were new.
+    /// A version becomes a head unless something already here descends from it, so
+    /// concurrent writes on two nodes end as two heads; one created before a key's
+    /// tombstone arrives already removed.
+    pub fn import_versions(&self, records: &[VersionRecord]) -> Result<usize> {
+        // PA
+        let mut txn = self.lmdb.write()?;
+        let mut new = 0;
+        for rec in records {
+            if self.import_version_in(&mut txn, rec)? {
+                new += 1;
+            }
+        }
+        self.lmdb.commit(txn)?;
+        Ok(new)
+    }
+
+    fn import_version_in(&self, txn: &mut RwTxn, rec: &VersionRecord) -> Result<bool> {
+        // PA
+        let blob = &rec.blob;
+        crate::model::validate_key(&blob.key)?;
+        let hash = blob.hash();
+        if self.lmdb.blobs.get(txn, &hash)?.is_some()
+            || self.lmdb.removed.get(txn, &hash)?.is_some()
+        {
+            return Ok(false);
+        }
+        for (id, record) in &rec.chunks {
+            if !self.lmdb.chunks.contains(txn, id)? {
+                self.lmdb.chunks.put(txn, id, record)?;
+            }
+        }
+        for c in &blob.chunks {
+            if !self.lmdb.chunks.contains(txn, &c.id)? {
+                return Err(Error::Corrupt(format!(
+                    "replicated version {} of {:?} names chunk {} without its record",
+                    hash.short(),
+                    blob.key,
+                    c.id.short()
+                )));
+            }
+        }
+        self.lmdb.blobs.put(txn, blob)?;
+        for c in &blob.chunks {
+            self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
+        }
+        self.lmdb
+            .key_to_hash
+            .put(txn, &blob.key, blob.created, &hash)?;
+        for p in &blob.parents {
+            self.lmdb.parent_child.put(txn, p, &hash)?;
+        }
+        self.lmdb.blob_log.append(txn, &hash)?;
+        let mut state = self.lmdb.versions.get(txn, &blob.key)?.unwrap_or_default();
+        if let Some(t) = state.deleted.filter(|t| blob.created <= *t) {
+            // Written before the key was removed somewhere: the removal covers it.
+            let mark = Removal {
+                time: t,
+                whole_key: true,
+                released: false,
+            };
+            self.lmdb.removed.put(txn, &hash, &mark)?;
+            return Ok(true);
+        }
+        state.heads.retain(|h| !blob.parents.contains(h));
+        if !self.has_live_descendant(txn, hash)? {
+            state.heads.push(hash);
+        }
+        if !state.heads.is_empty() {
+            state.deleted = None;
+        }
+        self.lmdb.versions.put(txn, &blob.key, &state)?;
+        Ok(true)
+    }
+
+    /// Applies deletions learned from a peer; those that changed something here are logged
+    /// again (so they travel on), the others are ignored. Returns how many applied.
+    /// `rm KEY` removes the versions created up to its time: a version written elsewhere
+    /// after it survives, as a put after an rm does on one node.
+    pub fn import_deletions(&self, entries: &[WalEntry]) -> Result<usize> {
+        // PA
+        let mut txn = self.lmdb.write()?;
+        let mut applied = 0;
+        for e in entries {
+            let changed = match &e.deletion {
+                Deletion::Key { key } => self.import_key_removal(&mut txn, key, e.time)?,
+                Deletion::Version { key, hash } => {
+                    let live = self.lmdb.removed.get(&txn, hash)?.is_none();
+                    match self.lmdb.blobs.get(&txn, hash)? {
+                        Some(blob) if live && blob.key == *key => {
+                            let mut state = self.lmdb.versions.get(&txn, key)?.unwrap_or_default();
+                            self.remove_version_in(
+                                &mut txn, key, *hash, &blob, &mut state, e.time,
+                            )?;
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                // gc is each node's own business.
+                Deletion::Chunk { .. } => false,
+            };
+            if changed {
+                self.lmdb.deletion_wal.log_deletion(&mut txn, e)?;
+                applied += 1;
+            }
+        }
+        self.lmdb.commit(txn)?;
+        Ok(applied)
+    }
+
+    fn import_key_removal(&self, txn: &mut RwTxn, key: &str, time: i64) -> Result<bool> {
+        // PA
+        crate::model::validate_key(key)?;
+        let mut state = self.lmdb.versions.get(txn, key)?.unwrap_or_default();
+        let mut changed = false;
+        for v in self.lmdb.key_to_hash.versions(txn, key)? {
+            if v.created > time || self.lmdb.removed.get(txn, &v.hash)?.is_some() {
+                continue;
+            }
+            let mark = Removal {
+                time,
+                whole_key: true,
+                released: false,
+            };
+            self.lmdb.removed.put(txn, &v.hash, &mark)?;
+            state.heads.retain(|h| *h != v.hash);
+            changed = true;
+        }
+        if state.heads.is_empty() && state.deleted.is_none_or(|d| d < time) {
+            state.deleted = Some(time);
+            changed = true;
+        }
+        if changed {
+            self.lmdb.versions.put(txn, key, &KeyState { ..state })?;
+        }
+        Ok(changed)
+    }
+}
+
+/// What a joining node needs to become a replica of a store: its configuration and every
+/// wrapped key (only holders of a recipient identity can unwrap them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSeed {
+    /// The store's configuration (id, erasure code, chunking, key epoch).
+    pub config: crate::store::StoreConfig,
+    /// `(epoch, wrapped key)` for every recipient and epoch.
+    pub keys: Vec<(u32, crate::store::key_index::WrappedKey)>,
+}
+
+impl Cas {
+    /// The seed another node needs to create a replica of this store.
+    pub fn replica_seed(&self) -> Result<ReplicaSeed> {
+        // PA
+        let txn = self.lmdb.read()?;
+        let config = self.lmdb.meta.config(&txn)?;
+        let mut keys = Vec::new();
+        for epoch in 0..=config.current_epoch {
+            for w in self.lmdb.key_index.recipients(&txn, epoch)? {
+                keys.push((epoch, w));
+            }
+        }
+        Ok(ReplicaSeed { config, keys })
+    }
+
+    /// Creates an empty replica of another node's store in `dir` (locked: unlock it with
+    /// one of the store's identities to read content).
+    pub fn create_replica(dir: &std::path::Path, seed: &ReplicaSeed) -> Result<Self> {
+        // PA
+        if crate::store::Lmdb::exists(dir) {
+            return Err(Error::AlreadyInitialised(dir.display().to_string()));
+        }
+        if seed.config.format != crate::store::meta::FORMAT_VERSION {
+            return Err(Error::UnsupportedFormat {
+                found: seed.config.format,
+                supported: crate::store::meta::FORMAT_VERSION,
+            });
+        }
+        let lmdb = crate::store::Lmdb::open(dir, true)?;
+        let mut txn = lmdb.write()?;
+        lmdb.meta.put_config(&mut txn, &seed.config)?;
+        for (epoch, w) in &seed.keys {
+            let r = crate::crypto::Recipient::parse(&w.recipient)?;
+            lmdb.key_index.put(&mut txn, *epoch, &r.fingerprint(), w)?;
+        }
+        lmdb.commit(txn)?;
+        Ok(Cas {
+            lmdb,
+            config: seed.config.clone(),
+            keys: std::collections::BTreeMap::new(),
+            remote: None,
+        })
+    }
+}
+
+impl Cas {
+    /// Intact encoded slices of chunk `id` held here, among `wanted` (what a node serves to
+    /// a peer's read). Damaged ones are left out: the reader rebuilds from others.
+    pub fn local_slices(&self, id: &Hash, wanted: &[u8]) -> Result<Vec<(u8, Vec<u8>)>> {
+        // A
+        let txn = self.lmdb.read()?;
+        let Some(record) = self.lmdb.chunks.get(&txn, id)? else {
+            return Ok(Vec::new());
+        };
+        let bundle = self.lmdb.slices.bundle(&txn, id)?;
+        let mut out = Vec::new();
+        for i in wanted {
+            let Some(hash) = record.slices.get(*i as usize) else {
+                continue;
+            };
+            if let SliceRead::Ok(b) = LocalSealedSliceStore::check(bundle.get(*i), hash) {
+                out.push((*i, b.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores slices a peer placed on this node, after checking each against the chunk's
+    /// record; the record is stored too when this node did not have it yet.
+    pub fn accept_slices(
+        &self,
+        id: &Hash,
+        record: &ChunkRecord,
+        slices: &[(u8, Vec<u8>)],
+    ) -> Result<()> {
+        // PA
+        for (i, bytes) in slices {
+            let ok = record
+                .slices
+                .get(*i as usize)
+                .is_some_and(|h| Hash::of(bytes) == *h);
+            if !ok {
+                return Err(Error::Corrupt(format!(
+                    "slice {i} of chunk {} does not match its record",
+                    id.short()
+                )));
+            }
+        }
+        let mut txn = self.lmdb.write()?;
+        if !self.lmdb.chunks.contains(&txn, id)? {
+            self.lmdb.chunks.put(&mut txn, id, record)?;
+        }
+        let held = self.lmdb.slices.bundle(&txn, id)?;
+        let fresh: Vec<&(u8, Vec<u8>)> = slices
+            .iter()
+            .filter(|(i, _)| held.get(*i).is_none())
+            .collect();
+        drop(held);
+        for (i, bytes) in fresh {
+            self.lmdb.slices.put_slice(&mut txn, id, *i, bytes)?;
+        }
+        self.lmdb.commit(txn)
+    }
+
+    /// Drops slices of a chunk that their placed nodes acknowledged; returns how many.
+    pub fn release_slices(&self, id: &Hash, indexes: &[u8]) -> Result<usize> {
+        // PA
+        let mut txn = self.lmdb.write()?;
+        let n = self.lmdb.slices.drop_slices(&mut txn, id, indexes)?;
+        self.lmdb.commit(txn)?;
+        Ok(n)
+    }
+
+    /// The chunk record of `id`, if known here.
+    pub fn chunk_record(&self, id: &Hash) -> Result<Option<ChunkRecord>> {
+        // A
+        self.lmdb.chunks.get(&self.lmdb.read()?, id)
+    }
+
+    /// Slice bundles after sequence `after`: `(sequence, chunk, indexes held)`, for the
+    /// node's walk that hands slices to the nodes placement names.
+    pub fn held_slices_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Hash, Vec<u8>)>> {
+        // A
+        self.lmdb
+            .slices
+            .page_after(&self.lmdb.read()?, after, limit)
+    }
+}
+
+impl Cas {
+    /// Ids of known chunks after `after`, in id order, at most `limit` (for walks over
+    /// every chunk, such as counting those placed on dead nodes).
+    pub fn chunk_ids_after(&self, after: Option<Hash>, limit: usize) -> Result<Vec<Hash>> {
+        // A
+        let txn = self.lmdb.read()?;
+        Ok(self
+            .lmdb
+            .chunks
+            .page(&txn, after, limit)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+}
+
+impl Cas {
+    /// Number of chunks with at least one slice in this store.
+    pub fn chunks_held(&self) -> Result<u64> {
+        // A
+        self.lmdb.slices.chunks_held(&self.lmdb.read()?)
+    }
+
+    /// Indexes of the slices of `id` this store holds.
+    pub fn local_slices_held(&self, id: &Hash) -> Result<Vec<u8>> {
+        // A
+        let txn = self.lmdb.read()?;
+        let b = self.lmdb.slices.bundle(&txn, id)?;
+        Ok(b.slices.iter().map(|(i, _)| *i).collect())
+    }
+}

@@ -1,0 +1,130 @@
+//! Replication between two stores as cluster nodes do it, without the network: versions
+//! and deletions pulled from logs, slices handed over and read back through a remote.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::random_bytes;
+use ouroboros_db::route::remote::RemoteSlices;
+use ouroboros_db::{Cas, CreateOptions, Error, Hash, Identity, PutOptions};
+
+struct Peer(Arc<Cas>);
+
+impl RemoteSlices for Peer {
+    fn fetch(&self, id: &Hash, wanted: &[u8]) -> ouroboros_db::Result<Vec<(u8, Vec<u8>)>> {
+        self.0.local_slices(id, wanted)
+    }
+}
+
+fn pair() -> (tempfile::TempDir, Identity, Cas, Cas) {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Identity::generate();
+    let a = Cas::create(&dir.path().join("a"), &CreateOptions::default(), &me).unwrap();
+    let mut b = Cas::create_replica(&dir.path().join("b"), &a.replica_seed().unwrap()).unwrap();
+    b.unlock(&me).unwrap();
+    (dir, me, a, b)
+}
+
+fn sync(from: &Cas, to: &Cas) -> usize {
+    let (v, _) = from.versions_since(0, 1000).unwrap();
+    let (d, _) = from.deletions_since(0, 1000).unwrap();
+    to.import_versions(&v).unwrap() + to.import_deletions(&d).unwrap()
+}
+
+fn heads(cas: &Cas, key: &str) -> Vec<Hash> {
+    let mut h: Vec<Hash> = cas.heads(key).unwrap().iter().map(|v| v.hash).collect();
+    h.sort();
+    h
+}
+
+#[test]
+fn versions_replicate_and_read_through_a_remote() {
+    let (_d, _me, a, mut b) = pair();
+    let data = random_bytes(3 << 20, 7);
+    let v1 = a
+        .put("docs/a.bin", &data[..], &PutOptions::default())
+        .unwrap();
+    assert_eq!(sync(&a, &b), 1);
+    assert_eq!(sync(&a, &b), 0, "importing twice changes nothing");
+    assert_eq!(heads(&b, "docs/a.bin"), vec![v1.hash]);
+    // b has the version but none of its slices.
+    let mut out = Vec::new();
+    assert!(matches!(
+        b.get("docs/a.bin", &mut out),
+        Err(Error::Corrupt(_))
+    ));
+    let a = Arc::new(a);
+    b.set_remote(Arc::new(Peer(Arc::clone(&a))));
+    let mut out = Vec::new();
+    b.get("docs/a.bin", &mut out).unwrap();
+    assert_eq!(out, data);
+}
+
+#[test]
+fn concurrent_writes_become_two_heads_on_both() {
+    let (_d, _me, a, b) = pair();
+    let v1 = a.put("k", &b"one"[..], &PutOptions::default()).unwrap();
+    sync(&a, &b);
+    let on_a = a.put("k", &b"two"[..], &PutOptions::default()).unwrap();
+    let on_b = b.put("k", &b"three"[..], &PutOptions::default()).unwrap();
+    sync(&a, &b);
+    sync(&b, &a);
+    let mut want = vec![on_a.hash, on_b.hash];
+    want.sort();
+    assert_eq!(heads(&a, "k"), want);
+    assert_eq!(heads(&b, "k"), want);
+    assert!(!want.contains(&v1.hash));
+}
+
+#[test]
+fn removals_replicate_and_cover_older_versions_arriving_late() {
+    let (_d, _me, a, b) = pair();
+    a.put("gone", &b"x"[..], &PutOptions::default()).unwrap();
+    sync(&a, &b);
+    let late = b.put("late", &b"y"[..], &PutOptions::default()).unwrap();
+    a.remove("gone").unwrap();
+    sync(&a, &b);
+    assert!(matches!(
+        b.get("gone", Vec::new()),
+        Err(Error::KeyDeleted { .. })
+    ));
+    // An rm of a key on b whose version a learns of only afterwards.
+    b.remove("late").unwrap();
+    let (d, _) = b.deletions_since(0, 100).unwrap();
+    a.import_deletions(&d).unwrap();
+    let (v, _) = b.versions_since(0, 100).unwrap();
+    a.import_versions(&v).unwrap();
+    assert!(matches!(
+        a.get("late", Vec::new()),
+        Err(Error::KeyDeleted { .. })
+    ));
+    assert!(a.blob(&late.hash).is_ok());
+}
+
+#[test]
+fn slices_handed_over_are_checked_and_released() {
+    let (_d, _me, a, b) = pair();
+    let data = random_bytes(1 << 20, 9);
+    a.put("f", &data[..], &PutOptions::default()).unwrap();
+    sync(&a, &b);
+    let held = a.held_slices_after(None, 100).unwrap();
+    assert!(!held.is_empty());
+    for (_, chunk, idx) in &held {
+        let record = a.chunk_record(chunk).unwrap().unwrap();
+        let give: Vec<u8> = idx.iter().copied().filter(|i| i % 2 == 0).collect();
+        let slices = a.local_slices(chunk, &give).unwrap();
+        // A slice that does not match the record is refused.
+        let mut bad = slices.clone();
+        bad[0].1[10] ^= 1;
+        assert!(b.accept_slices(chunk, &record, &bad).is_err());
+        b.accept_slices(chunk, &record, &slices).unwrap();
+        assert_eq!(a.release_slices(chunk, &give).unwrap(), give.len());
+    }
+    let b = Arc::new(b);
+    let mut a = a;
+    a.set_remote(Arc::new(Peer(Arc::clone(&b))));
+    let mut out = Vec::new();
+    a.get("f", &mut out).unwrap();
+    assert_eq!(out, data);
+}
