@@ -16,6 +16,9 @@ _ouro() {
             ",$1")
                 cmd="ouro"
                 ;;
+            ouro,cluster)
+                cmd="ouro__subcmd__cluster"
+                ;;
             ouro,gc)
                 cmd="ouro__subcmd__gc"
                 ;;
@@ -43,6 +46,9 @@ _ouro() {
             ouro,mount)
                 cmd="ouro__subcmd__mount"
                 ;;
+            ouro,node)
+                cmd="ouro__subcmd__node"
+                ;;
             ouro,put)
                 cmd="ouro__subcmd__put"
                 ;;
@@ -60,6 +66,39 @@ _ouro() {
                 ;;
             ouro,verify)
                 cmd="ouro__subcmd__verify"
+                ;;
+            ouro__subcmd__cluster,help)
+                cmd="ouro__subcmd__cluster__subcmd__help"
+                ;;
+            ouro__subcmd__cluster,init)
+                cmd="ouro__subcmd__cluster__subcmd__init"
+                ;;
+            ouro__subcmd__cluster,invite)
+                cmd="ouro__subcmd__cluster__subcmd__invite"
+                ;;
+            ouro__subcmd__cluster,remove)
+                cmd="ouro__subcmd__cluster__subcmd__remove"
+                ;;
+            ouro__subcmd__cluster,status)
+                cmd="ouro__subcmd__cluster__subcmd__status"
+                ;;
+            ouro__subcmd__cluster__subcmd__help,help)
+                cmd="ouro__subcmd__cluster__subcmd__help__subcmd__help"
+                ;;
+            ouro__subcmd__cluster__subcmd__help,init)
+                cmd="ouro__subcmd__cluster__subcmd__help__subcmd__init"
+                ;;
+            ouro__subcmd__cluster__subcmd__help,invite)
+                cmd="ouro__subcmd__cluster__subcmd__help__subcmd__invite"
+                ;;
+            ouro__subcmd__cluster__subcmd__help,remove)
+                cmd="ouro__subcmd__cluster__subcmd__help__subcmd__remove"
+                ;;
+            ouro__subcmd__cluster__subcmd__help,status)
+                cmd="ouro__subcmd__cluster__subcmd__help__subcmd__status"
+                ;;
+            ouro__subcmd__help,cluster)
+                cmd="ouro__subcmd__help__subcmd__cluster"
                 ;;
             ouro__subcmd__help,gc)
                 cmd="ouro__subcmd__help__subcmd__gc"
@@ -88,6 +127,9 @@ _ouro() {
             ouro__subcmd__help,mount)
                 cmd="ouro__subcmd__help__subcmd__mount"
                 ;;
+            ouro__subcmd__help,node)
+                cmd="ouro__subcmd__help__subcmd__node"
+                ;;
             ouro__subcmd__help,put)
                 cmd="ouro__subcmd__help__subcmd__put"
                 ;;
@@ -106,6 +148,21 @@ _ouro() {
             ouro__subcmd__help,verify)
                 cmd="ouro__subcmd__help__subcmd__verify"
                 ;;
+            ouro__subcmd__help__subcmd__cluster,init)
+                cmd="ouro__subcmd__help__subcmd__cluster__subcmd__init"
+                ;;
+            ouro__subcmd__help__subcmd__cluster,invite)
+                cmd="ouro__subcmd__help__subcmd__cluster__subcmd__invite"
+                ;;
+            ouro__subcmd__help__subcmd__cluster,remove)
+                cmd="ouro__subcmd__help__subcmd__cluster__subcmd__remove"
+                ;;
+            ouro__subcmd__help__subcmd__cluster,status)
+                cmd="ouro__subcmd__help__subcmd__cluster__subcmd__status"
+                ;;
+            ouro__subcmd__help__subcmd__node,run)
+                cmd="ouro__subcmd__help__subcmd__node__subcmd__run"
+                ;;
             ouro__subcmd__help__subcmd__recipient,add)
                 cmd="ouro__subcmd__help__subcmd__recipient__subcmd__add"
                 ;;
@@ -114,6 +171,18 @@ _ouro() {
                 ;;
             ouro__subcmd__help__subcmd__recipient,rm)
                 cmd="ouro__subcmd__help__subcmd__recipient__subcmd__rm"
+                ;;
+            ouro__subcmd__node,help)
+                cmd="ouro__subcmd__node__subcmd__help"
+                ;;
+            ouro__subcmd__node,run)
+                cmd="ouro__subcmd__node__subcmd__run"
+                ;;
+            ouro__subcmd__node__subcmd__help,help)
+                cmd="ouro__subcmd__node__subcmd__help__subcmd__help"
+                ;;
+            ouro__subcmd__node__subcmd__help,run)
+                cmd="ouro__subcmd__node__subcmd__help__subcmd__run"
                 ;;
             ouro__subcmd__recipient,add)
                 cmd="ouro__subcmd__recipient__subcmd__add"
@@ -146,8 +215,206 @@ _ouro() {
 
     case "${cmd}" in
         ouro)
-            opts="-q -v -h -V --store --identity --json --quiet --verbose --help --version init put get log heads merge rm ls verify gc stats mount umount recipient help"
+            opts="-q -v -h -V --store --identity --json --quiet --verbose --help --version init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__cluster)
+            opts="-q -v -h --store --identity --json --quiet --verbose --help init invite status remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__cluster__subcmd__help)
+            opts="init invite status remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__cluster__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__cluster__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__cluster__subcmd__help__subcmd__invite)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__cluster__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__cluster__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__cluster__subcmd__init)
+            opts="-q -v -h --store --identity --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__cluster__subcmd__invite)
+            opts="-q -v -h --ttl --store --identity --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__cluster__subcmd__remove)
+            opts="-q -v -h --store --identity --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__cluster__subcmd__status)
+            opts="-q -v -h --store --identity --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -246,8 +513,78 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__help)
-            opts="init put get log heads merge rm ls verify gc stats mount umount recipient help"
+            opts="init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__cluster)
+            opts="init invite status remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__cluster__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__cluster__subcmd__invite)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__cluster__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__cluster__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -374,6 +711,34 @@ _ouro() {
         ouro__subcmd__help__subcmd__mount)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__node)
+            opts="run"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__node__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -638,6 +1003,104 @@ _ouro() {
                 return 0
             fi
             case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__node)
+            opts="-q -v -h --store --identity --json --quiet --verbose --help run help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__node__subcmd__help)
+            opts="run help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__node__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__node__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__node__subcmd__run)
+            opts="-q -v -h --listen --advertise --join --store --identity --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --advertise)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --join)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

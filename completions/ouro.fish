@@ -45,6 +45,8 @@ complete -c ouro -n "__fish_ouro_needs_command" -f -a "stats" -d 'Show sizes and
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "mount" -d 'Mount the store with FUSE: keys as files, versions under .ouro/ (see ouro-mount(1))'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "umount" -d 'Unmount a store mounted with `ouro mount` (lazily: open files stay readable until closed)'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "recipient" -d 'Manage who can read the store (age recipients)'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "cluster" -d 'Create a cluster, invite or remove nodes, show its status'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "node" -d 'Run this store\'s cluster node'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ouro -n "__fish_ouro_using_subcommand init" -l ec -d 'Erasure code: K data + M parity slices per chunk' -r
 complete -c ouro -n "__fish_ouro_using_subcommand init" -l recipient -d 'Extra age recipient who can read the store (repeatable)' -r
@@ -175,21 +177,88 @@ complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_sub
 complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List the recipients'
 complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from help" -f -a "rm" -d 'Stop a recipient from reading data written from now on (starts a new key epoch)'
 complete -c ouro -n "__fish_ouro_using_subcommand recipient; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "init" -d 'Create a store (and an identity when none exists)'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "put" -d 'Store FILE (or stdin) as a new version of KEY; with -r, store directory DIR under PREFIX'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "get" -d 'Write a version\'s content to stdout or a file; with -r, restore PREFIX into DIR'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "log" -d 'Show history, newest first'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "heads" -d 'List the current heads of KEY'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "merge" -d 'Resolve several heads into one version'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "rm" -d 'Remove a key (all versions) or one version (KEY@HASH)'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "ls" -d 'List keys'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "verify" -d 'Check every slice, chunk and version'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "gc" -d 'Reclaim space of removed versions and unreferenced chunks'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "stats" -d 'Show sizes and ratios'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "mount" -d 'Mount the store with FUSE: keys as files, versions under .ouro/ (see ouro-mount(1))'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "umount" -d 'Unmount a store mounted with `ouro mount` (lazily: open files stay readable until closed)'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "recipient" -d 'Manage who can read the store (age recipients)'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and not __fish_seen_subcommand_from init invite status remove help" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and not __fish_seen_subcommand_from init invite status remove help" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and not __fish_seen_subcommand_from init invite status remove help" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and not __fish_seen_subcommand_from init invite status remove help" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and not __fish_seen_subcommand_from init invite status remove help" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and not __fish_seen_subcommand_from init invite status remove help" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and not __fish_seen_subcommand_from init invite status remove help" -f -a "init" -d 'Make this store the first node of a new cluster (creates the admin key)'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and not __fish_seen_subcommand_from init invite status remove help" -f -a "invite" -d 'Print a one-time join token for a new node (its last line of output)'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and not __fish_seen_subcommand_from init invite status remove help" -f -a "status" -d 'Show members, their state, and chunks not fully on live nodes'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and not __fish_seen_subcommand_from init invite status remove help" -f -a "remove" -d 'Revoke a node: its connections are cut and it is never accepted again'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and not __fish_seen_subcommand_from init invite status remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from init" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from init" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from init" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from init" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from init" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from invite" -l ttl -d 'How long the token stays valid (90s, 30m, 2h, 1d)' -r
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from invite" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from invite" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from invite" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from invite" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from invite" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from invite" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from status" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from status" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from status" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from status" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "init" -d 'Make this store the first node of a new cluster (creates the admin key)'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "invite" -d 'Print a one-time join token for a new node (its last line of output)'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show members, their state, and chunks not fully on live nodes'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Revoke a node: its connections are cut and it is never accepted again'
+complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -f -a "run" -d 'Run the node in the foreground (logs to stderr; stops cleanly on SIGTERM)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l listen -d 'UDP address to listen on' -r
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l advertise -d 'Address other nodes should use (default: the listen address)' -r
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l join -d 'Join a cluster with a token from `ouro cluster invite` (creates the store)' -r
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "run" -d 'Run the node in the foreground (logs to stderr; stops cleanly on SIGTERM)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "init" -d 'Create a store (and an identity when none exists)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "put" -d 'Store FILE (or stdin) as a new version of KEY; with -r, store directory DIR under PREFIX'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "get" -d 'Write a version\'s content to stdout or a file; with -r, restore PREFIX into DIR'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "log" -d 'Show history, newest first'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "heads" -d 'List the current heads of KEY'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "merge" -d 'Resolve several heads into one version'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "rm" -d 'Remove a key (all versions) or one version (KEY@HASH)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "ls" -d 'List keys'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "verify" -d 'Check every slice, chunk and version'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "gc" -d 'Reclaim space of removed versions and unreferenced chunks'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "stats" -d 'Show sizes and ratios'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "mount" -d 'Mount the store with FUSE: keys as files, versions under .ouro/ (see ouro-mount(1))'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "umount" -d 'Unmount a store mounted with `ouro mount` (lazily: open files stay readable until closed)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "recipient" -d 'Manage who can read the store (age recipients)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "cluster" -d 'Create a cluster, invite or remove nodes, show its status'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "node" -d 'Run this store\'s cluster node'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from recipient" -f -a "add" -d 'Let another age recipient read the whole store (no data is re-encrypted)'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from recipient" -f -a "ls" -d 'List the recipients'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from recipient" -f -a "rm" -d 'Stop a recipient from reading data written from now on (starts a new key epoch)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "init" -d 'Make this store the first node of a new cluster (creates the admin key)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "invite" -d 'Print a one-time join token for a new node (its last line of output)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "status" -d 'Show members, their state, and chunks not fully on live nodes'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "remove" -d 'Revoke a node: its connections are cut and it is never accepted again'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "run" -d 'Run the node in the foreground (logs to stderr; stops cleanly on SIGTERM)'

@@ -12,7 +12,12 @@ use ouroboros_db::{Cas, CreateOptions, Error, Hash, Identity, PutOptions};
 struct Peer(Arc<Cas>);
 
 impl RemoteSlices for Peer {
-    fn fetch(&self, id: &Hash, wanted: &[u8]) -> ouroboros_db::Result<Vec<(u8, Vec<u8>)>> {
+    fn fetch(
+        &self,
+        id: &Hash,
+        wanted: &[u8],
+        _need: usize,
+    ) -> ouroboros_db::Result<Vec<(u8, Vec<u8>)>> {
         self.0.local_slices(id, wanted)
     }
 }

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 static TEMP_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// A mount served by this process: unmounted before exiting on a signal.
 static MOUNTED: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// A node run by this process: told to stop (it then leaves cleanly) instead of exiting.
+static NODE: Mutex<Option<tokio::sync::oneshot::Sender<()>>> = Mutex::new(None);
 
 /// Exit code after an interruption (128 + SIGINT).
 pub const INTERRUPTED: i32 = 130;
@@ -15,6 +17,10 @@ pub const INTERRUPTED: i32 = 130;
 pub fn install() {
     // A
     let _ = ctrlc::set_handler(|| {
+        if let Some(stop) = NODE.lock().ok().and_then(|mut n| n.take()) {
+            let _ = stop.send(());
+            return;
+        }
         if let Some(dir) = MOUNTED.lock().ok().and_then(|mut m| m.take()) {
             let code = match crate::commands::unmount(&dir) {
                 Ok(()) => 0,
@@ -65,4 +71,15 @@ pub fn set_mounted(dir: Option<PathBuf>) {
     if let Ok(mut m) = MOUNTED.lock() {
         *m = dir;
     }
+}
+
+/// Makes SIGINT and SIGTERM stop the node run by this process: the returned receiver
+/// completes on the first signal.
+pub fn node_stopper() -> tokio::sync::oneshot::Receiver<()> {
+    // A
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if let Ok(mut n) = NODE.lock() {
+        *n = Some(tx);
+    }
+    rx
 }

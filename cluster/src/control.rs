@@ -57,11 +57,13 @@ pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
             let (mut r, mut w) = stream.into_split();
             while let Ok(req) = read_frame::<Request>(&mut r).await {
                 let resp = match req {
-                    Request::Fetch { chunk, wanted } => {
-                        crate::data_router::fetch(&node, chunk, wanted)
-                            .await
-                            .map(Response::Slices)
-                    }
+                    Request::Fetch {
+                        chunk,
+                        wanted,
+                        need,
+                    } => crate::data_router::fetch(&node, chunk, wanted, need as usize)
+                        .await
+                        .map(Response::Slices),
                     Request::Flush => {
                         node.router.wake();
                         crate::data_router::walk(&node)
@@ -147,11 +149,17 @@ impl ControlClient {
 }
 
 impl RemoteSlices for ControlClient {
-    fn fetch(&self, id: &Hash, wanted: &[u8]) -> ouroboros_db::Result<Vec<(u8, Vec<u8>)>> {
+    fn fetch(
+        &self,
+        id: &Hash,
+        wanted: &[u8],
+        need: usize,
+    ) -> ouroboros_db::Result<Vec<(u8, Vec<u8>)>> {
         // A
         match self.call(&Request::Fetch {
             chunk: *id,
             wanted: wanted.to_vec(),
+            need: need.min(255) as u8,
         }) {
             Ok(Response::Slices(s)) => Ok(s),
             Ok(_) => Ok(Vec::new()),

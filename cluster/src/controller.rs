@@ -1,7 +1,7 @@
 //! ClusterController: a running node. It owns the QUIC endpoint, the connections to its
 //! peers and the loops that keep the cluster together (ClusterMonitor heartbeats,
 //! DistributedIndex replication, DataRouter placement), and serves peers and the local
-//! control socket until SIGTERM or SIGINT.
+//! control socket until told to stop.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -117,6 +117,24 @@ impl Node {
         self.cas.path()
     }
 
+    /// The membership records of this node's store.
+    pub fn members(&self) -> &Membership {
+        // A
+        &self.members
+    }
+
+    /// Records where `node` listens (normally learned from heartbeats and member lists).
+    pub fn remember_addr(&self, node: &NodeId, addr: &str) -> Result<()> {
+        // A
+        self.members.set_addr(node, addr)
+    }
+
+    /// Sends one request to a peer and waits for the answer.
+    pub async fn request(&self, node: &NodeId, req: &Request) -> Result<Response> {
+        // A
+        self.call(node, req).await
+    }
+
     /// Active members other than this node.
     pub(crate) fn others(&self) -> Vec<NodeId> {
         // A
@@ -211,9 +229,9 @@ impl Node {
         }
     }
 
-    /// Runs the node until SIGTERM or SIGINT: serves peers and the control socket and
-    /// runs the background loops.
-    pub async fn run(self: Arc<Self>) -> Result<()> {
+    /// Runs the node until `stop` completes (the `ouro` binary completes it on SIGTERM or
+    /// SIGINT): serves peers and the control socket and runs the background loops.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) -> Result<()> {
         // A
         let socket = crate::control::socket_path(self.store());
         let listener = crate::control::bind(&socket)?;
@@ -223,11 +241,8 @@ impl Node {
         tasks.spawn(crate::monitor::heartbeat_loop(Arc::clone(&self)));
         tasks.spawn(crate::distributed_index::replicate_loop(Arc::clone(&self)));
         tasks.spawn(crate::data_router::distribute_loop(Arc::clone(&self)));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| ClusterError::io("installing the SIGTERM handler", e))?;
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            _ = stop => tracing::info!("stopping"),
             Some(r) = tasks.join_next() => tracing::error!(?r, "a node task ended"),
         }
         let _ = std::fs::remove_file(&socket);

@@ -201,8 +201,14 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
 }
 
 /// Fetches slices of a chunk from the nodes that hold them: first the nodes placement
-/// names, in parallel, then any other live node for what is still missing.
-pub async fn fetch(node: &Arc<Node>, chunk: Hash, wanted: Vec<u8>) -> Result<Vec<(u8, Vec<u8>)>> {
+/// names, in parallel, answering as soon as `need` slices arrived (a dead node that is not
+/// yet known dead costs nothing then); then any other live node for what is missing.
+pub async fn fetch(
+    node: &Arc<Node>,
+    chunk: Hash,
+    wanted: Vec<u8>,
+    need: usize,
+) -> Result<Vec<(u8, Vec<u8>)>> {
     // A
     let mut members = node.others();
     members.push(node.me);
@@ -210,24 +216,27 @@ pub async fn fetch(node: &Arc<Node>, chunk: Hash, wanted: Vec<u8>) -> Result<Vec
     let placed = hash_to_node::place(&chunk, &members, slices);
     let mut by_node: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
     for i in &wanted {
-        if let Some(n) = placed.get(*i as usize).filter(|n| **n != node.me) {
+        if let Some(n) = placed
+            .get(*i as usize)
+            .filter(|n| **n != node.me && node.tracker.state(n) != crate::availability::State::Dead)
+        {
             by_node.entry(*n).or_default().push(*i);
         }
     }
-    let mut got = ask(node, chunk, by_node).await;
-    let missing: Vec<u8> = wanted
-        .iter()
-        .copied()
-        .filter(|i| !got.iter().any(|(j, _)| j == i))
-        .collect();
-    if !missing.is_empty() {
+    let mut got = ask(node, chunk, by_node, need).await;
+    if got.len() < need {
+        let missing: Vec<u8> = wanted
+            .iter()
+            .copied()
+            .filter(|i| !got.iter().any(|(j, _)| j == i))
+            .collect();
         let rest: BTreeMap<NodeId, Vec<u8>> = node
             .others()
             .into_iter()
             .filter(|n| node.tracker.is_alive(n))
             .map(|n| (n, missing.clone()))
             .collect();
-        for (i, b) in ask(node, chunk, rest).await {
+        for (i, b) in ask(node, chunk, rest, need - got.len()).await {
             if !got.iter().any(|(j, _)| *j == i) {
                 got.push((i, b));
             }
@@ -236,10 +245,12 @@ pub async fn fetch(node: &Arc<Node>, chunk: Hash, wanted: Vec<u8>) -> Result<Vec
     Ok(got)
 }
 
+/// Asks nodes in parallel; returns once `need` distinct slices arrived or all answered.
 async fn ask(
     node: &Arc<Node>,
     chunk: Hash,
     by_node: BTreeMap<NodeId, Vec<u8>>,
+    need: usize,
 ) -> Vec<(u8, Vec<u8>)> {
     // A
     let mut set = tokio::task::JoinSet::new();
@@ -259,9 +270,16 @@ async fn ask(
             }
         });
     }
-    let mut out = Vec::new();
+    let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
     while let Some(r) = set.join_next().await {
-        out.extend(r.unwrap_or_default());
+        for (i, b) in r.unwrap_or_default() {
+            if !out.iter().any(|(j, _)| *j == i) {
+                out.push((i, b));
+            }
+        }
+        if out.len() >= need {
+            break;
+        }
     }
     out
 }

@@ -14,9 +14,9 @@ use crate::membership::{short_id, NodeId};
 use crate::message::{Request, Response};
 
 /// Time between pulls from each peer.
-pub const PULL_EVERY: Duration = Duration::from_millis(250);
+pub const PULL_EVERY: Duration = Duration::from_millis(400);
 /// Time between member list pulls.
-const MEMBERS_EVERY: Duration = Duration::from_secs(2);
+const MEMBERS_EVERY: Duration = Duration::from_secs(1);
 const CURSOR: &[u8] = b"cur/";
 
 /// Pulls from every live peer forever.
@@ -86,33 +86,31 @@ async fn pull(
         }
     }
     loop {
-        let Response::Versions { records, last } =
-            node.call(peer, &Request::Versions { after: blobs }).await?
+        let Response::Changes {
+            records,
+            blobs: b,
+            entries,
+            wal: w,
+        } = node.call(peer, &Request::Changes { blobs, wal }).await?
         else {
-            return Err(ClusterError::Protocol("expected versions".into()));
+            return Err(ClusterError::Protocol("expected changes".into()));
         };
-        if last == blobs {
+        if b == blobs && w == wal {
             break;
         }
         let cas = Arc::clone(&node.cas);
-        let n = blocking(move || Ok(cas.import_versions(&records)?)).await?;
+        let n = blocking(move || {
+            let n = cas.import_versions(&records)?;
+            // Versions first: a deletion may name a version that arrives in the same page.
+            cas.import_deletions(&entries)?;
+            Ok(n)
+        })
+        .await?;
         if n > 0 {
             tracing::debug!(peer = %short_id(peer), new = n, "versions replicated");
         }
-        blobs = last;
-    }
-    loop {
-        let Response::Deletions { entries, last } =
-            node.call(peer, &Request::Deletions { after: wal }).await?
-        else {
-            return Err(ClusterError::Protocol("expected deletions".into()));
-        };
-        if last == wal {
-            break;
-        }
-        let cas = Arc::clone(&node.cas);
-        blocking(move || Ok(cas.import_deletions(&entries)?)).await?;
-        wal = last;
+        blobs = b;
+        wal = w;
     }
     Ok((blobs, wal))
 }

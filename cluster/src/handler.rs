@@ -130,13 +130,20 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             node.tracker.seen(peer, n);
             Response::Hello(news(node))
         }
-        Request::Versions { after } => {
-            let (records, last) = blocking(move || Ok(cas.versions_since(after, PAGE)?)).await?;
-            Response::Versions { records, last }
-        }
-        Request::Deletions { after } => {
-            let (entries, last) = blocking(move || Ok(cas.deletions_since(after, PAGE)?)).await?;
-            Response::Deletions { entries, last }
+        Request::Changes { blobs, wal } => {
+            let ((records, blobs), (entries, wal)) = blocking(move || {
+                Ok((
+                    cas.versions_since(blobs, PAGE)?,
+                    cas.deletions_since(wal, PAGE)?,
+                ))
+            })
+            .await?;
+            Response::Changes {
+                records,
+                blobs,
+                entries,
+                wal,
+            }
         }
         Request::Members => members_response(node)?,
         Request::PutSlices {

@@ -31,15 +31,13 @@ pub enum Request {
     },
     /// Heartbeat with a little news about the sender.
     Hello(NodeNews),
-    /// Versions in the receiver's blob log after `after`.
-    Versions {
-        /// Cursor.
-        after: u64,
-    },
-    /// Deletions in the receiver's DeletionWAL after `after`.
-    Deletions {
-        /// Cursor.
-        after: u64,
+    /// Versions in the receiver's blob log and deletions in its DeletionWAL after the
+    /// sender's cursors.
+    Changes {
+        /// Blob log cursor.
+        blobs: u64,
+        /// DeletionWAL cursor.
+        wal: u64,
     },
     /// The receiver's member records and known addresses.
     Members,
@@ -65,6 +63,8 @@ pub enum Request {
         chunk: Hash,
         /// Slice indexes.
         wanted: Vec<u8>,
+        /// How many the reader needs: the answer comes once that many arrived.
+        need: u8,
     },
     /// Control socket: hand every slice written so far to its nodes, then answer.
     Flush,
@@ -135,19 +135,16 @@ pub enum Response {
     },
     /// Heartbeat answer.
     Hello(NodeNews),
-    /// Versions and the cursor to resume from.
-    Versions {
-        /// Records.
+    /// Versions and deletions, and the cursors to resume from.
+    Changes {
+        /// Versions.
         records: Vec<VersionRecord>,
-        /// Next cursor.
-        last: u64,
-    },
-    /// Deletions and the cursor to resume from.
-    Deletions {
-        /// Entries.
+        /// Next blob log cursor.
+        blobs: u64,
+        /// Deletions.
         entries: Vec<WalEntry>,
-        /// Next cursor.
-        last: u64,
+        /// Next DeletionWAL cursor.
+        wal: u64,
     },
     /// Member records and addresses.
     Members {

@@ -41,7 +41,7 @@ impl ChunkReader for Cas {
         let wanted: Vec<u8> = (0..record.slices.len() as u8)
             .filter(|i| set.shards[*i as usize].is_none())
             .collect();
-        let fetched = remote.fetch(id, &wanted)?;
+        let fetched = remote.fetch(id, &wanted, record.k as usize - have)?;
         let mut shards = set.shards;
         for (i, bytes) in &fetched {
             let Some(hash) = record.slices.get(*i as usize) else {

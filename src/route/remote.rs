@@ -8,7 +8,8 @@ use crate::hash::Hash;
 /// A source of slices held elsewhere (a cluster node, reached over its control socket or
 /// from inside the node process).
 pub trait RemoteSlices: Send + Sync {
-    /// Encoded SealedSlices of chunk `id` for as many of `wanted` (slice indexes) as can be
-    /// found; the caller checks every slice against the chunk record.
-    fn fetch(&self, id: &Hash, wanted: &[u8]) -> Result<Vec<(u8, Vec<u8>)>>;
+    /// Encoded SealedSlices of chunk `id` among `wanted` (slice indexes): at least `need`
+    /// of them when that many can be found (more are welcome); the caller checks every
+    /// slice against the chunk record.
+    fn fetch(&self, id: &Hash, wanted: &[u8], need: usize) -> Result<Vec<(u8, Vec<u8>)>>;
 }

@@ -163,7 +163,12 @@ pub fn run(g: &Global, listen: &str, advertise: Option<&str>, join: Option<&str>
                 node.addr()
             );
         }
-        node.run().await.map_err(lift)
+        let stop = crate::interrupt::node_stopper();
+        node.run(async {
+            let _ = stop.await;
+        })
+        .await
+        .map_err(lift)
     })?;
     Ok(0)
 }

@@ -1,0 +1,304 @@
+//! A real cluster: `ouro node run` processes on loopback, joined with tokens, RS 4+2 over
+//! six nodes. Puts on one node read byte-exact on every other; reads survive two nodes
+//! killed with SIGKILL; bad tokens are refused; a removed node is cut off; concurrent
+//! writes on two nodes become two heads that both see.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ouro_bin, random_bytes};
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<NodeProc>,
+}
+
+struct NodeProc {
+    store: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {secs} s waiting until {what}");
+}
+
+impl Cluster {
+    fn ouro(&self, store: &Path) -> Command {
+        let mut c = Command::new(ouro_bin());
+        c.arg("--store")
+            .arg(store)
+            .env("OURO_IDENTITY", self.dir.path().join("id.txt"))
+            .env_remove("OURO_STORE");
+        c
+    }
+
+    fn run(&self, store: &Path, args: &[&str]) -> Output {
+        self.ouro(store).args(args).output().unwrap()
+    }
+
+    fn ok(&self, store: &Path, args: &[&str]) -> String {
+        let out = self.run(store, args);
+        assert!(
+            out.status.success(),
+            "ouro {args:?} on {}: {}",
+            store.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn start(&self, store: &Path, port: u16, join: Option<&str>) -> Child {
+        let log = std::fs::File::create(store.with_extension("log")).unwrap();
+        let mut c = self.ouro(store);
+        c.args(["node", "run", "--listen", &format!("127.0.0.1:{port}")]);
+        if let Some(t) = join {
+            c.args(["--join", t]);
+        }
+        c.stdout(Stdio::null()).stderr(log).spawn().unwrap()
+    }
+
+    fn status(&self, i: usize) -> serde_json::Value {
+        let out = self.run(&self.nodes[i].store, &["--json", "cluster", "status"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn alive(&self, i: usize) -> usize {
+        self.status(i)["members"]
+            .as_array()
+            .map(|m| m.iter().filter(|m| m["state"] == "alive").count())
+            .unwrap_or(0)
+    }
+
+    fn invite(&self) -> String {
+        let out = self.ok(&self.nodes[0].store, &["cluster", "invite", "--ttl", "10m"]);
+        out.lines().last().unwrap().to_string()
+    }
+
+    /// A cluster of `n` nodes, every one seeing every other alive.
+    fn new(n: usize, ec: &str) -> Cluster {
+        let mut c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            nodes: Vec::new(),
+        };
+        let first = c.dir.path().join("n1");
+        c.ok(&first, &["init", "-q", "--ec", ec]);
+        c.ok(&first, &["cluster", "init"]);
+        let port = free_port();
+        let child = c.start(&first, port, None);
+        c.nodes.push(NodeProc {
+            store: first,
+            port,
+            child: Some(child),
+        });
+        wait_until("the first node answers", 20, || c.alive(0) == 1);
+        for i in 2..=n {
+            let token = c.invite();
+            let store = c.dir.path().join(format!("n{i}"));
+            let port = free_port();
+            let child = c.start(&store, port, Some(&token));
+            c.nodes.push(NodeProc {
+                store,
+                port,
+                child: Some(child),
+            });
+        }
+        wait_until("every node sees every other alive", 60, || {
+            (0..n).all(|i| c.alive(i) == n)
+        });
+        c
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut ch) = self.nodes[i].child.take() {
+            ch.kill().unwrap();
+            ch.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        if std::thread::panicking() {
+            for n in &self.nodes {
+                let log =
+                    std::fs::read_to_string(n.store.with_extension("log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!("--- {} (port {}):", n.store.display(), n.port);
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+fn get(c: &Cluster, i: usize, key: &str) -> Option<Vec<u8>> {
+    let out = c.run(&c.nodes[i].store, &["get", key]);
+    out.status.success().then_some(out.stdout)
+}
+
+#[test]
+fn six_nodes_spread_slices_survive_two_losses_and_refuse_strangers() {
+    let mut c = Cluster::new(6, "4+2");
+    let file = c.dir.path().join("data.bin");
+    let data = random_bytes(3 << 20, 42);
+    std::fs::write(&file, &data).unwrap();
+
+    // Put on node 1: when it returns, slices are on the nodes placement names.
+    c.ok(&c.nodes[0].store, &["put", "big", file.to_str().unwrap()]);
+    for i in 1..6 {
+        wait_until(
+            &format!("node {} reads the put byte-exact", i + 1),
+            10,
+            || get(&c, i, "big").as_deref() == Some(&data[..]),
+        );
+    }
+    // Every node holds a share (six slices per chunk over six nodes).
+    let st = c.status(0);
+    for m in st["members"].as_array().unwrap() {
+        assert!(m["chunks_held"].as_u64().unwrap() > 0, "{st}");
+    }
+    assert_eq!(st["under_replicated_chunks"], 0, "{st}");
+
+    // Two nodes writing one key at once: two heads, seen by both.
+    let a = c
+        .ouro(&c.nodes[1].store)
+        .args(["put", "conflict", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let b = c
+        .ouro(&c.nodes[2].store)
+        .args(["put", "conflict", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    for (mut ch, text) in [(a, "from node 2"), (b, "from node 3")] {
+        use std::io::Write;
+        ch.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        assert!(ch.wait().unwrap().success());
+    }
+    for i in [1, 2] {
+        wait_until(&format!("node {} sees two heads", i + 1), 10, || {
+            let out = c.run(&c.nodes[i].store, &["--json", "heads", "conflict"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v.as_array().map(|a| a.len()))
+                == Some(2)
+        });
+    }
+
+    // Tokens: a tampered one is refused before anything starts; a used one by the inviter.
+    let token = c.invite();
+    let mut bad = token.clone().into_bytes();
+    let mid = bad.len() / 2;
+    bad[mid] = if bad[mid] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).unwrap();
+    let out = c.run(
+        &c.dir.path().join("t1"),
+        &[
+            "node",
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--join",
+            &bad,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("join token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store7 = c.dir.path().join("n7");
+    let mut n7 = c.start(&store7, free_port(), Some(&token));
+    wait_until("node 7 joined", 20, || store7.join("node.sock").exists());
+    let out = c.run(
+        &c.dir.path().join("t2"),
+        &[
+            "node",
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--join",
+            &token,
+        ],
+    );
+    assert!(!out.status.success(), "a used token was accepted");
+    assert!(!c.dir.path().join("t2").join("data.mdb").exists());
+    n7.kill().unwrap();
+    n7.wait().unwrap();
+    let id7 = serde_json::from_slice::<serde_json::Value>(
+        &c.run(&c.nodes[0].store, &["--json", "cluster", "status"])
+            .stdout,
+    )
+    .unwrap();
+    let seven = id7["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["addr"]
+                .as_str()
+                .is_some_and(|a| !c.nodes.iter().any(|n| a.ends_with(&format!(":{}", n.port))))
+        })
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .unwrap();
+    // The joined-then-killed node 7 is removed again so it does not count as a lost node.
+    c.ok(&c.nodes[0].store, &["cluster", "remove", &seven]);
+
+    // Kill two of six with SIGKILL: every key still reads byte-exact.
+    c.kill(4);
+    c.kill(5);
+    for i in 0..4 {
+        assert_eq!(
+            get(&c, i, "big").as_deref(),
+            Some(&data[..]),
+            "node {}",
+            i + 1
+        );
+    }
+    wait_until("node 1 sees the two dead", 20, || {
+        c.status(0)["members"]
+            .as_array()
+            .is_some_and(|m| m.iter().filter(|m| m["state"] == "dead").count() == 2)
+    });
+
+    // A removed node is cut off: the others drop it, and it hears from nobody.
+    let st = c.status(3);
+    let id4 = st["node"].as_str().unwrap().to_string();
+    c.ok(&c.nodes[0].store, &["cluster", "remove", &id4]);
+    wait_until("node 1 no longer lists node 4", 10, || {
+        !c.status(0)["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == id4.as_str())
+    });
+    wait_until("node 4 hears from nobody", 20, || c.alive(3) == 1);
+}
