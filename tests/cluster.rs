@@ -212,6 +212,16 @@ fn six_nodes_spread_slices_survive_two_losses_and_refuse_strangers() {
         });
     }
 
+    // A node killed and started again rejoins with the same identity, no token needed.
+    c.kill(2);
+    let (store3, port3) = (c.nodes[2].store.clone(), c.nodes[2].port);
+    c.nodes[2].child = Some(c.start(&store3, port3, None));
+    wait_until("the restarted node 3 is alive for everyone", 20, || {
+        (0..6).all(|i| c.alive(i) == 6)
+    });
+    // verify on a node counts only the slices placement gives it.
+    c.ok(&c.nodes[1].store, &["verify"]);
+
     // Tokens: a tampered one is refused before anything starts; a used one by the inviter.
     let token = c.invite();
     let mut bad = token.clone().into_bytes();

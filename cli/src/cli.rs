@@ -311,15 +311,20 @@ impl Global {
         }
     }
 
-    /// Opens the store without keys (metadata commands).
+    /// Opens the store without keys (metadata commands). When a cluster node runs on the
+    /// store, slices other nodes hold are fetched through it.
     pub fn open(&self) -> Result<Cas> {
         // A
         let dir = self.store_dir()?;
-        Cas::open(&dir).with_context(|| format!("opening store {}", dir.display()))
+        let mut cas =
+            Cas::open(&dir).with_context(|| format!("opening store {}", dir.display()))?;
+        if let Some(node) = ouro_cluster::ControlClient::connect(cas.path()) {
+            cas.set_remote(std::sync::Arc::new(node));
+        }
+        Ok(cas)
     }
 
-    /// Opens the store and unlocks it with the identity. When a cluster node runs on the
-    /// store, reads fetch the slices other nodes hold through it.
+    /// Opens the store and unlocks it with the identity.
     pub fn open_unlocked(&self) -> Result<Cas> {
         // A
         let mut cas = self.open()?;
@@ -327,9 +332,6 @@ impl Global {
         let id = Identity::load(&path)?;
         cas.unlock(&id)
             .with_context(|| format!("unlocking the store with {}", path.display()))?;
-        if let Some(node) = ouro_cluster::ControlClient::connect(cas.path()) {
-            cas.set_remote(std::sync::Arc::new(node));
-        }
         Ok(cas)
     }
 

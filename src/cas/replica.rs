@@ -361,6 +361,14 @@ impl Cas {
 }
 
 impl Cas {
+    /// True when the store belongs to a cluster (then it holds only the slices placement
+    /// gives it, and verify does not count the others as missing).
+    pub fn in_cluster(&self) -> Result<bool> {
+        // A
+        let txn = self.lmdb.read()?;
+        Ok(self.lmdb.cluster.get(&txn, b"info")?.is_some())
+    }
+
     /// Number of chunks with at least one slice in this store.
     pub fn chunks_held(&self) -> Result<u64> {
         // A

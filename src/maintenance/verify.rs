@@ -94,6 +94,8 @@ impl Cas {
         };
         let mut report = VerifyReport::default();
         let router = DataRouter::new(&self.lmdb);
+        // In a cluster this store holds only the slices placement gives it.
+        let cluster = self.in_cluster()?;
         let mut bad_chunks = Vec::new();
         progress.set_total(self.lmdb.chunks.len(&self.lmdb.read()?)?);
         let mut after = None;
@@ -122,6 +124,33 @@ impl Cas {
                     report.unreferenced_chunks += 1;
                 }
                 let set = router.fetch_shards(&txn, id, record, true)?;
+                if cluster {
+                    if !set.corrupt.is_empty() {
+                        let repaired = repair
+                            && match self.repair_from_cluster(id, record, &set.shards, &set.corrupt)
+                            {
+                                Ok(fixed) => {
+                                    fixes.extend(fixed);
+                                    true
+                                }
+                                Err(e) => {
+                                    report.damage.push(Damage::Chunk {
+                                        chunk: *id,
+                                        reason: e.to_string(),
+                                    });
+                                    false
+                                }
+                            };
+                        report.damage.push(Damage::Slices {
+                            chunk: *id,
+                            missing: Vec::new(),
+                            corrupt: set.corrupt,
+                            repaired,
+                        });
+                    }
+                    progress.advance(1);
+                    continue;
+                }
                 let intact = set.shards.iter().filter(|s| s.is_some()).count();
                 let damaged = !set.missing.is_empty() || !set.corrupt.is_empty();
                 if intact < record.k as usize {
@@ -198,6 +227,45 @@ impl Cas {
             "verify finished"
         );
         Ok(report)
+    }
+
+    /// Rebuilds this node's damaged slices of a chunk from slices the cluster sends.
+    fn repair_from_cluster(
+        &self,
+        id: &Hash,
+        record: &crate::model::ChunkRecord,
+        local: &[Option<&[u8]>],
+        corrupt: &[usize],
+    ) -> Result<Vec<(Hash, u8, Vec<u8>)>> {
+        // PA
+        let remote = self.remote.as_ref().ok_or_else(|| {
+            Error::Corrupt(format!(
+                "chunk {}: damaged slices here; start this store's node (ouro node run) to repair them from the cluster",
+                id.short()
+            ))
+        })?;
+        let intact = local.iter().filter(|s| s.is_some()).count();
+        let wanted: Vec<u8> = (0..local.len() as u8)
+            .filter(|i| local[*i as usize].is_none())
+            .collect();
+        let fetched = remote.fetch(id, &wanted, (record.k as usize).saturating_sub(intact))?;
+        let mut shards: Vec<Option<&[u8]>> = local.to_vec();
+        for (i, bytes) in &fetched {
+            let ok = record
+                .slices
+                .get(*i as usize)
+                .is_some_and(|h| Hash::of(bytes) == *h);
+            if let (true, Ok((h, payload))) = (ok, SealedSlice::split(bytes)) {
+                if h.index == *i && shards[*i as usize].is_none() {
+                    shards[*i as usize] = Some(payload);
+                }
+            }
+        }
+        let rebuilt = rebuild_slices(id, record, &shards)?;
+        Ok(corrupt
+            .iter()
+            .filter_map(|i| rebuilt.get(*i).map(|(_, b)| (*id, *i as u8, b.clone())))
+            .collect())
     }
 
     fn verify_blobs(&self, report: &mut VerifyReport, bad_chunks: &[Hash]) -> Result<()> {
