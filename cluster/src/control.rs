@@ -63,7 +63,7 @@ pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
                         need,
                     } => crate::data_router::fetch(&node, chunk, wanted, need as usize)
                         .await
-                        .map(Response::Slices),
+                        .map(|s| Response::Slices(crate::message::to_wire(s))),
                     Request::Flush => {
                         node.router.wake();
                         crate::data_router::walk(&node)
@@ -161,7 +161,7 @@ impl RemoteSlices for ControlClient {
             wanted: wanted.to_vec(),
             need: need.min(255) as u8,
         }) {
-            Ok(Response::Slices(s)) => Ok(s),
+            Ok(Response::Slices(s)) => Ok(crate::message::from_wire(s)),
             Ok(_) => Ok(Vec::new()),
             Err(e) => Err(ouroboros_db::Error::Corrupt(format!(
                 "chunk {}: the cluster could not provide its slices: {e}",

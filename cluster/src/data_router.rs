@@ -172,7 +172,7 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
                     &Request::PutSlices {
                         chunk,
                         record,
-                        slices,
+                        slices: crate::message::to_wire(slices),
                     },
                 )
                 .await?
@@ -200,9 +200,11 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
     all
 }
 
-/// Fetches slices of a chunk from the nodes that hold them: first the nodes placement
-/// names, in parallel, answering as soon as `need` slices arrived (a dead node that is not
-/// yet known dead costs nothing then); then any other live node for what is missing.
+/// Fetches slices of a chunk from the nodes that hold them. Data slices first (a chunk
+/// rebuilt from its data slices needs no erasure decoding), from the nodes placement names,
+/// in parallel; parity slices and other live nodes only for what is still missing.
+/// Answers as soon as `need` slices arrived, so a node that died a moment ago (not yet
+/// known dead) costs at most a short wait.
 pub async fn fetch(
     node: &Arc<Node>,
     chunk: Hash,
@@ -212,18 +214,30 @@ pub async fn fetch(
     // A
     let mut members = node.others();
     members.push(node.me);
-    let slices = node.cas.config().k as usize + node.cas.config().m as usize;
+    let k = node.cas.config().k as usize;
+    let slices = k + node.cas.config().m as usize;
     let placed = hash_to_node::place(&chunk, &members, slices);
-    let mut by_node: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
-    for i in &wanted {
-        if let Some(n) = placed
-            .get(*i as usize)
-            .filter(|n| **n != node.me && node.tracker.state(n) != crate::availability::State::Dead)
-        {
-            by_node.entry(*n).or_default().push(*i);
+    let by_node = |pick: &dyn Fn(u8) -> bool| {
+        let mut m: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
+        for i in wanted.iter().copied().filter(|i| pick(*i)) {
+            if let Some(n) = placed.get(i as usize).filter(|n| {
+                **n != node.me && node.tracker.state(n) != crate::availability::State::Dead
+            }) {
+                m.entry(*n).or_default().push(i);
+            }
+        }
+        m
+    };
+    let data = by_node(&|i| (i as usize) < k);
+    let mut got = ask(node, chunk, data, need, Some(DATA_FIRST)).await;
+    if got.len() < need {
+        let parity = by_node(&|i| !got.iter().any(|(j, _)| *j == i));
+        for (i, b) in ask(node, chunk, parity, need - got.len(), None).await {
+            if !got.iter().any(|(j, _)| *j == i) {
+                got.push((i, b));
+            }
         }
     }
-    let mut got = ask(node, chunk, by_node, need).await;
     if got.len() < need {
         let missing: Vec<u8> = wanted
             .iter()
@@ -236,7 +250,7 @@ pub async fn fetch(
             .filter(|n| node.tracker.is_alive(n))
             .map(|n| (n, missing.clone()))
             .collect();
-        for (i, b) in ask(node, chunk, rest, need - got.len()).await {
+        for (i, b) in ask(node, chunk, rest, need - got.len(), None).await {
             if !got.iter().any(|(j, _)| *j == i) {
                 got.push((i, b));
             }
@@ -245,12 +259,17 @@ pub async fn fetch(
     Ok(got)
 }
 
-/// Asks nodes in parallel; returns once `need` distinct slices arrived or all answered.
+/// How long a read waits for data slices before asking for parity.
+const DATA_FIRST: Duration = Duration::from_millis(300);
+
+/// Asks nodes in parallel; returns once `need` distinct slices arrived, all answered, or
+/// `within` passed.
 async fn ask(
     node: &Arc<Node>,
     chunk: Hash,
     by_node: BTreeMap<NodeId, Vec<u8>>,
     need: usize,
+    within: Option<Duration>,
 ) -> Vec<(u8, Vec<u8>)> {
     // A
     let mut set = tokio::task::JoinSet::new();
@@ -261,7 +280,7 @@ async fn ask(
                 .call(&peer, &Request::GetSlices { chunk, wanted })
                 .await
             {
-                Ok(Response::Slices(s)) => s,
+                Ok(Response::Slices(s)) => crate::message::from_wire(s),
                 Ok(_) => Vec::new(),
                 Err(e) => {
                     tracing::debug!(peer = %short_id(&peer), error = %e, "fetching slices");
@@ -270,8 +289,17 @@ async fn ask(
             }
         });
     }
+    let deadline = within.map(|w| tokio::time::Instant::now() + w);
     let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
-    while let Some(r) = set.join_next().await {
+    loop {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, set.join_next()).await {
+                Ok(n) => n,
+                Err(_) => break,
+            },
+            None => set.join_next().await,
+        };
+        let Some(r) = next else { break };
         for (i, b) in r.unwrap_or_default() {
             if !out.iter().any(|(j, _)| *j == i) {
                 out.push((i, b));

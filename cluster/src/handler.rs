@@ -151,13 +151,14 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             record,
             slices,
         } => {
+            let slices = crate::message::from_wire(slices);
             blocking(move || Ok(cas.accept_slices(&chunk, &record, &slices)?)).await?;
             node.router.wake();
             Response::Stored
         }
-        Request::GetSlices { chunk, wanted } => {
-            Response::Slices(blocking(move || Ok(cas.local_slices(&chunk, &wanted)?)).await?)
-        }
+        Request::GetSlices { chunk, wanted } => Response::Slices(crate::message::to_wire(
+            blocking(move || Ok(cas.local_slices(&chunk, &wanted)?)).await?,
+        )),
         Request::Join { .. } => return Err(ClusterError::Protocol("already a member".into())),
         Request::Fetch { .. } | Request::Flush | Request::Status => {
             return Err(ClusterError::Protocol(

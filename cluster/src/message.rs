@@ -47,8 +47,8 @@ pub enum Request {
         chunk: Hash,
         /// Its record.
         record: ChunkRecord,
-        /// `(index, encoded SealedSlice)`.
-        slices: Vec<(u8, Vec<u8>)>,
+        /// The slices.
+        slices: Vec<Slice>,
     },
     /// Send the intact slices among `wanted` of a chunk.
     GetSlices {
@@ -70,6 +70,32 @@ pub enum Request {
     Flush,
     /// Control socket: the cluster as this node sees it.
     Status,
+}
+
+/// One encoded SealedSlice with its index. The bytes are encoded as one length-prefixed
+/// run (serde_bytes), not element by element, which would dominate a node's CPU.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slice {
+    /// Slice index within its chunk.
+    pub index: u8,
+    /// The encoded SealedSlice.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// Converts the library's `(index, bytes)` pairs for the wire.
+pub fn to_wire(slices: Vec<(u8, Vec<u8>)>) -> Vec<Slice> {
+    // A
+    slices
+        .into_iter()
+        .map(|(index, bytes)| Slice { index, bytes })
+        .collect()
+}
+
+/// Converts slices from the wire to the library's `(index, bytes)` pairs.
+pub fn from_wire(slices: Vec<Slice>) -> Vec<(u8, Vec<u8>)> {
+    // A
+    slices.into_iter().map(|s| (s.index, s.bytes)).collect()
 }
 
 /// What a node tells its peers with each heartbeat.
@@ -156,7 +182,7 @@ pub enum Response {
     /// Slices stored.
     Stored,
     /// Slices found.
-    Slices(Vec<(u8, Vec<u8>)>),
+    Slices(Vec<Slice>),
     /// Flush done: how many chunks still wait for an unreachable node.
     Flushed {
         /// Chunks kept here until their nodes come back.

@@ -105,10 +105,16 @@ impl Cas {
         if !self.is_unlocked() {
             return Err(Error::Locked);
         }
-        let workers = std::thread::available_parallelism()
+        let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .clamp(1, 8);
+        // Slices held by other nodes take a network round trip each: more chunks in flight
+        // hide that latency, while decoding still needs only the cores there are.
+        let workers = match self.remote {
+            Some(_) => cores.max(8),
+            None => cores,
+        };
         let gate = Window::new(workers * 2);
         let (tx, rx) = sync_channel::<(usize, Result<Vec<u8>>)>(workers * 2);
         std::thread::scope(|s| -> Result<()> {

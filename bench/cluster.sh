@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Put and get throughput of a 512 MiB file through 3-node and 6-node loopback clusters
+# (RS 4+2), against the embedded store, in one run. Writes bench/CLUSTER_RESULTS.md.
+#   bench/cluster.sh [FILE]   FILE defaults to the first 512 MiB of the tar of compare.sh
+# A cluster put returns once every slice is on the node placement names (the node's Flush);
+# gets run on the node that wrote (remote slices through its node) and on another node.
+source "$(dirname "$0")/common.sh"
+need bc:bc
+build_ouro
+src=$work/rustlib.tar
+[ -f "$src" ] || tar cf "$src" -C "$(rustc --print sysroot)" lib
+input=${1:-$work/cluster-input.bin}
+[ -f "$input" ] || head -c $((512 << 20)) "$src" >"$input"
+size=$(stat -c %s "$input")
+cw=$work/cluster
+export OURO_IDENTITY=$cw/id.txt
+pids=()
+stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+trap stop_all EXIT
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc -l | xargs printf '%.3f'; }
+mbps() { echo "$size / $1 / 1000000" | bc -l | xargs printf '%.0f'; }
+# timed LABEL CMD...: seconds of one run, after the disk settles
+timed() { sync; sleep 2; local t0 t1; t0=$(now); "${@:2}" >/dev/null; t1=$(now); secs "$t0" "$t1"; }
+
+alive() { "$ouro" --store "$1" --json cluster status 2>/dev/null | grep -c '"state": "alive"' || true; }
+# cluster N: starts N nodes under $cw/nN, ports 27001..
+cluster() {
+  local n=$1 i tok
+  stop_all
+  rm -rf "$cw"; mkdir -p "$cw"
+  "$ouro" --store "$cw/n1" init -q
+  "$ouro" --store "$cw/n1" cluster init -q
+  "$ouro" --store "$cw/n1" node run --listen 127.0.0.1:27001 2>"$cw/n1.log" & pids+=($!)
+  until [ "$(alive "$cw/n1")" -ge 1 ]; do sleep 0.2; done
+  for i in $(seq 2 "$n"); do
+    tok=$("$ouro" --store "$cw/n1" cluster invite -q | tail -1)
+    "$ouro" --store "$cw/n$i" node run --listen "127.0.0.1:2700$i" --join "$tok" 2>"$cw/n$i.log" & pids+=($!)
+  done
+  until [ "$(alive "$cw/n1")" -ge "$n" ] && [ "$(alive "$cw/n$n")" -ge "$n" ]; do sleep 0.3; done
+}
+
+declare -A put get_w get_o
+# embedded store
+rm -rf "$cw"; mkdir -p "$cw"
+"$ouro" --store "$cw/e" init -q
+put[e]=$(timed put "$ouro" --store "$cw/e" put -q big "$input")
+get_w[e]=$(timed get "$ouro" --store "$cw/e" get big)
+get_o[e]=-
+for n in 3 6; do
+  echo "cluster of $n" >&2
+  cluster "$n"
+  put[$n]=$(timed put "$ouro" --store "$cw/n1" put -q big "$input")
+  sleep 1
+  get_w[$n]=$(timed get "$ouro" --store "$cw/n1" get big)
+  get_o[$n]=$(timed get "$ouro" --store "$cw/n2" get big)
+  "$ouro" --store "$cw/n2" get big | cmp - "$input"
+  stop_all
+done
+
+ratio() { echo "$2 / $1" | bc -l | xargs printf '%.2f'; }
+{
+  echo "# Cluster benchmark"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, loopback; input: $(basename "$input"), $size bytes; ouro $(git rev-parse --short HEAD), RS 4+2. Reproduce: \`bench/cluster.sh\`."
+  echo
+  echo "| setup | put s (MB/s) | get on the writing node s (MB/s) | get on another node s (MB/s) | put / get throughput vs embedded |"
+  echo "|---|---|---|---|---|"
+  echo "| embedded store | ${put[e]} ($(mbps "${put[e]}")) | ${get_w[e]} ($(mbps "${get_w[e]}")) | - | 1 / 1 |"
+  for n in 3 6; do
+    echo "| $n nodes | ${put[$n]} ($(mbps "${put[$n]}")) | ${get_w[$n]} ($(mbps "${get_w[$n]}")) | ${get_o[$n]} ($(mbps "${get_o[$n]}")) | $(ratio "${put[$n]}" "${put[e]}") / $(ratio "${get_o[$n]}" "${get_w[e]}") |"
+  done
+  echo
+  echo "All nodes run on this one machine, so a cluster put also pays for the receiving nodes' writes and fsyncs; target: >= 0.5x the embedded store's throughput."
+} >"$root/bench/CLUSTER_RESULTS.md"
+cat "$root/bench/CLUSTER_RESULTS.md"
