@@ -112,7 +112,7 @@ impl Cas {
         // Slices held by other nodes take a network round trip each: more chunks in flight
         // hide that latency, while decoding still needs only the cores there are.
         let workers = match self.remote {
-            Some(_) => cores.max(8),
+            Some(_) => cores.max(16),
             None => cores,
         };
         let gate = Window::new(workers * 2);
