@@ -245,6 +245,26 @@ fn six_nodes_spread_slices_survive_two_losses_and_refuse_strangers() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Joining needs an empty --store: an existing store of its own is never overwritten.
+    let own = c.dir.path().join("own");
+    c.ok(&own, &["init", "-q"]);
+    let out = c.run(
+        &own,
+        &[
+            "node",
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--join",
+            &token,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already holds a store"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let store7 = c.dir.path().join("n7");
     let mut n7 = c.start(&store7, free_port(), Some(&token));
     wait_until("node 7 joined", 20, || store7.join("node.sock").exists());

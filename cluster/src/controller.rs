@@ -48,6 +48,8 @@ pub struct Node {
     peers: Mutex<HashMap<NodeId, quinn::Connection>>,
     pub(crate) incoming: Mutex<Vec<(NodeId, quinn::Connection)>>,
     pub(crate) router: crate::data_router::RouterState,
+    /// Shared by every connection's requests: bounds this node's memory for incoming data.
+    pub(crate) read_budget: tokio::sync::Semaphore,
 }
 
 impl Node {
@@ -59,7 +61,18 @@ impl Node {
             Some(token) if !ouroboros_db::store::Lmdb::exists(&opts.store) => {
                 crate::bootstrapper::join(&opts.store, token, &key, &advertised(opts)?).await?
             }
-            _ => Arc::new(Cas::open(&opts.store)?),
+            Some(_) => {
+                let cas = Arc::new(Cas::open(&opts.store)?);
+                if !cas.in_cluster()? {
+                    return Err(ClusterError::Token(format!(
+                        "{} already holds a store of its own: a joining node creates its store, so pass an empty --store",
+                        opts.store.display()
+                    )));
+                }
+                // Already a member: a restart, the token is not needed.
+                cas
+            }
+            None => Arc::new(Cas::open(&opts.store)?),
         };
         let members = Membership::new(Arc::clone(&cas));
         let info = members.require_info()?;
@@ -96,6 +109,7 @@ impl Node {
             peers: Mutex::new(HashMap::new()),
             incoming: Mutex::new(Vec::new()),
             router: Default::default(),
+            read_budget: tokio::sync::Semaphore::new(crate::handler::READ_BUDGET_KIB),
         }))
     }
 

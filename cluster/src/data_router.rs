@@ -118,14 +118,27 @@ async fn hand_over(
     for (chunk, held) in work {
         let placed = hash_to_node::place(&chunk, members, slices);
         let mut away: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
+        let mut waiting = false;
         for i in held {
             if let Some(n) = placed.get(i as usize).filter(|n| **n != node.me) {
-                away.entry(*n).or_default().push(i);
+                // A node known dead would only make this walk wait for a timeout.
+                if node.tracker.state(n) == crate::availability::State::Dead {
+                    waiting = true;
+                } else {
+                    away.entry(*n).or_default().push(i);
+                }
+            }
+        }
+        if waiting {
+            if let Ok(mut p) = node.router.pending.lock() {
+                p.insert(chunk);
             }
         }
         if away.is_empty() {
-            if let Ok(mut p) = node.router.pending.lock() {
-                p.remove(&chunk);
+            if !waiting {
+                if let Ok(mut p) = node.router.pending.lock() {
+                    p.remove(&chunk);
+                }
             }
             continue;
         }
@@ -134,7 +147,7 @@ async fn hand_over(
         }
         let node = Arc::clone(node);
         set.spawn(async move {
-            let ok = send_chunk(&node, chunk, away).await;
+            let ok = send_chunk(&node, chunk, away).await && !waiting;
             if let Ok(mut p) = node.router.pending.lock() {
                 if ok {
                     p.remove(&chunk);

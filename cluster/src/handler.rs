@@ -9,12 +9,15 @@ use tokio::sync::Semaphore;
 use crate::controller::Node;
 use crate::error::{ClusterError, Result};
 use crate::membership::{now_nanos, short_id, MemberRecord, NodeId};
-use crate::message::{read_frame, write_frame, NodeNews, Request, Response};
+use crate::message::{read_frame_within, write_frame, NodeNews, Request, Response};
 use crate::tunnel;
 
 /// Requests one connection may have in progress: a peer that sends faster than this node
 /// answers waits (QUIC flow control holds it), instead of growing this node's memory.
 const PER_CONNECTION: usize = 32;
+/// Bytes of requests being read from all peers at once, in KiB (256 MiB): with the largest
+/// frame at 64 MiB, at least four are always possible.
+pub const READ_BUDGET_KIB: usize = 256 * 1024;
 /// Versions or deletions sent per pull.
 const PAGE: usize = 512;
 
@@ -74,7 +77,7 @@ async fn serve_connection(node: Arc<Node>, incoming: quinn::Incoming) -> Result<
         let node = Arc::clone(&node);
         tokio::spawn(async move {
             let _permit = permit;
-            let resp = match read_frame::<Request>(&mut recv).await {
+            let resp = match read_frame_within::<Request>(&mut recv, &node.read_budget).await {
                 Ok(req) => handle(&node, role, peer, req)
                     .await
                     .unwrap_or_else(|e| Response::Error(e.to_string())),

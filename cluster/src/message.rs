@@ -257,6 +257,31 @@ pub async fn read_frame<T: serde::de::DeserializeOwned>(
     decode_body(&body)
 }
 
+/// Reads one frame, first taking as many bytes as its body has from `budget` (units of
+/// 1 KiB), so requests being read by all peers together stay within a bound: a slow or
+/// hostile peer waits instead of making this node allocate without limit.
+pub async fn read_frame_within<T: serde::de::DeserializeOwned>(
+    r: &mut (impl AsyncRead + Unpin),
+    budget: &tokio::sync::Semaphore,
+) -> Result<T> {
+    // A
+    let mut h = [0u8; 6];
+    r.read_exact(&mut h)
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("reading a frame: {e}")))?;
+    let len = check_header(&h)?;
+    let units = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+    let _permit = budget
+        .acquire_many(units)
+        .await
+        .map_err(|_| ClusterError::Protocol("closing".into()))?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("reading a frame: {e}")))?;
+    decode_body(&body)
+}
+
 /// Writes one frame.
 pub async fn write_frame<T: Serialize>(w: &mut (impl AsyncWrite + Unpin), value: &T) -> Result<()> {
     // A
