@@ -245,16 +245,7 @@ pub async fn read_frame<T: serde::de::DeserializeOwned>(
     r: &mut (impl AsyncRead + Unpin),
 ) -> Result<T> {
     // A
-    let mut h = [0u8; 6];
-    r.read_exact(&mut h)
-        .await
-        .map_err(|e| ClusterError::Protocol(format!("reading a frame: {e}")))?;
-    let len = check_header(&h)?;
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)
-        .await
-        .map_err(|e| ClusterError::Protocol(format!("reading a frame: {e}")))?;
-    decode_body(&body)
+    read_frame_budgeted(r, None).await
 }
 
 /// Reads one frame, first taking as many bytes as its body has from `budget` (units of
@@ -265,16 +256,27 @@ pub async fn read_frame_within<T: serde::de::DeserializeOwned>(
     budget: &tokio::sync::Semaphore,
 ) -> Result<T> {
     // A
+    read_frame_budgeted(r, Some(budget)).await
+}
+
+async fn read_frame_budgeted<T: serde::de::DeserializeOwned>(
+    r: &mut (impl AsyncRead + Unpin),
+    budget: Option<&tokio::sync::Semaphore>,
+) -> Result<T> {
+    // A
     let mut h = [0u8; 6];
     r.read_exact(&mut h)
         .await
         .map_err(|e| ClusterError::Protocol(format!("reading a frame: {e}")))?;
     let len = check_header(&h)?;
-    let units = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
-    let _permit = budget
-        .acquire_many(units)
-        .await
-        .map_err(|_| ClusterError::Protocol("closing".into()))?;
+    let _permit = match budget {
+        Some(b) => Some(
+            b.acquire_many(u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX).max(1))
+                .await
+                .map_err(|_| ClusterError::Protocol("closing".into()))?,
+        ),
+        None => None,
+    };
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)
         .await
@@ -301,6 +303,26 @@ mod tests {
         let f = encode_frame(&Request::Members).unwrap();
         assert_eq!(&f[..6], &[b'O', 1, 1, 0, 0, 0]);
         assert_eq!(f.len(), 7);
+    }
+
+    #[tokio::test]
+    async fn frames_read_within_a_budget() {
+        let budget = tokio::sync::Semaphore::new(4);
+        let f = encode_frame(&Request::GetSlices {
+            chunk: Hash([1; 32]),
+            wanted: vec![0, 1],
+        })
+        .unwrap();
+        let r: Request = read_frame_within(&mut &f[..], &budget).await.unwrap();
+        assert!(matches!(r, Request::GetSlices { .. }));
+        assert_eq!(
+            budget.available_permits(),
+            4,
+            "the budget comes back after the read"
+        );
+        let mut short = f.clone();
+        short.truncate(f.len() - 1);
+        assert!(read_frame::<Request>(&mut &short[..]).await.is_err());
     }
 
     #[test]
