@@ -1083,7 +1083,7 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__node__subcmd__run)
-            opts="-q -v -h --listen --advertise --join --store --identity --json --quiet --verbose --help"
+            opts="-q -v -h --listen --advertise --join --repair-after --store --identity --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1098,6 +1098,10 @@ _ouro() {
                     return 0
                     ;;
                 --join)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repair-after)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -250,6 +250,9 @@ pub enum NodeAction {
         /// Join a cluster with a token from `ouro cluster invite` (creates the store)
         #[arg(long, value_name = "TOKEN")]
         join: Option<String>,
+        /// Seconds a member may be silent before its slices are rebuilt on the others
+        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+        repair_after: u64,
     },
 }
 

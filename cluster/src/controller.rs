@@ -33,7 +33,13 @@ pub struct NodeOptions {
     pub advertise: Option<SocketAddr>,
     /// A join token, for a node that is not yet part of the cluster.
     pub join: Option<String>,
+    /// How long a member may be silent before placement leaves it out and its slices are
+    /// rebuilt on the others.
+    pub repair_after: Duration,
 }
+
+/// Default of `--repair-after`: long enough to ride out a reboot or an upgrade.
+pub const DEFAULT_REPAIR_AFTER: Duration = Duration::from_secs(600);
 
 /// A running node.
 pub struct Node {
@@ -50,6 +56,8 @@ pub struct Node {
     pub(crate) router: crate::data_router::RouterState,
     /// Shared by every connection's requests: bounds this node's memory for incoming data.
     pub(crate) read_budget: tokio::sync::Semaphore,
+    pub(crate) repair_after: Duration,
+    pub(crate) repair: crate::replication_monitoring::RepairState,
 }
 
 impl Node {
@@ -110,6 +118,8 @@ impl Node {
             incoming: Mutex::new(Vec::new()),
             router: Default::default(),
             read_budget: tokio::sync::Semaphore::new(crate::handler::READ_BUDGET_KIB),
+            repair_after: opts.repair_after,
+            repair: Default::default(),
         }))
     }
 
@@ -157,6 +167,18 @@ impl Node {
             .unwrap_or_default()
             .into_iter()
             .filter(|n| *n != self.me)
+            .collect()
+    }
+
+    /// The nodes placement spreads slices over: active members, minus those silent for
+    /// longer than `repair_after` (their slices are rebuilt elsewhere), in key order.
+    pub(crate) fn placement_nodes(&self) -> Vec<NodeId> {
+        // PA
+        self.members
+            .active()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| *n == self.me || self.tracker.silence(n) < self.repair_after)
             .collect()
     }
 
@@ -255,6 +277,9 @@ impl Node {
         tasks.spawn(crate::monitor::heartbeat_loop(Arc::clone(&self)));
         tasks.spawn(crate::distributed_index::replicate_loop(Arc::clone(&self)));
         tasks.spawn(crate::data_router::distribute_loop(Arc::clone(&self)));
+        tasks.spawn(crate::replication_monitoring::repair_loop(Arc::clone(
+            &self,
+        )));
         tokio::select! {
             _ = stop => tracing::info!("stopping"),
             Some(r) = tasks.join_next() => tracing::error!(?r, "a node task ended"),

@@ -33,6 +33,7 @@ const EVERY: Duration = Duration::from_secs(1);
 pub struct RouterState {
     wake: tokio::sync::Notify,
     walk: tokio::sync::Mutex<Option<u64>>,
+    placed_over: Mutex<Vec<NodeId>>,
     pending: Mutex<HashSet<Hash>>,
     held: AtomicU64,
 }
@@ -72,8 +73,15 @@ pub async fn distribute_loop(node: Arc<Node>) {
 pub async fn walk(node: &Arc<Node>) -> Result<u64> {
     // PA
     let mut cursor = node.router.walk.lock().await;
-    let mut members = node.others();
-    members.push(node.me);
+    let members = node.placement_nodes();
+    // When the set of nodes changes, slices may now belong elsewhere: walk everything again
+    // (a joining node takes over its share; copies go only once the new holder has them).
+    if let Ok(mut last) = node.router.placed_over.lock() {
+        if *last != members {
+            *last = members.clone();
+            *cursor = None;
+        }
+    }
     let slices = node.cas.config().k as usize + node.cas.config().m as usize;
     // Retry what waited for an unreachable node, then look at what is new.
     let retry: Vec<Hash> = node
@@ -225,8 +233,7 @@ pub async fn fetch(
     need: usize,
 ) -> Result<Vec<(u8, Vec<u8>)>> {
     // A
-    let mut members = node.others();
-    members.push(node.me);
+    let members = node.placement_nodes();
     let k = node.cas.config().k as usize;
     let slices = k + node.cas.config().m as usize;
     let placed = hash_to_node::place(&chunk, &members, slices);

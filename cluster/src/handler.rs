@@ -107,6 +107,8 @@ pub(crate) fn news(node: &Node) -> NodeNews {
         chunks_held: node.router.chunks_held(),
         free_bytes: free_bytes(node.store()),
         pending_chunks: node.router.pending(),
+        repair_backlog: node.repair.backlog(),
+        repaired_slices: node.repair.repaired(),
     }
 }
 

@@ -7,7 +7,8 @@
 //! [`tunnel`] + [`message`] (MessageTunnel), [`authenticator`] (MessageAuthenticator),
 //! [`bootstrapper`] (BootStrapper), [`monitor`] (ClusterMonitor), [`availability`]
 //! (NodeAvailabilityTracker), HashToNode (in the library: `ouroboros_db::route::hash_to_node`),
-//! [`distributed_index`] (DistributedIndex), [`data_router`] (DataRouter, cluster side).
+//! [`distributed_index`] (DistributedIndex), [`data_router`] (DataRouter, cluster side),
+//! [`replication_monitoring`] (ReplicationMonitoring and DataReBalancer: repair).
 
 pub mod admin;
 pub mod authenticator;
@@ -22,6 +23,7 @@ pub mod handler;
 pub mod membership;
 pub mod message;
 pub mod monitor;
+pub mod replication_monitoring;
 pub mod tunnel;
 
 pub use control::ControlClient;

@@ -109,6 +109,10 @@ pub struct NodeNews {
     pub free_bytes: u64,
     /// Chunks with slices it holds for other nodes, not yet delivered.
     pub pending_chunks: u64,
+    /// Chunks lacking slices that placement gives it, found by its last repair sweep.
+    pub repair_backlog: u64,
+    /// Slices it has repaired since it started.
+    pub repaired_slices: u64,
 }
 
 /// One member as `cluster status` shows it.
@@ -141,6 +145,8 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
     /// Chunks that do not have all their slices on live nodes named by placement.
     pub under_replicated_chunks: u64,
+    /// Repair progress: slices rebuilt or copied by live nodes since they started.
+    pub repaired_slices: u64,
     /// A warning when there are fewer nodes than slices per chunk.
     pub placement: String,
 }

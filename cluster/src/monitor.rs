@@ -57,13 +57,15 @@ pub fn status(node: &Node) -> ClusterStatus {
         chunks_held: me.chunks_held,
         free_bytes: me.free_bytes,
     }];
-    let mut pending = me.pending_chunks;
+    let mut pending = me.pending_chunks + node.repair.backlog();
+    let mut repaired = me.repaired_slices;
     let others = node.others();
     for peer in &others {
         let state = node.tracker.state(peer);
         let n = node.tracker.news(peer).unwrap_or_default();
         if state == State::Alive {
-            pending += n.pending_chunks;
+            pending += n.pending_chunks + n.repair_backlog;
+            repaired += n.repaired_slices;
         }
         members.push(MemberStatus {
             id: short_id(peer),
@@ -91,6 +93,7 @@ pub fn status(node: &Node) -> ClusterStatus {
         k,
         m,
         under_replicated_chunks: pending + on_dead_nodes(node, &others),
+        repaired_slices: repaired,
         members,
         placement,
     }
@@ -107,8 +110,7 @@ fn on_dead_nodes(node: &Node, others: &[crate::membership::NodeId]) -> u64 {
     if down.is_empty() {
         return 0;
     }
-    let mut all = others.to_vec();
-    all.push(node.me);
+    let all = node.placement_nodes();
     let slices = node.cas.config().k as usize + node.cas.config().m as usize;
     let mut count = 0;
     let mut after = None;

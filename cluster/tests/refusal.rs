@@ -14,6 +14,7 @@ async fn first_node(dir: &std::path::Path) -> Arc<Node> {
         listen: "127.0.0.1:0".parse().unwrap(),
         advertise: None,
         join: None,
+        repair_after: ouro_cluster::controller::DEFAULT_REPAIR_AFTER,
     };
     Node::start(&opts).await.unwrap()
 }

@@ -383,3 +383,42 @@ impl Cas {
         Ok(b.slices.iter().map(|(i, _)| *i).collect())
     }
 }
+
+impl Cas {
+    /// Rebuilds slices `want` of chunk `id` from any k intact slices among those held here
+    /// and `given` (from other nodes); every slice is checked against the chunk record, and
+    /// so is every rebuilt one. How a node recreates the slices of a lost node.
+    pub fn rebuild_slices(
+        &self,
+        id: &Hash,
+        given: &[(u8, Vec<u8>)],
+        want: &[u8],
+    ) -> Result<Vec<(u8, Vec<u8>)>> {
+        // PA
+        let txn = self.lmdb.read()?;
+        let record = self
+            .lmdb
+            .chunks
+            .get(&txn, id)?
+            .ok_or_else(|| Error::NotFound(format!("chunk {}", id.short())))?;
+        let set =
+            crate::route::DataRouter::new(&self.lmdb).fetch_shards(&txn, id, &record, true)?;
+        let mut shards = set.shards;
+        for (i, bytes) in given {
+            let ok = record
+                .slices
+                .get(*i as usize)
+                .is_some_and(|h| Hash::of(bytes) == *h);
+            if let (true, Ok((h, payload))) = (ok, crate::model::SealedSlice::split(bytes)) {
+                if h.index == *i && shards[*i as usize].is_none() {
+                    shards[*i as usize] = Some(payload);
+                }
+            }
+        }
+        let rebuilt = crate::maintenance::verify::rebuild_slices(id, &record, &shards)?;
+        Ok(want
+            .iter()
+            .filter_map(|i| rebuilt.get(*i as usize).map(|(_, b)| (*i, b.clone())))
+            .collect())
+    }
+}

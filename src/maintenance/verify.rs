@@ -331,7 +331,7 @@ impl Cas {
 
 /// Re-encodes a chunk's slices from any k intact shards; hashes must match the record, so a
 /// repair can never write different bytes than were sealed.
-fn rebuild_slices(
+pub(crate) fn rebuild_slices(
     id: &Hash,
     record: &crate::model::ChunkRecord,
     shards: &[Option<&[u8]>],

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: the real `ouro` binary on temp stores.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -102,6 +102,7 @@ pub fn status(g: &Global) -> Result<i32> {
             "m": s.m,
             "members": members,
             "under_replicated_chunks": s.under_replicated_chunks,
+            "repaired_slices": s.repaired_slices,
             "placement": s.placement,
         }));
         return Ok(0);
@@ -122,13 +123,22 @@ pub fn status(g: &Global) -> Result<i32> {
             m.free_bytes as f64 / 1e9
         );
     }
-    println!("under-replicated chunks: {}", s.under_replicated_chunks);
+    println!(
+        "under-replicated chunks: {} (slices repaired so far: {})",
+        s.under_replicated_chunks, s.repaired_slices
+    );
     println!("placement: {}", s.placement);
     Ok(0)
 }
 
 /// `ouro node run`: runs in the foreground until SIGTERM or SIGINT.
-pub fn run(g: &Global, listen: &str, advertise: Option<&str>, join: Option<&str>) -> Result<i32> {
+pub fn run(
+    g: &Global,
+    listen: &str,
+    advertise: Option<&str>,
+    join: Option<&str>,
+    repair_after: u64,
+) -> Result<i32> {
     // A
     let parse = |s: &str| -> Result<SocketAddr> {
         s.parse().map_err(|_| {
@@ -143,6 +153,7 @@ pub fn run(g: &Global, listen: &str, advertise: Option<&str>, join: Option<&str>
         listen: parse(listen)?,
         advertise: advertise.map(parse).transpose()?,
         join: join.map(str::to_string),
+        repair_after: std::time::Duration::from_secs(repair_after),
     };
     if let Some(t) = &opts.join {
         // A bad token is reported before anything is created.

@@ -83,7 +83,14 @@ pub fn run(cli: &Cli) -> Result<i32> {
                 listen,
                 advertise,
                 join,
-            } => cluster::run(g, listen, advertise.as_deref(), join.as_deref()),
+                repair_after,
+            } => cluster::run(
+                g,
+                listen,
+                advertise.as_deref(),
+                join.as_deref(),
+                *repair_after,
+            ),
         },
     }
 }

@@ -1,0 +1,159 @@
+//! A cluster of `ouro node run` processes on loopback, for the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::ouro_bin;
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<NodeProc>,
+    /// Extra options of every `node run`.
+    pub run_args: Vec<String>,
+}
+
+pub struct NodeProc {
+    pub store: PathBuf,
+    pub port: u16,
+    pub child: Option<Child>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {secs} s waiting until {what}");
+}
+
+impl Cluster {
+    pub fn ouro(&self, store: &Path) -> Command {
+        let mut c = Command::new(ouro_bin());
+        c.arg("--store")
+            .arg(store)
+            .env("OURO_IDENTITY", self.dir.path().join("id.txt"))
+            .env_remove("OURO_STORE");
+        c
+    }
+
+    pub fn run(&self, store: &Path, args: &[&str]) -> Output {
+        self.ouro(store).args(args).output().unwrap()
+    }
+
+    pub fn ok(&self, store: &Path, args: &[&str]) -> String {
+        let out = self.run(store, args);
+        assert!(
+            out.status.success(),
+            "ouro {args:?} on {}: {}",
+            store.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn start(&self, store: &Path, port: u16, join: Option<&str>) -> Child {
+        let log = std::fs::File::create(store.with_extension("log")).unwrap();
+        let mut c = self.ouro(store);
+        c.args(["node", "run", "--listen", &format!("127.0.0.1:{port}")]);
+        if let Some(t) = join {
+            c.args(["--join", t]);
+        }
+        c.args(&self.run_args);
+        c.stdout(Stdio::null()).stderr(log).spawn().unwrap()
+    }
+
+    pub fn status(&self, i: usize) -> serde_json::Value {
+        let out = self.run(&self.nodes[i].store, &["--json", "cluster", "status"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn alive(&self, i: usize) -> usize {
+        self.status(i)["members"]
+            .as_array()
+            .map(|m| m.iter().filter(|m| m["state"] == "alive").count())
+            .unwrap_or(0)
+    }
+
+    pub fn invite(&self) -> String {
+        let out = self.ok(&self.nodes[0].store, &["cluster", "invite", "--ttl", "10m"]);
+        out.lines().last().unwrap().to_string()
+    }
+
+    /// A cluster of `n` nodes, every one seeing every other alive.
+    pub fn new(n: usize, ec: &str, run_args: &[&str]) -> Cluster {
+        let mut c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            nodes: Vec::new(),
+            run_args: run_args.iter().map(|s| s.to_string()).collect(),
+        };
+        let first = c.dir.path().join("n1");
+        c.ok(&first, &["init", "-q", "--ec", ec]);
+        c.ok(&first, &["cluster", "init"]);
+        let port = free_port();
+        let child = c.start(&first, port, None);
+        c.nodes.push(NodeProc {
+            store: first,
+            port,
+            child: Some(child),
+        });
+        wait_until("the first node answers", 20, || c.alive(0) == 1);
+        for i in 2..=n {
+            let token = c.invite();
+            let store = c.dir.path().join(format!("n{i}"));
+            let port = free_port();
+            let child = c.start(&store, port, Some(&token));
+            c.nodes.push(NodeProc {
+                store,
+                port,
+                child: Some(child),
+            });
+        }
+        wait_until("every node sees every other alive", 60, || {
+            (0..n).all(|i| c.alive(i) == n)
+        });
+        c
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut ch) = self.nodes[i].child.take() {
+            ch.kill().unwrap();
+            ch.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        if std::thread::panicking() {
+            for n in &self.nodes {
+                let log =
+                    std::fs::read_to_string(n.store.with_extension("log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!("--- {} (port {}):", n.store.display(), n.port);
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+pub fn get(c: &Cluster, i: usize, key: &str) -> Option<Vec<u8>> {
+    let out = c.run(&c.nodes[i].store, &["get", key]);
+    out.status.success().then_some(out.stdout)
+}
