@@ -160,6 +160,12 @@ _ouro() {
             ouro__subcmd__help__subcmd__cluster,status)
                 cmd="ouro__subcmd__help__subcmd__cluster__subcmd__status"
                 ;;
+            ouro__subcmd__help__subcmd__node,backup)
+                cmd="ouro__subcmd__help__subcmd__node__subcmd__backup"
+                ;;
+            ouro__subcmd__help__subcmd__node,restore)
+                cmd="ouro__subcmd__help__subcmd__node__subcmd__restore"
+                ;;
             ouro__subcmd__help__subcmd__node,run)
                 cmd="ouro__subcmd__help__subcmd__node__subcmd__run"
                 ;;
@@ -172,14 +178,26 @@ _ouro() {
             ouro__subcmd__help__subcmd__recipient,rm)
                 cmd="ouro__subcmd__help__subcmd__recipient__subcmd__rm"
                 ;;
+            ouro__subcmd__node,backup)
+                cmd="ouro__subcmd__node__subcmd__backup"
+                ;;
             ouro__subcmd__node,help)
                 cmd="ouro__subcmd__node__subcmd__help"
+                ;;
+            ouro__subcmd__node,restore)
+                cmd="ouro__subcmd__node__subcmd__restore"
                 ;;
             ouro__subcmd__node,run)
                 cmd="ouro__subcmd__node__subcmd__run"
                 ;;
+            ouro__subcmd__node__subcmd__help,backup)
+                cmd="ouro__subcmd__node__subcmd__help__subcmd__backup"
+                ;;
             ouro__subcmd__node__subcmd__help,help)
                 cmd="ouro__subcmd__node__subcmd__help__subcmd__help"
+                ;;
+            ouro__subcmd__node__subcmd__help,restore)
+                cmd="ouro__subcmd__node__subcmd__help__subcmd__restore"
                 ;;
             ouro__subcmd__node__subcmd__help,run)
                 cmd="ouro__subcmd__node__subcmd__help__subcmd__run"
@@ -723,8 +741,36 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__help__subcmd__node)
-            opts="run"
+            opts="run backup restore"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__node__subcmd__backup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__node__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1019,7 +1065,7 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__node)
-            opts="-q -v -h --store --identity --json --quiet --verbose --help run help"
+            opts="-q -v -h --store --identity --json --quiet --verbose --help run backup restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1040,9 +1086,45 @@ _ouro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        ouro__subcmd__node__subcmd__help)
-            opts="run help"
+        ouro__subcmd__node__subcmd__backup)
+            opts="-q -v -h --store --identity --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__node__subcmd__help)
+            opts="run backup restore help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__node__subcmd__help__subcmd__backup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1068,6 +1150,20 @@ _ouro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ouro__subcmd__node__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ouro__subcmd__node__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1075,6 +1171,28 @@ _ouro() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__node__subcmd__restore)
+            opts="-q -v -h --store --identity --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -218,14 +218,16 @@ complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subco
 complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show members, their state, and chunks not fully on live nodes'
 complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Revoke a node: its connections are cut and it is never accepted again'
 complete -c ouro -n "__fish_ouro_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
-complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
-complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -l json -d 'Print one JSON document on stdout'
-complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -s q -l quiet -d 'No progress bars or informational messages'
-complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
-complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -s h -l help -d 'Print help'
-complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -f -a "run" -d 'Run the node in the foreground (logs to stderr; stops cleanly on SIGTERM)'
-complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run backup restore help" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run backup restore help" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run backup restore help" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run backup restore help" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run backup restore help" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run backup restore help" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run backup restore help" -f -a "run" -d 'Run the node in the foreground (logs to stderr; stops cleanly on SIGTERM)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run backup restore help" -f -a "backup" -d 'Write a consistent copy of this store (and its node keys) into DEST, even while it runs'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run backup restore help" -f -a "restore" -d 'Make --store (which must not exist) a store again from a backup; then `node run`'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run backup restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l listen -d 'UDP address to listen on' -r
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l advertise -d 'Address other nodes should use (default: the listen address)' -r
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l join -d 'Join a cluster with a token from `ouro cluster invite` (creates the store)' -r
@@ -236,7 +238,21 @@ complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcomma
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -s q -l quiet -d 'No progress bars or informational messages'
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from backup" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from backup" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from backup" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from backup" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from backup" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from backup" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from restore" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from restore" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from restore" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from restore" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from restore" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from restore" -s h -l help -d 'Print help'
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "run" -d 'Run the node in the foreground (logs to stderr; stops cleanly on SIGTERM)'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "backup" -d 'Write a consistent copy of this store (and its node keys) into DEST, even while it runs'
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Make --store (which must not exist) a store again from a backup; then `node run`'
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "init" -d 'Create a store (and an identity when none exists)'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "put" -d 'Store FILE (or stdin) as a new version of KEY; with -r, store directory DIR under PREFIX'
@@ -263,3 +279,5 @@ complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcomma
 complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "status" -d 'Show members, their state, and chunks not fully on live nodes'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "remove" -d 'Revoke a node: its connections are cut and it is never accepted again'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "run" -d 'Run the node in the foreground (logs to stderr; stops cleanly on SIGTERM)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "backup" -d 'Write a consistent copy of this store (and its node keys) into DEST, even while it runs'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "restore" -d 'Make --store (which must not exist) a store again from a backup; then `node run`'

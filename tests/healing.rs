@@ -51,3 +51,55 @@ fn a_dead_nodes_slices_are_rebuilt_and_two_more_can_go() {
         assert!(get(&c, i, "small").is_some(), "node {}", i + 1);
     }
 }
+
+#[test]
+fn a_wiped_node_comes_back_from_its_backup_and_is_refilled() {
+    let mut c = Cluster::new(3, "2+1", &["--repair-after", "600"]);
+    let a = random_bytes(1 << 20, 1);
+    let b = random_bytes(1 << 20, 2);
+    let put = |c: &Cluster, key: &str, data: &[u8]| {
+        let f = c.dir.path().join(key);
+        std::fs::write(&f, data).unwrap();
+        c.ok(&c.nodes[0].store, &["put", key, f.to_str().unwrap()]);
+    };
+    put(&c, "a", &a);
+    // A hot backup of node 3 while it runs, then more writes it will have to catch up on.
+    let backup = c.dir.path().join("n3-backup");
+    c.ok(
+        &c.nodes[2].store,
+        &["node", "backup", backup.to_str().unwrap()],
+    );
+    put(&c, "b", &b);
+    c.kill(2);
+    let store = c.nodes[2].store.clone();
+    std::fs::remove_dir_all(&store).unwrap();
+    let out = c.run(&store, &["node", "restore", backup.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = c.nodes[2].port;
+    c.nodes[2].child = Some(c.start(&store, port, None));
+    wait_until("the restored node is back for everyone", 20, || {
+        (0..3).all(|i| c.alive(i) == 3)
+    });
+    wait_until("it caught up on b", 10, || {
+        get(&c, 2, "b").as_deref() == Some(&b[..])
+    });
+    wait_until("it holds its share again", 30, || {
+        c.status(2)["repaired_slices"].as_u64() > Some(0)
+            && (0..3).all(|i| under_replicated(&c, i) == Some(0))
+    });
+    // With its slices back, any one node may go.
+    c.kill(0);
+    for (i, key, want) in [(1, "a", &a), (2, "b", &b), (2, "a", &a), (1, "b", &b)] {
+        let out = c.run(&c.nodes[i].store, &["get", key]);
+        assert!(
+            out.status.success() && out.stdout == *want,
+            "get {key} on node {}: {}",
+            i + 1,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -254,6 +254,16 @@ pub enum NodeAction {
         #[arg(long, default_value_t = 600, value_name = "SECONDS")]
         repair_after: u64,
     },
+    /// Write a consistent copy of this store (and its node keys) into DEST, even while it runs
+    Backup {
+        /// A new directory
+        dest: PathBuf,
+    },
+    /// Make --store (which must not exist) a store again from a backup; then `node run`
+    Restore {
+        /// A directory written by `ouro node backup`
+        src: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -154,7 +154,7 @@ impl Node {
     }
 
     /// Sends one request to a peer and waits for the answer.
-    pub async fn request(&self, node: &NodeId, req: &Request) -> Result<Response> {
+    pub async fn request(self: &Arc<Self>, node: &NodeId, req: &Request) -> Result<Response> {
         // A
         self.call(node, req).await
     }
@@ -182,8 +182,9 @@ impl Node {
             .collect()
     }
 
-    /// A connection to `node`, reusing a live one.
-    async fn conn(&self, node: &NodeId) -> Result<quinn::Connection> {
+    /// A connection to `node`, reusing a live one. A new one also serves the peer's
+    /// requests, since the peer may adopt it for its calls.
+    async fn conn(self: &Arc<Self>, node: &NodeId) -> Result<quinn::Connection> {
         // A
         if let Some(c) = self.peers.lock().ok().and_then(|p| p.get(node).cloned()) {
             if c.close_reason().is_none() {
@@ -209,11 +210,16 @@ impl Node {
         if let Ok(mut p) = self.peers.lock() {
             p.insert(*node, c.clone());
         }
+        tokio::spawn(crate::handler::serve_member(
+            Arc::clone(self),
+            c.clone(),
+            *node,
+        ));
         Ok(c)
     }
 
     /// Sends one request to `node` and waits for its response.
-    pub(crate) async fn call(&self, node: &NodeId, req: &Request) -> Result<Response> {
+    pub(crate) async fn call(self: &Arc<Self>, node: &NodeId, req: &Request) -> Result<Response> {
         // A
         let c = self.conn(node).await?;
         let exchange = async {
@@ -229,11 +235,40 @@ impl Node {
                 "{} refused: {e}",
                 short_id(node)
             ))),
-            Ok(r) => r,
-            Err(_) => Err(ClusterError::Protocol(format!(
-                "{} did not answer in time",
-                short_id(node)
-            ))),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                self.forget(node, &c);
+                Err(e)
+            }
+            Err(_) => {
+                self.forget(node, &c);
+                Err(ClusterError::Protocol(format!(
+                    "{} did not answer in time",
+                    short_id(node)
+                )))
+            }
+        }
+    }
+
+    /// Drops the cached connection to `node` if it is `conn`: the next call reconnects.
+    pub(crate) fn forget(&self, node: &NodeId, conn: &quinn::Connection) {
+        // A
+        if let Ok(mut p) = self.peers.lock() {
+            if p.get(node)
+                .is_some_and(|c| c.stable_id() == conn.stable_id())
+            {
+                p.remove(node);
+            }
+        }
+    }
+
+    /// Uses a connection a peer opened to this node for calls to it too: when a peer
+    /// restarts, its new connection replaces the dead one this node kept (which QUIC would
+    /// notice only after its idle timeout). One connection serves both directions.
+    pub(crate) fn adopt(&self, node: &NodeId, conn: &quinn::Connection) {
+        // A
+        if let Ok(mut p) = self.peers.lock() {
+            p.insert(*node, conn.clone());
         }
     }
 

@@ -206,6 +206,7 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
                 }
             }
             // The peer has them on disk: this node's copies can go.
+            tracing::debug!(chunk = %chunk.short(), slices = ?sent, to = %short_id(&peer), "handed over");
             let cas = Arc::clone(&node.cas);
             blocking(move || Ok(cas.release_slices(&chunk, &sent)?)).await?;
             Ok::<_, ClusterError>(())
@@ -252,7 +253,7 @@ pub async fn fetch(
     let mut got = ask(node, chunk, data, need, Some(DATA_FIRST)).await;
     if got.len() < need {
         let parity = by_node(&|i| !got.iter().any(|(j, _)| *j == i));
-        for (i, b) in ask(node, chunk, parity, need - got.len(), None).await {
+        for (i, b) in ask(node, chunk, parity, need - got.len(), Some(ASK_AT_MOST)).await {
             if !got.iter().any(|(j, _)| *j == i) {
                 got.push((i, b));
             }
@@ -270,7 +271,7 @@ pub async fn fetch(
             .filter(|n| node.tracker.is_alive(n))
             .map(|n| (n, missing.clone()))
             .collect();
-        for (i, b) in ask(node, chunk, rest, need - got.len(), None).await {
+        for (i, b) in ask(node, chunk, rest, need - got.len(), Some(ASK_AT_MOST)).await {
             if !got.iter().any(|(j, _)| *j == i) {
                 got.push((i, b));
             }
@@ -281,6 +282,9 @@ pub async fn fetch(
 
 /// How long a read waits for data slices before asking for parity.
 const DATA_FIRST: Duration = Duration::from_millis(300);
+/// How long a read waits for any one round of answers: a peer that died a moment ago
+/// holds a call until QUIC gives up on it (10 s), which a read should not wait for.
+const ASK_AT_MOST: Duration = Duration::from_secs(3);
 
 /// Asks nodes in parallel; returns once `need` distinct slices arrived, all answered, or
 /// `within` passed.
@@ -296,6 +300,7 @@ async fn ask(
     for (peer, wanted) in by_node {
         let node = Arc::clone(node);
         set.spawn(async move {
+            tracing::trace!(peer = %short_id(&peer), chunk = %chunk.short(), ?wanted, "asking for slices");
             match node
                 .call(&peer, &Request::GetSlices { chunk, wanted })
                 .await

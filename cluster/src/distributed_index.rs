@@ -108,6 +108,8 @@ async fn pull(
         .await?;
         if n > 0 {
             tracing::debug!(peer = %short_id(peer), new = n, "versions replicated");
+            // New chunks may owe this node slices: count and fetch them soon.
+            node.repair.wake();
         }
         blobs = b;
         wal = w;

@@ -60,6 +60,27 @@ async fn serve_connection(node: Arc<Node>, incoming: quinn::Incoming) -> Result<
         )));
     };
     if role == Role::Member {
+        node.adopt(&peer, &conn);
+    }
+    serve_streams(node, conn, peer, role).await
+}
+
+/// Serves a member's requests on a connection this node opened to it.
+pub(crate) async fn serve_member(node: Arc<Node>, conn: quinn::Connection, peer: NodeId) {
+    // A
+    if let Err(e) = serve_streams(node, conn, peer, Role::Member).await {
+        tracing::trace!(error = %e, "outgoing connection ended");
+    }
+}
+
+async fn serve_streams(
+    node: Arc<Node>,
+    conn: quinn::Connection,
+    peer: NodeId,
+    role: Role,
+) -> Result<()> {
+    // PA
+    if role == Role::Member {
         if let Ok(mut inc) = node.incoming.lock() {
             inc.push((peer, conn.clone()));
         }

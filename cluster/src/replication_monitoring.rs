@@ -28,6 +28,7 @@ pub const REPAIR_BYTES_PER_SEC: u64 = 64 << 20;
 /// What the repair sweep found.
 #[derive(Default)]
 pub struct RepairState {
+    wake: tokio::sync::Notify,
     backlog: AtomicU64,
     repaired: AtomicU64,
     /// Chunks the previous sweep found lacking. A chunk is repaired only when two sweeps in
@@ -37,6 +38,12 @@ pub struct RepairState {
 }
 
 impl RepairState {
+    /// Asks for a sweep soon (new chunks arrived, or the set of nodes changed).
+    pub fn wake(&self) {
+        // A
+        self.wake.notify_one();
+    }
+
     /// Chunks lacking slices this node should hold, as of the last complete sweep (or the
     /// current one, when it has already found more).
     pub fn backlog(&self) -> u64 {
@@ -56,7 +63,9 @@ pub async fn repair_loop(node: Arc<Node>) {
     // A
     loop {
         match sweep(&node).await {
-            Ok(0) => tokio::time::sleep(IDLE).await,
+            Ok(0) => {
+                let _ = tokio::time::timeout(IDLE, node.repair.wake.notified()).await;
+            }
             Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             Err(e) => {
                 tracing::warn!(error = %e, "repair sweep");
@@ -110,8 +119,10 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
                 now_lacking.insert(chunk);
                 continue;
             }
+            tracing::debug!(chunk = %chunk.short(), ?lacking, "repairing");
             match repair_chunk(node, chunk, &held, &lacking).await {
                 Ok(bytes) => {
+                    tracing::debug!(chunk = %chunk.short(), slices = ?lacking, "repaired");
                     node.repair
                         .repaired
                         .fetch_add(lacking.len() as u64, Ordering::Relaxed);

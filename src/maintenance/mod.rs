@@ -1,6 +1,7 @@
 //! Store maintenance: verify (and repair), gc and stats. Each streams over the LMDB
 //! databases in pages, so memory stays bounded however large the store is.
 
+pub mod backup;
 pub mod gc;
 pub mod stats;
 pub mod verify;

@@ -199,6 +199,24 @@ impl Lmdb {
             .unwrap_or(false)
     }
 
+    /// Writes a compacted copy of the environment, from one read snapshot, to `file` (which
+    /// must not exist), synced to disk; returns its size.
+    pub fn copy_to(&self, file: &Path) -> Result<u64> {
+        // PA
+        let f = self
+            .env
+            .copy_to_path(file, heed::CompactionOption::Enabled)
+            .map_err(|e| match e {
+                heed::Error::Io(io) => Error::io(format!("writing {}", file.display()), io),
+                other => Error::from(other),
+            })?;
+        f.sync_all()
+            .map_err(|e| Error::io(format!("syncing {}", file.display()), e))?;
+        f.metadata()
+            .map(|m| m.len())
+            .map_err(|e| Error::io(format!("reading {}", file.display()), e))
+    }
+
     /// The store directory.
     pub fn path(&self) -> &Path {
         // A

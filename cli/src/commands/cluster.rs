@@ -183,3 +183,47 @@ pub fn run(
     })?;
     Ok(0)
 }
+
+/// `ouro node backup DEST`.
+pub fn backup(g: &Global, dest: &std::path::Path) -> Result<i32> {
+    // PA
+    let cas = g.open()?;
+    let bytes = cas.backup(dest).with_context(|| {
+        format!(
+            "backing up {} into {}",
+            cas.path().display(),
+            dest.display()
+        )
+    })?;
+    if g.json {
+        print_json(&json!({ "backup": dest.display().to_string(), "bytes": bytes }));
+    } else if !g.quiet {
+        println!(
+            "wrote a consistent copy of {} ({bytes} bytes) to {}",
+            cas.path().display(),
+            dest.display()
+        );
+    }
+    Ok(0)
+}
+
+/// `ouro node restore SRC`.
+pub fn restore(g: &Global, src: &std::path::Path) -> Result<i32> {
+    // PA
+    let dest = g.store_dir()?;
+    if ControlClient::connect(&dest).is_some() {
+        anyhow::bail!("a node is running on {}: stop it first", dest.display());
+    }
+    ouroboros_db::Cas::restore(src, &dest)
+        .with_context(|| format!("restoring {} from {}", dest.display(), src.display()))?;
+    if g.json {
+        print_json(&json!({ "restored": dest.display().to_string() }));
+    } else if !g.quiet {
+        println!(
+            "restored {} from {}; start it with `ouro node run`: it catches up from its peers",
+            dest.display(),
+            src.display()
+        );
+    }
+    Ok(0)
+}

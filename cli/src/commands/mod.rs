@@ -91,6 +91,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
                 join.as_deref(),
                 *repair_after,
             ),
+            NodeAction::Backup { dest } => cluster::backup(g, dest),
+            NodeAction::Restore { src } => cluster::restore(g, src),
         },
     }
 }
