@@ -17,6 +17,10 @@ pub struct NodeProc {
     pub store: PathBuf,
     pub port: u16,
     pub child: Option<Child>,
+    /// Listen IP (loopback unless the node runs in a network namespace).
+    pub ip: String,
+    /// Network namespace the node runs in, if any.
+    pub netns: Option<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -64,9 +68,33 @@ impl Cluster {
     }
 
     pub fn start(&self, store: &Path, port: u16, join: Option<&str>) -> Child {
+        self.start_at(store, "127.0.0.1", port, join, None)
+    }
+
+    /// Starts a node listening on `ip:port`, inside network namespace `netns` when given.
+    pub fn start_at(
+        &self,
+        store: &Path,
+        ip: &str,
+        port: u16,
+        join: Option<&str>,
+        netns: Option<&str>,
+    ) -> Child {
         let log = std::fs::File::create(store.with_extension("log")).unwrap();
-        let mut c = self.ouro(store);
-        c.args(["node", "run", "--listen", &format!("127.0.0.1:{port}")]);
+        let mut c = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns])
+                    .arg(ouro_bin())
+                    .arg("--store")
+                    .arg(store)
+                    .env("OURO_IDENTITY", self.dir.path().join("id.txt"))
+                    .env_remove("OURO_STORE");
+                c
+            }
+            None => self.ouro(store),
+        };
+        c.args(["node", "run", "--listen", &format!("{ip}:{port}")]);
         if let Some(t) = join {
             c.args(["--join", t]);
         }
@@ -91,6 +119,42 @@ impl Cluster {
         out.lines().last().unwrap().to_string()
     }
 
+    /// A cluster whose node `i` listens on `placement[i]` = (IP, network namespace):
+    /// nodes in two namespaces joined by a veth pair can be partitioned.
+    pub fn new_at(places: &[(&str, Option<&str>)], ec: &str, run_args: &[&str]) -> Cluster {
+        let mut c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            nodes: Vec::new(),
+            run_args: run_args.iter().map(|s| s.to_string()).collect(),
+        };
+        for (i, (ip, ns)) in places.iter().enumerate() {
+            let store = c.dir.path().join(format!("n{}", i + 1));
+            let port = 20000 + (std::process::id() % 20000) as u16 + i as u16;
+            let token = if i == 0 {
+                c.ok(&store, &["init", "-q", "--ec", ec]);
+                c.ok(&store, &["cluster", "init"]);
+                None
+            } else {
+                Some(c.invite())
+            };
+            let child = c.start_at(&store, ip, port, token.as_deref(), *ns);
+            c.nodes.push(NodeProc {
+                store,
+                port,
+                child: Some(child),
+                ip: ip.to_string(),
+                netns: ns.map(str::to_string),
+            });
+            let n = i + 1;
+            wait_until("the new node is alive for node 1", 30, || c.alive(0) == n);
+        }
+        let n = places.len();
+        wait_until("every node sees every other alive", 60, || {
+            (0..n).all(|i| c.alive(i) == n)
+        });
+        c
+    }
+
     /// A cluster of `n` nodes, every one seeing every other alive.
     pub fn new(n: usize, ec: &str, run_args: &[&str]) -> Cluster {
         let mut c = Cluster {
@@ -107,6 +171,8 @@ impl Cluster {
             store: first,
             port,
             child: Some(child),
+            ip: "127.0.0.1".into(),
+            netns: None,
         });
         wait_until("the first node answers", 20, || c.alive(0) == 1);
         for i in 2..=n {
@@ -118,6 +184,8 @@ impl Cluster {
                 store,
                 port,
                 child: Some(child),
+                ip: "127.0.0.1".into(),
+                netns: None,
             });
         }
         wait_until("every node sees every other alive", 60, || {
