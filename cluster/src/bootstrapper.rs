@@ -213,3 +213,72 @@ pub async fn join(
     }
     Ok(cas)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn admin_store() -> (tempfile::TempDir, Membership) {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = ouroboros_db::Cas::create(
+            dir.path(),
+            &ouroboros_db::CreateOptions::default(),
+            &ouroboros_db::Identity::generate(),
+        )
+        .unwrap();
+        let cas = Arc::new(cas);
+        crate::admin::init(Arc::clone(&cas)).unwrap();
+        let m = Membership::new(cas);
+        m.set_self_addr("127.0.0.1:7700").unwrap();
+        (dir, m)
+    }
+
+    #[test]
+    fn tokens_verify_and_expire_and_tampering_is_caught() {
+        let (dir, m) = admin_store();
+        let token =
+            crate::admin::invite(Arc::clone(m.cas()), std::time::Duration::from_secs(1)).unwrap();
+        let body = parse(&token).unwrap();
+        assert_eq!(body.addr, "127.0.0.1:7700");
+        assert!(m.is_open_invite(&NodeKey::from_pkcs8(&body.invite_key).unwrap().public()));
+        // Any changed character is caught by the signature (or the encoding).
+        for pos in [TOKEN_PREFIX.len() + 3, token.len() / 2, token.len() - 2] {
+            let mut t = token.clone().into_bytes();
+            t[pos] = if t[pos] == b'A' { b'B' } else { b'A' };
+            assert!(
+                parse(&String::from_utf8(t).unwrap()).is_err(),
+                "tampered at {pos}"
+            );
+        }
+        assert!(parse("ouro-join-1.").is_err());
+        assert!(parse("hello").is_err());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(matches!(parse(&token), Err(ClusterError::Token(t)) if t.contains("expired")));
+        drop(dir);
+    }
+
+    #[test]
+    fn an_invitation_admits_once() {
+        let (_dir, m) = admin_store();
+        let token =
+            crate::admin::invite(Arc::clone(m.cas()), std::time::Duration::from_secs(60)).unwrap();
+        let key = NodeKey::from_pkcs8(&parse(&token).unwrap().invite_key)
+            .unwrap()
+            .public();
+        assert!(m.claim_invite(&key).unwrap());
+        assert!(!m.claim_invite(&key).unwrap(), "a token admits one node");
+        assert!(!m.is_open_invite(&key));
+    }
+
+    #[test]
+    fn ttls_parse() {
+        assert_eq!(parse_ttl("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_ttl("30m").unwrap().as_secs(), 1800);
+        assert_eq!(parse_ttl("2h").unwrap().as_secs(), 7200);
+        assert_eq!(parse_ttl("1d").unwrap().as_secs(), 86400);
+        for bad in ["", "0", "5x", "h", "-1m"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+}

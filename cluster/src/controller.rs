@@ -58,6 +58,8 @@ pub struct Node {
     pub(crate) read_budget: tokio::sync::Semaphore,
     pub(crate) repair_after: Duration,
     pub(crate) repair: crate::replication_monitoring::RepairState,
+    /// Bytes of `Changes` answers received (what convergence costs on the wire).
+    pub(crate) replication_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Node {
@@ -120,6 +122,7 @@ impl Node {
             read_budget: tokio::sync::Semaphore::new(crate::handler::READ_BUDGET_KIB),
             repair_after: opts.repair_after,
             repair: Default::default(),
+            replication_bytes: Default::default(),
         }))
     }
 

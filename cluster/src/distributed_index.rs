@@ -98,6 +98,9 @@ async fn pull(
         if b == blobs && w == wal {
             break;
         }
+        let size = postcard::to_stdvec(&(&records, &entries)).map_or(0, |v| v.len() as u64);
+        node.replication_bytes
+            .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
         let cas = Arc::clone(&node.cas);
         let n = blocking(move || {
             let n = cas.import_versions(&records)?;

@@ -130,6 +130,10 @@ pub(crate) fn news(node: &Node) -> NodeNews {
         pending_chunks: node.router.pending(),
         repair_backlog: node.repair.backlog(),
         repaired_slices: node.repair.repaired(),
+        repair_bytes: node.repair.bytes(),
+        replication_bytes: node
+            .replication_bytes
+            .load(std::sync::atomic::Ordering::Relaxed),
     }
 }
 

@@ -113,6 +113,10 @@ pub struct NodeNews {
     pub repair_backlog: u64,
     /// Slices it has repaired since it started.
     pub repaired_slices: u64,
+    /// Bytes of slices it fetched for repairs since it started.
+    pub repair_bytes: u64,
+    /// Bytes of versions and deletions it pulled from peers since it started.
+    pub replication_bytes: u64,
 }
 
 /// One member as `cluster status` shows it.
@@ -147,6 +151,10 @@ pub struct ClusterStatus {
     pub under_replicated_chunks: u64,
     /// Repair progress: slices rebuilt or copied by live nodes since they started.
     pub repaired_slices: u64,
+    /// Bytes of slices live nodes fetched for repairs since they started.
+    pub repair_bytes: u64,
+    /// Bytes of metadata live nodes pulled from each other since they started.
+    pub replication_bytes: u64,
     /// A warning when there are fewer nodes than slices per chunk.
     pub placement: String,
 }

@@ -59,6 +59,8 @@ pub fn status(node: &Node) -> ClusterStatus {
     }];
     let mut pending = me.pending_chunks + node.repair.backlog();
     let mut repaired = me.repaired_slices;
+    let mut repair_bytes = me.repair_bytes;
+    let mut replication_bytes = me.replication_bytes;
     let others = node.others();
     for peer in &others {
         let state = node.tracker.state(peer);
@@ -66,6 +68,8 @@ pub fn status(node: &Node) -> ClusterStatus {
         if state == State::Alive {
             pending += n.pending_chunks + n.repair_backlog;
             repaired += n.repaired_slices;
+            repair_bytes += n.repair_bytes;
+            replication_bytes += n.replication_bytes;
         }
         members.push(MemberStatus {
             id: short_id(peer),
@@ -94,6 +98,8 @@ pub fn status(node: &Node) -> ClusterStatus {
         m,
         under_replicated_chunks: pending + on_dead_nodes(node, &others),
         repaired_slices: repaired,
+        repair_bytes,
+        replication_bytes,
         members,
         placement,
     }

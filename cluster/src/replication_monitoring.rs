@@ -31,6 +31,7 @@ pub struct RepairState {
     wake: tokio::sync::Notify,
     backlog: AtomicU64,
     repaired: AtomicU64,
+    bytes: AtomicU64,
     /// Chunks the previous sweep found lacking. A chunk is repaired only when two sweeps in
     /// a row find it lacking: a fresh put's slices are normally on their way from the
     /// writer, and fetching them too would only double the traffic.
@@ -49,6 +50,12 @@ impl RepairState {
     pub fn backlog(&self) -> u64 {
         // A
         self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of slices this node fetched for repairs since it started.
+    pub fn bytes(&self) -> u64 {
+        // A
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// Slices this node has repaired since it started.
@@ -126,6 +133,7 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
                     node.repair
                         .repaired
                         .fetch_add(lacking.len() as u64, Ordering::Relaxed);
+                    node.repair.bytes.fetch_add(bytes, Ordering::Relaxed);
                     budget.spend(bytes).await;
                 }
                 Err(e) => {

@@ -22,6 +22,10 @@ pub struct GcReport {
     pub slices_freed: u64,
     /// Encoded slice bytes freed.
     pub bytes_freed: u64,
+    /// Unreferenced chunks kept because the store belongs to a cluster: another node may
+    /// not have applied the removal yet and could still reference (or deduplicate against)
+    /// them. Freeing waits for acknowledged tombstones, not built yet.
+    pub chunks_kept_for_cluster: u64,
 }
 
 impl Cas {
@@ -87,6 +91,7 @@ impl Cas {
             }
             self.lmdb.commit(txn)?;
         }
+        let cluster = self.in_cluster()?;
         let mut after = None;
         loop {
             let page = self.lmdb.chunks.page(&self.lmdb.read()?, after, PAGE)?;
@@ -100,6 +105,10 @@ impl Cas {
                     continue;
                 }
                 if self.lmdb.chunks.refs(&txn, &id)? != 0 {
+                    continue;
+                }
+                if cluster {
+                    report.chunks_kept_for_cluster += 1;
                     continue;
                 }
                 let (n, bytes) = self.lmdb.slices.delete_chunk(&mut txn, &id)?;

@@ -196,6 +196,7 @@ pub fn gc(g: &Global) -> Result<i32> {
             "chunks_freed": r.chunks_freed,
             "slices_freed": r.slices_freed,
             "bytes_freed": r.bytes_freed,
+            "chunks_kept_for_cluster": r.chunks_kept_for_cluster,
         }));
     } else if !g.quiet {
         println!(
@@ -205,6 +206,12 @@ pub fn gc(g: &Global) -> Result<i32> {
             r.slices_freed,
             human_bytes(r.bytes_freed)
         );
+        if r.chunks_kept_for_cluster > 0 {
+            println!(
+                "kept {} unreferenced chunk(s): in a cluster they are freed once every node has applied the removal (not built yet)",
+                r.chunks_kept_for_cluster
+            );
+        }
     }
     Ok(0)
 }

@@ -103,6 +103,8 @@ pub fn status(g: &Global) -> Result<i32> {
             "members": members,
             "under_replicated_chunks": s.under_replicated_chunks,
             "repaired_slices": s.repaired_slices,
+            "repair_bytes": s.repair_bytes,
+            "replication_bytes": s.replication_bytes,
             "placement": s.placement,
         }));
         return Ok(0);
