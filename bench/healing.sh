@@ -62,7 +62,7 @@ until [ "$(st "$hw/n1" | field under_replicated_chunks)" = 0 ]; do sleep 0.5; do
 before=$(st "$hw/n1" | field repair_bytes)
 kill -9 "${pids[6]}"
 t0=$(now)
-sleep 1
+until [ "$(st "$hw/n1" | grep -c '"state": "dead"')" -ge 1 ]; do sleep 0.5; done
 until [ "$(st "$hw/n1" | field under_replicated_chunks)" = 0 ] && [ "$(st "$hw/n2" | field under_replicated_chunks)" = 0 ]; do sleep 0.5; done
 t1=$(now)
 repair_s=$(secs "$t0" "$t1")

@@ -87,7 +87,7 @@ async fn pull(
     }
     loop {
         let Response::Changes {
-            records,
+            hashes,
             blobs: b,
             entries,
             wal: w,
@@ -98,7 +98,22 @@ async fn pull(
         if b == blobs && w == wal {
             break;
         }
-        let size = postcard::to_stdvec(&(&records, &entries)).map_or(0, |v| v.len() as u64);
+        // Only what this node has not learned yet (from this peer or another) comes whole.
+        let mut size = postcard::to_stdvec(&(&hashes, &entries)).map_or(0, |v| v.len() as u64);
+        let cas = Arc::clone(&node.cas);
+        let unknown = blocking(move || Ok(cas.unknown_versions(&hashes)?)).await?;
+        let records = if unknown.is_empty() {
+            Vec::new()
+        } else {
+            let Response::Versions(records) = node
+                .call(peer, &Request::Versions { hashes: unknown })
+                .await?
+            else {
+                return Err(ClusterError::Protocol("expected versions".into()));
+            };
+            size += postcard::to_stdvec(&records).map_or(0, |v| v.len() as u64);
+            records
+        };
         node.replication_bytes
             .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
         let cas = Arc::clone(&node.cas);

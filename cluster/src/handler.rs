@@ -161,21 +161,29 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             Response::Hello(news(node))
         }
         Request::Changes { blobs, wal } => {
-            let ((records, blobs), (entries, wal)) = blocking(move || {
+            let ((hashes, blobs), (entries, wal)) = blocking(move || {
                 Ok((
-                    cas.versions_since(blobs, PAGE)?,
+                    cas.version_hashes_since(blobs, PAGE)?,
                     cas.deletions_since(wal, PAGE)?,
                 ))
             })
             .await?;
             Response::Changes {
-                records,
+                hashes,
                 blobs,
                 entries,
                 wal,
             }
         }
         Request::Members => members_response(node)?,
+        Request::Versions { hashes } => {
+            if hashes.len() > PAGE {
+                return Err(ClusterError::Protocol(format!(
+                    "at most {PAGE} versions per request"
+                )));
+            }
+            Response::Versions(blocking(move || Ok(cas.versions_by_hash(&hashes)?)).await?)
+        }
         Request::PutSlices {
             chunk,
             record,

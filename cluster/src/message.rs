@@ -31,8 +31,8 @@ pub enum Request {
     },
     /// Heartbeat with a little news about the sender.
     Hello(NodeNews),
-    /// Versions in the receiver's blob log and deletions in its DeletionWAL after the
-    /// sender's cursors.
+    /// Hashes of the versions in the receiver's blob log, and the deletions in its
+    /// DeletionWAL, after the sender's cursors.
     Changes {
         /// Blob log cursor.
         blobs: u64,
@@ -70,6 +70,11 @@ pub enum Request {
     Flush,
     /// Control socket: the cluster as this node sees it.
     Status,
+    /// The records of these versions (those a `Changes` answer named that the sender lacks).
+    Versions {
+        /// Blob hashes.
+        hashes: Vec<Hash>,
+    },
 }
 
 /// One encoded SealedSlice with its index. The bytes are encoded as one length-prefixed
@@ -175,10 +180,10 @@ pub enum Response {
     },
     /// Heartbeat answer.
     Hello(NodeNews),
-    /// Versions and deletions, and the cursors to resume from.
+    /// Version hashes and deletions, and the cursors to resume from.
     Changes {
-        /// Versions.
-        records: Vec<VersionRecord>,
+        /// Hashes of the versions logged.
+        hashes: Vec<Hash>,
         /// Next blob log cursor.
         blobs: u64,
         /// Deletions.
@@ -206,6 +211,8 @@ pub enum Response {
     Status(ClusterStatus),
     /// The request was refused.
     Error(String),
+    /// Version records.
+    Versions(Vec<VersionRecord>),
 }
 
 /// Encodes a value as one frame.

@@ -29,12 +29,29 @@ impl Cas {
     /// from. Versions gc already dropped are skipped.
     pub fn versions_since(&self, after: u64, limit: usize) -> Result<(Vec<VersionRecord>, u64)> {
         // A
+        let (hashes, last) = self.version_hashes_since(after, limit)?;
+        Ok((self.versions_by_hash(&hashes)?, last))
+    }
+
+    /// Hashes of the versions logged after sequence `after`, at most `limit`, and the
+    /// sequence to resume from: what a peer compares with what it has before asking for
+    /// whole records, so versions it already learned elsewhere cost 32 bytes, not a record.
+    pub fn version_hashes_since(&self, after: u64, limit: usize) -> Result<(Vec<Hash>, u64)> {
+        // A
         let txn = self.lmdb.read()?;
-        let mut out = Vec::new();
-        let mut last = after;
-        for (seq, hash) in self.lmdb.blob_log.since(&txn, after, limit)? {
-            last = seq;
-            let Some(blob) = self.lmdb.blobs.get(&txn, &hash)? else {
+        let log = self.lmdb.blob_log.since(&txn, after, limit)?;
+        let last = log.last().map_or(after, |(s, _)| *s);
+        Ok((log.into_iter().map(|(_, h)| h).collect(), last))
+    }
+
+    /// The records of these versions, in order; versions not here (or dropped by gc) are
+    /// left out.
+    pub fn versions_by_hash(&self, hashes: &[Hash]) -> Result<Vec<VersionRecord>> {
+        // A
+        let txn = self.lmdb.read()?;
+        let mut out = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            let Some(blob) = self.lmdb.blobs.get(&txn, hash)? else {
                 continue;
             };
             let mut chunks = Vec::with_capacity(blob.chunks.len());
@@ -48,7 +65,21 @@ impl Cas {
             }
             out.push(VersionRecord { blob, chunks });
         }
-        Ok((out, last))
+        Ok(out)
+    }
+
+    /// The versions among `hashes` this store has never seen (neither stored nor removed).
+    pub fn unknown_versions(&self, hashes: &[Hash]) -> Result<Vec<Hash>> {
+        // A
+        let txn = self.lmdb.read()?;
+        let mut out = Vec::new();
+        for h in hashes {
+            if self.lmdb.blobs.get(&txn, h)?.is_none() && self.lmdb.removed.get(&txn, h)?.is_none()
+            {
+                out.push(*h);
+            }
+        }
+        Ok(out)
     }
 
     /// Deletions logged after sequence `after`, at most `limit`, and the sequence to resume
