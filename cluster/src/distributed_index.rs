@@ -15,6 +15,8 @@ use crate::message::{Request, Response};
 
 /// Time between pulls from each peer.
 pub const PULL_EVERY: Duration = Duration::from_millis(400);
+/// Longest a pull from one peer may take before the round moves on to the next peer.
+const PULL_AT_MOST: Duration = Duration::from_secs(5);
 /// Time between member list pulls.
 const MEMBERS_EVERY: Duration = Duration::from_secs(1);
 const CURSOR: &[u8] = b"cur/";
@@ -37,27 +39,22 @@ pub async fn replicate_loop(node: Arc<Node>) {
             .into_iter()
             .filter(|p| node.tracker.is_alive(p))
             .collect();
-        let mut pulls = tokio::task::JoinSet::new();
+        // One peer after the other: a version several peers announce at once is then
+        // fetched whole from the first only (pulling in parallel fetched it from each).
         for peer in peers {
-            let node = Arc::clone(&node);
-            let cur = match cursors.get(&peer) {
+            let old = match cursors.get(&peer) {
                 Some(c) => *c,
                 None => load_cursor(&node, &peer),
             };
-            pulls.spawn(async move {
-                let r = pull(&node, &peer, cur, members_due).await;
-                (peer, cur, r)
-            });
-        }
-        while let Some(Ok((peer, old, r))) = pulls.join_next().await {
-            match r {
-                Ok(cur) => {
+            match tokio::time::timeout(PULL_AT_MOST, pull(&node, &peer, old, members_due)).await {
+                Ok(Ok(cur)) => {
                     if cur != old {
                         save_cursor(&node, &peer, cur);
                     }
                     cursors.insert(peer, cur);
                 }
-                Err(e) => tracing::debug!(peer = %short_id(&peer), error = %e, "pull failed"),
+                Ok(Err(e)) => tracing::debug!(peer = %short_id(&peer), error = %e, "pull failed"),
+                Err(_) => tracing::debug!(peer = %short_id(&peer), "pull timed out"),
             }
         }
     }
