@@ -91,6 +91,18 @@ fn a_wiped_node_comes_back_from_its_backup_and_is_refilled() {
         c.status(2)["repaired_slices"].as_u64() > Some(0)
             && (0..3).all(|i| under_replicated(&c, i) == Some(0))
     });
+    // Its logs restarted from the backup: what it writes now still reaches the others.
+    let c3 = random_bytes(4096, 3);
+    let f = c.dir.path().join("c3");
+    std::fs::write(&f, &c3).unwrap();
+    c.ok(&c.nodes[2].store, &["put", "c", f.to_str().unwrap()]);
+    for i in [0, 1] {
+        wait_until(
+            &format!("node {} reads what the restored node wrote", i + 1),
+            10,
+            || get(&c, i, "c").as_deref() == Some(&c3[..]),
+        );
+    }
     // With its slices back, any one node may go.
     c.kill(0);
     for (i, key, want) in [(1, "a", &a), (2, "b", &b), (2, "a", &a), (1, "b", &b)] {

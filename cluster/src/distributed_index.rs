@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ouroboros_db::Hash;
+
 use crate::controller::Node;
 use crate::error::{ClusterError, Result};
 use crate::handler::blocking;
@@ -21,10 +23,20 @@ const PULL_AT_MOST: Duration = Duration::from_secs(5);
 const MEMBERS_EVERY: Duration = Duration::from_secs(1);
 const CURSOR: &[u8] = b"cur/";
 
+/// Where this node is in one peer's logs. `log` names the peer's logs: a peer restored from
+/// a backup starts new ones (its sequence numbers repeat), and a cursor into the old ones
+/// would skip entries, so a changed `log` starts the cursor over (cheap: hashes first).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Cursor {
+    log: Hash,
+    blobs: u64,
+    wal: u64,
+}
+
 /// Pulls from every live peer forever.
 pub async fn replicate_loop(node: Arc<Node>) {
     // A
-    let mut cursors: HashMap<NodeId, (u64, u64)> = HashMap::new();
+    let mut cursors: HashMap<NodeId, Cursor> = HashMap::new();
     let mut last_members = Instant::now() - MEMBERS_EVERY;
     let mut tick = tokio::time::interval(PULL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -61,12 +73,7 @@ pub async fn replicate_loop(node: Arc<Node>) {
 }
 
 /// One round of pulls from `peer`; returns the new cursors.
-async fn pull(
-    node: &Arc<Node>,
-    peer: &NodeId,
-    (mut blobs, mut wal): (u64, u64),
-    members: bool,
-) -> Result<(u64, u64)> {
+async fn pull(node: &Arc<Node>, peer: &NodeId, mut cur: Cursor, members: bool) -> Result<Cursor> {
     // A
     if members {
         if let Response::Members { members, addrs } = node.call(peer, &Request::Members).await? {
@@ -83,15 +90,30 @@ async fn pull(
         }
     }
     loop {
+        let (blobs, wal) = (cur.blobs, cur.wal);
         let Response::Changes {
             hashes,
             blobs: b,
             entries,
             wal: w,
+            log,
         } = node.call(peer, &Request::Changes { blobs, wal }).await?
         else {
             return Err(ClusterError::Protocol("expected changes".into()));
         };
+        if log != cur.log {
+            if cur.blobs != 0 || cur.wal != 0 {
+                tracing::info!(peer = %short_id(peer), "peer's logs were restarted: pulling them from the start");
+            }
+            cur = Cursor {
+                log,
+                blobs: 0,
+                wal: 0,
+            };
+            if blobs != 0 || wal != 0 {
+                continue;
+            }
+        }
         if b == blobs && w == wal {
             break;
         }
@@ -126,33 +148,42 @@ async fn pull(
             // New chunks may owe this node slices: count and fetch them soon.
             node.repair.wake();
         }
-        blobs = b;
-        wal = w;
+        cur.blobs = b;
+        cur.wal = w;
     }
-    Ok((blobs, wal))
+    Ok(cur)
 }
 
-fn load_cursor(node: &Node, peer: &NodeId) -> (u64, u64) {
+fn load_cursor(node: &Node, peer: &NodeId) -> Cursor {
     // A
     let lmdb = node.cas.lmdb();
-    let Ok(txn) = lmdb.read() else { return (0, 0) };
+    let Ok(txn) = lmdb.read() else {
+        return Cursor::default();
+    };
     match lmdb.cluster.get(&txn, &[CURSOR, peer.as_slice()].concat()) {
-        Ok(Some(b)) if b.len() == 16 => {
+        Ok(Some(b)) if b.len() == 48 => {
             let mut a = [0u8; 8];
             let mut c = [0u8; 8];
+            let mut log = [0u8; 32];
             a.copy_from_slice(&b[..8]);
-            c.copy_from_slice(&b[8..]);
-            (u64::from_le_bytes(a), u64::from_le_bytes(c))
+            c.copy_from_slice(&b[8..16]);
+            log.copy_from_slice(&b[16..]);
+            Cursor {
+                log: Hash(log),
+                blobs: u64::from_le_bytes(a),
+                wal: u64::from_le_bytes(c),
+            }
         }
-        _ => (0, 0),
+        _ => Cursor::default(),
     }
 }
 
-fn save_cursor(node: &Node, peer: &NodeId, (blobs, wal): (u64, u64)) {
+fn save_cursor(node: &Node, peer: &NodeId, cur: Cursor) {
     // A
     let lmdb = node.cas.lmdb();
-    let mut v = blobs.to_le_bytes().to_vec();
-    v.extend_from_slice(&wal.to_le_bytes());
+    let mut v = cur.blobs.to_le_bytes().to_vec();
+    v.extend_from_slice(&cur.wal.to_le_bytes());
+    v.extend_from_slice(&cur.log.0);
     let r = lmdb.write().and_then(|mut txn| {
         lmdb.cluster
             .put(&mut txn, &[CURSOR, peer.as_slice()].concat(), &v)?;

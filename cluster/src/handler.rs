@@ -161,10 +161,11 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             Response::Hello(news(node))
         }
         Request::Changes { blobs, wal } => {
-            let ((hashes, blobs), (entries, wal)) = blocking(move || {
+            let ((hashes, blobs), (entries, wal), log) = blocking(move || {
                 Ok((
                     cas.version_hashes_since(blobs, PAGE)?,
                     cas.deletions_since(wal, PAGE)?,
+                    cas.log_id()?,
                 ))
             })
             .await?;
@@ -173,6 +174,7 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
                 blobs,
                 entries,
                 wal,
+                log,
             }
         }
         Request::Members => members_response(node)?,

@@ -190,6 +190,8 @@ pub enum Response {
         entries: Vec<WalEntry>,
         /// Next DeletionWAL cursor.
         wal: u64,
+        /// Names this store's logs; new after a restore from backup (sequences repeat then).
+        log: Hash,
     },
     /// Member records and addresses.
     Members {

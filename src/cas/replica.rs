@@ -392,6 +392,26 @@ impl Cas {
 }
 
 impl Cas {
+    /// The random id of this store's logs, which peers keep with their cursors into them;
+    /// a restore from backup makes a new one (the logs then repeat sequence numbers).
+    pub fn log_id(&self) -> Result<Hash> {
+        // A
+        if let Some(id) = self.lmdb.meta.log_id(&self.lmdb.read()?)? {
+            return Ok(id);
+        }
+        let mut txn = self.lmdb.write()?;
+        let id = match self.lmdb.meta.log_id(&txn)? {
+            Some(id) => id,
+            None => {
+                let id = Hash(rand::random());
+                self.lmdb.meta.put_log_id(&mut txn, &id)?;
+                id
+            }
+        };
+        self.lmdb.commit(txn)?;
+        Ok(id)
+    }
+
     /// True when the store belongs to a cluster (then it holds only the slices placement
     /// gives it, and verify does not count the others as missing).
     pub fn in_cluster(&self) -> Result<bool> {

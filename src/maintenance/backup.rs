@@ -58,7 +58,15 @@ impl Cas {
         copy_keys(src, dest)?;
         std::fs::rename(&tmp, dest.join("data.mdb"))
             .map_err(|e| Error::io(format!("restoring into {}", dest.display()), e))?;
-        Cas::open(dest)
+        let cas = Cas::open(dest)?;
+        // The logs restart from the backup's state, so their sequence numbers will repeat:
+        // a new log id tells peers to start their cursors into them over.
+        let mut txn = cas.lmdb.write()?;
+        cas.lmdb
+            .meta
+            .put_log_id(&mut txn, &crate::hash::Hash(rand::random()))?;
+        cas.lmdb.commit(txn)?;
+        Ok(cas)
     }
 }
 

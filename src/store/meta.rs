@@ -13,6 +13,7 @@ pub const CONFIG_TAG: u8 = b'M';
 /// On-disk format version of stores written by this build.
 pub const FORMAT_VERSION: u32 = 3;
 const CONFIG_KEY: &[u8] = b"config";
+const LOG_ID_KEY: &[u8] = b"log_id";
 
 /// Everything fixed at `init`: format, erasure code, compression, chunking, key epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +61,22 @@ impl Meta {
     pub fn put_last_gc(&self, txn: &mut RwTxn, time: i64) -> Result<()> {
         // A
         Ok(self.0.put(txn, b"last_gc", &time.to_le_bytes())?)
+    }
+
+    /// The id of this store's logs (blob log, DeletionWAL), created on first use.
+    pub fn log_id(&self, txn: &RoTxn) -> Result<Option<Hash>> {
+        // A
+        Ok(self
+            .0
+            .get(txn, LOG_ID_KEY)?
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(Hash))
+    }
+
+    /// Sets the id of this store's logs.
+    pub fn put_log_id(&self, txn: &mut RwTxn, id: &Hash) -> Result<()> {
+        // A
+        Ok(self.0.put(txn, LOG_ID_KEY, &id.0)?)
     }
 
     /// Writes the configuration.
