@@ -133,3 +133,20 @@ fn slices_handed_over_are_checked_and_released() {
     a.get("f", &mut out).unwrap();
     assert_eq!(out, data);
 }
+
+#[test]
+fn a_version_removed_before_it_arrives_arrives_removed() {
+    let (_d, _me, a, b) = pair();
+    let v1 = a.put("k", &b"one"[..], &PutOptions::default()).unwrap();
+    sync(&a, &b);
+    let v2 = a.put("k", &b"two"[..], &PutOptions::default()).unwrap();
+    a.remove(&format!("k@{}", v2.hash.to_hex())).unwrap();
+    // b learns of the removal first, then of the version.
+    let (d, _) = a.deletions_since(0, 100).unwrap();
+    b.import_deletions(&d).unwrap();
+    let (v, _) = a.versions_since(0, 100).unwrap();
+    b.import_versions(&v).unwrap();
+    assert_eq!(heads(&b, "k"), vec![v1.hash]);
+    assert!(b.log("k", 10).unwrap().iter().all(|v| v.hash != v2.hash));
+    b.gc(&ouroboros_db::NoProgress).unwrap();
+}

@@ -188,6 +188,17 @@ impl Cas {
                             )?;
                             true
                         }
+                        // Not here yet: remember the removal, so the version arrives removed
+                        // (it took no references, so there is nothing for gc to release).
+                        None if live => {
+                            let mark = Removal {
+                                time: e.time,
+                                whole_key: false,
+                                released: true,
+                            };
+                            self.lmdb.removed.put(&mut txn, hash, &mark)?;
+                            true
+                        }
                         _ => false,
                     }
                 }
