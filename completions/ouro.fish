@@ -230,7 +230,7 @@ complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subc
 complete -c ouro -n "__fish_ouro_using_subcommand node; and not __fish_seen_subcommand_from run backup restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l listen -d 'UDP address to listen on' -r
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l advertise -d 'Address other nodes should use (default: the listen address)' -r
-complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l join -d 'Join a cluster with a token from `ouro cluster invite` (creates the store)' -r
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l join -d 'Join a cluster with a token from `ouro cluster invite` (creates the store); the environment variable keeps the token out of the process list' -r
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l repair-after -d 'Seconds a member may be silent before its slices are rebuilt on the others' -r
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F

@@ -42,14 +42,33 @@ fn a_dead_nodes_slices_are_rebuilt_and_two_more_can_go() {
     c.kill(5);
     c.kill(4);
     for i in 0..4 {
-        assert_eq!(
-            get(&c, i, "big").as_deref(),
-            Some(&data[..]),
+        assert!(
+            get(&c, i, "big").as_deref() == Some(&data[..]),
             "node {}",
             i + 1
         );
         assert!(get(&c, i, "small").is_some(), "node {}", i + 1);
     }
+
+    // A node that joins now takes over its share of the slices.
+    let token = c.invite();
+    let store = c.dir.path().join("n8");
+    let port = common::cluster::free_port();
+    let child = c.start(&store, port, Some(&token));
+    c.nodes.push(common::cluster::NodeProc {
+        store,
+        port,
+        child: Some(child),
+        ip: "127.0.0.1".into(),
+        netns: None,
+    });
+    wait_until("the new node holds slices", 60, || {
+        c.status(7)["members"]
+            .as_array()
+            .and_then(|m| m.first().map(|me| me["chunks_held"].as_u64() > Some(0)))
+            .unwrap_or(false)
+    });
+    assert!(get(&c, 7, "big").as_deref() == Some(&data[..]));
 }
 
 #[test]

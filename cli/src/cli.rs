@@ -247,8 +247,14 @@ pub enum NodeAction {
         /// Address other nodes should use (default: the listen address)
         #[arg(long, value_name = "ADDR")]
         advertise: Option<String>,
-        /// Join a cluster with a token from `ouro cluster invite` (creates the store)
-        #[arg(long, value_name = "TOKEN")]
+        /// Join a cluster with a token from `ouro cluster invite` (creates the store); the
+        /// environment variable keeps the token out of the process list
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "OURO_JOIN_TOKEN",
+            hide_env_values = true
+        )]
         join: Option<String>,
         /// Seconds a member may be silent before its slices are rebuilt on the others
         #[arg(long, default_value_t = 600, value_name = "SECONDS")]
