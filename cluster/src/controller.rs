@@ -310,6 +310,7 @@ impl Node {
         let socket = crate::control::socket_path(self.store());
         let listener = crate::control::bind(&socket)?;
         let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(crate::sync_index_tree::anti_entropy_loop(Arc::clone(&self)));
         tasks.spawn(crate::handler::accept_loop(Arc::clone(&self)));
         tasks.spawn(crate::control::serve(Arc::clone(&self), listener));
         tasks.spawn(crate::monitor::heartbeat_loop(Arc::clone(&self)));

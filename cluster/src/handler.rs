@@ -178,6 +178,9 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             }
         }
         Request::Members => members_response(node)?,
+        Request::SyncTree { prefix } => {
+            blocking(move || crate::sync_index_tree::answer(&cas, &prefix)).await?
+        }
         Request::Versions { hashes } => {
             if hashes.len() > PAGE {
                 return Err(ClusterError::Protocol(format!(

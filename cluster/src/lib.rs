@@ -8,7 +8,8 @@
 //! [`bootstrapper`] (BootStrapper), [`monitor`] (ClusterMonitor), [`availability`]
 //! (NodeAvailabilityTracker), HashToNode (in the library: `ouroboros_db::route::hash_to_node`),
 //! [`distributed_index`] (DistributedIndex), [`data_router`] (DataRouter, cluster side),
-//! [`replication_monitoring`] (ReplicationMonitoring and DataReBalancer: repair).
+//! [`replication_monitoring`] (ReplicationMonitoring and DataReBalancer: repair),
+//! [`sync_index_tree`] (SyncIndexTree: Merkle anti-entropy).
 
 pub mod admin;
 pub mod authenticator;
@@ -24,6 +25,7 @@ pub mod membership;
 pub mod message;
 pub mod monitor;
 pub mod replication_monitoring;
+pub mod sync_index_tree;
 pub mod tunnel;
 
 pub use control::ControlClient;

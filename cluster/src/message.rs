@@ -75,6 +75,12 @@ pub enum Request {
         /// Blob hashes.
         hashes: Vec<Hash>,
     },
+    /// SyncIndexTree: the 256 child digests under a 0- or 1-byte prefix, or the version
+    /// hashes of a 2-byte leaf.
+    SyncTree {
+        /// Hash prefix.
+        prefix: Vec<u8>,
+    },
 }
 
 /// One encoded SealedSlice with its index. The bytes are encoded as one length-prefixed
@@ -215,6 +221,10 @@ pub enum Response {
     Error(String),
     /// Version records.
     Versions(Vec<VersionRecord>),
+    /// SyncIndexTree child digests.
+    SyncDigests(Vec<Hash>),
+    /// SyncIndexTree leaf: live version hashes.
+    SyncLeaf(Vec<Hash>),
 }
 
 /// Encodes a value as one frame.

@@ -20,7 +20,7 @@ pub mod version_index;
 pub use lmdb::{Lmdb, RoTxn, RwTxn};
 pub use meta::StoreConfig;
 
-type Db = heed::Database<'static, heed::types::Bytes, heed::types::Bytes>;
+pub(crate) type Db = heed::Database<'static, heed::types::Bytes, heed::types::Bytes>;
 
 /// Iterator over raw `(key, value)` pairs of one database.
 pub(crate) type KvIter<'t> = Box<dyn Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>> + 't>;
