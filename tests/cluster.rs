@@ -183,3 +183,63 @@ fn six_nodes_spread_slices_survive_two_losses_and_refuse_strangers() {
     });
     wait_until("node 4 hears from nobody", 20, || c.alive(3) == 1);
 }
+
+#[test]
+fn cluster_commands_refuse_bad_input_with_one_line_and_an_exit_code() {
+    let t = common::TestStore::init("4+2");
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["cluster", "status"], 1, "no node is running"),
+        (&["cluster", "invite"], 8, "not part of a cluster"),
+        (
+            &["node", "run", "--listen", "127.0.0.1:1"],
+            8,
+            "not part of a cluster",
+        ),
+        (
+            &["node", "run", "--listen", "nonsense"],
+            2,
+            "must be IP:PORT",
+        ),
+        (
+            &[
+                "node",
+                "run",
+                "--listen",
+                "127.0.0.1:1",
+                "--join",
+                "garbage",
+            ],
+            2,
+            "join token",
+        ),
+        (
+            &["node", "restore", "/nonexistent/backup"],
+            3,
+            "no backup at",
+        ),
+        (&["cluster", "invite", "--ttl", "5x"], 2, "duration"),
+    ];
+    for (args, code, text) in cases {
+        let out = t.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {err}");
+        assert!(err.contains(text), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    t.ok(&["cluster", "init"]);
+    let again = t.run(&["cluster", "init"]);
+    assert_eq!(again.status.code(), Some(2));
+    let out = t.run(&["cluster", "invite"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = t.run(&["cluster", "remove", "abc"]);
+    assert_eq!(out.status.code(), Some(3));
+    let dest = t.dir.path().join("b");
+    t.ok(&["node", "backup", dest.to_str().unwrap()]);
+    let out = t.run(&["node", "backup", dest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -34,6 +34,21 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 Error::Io { .. } | Error::Lmdb(_) | Error::Input(_) => ERROR,
             };
         }
+        if let Some(e) = cause.downcast_ref::<ouro_cluster::ClusterError>() {
+            use ouro_cluster::ClusterError as C;
+            return match e {
+                C::Token(_) | C::Invalid(_) => USAGE,
+                C::UnknownNode(_) => NOT_FOUND,
+                C::NotInCluster(_) => NO_STORE,
+                C::Credentials(_) => IDENTITY,
+                C::Store(_)
+                | C::Transport(_)
+                | C::NotAdmin
+                | C::NoNode(_)
+                | C::Protocol(_)
+                | C::Io { .. } => ERROR,
+            };
+        }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             // Missing files are plain errors: NOT_FOUND is for keys, refs and versions.
             if io.raw_os_error() == Some(28) {

@@ -19,7 +19,7 @@ pub fn init(cas: Arc<Cas>) -> Result<(ClusterInfo, NodeId)> {
     // PA
     let members = Membership::new(Arc::clone(&cas));
     if members.info()?.is_some() {
-        return Err(ClusterError::Protocol(format!(
+        return Err(ClusterError::Invalid(format!(
             "{} already belongs to a cluster",
             cas.path().display()
         )));
@@ -49,6 +49,7 @@ pub fn init(cas: Arc<Cas>) -> Result<(ClusterInfo, NodeId)> {
 /// A one-time join token valid for `ttl`.
 pub fn invite(cas: Arc<Cas>, ttl: std::time::Duration) -> Result<String> {
     // PA
+    Membership::new(Arc::clone(&cas)).require_info()?;
     let admin = crate::membership::admin_key(cas.path())?;
     let node = crate::membership::node_key(cas.path())?;
     crate::bootstrapper::invite(&Membership::new(cas), &admin, &node, ttl)
@@ -72,14 +73,16 @@ pub fn remove(cas: Arc<Cas>, prefix: &str) -> Result<NodeId> {
         [one] => one.clone(),
         [] => return Err(ClusterError::UnknownNode(prefix)),
         _ => {
-            return Err(ClusterError::Protocol(format!(
+            return Err(ClusterError::Invalid(format!(
                 "{prefix:?} matches {} members: give more of the id",
                 matching.len()
             )))
         }
     };
     if rec.node == crate::membership::node_key(cas.path())?.public() {
-        return Err(ClusterError::Protocol("a node cannot remove itself".into()));
+        return Err(ClusterError::Invalid(
+            "a node cannot remove itself: run `cluster remove` for it from another node holding the admin key, or stop it".into(),
+        ));
     }
     let t = now_nanos();
     let sig = admin

@@ -44,7 +44,12 @@ pub fn invite(
     }
     let addr = members
         .self_addr()?
-        .ok_or_else(|| ClusterError::NoNode(members.cas().path().display().to_string()))?;
+        .ok_or_else(|| {
+            ClusterError::Invalid(format!(
+                "a token carries the address of this store's node, which has never run: start it first (ouro --store {} node run --listen HOST:PORT)",
+                members.cas().path().display()
+            ))
+        })?;
     let key = NodeKey::generate()?;
     let expires = now_nanos().saturating_add(ttl.as_nanos().min(i64::MAX as u128) as i64);
     members.put_invite(

@@ -88,7 +88,7 @@ impl Node {
         let info = members.require_info()?;
         let me = key.public();
         if !members.is_member(&me) {
-            return Err(ClusterError::Protocol(format!(
+            return Err(ClusterError::Credentials(format!(
                 "node {} is not (or no longer) a member of this cluster",
                 short_id(&me)
             )));

@@ -26,6 +26,12 @@ pub enum ClusterError {
     /// A peer or the local node broke the protocol or refused a request.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A request that cannot be done as given (the message says what to do instead).
+    #[error("{0}")]
+    Invalid(String),
+    /// A key file others can read, or a node that is no longer a member.
+    #[error("{0}")]
+    Credentials(String),
     /// A named node is unknown.
     #[error("no member {0:?} in this cluster (see `ouro cluster status`)")]
     UnknownNode(String),

@@ -105,7 +105,7 @@ pub fn read_key(path: &Path) -> Result<NodeKey> {
     let meta = std::fs::metadata(path)
         .map_err(|e| ClusterError::io(format!("reading {}", path.display()), e))?;
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(ClusterError::Protocol(format!(
+        return Err(ClusterError::Credentials(format!(
             "{} can be read by other users: chmod 600 it",
             path.display()
         )));
