@@ -259,6 +259,9 @@ pub enum NodeAction {
         /// Seconds a member may be silent before its slices are rebuilt on the others
         #[arg(long, default_value_t = 600, value_name = "SECONDS")]
         repair_after: u64,
+        /// MiB per second of slices this node may fetch to rebuild lost ones
+        #[arg(long, default_value_t = 64, value_name = "MIB")]
+        repair_rate: u64,
     },
     /// Write a consistent copy of this store (and its node keys) into DEST, even while it runs
     Backup {

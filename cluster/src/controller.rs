@@ -36,6 +36,8 @@ pub struct NodeOptions {
     /// How long a member may be silent before placement leaves it out and its slices are
     /// rebuilt on the others.
     pub repair_after: Duration,
+    /// Bytes per second of slices a node may fetch for repairs.
+    pub repair_rate: u64,
 }
 
 /// Default of `--repair-after`: long enough to ride out a reboot or an upgrade.
@@ -57,6 +59,7 @@ pub struct Node {
     /// Shared by every connection's requests: bounds this node's memory for incoming data.
     pub(crate) read_budget: tokio::sync::Semaphore,
     pub(crate) repair_after: Duration,
+    pub(crate) repair_rate: u64,
     pub(crate) repair: crate::replication_monitoring::RepairState,
     /// Bytes of `Changes` answers received (what convergence costs on the wire).
     pub(crate) replication_bytes: std::sync::atomic::AtomicU64,
@@ -121,6 +124,7 @@ impl Node {
             router: Default::default(),
             read_budget: tokio::sync::Semaphore::new(crate::handler::READ_BUDGET_KIB),
             repair_after: opts.repair_after,
+            repair_rate: opts.repair_rate.max(1),
             repair: Default::default(),
             replication_bytes: Default::default(),
         }))

@@ -22,7 +22,7 @@ use crate::membership::short_id;
 const PAGE: usize = 512;
 /// Pause between sweeps that found nothing to do.
 const IDLE: Duration = Duration::from_secs(2);
-/// Repair traffic allowed per second (slices fetched for repair).
+/// Default repair traffic allowed per second (slices fetched for repair): `--repair-rate`.
 pub const REPAIR_BYTES_PER_SEC: u64 = 64 << 20;
 
 /// What the repair sweep found.
@@ -89,7 +89,7 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
     let slices = node.cas.config().k as usize + node.cas.config().m as usize;
     let mut after = None;
     let mut lacking_chunks = 0u64;
-    let mut budget = Budget::new(REPAIR_BYTES_PER_SEC);
+    let mut budget = Budget::new(node.repair_rate);
     let before = node
         .repair
         .seen

@@ -15,6 +15,7 @@ async fn first_node(dir: &std::path::Path) -> Arc<Node> {
         advertise: None,
         join: None,
         repair_after: ouro_cluster::controller::DEFAULT_REPAIR_AFTER,
+        repair_rate: ouro_cluster::replication_monitoring::REPAIR_BYTES_PER_SEC,
     };
     Node::start(&opts).await.unwrap()
 }

@@ -140,6 +140,7 @@ pub fn run(
     advertise: Option<&str>,
     join: Option<&str>,
     repair_after: u64,
+    repair_rate_mib: u64,
 ) -> Result<i32> {
     // A
     let parse = |s: &str| -> Result<SocketAddr> {
@@ -156,6 +157,7 @@ pub fn run(
         advertise: advertise.map(parse).transpose()?,
         join: join.map(str::to_string),
         repair_after: std::time::Duration::from_secs(repair_after),
+        repair_rate: repair_rate_mib.saturating_mul(1 << 20),
     };
     if let Some(t) = &opts.join {
         // A bad token is reported before anything is created.
