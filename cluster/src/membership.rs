@@ -101,38 +101,18 @@ pub fn key_dir(store: &Path) -> PathBuf {
 /// Reads a key file, refusing one that others can read (as ssh does).
 pub fn read_key(path: &Path) -> Result<NodeKey> {
     // PA
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ClusterError::io(format!("reading {}", path.display()), e))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(ClusterError::Credentials(format!(
-            "{} can be read by other users: chmod 600 it",
-            path.display()
-        )));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| ClusterError::io(format!("reading {}", path.display()), e))?;
-    Ok(NodeKey::from_pkcs8(&bytes)?)
+    Ok(NodeKey::from_pkcs8(
+        &ouroboros_db::crypto::secret_file::read(path)?,
+    )?)
 }
 
 /// Writes a new key file with mode 0600 (never over an existing one).
 pub fn write_key(path: &Path, key: &NodeKey) -> Result<()> {
     // PA
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ClusterError::io(format!("creating {}", dir.display()), e))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| ClusterError::io(format!("creating {}", path.display()), e))?;
-    f.write_all(key.pkcs8())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| ClusterError::io(format!("writing {}", path.display()), e))
+    Ok(ouroboros_db::crypto::secret_file::write_new(
+        path,
+        key.pkcs8(),
+    )?)
 }
 
 /// The node key of a store, created on first use.

@@ -3,7 +3,6 @@
 //! Each recipient gets its own small age file holding the epoch's secret bundle, so recipient
 //! kinds that age refuses to mix in one file (X25519 and post-quantum `tagpq`) can coexist.
 
-use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -56,55 +55,32 @@ impl Identity {
     pub fn load(path: &Path) -> Result<Self> {
         // PA
         let shown = path.display().to_string();
-        let mut file = std::fs::File::open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+        let bytes = crate::crypto::secret_file::read(path).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Error::Identity(format!(
                     "no identity file at {shown} (run `ouro init` or pass --identity)"
                 ))
-            } else {
-                Error::Identity(format!("cannot read identity file {shown}: {e}"))
             }
+            Error::Io { source, .. } => {
+                Error::Identity(format!("cannot read identity file {shown}: {source}"))
+            }
+            Error::Identity(why) => Error::Identity(format!("identity file {why}")),
+            other => other,
         })?;
-        let mode = std::os::unix::fs::MetadataExt::mode(
-            &file
-                .metadata()
-                .map_err(|e| Error::Identity(format!("cannot stat {shown}: {e}")))?,
-        );
-        if mode & 0o077 != 0 {
-            return Err(Error::Identity(format!(
-                "identity file {shown} is readable by others (mode {:o}): run `chmod 600 {shown}`",
-                mode & 0o777
-            )));
-        }
-        let mut text = String::new();
-        file.read_to_string(&mut text)
-            .map_err(|e| Error::Identity(format!("cannot read identity file {shown}: {e}")))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Identity(format!("identity file {shown} is not text")))?;
         Self::parse(&text)
     }
 
     /// Writes the identity to a new file with mode 0600, failing if the file exists.
     pub fn save_new(&self, path: &Path) -> Result<()> {
         // PA
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::io(format!("creating identity file {}", path.display()), e))?;
         let text = format!(
             "# ouro identity: keep it secret and back it up; without it the store cannot be read\n# public key: {}\n{}\n",
             self.recipient(),
             self.inner.to_string().expose_secret()
         );
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| Error::io(format!("writing identity file {}", path.display()), e))
+        crate::crypto::secret_file::write_new(path, text.as_bytes())
     }
 
     /// The public recipient of this identity.

@@ -2,6 +2,7 @@
 //! secret bundle from which chunk ids and per-chunk encryption keys are derived.
 
 pub mod identity;
+pub mod secret_file;
 pub mod store_keys;
 
 pub use identity::{Identity, Recipient};
