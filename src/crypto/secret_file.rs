@@ -62,10 +62,16 @@ mod tests {
         write_new(&p, b"secret").unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(write_new(&p, b"other").is_err(), "never over an existing file");
+        assert!(
+            write_new(&p, b"other").is_err(),
+            "never over an existing file"
+        );
         assert_eq!(read(&p).unwrap(), b"secret");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert!(matches!(read(&p), Err(Error::Identity(m)) if m.contains("chmod 600")));
-        assert!(matches!(read(&dir.path().join("none")), Err(Error::Io { .. })));
+        assert!(matches!(
+            read(&dir.path().join("none")),
+            Err(Error::Io { .. })
+        ));
     }
 }
