@@ -68,7 +68,9 @@ fn a_dead_nodes_slices_are_rebuilt_and_two_more_can_go() {
             .and_then(|m| m.first().map(|me| me["chunks_held"].as_u64() > Some(0)))
             .unwrap_or(false)
     });
-    assert!(get(&c, 7, "big").as_deref() == Some(&data[..]));
+    wait_until("the new node reads every key", 20, || {
+        get(&c, 7, "big").as_deref() == Some(&data[..])
+    });
 }
 
 #[test]
