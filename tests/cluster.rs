@@ -10,6 +10,12 @@ use std::process::Stdio;
 use common::cluster::{free_port, get, wait_until, Cluster};
 use common::random_bytes;
 
+/// `node run --join TOKEN` on `store`, to completion (for joins that must be refused).
+fn join(c: &Cluster, store: &std::path::Path, token: &str) -> std::process::Output {
+    let port = format!("127.0.0.1:{}", free_port());
+    c.run(store, &["node", "run", "--listen", &port, "--join", token])
+}
+
 #[test]
 fn six_nodes_spread_slices_survive_two_losses_and_refuse_strangers() {
     let mut c = Cluster::new(6, "4+2", &[]);
@@ -79,17 +85,7 @@ fn six_nodes_spread_slices_survive_two_losses_and_refuse_strangers() {
     let mid = bad.len() / 2;
     bad[mid] = if bad[mid] == b'A' { b'B' } else { b'A' };
     let bad = String::from_utf8(bad).unwrap();
-    let out = c.run(
-        &c.dir.path().join("t1"),
-        &[
-            "node",
-            "run",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--join",
-            &bad,
-        ],
-    );
+    let out = join(&c, &c.dir.path().join("t1"), &bad);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("join token"),
@@ -99,17 +95,7 @@ fn six_nodes_spread_slices_survive_two_losses_and_refuse_strangers() {
     // Joining needs an empty --store: an existing store of its own is never overwritten.
     let own = c.dir.path().join("own");
     c.ok(&own, &["init", "-q"]);
-    let out = c.run(
-        &own,
-        &[
-            "node",
-            "run",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--join",
-            &token,
-        ],
-    );
+    let out = join(&c, &own, &token);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already holds a store"),
@@ -119,17 +105,7 @@ fn six_nodes_spread_slices_survive_two_losses_and_refuse_strangers() {
     let store7 = c.dir.path().join("n7");
     let mut n7 = c.start(&store7, free_port(), Some(&token));
     wait_until("node 7 joined", 20, || store7.join("node.sock").exists());
-    let out = c.run(
-        &c.dir.path().join("t2"),
-        &[
-            "node",
-            "run",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--join",
-            &token,
-        ],
-    );
+    let out = join(&c, &c.dir.path().join("t2"), &token);
     assert!(!out.status.success(), "a used token was accepted");
     assert!(!c.dir.path().join("t2").join("data.mdb").exists());
     n7.kill().unwrap();

@@ -126,7 +126,7 @@ pub(crate) fn news(node: &Node) -> NodeNews {
     NodeNews {
         addr: node.addr.clone(),
         chunks_held: node.router.chunks_held(),
-        free_bytes: free_bytes(node.store()),
+        free_bytes: node.cas.lmdb().free_bytes().unwrap_or(0),
         pending_chunks: node.router.pending(),
         repair_backlog: node.repair.backlog(),
         repaired_slices: node.repair.repaired(),
@@ -135,14 +135,6 @@ pub(crate) fn news(node: &Node) -> NodeNews {
             .replication_bytes
             .load(std::sync::atomic::Ordering::Relaxed),
     }
-}
-
-/// Free bytes for unprivileged writers on the filesystem holding `dir`.
-pub(crate) fn free_bytes(dir: &std::path::Path) -> u64 {
-    // A
-    rustix::fs::statvfs(dir)
-        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-        .unwrap_or(0)
 }
 
 async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Result<Response> {

@@ -43,26 +43,7 @@ impl ChunkReader for Cas {
             .collect();
         let fetched = remote.fetch(id, &wanted, record.k as usize - have)?;
         let mut shards = set.shards;
-        for (i, bytes) in &fetched {
-            let Some(hash) = record.slices.get(*i as usize) else {
-                continue;
-            };
-            if shards[*i as usize].is_some() {
-                continue;
-            }
-            if let crate::store::local_sealed_slice_store::SliceRead::Ok(b) =
-                crate::store::local_sealed_slice_store::LocalSealedSliceStore::check(
-                    Some(bytes),
-                    hash,
-                )
-            {
-                if let Ok((h, payload)) = crate::model::SealedSlice::split(b) {
-                    if h.index == *i {
-                        shards[*i as usize] = Some(payload);
-                    }
-                }
-            }
-        }
+        DataRouter::add_fetched(&record, &mut shards, &fetched);
         open_chunk(keys, id, &record, &shards)
     }
 }

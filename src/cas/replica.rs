@@ -466,17 +466,7 @@ impl Cas {
         let set =
             crate::route::DataRouter::new(&self.lmdb).fetch_shards(&txn, id, &record, true)?;
         let mut shards = set.shards;
-        for (i, bytes) in given {
-            let ok = record
-                .slices
-                .get(*i as usize)
-                .is_some_and(|h| Hash::of(bytes) == *h);
-            if let (true, Ok((h, payload))) = (ok, crate::model::SealedSlice::split(bytes)) {
-                if h.index == *i && shards[*i as usize].is_none() {
-                    shards[*i as usize] = Some(payload);
-                }
-            }
-        }
+        crate::route::DataRouter::add_fetched(&record, &mut shards, given);
         let rebuilt = crate::maintenance::verify::rebuild_slices(id, &record, &shards)?;
         Ok(want
             .iter()

@@ -250,17 +250,7 @@ impl Cas {
             .collect();
         let fetched = remote.fetch(id, &wanted, (record.k as usize).saturating_sub(intact))?;
         let mut shards: Vec<Option<&[u8]>> = local.to_vec();
-        for (i, bytes) in &fetched {
-            let ok = record
-                .slices
-                .get(*i as usize)
-                .is_some_and(|h| Hash::of(bytes) == *h);
-            if let (true, Ok((h, payload))) = (ok, SealedSlice::split(bytes)) {
-                if h.index == *i && shards[*i as usize].is_none() {
-                    shards[*i as usize] = Some(payload);
-                }
-            }
-        }
+        DataRouter::add_fetched(record, &mut shards, &fetched);
         let rebuilt = rebuild_slices(id, record, &shards)?;
         Ok(corrupt
             .iter()

@@ -76,6 +76,30 @@ impl<'a> DataRouter<'a> {
         Ok(set)
     }
 
+    /// Adds slices other nodes sent to `shards`, each checked against the chunk record
+    /// (hash and index) as local ones are; damaged, misplaced or already present ones are
+    /// ignored, so a reader rebuilds from what is left.
+    pub fn add_fetched<'s>(
+        record: &ChunkRecord,
+        shards: &mut [Option<&'s [u8]>],
+        fetched: &'s [(u8, Vec<u8>)],
+    ) {
+        // PA
+        for (i, bytes) in fetched {
+            let i = *i as usize;
+            let (Some(hash), Some(None)) = (record.slices.get(i), shards.get(i)) else {
+                continue;
+            };
+            if let SliceRead::Ok(b) = LocalSealedSliceStore::check(Some(bytes), hash) {
+                if let Ok((h, payload)) = SealedSlice::split(b) {
+                    if h.index as usize == i {
+                        shards[i] = Some(payload);
+                    }
+                }
+            }
+        }
+    }
+
     /// Writes back rebuilt slices (repair); their hashes are checked by the caller.
     pub fn restore_slice(
         &self,

@@ -194,9 +194,16 @@ impl Lmdb {
     /// True when less than 64 MiB is free for unprivileged writers on the store's filesystem.
     fn nearly_full(&self) -> bool {
         // A
+        self.free_bytes().is_some_and(|f| f < 64 << 20)
+    }
+
+    /// Bytes unprivileged writers may still use on the store's filesystem (None when the
+    /// filesystem cannot say).
+    pub fn free_bytes(&self) -> Option<u64> {
+        // A
         rustix::fs::statvfs(&self.path)
-            .map(|s| s.f_bavail.saturating_mul(s.f_frsize) < 64 << 20)
-            .unwrap_or(false)
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+            .ok()
     }
 
     /// Writes a compacted copy of the environment, from one read snapshot, to `file` (which
