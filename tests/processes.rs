@@ -246,6 +246,24 @@ fn full_disk_gives_a_clear_error_and_loses_nothing() {
     assert!(run(&["init", "--ec", "2+1", "-q"], b"").status.success());
     let small = random_bytes(2 << 20, 1);
     assert!(run(&["put", "small", "-"], &small).status.success());
+    // Put until the disk is full: every put either commits whole or fails with "no space".
+    let mut filled = Vec::new();
+    let last = loop {
+        let data = random_bytes(1 << 20, 100 + filled.len() as u64);
+        let o = run(&["put", &format!("fill/{}", filled.len()), "-"], &data);
+        if !o.status.success() {
+            break o;
+        }
+        filled.push(data);
+        assert!(filled.len() < 64, "a 12 MiB disk never filled");
+    };
+    assert_eq!(
+        last.status.code(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    assert!(!filled.is_empty(), "some puts fit before the disk filled");
     let full = run(&["put", "huge", "-"], &random_bytes(24 << 20, 2));
     assert_eq!(
         full.status.code(),
@@ -259,6 +277,15 @@ fn full_disk_gives_a_clear_error_and_loses_nothing() {
     assert!(run(&["verify"], b"").status.success());
     assert_eq!(run(&["get", "small"], b"").stdout, small);
     assert_eq!(run(&["get", "huge"], b"").status.code(), Some(3));
+    for (i, data) in filled.iter().enumerate() {
+        assert!(
+            &run(&["get", &format!("fill/{i}")], b"").stdout == data,
+            "fill/{i} reads back"
+        );
+    }
+    for i in 0..filled.len() {
+        assert!(run(&["rm", &format!("fill/{i}")], b"").status.success());
+    }
     // Space comes back after rm + gc.
     assert!(run(&["rm", "small"], b"").status.success());
     let gc = run(&["gc"], b"");
