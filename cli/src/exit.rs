@@ -46,6 +46,7 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 | C::NotAdmin
                 | C::NoNode(_)
                 | C::Protocol(_)
+                | C::Frame(_)
                 | C::Io { .. } => ERROR,
             };
         }

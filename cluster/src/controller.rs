@@ -58,6 +58,10 @@ pub struct Node {
     pub(crate) router: crate::data_router::RouterState,
     /// Shared by every connection's requests: bounds this node's memory for incoming data.
     pub(crate) read_budget: tokio::sync::Semaphore,
+    /// Connections per peer and each peer's share of the read budget.
+    pub(crate) limits: crate::handler::PeerLimits,
+    /// How long a request (and its answer) may take on the wire, in ms.
+    request_timeout_ms: std::sync::atomic::AtomicU64,
     pub(crate) repair_after: Duration,
     pub(crate) repair_rate: u64,
     pub(crate) repair: crate::replication_monitoring::RepairState,
@@ -123,6 +127,8 @@ impl Node {
             incoming: Mutex::new(Vec::new()),
             router: Default::default(),
             read_budget: tokio::sync::Semaphore::new(crate::handler::READ_BUDGET_KIB),
+            limits: Default::default(),
+            request_timeout_ms: (CALL_TIMEOUT.as_millis() as u64).into(),
             repair_after: opts.repair_after,
             repair_rate: opts.repair_rate.max(1),
             repair: Default::default(),
@@ -152,6 +158,27 @@ impl Node {
     pub fn members(&self) -> &Membership {
         // A
         &self.members
+    }
+
+    /// How long a peer may take to send one whole request, and to take its answer
+    /// ([`CALL_TIMEOUT`], as long as callers wait): a stalled stream is then answered with
+    /// an error and closed.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        // A
+        Duration::from_millis(
+            self.request_timeout_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Changes [`Node::request_timeout`]: for tests, which cannot wait 30 s.
+    #[doc(hidden)]
+    pub fn set_request_timeout(&self, wait: Duration) {
+        // A
+        self.request_timeout_ms.store(
+            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Records where `node` listens (normally learned from heartbeats and member lists).

@@ -23,6 +23,10 @@ pub enum ClusterError {
     /// No node process runs on the store.
     #[error("no node is running on {0}: start one with `ouro node run`")]
     NoNode(String),
+    /// A frame refused as it was read: not ouro, another version, too large, truncated,
+    /// malformed or stalled.
+    #[error("protocol: {0}")]
+    Frame(#[from] crate::message::FrameError),
     /// A peer or the local node broke the protocol or refused a request.
     #[error("protocol: {0}")]
     Protocol(String),

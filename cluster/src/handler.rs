@@ -2,24 +2,104 @@
 //! the pin set; here a member may ask for metadata and slices, and a holder of an open
 //! invitation may only ask to join.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
 use crate::controller::Node;
 use crate::error::{ClusterError, Result};
 use crate::membership::{now_nanos, short_id, MemberRecord, NodeId};
-use crate::message::{read_frame_within, write_frame, NodeNews, Request, Response};
+use crate::message::{read_frame_within, write_frame, FrameError, NodeNews, Request, Response};
 use crate::tunnel;
 
 /// Requests one connection may have in progress: a peer that sends faster than this node
 /// answers waits (QUIC flow control holds it), instead of growing this node's memory.
-const PER_CONNECTION: usize = 32;
+pub const PER_CONNECTION: usize = 32;
 /// Bytes of requests being read from all peers at once, in KiB (256 MiB): with the largest
 /// frame at 64 MiB, at least four are always possible.
 pub const READ_BUDGET_KIB: usize = 256 * 1024;
+/// The share of [`READ_BUDGET_KIB`] one peer may hold (128 MiB, two of the largest frames),
+/// over all its connections: a peer that stalls or floods leaves the rest to the others.
+pub const PEER_BUDGET_KIB: usize = READ_BUDGET_KIB / 2;
+/// Connections one key may have open to this node at once (a node needs one, a few while
+/// it restarts or after calls that timed out): a further one closes the oldest, with the
+/// reason `too many connections`, so a flood keeps at most this many.
+pub const MAX_PEER_CONNECTIONS: usize = 4;
 /// Versions or deletions sent per pull.
 const PAGE: usize = 512;
+
+const _: () = assert!(PEER_BUDGET_KIB >= crate::message::MAX_FRAME as usize / 1024);
+
+/// Per-key limits: the connections a key opened to this node, and its share of the read
+/// budget. Entries stay (one per key that ever passed the handshake: members and
+/// invitations, a short list).
+#[derive(Default)]
+pub(crate) struct PeerLimits {
+    peers: Mutex<HashMap<NodeId, PeerSlot>>,
+}
+
+struct PeerSlot {
+    /// Open connections, oldest first.
+    open: Vec<quinn::Connection>,
+    budget: Arc<Semaphore>,
+}
+
+impl PeerLimits {
+    fn with<T>(&self, peer: &NodeId, f: impl FnOnce(&mut PeerSlot) -> T) -> T {
+        // A
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = peers.entry(*peer).or_insert_with(|| PeerSlot {
+            open: Vec::new(),
+            budget: Arc::new(Semaphore::new(PEER_BUDGET_KIB)),
+        });
+        f(slot)
+    }
+
+    /// The read budget `peer`'s requests share.
+    fn budget(&self, peer: &NodeId) -> Arc<Semaphore> {
+        // A
+        self.with(peer, |s| Arc::clone(&s.budget))
+    }
+}
+
+/// One counted connection from a peer; uncounted when dropped.
+struct ConnectionSlot {
+    node: Arc<Node>,
+    peer: NodeId,
+    id: usize,
+}
+
+impl ConnectionSlot {
+    /// Counts a connection from `peer`; when the peer already has
+    /// [`MAX_PEER_CONNECTIONS`] open, closes its oldest.
+    fn take(node: &Arc<Node>, peer: NodeId, conn: &quinn::Connection) -> Self {
+        // A
+        node.limits.with(&peer, |s| {
+            s.open.retain(|c| c.close_reason().is_none());
+            if s.open.len() >= MAX_PEER_CONNECTIONS {
+                let oldest = s.open.remove(0);
+                oldest.close(4u32.into(), b"too many connections");
+                tracing::debug!(peer = %short_id(&peer), "closed a connection over the limit");
+            }
+            s.open.push(conn.clone());
+        });
+        ConnectionSlot {
+            node: Arc::clone(node),
+            peer,
+            id: conn.stable_id(),
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        // A
+        self.node
+            .limits
+            .with(&self.peer, |s| s.open.retain(|c| c.stable_id() != self.id));
+    }
+}
 
 /// What a connected peer may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +139,7 @@ async fn serve_connection(node: Arc<Node>, incoming: quinn::Incoming) -> Result<
             short_id(&peer)
         )));
     };
+    let _slot = ConnectionSlot::take(&node, peer, &conn);
     if role == Role::Member {
         node.adopt(&peer, &conn);
     }
@@ -86,6 +167,7 @@ async fn serve_streams(
         }
     }
     let limit = Arc::new(Semaphore::new(PER_CONNECTION));
+    let budget = node.limits.budget(&peer);
     loop {
         let (mut send, mut recv) = conn
             .accept_bi()
@@ -96,16 +178,30 @@ async fn serve_streams(
             .await
             .map_err(|_| ClusterError::Protocol("closing".into()))?;
         let node = Arc::clone(&node);
+        let budget = Arc::clone(&budget);
         tokio::spawn(async move {
             let _permit = permit;
-            let resp = match read_frame_within::<Request>(&mut recv, &node.read_budget).await {
-                Ok(req) => handle(&node, role, peer, req)
+            let wait = node.request_timeout();
+            let budgets = [&*budget, &node.read_budget];
+            let read = read_frame_within::<Request>(&mut recv, &budgets);
+            let resp = match tokio::time::timeout(wait, read).await {
+                Ok(Ok(req)) => handle(&node, role, peer, req)
                     .await
                     .unwrap_or_else(|e| Response::Error(e.to_string())),
-                Err(e) => Response::Error(e.to_string()),
+                Ok(Err(e)) => Response::Error(e.to_string()),
+                Err(_) => {
+                    Response::Error(ClusterError::from(FrameError::Timeout(wait)).to_string())
+                }
             };
-            let _ = write_frame(&mut send, &resp).await;
-            let _ = send.finish();
+            // A peer that does not take its answer gives the permit back after `wait` too.
+            if tokio::time::timeout(wait, write_frame(&mut send, &resp))
+                .await
+                .is_ok()
+            {
+                let _ = send.finish();
+            } else {
+                let _ = send.reset(0u32.into());
+            }
         });
     }
 }
@@ -148,6 +244,7 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
     let cas = Arc::clone(&node.cas);
     Ok(match req {
         Request::Hello(n) => {
+            check_addr(&n.addr)?;
             node.members.set_addr(&peer, &n.addr)?;
             node.tracker.seen(peer, n);
             Response::Hello(news(node))
@@ -191,9 +288,14 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             node.router.wake();
             Response::Stored
         }
-        Request::GetSlices { chunk, wanted } => Response::Slices(crate::message::to_wire(
-            blocking(move || Ok(cas.local_slices(&chunk, &wanted)?)).await?,
-        )),
+        Request::GetSlices { chunk, mut wanted } => {
+            // One copy of each slice, however often the request names it.
+            wanted.sort_unstable();
+            wanted.dedup();
+            Response::Slices(crate::message::to_wire(
+                blocking(move || Ok(cas.local_slices(&chunk, &wanted)?)).await?,
+            ))
+        }
         Request::Join { .. } => return Err(ClusterError::Protocol("already a member".into())),
         Request::Fetch { .. } | Request::Flush | Request::Status => {
             return Err(ClusterError::Protocol(
@@ -220,6 +322,19 @@ pub(crate) fn members_response(node: &Node) -> Result<Response> {
     Ok(Response::Members { members, addrs })
 }
 
+/// Refuses an address a peer announces that is no `ip:port` socket address.
+fn check_addr(addr: &str) -> Result<()> {
+    // A
+    addr.parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| {
+            ClusterError::Protocol(format!(
+                "announced address {:?} is not a socket address",
+                addr.chars().take(64).collect::<String>()
+            ))
+        })
+}
+
 /// Admits a node that presented an open invitation, once.
 async fn admit(node: &Arc<Node>, invite: NodeId, new: NodeId, addr: String) -> Result<Response> {
     // PA
@@ -227,6 +342,7 @@ async fn admit(node: &Arc<Node>, invite: NodeId, new: NodeId, addr: String) -> R
         .admin
         .as_ref()
         .ok_or(crate::error::ClusterError::NotAdmin)?;
+    check_addr(&addr)?;
     if !node.members.claim_invite(&invite)? {
         return Err(ClusterError::Token("already used or expired".into()));
     }

@@ -1,6 +1,7 @@
 //! MessageTunnel framing: every request travels on its own QUIC stream as one frame and
 //! gets one response frame. A frame is `[b'O'][version u8][length u32 LE][postcard body]`;
-//! frames above [`MAX_FRAME`] or of another version are refused before they are read.
+//! frames above [`MAX_FRAME`] or of another version are refused before they are read
+//! (nothing of the announced length is allocated), with a [`FrameError`].
 
 use ouroboros_db::cas::{ReplicaSeed, VersionRecord};
 use ouroboros_db::model::ChunkRecord;
@@ -18,6 +19,29 @@ pub const MAGIC: u8 = b'O';
 pub const VERSION: u8 = 1;
 /// Largest frame accepted (a request with a chunk's slices fits many times over).
 pub const MAX_FRAME: u32 = 64 << 20;
+
+/// Why a frame was refused; the peer gets the message as a `Response::Error`.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The first byte is not [`MAGIC`].
+    #[error("not an ouro frame (first byte {0:#04x})")]
+    NotOuro(u8),
+    /// Another protocol version than [`VERSION`].
+    #[error("peer speaks protocol version {0}, this build {VERSION}: upgrade the older node")]
+    Version(u8),
+    /// The header announces more than [`MAX_FRAME`] bytes.
+    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME}")]
+    TooLarge(u32),
+    /// The stream failed or ended before the whole frame arrived (a truncated frame).
+    #[error("reading a frame: {0}")]
+    Read(std::io::Error),
+    /// The body is not a valid message.
+    #[error("malformed message: {0}")]
+    Malformed(postcard::Error),
+    /// The whole request did not arrive in the time allowed (a stalled stream).
+    #[error("no complete request within {0:?}")]
+    Timeout(std::time::Duration),
+}
 
 /// A request from one node to another (or from `ouro` to its node, on the control socket).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -249,19 +273,14 @@ pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 pub fn check_header(h: &[u8; 6]) -> Result<usize> {
     // A
     if h[0] != MAGIC {
-        return Err(ClusterError::Protocol("not an ouro frame".into()));
+        return Err(FrameError::NotOuro(h[0]).into());
     }
     if h[1] != VERSION {
-        return Err(ClusterError::Protocol(format!(
-            "peer speaks protocol version {}, this build {VERSION}: upgrade the older node",
-            h[1]
-        )));
+        return Err(FrameError::Version(h[1]).into());
     }
     let len = u32::from_le_bytes([h[2], h[3], h[4], h[5]]);
     if len > MAX_FRAME {
-        return Err(ClusterError::Protocol(format!(
-            "frame of {len} bytes exceeds the limit"
-        )));
+        return Err(FrameError::TooLarge(len).into());
     }
     Ok(len as usize)
 }
@@ -269,8 +288,7 @@ pub fn check_header(h: &[u8; 6]) -> Result<usize> {
 /// Decodes a frame body.
 pub fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     // A
-    postcard::from_bytes(body)
-        .map_err(|e| ClusterError::Protocol(format!("malformed message: {e}")))
+    Ok(postcard::from_bytes(body).map_err(FrameError::Malformed)?)
 }
 
 /// Reads one frame.
@@ -278,42 +296,32 @@ pub async fn read_frame<T: serde::de::DeserializeOwned>(
     r: &mut (impl AsyncRead + Unpin),
 ) -> Result<T> {
     // A
-    read_frame_budgeted(r, None).await
+    read_frame_within(r, &[]).await
 }
 
-/// Reads one frame, first taking as many bytes as its body has from `budget` (units of
-/// 1 KiB), so requests being read by all peers together stay within a bound: a slow or
-/// hostile peer waits instead of making this node allocate without limit.
+/// Reads one frame, first taking as many bytes as its body has from each of `budgets`
+/// (units of 1 KiB), so requests being read stay within bounds: a slow or hostile peer
+/// waits instead of making this node allocate without limit. The header is checked before
+/// any budget is taken or any body byte is allocated.
 pub async fn read_frame_within<T: serde::de::DeserializeOwned>(
     r: &mut (impl AsyncRead + Unpin),
-    budget: &tokio::sync::Semaphore,
-) -> Result<T> {
-    // A
-    read_frame_budgeted(r, Some(budget)).await
-}
-
-async fn read_frame_budgeted<T: serde::de::DeserializeOwned>(
-    r: &mut (impl AsyncRead + Unpin),
-    budget: Option<&tokio::sync::Semaphore>,
+    budgets: &[&tokio::sync::Semaphore],
 ) -> Result<T> {
     // A
     let mut h = [0u8; 6];
-    r.read_exact(&mut h)
-        .await
-        .map_err(|e| ClusterError::Protocol(format!("reading a frame: {e}")))?;
+    r.read_exact(&mut h).await.map_err(FrameError::Read)?;
     let len = check_header(&h)?;
-    let _permit = match budget {
-        Some(b) => Some(
-            b.acquire_many(u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX).max(1))
+    let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+    let mut permits = Vec::with_capacity(budgets.len());
+    for b in budgets {
+        permits.push(
+            b.acquire_many(kib)
                 .await
                 .map_err(|_| ClusterError::Protocol("closing".into()))?,
-        ),
-        None => None,
-    };
+        );
+    }
     let mut body = vec![0u8; len];
-    r.read_exact(&mut body)
-        .await
-        .map_err(|e| ClusterError::Protocol(format!("reading a frame: {e}")))?;
+    r.read_exact(&mut body).await.map_err(FrameError::Read)?;
     decode_body(&body)
 }
 
@@ -346,7 +354,7 @@ mod tests {
             wanted: vec![0, 1],
         })
         .unwrap();
-        let r: Request = read_frame_within(&mut &f[..], &budget).await.unwrap();
+        let r: Request = read_frame_within(&mut &f[..], &[&budget]).await.unwrap();
         assert!(matches!(r, Request::GetSlices { .. }));
         assert_eq!(
             budget.available_permits(),
@@ -362,9 +370,18 @@ mod tests {
     fn oversized_and_foreign_frames_are_refused() {
         let mut h = [b'O', 1, 0, 0, 0, 0];
         h[2..].copy_from_slice(&(MAX_FRAME + 1).to_le_bytes());
-        assert!(check_header(&h).is_err());
-        assert!(check_header(&[b'O', 2, 0, 0, 0, 0]).is_err());
-        assert!(check_header(&[b'X', 1, 0, 0, 0, 0]).is_err());
+        assert!(matches!(
+            check_header(&h),
+            Err(ClusterError::Frame(FrameError::TooLarge(l))) if l == MAX_FRAME + 1
+        ));
+        assert!(matches!(
+            check_header(&[b'O', 2, 0, 0, 0, 0]),
+            Err(ClusterError::Frame(FrameError::Version(2)))
+        ));
+        assert!(matches!(
+            check_header(&[b'X', 1, 0, 0, 0, 0]),
+            Err(ClusterError::Frame(FrameError::NotOuro(b'X')))
+        ));
     }
 
     proptest! {
