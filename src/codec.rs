@@ -21,9 +21,15 @@ pub fn encode<T: Serialize>(tag: u8, value: &T) -> Vec<u8> {
     }
 }
 
-/// Decodes a record written by [`encode`], checking its tag and version; trailing bytes are
-/// an error so that every record has exactly one encoding.
-pub fn decode<T: DeserializeOwned>(what: &'static str, tag: u8, bytes: &[u8]) -> Result<T> {
+/// Decodes a record written by [`encode`], checking its tag and version. Every record has
+/// exactly one encoding: trailing bytes are an error, and so is any other encoding of the
+/// same value (postcard alone accepts over-long varints, e.g. `[0x80, 0x00]` for 0), found
+/// by encoding the value again.
+pub fn decode<T: DeserializeOwned + Serialize>(
+    what: &'static str,
+    tag: u8,
+    bytes: &[u8],
+) -> Result<T> {
     // A
     let body = check_header(what, tag, bytes)?;
     let (value, rest) =
@@ -34,7 +40,44 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, tag: u8, bytes: &[u8]) ->
             format!("{} trailing bytes", rest.len()),
         ));
     }
+    if !encodes_to(&value, body) {
+        return Err(Error::malformed(what, "not in canonical form"));
+    }
     Ok(value)
+}
+
+/// True when `value` encodes to exactly `bytes` (compared as it is encoded, no allocation).
+fn encodes_to<T: Serialize>(value: &T, bytes: &[u8]) -> bool {
+    // A
+    postcard::serialize_with_flavor(value, Same(bytes)).unwrap_or(false)
+}
+
+/// A postcard output that checks the bytes written against the expected ones.
+struct Same<'a>(&'a [u8]);
+
+impl postcard::ser_flavors::Flavor for Same<'_> {
+    type Output = bool;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        // A
+        match self.0.strip_prefix(data) {
+            Some(rest) => {
+                self.0 = rest;
+                Ok(())
+            }
+            None => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        // A
+        self.try_extend(&[data])
+    }
+
+    fn finalize(self) -> postcard::Result<bool> {
+        // A
+        Ok(self.0.is_empty())
+    }
 }
 
 /// Checks the `[tag][version]` header and returns the bytes after it.
@@ -45,5 +88,48 @@ pub fn check_header<'a>(what: &'static str, tag: u8, bytes: &'a [u8]) -> Result<
         [t, v, ..] if *t == tag => Err(Error::malformed(what, format!("unknown version {v}"))),
         [t, ..] => Err(Error::malformed(what, format!("wrong type tag {t:#04x}"))),
         [] => Err(Error::malformed(what, "empty")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let v = (7u32, -3i64, String::from("key"), Some(true));
+        let e = encode(b'X', &v);
+        assert_eq!(
+            decode::<(u32, i64, String, Option<bool>)>("x", b'X', &e).unwrap(),
+            v
+        );
+    }
+
+    /// Found by the `index_records`, `blob`, `chunk_record` and `cluster_records` fuzz
+    /// targets: postcard decodes over-long varints, so a record had many encodings (and a
+    /// blob many hashes).
+    #[test]
+    fn rejects_overlong_varints() {
+        let canonical = encode(b'X', &(0u32, 1u64));
+        assert_eq!(canonical, [b'X', RECORD_VERSION, 0x00, 0x01]);
+        assert!(decode::<(u32, u64)>("x", b'X', &canonical).is_ok());
+        for overlong in [
+            &[b'X', RECORD_VERSION, 0x80, 0x00, 0x01][..],
+            &[b'X', RECORD_VERSION, 0x00, 0x81, 0x80, 0x00],
+        ] {
+            let e = decode::<(u32, u64)>("x", b'X', overlong).unwrap_err();
+            assert!(e.to_string().contains("canonical"), "{e}");
+        }
+        // A string length is a varint too.
+        let e = decode::<String>("x", b'X', &[b'X', RECORD_VERSION, 0x81, 0x00, b'a']);
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn rejects_trailing_bytes_and_wrong_headers() {
+        assert!(decode::<u8>("x", b'X', &[b'X', RECORD_VERSION, 1, 2]).is_err());
+        assert!(decode::<u8>("x", b'X', &[b'Y', RECORD_VERSION, 1]).is_err());
+        assert!(decode::<u8>("x", b'X', &[b'X', RECORD_VERSION + 1, 1]).is_err());
+        assert!(decode::<u8>("x", b'X', &[]).is_err());
     }
 }

@@ -20,9 +20,9 @@ const MEMBER: &[u8] = b"m/";
 const INVITE: &[u8] = b"i/";
 const ADDR: &[u8] = b"a/";
 const SELF_ADDR: &[u8] = b"self/addr";
-const TAG_INFO: u8 = b'C';
-const TAG_MEMBER: u8 = b'N';
-const TAG_INVITE: u8 = b'V';
+pub(crate) const TAG_INFO: u8 = b'C';
+pub(crate) const TAG_MEMBER: u8 = b'N';
+pub(crate) const TAG_INVITE: u8 = b'V';
 
 /// The cluster a store belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,7 +163,7 @@ impl Membership {
         &self.cas
     }
 
-    fn get<T: serde::de::DeserializeOwned>(
+    fn get<T: serde::de::DeserializeOwned + Serialize>(
         &self,
         key: &[u8],
         tag: u8,

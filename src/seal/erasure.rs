@@ -50,7 +50,7 @@ pub fn reconstruct(k: u8, m: u8, sealed_len: usize, shards: &[Option<&[u8]>]) ->
     // PA
     let (k, m) = (k as usize, m as usize);
     let len = shard_len(sealed_len, k);
-    if shards.len() != k + m || shards.iter().flatten().any(|s| s.len() != len) {
+    if k == 0 || shards.len() != k + m || shards.iter().flatten().any(|s| s.len() != len) {
         return Err(Error::Corrupt(
             "slices do not match the chunk record".into(),
         ));
@@ -114,6 +114,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Found by the `chunk_payload` fuzz target: with k = 0 nothing was rebuilt and an empty
+    /// payload came back as if it were the chunk's.
+    #[test]
+    fn zero_data_shards_is_an_error() {
+        assert!(reconstruct(0, 0, 3, &[]).is_err());
+        assert!(reconstruct(0, 1, 3, &[Some(&[0, 0][..])]).is_err());
     }
 
     #[test]
