@@ -16,6 +16,8 @@ pub mod chunk;
 pub mod codec;
 pub mod crypto;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod maintenance;
 pub mod model;

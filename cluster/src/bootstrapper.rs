@@ -13,7 +13,7 @@ use crate::membership::{now_nanos, ClusterInfo, Invite, Membership, NodeId};
 
 /// Printed before the encoded token, so a token is recognisable and versioned.
 pub const TOKEN_PREFIX: &str = "ouro-join-1.";
-const TAG_TOKEN: u8 = b'J';
+pub(crate) const TAG_TOKEN: u8 = b'J';
 
 /// What a token carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,8 @@ pub mod controller;
 pub mod data_router;
 pub mod distributed_index;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod membership;
 pub mod message;

@@ -25,7 +25,7 @@ fn prefix(key: &str) -> Vec<u8> {
     p
 }
 
-fn row(key: &str, created: i64, hash: &Hash) -> Vec<u8> {
+pub(crate) fn row(key: &str, created: i64, hash: &Hash) -> Vec<u8> {
     // A
     let mut r = prefix(key);
     r.extend_from_slice(&((created as u64) ^ (1 << 63)).to_be_bytes());
@@ -33,7 +33,7 @@ fn row(key: &str, created: i64, hash: &Hash) -> Vec<u8> {
     r
 }
 
-fn parse(key_len: usize, row: &[u8]) -> Result<VersionEntry> {
+pub(crate) fn parse(key_len: usize, row: &[u8]) -> Result<VersionEntry> {
     // A
     let tail = row
         .get(key_len + 1..)

@@ -1,0 +1,67 @@
+//! The postcard records of the local store's indexes, each through `codec::decode` with its
+//! own tag: VersionIndex KeyState, Removed Removal, DeletionWAL WalEntry, KeyIndex WrappedKey,
+//! Meta StoreConfig, the unwrapped key bundle, and the raw rows of KeyToHash. Every input is
+//! offered to every decoder (the tag byte picks the one that can accept it); whatever decodes
+//! must re-encode to the same bytes.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use ouroboros_db::codec;
+use ouroboros_db::fuzzing;
+use ouroboros_db::store::deletion_wal::{WalEntry, WAL_TAG};
+use ouroboros_db::store::key_index::{WrappedKey, WRAPPED_TAG};
+use ouroboros_db::store::meta::{StoreConfig, CONFIG_TAG};
+use ouroboros_db::store::removed::{Removal, REMOVED_TAG};
+use ouroboros_db::store::version_index::{KeyState, KEY_STATE_TAG};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Decodes `data` as a `T` record and checks that it round trips byte for byte.
+fn record<T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug>(
+    what: &'static str,
+    tag: u8,
+    data: &[u8],
+) -> Option<T> {
+    // A
+    let v: T = codec::decode(what, tag, data).ok()?;
+    assert_eq!(
+        codec::encode(tag, &v),
+        data,
+        "non-canonical {what} accepted"
+    );
+    assert_eq!(
+        codec::decode::<T>(what, tag, &codec::encode(tag, &v))
+            .ok()
+            .as_ref(),
+        Some(&v)
+    );
+    Some(v)
+}
+
+fuzz_target!(|data: &[u8]| {
+    // A
+    record::<KeyState>("key state", KEY_STATE_TAG, data);
+    record::<Removal>("removal", REMOVED_TAG, data);
+    record::<WalEntry>("deletion wal", WAL_TAG, data);
+    record::<WrappedKey>("wrapped key", WRAPPED_TAG, data);
+    if let Some(c) = record::<StoreConfig>("config", CONFIG_TAG, data) {
+        // What opening a store does with it next.
+        let _ = c.chunking.validate();
+    }
+    if let Ok(k) = fuzzing::store_keys_decode(data) {
+        assert_eq!(
+            fuzzing::store_keys_encode(&k),
+            data,
+            "non-canonical key bundle accepted"
+        );
+    }
+    // KeyToHash rows: `[key][0][created u64 BE][hash]`, parsed knowing the key's length.
+    if let Some((&key_len, row)) = data.split_first() {
+        let key_len = key_len as usize;
+        if let Ok(e) = fuzzing::key_to_hash_parse(key_len, row) {
+            if let Ok(key) = std::str::from_utf8(&row[..key_len]) {
+                if row[key_len] == 0 {
+                    assert_eq!(fuzzing::key_to_hash_row(key, e.created, &e.hash), row);
+                }
+            }
+        }
+    }
+});

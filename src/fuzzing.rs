@@ -1,0 +1,43 @@
+//! Thin wrappers that let the fuzz targets in `fuzz/` reach decoders that are private to the
+//! crate. Not part of the API: hidden from the docs and free to change with the decoders.
+
+use crate::crypto::{Identity, Recipient, StoreKeys};
+use crate::error::Result;
+use crate::hash::Hash;
+use crate::store::key_to_hash::VersionEntry;
+
+/// Parses a `key_to_hash` row whose key is `key_len` bytes long (the index's own parser).
+pub fn key_to_hash_parse(key_len: usize, row: &[u8]) -> Result<VersionEntry> {
+    // A
+    crate::store::key_to_hash::parse(key_len, row)
+}
+
+/// Encodes a `key_to_hash` row (the index's own encoder).
+pub fn key_to_hash_row(key: &str, created: i64, hash: &Hash) -> Vec<u8> {
+    // A
+    crate::store::key_to_hash::row(key, created, hash)
+}
+
+/// Decodes an unwrapped key bundle.
+pub fn store_keys_decode(bytes: &[u8]) -> Result<StoreKeys> {
+    // A
+    StoreKeys::decode(bytes)
+}
+
+/// Encodes a key bundle as it is wrapped for recipients.
+pub fn store_keys_encode(keys: &StoreKeys) -> Vec<u8> {
+    // A
+    keys.encode()
+}
+
+/// Decrypts a wrapped key bundle (an age file) with `identity`.
+pub fn unwrap_key(identity: &Identity, wrapped: &[u8]) -> Result<Vec<u8>> {
+    // A
+    identity.unwrap(wrapped)
+}
+
+/// Encrypts `secret` for `recipient` as the KeyIndex stores it.
+pub fn wrap_key(recipient: &Recipient, secret: &[u8]) -> Result<Vec<u8>> {
+    // A
+    recipient.wrap(secret)
+}
