@@ -536,8 +536,8 @@ fn sigkill_at_random_instants_loses_nothing_committed() {
     let mut tally: BTreeMap<Op, (u32, u32, u32)> = BTreeMap::new();
     for round in 0..iterations {
         // Every operation in turn for the first rounds, then at random.
-        let op = if round < OPS.len() {
-            OPS[round]
+        let op = if let Some(op) = OPS.get(round) {
+            *op
         } else {
             OPS[h.rng.below(OPS.len() as u64) as usize]
         };

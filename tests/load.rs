@@ -194,7 +194,7 @@ fn reader(cmd: &dyn Fn() -> Command, r: usize, stop: &AtomicBool) -> u64 {
             Some(3) => {} // not written yet
             c => panic!("get {key}: {c:?} {}", String::from_utf8_lossy(&o.stderr)),
         }
-        if x % 8 == 0 {
+        if x.is_multiple_of(8) {
             let o = cmd().args(["log", "shared", "--json"]).output().unwrap();
             assert!(matches!(o.status.code(), Some(0) | Some(3)), "log shared");
         }

@@ -124,6 +124,17 @@ fn slices_handed_over_are_checked_and_released() {
         bad[0].1[10] ^= 1;
         assert!(b.accept_slices(chunk, &record, &bad).is_err());
         b.accept_slices(chunk, &record, &slices).unwrap();
+        // Once b knows the record, a forged record cannot plant a slice under an index b
+        // does not hold yet.
+        let odd = idx.iter().copied().find(|i| i % 2 == 1).unwrap();
+        let forged_slice = random_bytes(slices[0].1.len(), 77);
+        let mut forged = record.clone();
+        forged.slices[odd as usize] = Hash::of(&forged_slice);
+        assert!(b
+            .accept_slices(chunk, &forged, &[(odd, forged_slice)])
+            .is_err());
+        assert!(b.local_slices(chunk, &[odd]).unwrap().is_empty());
+        assert_eq!(b.chunk_record(chunk).unwrap(), Some(record.clone()));
         assert_eq!(a.release_slices(chunk, &give).unwrap(), give.len());
     }
     let b = Arc::new(b);

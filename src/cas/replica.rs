@@ -329,8 +329,13 @@ impl Cas {
         slices: &[(u8, Vec<u8>)],
     ) -> Result<()> {
         // PA
+        let mut txn = self.lmdb.write()?;
+        // The record already here wins: a peer must not plant slices of another sealing
+        // (or forged ones) under indexes this node does not hold yet.
+        let stored = self.lmdb.chunks.get(&txn, id)?;
+        let check = stored.as_ref().unwrap_or(record);
         for (i, bytes) in slices {
-            let ok = record
+            let ok = check
                 .slices
                 .get(*i as usize)
                 .is_some_and(|h| Hash::of(bytes) == *h);
@@ -341,8 +346,7 @@ impl Cas {
                 )));
             }
         }
-        let mut txn = self.lmdb.write()?;
-        if !self.lmdb.chunks.contains(&txn, id)? {
+        if stored.is_none() {
             self.lmdb.chunks.put(&mut txn, id, record)?;
         }
         let held = self.lmdb.slices.bundle(&txn, id)?;

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod gc;
 pub mod stats;
 pub mod verify;
+mod verify_index;
 
 pub use gc::GcReport;
 pub use stats::Stats;

@@ -1,5 +1,6 @@
 //! verify: every slice hash, that every chunk can be rebuilt (and, unlocked, that it
-//! decrypts to its id), every blob's hash and references, every head. With repair, missing
+//! decrypts to its id), every blob's hash and references, and (verify_index) every index row
+//! and head against the records. With repair, missing
 //! or corrupt slices are rebuilt from the others; repair needs no identity because erasure
 //! coding works on ciphertext.
 
@@ -31,6 +32,13 @@ pub enum Damage {
     Chunk {
         /// Chunk id.
         chunk: Hash,
+        /// Why.
+        reason: String,
+    },
+    /// An index row disagrees with the version record it names (a key's history or heads).
+    Index {
+        /// The key the row is filed under, when readable.
+        key: Option<String>,
         /// Why.
         reason: String,
     },
@@ -219,6 +227,7 @@ impl Cas {
             }
         }
         self.verify_blobs(&mut report, &bad_chunks)?;
+        self.verify_index(&mut report)?;
         tracing::info!(
             chunks = report.chunks,
             slices = report.slices,
@@ -287,6 +296,17 @@ impl Cas {
                     .is_some_and(|r| r.released)
                 {
                     continue;
+                }
+                let row = crate::store::key_to_hash::row(&blob.key, blob.created, &hash);
+                if self.lmdb.key_to_hash.0.get(&txn, &row)?.is_none() {
+                    report.damage.push(Damage::Index {
+                        key: Some(blob.key.clone()),
+                        reason: format!(
+                            "{}@{} is missing from the key's history",
+                            blob.key,
+                            hash.short()
+                        ),
+                    });
                 }
                 for c in &blob.chunks {
                     if bad_chunks.contains(&c.id) {

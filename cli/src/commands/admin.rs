@@ -152,6 +152,9 @@ fn damage_json(d: &Damage) -> serde_json::Value {
         Damage::Chunk { chunk, reason } => {
             json!({ "type": "chunk", "chunk": chunk.to_hex(), "reason": reason })
         }
+        Damage::Index { key, reason } => {
+            json!({ "type": "index", "key": key, "reason": reason })
+        }
         Damage::Blob { hash, key, reason } => {
             json!({ "type": "version", "hash": hash.to_hex(), "key": key, "reason": reason })
         }
@@ -180,6 +183,10 @@ fn damage_line(d: &Damage) -> String {
         Damage::Chunk { chunk, reason } => {
             format!("chunk {}: cannot be rebuilt: {reason}", chunk.short())
         }
+        Damage::Index { key, reason } => match key {
+            Some(k) => format!("index damaged: {k:?}: {reason}"),
+            None => format!("index damaged: {reason}"),
+        },
         Damage::Blob { reason, .. } => format!("version damaged: {reason}"),
     }
 }

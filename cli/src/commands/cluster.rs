@@ -218,16 +218,17 @@ pub fn restore(g: &Global, src: &std::path::Path) -> Result<i32> {
     if ControlClient::connect(&dest).is_some() {
         anyhow::bail!("a node is running on {}: stop it first", dest.display());
     }
-    ouroboros_db::Cas::restore(src, &dest)
+    let cas = ouroboros_db::Cas::restore(src, &dest)
         .with_context(|| format!("restoring {} from {}", dest.display(), src.display()))?;
     if g.json {
         print_json(&json!({ "restored": dest.display().to_string() }));
     } else if !g.quiet {
-        println!(
-            "restored {} from {}; start it with `ouro node run`: it catches up from its peers",
-            dest.display(),
-            src.display()
-        );
+        // Only a cluster member has peers to catch up from.
+        let hint = match cas.in_cluster() {
+            Ok(true) => "; start it with `ouro node run`: it catches up from its peers",
+            _ => "",
+        };
+        println!("restored {} from {}{hint}", dest.display(), src.display());
     }
     Ok(0)
 }
