@@ -1201,7 +1201,7 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__node__subcmd__run)
-            opts="-q -v -h --listen --advertise --join --repair-after --repair-rate --store --identity --json --quiet --verbose --help"
+            opts="-q -v -h --listen --advertise --join --repair-after --repair-rate --tombstone-horizon --store --identity --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1224,6 +1224,10 @@ _ouro() {
                     return 0
                     ;;
                 --repair-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tombstone-horizon)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -262,6 +262,10 @@ pub enum NodeAction {
         /// MiB per second of slices this node may fetch to rebuild lost ones
         #[arg(long, default_value_t = 64, value_name = "MIB")]
         repair_rate: u64,
+        /// Seconds a silent member holds back the compaction of tombstones (rm records);
+        /// a member away longer must be wiped and rejoin
+        #[arg(long, default_value_t = 604_800, value_name = "SECONDS")]
+        tombstone_horizon: u64,
     },
     /// Write a consistent copy of this store (and its node keys) into DEST, even while it runs
     Backup {

@@ -38,6 +38,8 @@ pub struct NodeOptions {
     pub repair_after: Duration,
     /// Bytes per second of slices a node may fetch for repairs.
     pub repair_rate: u64,
+    /// How long a silent member holds back the compaction of tombstones.
+    pub tombstone_horizon: Duration,
 }
 
 /// Default of `--repair-after`: long enough to ride out a reboot or an upgrade.
@@ -67,6 +69,8 @@ pub struct Node {
     pub(crate) repair: crate::replication_monitoring::RepairState,
     /// Bytes of `Changes` answers received (what convergence costs on the wire).
     pub(crate) replication_bytes: std::sync::atomic::AtomicU64,
+    /// Members' acknowledgements of this node's tombstones.
+    pub(crate) wal: crate::deletion_wal::WalState,
 }
 
 impl Node {
@@ -133,6 +137,7 @@ impl Node {
             repair_rate: opts.repair_rate.max(1),
             repair: Default::default(),
             replication_bytes: Default::default(),
+            wal: crate::deletion_wal::WalState::new(opts.tombstone_horizon),
         }))
     }
 
@@ -350,6 +355,7 @@ impl Node {
         tasks.spawn(crate::replication_monitoring::repair_loop(Arc::clone(
             &self,
         )));
+        tasks.spawn(crate::deletion_wal::compact_loop(Arc::clone(&self)));
         tokio::select! {
             _ = stop => tracing::info!("stopping"),
             Some(r) = tasks.join_next() => tracing::error!(?r, "a node task ended"),

@@ -65,6 +65,10 @@ pub async fn replicate_loop(node: Arc<Node>) {
                     }
                     cursors.insert(peer, cur);
                 }
+                // Refused for being away too long: the operator must act, so say it loudly.
+                Ok(Err(e)) if e.to_string().contains("tombstone horizon") => {
+                    tracing::warn!(peer = %short_id(&peer), error = %e, "pull refused")
+                }
                 Ok(Err(e)) => tracing::debug!(peer = %short_id(&peer), error = %e, "pull failed"),
                 Err(_) => tracing::debug!(peer = %short_id(&peer), "pull timed out"),
             }

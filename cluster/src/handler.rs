@@ -230,6 +230,7 @@ pub(crate) fn news(node: &Node) -> NodeNews {
         replication_bytes: node
             .replication_bytes
             .load(std::sync::atomic::Ordering::Relaxed),
+        tombstones: node.wal.held(),
     }
 }
 
@@ -250,6 +251,8 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             Response::Hello(news(node))
         }
         Request::Changes { blobs, wal } => {
+            crate::deletion_wal::check_cursor(node, blobs, wal)?;
+            node.wal.acknowledge(peer, wal);
             let ((hashes, blobs), (entries, wal), log) = blocking(move || {
                 Ok((
                     cas.version_hashes_since(blobs, PAGE)?,

@@ -18,6 +18,7 @@ pub mod bootstrapper;
 pub mod control;
 pub mod controller;
 pub mod data_router;
+pub mod deletion_wal;
 pub mod distributed_index;
 pub mod error;
 #[doc(hidden)]

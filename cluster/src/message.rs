@@ -152,6 +152,9 @@ pub struct NodeNews {
     pub repair_bytes: u64,
     /// Bytes of versions and deletions it pulled from peers since it started.
     pub replication_bytes: u64,
+    /// Tombstones (DeletionWAL entries) it holds: they are compacted once every member
+    /// has them.
+    pub tombstones: u64,
 }
 
 /// One member as `cluster status` shows it.
@@ -169,6 +172,8 @@ pub struct MemberStatus {
     pub chunks_held: u64,
     /// Free bytes.
     pub free_bytes: u64,
+    /// Tombstones it holds, not yet acknowledged by every member.
+    pub tombstones: u64,
 }
 
 /// The cluster as one node sees it.

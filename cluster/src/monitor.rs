@@ -56,6 +56,7 @@ pub fn status(node: &Node) -> ClusterStatus {
         last_seen_secs: 0.0,
         chunks_held: me.chunks_held,
         free_bytes: me.free_bytes,
+        tombstones: me.tombstones,
     }];
     let mut pending = me.pending_chunks + node.repair.backlog();
     let mut repaired = me.repaired_slices;
@@ -78,6 +79,7 @@ pub fn status(node: &Node) -> ClusterStatus {
             last_seen_secs: node.tracker.silence(peer).as_secs_f64(),
             chunks_held: n.chunks_held,
             free_bytes: n.free_bytes,
+            tombstones: n.tombstones,
         });
     }
     let k = node.cas.config().k;

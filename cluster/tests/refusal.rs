@@ -16,6 +16,7 @@ async fn first_node(dir: &std::path::Path) -> Arc<Node> {
         join: None,
         repair_after: ouro_cluster::controller::DEFAULT_REPAIR_AFTER,
         repair_rate: ouro_cluster::replication_monitoring::REPAIR_BYTES_PER_SEC,
+        tombstone_horizon: ouro_cluster::deletion_wal::DEFAULT_HORIZON,
     };
     Node::start(&opts).await.unwrap()
 }

@@ -44,8 +44,8 @@ impl Cas {
         Ok((log.into_iter().map(|(_, h)| h).collect(), last))
     }
 
-    /// The records of these versions, in order; versions not here (or dropped by gc) are
-    /// left out.
+    /// The records of these versions, in order; versions not here, removed or dropped by gc
+    /// are left out.
     pub fn versions_by_hash(&self, hashes: &[Hash]) -> Result<Vec<VersionRecord>> {
         // A
         let txn = self.lmdb.read()?;
@@ -54,6 +54,11 @@ impl Cas {
             let Some(blob) = self.lmdb.blobs.get(&txn, hash)? else {
                 continue;
             };
+            // A removed version is not shipped: once the tombstone that removed it is
+            // compacted, a node learning of the version would bring it back.
+            if self.lmdb.removed.get(&txn, hash)?.is_some() {
+                continue;
+            }
             let mut chunks = Vec::with_capacity(blob.chunks.len());
             for c in &blob.chunks {
                 if chunks.iter().any(|(id, _)| *id == c.id) {
@@ -90,6 +95,34 @@ impl Cas {
         let entries = self.lmdb.deletion_wal.since(&txn, after, limit)?;
         let last = entries.last().map_or(after, |(s, _)| *s);
         Ok((entries.into_iter().map(|(_, e)| e).collect(), last))
+    }
+
+    /// DeletionWAL entries held and the compaction floor (the last sequence dropped because
+    /// every member had it).
+    pub fn tombstones(&self) -> Result<(u64, u64)> {
+        // A
+        let txn = self.lmdb.read()?;
+        Ok((
+            self.lmdb.deletion_wal.len(&txn)?,
+            self.lmdb.deletion_wal.floor(&txn)?,
+        ))
+    }
+
+    /// Drops DeletionWAL entries up to sequence `through`, which every member has applied;
+    /// returns how many were dropped. Key tombstones and removal marks stay in the indexes,
+    /// so versions that arrive late still arrive removed.
+    pub fn compact_deletions(&self, through: u64) -> Result<u64> {
+        // PA
+        let mut dropped = 0;
+        loop {
+            let mut txn = self.lmdb.write()?;
+            let n = self.lmdb.deletion_wal.compact(&mut txn, through, 1024)?;
+            self.lmdb.commit(txn)?;
+            dropped += n as u64;
+            if n < 1024 {
+                return Ok(dropped);
+            }
+        }
     }
 
     /// Applies versions learned from a peer, in one transaction; returns how many were new.

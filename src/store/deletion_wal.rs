@@ -42,19 +42,36 @@ pub struct WalEntry {
     pub deletion: Deletion,
 }
 
-/// The `deletion_wal` database: sequence number (u64 BE) -> WalEntry.
+/// Key of the floor record: the last compacted sequence (u64 BE). Sequence 0 is never an
+/// entry's.
+const FLOOR_KEY: [u8; 8] = [0; 8];
+
+/// A big-endian u64 from the first 8 bytes (0 when shorter: never a valid sequence).
+fn seq_of(b: &[u8]) -> u64 {
+    // A
+    let mut a = [0u8; 8];
+    match b.get(..8) {
+        Some(x) => {
+            a.copy_from_slice(x);
+            u64::from_be_bytes(a)
+        }
+        None => 0,
+    }
+}
+
+/// The `deletion_wal` database: sequence number (u64 BE) -> WalEntry; key 0 holds the
+/// compaction floor.
 pub struct DeletionWal(pub(crate) Db);
 
 impl DeletionWal {
     /// Appends an entry inside the transaction doing the deletion; returns its sequence.
+    /// Sequences only grow, also across compaction (the floor record remembers the last
+    /// compacted one), so peers' cursors stay meaningful.
     pub fn log_deletion(&self, txn: &mut RwTxn, entry: &WalEntry) -> Result<u64> {
         // PA
         let next = match self.0.last(txn)? {
-            Some((k, _)) => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(k.get(..8).unwrap_or(&[0; 8]));
-                u64::from_be_bytes(b) + 1
-            }
+            Some((k, v)) if k == FLOOR_KEY => seq_of(v) + 1,
+            Some((k, _)) => seq_of(k) + 1,
             None => 1,
         };
         self.0
@@ -62,10 +79,73 @@ impl DeletionWal {
         Ok(next)
     }
 
+    /// The last compacted sequence (0 when nothing was compacted): a peer whose cursor is
+    /// below it has missed tombstones.
+    pub fn floor(&self, txn: &RoTxn) -> Result<u64> {
+        // A
+        Ok(self.0.get(txn, &FLOOR_KEY)?.map_or(0, seq_of))
+    }
+
+    /// The last sequence logged (or compacted), 0 when none.
+    pub fn last_seq(&self, txn: &RoTxn) -> Result<u64> {
+        // A
+        Ok(match self.0.last(txn)? {
+            Some((k, v)) if k == FLOOR_KEY => seq_of(v),
+            Some((k, _)) => seq_of(k),
+            None => 0,
+        })
+    }
+
+    /// Entries held (not yet compacted).
+    pub fn len(&self, txn: &RoTxn) -> Result<u64> {
+        // A
+        let n = self.0.len(txn)?;
+        Ok(n.saturating_sub(u64::from(self.0.get(txn, &FLOOR_KEY)?.is_some())))
+    }
+
+    /// True when no entry is held.
+    pub fn is_empty(&self, txn: &RoTxn) -> Result<bool> {
+        // A
+        Ok(self.len(txn)? == 0)
+    }
+
+    /// Drops the entries up to sequence `through` (every member has them), at most `limit`
+    /// per call; returns how many were dropped. The floor moves up with them.
+    pub fn compact(&self, txn: &mut RwTxn, through: u64, limit: usize) -> Result<usize> {
+        // PA
+        let through = through.min(self.last_seq(txn)?);
+        let old = self.floor(txn)?;
+        if through <= old {
+            return Ok(0);
+        }
+        let start = (old + 1).to_be_bytes();
+        let end = through.to_be_bytes();
+        let range = (
+            std::ops::Bound::Included(&start[..]),
+            std::ops::Bound::Included(&end[..]),
+        );
+        let keys: Vec<Vec<u8>> = self
+            .0
+            .range(txn, &range)?
+            .take(limit)
+            .map(|item| item.map(|(k, _)| k.to_vec()))
+            .collect::<std::result::Result<_, _>>()?;
+        let reached = match keys.len() < limit {
+            true => through,
+            false => keys.last().map_or(old, |k| seq_of(k)),
+        };
+        for k in &keys {
+            self.0.delete(txn, k)?;
+        }
+        self.0.put(txn, &FLOOR_KEY, &reached.to_be_bytes())?;
+        Ok(keys.len())
+    }
+
     /// Entries with sequence > `after`, at most `limit`.
     pub fn since(&self, txn: &RoTxn, after: u64, limit: usize) -> Result<Vec<(u64, WalEntry)>> {
         // A
-        let start = (after + 1).to_be_bytes();
+        // Sequences start at 1: the floor record (key 0) is never an entry.
+        let start = after.saturating_add(1).max(1).to_be_bytes();
         let mut out = Vec::new();
         for item in self.0.range(
             txn,
@@ -75,12 +155,7 @@ impl DeletionWal {
             ),
         )? {
             let (k, v) = item?;
-            let mut b = [0u8; 8];
-            b.copy_from_slice(k.get(..8).unwrap_or(&[0; 8]));
-            out.push((
-                u64::from_be_bytes(b),
-                codec::decode("deletion wal", WAL_TAG, v)?,
-            ));
+            out.push((seq_of(k), codec::decode("deletion wal", WAL_TAG, v)?));
             if out.len() >= limit {
                 break;
             }

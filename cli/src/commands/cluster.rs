@@ -93,6 +93,7 @@ pub fn status(g: &Global) -> Result<i32> {
                     "last_seen_secs": m.last_seen_secs,
                     "chunks_held": m.chunks_held,
                     "free_bytes": m.free_bytes,
+                    "tombstones": m.tombstones,
                 })
             })
             .collect();
@@ -139,7 +140,7 @@ pub fn run(
     listen: &str,
     advertise: Option<&str>,
     join: Option<&str>,
-    repair_after: u64,
+    (repair_after, tombstone_horizon): (u64, u64),
     repair_rate_mib: u64,
 ) -> Result<i32> {
     // A
@@ -158,6 +159,7 @@ pub fn run(
         join: join.map(str::to_string),
         repair_after: std::time::Duration::from_secs(repair_after),
         repair_rate: repair_rate_mib.saturating_mul(1 << 20),
+        tombstone_horizon: std::time::Duration::from_secs(tombstone_horizon),
     };
     if let Some(t) = &opts.join {
         // A bad token is reported before anything is created.

@@ -51,6 +51,7 @@ pub async fn fixture() -> Fixture {
         join: None,
         repair_after: ouro_cluster::controller::DEFAULT_REPAIR_AFTER,
         repair_rate: ouro_cluster::replication_monitoring::REPAIR_BYTES_PER_SEC,
+        tombstone_horizon: ouro_cluster::deletion_wal::DEFAULT_HORIZON,
     })
     .await
     .unwrap();
