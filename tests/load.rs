@@ -116,7 +116,8 @@ fn put(cmd: &dyn Fn() -> Command, key: &str, data: &[u8]) -> std::process::Outpu
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(data).unwrap();
+    // A put that fails early stops reading: its exit status and message tell why.
+    let _ = stdin.write_all(data);
     drop(stdin);
     child.wait_with_output().unwrap()
 }
@@ -235,10 +236,14 @@ fn run_load(n: usize, cmd: &(dyn Fn(usize) -> Command + Sync), puts: usize) -> (
                 }
             })
         };
-        for w in writers {
-            w.join().unwrap();
-        }
+        // Readers stop when the writers are done, also when one failed.
+        let results: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
         stop.store(true, Ordering::Relaxed);
+        for r in results {
+            if let Err(e) = r {
+                std::panic::resume_unwind(e);
+            }
+        }
         sampling.join().unwrap();
         readers.into_iter().map(|r| r.join().unwrap()).sum::<u64>()
     });
