@@ -1,7 +1,8 @@
 //! The cluster wire protocol (`ouro_cluster::message`): frame headers (`check_header`),
 //! bodies of both directions (`decode_body::<Request>` and `::<Response>`) and whole frames
 //! read from a stream (`read_frame`). Whatever decodes is encoded again: that frame must be
-//! accepted and decode to a value that encodes to the same bytes.
+//! accepted and decode to a value that encodes to the same bytes; and the chunk records in
+//! messages, which a node stores, must be ones the store can read back.
 #![no_main]
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
@@ -10,6 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use ouro_cluster::message::{
     check_header, decode_body, encode_frame, read_frame, Request, Response,
 };
+use ouroboros_db::model::ChunkRecord;
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Encodes `v` as a frame, reads it back and checks that it encodes the same again.
@@ -40,12 +42,30 @@ fn read_from<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     }
 }
 
+/// A chunk record a node accepted from a peer is stored: it must read back from the store.
+fn storable(r: &ChunkRecord) {
+    // A
+    assert!(
+        ChunkRecord::decode(&r.encode()).is_ok(),
+        "unreadable record accepted: {r:?}"
+    );
+}
+
 fuzz_target!(|data: &[u8]| {
     // A
     if let Ok(r) = decode_body::<Request>(data) {
+        if let Request::PutSlices { record, .. } = &r {
+            storable(record);
+        }
         round_trip(&r);
     }
     if let Ok(r) = decode_body::<Response>(data) {
+        if let Response::Versions(versions) = &r {
+            versions
+                .iter()
+                .flat_map(|v| &v.chunks)
+                .for_each(|(_, c)| storable(c));
+        }
         round_trip(&r);
     }
     if let Some(h) = data.first_chunk::<6>() {

@@ -10,7 +10,11 @@ use crate::hash::Hash;
 pub const CHUNK_TAG: u8 = b'C';
 
 /// Everything needed to rebuild a chunk from its slices: stored under the chunk id.
+///
+/// Deserializing checks the record (see [`ChunkRecord::decode`]) wherever it comes from: the
+/// store, or a peer's message, whose records a node stores and must be able to read back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Unchecked")]
 pub struct ChunkRecord {
     /// Plaintext length.
     pub size: u32,
@@ -36,31 +40,65 @@ impl ChunkRecord {
         codec::encode(CHUNK_TAG, self)
     }
 
-    /// Decodes and checks internal consistency (slice count = k + m, k >= 1).
+    /// Decodes and checks internal consistency (slice count = k + m, k >= 1, sizes in range).
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         // A
-        let r: ChunkRecord = codec::decode("chunk", CHUNK_TAG, bytes)?;
-        // Sizes come from disk: bound them before anything allocates by them.
-        let max_sealed = r.size as u64 + r.size as u64 / 64 + 1024;
-        if r.size as usize > fastcdc::v2020::MAXIMUM_MAX || r.sealed_len as u64 > max_sealed {
-            return Err(crate::error::Error::malformed(
-                "chunk",
-                "sizes out of range",
+        codec::decode("chunk", CHUNK_TAG, bytes)
+    }
+
+    /// The consistency checks of [`ChunkRecord::decode`], applied by every deserialization.
+    fn check(self) -> std::result::Result<Self, String> {
+        // A
+        // Sizes come from disk or a peer: bound them before anything allocates by them.
+        let max_sealed = self.size as u64 + self.size as u64 / 64 + 1024;
+        if self.size as usize > fastcdc::v2020::MAXIMUM_MAX || self.sealed_len as u64 > max_sealed {
+            return Err("chunk record sizes out of range".into());
+        }
+        if self.k == 0 || self.slices.len() != self.k as usize + self.m as usize {
+            return Err(format!(
+                "chunk record with {} slices for k={} m={}",
+                self.slices.len(),
+                self.k,
+                self.m
             ));
         }
-        if r.k == 0 || r.slices.len() != r.k as usize + r.m as usize {
-            return Err(crate::error::Error::malformed(
-                "chunk",
-                format!("{} slices for k={} m={}", r.slices.len(), r.k, r.m),
-            ));
-        }
-        Ok(r)
+        Ok(self)
     }
 
     /// Bytes held by the slices of this chunk (data + parity, without headers).
     pub fn shard_len(&self) -> usize {
         // A
         crate::seal::erasure::shard_len(self.sealed_len as usize, self.k as usize)
+    }
+}
+
+/// A chunk record as encoded, before [`ChunkRecord::check`]: same fields, same order.
+#[derive(Deserialize)]
+struct Unchecked {
+    size: u32,
+    sealed_len: u32,
+    key_epoch: u32,
+    nonce: [u8; 12],
+    k: u8,
+    m: u8,
+    slices: Vec<Hash>,
+}
+
+impl TryFrom<Unchecked> for ChunkRecord {
+    type Error = String;
+
+    fn try_from(u: Unchecked) -> std::result::Result<Self, String> {
+        // A
+        ChunkRecord {
+            size: u.size,
+            sealed_len: u.sealed_len,
+            key_epoch: u.key_epoch,
+            nonce: u.nonce,
+            k: u.k,
+            m: u.m,
+            slices: u.slices,
+        }
+        .check()
     }
 }
 
@@ -99,6 +137,29 @@ mod tests {
         assert!(
             ChunkRecord::decode(&r.encode()).is_err(),
             "a damaged size never drives an allocation"
+        );
+    }
+
+    /// Found by the `wire_message` fuzz target: records inside peers' messages (PutSlices,
+    /// Versions) skipped these checks, so a node stored records it could not read back.
+    #[test]
+    fn checks_apply_to_records_inside_other_messages() {
+        let bad = ChunkRecord {
+            size: 1,
+            sealed_len: 1,
+            key_epoch: 0,
+            nonce: [0; 12],
+            k: 0,
+            m: 1,
+            slices: vec![Hash::default()],
+        };
+        let bytes = postcard::to_stdvec(&(7u8, &bad)).unwrap();
+        assert!(postcard::from_bytes::<(u8, ChunkRecord)>(&bytes).is_err());
+        let good = ChunkRecord { k: 1, m: 0, ..bad };
+        let bytes = postcard::to_stdvec(&(7u8, &good)).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<(u8, ChunkRecord)>(&bytes).unwrap(),
+            (7, good)
         );
     }
 
