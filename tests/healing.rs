@@ -51,17 +51,7 @@ fn a_dead_nodes_slices_are_rebuilt_and_two_more_can_go() {
     }
 
     // A node that joins now takes over its share of the slices.
-    let token = c.invite();
-    let store = c.dir.path().join("n8");
-    let port = common::cluster::free_port();
-    let child = c.start(&store, port, Some(&token));
-    c.nodes.push(common::cluster::NodeProc {
-        store,
-        port,
-        child: Some(child),
-        ip: "127.0.0.1".into(),
-        netns: None,
-    });
+    assert_eq!(c.add_node(), 7);
     wait_until("the new node holds slices", 60, || {
         c.status(7)["members"]
             .as_array()

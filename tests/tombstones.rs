@@ -80,17 +80,7 @@ fn tombstones_wait_for_every_member_then_compact_and_stay_effective() {
         assert!(get(&c, n, &format!("keep@{}", &v1[..12])).is_none());
     }
     // A node joining now learns nothing of the deleted data.
-    let token = c.invite();
-    let store = c.dir.path().join("n4");
-    let port = common::cluster::free_port();
-    let child = c.start(&store, port, Some(&token));
-    c.nodes.push(common::cluster::NodeProc {
-        store,
-        port,
-        child: Some(child),
-        ip: "127.0.0.1".into(),
-        netns: None,
-    });
+    assert_eq!(c.add_node(), 3);
     wait_until("the new node reads keep", 30, || {
         get(&c, 3, "keep").as_deref() == Some(&b"v2"[..])
     });

@@ -194,6 +194,22 @@ impl Cluster {
         c
     }
 
+    /// Invites and starts one more node on loopback (store `n<N>`); returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let token = self.invite();
+        let store = self.dir.path().join(format!("n{}", self.nodes.len() + 1));
+        let port = free_port();
+        let child = self.start(&store, port, Some(&token));
+        self.nodes.push(NodeProc {
+            store,
+            port,
+            child: Some(child),
+            ip: "127.0.0.1".into(),
+            netns: None,
+        });
+        self.nodes.len() - 1
+    }
+
     pub fn kill(&mut self, i: usize) {
         if let Some(mut ch) = self.nodes[i].child.take() {
             ch.kill().unwrap();
