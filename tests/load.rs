@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -107,19 +107,10 @@ fn stdout(o: &std::process::Output) -> String {
 }
 
 fn put(cmd: &dyn Fn() -> Command, key: &str, data: &[u8]) -> std::process::Output {
-    use std::io::Write;
-    let mut child = cmd()
-        .args(["put", key, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let mut c = cmd();
+    c.args(["put", key, "-"]);
     // A put that fails early stops reading: its exit status and message tell why.
-    let _ = stdin.write_all(data);
-    drop(stdin);
-    child.wait_with_output().unwrap()
+    common::run_with_input(c, data)
 }
 
 /// Writer `w`: `puts` puts, nine in ten to its own keys, one in ten to the shared key

@@ -42,6 +42,23 @@ pub struct NodeOptions {
     pub tombstone_horizon: Duration,
 }
 
+impl NodeOptions {
+    /// A node of `store` listening on `listen`, every other setting at the default
+    /// `ouro node run` has.
+    pub fn new(store: PathBuf, listen: SocketAddr) -> Self {
+        // A
+        NodeOptions {
+            store,
+            listen,
+            advertise: None,
+            join: None,
+            repair_after: DEFAULT_REPAIR_AFTER,
+            repair_rate: crate::replication_monitoring::REPAIR_BYTES_PER_SEC,
+            tombstone_horizon: crate::deletion_wal::DEFAULT_HORIZON,
+        }
+    }
+}
+
 /// Default of `--repair-after`: long enough to ride out a reboot or an upgrade.
 pub const DEFAULT_REPAIR_AFTER: Duration = Duration::from_secs(600);
 

@@ -9,15 +9,7 @@ use ouroboros_db::{Cas, CreateOptions, Identity};
 async fn first_node(dir: &std::path::Path) -> Arc<Node> {
     let cas = Cas::create(dir, &CreateOptions::default(), &Identity::generate()).unwrap();
     ouro_cluster::admin::init(Arc::new(cas)).unwrap();
-    let opts = NodeOptions {
-        store: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        advertise: None,
-        join: None,
-        repair_after: ouro_cluster::controller::DEFAULT_REPAIR_AFTER,
-        repair_rate: ouro_cluster::replication_monitoring::REPAIR_BYTES_PER_SEC,
-        tombstone_horizon: ouro_cluster::deletion_wal::DEFAULT_HORIZON,
-    };
+    let opts = NodeOptions::new(dir.to_path_buf(), "127.0.0.1:0".parse().unwrap());
     Node::start(&opts).await.unwrap()
 }
 

@@ -7,119 +7,104 @@ use crate::cas::Cas;
 use crate::error::Result;
 use crate::maintenance::verify::{Damage, VerifyReport};
 use crate::maintenance::PAGE;
-use crate::store::key_to_hash::row;
-use crate::store::{iter_after, version_index::KEY_STATE_TAG};
+use crate::store::key_to_hash::{parse, row};
+use crate::store::version_index::{KeyState, KEY_STATE_TAG};
+use crate::store::{iter_after, Db, RoTxn};
 
 impl Cas {
     /// Checks every KeyToHash row and every key's heads against the version records.
     pub(crate) fn verify_index(&self, report: &mut VerifyReport) -> Result<()> {
         // A
-        self.verify_key_rows(report)?;
-        self.verify_heads(report)
+        self.each_row(&self.lmdb.key_to_hash.0, |txn, k, _| {
+            report.damage.extend(self.check_key_row(txn, k)?);
+            Ok(())
+        })?;
+        self.each_row(&self.lmdb.versions.0, |txn, k, v| {
+            report.damage.extend(self.check_heads(txn, k, v)?);
+            Ok(())
+        })
     }
 
-    /// Each `key\0time\hash` row names a version record of that key and creation time.
-    fn verify_key_rows(&self, report: &mut VerifyReport) -> Result<()> {
+    /// Calls `f` with every row of `db`, in pages of short read transactions.
+    fn each_row(
+        &self,
+        db: &Db,
+        mut f: impl FnMut(&RoTxn, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
         // A
         let mut after: Option<Vec<u8>> = None;
         loop {
             let txn = self.lmdb.read()?;
             let mut n = 0;
-            for item in iter_after(&self.lmdb.key_to_hash.0, &txn, after.as_deref())?.take(PAGE) {
-                let (k, _) = item?;
-                n += 1;
-                after = Some(k.to_vec());
-                // A row is `key`, a NUL, then 8 bytes of time and 32 of hash.
-                let split = k.len().checked_sub(41).filter(|&i| k[i] == 0);
-                let Some(i) = split else {
-                    report
-                        .damage
-                        .push(index_damage(None, "a key index row is malformed"));
-                    continue;
-                };
-                let key = String::from_utf8_lossy(&k[..i]).into_owned();
-                let entry = crate::store::key_to_hash::parse(i, k)?;
-                let problem = match self.lmdb.blobs.get(&txn, &entry.hash) {
-                    Ok(Some(b)) if b.key == key && b.created == entry.created => continue,
-                    Ok(Some(b)) if b.key != key => {
-                        format!(
-                            "version {} is listed under the wrong key {key:?}",
-                            entry.hash.short()
-                        )
-                    }
-                    Ok(Some(_)) => format!(
-                        "version {} is listed with the wrong time",
-                        entry.hash.short()
-                    ),
-                    Ok(None) => format!("listed version {} has no record", entry.hash.short()),
-                    Err(e) => format!("listed version {}: {e}", entry.hash.short()),
-                };
-                report.damage.push(index_damage(Some(key), &problem));
-            }
-            if n < PAGE {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Each key's heads are versions of that key, listed in its KeyToHash rows.
-    fn verify_heads(&self, report: &mut VerifyReport) -> Result<()> {
-        // A
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let txn = self.lmdb.read()?;
-            let mut n = 0;
-            for item in iter_after(&self.lmdb.versions.0, &txn, after.as_deref())?.take(PAGE) {
+            for item in iter_after(db, &txn, after.as_deref())?.take(PAGE) {
                 let (k, v) = item?;
                 n += 1;
                 after = Some(k.to_vec());
-                let key = String::from_utf8_lossy(k).into_owned();
-                let state: crate::store::version_index::KeyState =
-                    match crate::codec::decode("key state", KEY_STATE_TAG, v) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            report.damage.push(index_damage(Some(key), &e.to_string()));
-                            continue;
-                        }
-                    };
-                for head in &state.heads {
-                    let problem = match self.lmdb.blobs.get(&txn, head) {
-                        Ok(Some(b)) if b.key != key => {
-                            format!("head {} is a version of {:?}", head.short(), b.key)
-                        }
-                        Ok(Some(b)) => {
-                            match self
-                                .lmdb
-                                .key_to_hash
-                                .0
-                                .get(&txn, &row(&key, b.created, head))?
-                            {
-                                Some(_) => continue,
-                                None => format!(
-                                    "head {} is missing from the key's history",
-                                    head.short()
-                                ),
-                            }
-                        }
-                        Ok(None) => format!("head {} has no record", head.short()),
-                        Err(e) => format!("head {}: {e}", head.short()),
-                    };
-                    report
-                        .damage
-                        .push(index_damage(Some(key.clone()), &problem));
-                }
+                f(&txn, k, v)?;
             }
             if n < PAGE {
                 return Ok(());
             }
         }
     }
+
+    /// A `key\0time‖hash` row must name a version record of that key and creation time.
+    fn check_key_row(&self, txn: &RoTxn, k: &[u8]) -> Result<Option<Damage>> {
+        // A
+        // A row is `key`, a NUL, then 8 bytes of time and 32 of hash.
+        let Some(i) = k.len().checked_sub(41).filter(|&i| k[i] == 0) else {
+            return Ok(Some(index_damage(
+                None,
+                "a key index row is malformed".into(),
+            )));
+        };
+        let key = String::from_utf8_lossy(&k[..i]).into_owned();
+        let entry = parse(i, k)?;
+        let short = entry.hash.short();
+        let problem = match self.lmdb.blobs.get(txn, &entry.hash) {
+            Ok(Some(b)) if b.key == key && b.created == entry.created => return Ok(None),
+            Ok(Some(b)) if b.key != key => {
+                format!("version {short} is listed under the wrong key {key:?}")
+            }
+            Ok(Some(_)) => format!("version {short} is listed with the wrong time"),
+            Ok(None) => format!("listed version {short} has no record"),
+            Err(e) => format!("listed version {short}: {e}"),
+        };
+        Ok(Some(index_damage(Some(key), problem)))
+    }
+
+    /// A key's heads must be versions of that key, listed in its KeyToHash rows.
+    fn check_heads(&self, txn: &RoTxn, k: &[u8], v: &[u8]) -> Result<Vec<Damage>> {
+        // A
+        let key = String::from_utf8_lossy(k).into_owned();
+        let state: KeyState = match crate::codec::decode("key state", KEY_STATE_TAG, v) {
+            Ok(s) => s,
+            Err(e) => return Ok(vec![index_damage(Some(key), e.to_string())]),
+        };
+        let mut out = Vec::new();
+        for head in &state.heads {
+            let short = head.short();
+            let problem = match self.lmdb.blobs.get(txn, head) {
+                Ok(Some(b)) if b.key != key => format!("head {short} is a version of {:?}", b.key),
+                Ok(Some(b)) => match self
+                    .lmdb
+                    .key_to_hash
+                    .0
+                    .get(txn, &row(&key, b.created, head))?
+                {
+                    Some(_) => continue,
+                    None => format!("head {short} is missing from the key's history"),
+                },
+                Ok(None) => format!("head {short} has no record"),
+                Err(e) => format!("head {short}: {e}"),
+            };
+            out.push(index_damage(Some(key.clone()), problem));
+        }
+        Ok(out)
+    }
 }
 
-fn index_damage(key: Option<String>, reason: &str) -> Damage {
+fn index_damage(key: Option<String>, reason: String) -> Damage {
     // A
-    Damage::Index {
-        key,
-        reason: reason.to_string(),
-    }
+    Damage::Index { key, reason }
 }

@@ -69,22 +69,7 @@ impl TestStore {
 
     /// Runs with `input` on stdin.
     pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .cmd(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let data = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        out
+        run_with_input(self.cmd(args), input)
     }
 
     /// Runs, asserts success, returns stdout.
@@ -121,6 +106,26 @@ impl TestStore {
         a.push("--json");
         serde_json::from_slice(&self.ok(&a)).expect("valid JSON")
     }
+}
+
+/// Runs `cmd` with `input` on stdin (fed from a thread, so a command that stops reading
+/// early, or writes much output first, never deadlocks) and collects its output.
+pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
 }
 
 /// Deterministic pseudo-random bytes (xorshift): incompressible test data.

@@ -44,17 +44,9 @@ pub async fn fixture() -> Fixture {
             .unwrap();
     }
     ouro_cluster::admin::init(Arc::new(cas)).unwrap();
-    let node = Node::start(&NodeOptions {
-        store,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        advertise: None,
-        join: None,
-        repair_after: ouro_cluster::controller::DEFAULT_REPAIR_AFTER,
-        repair_rate: ouro_cluster::replication_monitoring::REPAIR_BYTES_PER_SEC,
-        tombstone_horizon: ouro_cluster::deletion_wal::DEFAULT_HORIZON,
-    })
-    .await
-    .unwrap();
+    let node = Node::start(&NodeOptions::new(store, "127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
     tokio::spawn(Arc::clone(&node).run(std::future::pending()));
     let honest_key = admit(&node);
     let attacker = admit(&node);
