@@ -24,6 +24,47 @@ fn binary_data_round_trips_through_pipes() {
 }
 
 #[test]
+fn get_o_writes_into_fifos_and_through_symlinks_without_replacing_them() {
+    use std::os::unix::fs::FileTypeExt;
+    let t = TestStore::init("2+1");
+    let data = random_bytes(300_000, 9);
+    t.put("k", &data);
+    // A fifo stands in for /dev/null or /dev/stdout: it must still be a fifo afterwards.
+    let fifo = t.dir.path().join("pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    t.ok(&["get", "k", "-o", fifo.to_str().unwrap()]);
+    // Checked before joining: a replaced fifo would leave the reader blocked for good.
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert_eq!(reader.join().unwrap(), data);
+    // Through a symlink the target gets the content and the link stays a link.
+    let target = t.dir.path().join("target");
+    std::fs::write(&target, b"old").unwrap();
+    let link = t.dir.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    t.ok(&["get", "k", "-o", link.to_str().unwrap()]);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), data);
+    // A directory is refused as a usage error.
+    let out = t.run(&["get", "k", "-o", t.dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a directory"));
+}
+
+#[test]
 fn json_schemas() {
     let t = TestStore::init("2+1");
     let put = t.run_stdin(&["put", "k", "--json"], b"abc");

@@ -150,6 +150,21 @@ pub(super) fn get_into_file(
     durability: Durability,
 ) -> Result<ouroboros_db::model::Blob> {
     // A
+    // A device, fifo or socket (`-o /dev/null`, `-o /dev/stdout`) is written in place: renaming
+    // a file over it would replace the node itself, for every program on the machine.
+    let dest = match std::fs::metadata(dest) {
+        Ok(m) if m.is_dir() => anyhow::bail!(ouroboros_db::Error::InvalidArgument(format!(
+            "{} is a directory (use `ouro get -r PREFIX DIR` for a tree)",
+            dest.display()
+        ))),
+        Ok(m) if !m.is_file() => return get_into_special(cas, reference, dest, progress),
+        // Through a symlink, the file it names gets the new content and the link stays.
+        Ok(_) => {
+            std::fs::canonicalize(dest).with_context(|| format!("resolving {}", dest.display()))?
+        }
+        Err(_) => dest.to_path_buf(),
+    };
+    let dest = dest.as_path();
     let dir = dest
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -176,6 +191,28 @@ pub(super) fn get_into_file(
     }
     .with_context(|| format!("writing {}", dest.display()))?;
     tmp.persist(dest)
+        .with_context(|| format!("writing {}", dest.display()))?;
+    Ok(blob)
+}
+
+/// Streams a version into an existing device, fifo or socket, which has no directory entry to
+/// replace atomically and nothing to fsync.
+fn get_into_special(
+    cas: &ouroboros_db::Cas,
+    reference: &str,
+    dest: &Path,
+    progress: &dyn ouroboros_db::Progress,
+) -> Result<ouroboros_db::model::Blob> {
+    // A
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dest)
+        .with_context(|| format!("opening {}", dest.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let blob = cas
+        .get_with_progress(reference, &mut w, progress)
+        .with_context(|| format!("reading {reference}"))?;
+    w.flush()
         .with_context(|| format!("writing {}", dest.display()))?;
     Ok(blob)
 }
