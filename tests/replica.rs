@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::random_bytes;
 use ouroboros_db::route::remote::RemoteSlices;
-use ouroboros_db::{Cas, CreateOptions, Error, Hash, Identity, PutOptions};
+use ouroboros_db::{wins_over, Adopted, Cas, CreateOptions, Error, Hash, Identity, PutOptions};
 
 struct Peer(Arc<Cas>);
 
@@ -128,13 +128,22 @@ fn slices_handed_over_are_checked_and_released() {
         b.accept_slices(chunk, &record, &slices).unwrap();
         // Once b knows the record, a forged record cannot plant a slice under an index b
         // does not hold yet.
+        // (A record that sorts first would replace it: the one-sealing rule, tested below.)
         let odd = idx.iter().copied().find(|i| i % 2 == 1).unwrap();
-        let forged_slice = random_bytes(slices[0].1.len(), 77);
-        let mut forged = record.clone();
-        forged.slices[odd as usize] = Hash::of(&forged_slice);
-        assert!(b
-            .accept_slices(chunk, &forged, &[(odd, forged_slice)])
-            .is_err());
+        let (forged, forged_slice) = (0..)
+            .map(|seed| {
+                let slice = random_bytes(slices[0].1.len(), 77 + seed);
+                let mut forged = record.clone();
+                forged.slices[odd as usize] = Hash::of(&slice);
+                (forged, slice)
+            })
+            .find(|(forged, _)| wins_over(&record, forged))
+            .unwrap();
+        assert_eq!(
+            b.accept_slices(chunk, &forged, &[(odd, forged_slice)])
+                .unwrap(),
+            Some(record.clone())
+        );
         assert!(b.local_slices(chunk, &[odd]).unwrap().is_empty());
         assert_eq!(b.chunk_record(chunk).unwrap(), Some(record.clone()));
         assert_eq!(a.release_slices(chunk, &give).unwrap(), give.len());
@@ -162,4 +171,62 @@ fn a_version_removed_before_it_arrives_arrives_removed() {
     assert_eq!(heads(&b, "k"), vec![v1.hash]);
     assert!(b.log("k", 10).unwrap().iter().all(|v| v.hash != v2.hash));
     b.gc(&ouroboros_db::NoProgress).unwrap();
+}
+
+#[test]
+fn content_sealed_on_two_nodes_settles_on_one_sealing() {
+    let (_d, _me, a, b) = pair();
+    let data = random_bytes(3 << 20, 21);
+    // Both seal the same content before either hears of the other: two records per chunk.
+    a.put("from-a", &data[..], &PutOptions::default()).unwrap();
+    b.put("from-b", &data[..], &PutOptions::default()).unwrap();
+    let chunks: Vec<Hash> = a
+        .held_slices_after(None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, c, _)| c)
+        .collect();
+    let before: Vec<_> = chunks
+        .iter()
+        .map(|c| {
+            let (ra, rb) = (
+                a.chunk_record(c).unwrap().unwrap(),
+                b.chunk_record(c).unwrap().unwrap(),
+            );
+            assert_ne!(ra, rb, "each node sealed with its own nonce");
+            if wins_over(&ra, &rb) {
+                ra
+            } else {
+                rb
+            }
+        })
+        .collect();
+    // Each learns the other's version: both keep the winning record of every chunk, and
+    // the node whose sealing lost drops its slices of it.
+    sync(&a, &b);
+    sync(&b, &a);
+    for (c, winner) in chunks.iter().zip(&before) {
+        assert_eq!(a.chunk_record(c).unwrap().as_ref(), Some(winner));
+        assert_eq!(b.chunk_record(c).unwrap().as_ref(), Some(winner));
+        let (held_a, held_b) = (
+            a.local_slices_held(c).unwrap().len(),
+            b.local_slices_held(c).unwrap().len(),
+        );
+        assert_eq!(
+            held_a + held_b,
+            winner.slices.len(),
+            "only the winner's slices stay"
+        );
+        // Learning a record again, or a losing one, changes nothing.
+        assert_eq!(a.adopt_record(c, winner).unwrap(), Adopted::Same);
+    }
+    // Each reads both keys: its own slices of the winner, the rest from the other.
+    let b = Arc::new(b);
+    let mut a = a;
+    a.set_remote(Arc::new(Peer(Arc::clone(&b))));
+    for key in ["from-a", "from-b"] {
+        let mut out = Vec::new();
+        a.get(key, &mut out).unwrap();
+        assert_eq!(out, data, "{key}");
+    }
 }

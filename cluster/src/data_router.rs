@@ -199,6 +199,15 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
                 .await?
             {
                 Response::Stored => {}
+                // The peer keeps a sealing that wins: adopting it drops this node's slices
+                // of the losing one (nothing left to hand over); if this node meanwhile
+                // holds a sealing that wins over both, the peer adopts that one later.
+                Response::Superseded(winner) => {
+                    let cas = Arc::clone(&node.cas);
+                    let adopted = blocking(move || Ok(cas.adopt_record(&chunk, &winner)?)).await?;
+                    tracing::info!(chunk = %chunk.short(), to = %short_id(&peer), ?adopted, "another sealing wins");
+                    return Ok(());
+                }
                 other => {
                     return Err(ClusterError::Protocol(format!(
                         "unexpected answer {other:?}"

@@ -287,9 +287,13 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             slices,
         } => {
             let slices = crate::message::from_wire(slices);
-            blocking(move || Ok(cas.accept_slices(&chunk, &record, &slices)?)).await?;
-            node.router.wake();
-            Response::Stored
+            match blocking(move || Ok(cas.accept_slices(&chunk, &record, &slices)?)).await? {
+                None => {
+                    node.router.wake();
+                    Response::Stored
+                }
+                Some(winner) => Response::Superseded(winner),
+            }
         }
         Request::GetSlices { chunk, mut wanted } => {
             // One copy of each slice, however often the request names it.

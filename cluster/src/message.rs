@@ -254,6 +254,9 @@ pub enum Response {
     SyncDigests(Vec<Hash>),
     /// SyncIndexTree leaf: live version hashes.
     SyncLeaf(Vec<Hash>),
+    /// `PutSlices` refused: this node keeps another sealing of the chunk, which wins (see
+    /// `src/cas/sealing.rs`); the sender adopts it.
+    Superseded(ChunkRecord),
 }
 
 /// Encodes a value as one frame.

@@ -159,9 +159,24 @@ async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]
     // PA
     let k = node.cas.config().k as usize;
     let n = k + node.cas.config().m as usize;
+    let cas = Arc::clone(&node.cas);
+    let record = blocking(move || {
+        cas.chunk_record(&chunk)?
+            .ok_or_else(|| ouroboros_db::Error::NotFound(format!("chunk {}", chunk.short())))
+            .map_err(Into::into)
+    })
+    .await?;
     // Someone may still hold exactly these (an old placement, a writer with pending slices).
     let mut got = crate::data_router::fetch(node, chunk, lacking.to_vec(), lacking.len()).await?;
     let mut bytes: u64 = got.iter().map(|(_, b)| b.len() as u64).sum();
+    // A peer that has not yet adopted the winning sealing (src/cas/sealing.rs) answers with
+    // slices of another: only this record's count.
+    got.retain(|(i, b)| {
+        record
+            .slices
+            .get(*i as usize)
+            .is_some_and(|h| Hash::of(b) == *h)
+    });
     let still: Vec<u8> = lacking
         .iter()
         .copied()
@@ -180,10 +195,8 @@ async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]
     got.retain(|(i, _)| lacking.contains(i));
     let cas = Arc::clone(&node.cas);
     blocking(move || {
-        let record = cas
-            .chunk_record(&chunk)?
-            .ok_or_else(|| ouroboros_db::Error::NotFound(format!("chunk {}", chunk.short())))?;
-        Ok(cas.accept_slices(&chunk, &record, &got)?)
+        cas.accept_slices(&chunk, &record, &got)?;
+        Ok(())
     })
     .await?;
     Ok(bytes)

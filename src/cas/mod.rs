@@ -24,6 +24,7 @@ mod recipients;
 mod remove;
 mod replica;
 mod resolve;
+mod sealing;
 mod sync_tree;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ pub use history::{KeyEntry, MergeSource, VersionInfo};
 pub use put::{PutItem, PutOptions, PutOutcome};
 pub use remove::RemoveOutcome;
 pub use replica::{ReplicaSeed, VersionRecord};
+pub use sealing::{wins_over, Adopted};
 pub use sync_tree::LEAF_DEPTH as SYNC_LEAF_DEPTH;
 
 use crate::chunk::ChunkingParams;

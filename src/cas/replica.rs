@@ -153,9 +153,7 @@ impl Cas {
             return Ok(false);
         }
         for (id, record) in &rec.chunks {
-            if !self.lmdb.chunks.contains(txn, id)? {
-                self.lmdb.chunks.put(txn, id, record)?;
-            }
+            self.adopt_record_in(txn, id, record)?;
         }
         for c in &blob.chunks {
             if !self.lmdb.chunks.contains(txn, &c.id)? {
@@ -354,21 +352,25 @@ impl Cas {
     }
 
     /// Stores slices a peer placed on this node, after checking each against the chunk's
-    /// record; the record is stored too when this node did not have it yet.
+    /// record; the record is stored too when this node did not have it yet, or replaces the
+    /// one here when it wins (`src/cas/sealing.rs`). When the record here wins, nothing is
+    /// stored and it is returned, for the sender to adopt.
     pub fn accept_slices(
         &self,
         id: &Hash,
         record: &ChunkRecord,
         slices: &[(u8, Vec<u8>)],
-    ) -> Result<()> {
+    ) -> Result<Option<ChunkRecord>> {
         // PA
         let mut txn = self.lmdb.write()?;
-        // The record already here wins: a peer must not plant slices of another sealing
-        // (or forged ones) under indexes this node does not hold yet.
-        let stored = self.lmdb.chunks.get(&txn, id)?;
-        let check = stored.as_ref().unwrap_or(record);
+        // Slices are checked before the record is adopted: a bad slice changes nothing.
+        if let Some(stored) = self.lmdb.chunks.get(&txn, id)? {
+            if stored != *record && !super::sealing::wins_over(record, &stored) {
+                return Ok(Some(stored));
+            }
+        }
         for (i, bytes) in slices {
-            let ok = check
+            let ok = record
                 .slices
                 .get(*i as usize)
                 .is_some_and(|h| Hash::of(bytes) == *h);
@@ -379,9 +381,7 @@ impl Cas {
                 )));
             }
         }
-        if stored.is_none() {
-            self.lmdb.chunks.put(&mut txn, id, record)?;
-        }
+        self.adopt_record_in(&mut txn, id, record)?;
         let held = self.lmdb.slices.bundle(&txn, id)?;
         let fresh: Vec<&(u8, Vec<u8>)> = slices
             .iter()
@@ -391,7 +391,8 @@ impl Cas {
         for (i, bytes) in fresh {
             self.lmdb.slices.put_slice(&mut txn, id, *i, bytes)?;
         }
-        self.lmdb.commit(txn)
+        self.lmdb.commit(txn)?;
+        Ok(None)
     }
 
     /// Drops slices of a chunk that their placed nodes acknowledged; returns how many.
