@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of ouro, borg and restic on the same input, in one run.
 # Installs the peers (Debian packages) when missing. Writes bench/RESULTS.md.
-#   bench/compare.sh [FILE [TREE]]
+#   [REPS=3] bench/compare.sh [FILE [TREE]]
 #     FILE defaults to a tar of the Rust toolchain's lib/ (~540 MB of real binaries)
 #     TREE defaults to /usr/share (tens of thousands of files)
 source "$(dirname "$0")/common.sh"
@@ -30,17 +30,25 @@ run() {
   printf '%-16s %8.2f s %8.1f MB/s  peak RSS %6d MB\n' "$label" "$secs" "$(echo "$size / $secs / 1000000" | bc -l)" "$((rss / 1024))" >&2
 }
 
+# The first (writing) runs are repeated REPS times on fresh stores, the tools taking turns,
+# and the median is reported: on a shared machine one run can be off by 20%.
+reps=${REPS:-3}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+declare -A T R RUNS
+
 export OURO_STORE=$work/ouro-store OURO_IDENTITY=$work/ouro-id.txt
 export BORG_PASSPHRASE=bench RESTIC_PASSWORD=bench BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
-rm -rf "$work"/ouro-store "$work"/ouro-id.txt "$work"/borg "$work"/restic "$work"/out
-"$ouro" init -q
-borg init -e repokey-blake2 "$work/borg" 2>/dev/null
-restic init -q -r "$work/restic"
-
-declare -A T R
-run "ouro put" "$ouro" put bench "$input"; T[ouro_put]=$secs; R[ouro_put]=$rss
-run "borg create" borg create -C zstd,3 "$work/borg::a" "$input"; T[borg_put]=$secs; R[borg_put]=$rss
-run "restic backup" restic -q -r "$work/restic" backup "$input"; T[restic_put]=$secs; R[restic_put]=$rss
+rm -rf "$work"/ouro-id.txt "$work"/out
+for i in $(seq "$reps"); do
+  rm -rf "$work"/ouro-store "$work"/borg "$work"/restic
+  "$ouro" init -q
+  borg init -e repokey-blake2 "$work/borg" 2>/dev/null
+  restic init -q -r "$work/restic"
+  run "ouro put" "$ouro" put bench "$input"; RUNS[ouro_put]+=" $secs"; R[ouro_put]=$rss
+  run "borg create" borg create -C zstd,3 "$work/borg::a" "$input"; RUNS[borg_put]+=" $secs"; R[borg_put]=$rss
+  run "restic backup" restic -q -r "$work/restic" backup "$input"; RUNS[restic_put]+=" $secs"; R[restic_put]=$rss
+done
+for t in ouro_put borg_put restic_put; do T[$t]=$(median ${RUNS[$t]}); done
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=b@b GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=b@b
 rm -rf "$work/git-a" && git init -q "$work/git-a"
 run "git add+commit" sh -c "git --git-dir='$work/git-a/.git' --work-tree='$(dirname "$input")' add '$(basename "$input")' && git --git-dir='$work/git-a/.git' --work-tree='$(dirname "$input")' commit -qm a"; T[git_put]=$secs; R[git_put]=$rss
@@ -60,17 +68,21 @@ echo "tree: $tree ($(find "$tree" -type f | wc -l) files)" >&2
 # reading it from disk and every tool reads from memory.
 tar cf - "$tree" 2>/dev/null | cat >/dev/null
 export OURO_STORE=$work/ouro-tree
-rm -rf "$work/ouro-tree" "$work/borg-tree" "$work/restic-tree" "$work/git-tree"
-"$ouro" init -q
-borg init -e repokey-blake2 "$work/borg-tree" 2>/dev/null
-restic init -q -r "$work/restic-tree"
-git init -q "$work/git-tree"
-run "ouro put -r" "$ouro" put -r "$tree" share -q; T[ouro_tree]=$secs; R[ouro_tree]=$rss
+for i in $(seq "$reps"); do
+  rm -rf "$work/ouro-tree" "$work/borg-tree" "$work/restic-tree"
+  "$ouro" init -q
+  borg init -e repokey-blake2 "$work/borg-tree" 2>/dev/null
+  restic init -q -r "$work/restic-tree"
+  run "ouro put -r" "$ouro" put -r "$tree" share -q; RUNS[ouro_tree]+=" $secs"; R[ouro_tree]=$rss
+  run "borg create -r" borg create -C zstd,3 "$work/borg-tree::a" "$tree"; RUNS[borg_tree]+=" $secs"; R[borg_tree]=$rss
+  run "restic backup -r" restic -q -r "$work/restic-tree" backup "$tree"; RUNS[restic_tree]+=" $secs"; R[restic_tree]=$rss
+done
+for t in ouro_tree borg_tree restic_tree; do T[$t]=$(median ${RUNS[$t]}); done
 run "ouro put -r (again)" "$ouro" put -r "$tree" share -q; T[ouro_tree2]=$secs
-run "borg create -r" borg create -C zstd,3 "$work/borg-tree::a" "$tree"; T[borg_tree]=$secs; R[borg_tree]=$rss
 run "borg (again)" borg create -C zstd,3 "$work/borg-tree::b" "$tree"; T[borg_tree2]=$secs
-run "restic backup -r" restic -q -r "$work/restic-tree" backup "$tree"; T[restic_tree]=$secs; R[restic_tree]=$rss
 run "restic (again)" restic -q -r "$work/restic-tree" backup "$tree"; T[restic_tree2]=$secs
+rm -rf "$work/git-tree"
+git init -q "$work/git-tree"
 run "git add -A+commit" sh -c "git --git-dir='$work/git-tree/.git' --work-tree='$tree' add -A && git --git-dir='$work/git-tree/.git' --work-tree='$tree' commit -qm a"; T[git_tree]=$secs; R[git_tree]=$rss
 run "git (again)" sh -c "git --git-dir='$work/git-tree/.git' --work-tree='$tree' add -A && git --git-dir='$work/git-tree/.git' --work-tree='$tree' commit -qm b --allow-empty"; T[git_tree2]=$secs
 ouro_tree_stored=$("$ouro" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored_bytes"])')
@@ -86,6 +98,12 @@ borg_stored=$(du -sb "$work/borg" | cut -f1)
 restic_stored=$(du -sb "$work/restic" | cut -f1)
 
 r() { echo "scale=2; $1 / $2" | bc -l; }
+# runs A B C: " a1/b1/c1, a2/b2/c2, ..." from the per-run times
+runs() {
+  local a=(${RUNS[$1]}) b=(${RUNS[$2]}) c=(${RUNS[$3]}) i out=""
+  for i in "${!a[@]}"; do out+=" ${a[$i]}/${b[$i]}/${c[$i]},"; done
+  echo "${out%,}"
+}
 mb() { echo "scale=1; $1 / 1000000" | bc -l; }
 {
   echo "# Benchmark results"
@@ -104,7 +122,7 @@ mb() { echo "scale=1; $1 / 1000000" | bc -l; }
   echo
   echo "Ratios (ouro / peer; time: lower is better):"
   echo
-  echo "- put time: $(r "${T[ouro_put]}" "${T[borg_put]}")x borg, $(r "${T[ouro_put]}" "${T[restic_put]}")x restic"
+  echo "- put time: $(r "${T[ouro_put]}" "${T[borg_put]}")x borg, $(r "${T[ouro_put]}" "${T[restic_put]}")x restic (medians of $reps runs; each run, ouro / borg / restic s:$(runs ouro_put borg_put restic_put))"
   echo "- get time: $(r "${T[ouro_get]}" "${T[borg_get]}")x borg, $(r "${T[ouro_get]}" "${T[restic_get]}")x restic (ouro get to a file includes fsync; to /dev/null: ${T[ouro_get_null]} s, $(echo "$size/${T[ouro_get_null]}/1000000" | bc) MB/s)"
   echo "- stored bytes (parity not counted): $(r "$ouro_stored" "$borg_stored")x borg, $(r "$ouro_stored" "$restic_stored")x restic"
   echo
@@ -116,6 +134,8 @@ mb() { echo "scale=1; $1 / 1000000" | bc -l; }
   echo "| borg create -C zstd,3 | ${T[borg_tree]} | ${T[borg_tree2]} | $(mb "$borg_tree_stored") | $((R[borg_tree]/1024)) |"
   echo "| restic backup | ${T[restic_tree]} | ${T[restic_tree2]} | $(mb "$restic_tree_stored") | $((R[restic_tree]/1024)) |"
   echo "| git add -A + commit | ${T[git_tree]} | ${T[git_tree2]} | $(mb "$git_tree_stored") | $((R[git_tree]/1024)) |"
+  echo
+  echo "First runs are medians of $reps (each run, ouro / borg / restic s:$(runs ouro_tree borg_tree restic_tree))."
   echo
   echo "Ratios: put -r time $(r "${T[ouro_tree]}" "${T[restic_tree]}")x restic, $(r "${T[ouro_tree]}" "${T[borg_tree]}")x borg; stored bytes $(r "$ouro_tree_stored" "$borg_tree_stored")x borg, $(r "$ouro_tree_stored" "$restic_tree_stored")x restic; unchanged re-run ${T[ouro_tree2]} s."
   echo
