@@ -97,7 +97,7 @@ ouro_parity=$("$ouro" stats --json | python3 -c 'import json,sys; print(json.loa
 borg_stored=$(du -sb "$work/borg" | cut -f1)
 restic_stored=$(du -sb "$work/restic" | cut -f1)
 
-r() { echo "scale=2; $1 / $2" | bc -l; }
+r() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 # runs A B C: " a1/b1/c1, a2/b2/c2, ..." from the per-run times
 runs() {
   local a=(${RUNS[$1]}) b=(${RUNS[$2]}) c=(${RUNS[$3]}) i out=""
