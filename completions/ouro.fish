@@ -67,7 +67,7 @@ complete -c ouro -n "__fish_ouro_using_subcommand put" -l json -d 'Print one JSO
 complete -c ouro -n "__fish_ouro_using_subcommand put" -s q -l quiet -d 'No progress bars or informational messages'
 complete -c ouro -n "__fish_ouro_using_subcommand put" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
 complete -c ouro -n "__fish_ouro_using_subcommand put" -s h -l help -d 'Print help'
-complete -c ouro -n "__fish_ouro_using_subcommand get" -s o -l output -d 'Output file (written atomically) instead of stdout' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand get" -s o -l output -d 'Output file instead of stdout: a regular file is replaced atomically (through a symlink, its target); a device or fifo (`/dev/null`) is written in place' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand get" -l at -d 'With -r: restore the tree as it was at this RFC 3339 time or date' -r
 complete -c ouro -n "__fish_ouro_using_subcommand get" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand get" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F

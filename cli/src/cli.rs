@@ -127,7 +127,8 @@ pub enum Command {
         /// With -r: the directory to restore into
         #[arg(value_name = "DIR", requires = "recursive")]
         dir: Option<PathBuf>,
-        /// Output file (written atomically) instead of stdout
+        /// Output file instead of stdout: a regular file is replaced atomically (through a
+        /// symlink, its target); a device or fifo (`/dev/null`) is written in place
         #[arg(short, long, value_name = "FILE", conflicts_with = "recursive")]
         output: Option<PathBuf>,
         /// Restore every key under the prefix as files
