@@ -258,7 +258,20 @@ pub async fn fetch(
         }
         m
     };
-    let data = by_node(&|i| (i as usize) < k);
+    // Only as many data slices as are needed: when this node holds a parity slice, asking
+    // for every data slice would move one more slice than the rebuild uses.
+    let first: Vec<u8> = wanted
+        .iter()
+        .copied()
+        .filter(|i| (*i as usize) < k)
+        .filter(|i| {
+            placed.get(*i as usize).is_some_and(|n| {
+                *n != node.me && node.tracker.state(n) != crate::availability::State::Dead
+            })
+        })
+        .take(need)
+        .collect();
+    let data = by_node(&|i| first.contains(&i));
     let mut got = ask(node, chunk, data, need, Some(DATA_FIRST)).await;
     if got.len() < need {
         let parity = by_node(&|i| !got.iter().any(|(j, _)| *j == i));
