@@ -123,7 +123,7 @@ fi
   echo "|---|---|---|---|"
   echo "| ${size_mib} MiB random | $repair_s | $repair_mb | $stored_mb |"
   echo
-  echo "The time includes 5 s of grace before the dead node leaves placement, and one sweep that only counts (a chunk is repaired when two sweeps in a row find it lacking). Rebuilding a slice fetches k = 4 others."
+  echo "The time includes 5 s of grace before the dead node leaves placement, and the sweeps that follow (a slice whose holder left placement is repaired at once; one that lacks for another reason waits 5 s, the time a put takes to hand it over). Rebuilding a slice fetches k = 4 others."
   echo
   echo "## Convergence after a partition (4 nodes in two network namespaces, 2,000 keys before)"
   echo

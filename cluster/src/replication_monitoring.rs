@@ -16,7 +16,7 @@ use ouroboros_db::Hash;
 use crate::controller::Node;
 use crate::error::Result;
 use crate::handler::blocking;
-use crate::membership::short_id;
+use crate::membership::{short_id, NodeId};
 
 /// Chunk records looked at per step of a sweep.
 const PAGE: usize = 512;
@@ -41,6 +41,10 @@ pub struct RepairState {
     /// are normally on their way from the writer, and fetching them too would only double
     /// the traffic.
     seen: std::sync::Mutex<std::collections::HashMap<Hash, Instant>>,
+    /// Placement as of the previous sweep, and the nodes that have left it since the last
+    /// sweep that found nothing lacking: a slice whose holder left will not be handed over
+    /// by anyone, so it is repaired without waiting.
+    placed_over: std::sync::Mutex<(Vec<NodeId>, Vec<NodeId>)>,
 }
 
 impl RepairState {
@@ -91,6 +95,21 @@ pub async fn repair_loop(node: Arc<Node>) {
 async fn sweep(node: &Arc<Node>) -> Result<u64> {
     // PA
     let nodes = node.placement_nodes();
+    let departed = node
+        .repair
+        .placed_over
+        .lock()
+        .map(|mut p| {
+            let (prev, departed) = &mut *p;
+            departed.extend(prev.iter().filter(|n| !nodes.contains(n)));
+            departed.retain(|n| !nodes.contains(n));
+            departed.sort_unstable();
+            departed.dedup();
+            *prev = nodes.clone();
+            departed.clone()
+        })
+        .unwrap_or_default();
+    let before_departure: Vec<NodeId> = nodes.iter().chain(&departed).copied().collect();
     let slices = node.cas.config().k as usize + node.cas.config().m as usize;
     let mut after = None;
     let mut lacking_chunks = 0u64;
@@ -128,7 +147,13 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
                 .backlog
                 .fetch_max(lacking_chunks, Ordering::Relaxed);
             let since = before.get(&chunk).copied().unwrap_or_else(Instant::now);
-            if since.elapsed() < LACKING_GRACE {
+            let holder_left = !departed.is_empty() && {
+                let old = hash_to_node::place(&chunk, &before_departure, slices);
+                lacking
+                    .iter()
+                    .any(|i| old.get(*i as usize).is_some_and(|n| departed.contains(n)))
+            };
+            if !holder_left && since.elapsed() < LACKING_GRACE {
                 now_lacking.insert(chunk, since);
                 continue;
             }
@@ -150,6 +175,11 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
         }
     }
     node.repair.backlog.store(lacking_chunks, Ordering::Relaxed);
+    if lacking_chunks == 0 {
+        if let Ok(mut p) = node.repair.placed_over.lock() {
+            p.1.clear();
+        }
+    }
     if let Ok(mut s) = node.repair.seen.lock() {
         *s = now_lacking;
     }
