@@ -247,34 +247,36 @@ pub async fn fetch(
     let k = node.cas.config().k as usize;
     let slices = k + node.cas.config().m as usize;
     let placed = hash_to_node::place(&chunk, &members, slices);
-    let by_node = |pick: &dyn Fn(u8) -> bool| {
+    // The wanted slices another live node holds, with that node.
+    let askable: Vec<(u8, NodeId)> = wanted
+        .iter()
+        .filter_map(|i| {
+            placed
+                .get(*i as usize)
+                .filter(|n| {
+                    **n != node.me && node.tracker.state(n) != crate::availability::State::Dead
+                })
+                .map(|n| (*i, *n))
+        })
+        .collect();
+    let by_node = |pick: &mut dyn FnMut(u8) -> bool| {
         let mut m: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
-        for i in wanted.iter().copied().filter(|i| pick(*i)) {
-            if let Some(n) = placed.get(i as usize).filter(|n| {
-                **n != node.me && node.tracker.state(n) != crate::availability::State::Dead
-            }) {
-                m.entry(*n).or_default().push(i);
-            }
+        for (i, n) in askable.iter().filter(|(i, _)| pick(*i)) {
+            m.entry(*n).or_default().push(*i);
         }
         m
     };
     // Only as many data slices as are needed: when this node holds a parity slice, asking
     // for every data slice would move one more slice than the rebuild uses.
-    let first: Vec<u8> = wanted
-        .iter()
-        .copied()
-        .filter(|i| (*i as usize) < k)
-        .filter(|i| {
-            placed.get(*i as usize).is_some_and(|n| {
-                *n != node.me && node.tracker.state(n) != crate::availability::State::Dead
-            })
-        })
-        .take(need)
-        .collect();
-    let data = by_node(&|i| first.contains(&i));
+    let mut first = need;
+    let data = by_node(&mut |i| {
+        let take = (i as usize) < k && first > 0;
+        first -= usize::from(take);
+        take
+    });
     let mut got = ask(node, chunk, data, need, Some(DATA_FIRST)).await;
     if got.len() < need {
-        let parity = by_node(&|i| !got.iter().any(|(j, _)| *j == i));
+        let parity = by_node(&mut |i| !got.iter().any(|(j, _)| *j == i));
         for (i, b) in ask(node, chunk, parity, need - got.len(), Some(ASK_AT_MOST)).await {
             if !got.iter().any(|(j, _)| *j == i) {
                 got.push((i, b));

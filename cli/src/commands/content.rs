@@ -174,15 +174,7 @@ pub(super) fn get_into_file(
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
     let _guard = crate::interrupt::TempGuard::new(tmp.path().to_path_buf());
-    let blob = {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        let b = cas
-            .get_with_progress(reference, &mut w, progress)
-            .with_context(|| format!("reading {reference}"))?;
-        w.flush()
-            .with_context(|| format!("writing {}", dest.display()))?;
-        b
-    };
+    let blob = write_version(cas, reference, tmp.as_file_mut(), dest, progress)?;
     match durability {
         Durability::Fsync => tmp.as_file().sync_all(),
         Durability::VersionTime => tmp.as_file().set_modified(
@@ -204,10 +196,22 @@ fn get_into_special(
     progress: &dyn ouroboros_db::Progress,
 ) -> Result<ouroboros_db::model::Blob> {
     // A
-    let file = std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(dest)
         .with_context(|| format!("opening {}", dest.display()))?;
+    write_version(cas, reference, &mut file, dest, progress)
+}
+
+/// Streams a version into `file` (which stands for `dest` in errors), buffered.
+fn write_version(
+    cas: &ouroboros_db::Cas,
+    reference: &str,
+    file: &mut File,
+    dest: &Path,
+    progress: &dyn ouroboros_db::Progress,
+) -> Result<ouroboros_db::model::Blob> {
+    // A
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let blob = cas
         .get_with_progress(reference, &mut w, progress)
