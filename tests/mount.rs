@@ -410,3 +410,27 @@ fn a_killed_mount_process_leaves_the_store_intact_and_umount_clears_it() {
     assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"A");
     t.ok(&["umount", dir.to_str().unwrap()]);
 }
+
+#[test]
+fn mounting_again_right_after_umount_keeps_the_new_mount() {
+    require_fuse!();
+    let t = TestStore::init("2+1");
+    t.put("a", b"A");
+    let dir = t.dir.path().join("again");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    // The previous mount's process is still ending when the next mount comes up: it must
+    // not take the new mount down with it (fuser unmounts by path when its session drops).
+    for round in 0..6 {
+        t.ok(&["mount", d]);
+        t.ok(&["umount", d]);
+        t.ok(&["mount", d]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            is_mounted(&dir),
+            "round {round}: the new mount is still there"
+        );
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"A");
+        t.ok(&["umount", d]);
+    }
+}

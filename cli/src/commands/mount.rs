@@ -14,6 +14,8 @@ use crate::interrupt;
 
 /// glibc's variable for the number of heap arenas.
 const ARENAS: &str = "MALLOC_ARENA_MAX";
+/// Size past which the mount log is moved to `mount.log.old` when a mount starts.
+const LOG_LIMIT: u64 = 1 << 20;
 
 /// Mounts the store at `dir`.
 pub fn mount(g: &Global, dir: &Path, read_only: bool, foreground: bool) -> Result<i32> {
@@ -81,9 +83,11 @@ fn serve(g: &Global, cas: Arc<ouroboros_db::Cas>, dir: &Path, read_only: bool) -
         std::thread::sleep(Duration::from_millis(100));
     }
     interrupt::set_mounted(None);
-    session
-        .join()
-        .with_context(|| format!("serving the mount at {}", dir.display()))?;
+    // The session ends only once the kernel has dropped the mount. Dropping fuser's session
+    // (0.18) would then unmount the mountpoint *by path*, because it takes the closed
+    // device's POLLERR for "still mounted": a mount made there since, by another `ouro
+    // mount`, would vanish. The process exits next, which releases the device anyway.
+    std::mem::forget(session);
     Ok(0)
 }
 
@@ -94,8 +98,19 @@ fn start_background(g: &Global, dir: &Path) -> Result<i32> {
     let cache = g.store_dir()?.join("cache");
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let log = cache.join("mount.log");
-    let log_file = std::fs::File::create(&log)
-        .with_context(|| format!("creating the mount log {}", log.display()))?;
+    if std::fs::metadata(&log).is_ok_and(|m| m.len() > LOG_LIMIT) {
+        let _ = std::fs::rename(&log, cache.join("mount.log.old"));
+    }
+    // Appended to, not truncated: a mount process that is still ending writes to it too.
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening the mount log {}", log.display()))?;
+    let log_start = log_file
+        .metadata()
+        .with_context(|| format!("reading the mount log {}", log.display()))?
+        .len();
     let exe = std::env::current_exe().context("finding the ouro executable")?;
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1))
@@ -109,7 +124,8 @@ fn start_background(g: &Global, dir: &Path) -> Result<i32> {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().context("waiting for the mount process")? {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = std::fs::read(&log).unwrap_or_default();
+            let text = String::from_utf8_lossy(text.get(log_start as usize..).unwrap_or_default());
             let last = text
                 .lines()
                 .rev()
