@@ -16,7 +16,7 @@ mnt=$work/mnt
 umount_all() { "$ouro" umount "$mnt" 2>/dev/null || true; fusermount3 -uz "$mnt" 2>/dev/null || true; }
 trap umount_all EXIT
 umount_all
-rm -rf "$OURO_STORE" "$OURO_IDENTITY" "$work/mount-restic" "$work/many"
+rm -rf "$OURO_STORE" "$OURO_IDENTITY" "$work/mount-restic" "$work/many" "$work"/anon1*
 mkdir -p "$mnt"
 "$ouro" init -q
 "$ouro" put big "$input" -q >/dev/null
@@ -65,15 +65,28 @@ t0=$(now); "$ouro" mount "$mnt" -q; t1=$(now); ready=$(secs "$t0" "$t1")
 echo 0 >"$work/anon1"; anon_peak "$(mount_pid)" "$work/anon1" &
 t0=$(now); n=$(ls "$mnt/many" | wc -l); t1=$(now); ls_s=$(secs "$t0" "$t1")
 t0=$(now); ls -l "$mnt/many" >/dev/null; t1=$(now); lsl_s=$(secs "$t0" "$t1")
-t0=$(now); cat "$mnt/big" >/dev/null; t1=$(now); seq_s=$(secs "$t0" "$t1")
-umount_all; sleep 0.5; "$ouro" mount "$mnt" -q
+# Sequential read on a fresh mount and `ouro get`, taking turns, 3 times each (this machine
+# is shared and noisy): medians are reported, with every run.
+seq_runs=() get_runs=()
+for rep in 1 2 3; do
+  if [ "$rep" -gt 1 ]; then
+    umount_all; sleep 0.3; "$ouro" mount "$mnt" -q
+    echo 0 >"$work/anon1-$rep"; anon_peak "$(mount_pid)" "$work/anon1-$rep" &
+  fi
+  t0=$(now); cat "$mnt/big" >/dev/null; t1=$(now); seq_runs+=("$(secs "$t0" "$t1")")
+  t0=$(now); "$ouro" get big >/dev/null; t1=$(now); get_runs+=("$(secs "$t0" "$t1")")
+done
+median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+seq_s=$(median "${seq_runs[@]}"); get_s=$(median "${get_runs[@]}")
+umount_all; sleep 0.3; "$ouro" mount "$mnt" -q
 echo 0 >"$work/anon2"; anon_peak "$(mount_pid)" "$work/anon2" &
-rand_cold=$(rand "$mnt/big" 1)
-rand_ouro=$(rand "$mnt/big" 10)
+# The first open of a file streams with direct I/O; reads at scattered offsets make its
+# later opens go through the page cache, which keeps what they decode.
+rand_first=$(rand "$mnt/big" 5)
+rand_later=$(rand "$mnt/big" 10)
 pid=$(mount_pid); mem=$(hwm "$pid")
 umount_all; sleep 0.3
-anon=$(sort -n "$work/anon1" "$work/anon2" | tail -1)
-t0=$(now); "$ouro" get big >/dev/null; t1=$(now); get_s=$(secs "$t0" "$t1")
+anon=$(cat "$work"/anon1* "$work/anon2" | sort -n | tail -1)
 
 # restic: mount, wait for the snapshot to appear, then the same reads.
 restic -q -r "$work/mount-restic" mount "$mnt" >/dev/null 2>&1 &
@@ -97,12 +110,12 @@ mbs() { echo "$size / $1 / 1000000" | bc; }
   echo "|---|---|---|---|"
   echo "| mount ready (s) | $ready (store with $n + 1 keys) | $r_ready | < 1 |"
   echo "| \`ls\` of a directory with $n keys (s) | $ls_s (\`ls -l\`: $lsl_s) | - | < 1 |"
-  echo "| sequential read (s, MB/s) | $seq_s, $(mbs "$seq_s") | $r_seq, $(mbs "$r_seq") | >= 0.8x \`ouro get\` |"
-  echo "| \`ouro get > /dev/null\` (s, MB/s) | $get_s, $(mbs "$get_s") | | |"
-  echo "| random 4 KiB reads per second: first second of a fresh mount / the next 10 s | $rand_cold / $rand_ouro | $rand_restic (10 s) | >= 5,000 |"
+  echo "| sequential read, fresh mount (s, MB/s; median of ${seq_runs[*]}) | $seq_s, $(mbs "$seq_s") | $r_seq, $(mbs "$r_seq") | >= 0.8x \`ouro get\` |"
+  echo "| \`ouro get > /dev/null\` (s, MB/s; median of ${get_runs[*]}) | $get_s, $(mbs "$get_s") | | |"
+  echo "| random 4 KiB reads per second: first open of the file, 5 s / a later open, 10 s | $rand_first / $rand_later | $rand_restic (10 s) | >= 5,000 |"
   echo "| peak memory of the mount process (MB): anonymous / VmHWM incl. mapped store pages | $anon / $mem | - / $r_mem | <= 128 |"
   echo
-  echo "Random reads: each decoded chunk is also handed whole to the kernel's page cache (FUSE notify_store), so later reads anywhere in it never reach ouro; the first reads of each chunk cost a chunk decode (~2-4 ms for 1 MiB)."
+  echo "Random reads: a file is first opened with direct I/O, so every read reaches ouro, which keeps the last 32 MiB of decoded chunks; a read elsewhere costs a chunk decode (~2-4 ms). Once a file was read at scattered offsets, its later opens go through the page cache, and each decoded chunk is handed to it whole (FUSE notify_store): later reads anywhere in that chunk never reach ouro."
   echo
   echo "Sequential read through the mount: $(echo "scale=2; $get_s / $seq_s" | bc)x the throughput of \`ouro get\`; $(echo "scale=2; $r_seq / $seq_s" | bc)x restic mount's."
 } | tee bench/MOUNT_RESULTS.md

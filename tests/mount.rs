@@ -434,3 +434,55 @@ fn mounting_again_right_after_umount_keeps_the_new_mount() {
         t.ok(&["umount", d]);
     }
 }
+
+#[test]
+fn reopened_files_show_new_versions_and_sequential_reads_match() {
+    require_fuse!();
+    let t = TestStore::init("2+1");
+    // Several chunks, so that reads run ahead, and the page cache is dropped behind them.
+    let big = random_bytes(24 << 20, 11);
+    let file = t.dir.path().join("big.bin");
+    std::fs::write(&file, &big).unwrap();
+    t.ok(&["put", "big", file.to_str().unwrap()]);
+    t.put("same", b"one!");
+    let m = Mounted::new(t, &[]);
+    for _ in 0..2 {
+        assert!(
+            std::fs::read(m.path("big")).unwrap() == big,
+            "sequential read"
+        );
+    }
+    // Reads at scattered offsets, in two opens: the first streams with direct I/O, and
+    // having been read at random, the file is opened through the page cache the second time.
+    for _ in 0..2 {
+        let f = std::fs::File::open(m.path("big")).unwrap();
+        for i in 0..40u64 {
+            let at = (i * 7_919_993) % (big.len() as u64 - 4096);
+            let mut buf = vec![0u8; 4096];
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, at).unwrap();
+            assert!(buf == big[at as usize..at as usize + 4096], "read at {at}");
+        }
+    }
+    // Memory maps of files work too (python's mmap is a shared mapping).
+    if tool("python3") {
+        let out = m.sh_ok(
+            "python3 -c \"import mmap; f = open('big', 'rb'); \
+             m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ); print(m[1000:1008].hex())\"",
+        );
+        assert_eq!(out.trim(), hex(&big[1000..1008]));
+    }
+    assert_eq!(std::fs::read(m.path("same")).unwrap(), b"one!");
+    // A new version of the same size from another command: a new open sees it, not the
+    // pages the kernel cached for the old one.
+    m.t.put("same", b"two!");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(std::fs::read(m.path("same")).unwrap(), b"two!");
+    // And one written through the mount.
+    m.sh_ok("printf 'six!' > same");
+    assert_eq!(std::fs::read(m.path("same")).unwrap(), b"six!");
+    assert_eq!(m.t.get("same"), b"six!");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -3,7 +3,7 @@
 //! byte-bounded LRU, and sequential reads prefetch the next chunk on a helper thread.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 
@@ -16,6 +16,29 @@ const NEAR: u64 = 8 << 20;
 /// Where decoded chunks go to be stored in the kernel's page cache: `(inode, offset, data)`.
 /// A thread of the filesystem drains it (FUSE notify_store).
 pub type PushSink = SyncSender<(u64, u64, Arc<Vec<u8>>)>;
+/// Reads away from where the previous one ended after which an open file counts as read
+/// at random.
+const SCATTERED: u32 = 8;
+
+/// The bytes answering a read: a range of one cached chunk, or a copy when it spans several.
+pub enum ReadData {
+    /// `range` of a decoded chunk.
+    Chunk(Arc<Vec<u8>>, std::ops::Range<usize>),
+    /// Bytes gathered from several chunks (or from a file being written).
+    Copied(Vec<u8>),
+}
+
+impl std::ops::Deref for ReadData {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // A
+        match self {
+            ReadData::Chunk(data, range) => data.get(range.clone()).unwrap_or_default(),
+            ReadData::Copied(v) => v,
+        }
+    }
+}
 
 /// A chunk to decode ahead of a reader.
 struct Ahead {
@@ -33,13 +56,21 @@ pub struct OpenBlob {
     starts: Vec<u64>,
     /// Where the last read ended: a read starting near there is sequential.
     next: AtomicU64,
+    /// Opened through the kernel's page cache (else with direct I/O, where handing chunks to
+    /// the page cache is useless).
+    cached: bool,
     /// Chunks already handed to the kernel's page cache for this open file.
     pub(crate) pushed: Mutex<std::collections::HashSet<usize>>,
+    /// How many reads started away from where the previous one ended.
+    scattered: AtomicU32,
+    /// Chunks before this index have been queued for decoding ahead: each is queued once,
+    /// so the queue never fills with repeats while later chunks go unqueued.
+    queued: AtomicUsize,
 }
 
 impl OpenBlob {
-    /// Indexes a version's chunks by offset.
-    pub fn new(blob: Blob) -> Self {
+    /// Indexes a version's chunks by offset; `cached` when opened through the page cache.
+    pub fn new(blob: Blob, cached: bool) -> Self {
         // A
         let mut starts = Vec::with_capacity(blob.chunks.len() + 1);
         let mut at = 0u64;
@@ -52,8 +83,17 @@ impl OpenBlob {
             blob,
             starts,
             next: AtomicU64::new(0),
+            cached,
             pushed: Mutex::new(std::collections::HashSet::new()),
+            scattered: AtomicU32::new(0),
+            queued: AtomicUsize::new(0),
         }
+    }
+
+    /// True once enough reads of this open file went to scattered offsets.
+    pub fn read_at_random(&self) -> bool {
+        // A
+        self.scattered.load(Ordering::Relaxed) >= SCATTERED
     }
 
     /// Index of the chunk holding `offset` (None at or past the end).
@@ -217,44 +257,76 @@ impl ChunkCache {
 
     /// Up to `size` bytes of `blob` (open as inode `ino`) from `offset`, fewer at the end.
     /// A read near where the previous one ended has the next chunks decoded ahead of it (the
-    /// kernel's read-ahead then finds them cached); the chunks of any other read are handed
-    /// whole to the page cache, so later reads anywhere in them do not come here. (Handing
-    /// sequential chunks over too measured slower: the kernel asks for those pages anyway.)
+    /// next reads then find them cached); when the file is open through the page cache, the
+    /// chunks of any other read are handed whole to it, so later reads anywhere in them do not
+    /// come here. (Handing sequential chunks over too measured slower: the kernel asks for
+    /// those pages anyway.)
     pub fn read(
         self: &Arc<Self>,
         ino: u64,
         blob: &Arc<OpenBlob>,
         offset: u64,
         size: usize,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<ReadData> {
         // A
-        let mut out = Vec::with_capacity(size);
+        let mut out = Vec::new();
         let mut at = offset;
-        let mut last = None;
         // The kernel's read-ahead requests arrive on several threads, a little out of order:
         // a read close after the previous one counts as sequential.
         let prev = blob.next.load(Ordering::Relaxed);
         let sequential = offset.abs_diff(prev) <= NEAR;
-        while out.len() < size {
+        if !sequential {
+            blob.scattered.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (Some(first), true) = (blob.chunk_at(offset), sequential) {
+            // Queued before this read decodes anything, so the helpers work alongside it.
+            self.read_ahead(blob, first);
+        }
+        let mut single = None;
+        while ((at - offset) as usize) < size {
             let Some(i) = blob.chunk_at(at) else { break };
             let data = self.chunk(&blob.blob.chunks[i].id)?;
             let within = (at - blob.starts[i]) as usize;
-            let take = (size - out.len()).min(data.len() - within);
-            out.extend_from_slice(&data[within..within + take]);
-            at += take as u64;
-            last = Some(i);
-            if !sequential {
-                self.push(ino, blob, i, data);
+            let take = (size - (at - offset) as usize).min(data.len() - within);
+            if !sequential && blob.cached {
+                self.push(ino, blob, i, Arc::clone(&data));
             }
+            // Most reads lie within one chunk: they are answered from it, not from a copy.
+            match single.take() {
+                None if at == offset => single = Some((data, within..within + take)),
+                None => out.extend_from_slice(&data[within..within + take]),
+                Some((first, range)) => {
+                    out.reserve(size);
+                    out.extend_from_slice(&first[range]);
+                    out.extend_from_slice(&data[within..within + take]);
+                }
+            }
+            at += take as u64;
         }
         blob.next.store(at, Ordering::Relaxed);
-        if let (Some(i), true) = (last, sequential) {
-            let end = blob.blob.chunks.len().min(i + 1 + READ_AHEAD);
-            for index in i + 1..end {
-                self.prefetch(blob, index);
+        Ok(match single {
+            Some((data, range)) => ReadData::Chunk(data, range),
+            None => ReadData::Copied(out),
+        })
+    }
+
+    /// Queues the chunks after `current` for decoding, up to [`READ_AHEAD`] of them, each
+    /// once per open file (unless the reader went back).
+    fn read_ahead(&self, blob: &Arc<OpenBlob>, current: usize) {
+        // A
+        let end = blob.blob.chunks.len().min(current + 1 + READ_AHEAD);
+        let queued = blob.queued.load(Ordering::Relaxed);
+        let from = if queued > end || queued <= current {
+            current + 1
+        } else {
+            queued
+        };
+        for index in from..end {
+            if !self.prefetch(blob, index) {
+                break;
             }
+            blob.queued.store(index + 1, Ordering::Relaxed);
         }
-        Ok(out)
     }
 
     /// Hands a decoded chunk to the page cache of `ino`, once per open file; when the sink is
@@ -269,9 +341,9 @@ impl ChunkCache {
         }
     }
 
-    /// Queues a chunk for the prefetch threads unless it is cached or being decoded; when
-    /// the queue is full the chunk is skipped (the reader decodes it itself).
-    fn prefetch(&self, blob: &Arc<OpenBlob>, index: usize) {
+    /// Queues a chunk for the prefetch threads unless it is cached or being decoded; false
+    /// when the queue is full (a later read queues it again, or the reader decodes it).
+    fn prefetch(&self, blob: &Arc<OpenBlob>, index: usize) -> bool {
         // A
         let id = blob.blob.chunks[index].id;
         let known = self
@@ -285,15 +357,17 @@ impl ChunkCache {
                 .map(|f| f.contains_key(&id))
                 .unwrap_or(true);
         if known {
-            return;
+            return true;
         }
-        if let Ok(p) = self.prefetch.lock() {
-            if let Some(tx) = p.as_ref() {
-                let _ = tx.try_send(Ahead {
-                    blob: Arc::clone(blob),
-                    index,
-                });
-            }
-        }
+        let Ok(p) = self.prefetch.lock() else {
+            return false;
+        };
+        p.as_ref().is_some_and(|tx| {
+            tx.try_send(Ahead {
+                blob: Arc::clone(blob),
+                index,
+            })
+            .is_ok()
+        })
     }
 }

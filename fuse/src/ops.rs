@@ -11,7 +11,7 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::chunk_cache::OpenBlob;
+use crate::chunk_cache::ReadData;
 use crate::fs::{errno, Handle, OuroFs, TTL};
 use crate::node::Node;
 
@@ -21,6 +21,9 @@ impl Filesystem for OuroFs {
         // O_TRUNC arrives with open instead of as a separate truncate, which would otherwise
         // store an empty version before every `> file`.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // Files opened with direct I/O can still be mapped into memory (Linux >= 6.6; older
+        // kernels refuse shared mappings of them with ENODEV).
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         let readahead = match config.set_max_readahead(1 << 20) {
             Ok(_) => 1 << 20,
             Err(max) => config.set_max_readahead(max).map(|_| max).unwrap_or(0),
@@ -255,22 +258,37 @@ impl Filesystem for OuroFs {
                     if self.opts.read_only {
                         return Err(Errno::EROFS);
                     }
+                    // Writes go through the page cache: the next reader must not keep it.
+                    if let Ok(mut v) = self.opened_versions.lock() {
+                        v.remove(&ino.0);
+                    }
                     self.open_write(key, raw & libc::O_TRUNC != 0, raw & libc::O_APPEND != 0)
                         .map(|fh| (fh, FopenFlags::empty()))
                 }
                 (_, true) => Err(Errno::EROFS),
                 (Node::File(key), false) => {
-                    let (_, blob) = self.head_blob(key)?.ok_or(Errno::ENOENT)?;
-                    // A key's content changes with new versions: the kernel drops its cached
-                    // pages at each open.
-                    let fh = self.add_handle(Handle::Read(Arc::new(OpenBlob::new(blob))));
-                    Ok((fh, FopenFlags::empty()))
+                    let (hash, blob) = self.head_blob(key)?.ok_or(Errno::ENOENT)?;
+                    // A key's content changes with new versions: the kernel keeps its cached
+                    // pages only when the version is the one opened last time.
+                    let same = self
+                        .opened_versions
+                        .lock()
+                        .map_err(|_| Errno::EIO)?
+                        .insert(ino.0, hash)
+                        == Some(hash);
+                    let (fh, mode) = self.open_read(ino, blob);
+                    let keep = if same {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    Ok((fh, mode | keep))
                 }
                 (Node::Frozen { hash, .. }, false) => {
                     let blob = self.cas.blob(hash).map_err(|e| errno(&e))?;
                     // A version never changes: its cached pages stay valid across opens.
-                    let fh = self.add_handle(Handle::Read(Arc::new(OpenBlob::new(blob))));
-                    Ok((fh, FopenFlags::FOPEN_KEEP_CACHE))
+                    let (fh, mode) = self.open_read(ino, blob);
+                    Ok((fh, mode | FopenFlags::FOPEN_KEEP_CACHE))
                 }
                 _ => Err(Errno::EISDIR),
             }
@@ -298,6 +316,9 @@ impl Filesystem for OuroFs {
             let fh = self.open_write(&key, true, flags & libc::O_APPEND != 0)?;
             let node = Node::File(key);
             let attr = self.attr(&node)?;
+            if let Ok(mut v) = self.opened_versions.lock() {
+                v.remove(&attr.ino.0);
+            }
             self.remember(node);
             Ok((fh, attr))
         })();
@@ -329,16 +350,26 @@ impl Filesystem for OuroFs {
             let h = self.handle(fh)?;
             let blob = match &*h.lock().map_err(|_| Errno::EIO)? {
                 Handle::Read(b) => Arc::clone(b),
-                Handle::Write(w) => return w.read(offset, size as usize).map_err(|_| Errno::EIO),
+                Handle::Write(w) => {
+                    return w
+                        .read(offset, size as usize)
+                        .map(ReadData::Copied)
+                        .map_err(|_| Errno::EIO)
+                }
                 Handle::Dir(_) => return Err(Errno::EISDIR),
             };
             // The handle's lock is released: readers of one file decode in parallel.
-            self.cache
+            let data = self
+                .cache
                 .read(ino.0, &blob, offset, size as usize)
                 .map_err(|e| {
                     tracing::warn!(key = %blob.blob.key, error = %e, "read failed");
                     errno(&e)
-                })
+                })?;
+            if blob.read_at_random() {
+                self.mark_read_at_random(ino.0);
+            }
+            Ok(data)
         })();
         match r {
             Ok(data) => reply.data(&data),

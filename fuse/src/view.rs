@@ -79,7 +79,9 @@ impl OuroFs {
             uid: self.uid,
             gid: self.gid,
             rdev: 0,
-            blksize: 4096,
+            // Tools size their buffers by it (cat, cp): one FUSE request of the largest size
+            // the kernel sends (1 MiB) per read call, instead of eight.
+            blksize: 1 << 20,
             flags: 0,
         }
     }
