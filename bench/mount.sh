@@ -73,7 +73,9 @@ for rep in 1 2 3; do
     umount_all; sleep 0.3; "$ouro" mount "$mnt" -q
     echo 0 >"$work/anon1-$rep"; anon_peak "$(mount_pid)" "$work/anon1-$rep" &
   fi
+  sync; sleep 1  # let writeback from the set-up settle before each timed run
   t0=$(now); cat "$mnt/big" >/dev/null; t1=$(now); seq_runs+=("$(secs "$t0" "$t1")")
+  sync; sleep 1
   t0=$(now); "$ouro" get big >/dev/null; t1=$(now); get_runs+=("$(secs "$t0" "$t1")")
 done
 median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
