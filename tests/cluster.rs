@@ -128,6 +128,12 @@ fn six_nodes_spread_slices_survive_two_losses_and_refuse_strangers() {
         .unwrap();
     // The joined-then-killed node 7 is removed again so it does not count as a lost node.
     c.ok(&c.nodes[0].store, &["cluster", "remove", &seven]);
+    // Slices handed over to node 7 while it was a member went with it: the others rebuild
+    // them once they see it removed (their next sweep, within 2 s), before two more go.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    wait_until("full redundancy again without node 7", 30, || {
+        (0..6).all(|i| c.status(i)["under_replicated_chunks"].as_u64() == Some(0))
+    });
 
     // Kill two of six with SIGKILL: every key still reads byte-exact.
     c.kill(4);

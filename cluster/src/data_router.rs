@@ -205,6 +205,7 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
                 Response::Superseded(winner) => {
                     let cas = Arc::clone(&node.cas);
                     let adopted = blocking(move || Ok(cas.adopt_record(&chunk, &winner)?)).await?;
+                    node.repair.wake_for([chunk]);
                     tracing::info!(chunk = %chunk.short(), to = %short_id(&peer), ?adopted, "another sealing wins");
                     return Ok(());
                 }

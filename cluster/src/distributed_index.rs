@@ -139,6 +139,10 @@ async fn pull(node: &Arc<Node>, peer: &NodeId, mut cur: Cursor, members: bool) -
         };
         node.replication_bytes
             .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+        let chunks: Vec<Hash> = records
+            .iter()
+            .flat_map(|r| r.chunks.iter().map(|(id, _)| *id))
+            .collect();
         let cas = Arc::clone(&node.cas);
         let n = blocking(move || {
             let n = cas.import_versions(&records)?;
@@ -149,8 +153,11 @@ async fn pull(node: &Arc<Node>, peer: &NodeId, mut cur: Cursor, members: bool) -
         .await?;
         if n > 0 {
             tracing::debug!(peer = %short_id(peer), new = n, "versions replicated");
-            // New chunks may owe this node slices: count and fetch them soon.
-            node.repair.wake();
+        }
+        if !chunks.is_empty() {
+            // New chunks may owe this node slices (and a record adopted over this node's own
+            // sealing leaves it without the winner's): check them soon.
+            node.repair.wake_for(chunks);
         }
         cur.blobs = b;
         cur.wal = w;

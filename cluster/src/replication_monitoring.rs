@@ -1,5 +1,8 @@
-//! ReplicationMonitoring and DataReBalancer: every node sweeps the chunk records (which
-//! every node has) and checks that it holds the slices placement gives it. A slice it
+//! ReplicationMonitoring and DataReBalancer: every node checks, against the chunk records
+//! (which every node has), that it holds the slices placement gives it: all records when
+//! placement changes (and every [`FULL_SWEEP_EVERY`] as a safety net), else only the chunks
+//! that new versions brought and those still lacking, so an idle store costs nothing however
+//! many chunks it holds. A slice it
 //! lacks (its node died and was left out of placement after `--repair-after`, or this node
 //! just joined and takes over a share) is fetched from whoever holds it, or rebuilt from
 //! any k others and checked against the chunk record. The previous holders drop their
@@ -22,6 +25,9 @@ use crate::membership::{short_id, NodeId};
 const PAGE: usize = 512;
 /// Pause between sweeps that found nothing to do.
 const IDLE: Duration = Duration::from_secs(2);
+/// How often every chunk record is checked even when placement has not changed: catches a
+/// slice lost some other way (a damaged slice dropped by `verify --repair`).
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// How long a chunk lacks slices here before this node repairs it. Two sweeps in a row were
 /// not enough: sweeps run 200 ms apart while anything lacks, and after a 512 MiB put on 6
 /// nodes a receiver had fetched 797 slices (93 MB) that the writer was still handing over.
@@ -45,12 +51,28 @@ pub struct RepairState {
     /// sweep that found nothing lacking: a slice whose holder left will not be handed over
     /// by anyone, so it is repaired without waiting.
     placed_over: std::sync::Mutex<(Vec<NodeId>, Vec<NodeId>)>,
+    /// Chunks to check at the next sweep (their versions just arrived).
+    fresh: std::sync::Mutex<std::collections::HashSet<Hash>>,
+    /// The next sweep checks every chunk record.
+    full: std::sync::atomic::AtomicBool,
+    /// When the last sweep over every chunk record started.
+    last_full: std::sync::Mutex<Option<Instant>>,
 }
 
 impl RepairState {
-    /// Asks for a sweep soon (new chunks arrived, or the set of nodes changed).
+    /// Asks for a sweep over every chunk record soon.
     pub fn wake(&self) {
         // A
+        self.full.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Asks for these chunks (of versions that just arrived) to be checked soon.
+    pub fn wake_for(&self, chunks: impl IntoIterator<Item = Hash>) {
+        // A
+        if let Ok(mut f) = self.fresh.lock() {
+            f.extend(chunks);
+        }
         self.wake.notify_one();
     }
 
@@ -91,89 +113,87 @@ pub async fn repair_loop(node: Arc<Node>) {
     }
 }
 
-/// One pass over every chunk; returns how many lacked slices here.
+/// One pass over every chunk record, or over the chunks that are fresh or were lacking;
+/// returns how many lacked slices here.
 async fn sweep(node: &Arc<Node>) -> Result<u64> {
     // PA
     let nodes = node.placement_nodes();
-    let departed = node
+    let (departed, moved) = node
         .repair
         .placed_over
         .lock()
         .map(|mut p| {
             let (prev, departed) = &mut *p;
+            let moved = *prev != nodes;
             departed.extend(prev.iter().filter(|n| !nodes.contains(n)));
             departed.retain(|n| !nodes.contains(n));
             departed.sort_unstable();
             departed.dedup();
             *prev = nodes.clone();
-            departed.clone()
+            (departed.clone(), moved)
         })
         .unwrap_or_default();
-    let before_departure: Vec<NodeId> = nodes.iter().chain(&departed).copied().collect();
-    let slices = node.cas.config().k as usize + node.cas.config().m as usize;
-    let mut after = None;
-    let mut lacking_chunks = 0u64;
-    let mut budget = Budget::new(node.repair_rate);
+    let overdue = node
+        .repair
+        .last_full
+        .lock()
+        .map(|l| l.is_none_or(|t| t.elapsed() >= FULL_SWEEP_EVERY))
+        .unwrap_or(true);
+    let full = node.repair.full.swap(false, Ordering::Relaxed) || moved || overdue;
+    let fresh: Vec<Hash> = node
+        .repair
+        .fresh
+        .lock()
+        .map(|mut f| f.drain().collect())
+        .unwrap_or_default();
     let before = node
         .repair
         .seen
         .lock()
         .map(|s| s.clone())
         .unwrap_or_default();
-    let mut now_lacking = std::collections::HashMap::new();
-    loop {
-        let cas = Arc::clone(&node.cas);
-        let page = blocking(move || Ok(cas.chunk_ids_after(after, PAGE)?)).await?;
-        let Some(last) = page.last().copied() else {
-            break;
-        };
-        after = Some(last);
-        for chunk in page {
-            let placed = hash_to_node::place(&chunk, &nodes, slices);
-            let mine: Vec<u8> = (0..slices as u8)
-                .filter(|i| placed.get(*i as usize) == Some(&node.me))
-                .collect();
-            if mine.is_empty() {
-                continue;
-            }
+    let mut pass = Pass {
+        before_departure: nodes.iter().chain(&departed).copied().collect(),
+        nodes,
+        departed,
+        slices: node.cas.config().k as usize + node.cas.config().m as usize,
+        before,
+        now_lacking: std::collections::HashMap::new(),
+        lacking_chunks: 0,
+        budget: Budget::new(node.repair_rate),
+    };
+    if full {
+        if let Ok(mut l) = node.repair.last_full.lock() {
+            *l = Some(Instant::now());
+        }
+        let mut after = None;
+        loop {
             let cas = Arc::clone(&node.cas);
-            let held = blocking(move || Ok(cas.local_slices_held(&chunk)?)).await?;
-            let lacking: Vec<u8> = mine.into_iter().filter(|i| !held.contains(i)).collect();
-            if lacking.is_empty() {
-                continue;
-            }
-            lacking_chunks += 1;
-            node.repair
-                .backlog
-                .fetch_max(lacking_chunks, Ordering::Relaxed);
-            let since = before.get(&chunk).copied().unwrap_or_else(Instant::now);
-            let holder_left = !departed.is_empty() && {
-                let old = hash_to_node::place(&chunk, &before_departure, slices);
-                lacking
-                    .iter()
-                    .any(|i| old.get(*i as usize).is_some_and(|n| departed.contains(n)))
+            let page = blocking(move || Ok(cas.chunk_ids_after(after, PAGE)?)).await?;
+            let Some(last) = page.last().copied() else {
+                break;
             };
-            if !holder_left && since.elapsed() < LACKING_GRACE {
-                now_lacking.insert(chunk, since);
-                continue;
+            after = Some(last);
+            for chunk in page {
+                pass.check(node, chunk).await?;
             }
-            tracing::debug!(chunk = %chunk.short(), ?lacking, "repairing");
-            match repair_chunk(node, chunk, &held, &lacking).await {
-                Ok(bytes) => {
-                    tracing::debug!(chunk = %chunk.short(), slices = ?lacking, "repaired");
-                    node.repair
-                        .repaired
-                        .fetch_add(lacking.len() as u64, Ordering::Relaxed);
-                    node.repair.bytes.fetch_add(bytes, Ordering::Relaxed);
-                    budget.spend(bytes).await;
-                }
-                Err(e) => {
-                    now_lacking.insert(chunk, since);
-                    tracing::debug!(chunk = %chunk.short(), error = %e, "repair waits");
-                }
+        }
+    } else {
+        let mut chunks: Vec<Hash> = pass.before.keys().copied().chain(fresh).collect();
+        chunks.sort_unstable();
+        chunks.dedup();
+        for chunk in chunks {
+            let cas = Arc::clone(&node.cas);
+            // A chunk gc freed since is no longer owed to anyone.
+            if blocking(move || Ok(cas.chunk_record(&chunk)?))
+                .await?
+                .is_some()
+            {
+                pass.check(node, chunk).await?;
             }
         }
     }
+    let lacking_chunks = pass.lacking_chunks;
     node.repair.backlog.store(lacking_chunks, Ordering::Relaxed);
     if lacking_chunks == 0 {
         if let Ok(mut p) = node.repair.placed_over.lock() {
@@ -181,12 +201,82 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
         }
     }
     if let Ok(mut s) = node.repair.seen.lock() {
-        *s = now_lacking;
+        *s = pass.now_lacking;
     }
     if lacking_chunks > 0 {
-        tracing::info!(node = %short_id(&node.me), chunks = lacking_chunks, "repair sweep done");
+        tracing::info!(node = %short_id(&node.me), chunks = lacking_chunks, full, "repair sweep done");
     }
     Ok(lacking_chunks)
+}
+
+/// The state of one sweep.
+struct Pass {
+    nodes: Vec<NodeId>,
+    departed: Vec<NodeId>,
+    before_departure: Vec<NodeId>,
+    slices: usize,
+    /// Chunks the previous sweep found lacking, and since when.
+    before: std::collections::HashMap<Hash, Instant>,
+    now_lacking: std::collections::HashMap<Hash, Instant>,
+    lacking_chunks: u64,
+    budget: Budget,
+}
+
+impl Pass {
+    /// Checks that this node holds the slices of `chunk` placement gives it, and repairs
+    /// what it lacks once that has lasted [`LACKING_GRACE`] (at once when their holder left).
+    async fn check(&mut self, node: &Arc<Node>, chunk: Hash) -> Result<()> {
+        // PA
+        let placed = hash_to_node::place(&chunk, &self.nodes, self.slices);
+        let mine: Vec<u8> = (0..self.slices as u8)
+            .filter(|i| placed.get(*i as usize) == Some(&node.me))
+            .collect();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        let cas = Arc::clone(&node.cas);
+        let held = blocking(move || Ok(cas.local_slices_held(&chunk)?)).await?;
+        let lacking: Vec<u8> = mine.into_iter().filter(|i| !held.contains(i)).collect();
+        if lacking.is_empty() {
+            return Ok(());
+        }
+        self.lacking_chunks += 1;
+        node.repair
+            .backlog
+            .fetch_max(self.lacking_chunks, Ordering::Relaxed);
+        let since = self
+            .before
+            .get(&chunk)
+            .copied()
+            .unwrap_or_else(Instant::now);
+        let holder_left = !self.departed.is_empty() && {
+            let old = hash_to_node::place(&chunk, &self.before_departure, self.slices);
+            lacking.iter().any(|i| {
+                old.get(*i as usize)
+                    .is_some_and(|n| self.departed.contains(n))
+            })
+        };
+        if !holder_left && since.elapsed() < LACKING_GRACE {
+            self.now_lacking.insert(chunk, since);
+            return Ok(());
+        }
+        tracing::debug!(chunk = %chunk.short(), ?lacking, "repairing");
+        match repair_chunk(node, chunk, &held, &lacking).await {
+            Ok(bytes) => {
+                tracing::debug!(chunk = %chunk.short(), slices = ?lacking, "repaired");
+                node.repair
+                    .repaired
+                    .fetch_add(lacking.len() as u64, Ordering::Relaxed);
+                node.repair.bytes.fetch_add(bytes, Ordering::Relaxed);
+                self.budget.spend(bytes).await;
+            }
+            Err(e) => {
+                self.now_lacking.insert(chunk, since);
+                tracing::debug!(chunk = %chunk.short(), error = %e, "repair waits");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Gets the slices `lacking` of a chunk onto this node: copied from a node that holds them,
