@@ -35,6 +35,12 @@ fn one_content_sealed_on_two_nodes_at_once_converges_to_one_sealing() {
     wait_until("nothing under-replicated", 30, || {
         (0..4).all(|i| c.status(i)["under_replicated_chunks"].as_u64() == Some(0))
     });
+    // Settled and idle: sweeps (every 2 s) no longer check chunk records one by one.
+    let checked = || c.status(0)["repair_chunks_checked"].as_u64().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let before = checked();
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    assert_eq!(checked(), before, "an idle node re-checked chunk records");
     // Full redundancy: any one node can go.
     c.kill(3);
     for i in 0..3 {

@@ -197,6 +197,9 @@ pub struct ClusterStatus {
     pub replication_bytes: u64,
     /// A warning when there are fewer nodes than slices per chunk.
     pub placement: String,
+    /// Chunk records the answering node's repair sweeps have checked since it started
+    /// (they check all of them only when placement changes, and every 10 minutes).
+    pub repair_chunks_checked: u64,
 }
 
 /// A response.

@@ -104,6 +104,7 @@ pub fn status(node: &Node) -> ClusterStatus {
         replication_bytes,
         members,
         placement,
+        repair_chunks_checked: node.repair.checked(),
     }
 }
 

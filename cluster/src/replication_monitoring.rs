@@ -42,6 +42,7 @@ pub struct RepairState {
     backlog: AtomicU64,
     repaired: AtomicU64,
     bytes: AtomicU64,
+    checked: AtomicU64,
     /// Chunks the previous sweep found lacking, and since when. A chunk is repaired only when
     /// it has lacked slices for [`LACKING_GRACE`] (over several sweeps): a fresh put's slices
     /// are normally on their way from the writer, and fetching them too would only double
@@ -93,6 +94,13 @@ impl RepairState {
     pub fn repaired(&self) -> u64 {
         // A
         self.repaired.load(Ordering::Relaxed)
+    }
+
+    /// Chunk records this node's sweeps have checked since it started: flat while the
+    /// cluster is idle.
+    pub fn checked(&self) -> u64 {
+        // A
+        self.checked.load(Ordering::Relaxed)
     }
 }
 
@@ -227,6 +235,7 @@ impl Pass {
     /// what it lacks once that has lasted [`LACKING_GRACE`] (at once when their holder left).
     async fn check(&mut self, node: &Arc<Node>, chunk: Hash) -> Result<()> {
         // PA
+        node.repair.checked.fetch_add(1, Ordering::Relaxed);
         let placed = hash_to_node::place(&chunk, &self.nodes, self.slices);
         let mine: Vec<u8> = (0..self.slices as u8)
             .filter(|i| placed.get(*i as usize) == Some(&node.me))

@@ -107,6 +107,7 @@ pub fn status(g: &Global) -> Result<i32> {
             "repair_bytes": s.repair_bytes,
             "replication_bytes": s.replication_bytes,
             "placement": s.placement,
+            "repair_chunks_checked": s.repair_chunks_checked,
         }));
         return Ok(0);
     }
