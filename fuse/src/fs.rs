@@ -9,8 +9,8 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fuser::{Errno, FileHandle, FileType, FopenFlags, INodeNo};
-use ouroboros_db::{Blob, Cas, Error, Hash};
+use fuser::{Errno, FileHandle, FileType, INodeNo};
+use ouroboros_db::{Cas, Error, Hash};
 
 use crate::chunk_cache::{ChunkCache, OpenBlob};
 use crate::node::{join, Node, META_DIR};
@@ -171,34 +171,6 @@ impl OuroFs {
             .get(&fh.0)
             .cloned()
             .ok_or(Errno::EBADF)
-    }
-
-    /// Opens a version for reading: through the kernel's page cache when the file was read
-    /// at random before (the cache then keeps what random reads decoded), else with direct
-    /// I/O, which streams without filling the page cache (a third of the CPU time of a
-    /// sequential read went into it).
-    pub(crate) fn open_read(&self, ino: INodeNo, blob: Blob) -> (u64, FopenFlags) {
-        // A
-        let cached = self
-            .read_at_random
-            .lock()
-            .map(|r| r.contains(&ino.0))
-            .unwrap_or(false);
-        let fh = self.add_handle(Handle::Read(Arc::new(OpenBlob::new(blob, cached))));
-        let mode = if cached {
-            FopenFlags::empty()
-        } else {
-            FopenFlags::FOPEN_DIRECT_IO
-        };
-        (fh, mode)
-    }
-
-    /// Remembers that `ino` was read at random, for its later opens.
-    pub(crate) fn mark_read_at_random(&self, ino: u64) {
-        // A
-        if let Ok(mut r) = self.read_at_random.lock() {
-            r.insert(ino);
-        }
     }
 
     pub(crate) fn add_handle(&self, h: Handle) -> u64 {

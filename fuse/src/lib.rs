@@ -20,6 +20,7 @@ pub mod chunk_cache;
 pub mod fs;
 pub mod fusermount;
 pub mod node;
+mod open;
 mod ops;
 mod view;
 pub mod write_handle;

@@ -249,50 +249,7 @@ impl Filesystem for OuroFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         // A
-        let r = (|| {
-            let node = self.node(ino)?;
-            let raw = flags.0;
-            let writing = raw & libc::O_ACCMODE != libc::O_RDONLY;
-            match (&node, writing) {
-                (Node::File(key), true) => {
-                    if self.opts.read_only {
-                        return Err(Errno::EROFS);
-                    }
-                    // Writes go through the page cache: the next reader must not keep it.
-                    if let Ok(mut v) = self.opened_versions.lock() {
-                        v.remove(&ino.0);
-                    }
-                    self.open_write(key, raw & libc::O_TRUNC != 0, raw & libc::O_APPEND != 0)
-                        .map(|fh| (fh, FopenFlags::empty()))
-                }
-                (_, true) => Err(Errno::EROFS),
-                (Node::File(key), false) => {
-                    let (hash, blob) = self.head_blob(key)?.ok_or(Errno::ENOENT)?;
-                    // A key's content changes with new versions: the kernel keeps its cached
-                    // pages only when the version is the one opened last time.
-                    let same = self
-                        .opened_versions
-                        .lock()
-                        .map_err(|_| Errno::EIO)?
-                        .insert(ino.0, hash)
-                        == Some(hash);
-                    let (fh, mode) = self.open_read(ino, blob);
-                    let keep = if same {
-                        FopenFlags::FOPEN_KEEP_CACHE
-                    } else {
-                        FopenFlags::empty()
-                    };
-                    Ok((fh, mode | keep))
-                }
-                (Node::Frozen { hash, .. }, false) => {
-                    let blob = self.cas.blob(hash).map_err(|e| errno(&e))?;
-                    // A version never changes: its cached pages stay valid across opens.
-                    let (fh, mode) = self.open_read(ino, blob);
-                    Ok((fh, mode | FopenFlags::FOPEN_KEEP_CACHE))
-                }
-                _ => Err(Errno::EISDIR),
-            }
-        })();
+        let r = self.open_file(ino, flags.0);
         match r {
             Ok((fh, flags)) => reply.opened(FileHandle(fh), flags),
             Err(e) => reply.error(e),
@@ -316,9 +273,7 @@ impl Filesystem for OuroFs {
             let fh = self.open_write(&key, true, flags & libc::O_APPEND != 0)?;
             let node = Node::File(key);
             let attr = self.attr(&node)?;
-            if let Ok(mut v) = self.opened_versions.lock() {
-                v.remove(&attr.ino.0);
-            }
+            self.forget_cached_version(attr.ino);
             self.remember(node);
             Ok((fh, attr))
         })();
