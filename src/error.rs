@@ -84,6 +84,10 @@ pub enum Error {
     /// The disk or the store's map is full; nothing partial was committed.
     #[error("no space left for the store: {0}")]
     NoSpace(String),
+    /// A race with another node's gc: nothing was stored, and running the same command
+    /// again succeeds.
+    #[error("{0}: run the command again")]
+    Retry(String),
     /// An I/O error, with what was being done.
     #[error("{context}: {source}")]
     Io {

@@ -27,8 +27,8 @@ pub mod seal;
 pub mod store;
 
 pub use cas::{
-    parse_ec, wins_over, Adopted, Cas, ChunkReader, CreateOptions, MergeSource, PutItem,
-    PutOptions, PutOutcome, RemoveOutcome, TreeEntry, VersionInfo,
+    parse_ec, sealing_id, wins_over, Adopted, Cas, ChunkReader, CreateOptions, FreeReport,
+    MergeSource, PutItem, PutOptions, PutOutcome, RemoveOutcome, TreeEntry, VersionInfo,
 };
 pub use crypto::{Identity, Recipient};
 pub use error::{Error, Result};

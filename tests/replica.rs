@@ -124,8 +124,8 @@ fn slices_handed_over_are_checked_and_released() {
         // A slice that does not match the record is refused.
         let mut bad = slices.clone();
         bad[0].1[10] ^= 1;
-        assert!(b.accept_slices(chunk, &record, &bad).is_err());
-        b.accept_slices(chunk, &record, &slices).unwrap();
+        assert!(b.accept_slices(chunk, &record, false, &bad).is_err());
+        b.accept_slices(chunk, &record, false, &slices).unwrap();
         // Once b knows the record, a forged record cannot plant a slice under an index b
         // does not hold yet.
         // (A record that sorts first would replace it: the one-sealing rule, tested below.)
@@ -140,9 +140,9 @@ fn slices_handed_over_are_checked_and_released() {
             .find(|(forged, _)| wins_over(&record, forged))
             .unwrap();
         assert_eq!(
-            b.accept_slices(chunk, &forged, &[(odd, forged_slice)])
+            b.accept_slices(chunk, &forged, false, &[(odd, forged_slice)])
                 .unwrap(),
-            Some(record.clone())
+            Some((record.clone(), false))
         );
         assert!(b.local_slices(chunk, &[odd]).unwrap().is_empty());
         assert_eq!(b.chunk_record(chunk).unwrap(), Some(record.clone()));
@@ -218,7 +218,7 @@ fn content_sealed_on_two_nodes_settles_on_one_sealing() {
             "only the winner's slices stay"
         );
         // Learning a record again, or a losing one, changes nothing.
-        assert_eq!(a.adopt_record(c, winner).unwrap(), Adopted::Same);
+        assert_eq!(a.adopt_record(c, winner, false).unwrap(), Adopted::Same);
     }
     // Each reads both keys: its own slices of the winner, the rest from the other.
     let b = Arc::new(b);

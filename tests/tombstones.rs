@@ -124,3 +124,67 @@ fn a_member_away_past_the_horizon_no_longer_holds_tombstones_and_is_refused() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(matches!(get_code(&c, 0, "gone"), Some(3) | Some(4)));
 }
+
+fn stat(c: &Cluster, i: usize, field: &str) -> u64 {
+    let s: serde_json::Value =
+        serde_json::from_str(&c.ok(&c.nodes[i].store, &["--json", "stats"])).unwrap();
+    s[field].as_u64().unwrap()
+}
+
+#[test]
+fn gc_frees_removed_content_on_every_node_once_every_member_applied_it() {
+    let mut c = Cluster::new(3, "2+1", &[]);
+    let gone = common::random_bytes(3 << 20, 11);
+    let kept = common::random_bytes(1 << 20, 12);
+    put(&c, 0, "gone", &gone);
+    put(&c, 0, "kept", &kept);
+    wait_until("every node reads both", 20, || {
+        (1..3).all(|n| get(&c, n, "gone").is_some() && get(&c, n, "kept").is_some())
+    });
+    let all = stat(&c, 0, "chunks");
+    // Node 3 is away: it may still hold versions using these chunks, so nothing is freed.
+    c.kill(2);
+    c.ok(&c.nodes[0].store, &["rm", "gone"]);
+    let gc: serde_json::Value =
+        serde_json::from_str(&c.ok(&c.nodes[0].store, &["--json", "gc"])).unwrap();
+    assert_eq!(gc["chunks_freed"], 0, "{gc}");
+    let condemned = gc["chunks_condemned"].as_u64().unwrap();
+    assert!(condemned > 0, "{gc}");
+    wait_until("node 2 marked them", 10, || {
+        c.status(1)["condemned_chunks"].as_u64() == Some(condemned)
+    });
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    for n in 0..2 {
+        assert_eq!(
+            c.status(n)["freed_chunks"],
+            0,
+            "node {} waits for node 3",
+            n + 1
+        );
+        assert_eq!(stat(&c, n, "chunks"), all);
+    }
+    // Back, node 3 applies the condemnation; then every node frees its slices.
+    restart(&mut c, 2);
+    wait_until("every node freed them", 40, || {
+        (0..3).all(|n| {
+            let s = c.status(n);
+            s["condemned_chunks"] == 0 && s["freed_chunks"].as_u64() == Some(condemned)
+        })
+    });
+    for n in 0..3 {
+        assert_eq!(stat(&c, n, "chunks"), all - condemned, "node {}", n + 1);
+        assert_eq!(
+            get(&c, n, "kept").as_deref(),
+            Some(&kept[..]),
+            "node {}",
+            n + 1
+        );
+    }
+    // The same content stored again is sealed anew and reads everywhere.
+    put(&c, 1, "again", &gone);
+    for n in [0, 2] {
+        wait_until(&format!("node {} reads it", n + 1), 20, || {
+            get(&c, n, "again").as_deref() == Some(&gone[..])
+        });
+    }
+}

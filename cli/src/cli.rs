@@ -50,6 +50,7 @@ macro_rules! exit_codes {
   7  identity missing, unreadable, too open, or not a recipient of the store
   8  no store at the given path (run `ouro init`), or one already exists for init
   9  no space left on the device
+  10 a race with gc on another cluster node: nothing was stored, run the command again
   130 interrupted (Ctrl-C); the store stays consistent
   141 the reader of stdout went away (`ouro get KEY | head`)"
     };

@@ -11,6 +11,7 @@ pub const CORRUPT: i32 = 6;
 pub const IDENTITY: i32 = 7;
 pub const NO_STORE: i32 = 8;
 pub const NO_SPACE: i32 = 9;
+pub const RETRY: i32 = 10;
 
 /// The exit code for an error chain: the first library error in it decides.
 pub fn code(err: &anyhow::Error) -> i32 {
@@ -31,6 +32,7 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 | Error::AlreadyInitialised(_)
                 | Error::UnsupportedFormat { .. } => NO_STORE,
                 Error::NoSpace(_) => NO_SPACE,
+                Error::Retry(_) => RETRY,
                 Error::Io { .. } | Error::Lmdb(_) | Error::Input(_) => ERROR,
             };
         }

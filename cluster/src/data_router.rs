@@ -172,7 +172,9 @@ async fn hand_over(
 async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8>>) -> bool {
     // PA
     let cas = Arc::clone(&node.cas);
-    let Ok(Some(record)) = blocking(move || Ok(cas.chunk_record(&chunk)?)).await else {
+    let Ok(Some((record, condemned))) =
+        blocking(move || Ok(cas.chunk_record_marked(&chunk)?)).await
+    else {
         return false;
     };
     let mut set = tokio::task::JoinSet::new();
@@ -194,6 +196,7 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
                         chunk,
                         record,
                         slices: crate::message::to_wire(slices),
+                        condemned,
                     },
                 )
                 .await?
@@ -202,9 +205,10 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
                 // The peer keeps a sealing that wins: adopting it drops this node's slices
                 // of the losing one (nothing left to hand over); if this node meanwhile
                 // holds a sealing that wins over both, the peer adopts that one later.
-                Response::Superseded(winner) => {
+                Response::Superseded(winner, dead) => {
                     let cas = Arc::clone(&node.cas);
-                    let adopted = blocking(move || Ok(cas.adopt_record(&chunk, &winner)?)).await?;
+                    let adopted =
+                        blocking(move || Ok(cas.adopt_record(&chunk, &winner, dead)?)).await?;
                     node.repair.wake_for([chunk]);
                     tracing::info!(chunk = %chunk.short(), to = %short_id(&peer), ?adopted, "another sealing wins");
                     return Ok(());

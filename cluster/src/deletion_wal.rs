@@ -4,11 +4,19 @@
 //! are compacted. A member silent for longer than the horizon (`--tombstone-horizon`) stops
 //! holding them back; should it return, its pulls from below the floor are refused, and it
 //! must be wiped and rejoin (it may hold versions deleted while it was away).
+//!
+//! The same acknowledgements free condemned chunks (`src/cas/condemn.rs`): a round takes
+//! the sequence every member has applied, waits until this node has pulled every member's
+//! logs to their end in pulls that started after that, then frees the condemned sealings
+//! logged up to that sequence that no live version here uses. A member marks a sealing
+//! before it acknowledges its entry and never deduplicates against it afterwards, and a
+//! version that used it before is in that member's log before the acknowledgement: so
+//! the pulls bring every such version here, and its count keeps the chunk.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::controller::Node;
 use crate::error::{ClusterError, Result};
@@ -31,6 +39,12 @@ pub struct WalState {
     pub(crate) horizon: Duration,
     held: AtomicU64,
     floor: AtomicU64,
+    /// Per member, when the last pull from it that reached the end of its logs started.
+    pulls: Mutex<HashMap<NodeId, Instant>>,
+    /// Condemned sealings marked here (refreshed every round).
+    condemned: AtomicU64,
+    /// Condemned chunks freed here since the node started.
+    freed: AtomicU64,
 }
 
 impl WalState {
@@ -42,6 +56,9 @@ impl WalState {
             horizon,
             held: AtomicU64::new(0),
             floor: AtomicU64::new(0),
+            pulls: Mutex::new(HashMap::new()),
+            condemned: AtomicU64::new(0),
+            freed: AtomicU64::new(0),
         }
     }
 
@@ -70,6 +87,36 @@ impl WalState {
         self.floor.load(Ordering::Relaxed)
     }
 
+    /// Records that a pull from `peer` which started at `started` reached the end of its
+    /// logs.
+    pub(crate) fn pulled(&self, peer: NodeId, started: Instant) {
+        // PA
+        if let Ok(mut p) = self.pulls.lock() {
+            p.insert(peer, started);
+        }
+    }
+
+    /// Condemned sealings marked here.
+    pub fn condemned(&self) -> u64 {
+        // A
+        self.condemned.load(Ordering::Relaxed)
+    }
+
+    /// Condemned chunks freed here since the node started.
+    pub fn freed(&self) -> u64 {
+        // A
+        self.freed.load(Ordering::Relaxed)
+    }
+
+    fn pulled_since(&self, peer: &NodeId, t: Instant) -> bool {
+        // PA
+        self.pulls
+            .lock()
+            .ok()
+            .and_then(|p| p.get(peer).copied())
+            .is_some_and(|s| s > t)
+    }
+
     fn ack(&self, peer: &NodeId) -> Option<u64> {
         // A
         self.acks
@@ -93,31 +140,116 @@ pub(crate) fn check_cursor(node: &Node, blobs: u64, cursor: u64) -> Result<()> {
     Ok(())
 }
 
+/// The members whose acknowledgements count: all but those silent for longer than the
+/// horizon.
+fn counted_members(node: &Node) -> Vec<NodeId> {
+    // PA
+    let mut m: Vec<NodeId> = node
+        .others()
+        .into_iter()
+        .filter(|p| node.tracker.silence(p) <= node.wal.horizon)
+        .collect();
+    m.sort_unstable();
+    m
+}
+
 /// The sequence every member has applied, or `None` while some member's is unknown.
 /// Members silent for longer than the horizon are left out.
 fn acknowledged_by_all(node: &Node) -> Option<u64> {
     // PA
     let mut floor = u64::MAX;
-    for peer in node.others() {
-        if node.tracker.silence(&peer) > node.wal.horizon {
-            continue;
-        }
+    for peer in counted_members(node) {
         floor = floor.min(node.wal.ack(&peer)?);
     }
     Some(floor)
 }
 
-/// Compacts acknowledged tombstones forever.
+/// Compacts acknowledged tombstones and frees condemned chunks forever.
 pub async fn compact_loop(node: Arc<Node>) {
     // A
     let mut tick = tokio::time::interval(COMPACT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round = None;
     loop {
         tick.tick().await;
         if let Err(e) = compact_once(&node).await {
             tracing::warn!(error = %e, "compacting tombstones");
         }
+        if let Err(e) = free_once(&node, &mut round).await {
+            tracing::warn!(error = %e, "freeing condemned chunks");
+            round = None;
+        }
     }
+}
+
+/// A freeing round: the sequence every member had applied when it started, and who the
+/// members were.
+struct Round {
+    through: u64,
+    started: Instant,
+    members: Vec<NodeId>,
+}
+
+/// A round waits this long at most for its pulls, then starts over.
+const ROUND_AT_MOST: Duration = Duration::from_secs(60);
+
+/// One step of freeing: start a round, or finish it once every member was pulled since.
+async fn free_once(node: &Arc<Node>, round: &mut Option<Round>) -> Result<()> {
+    // PA
+    let cas = Arc::clone(&node.cas);
+    let marks = blocking(move || Ok(cas.condemned_count()?)).await?;
+    node.wal.condemned.store(marks, Ordering::Relaxed);
+    if marks == 0 {
+        *round = None;
+        return Ok(());
+    }
+    let members = counted_members(node);
+    let Some(r) = round.as_ref() else {
+        if let Some(through) = acknowledged_by_all(node) {
+            *round = Some(Round {
+                through,
+                started: Instant::now(),
+                members,
+            });
+        }
+        return Ok(());
+    };
+    // A member that joined since may have deduplicated against a sealing before it marked
+    // it: its acknowledgement is needed too.
+    if r.members != members || r.started.elapsed() > ROUND_AT_MOST {
+        *round = None;
+        return Ok(());
+    }
+    if !members.iter().all(|p| node.wal.pulled_since(p, r.started)) {
+        return Ok(());
+    }
+    let through = r.through;
+    let cas = Arc::clone(&node.cas);
+    let report = blocking(move || {
+        // Counts must say how many live versions use a chunk here: removed versions let go
+        // of their chunks first (gc's first step, without the gc lock: it frees nothing).
+        cas.release_removed(&ouroboros_db::progress::NoProgress)?;
+        Ok(cas.free_condemned(through)?)
+    })
+    .await?;
+    // A put holds the gc lock: the round stays, and the next tick tries again.
+    let Some(report) = report else {
+        return Ok(());
+    };
+    *round = None;
+    node.wal
+        .freed
+        .fetch_add(report.chunks_freed, Ordering::Relaxed);
+    if report.chunks_freed > 0 || report.marks_dropped > 0 {
+        tracing::info!(
+            freed = report.chunks_freed,
+            bytes = report.bytes_freed,
+            dropped = report.marks_dropped,
+            still_used = report.still_used,
+            "freed condemned chunks every member acknowledged"
+        );
+    }
+    Ok(())
 }
 
 /// One round: drop what every member acknowledged, refresh the counters.

@@ -58,8 +58,12 @@ pub async fn replicate_loop(node: Arc<Node>) {
                 Some(c) => *c,
                 None => load_cursor(&node, &peer),
             };
+            let started = Instant::now();
             match tokio::time::timeout(PULL_AT_MOST, pull(&node, &peer, old, members_due)).await {
                 Ok(Ok(cur)) => {
+                    // Everything the peer had committed when the pull started is here now:
+                    // what freeing condemned chunks waits for (src/deletion_wal.rs).
+                    node.wal.pulled(peer, started);
                     if cur != old {
                         save_cursor(&node, &peer, cur);
                     }

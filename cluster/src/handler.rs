@@ -285,14 +285,17 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             chunk,
             record,
             slices,
+            condemned,
         } => {
             let slices = crate::message::from_wire(slices);
-            match blocking(move || Ok(cas.accept_slices(&chunk, &record, &slices)?)).await? {
+            match blocking(move || Ok(cas.accept_slices(&chunk, &record, condemned, &slices)?))
+                .await?
+            {
                 None => {
                     node.router.wake();
                     Response::Stored
                 }
-                Some(winner) => Response::Superseded(winner),
+                Some((winner, dead)) => Response::Superseded(winner, dead),
             }
         }
         Request::GetSlices { chunk, mut wanted } => {

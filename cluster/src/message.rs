@@ -16,7 +16,7 @@ use crate::membership::{ClusterInfo, MemberRecord, NodeId};
 /// First byte of every frame.
 pub const MAGIC: u8 = b'O';
 /// Protocol version of this build.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Largest frame accepted (a request with a chunk's slices fits many times over).
 pub const MAX_FRAME: u32 = 64 << 20;
 
@@ -73,6 +73,8 @@ pub enum Request {
         record: ChunkRecord,
         /// The slices.
         slices: Vec<Slice>,
+        /// The sender marks this sealing condemned (`src/cas/condemn.rs`).
+        condemned: bool,
     },
     /// Send the intact slices among `wanted` of a chunk.
     GetSlices {
@@ -200,6 +202,10 @@ pub struct ClusterStatus {
     /// Chunk records the answering node's repair sweeps have checked since it started
     /// (they check all of them only when placement changes, and every 10 minutes).
     pub repair_chunks_checked: u64,
+    /// Condemned chunk sealings marked here, waiting to be freed (or still used).
+    pub condemned_chunks: u64,
+    /// Condemned chunks this node freed since it started.
+    pub freed_chunks: u64,
 }
 
 /// A response.
@@ -258,8 +264,8 @@ pub enum Response {
     /// SyncIndexTree leaf: live version hashes.
     SyncLeaf(Vec<Hash>),
     /// `PutSlices` refused: this node keeps another sealing of the chunk, which wins (see
-    /// `src/cas/sealing.rs`); the sender adopts it.
-    Superseded(ChunkRecord),
+    /// `src/cas/sealing.rs`); the sender adopts it. The flag: this node marks it condemned.
+    Superseded(ChunkRecord, bool),
 }
 
 /// Encodes a value as one frame.
@@ -353,7 +359,7 @@ mod tests {
     #[test]
     fn pinned_header() {
         let f = encode_frame(&Request::Members).unwrap();
-        assert_eq!(&f[..6], &[b'O', 1, 1, 0, 0, 0]);
+        assert_eq!(&f[..6], &[b'O', 2, 1, 0, 0, 0]);
         assert_eq!(f.len(), 7);
     }
 
@@ -379,18 +385,18 @@ mod tests {
 
     #[test]
     fn oversized_and_foreign_frames_are_refused() {
-        let mut h = [b'O', 1, 0, 0, 0, 0];
+        let mut h = [b'O', VERSION, 0, 0, 0, 0];
         h[2..].copy_from_slice(&(MAX_FRAME + 1).to_le_bytes());
         assert!(matches!(
             check_header(&h),
             Err(ClusterError::Frame(FrameError::TooLarge(l))) if l == MAX_FRAME + 1
         ));
         assert!(matches!(
-            check_header(&[b'O', 2, 0, 0, 0, 0]),
-            Err(ClusterError::Frame(FrameError::Version(2)))
+            check_header(&[b'O', 1, 0, 0, 0, 0]),
+            Err(ClusterError::Frame(FrameError::Version(1)))
         ));
         assert!(matches!(
-            check_header(&[b'X', 1, 0, 0, 0, 0]),
+            check_header(&[b'X', VERSION, 0, 0, 0, 0]),
             Err(ClusterError::Frame(FrameError::NotOuro(b'X')))
         ));
     }

@@ -105,6 +105,8 @@ pub fn status(node: &Node) -> ClusterStatus {
         members,
         placement,
         repair_chunks_checked: node.repair.checked(),
+        condemned_chunks: node.wal.condemned(),
+        freed_chunks: node.wal.freed(),
     }
 }
 

@@ -330,7 +330,7 @@ async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]
     got.retain(|(i, _)| lacking.contains(i));
     let cas = Arc::clone(&node.cas);
     blocking(move || {
-        cas.accept_slices(&chunk, &record, &got)?;
+        cas.accept_slices(&chunk, &record, false, &got)?;
         Ok(())
     })
     .await?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ouro_cluster::authenticator::NodeKey;
 use ouro_cluster::handler::{MAX_PEER_CONNECTIONS, PER_CONNECTION};
 use ouro_cluster::membership::{short_id, NodeId, OnlyKey};
-use ouro_cluster::message::{self, NodeNews, Request, Response, MAX_FRAME};
+use ouro_cluster::message::{self, NodeNews, Request, Response, MAX_FRAME, VERSION};
 use ouro_cluster::tunnel;
 use ouroboros_db::Hash;
 use rand::{Rng, RngCore, SeedableRng};
@@ -29,15 +29,15 @@ async fn oversized_frames_are_refused_unread() {
     for len in [MAX_FRAME + 1, MAX_FRAME + 4096, u32::MAX] {
         // The header alone, then the header followed by 1 MiB of the announced body.
         refused(
-            &raw(&attacker.conn, &header(1, len)).await,
+            &raw(&attacker.conn, &header(VERSION, len)).await,
             "exceeds the limit",
         );
-        let mut big = header(1, len);
+        let mut big = header(VERSION, len);
         big.resize(big.len() + (1 << 20), 0xAB);
         refused(&raw(&attacker.conn, &big).await, "exceeds the limit");
     }
     // Exactly the limit passes the header check; a body that stops short is then refused.
-    let mut at_limit = header(1, MAX_FRAME);
+    let mut at_limit = header(VERSION, MAX_FRAME);
     at_limit.extend_from_slice(&[3; 10]);
     refused(&raw(&attacker.conn, &at_limit).await, "reading a frame");
     serves(&f).await;
@@ -61,7 +61,7 @@ async fn garbage_is_refused() {
     // An empty stream.
     refused(&raw(&attacker.conn, &[]).await, "reading a frame");
     // A valid header before a body that is no request (unknown variant).
-    let mut unknown = header(1, 64);
+    let mut unknown = header(VERSION, 64);
     unknown.push(0xEE);
     unknown.extend((0..63).map(|_| rng.gen::<u8>()));
     refused(&raw(&attacker.conn, &unknown).await, "malformed");
@@ -69,7 +69,7 @@ async fn garbage_is_refused() {
     // harmless request, answered; none may store anything.
     for i in 0..300 {
         let len = rng.gen_range(0..2048);
-        let mut frame = header(1, len);
+        let mut frame = header(VERSION, len);
         let mut body = vec![0u8; len as usize];
         rng.fill_bytes(&mut body);
         if let Some(b) = body.first_mut() {
@@ -140,13 +140,13 @@ async fn truncated_messages_are_refused() {
     let attacker = connect(&f.node, &f.attacker).await.unwrap();
     let before = snapshot(&f);
     // A header announcing 100 bytes, then 50, then the end of the stream.
-    let mut short = header(1, 100);
+    let mut short = header(VERSION, 100);
     short.extend_from_slice(&[0; 50]);
     refused(&raw(&attacker.conn, &short).await, "reading a frame");
     // A header cut short.
     for n in 1..6 {
         refused(
-            &raw(&attacker.conn, &header(1, 7)[..n]).await,
+            &raw(&attacker.conn, &header(VERSION, 7)[..n]).await,
             "reading a frame",
         );
     }
@@ -180,7 +180,8 @@ async fn unknown_versions_are_refused() {
     let attacker = connect(&f.node, &f.attacker).await.unwrap();
     let before = snapshot(&f);
     let body = &message::encode_frame(&Request::Members).unwrap()[6..];
-    for v in [0u8, 2, 3, 0x7F, 255] {
+    // Version 1 had no condemnations: a node of that build is refused too.
+    for v in [0u8, 1, 3, 0x7F, 255] {
         let mut frame = header(v, body.len() as u32);
         frame.extend_from_slice(body);
         refused(
@@ -212,6 +213,7 @@ async fn replays_are_refused() {
         chunk,
         record,
         mut slices,
+        ..
     } = put
     else {
         unreachable!()
@@ -222,6 +224,7 @@ async fn replays_are_refused() {
         chunk,
         record: record.clone(),
         slices: slices.clone(),
+        condemned: false,
     };
     refused(&ask(&attacker.conn, &tampered).await, "does not match");
     // A forged record that matches the forged slice, and sorts after the record held,
@@ -245,6 +248,7 @@ async fn replays_are_refused() {
             chunk,
             record: forged,
             slices: slices[..1].to_vec(),
+            condemned: false,
         },
     )
     .await;
@@ -488,7 +492,7 @@ async fn stalled_streams_time_out_and_block_no_one() {
     for conn in [&a.conn, &b.conn] {
         for i in 0..PER_CONNECTION + 8 {
             let (mut send, recv) = conn.open_bi().await.unwrap();
-            let mut bytes = header(1, MAX_FRAME);
+            let mut bytes = header(VERSION, MAX_FRAME);
             bytes.extend_from_slice(&[1; 16]);
             if i % 5 == 4 {
                 bytes.truncate(3);

@@ -235,6 +235,7 @@ fn wire_messages() -> Seeds {
             chunk: s.id,
             record: s.record.clone(),
             slices: slices.clone(),
+            condemned: true,
         },
         Request::GetSlices {
             chunk: s.id,
@@ -260,6 +261,9 @@ fn wire_messages() -> Seeds {
             entries: vec![WalEntry {
                 time: 1,
                 deletion: Deletion::Key { key: "x".into() },
+            }, WalEntry {
+                time: 2,
+                deletion: Deletion::Condemned { id: s.id, sealing: Hash([5; 32]) },
             }],
             wal: 2,
             log: Hash([3; 32]),
@@ -290,14 +294,18 @@ fn wire_messages() -> Seeds {
             replication_bytes: 4,
             placement: String::new(),
             repair_chunks_checked: 6,
+            condemned_chunks: 7,
+            freed_chunks: 8,
         }),
         Response::Error("refused".into()),
         Response::Versions(vec![VersionRecord {
             blob: blobs()[1].clone(),
             chunks: vec![(s.id, s.record.clone())],
+            condemned: vec![s.id],
         }]),
         Response::SyncDigests(vec![Hash([1; 32]); 2]),
         Response::SyncLeaf(vec![Hash([2; 32])]),
+        Response::Superseded(s.record.clone(), true),
     ];
     responses.push(Response::Joined {
         seed: ReplicaSeed {

@@ -189,6 +189,12 @@ impl Cas {
             Some(s) if s.deleted.is_none() => s.heads,
             _ => Vec::new(),
         };
+        if self.uses_condemned(&txn, &blob.chunks)? {
+            // A chunk of it was condemned by gc on a cluster node: copy the content instead.
+            drop(txn);
+            drop(_lock);
+            return self.put_copy(&blob.key, *from, key, parents);
+        }
         let hash =
             self.commit_version_in(&mut txn, key, parents, &blob.chunks, blob.size, now_nanos())?;
         self.lmdb.commit(txn)?;

@@ -171,6 +171,13 @@ impl Cas {
                 h.short()
             )));
         }
+        if self.uses_condemned(&txn, &b.chunks)? {
+            // gc on a cluster node condemned a chunk of it: its content goes through the
+            // put pipeline, which seals that chunk again.
+            drop(txn);
+            drop(_lock);
+            return self.put_copy(key, h, key, state.heads);
+        }
         debug_assert_eq!(BlobKind::for_parents(state.heads.len()), BlobKind::Merger);
         let hash =
             self.commit_version_in(&mut txn, key, state.heads, &b.chunks, b.size, now_nanos())?;

@@ -17,6 +17,7 @@
 //! ```
 
 mod browse;
+mod condemn;
 mod get;
 mod history;
 mod put;
@@ -31,6 +32,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use browse::TreeEntry;
+pub use condemn::{sealing_id, FreeReport};
 pub use get::ChunkReader;
 pub use history::{KeyEntry, MergeSource, VersionInfo};
 pub use put::{PutItem, PutOptions, PutOutcome};

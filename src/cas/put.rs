@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cas::{now_nanos, Cas};
-use crate::chunk::{Chunker, ChunkingParams};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::{validate_key, Blob, BlobKind, ChunkRef};
@@ -283,7 +282,7 @@ impl Cas {
             let mut new_chunks = 0;
             let created = item.created;
             let skip_if_unchanged = item.skip_if_unchanged;
-            let chunked = for_each_chunk(
+            let chunked = crate::chunk::for_each_chunk(
                 item.reader,
                 item.size_hint,
                 self.config.chunking,
@@ -300,7 +299,7 @@ impl Cas {
                         needs.push(id);
                     // A short read transaction per chunk, not one per input: holding a snapshot for
                     // a whole large file would keep LMDB from reusing the pages the writer frees.
-                    } else if !self.lmdb.chunks.contains(&self.lmdb.read()?, &id)? {
+                    } else if !self.dedupable(&self.lmdb.read()?, &id)? {
                         seen.insert(id);
                         needs.push(id);
                         new_chunks += 1;
@@ -417,9 +416,12 @@ impl Cas {
                         arrived.insert(chunk.id);
                         // A chunk stored meanwhile (another process, the same chunk twice in a
                         // batch) is kept: its record references its slices, new ones would leak.
-                        if self.lmdb.chunks.contains(t, &chunk.id)? {
+                        if self.dedupable(t, &chunk.id)? {
                             continue;
                         }
+                        // A condemned sealing is replaced: this one is live and wins on every
+                        // node (src/cas/sealing.rs), and versions using the chunk read it.
+                        self.lmdb.slices.delete_chunk(t, &chunk.id)?;
                         router.store_chunk(t, &chunk)?;
                         let n: usize = chunk.slices.iter().map(|(_, b)| b.len()).sum();
                         bytes += n;
@@ -432,7 +434,7 @@ impl Cas {
             for v in waiting.drain(..) {
                 let mut ready = true;
                 for id in &v.needs {
-                    if !arrived.contains(id) && !self.lmdb.chunks.contains(t, id)? {
+                    if !arrived.contains(id) && !self.dedupable(t, id)? {
                         ready = false;
                         break;
                     }
@@ -454,8 +456,18 @@ impl Cas {
                     }
                     _ => v.parents.clone(),
                 };
-                let hash =
-                    self.commit_version_in(t, &v.key, parents, &v.chunks, v.size, v.created)?;
+                let hash = match self
+                    .commit_version_in(t, &v.key, parents, &v.chunks, v.size, v.created)
+                {
+                    Ok(h) => h,
+                    // This version deduplicated against a sealing gc condemned since: it
+                    // fails alone, before writing anything.
+                    Err(e @ Error::Retry(_)) => {
+                        done.push((v.item, Err(e)));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 batch_heads.insert(v.key.clone(), (v.parents, hash));
                 tracing::info!(key = %v.key, version = %hash.short(), size = v.size, new_chunks = v.new_chunks, "stored");
                 versions += 1;
@@ -550,7 +562,10 @@ impl Cas {
             chunks: chunks.to_vec(),
         };
         for c in chunks {
-            if !self.lmdb.chunks.contains(txn, &c.id)? {
+            if !self.dedupable(txn, &c.id)? {
+                if self.lmdb.chunks.contains(txn, &c.id)? {
+                    return Err(Self::condemned_error(&c.id));
+                }
                 return Err(Error::Corrupt(format!(
                     "chunk {} vanished before the version was committed",
                     c.id.short()
@@ -598,44 +613,5 @@ impl Cas {
             },
         )?;
         Ok(hash)
-    }
-}
-
-/// Calls `f` with each chunk of `reader`. Inputs known to fit in one chunk buffer are read
-/// whole and cut in memory: the streaming chunker allocates and zeroes a `max`-sized buffer,
-/// which would dominate the cost of small files.
-fn for_each_chunk(
-    mut reader: Box<dyn Read + Send + '_>,
-    size_hint: Option<u64>,
-    params: ChunkingParams,
-    seed: u64,
-    mut f: impl FnMut(Vec<u8>) -> Result<()>,
-) -> Result<()> {
-    // A
-    match size_hint {
-        Some(n) if n <= params.max as u64 => {
-            let mut data = Vec::with_capacity(n as usize + 1);
-            (&mut reader)
-                .take(params.max as u64 + 1)
-                .read_to_end(&mut data)
-                .map_err(Error::Input)?;
-            if data.len() > params.max as usize {
-                // The file grew since it was measured: stream it after all.
-                for chunk in Chunker::new(std::io::Cursor::new(data).chain(reader), params, seed)? {
-                    f(chunk?)?;
-                }
-                return Ok(());
-            }
-            for range in crate::chunk::cdc::cut_in_memory(&data, params, seed)? {
-                f(data[range].to_vec())?;
-            }
-            Ok(())
-        }
-        _ => {
-            for data in Chunker::new(reader, params, seed)? {
-                f(data?)?;
-            }
-            Ok(())
-        }
     }
 }

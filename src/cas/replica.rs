@@ -22,6 +22,9 @@ pub struct VersionRecord {
     pub blob: Blob,
     /// The record of each chunk the blob names.
     pub chunks: Vec<(Hash, ChunkRecord)>,
+    /// The chunks among those whose shipped record the sender marks condemned
+    /// (`src/cas/condemn.rs`): the receiver marks them too.
+    pub condemned: Vec<Hash>,
 }
 
 impl Cas {
@@ -59,16 +62,24 @@ impl Cas {
             if self.lmdb.removed.get(&txn, hash)?.is_some() {
                 continue;
             }
-            let mut chunks = Vec::with_capacity(blob.chunks.len());
+            let mut chunks: Vec<(Hash, ChunkRecord)> = Vec::with_capacity(blob.chunks.len());
+            let mut condemned = Vec::new();
             for c in &blob.chunks {
                 if chunks.iter().any(|(id, _)| *id == c.id) {
                     continue;
                 }
                 if let Some(r) = self.lmdb.chunks.get(&txn, &c.id)? {
+                    if self.is_condemned_in(&txn, &c.id, &r)? {
+                        condemned.push(c.id);
+                    }
                     chunks.push((c.id, r));
                 }
             }
-            out.push(VersionRecord { blob, chunks });
+            out.push(VersionRecord {
+                blob,
+                chunks,
+                condemned,
+            });
         }
         Ok(out)
     }
@@ -109,14 +120,21 @@ impl Cas {
     }
 
     /// Drops DeletionWAL entries up to sequence `through`, which every member has applied;
-    /// returns how many were dropped. Key tombstones and removal marks stay in the indexes,
-    /// so versions that arrive late still arrive removed.
+    /// returns how many it went over. Key tombstones and removal marks stay in the indexes,
+    /// so versions that arrive late still arrive removed; condemnations still pending here
+    /// stay in the log, for nodes that join later.
     pub fn compact_deletions(&self, through: u64) -> Result<u64> {
         // PA
         let mut dropped = 0;
         loop {
             let mut txn = self.lmdb.write()?;
-            let n = self.lmdb.deletion_wal.compact(&mut txn, through, 1024)?;
+            let keep = |t: &crate::store::RoTxn, seq: u64, e: &WalEntry| {
+                self.condemnation_pending(t, seq, e)
+            };
+            let n = self
+                .lmdb
+                .deletion_wal
+                .compact(&mut txn, through, 1024, &keep)?;
             self.lmdb.commit(txn)?;
             dropped += n as u64;
             if n < 1024 {
@@ -153,7 +171,7 @@ impl Cas {
             return Ok(false);
         }
         for (id, record) in &rec.chunks {
-            self.adopt_record_in(txn, id, record)?;
+            self.adopt_record_in(txn, id, record, rec.condemned.contains(id))?;
         }
         for c in &blob.chunks {
             if !self.lmdb.chunks.contains(txn, &c.id)? {
@@ -233,8 +251,16 @@ impl Cas {
                         _ => false,
                     }
                 }
-                // gc is each node's own business.
+                // An embedded store's own gc record: nothing for other nodes.
                 Deletion::Chunk { .. } => false,
+                // Marked here and logged again under this node's own sequence (which the
+                // members' acknowledgements of this node's log then cover).
+                Deletion::Condemned { id, sealing } => {
+                    if self.condemn_in(&mut txn, id, *sealing, e.time)? {
+                        applied += 1;
+                    }
+                    continue;
+                }
             };
             if changed {
                 self.lmdb.deletion_wal.log_deletion(&mut txn, e)?;
@@ -352,21 +378,29 @@ impl Cas {
     }
 
     /// Stores slices a peer placed on this node, after checking each against the chunk's
-    /// record; the record is stored too when this node did not have it yet, or replaces the
-    /// one here when it wins (`src/cas/sealing.rs`). When the record here wins, nothing is
-    /// stored and it is returned, for the sender to adopt.
+    /// record (`condemned`: the peer marks that sealing condemned); the record is stored too
+    /// when this node did not have it yet, or replaces the one here when it wins
+    /// (`src/cas/sealing.rs`). When the record here wins, nothing is stored and it is
+    /// returned with its own mark, for the sender to adopt.
     pub fn accept_slices(
         &self,
         id: &Hash,
         record: &ChunkRecord,
+        condemned: bool,
         slices: &[(u8, Vec<u8>)],
-    ) -> Result<Option<ChunkRecord>> {
+    ) -> Result<Option<(ChunkRecord, bool)>> {
         // PA
         let mut txn = self.lmdb.write()?;
+        if condemned {
+            self.condemn_in(&mut txn, id, super::sealing_id(record), super::now_nanos())?;
+        }
         // Slices are checked before the record is adopted: a bad slice changes nothing.
         if let Some(stored) = self.lmdb.chunks.get(&txn, id)? {
-            if stored != *record && !super::sealing::wins_over(record, &stored) {
-                return Ok(Some(stored));
+            if stored != *record && !self.wins_here(&txn, id, record, &stored)? {
+                let dead = self.is_condemned_in(&txn, id, &stored)?;
+                // The mark just made must last even though nothing is stored.
+                self.lmdb.commit(txn)?;
+                return Ok(Some((stored, dead)));
             }
         }
         for (i, bytes) in slices {
@@ -381,7 +415,7 @@ impl Cas {
                 )));
             }
         }
-        self.adopt_record_in(&mut txn, id, record)?;
+        self.adopt_record_in(&mut txn, id, record, false)?;
         let held = self.lmdb.slices.bundle(&txn, id)?;
         let fresh: Vec<&(u8, Vec<u8>)> = slices
             .iter()
@@ -408,6 +442,20 @@ impl Cas {
     pub fn chunk_record(&self, id: &Hash) -> Result<Option<ChunkRecord>> {
         // A
         self.lmdb.chunks.get(&self.lmdb.read()?, id)
+    }
+
+    /// The chunk record of `id` and whether that sealing is condemned here: what a node
+    /// sends with slices it hands over, so that the mark travels with the record.
+    pub fn chunk_record_marked(&self, id: &Hash) -> Result<Option<(ChunkRecord, bool)>> {
+        // A
+        let txn = self.lmdb.read()?;
+        match self.lmdb.chunks.get(&txn, id)? {
+            Some(r) => {
+                let dead = self.is_condemned_in(&txn, id, &r)?;
+                Ok(Some((r, dead)))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Slice bundles after sequence `after`: `(sequence, chunk, indexes held)`, for the

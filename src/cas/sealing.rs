@@ -4,8 +4,11 @@
 //! chunk could end with fewer than k slices of any one sealing. Every node therefore keeps
 //! the record that sorts first by the BLAKE3 hash of its canonical encoding, drops the
 //! slices of the one it replaces, and the repair sweep fetches or rebuilds the winner's.
+//! A sealing condemned by gc (`src/cas/condemn.rs`) loses to any live one, whatever the
+//! hashes: a chunk sealed again after its condemnation must not be pulled back to it.
 
-use crate::cas::Cas;
+use crate::cas::condemn::sealing_id;
+use crate::cas::{now_nanos, Cas};
 use crate::error::Result;
 use crate::hash::Hash;
 use crate::model::ChunkRecord;
@@ -24,21 +27,49 @@ pub enum Adopted {
     Kept(ChunkRecord),
 }
 
-/// True when sealing `a` wins over sealing `b` of the same chunk (a total order that every
-/// node computes alike, so that all of them settle on the same record).
+/// True when sealing `a` wins over sealing `b` of the same chunk, neither condemned (a
+/// total order that every node computes alike, so that all of them settle on one record).
 pub fn wins_over(a: &ChunkRecord, b: &ChunkRecord) -> bool {
     // PA
-    Hash::of(&a.encode()).0 < Hash::of(&b.encode()).0
+    sealing_id(a).0 < sealing_id(b).0
 }
 
 impl Cas {
-    /// Applies the one-sealing rule to a record of chunk `id` learned from a peer.
-    pub fn adopt_record(&self, id: &Hash, record: &ChunkRecord) -> Result<Adopted> {
+    /// Applies the one-sealing rule to a record of chunk `id` learned from a peer;
+    /// `condemned` says the peer marks that sealing condemned, and then it is marked here
+    /// too (marks travel with records, so a node that joins later learns them).
+    pub fn adopt_record(
+        &self,
+        id: &Hash,
+        record: &ChunkRecord,
+        condemned: bool,
+    ) -> Result<Adopted> {
         // PA
         let mut txn = self.lmdb.write()?;
-        let adopted = self.adopt_record_in(&mut txn, id, record)?;
+        let adopted = self.adopt_record_in(&mut txn, id, record, condemned)?;
         self.lmdb.commit(txn)?;
         Ok(adopted)
+    }
+
+    /// True when sealing `a` of chunk `id` wins over sealing `b` here: a live sealing over
+    /// a condemned one, else by [`wins_over`].
+    pub(crate) fn wins_here(
+        &self,
+        txn: &RwTxn,
+        id: &Hash,
+        a: &ChunkRecord,
+        b: &ChunkRecord,
+    ) -> Result<bool> {
+        // PA
+        let (ca, cb) = (
+            self.is_condemned_in(txn, id, a)?,
+            self.is_condemned_in(txn, id, b)?,
+        );
+        Ok(match (ca, cb) {
+            (false, true) => true,
+            (true, false) => false,
+            _ => wins_over(a, b),
+        })
     }
 
     /// [`Cas::adopt_record`] inside a write transaction.
@@ -47,12 +78,16 @@ impl Cas {
         txn: &mut RwTxn,
         id: &Hash,
         record: &ChunkRecord,
+        condemned: bool,
     ) -> Result<Adopted> {
         // PA
+        if condemned {
+            self.condemn_in(txn, id, sealing_id(record), now_nanos())?;
+        }
         let adopted = match self.lmdb.chunks.get(txn, id)? {
             None => Adopted::New,
             Some(stored) if stored == *record => return Ok(Adopted::Same),
-            Some(stored) if wins_over(record, &stored) => {
+            Some(stored) if self.wins_here(txn, id, record, &stored)? => {
                 // The old sealing's slices cannot rebuild the new one: they go, and the
                 // repair sweep brings this node's share of the winner.
                 self.lmdb.slices.delete_chunk(txn, id)?;

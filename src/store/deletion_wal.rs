@@ -26,10 +26,19 @@ pub enum Deletion {
         /// The version.
         hash: Hash,
     },
-    /// gc freed a chunk and its slices.
+    /// gc freed a chunk and its slices (an embedded store's own record).
     Chunk {
         /// The chunk id.
         id: Hash,
+    },
+    /// gc on a cluster node condemned a sealing of a chunk that no live version uses:
+    /// every node marks it (`src/store/condemned.rs`) and frees its slices once all
+    /// members have applied this entry.
+    Condemned {
+        /// The chunk id.
+        id: Hash,
+        /// The condemned sealing (BLAKE3 of its record's canonical encoding).
+        sealing: Hash,
     },
 }
 
@@ -69,11 +78,7 @@ impl DeletionWal {
     /// compacted one), so peers' cursors stay meaningful.
     pub fn log_deletion(&self, txn: &mut RwTxn, entry: &WalEntry) -> Result<u64> {
         // PA
-        let next = match self.0.last(txn)? {
-            Some((k, v)) if k == FLOOR_KEY => seq_of(v) + 1,
-            Some((k, _)) => seq_of(k) + 1,
-            None => 1,
-        };
+        let next = self.last_seq(txn)? + 1;
         self.0
             .put(txn, &next.to_be_bytes(), &codec::encode(WAL_TAG, entry))?;
         Ok(next)
@@ -89,11 +94,9 @@ impl DeletionWal {
     /// The last sequence logged (or compacted), 0 when none.
     pub fn last_seq(&self, txn: &RoTxn) -> Result<u64> {
         // A
-        Ok(match self.0.last(txn)? {
-            Some((k, v)) if k == FLOOR_KEY => seq_of(v),
-            Some((k, _)) => seq_of(k),
-            None => 0,
-        })
+        // Entries compaction kept (condemnations still pending) may sort below the floor.
+        let last = self.0.last(txn)?.map_or(0, |(k, _)| seq_of(k));
+        Ok(last.max(self.floor(txn)?))
     }
 
     /// Entries held (not yet compacted).
@@ -110,8 +113,16 @@ impl DeletionWal {
     }
 
     /// Drops the entries up to sequence `through` (every member has them), at most `limit`
-    /// per call; returns how many were dropped. The floor moves up with them.
-    pub fn compact(&self, txn: &mut RwTxn, through: u64, limit: usize) -> Result<usize> {
+    /// per call, except those `keep` names; returns how many it went over (kept ones too). The floor moves
+    /// up with them; a kept entry stays below it, so that a node joining later (whose first
+    /// pull starts at 0) still learns of it.
+    pub fn compact(
+        &self,
+        txn: &mut RwTxn,
+        through: u64,
+        limit: usize,
+        keep: &dyn Fn(&RoTxn, u64, &WalEntry) -> Result<bool>,
+    ) -> Result<usize> {
         // PA
         let through = through.min(self.last_seq(txn)?);
         let old = self.floor(txn)?;
@@ -124,21 +135,38 @@ impl DeletionWal {
             std::ops::Bound::Included(&start[..]),
             std::ops::Bound::Included(&end[..]),
         );
-        let keys: Vec<Vec<u8>> = self
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = self
             .0
             .range(txn, &range)?
             .take(limit)
-            .map(|item| item.map(|(k, _)| k.to_vec()))
+            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
             .collect::<std::result::Result<_, _>>()?;
-        let reached = match keys.len() < limit {
+        let reached = match entries.len() < limit {
             true => through,
-            false => keys.last().map_or(old, |k| seq_of(k)),
+            false => entries.last().map_or(old, |(k, _)| seq_of(k)),
         };
-        for k in &keys {
-            self.0.delete(txn, k)?;
+        for (k, v) in &entries {
+            // An entry that does not decode is dropped with the rest: keeping it would help
+            // no one, since no node can apply it.
+            let kept = match codec::decode::<WalEntry>("deletion wal", WAL_TAG, v) {
+                Ok(e) => keep(txn, seq_of(k), &e)?,
+                Err(_) => false,
+            };
+            if !kept {
+                self.0.delete(txn, k)?;
+            }
         }
         self.0.put(txn, &FLOOR_KEY, &reached.to_be_bytes())?;
-        Ok(keys.len())
+        Ok(entries.len())
+    }
+
+    /// Drops one entry (a kept condemnation whose chunk is settled).
+    pub fn delete(&self, txn: &mut RwTxn, seq: u64) -> Result<()> {
+        // PA
+        if seq > 0 {
+            self.0.delete(txn, &seq.to_be_bytes())?;
+        }
+        Ok(())
     }
 
     /// Entries with sequence > `after`, at most `limit`.

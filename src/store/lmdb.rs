@@ -7,7 +7,7 @@ use heed::{CommitOrAbort, EnvOpenOptions, WithoutTls};
 use crate::error::{Error, Result};
 use crate::store::{
     blob_log::BlobLog, blob_store::BlobStore, chunk_index::ChunkIndex, cluster_state::ClusterState,
-    deletion_wal::DeletionWal, key_index::KeyIndex, key_to_hash::KeyToHash,
+    condemned::Condemned, deletion_wal::DeletionWal, key_index::KeyIndex, key_to_hash::KeyToHash,
     local_sealed_slice_store::LocalSealedSliceStore, meta::Meta, parent_child::ParentChild,
     removed::Removed, version_index::VersionIndex, Db,
 };
@@ -66,6 +66,8 @@ pub struct Lmdb {
     pub blob_log: BlobLog,
     /// Cluster membership and cursors.
     pub cluster: ClusterState,
+    /// Condemned chunk sealings (in the `cluster` database).
+    pub condemned: Condemned,
 }
 
 impl Lmdb {
@@ -159,6 +161,7 @@ impl Lmdb {
             deletion_wal: DeletionWal(deletion_wal),
             blob_log: BlobLog(blob_log),
             cluster: ClusterState(cluster),
+            condemned: Condemned(cluster),
         })
     }
 

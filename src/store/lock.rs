@@ -20,14 +20,7 @@ impl GcLock {
     /// `on_wait` is called once if the lock is busy, so callers can say why they wait.
     pub fn acquire(store: &Path, exclusive: bool, on_wait: &dyn Fn()) -> Result<Self> {
         // PA
-        let path = store.join("gc.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let (path, file) = open(store)?;
         let (try_op, op) = if exclusive {
             (
                 FlockOperation::NonBlockingLockExclusive,
@@ -46,4 +39,28 @@ impl GcLock {
         }
         Ok(GcLock { _file: file })
     }
+
+    /// Takes the lock exclusive if no one holds it; `None` when busy. How a cluster node
+    /// frees condemned chunks without waiting on a long put.
+    pub fn try_exclusive(store: &Path) -> Result<Option<Self>> {
+        // PA
+        let (_, file) = open(store)?;
+        Ok(flock(&file, FlockOperation::NonBlockingLockExclusive)
+            .ok()
+            .map(|_| GcLock { _file: file }))
+    }
+}
+
+/// Opens (creating it if needed) the store's lock file.
+fn open(store: &Path) -> Result<(std::path::PathBuf, File)> {
+    // A
+    let path = store.join("gc.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    Ok((path, file))
 }

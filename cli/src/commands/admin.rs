@@ -203,7 +203,7 @@ pub fn gc(g: &Global) -> Result<i32> {
             "chunks_freed": r.chunks_freed,
             "slices_freed": r.slices_freed,
             "bytes_freed": r.bytes_freed,
-            "chunks_kept_for_cluster": r.chunks_kept_for_cluster,
+            "chunks_condemned": r.chunks_condemned,
         }));
     } else if !g.quiet {
         println!(
@@ -213,10 +213,10 @@ pub fn gc(g: &Global) -> Result<i32> {
             r.slices_freed,
             human_bytes(r.bytes_freed)
         );
-        if r.chunks_kept_for_cluster > 0 {
+        if r.chunks_condemned > 0 {
             println!(
-                "kept {} unreferenced chunk(s): in a cluster they are freed once every node has applied the removal (not built yet)",
-                r.chunks_kept_for_cluster
+                "condemned {} unreferenced chunk(s): every node frees its slices of them once all members have applied that (the nodes must be running)",
+                r.chunks_condemned
             );
         }
     }

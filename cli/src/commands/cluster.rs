@@ -108,6 +108,8 @@ pub fn status(g: &Global) -> Result<i32> {
             "replication_bytes": s.replication_bytes,
             "placement": s.placement,
             "repair_chunks_checked": s.repair_chunks_checked,
+            "condemned_chunks": s.condemned_chunks,
+            "freed_chunks": s.freed_chunks,
         }));
         return Ok(0);
     }

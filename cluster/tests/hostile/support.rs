@@ -250,5 +250,6 @@ pub fn captured_put(f: &Fixture) -> Request {
         chunk,
         record,
         slices,
+        condemned: false,
     }
 }
