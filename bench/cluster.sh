@@ -12,33 +12,10 @@ src=$work/rustlib.tar
 input=${1:-$work/cluster-input.bin}
 [ -f "$input" ] || head -c $((512 << 20)) "$src" >"$input"
 size=$(stat -c %s "$input")
-cw=$work/cluster
-export OURO_IDENTITY=$cw/id.txt
-pids=()
-stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
-trap stop_all EXIT
-now() { date +%s.%N; }
-secs() { echo "$2 - $1" | bc -l | xargs printf '%.3f'; }
+source "$root/bench/cluster_nodes.sh"
 mbps() { echo "$size / $1 / 1000000" | bc -l | xargs printf '%.0f'; }
 # timed LABEL CMD...: seconds of one run, after the disk settles
 timed() { sync; sleep 2; local t0 t1; t0=$(now); "${@:2}" >/dev/null; t1=$(now); secs "$t0" "$t1"; }
-
-alive() { "$ouro" --store "$1" --json cluster status 2>/dev/null | grep -c '"state": "alive"' || true; }
-# cluster N: starts N nodes under $cw/nN, ports 27001..
-cluster() {
-  local n=$1 i tok
-  stop_all
-  rm -rf "$cw"; mkdir -p "$cw"
-  "$ouro" --store "$cw/n1" init -q
-  "$ouro" --store "$cw/n1" cluster init -q
-  "$ouro" --store "$cw/n1" node run --listen 127.0.0.1:27001 2>"$cw/n1.log" & pids+=($!)
-  until [ "$(alive "$cw/n1")" -ge 1 ]; do sleep 0.2; done
-  for i in $(seq 2 "$n"); do
-    tok=$("$ouro" --store "$cw/n1" cluster invite -q | tail -1)
-    "$ouro" --store "$cw/n$i" node run --listen "127.0.0.1:2700$i" --join "$tok" 2>"$cw/n$i.log" & pids+=($!)
-  done
-  until [ "$(alive "$cw/n1")" -ge "$n" ] && [ "$(alive "$cw/n$n")" -ge "$n" ]; do sleep 0.3; done
-}
 
 declare -A put get_w get_o
 # embedded store
