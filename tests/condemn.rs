@@ -5,11 +5,14 @@
 mod common;
 
 use std::io::Read;
+use std::time::Duration;
 
 use common::random_bytes;
 use ouroboros_db::progress::NoProgress;
 use ouroboros_db::store::deletion_wal::{Deletion, WalEntry};
 use ouroboros_db::{sealing_id, Cas, CreateOptions, Error, Identity, PutOptions};
+
+const DAY: Duration = Duration::from_secs(86_400);
 
 /// Two stores as two nodes of one cluster would have them.
 fn pair() -> (tempfile::TempDir, Cas, Cas) {
@@ -79,7 +82,7 @@ fn gc_on_a_cluster_store_condemns_and_a_put_of_that_content_seals_it_again() {
     let record = a.chunk_record(&id).unwrap().unwrap();
     assert_ne!(sealing_id(&record), sealing_id(&old_record));
     // Freeing now drops the mark (that sealing is gone here) and keeps the new one.
-    let freed = a.free_condemned(u64::MAX).unwrap().unwrap();
+    let freed = a.free_condemned(u64::MAX, DAY).unwrap().unwrap();
     assert_eq!(
         (freed.chunks_freed, freed.marks_dropped),
         (0, 1),
@@ -119,21 +122,34 @@ fn condemnations_travel_and_each_node_frees_its_own_slices() {
         .iter()
         .any(|e| matches!(e.deletion, Deletion::Condemned { .. })));
     // b has not released the removed version yet: freeing keeps the chunk.
-    let kept = b.free_condemned(u64::MAX).unwrap().unwrap();
+    let kept = b.free_condemned(u64::MAX, DAY).unwrap().unwrap();
     assert_eq!(kept.still_used, 1, "{kept:?}");
     // A cursor that does not cover b's entry frees nothing.
     b.release_removed(&NoProgress).unwrap();
-    let none = b.free_condemned(0).unwrap().unwrap();
+    let none = b.free_condemned(0, DAY).unwrap().unwrap();
     assert_eq!(none.chunks_freed, 0);
+    let gone_rec = recs.iter().find(|r| r.blob.key == "gone").unwrap();
+    let (gone_id, gone_record) = gone_rec.chunks[0].clone();
+    let all: Vec<u8> = (0..gone_record.slices.len() as u8).collect();
+    let late = a.local_slices(&gone_id, &all).unwrap();
     for cas in [&a, &b] {
         let before = cas.stats().unwrap().chunks;
-        let freed = cas.free_condemned(u64::MAX).unwrap().unwrap();
+        let freed = cas.free_condemned(u64::MAX, DAY).unwrap().unwrap();
         assert_eq!(freed.chunks_freed, 1, "{freed:?}");
         assert!(freed.bytes_freed > 0);
         assert_eq!(cas.stats().unwrap().chunks, before - 1);
         assert_eq!(cas.condemned_count().unwrap(), 0);
         assert_eq!(get(cas, "kept"), keep);
     }
+    // A late hand-off of the freed sealing, without its mark, arrives condemned: a put of
+    // that content seals it again rather than deduplicating against it.
+    assert!(b
+        .accept_slices(&gone_id, &gone_record, false, &late)
+        .unwrap()
+        .is_none());
+    let again = b.put("again", &data[..], &PutOptions::default()).unwrap();
+    assert_eq!(again.new_chunks, 1);
+    assert_eq!(get(&b, "again"), data);
 }
 
 #[test]
@@ -162,7 +178,13 @@ fn compaction_keeps_a_pending_condemnation_for_nodes_that_join_later() {
     let (_, next) = a.deletions_since(last, 10).unwrap();
     assert_eq!(next, last + 1);
     // Once freed, the kept entry goes too.
-    assert_eq!(a.free_condemned(u64::MAX).unwrap().unwrap().chunks_freed, 1);
+    assert_eq!(
+        a.free_condemned(u64::MAX, DAY)
+            .unwrap()
+            .unwrap()
+            .chunks_freed,
+        1
+    );
     let (entries, _) = a.deletions_since(0, 10).unwrap();
     assert!(entries
         .iter()
@@ -280,4 +302,48 @@ fn merge_and_copy_of_a_version_whose_chunk_is_condemned_seal_it_again() {
     assert_eq!(heads.len(), 1);
     assert_eq!(heads[0].hash, merged);
     assert_eq!(get(&a, &format!("k@{}", v2.hash)), two);
+}
+
+#[test]
+fn concurrent_releases_take_each_removed_version_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Cas::create(dir.path(), &CreateOptions::default(), &Identity::generate()).unwrap();
+    // Two versions of each key share their chunk; the older one is removed.
+    let mut keep = Vec::new();
+    for i in 0..300u64 {
+        let data = random_bytes(2000, 100 + i);
+        let k = format!("k{i}");
+        let v1 = a.put(&k, &data[..], &PutOptions::default()).unwrap();
+        a.put(&k, &data[..], &PutOptions::default()).unwrap();
+        a.remove(&format!("{k}@{}", v1.hash)).unwrap();
+        keep.push((k, data));
+    }
+    std::thread::scope(|s| {
+        let one = s.spawn(|| a.release_removed(&NoProgress).unwrap());
+        let two = s.spawn(|| a.release_removed(&NoProgress).unwrap());
+        one.join().unwrap();
+        two.join().unwrap();
+    });
+    let gc = a.gc(&NoProgress).unwrap();
+    assert_eq!(gc.chunks_freed, 0, "every chunk is still used: {gc:?}");
+    for (k, data) in keep {
+        assert_eq!(get(&a, &k), data, "{k}");
+    }
+}
+
+#[test]
+fn a_version_committed_after_a_key_removal_is_dated_after_it_on_every_node() {
+    let (_d, a, b) = pair();
+    a.put("k", &b"one"[..], &PutOptions::default()).unwrap();
+    a.remove("k").unwrap();
+    // A put whose time was taken before the removal (a long put, a clock behind).
+    let early = PutOptions {
+        created: Some(1),
+        ..Default::default()
+    };
+    let v = a.put("k", &b"two"[..], &early).unwrap();
+    sync(&a, &b);
+    // Both keep it live: their counts agree, so gc on either cannot free its chunk.
+    assert_eq!(get(&a, "k"), b"two");
+    assert_eq!(b.heads("k").unwrap()[0].hash, v.hash);
 }

@@ -132,7 +132,9 @@ impl WalState {
 pub(crate) fn check_cursor(node: &Node, blobs: u64, cursor: u64) -> Result<()> {
     // PA
     let floor = node.wal.floor();
-    if (cursor > 0 || blobs > 0) && cursor < floor {
+    // A cursor at a condemnation kept below the floor came from a page that ended there.
+    let kept = || node.cas.holds_deletion(cursor).unwrap_or(false);
+    if (cursor > 0 || blobs > 0) && cursor < floor && !kept() {
         return Err(ClusterError::Protocol(format!(
             "this node's deletion log was compacted past your cursor ({cursor} < {floor}): you were away longer than the tombstone horizon; wipe this node's store and rejoin with a new token"
         )));
@@ -224,12 +226,13 @@ async fn free_once(node: &Arc<Node>, round: &mut Option<Round>) -> Result<()> {
         return Ok(());
     }
     let through = r.through;
+    let horizon = node.wal.horizon;
     let cas = Arc::clone(&node.cas);
     let report = blocking(move || {
         // Counts must say how many live versions use a chunk here: removed versions let go
         // of their chunks first (gc's first step, without the gc lock: it frees nothing).
         cas.release_removed(&ouroboros_db::progress::NoProgress)?;
-        Ok(cas.free_condemned(through)?)
+        Ok(cas.free_condemned(through, horizon)?)
     })
     .await?;
     // A put holds the gc lock: the round stays, and the next tick tries again.

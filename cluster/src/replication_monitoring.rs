@@ -295,8 +295,8 @@ async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]
     let k = node.cas.config().k as usize;
     let n = k + node.cas.config().m as usize;
     let cas = Arc::clone(&node.cas);
-    let record = blocking(move || {
-        cas.chunk_record(&chunk)?
+    let (record, condemned) = blocking(move || {
+        cas.chunk_record_marked(&chunk)?
             .ok_or_else(|| ouroboros_db::Error::NotFound(format!("chunk {}", chunk.short())))
             .map_err(Into::into)
     })
@@ -330,7 +330,8 @@ async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]
     got.retain(|(i, _)| lacking.contains(i));
     let cas = Arc::clone(&node.cas);
     blocking(move || {
-        cas.accept_slices(&chunk, &record, false, &got)?;
+        // With its mark: if this node freed the sealing meanwhile, it comes back condemned.
+        cas.accept_slices(&chunk, &record, condemned, &got)?;
         Ok(())
     })
     .await?;

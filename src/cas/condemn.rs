@@ -110,7 +110,7 @@ impl Cas {
             .any(|m| m.sealing == *sealing && m.seq == seq))
     }
 
-    /// Number of condemned sealings marked here (for `cluster status`).
+    /// Number of condemned sealings marked here and not yet freed (for `cluster status`).
     pub fn condemned_count(&self) -> Result<u64> {
         // A
         let txn = self.lmdb.read()?;
@@ -122,7 +122,10 @@ impl Cas {
                 return Ok(n);
             };
             after = Some(*last);
-            n += page.iter().map(|(_, m)| m.len() as u64).sum::<u64>();
+            n += page
+                .iter()
+                .map(|(_, m)| m.iter().filter(|c| c.seq != 0).count() as u64)
+                .sum::<u64>();
         }
     }
 
@@ -140,8 +143,8 @@ impl Cas {
                 return Ok(released);
             }
             let mut txn = self.lmdb.write()?;
-            for (hash, removal) in pending {
-                self.release_in(&mut txn, hash, removal)?;
+            for (hash, _) in pending {
+                self.release_in(&mut txn, hash)?;
                 released += 1;
                 progress.advance(1);
             }
@@ -149,8 +152,17 @@ impl Cas {
         }
     }
 
-    fn release_in(&self, txn: &mut RwTxn, hash: Hash, removal: Removal) -> Result<()> {
+    fn release_in(&self, txn: &mut RwTxn, hash: Hash) -> Result<()> {
         // PA
+        // Read again in this transaction: the page was read before it, and another release
+        // (gc, or a node's freeing round) may have done this one meanwhile. Releasing twice
+        // would take a live version's references.
+        let Some(removal) = self.lmdb.removed.get(txn, &hash)? else {
+            return Ok(());
+        };
+        if removal.released && !removal.whole_key {
+            return Ok(());
+        }
         // A damaged blob record cannot say which chunks it held: keep its chunks (a leak,
         // never a wrong free) and let verify report it.
         let blob = match self.lmdb.blobs.get(txn, &hash) {
@@ -196,10 +208,17 @@ impl Cas {
     /// Frees the condemned sealings whose entry in this node's DeletionWAL is at most
     /// `through`: the caller has checked that every member acknowledged them and that it
     /// pulled every member's versions afterwards. A sealing still used by a live version
-    /// here is kept; a mark for a sealing this node does not hold is dropped. Takes the gc
+    /// here is kept. A mark stays, as `freed` (sequence 0), for `remember` (the tombstone
+    /// horizon) after its sealing is gone here: a late copy of the record (a hand-off or
+    /// repair under way, a member back from far away) then arrives condemned, never as a
+    /// sealing puts could deduplicate against. Takes the gc
     /// lock, so no put here is between deduplicating and committing; `None` when a put
     /// holds it (try again later).
-    pub fn free_condemned(&self, through: u64) -> Result<Option<FreeReport>> {
+    pub fn free_condemned(
+        &self,
+        through: u64,
+        remember: std::time::Duration,
+    ) -> Result<Option<FreeReport>> {
         // PA
         let Some(_lock) = crate::store::lock::GcLock::try_exclusive(self.path())? else {
             return Ok(None);
@@ -214,6 +233,8 @@ impl Cas {
             after = Some(*last);
             let mut txn = self.lmdb.write()?;
             let floor = self.lmdb.deletion_wal.floor(&txn)?;
+            let now = now_nanos();
+            let forget = i64::try_from(remember.as_nanos()).unwrap_or(i64::MAX);
             for (id, _) in page {
                 // Re-read inside the write transaction: a put may have changed them.
                 let marks = self.lmdb.condemned.get(&txn, &id)?;
@@ -235,9 +256,20 @@ impl Cas {
                         self.lmdb.chunks.delete(&mut txn, &id)?;
                         report.chunks_freed += 1;
                         report.bytes_freed += bytes;
+                    } else if m.seq == 0 {
+                        // Freed here before: remembered until the horizon.
+                        if now.saturating_sub(m.time) <= forget {
+                            kept.push(m);
+                        }
+                        continue;
                     } else {
                         report.marks_dropped += 1;
                     }
+                    kept.push(Condemnation {
+                        sealing: m.sealing,
+                        seq: 0,
+                        time: now,
+                    });
                     // Compaction kept the entry while the mark stood; it goes with it.
                     if m.seq <= floor {
                         self.lmdb.deletion_wal.delete(&mut txn, m.seq)?;

@@ -553,6 +553,17 @@ impl Cas {
         created: i64,
     ) -> Result<Hash> {
         // PA
+        // In a cluster, a version committed after the key's removal counts as newer than it,
+        // even when its time was taken before (a long put, the same version put again) or by
+        // a clock behind the removing node's: every node that imports it must keep it live,
+        // as this one does, or their counts differ and gc could free chunks it uses.
+        let deleted = self.lmdb.versions.get(txn, key)?.and_then(|s| s.deleted);
+        let created = match deleted {
+            Some(t) if created <= t && self.lmdb.cluster.get(txn, b"info")?.is_some() => {
+                t.saturating_add(1)
+            }
+            _ => created,
+        };
         let blob = Blob {
             key: key.to_string(),
             kind: BlobKind::for_parents(parents.len()),

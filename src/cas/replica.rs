@@ -104,8 +104,26 @@ impl Cas {
         // A
         let txn = self.lmdb.read()?;
         let entries = self.lmdb.deletion_wal.since(&txn, after, limit)?;
-        let last = entries.last().map_or(after, |(s, _)| *s);
+        let mut last = entries.last().map_or(after, |(s, _)| *s);
+        // The page ended at a condemnation kept below the floor (or at nothing): the next
+        // cursor is the floor, since everything between was compacted.
+        if entries.len() < limit {
+            last = last.max(self.lmdb.deletion_wal.floor(&txn)?);
+        }
         Ok((entries.into_iter().map(|(_, e)| e).collect(), last))
+    }
+
+    /// True when DeletionWAL entry `seq` is held (a condemnation compaction kept below the
+    /// floor is a valid place for a peer's cursor).
+    pub fn holds_deletion(&self, seq: u64) -> Result<bool> {
+        // A
+        let txn = self.lmdb.read()?;
+        Ok(self
+            .lmdb
+            .deletion_wal
+            .since(&txn, seq.saturating_sub(1), 1)?
+            .first()
+            .is_some_and(|(s, _)| *s == seq))
     }
 
     /// DeletionWAL entries held and the compaction floor (the last sequence dropped because

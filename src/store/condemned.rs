@@ -22,7 +22,8 @@ pub struct Condemnation {
     /// BLAKE3 of the condemned chunk record's canonical encoding (`sealing_id`).
     pub sealing: Hash,
     /// Sequence of this node's DeletionWAL entry that announced it: freeing waits until
-    /// every member's cursor covers it.
+    /// every member's cursor covers it. 0 once freed here (the mark is then remembered
+    /// until the tombstone horizon).
     pub seq: u64,
     /// When this node marked it (ns).
     pub time: i64,
