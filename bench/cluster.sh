@@ -5,13 +5,6 @@
 # A cluster put returns once every slice is on the node placement names (the node's Flush);
 # gets run on the node that wrote (remote slices through its node) and on another node.
 source "$(dirname "$0")/common.sh"
-need bc:bc
-build_ouro
-src=$work/rustlib.tar
-[ -f "$src" ] || tar cf "$src" -C "$(rustc --print sysroot)" lib
-input=${1:-$work/cluster-input.bin}
-[ -f "$input" ] || head -c $((512 << 20)) "$src" >"$input"
-size=$(stat -c %s "$input")
 source "$root/bench/cluster_nodes.sh"
 mbps() { echo "$size / $1 / 1000000" | bc -l | xargs printf '%.0f'; }
 # timed LABEL CMD...: seconds of one run, after the disk settles

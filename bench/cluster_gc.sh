@@ -5,13 +5,6 @@
 # before and after. Writes bench/CLUSTER_GC_RESULTS.md.
 #   bench/cluster_gc.sh [FILE]   FILE defaults to the input of bench/cluster.sh
 source "$(dirname "$0")/common.sh"
-need bc:bc
-build_ouro
-src=$work/rustlib.tar
-[ -f "$src" ] || tar cf "$src" -C "$(rustc --print sysroot)" lib
-input=${1:-$work/cluster-input.bin}
-[ -f "$input" ] || head -c $((512 << 20)) "$src" >"$input"
-size=$(stat -c %s "$input")
 cw=$work/cluster-gc
 source "$root/bench/cluster_nodes.sh"
 n=3

@@ -1,4 +1,12 @@
-# Shared by the cluster bench scripts (sourced after common.sh): a loopback cluster of N nodes.
+# Shared by the cluster bench scripts (sourced after common.sh, with the script's arguments):
+# the ouro build, the input (FILE or the first 512 MiB of compare.sh's tar), a loopback cluster of N nodes.
+need bc:bc
+build_ouro
+src=$work/rustlib.tar
+[ -f "$src" ] || tar cf "$src" -C "$(rustc --print sysroot)" lib
+input=${1:-$work/cluster-input.bin}
+[ -f "$input" ] || head -c $((512 << 20)) "$src" >"$input"
+size=$(stat -c %s "$input")
 cw=${cw:-$work/cluster}
 export OURO_IDENTITY=$cw/id.txt
 pids=()

@@ -113,20 +113,7 @@ impl Cas {
     /// Number of condemned sealings marked here and not yet freed (for `cluster status`).
     pub fn condemned_count(&self) -> Result<u64> {
         // A
-        let txn = self.lmdb.read()?;
-        let mut n = 0;
-        let mut after = None;
-        loop {
-            let page = self.lmdb.condemned.page(&txn, after, 1024)?;
-            let Some((last, _)) = page.last() else {
-                return Ok(n);
-            };
-            after = Some(*last);
-            n += page
-                .iter()
-                .map(|(_, m)| m.iter().filter(|c| c.seq != 0).count() as u64)
-                .sum::<u64>();
-        }
+        self.lmdb.condemned.pending(&self.lmdb.read()?)
     }
 
     /// Releases the chunk references of removed versions (gc's first step): counts then say

@@ -15,6 +15,8 @@ use crate::store::{Db, RoTxn, RwTxn};
 /// Type tag of a list of condemnations.
 pub const CONDEMNED_TAG: u8 = b'X';
 const PREFIX: &[u8] = b"dying/";
+/// Key of the count of marks not yet freed (outside `PREFIX`).
+const PENDING: &[u8] = b"dying#";
 
 /// One condemned sealing of a chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,9 +50,26 @@ impl Condemned {
         }
     }
 
+    /// Number of marks not yet freed, kept as a counter so that nodes need not scan the
+    /// marks (freed ones stay until the horizon) to know whether there is work.
+    pub fn pending(&self, txn: &RoTxn) -> Result<u64> {
+        // A
+        Ok(match self.0.get(txn, PENDING)? {
+            Some(b) => u64::from_le_bytes(
+                b.try_into()
+                    .map_err(|_| Error::malformed("condemnation count", "not 8 bytes"))?,
+            ),
+            None => 0,
+        })
+    }
+
     /// Replaces the marks of chunk `id` (none deletes them).
     pub fn put(&self, txn: &mut RwTxn, id: &Hash, marks: &[Condemnation]) -> Result<()> {
         // PA
+        let open = |m: &[Condemnation]| m.iter().filter(|c| c.seq != 0).count() as u64;
+        let was = open(&self.get(txn, id)?);
+        let now = (self.pending(txn)? + open(marks)).saturating_sub(was);
+        self.0.put(txn, PENDING, &now.to_le_bytes())?;
         if marks.is_empty() {
             self.0.delete(txn, &key(id))?;
             return Ok(());
