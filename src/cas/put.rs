@@ -416,12 +416,15 @@ impl Cas {
                         arrived.insert(chunk.id);
                         // A chunk stored meanwhile (another process, the same chunk twice in a
                         // batch) is kept: its record references its slices, new ones would leak.
-                        if self.dedupable(t, &chunk.id)? {
-                            continue;
+                        if self.lmdb.chunks.contains(t, &chunk.id)? {
+                            if self.dedupable(t, &chunk.id)? {
+                                continue;
+                            }
+                            // A condemned sealing is replaced: this one is live and wins on
+                            // every node (src/cas/sealing.rs), and versions using the chunk
+                            // read it.
+                            self.lmdb.slices.delete_chunk(t, &chunk.id)?;
                         }
-                        // A condemned sealing is replaced: this one is live and wins on every
-                        // node (src/cas/sealing.rs), and versions using the chunk read it.
-                        self.lmdb.slices.delete_chunk(t, &chunk.id)?;
                         router.store_chunk(t, &chunk)?;
                         let n: usize = chunk.slices.iter().map(|(_, b)| b.len()).sum();
                         bytes += n;
@@ -557,8 +560,8 @@ impl Cas {
         // even when its time was taken before (a long put, the same version put again) or by
         // a clock behind the removing node's: every node that imports it must keep it live,
         // as this one does, or their counts differ and gc could free chunks it uses.
-        let deleted = self.lmdb.versions.get(txn, key)?.and_then(|s| s.deleted);
-        let created = match deleted {
+        let mut state = self.lmdb.versions.get(txn, key)?.unwrap_or_default();
+        let created = match state.deleted {
             Some(t) if created <= t && self.lmdb.cluster.get(txn, b"info")?.is_some() => {
                 t.saturating_add(1)
             }
@@ -612,7 +615,6 @@ impl Cas {
             }
             self.lmdb.blob_log.append(txn, &hash)?;
         }
-        let mut state = self.lmdb.versions.get(txn, key)?.unwrap_or_default();
         state.heads.retain(|h| !blob.parents.contains(h));
         state.heads.push(hash);
         self.lmdb.versions.put(
