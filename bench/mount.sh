@@ -117,7 +117,7 @@ mbs() { echo "$size / $1 / 1000000" | bc; }
   echo "| random 4 KiB reads per second: first open of the file, 5 s / a later open, 10 s | $rand_first / $rand_later | $rand_restic (10 s) | >= 5,000 |"
   echo "| peak memory of the mount process (MB): anonymous / VmHWM incl. mapped store pages | $anon / $mem | - / $r_mem | <= 128 |"
   echo
-  echo "Random reads: a file is first opened with direct I/O, so every read reaches ouro, which keeps the last 32 MiB of decoded chunks; a read elsewhere costs a chunk decode (~2-4 ms). Once a file was read at scattered offsets, its later opens go through the page cache, and each decoded chunk is handed to it whole (FUSE notify_store): later reads anywhere in that chunk never reach ouro."
+  echo "Random reads: a file is first opened with direct I/O, so every read reaches ouro, which keeps the last 32 MiB of decoded chunks in memory and, for reads at scattered offsets, up to 1 GiB more in an unlinked file in STORE/cache (a read there is one pread); the first read in a chunk costs a chunk decode (~2-4 ms), so the rate climbs as the file's chunks are visited. Once a file was read at scattered offsets, its later opens go through the page cache, and each decoded chunk is handed to it whole (FUSE notify_store): later reads anywhere in that chunk never reach ouro."
   echo
   echo "Sequential read through the mount: $(echo "scale=2; $get_s / $seq_s" | bc)x the throughput of \`ouro get\`; $(echo "scale=2; $r_seq / $seq_s" | bc)x restic mount's."
 } | tee bench/MOUNT_RESULTS.md

@@ -9,6 +9,8 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 
 use ouroboros_db::{Blob, Cas, ChunkReader, Error, Hash, Result};
 
+use crate::disk_cache::DiskCache;
+
 /// Chunks decoded ahead of a sequential reader.
 const READ_AHEAD: usize = 8;
 /// How far from the end of the previous read a read still counts as sequential.
@@ -126,12 +128,20 @@ pub struct ChunkCache {
     in_flight: Mutex<HashMap<Hash, Arc<Flight>>>,
     prefetch: Mutex<Option<SyncSender<Ahead>>>,
     sink: PushSink,
+    /// Chunks decoded for reads at scattered offsets, on disk (None: none could be made).
+    disk: Option<DiskCache>,
 }
 
 impl ChunkCache {
-    /// A cache holding at most `limit` bytes of plaintext; decoded chunks of open files are
-    /// also handed to `sink`, once per open file.
-    pub fn new(cas: Arc<Cas>, limit: usize, sink: PushSink) -> Arc<Self> {
+    /// A cache holding at most `limit` bytes of plaintext in memory (and, for reads at
+    /// scattered offsets, more in `disk`); decoded chunks of open files are also handed to
+    /// `sink`, once per open file.
+    pub fn new(
+        cas: Arc<Cas>,
+        limit: usize,
+        sink: PushSink,
+        disk: Option<DiskCache>,
+    ) -> Arc<Self> {
         // A
         let cache = Arc::new(ChunkCache {
             cas,
@@ -145,6 +155,7 @@ impl ChunkCache {
             in_flight: Mutex::new(HashMap::new()),
             prefetch: Mutex::new(None),
             sink,
+            disk,
         });
         let (tx, rx) = sync_channel::<Ahead>(4 * READ_AHEAD);
         let rx = Arc::new(Mutex::new(rx));
@@ -276,8 +287,11 @@ impl ChunkCache {
         let mut at = offset;
         // The kernel's read-ahead requests arrive on several threads, a little out of order:
         // a read close after the previous one counts as sequential.
+        // Once a file is read at random, only a read right where the previous one ended
+        // counts: a random read that lands near the last one must not start decoding ahead.
         let prev = blob.next.load(Ordering::Relaxed);
-        let sequential = offset.abs_diff(prev) <= NEAR;
+        let near = if blob.read_at_random() { 0 } else { NEAR };
+        let sequential = offset.abs_diff(prev) <= near;
         if !sequential {
             blob.scattered.fetch_add(1, Ordering::Relaxed);
         }
@@ -288,22 +302,44 @@ impl ChunkCache {
         let mut single = None;
         while ((at - offset) as usize) < size {
             let Some(i) = blob.chunk_at(at) else { break };
-            let data = self.chunk(&blob.blob.chunks[i].id)?;
+            let id = blob.blob.chunks[i].id;
             let within = (at - blob.starts[i]) as usize;
-            let take = (size - (at - offset) as usize).min(data.len() - within);
+            let data = match self.lookup(&id) {
+                Some(data) => data,
+                None => {
+                    // From the disk cache when a read at a scattered offset decoded the chunk
+                    // before (a pread instead of a decode).
+                    let wanted = size - (at - offset) as usize;
+                    if let Some(part) = self.disk.as_ref().and_then(|d| d.read(&id, within, wanted)) {
+                        let len = part.len();
+                        let part = Arc::new(part);
+                        Self::gather(&mut single, &mut out, at == offset, size, part, 0..len);
+                        at += len as u64;
+                        continue;
+                    }
+                    let data = self.chunk(&id)?;
+                    // Streams are not kept on disk: that would write the whole file out.
+                    if let (Some(disk), false) = (&self.disk, sequential) {
+                        disk.insert(id, &data);
+                    }
+                    data
+                }
+            };
+            let take = (size - (at - offset) as usize).min(data.len().saturating_sub(within));
+            if take == 0 {
+                break;
+            }
             if !sequential && blob.cached {
                 self.push(ino, blob, i, Arc::clone(&data));
             }
-            // Most reads lie within one chunk: they are answered from it, not from a copy.
-            match single.take() {
-                None if at == offset => single = Some((data, within..within + take)),
-                None => out.extend_from_slice(&data[within..within + take]),
-                Some((first, range)) => {
-                    out.reserve(size);
-                    out.extend_from_slice(&first[range]);
-                    out.extend_from_slice(&data[within..within + take]);
-                }
-            }
+            Self::gather(
+                &mut single,
+                &mut out,
+                at == offset,
+                size,
+                data,
+                within..within + take,
+            );
             at += take as u64;
         }
         blob.next.store(at, Ordering::Relaxed);
@@ -311,6 +347,28 @@ impl ChunkCache {
             Some((data, range)) => ReadData::Chunk(data, range),
             None => ReadData::Copied(out),
         })
+    }
+
+    /// Adds `range` of `data` to a read's answer. Most reads lie within one chunk: they are
+    /// answered from it (`single`), not from a copy; a read spanning chunks gathers in `out`.
+    fn gather(
+        single: &mut Option<(Arc<Vec<u8>>, std::ops::Range<usize>)>,
+        out: &mut Vec<u8>,
+        first: bool,
+        size: usize,
+        data: Arc<Vec<u8>>,
+        range: std::ops::Range<usize>,
+    ) {
+        // A
+        match single.take() {
+            None if first => *single = Some((data, range)),
+            None => out.extend_from_slice(data.get(range).unwrap_or_default()),
+            Some((head, head_range)) => {
+                out.reserve(size);
+                out.extend_from_slice(head.get(head_range).unwrap_or_default());
+                out.extend_from_slice(data.get(range).unwrap_or_default());
+            }
+        }
     }
 
     /// Queues the chunks after `current` for decoding, up to [`READ_AHEAD`] of them, each

@@ -13,6 +13,7 @@ use fuser::{Errno, FileHandle, FileType, INodeNo};
 use ouroboros_db::{Cas, Error, Hash};
 
 use crate::chunk_cache::{ChunkCache, OpenBlob};
+use crate::disk_cache::{DiskCache, DEFAULT_LIMIT};
 use crate::node::{join, Node, META_DIR};
 use crate::write_handle::WriteHandle;
 
@@ -50,6 +51,9 @@ pub struct MountOptions {
     pub read_only: bool,
     /// Bytes of decoded chunks kept in memory.
     pub cache_bytes: usize,
+    /// Most bytes of decoded chunks kept on disk for reads at scattered offsets (None: 1 GiB;
+    /// never more than a quarter of the free space; below 16 MiB none).
+    pub disk_cache_bytes: Option<u64>,
 }
 
 /// The store as a filesystem.
@@ -127,7 +131,12 @@ impl OuroFs {
             }
         });
         OuroFs {
-            cache: ChunkCache::new(Arc::clone(&cas), cache_bytes, pusher),
+            cache: ChunkCache::new(
+                Arc::clone(&cas),
+                cache_bytes,
+                pusher,
+                DiskCache::new(&tmp_dir, opts.disk_cache_bytes.unwrap_or(DEFAULT_LIMIT)),
+            ),
             cas,
             opts,
             nodes: Mutex::new(nodes),

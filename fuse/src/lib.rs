@@ -17,6 +17,7 @@
 //! ```
 
 pub mod chunk_cache;
+pub mod disk_cache;
 pub mod fs;
 pub mod fusermount;
 pub mod node;

@@ -79,7 +79,7 @@ fn serve(g: &Global, cas: Arc<ouroboros_db::Cas>, dir: &Path, read_only: bool) -
     let store = cas.path().display().to_string();
     let opts = ouro_fuse::MountOptions {
         read_only,
-        cache_bytes: 0,
+        ..Default::default()
     };
     let session = ouro_fuse::spawn(cas, dir, opts)
         .with_context(|| format!("mounting {store} at {}", dir.display()))?;
