@@ -304,26 +304,29 @@ impl ChunkCache {
             let Some(i) = blob.chunk_at(at) else { break };
             let id = blob.blob.chunks[i].id;
             let within = (at - blob.starts[i]) as usize;
-            let data = match self.lookup(&id) {
-                Some(data) => data,
-                None => {
-                    // From the disk cache when a read at a scattered offset decoded the chunk
-                    // before (a pread instead of a decode).
-                    let wanted = size - (at - offset) as usize;
-                    if let Some(part) = self.disk.as_ref().and_then(|d| d.read(&id, within, wanted)) {
-                        let len = part.len();
-                        let part = Arc::new(part);
-                        Self::gather(&mut single, &mut out, at == offset, size, part, 0..len);
-                        at += len as u64;
-                        continue;
-                    }
-                    let data = self.chunk(&id)?;
-                    // Streams are not kept on disk: that would write the whole file out.
-                    if let (Some(disk), false) = (&self.disk, sequential) {
-                        disk.insert(id, &data);
-                    }
-                    data
-                }
+            let disk = self.disk.as_ref();
+            // A file open through the page cache gets whole chunks, handed to the kernel
+            // below, so that later reads in them do not come here.
+            let push_whole = blob.cached && !sequential;
+            let data = if let Some(data) = self.lookup(&id) {
+                data
+            } else if let Some(whole) = disk
+                .filter(|_| push_whole)
+                .and_then(|d| d.read(&id, 0, usize::MAX))
+            {
+                Arc::new(whole)
+            } else if let Some(part) = disk
+                .filter(|_| !push_whole)
+                .and_then(|d| d.read(&id, within, size - (at - offset) as usize))
+            {
+                // A chunk that a read at a scattered offset decoded before: a pread, not a
+                // decode.
+                let len = part.len();
+                Self::gather(&mut single, &mut out, at == offset, size, Arc::new(part), 0..len);
+                at += len as u64;
+                continue;
+            } else {
+                self.decode_for(&id, sequential)?
             };
             let take = (size - (at - offset) as usize).min(data.len().saturating_sub(within));
             if take == 0 {
@@ -347,6 +350,17 @@ impl ChunkCache {
             Some((data, range)) => ReadData::Chunk(data, range),
             None => ReadData::Copied(out),
         })
+    }
+
+    /// Decodes a chunk a read needs; one decoded for a read at a scattered offset is kept on
+    /// disk too (streams are not: that would write the whole file out).
+    fn decode_for(&self, id: &Hash, sequential: bool) -> Result<Arc<Vec<u8>>> {
+        // A
+        let data = self.chunk(id)?;
+        if let (Some(disk), false) = (&self.disk, sequential) {
+            disk.insert(*id, &data);
+        }
+        Ok(data)
     }
 
     /// Adds `range` of `data` to a read's answer. Most reads lie within one chunk: they are

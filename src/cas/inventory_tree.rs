@@ -1,0 +1,169 @@
+//! SyncIndexTree over slice inventories: the same Merkle shape as the tree over live versions
+//! (`sync_tree.rs`: 256 digests per level by chunk id byte, leaves at 2 bytes), over entries
+//! `(chunk id, slice indexes)`. A node computes it two ways: over the slices it holds, and
+//! over the slices placement gives some node among the chunk records it knows. When a peer's
+//! "held" tree and this node's "placed for that peer" tree agree at the root, the peer holds
+//! exactly its share; where they differ, descending only into differing buckets finds the
+//! chunks it lacks or holds in excess, at a cost that follows the difference.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cas::sync_tree::LEAF_DEPTH;
+use crate::cas::Cas;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::route::hash_to_node::{self, NodeKey};
+
+/// Domain separation of inventory digests; a new tree shape gets a new string.
+const DOMAIN: &[u8] = b"ouro-slice-inventory-tree-v1";
+
+/// One chunk of an inventory: which of its slices are (or should be) on a node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InventoryEntry {
+    /// The chunk id.
+    pub chunk: Hash,
+    /// Slice indexes, ascending; never empty.
+    pub slices: Vec<u8>,
+}
+
+/// Whose inventory a tree is over.
+#[derive(Clone, Copy, Debug)]
+pub enum Inventory<'a> {
+    /// The slices this store holds.
+    Held,
+    /// The slices placement gives `node` among `nodes`, for every chunk record this store
+    /// knows (what that node should hold, as far as this store can tell).
+    Placed {
+        /// The node whose share it is.
+        node: NodeKey,
+        /// The nodes placement chooses among.
+        nodes: &'a [NodeKey],
+    },
+}
+
+impl Cas {
+    /// Calls `f` with every entry of `inventory` whose chunk id starts with `prefix`, in
+    /// chunk id order.
+    fn for_each_inventory(
+        &self,
+        prefix: &[u8],
+        inventory: Inventory<'_>,
+        mut f: impl FnMut(InventoryEntry),
+    ) -> Result<()> {
+        // A
+        let txn = self.lmdb.read()?;
+        let db = match inventory {
+            Inventory::Held => &self.lmdb.slices.locs,
+            Inventory::Placed { .. } => &self.lmdb.chunks.records,
+        };
+        // LMDB refuses an empty key, so the whole tree is a plain walk.
+        let walk: crate::store::KvIter<'_> = match prefix {
+            [] => Box::new(db.iter(&txn)?),
+            p => Box::new(db.prefix_iter(&txn, p)?),
+        };
+        let width = usize::from(self.config().k) + usize::from(self.config().m);
+        for item in walk {
+            let (k, _) = item?;
+            let chunk = Hash(
+                k.try_into()
+                    .map_err(|_| Error::malformed("chunk index", "key is not 32 bytes"))?,
+            );
+            let slices: Vec<u8> = match inventory {
+                Inventory::Held => self
+                    .lmdb
+                    .slices
+                    .bundle(&txn, &chunk)?
+                    .slices
+                    .iter()
+                    .map(|(i, _)| *i)
+                    .collect(),
+                Inventory::Placed { node, nodes } => hash_to_node::place(&chunk, nodes, width)
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n == node)
+                    .map(|(i, _)| i as u8)
+                    .collect(),
+            };
+            if !slices.is_empty() {
+                f(InventoryEntry { chunk, slices });
+            }
+        }
+        Ok(())
+    }
+
+    /// The 256 child digests of `inventory` under `prefix` (0 or 1 bytes): child `b` digests
+    /// the entries whose chunk id starts with `prefix ‖ b` (all zeros when there are none).
+    pub fn inventory_digests(&self, prefix: &[u8], inventory: Inventory<'_>) -> Result<Vec<Hash>> {
+        // A
+        if prefix.len() >= LEAF_DEPTH {
+            return Err(Error::InvalidArgument(format!(
+                "inventory tree digests exist above depth {LEAF_DEPTH}, not at {}",
+                prefix.len()
+            )));
+        }
+        let depth = prefix.len();
+        let mut hashers: Vec<Option<blake3::Hasher>> = (0..256).map(|_| None).collect();
+        self.for_each_inventory(prefix, inventory, |e| {
+            let x = hashers[usize::from(e.chunk.0[depth])].get_or_insert_with(|| {
+                let mut x = blake3::Hasher::new();
+                x.update(DOMAIN);
+                x
+            });
+            x.update(&e.chunk.0);
+            // At most 255 indexes exist, so the count fits one byte.
+            x.update(&[e.slices.len() as u8]);
+            x.update(&e.slices);
+        })?;
+        Ok(hashers
+            .into_iter()
+            .map(|x| x.map_or(Hash([0; 32]), |x| Hash(*x.finalize().as_bytes())))
+            .collect())
+    }
+
+    /// The entries of `inventory` in one leaf (a `LEAF_DEPTH`-byte chunk id prefix).
+    pub fn inventory_leaf(
+        &self,
+        prefix: &[u8],
+        inventory: Inventory<'_>,
+    ) -> Result<Vec<InventoryEntry>> {
+        // A
+        if prefix.len() != LEAF_DEPTH {
+            return Err(Error::InvalidArgument(format!(
+                "an inventory tree leaf is a {LEAF_DEPTH}-byte prefix"
+            )));
+        }
+        let mut out = Vec::new();
+        self.for_each_inventory(prefix, inventory, |e| out.push(e))?;
+        Ok(out)
+    }
+}
+
+/// What a node lacks and holds in excess, comparing the leaf it should hold (`placed`) with
+/// the one it holds (`held`), both in chunk id order: `(lacking, extra)`.
+pub fn leaf_difference(
+    placed: &[InventoryEntry],
+    held: &[InventoryEntry],
+) -> (Vec<InventoryEntry>, Vec<InventoryEntry>) {
+    // A
+    let minus = |a: &[InventoryEntry], b: &[InventoryEntry]| -> Vec<InventoryEntry> {
+        a.iter()
+            .filter_map(|e| {
+                let other = b
+                    .binary_search_by(|x| x.chunk.cmp(&e.chunk))
+                    .ok()
+                    .map(|i| &b[i].slices);
+                let slices: Vec<u8> = e
+                    .slices
+                    .iter()
+                    .filter(|i| other.is_none_or(|o| !o.contains(i)))
+                    .copied()
+                    .collect();
+                (!slices.is_empty()).then_some(InventoryEntry {
+                    chunk: e.chunk,
+                    slices,
+                })
+            })
+            .collect()
+    };
+    (minus(placed, held), minus(held, placed))
+}
