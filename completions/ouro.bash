@@ -1201,7 +1201,7 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__node__subcmd__run)
-            opts="-q -v -h --listen --advertise --join --repair-after --repair-rate --tombstone-horizon --store --identity --json --quiet --verbose --help"
+            opts="-q -v -h --listen --advertise --join --repair-after --repair-rate --tombstone-horizon --audit-every --store --identity --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1228,6 +1228,10 @@ _ouro() {
                     return 0
                     ;;
                 --tombstone-horizon)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audit-every)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

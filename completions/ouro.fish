@@ -234,6 +234,7 @@ complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcomma
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l repair-after -d 'Seconds a member may be silent before its slices are rebuilt on the others' -r
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l repair-rate -d 'MiB per second of slices this node may fetch to rebuild lost ones' -r
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l tombstone-horizon -d 'Seconds a silent member holds back the compaction of tombstones (rm records); a member away longer must be wiped and rejoin' -r
+complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l audit-every -d 'Seconds between two audits of a peer\'s slices against placement (a Merkle comparison whose traffic follows the difference; one peer in turn)' -r
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from run" -l json -d 'Print one JSON document on stdout'

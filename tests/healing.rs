@@ -134,3 +134,61 @@ fn a_wiped_node_comes_back_from_its_backup_and_is_refilled() {
     assert_eq!(gc["chunks_freed"], 0, "{gc}");
     assert!(gc["chunks_condemned"].as_u64() > Some(0), "{gc}");
 }
+
+#[test]
+fn slices_a_node_lost_without_knowing_are_found_by_a_peers_audit_and_rebuilt() {
+    let c = Cluster::new(4, "2+1", &["--audit-every", "1"]);
+    let file = c.dir.path().join("data.bin");
+    let data = random_bytes(6 << 20, 5);
+    std::fs::write(&file, &data).unwrap();
+    c.ok(&c.nodes[0].store, &["put", "big", file.to_str().unwrap()]);
+    // A chunk too small to split in two has 2 slices, not 3: whichever node placement puts
+    // at index 2 owes nothing, and nothing stays under-replicated on its account.
+    let tiny = c.dir.path().join("tiny.txt");
+    std::fs::write(&tiny, b"a few bytes").unwrap();
+    c.ok(&c.nodes[0].store, &["put", "tiny", tiny.to_str().unwrap()]);
+    wait_until("every node reads both keys", 20, || {
+        (0..4).all(|i| {
+            get(&c, i, "big").as_deref() == Some(&data[..])
+                && get(&c, i, "tiny").as_deref() == Some(&b"a few bytes"[..])
+        })
+    });
+    wait_until("nothing under-replicated on any node", 30, || {
+        (0..4).all(|i| under_replicated(&c, i) == Some(0))
+    });
+    wait_until("audits find every node holding its share", 30, || {
+        (0..4).all(|i| {
+            let s = c.status(i);
+            s["inventory_audits"].as_u64() >= Some(2) && s["audit_lacking_slices"] == 0
+        })
+    });
+
+    // Node 2 loses one slice of every chunk it holds, behind its back (its node keeps
+    // running and its next full sweep is minutes away).
+    let victim = &c.nodes[1].store;
+    let lost = {
+        let cas = ouroboros_db::Cas::open(victim).unwrap();
+        let held = cas.held_slices_after(None, 10_000).unwrap();
+        assert!(!held.is_empty(), "node 2 holds slices");
+        let mut txn = cas.lmdb().write().unwrap();
+        for (_, chunk, indexes) in &held {
+            cas.lmdb()
+                .slices
+                .damage_for_tests(&mut txn, chunk, indexes[0], None)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        held.len() as u64
+    };
+    let repaired_before = c.status(1)["repaired_slices"].as_u64().unwrap_or(0);
+    wait_until("node 2 rebuilt what it lost", 40, || {
+        let s = c.status(1);
+        s["repaired_slices"].as_u64().unwrap_or(0) >= repaired_before + lost
+    });
+    wait_until("audits agree again", 30, || {
+        (0..4).all(|i| c.status(i)["audit_lacking_slices"] == 0)
+    });
+    for i in 0..4 {
+        assert!(get(&c, i, "big").as_deref() == Some(&data[..]));
+    }
+}

@@ -40,6 +40,8 @@ pub struct NodeOptions {
     pub repair_rate: u64,
     /// How long a silent member holds back the compaction of tombstones.
     pub tombstone_horizon: Duration,
+    /// Time between two inventory audits (each of one peer, in turn).
+    pub audit_every: Duration,
 }
 
 impl NodeOptions {
@@ -55,6 +57,7 @@ impl NodeOptions {
             repair_after: DEFAULT_REPAIR_AFTER,
             repair_rate: crate::replication_monitoring::REPAIR_BYTES_PER_SEC,
             tombstone_horizon: crate::deletion_wal::DEFAULT_HORIZON,
+            audit_every: crate::inventory_audit::DEFAULT_EVERY,
         }
     }
 }
@@ -84,6 +87,9 @@ pub struct Node {
     pub(crate) repair_after: Duration,
     pub(crate) repair_rate: u64,
     pub(crate) repair: crate::replication_monitoring::RepairState,
+    /// Inventory audits of peers (SyncIndexTree over slices).
+    pub(crate) audit: crate::inventory_audit::AuditState,
+    pub(crate) audit_every: Duration,
     /// Bytes of `Changes` answers received (what convergence costs on the wire).
     pub(crate) replication_bytes: std::sync::atomic::AtomicU64,
     /// Members' acknowledgements of this node's tombstones.
@@ -153,6 +159,8 @@ impl Node {
             repair_after: opts.repair_after,
             repair_rate: opts.repair_rate.max(1),
             repair: Default::default(),
+            audit: Default::default(),
+            audit_every: opts.audit_every,
             replication_bytes: Default::default(),
             wal: crate::deletion_wal::WalState::new(opts.tombstone_horizon),
         }))
@@ -364,6 +372,10 @@ impl Node {
         let listener = crate::control::bind(&socket)?;
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(crate::sync_index_tree::anti_entropy_loop(Arc::clone(&self)));
+        tasks.spawn(crate::inventory_audit::audit_loop(
+            Arc::clone(&self),
+            self.audit_every,
+        ));
         tasks.spawn(crate::handler::accept_loop(Arc::clone(&self)));
         tasks.spawn(crate::control::serve(Arc::clone(&self), listener));
         tasks.spawn(crate::monitor::heartbeat_loop(Arc::clone(&self)));

@@ -273,6 +273,19 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
         Request::SyncTree { prefix } => {
             blocking(move || crate::sync_index_tree::answer(&cas, &prefix)).await?
         }
+        Request::InventoryTree { prefix } => {
+            blocking(move || crate::inventory_audit::answer(&cas, &prefix)).await?
+        }
+        Request::CheckChunks { chunks } => {
+            if chunks.len() > crate::inventory_audit::MAX_CHECK {
+                return Err(ClusterError::Protocol(format!(
+                    "at most {} chunks per check",
+                    crate::inventory_audit::MAX_CHECK
+                )));
+            }
+            node.repair.wake_for(chunks);
+            Response::Noted
+        }
         Request::Versions { hashes } => {
             if hashes.len() > PAGE {
                 return Err(ClusterError::Protocol(format!(

@@ -24,6 +24,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handler;
+pub mod inventory_audit;
 pub mod membership;
 pub mod message;
 pub mod monitor;

@@ -3,7 +3,7 @@
 //! frames above [`MAX_FRAME`] or of another version are refused before they are read
 //! (nothing of the announced length is allocated), with a [`FrameError`].
 
-use ouroboros_db::cas::{ReplicaSeed, VersionRecord};
+use ouroboros_db::cas::{InventoryEntry, ReplicaSeed, VersionRecord};
 use ouroboros_db::model::ChunkRecord;
 use ouroboros_db::store::deletion_wal::WalEntry;
 use ouroboros_db::Hash;
@@ -16,7 +16,7 @@ use crate::membership::{ClusterInfo, MemberRecord, NodeId};
 /// First byte of every frame.
 pub const MAGIC: u8 = b'O';
 /// Protocol version of this build.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Largest frame accepted (a request with a chunk's slices fits many times over).
 pub const MAX_FRAME: u32 = 64 << 20;
 
@@ -106,6 +106,18 @@ pub enum Request {
     SyncTree {
         /// Hash prefix.
         prefix: Vec<u8>,
+    },
+    /// SyncIndexTree over the receiver's slice inventory: the 256 child digests under a 0- or
+    /// 1-byte chunk id prefix, or the entries of a 2-byte leaf.
+    InventoryTree {
+        /// Chunk id prefix.
+        prefix: Vec<u8>,
+    },
+    /// An inventory audit found that the receiver lacks slices of these chunks that placement
+    /// gives it: its repair sweep checks them now rather than at its next full sweep.
+    CheckChunks {
+        /// Chunk ids (at most 4,096).
+        chunks: Vec<Hash>,
     },
 }
 
@@ -206,6 +218,14 @@ pub struct ClusterStatus {
     pub condemned_chunks: u64,
     /// Condemned chunks this node freed since it started.
     pub freed_chunks: u64,
+    /// Inventory audits (SyncIndexTree over a peer's slices) the answering node made.
+    pub inventory_audits: u64,
+    /// Slices the last audit found a peer lacking, against placement.
+    pub audit_lacking_slices: u64,
+    /// Slices the last audit found a peer holding that placement gives to others.
+    pub audit_extra_slices: u64,
+    /// Bytes of tree answers received by the last audit.
+    pub audit_bytes: u64,
 }
 
 /// A response.
@@ -266,6 +286,10 @@ pub enum Response {
     /// `PutSlices` refused: this node keeps another sealing of the chunk, which wins (see
     /// `src/cas/sealing.rs`); the sender adopts it. The flag: this node marks it condemned.
     Superseded(ChunkRecord, bool),
+    /// Slice inventory tree leaf: which slices of each chunk the answering node holds.
+    InventoryLeaf(Vec<InventoryEntry>),
+    /// `CheckChunks` taken: the chunks are queued for the repair sweep.
+    Noted,
 }
 
 /// Encodes a value as one frame.
@@ -359,7 +383,7 @@ mod tests {
     #[test]
     fn pinned_header() {
         let f = encode_frame(&Request::Members).unwrap();
-        assert_eq!(&f[..6], &[b'O', 2, 1, 0, 0, 0]);
+        assert_eq!(&f[..6], &[b'O', 3, 1, 0, 0, 0]);
         assert_eq!(f.len(), 7);
     }
 
@@ -401,7 +425,41 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn inventory_messages_have_pinned_variant_indexes() {
+        let body = |r: &Request| postcard::to_stdvec(r).unwrap();
+        assert_eq!(
+            body(&Request::InventoryTree { prefix: vec![9] }),
+            [11, 1, 9]
+        );
+        assert_eq!(body(&Request::CheckChunks { chunks: vec![] }), [12, 0]);
+        let leaf = Response::InventoryLeaf(vec![InventoryEntry {
+            chunk: Hash([5; 32]),
+            slices: vec![1, 3],
+        }]);
+        let mut want = vec![13, 1];
+        want.extend_from_slice(&[5; 32]);
+        want.extend_from_slice(&[2, 1, 3]);
+        assert_eq!(postcard::to_stdvec(&leaf).unwrap(), want);
+        assert_eq!(postcard::to_stdvec(&Response::Noted).unwrap(), [14]);
+    }
+
     proptest! {
+        #[test]
+        fn inventory_leaves_round_trip(
+            entries in prop::collection::vec((any::<[u8; 32]>(), prop::collection::vec(any::<u8>(), 1..8)), 0..20),
+        ) {
+            let leaf: Vec<InventoryEntry> = entries
+                .into_iter()
+                .map(|(c, slices)| InventoryEntry { chunk: Hash(c), slices })
+                .collect();
+            let f = encode_frame(&Response::InventoryLeaf(leaf.clone())).unwrap();
+            match decode_body::<Response>(&f[6..]).unwrap() {
+                Response::InventoryLeaf(got) => prop_assert_eq!(got, leaf),
+                _ => prop_assert!(false),
+            }
+        }
+
         #[test]
         fn round_trip(chunk in any::<[u8; 32]>(), wanted in prop::collection::vec(any::<u8>(), 0..10)) {
             let f = encode_frame(&Request::GetSlices { chunk: Hash(chunk), wanted: wanted.clone() }).unwrap();

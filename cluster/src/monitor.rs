@@ -84,6 +84,7 @@ pub fn status(node: &Node) -> ClusterStatus {
     }
     let k = node.cas.config().k;
     let m = node.cas.config().m;
+    let (audits, lacking, extra, audit_bytes) = node.audit.snapshot();
     let n = others.len() + 1;
     let slices = k as usize + m as usize;
     let placement = if n >= slices {
@@ -107,6 +108,10 @@ pub fn status(node: &Node) -> ClusterStatus {
         repair_chunks_checked: node.repair.checked(),
         condemned_chunks: node.wal.condemned(),
         freed_chunks: node.wal.freed(),
+        inventory_audits: audits,
+        audit_lacking_slices: lacking,
+        audit_extra_slices: extra,
+        audit_bytes,
     }
 }
 

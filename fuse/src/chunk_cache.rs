@@ -136,12 +136,7 @@ impl ChunkCache {
     /// A cache holding at most `limit` bytes of plaintext in memory (and, for reads at
     /// scattered offsets, more in `disk`); decoded chunks of open files are also handed to
     /// `sink`, once per open file.
-    pub fn new(
-        cas: Arc<Cas>,
-        limit: usize,
-        sink: PushSink,
-        disk: Option<DiskCache>,
-    ) -> Arc<Self> {
+    pub fn new(cas: Arc<Cas>, limit: usize, sink: PushSink, disk: Option<DiskCache>) -> Arc<Self> {
         // A
         let cache = Arc::new(ChunkCache {
             cas,
@@ -322,7 +317,14 @@ impl ChunkCache {
                 // A chunk that a read at a scattered offset decoded before: a pread, not a
                 // decode.
                 let len = part.len();
-                Self::gather(&mut single, &mut out, at == offset, size, Arc::new(part), 0..len);
+                Self::gather(
+                    &mut single,
+                    &mut out,
+                    at == offset,
+                    size,
+                    Arc::new(part),
+                    0..len,
+                );
                 at += len as u64;
                 continue;
             } else {

@@ -12,7 +12,7 @@ use ouro_cluster::membership::{ClusterInfo, Invite, MemberRecord};
 use ouro_cluster::message::{
     encode_frame, ClusterStatus, MemberStatus, NodeNews, Request, Response, Slice,
 };
-use ouroboros_db::cas::{ReplicaSeed, VersionRecord};
+use ouroboros_db::cas::{InventoryEntry, ReplicaSeed, VersionRecord};
 use ouroboros_db::chunk::ChunkingParams;
 use ouroboros_db::codec;
 use ouroboros_db::crypto::StoreKeys;
@@ -252,6 +252,10 @@ fn wire_messages() -> Seeds {
             hashes: vec![Hash([3; 32])],
         },
         Request::SyncTree { prefix: vec![7] },
+        Request::InventoryTree { prefix: vec![7, 8] },
+        Request::CheckChunks {
+            chunks: vec![Hash([4; 32])],
+        },
     ];
     let mut responses = vec![
         Response::Hello(NodeNews::default()),
@@ -296,6 +300,10 @@ fn wire_messages() -> Seeds {
             repair_chunks_checked: 6,
             condemned_chunks: 7,
             freed_chunks: 8,
+            inventory_audits: 9,
+            audit_lacking_slices: 10,
+            audit_extra_slices: 11,
+            audit_bytes: 12,
         }),
         Response::Error("refused".into()),
         Response::Versions(vec![VersionRecord {
@@ -306,6 +314,11 @@ fn wire_messages() -> Seeds {
         Response::SyncDigests(vec![Hash([1; 32]); 2]),
         Response::SyncLeaf(vec![Hash([2; 32])]),
         Response::Superseded(s.record.clone(), true),
+        Response::InventoryLeaf(vec![InventoryEntry {
+            chunk: Hash([3; 32]),
+            slices: vec![0, 4],
+        }]),
+        Response::Noted,
     ];
     responses.push(Response::Joined {
         seed: ReplicaSeed {

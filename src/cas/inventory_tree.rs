@@ -27,6 +27,9 @@ pub struct InventoryEntry {
 }
 
 /// Whose inventory a tree is over.
+///
+/// Placement of a chunk covers the slices its record has: `k + m` of the store, or fewer for
+/// a chunk too small to split k ways (`seal::erasure::effective_k`).
 #[derive(Clone, Copy, Debug)]
 pub enum Inventory<'a> {
     /// The slices this store holds.
@@ -61,9 +64,8 @@ impl Cas {
             [] => Box::new(db.iter(&txn)?),
             p => Box::new(db.prefix_iter(&txn, p)?),
         };
-        let width = usize::from(self.config().k) + usize::from(self.config().m);
         for item in walk {
-            let (k, _) = item?;
+            let (k, v) = item?;
             let chunk = Hash(
                 k.try_into()
                     .map_err(|_| Error::malformed("chunk index", "key is not 32 bytes"))?,
@@ -77,12 +79,18 @@ impl Cas {
                     .iter()
                     .map(|(i, _)| *i)
                     .collect(),
-                Inventory::Placed { node, nodes } => hash_to_node::place(&chunk, nodes, width)
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, n)| **n == node)
-                    .map(|(i, _)| i as u8)
-                    .collect(),
+                // A small chunk has fewer slices than the store's k+m (its k shrinks with
+                // its size): placement covers the slices it has.
+                Inventory::Placed { node, nodes } => hash_to_node::place(
+                    &chunk,
+                    nodes,
+                    crate::model::ChunkRecord::decode(v)?.slices.len(),
+                )
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n == node)
+                .map(|(i, _)| i as u8)
+                .collect(),
             };
             if !slices.is_empty() {
                 f(InventoryEntry { chunk, slices });

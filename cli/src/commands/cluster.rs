@@ -110,6 +110,10 @@ pub fn status(g: &Global) -> Result<i32> {
             "repair_chunks_checked": s.repair_chunks_checked,
             "condemned_chunks": s.condemned_chunks,
             "freed_chunks": s.freed_chunks,
+            "inventory_audits": s.inventory_audits,
+            "audit_lacking_slices": s.audit_lacking_slices,
+            "audit_extra_slices": s.audit_extra_slices,
+            "audit_bytes": s.audit_bytes,
         }));
         return Ok(0);
     }
@@ -134,6 +138,12 @@ pub fn status(g: &Global) -> Result<i32> {
         s.under_replicated_chunks, s.repaired_slices
     );
     println!("placement: {}", s.placement);
+    if s.inventory_audits > 0 {
+        println!(
+            "last inventory audit of a peer: {} slices lacking, {} held beyond placement ({} bytes of tree)",
+            s.audit_lacking_slices, s.audit_extra_slices, s.audit_bytes
+        );
+    }
     Ok(0)
 }
 
@@ -143,7 +153,7 @@ pub fn run(
     listen: &str,
     advertise: Option<&str>,
     join: Option<&str>,
-    (repair_after, tombstone_horizon): (u64, u64),
+    (repair_after, tombstone_horizon, audit_every): (u64, u64, u64),
     repair_rate_mib: u64,
 ) -> Result<i32> {
     // A
@@ -163,6 +173,7 @@ pub fn run(
         repair_after: std::time::Duration::from_secs(repair_after),
         repair_rate: repair_rate_mib.saturating_mul(1 << 20),
         tombstone_horizon: std::time::Duration::from_secs(tombstone_horizon),
+        audit_every: std::time::Duration::from_secs(audit_every),
     };
     if let Some(t) = &opts.join {
         // A bad token is reported before anything is created.

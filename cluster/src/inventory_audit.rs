@@ -1,0 +1,211 @@
+//! SyncIndexTree over slice inventories, as ReplicationMonitoring uses it: now and then a
+//! node audits one live peer in turn, comparing the Merkle tree of the slices that peer holds
+//! with the tree of the slices placement gives it (computed here from the chunk records every
+//! node has). Equal roots end the audit after one request; otherwise it descends only into
+//! differing buckets, so its traffic follows the difference. Chunks the peer lacks are sent
+//! to it (`CheckChunks`), and its repair sweep brings them back within seconds: a node that
+//! lost slices without knowing it (rows lost with a damaged disk, a partial restore) does not
+//! wait for its next full sweep.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ouroboros_db::cas::{leaf_difference, Inventory, InventoryEntry, SYNC_LEAF_DEPTH};
+use ouroboros_db::{Cas, Hash};
+
+use crate::controller::Node;
+use crate::error::{ClusterError, Result};
+use crate::handler::blocking;
+use crate::membership::{short_id, NodeId};
+use crate::message::{Request, Response};
+
+/// Default time between two audits (each of one peer, in turn): `--audit-every`.
+pub const DEFAULT_EVERY: Duration = Duration::from_secs(60);
+/// Most chunks named in one `CheckChunks`.
+pub const MAX_CHECK: usize = 4096;
+
+/// Answers an `InventoryTree` request from this store's held slices.
+pub fn answer(cas: &Cas, prefix: &[u8]) -> Result<Response> {
+    // A
+    if prefix.len() < SYNC_LEAF_DEPTH {
+        Ok(Response::SyncDigests(
+            cas.inventory_digests(prefix, Inventory::Held)?,
+        ))
+    } else if prefix.len() == SYNC_LEAF_DEPTH {
+        Ok(Response::InventoryLeaf(
+            cas.inventory_leaf(prefix, Inventory::Held)?,
+        ))
+    } else {
+        Err(ClusterError::Protocol(
+            "inventory tree prefix too long".into(),
+        ))
+    }
+}
+
+/// What one audit found and cost.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// Slices placement gives the peer that it does not hold, by chunk.
+    pub lacking: Vec<InventoryEntry>,
+    /// Slices the peer holds that placement gives to other nodes, by chunk.
+    pub extra: Vec<InventoryEntry>,
+    /// Tree requests made.
+    pub requests: usize,
+    /// Bytes of answers received (their encoded size).
+    pub bytes: u64,
+}
+
+impl Audit {
+    /// Slices lacking, over every chunk.
+    pub fn lacking_slices(&self) -> u64 {
+        // A
+        self.lacking.iter().map(|e| e.slices.len() as u64).sum()
+    }
+
+    /// Slices in excess, over every chunk.
+    pub fn extra_slices(&self) -> u64 {
+        // A
+        self.extra.iter().map(|e| e.slices.len() as u64).sum()
+    }
+}
+
+/// Audits `peer`, reached through `ask`, against what placement among `nodes` gives it of
+/// the chunks `cas` knows.
+pub async fn audit<F, Fut>(cas: &Arc<Cas>, peer: NodeId, nodes: &[NodeId], ask: F) -> Result<Audit>
+where
+    F: Fn(Request) -> Fut,
+    Fut: Future<Output = Result<Response>>,
+{
+    // A
+    let mut out = Audit::default();
+    let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
+    while let Some(prefix) = stack.pop() {
+        let resp = ask(Request::InventoryTree {
+            prefix: prefix.clone(),
+        })
+        .await?;
+        out.requests += 1;
+        out.bytes += postcard::to_stdvec(&resp).map_or(0, |v| v.len() as u64);
+        let c = Arc::clone(cas);
+        let p = prefix.clone();
+        let n = nodes.to_vec();
+        match resp {
+            Response::SyncDigests(theirs) => {
+                let mine = blocking(move || {
+                    let placed = Inventory::Placed {
+                        node: peer,
+                        nodes: &n,
+                    };
+                    Ok(c.inventory_digests(&p, placed)?)
+                })
+                .await?;
+                if theirs.len() != mine.len() {
+                    return Err(ClusterError::Protocol(
+                        "inventory tree of another shape".into(),
+                    ));
+                }
+                for (b, (t, m)) in theirs.iter().zip(&mine).enumerate().rev() {
+                    if t != m {
+                        let mut child = prefix.clone();
+                        child.push(b as u8);
+                        stack.push(child);
+                    }
+                }
+            }
+            Response::InventoryLeaf(held) => {
+                let placed = blocking(move || {
+                    let placed = Inventory::Placed {
+                        node: peer,
+                        nodes: &n,
+                    };
+                    Ok(c.inventory_leaf(&p, placed)?)
+                })
+                .await?;
+                let (lacking, extra) = leaf_difference(&placed, &held);
+                out.lacking.extend(lacking);
+                out.extra.extend(extra);
+            }
+            other => {
+                return Err(ClusterError::Protocol(format!(
+                    "unexpected answer {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The audits of one node, for `cluster status`.
+#[derive(Default)]
+pub struct AuditState {
+    audits: AtomicU64,
+    lacking: AtomicU64,
+    extra: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl AuditState {
+    /// `(audits made, slices lacking and in excess at the last one, its bytes)`.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        // A
+        (
+            self.audits.load(Ordering::Relaxed),
+            self.lacking.load(Ordering::Relaxed),
+            self.extra.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Audits one live peer after another, forever, every `every`.
+pub async fn audit_loop(node: Arc<Node>, every: Duration) {
+    // A
+    let mut turn = 0usize;
+    loop {
+        tokio::time::sleep(every).await;
+        let peers: Vec<NodeId> = node
+            .others()
+            .into_iter()
+            .filter(|p| node.tracker.is_alive(p))
+            .collect();
+        if peers.is_empty() {
+            continue;
+        }
+        let peer = peers[turn % peers.len()];
+        turn += 1;
+        let nodes = node.placement_nodes();
+        if !nodes.contains(&peer) {
+            continue;
+        }
+        let n = Arc::clone(&node);
+        let ask = |req| {
+            let n = Arc::clone(&n);
+            async move { n.call(&peer, &req).await }
+        };
+        match audit(&node.cas, peer, &nodes, ask).await {
+            Ok(a) => {
+                record(&node, &a);
+                if !a.lacking.is_empty() {
+                    tracing::info!(peer = %short_id(&peer), slices = a.lacking_slices(), "inventory audit: the peer lacks slices placement gives it");
+                    let chunks: Vec<Hash> =
+                        a.lacking.iter().take(MAX_CHECK).map(|e| e.chunk).collect();
+                    if let Err(e) = node.call(&peer, &Request::CheckChunks { chunks }).await {
+                        tracing::debug!(peer = %short_id(&peer), error = %e, "check chunks");
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(peer = %short_id(&peer), error = %e, "inventory audit"),
+        }
+    }
+}
+
+fn record(node: &Node, a: &Audit) {
+    // A
+    let s = &node.audit;
+    s.audits.fetch_add(1, Ordering::Relaxed);
+    s.lacking.store(a.lacking_slices(), Ordering::Relaxed);
+    s.extra.store(a.extra_slices(), Ordering::Relaxed);
+    s.bytes.store(a.bytes, Ordering::Relaxed);
+}
