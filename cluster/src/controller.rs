@@ -234,6 +234,20 @@ impl Node {
             .collect()
     }
 
+    /// The live peer whose turn it is, for work done with one peer at a time (anti-entropy,
+    /// inventory audits); None when no peer is alive.
+    pub(crate) fn live_peer_in_turn(&self, turn: &mut usize) -> Option<NodeId> {
+        // A
+        let peers: Vec<NodeId> = self
+            .others()
+            .into_iter()
+            .filter(|p| self.tracker.is_alive(p))
+            .collect();
+        let peer = *peers.get(*turn % peers.len().max(1))?;
+        *turn += 1;
+        Some(peer)
+    }
+
     /// The nodes placement spreads slices over: active members, minus those silent for
     /// longer than `repair_after` (their slices are rebuilt elsewhere), in key order.
     pub(crate) fn placement_nodes(&self) -> Vec<NodeId> {

@@ -165,16 +165,9 @@ pub async fn audit_loop(node: Arc<Node>, every: Duration) {
     let mut turn = 0usize;
     loop {
         tokio::time::sleep(every).await;
-        let peers: Vec<NodeId> = node
-            .others()
-            .into_iter()
-            .filter(|p| node.tracker.is_alive(p))
-            .collect();
-        if peers.is_empty() {
+        let Some(peer) = node.live_peer_in_turn(&mut turn) else {
             continue;
-        }
-        let peer = peers[turn % peers.len()];
-        turn += 1;
+        };
         let nodes = node.placement_nodes();
         if !nodes.contains(&peer) {
             continue;

@@ -14,7 +14,7 @@ use ouroboros_db::{Cas, Hash};
 use crate::controller::Node;
 use crate::error::{ClusterError, Result};
 use crate::handler::blocking;
-use crate::membership::{short_id, NodeId};
+use crate::membership::short_id;
 use crate::message::{Request, Response};
 
 /// Time between two comparisons (each with one peer, in turn).
@@ -112,16 +112,9 @@ pub async fn anti_entropy_loop(node: Arc<Node>) {
     let mut turn = 0usize;
     loop {
         tokio::time::sleep(EVERY).await;
-        let peers: Vec<NodeId> = node
-            .others()
-            .into_iter()
-            .filter(|p| node.tracker.is_alive(p))
-            .collect();
-        if peers.is_empty() {
+        let Some(peer) = node.live_peer_in_turn(&mut turn) else {
             continue;
-        }
-        let peer = peers[turn % peers.len()];
-        turn += 1;
+        };
         let n = Arc::clone(&node);
         let r = reconcile(&node.cas, |req| {
             let n = Arc::clone(&n);

@@ -180,8 +180,9 @@ async fn unknown_versions_are_refused() {
     let attacker = connect(&f.node, &f.attacker).await.unwrap();
     let before = snapshot(&f);
     let body = &message::encode_frame(&Request::Members).unwrap()[6..];
-    // Version 1 had no condemnations: a node of that build is refused too.
-    for v in [0u8, 1, 3, 0x7F, 255] {
+    // Version 1 had no condemnations, version 2 no inventory tree: nodes of those builds are
+    // refused too.
+    for v in [0u8, 1, 2, 4, 0x7F, 255] {
         let mut frame = header(v, body.len() as u32);
         frame.extend_from_slice(body);
         refused(
