@@ -127,15 +127,14 @@ fn on_dead_nodes(node: &Node, others: &[crate::membership::NodeId]) -> u64 {
         return 0;
     }
     let all = node.placement_nodes();
-    let slices = node.cas.config().k as usize + node.cas.config().m as usize;
     let mut count = 0;
     let mut after = None;
-    while let Ok(page) = node.cas.chunk_ids_after(after, 4096) {
-        let Some(last) = page.last().copied() else {
+    while let Ok(page) = node.cas.chunk_widths_after(after, 4096) {
+        let Some((last, _)) = page.last().copied() else {
             break;
         };
-        for id in &page {
-            if hash_to_node::place(id, &all, slices)
+        for (id, slices) in &page {
+            if hash_to_node::place(id, &all, *slices)
                 .iter()
                 .any(|n| down.contains(n))
             {

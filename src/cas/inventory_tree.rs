@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cas::sync_tree::LEAF_DEPTH;
+use crate::cas::sync_tree::{Buckets, LEAF_DEPTH};
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -110,22 +110,9 @@ impl Cas {
             )));
         }
         let depth = prefix.len();
-        let mut hashers: Vec<Option<blake3::Hasher>> = (0..256).map(|_| None).collect();
-        self.for_each_inventory(prefix, inventory, |e| {
-            let x = hashers[usize::from(e.chunk.0[depth])].get_or_insert_with(|| {
-                let mut x = blake3::Hasher::new();
-                x.update(DOMAIN);
-                x
-            });
-            x.update(&e.chunk.0);
-            // At most 255 indexes exist, so the count fits one byte.
-            x.update(&[e.slices.len() as u8]);
-            x.update(&e.slices);
-        })?;
-        Ok(hashers
-            .into_iter()
-            .map(|x| x.map_or(Hash([0; 32]), |x| Hash(*x.finalize().as_bytes())))
-            .collect())
+        let mut buckets = Buckets::new(DOMAIN);
+        self.for_each_inventory(prefix, inventory, |e| add_entry(&mut buckets, depth, &e))?;
+        Ok(buckets.digests())
     }
 
     /// The entries of `inventory` in one leaf (a `LEAF_DEPTH`-byte chunk id prefix).
@@ -174,4 +161,58 @@ pub fn leaf_difference(
             .collect()
     };
     (minus(placed, held), minus(held, placed))
+}
+
+/// Adds an entry to the bucket of its chunk id's byte at `depth`: chunk id, number of
+/// indexes, the indexes (FORMAT.md, "Inventory digests").
+fn add_entry(buckets: &mut Buckets, depth: usize, e: &InventoryEntry) {
+    // A
+    // At most 255 indexes exist, so the count fits one byte.
+    let count = [e.slices.len() as u8];
+    buckets.add(e.chunk.0[depth], &[&e.chunk.0, &count, &e.slices]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The digest format is part of the wire protocol: pinned.
+    #[test]
+    fn inventory_digests_are_pinned() {
+        let mut b = Buckets::new(DOMAIN);
+        for (c, s) in [([0x11u8; 32], vec![0u8, 4]), ([0x12; 32], vec![2])] {
+            add_entry(
+                &mut b,
+                0,
+                &InventoryEntry {
+                    chunk: Hash(c),
+                    slices: s,
+                },
+            );
+        }
+        let d = b.digests();
+        assert_eq!(d[0x13], Hash([0; 32]));
+        let mut want = blake3::Hasher::new();
+        want.update(b"ouro-slice-inventory-tree-v1");
+        want.update(&[0x11; 32]);
+        want.update(&[2, 0, 4]);
+        assert_eq!(d[0x11].0, *want.finalize().as_bytes());
+        assert_eq!(
+            d[0x12].to_string(),
+            "00c5d3acbafe60b1d6d3fc03b979defdd322498a6336786deaf3186d35d170ad"
+        );
+    }
+
+    #[test]
+    fn leaf_difference_splits_lacking_and_extra() {
+        let e = |c: u8, s: &[u8]| InventoryEntry {
+            chunk: Hash([c; 32]),
+            slices: s.to_vec(),
+        };
+        let placed = [e(1, &[0, 1]), e(2, &[3]), e(4, &[5])];
+        let held = [e(1, &[1]), e(3, &[2]), e(4, &[5])];
+        let (lacking, extra) = leaf_difference(&placed, &held);
+        assert_eq!(lacking, [e(1, &[0]), e(2, &[3])]);
+        assert_eq!(extra, [e(3, &[2])]);
+    }
 }

@@ -491,8 +491,27 @@ impl Cas {
 }
 
 impl Cas {
+    /// Known chunks after `after`, in id order, at most `limit`, each with its number of
+    /// slices (k+m, or fewer for a chunk too small to split k ways): what placement covers.
+    /// A record that does not decode counts 0 slices.
+    pub fn chunk_widths_after(
+        &self,
+        after: Option<Hash>,
+        limit: usize,
+    ) -> Result<Vec<(Hash, usize)>> {
+        // A
+        let txn = self.lmdb.read()?;
+        Ok(self
+            .lmdb
+            .chunks
+            .page(&txn, after, limit)?
+            .into_iter()
+            .map(|(id, r)| (id, r.map_or(0, |r| r.slices.len())))
+            .collect())
+    }
+
     /// Ids of known chunks after `after`, in id order, at most `limit` (for walks over
-    /// every chunk, such as counting those placed on dead nodes).
+    /// every chunk, such as the repair sweep's).
     pub fn chunk_ids_after(&self, after: Option<Hash>, limit: usize) -> Result<Vec<Hash>> {
         // A
         let txn = self.lmdb.read()?;

@@ -55,20 +55,9 @@ impl Cas {
             )));
         }
         let depth = prefix.len();
-        let mut hashers: Vec<Option<blake3::Hasher>> = (0..256).map(|_| None).collect();
-        self.for_each_live(prefix, |h| {
-            hashers[h.0[depth] as usize]
-                .get_or_insert_with(|| {
-                    let mut x = blake3::Hasher::new();
-                    x.update(DOMAIN);
-                    x
-                })
-                .update(&h.0);
-        })?;
-        Ok(hashers
-            .into_iter()
-            .map(|x| x.map_or(Hash([0; 32]), |x| Hash(*x.finalize().as_bytes())))
-            .collect())
+        let mut buckets = Buckets::new(DOMAIN);
+        self.for_each_live(prefix, |h| buckets.add(h.0[depth], &[&h.0]))?;
+        Ok(buckets.digests())
     }
 
     /// The live versions of one leaf (a `LEAF_DEPTH`-byte hash prefix).
@@ -82,5 +71,72 @@ impl Cas {
         let mut out = Vec::new();
         self.for_each_live(prefix, |h| out.push(h))?;
         Ok(out)
+    }
+}
+
+/// The 256 child digests of one tree node, shared by the trees over versions and over slice
+/// inventories: bucket `b` hashes the domain, then what is added to it in order; an empty
+/// bucket's digest is 32 zero bytes.
+pub(crate) struct Buckets {
+    domain: &'static [u8],
+    hashers: Vec<Option<blake3::Hasher>>,
+}
+
+impl Buckets {
+    /// 256 empty buckets whose digests start with `domain`.
+    pub(crate) fn new(domain: &'static [u8]) -> Self {
+        // A
+        Buckets {
+            domain,
+            hashers: (0..256).map(|_| None).collect(),
+        }
+    }
+
+    /// Appends `parts` to bucket `b`.
+    pub(crate) fn add(&mut self, b: u8, parts: &[&[u8]]) {
+        // A
+        let domain = self.domain;
+        let x = self.hashers[usize::from(b)].get_or_insert_with(|| {
+            let mut x = blake3::Hasher::new();
+            x.update(domain);
+            x
+        });
+        for p in parts {
+            x.update(p);
+        }
+    }
+
+    /// The 256 digests.
+    pub(crate) fn digests(self) -> Vec<Hash> {
+        // A
+        self.hashers
+            .into_iter()
+            .map(|x| x.map_or(Hash([0; 32]), |x| Hash(*x.finalize().as_bytes())))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The digest of a bucket of live versions is part of the wire protocol: pinned.
+    #[test]
+    fn version_digests_are_pinned() {
+        let mut b = Buckets::new(DOMAIN);
+        for h in [[0x21u8; 32], [0x21; 32], [0x30; 32]] {
+            b.add(h[0], &[&h]);
+        }
+        let d = b.digests();
+        assert_eq!(d[0], Hash([0; 32]));
+        let mut want = blake3::Hasher::new();
+        want.update(b"ouro-sync-index-tree-v1");
+        want.update(&[0x21; 32]);
+        want.update(&[0x21; 32]);
+        assert_eq!(d[0x21].0, *want.finalize().as_bytes());
+        assert_eq!(
+            d[0x30].to_string(),
+            "487382ae2403d8c17a4b20a77db0b29502f046bb57c05e5306a96907ffc0047b"
+        );
     }
 }
