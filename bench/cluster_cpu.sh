@@ -3,7 +3,7 @@
 # all the nodes together, for the embedded store and a 6-node loopback cluster (RS 4+2), on
 # the input of bench/cluster.sh. Shows how much of the machine's 2 cores a cluster transfer
 # needs beyond what the embedded store spends. Writes bench/CLUSTER_CPU_RESULTS.md.
-#   bench/cluster_cpu.sh [FILE]
+#   [NODES=6] [INIT_ARGS="--chunk-size 2M"] bench/cluster_cpu.sh [FILE]
 source "$(dirname "$0")/common.sh"
 source "$root/bench/cluster_nodes.sh"
 n=${NODES:-6}
@@ -20,7 +20,7 @@ measure() {
   printf '%s %.2f %.2f %.2f\n' "$1" "$wall" "$(echo "$user + $sys" | bc -l)" "$(echo "$n1 - $n0" | bc -l)"
 }
 cluster "$n"
-rm -rf "$cw/e"; "$ouro" --store "$cw/e" init -q
+rm -rf "$cw/e"; "$ouro" --store "$cw/e" init -q ${INIT_ARGS:-}
 rows=()
 rows+=("$(measure "embedded put" "$ouro" --store "$cw/e" put -q big "$input")")
 rows+=("$(measure "embedded get" "$ouro" --store "$cw/e" get big)")

@@ -1,5 +1,6 @@
 # Shared by the cluster bench scripts (sourced after common.sh, with the script's arguments):
 # the ouro build, the input (FILE or the first 512 MiB of compare.sh's tar), a loopback cluster of N nodes.
+# INIT_ARGS: extra options of the first node's `ouro init` (e.g. --chunk-size 2M).
 need bc:bc
 build_ouro
 src=$work/rustlib.tar
@@ -20,7 +21,7 @@ cluster() {
   local n=$1 i tok
   stop_all
   rm -rf "$cw"; mkdir -p "$cw"
-  "$ouro" --store "$cw/n1" init -q
+  "$ouro" --store "$cw/n1" init -q ${INIT_ARGS:-}
   "$ouro" --store "$cw/n1" cluster init -q
   "$ouro" --store "$cw/n1" node run --listen 127.0.0.1:27001 2>"$cw/n1.log" & pids+=($!)
   until [ "$(alive "$cw/n1")" -ge 1 ]; do sleep 0.2; done
