@@ -270,7 +270,7 @@ pub enum NodeAction {
         tombstone_horizon: u64,
         /// Seconds between two audits of a peer's slices against placement (a Merkle
         /// comparison whose traffic follows the difference; one peer in turn)
-        #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, default_value_t = 300, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
         audit_every: u64,
     },
     /// Write a consistent copy of this store (and its node keys) into DEST, even while it runs
