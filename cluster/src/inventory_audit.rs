@@ -32,13 +32,20 @@ pub const MAX_CHECK: usize = 4096;
 /// Answers an `InventoryTree` request from this store's held slices.
 pub fn answer(cas: &Cas, prefix: &[u8]) -> Result<Response> {
     // A
+    tree_node(cas, prefix, Inventory::Held)
+}
+
+/// The node of `inventory`'s tree at `prefix`, as an `InventoryTree` answer: the peer
+/// answers over what it holds, the auditor computes the same over what it places there.
+fn tree_node(cas: &Cas, prefix: &[u8], inventory: Inventory<'_>) -> Result<Response> {
+    // A
     if prefix.len() < SYNC_LEAF_DEPTH {
         Ok(Response::SyncDigests(
-            cas.inventory_digests(prefix, Inventory::Held)?,
+            cas.inventory_digests(prefix, inventory)?,
         ))
     } else if prefix.len() == SYNC_LEAF_DEPTH {
         Ok(Response::InventoryLeaf(
-            cas.inventory_leaf(prefix, Inventory::Held)?,
+            cas.inventory_leaf(prefix, inventory)?,
         ))
     } else {
         Err(ClusterError::Protocol(
@@ -91,19 +98,17 @@ where
         .await?;
         out.requests += 1;
         out.bytes += postcard::to_stdvec(&resp).map_or(0, |v| v.len() as u64);
-        let c = Arc::clone(cas);
-        let p = prefix.clone();
-        let n = nodes.to_vec();
-        match resp {
-            Response::SyncDigests(theirs) => {
-                let mine = blocking(move || {
-                    let placed = Inventory::Placed {
-                        node: peer,
-                        nodes: &n,
-                    };
-                    Ok(c.inventory_digests(&p, placed)?)
-                })
-                .await?;
+        let (c, p, n) = (Arc::clone(cas), prefix.clone(), nodes.to_vec());
+        let mine = blocking(move || {
+            let placed = Inventory::Placed {
+                node: peer,
+                nodes: &n,
+            };
+            tree_node(&c, &p, placed)
+        })
+        .await?;
+        match (resp, mine) {
+            (Response::SyncDigests(theirs), Response::SyncDigests(mine)) => {
                 if theirs.len() != mine.len() {
                     return Err(ClusterError::Protocol(
                         "inventory tree of another shape".into(),
@@ -117,20 +122,12 @@ where
                     }
                 }
             }
-            Response::InventoryLeaf(held) => {
-                let placed = blocking(move || {
-                    let placed = Inventory::Placed {
-                        node: peer,
-                        nodes: &n,
-                    };
-                    Ok(c.inventory_leaf(&p, placed)?)
-                })
-                .await?;
+            (Response::InventoryLeaf(held), Response::InventoryLeaf(placed)) => {
                 let (lacking, extra) = leaf_difference(&placed, &held);
                 out.lacking.extend(lacking);
                 out.extra.extend(extra);
             }
-            other => {
+            (other, _) => {
                 return Err(ClusterError::Protocol(format!(
                     "unexpected answer {other:?}"
                 )))

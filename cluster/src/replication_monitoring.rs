@@ -164,7 +164,6 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
         before_departure: nodes.iter().chain(&departed).copied().collect(),
         nodes,
         departed,
-        slices: node.cas.config().k as usize + node.cas.config().m as usize,
         before,
         now_lacking: std::collections::HashMap::new(),
         lacking_chunks: 0,
@@ -177,13 +176,13 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
         let mut after = None;
         loop {
             let cas = Arc::clone(&node.cas);
-            let page = blocking(move || Ok(cas.chunk_ids_after(after, PAGE)?)).await?;
-            let Some(last) = page.last().copied() else {
+            let page = blocking(move || Ok(cas.chunk_widths_after(after, PAGE)?)).await?;
+            let Some((last, _)) = page.last().copied() else {
                 break;
             };
             after = Some(last);
-            for chunk in page {
-                pass.check(node, chunk).await?;
+            for (chunk, width) in page {
+                pass.check(node, chunk, width).await?;
             }
         }
     } else {
@@ -193,11 +192,8 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
         for chunk in chunks {
             let cas = Arc::clone(&node.cas);
             // A chunk gc freed since is no longer owed to anyone.
-            if blocking(move || Ok(cas.chunk_record(&chunk)?))
-                .await?
-                .is_some()
-            {
-                pass.check(node, chunk).await?;
+            if let Some(record) = blocking(move || Ok(cas.chunk_record(&chunk)?)).await? {
+                pass.check(node, chunk, record.slices.len()).await?;
             }
         }
     }
@@ -222,7 +218,6 @@ struct Pass {
     nodes: Vec<NodeId>,
     departed: Vec<NodeId>,
     before_departure: Vec<NodeId>,
-    slices: usize,
     /// Chunks the previous sweep found lacking, and since when.
     before: std::collections::HashMap<Hash, Instant>,
     now_lacking: std::collections::HashMap<Hash, Instant>,
@@ -231,30 +226,21 @@ struct Pass {
 }
 
 impl Pass {
-    /// Checks that this node holds the slices of `chunk` placement gives it, and repairs
-    /// what it lacks once that has lasted [`LACKING_GRACE`] (at once when their holder left).
-    async fn check(&mut self, node: &Arc<Node>, chunk: Hash) -> Result<()> {
+    /// Checks that this node holds the slices of `chunk` (which has `width` slices: k+m, or
+    /// fewer for a chunk too small to split k ways) placement gives it, and repairs what it
+    /// lacks once that has lasted [`LACKING_GRACE`] (at once when their holder left).
+    async fn check(&mut self, node: &Arc<Node>, chunk: Hash, width: usize) -> Result<()> {
         // PA
         node.repair.checked.fetch_add(1, Ordering::Relaxed);
-        let placed = hash_to_node::place(&chunk, &self.nodes, self.slices);
-        let mine: Vec<u8> = (0..self.slices as u8)
+        let placed = hash_to_node::place(&chunk, &self.nodes, width);
+        let mine: Vec<u8> = (0..width as u8)
             .filter(|i| placed.get(*i as usize) == Some(&node.me))
             .collect();
         if mine.is_empty() {
             return Ok(());
         }
         let cas = Arc::clone(&node.cas);
-        let (held, width) = blocking(move || {
-            let width = cas.chunk_record(&chunk)?.map_or(0, |r| r.slices.len());
-            Ok((cas.local_slices_held(&chunk)?, width))
-        })
-        .await?;
-        // A small chunk has fewer slices than k+m (its k shrinks with its size): a node
-        // placed at an index it does not have owes nothing.
-        let mine: Vec<u8> = mine
-            .into_iter()
-            .filter(|i| usize::from(*i) < width)
-            .collect();
+        let held = blocking(move || Ok(cas.local_slices_held(&chunk)?)).await?;
         let lacking: Vec<u8> = mine.into_iter().filter(|i| !held.contains(i)).collect();
         if lacking.is_empty() {
             return Ok(());
@@ -269,7 +255,7 @@ impl Pass {
             .copied()
             .unwrap_or_else(Instant::now);
         let holder_left = !self.departed.is_empty() && {
-            let old = hash_to_node::place(&chunk, &self.before_departure, self.slices);
+            let old = hash_to_node::place(&chunk, &self.before_departure, width);
             lacking.iter().any(|i| {
                 old.get(*i as usize)
                     .is_some_and(|n| self.departed.contains(n))
@@ -302,8 +288,6 @@ impl Pass {
 /// else rebuilt from any k. Returns the bytes fetched.
 async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]) -> Result<u64> {
     // PA
-    let k = node.cas.config().k as usize;
-    let n = k + node.cas.config().m as usize;
     let cas = Arc::clone(&node.cas);
     let (record, condemned) = blocking(move || {
         cas.chunk_record_marked(&chunk)?
@@ -311,6 +295,9 @@ async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]
             .map_err(Into::into)
     })
     .await?;
+    // The record's own k and width: a small chunk has fewer of both than the store's k+m.
+    let k = usize::from(record.k);
+    let n = record.slices.len();
     // Someone may still hold exactly these (an old placement, a writer with pending slices).
     let mut got = crate::data_router::fetch(node, chunk, lacking.to_vec(), lacking.len()).await?;
     let mut bytes: u64 = got.iter().map(|(_, b)| b.len() as u64).sum();

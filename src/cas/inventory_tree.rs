@@ -71,10 +71,11 @@ impl Cas {
                     .map_err(|_| Error::malformed("chunk index", "key is not 32 bytes"))?,
             );
             let slices: Vec<u8> = match inventory {
+                // The walk is over `slice_locs`: `v` is the bundle's sequence number.
                 Inventory::Held => self
                     .lmdb
                     .slices
-                    .bundle(&txn, &chunk)?
+                    .bundle_at(&txn, v)?
                     .slices
                     .iter()
                     .map(|(i, _)| *i)

@@ -511,14 +511,11 @@ impl Cas {
     }
 
     /// Ids of known chunks after `after`, in id order, at most `limit` (for walks over
-    /// every chunk, such as the repair sweep's).
+    /// every chunk).
     pub fn chunk_ids_after(&self, after: Option<Hash>, limit: usize) -> Result<Vec<Hash>> {
         // A
-        let txn = self.lmdb.read()?;
         Ok(self
-            .lmdb
-            .chunks
-            .page(&txn, after, limit)?
+            .chunk_widths_after(after, limit)?
             .into_iter()
             .map(|(id, _)| id)
             .collect())

@@ -124,9 +124,15 @@ impl LocalSealedSliceStore {
     /// The bundle of a chunk (empty when none is held).
     pub fn bundle<'t>(&self, txn: &'t RoTxn, chunk: &Hash) -> Result<Bundle<'t>> {
         // A
-        let Some(seq) = self.locs.get(txn, &chunk.0)? else {
-            return Ok(Bundle::default());
-        };
+        match self.locs.get(txn, &chunk.0)? {
+            Some(seq) => self.bundle_at(txn, seq),
+            None => Ok(Bundle::default()),
+        }
+    }
+
+    /// The bundle stored under sequence `seq` (a `slice_locs` value); empty when none is.
+    pub fn bundle_at<'t>(&self, txn: &'t RoTxn, seq: &[u8]) -> Result<Bundle<'t>> {
+        // A
         match self.bundles.get(txn, seq)? {
             Some(b) => Bundle::decode(b),
             None => Ok(Bundle::default()),
