@@ -6,6 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::random_bytes;
+use ouroboros_db::cas::SliceDelivery;
 use ouroboros_db::route::remote::RemoteSlices;
 use ouroboros_db::{wins_over, Adopted, Cas, CreateOptions, Error, Hash, Identity, PutOptions};
 
@@ -154,6 +155,46 @@ fn slices_handed_over_are_checked_and_released() {
     let mut out = Vec::new();
     a.get("f", &mut out).unwrap();
     assert_eq!(out, data);
+}
+
+#[test]
+fn deliveries_in_one_batch_are_answered_each_and_a_bad_one_stores_nothing() {
+    let (_d, _me, a, b) = pair();
+    let data = random_bytes(3 << 20, 11);
+    a.put("f", &data[..], &PutOptions::default()).unwrap();
+    sync(&a, &b);
+    let held = a.held_slices_after(None, 100).unwrap();
+    assert!(held.len() >= 2, "{} chunks", held.len());
+    let mut batch: Vec<SliceDelivery> = held
+        .iter()
+        .map(|(_, chunk, idx)| SliceDelivery {
+            id: *chunk,
+            record: a.chunk_record(chunk).unwrap().unwrap(),
+            condemned: false,
+            slices: a.local_slices(chunk, idx).unwrap(),
+        })
+        .collect();
+    batch[1].slices[0].1[10] ^= 1;
+    let answers = b.accept_slices_many(&batch).unwrap();
+    assert_eq!(answers.len(), batch.len());
+    for (i, (answer, d)) in answers.iter().zip(&batch).enumerate() {
+        let stored = b.local_slices_held(&d.id).unwrap();
+        if i == 1 {
+            assert!(answer.is_err());
+            assert!(stored.is_empty(), "a bad delivery stored {stored:?}");
+        } else {
+            assert!(matches!(answer, Ok(None)), "{answer:?}");
+            assert_eq!(stored.len(), d.slices.len());
+        }
+    }
+    // Releasing in one batch drops each chunk's slices.
+    let releases: Vec<(Hash, Vec<u8>)> = held.iter().map(|(_, c, i)| (*c, i.clone())).collect();
+    let dropped = a.release_slices_many(&releases).unwrap();
+    assert_eq!(
+        dropped,
+        held.iter().map(|(_, _, i)| i.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(a.chunks_held().unwrap(), 0);
 }
 
 #[test]

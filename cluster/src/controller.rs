@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ouroboros_db::Cas;
+use ouroboros_db::cas::{Acceptance, SliceDelivery};
+use ouroboros_db::{Cas, Hash};
 
 use crate::authenticator::{NodeKey, PinSet};
 use crate::availability::NodeAvailabilityTracker;
 use crate::error::{ClusterError, Result};
+use crate::group_commit::GroupCommit;
 use crate::membership::{short_id, ClusterInfo, Membership, NodeId};
 use crate::message::{read_frame, write_frame, Request, Response};
 use crate::tunnel;
@@ -94,6 +96,10 @@ pub struct Node {
     pub(crate) replication_bytes: std::sync::atomic::AtomicU64,
     /// Members' acknowledgements of this node's tombstones.
     pub(crate) wal: crate::deletion_wal::WalState,
+    /// Slices peers place here, stored in group commits.
+    pub(crate) accepts: GroupCommit<SliceDelivery, Acceptance>,
+    /// Slices handed over to their nodes, dropped here in group commits.
+    pub(crate) releases: GroupCommit<(Hash, Vec<u8>), usize>,
 }
 
 impl Node {
@@ -141,6 +147,15 @@ impl Node {
         members.set_self_addr(&addr)?;
         members.set_addr(&me, &addr)?;
         tracing::info!(node = %short_id(&me), %addr, "node listening");
+        let accepts =
+            GroupCommit::start(Arc::clone(&cas), |cas, batch| cas.accept_slices_many(batch));
+        let releases = GroupCommit::start(Arc::clone(&cas), |cas, batch| {
+            Ok(cas
+                .release_slices_many(batch)?
+                .into_iter()
+                .map(Ok)
+                .collect())
+        });
         Ok(Arc::new(Node {
             cas,
             members,
@@ -163,6 +178,8 @@ impl Node {
             audit_every: opts.audit_every,
             replication_bytes: Default::default(),
             wal: crate::deletion_wal::WalState::new(opts.tombstone_horizon),
+            accepts,
+            releases,
         }))
     }
 

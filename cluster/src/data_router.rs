@@ -172,8 +172,14 @@ async fn hand_over(
 async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8>>) -> bool {
     // PA
     let cas = Arc::clone(&node.cas);
-    let Ok(Some((record, condemned))) =
-        blocking(move || Ok(cas.chunk_record_marked(&chunk)?)).await
+    let want: Vec<u8> = away.values().flatten().copied().collect();
+    let Ok((Some((record, condemned)), mut held)) = blocking(move || {
+        Ok((
+            cas.chunk_record_marked(&chunk)?,
+            cas.local_slices(&chunk, &want)?,
+        ))
+    })
+    .await
     else {
         return false;
     };
@@ -181,12 +187,11 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
     for (peer, idx) in away {
         let node = Arc::clone(node);
         let record = record.clone();
+        let (slices, rest): (Vec<_>, Vec<_>) = held.into_iter().partition(|(i, _)| idx.contains(i));
+        held = rest;
         set.spawn(async move {
-            let cas = Arc::clone(&node.cas);
-            let want = idx.clone();
-            let slices = blocking(move || Ok(cas.local_slices(&chunk, &want)?)).await?;
             if slices.is_empty() {
-                return Ok(());
+                return Ok((Vec::new(), false));
             }
             let sent: Vec<u8> = slices.iter().map(|(i, _)| *i).collect();
             match node
@@ -211,7 +216,7 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
                         blocking(move || Ok(cas.adopt_record(&chunk, &winner, dead)?)).await?;
                     node.repair.wake_for([chunk]);
                     tracing::info!(chunk = %chunk.short(), to = %short_id(&peer), ?adopted, "another sealing wins");
-                    return Ok(());
+                    return Ok((Vec::new(), true));
                 }
                 other => {
                     return Err(ClusterError::Protocol(format!(
@@ -219,17 +224,31 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
                     )))
                 }
             }
-            // The peer has them on disk: this node's copies can go.
             tracing::debug!(chunk = %chunk.short(), slices = ?sent, to = %short_id(&peer), "handed over");
-            let cas = Arc::clone(&node.cas);
-            blocking(move || Ok(cas.release_slices(&chunk, &sent)?)).await?;
-            Ok::<_, ClusterError>(())
+            Ok::<_, ClusterError>((sent, false))
         });
     }
     let mut all = true;
+    let mut stored_there: Vec<u8> = Vec::new();
+    let mut superseded = false;
     while let Some(r) = set.join_next().await {
-        if let Ok(Err(e)) | Err(e) = r.map_err(|e| ClusterError::Protocol(e.to_string())) {
-            tracing::debug!(chunk = %chunk.short(), error = %e, "slices wait for their node");
+        match r.map_err(|e| ClusterError::Protocol(e.to_string())) {
+            Ok(Ok((sent, lost))) => {
+                stored_there.extend(sent);
+                superseded |= lost;
+            }
+            Ok(Err(e)) | Err(e) => {
+                tracing::debug!(chunk = %chunk.short(), error = %e, "slices wait for their node");
+                all = false;
+            }
+        }
+    }
+    // The peers have them on disk: this node's copies can go, in one rewrite of the
+    // bundle, committed with other chunks' releases. When another sealing won, adopting
+    // it already dropped this node's slices of the losing one.
+    if !stored_there.is_empty() && !superseded {
+        if let Err(e) = node.releases.submit((chunk, stored_there)).await {
+            tracing::warn!(chunk = %chunk.short(), error = %e, "dropping handed-over slices");
             all = false;
         }
     }

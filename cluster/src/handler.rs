@@ -300,10 +300,13 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             slices,
             condemned,
         } => {
-            let slices = crate::message::from_wire(slices);
-            match blocking(move || Ok(cas.accept_slices(&chunk, &record, condemned, &slices)?))
-                .await?
-            {
+            let delivery = ouroboros_db::cas::SliceDelivery {
+                id: chunk,
+                record,
+                condemned,
+                slices: crate::message::from_wire(slices),
+            };
+            match node.accepts.submit(delivery).await? {
                 None => {
                     node.router.wake();
                     Response::Stored

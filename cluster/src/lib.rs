@@ -23,6 +23,7 @@ pub mod distributed_index;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod group_commit;
 pub mod handler;
 pub mod inventory_audit;
 pub mod membership;

@@ -27,6 +27,7 @@ mod remove;
 mod replica;
 mod resolve;
 mod sealing;
+mod slices;
 mod sync_tree;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ pub use put::{PutItem, PutOptions, PutOutcome};
 pub use remove::RemoveOutcome;
 pub use replica::{ReplicaSeed, VersionRecord};
 pub use sealing::{wins_over, Adopted};
+pub use slices::{Acceptance, SliceDelivery};
 pub use sync_tree::LEAF_DEPTH as SYNC_LEAF_DEPTH;
 
 use crate::chunk::ChunkingParams;
