@@ -113,8 +113,15 @@ impl ControlClient {
         s.write_all(&encode_frame(req)?).map_err(io)?;
         let mut h = [0u8; 6];
         s.read_exact(&mut h).map_err(io)?;
-        let mut body = vec![0u8; check_header(&h)?];
-        s.read_exact(&mut body).map_err(io)?;
+        let len = check_header(&h)?;
+        let mut body = Vec::with_capacity(len);
+        (&mut s)
+            .take(len as u64)
+            .read_to_end(&mut body)
+            .map_err(io)?;
+        if body.len() < len {
+            return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
         if let Ok(mut v) = self.idle.lock() {
             v.push(s);
         }

@@ -292,22 +292,24 @@ pub enum Response {
     Noted,
 }
 
-/// Encodes a value as one frame.
+/// Encodes a value as one frame. The body is written once, into a buffer of its exact
+/// size: frames carry slices, and growing a buffer while encoding copied them again.
 pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     // A
-    let body = postcard::to_stdvec(value)
-        .map_err(|e| ClusterError::Protocol(format!("encoding a message: {e}")))?;
-    let len = u32::try_from(body.len())
+    let encoding = |e| ClusterError::Protocol(format!("encoding a message: {e}"));
+    let size = postcard::serialize_with_flavor::<T, _, usize>(
+        value,
+        postcard::ser_flavors::Size::default(),
+    )
+    .map_err(encoding)?;
+    let len = u32::try_from(size)
         .ok()
         .filter(|l| *l <= MAX_FRAME)
-        .ok_or_else(|| {
-            ClusterError::Protocol(format!("message of {} bytes is too large", body.len()))
-        })?;
-    let mut out = Vec::with_capacity(6 + body.len());
+        .ok_or_else(|| ClusterError::Protocol(format!("message of {size} bytes is too large")))?;
+    let mut out = Vec::with_capacity(6 + size);
     out.extend_from_slice(&[MAGIC, VERSION]);
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
+    postcard::to_extend(value, out).map_err(encoding)
 }
 
 /// Checks a frame header; returns the body length.
@@ -361,8 +363,16 @@ pub async fn read_frame_within<T: serde::de::DeserializeOwned>(
                 .map_err(|_| ClusterError::Protocol("closing".into()))?,
         );
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await.map_err(FrameError::Read)?;
+    // Read into the buffer's spare capacity: zeroing it first would be one more pass.
+    let mut body = Vec::with_capacity(len);
+    (&mut *r)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await
+        .map_err(FrameError::Read)?;
+    if body.len() < len {
+        return Err(FrameError::Read(std::io::ErrorKind::UnexpectedEof.into()).into());
+    }
     decode_body(&body)
 }
 
