@@ -1,7 +1,7 @@
 //! The control socket: how `ouro` commands on a store reach the node that runs on it.
 //! It lives in the store directory (`node.sock`, mode 0600: only the store's owner).
 //! Commands read and write the store directly (LMDB is shared between processes); they ask
-//! the node for slices held elsewhere (`Fetch`), wait for new slices to reach their nodes
+//! the node for slices held elsewhere (`Fetch`, `FetchMany`), wait for new slices to reach their nodes
 //! (`Flush`), and ask for the cluster's status.
 
 use std::io::{Read, Write};
@@ -9,14 +9,14 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use ouroboros_db::route::remote::RemoteSlices;
+use ouroboros_db::route::remote::{Fetched, RemoteSlices, Wanted};
 use ouroboros_db::Hash;
 
 use crate::controller::Node;
 use crate::error::{ClusterError, Result};
 use crate::message::{
-    check_header, decode_body, encode_frame, read_frame, write_frame, ClusterStatus, Request,
-    Response,
+    check_header, decode_body, encode_frame, read_frame, write_frame, ClusterStatus, FetchWant,
+    Request, Response, MAX_ITEMS,
 };
 
 /// The socket of the node running on `store`.
@@ -64,6 +64,13 @@ pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
                     } => crate::data_router::fetch(&node, chunk, wanted, need as usize)
                         .await
                         .map(|s| Response::Slices(crate::message::to_wire(s))),
+                    Request::FetchMany { items } => crate::data_router::fetch_many(&node, items)
+                        .await
+                        .map(|all| {
+                            Response::SlicesMany(
+                                all.into_iter().map(crate::message::to_wire).collect(),
+                            )
+                        }),
                     Request::Flush => {
                         node.router.wake();
                         crate::data_router::walk(&node)
@@ -175,5 +182,39 @@ impl RemoteSlices for ControlClient {
                 id.short()
             ))),
         }
+    }
+
+    fn fetch_many(&self, items: &[Wanted]) -> ouroboros_db::Result<Vec<Fetched>> {
+        // A
+        let mut out = Vec::with_capacity(items.len());
+        for batch in items.chunks(MAX_ITEMS) {
+            let req = Request::FetchMany {
+                items: batch
+                    .iter()
+                    .map(|w| FetchWant {
+                        chunk: w.chunk,
+                        wanted: w.wanted.clone(),
+                        need: w.need.min(255) as u8,
+                    })
+                    .collect(),
+            };
+            match self.call(&req) {
+                Ok(Response::SlicesMany(all)) if all.len() == batch.len() => {
+                    out.extend(all.into_iter().map(crate::message::from_wire));
+                }
+                Ok(_) => {
+                    return Err(ouroboros_db::Error::Corrupt(format!(
+                        "the node gave an unexpected answer to a read of {} chunks",
+                        batch.len()
+                    )))
+                }
+                Err(e) => {
+                    return Err(ouroboros_db::Error::Corrupt(format!(
+                        "the cluster could not provide slices: {e}"
+                    )))
+                }
+            }
+        }
+        Ok(out)
     }
 }

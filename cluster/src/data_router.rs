@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ouroboros_db::route::hash_to_node;
+use ouroboros_db::route::remote::Fetched;
 use ouroboros_db::Hash;
 
 use crate::controller::Node;
 use crate::error::{ClusterError, Result};
 use crate::handler::blocking;
 use crate::membership::{short_id, NodeId};
-use crate::message::{Request, Response};
+use crate::message::{FetchWant, Request, Response, SliceWant, MAX_ITEMS};
 
 /// Bundles looked at per step of the walk.
 const PAGE: usize = 256;
@@ -327,6 +328,116 @@ pub async fn fetch(
     }
     Ok(got)
 }
+
+/// [`fetch`] for several chunks: the data slices of all of them are asked of each holder
+/// in one `GetSlicesMany` (a round trip and its wake-ups per peer, rather than per chunk
+/// and peer); a chunk still short after that goes through [`fetch`] (parity, other nodes).
+pub async fn fetch_many(node: &Arc<Node>, items: Vec<FetchWant>) -> Result<Vec<Fetched>> {
+    // A
+    if items.len() > MAX_ITEMS {
+        return Err(ClusterError::Protocol(format!(
+            "{} chunks in one read; at most {MAX_ITEMS}",
+            items.len()
+        )));
+    }
+    let members = node.placement_nodes();
+    let k = node.cas.config().k as usize;
+    let width = k + node.cas.config().m as usize;
+    // Per peer: (item position, slice indexes) of the data slices it is asked for, as
+    // many per chunk as the reader needs (see `fetch`).
+    let mut by_peer: BTreeMap<NodeId, Vec<(usize, Vec<u8>)>> = BTreeMap::new();
+    for (pos, it) in items.iter().enumerate() {
+        let placed = hash_to_node::place(&it.chunk, &members, width);
+        let mut first = it.need as usize;
+        let mut asks: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
+        for i in &it.wanted {
+            if (*i as usize) >= k || first == 0 {
+                continue;
+            }
+            let Some(n) = placed.get(*i as usize).filter(|n| {
+                **n != node.me && node.tracker.state(n) != crate::availability::State::Dead
+            }) else {
+                continue;
+            };
+            asks.entry(*n).or_default().push(*i);
+            first -= 1;
+        }
+        for (n, idx) in asks {
+            by_peer.entry(n).or_default().push((pos, idx));
+        }
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (peer, asks) in by_peer {
+        let node = Arc::clone(node);
+        let want = asks
+            .iter()
+            .map(|(pos, idx)| SliceWant {
+                chunk: items[*pos].chunk,
+                wanted: idx.clone(),
+            })
+            .collect();
+        set.spawn(async move {
+            match node
+                .call(&peer, &Request::GetSlicesMany { items: want })
+                .await
+            {
+                Ok(Response::SlicesMany(all)) if all.len() == asks.len() => asks
+                    .into_iter()
+                    .zip(all)
+                    .map(|((pos, _), s)| (pos, crate::message::from_wire(s)))
+                    .collect(),
+                Ok(_) => Vec::new(),
+                Err(e) => {
+                    tracing::debug!(peer = %short_id(&peer), error = %e, "fetching slices");
+                    Vec::new()
+                }
+            }
+        });
+    }
+    let mut got: Vec<Fetched> = vec![Vec::new(); items.len()];
+    let deadline = tokio::time::Instant::now() + BATCH_FIRST;
+    while let Ok(Some(r)) = tokio::time::timeout_at(deadline, set.join_next()).await {
+        for (pos, slices) in r.unwrap_or_default() {
+            let Some(have) = got.get_mut(pos) else {
+                continue;
+            };
+            for (i, b) in slices {
+                if items[pos].wanted.contains(&i) && !have.iter().any(|(j, _)| *j == i) {
+                    have.push((i, b));
+                }
+            }
+        }
+    }
+    // What the data round did not bring: parity, other nodes, as for a single chunk.
+    let mut rest = tokio::task::JoinSet::new();
+    for (pos, it) in items.into_iter().enumerate() {
+        let have = &got[pos];
+        if have.len() >= it.need as usize {
+            continue;
+        }
+        let wanted: Vec<u8> = it
+            .wanted
+            .iter()
+            .copied()
+            .filter(|i| !have.iter().any(|(j, _)| j == i))
+            .collect();
+        let need = it.need as usize - have.len();
+        let node = Arc::clone(node);
+        rest.spawn(async move { (pos, fetch(&node, it.chunk, wanted, need).await) });
+    }
+    while let Some(r) = rest.join_next().await {
+        if let Ok((pos, Ok(more))) = r {
+            if let Some(have) = got.get_mut(pos) {
+                have.extend(more);
+            }
+        }
+    }
+    Ok(got)
+}
+
+/// How long a batched read waits for the data slices of all its chunks before asking
+/// for the missing ones chunk by chunk.
+const BATCH_FIRST: Duration = Duration::from_secs(1);
 
 /// How long a read waits for data slices before asking for parity.
 const DATA_FIRST: Duration = Duration::from_millis(300);

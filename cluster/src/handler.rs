@@ -206,6 +206,9 @@ async fn serve_streams(
     }
 }
 
+/// Bytes of slices past which a `GetSlicesMany` answer takes no more chunks.
+const ANSWER_BUDGET: usize = 16 << 20;
+
 /// Runs blocking store work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
@@ -323,7 +326,38 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             ))
         }
         Request::Join { .. } => return Err(ClusterError::Protocol("already a member".into())),
-        Request::Fetch { .. } | Request::Flush | Request::Status => {
+        Request::GetSlicesMany { items } => {
+            if items.len() > crate::message::MAX_ITEMS {
+                return Err(ClusterError::Protocol(format!(
+                    "{} chunks in one request; at most {}",
+                    items.len(),
+                    crate::message::MAX_ITEMS
+                )));
+            }
+            let found = blocking(move || {
+                let mut out = Vec::with_capacity(items.len());
+                let mut bytes = 0;
+                for mut it in items {
+                    // One copy of each slice, however often the request names it; and
+                    // once the answer is large, the remaining chunks get nothing (the
+                    // reader asks for those one by one), so a request naming one chunk
+                    // 64 times cannot make this node build a huge answer.
+                    it.wanted.sort_unstable();
+                    it.wanted.dedup();
+                    let slices = if bytes < ANSWER_BUDGET {
+                        cas.local_slices(&it.chunk, &it.wanted)?
+                    } else {
+                        Vec::new()
+                    };
+                    bytes += slices.iter().map(|(_, b)| b.len()).sum::<usize>();
+                    out.push(crate::message::to_wire(slices));
+                }
+                Ok(out)
+            })
+            .await?;
+            Response::SlicesMany(found)
+        }
+        Request::Fetch { .. } | Request::FetchMany { .. } | Request::Flush | Request::Status => {
             return Err(ClusterError::Protocol(
                 "control requests go to the local socket".into(),
             ))

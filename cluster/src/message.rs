@@ -16,7 +16,7 @@ use crate::membership::{ClusterInfo, MemberRecord, NodeId};
 /// First byte of every frame.
 pub const MAGIC: u8 = b'O';
 /// Protocol version of this build.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Largest frame accepted (a request with a chunk's slices fits many times over).
 pub const MAX_FRAME: u32 = 64 << 20;
 
@@ -119,6 +119,39 @@ pub enum Request {
         /// Chunk ids (at most 4,096).
         chunks: Vec<Hash>,
     },
+    /// `GetSlices` for several chunks (at most [`MAX_ITEMS`]) in one exchange.
+    GetSlicesMany {
+        /// The chunks, each with the slice indexes wanted.
+        items: Vec<SliceWant>,
+    },
+    /// Control socket: `Fetch` for several chunks (at most [`MAX_ITEMS`]) at once.
+    FetchMany {
+        /// The chunks, each with the slice indexes wanted and how many are needed.
+        items: Vec<FetchWant>,
+    },
+}
+
+/// Most chunks one `GetSlicesMany` or `FetchMany` may name.
+pub const MAX_ITEMS: usize = 64;
+
+/// One chunk of a `GetSlicesMany`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceWant {
+    /// Chunk id.
+    pub chunk: Hash,
+    /// Slice indexes.
+    pub wanted: Vec<u8>,
+}
+
+/// One chunk of a `FetchMany`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchWant {
+    /// Chunk id.
+    pub chunk: Hash,
+    /// Slice indexes.
+    pub wanted: Vec<u8>,
+    /// How many the reader needs.
+    pub need: u8,
 }
 
 /// One encoded SealedSlice with its index. The bytes are encoded as one length-prefixed
@@ -290,6 +323,9 @@ pub enum Response {
     InventoryLeaf(Vec<InventoryEntry>),
     /// `CheckChunks` taken: the chunks are queued for the repair sweep.
     Noted,
+    /// Answer to `GetSlicesMany` and `FetchMany`: the slices found for each chunk, in the
+    /// order asked.
+    SlicesMany(Vec<Vec<Slice>>),
 }
 
 /// Encodes a value as one frame. The body is written once, into a buffer of its exact
@@ -393,7 +429,7 @@ mod tests {
     #[test]
     fn pinned_header() {
         let f = encode_frame(&Request::Members).unwrap();
-        assert_eq!(&f[..6], &[b'O', 3, 1, 0, 0, 0]);
+        assert_eq!(&f[..6], &[b'O', 4, 1, 0, 0, 0]);
         assert_eq!(f.len(), 7);
     }
 
@@ -452,6 +488,39 @@ mod tests {
         want.extend_from_slice(&[2, 1, 3]);
         assert_eq!(postcard::to_stdvec(&leaf).unwrap(), want);
         assert_eq!(postcard::to_stdvec(&Response::Noted).unwrap(), [14]);
+    }
+
+    #[test]
+    fn batched_slice_messages_have_pinned_encodings() {
+        let body = |r: &Request| postcard::to_stdvec(r).unwrap();
+        let mut want = vec![13, 1];
+        want.extend_from_slice(&[7; 32]);
+        want.extend_from_slice(&[2, 0, 3]);
+        let items = vec![SliceWant {
+            chunk: Hash([7; 32]),
+            wanted: vec![0, 3],
+        }];
+        assert_eq!(body(&Request::GetSlicesMany { items }), want);
+        let mut want = vec![14, 1];
+        want.extend_from_slice(&[7; 32]);
+        want.extend_from_slice(&[1, 2, 2]);
+        let items = vec![FetchWant {
+            chunk: Hash([7; 32]),
+            wanted: vec![2],
+            need: 2,
+        }];
+        assert_eq!(body(&Request::FetchMany { items }), want);
+        let answer = Response::SlicesMany(vec![
+            vec![],
+            vec![Slice {
+                index: 1,
+                bytes: vec![9, 9],
+            }],
+        ]);
+        assert_eq!(
+            postcard::to_stdvec(&answer).unwrap(),
+            [15, 2, 0, 1, 1, 2, 9, 9]
+        );
     }
 
     proptest! {

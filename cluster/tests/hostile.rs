@@ -134,6 +134,52 @@ async fn repeated_slice_indexes_do_not_amplify_an_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_reads_are_bounded() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture().await;
+    let attacker = connect(&f.node, &f.attacker).await.unwrap();
+    let Request::PutSlices { chunk, .. } = captured_put(&f) else {
+        unreachable!()
+    };
+    let item = |wanted: Vec<u8>| message::SliceWant { chunk, wanted };
+    // One chunk named 64 times, every index 1,000 times: each chunk's slices come once,
+    // and the answer stops growing at its budget.
+    let r = ask(
+        &attacker.conn,
+        &Request::GetSlicesMany {
+            items: vec![item((0..=255).cycle().take(1000).collect()); 64],
+        },
+    )
+    .await;
+    match r {
+        Ok(Response::SlicesMany(all)) => {
+            assert_eq!(all.len(), 64);
+            let bytes: usize = all.iter().flatten().map(|s| s.bytes.len()).sum();
+            assert!(!all[0].is_empty());
+            assert!(bytes <= (16 << 20) + (1 << 20) * 6, "{bytes} bytes");
+            for slices in &all {
+                let mut idx: Vec<u8> = slices.iter().map(|s| s.index).collect();
+                idx.dedup();
+                assert_eq!(idx.len(), slices.len(), "an index answered twice");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    // More than 64 chunks in one request is refused.
+    refused(
+        &ask(
+            &attacker.conn,
+            &Request::GetSlicesMany {
+                items: vec![item(vec![0]); 65],
+            },
+        )
+        .await,
+        "at most 64",
+    );
+    serves(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn truncated_messages_are_refused() {
     let _serial = SERIAL.lock().await;
     let f = fixture().await;
@@ -180,9 +226,9 @@ async fn unknown_versions_are_refused() {
     let attacker = connect(&f.node, &f.attacker).await.unwrap();
     let before = snapshot(&f);
     let body = &message::encode_frame(&Request::Members).unwrap()[6..];
-    // Version 1 had no condemnations, version 2 no inventory tree: nodes of those builds are
-    // refused too.
-    for v in [0u8, 1, 2, 4, 0x7F, 255] {
+    // Version 1 had no condemnations, version 2 no inventory tree, version 3 no batched
+    // reads: nodes of those builds are refused too.
+    for v in [0u8, 1, 2, 3, 5, 0x7F, 255] {
         let mut frame = header(v, body.len() as u32);
         frame.extend_from_slice(body);
         refused(

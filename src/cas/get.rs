@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::{Blob, ChunkRef};
 use crate::progress::{NoProgress, Progress};
+use crate::route::remote::Wanted;
 use crate::route::DataRouter;
 use crate::seal::open_chunk;
 
@@ -24,27 +25,91 @@ pub trait ChunkReader {
 impl ChunkReader for Cas {
     fn read_chunk(&self, id: &Hash) -> Result<Vec<u8>> {
         // PA
+        self.read_chunks(std::slice::from_ref(id))?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Corrupt(format!("chunk {} was not read", id.short()))))
+    }
+}
+
+impl Cas {
+    /// Reads several chunks: each from the slices held here when k of them are intact,
+    /// the others with one request for all their missing slices to the other nodes (one
+    /// round trip instead of one per chunk). Every slice, local or fetched, is checked
+    /// against the chunk record. One answer per chunk, in order; the outer error is the
+    /// store failing.
+    fn read_chunks(&self, ids: &[Hash]) -> Result<Vec<Result<Vec<u8>>>> {
+        // PA
         let txn = self.lmdb.read()?;
-        let record = self
-            .lmdb
-            .chunks
-            .get(&txn, id)?
-            .ok_or_else(|| Error::Corrupt(format!("chunk {} is missing", id.short())))?;
-        let keys = self.keys_for(record.key_epoch)?;
-        let set = DataRouter::new(&self.lmdb).fetch_shards(&txn, id, &record, false)?;
-        let have = set.shards.iter().filter(|s| s.is_some()).count();
-        let Some(remote) = self.remote.as_ref().filter(|_| have < record.k as usize) else {
-            return open_chunk(keys, id, &record, &set.shards);
-        };
-        // Not enough here: the other nodes hold the rest. Every slice they send is checked
-        // against the record, as local ones are.
-        let wanted: Vec<u8> = (0..record.slices.len() as u8)
-            .filter(|i| set.shards[*i as usize].is_none())
-            .collect();
-        let fetched = remote.fetch(id, &wanted, record.k as usize - have)?;
-        let mut shards = set.shards;
-        DataRouter::add_fetched(&record, &mut shards, &fetched);
-        open_chunk(keys, id, &record, &shards)
+        let router = DataRouter::new(&self.lmdb);
+        let mut out: Vec<Option<Result<Vec<u8>>>> = Vec::with_capacity(ids.len());
+        // Chunks that need slices from elsewhere: (position, record, shards held here).
+        let mut short = Vec::new();
+        let mut asks = Vec::new();
+        for (pos, id) in ids.iter().enumerate() {
+            let record = match self.lmdb.chunks.get(&txn, id)? {
+                Some(r) => r,
+                None => {
+                    out.push(Some(Err(Error::Corrupt(format!(
+                        "chunk {} is missing",
+                        id.short()
+                    )))));
+                    continue;
+                }
+            };
+            let set = router.fetch_shards(&txn, id, &record, false)?;
+            let have = set.shards.iter().filter(|s| s.is_some()).count();
+            if self.remote.is_none() || have >= record.k as usize {
+                let keys = self.keys_for(record.key_epoch);
+                out.push(Some(
+                    keys.and_then(|k| open_chunk(k, id, &record, &set.shards)),
+                ));
+                continue;
+            }
+            asks.push(Wanted {
+                chunk: *id,
+                wanted: (0..record.slices.len() as u8)
+                    .filter(|i| set.shards[*i as usize].is_none())
+                    .collect(),
+                need: record.k as usize - have,
+            });
+            short.push((pos, record, set.shards));
+            out.push(None);
+        }
+        if let (Some(remote), false) = (self.remote.as_ref(), asks.is_empty()) {
+            // Not enough here: the other nodes hold the rest.
+            match remote.fetch_many(&asks) {
+                Ok(fetched) => {
+                    for ((pos, record, mut shards), got) in short.into_iter().zip(&fetched) {
+                        let id = &ids[pos];
+                        DataRouter::add_fetched(&record, &mut shards, got);
+                        out[pos] = Some(
+                            self.keys_for(record.key_epoch)
+                                .and_then(|k| open_chunk(k, id, &record, &shards)),
+                        );
+                    }
+                }
+                Err(e) => {
+                    for (pos, _, _) in short {
+                        out[pos] = Some(Err(Error::Corrupt(format!(
+                            "chunk {}: {e}",
+                            ids[pos].short()
+                        ))));
+                    }
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .zip(ids)
+            .map(|(r, id)| {
+                r.unwrap_or_else(|| {
+                    Err(Error::Corrupt(format!(
+                        "chunk {}: the cluster sent no answer for it",
+                        id.short()
+                    )))
+                })
+            })
+            .collect())
     }
 }
 
@@ -92,11 +157,12 @@ impl Cas {
             .clamp(1, 8);
         // Slices held by other nodes take a network round trip each: more chunks in flight
         // hide that latency, while decoding still needs only the cores there are.
-        let workers = match self.remote {
-            Some(_) => cores.max(16),
-            None => cores,
+        // Each of them asks for several chunks at once (one round trip for all).
+        let (workers, group) = match self.remote {
+            Some(_) => (cores.max(8), REMOTE_GROUP),
+            None => (cores, 1),
         };
-        let gate = Window::new(workers * 2);
+        let gate = Window::new(workers * group.max(2));
         let (tx, rx) = sync_channel::<(usize, Result<Vec<u8>>)>(workers * 2);
         std::thread::scope(|s| -> Result<()> {
             for _ in 0..workers {
@@ -108,10 +174,22 @@ impl Cas {
                         gate,
                         only_when_panicking: true,
                     };
-                    while let Some(i) = gate.claim() {
-                        let Some(c) = chunks.get(i) else { return };
-                        if tx.send((i, self.read_chunk(&c.id))).is_err() {
+                    while let Some(run) = gate.claim(group, chunks.len()) {
+                        if run.is_empty() {
                             return;
+                        }
+                        let ids: Vec<Hash> = chunks[run.clone()].iter().map(|c| c.id).collect();
+                        let read = match self.read_chunks(&ids) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                let _ = tx.send((run.start, Err(e)));
+                                return;
+                            }
+                        };
+                        for (i, r) in run.zip(read) {
+                            if tx.send((i, r)).is_err() {
+                                return;
+                            }
                         }
                     }
                 });
@@ -149,6 +227,9 @@ impl Cas {
     }
 }
 
+/// Chunks a reader of a cluster store asks the other nodes for at once.
+const REMOTE_GROUP: usize = 4;
+
 /// Hands out chunk indexes to the read workers, at most `window` ahead of the writer, so
 /// memory stays bounded; workers sleep (no polling) until the writer moves or stops them.
 struct Window {
@@ -182,18 +263,24 @@ impl Window {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next chunk index to read, or `None` once stopped.
-    fn claim(&self) -> Option<usize> {
+    /// The next run of at most `n` chunk indexes to read (below `total`; empty once all
+    /// are claimed), or `None` once stopped.
+    fn claim(&self, n: usize, total: usize) -> Option<std::ops::Range<usize>> {
         // A
         let mut st = self.lock();
-        while !st.stop && st.next >= st.written + self.window {
+        while !st.stop && st.next < total && st.next >= st.written + self.window {
             st = self.moved.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         if st.stop {
             return None;
         }
-        st.next += 1;
-        Some(st.next - 1)
+        let start = st.next;
+        let end = (start + n.max(1))
+            .min(total)
+            .min(st.written + self.window)
+            .max(start);
+        st.next = end;
+        Some(start..end)
     }
 
     /// The writer has written `written` chunks.
