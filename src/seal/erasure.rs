@@ -2,6 +2,7 @@
 //! of which rebuild the sealed payload.
 
 use crate::error::{Error, Result};
+use reed_solomon_simd::ReedSolomonDecoder;
 
 /// Smallest data shard worth splitting for: payloads under 2x this use k = 1, so that a
 /// 100-byte file costs a few hundred bytes, not k+m slice headers and a 130 µs decode.
@@ -45,6 +46,12 @@ pub fn encode(payload: &[u8], k: u8, m: u8) -> Result<Vec<Vec<u8>>> {
     Ok(shards)
 }
 
+thread_local! {
+    /// This thread's erasure decoder, reset for each chunk.
+    static DECODER: std::cell::RefCell<Option<ReedSolomonDecoder>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Rebuilds the payload from any k present shards (`None` = missing or failed its hash).
 pub fn reconstruct(k: u8, m: u8, sealed_len: usize, shards: &[Option<&[u8]>]) -> Result<Vec<u8>> {
     // PA
@@ -76,15 +83,37 @@ pub fn reconstruct(k: u8, m: u8, sealed_len: usize, shards: &[Option<&[u8]>]) ->
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.map(|s| (i, s)));
-        let restored = reed_solomon_simd::decode(k, m, originals, recovery)
-            .map_err(|e| Error::Corrupt(format!("erasure decoding failed: {e}")))?;
-        for (i, s) in shards[..k].iter().enumerate() {
-            match (s, restored.get(&i)) {
-                (Some(s), _) => out.extend_from_slice(s),
-                (None, Some(r)) => out.extend_from_slice(r),
-                (None, None) => return Err(Error::Corrupt("a data shard was not restored".into())),
+        let failed =
+            |e: reed_solomon_simd::Error| Error::Corrupt(format!("erasure decoding failed: {e}"));
+        // Each thread keeps its decoder: its working space (several times a shard) is
+        // reused rather than allocated, zeroed and faulted in again for every chunk.
+        DECODER.with(|cell| -> Result<()> {
+            let mut slot = cell.borrow_mut();
+            let decoder = match slot.as_mut() {
+                Some(d) => {
+                    d.reset(k, m, len).map_err(failed)?;
+                    d
+                }
+                None => slot.insert(ReedSolomonDecoder::new(k, m, len).map_err(failed)?),
+            };
+            for (i, s) in originals {
+                decoder.add_original_shard(i, s).map_err(failed)?;
             }
-        }
+            for (i, s) in recovery {
+                decoder.add_recovery_shard(i, s).map_err(failed)?;
+            }
+            let restored = decoder.decode().map_err(failed)?;
+            for (i, s) in shards[..k].iter().enumerate() {
+                match (s, restored.restored_original(i)) {
+                    (Some(s), _) => out.extend_from_slice(s),
+                    (None, Some(r)) => out.extend_from_slice(r),
+                    (None, None) => {
+                        return Err(Error::Corrupt("a data shard was not restored".into()))
+                    }
+                }
+            }
+            Ok(())
+        })?;
     }
     out.truncate(sealed_len);
     Ok(out)
