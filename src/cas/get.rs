@@ -155,14 +155,15 @@ impl Cas {
             .map(|n| n.get())
             .unwrap_or(1)
             .clamp(1, 8);
-        // Slices held by other nodes take a network round trip each: more chunks in flight
-        // hide that latency, while decoding still needs only the cores there are.
-        // Each of them asks for several chunks at once (one round trip for all).
+        // Slices held by other nodes take a network round trip: each worker asks for a run
+        // of chunks at once (one round trip and one set of wake-ups for all), and at least
+        // 4 runs are in flight to hide the latency; decoding needs only the cores there are.
         let (workers, group) = match self.remote {
-            Some(_) => (cores.max(8), REMOTE_GROUP),
+            Some(_) => (cores.max(4), REMOTE_GROUP),
             None => (cores, 1),
         };
-        let gate = Window::new(workers * group.max(2));
+        // On a cluster, 32 chunks in flight (4 runs of 8).
+        let gate = Window::new((workers * 2).max(group * 4));
         let (tx, rx) = sync_channel::<(usize, Result<Vec<u8>>)>(workers * 2);
         std::thread::scope(|s| -> Result<()> {
             for _ in 0..workers {
@@ -228,7 +229,7 @@ impl Cas {
 }
 
 /// Chunks a reader of a cluster store asks the other nodes for at once.
-const REMOTE_GROUP: usize = 4;
+const REMOTE_GROUP: usize = 8;
 
 /// Hands out chunk indexes to the read workers, at most `window` ahead of the writer, so
 /// memory stays bounded; workers sleep (no polling) until the writer moves or stops them.
@@ -309,5 +310,24 @@ impl Drop for StopOnDrop<'_> {
         if !self.only_when_panicking || std::thread::panicking() {
             self.gate.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_claimed_within_the_window_and_end_at_the_total() {
+        let w = Window::new(12);
+        assert_eq!(w.claim(8, 20), Some(0..8));
+        // Only 4 more fit in the window until the writer moves.
+        assert_eq!(w.claim(8, 20), Some(8..12));
+        w.advance(8);
+        assert_eq!(w.claim(8, 20), Some(12..20));
+        // Everything claimed: an empty run, so the worker ends.
+        assert_eq!(w.claim(8, 20), Some(20..20));
+        w.stop();
+        assert_eq!(w.claim(8, 20), None);
     }
 }
