@@ -345,7 +345,10 @@ pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(6 + size);
     out.extend_from_slice(&[MAGIC, VERSION]);
     out.extend_from_slice(&len.to_le_bytes());
-    postcard::to_extend(value, out).map_err(encoding)
+    // Through `io::Write`, byte strings go in as one copy each (postcard's `Extend` flavor
+    // pushed them byte by byte).
+    postcard::to_io(value, &mut out).map_err(encoding)?;
+    Ok(out)
 }
 
 /// Checks a frame header; returns the body length.
