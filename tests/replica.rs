@@ -198,6 +198,24 @@ fn deliveries_in_one_batch_are_answered_each_and_a_bad_one_stores_nothing() {
 }
 
 #[test]
+fn bundle_sequences_never_come_back_after_the_last_bundle_is_released() {
+    // A node's hand-over walk remembers the last sequence it walked: a new bundle must get
+    // a higher one even when every slice of the last bundle went to other nodes.
+    let (_d, _me, a, _b) = pair();
+    a.put("first", &random_bytes(4000, 1)[..], &PutOptions::default())
+        .unwrap();
+    let held = a.held_slices_after(None, 100).unwrap();
+    let last = held.iter().map(|(seq, _, _)| *seq).max().unwrap();
+    let all: Vec<(Hash, Vec<u8>)> = held.iter().map(|(_, c, i)| (*c, i.clone())).collect();
+    a.release_slices_many(&all).unwrap();
+    assert!(a.held_slices_after(None, 100).unwrap().is_empty());
+    a.put("second", &random_bytes(4000, 2)[..], &PutOptions::default())
+        .unwrap();
+    let after = a.held_slices_after(Some(last), 100).unwrap();
+    assert!(!after.is_empty(), "the new bundle reused a walked sequence");
+}
+
+#[test]
 fn a_version_removed_before_it_arrives_arrives_removed() {
     let (_d, _me, a, b) = pair();
     let v1 = a.put("k", &b"one"[..], &PutOptions::default()).unwrap();

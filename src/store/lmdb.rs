@@ -148,6 +148,7 @@ impl Lmdb {
             slices: LocalSealedSliceStore {
                 bundles: slices,
                 locs: slice_locs,
+                meta,
             },
             chunks: ChunkIndex {
                 records: chunks,

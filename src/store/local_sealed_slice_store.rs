@@ -17,7 +17,12 @@ const BUNDLE_VERSION: u8 = 2;
 pub struct LocalSealedSliceStore {
     pub(crate) bundles: Db,
     pub(crate) locs: Db,
+    /// The store's `meta` database, for the next bundle sequence number.
+    pub(crate) meta: Db,
 }
+
+/// `meta` key of the next bundle sequence number (`u64` little-endian).
+const NEXT_SEQ_KEY: &[u8] = b"next_bundle_seq";
 
 /// What a read of one slice found.
 pub enum SliceRead<'t> {
@@ -275,13 +280,27 @@ impl LocalSealedSliceStore {
         self.rewrite(txn, chunk, index, bytes)
     }
 
-    /// The sequence number after the last bundle (numbers only grow, so bundles append).
-    fn next_seq(&self, txn: &RwTxn) -> Result<u64> {
-        // A
-        match self.bundles.last(txn)? {
-            None => Ok(0),
-            Some((k, _)) => Ok(seq_of(k)? + 1),
-        }
+    /// A sequence number for a new bundle, above every one ever used: numbers only grow,
+    /// so bundles append, and a walk that remembers how far it got (a node's hand-over)
+    /// sees every later bundle. After the last bundle alone, a number would come back once
+    /// that bundle was deleted (all its slices handed to other nodes), below such a walk's
+    /// cursor: its slices then stayed on the writer.
+    fn next_seq(&self, txn: &mut RwTxn) -> Result<u64> {
+        // PA
+        let after_last = match self.bundles.last(txn)? {
+            None => 0,
+            Some((k, _)) => seq_of(k)? + 1,
+        };
+        let mark = match self.meta.get(txn, NEXT_SEQ_KEY)? {
+            Some(b) => u64::from_le_bytes(
+                b.try_into()
+                    .map_err(|_| Error::Corrupt("bad next bundle sequence".into()))?,
+            ),
+            None => 0,
+        };
+        let seq = after_last.max(mark);
+        self.meta.put(txn, NEXT_SEQ_KEY, &(seq + 1).to_le_bytes())?;
+        Ok(seq)
     }
 
     /// Rewrites a chunk's bundle in place with slice `index` replaced or dropped.
