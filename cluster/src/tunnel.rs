@@ -172,7 +172,7 @@ fn grow_buffers(socket: &std::net::UdpSocket) {
     let _ = state.set_send_buffer_size(socket.into(), SOCKET_BUFFER);
     let got = state.recv_buffer_size(socket.into()).unwrap_or(0);
     if got < SOCKET_BUFFER {
-        tracing::info!(
+        tracing::warn!(
             asked = SOCKET_BUFFER,
             got,
             "the kernel limits UDP receive buffers (raise net.core.rmem_max and wmem_max to 8388608 for fewer losses under load)"
