@@ -272,36 +272,17 @@ pub async fn fetch(
     let k = node.cas.config().k as usize;
     let slices = k + node.cas.config().m as usize;
     let placed = hash_to_node::place(&chunk, &members, slices);
-    // The wanted slices another live node holds, with that node.
-    let askable: Vec<(u8, NodeId)> = wanted
-        .iter()
-        .filter_map(|i| {
-            placed
-                .get(*i as usize)
-                .filter(|n| {
-                    **n != node.me && node.tracker.state(n) != crate::availability::State::Dead
-                })
-                .map(|n| (*i, *n))
-        })
-        .collect();
-    let by_node = |pick: &mut dyn FnMut(u8) -> bool| {
-        let mut m: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
-        for (i, n) in askable.iter().filter(|(i, _)| pick(*i)) {
-            m.entry(*n).or_default().push(*i);
-        }
-        m
-    };
-    // Only as many data slices as are needed: when this node holds a parity slice, asking
-    // for every data slice would move one more slice than the rebuild uses.
-    let mut first = need;
-    let data = by_node(&mut |i| {
-        let take = (i as usize) < k && first > 0;
-        first -= usize::from(take);
-        take
-    });
+    let askable = askable(node, &placed, &wanted);
+    let data = data_first(&askable, k, need);
     let mut got = ask(node, chunk, data, need, Some(DATA_FIRST)).await;
     if got.len() < need {
-        let parity = by_node(&mut |i| !got.iter().any(|(j, _)| *j == i));
+        let mut parity: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
+        for (i, n) in askable
+            .iter()
+            .filter(|(i, _)| !got.iter().any(|(j, _)| j == i))
+        {
+            parity.entry(*n).or_default().push(*i);
+        }
         for (i, b) in ask(node, chunk, parity, need - got.len(), Some(ASK_AT_MOST)).await {
             if !got.iter().any(|(j, _)| *j == i) {
                 got.push((i, b));
@@ -348,21 +329,8 @@ pub async fn fetch_many(node: &Arc<Node>, items: Vec<FetchWant>) -> Result<Vec<F
     let mut by_peer: BTreeMap<NodeId, Vec<(usize, Vec<u8>)>> = BTreeMap::new();
     for (pos, it) in items.iter().enumerate() {
         let placed = hash_to_node::place(&it.chunk, &members, width);
-        let mut first = it.need as usize;
-        let mut asks: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
-        for i in &it.wanted {
-            if (*i as usize) >= k || first == 0 {
-                continue;
-            }
-            let Some(n) = placed.get(*i as usize).filter(|n| {
-                **n != node.me && node.tracker.state(n) != crate::availability::State::Dead
-            }) else {
-                continue;
-            };
-            asks.entry(*n).or_default().push(*i);
-            first -= 1;
-        }
-        for (n, idx) in asks {
+        let askable = askable(node, &placed, &it.wanted);
+        for (n, idx) in data_first(&askable, k, it.need as usize) {
             by_peer.entry(n).or_default().push((pos, idx));
         }
     }
@@ -438,6 +406,34 @@ pub async fn fetch_many(node: &Arc<Node>, items: Vec<FetchWant>) -> Result<Vec<F
 /// How long a batched read waits for the data slices of all its chunks before asking
 /// for the missing ones chunk by chunk.
 const BATCH_FIRST: Duration = Duration::from_secs(1);
+
+/// The wanted slices another live node holds by placement (`placed`), with that node.
+fn askable(node: &Node, placed: &[NodeId], wanted: &[u8]) -> Vec<(u8, NodeId)> {
+    // A
+    wanted
+        .iter()
+        .filter_map(|i| {
+            placed
+                .get(*i as usize)
+                .filter(|n| {
+                    **n != node.me && node.tracker.state(n) != crate::availability::State::Dead
+                })
+                .map(|n| (*i, *n))
+        })
+        .collect()
+}
+
+/// The first `need` data slices (index below `k`) among `askable`, by node. Only as many as
+/// needed: when this node holds a parity slice, asking for every data slice would move one
+/// more slice than the rebuild uses.
+fn data_first(askable: &[(u8, NodeId)], k: usize, need: usize) -> BTreeMap<NodeId, Vec<u8>> {
+    // A
+    let mut m: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
+    for (i, n) in askable.iter().filter(|(i, _)| (*i as usize) < k).take(need) {
+        m.entry(*n).or_default().push(*i);
+    }
+    m
+}
 
 /// How long a read waits for data slices before asking for parity.
 const DATA_FIRST: Duration = Duration::from_millis(300);

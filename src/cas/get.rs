@@ -41,6 +41,10 @@ impl Cas {
         // PA
         let txn = self.lmdb.read()?;
         let router = DataRouter::new(&self.lmdb);
+        let open = |id: &Hash, record: &crate::model::ChunkRecord, shards: &[Option<&[u8]>]| {
+            self.keys_for(record.key_epoch)
+                .and_then(|k| open_chunk(k, id, record, shards))
+        };
         let mut out: Vec<Option<Result<Vec<u8>>>> = Vec::with_capacity(ids.len());
         // Chunks that need slices from elsewhere: (position, record, shards held here).
         let mut short = Vec::new();
@@ -59,10 +63,7 @@ impl Cas {
             let set = router.fetch_shards(&txn, id, &record, false)?;
             let have = set.shards.iter().filter(|s| s.is_some()).count();
             if self.remote.is_none() || have >= record.k as usize {
-                let keys = self.keys_for(record.key_epoch);
-                out.push(Some(
-                    keys.and_then(|k| open_chunk(k, id, &record, &set.shards)),
-                ));
+                out.push(Some(open(id, &record, &set.shards)));
                 continue;
             }
             asks.push(Wanted {
@@ -82,10 +83,7 @@ impl Cas {
                     for ((pos, record, mut shards), got) in short.into_iter().zip(&fetched) {
                         let id = &ids[pos];
                         DataRouter::add_fetched(&record, &mut shards, got);
-                        out[pos] = Some(
-                            self.keys_for(record.key_epoch)
-                                .and_then(|k| open_chunk(k, id, &record, &shards)),
-                        );
+                        out[pos] = Some(open(id, &record, &shards));
                     }
                 }
                 Err(e) => {
