@@ -11,6 +11,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod buffers;
 pub mod cas;
 pub mod chunk;
 pub mod codec;

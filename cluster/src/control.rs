@@ -91,8 +91,10 @@ pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
 
 /// A command's connections to its store's node (blocking: commands are not async). Each
 /// thread that calls at once gets its own connection, so parallel reads stay parallel.
+/// Each connection keeps the buffer its answers are read into: answers carry megabytes of
+/// slices, and a fresh buffer per answer would be faulted in page by page.
 pub struct ControlClient {
-    idle: Mutex<Vec<UnixStream>>,
+    idle: Mutex<Vec<(UnixStream, Vec<u8>)>>,
     path: PathBuf,
 }
 
@@ -103,7 +105,7 @@ impl ControlClient {
         let path = socket_path(store);
         let stream = UnixStream::connect(&path).ok()?;
         Some(ControlClient {
-            idle: Mutex::new(vec![stream]),
+            idle: Mutex::new(vec![(stream, Vec::new())]),
             path,
         })
     }
@@ -113,15 +115,15 @@ impl ControlClient {
         // A
         let io = |e| ClusterError::io(format!("talking to the node at {}", self.path.display()), e);
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
-        let mut s = match idle {
+        let (mut s, mut body) = match idle {
             Some(s) => s,
-            None => UnixStream::connect(&self.path).map_err(io)?,
+            None => (UnixStream::connect(&self.path).map_err(io)?, Vec::new()),
         };
         s.write_all(&encode_frame(req)?).map_err(io)?;
         let mut h = [0u8; 6];
         s.read_exact(&mut h).map_err(io)?;
         let len = check_header(&h)?;
-        let mut body = Vec::with_capacity(len);
+        ouroboros_db::buffers::make_room(&mut body, len);
         (&mut s)
             .take(len as u64)
             .read_to_end(&mut body)
@@ -129,10 +131,11 @@ impl ControlClient {
         if body.len() < len {
             return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
         }
+        let answer = decode_body(&body);
         if let Ok(mut v) = self.idle.lock() {
-            v.push(s);
+            v.push((s, body));
         }
-        match decode_body(&body)? {
+        match answer? {
             Response::Error(e) => Err(ClusterError::Protocol(e)),
             r => Ok(r),
         }

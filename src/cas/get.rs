@@ -14,7 +14,7 @@ use crate::model::{Blob, ChunkRef};
 use crate::progress::{NoProgress, Progress};
 use crate::route::remote::Wanted;
 use crate::route::DataRouter;
-use crate::seal::open_chunk;
+use crate::seal::open_chunk_into;
 
 /// Reads and verifies single chunks by id (used by `get`, the mount and verify).
 pub trait ChunkReader {
@@ -25,7 +25,7 @@ pub trait ChunkReader {
 impl ChunkReader for Cas {
     fn read_chunk(&self, id: &Hash) -> Result<Vec<u8>> {
         // PA
-        self.read_chunks(std::slice::from_ref(id))?
+        self.read_chunks(std::slice::from_ref(id), None)?
             .pop()
             .unwrap_or_else(|| Err(Error::Corrupt(format!("chunk {} was not read", id.short()))))
     }
@@ -36,14 +36,16 @@ impl Cas {
     /// the others with one request for all their missing slices to the other nodes (one
     /// round trip instead of one per chunk). Every slice, local or fetched, is checked
     /// against the chunk record. One answer per chunk, in order; the outer error is the
-    /// store failing.
-    fn read_chunks(&self, ids: &[Hash]) -> Result<Vec<Result<Vec<u8>>>> {
+    /// store failing. Plaintext goes into buffers from `pool` when one is given.
+    fn read_chunks(&self, ids: &[Hash], pool: Option<&Pool>) -> Result<Vec<Result<Vec<u8>>>> {
         // PA
         let txn = self.lmdb.read()?;
         let router = DataRouter::new(&self.lmdb);
         let open = |id: &Hash, record: &crate::model::ChunkRecord, shards: &[Option<&[u8]>]| {
+            let mut plain = pool.map(Pool::take).unwrap_or_default();
             self.keys_for(record.key_epoch)
-                .and_then(|k| open_chunk(k, id, record, shards))
+                .and_then(|k| open_chunk_into(k, id, record, shards, &mut plain))
+                .map(|()| plain)
         };
         let mut out: Vec<Option<Result<Vec<u8>>>> = Vec::with_capacity(ids.len());
         // Chunks that need slices from elsewhere: (position, record, shards held here).
@@ -161,12 +163,17 @@ impl Cas {
             None => (cores, 1),
         };
         // On a cluster, 32 chunks in flight (4 runs of 8).
-        let gate = Window::new((workers * 2).max(group * 4));
+        let window = (workers * 2).max(group * 4);
+        let gate = Window::new(window);
+        // Plaintext buffers go round from the writer back to the workers: fresh ones would
+        // be faulted in page by page for every chunk.
+        let pool = Pool::new(window + workers * group);
         let (tx, rx) = sync_channel::<(usize, Result<Vec<u8>>)>(workers * 2);
         std::thread::scope(|s| -> Result<()> {
             for _ in 0..workers {
                 let tx = tx.clone();
                 let gate = &gate;
+                let pool = &pool;
                 s.spawn(move || {
                     // A panicking worker stops the others, so nobody waits for its chunk.
                     let _guard = StopOnDrop {
@@ -178,7 +185,7 @@ impl Cas {
                             return;
                         }
                         let ids: Vec<Hash> = chunks[run.clone()].iter().map(|c| c.id).collect();
-                        let read = match self.read_chunks(&ids) {
+                        let read = match self.read_chunks(&ids, Some(pool)) {
                             Ok(r) => r,
                             Err(e) => {
                                 let _ = tx.send((run.start, Err(e)));
@@ -214,6 +221,7 @@ impl Cas {
                     out.write_all(&data)
                         .map_err(|e| Error::io("writing output", e))?;
                     progress.advance(data.len() as u64);
+                    pool.give(data);
                     want += 1;
                     gate.advance(want);
                 }
@@ -228,6 +236,42 @@ impl Cas {
 
 /// Chunks a reader of a cluster store asks the other nodes for at once.
 const REMOTE_GROUP: usize = 8;
+
+/// Plaintext buffers handed from the writer back to the read workers; holds at most
+/// `keep`, so memory stays within what the read window had in flight.
+struct Pool {
+    free: Mutex<Vec<Vec<u8>>>,
+    keep: usize,
+}
+
+impl Pool {
+    fn new(keep: usize) -> Self {
+        // A
+        Pool {
+            free: Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
+    /// A buffer that held an earlier chunk, or a new one.
+    fn take(&self) -> Vec<u8> {
+        // A
+        self.free
+            .lock()
+            .map(|mut f| f.pop().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Gives a written chunk's buffer back.
+    fn give(&self, buf: Vec<u8>) {
+        // A
+        if let Ok(mut f) = self.free.lock() {
+            if f.len() < self.keep {
+                f.push(buf);
+            }
+        }
+    }
+}
 
 /// Hands out chunk indexes to the read workers, at most `window` ahead of the writer, so
 /// memory stays bounded; workers sleep (no polling) until the writer moves or stops them.

@@ -48,25 +48,42 @@ pub fn compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> Result<
 /// Reverses [`compress_into`] given `[flag][body]` and the known plaintext size.
 pub fn decompress(flagged: &[u8], size: usize) -> Result<Vec<u8>> {
     // A
+    let mut out = Vec::new();
+    decompress_into(flagged, size, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress`] into `out` (replacing what it held): a reader that hands the same
+/// buffers round reuses memory already faulted in instead of fresh pages per chunk.
+pub fn decompress_into(flagged: &[u8], size: usize, out: &mut Vec<u8>) -> Result<()> {
+    // A
+    out.clear();
     match flagged.split_first() {
-        Some((&RAW, body)) if body.len() == size => Ok(body.to_vec()),
+        Some((&RAW, body)) if body.len() == size => {
+            out.extend_from_slice(body);
+            Ok(())
+        }
         Some((&ZSTD, body)) => {
-            // Decompressors are reused per thread, as compressors are.
-            let out = DECOMPRESSOR
+            crate::buffers::make_room(out, size);
+            // Decompressors are reused per thread, as compressors are. zstd writes from
+            // index 0 up to the capacity, so a frame that decodes to more than `size` fails
+            // or comes out too long; it cannot write past the buffer.
+            let written = DECOMPRESSOR
                 .with(|cell| {
                     let mut slot = cell.borrow_mut();
                     if slot.is_none() {
                         *slot = Some(zstd::bulk::Decompressor::new()?);
                     }
                     match slot.as_mut() {
-                        Some(d) => d.decompress(body, size),
+                        Some(d) => d.decompress_to_buffer(body, out),
                         None => Err(std::io::Error::other("no decompressor")),
                     }
                 })
                 .map_err(|e| Error::Corrupt(format!("zstd frame does not decode: {e}")))?;
-            if out.len() == size {
-                Ok(out)
+            if written == size && out.len() == size {
+                Ok(())
             } else {
+                out.clear();
                 Err(Error::Corrupt(
                     "chunk decompressed to the wrong size".into(),
                 ))
@@ -102,6 +119,18 @@ mod tests {
             let mut out = Vec::new();
             compress_into(&data, level, &mut out).unwrap();
             prop_assert_eq!(decompress(&out, data.len()).unwrap(), data);
+        }
+
+        #[test]
+        fn decompressing_into_a_used_buffer_gives_the_same_plaintext(
+            data in prop::collection::vec(any::<u8>(), 0..5000),
+            junk in prop::collection::vec(any::<u8>(), 0..9000),
+        ) {
+            let mut flagged = Vec::new();
+            compress_into(&data, 3, &mut flagged).unwrap();
+            let mut out = junk;
+            decompress_into(&flagged, data.len(), &mut out).unwrap();
+            prop_assert_eq!(out, data);
         }
 
         #[test]

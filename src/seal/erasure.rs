@@ -55,6 +55,22 @@ thread_local! {
 /// Rebuilds the payload from any k present shards (`None` = missing or failed its hash).
 pub fn reconstruct(k: u8, m: u8, sealed_len: usize, shards: &[Option<&[u8]>]) -> Result<Vec<u8>> {
     // PA
+    let mut out = Vec::new();
+    reconstruct_into(k, m, sealed_len, shards, &mut out)?;
+    Ok(out)
+}
+
+/// [`reconstruct`] into `out` (replacing what it held), so that a reader can reuse one
+/// buffer for every chunk.
+pub fn reconstruct_into(
+    k: u8,
+    m: u8,
+    sealed_len: usize,
+    shards: &[Option<&[u8]>],
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    // PA
+    out.clear();
     let (k, m) = (k as usize, m as usize);
     let len = shard_len(sealed_len, k);
     if k == 0 || shards.len() != k + m || shards.iter().flatten().any(|s| s.len() != len) {
@@ -69,7 +85,7 @@ pub fn reconstruct(k: u8, m: u8, sealed_len: usize, shards: &[Option<&[u8]>]) ->
             k + m
         )));
     }
-    let mut out = Vec::with_capacity(k * len);
+    crate::buffers::make_room(out, k * len);
     if shards[..k].iter().all(Option::is_some) {
         for s in shards[..k].iter().flatten() {
             out.extend_from_slice(s);
@@ -116,7 +132,7 @@ pub fn reconstruct(k: u8, m: u8, sealed_len: usize, shards: &[Option<&[u8]>]) ->
         })?;
     }
     out.truncate(sealed_len);
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -169,7 +185,11 @@ mod tests {
             let view: Vec<Option<&[u8]>> = shards.iter().enumerate().map(|(i, s)| {
                 if drops >> i & 1 == 1 && lost < m { lost += 1; None } else { Some(s.as_slice()) }
             }).collect();
-            prop_assert_eq!(reconstruct(k, m, payload.len(), &view).unwrap(), payload);
+            prop_assert_eq!(reconstruct(k, m, payload.len(), &view).unwrap(), payload.clone());
+            // A buffer that held another chunk's payload gives the same result.
+            let mut reused = vec![0xA5u8; payload.len() * 2 + 7];
+            reconstruct_into(k, m, payload.len(), &view, &mut reused).unwrap();
+            prop_assert_eq!(reused, payload);
         }
 
         #[test]

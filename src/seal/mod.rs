@@ -6,4 +6,4 @@ pub mod compress;
 pub mod erasure;
 pub mod sealer;
 
-pub use sealer::{open_chunk, seal_chunk, SealParams, SealedChunk};
+pub use sealer::{open_chunk, open_chunk_into, seal_chunk, SealParams, SealedChunk};

@@ -88,16 +88,54 @@ pub fn open_chunk(
     shards: &[Option<&[u8]>],
 ) -> Result<Vec<u8>> {
     // PA
-    let mut payload = erasure::reconstruct(record.k, record.m, record.sealed_len as usize, shards)?;
-    let n = cipher::open_in_place(&keys.chunk_key(id), record.nonce, &mut payload)?;
-    let plain = compress::decompress(&payload[..n], record.size as usize)?;
-    if keys.chunk_id(&plain) != *id {
+    let mut plain = Vec::new();
+    open_chunk_into(keys, id, record, shards, &mut plain)?;
+    Ok(plain)
+}
+
+thread_local! {
+    /// This thread's buffer for a chunk's sealed payload between erasure decoding and
+    /// decompression: reused, so that reading a chunk does not fault in fresh pages for it.
+    static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`open_chunk`] into `plain` (replacing what it held; left empty on an error), so that a
+/// reader can hand the same plaintext buffers round.
+pub fn open_chunk_into(
+    keys: &StoreKeys,
+    id: &Hash,
+    record: &ChunkRecord,
+    shards: &[Option<&[u8]>],
+    plain: &mut Vec<u8>,
+) -> Result<()> {
+    // PA
+    PAYLOAD.with(|cell| {
+        // A borrow that fails would mean re-entry, which nothing here does; a fresh buffer
+        // is still correct.
+        let mut fresh = Vec::new();
+        let mut held = cell.try_borrow_mut();
+        let payload = match held.as_mut() {
+            Ok(p) => &mut **p,
+            Err(_) => &mut fresh,
+        };
+        erasure::reconstruct_into(
+            record.k,
+            record.m,
+            record.sealed_len as usize,
+            shards,
+            payload,
+        )?;
+        let n = cipher::open_in_place(&keys.chunk_key(id), record.nonce, payload)?;
+        compress::decompress_into(&payload[..n], record.size as usize, plain)
+    })?;
+    if keys.chunk_id(plain) != *id {
+        plain.clear();
         return Err(Error::Corrupt(format!(
             "chunk {} does not match its id",
             id.short()
         )));
     }
-    Ok(plain)
+    Ok(())
 }
 
 #[cfg(test)]
