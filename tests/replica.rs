@@ -289,3 +289,70 @@ fn content_sealed_on_two_nodes_settles_on_one_sealing() {
         assert_eq!(out, data, "{key}");
     }
 }
+
+/// A peer whose slices are "in transit" for its first `late` answers (a cluster that is
+/// rebalancing: the reader asks the new holder before the slice arrives).
+struct LatePeer {
+    cas: Arc<Cas>,
+    late: usize,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl RemoteSlices for LatePeer {
+    fn fetch(
+        &self,
+        id: &Hash,
+        wanted: &[u8],
+        _need: usize,
+    ) -> ouroboros_db::Result<Vec<(u8, Vec<u8>)>> {
+        unreachable!("reads ask for runs of chunks: {id:?} {wanted:?}")
+    }
+
+    fn fetch_many(
+        &self,
+        items: &[ouroboros_db::route::remote::Wanted],
+    ) -> ouroboros_db::Result<Vec<ouroboros_db::route::remote::Fetched>> {
+        let n = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        items
+            .iter()
+            .map(|w| {
+                if n < self.late {
+                    Ok(Vec::new())
+                } else {
+                    self.cas.local_slices(&w.chunk, &w.wanted)
+                }
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_read_asks_again_for_slices_in_transit_and_gives_up_on_lost_ones() {
+    let (_d, _me, a, mut b) = pair();
+    let data = random_bytes(1 << 20, 9);
+    a.put("k", &data[..], &PutOptions::default()).unwrap();
+    sync(&a, &b);
+    let a = Arc::new(a);
+    // Two empty answers, then the slices: the read succeeds on its third try.
+    let peer = Arc::new(LatePeer {
+        cas: Arc::clone(&a),
+        late: 2,
+        asked: Default::default(),
+    });
+    b.set_remote(peer.clone());
+    let mut out = Vec::new();
+    b.get("k", &mut out).unwrap();
+    assert_eq!(out, data);
+    assert_eq!(peer.asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // Slices nobody has: the read fails after its retries, within seconds.
+    b.set_remote(Arc::new(LatePeer {
+        cas: Arc::clone(&a),
+        late: usize::MAX,
+        asked: Default::default(),
+    }));
+    let started = std::time::Instant::now();
+    let err = b.get("k", &mut Vec::new()).unwrap_err();
+    assert!(matches!(err, Error::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("slices are intact"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+}

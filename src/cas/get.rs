@@ -31,23 +31,81 @@ impl ChunkReader for Cas {
     }
 }
 
+/// One chunk's read: done (the plaintext or why not), or short of intact slices.
+enum Attempt {
+    Done(Result<Vec<u8>>),
+    Short(Error),
+}
+
+/// Pauses before asking the cluster again for chunks still short of slices. While a
+/// cluster rebalances (a node just died or joined), a slice can be between two nodes: the
+/// reader asked the new holder before it arrived and the old one after it let go, or it
+/// arrived on this node after this read looked here. Each retry looks here and asks again;
+/// slices that are really lost cost under 4 s more before the error.
+const RETRY_PAUSES: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(250),
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_millis(1000),
+    std::time::Duration::from_millis(2000),
+];
+
 impl Cas {
     /// Reads several chunks: each from the slices held here when k of them are intact,
     /// the others with one request for all their missing slices to the other nodes (one
     /// round trip instead of one per chunk). Every slice, local or fetched, is checked
-    /// against the chunk record. One answer per chunk, in order; the outer error is the
-    /// store failing. Plaintext goes into buffers from `pool` when one is given.
+    /// against the chunk record. On a cluster, chunks still short of slices are tried again
+    /// after a pause ([`RETRY_PAUSES`]). One answer per chunk, in order; the outer error is
+    /// the store failing. Plaintext goes into buffers from `pool` when one is given.
     fn read_chunks(&self, ids: &[Hash], pool: Option<&Pool>) -> Result<Vec<Result<Vec<u8>>>> {
+        // PA
+        let mut out = self.read_once(ids, pool)?;
+        if self.remote.is_some() {
+            for pause in RETRY_PAUSES {
+                let short: Vec<usize> = (0..out.len())
+                    .filter(|p| matches!(out[*p], Attempt::Short(_)))
+                    .collect();
+                if short.is_empty() {
+                    break;
+                }
+                std::thread::sleep(pause);
+                let again: Vec<Hash> = short.iter().map(|p| ids[*p]).collect();
+                for (p, a) in short.into_iter().zip(self.read_once(&again, pool)?) {
+                    out[p] = a;
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|a| match a {
+                Attempt::Done(r) => r,
+                Attempt::Short(e) => Err(e),
+            })
+            .collect())
+    }
+
+    /// One pass of [`Cas::read_chunks`], in a read transaction of its own (so that a retry
+    /// sees slices committed since).
+    fn read_once(&self, ids: &[Hash], pool: Option<&Pool>) -> Result<Vec<Attempt>> {
         // PA
         let txn = self.lmdb.read()?;
         let router = DataRouter::new(&self.lmdb);
         let open = |id: &Hash, record: &crate::model::ChunkRecord, shards: &[Option<&[u8]>]| {
+            let have = shards.iter().filter(|s| s.is_some()).count();
+            if have < record.k as usize {
+                return Attempt::Short(Error::Corrupt(format!(
+                    "only {have} of {} slices are intact; {} are needed",
+                    shards.len(),
+                    record.k
+                )));
+            }
             let mut plain = pool.map(Pool::take).unwrap_or_default();
-            self.keys_for(record.key_epoch)
-                .and_then(|k| open_chunk_into(k, id, record, shards, &mut plain))
-                .map(|()| plain)
+            Attempt::Done(
+                self.keys_for(record.key_epoch)
+                    .and_then(|k| open_chunk_into(k, id, record, shards, &mut plain))
+                    .map(|()| plain),
+            )
         };
-        let mut out: Vec<Option<Result<Vec<u8>>>> = Vec::with_capacity(ids.len());
+        let mut out: Vec<Option<Attempt>> = Vec::with_capacity(ids.len());
         // Chunks that need slices from elsewhere: (position, record, shards held here).
         let mut short = Vec::new();
         let mut asks = Vec::new();
@@ -55,10 +113,10 @@ impl Cas {
             let record = match self.lmdb.chunks.get(&txn, id)? {
                 Some(r) => r,
                 None => {
-                    out.push(Some(Err(Error::Corrupt(format!(
+                    out.push(Some(Attempt::Done(Err(Error::Corrupt(format!(
                         "chunk {} is missing",
                         id.short()
-                    )))));
+                    ))))));
                     continue;
                 }
             };
@@ -83,14 +141,13 @@ impl Cas {
             match remote.fetch_many(&asks) {
                 Ok(fetched) => {
                     for ((pos, record, mut shards), got) in short.into_iter().zip(&fetched) {
-                        let id = &ids[pos];
                         DataRouter::add_fetched(&record, &mut shards, got);
-                        out[pos] = Some(open(id, &record, &shards));
+                        out[pos] = Some(open(&ids[pos], &record, &shards));
                     }
                 }
                 Err(e) => {
                     for (pos, _, _) in short {
-                        out[pos] = Some(Err(Error::Corrupt(format!(
+                        out[pos] = Some(Attempt::Short(Error::Corrupt(format!(
                             "chunk {}: {e}",
                             ids[pos].short()
                         ))));
@@ -103,7 +160,7 @@ impl Cas {
             .zip(ids)
             .map(|(r, id)| {
                 r.unwrap_or_else(|| {
-                    Err(Error::Corrupt(format!(
+                    Attempt::Short(Error::Corrupt(format!(
                         "chunk {}: the cluster sent no answer for it",
                         id.short()
                     )))
