@@ -16,11 +16,13 @@ use crate::message::{ClusterStatus, MemberStatus, Request, Response};
 /// Time between heartbeats.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 
-/// Sends heartbeats forever, and at once when woken (a command wrote versions here: peers
-/// learn of them from the news and pull them without waiting for the next beat).
+/// Sends heartbeats forever.
 pub async fn heartbeat_loop(node: Arc<Node>) {
     // A
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        tick.tick().await;
         node.cut_revoked();
         let hello = Request::Hello(news(&node));
         for peer in node.others() {
@@ -30,9 +32,7 @@ pub async fn heartbeat_loop(node: Arc<Node>) {
                 match tokio::time::timeout(HEARTBEAT * 2, node.call(&peer, &hello)).await {
                     Ok(Ok(Response::Hello(n))) => {
                         let _ = node.members.set_addr(&peer, &n.addr);
-                        if node.tracker.seen(peer, n) {
-                            node.replicate_wake.notify_one();
-                        }
+                        node.tracker.seen(peer, n);
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
@@ -42,7 +42,6 @@ pub async fn heartbeat_loop(node: Arc<Node>) {
                 }
             });
         }
-        let _ = tokio::time::timeout(HEARTBEAT, node.heartbeat_wake.notified()).await;
     }
 }
 
