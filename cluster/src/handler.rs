@@ -234,6 +234,7 @@ pub(crate) fn news(node: &Node) -> NodeNews {
             .replication_bytes
             .load(std::sync::atomic::Ordering::Relaxed),
         tombstones: node.wal.held(),
+        swept_over: node.repair.swept_over(),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::membership::{ClusterInfo, MemberRecord, NodeId};
 /// First byte of every frame.
 pub const MAGIC: u8 = b'O';
 /// Protocol version of this build.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 /// Largest frame accepted (a request with a chunk's slices fits many times over).
 pub const MAX_FRAME: u32 = 64 << 20;
 
@@ -202,6 +202,9 @@ pub struct NodeNews {
     /// Tombstones (DeletionWAL entries) it holds: they are compacted once every member
     /// has them.
     pub tombstones: u64,
+    /// Digest of the placement its last repair sweep checked against (0 before the first):
+    /// until it matches the current placement's, its `repair_backlog` says nothing about it.
+    pub swept_over: u64,
 }
 
 /// One member as `cluster status` shows it.
@@ -432,7 +435,7 @@ mod tests {
     #[test]
     fn pinned_header() {
         let f = encode_frame(&Request::Members).unwrap();
-        assert_eq!(&f[..6], &[b'O', 4, 1, 0, 0, 0]);
+        assert_eq!(&f[..6], &[b'O', 5, 1, 0, 0, 0]);
         assert_eq!(f.len(), 7);
     }
 

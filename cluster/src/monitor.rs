@@ -12,6 +12,7 @@ use crate::controller::Node;
 use crate::handler::news;
 use crate::membership::short_id;
 use crate::message::{ClusterStatus, MemberStatus, Request, Response};
+use crate::replication_monitoring::placement_digest;
 
 /// Time between heartbeats.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -63,10 +64,21 @@ pub fn status(node: &Node) -> ClusterStatus {
     let mut repair_bytes = me.repair_bytes;
     let mut replication_bytes = me.replication_bytes;
     let others = node.others();
+    // Nodes whose last sweep checked another placement than the current one (one just
+    // left or joined): what they lack is not known yet, so their chunks count as under-
+    // replicated until they have swept (a count of 0 must mean every slice is in place).
+    let current = placement_digest(&node.placement_nodes());
+    let mut unsettled = Vec::new();
+    if node.repair.swept_over() != current {
+        unsettled.push(node.me);
+    }
     for peer in &others {
         let state = node.tracker.state(peer);
         let n = node.tracker.news(peer).unwrap_or_default();
         if state == State::Alive {
+            if n.swept_over != current {
+                unsettled.push(*peer);
+            }
             pending += n.pending_chunks + n.repair_backlog;
             repaired += n.repaired_slices;
             repair_bytes += n.repair_bytes;
@@ -99,7 +111,7 @@ pub fn status(node: &Node) -> ClusterStatus {
         node: short_id(&node.me),
         k,
         m,
-        under_replicated_chunks: pending + on_dead_nodes(node, &others),
+        under_replicated_chunks: pending + on_dead_nodes(node, &others, &unsettled),
         repaired_slices: repaired,
         repair_bytes,
         replication_bytes,
@@ -115,12 +127,17 @@ pub fn status(node: &Node) -> ClusterStatus {
     }
 }
 
-/// Chunks that placement puts partly on nodes that are not alive.
-fn on_dead_nodes(node: &Node, others: &[crate::membership::NodeId]) -> u64 {
+/// Chunks that placement puts partly on nodes that are not alive, or on `unsettled` ones.
+fn on_dead_nodes(
+    node: &Node,
+    others: &[crate::membership::NodeId],
+    unsettled: &[crate::membership::NodeId],
+) -> u64 {
     // A
     let down: Vec<_> = others
         .iter()
         .filter(|p| !node.tracker.is_alive(p))
+        .chain(unsettled)
         .copied()
         .collect();
     if down.is_empty() {

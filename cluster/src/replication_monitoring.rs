@@ -58,9 +58,34 @@ pub struct RepairState {
     full: std::sync::atomic::AtomicBool,
     /// When the last sweep over every chunk record started.
     last_full: std::sync::Mutex<Option<Instant>>,
+    /// [`placement_digest`] of the placement the last completed sweep checked against
+    /// (0 before the first).
+    swept_over: AtomicU64,
+}
+
+/// A digest of a placement (its nodes, in order): two nodes that report the same one
+/// checked their slices against the same placement.
+pub(crate) fn placement_digest(nodes: &[NodeId]) -> u64 {
+    // A
+    let mut h = blake3::Hasher::new();
+    h.update(b"ouro-placement-v1");
+    for n in nodes {
+        h.update(n);
+    }
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    // 0 means "no sweep yet".
+    u64::from_le_bytes(first).max(1)
 }
 
 impl RepairState {
+    /// [`placement_digest`] of the placement the last completed sweep checked against: until
+    /// it is the current placement's, this node's lacking slices are not known.
+    pub fn swept_over(&self) -> u64 {
+        // A
+        self.swept_over.load(Ordering::Relaxed)
+    }
+
     /// Asks for a sweep over every chunk record soon.
     pub fn wake(&self) {
         // A
@@ -199,6 +224,10 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
     }
     let lacking_chunks = pass.lacking_chunks;
     node.repair.backlog.store(lacking_chunks, Ordering::Relaxed);
+    // A sweep whose placement moved was full, so every chunk was checked against `nodes`.
+    node.repair
+        .swept_over
+        .store(placement_digest(&pass.nodes), Ordering::Relaxed);
     if lacking_chunks == 0 {
         if let Ok(mut p) = node.repair.placed_over.lock() {
             p.1.clear();
@@ -360,5 +389,20 @@ impl Budget {
         if let Some(wait) = due.checked_sub(self.start.elapsed()) {
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_digests_tell_placements_apart_and_are_never_zero() {
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let d = placement_digest(&[a, b, c]);
+        assert_eq!(d, placement_digest(&[a, b, c]));
+        assert_ne!(d, placement_digest(&[a, b]), "a node left");
+        assert_ne!(d, placement_digest(&[a, c, b]), "another order");
+        assert_ne!(placement_digest(&[]), 0, "0 means no sweep yet");
     }
 }
