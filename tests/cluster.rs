@@ -32,7 +32,15 @@ fn six_nodes_spread_slices_survive_two_losses_and_refuse_strangers() {
             || get(&c, i, "big").as_deref() == Some(&data[..]),
         );
     }
-    // Every node holds a share (six slices per chunk over six nodes).
+    // Every node holds a share (six slices per chunk over six nodes). Counts reach node 1
+    // with each node's heartbeats, which reads now outrun.
+    wait_until("node 1 hears that every node holds a share", 5, || {
+        c.status(0)["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["chunks_held"].as_u64().unwrap() > 0)
+    });
     let st = c.status(0);
     for m in st["members"].as_array().unwrap() {
         assert!(m["chunks_held"].as_u64().unwrap() > 0, "{st}");
@@ -227,4 +235,38 @@ fn cluster_commands_refuse_bad_input_with_one_line_and_an_exit_code() {
     t.ok(&["node", "backup", dest.to_str().unwrap()]);
     let out = t.run(&["node", "backup", dest.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The bound: a put on one node is readable on another within a second. A put's
+/// `Flush` makes its node send heartbeats at once, and their news makes the peers pull.
+/// An `rm` (no flush) travels with the next heartbeat, within 500 ms.
+#[test]
+fn writes_on_one_node_are_seen_on_another_within_a_second() {
+    use std::time::{Duration, Instant};
+    let c = Cluster::new(3, "2+1", &[]);
+    let file = c.dir.path().join("small.bin");
+    let data = random_bytes(50_000, 7);
+    std::fs::write(&file, &data).unwrap();
+    let within = |what: &str, done: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "{what} took over a second"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("{what}: {:?}", start.elapsed());
+    };
+    for round in 0..3 {
+        let key = format!("k{round}");
+        c.ok(&c.nodes[0].store, &["put", &key, file.to_str().unwrap()]);
+        within(&format!("put {key} readable on node 2"), &|| {
+            get(&c, 1, &key).as_deref() == Some(&data[..])
+        });
+        c.ok(&c.nodes[0].store, &["rm", &key]);
+        within(&format!("rm {key} seen on node 3"), &|| {
+            get(&c, 2, &key).is_none()
+        });
+    }
 }

@@ -367,9 +367,10 @@ impl Global {
         Ok(cas)
     }
 
-    /// When a cluster node runs on the store, waits until the slices just written are on
-    /// the nodes placement names (the durability a put reports); warns about those kept
-    /// here because their node is unreachable.
+    /// When a cluster node runs on the store, tells it that this command wrote (its
+    /// heartbeats then carry the news to the peers at once) and waits until the slices just
+    /// written are on the nodes placement names (the durability a put reports); warns about
+    /// those kept here because their node is unreachable.
     pub fn settle(&self) -> Result<()> {
         // PA
         let dir = self.store_dir()?;

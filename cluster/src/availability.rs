@@ -40,7 +40,13 @@ impl State {
 /// Last contact and news per peer.
 pub struct NodeAvailabilityTracker {
     started: Instant,
-    peers: Mutex<HashMap<NodeId, (Instant, NodeNews)>>,
+    peers: Mutex<HashMap<NodeId, Heard>>,
+}
+
+/// The last heartbeat from one peer.
+struct Heard {
+    at: Instant,
+    news: NodeNews,
 }
 
 impl Default for NodeAvailabilityTracker {
@@ -54,12 +60,22 @@ impl Default for NodeAvailabilityTracker {
 }
 
 impl NodeAvailabilityTracker {
-    /// Records a heartbeat from `node`.
-    pub fn seen(&self, node: NodeId, news: NodeNews) {
+    /// Records a heartbeat from `node`. True when its logs moved since its last heartbeat
+    /// (or it is the first): worth a pull now.
+    pub fn seen(&self, node: NodeId, news: NodeNews) -> bool {
         // A
-        if let Ok(mut p) = self.peers.lock() {
-            p.insert(node, (Instant::now(), news));
-        }
+        let Ok(mut p) = self.peers.lock() else {
+            return false;
+        };
+        let moved = p.get(&node).is_none_or(|h| h.news.logs != news.logs);
+        p.insert(
+            node,
+            Heard {
+                at: Instant::now(),
+                news,
+            },
+        );
+        moved
     }
 
     /// Time since `node` was last heard from (since this node started when never).
@@ -69,7 +85,7 @@ impl NodeAvailabilityTracker {
             .peers
             .lock()
             .ok()
-            .and_then(|p| p.get(node).map(|(t, _)| *t))
+            .and_then(|p| p.get(node).map(|h| h.at))
             .unwrap_or(self.started);
         last.elapsed()
     }
@@ -77,10 +93,16 @@ impl NodeAvailabilityTracker {
     /// The state of `node`.
     pub fn state(&self, node: &NodeId) -> State {
         // A
-        let s = self.silence(node);
+        // One lookup, no copy of the news: reads ask this for every slice they place.
+        let heard = self
+            .peers
+            .lock()
+            .ok()
+            .and_then(|p| p.get(node).map(|h| h.at));
+        let s = heard.unwrap_or(self.started).elapsed();
         if s >= DEAD_AFTER {
             State::Dead
-        } else if s >= SUSPECT_AFTER || self.news(node).is_none() {
+        } else if s >= SUSPECT_AFTER || heard.is_none() {
             State::Suspect
         } else {
             State::Alive
@@ -99,6 +121,37 @@ impl NodeAvailabilityTracker {
         self.peers
             .lock()
             .ok()
-            .and_then(|p| p.get(node).map(|(_, n)| n.clone()))
+            .and_then(|p| p.get(node).map(|h| h.news.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::LogEnds;
+    use ouroboros_db::Hash;
+
+    fn news(blobs: u64, wal: u64) -> NodeNews {
+        NodeNews {
+            logs: LogEnds {
+                log: Hash([1; 32]),
+                blobs,
+                wal,
+            },
+            ..NodeNews::default()
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_is_worth_a_pull_when_the_logs_moved() {
+        let t = NodeAvailabilityTracker::default();
+        let peer = [3; 32];
+        assert_eq!(t.state(&peer), State::Suspect, "never heard from");
+        assert!(t.seen(peer, news(1, 0)), "first news");
+        assert!(!t.seen(peer, news(1, 0)), "nothing moved");
+        assert!(t.seen(peer, news(2, 0)), "blob log moved");
+        assert!(t.seen(peer, news(2, 5)), "DeletionWAL moved");
+        assert_eq!(t.state(&peer), State::Alive);
+        assert_eq!(t.news(&peer).map(|n| n.logs.wal), Some(5));
     }
 }

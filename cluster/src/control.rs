@@ -73,9 +73,12 @@ pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
                         }),
                     Request::Flush => {
                         node.router.wake();
-                        crate::data_router::walk(&node)
-                            .await
-                            .map(|pending_chunks| Response::Flushed { pending_chunks })
+                        let walked = crate::data_router::walk(&node).await;
+                        // A command wrote here: peers hear of it with a heartbeat now. Only
+                        // now: a peer that learned of the versions before their slices
+                        // arrived would count those slices as lacking.
+                        node.heartbeat_wake.notify_one();
+                        walked.map(|pending_chunks| Response::Flushed { pending_chunks })
                     }
                     Request::Status => Ok(Response::Status(crate::monitor::status(&node))),
                     _ => Err(ClusterError::Protocol("not a control request".into())),

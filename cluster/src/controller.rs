@@ -100,6 +100,10 @@ pub struct Node {
     pub(crate) accepts: GroupCommit<SliceDelivery, Acceptance>,
     /// Slices handed over to their nodes, dropped here in group commits.
     pub(crate) releases: GroupCommit<(Hash, Vec<u8>), usize>,
+    /// Sends heartbeats now (versions were written here).
+    pub(crate) heartbeat_wake: tokio::sync::Notify,
+    /// Pulls now (a peer's news says its logs moved).
+    pub(crate) replicate_wake: tokio::sync::Notify,
 }
 
 impl Node {
@@ -180,6 +184,8 @@ impl Node {
             wal: crate::deletion_wal::WalState::new(opts.tombstone_horizon),
             accepts,
             releases,
+            heartbeat_wake: Default::default(),
+            replicate_wake: Default::default(),
         }))
     }
 

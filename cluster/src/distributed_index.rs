@@ -15,7 +15,8 @@ use crate::handler::blocking;
 use crate::membership::{short_id, NodeId};
 use crate::message::{Request, Response};
 
-/// Time between pulls from each peer.
+/// Time between pulls from each peer (a heartbeat whose news says a peer's logs moved
+/// starts a round at once).
 pub const PULL_EVERY: Duration = Duration::from_millis(400);
 /// Longest a pull from one peer may take before the round moves on to the next peer.
 const PULL_AT_MOST: Duration = Duration::from_secs(5);
@@ -33,15 +34,14 @@ struct Cursor {
     wal: u64,
 }
 
-/// Pulls from every live peer forever.
+/// Pulls from every live peer forever: every [`PULL_EVERY`], and at once when a peer's
+/// heartbeat says its logs moved (a put elsewhere is then seen here within milliseconds).
 pub async fn replicate_loop(node: Arc<Node>) {
     // A
     let mut cursors: HashMap<NodeId, Cursor> = HashMap::new();
     let mut last_members = Instant::now() - MEMBERS_EVERY;
-    let mut tick = tokio::time::interval(PULL_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        let _ = tokio::time::timeout(PULL_EVERY, node.replicate_wake.notified()).await;
         let members_due = last_members.elapsed() >= MEMBERS_EVERY;
         if members_due {
             last_members = Instant::now();

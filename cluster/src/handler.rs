@@ -10,7 +10,9 @@ use tokio::sync::Semaphore;
 use crate::controller::Node;
 use crate::error::{ClusterError, Result};
 use crate::membership::{now_nanos, short_id, MemberRecord, NodeId};
-use crate::message::{read_frame_within, write_frame, FrameError, NodeNews, Request, Response};
+use crate::message::{
+    read_frame_within, write_frame, FrameError, LogEnds, NodeNews, Request, Response,
+};
 use crate::tunnel;
 
 /// Requests one connection may have in progress: a peer that sends faster than this node
@@ -235,6 +237,11 @@ pub(crate) fn news(node: &Node) -> NodeNews {
             .load(std::sync::atomic::Ordering::Relaxed),
         tombstones: node.wal.held(),
         swept_over: node.repair.swept_over(),
+        logs: node
+            .cas
+            .log_ends()
+            .map(|(log, blobs, wal)| LogEnds { log, blobs, wal })
+            .unwrap_or_default(),
     }
 }
 
@@ -251,7 +258,9 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
         Request::Hello(n) => {
             check_addr(&n.addr)?;
             node.members.set_addr(&peer, &n.addr)?;
-            node.tracker.seen(peer, n);
+            if node.tracker.seen(peer, n) {
+                node.replicate_wake.notify_one();
+            }
             Response::Hello(news(node))
         }
         Request::Changes { blobs, wal } => {

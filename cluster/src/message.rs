@@ -205,6 +205,20 @@ pub struct NodeNews {
     /// Digest of the placement its last repair sweep checked against (0 before the first):
     /// until it matches the current placement's, its `repair_backlog` says nothing about it.
     pub swept_over: u64,
+    /// Where its logs end: news that they moved makes a peer pull at once.
+    pub logs: LogEnds,
+}
+
+/// The end of a node's blob log and DeletionWAL: the cursors a peer holds once it has
+/// pulled everything (`Changes` answers name the same positions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEnds {
+    /// The log id (new when the store's logs were restarted, e.g. from a backup).
+    pub log: Hash,
+    /// Last sequence number in the blob log (0 when empty).
+    pub blobs: u64,
+    /// Last sequence number in the DeletionWAL, or its compaction floor when higher.
+    pub wal: u64,
 }
 
 /// One member as `cluster status` shows it.
@@ -527,6 +541,25 @@ mod tests {
             postcard::to_stdvec(&answer).unwrap(),
             [15, 2, 0, 1, 1, 2, 9, 9]
         );
+    }
+
+    #[test]
+    fn heartbeat_news_has_a_pinned_encoding() {
+        let news = NodeNews {
+            addr: "a".into(),
+            chunks_held: 1,
+            tombstones: 300,
+            logs: LogEnds {
+                log: Hash([4; 32]),
+                blobs: 2,
+                wal: 3,
+            },
+            ..NodeNews::default()
+        };
+        let mut want = vec![1, 1, b'a', 1, 0, 0, 0, 0, 0, 0, 0xAC, 0x02, 0];
+        want.extend_from_slice(&[4; 32]);
+        want.extend_from_slice(&[2, 3]);
+        assert_eq!(postcard::to_stdvec(&Request::Hello(news)).unwrap(), want);
     }
 
     proptest! {

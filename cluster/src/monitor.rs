@@ -17,13 +17,11 @@ use crate::replication_monitoring::placement_digest;
 /// Time between heartbeats.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 
-/// Sends heartbeats forever.
+/// Sends heartbeats forever, and at once when woken (a command wrote versions here: peers
+/// learn of them from the news and pull them without waiting for the next beat).
 pub async fn heartbeat_loop(node: Arc<Node>) {
     // A
-    let mut tick = tokio::time::interval(HEARTBEAT);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
         node.cut_revoked();
         let hello = Request::Hello(news(&node));
         for peer in node.others() {
@@ -33,7 +31,9 @@ pub async fn heartbeat_loop(node: Arc<Node>) {
                 match tokio::time::timeout(HEARTBEAT * 2, node.call(&peer, &hello)).await {
                     Ok(Ok(Response::Hello(n))) => {
                         let _ = node.members.set_addr(&peer, &n.addr);
-                        node.tracker.seen(peer, n);
+                        if node.tracker.seen(peer, n) {
+                            node.replicate_wake.notify_one();
+                        }
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
@@ -43,6 +43,7 @@ pub async fn heartbeat_loop(node: Arc<Node>) {
                 }
             });
         }
+        let _ = tokio::time::timeout(HEARTBEAT, node.heartbeat_wake.notified()).await;
     }
 }
 

@@ -112,6 +112,19 @@ impl Cas {
         Ok((entries.into_iter().map(|(_, e)| e).collect(), last))
     }
 
+    /// The log id and the last sequence numbers of the blob log and the DeletionWAL (its
+    /// floor when higher): the cursors a peer that pulled everything from here holds.
+    pub fn log_ends(&self) -> Result<(Hash, u64, u64)> {
+        // A
+        let log = self.log_id()?;
+        let txn = self.lmdb.read()?;
+        Ok((
+            log,
+            self.lmdb.blob_log.last(&txn)?,
+            self.lmdb.deletion_wal.last_seq(&txn)?,
+        ))
+    }
+
     /// True when DeletionWAL entry `seq` is held (a condemnation compaction kept below the
     /// floor is a valid place for a peer's cursor).
     pub fn holds_deletion(&self, seq: u64) -> Result<bool> {

@@ -69,6 +69,11 @@ pub fn rm(g: &Global, reference: &str) -> Result<i32> {
     let out = cas
         .remove(reference)
         .with_context(|| format!("removing {reference}"))?;
+    // The removal is committed here; telling the node only makes the peers hear of it at
+    // once rather than with the next heartbeat, so a failure to is no failure of the rm.
+    if let Err(e) = g.settle() {
+        eprintln!("ouro: warning: {e:#}");
+    }
     if g.json {
         print_json(&json!({
             "key": out.key,
