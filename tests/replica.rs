@@ -293,7 +293,7 @@ fn content_sealed_on_two_nodes_settles_on_one_sealing() {
 /// A peer whose slices are "in transit" for its first `late` answers (a cluster that is
 /// rebalancing: the reader asks the new holder before the slice arrives).
 struct LatePeer {
-    cas: Arc<Cas>,
+    peer: Peer,
     late: usize,
     asked: std::sync::atomic::AtomicUsize,
 }
@@ -303,9 +303,9 @@ impl RemoteSlices for LatePeer {
         &self,
         id: &Hash,
         wanted: &[u8],
-        _need: usize,
+        need: usize,
     ) -> ouroboros_db::Result<Vec<(u8, Vec<u8>)>> {
-        unreachable!("reads ask for runs of chunks: {id:?} {wanted:?}")
+        self.peer.fetch(id, wanted, need)
     }
 
     fn fetch_many(
@@ -313,15 +313,12 @@ impl RemoteSlices for LatePeer {
         items: &[ouroboros_db::route::remote::Wanted],
     ) -> ouroboros_db::Result<Vec<ouroboros_db::route::remote::Fetched>> {
         let n = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < self.late {
+            return Ok(vec![Vec::new(); items.len()]);
+        }
         items
             .iter()
-            .map(|w| {
-                if n < self.late {
-                    Ok(Vec::new())
-                } else {
-                    self.cas.local_slices(&w.chunk, &w.wanted)
-                }
-            })
+            .map(|w| self.fetch(&w.chunk, &w.wanted, w.need))
             .collect()
     }
 }
@@ -335,7 +332,7 @@ fn a_read_asks_again_for_slices_in_transit_and_gives_up_on_lost_ones() {
     let a = Arc::new(a);
     // Two empty answers, then the slices: the read succeeds on its third try.
     let peer = Arc::new(LatePeer {
-        cas: Arc::clone(&a),
+        peer: Peer(Arc::clone(&a)),
         late: 2,
         asked: Default::default(),
     });
@@ -346,7 +343,7 @@ fn a_read_asks_again_for_slices_in_transit_and_gives_up_on_lost_ones() {
     assert_eq!(peer.asked.load(std::sync::atomic::Ordering::SeqCst), 3);
     // Slices nobody has: the read fails after its retries, within seconds.
     b.set_remote(Arc::new(LatePeer {
-        cas: Arc::clone(&a),
+        peer: Peer(Arc::clone(&a)),
         late: usize::MAX,
         asked: Default::default(),
     }));

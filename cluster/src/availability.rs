@@ -78,27 +78,26 @@ impl NodeAvailabilityTracker {
         moved
     }
 
-    /// Time since `node` was last heard from (since this node started when never).
-    pub fn silence(&self, node: &NodeId) -> Duration {
+    /// When `node` was last heard from, if ever (no copy of its news).
+    fn heard_at(&self, node: &NodeId) -> Option<Instant> {
         // A
-        let last = self
-            .peers
+        self.peers
             .lock()
             .ok()
             .and_then(|p| p.get(node).map(|h| h.at))
-            .unwrap_or(self.started);
-        last.elapsed()
+    }
+
+    /// Time since `node` was last heard from (since this node started when never).
+    pub fn silence(&self, node: &NodeId) -> Duration {
+        // A
+        self.heard_at(node).unwrap_or(self.started).elapsed()
     }
 
     /// The state of `node`.
     pub fn state(&self, node: &NodeId) -> State {
         // A
         // One lookup, no copy of the news: reads ask this for every slice they place.
-        let heard = self
-            .peers
-            .lock()
-            .ok()
-            .and_then(|p| p.get(node).map(|h| h.at));
+        let heard = self.heard_at(node);
         let s = heard.unwrap_or(self.started).elapsed();
         if s >= DEAD_AFTER {
             State::Dead

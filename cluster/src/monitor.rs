@@ -68,7 +68,8 @@ pub fn status(node: &Node) -> ClusterStatus {
     // Nodes whose last sweep checked another placement than the current one (one just
     // left or joined): what they lack is not known yet, so their chunks count as under-
     // replicated until they have swept (a count of 0 must mean every slice is in place).
-    let current = placement_digest(&node.placement_nodes());
+    let placed_over = node.placement_nodes();
+    let current = placement_digest(&placed_over);
     let mut unsettled = Vec::new();
     if node.repair.swept_over() != current {
         unsettled.push(node.me);
@@ -112,7 +113,7 @@ pub fn status(node: &Node) -> ClusterStatus {
         node: short_id(&node.me),
         k,
         m,
-        under_replicated_chunks: pending + on_dead_nodes(node, &others, &unsettled),
+        under_replicated_chunks: pending + on_dead_nodes(node, &placed_over, &others, &unsettled),
         repaired_slices: repaired,
         repair_bytes,
         replication_bytes,
@@ -128,9 +129,11 @@ pub fn status(node: &Node) -> ClusterStatus {
     }
 }
 
-/// Chunks that placement puts partly on nodes that are not alive, or on `unsettled` ones.
+/// Chunks that placement (`all`) puts partly on nodes that are not alive, or on
+/// `unsettled` ones.
 fn on_dead_nodes(
     node: &Node,
+    all: &[crate::membership::NodeId],
     others: &[crate::membership::NodeId],
     unsettled: &[crate::membership::NodeId],
 ) -> u64 {
@@ -144,7 +147,6 @@ fn on_dead_nodes(
     if down.is_empty() {
         return 0;
     }
-    let all = node.placement_nodes();
     let mut count = 0;
     let mut after = None;
     while let Ok(page) = node.cas.chunk_widths_after(after, 4096) {
@@ -152,7 +154,7 @@ fn on_dead_nodes(
             break;
         };
         for (id, slices) in &page {
-            if hash_to_node::place(id, &all, *slices)
+            if hash_to_node::place(id, all, *slices)
                 .iter()
                 .any(|n| down.contains(n))
             {

@@ -14,7 +14,7 @@ use crate::model::{Blob, ChunkRef};
 use crate::progress::{NoProgress, Progress};
 use crate::route::remote::Wanted;
 use crate::route::DataRouter;
-use crate::seal::open_chunk_into;
+use crate::seal::{erasure, open_chunk_into};
 
 /// Reads and verifies single chunks by id (used by `get`, the mount and verify).
 pub trait ChunkReader {
@@ -92,11 +92,7 @@ impl Cas {
         let open = |id: &Hash, record: &crate::model::ChunkRecord, shards: &[Option<&[u8]>]| {
             let have = shards.iter().filter(|s| s.is_some()).count();
             if have < record.k as usize {
-                return Attempt::Short(Error::Corrupt(format!(
-                    "only {have} of {} slices are intact; {} are needed",
-                    shards.len(),
-                    record.k
-                )));
+                return Attempt::Short(erasure::too_few(have, shards.len(), record.k as usize));
             }
             let mut plain = pool.map(Pool::take).unwrap_or_default();
             Attempt::Done(

@@ -80,7 +80,7 @@ pub fn decompress_into(flagged: &[u8], size: usize, out: &mut Vec<u8>) -> Result
                     }
                 })
                 .map_err(|e| Error::Corrupt(format!("zstd frame does not decode: {e}")))?;
-            if written == size && out.len() == size {
+            if written == size {
                 Ok(())
             } else {
                 out.clear();

@@ -52,6 +52,14 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// The error for a chunk with only `present` of its `total` slices intact, `k` needed.
+pub fn too_few(present: usize, total: usize, k: usize) -> Error {
+    // A
+    Error::Corrupt(format!(
+        "only {present} of {total} slices are intact; {k} are needed"
+    ))
+}
+
 /// Rebuilds the payload from any k present shards (`None` = missing or failed its hash).
 pub fn reconstruct(k: u8, m: u8, sealed_len: usize, shards: &[Option<&[u8]>]) -> Result<Vec<u8>> {
     // PA
@@ -80,10 +88,7 @@ pub fn reconstruct_into(
     }
     let present = shards.iter().filter(|s| s.is_some()).count();
     if present < k {
-        return Err(Error::Corrupt(format!(
-            "only {present} of {} slices are intact; {k} are needed",
-            k + m
-        )));
+        return Err(too_few(present, k + m, k));
     }
     crate::buffers::make_room(out, k * len);
     if shards[..k].iter().all(Option::is_some) {
