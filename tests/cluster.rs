@@ -238,8 +238,8 @@ fn cluster_commands_refuse_bad_input_with_one_line_and_an_exit_code() {
 }
 
 /// The bound: a put on one node is readable on another within a second. A put's
-/// `Flush` makes its node send heartbeats at once, and their news makes the peers pull.
-/// An `rm` (no flush) travels with the next heartbeat, within 500 ms.
+/// or rm's `Flush` makes its node send heartbeats at once, and their news makes the peers
+/// pull.
 #[test]
 fn writes_on_one_node_are_seen_on_another_within_a_second() {
     use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! ClusterMonitor: heartbeats to every member twice a second (how joins, suspicion and
+//! ClusterMonitor: heartbeats to every member every second (how joins, suspicion and
 //! death become visible within seconds), revocations enforced on open connections, and
 //! the status `ouro cluster status` prints.
 
@@ -14,8 +14,10 @@ use crate::membership::short_id;
 use crate::message::{ClusterStatus, MemberStatus, Request, Response};
 use crate::replication_monitoring::placement_digest;
 
-/// Time between heartbeats.
-pub const HEARTBEAT: Duration = Duration::from_millis(500);
+/// Time between heartbeats. Each one is a `Hello` exchange that carries news both ways,
+/// so a pair of nodes hears from each other about twice a second; suspicion waits for
+/// [`crate::availability::SUSPECT_AFTER`].
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Sends heartbeats forever, and at once when woken (a command wrote versions here: peers
 /// learn of them from the news and pull them without waiting for the next beat).

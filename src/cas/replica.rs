@@ -116,7 +116,7 @@ impl Cas {
     /// floor when higher): the cursors a peer that pulled everything from here holds.
     pub fn log_ends(&self) -> Result<(Hash, u64, u64)> {
         // A
-        // Heartbeats ask this twice a second per peer: one read transaction, except the
+        // Heartbeats ask this every second per peer: one read transaction, except the
         // first time, when the log id is created.
         let txn = self.lmdb.read()?;
         let log = match self.lmdb.meta.log_id(&txn)? {
