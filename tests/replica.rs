@@ -311,15 +311,15 @@ impl RemoteSlices for LatePeer {
     fn fetch_many(
         &self,
         items: &[ouroboros_db::route::remote::Wanted],
-    ) -> ouroboros_db::Result<Vec<ouroboros_db::route::remote::Fetched>> {
+    ) -> ouroboros_db::Result<ouroboros_db::route::remote::FetchedMany> {
         let n = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if n < self.late {
-            return Ok(vec![Vec::new(); items.len()]);
+            return Ok(ouroboros_db::route::remote::FetchedMany::gather(vec![
+                Vec::new();
+                items.len()
+            ]));
         }
-        items
-            .iter()
-            .map(|w| self.fetch(&w.chunk, &w.wanted, w.need))
-            .collect()
+        self.peer.fetch_many(items)
     }
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use ouroboros_db::route::remote::{Fetched, RemoteSlices, Wanted};
+use ouroboros_db::route::remote::{FetchedMany, RemoteSlices, Wanted};
 use ouroboros_db::Hash;
 
 use crate::controller::Node;
@@ -18,6 +18,7 @@ use crate::message::{
     check_header, decode_body, encode_frame, read_frame, write_frame, ClusterStatus, FetchWant,
     Request, Response, MAX_ITEMS,
 };
+use crate::slices_many;
 
 /// The socket of the node running on `store`.
 pub fn socket_path(store: &Path) -> PathBuf {
@@ -56,6 +57,21 @@ pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
         tokio::spawn(async move {
             let (mut r, mut w) = stream.into_split();
             while let Ok(req) = read_frame::<Request>(&mut r).await {
+                // The answer to a read goes out as pieces: its slices stay where they
+                // arrived from the peers.
+                if let Request::FetchMany { items } = req {
+                    let pieces = crate::data_router::fetch_many(&node, items)
+                        .await
+                        .and_then(|found| slices_many::frame_pieces(&found));
+                    let sent = match pieces {
+                        Ok(p) => slices_many::write_pieces(&mut w, &p).await,
+                        Err(e) => write_frame(&mut w, &Response::Error(e.to_string())).await,
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 let resp = match req {
                     Request::Fetch {
                         chunk,
@@ -64,13 +80,6 @@ pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
                     } => crate::data_router::fetch(&node, chunk, wanted, need as usize)
                         .await
                         .map(|s| Response::Slices(crate::message::to_wire(s))),
-                    Request::FetchMany { items } => crate::data_router::fetch_many(&node, items)
-                        .await
-                        .map(|all| {
-                            Response::SlicesMany(
-                                all.into_iter().map(crate::message::to_wire).collect(),
-                            )
-                        }),
                     Request::Flush => {
                         node.router.wake();
                         let walked = crate::data_router::walk(&node).await;
@@ -92,12 +101,16 @@ pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
     }
 }
 
+/// Answer buffers a [`ControlClient`] keeps (a reader has a few threads asking at once).
+const KEEP_BUFFERS: usize = 8;
+
 /// A command's connections to its store's node (blocking: commands are not async). Each
 /// thread that calls at once gets its own connection, so parallel reads stay parallel.
-/// Each connection keeps the buffer its answers are read into: answers carry megabytes of
-/// slices, and a fresh buffer per answer would be faulted in page by page.
+/// Answers are read into buffers that go round: they carry megabytes of slices, and a
+/// fresh buffer per answer would be faulted in page by page.
 pub struct ControlClient {
-    idle: Mutex<Vec<(UnixStream, Vec<u8>)>>,
+    idle: Mutex<Vec<UnixStream>>,
+    buffers: Mutex<Vec<Vec<u8>>>,
     path: PathBuf,
 }
 
@@ -108,7 +121,8 @@ impl ControlClient {
         let path = socket_path(store);
         let stream = UnixStream::connect(&path).ok()?;
         Some(ControlClient {
-            idle: Mutex::new(vec![(stream, Vec::new())]),
+            idle: Mutex::new(vec![stream]),
+            buffers: Mutex::new(Vec::new()),
             path,
         })
     }
@@ -116,16 +130,35 @@ impl ControlClient {
     /// Sends a request and reads the response.
     pub fn call(&self, req: &Request) -> Result<Response> {
         // A
+        let body = self.exchange(req)?;
+        let answer = decode_body(&body);
+        self.recycle(body);
+        match answer? {
+            Response::Error(e) => Err(ClusterError::Protocol(e)),
+            r => Ok(r),
+        }
+    }
+
+    /// Sends a request and reads the response's body, undecoded, into a buffer that went
+    /// round before.
+    fn exchange(&self, req: &Request) -> Result<Vec<u8>> {
+        // A
         let io = |e| ClusterError::io(format!("talking to the node at {}", self.path.display()), e);
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
-        let (mut s, mut body) = match idle {
+        let mut s = match idle {
             Some(s) => s,
-            None => (UnixStream::connect(&self.path).map_err(io)?, Vec::new()),
+            None => UnixStream::connect(&self.path).map_err(io)?,
         };
         s.write_all(&encode_frame(req)?).map_err(io)?;
         let mut h = [0u8; 6];
         s.read_exact(&mut h).map_err(io)?;
         let len = check_header(&h)?;
+        let mut body = self
+            .buffers
+            .lock()
+            .ok()
+            .and_then(|mut b| b.pop())
+            .unwrap_or_default();
         ouroboros_db::buffers::make_room(&mut body, len);
         (&mut s)
             .take(len as u64)
@@ -134,13 +167,19 @@ impl ControlClient {
         if body.len() < len {
             return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
         }
-        let answer = decode_body(&body);
         if let Ok(mut v) = self.idle.lock() {
-            v.push((s, body));
+            v.push(s);
         }
-        match answer? {
-            Response::Error(e) => Err(ClusterError::Protocol(e)),
-            r => Ok(r),
+        Ok(body)
+    }
+
+    /// Keeps an answer's buffer for a later one (a few: one per reading thread).
+    fn recycle(&self, body: Vec<u8>) {
+        // A
+        if let Ok(mut b) = self.buffers.lock() {
+            if b.len() < KEEP_BUFFERS {
+                b.push(body);
+            }
         }
     }
 
@@ -190,9 +229,9 @@ impl RemoteSlices for ControlClient {
         }
     }
 
-    fn fetch_many(&self, items: &[Wanted]) -> ouroboros_db::Result<Vec<Fetched>> {
+    fn fetch_many(&self, items: &[Wanted]) -> ouroboros_db::Result<FetchedMany> {
         // A
-        let mut out = Vec::with_capacity(items.len());
+        let mut out: Option<FetchedMany> = None;
         for batch in items.chunks(MAX_ITEMS) {
             let req = Request::FetchMany {
                 items: batch
@@ -204,23 +243,43 @@ impl RemoteSlices for ControlClient {
                     })
                     .collect(),
             };
-            match self.call(&req) {
-                Ok(Response::SlicesMany(all)) if all.len() == batch.len() => {
-                    out.extend(all.into_iter().map(crate::message::from_wire));
-                }
-                Ok(_) => {
-                    return Err(ouroboros_db::Error::Corrupt(format!(
+            let got = self
+                .exchange(&req)
+                .and_then(|body| match slices_many::spans(&body)? {
+                    Some(spans) if spans.len() == batch.len() => FetchedMany::new(body, spans)
+                        .ok_or_else(|| ClusterError::Protocol("slices outside the answer".into())),
+                    Some(_) => Err(ClusterError::Protocol(format!(
                         "the node gave an unexpected answer to a read of {} chunks",
                         batch.len()
-                    )))
+                    ))),
+                    None => {
+                        let answer = decode_body::<Response>(&body);
+                        self.recycle(body);
+                        match answer? {
+                            Response::Error(e) => Err(ClusterError::Protocol(e)),
+                            _ => Err(ClusterError::Protocol(format!(
+                                "the node gave an unexpected answer to a read of {} chunks",
+                                batch.len()
+                            ))),
+                        }
+                    }
+                });
+            let got = got.map_err(|e| {
+                ouroboros_db::Error::Corrupt(format!("the cluster could not provide slices: {e}"))
+            })?;
+            out = Some(match out {
+                None => got,
+                Some(mut all) => {
+                    all.append(got);
+                    all
                 }
-                Err(e) => {
-                    return Err(ouroboros_db::Error::Corrupt(format!(
-                        "the cluster could not provide slices: {e}"
-                    )))
-                }
-            }
+            });
         }
-        Ok(out)
+        Ok(out.unwrap_or_default())
+    }
+
+    fn give_back(&self, buffer: Vec<u8>) {
+        // A
+        self.recycle(buffer);
     }
 }

@@ -17,7 +17,7 @@ use crate::availability::NodeAvailabilityTracker;
 use crate::error::{ClusterError, Result};
 use crate::group_commit::GroupCommit;
 use crate::membership::{short_id, ClusterInfo, Membership, NodeId};
-use crate::message::{read_frame, write_frame, Request, Response};
+use crate::message::{decode_body, read_body, write_frame, Request, Response};
 use crate::tunnel;
 
 /// How long a call to a peer may take before it counts as failed.
@@ -322,6 +322,24 @@ impl Node {
     /// Sends one request to `node` and waits for its response.
     pub(crate) async fn call(self: &Arc<Self>, node: &NodeId, req: &Request) -> Result<Response> {
         // A
+        let body = self.call_body(node, req).await?;
+        match decode_body::<Response>(&body)? {
+            Response::Error(e) => Err(ClusterError::Protocol(format!(
+                "{} refused: {e}",
+                short_id(node)
+            ))),
+            r => Ok(r),
+        }
+    }
+
+    /// [`Node::call`], up to the answer's body, undecoded: a caller that takes slices out
+    /// of it decodes it in place (`slices_many`).
+    pub(crate) async fn call_body(
+        self: &Arc<Self>,
+        node: &NodeId,
+        req: &Request,
+    ) -> Result<Vec<u8>> {
+        // A
         let c = self.conn(node).await?;
         let exchange = async {
             let (mut send, mut recv) = c.open_bi().await.map_err(|e| {
@@ -329,14 +347,10 @@ impl Node {
             })?;
             write_frame(&mut send, req).await?;
             let _ = send.finish();
-            read_frame::<Response>(&mut recv).await
+            read_body(&mut recv).await
         };
         match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
-            Ok(Ok(Response::Error(e))) => Err(ClusterError::Protocol(format!(
-                "{} refused: {e}",
-                short_id(node)
-            ))),
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok(body)) => Ok(body),
             Ok(Err(e)) => {
                 self.forget(node, &c);
                 Err(e)

@@ -12,15 +12,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ouroboros_db::route::hash_to_node;
-use ouroboros_db::route::remote::Fetched;
 use ouroboros_db::Hash;
 
 use crate::controller::Node;
 use crate::error::{ClusterError, Result};
 use crate::handler::blocking;
 use crate::membership::{short_id, NodeId};
-use crate::message::{FetchWant, Request, Response, SliceWant, MAX_ITEMS};
+use crate::message::{decode_body, FetchWant, Request, Response, SliceWant, MAX_ITEMS};
+use crate::slices_many::{self, Found};
 
 /// Bundles looked at per step of the walk.
 const PAGE: usize = 256;
@@ -313,7 +314,8 @@ pub async fn fetch(
 /// [`fetch`] for several chunks: the data slices of all of them are asked of each holder
 /// in one `GetSlicesMany` (a round trip and its wake-ups per peer, rather than per chunk
 /// and peer); a chunk still short after that goes through [`fetch`] (parity, other nodes).
-pub async fn fetch_many(node: &Arc<Node>, items: Vec<FetchWant>) -> Result<Vec<Fetched>> {
+/// Slices stay in the answers they came in (see `slices_many`).
+pub async fn fetch_many(node: &Arc<Node>, items: Vec<FetchWant>) -> Result<Found> {
     // A
     if items.len() > MAX_ITEMS {
         return Err(ClusterError::Protocol(format!(
@@ -345,16 +347,26 @@ pub async fn fetch_many(node: &Arc<Node>, items: Vec<FetchWant>) -> Result<Vec<F
             })
             .collect();
         set.spawn(async move {
-            match node
-                .call(&peer, &Request::GetSlicesMany { items: want })
+            let answer = match node
+                .call_body(&peer, &Request::GetSlicesMany { items: want })
                 .await
             {
-                Ok(Response::SlicesMany(all)) if all.len() == asks.len() => asks
-                    .into_iter()
-                    .zip(all)
-                    .map(|((pos, _), s)| (pos, crate::message::from_wire(s)))
-                    .collect(),
-                Ok(_) => Vec::new(),
+                Ok(body) => match slices_many::spans(&body) {
+                    Ok(Some(spans)) if spans.len() == asks.len() => {
+                        Ok(slices_many::share(body, spans))
+                    }
+                    Ok(Some(_)) => Err(ClusterError::Protocol("answers for other chunks".into())),
+                    Ok(None) => match decode_body::<Response>(&body) {
+                        Ok(Response::Error(e)) => Err(ClusterError::Protocol(e)),
+                        Ok(_) => Err(ClusterError::Protocol("not slices".into())),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(found) => asks.into_iter().map(|(pos, _)| pos).zip(found).collect(),
                 Err(e) => {
                     tracing::debug!(peer = %short_id(&peer), error = %e, "fetching slices");
                     Vec::new()
@@ -362,7 +374,7 @@ pub async fn fetch_many(node: &Arc<Node>, items: Vec<FetchWant>) -> Result<Vec<F
             }
         });
     }
-    let mut got: Vec<Fetched> = vec![Vec::new(); items.len()];
+    let mut got: Found = vec![Vec::new(); items.len()];
     let deadline = tokio::time::Instant::now() + BATCH_FIRST;
     while let Ok(Some(r)) = tokio::time::timeout_at(deadline, set.join_next()).await {
         for (pos, slices) in r.unwrap_or_default() {
@@ -396,7 +408,7 @@ pub async fn fetch_many(node: &Arc<Node>, items: Vec<FetchWant>) -> Result<Vec<F
     while let Some(r) = rest.join_next().await {
         if let Ok((pos, Ok(more))) = r {
             if let Some(have) = got.get_mut(pos) {
-                have.extend(more);
+                have.extend(more.into_iter().map(|(i, b)| (i, Bytes::from(b))));
             }
         }
     }

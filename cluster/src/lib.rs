@@ -30,6 +30,7 @@ pub mod membership;
 pub mod message;
 pub mod monitor;
 pub mod replication_monitoring;
+pub mod slices_many;
 pub mod sync_index_tree;
 pub mod tunnel;
 

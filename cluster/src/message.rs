@@ -419,7 +419,22 @@ pub async fn read_frame_within<T: serde::de::DeserializeOwned>(
                 .map_err(|_| ClusterError::Protocol("closing".into()))?,
         );
     }
-    // Read into the buffer's spare capacity: zeroing it first would be one more pass.
+    decode_body(&read_exactly(r, len).await?)
+}
+
+/// Reads one frame's body, undecoded (for answers only: requests are read within budgets).
+pub async fn read_body(r: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>> {
+    // A
+    let mut h = [0u8; 6];
+    r.read_exact(&mut h).await.map_err(FrameError::Read)?;
+    let len = check_header(&h)?;
+    read_exactly(r, len).await
+}
+
+/// Reads `len` bytes, into the buffer's spare capacity: zeroing it first would be one more
+/// pass.
+async fn read_exactly(r: &mut (impl AsyncRead + Unpin), len: usize) -> Result<Vec<u8>> {
+    // A
     let mut body = Vec::with_capacity(len);
     (&mut *r)
         .take(len as u64)
@@ -429,7 +444,7 @@ pub async fn read_frame_within<T: serde::de::DeserializeOwned>(
     if body.len() < len {
         return Err(FrameError::Read(std::io::ErrorKind::UnexpectedEof.into()).into());
     }
-    decode_body(&body)
+    Ok(body)
 }
 
 /// Writes one frame.

@@ -136,10 +136,11 @@ impl Cas {
             // Not enough here: the other nodes hold the rest.
             match remote.fetch_many(&asks) {
                 Ok(fetched) => {
-                    for ((pos, record, mut shards), got) in short.into_iter().zip(&fetched) {
-                        DataRouter::add_fetched(&record, &mut shards, got);
+                    for (n, (pos, record, mut shards)) in short.into_iter().enumerate() {
+                        DataRouter::add_fetched(&record, &mut shards, fetched.slices(n));
                         out[pos] = Some(open(&ids[pos], &record, &shards));
                     }
+                    remote.give_back(fetched.into_buffer());
                 }
                 Err(e) => {
                     for (pos, _, _) in short {

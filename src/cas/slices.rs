@@ -292,7 +292,11 @@ impl Cas {
         let set =
             crate::route::DataRouter::new(&self.lmdb).fetch_shards(&txn, id, &record, true)?;
         let mut shards = set.shards;
-        crate::route::DataRouter::add_fetched(&record, &mut shards, given);
+        crate::route::DataRouter::add_fetched(
+            &record,
+            &mut shards,
+            given.iter().map(|(i, b)| (*i, b.as_slice())),
+        );
         let rebuilt = crate::maintenance::verify::rebuild_slices(id, &record, &shards)?;
         Ok(want
             .iter()

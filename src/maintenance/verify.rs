@@ -259,7 +259,11 @@ impl Cas {
             .collect();
         let fetched = remote.fetch(id, &wanted, (record.k as usize).saturating_sub(intact))?;
         let mut shards: Vec<Option<&[u8]>> = local.to_vec();
-        DataRouter::add_fetched(record, &mut shards, &fetched);
+        DataRouter::add_fetched(
+            record,
+            &mut shards,
+            fetched.iter().map(|(i, b)| (*i, b.as_slice())),
+        );
         let rebuilt = rebuild_slices(id, record, &shards)?;
         Ok(corrupt
             .iter()

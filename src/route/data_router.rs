@@ -82,11 +82,11 @@ impl<'a> DataRouter<'a> {
     pub fn add_fetched<'s>(
         record: &ChunkRecord,
         shards: &mut [Option<&'s [u8]>],
-        fetched: &'s [(u8, Vec<u8>)],
+        fetched: impl IntoIterator<Item = (u8, &'s [u8])>,
     ) {
         // PA
         for (i, bytes) in fetched {
-            let i = *i as usize;
+            let i = i as usize;
             let (Some(hash), Some(None)) = (record.slices.get(i), shards.get(i)) else {
                 continue;
             };
