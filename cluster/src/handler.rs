@@ -5,14 +5,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::controller::Node;
 use crate::error::{ClusterError, Result};
 use crate::membership::{now_nanos, short_id, MemberRecord, NodeId};
 use crate::message::{
-    read_frame_within, write_frame, FrameError, LogEnds, NodeNews, Request, Response,
+    read_frame_within, write_frame, FrameError, LogEnds, NodeNews, Request, Response, SliceWant,
 };
+use crate::slices_many::Found;
 use crate::tunnel;
 
 /// Requests one connection may have in progress: a peer that sends faster than this node
@@ -110,6 +112,12 @@ enum Role {
     Invited,
 }
 
+/// An answer to a peer: a message, or a `SlicesMany` frame as pieces (`slices_many`).
+enum Answer {
+    Message(Response),
+    Pieces(Vec<Bytes>),
+}
+
 /// Accepts connections until the endpoint closes.
 pub async fn accept_loop(node: Arc<Node>) {
     // A
@@ -186,20 +194,38 @@ async fn serve_streams(
             let wait = node.request_timeout();
             let budgets = [&*budget, &node.read_budget];
             let read = read_frame_within::<Request>(&mut recv, &budgets);
-            let resp = match tokio::time::timeout(wait, read).await {
-                Ok(Ok(req)) => handle(&node, role, peer, req)
-                    .await
-                    .unwrap_or_else(|e| Response::Error(e.to_string())),
-                Ok(Err(e)) => Response::Error(e.to_string()),
-                Err(_) => {
-                    Response::Error(ClusterError::from(FrameError::Timeout(wait)).to_string())
+            let answer = match tokio::time::timeout(wait, read).await {
+                // Slices go out where they are, without one more copy into a frame.
+                Ok(Ok(Request::GetSlicesMany { items })) if role == Role::Member => {
+                    match slices_many(&node, items)
+                        .await
+                        .and_then(|found| crate::slices_many::frame_pieces(&found))
+                    {
+                        Ok(pieces) => Answer::Pieces(pieces),
+                        Err(e) => Answer::Message(Response::Error(e.to_string())),
+                    }
+                }
+                Ok(Ok(req)) => Answer::Message(
+                    handle(&node, role, peer, req)
+                        .await
+                        .unwrap_or_else(|e| Response::Error(e.to_string())),
+                ),
+                Ok(Err(e)) => Answer::Message(Response::Error(e.to_string())),
+                Err(_) => Answer::Message(Response::Error(
+                    ClusterError::from(FrameError::Timeout(wait)).to_string(),
+                )),
+            };
+            let write = async {
+                match answer {
+                    Answer::Message(r) => write_frame(&mut send, &r).await,
+                    Answer::Pieces(mut pieces) => send
+                        .write_all_chunks(&mut pieces)
+                        .await
+                        .map_err(|e| ClusterError::Protocol(format!("writing a frame: {e}"))),
                 }
             };
             // A peer that does not take its answer gives the permit back after `wait` too.
-            if tokio::time::timeout(wait, write_frame(&mut send, &resp))
-                .await
-                .is_ok()
-            {
+            if tokio::time::timeout(wait, write).await.is_ok() {
                 let _ = send.finish();
             } else {
                 let _ = send.reset(0u32.into());
@@ -210,6 +236,45 @@ async fn serve_streams(
 
 /// Bytes of slices past which a `GetSlicesMany` answer takes no more chunks.
 const ANSWER_BUDGET: usize = 16 << 20;
+
+/// The slices a `GetSlicesMany` asks for that this node holds, chunk by chunk.
+async fn slices_many(node: &Node, items: Vec<SliceWant>) -> Result<Found> {
+    // A
+    if items.len() > crate::message::MAX_ITEMS {
+        return Err(ClusterError::Protocol(format!(
+            "{} chunks in one request; at most {}",
+            items.len(),
+            crate::message::MAX_ITEMS
+        )));
+    }
+    let cas = Arc::clone(&node.cas);
+    blocking(move || {
+        let mut out = Vec::with_capacity(items.len());
+        let mut bytes = 0;
+        for mut it in items {
+            // One copy of each slice, however often the request names it; and once the
+            // answer is large, the remaining chunks get nothing (the reader asks for those
+            // one by one), so a request naming one chunk 64 times cannot make this node
+            // build a huge answer.
+            it.wanted.sort_unstable();
+            it.wanted.dedup();
+            let slices = if bytes < ANSWER_BUDGET {
+                cas.local_slices(&it.chunk, &it.wanted)?
+            } else {
+                Vec::new()
+            };
+            bytes += slices.iter().map(|(_, b)| b.len()).sum::<usize>();
+            out.push(
+                slices
+                    .into_iter()
+                    .map(|(i, b)| (i, Bytes::from(b)))
+                    .collect(),
+            );
+        }
+        Ok(out)
+    })
+    .await
+}
 
 /// Runs blocking store work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -336,36 +401,9 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             ))
         }
         Request::Join { .. } => return Err(ClusterError::Protocol("already a member".into())),
-        Request::GetSlicesMany { items } => {
-            if items.len() > crate::message::MAX_ITEMS {
-                return Err(ClusterError::Protocol(format!(
-                    "{} chunks in one request; at most {}",
-                    items.len(),
-                    crate::message::MAX_ITEMS
-                )));
-            }
-            let found = blocking(move || {
-                let mut out = Vec::with_capacity(items.len());
-                let mut bytes = 0;
-                for mut it in items {
-                    // One copy of each slice, however often the request names it; and
-                    // once the answer is large, the remaining chunks get nothing (the
-                    // reader asks for those one by one), so a request naming one chunk
-                    // 64 times cannot make this node build a huge answer.
-                    it.wanted.sort_unstable();
-                    it.wanted.dedup();
-                    let slices = if bytes < ANSWER_BUDGET {
-                        cas.local_slices(&it.chunk, &it.wanted)?
-                    } else {
-                        Vec::new()
-                    };
-                    bytes += slices.iter().map(|(_, b)| b.len()).sum::<usize>();
-                    out.push(crate::message::to_wire(slices));
-                }
-                Ok(out)
-            })
-            .await?;
-            Response::SlicesMany(found)
+        // Answered as pieces by `serve_streams` (see `slices_many`).
+        Request::GetSlicesMany { .. } => {
+            return Err(ClusterError::Protocol("slices are answered apart".into()))
         }
         Request::Fetch { .. } | Request::FetchMany { .. } | Request::Flush | Request::Status => {
             return Err(ClusterError::Protocol(
