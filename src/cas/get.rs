@@ -25,9 +25,12 @@ pub trait ChunkReader {
 impl ChunkReader for Cas {
     fn read_chunk(&self, id: &Hash) -> Result<Vec<u8>> {
         // PA
-        self.read_chunks(std::slice::from_ref(id), None)?
-            .pop()
-            .unwrap_or_else(|| Err(Error::Corrupt(format!("chunk {} was not read", id.short()))))
+        let mut got = None;
+        self.read_chunks(std::slice::from_ref(id), None, &|_| true, &mut |_, r| {
+            got = Some(r);
+            true
+        })?;
+        got.unwrap_or_else(|| Err(Error::Corrupt(format!("chunk {} was not read", id.short()))))
     }
 }
 
@@ -54,54 +57,84 @@ impl Cas {
     /// the others with one request for all their missing slices to the other nodes (one
     /// round trip instead of one per chunk). Every slice, local or fetched, is checked
     /// against the chunk record. On a cluster, chunks still short of slices are tried again
-    /// after a pause ([`RETRY_PAUSES`]). One answer per chunk, in order; the outer error is
-    /// the store failing. Plaintext goes into buffers from `pool` when one is given.
-    fn read_chunks(&self, ids: &[Hash], pool: Option<&Pool>) -> Result<Vec<Result<Vec<u8>>>> {
+    /// after a pause ([`RETRY_PAUSES`]). Each chunk goes to `deliver` (its position in
+    /// `ids`, the plaintext or why not) as soon as it is opened, so a reader holds one
+    /// plaintext at a time rather than a run's; false from `deliver` stops the read, and is
+    /// returned. The error is the store failing. Plaintext goes into buffers from `pool`
+    /// when one is given, and each chunk waits for `turn` (its position) before it is
+    /// opened; false from `turn` stops the read too.
+    fn read_chunks(
+        &self,
+        ids: &[Hash],
+        pool: Option<&Pool>,
+        turn: &dyn Fn(usize) -> bool,
+        deliver: &mut dyn FnMut(usize, Result<Vec<u8>>) -> bool,
+    ) -> Result<bool> {
         // PA
-        let mut out = self.read_once(ids, pool)?;
+        let mut short: Vec<(usize, Error)> = Vec::new();
+        let mut each = |p: usize, a: Attempt, short: &mut Vec<(usize, Error)>| match a {
+            Attempt::Done(r) => deliver(p, r),
+            Attempt::Short(e) => {
+                short.push((p, e));
+                true
+            }
+        };
+        if !self.read_once(ids, pool, turn, &mut |p, a| each(p, a, &mut short))? {
+            return Ok(false);
+        }
         if self.remote.is_some() {
             for pause in RETRY_PAUSES {
-                let short: Vec<usize> = (0..out.len())
-                    .filter(|p| matches!(out[*p], Attempt::Short(_)))
-                    .collect();
                 if short.is_empty() {
                     break;
                 }
                 std::thread::sleep(pause);
-                let again: Vec<Hash> = short.iter().map(|p| ids[*p]).collect();
-                for (p, a) in short.into_iter().zip(self.read_once(&again, pool)?) {
-                    out[p] = a;
+                let positions: Vec<usize> = short.drain(..).map(|(p, _)| p).collect();
+                let again: Vec<Hash> = positions.iter().map(|p| ids[*p]).collect();
+                let turn_again = |n: usize| turn(positions[n]);
+                if !self.read_once(&again, pool, &turn_again, &mut |n, a| {
+                    each(positions[n], a, &mut short)
+                })? {
+                    return Ok(false);
                 }
             }
         }
-        Ok(out
-            .into_iter()
-            .map(|a| match a {
-                Attempt::Done(r) => r,
-                Attempt::Short(e) => Err(e),
-            })
-            .collect())
+        for (p, e) in short {
+            if !deliver(p, Err(e)) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// One pass of [`Cas::read_chunks`], in a read transaction of its own (so that a retry
-    /// sees slices committed since).
-    fn read_once(&self, ids: &[Hash], pool: Option<&Pool>) -> Result<Vec<Attempt>> {
+    /// sees slices committed since): each chunk goes to `each` once opened or found short.
+    fn read_once(
+        &self,
+        ids: &[Hash],
+        pool: Option<&Pool>,
+        turn: &dyn Fn(usize) -> bool,
+        each: &mut dyn FnMut(usize, Attempt) -> bool,
+    ) -> Result<bool> {
         // PA
         let txn = self.lmdb.read()?;
         let router = DataRouter::new(&self.lmdb);
-        let open = |id: &Hash, record: &crate::model::ChunkRecord, shards: &[Option<&[u8]>]| {
+        // Opens the chunk at `pos` once its turn comes; `None` once the read is to stop.
+        let open = |pos: usize, record: &crate::model::ChunkRecord, shards: &[Option<&[u8]>]| {
             let have = shards.iter().filter(|s| s.is_some()).count();
             if have < record.k as usize {
-                return Attempt::Short(erasure::too_few(have, shards.len(), record.k as usize));
+                let short = erasure::too_few(have, shards.len(), record.k as usize);
+                return Some(Attempt::Short(short));
+            }
+            if !turn(pos) {
+                return None;
             }
             let mut plain = pool.map(Pool::take).unwrap_or_default();
-            Attempt::Done(
-                self.keys_for(record.key_epoch)
-                    .and_then(|k| open_chunk_into(k, id, record, shards, &mut plain))
-                    .map(|()| plain),
-            )
+            let opened = self
+                .keys_for(record.key_epoch)
+                .and_then(|k| open_chunk_into(k, &ids[pos], record, shards, &mut plain))
+                .map(|()| plain);
+            Some(Attempt::Done(opened))
         };
-        let mut out: Vec<Option<Attempt>> = Vec::with_capacity(ids.len());
         // Chunks that need slices from elsewhere: (position, record, shards held here).
         let mut short = Vec::new();
         let mut asks = Vec::new();
@@ -109,17 +142,19 @@ impl Cas {
             let record = match self.lmdb.chunks.get(&txn, id)? {
                 Some(r) => r,
                 None => {
-                    out.push(Some(Attempt::Done(Err(Error::Corrupt(format!(
-                        "chunk {} is missing",
-                        id.short()
-                    ))))));
+                    let missing = Error::Corrupt(format!("chunk {} is missing", id.short()));
+                    if !each(pos, Attempt::Done(Err(missing))) {
+                        return Ok(false);
+                    }
                     continue;
                 }
             };
             let set = router.fetch_shards(&txn, id, &record, false)?;
             let have = set.shards.iter().filter(|s| s.is_some()).count();
             if self.remote.is_none() || have >= record.k as usize {
-                out.push(Some(open(id, &record, &set.shards)));
+                if !open(pos, &record, &set.shards).is_some_and(|a| each(pos, a)) {
+                    return Ok(false);
+                }
                 continue;
             }
             asks.push(Wanted {
@@ -130,40 +165,31 @@ impl Cas {
                 need: record.k as usize - have,
             });
             short.push((pos, record, set.shards));
-            out.push(None);
         }
-        if let (Some(remote), false) = (self.remote.as_ref(), asks.is_empty()) {
-            // Not enough here: the other nodes hold the rest.
-            match remote.fetch_many(&asks) {
-                Ok(fetched) => {
-                    for (n, (pos, record, mut shards)) in short.into_iter().enumerate() {
-                        DataRouter::add_fetched(&record, &mut shards, fetched.slices(n));
-                        out[pos] = Some(open(&ids[pos], &record, &shards));
+        let Some(remote) = self.remote.as_ref().filter(|_| !asks.is_empty()) else {
+            return Ok(true);
+        };
+        // Not enough here: the other nodes hold the rest.
+        match remote.fetch_many(&asks) {
+            Ok(fetched) => {
+                for (n, (pos, record, mut shards)) in short.into_iter().enumerate() {
+                    DataRouter::add_fetched(&record, &mut shards, fetched.slices(n));
+                    if !open(pos, &record, &shards).is_some_and(|a| each(pos, a)) {
+                        return Ok(false);
                     }
-                    remote.give_back(fetched.into_buffer());
                 }
-                Err(e) => {
-                    for (pos, _, _) in short {
-                        out[pos] = Some(Attempt::Short(Error::Corrupt(format!(
-                            "chunk {}: {e}",
-                            ids[pos].short()
-                        ))));
+                remote.give_back(fetched.into_buffer());
+            }
+            Err(e) => {
+                for (pos, _, _) in short {
+                    let e = Error::Corrupt(format!("chunk {}: {e}", ids[pos].short()));
+                    if !each(pos, Attempt::Short(e)) {
+                        return Ok(false);
                     }
                 }
             }
         }
-        Ok(out
-            .into_iter()
-            .zip(ids)
-            .map(|(r, id)| {
-                r.unwrap_or_else(|| {
-                    Attempt::Short(Error::Corrupt(format!(
-                        "chunk {}: the cluster sent no answer for it",
-                        id.short()
-                    )))
-                })
-            })
-            .collect())
+        Ok(true)
     }
 }
 
@@ -219,9 +245,13 @@ impl Cas {
         // On a cluster, 32 chunks in flight (4 runs of 8).
         let window = (workers * 2).max(group * 4);
         let gate = Window::new(window);
+        // Fewer are decoded ahead of the writer: a run and as many more as there are
+        // cores, so two runs decode at once and the plaintexts waiting to be written stay
+        // few (each one decoded ahead is a buffer more to fault in).
+        let ahead = (group + cores).min(window);
         // Plaintext buffers go round from the writer back to the workers: fresh ones would
         // be faulted in page by page for every chunk.
-        let pool = Pool::new(window + workers * group);
+        let pool = Pool::new(ahead + workers * 2);
         let (tx, rx) = sync_channel::<(usize, Result<Vec<u8>>)>(workers * 2);
         std::thread::scope(|s| -> Result<()> {
             for _ in 0..workers {
@@ -239,15 +269,20 @@ impl Cas {
                             return;
                         }
                         let ids: Vec<Hash> = chunks[run.clone()].iter().map(|c| c.id).collect();
-                        let read = match self.read_chunks(&ids, Some(pool)) {
-                            Ok(r) => r,
-                            Err(e) => {
-                                let _ = tx.send((run.start, Err(e)));
-                                return;
-                            }
+                        let mut sent = vec![false; ids.len()];
+                        let mut send = |n: usize, r| {
+                            sent[n] = true;
+                            tx.send((run.start + n, r)).is_ok()
                         };
-                        for (i, r) in run.zip(read) {
-                            if tx.send((i, r)).is_err() {
+                        let turn = |n: usize| gate.turn(run.start + n, ahead);
+                        match self.read_chunks(&ids, Some(pool), &turn, &mut send) {
+                            Ok(true) => {}
+                            Ok(false) => return,
+                            Err(e) => {
+                                // The writer stops at the first chunk it lacks: the error
+                                // goes there.
+                                let first = sent.iter().position(|s| !s).unwrap_or(0);
+                                let _ = tx.send((run.start + first, Err(e)));
                                 return;
                             }
                         }
@@ -380,6 +415,16 @@ impl Window {
         Some(start..end)
     }
 
+    /// Waits until chunk `index` is fewer than `ahead` past the writer; false once stopped.
+    fn turn(&self, index: usize, ahead: usize) -> bool {
+        // A
+        let mut st = self.lock();
+        while !st.stop && index >= st.written + ahead {
+            st = self.moved.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        !st.stop
+    }
+
     /// The writer has written `written` chunks.
     fn advance(&self, written: usize) {
         // A
@@ -425,5 +470,22 @@ mod tests {
         assert_eq!(w.claim(8, 20), Some(20..20));
         w.stop();
         assert_eq!(w.claim(8, 20), None);
+    }
+
+    #[test]
+    fn a_chunk_waits_its_turn_until_the_writer_comes_near_or_stops() {
+        let w = std::sync::Arc::new(Window::new(32));
+        assert!(w.turn(9, 10), "within `ahead` of the writer: at once");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiting = std::sync::Arc::clone(&w);
+        let t = std::thread::spawn(move || tx.send(waiting.turn(12, 10)).unwrap());
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_err());
+        w.advance(3);
+        assert!(rx.recv().unwrap(), "its turn came once the writer moved");
+        t.join().unwrap();
+        w.stop();
+        assert!(!w.turn(100, 10), "a stopped read does not wait");
     }
 }
