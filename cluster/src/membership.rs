@@ -237,9 +237,18 @@ impl Membership {
     }
 
     /// Stores a member record after checking the admin's signatures; a record never loses
-    /// a revocation. Returns true when it changed something.
+    /// a revocation. Returns true when it changed something. A record equal to the one
+    /// held (checked when it was stored) or for a revoked member changes nothing and is not
+    /// checked again: members' lists are pulled every few seconds from every peer.
     pub fn merge_member(&self, info: &ClusterInfo, rec: &MemberRecord) -> Result<bool> {
         // PA
+        let old = self.member(&rec.node)?;
+        if old
+            .as_ref()
+            .is_some_and(|o| o.revoked.is_some() || *o == *rec)
+        {
+            return Ok(false);
+        }
         let sig_ok = |sig: &[u8], msg: &[u8]| {
             <[u8; 64]>::try_from(sig).is_ok_and(|s| verify(&info.admin, msg, &s))
         };
@@ -260,13 +269,7 @@ impl Membership {
                 )));
             }
         }
-        let old = self.member(&rec.node)?;
-        let merged = match &old {
-            Some(o) if o.revoked.is_some() => return Ok(false),
-            Some(o) if *o == *rec => return Ok(false),
-            _ => rec.clone(),
-        };
-        self.put(&[MEMBER, rec.node.as_slice()].concat(), TAG_MEMBER, &merged)?;
+        self.put(&[MEMBER, rec.node.as_slice()].concat(), TAG_MEMBER, rec)?;
         Ok(true)
     }
 

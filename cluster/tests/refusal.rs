@@ -49,3 +49,53 @@ async fn a_node_of_another_cluster_is_refused() {
     );
     assert!(!ours.members().is_member(&theirs.id()));
 }
+
+/// Member records travel through every peer: only the admin's signatures make them, an
+/// unchanged one is taken without effect, and a revocation is never undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_records_need_the_admins_signature_and_revocations_stick() {
+    use ouro_cluster::authenticator::NodeKey;
+    use ouro_cluster::membership::{member_message, now_nanos, revoke_message, MemberRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let ours = first_node(dir.path()).await;
+    let members = ours.members();
+    let info = members.require_info().unwrap();
+    let admin = ouro_cluster::membership::admin_key(dir.path()).unwrap();
+    let stranger = NodeKey::generate().unwrap();
+    let node = NodeKey::generate().unwrap().public();
+    let t = now_nanos();
+    let msg = member_message(&info.cluster_id, &node, t);
+    let forged = MemberRecord {
+        node,
+        admitted: t,
+        sig: stranger.sign(&msg).to_vec(),
+        revoked: None,
+    };
+    assert!(members.merge_member(&info, &forged).is_err());
+    assert!(!members.is_member(&node));
+    let genuine = MemberRecord {
+        sig: admin.sign(&msg).to_vec(),
+        ..forged.clone()
+    };
+    assert!(members.merge_member(&info, &genuine).unwrap());
+    assert!(!members.merge_member(&info, &genuine).unwrap(), "unchanged");
+    assert!(members.is_member(&node));
+    let r = revoke_message(&info.cluster_id, &node, t + 1);
+    let forged_revocation = MemberRecord {
+        revoked: Some((t + 1, stranger.sign(&r).to_vec())),
+        ..genuine.clone()
+    };
+    assert!(members.merge_member(&info, &forged_revocation).is_err());
+    assert!(
+        members.is_member(&node),
+        "a forged revocation changes nothing"
+    );
+    let revoked = MemberRecord {
+        revoked: Some((t + 1, admin.sign(&r).to_vec())),
+        ..genuine.clone()
+    };
+    assert!(members.merge_member(&info, &revoked).unwrap());
+    assert!(!members.is_member(&node));
+    assert!(!members.merge_member(&info, &genuine).unwrap());
+    assert!(!members.is_member(&node), "a revocation is never undone");
+}
