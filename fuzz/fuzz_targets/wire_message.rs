@@ -2,7 +2,9 @@
 //! bodies of both directions (`decode_body::<Request>` and `::<Response>`) and whole frames
 //! read from a stream (`read_frame`). Whatever decodes is encoded again: that frame must be
 //! accepted and decode to a value that encodes to the same bytes; and the chunk records in
-//! messages, which a node stores, must be ones the store can read back.
+//! messages, which a node stores, must be ones the store can read back. A `SlicesMany` body
+//! read in place (`slices_many::spans`) must find exactly the slices the whole decoding
+//! finds, and written as pieces it must be the frame `encode_frame` writes.
 #![no_main]
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
@@ -11,6 +13,7 @@ use libfuzzer_sys::fuzz_target;
 use ouro_cluster::message::{
     check_header, decode_body, encode_frame, read_frame, Request, Response,
 };
+use ouro_cluster::slices_many;
 use ouroboros_db::model::ChunkRecord;
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -42,6 +45,32 @@ fn read_from<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     }
 }
 
+/// Reading `SlicesMany` in place agrees with decoding it whole.
+fn in_place_agrees(data: &[u8], whole: Option<&Response>) {
+    // A
+    let Ok(Some(spans)) = slices_many::spans(data) else {
+        return;
+    };
+    assert!(spans.iter().flatten().all(|(_, r)| r.end <= data.len()));
+    let Some(Response::SlicesMany(all)) = whole else {
+        panic!("slices found in place in a body that is not a SlicesMany");
+    };
+    let found = slices_many::share(data.to_vec(), spans);
+    assert_eq!(found.len(), all.len());
+    for (f, a) in found.iter().zip(all) {
+        assert!(f
+            .iter()
+            .map(|(i, b)| (*i, &b[..]))
+            .eq(a.iter().map(|s| (s.index, &s.bytes[..]))));
+    }
+    if let (Ok(pieces), Ok(frame)) = (
+        slices_many::frame_pieces(&found),
+        encode_frame(&Response::SlicesMany(all.clone())),
+    ) {
+        assert_eq!(pieces.concat(), frame, "pieces differ from the frame");
+    }
+}
+
 /// A chunk record a node accepted from a peer is stored: it must read back from the store.
 fn storable(r: &ChunkRecord) {
     // A
@@ -59,6 +88,8 @@ fuzz_target!(|data: &[u8]| {
         }
         round_trip(&r);
     }
+    let whole = decode_body::<Response>(data).ok();
+    in_place_agrees(data, whole.as_ref());
     if let Ok(r) = decode_body::<Response>(data) {
         if let Response::Versions(versions) = &r {
             versions
