@@ -68,7 +68,7 @@ pub async fn replicate_loop(node: Arc<Node>) {
                     // what freeing condemned chunks waits for (src/deletion_wal.rs).
                     node.wal.pulled(peer, started);
                     if cur != old {
-                        save_cursor(&node, &peer, cur);
+                        save_cursor(&node.cas, &peer, cur);
                     }
                     cursors.insert(peer, cur);
                 }
@@ -151,10 +151,20 @@ async fn pull(node: &Arc<Node>, peer: &NodeId, mut cur: Cursor, members: bool) -
             .flat_map(|r| r.chunks.iter().map(|(id, _)| *id))
             .collect();
         let cas = Arc::clone(&node.cas);
+        let next = Cursor {
+            blobs: b,
+            wal: w,
+            ..cur
+        };
+        let from = *peer;
         let n = blocking(move || {
             let n = cas.import_versions(&records)?;
             // Versions first: a deletion may name a version that arrives in the same page.
             cas.import_deletions(&entries)?;
+            // The cursor goes to disk with what it covers, not after the pull's last round
+            // trip: a node killed in between would come back with a cursor below what it
+            // holds (at 0, it would even pass for a new node).
+            save_cursor(&cas, &from, next);
             Ok(n)
         })
         .await?;
@@ -196,9 +206,9 @@ fn load_cursor(node: &Node, peer: &NodeId) -> Cursor {
     }
 }
 
-fn save_cursor(node: &Node, peer: &NodeId, cur: Cursor) {
+fn save_cursor(cas: &ouroboros_db::Cas, peer: &NodeId, cur: Cursor) {
     // A
-    let lmdb = node.cas.lmdb();
+    let lmdb = cas.lmdb();
     let mut v = cur.blobs.to_le_bytes().to_vec();
     v.extend_from_slice(&cur.wal.to_le_bytes());
     v.extend_from_slice(&cur.log.0);
