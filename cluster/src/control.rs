@@ -231,7 +231,7 @@ impl RemoteSlices for ControlClient {
 
     fn fetch_many(&self, items: &[Wanted]) -> ouroboros_db::Result<FetchedMany> {
         // A
-        let mut out: Option<FetchedMany> = None;
+        let mut out = FetchedMany::default();
         for batch in items.chunks(MAX_ITEMS) {
             let req = Request::FetchMany {
                 items: batch
@@ -243,39 +243,26 @@ impl RemoteSlices for ControlClient {
                     })
                     .collect(),
             };
-            let got = self
-                .exchange(&req)
-                .and_then(|body| match slices_many::spans(&body)? {
-                    Some(spans) if spans.len() == batch.len() => FetchedMany::new(body, spans)
+            let got = self.exchange(&req).and_then(|body| {
+                match slices_many::answer_spans(&body, batch.len()) {
+                    Ok(spans) => FetchedMany::new(body, spans)
                         .ok_or_else(|| ClusterError::Protocol("slices outside the answer".into())),
-                    Some(_) => Err(ClusterError::Protocol(format!(
-                        "the node gave an unexpected answer to a read of {} chunks",
-                        batch.len()
-                    ))),
-                    None => {
-                        let answer = decode_body::<Response>(&body);
+                    Err(e) => {
                         self.recycle(body);
-                        match answer? {
-                            Response::Error(e) => Err(ClusterError::Protocol(e)),
-                            _ => Err(ClusterError::Protocol(format!(
-                                "the node gave an unexpected answer to a read of {} chunks",
-                                batch.len()
-                            ))),
-                        }
+                        Err(e)
                     }
-                });
+                }
+            });
             let got = got.map_err(|e| {
                 ouroboros_db::Error::Corrupt(format!("the cluster could not provide slices: {e}"))
             })?;
-            out = Some(match out {
-                None => got,
-                Some(mut all) => {
-                    all.append(got);
-                    all
-                }
-            });
+            if out.is_empty() {
+                out = got;
+            } else {
+                out.append(got);
+            }
         }
-        Ok(out.unwrap_or_default())
+        Ok(out)
     }
 
     fn give_back(&self, buffer: Vec<u8>) {

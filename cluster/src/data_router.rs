@@ -20,7 +20,7 @@ use crate::controller::Node;
 use crate::error::{ClusterError, Result};
 use crate::handler::blocking;
 use crate::membership::{short_id, NodeId};
-use crate::message::{decode_body, FetchWant, Request, Response, SliceWant, MAX_ITEMS};
+use crate::message::{FetchWant, Request, Response, SliceWant, MAX_ITEMS};
 use crate::slices_many::{self, Found};
 
 /// Bundles looked at per step of the walk.
@@ -347,24 +347,13 @@ pub async fn fetch_many(node: &Arc<Node>, items: Vec<FetchWant>) -> Result<Found
             })
             .collect();
         set.spawn(async move {
-            let answer = match node
+            let answer = node
                 .call_body(&peer, &Request::GetSlicesMany { items: want })
                 .await
-            {
-                Ok(body) => match slices_many::spans(&body) {
-                    Ok(Some(spans)) if spans.len() == asks.len() => {
-                        Ok(slices_many::share(body, spans))
-                    }
-                    Ok(Some(_)) => Err(ClusterError::Protocol("answers for other chunks".into())),
-                    Ok(None) => match decode_body::<Response>(&body) {
-                        Ok(Response::Error(e)) => Err(ClusterError::Protocol(e)),
-                        Ok(_) => Err(ClusterError::Protocol("not slices".into())),
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            };
+                .and_then(|body| {
+                    let spans = slices_many::answer_spans(&body, asks.len())?;
+                    Ok(slices_many::share(body, spans))
+                });
             match answer {
                 Ok(found) => asks.into_iter().map(|(pos, _)| pos).zip(found).collect(),
                 Err(e) => {

@@ -67,10 +67,8 @@ pub async fn replicate_loop(node: Arc<Node>) {
                     // Everything the peer had committed when the pull started is here now:
                     // what freeing condemned chunks waits for (src/deletion_wal.rs).
                     node.wal.pulled(peer, started);
-                    if cur != old {
-                        save_cursor(&node.cas, &peer, cur);
-                    }
                     cursors.insert(peer, cur);
+                    continue;
                 }
                 // Refused for being away too long: the operator must act, so say it loudly.
                 Ok(Err(e)) if e.to_string().contains("tombstone horizon") => {
@@ -79,13 +77,16 @@ pub async fn replicate_loop(node: Arc<Node>) {
                 Ok(Err(e)) => tracing::debug!(peer = %short_id(&peer), error = %e, "pull failed"),
                 Err(_) => tracing::debug!(peer = %short_id(&peer), "pull timed out"),
             }
+            // A failed pull may have saved pages it applied: the next starts from the disk's.
+            cursors.remove(&peer);
         }
     }
 }
 
-/// One round of pulls from `peer`; returns the new cursors.
+/// One round of pulls from `peer`; returns the new cursors, which it has saved.
 async fn pull(node: &Arc<Node>, peer: &NodeId, mut cur: Cursor, members: bool) -> Result<Cursor> {
     // A
+    let mut saved = cur;
     if members {
         if let Response::Members { members, addrs } = node.call(peer, &Request::Members).await? {
             for m in &members {
@@ -168,6 +169,7 @@ async fn pull(node: &Arc<Node>, peer: &NodeId, mut cur: Cursor, members: bool) -
             Ok(n)
         })
         .await?;
+        saved = next;
         if n > 0 {
             tracing::debug!(peer = %short_id(peer), new = n, "versions replicated");
         }
@@ -178,6 +180,10 @@ async fn pull(node: &Arc<Node>, peer: &NodeId, mut cur: Cursor, members: bool) -
         }
         cur.blobs = b;
         cur.wal = w;
+    }
+    // Moved without a page: the peer's logs were restarted and hold nothing yet.
+    if cur != saved {
+        save_cursor(&node.cas, peer, cur);
     }
     Ok(cur)
 }

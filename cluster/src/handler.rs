@@ -197,7 +197,7 @@ async fn serve_streams(
             let answer = match tokio::time::timeout(wait, read).await {
                 // Slices go out where they are, without one more copy into a frame.
                 Ok(Ok(Request::GetSlicesMany { items })) if role == Role::Member => {
-                    match slices_many(&node, items)
+                    match held_slices(&node, items)
                         .await
                         .and_then(|found| crate::slices_many::frame_pieces(&found))
                     {
@@ -238,7 +238,7 @@ async fn serve_streams(
 const ANSWER_BUDGET: usize = 16 << 20;
 
 /// The slices a `GetSlicesMany` asks for that this node holds, chunk by chunk.
-async fn slices_many(node: &Node, items: Vec<SliceWant>) -> Result<Found> {
+async fn held_slices(node: &Node, items: Vec<SliceWant>) -> Result<Found> {
     // A
     if items.len() > crate::message::MAX_ITEMS {
         return Err(ClusterError::Protocol(format!(
@@ -401,7 +401,7 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             ))
         }
         Request::Join { .. } => return Err(ClusterError::Protocol("already a member".into())),
-        // Answered as pieces by `serve_streams` (see `slices_many`).
+        // Answered as pieces by `serve_streams` (`held_slices`).
         Request::GetSlicesMany { .. } => {
             return Err(ClusterError::Protocol("slices are answered apart".into()))
         }

@@ -67,6 +67,25 @@ pub fn spans(body: &[u8]) -> Result<Option<Spans>> {
     ))
 }
 
+/// Where the slices of an answer to a read of `chunks` chunks are. Another answer is an
+/// error: the answering node's refusal when it is one.
+pub fn answer_spans(body: &[u8], chunks: usize) -> Result<Spans> {
+    // A
+    match spans(body)? {
+        Some(s) if s.len() == chunks => Ok(s),
+        Some(s) => Err(ClusterError::Protocol(format!(
+            "answers for {} chunks to a read of {chunks}",
+            s.len()
+        ))),
+        None => match crate::message::decode_body::<Response>(body)? {
+            Response::Error(e) => Err(ClusterError::Protocol(e)),
+            _ => Err(ClusterError::Protocol(format!(
+                "an answer other than slices to a read of {chunks} chunks"
+            ))),
+        },
+    }
+}
+
 /// Shares the slices of a `SlicesMany` body out of it, without copying them.
 pub fn share(body: Vec<u8>, spans: Spans) -> Found {
     // A
@@ -203,6 +222,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn answers_of_the_wrong_kind_or_size_are_errors_that_carry_a_refusal() {
+        let found: Found = vec![vec![(1, Bytes::from_static(b"abc"))]];
+        let frame = frame_pieces(&found).unwrap().concat();
+        let body = &frame[6..];
+        let spans = answer_spans(body, 1).unwrap();
+        assert_eq!(spans.len(), 1);
+        let (index, range) = spans[0][0].clone();
+        assert_eq!((index, &body[range]), (1, &b"abc"[..]));
+        assert!(answer_spans(body, 2).is_err());
+        let refused = postcard::to_stdvec(&Response::Error("no such chunk".into())).unwrap();
+        let e = answer_spans(&refused, 1).unwrap_err().to_string();
+        assert!(e.contains("no such chunk"), "{e}");
     }
 
     #[test]

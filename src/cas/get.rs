@@ -399,10 +399,7 @@ impl Window {
     /// are claimed), or `None` once stopped.
     fn claim(&self, n: usize, total: usize) -> Option<std::ops::Range<usize>> {
         // A
-        let mut st = self.lock();
-        while !st.stop && st.next < total && st.next >= st.written + self.window {
-            st = self.moved.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
+        let mut st = self.wait_while(|st| st.next < total && st.next >= st.written + self.window);
         if st.stop {
             return None;
         }
@@ -418,11 +415,19 @@ impl Window {
     /// Waits until chunk `index` is fewer than `ahead` past the writer; false once stopped.
     fn turn(&self, index: usize, ahead: usize) -> bool {
         // A
-        let mut st = self.lock();
-        while !st.stop && index >= st.written + ahead {
-            st = self.moved.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-        !st.stop
+        !self.wait_while(|st| index >= st.written + ahead).stop
+    }
+
+    /// The state once `waiting` is false or the read stopped; sleeps (no polling) until the
+    /// writer moves or stops the read.
+    fn wait_while(
+        &self,
+        mut waiting: impl FnMut(&WindowState) -> bool,
+    ) -> MutexGuard<'_, WindowState> {
+        // A
+        self.moved
+            .wait_while(self.lock(), |st| !st.stop && waiting(st))
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The writer has written `written` chunks.
