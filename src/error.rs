@@ -25,6 +25,9 @@ pub enum Error {
     /// Nothing is stored under the key, or the ref names no version.
     #[error("not found: {0}")]
     NotFound(String),
+    /// A broken invariant or a failed thread inside the library: a bug, not damaged data.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The key was removed with `rm`; older versions are gone once gc ran.
     #[error("key {key:?} was deleted")]
     KeyDeleted {
@@ -63,7 +66,7 @@ pub enum Error {
     #[error("a store already exists at {0}")]
     AlreadyInitialised(String),
     /// The store was written by an incompatible format version.
-    #[error("unsupported store format version {found} (this build reads version {supported})")]
+    #[error("unsupported store format version {found} (this build reads version {supported}); restore the data with the ouro release that wrote the store and put it into a new one")]
     UnsupportedFormat {
         /// Version found on disk.
         found: u32,

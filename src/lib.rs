@@ -25,6 +25,7 @@ pub mod model;
 pub mod progress;
 pub mod route;
 pub mod seal;
+pub mod snapshot;
 pub mod store;
 
 pub use cas::{

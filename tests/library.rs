@@ -396,6 +396,7 @@ fn one_batch_with_the_same_key_twice_makes_a_chain_not_a_fork() {
         parents: None,
         created: None,
         skip_if_unchanged: false,
+        meta: Default::default(),
     };
     let out = cas
         .put_many(vec![item(b"one"), item(b"two")].into_iter(), &NoProgress)

@@ -65,8 +65,13 @@ pub const AFTER_LONG_HELP: &str = concat!(
 
 JSON output (--json): one document on stdout. Fields are only ever added, never renamed.
   put      {hash, key, size, chunks, new_chunks, stored_bytes}
-  put -r   {files, stored, unchanged, skipped: [{path, reason}], errors: [{path, error}], new_bytes}
-  get -o   {key, hash, size};  get -r {restored, bytes, errors: [{key, error}]}
+  put -r   {snapshot, files, stored, unchanged, new_files, changed, removed, dirs, entries,
+            new_bytes, skipped: [{path, reason}], warnings: [{path, reason}], errors: [{path, error}]}
+  get -o   {key, hash, size}
+  get -r   {snapshot, entries, restored, bytes, dry_run, changes: [{path, change}], errors: [{path, error}]}
+  snapshots  [{hash, prefix, time, time_ns, host, path, parents, summary: {...}, errors}]
+  diff     {from, to, changes: [{path, change: added|removed|content|metadata|type, kind}]}
+  forget   {prefix, dry_run, kept: [{hash, time, reasons}], removed: [hash], versions_removed}
   log, heads  [{hash, key, parents, created (RFC 3339), created_ns, size, kind, removed}]
   ls       [{key, size, modified, heads}]
   merge    {hash, key};  rm {key, whole_key, removed: [hash]}
@@ -120,10 +125,11 @@ pub enum Command {
     },
     /// Write a version's content to stdout or a file; with -r, restore PREFIX into DIR
     #[command(
-        override_usage = "ouro get [OPTIONS] REF [-o FILE]\n       ouro get -r [--at TIME] PREFIX DIR"
+        override_usage = "ouro get [OPTIONS] REF [-o FILE]\n       ouro get -r [--delete] [--dry-run] [--include GLOB]... [--exclude GLOB]... PREFIX[@REF] DIR"
     )]
     Get {
-        /// KEY, KEY@HASH, KEY@~N or KEY@TIME (with -r: the key prefix)
+        /// KEY, KEY@HASH, KEY@~N or KEY@TIME (with -r: PREFIX, the newest snapshot, or
+        /// PREFIX@HASH, PREFIX@~N, PREFIX@TIME)
         reference: String,
         /// With -r: the directory to restore into
         #[arg(value_name = "DIR", requires = "recursive")]
@@ -132,12 +138,68 @@ pub enum Command {
         /// symlink, its target); a device or fifo (`/dev/null`) is written in place
         #[arg(short, long, value_name = "FILE", conflicts_with = "recursive")]
         output: Option<PathBuf>,
-        /// Restore every key under the prefix as files
+        /// Restore a snapshot of PREFIX (made by put -r) into DIR, with its metadata
         #[arg(short, long)]
         recursive: bool,
-        /// With -r: restore the tree as it was at this RFC 3339 time or date
+        /// With -r: the snapshot current at this RFC 3339 time or date (= PREFIX@TIME)
         #[arg(long, value_name = "TIME", requires = "recursive")]
         at: Option<String>,
+        /// With -r: remove what the snapshot lacks from DIR, so it ends up identical
+        #[arg(long, requires = "recursive")]
+        delete: bool,
+        /// With -r: only list what would change
+        #[arg(long, requires = "recursive")]
+        dry_run: bool,
+        /// With -r: restore only paths matching this glob (repeatable) and what is under them
+        #[arg(long, value_name = "GLOB", requires = "recursive")]
+        include: Vec<String>,
+        /// With -r: leave out paths matching this glob (repeatable)
+        #[arg(long, value_name = "GLOB", requires = "recursive")]
+        exclude: Vec<String>,
+        /// With -r as root: restore owners by the recorded ids, not by user and group name
+        #[arg(long, requires = "recursive")]
+        numeric_owner: bool,
+    },
+    /// List snapshots (runs of put -r), oldest first
+    Snapshots {
+        /// Only snapshots of this prefix
+        prefix: Option<String>,
+    },
+    /// Show what changed between two snapshots (default: the last two of the prefix)
+    Diff {
+        /// PREFIX[@REF]: the older snapshot (PREFIX alone with no second ref: the last two)
+        from: String,
+        /// PREFIX[@REF]: the newer snapshot
+        to: Option<String>,
+    },
+    /// Remove snapshots of PREFIX that no --keep rule keeps (then `ouro gc` frees their data)
+    Forget {
+        /// The key prefix whose snapshots to thin out
+        prefix: String,
+        /// Keep the N newest snapshots
+        #[arg(long, value_name = "N")]
+        keep_last: Option<u32>,
+        /// Keep the newest snapshot of each of the last N hours that have one
+        #[arg(long, value_name = "N")]
+        keep_hourly: Option<u32>,
+        /// Keep the newest snapshot of each of the last N days that have one
+        #[arg(long, value_name = "N")]
+        keep_daily: Option<u32>,
+        /// Keep the newest snapshot of each of the last N ISO weeks that have one
+        #[arg(long, value_name = "N")]
+        keep_weekly: Option<u32>,
+        /// Keep the newest snapshot of each of the last N months that have one
+        #[arg(long, value_name = "N")]
+        keep_monthly: Option<u32>,
+        /// Keep the newest snapshot of each of the last N years that have one
+        #[arg(long, value_name = "N")]
+        keep_yearly: Option<u32>,
+        /// Keep every snapshot this recent, counted back from the newest (1y2m3d4h)
+        #[arg(long, value_name = "DURATION")]
+        keep_within: Option<String>,
+        /// Only list what would be removed and why each kept snapshot is kept
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show history, newest first
     Log {

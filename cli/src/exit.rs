@@ -33,7 +33,7 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 | Error::UnsupportedFormat { .. } => NO_STORE,
                 Error::NoSpace(_) => NO_SPACE,
                 Error::Retry(_) => RETRY,
-                Error::Io { .. } | Error::Lmdb(_) | Error::Input(_) => ERROR,
+                Error::Io { .. } | Error::Lmdb(_) | Error::Input(_) | Error::Internal(_) => ERROR,
             };
         }
         if let Some(e) = cause.downcast_ref::<ouro_cluster::ClusterError>() {

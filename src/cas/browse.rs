@@ -2,6 +2,7 @@
 //! key prefix, every version of a key, a version's record by hash, and copying a version to
 //! another key without reading its content.
 
+use crate::cas::put::Body;
 use crate::cas::{now_nanos, Cas};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -195,8 +196,17 @@ impl Cas {
             drop(_lock);
             return self.put_copy(&blob.key, *from, key, parents);
         }
-        let hash =
-            self.commit_version_in(&mut txn, key, parents, &blob.chunks, blob.size, now_nanos())?;
+        let hash = self.commit_version_in(
+            &mut txn,
+            key,
+            parents,
+            Body {
+                chunks: &blob.chunks,
+                size: blob.size,
+                created: now_nanos(),
+                meta: blob.meta.clone(),
+            },
+        )?;
         self.lmdb.commit(txn)?;
         Ok(hash)
     }

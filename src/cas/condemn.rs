@@ -330,6 +330,7 @@ impl Cas {
         parents: Vec<Hash>,
     ) -> Result<Hash> {
         // PA
+        let meta = self.blob(&from)?.meta;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -343,6 +344,7 @@ impl Cas {
             });
             let opts = crate::cas::PutOptions {
                 parents: Some(parents),
+                meta,
                 ..Default::default()
             };
             let input = CompleteOnly {

@@ -3,6 +3,7 @@
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::io::Read;
 
+use crate::cas::put::Body;
 use crate::cas::{now_nanos, Cas};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -179,8 +180,17 @@ impl Cas {
             return self.put_copy(key, h, key, state.heads);
         }
         debug_assert_eq!(BlobKind::for_parents(state.heads.len()), BlobKind::Merger);
-        let hash =
-            self.commit_version_in(&mut txn, key, state.heads, &b.chunks, b.size, now_nanos())?;
+        let hash = self.commit_version_in(
+            &mut txn,
+            key,
+            state.heads,
+            Body {
+                chunks: &b.chunks,
+                size: b.size,
+                created: now_nanos(),
+                meta: b.meta.clone(),
+            },
+        )?;
         self.lmdb.commit(txn)?;
         Ok(hash)
     }

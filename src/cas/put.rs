@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::cas::{now_nanos, Cas};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::model::{validate_key, Blob, BlobKind, ChunkRef};
+use crate::model::{validate_key, Blob, BlobKind, ChunkRef, VersionMeta};
 use crate::progress::{NoProgress, Progress};
 use crate::route::DataRouter;
 use crate::seal::{seal_chunk, SealedChunk};
@@ -91,6 +91,9 @@ pub struct PutOptions<'p> {
     pub created: Option<i64>,
     /// Progress in input bytes.
     pub progress: Option<&'p dyn Progress>,
+    /// File metadata recorded with the version (mode, owner, mtime; a symlink's target is
+    /// its content).
+    pub meta: VersionMeta,
 }
 
 /// One version to store with [`Cas::put_many`].
@@ -108,6 +111,8 @@ pub struct PutItem<'r> {
     /// With default parents: when the content equals the single head's, store no new
     /// version and report the head (`put -r` re-reading a touched but unchanged file).
     pub skip_if_unchanged: bool,
+    /// File metadata or snapshot description recorded with the version.
+    pub meta: VersionMeta,
 }
 
 /// What a put did.
@@ -133,11 +138,20 @@ struct PendingVersion {
     chunks: Vec<ChunkRef>,
     size: u64,
     created: i64,
+    meta: VersionMeta,
     /// Chunks that were not in the store when chunked: they must be before committing.
     needs: Vec<Hash>,
     /// Parents were the key's head when chunking started (not given by the caller).
     default_parents: bool,
     new_chunks: usize,
+}
+
+/// What a new version holds besides its key and parents.
+pub(crate) struct Body<'a> {
+    pub chunks: &'a [ChunkRef],
+    pub size: u64,
+    pub created: i64,
+    pub meta: VersionMeta,
 }
 
 /// Messages to the writer thread.
@@ -168,6 +182,7 @@ impl Cas {
             parents: opts.parents.clone(),
             created: opts.created,
             skip_if_unchanged: false,
+            meta: opts.meta.clone(),
         };
         let progress = opts.progress.unwrap_or(&NoProgress);
         self.put_many(std::iter::once(item), progress)?
@@ -262,7 +277,7 @@ impl Cas {
             slots.push(Err(Error::Corrupt("version was not committed".into())));
             let key = item.key.clone();
             let explicit_parents = item.parents.is_some();
-            let prepared = validate_key(&key).and_then(|_| match &item.parents {
+            let prepared = validate_item_key(&key, &item.meta).and_then(|_| match &item.parents {
                 Some(p) => self.check_parents(&key, p).map(|_| p.clone()),
                 None => self.default_parents(&key),
             });
@@ -327,7 +342,7 @@ impl Cas {
             if skip_if_unchanged && !explicit_parents && parents.len() == 1 {
                 let txn = self.lmdb.read()?;
                 if let Some(head) = self.lmdb.blobs.get(&txn, &parents[0])? {
-                    if head.chunks == chunks {
+                    if head.chunks == chunks && head.meta == item.meta {
                         slots[i] = Ok(PutOutcome {
                             hash: parents[0],
                             size,
@@ -346,6 +361,7 @@ impl Cas {
                 chunks,
                 size,
                 created: created.unwrap_or_else(now_nanos),
+                meta: item.meta,
                 needs,
                 new_chunks,
                 default_parents: !explicit_parents,
@@ -459,9 +475,17 @@ impl Cas {
                     }
                     _ => v.parents.clone(),
                 };
-                let hash = match self
-                    .commit_version_in(t, &v.key, parents, &v.chunks, v.size, v.created)
-                {
+                let hash = match self.commit_version_in(
+                    t,
+                    &v.key,
+                    parents,
+                    Body {
+                        chunks: &v.chunks,
+                        size: v.size,
+                        created: v.created,
+                        meta: v.meta.clone(),
+                    },
+                ) {
                     Ok(h) => h,
                     // This version deduplicated against a sealing gc condemned since: it
                     // fails alone, before writing anything.
@@ -551,11 +575,15 @@ impl Cas {
         txn: &mut RwTxn,
         key: &str,
         parents: Vec<Hash>,
-        chunks: &[ChunkRef],
-        size: u64,
-        created: i64,
+        body: Body,
     ) -> Result<Hash> {
         // PA
+        let Body {
+            chunks,
+            size,
+            created,
+            meta,
+        } = body;
         // In a cluster, a version committed after the key's removal counts as newer than it,
         // even when its time was taken before (a long put, the same version put again) or by
         // a clock behind the removing node's: every node that imports it must keep it live,
@@ -574,6 +602,7 @@ impl Cas {
             created,
             size,
             chunks: chunks.to_vec(),
+            meta,
         };
         for c in chunks {
             if !self.dedupable(txn, &c.id)? {
@@ -626,5 +655,21 @@ impl Cas {
             },
         )?;
         Ok(hash)
+    }
+}
+
+/// Keys of plain and file versions follow the key rules; a snapshot's key is the reserved
+/// snapshot key of a valid prefix, and nothing else may be written there.
+fn validate_item_key(key: &str, meta: &VersionMeta) -> Result<()> {
+    // A
+    match meta {
+        VersionMeta::Snapshot(_) => match crate::model::snapshot::prefix_of_snapshot_key(key) {
+            Some(_) => Ok(()),
+            None => Err(Error::InvalidKey {
+                key: key.to_string(),
+                rule: "a snapshot is stored under .ouro/snapshots/PREFIX",
+            }),
+        },
+        _ => validate_key(key),
     }
 }

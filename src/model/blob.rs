@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::error::Result;
 use crate::hash::Hash;
+use crate::model::meta::VersionMeta;
 
 /// Type tag of an encoded blob record.
 pub const BLOB_TAG: u8 = b'B';
@@ -67,6 +68,8 @@ pub struct Blob {
     pub size: u64,
     /// Content chunks in order.
     pub chunks: Vec<ChunkRef>,
+    /// File metadata or snapshot description (store format 4).
+    pub meta: VersionMeta,
 }
 
 impl Blob {
@@ -105,6 +108,7 @@ mod tests {
                 id: Hash([9; 32]),
                 size: 5,
             }],
+            meta: VersionMeta::None,
         }
     }
 
@@ -139,10 +143,13 @@ mod tests {
         #[test]
         fn round_trip(key in ".{0,40}", parents in prop::collection::vec(arb_hash(), 0..4),
                       created in any::<i64>(), size in any::<u64>(),
-                      chunks in prop::collection::vec((arb_hash(), any::<u32>()), 0..8)) {
+                      chunks in prop::collection::vec((arb_hash(), any::<u32>()), 0..8), mode in any::<u32>()) {
             let b = Blob {
                 key, kind: BlobKind::for_parents(parents.len()), parents, created, size,
                 chunks: chunks.into_iter().map(|(id, size)| ChunkRef { id, size }).collect(),
+                meta: if mode == 0 { VersionMeta::None } else {
+                    VersionMeta::File(crate::model::FileMeta { mode, uid: 1, gid: 2, mtime: created })
+                },
             };
             prop_assert_eq!(Blob::decode(&b.encode()).ok(), Some(b));
         }

@@ -5,11 +5,17 @@
 pub mod blob;
 pub mod chunk;
 pub mod key;
+pub mod meta;
 pub mod reference;
 pub mod slice;
+pub mod snapshot;
+pub mod tree;
 
 pub use blob::{Blob, BlobKind, ChunkRef};
 pub use chunk::ChunkRecord;
 pub use key::validate_key;
+pub use meta::{FileMeta, VersionMeta};
 pub use reference::{Ref, Selector};
 pub use slice::SealedSlice;
+pub use snapshot::{snapshot_key, SnapshotInfo, SnapshotSummary};
+pub use tree::{Entry, EntryKind, TreeRecord};

@@ -68,6 +68,7 @@ pub fn put(g: &Global, key: &str, file: Option<&Path>, parents: &[String]) -> Re
         parents,
         created: None,
         progress: Some(&bar),
+        meta: Default::default(),
     };
     let out = cas
         .put(key, input, &opts)
@@ -103,7 +104,7 @@ pub fn get(g: &Global, reference: &str, output: Option<&Path>) -> Result<i32> {
             w.flush().context("writing to stdout")?;
             b
         }
-        Some(path) => get_into_file(&cas, reference, path, &bar, Durability::Fsync)?,
+        Some(path) => get_into_file(&cas, reference, path, &bar)?,
     };
     bar.finish();
     if g.json && output.is_some() {
@@ -131,23 +132,13 @@ pub fn merge(g: &Global, key: &str, pick: Option<&str>, file: Option<&Path>) -> 
     Ok(0)
 }
 
-/// How [`get_into_file`] finishes a file.
-pub(super) enum Durability {
-    /// fsync before the rename (`get -o`: one file the user waits for).
-    Fsync,
-    /// Give the file the version's time as mtime and leave flushing to the kernel (`get -r`:
-    /// thousands of files, where an fsync each would dominate).
-    VersionTime,
-}
-
 /// Writes a version to `dest` through a temp file beside it and a rename, so a failed or
 /// interrupted get never leaves a partial file.
-pub(super) fn get_into_file(
+fn get_into_file(
     cas: &ouroboros_db::Cas,
     reference: &str,
     dest: &Path,
     progress: &dyn ouroboros_db::Progress,
-    durability: Durability,
 ) -> Result<ouroboros_db::model::Blob> {
     // A
     // A device, fifo or socket (`-o /dev/null`, `-o /dev/stdout`) is written in place: renaming
@@ -175,13 +166,9 @@ pub(super) fn get_into_file(
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
     let _guard = crate::interrupt::TempGuard::new(tmp.path().to_path_buf());
     let blob = write_version(cas, reference, tmp.as_file_mut(), dest, progress)?;
-    match durability {
-        Durability::Fsync => tmp.as_file().sync_all(),
-        Durability::VersionTime => tmp.as_file().set_modified(
-            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(blob.created.max(0) as u64),
-        ),
-    }
-    .with_context(|| format!("writing {}", dest.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("writing {}", dest.display()))?;
     tmp.persist(dest)
         .with_context(|| format!("writing {}", dest.display()))?;
     Ok(blob)

@@ -7,8 +7,8 @@ mod content;
 mod history;
 mod mount;
 mod recipients;
+mod snapshots;
 mod tree;
-mod tree_cache;
 
 pub use mount::unmount;
 
@@ -41,8 +41,51 @@ pub fn run(cli: &Cli) -> Result<i32> {
             dir,
             recursive: true,
             at,
+            delete,
+            dry_run,
+            include,
+            exclude,
+            numeric_owner,
             ..
-        } => tree::get_tree(g, reference, dir.as_deref(), at.as_deref()),
+        } => tree::get_tree(
+            g,
+            &tree::GetTree {
+                reference,
+                dir: dir.as_deref(),
+                at: at.as_deref(),
+                delete: *delete,
+                dry_run: *dry_run,
+                include,
+                exclude,
+                numeric_owner: *numeric_owner,
+            },
+        ),
+        Command::Snapshots { prefix } => snapshots::list(g, prefix.as_deref().unwrap_or("")),
+        Command::Diff { from, to } => snapshots::diff(g, from, to.as_deref()),
+        Command::Forget {
+            prefix,
+            keep_last,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+            keep_within,
+            dry_run,
+        } => snapshots::forget(
+            g,
+            prefix,
+            &snapshots::KeepArgs {
+                last: *keep_last,
+                hourly: *keep_hourly,
+                daily: *keep_daily,
+                weekly: *keep_weekly,
+                monthly: *keep_monthly,
+                yearly: *keep_yearly,
+                within: keep_within.as_deref(),
+            },
+            *dry_run,
+        ),
         Command::Get {
             reference, output, ..
         } => content::get(g, reference, output.as_deref()),

@@ -1,154 +1,69 @@
-//! put -r and get -r: whole trees, one key per regular file.
+//! put -r and get -r: a directory tree as one snapshot, and a snapshot back as a tree.
 
-use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use ouro_cli::cli::Global;
-use ouroboros_db::{Error, PutItem};
+use ouroboros_db::snapshot::{BackupOptions, OwnerPolicy, RestoreOptions};
+use ouroboros_db::Error;
 use serde_json::json;
 
-use super::content::{get_into_file, Durability};
-use super::tree_cache::{Stamp, TreeCache};
 use crate::output::{human_bytes, print_json};
 use crate::progress::Bar;
 
-/// A regular file found by the walk.
-struct Found {
-    rel: String,
-    path: PathBuf,
-    stamp: Stamp,
-}
-
-/// Opens its file on the first read, so a tree of 50k files never holds 50k descriptors.
-struct LazyFile {
-    path: PathBuf,
-    file: Option<File>,
-}
-
-impl Read for LazyFile {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // A
-        if self.file.is_none() {
-            self.file = Some(File::open(&self.path)?);
-        }
-        match self.file.as_mut() {
-            Some(f) => f.read(buf),
-            None => Ok(0),
-        }
-    }
-}
-
-/// Exclude patterns: matched against the path relative to the tree's root, and patterns
+/// Glob patterns: matched against the path relative to the tree's root, and patterns
 /// without a `/` also against the file or directory name (`*.tmp`, `node_modules`).
-struct Excludes {
+pub struct Globs {
     paths: GlobSet,
     names: GlobSet,
+    empty: bool,
+    patterns: Vec<String>,
 }
 
-impl Excludes {
-    fn new(patterns: &[String]) -> Result<Self> {
+impl Globs {
+    pub fn new(patterns: &[String], what: &str) -> Result<Self> {
         // A
         let mut paths = GlobSetBuilder::new();
         let mut names = GlobSetBuilder::new();
         for p in patterns {
-            let g = Glob::new(p)
-                .map_err(|e| Error::InvalidArgument(format!("bad --exclude pattern {p:?}: {e}")))?;
-            if p.contains('/') {
+            let g = Glob::new(p.trim_end_matches('/'))
+                .map_err(|e| Error::InvalidArgument(format!("bad {what} pattern {p:?}: {e}")))?;
+            if p.trim_end_matches('/').contains('/') {
                 paths.add(g);
             } else {
                 names.add(g);
             }
         }
-        Ok(Excludes {
+        Ok(Globs {
             paths: paths.build()?,
             names: names.build()?,
+            empty: patterns.is_empty(),
+            patterns: patterns.to_vec(),
         })
     }
 
-    fn excluded(&self, rel: &str) -> bool {
+    /// True when the relative path (raw bytes) matches.
+    pub fn matches(&self, rel: &[u8]) -> bool {
         // A
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        self.paths.is_match(rel) || self.names.is_match(name)
+        let rel = String::from_utf8_lossy(rel);
+        let name = rel.rsplit('/').next().unwrap_or(&rel);
+        self.paths.is_match(rel.as_ref()) || self.names.is_match(name)
     }
-}
 
-/// `(path, reason)` pairs: what a walk skipped or failed on.
-type PathNotes = Vec<(String, String)>;
-
-/// Walks `root` without following symlinks: regular files, plus what was skipped and why,
-/// and what could not be read.
-fn walk(root: &Path, ex: &Excludes) -> (Vec<Found>, PathNotes, PathNotes) {
-    // A
-    let (mut found, mut skipped, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, rel_dir)) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) => {
-                errors.push((dir.display().to_string(), e.to_string()));
-                continue;
+    /// True when the path or one of its parent directories matches.
+    fn matches_or_under(&self, rel: &[u8]) -> bool {
+        // A
+        let mut end = rel.len();
+        loop {
+            if self.matches(&rel[..end]) {
+                return true;
             }
-        };
-        let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
-        entries.sort_by_key(|e| e.file_name());
-        let mut subdirs = Vec::new();
-        for e in entries {
-            let path = e.path();
-            let Some(name) = e.file_name().to_str().map(str::to_string) else {
-                skipped.push((path.display().to_string(), "file name is not UTF-8".into()));
-                continue;
-            };
-            let rel = if rel_dir.is_empty() {
-                name
-            } else {
-                format!("{rel_dir}/{name}")
-            };
-            if ex.excluded(&rel) {
-                continue;
-            }
-            let meta = match std::fs::symlink_metadata(&path) {
-                Ok(m) => m,
-                Err(e) => {
-                    errors.push((path.display().to_string(), e.to_string()));
-                    continue;
-                }
-            };
-            let ft = meta.file_type();
-            if ft.is_dir() {
-                subdirs.push((path, rel));
-            } else if ft.is_file() {
-                found.push(Found {
-                    rel,
-                    path,
-                    stamp: Stamp::of(&meta),
-                });
-            } else if ft.is_symlink() {
-                skipped.push((
-                    path.display().to_string(),
-                    "symbolic link, not followed".into(),
-                ));
-            } else {
-                skipped.push((
-                    path.display().to_string(),
-                    "special file (device, FIFO or socket)".into(),
-                ));
+            match rel[..end].iter().rposition(|&b| b == b'/') {
+                Some(i) => end = i,
+                None => return false,
             }
         }
-        // Depth-first in name order.
-        stack.extend(subdirs.into_iter().rev());
-    }
-    (found, skipped, errors)
-}
-
-fn key_for(prefix: &str, rel: &str) -> String {
-    // A
-    if prefix.is_empty() {
-        rel.to_string()
-    } else {
-        format!("{prefix}/{rel}")
     }
 }
 
@@ -164,217 +79,201 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
         .ok_or_else(|| Error::InvalidArgument("the key prefix must be UTF-8".into()))?
         .trim_end_matches('/')
         .to_string();
-    if !prefix.is_empty() {
-        ouroboros_db::model::validate_key(&prefix)?;
+    if prefix.is_empty() {
+        bail!(Error::InvalidArgument(
+            "put -r needs a non-empty key prefix: its snapshots are kept under it".into()
+        ));
     }
-    let root =
-        std::fs::canonicalize(dir).with_context(|| format!("cannot open directory {dir}"))?;
-    if !root.is_dir() {
-        bail!(Error::InvalidArgument(format!("{dir} is not a directory")));
-    }
-    let ex = Excludes::new(exclude)?;
+    ouroboros_db::model::validate_key(&prefix)?;
+    let ex = Globs::new(exclude, "--exclude")?;
     let cas = g.open_unlocked()?;
-    let walk_started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
-    let (found, skipped, mut errors) = walk(&root, &ex);
-    let mut cache = TreeCache::load(cas.path(), &root, &prefix);
-    let keys: Vec<String> = found.iter().map(|f| key_for(&prefix, &f.rel)).collect();
-    let heads = cas.single_heads(keys.iter().map(String::as_str))?;
-    let mut changed = Vec::new();
-    for (i, f) in found.iter().enumerate() {
-        let fresh = heads[i].is_some_and(|head| cache.is_fresh(&f.rel, &f.stamp, &head.0));
-        if !fresh {
-            changed.push(i);
-        }
-    }
     let bar = Bar::new(g, true, "put -r");
-    ouroboros_db::Progress::set_total(&bar, changed.iter().map(|&i| found[i].stamp.size).sum());
-    let items = changed.iter().map(|&i| PutItem {
-        key: keys[i].clone(),
-        reader: Box::new(LazyFile {
-            path: found[i].path.clone(),
-            file: None,
-        }),
-        size_hint: Some(found[i].stamp.size),
-        parents: None,
-        created: None,
-        skip_if_unchanged: true,
-    });
-    let results = cas
-        .put_many(items, &bar)
-        .with_context(|| format!("storing {}", root.display()))?;
+    let report = cas
+        .put_tree(&BackupOptions {
+            source: dir.into(),
+            prefix: prefix.clone(),
+            exclude: &|rel, _| ex.matches(rel),
+            host: None,
+            progress: &bar,
+        })
+        .with_context(|| format!("storing {dir} under {prefix}"))?;
     bar.finish();
-    let (mut stored, mut failed, mut new_bytes) = (0u64, 0usize, 0u64);
-    for (&i, r) in changed.iter().zip(results) {
-        match r {
-            Ok(o) => {
-                if heads[i] != Some(o.hash) {
-                    stored += 1;
-                    new_bytes += o.stored_bytes;
-                }
-                // A file that changed while it was read is not cached: the next run reads it.
-                let now = std::fs::symlink_metadata(&found[i].path).map(|m| Stamp::of(&m));
-                if now.is_ok_and(|s| s == found[i].stamp) {
-                    cache
-                        .entries
-                        .insert(found[i].rel.clone(), (found[i].stamp, o.hash.0));
-                } else {
-                    cache.entries.remove(&found[i].rel);
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                cache.entries.remove(&found[i].rel);
-                errors.push((found[i].path.display().to_string(), e.to_string()));
-            }
-        }
-    }
-    let live: std::collections::HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
-    cache.entries.retain(|k, _| live.contains(k.as_str()));
-    cache.save(walk_started)?;
     g.settle()?;
-    let unchanged = found.len() - stored as usize - failed;
+    let s = &report.info.summary;
+    let files = s.files_new + s.files_changed + s.files_unchanged;
+    let skipped: Vec<_> = report
+        .warnings
+        .iter()
+        .filter(|(_, w)| w.contains("not kept"))
+        .collect();
     if g.json {
+        let list = |v: &[(String, String)], k: &str| {
+            v.iter()
+                .map(|(p, r)| json!({"path": p, k: r}))
+                .collect::<Vec<_>>()
+        };
         print_json(&json!({
-            "files": found.len(),
-            "stored": stored,
-            "unchanged": unchanged,
-            "new_bytes": new_bytes,
+            "snapshot": report.snapshot.to_hex(),
+            "files": files,
+            "stored": s.files_new + s.files_changed,
+            "new_files": s.files_new,
+            "changed": s.files_changed,
+            "unchanged": s.files_unchanged,
+            "removed": s.removed,
+            "dirs": s.dirs,
+            "entries": s.entries,
+            "new_bytes": s.bytes_added,
             "skipped": skipped.iter().map(|(p, r)| json!({"path": p, "reason": r})).collect::<Vec<_>>(),
-            "errors": errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            "warnings": list(&report.warnings, "reason"),
+            "errors": list(&report.errors, "error"),
         }));
     } else {
-        // A nightly cron run would repeat every symlink each time: list them only with -v.
-        if g.verbose > 0 {
-            for (p, r) in &skipped {
-                eprintln!("ouro: skipped {p}: {r}");
+        for (p, w) in &report.warnings {
+            if g.verbose > 0 || !w.contains("not kept") {
+                eprintln!("ouro: warning: {p}: {w}");
             }
         }
-        for (p, e) in &errors {
+        for (p, e) in &report.errors {
             eprintln!("ouro: error: {p}: {e}");
         }
         if !g.quiet {
             eprintln!(
-                "{} files: {stored} stored ({} new), {unchanged} unchanged, {} skipped (symlinks, special files; -v lists them), {} errors",
-                found.len(),
-                human_bytes(new_bytes),
-                skipped.len(),
-                errors.len()
+                "snapshot {} of {prefix}: {files} files ({} new, {} changed, {} unchanged), {} removed, {} dirs, {} added, {} errors",
+                report.snapshot.short(),
+                s.files_new,
+                s.files_changed,
+                s.files_unchanged,
+                s.removed,
+                s.dirs,
+                human_bytes(s.bytes_added),
+                report.errors.len()
             );
         }
+        println!("{}", report.snapshot.to_hex());
     }
-    Ok(if errors.is_empty() {
+    Ok(if report.errors.is_empty() {
         0
     } else {
         crate::exit::ERROR
     })
 }
 
-pub fn get_tree(g: &Global, prefix: &str, dir: Option<&Path>, at: Option<&str>) -> Result<i32> {
+/// What `get -r` was asked.
+pub struct GetTree<'a> {
+    pub reference: &'a str,
+    pub dir: Option<&'a Path>,
+    pub at: Option<&'a str>,
+    pub delete: bool,
+    pub dry_run: bool,
+    pub include: &'a [String],
+    pub exclude: &'a [String],
+    pub numeric_owner: bool,
+}
+
+pub fn get_tree(g: &Global, a: &GetTree) -> Result<i32> {
     // A
-    let Some(dir) = dir else {
+    let Some(dir) = a.dir else {
         bail!(Error::InvalidArgument(
-            "get -r needs a key prefix and a directory: ouro get -r PREFIX DIR".into()
+            "get -r needs a snapshot and a directory: ouro get -r PREFIX[@REF] DIR".into()
         ));
     };
-    let prefix = prefix.trim_end_matches('/');
-    if let Some(t) = at {
-        if ouroboros_db::parse_time(t).is_none() {
-            bail!(Error::InvalidArgument(format!(
-                "--at {t:?} is not an RFC 3339 time (2026-11-24T10:15:03Z) or a date (2026-11-24)"
-            )));
-        }
-    }
-    let cas = g.open_unlocked()?;
-    let under = format!("{prefix}/");
-    let mut keys = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page: Vec<String> = match at {
-            Some(_) => cas.keys_ever(prefix, after.as_deref(), 1000)?,
-            None => cas
-                .list(prefix, after.as_deref(), 1000)?
-                .into_iter()
-                .map(|e| e.key)
-                .collect(),
-        };
-        let Some(last) = page.last() else { break };
-        after = Some(last.clone());
-        keys.extend(
-            page.into_iter()
-                .filter(|k| prefix.is_empty() || k == prefix || k.starts_with(&under)),
-        );
-    }
-    let bar = Bar::new(g, false, "get -r");
-    ouroboros_db::Progress::set_total(&bar, keys.len() as u64);
-    let (mut restored, mut bytes, mut errors) = (0u64, 0u64, Vec::new());
-    for key in &keys {
-        let rel = match key.strip_prefix(prefix).map(|r| r.trim_start_matches('/')) {
-            Some(r) if !r.is_empty() => r.to_string(),
-            _ => key.rsplit('/').next().unwrap_or(key).to_string(),
-        };
-        let reference = match at {
-            Some(t) => format!("{key}@{t}"),
-            None => format!("{key}@"),
-        };
-        match restore_one(&cas, &reference, &dir.join(&rel)) {
-            Ok(n) => {
-                restored += 1;
-                bytes += n;
+    let reference = match a.at {
+        Some(_) if a.reference.contains('@') => bail!(Error::InvalidArgument(
+            "give either PREFIX@REF or --at TIME, not both".into()
+        )),
+        Some(t) => {
+            if ouroboros_db::parse_time(t).is_none() {
+                bail!(Error::InvalidArgument(format!(
+                    "--at {t:?} is not an RFC 3339 time (2026-11-24T10:15:03Z) or a date (2026-11-24)"
+                )));
             }
-            // The key did not exist (or was deleted) at that time: not part of that tree.
-            Err(e)
-                if at.is_some()
-                    && e.chain().any(|c| {
-                        matches!(
-                            c.downcast_ref::<Error>(),
-                            Some(Error::NotFound(_) | Error::KeyDeleted { .. })
-                        )
-                    }) => {}
-            Err(e) => errors.push((key.clone(), format!("{e:#}"))),
+            format!("{}@{t}", a.reference.trim_end_matches('/'))
         }
-        ouroboros_db::Progress::advance(&bar, 1);
-    }
+        None => a.reference.trim_end_matches('/').to_string(),
+    };
+    let include = Globs::new(a.include, "--include")?;
+    let exclude = Globs::new(a.exclude, "--exclude")?;
+    let filter = |rel: &[u8], is_dir: bool| {
+        if exclude.matches(rel) {
+            return false;
+        }
+        // A directory on the way to an included path is walked (but only what matches is
+        // restored below it).
+        include.empty || include.matches_or_under(rel) || (is_dir && include_below(&include, rel))
+    };
+    let cas = g.open_unlocked()?;
+    let bar = Bar::new(g, true, "get -r");
+    let report = cas
+        .restore_snapshot(
+            &reference,
+            dir,
+            &RestoreOptions {
+                delete: a.delete,
+                dry_run: a.dry_run,
+                filter: &filter,
+                owners: a.numeric_owner.then_some(OwnerPolicy::Numeric),
+                progress: &bar,
+            },
+        )
+        .with_context(|| format!("restoring {reference} into {}", dir.display()))?;
     bar.finish();
     if g.json {
         print_json(&json!({
-            "restored": restored,
-            "bytes": bytes,
-            "errors": errors.iter().map(|(k, e)| json!({"key": k, "error": e})).collect::<Vec<_>>(),
+            "snapshot": report.snapshot.to_hex(),
+            "entries": report.entries,
+            "restored": report.changes.len(),
+            "bytes": report.bytes,
+            "dry_run": a.dry_run,
+            "changes": report.changes.iter().map(|(p, c)| json!({"path": p, "change": c.as_str()})).collect::<Vec<_>>(),
+            "errors": report.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
         }));
     } else {
-        for (k, e) in &errors {
-            eprintln!("ouro: error: {k}: {e}");
+        if a.dry_run || g.verbose > 0 {
+            for (p, c) in &report.changes {
+                println!("{:<8} {p}", c.as_str());
+            }
+        }
+        for (p, e) in &report.errors {
+            eprintln!("ouro: error: {p}: {e}");
         }
         if !g.quiet {
             eprintln!(
-                "restored {restored} files ({}) into {}, {} errors",
-                human_bytes(bytes),
+                "{} snapshot {} into {}: {} entries, {} changes, {} written, {} errors",
+                if a.dry_run {
+                    "would restore"
+                } else {
+                    "restored"
+                },
+                report.snapshot.short(),
                 dir.display(),
-                errors.len()
+                report.entries,
+                report.changes.len(),
+                human_bytes(report.bytes),
+                report.errors.len()
             );
         }
     }
-    Ok(if errors.is_empty() {
+    Ok(if report.errors.is_empty() {
         0
     } else {
         crate::exit::ERROR
     })
 }
 
-/// Restores one version to `dest` atomically, with the version's time as mtime.
-fn restore_one(cas: &ouroboros_db::Cas, reference: &str, dest: &Path) -> Result<u64> {
+/// True when an include pattern names something below directory `rel` (`a/b/*.txt` for
+/// `a`): the directory must be walked to reach it.
+fn include_below(include: &Globs, rel: &[u8]) -> bool {
     // A
-    let parent = dest.parent().context("destination has no parent")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let blob = get_into_file(
-        cas,
-        reference,
-        dest,
-        &ouroboros_db::NoProgress,
-        Durability::VersionTime,
-    )?;
-    Ok(blob.size)
+    // A pattern without '/' may match a name at any depth; a path pattern only below the
+    // directories its literal start names.
+    let rel = String::from_utf8_lossy(rel);
+    include.patterns.iter().any(|p| {
+        let p = p.trim_end_matches('/');
+        if !p.contains('/') {
+            return true;
+        }
+        let literal: String = p.chars().take_while(|c| !"*?[{".contains(*c)).collect();
+        let dir = format!("{rel}/");
+        literal.starts_with(&dir) || dir.starts_with(&literal)
+    })
 }

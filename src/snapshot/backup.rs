@@ -1,0 +1,394 @@
+//! `put -r`: one snapshot per run. Walk the tree, store the files that changed as versions
+//! of their keys (one pipeline for all), write every directory's record into the tree
+//! stream, and store the stream as a new version of the prefix's snapshot key.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::cas::{now_nanos, Cas, PutItem};
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::model::meta::TYPE_FILE;
+use crate::model::snapshot::{snapshot_key, MAX_LISTED_ERRORS};
+use crate::model::{
+    validate_key, EntryKind, FileMeta, SnapshotInfo, SnapshotSummary, TreeRecord, VersionMeta,
+};
+use crate::progress::Progress;
+use crate::snapshot::fsmeta::{path_bytes, read_entry};
+use crate::snapshot::owners::Owners;
+use crate::snapshot::stream::{StreamReader, StreamWriter};
+use crate::snapshot::walk::{show, FileJob, WalkContext, Walked};
+
+/// What a backup needs: the directory, the key prefix, what to leave out.
+pub struct BackupOptions<'a> {
+    /// The directory to back up.
+    pub source: PathBuf,
+    /// Key prefix: files become keys `PREFIX/REL/PATH`, snapshots versions of
+    /// `.ouro/snapshots/PREFIX`.
+    pub prefix: String,
+    /// Leaves out relative paths (raw bytes; `true` for directories) for which it is true.
+    pub exclude: &'a dyn Fn(&[u8], bool) -> bool,
+    /// Host name to record; `None` = this machine's.
+    pub host: Option<String>,
+    /// Progress in bytes read.
+    pub progress: &'a dyn Progress,
+}
+
+/// What a backup did.
+#[derive(Clone, Debug)]
+pub struct BackupReport {
+    /// The snapshot version.
+    pub snapshot: Hash,
+    /// Its description.
+    pub info: SnapshotInfo,
+    /// Paths kept with a warning (changed while read), or skipped (sockets), and why.
+    pub warnings: Vec<(String, String)>,
+    /// Paths that failed and why (their previous version is kept when there is one).
+    pub errors: Vec<(String, String)>,
+}
+
+/// Opens its file on the first read, so a tree of 50k files never holds 50k descriptors.
+struct LazyFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Read for LazyFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // A
+        if self.file.is_none() {
+            self.file = Some(std::fs::File::open(&self.path)?);
+        }
+        match self.file.as_mut() {
+            Some(f) => f.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Cas {
+    /// Backs up a directory as a new snapshot of `opts.prefix`, with every entry's
+    /// metadata; returns the snapshot's hash and summary. Files unchanged since the
+    /// parent snapshot (the newest of this host and path) are not read again.
+    ///
+    /// ```
+    /// # use ouroboros_db::{Cas, CreateOptions, Identity, NoProgress};
+    /// # use ouroboros_db::snapshot::BackupOptions;
+    /// # fn main() -> Result<(), ouroboros_db::Error> {
+    /// # let store = tempfile::tempdir().unwrap();
+    /// # let src = tempfile::tempdir().unwrap();
+    /// std::fs::write(src.path().join("a.txt"), b"hello").unwrap();
+    /// let cas = Cas::create(store.path(), &CreateOptions::default(), &Identity::generate())?;
+    /// let report = cas.put_tree(&BackupOptions {
+    ///     source: src.path().to_path_buf(),
+    ///     prefix: "docs".into(),
+    ///     exclude: &|_, _| false,
+    ///     host: None,
+    ///     progress: &NoProgress,
+    /// })?;
+    /// assert_eq!(report.info.summary.files_new, 1);
+    /// assert_eq!(cas.snapshots("docs")?.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn put_tree(&self, opts: &BackupOptions) -> Result<BackupReport> {
+        // PA
+        let started = now_nanos();
+        let prefix = opts.prefix.trim_end_matches('/');
+        validate_key(prefix)?;
+        let skey = snapshot_key(prefix);
+        let root = std::fs::canonicalize(&opts.source).map_err(|e| {
+            Error::io(
+                format!("cannot open directory {}", opts.source.display()),
+                e,
+            )
+        })?;
+        let root_meta = std::fs::metadata(&root)
+            .map_err(|e| Error::io(format!("cannot open directory {}", root.display()), e))?;
+        if !root_meta.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a directory",
+                root.display()
+            )));
+        }
+        let store =
+            std::fs::canonicalize(self.path()).unwrap_or_else(|_| self.path().to_path_buf());
+        if root.starts_with(&store) {
+            return Err(Error::InvalidArgument(format!(
+                "{} is inside the store ({}): back up another directory",
+                root.display(),
+                store.display()
+            )));
+        }
+        // A store inside the tree (a home directory holding ~/.local/share/ouro) is left out:
+        // its files change while they are read.
+        let store_rel = store.strip_prefix(&root).ok().map(path_bytes);
+        let exclude = |rel: &[u8], is_dir: bool| {
+            store_rel.as_deref() == Some(rel) || (opts.exclude)(rel, is_dir)
+        };
+        let host = opts.host.clone().unwrap_or_else(host_name);
+        let path = path_bytes(&root);
+        let owners = Owners::system();
+        let parent = self.parent_snapshot(&skey, &host, &path)?;
+        let reader = match &parent {
+            Some((_, blob)) => Some(StreamReader::open(self, blob.clone())?),
+            None => None,
+        };
+        let parent_started = parent
+            .as_ref()
+            .and_then(|(_, b)| b.meta.snapshot())
+            .map(|s| s.started);
+        let parent_root = match (
+            &reader,
+            parent.as_ref().and_then(|(_, b)| b.meta.snapshot()),
+        ) {
+            (Some(r), Some(info)) => info.root_tree().map(|h| r.tree(&h)).transpose()?,
+            _ => None,
+        };
+        let cx = WalkContext {
+            prefix,
+            exclude: &exclude,
+            parent: reader.as_ref().zip(parent_started),
+            owners: &owners,
+        };
+        let mut walked = Walked::walk(&root, parent_root, &cx);
+        let mut warnings: Vec<(String, String)> = walked
+            .notes
+            .iter()
+            .map(|(p, n)| (show(p), n.clone()))
+            .collect();
+        let mut summary = SnapshotSummary {
+            files_unchanged: walked.unchanged,
+            removed: walked.removed,
+            ..Default::default()
+        };
+        self.store_files(&mut walked, opts.progress, &mut summary, &mut warnings)?;
+        let mut stream = StreamWriter::default();
+        let root_tree = assemble(&mut walked, &mut stream, &mut summary)?;
+        let mut errors: Vec<(Vec<u8>, String)> = std::mem::take(&mut walked.errors);
+        summary.errors = errors.len() as u64;
+        let name = root
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        let mut root_entry = read_entry(&root, &path_bytes(Path::new(&name)), &root_meta, &owners)
+            .map_err(|e| Error::io(format!("reading {}", root.display()), e))?
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("{} is not a directory", root.display()))
+            })?;
+        root_entry.content = Some(root_tree);
+        let report_errors = errors.iter().map(|(p, e)| (show(p), e.clone())).collect();
+        errors.truncate(MAX_LISTED_ERRORS);
+        let info = SnapshotInfo {
+            root: root_entry,
+            host,
+            path,
+            started,
+            finished: now_nanos(),
+            summary,
+            errors,
+        };
+        let parents = parent.map(|(h, _)| vec![h]).unwrap_or_default();
+        let bytes = stream.finish();
+        let item = PutItem {
+            key: skey.clone(),
+            size_hint: Some(bytes.len() as u64),
+            reader: Box::new(std::io::Cursor::new(bytes)),
+            parents: Some(parents),
+            created: Some(started),
+            skip_if_unchanged: false,
+            meta: VersionMeta::Snapshot(Box::new(info.clone())),
+        };
+        let outcome = self
+            .put_many(std::iter::once(item), &crate::progress::NoProgress)?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("the snapshot was not stored".into())))?;
+        Ok(BackupReport {
+            snapshot: outcome.hash,
+            info,
+            warnings,
+            errors: report_errors,
+        })
+    }
+
+    /// The snapshot a new run of (`host`, `path`) follows: the newest head of the prefix
+    /// from the same host and path, else the newest head.
+    fn parent_snapshot(
+        &self,
+        skey: &str,
+        host: &str,
+        path: &[u8],
+    ) -> Result<Option<(Hash, crate::model::Blob)>> {
+        // A
+        let mut heads = Vec::new();
+        let txn = self.lmdb.read()?;
+        if let Some(state) = self.lmdb.versions.get(&txn, skey)? {
+            if state.deleted.is_none() {
+                for h in state.heads {
+                    if let Some(b) = self.lmdb.blobs.get(&txn, &h)? {
+                        heads.push((h, b));
+                    }
+                }
+            }
+        }
+        heads.sort_by_key(|(_, b)| b.created);
+        let same = |b: &crate::model::Blob| {
+            b.meta
+                .snapshot()
+                .is_some_and(|s| s.host == host && s.path == path)
+        };
+        let pick = heads
+            .iter()
+            .rposition(|(_, b)| same(b))
+            .or(heads.len().checked_sub(1));
+        Ok(pick.map(|i| heads.swap_remove(i)))
+    }
+
+    /// Stores every file the walk found changed or new, through one put pipeline, and puts
+    /// each version into its entry.
+    fn store_files(
+        &self,
+        walked: &mut Walked,
+        progress: &dyn Progress,
+        summary: &mut SnapshotSummary,
+        warnings: &mut Vec<(String, String)>,
+    ) -> Result<()> {
+        // PA
+        let jobs = std::mem::take(&mut walked.jobs);
+        progress.set_total(jobs.iter().map(|j| entry_of(walked, j).size).sum());
+        let items: Vec<PutItem> = jobs
+            .iter()
+            .map(|j| {
+                let e = entry_of(walked, j);
+                PutItem {
+                    key: j.key.clone(),
+                    reader: Box::new(LazyFile {
+                        path: j.path.clone(),
+                        file: None,
+                    }),
+                    size_hint: Some(e.size),
+                    parents: None,
+                    created: None,
+                    skip_if_unchanged: true,
+                    meta: VersionMeta::File(FileMeta {
+                        mode: TYPE_FILE | e.mode,
+                        uid: e.uid,
+                        gid: e.gid,
+                        mtime: e.mtime,
+                    }),
+                }
+            })
+            .collect();
+        let results = self.put_many(items.into_iter(), progress)?;
+        for (j, r) in jobs.iter().zip(results) {
+            let (d, i) = j.at;
+            match r {
+                Ok(o) => {
+                    let before = j.previous.as_ref().and_then(|p| p.content);
+                    match before {
+                        None => summary.files_new += 1,
+                        Some(h) if h == o.hash => summary.files_unchanged += 1,
+                        Some(_) => summary.files_changed += 1,
+                    }
+                    summary.bytes_added += o.stored_bytes;
+                    if moved_while_read(j, entry_of(walked, j)) {
+                        warnings.push((
+                            show(&j.rel),
+                            "changed while it was read: stored as read, read again next run".into(),
+                        ));
+                    }
+                    walked.dirs[d].entries[i].content = Some(o.hash);
+                }
+                Err(e) => {
+                    let kept = j
+                        .previous
+                        .as_ref()
+                        .filter(|p| p.kind == EntryKind::File && p.content.is_some());
+                    let why = match kept {
+                        Some(_) => format!("{e} (the previous version is kept)"),
+                        None => e.to_string(),
+                    };
+                    walked.errors.push((j.rel.clone(), why));
+                    match kept {
+                        Some(p) => walked.dirs[d].entries[i] = p.clone(),
+                        None => {
+                            walked.dirs[d].dropped.insert(i);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn entry_of<'w>(walked: &'w Walked, j: &FileJob) -> &'w crate::model::Entry {
+    // A
+    &walked.dirs[j.at.0].entries[j.at.1]
+}
+
+/// True when the file's size or times moved between the walk's stat and now.
+fn moved_while_read(j: &FileJob, e: &crate::model::Entry) -> bool {
+    // A
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(&j.path) {
+        Ok(m) => {
+            m.len() != e.size
+                || m.mtime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(m.mtime_nsec())
+                    != e.mtime
+                || m.ctime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(m.ctime_nsec())
+                    != e.ctime
+        }
+        Err(_) => true,
+    }
+}
+
+/// Writes every directory's record into the stream, children first, and returns the root's
+/// hash.
+fn assemble(
+    walked: &mut Walked,
+    stream: &mut StreamWriter,
+    summary: &mut SnapshotSummary,
+) -> Result<Hash> {
+    // A
+    let mut hashes: Vec<Hash> = Vec::with_capacity(walked.dirs.len());
+    for d in 0..walked.dirs.len() {
+        let dir = &mut walked.dirs[d];
+        for &(entry, child) in &dir.subdirs {
+            let h = *hashes.get(child).ok_or_else(|| {
+                Error::Internal("a directory came before its subdirectory".into())
+            })?;
+            dir.entries[entry].content = Some(h);
+        }
+        let entries: Vec<_> = std::mem::take(&mut dir.entries)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !dir.dropped.contains(i))
+            .map(|(_, e)| e)
+            .collect();
+        summary.dirs += 1;
+        summary.entries += entries.len() as u64;
+        summary.total_bytes += entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .map(|e| e.size)
+            .sum::<u64>();
+        hashes.push(stream.add(&TreeRecord { entries })?);
+    }
+    hashes
+        .last()
+        .copied()
+        .ok_or_else(|| Error::Internal("the walk found no root".into()))
+}
+
+/// This machine's host name.
+pub fn host_name() -> String {
+    // A
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,245 @@
+//! Reading an entry's metadata from the file system, and writing it back on restore.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use rustix::fs::{AtFlags, Timespec, Timestamps, XattrFlags, CWD};
+
+use crate::model::{Entry, EntryKind};
+use crate::snapshot::owners::Owners;
+
+/// The entry for `path` (not followed when it is a symlink), without content; `None` for
+/// sockets and other kinds a restore could not create.
+pub fn read_entry(
+    path: &Path,
+    name: &[u8],
+    meta: &std::fs::Metadata,
+    owners: &Owners,
+) -> std::io::Result<Option<Entry>> {
+    // A
+    let ft = meta.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_fifo() {
+        EntryKind::Fifo
+    } else if ft.is_char_device() {
+        EntryKind::CharDevice
+    } else if ft.is_block_device() {
+        EntryKind::BlockDevice
+    } else {
+        return Ok(None);
+    };
+    let target = match kind {
+        EntryKind::Symlink => std::fs::read_link(path)?.as_os_str().as_bytes().to_vec(),
+        _ => Vec::new(),
+    };
+    let hardlink = (kind != EntryKind::Dir && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
+    Ok(Some(Entry {
+        name: name.to_vec(),
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        user: owners.user(meta.uid()),
+        group: owners.group(meta.gid()),
+        mtime: nanos(meta.mtime(), meta.mtime_nsec()),
+        atime: nanos(meta.atime(), meta.atime_nsec()),
+        ctime: nanos(meta.ctime(), meta.ctime_nsec()),
+        size: if kind == EntryKind::Dir {
+            0
+        } else {
+            meta.len()
+        },
+        content: None,
+        target,
+        rdev: if matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
+            meta.rdev()
+        } else {
+            0
+        },
+        hardlink,
+        xattrs: read_xattrs(path)?,
+    }))
+}
+
+fn nanos(secs: i64, nsec: i64) -> i64 {
+    // A
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+/// Extended attributes of `path` (not followed), sorted by name. A file system without
+/// xattr support has none.
+pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    // A
+    let mut names = Vec::new();
+    for _ in 0..4 {
+        let want = match rustix::fs::llistxattr_query(path) {
+            Ok(0) => return Ok(Vec::new()),
+            Ok(n) => n,
+            Err(e) if unsupported(e) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        names = vec![0u8; want];
+        match rustix::fs::llistxattr(path, &mut names[..]) {
+            Ok(n) => {
+                names.truncate(n);
+                break;
+            }
+            // The list grew between the two calls: ask again.
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut out = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let Ok(cname) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        match read_xattr(path, &cname) {
+            Ok(Some(v)) => out.push((name.to_vec(), v)),
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_xattr(path: &Path, name: &std::ffi::CStr) -> std::io::Result<Option<Vec<u8>>> {
+    // A
+    for _ in 0..4 {
+        let want = match rustix::fs::lgetxattr_query(path, name) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::NODATA) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut v = vec![0u8; want];
+        match rustix::fs::lgetxattr(path, name, &mut v[..]) {
+            Ok(n) => {
+                v.truncate(n);
+                return Ok(Some(v));
+            }
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(rustix::io::Errno::NODATA) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+fn unsupported(e: rustix::io::Errno) -> bool {
+    // A
+    e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::OPNOTSUPP
+}
+
+/// How a restore treats owners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerPolicy {
+    /// Not restored (not running as root: as tar does).
+    Skip,
+    /// By recorded name, falling back to the recorded id.
+    ByName,
+    /// By recorded id only (`--numeric-owner`).
+    Numeric,
+}
+
+/// Writes `entry`'s owner, extended attributes, mode and times onto `path` (not
+/// followed), in the order that keeps each: the owner first (chown clears setuid and
+/// setgid), the mode after it, the times last (every other change moves them). Returns
+/// what could not be set, as messages; the caller reports them.
+pub fn apply_meta(path: &Path, entry: &Entry, owners: &Owners, policy: OwnerPolicy) -> Vec<String> {
+    // PA
+    let mut problems = Vec::new();
+    let mut note = |what: &str, e: std::io::Error| problems.push(format!("{what}: {e}"));
+    if policy != OwnerPolicy::Skip {
+        let (uid, gid) = match policy {
+            OwnerPolicy::ByName => (
+                owners.uid_for(&entry.user, entry.uid),
+                owners.gid_for(&entry.group, entry.gid),
+            ),
+            _ => (entry.uid, entry.gid),
+        };
+        // SAFETY-free: rustix takes raw ids through its own checked constructors.
+        let owner = rustix::fs::Uid::from_raw(uid);
+        let group = rustix::fs::Gid::from_raw(gid);
+        if let Err(e) = rustix::fs::chownat(
+            CWD,
+            path,
+            Some(owner),
+            Some(group),
+            AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            note("owner", e.into());
+        }
+    }
+    if let Err(e) = write_xattrs(path, &entry.xattrs) {
+        note("extended attributes", e);
+    }
+    if entry.kind != EntryKind::Symlink {
+        let mode = rustix::fs::Mode::from_raw_mode(entry.mode & 0o7777);
+        if let Err(e) = rustix::fs::chmodat(CWD, path, mode, AtFlags::empty()) {
+            note("mode", e.into());
+        }
+    }
+    if let Err(e) = set_times(path, entry.atime, entry.mtime) {
+        note("times", e);
+    }
+    problems
+}
+
+/// Sets access and modification times (ns) on `path`, not following a symlink.
+pub fn set_times(path: &Path, atime: i64, mtime: i64) -> std::io::Result<()> {
+    // PA
+    let ts = |ns: i64| Timespec {
+        tv_sec: ns.div_euclid(1_000_000_000),
+        tv_nsec: ns.rem_euclid(1_000_000_000) as _,
+    };
+    let times = Timestamps {
+        last_access: ts(atime),
+        last_modification: ts(mtime),
+    };
+    rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
+}
+
+/// Makes `path`'s extended attributes exactly `want`: sets each, removes the others.
+fn write_xattrs(path: &Path, want: &[(Vec<u8>, Vec<u8>)]) -> std::io::Result<()> {
+    // PA
+    let have = read_xattrs(path)?;
+    for (name, _) in &have {
+        if want.iter().all(|(n, _)| n != name) {
+            let cname = cstring(name)?;
+            match rustix::fs::lremovexattr(path, &cname) {
+                Ok(()) | Err(rustix::io::Errno::NODATA) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    for (name, value) in want {
+        if have.iter().any(|(n, v)| n == name && v == value) {
+            continue;
+        }
+        let cname = cstring(name)?;
+        rustix::fs::lsetxattr(path, &cname, value, XattrFlags::empty())?;
+    }
+    Ok(())
+}
+
+fn cstring(name: &[u8]) -> std::io::Result<std::ffi::CString> {
+    // A
+    std::ffi::CString::new(name).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "attribute name holds NUL")
+    })
+}
+
+/// The raw bytes of a path, for messages and records.
+pub fn path_bytes(p: &Path) -> Vec<u8> {
+    // A
+    p.as_os_str().as_bytes().to_vec()
+}

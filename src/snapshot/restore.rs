@@ -1,0 +1,474 @@
+//! `get -r`: writes a snapshot's tree into a directory, every entry with its metadata.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::cas::Cas;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::model::{Entry, EntryKind};
+use crate::progress::Progress;
+use crate::snapshot::fsmeta::{apply_meta, OwnerPolicy};
+use crate::snapshot::names::display;
+use crate::snapshot::owners::Owners;
+use crate::snapshot::stream::StreamReader;
+
+/// How a restore runs.
+pub struct RestoreOptions<'a> {
+    /// Remove what the snapshot lacks from the target, so it ends up identical.
+    pub delete: bool,
+    /// Only report what would change.
+    pub dry_run: bool,
+    /// Restores only relative paths (raw bytes; `true` for directories) for which it is
+    /// true; a directory left out is left out whole.
+    pub filter: &'a dyn Fn(&[u8], bool) -> bool,
+    /// Owners: `None` = by name when running as root, else not restored (as tar does).
+    pub owners: Option<OwnerPolicy>,
+    /// Progress in bytes written.
+    pub progress: &'a dyn Progress,
+}
+
+/// What a restore changes in the target, path by path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Created (it was missing).
+    Create,
+    /// Replaced: content or type differed.
+    Replace,
+    /// Only metadata differed.
+    Metadata,
+    /// Removed (`--delete`: not in the snapshot).
+    Delete,
+}
+
+impl Change {
+    /// Lowercase name for listings and `--json`.
+    pub fn as_str(&self) -> &'static str {
+        // A
+        match self {
+            Change::Create => "create",
+            Change::Replace => "replace",
+            Change::Metadata => "metadata",
+            Change::Delete => "delete",
+        }
+    }
+}
+
+/// What a restore did (or, with `dry_run`, would do).
+#[derive(Clone, Debug, Default)]
+pub struct RestoreReport {
+    /// The snapshot restored.
+    pub snapshot: Hash,
+    /// Entries restored (or checked and left as they were).
+    pub entries: u64,
+    /// Content bytes written.
+    pub bytes: u64,
+    /// Paths that changed and how.
+    pub changes: Vec<(String, Change)>,
+    /// Paths that failed or whose metadata could not all be set, and why.
+    pub errors: Vec<(String, String)>,
+}
+
+struct Run<'a, 'c> {
+    cas: &'c Cas,
+    reader: StreamReader<'c>,
+    opts: &'a RestoreOptions<'a>,
+    owners: Owners,
+    policy: OwnerPolicy,
+    /// First restored path of each hard-link group.
+    links: HashMap<(u64, u64), PathBuf>,
+    /// Never deleted: the store itself when it lies inside the target.
+    protect: Option<PathBuf>,
+    report: RestoreReport,
+    tmp_seq: u64,
+}
+
+impl Cas {
+    /// Restores the snapshot `reference` (`PREFIX[@REF]`) into `target`, exactly as it was
+    /// backed up: types, modes, owners (as root), times, symlinks, hard links, extended
+    /// attributes and holes of sparse files. Directory times are set after their contents.
+    pub fn restore_snapshot(
+        &self,
+        reference: &str,
+        target: &Path,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        // PA
+        let (hash, blob) = self.resolve_snapshot(reference)?;
+        let info = blob
+            .meta
+            .snapshot()
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("snapshot {reference}")))?;
+        let store =
+            std::fs::canonicalize(self.path()).unwrap_or_else(|_| self.path().to_path_buf());
+        let resolved = resolve_target(target)?;
+        if resolved.starts_with(&store) {
+            return Err(Error::InvalidArgument(format!(
+                "{} is inside the store ({}): restore somewhere else",
+                target.display(),
+                store.display()
+            )));
+        }
+        let policy = opts
+            .owners
+            .unwrap_or(if rustix::process::geteuid().is_root() {
+                OwnerPolicy::ByName
+            } else {
+                OwnerPolicy::Skip
+            });
+        let mut run = Run {
+            cas: self,
+            reader: StreamReader::open(self, blob)?,
+            opts,
+            owners: Owners::system(),
+            policy,
+            links: HashMap::new(),
+            protect: store.starts_with(&resolved).then_some(store),
+            report: RestoreReport {
+                snapshot: hash,
+                ..Default::default()
+            },
+            tmp_seq: 0,
+        };
+        let root_tree = info
+            .root_tree()
+            .ok_or_else(|| Error::malformed("snapshot", "no root tree"))?;
+        if !opts.dry_run {
+            std::fs::create_dir_all(target)
+                .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
+        }
+        run.dir(&root_tree, target, &mut Vec::new())?;
+        if !opts.dry_run {
+            run.meta(target, &info.root, b".");
+        }
+        Ok(run.report)
+    }
+}
+
+/// The canonical form of a target that may not exist yet (its nearest existing ancestor).
+fn resolve_target(target: &Path) -> Result<PathBuf> {
+    // A
+    let mut missing = Vec::new();
+    let mut p = target.to_path_buf();
+    loop {
+        match std::fs::canonicalize(&p) {
+            Ok(c) => {
+                return Ok(missing
+                    .into_iter()
+                    .rev()
+                    .fold(c, |acc: PathBuf, n: std::ffi::OsString| acc.join(n)))
+            }
+            Err(_) => {
+                let name = p.file_name().map(|n| n.to_os_string());
+                match (name, p.parent()) {
+                    (Some(n), Some(parent)) => {
+                        missing.push(n);
+                        p = if parent.as_os_str().is_empty() {
+                            PathBuf::from(".")
+                        } else {
+                            parent.to_path_buf()
+                        };
+                    }
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "cannot restore into {}",
+                            target.display()
+                        )))
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Run<'_, '_> {
+    /// Restores the directory record `tree` into `dest` (which exists, or would).
+    fn dir(&mut self, tree: &Hash, dest: &Path, rel: &mut Vec<Vec<u8>>) -> Result<()> {
+        // PA
+        let record = self.reader.tree(tree)?;
+        for entry in &record.entries {
+            rel.push(entry.name.clone());
+            let rel_path = rel.join(&b'/');
+            if (self.opts.filter)(&rel_path, entry.kind == EntryKind::Dir) {
+                let path = dest.join(OsStr::from_bytes(&entry.name));
+                if let Err(e) = self.entry(entry, &path, rel) {
+                    // The store's errors (damage, a lock) stop the restore; the target's
+                    // (permissions, full disk) are listed and the rest goes on.
+                    match e {
+                        Error::Io { .. } | Error::Input(_) => {
+                            self.report.errors.push((display(&rel_path), e.to_string()))
+                        }
+                        e => return Err(e),
+                    }
+                }
+            }
+            rel.pop();
+        }
+        if self.opts.delete {
+            self.delete_extra(dest, &record.entries, rel)?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, entry: &Entry, path: &Path, rel: &mut Vec<Vec<u8>>) -> Result<()> {
+        // PA
+        self.report.entries += 1;
+        let rel_path = rel.join(&b'/');
+        let existing = std::fs::symlink_metadata(path).ok();
+        let change = compare(path, existing.as_ref(), entry);
+        if let Some(c) = change {
+            self.report.changes.push((display(&rel_path), c));
+        }
+        let replace = matches!(change, Some(Change::Replace));
+        if entry.kind == EntryKind::Dir {
+            if !self.opts.dry_run {
+                if replace {
+                    remove_any(path)?;
+                }
+                if replace || existing.is_none() {
+                    std::fs::create_dir(path)
+                        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+                }
+            }
+            let tree = entry
+                .content
+                .ok_or_else(|| Error::malformed("tree record", "directory without tree"))?;
+            self.dir(&tree, path, rel)?;
+        } else if !self.opts.dry_run && (replace || existing.is_none()) {
+            self.create(entry, path)?;
+        } else if !self.opts.dry_run && entry.kind == EntryKind::File {
+            self.note_link(entry, path);
+        }
+        if !self.opts.dry_run {
+            self.meta(path, entry, &rel_path);
+        }
+        Ok(())
+    }
+
+    /// Creates a non-directory entry at `path` (nothing is there).
+    fn create(&mut self, entry: &Entry, path: &Path) -> Result<()> {
+        // PA
+        let io = |what: &str| {
+            let p = path.display().to_string();
+            let what = what.to_string();
+            move |e: std::io::Error| Error::io(format!("{what} {p}"), e)
+        };
+        match entry.kind {
+            EntryKind::File => {
+                if let Some(first) = entry.hardlink.and_then(|id| self.links.get(&id)) {
+                    return std::fs::hard_link(first, path).map_err(io("linking"));
+                }
+                self.write_file(entry, path)?;
+                self.note_link(entry, path);
+            }
+            EntryKind::Symlink => {
+                std::os::unix::fs::symlink(OsStr::from_bytes(&entry.target), path)
+                    .map_err(io("creating symlink"))?
+            }
+            EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice => {
+                let ft = match entry.kind {
+                    EntryKind::Fifo => rustix::fs::FileType::Fifo,
+                    EntryKind::CharDevice => rustix::fs::FileType::CharacterDevice,
+                    _ => rustix::fs::FileType::BlockDevice,
+                };
+                let mode = rustix::fs::Mode::from_raw_mode(entry.mode & 0o777);
+                rustix::fs::mknodat(rustix::fs::CWD, path, ft, mode, entry.rdev)
+                    .map_err(|e| io("creating")(e.into()))?
+            }
+            EntryKind::Dir => {}
+        }
+        Ok(())
+    }
+
+    fn note_link(&mut self, entry: &Entry, path: &Path) {
+        // A
+        if let Some(id) = entry.hardlink {
+            self.links.entry(id).or_insert_with(|| path.to_path_buf());
+        }
+    }
+
+    /// Writes a file's content to a temporary name beside `path`, holes as holes, then
+    /// renames it into place.
+    fn write_file(&mut self, entry: &Entry, path: &Path) -> Result<()> {
+        // PA
+        let version = entry
+            .content
+            .ok_or_else(|| Error::malformed("tree record", "file without content"))?;
+        let blob = self.cas.blob(&version)?;
+        self.tmp_seq += 1;
+        let name = path
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_default();
+        let mut tmp_name = b".ouro-restore-".to_vec();
+        tmp_name.extend_from_slice(&std::process::id().to_string().into_bytes());
+        tmp_name.extend_from_slice(format!("-{}-", self.tmp_seq).as_bytes());
+        tmp_name.extend_from_slice(&name[..name.len().min(100)]);
+        let tmp = path.with_file_name(OsStr::from_bytes(&tmp_name));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        let mut out = SparseWriter {
+            file: &file,
+            pos: 0,
+        };
+        let written = self
+            .cas
+            .write_chunks(&blob.chunks, &mut out, self.opts.progress)
+            .and_then(|_| {
+                out.flush()
+                    .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))
+            })
+            .and_then(|_| {
+                file.set_len(blob.size)
+                    .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))
+            })
+            .and_then(|_| {
+                std::fs::rename(&tmp, path)
+                    .map_err(|e| Error::io(format!("renaming into {}", path.display()), e))
+            });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
+        self.report.bytes += blob.size;
+        Ok(())
+    }
+
+    /// Sets an entry's metadata, listing what could not be set.
+    fn meta(&mut self, path: &Path, entry: &Entry, rel: &[u8]) {
+        // PA
+        for p in apply_meta(path, entry, &self.owners, self.policy) {
+            self.report.errors.push((display(rel), p));
+        }
+    }
+
+    /// `--delete`: removes what `dest` holds beyond `entries` (within the filter).
+    fn delete_extra(
+        &mut self,
+        dest: &Path,
+        entries: &[Entry],
+        rel: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
+        // PA
+        let Ok(listing) = std::fs::read_dir(dest) else {
+            return Ok(());
+        };
+        let mut extra: Vec<Vec<u8>> = listing
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().as_bytes().to_vec())
+            .filter(|n| {
+                entries
+                    .binary_search_by(|e| e.name.as_slice().cmp(n))
+                    .is_err()
+            })
+            .collect();
+        extra.sort();
+        for name in extra {
+            let path = dest.join(OsStr::from_bytes(&name));
+            rel.push(name);
+            let rel_path = rel.join(&b'/');
+            rel.pop();
+            let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+            if self.protect.as_deref().is_some_and(|p| p == path)
+                || !(self.opts.filter)(&rel_path, is_dir)
+            {
+                continue;
+            }
+            self.report
+                .changes
+                .push((display(&rel_path), Change::Delete));
+            if !self.opts.dry_run {
+                if let Err(e) = remove_any(&path) {
+                    self.report.errors.push((display(&rel_path), e.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How what is at a path differs from the entry: `None` when it looks the same (type,
+/// size and mtime for content, then mode, owner and times).
+fn compare(path: &Path, existing: Option<&std::fs::Metadata>, entry: &Entry) -> Option<Change> {
+    // A
+    let Some(m) = existing else {
+        return Some(Change::Create);
+    };
+    let ft = m.mode() & 0o170_000;
+    if ft != entry.kind.type_bits() {
+        return Some(Change::Replace);
+    }
+    let mtime = m
+        .mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.mtime_nsec());
+    let content_differs = match entry.kind {
+        EntryKind::File => m.len() != entry.size || mtime != entry.mtime,
+        EntryKind::Symlink => {
+            std::fs::read_link(path).map_or(true, |t| t.as_os_str().as_bytes() != entry.target)
+        }
+        EntryKind::CharDevice | EntryKind::BlockDevice => m.rdev() != entry.rdev,
+        _ => false,
+    };
+    if content_differs {
+        return Some(Change::Replace);
+    }
+    let meta_differs = (entry.kind != EntryKind::Symlink && m.mode() & 0o7777 != entry.mode)
+        || m.uid() != entry.uid
+        || m.gid() != entry.gid
+        || (entry.kind != EntryKind::Dir && mtime != entry.mtime);
+    meta_differs.then_some(Change::Metadata)
+}
+
+/// Removes a file, symlink or whole directory.
+fn remove_any(path: &Path) -> Result<()> {
+    // PA
+    let r = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    r.map_err(|e| Error::io(format!("removing {}", path.display()), e))
+}
+
+/// Writes at increasing offsets, skipping 4 KiB blocks of zeros so they stay holes; the
+/// caller sets the final length.
+struct SparseWriter<'f> {
+    file: &'f std::fs::File,
+    pos: u64,
+}
+
+const BLOCK: usize = 4096;
+
+impl Write for SparseWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // A
+        let mut done = 0;
+        while done < buf.len() {
+            // Blocks aligned to the file's offsets, so holes line up with the file system's.
+            let in_block = BLOCK - (self.pos as usize % BLOCK);
+            let n = in_block.min(buf.len() - done);
+            let part = &buf[done..done + n];
+            if n < BLOCK || part.iter().any(|&b| b != 0) {
+                self.file.write_all_at(part, self.pos)?;
+            }
+            self.pos += n as u64;
+            done += n;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // A
+        Ok(())
+    }
+}

@@ -1,0 +1,262 @@
+//! The walk of `put -r`: every entry of a directory tree with its metadata, compared with
+//! the parent snapshot so that unchanged files are not read again.
+
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::model::{Entry, EntryKind, TreeRecord};
+use crate::snapshot::fsmeta::read_entry;
+use crate::snapshot::names::{display, key_for};
+use crate::snapshot::owners::Owners;
+use crate::snapshot::stream::StreamReader;
+
+/// Deepest directory nesting walked; deeper directories are reported, not followed.
+const MAX_DEPTH: usize = 2048;
+/// A file's times this close to the parent snapshot's start are not trusted to mean
+/// "unchanged" (coarse timestamps: git's "racily clean" problem), so it is read again.
+const RACY_NS: i64 = 2_000_000_000;
+
+/// One directory as walked: its entries (contents filled in later) and, for each
+/// subdirectory entry, the index of that directory in [`Walked::dirs`].
+pub struct WalkedDir {
+    /// Entries sorted by name.
+    pub entries: Vec<Entry>,
+    /// `(entry index, dir index)` of subdirectories.
+    pub subdirs: Vec<(usize, usize)>,
+    /// Entries to leave out (their file could not be stored and had no earlier version).
+    pub dropped: HashSet<usize>,
+}
+
+/// A regular file whose content must be read.
+pub struct FileJob {
+    /// Where its entry is: (dir index, entry index).
+    pub at: (usize, usize),
+    /// Path on disk.
+    pub path: PathBuf,
+    /// Relative path (raw bytes), for messages.
+    pub rel: Vec<u8>,
+    /// Key of its versions.
+    pub key: String,
+    /// The entry in the parent snapshot, when there was one.
+    pub previous: Option<Entry>,
+}
+
+/// Everything the walk found.
+#[derive(Default)]
+pub struct Walked {
+    /// Directories in post-order: children before parents, the root last.
+    pub dirs: Vec<WalkedDir>,
+    /// Files to read.
+    pub jobs: Vec<FileJob>,
+    /// Files reused from the parent snapshot unread.
+    pub unchanged: u64,
+    /// Entries of the parent snapshot that are gone (counted where they disappear).
+    pub removed: u64,
+    /// Notes about what was skipped (sockets), by relative path.
+    pub notes: Vec<(Vec<u8>, String)>,
+    /// What failed, by relative path.
+    pub errors: Vec<(Vec<u8>, String)>,
+}
+
+/// What the walk needs besides the tree.
+pub struct WalkContext<'a, 'c> {
+    /// Key prefix of the files.
+    pub prefix: &'a str,
+    /// Leaves out paths (relative, raw bytes; `true` for directories) that match.
+    pub exclude: &'a dyn Fn(&[u8], bool) -> bool,
+    /// The parent snapshot, to skip unchanged files.
+    pub parent: Option<(&'a StreamReader<'c>, i64)>,
+    /// User and group names.
+    pub owners: &'a Owners,
+}
+
+impl Walked {
+    /// Walks `root`, whose own tree in the parent snapshot is `parent_tree`.
+    pub fn walk(root: &Path, parent_tree: Option<TreeRecord>, cx: &WalkContext) -> Walked {
+        // A
+        let mut w = Walked::default();
+        let mut ancestors = Vec::new();
+        w.dir(root, &mut Vec::new(), parent_tree, cx, &mut ancestors);
+        w
+    }
+
+    /// Walks one directory (its subdirectories first) and returns its index.
+    fn dir(
+        &mut self,
+        path: &Path,
+        rel: &mut Vec<Vec<u8>>,
+        parent: Option<TreeRecord>,
+        cx: &WalkContext,
+        ancestors: &mut Vec<(u64, u64)>,
+    ) -> usize {
+        // A
+        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(path) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().as_bytes().to_vec())
+                .collect(),
+            Err(e) => {
+                self.errors.push((join(rel), e.to_string()));
+                Vec::new()
+            }
+        };
+        names.sort();
+        let mut dir = WalkedDir {
+            entries: Vec::with_capacity(names.len()),
+            subdirs: Vec::new(),
+            dropped: HashSet::new(),
+        };
+        let mut jobs = Vec::new();
+        for name in names {
+            rel.push(name);
+            self.entry(path, rel, &parent, cx, ancestors, &mut dir, &mut jobs);
+            rel.pop();
+        }
+        // This directory's index is known only now, after its subdirectories.
+        let index = self.dirs.len();
+        self.jobs.extend(jobs.into_iter().map(|mut j: FileJob| {
+            j.at.0 = index;
+            j
+        }));
+        if let Some(p) = &parent {
+            self.removed += p
+                .entries
+                .iter()
+                .filter(|e| !has(&dir.entries, &e.name))
+                .count() as u64;
+        }
+        self.dirs.push(dir);
+        index
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &mut self,
+        dir_path: &Path,
+        rel: &mut Vec<Vec<u8>>,
+        parent: &Option<TreeRecord>,
+        cx: &WalkContext,
+        ancestors: &mut Vec<(u64, u64)>,
+        dir: &mut WalkedDir,
+        jobs: &mut Vec<FileJob>,
+    ) {
+        // A
+        let Some(name) = rel.last().cloned() else {
+            return;
+        };
+        let rel_path = join(rel);
+        let path = dir_path.join(std::ffi::OsStr::from_bytes(&name));
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            // Gone since the directory was listed: not an error of the backup.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.notes
+                    .push((rel_path, "vanished during the walk".into()));
+                return;
+            }
+            Err(e) => {
+                self.errors.push((rel_path, e.to_string()));
+                return;
+            }
+        };
+        if (cx.exclude)(&rel_path, meta.is_dir()) {
+            return;
+        }
+        let mut entry = match read_entry(&path, &name, &meta, cx.owners) {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                self.notes.push((rel_path, "socket, not kept".into()));
+                return;
+            }
+            Err(e) => {
+                self.errors.push((rel_path, e.to_string()));
+                return;
+            }
+        };
+        let previous = parent.as_ref().and_then(|p| p.get(&name)).cloned();
+        let index = dir.entries.len();
+        match entry.kind {
+            EntryKind::Dir => {
+                let id = (meta.dev(), meta.ino());
+                if ancestors.contains(&id) || rel.len() > MAX_DEPTH {
+                    self.errors.push((
+                        rel_path,
+                        "file system loop or nesting too deep: not followed".into(),
+                    ));
+                    return;
+                }
+                let sub = previous
+                    .as_ref()
+                    .filter(|p| p.kind == EntryKind::Dir)
+                    .and_then(|p| p.content)
+                    .and_then(|h| cx.parent.and_then(|(r, _)| r.tree(&h).ok()));
+                ancestors.push(id);
+                let child = self.dir(&path, rel, sub, cx, ancestors);
+                ancestors.pop();
+                dir.subdirs.push((index, child));
+            }
+            EntryKind::File => {
+                let key = key_for(
+                    cx.prefix,
+                    &rel.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+                );
+                match previous
+                    .as_ref()
+                    .filter(|p| unchanged(p, &entry, cx.parent.map(|(_, t)| t)))
+                {
+                    Some(p) => {
+                        entry.content = p.content;
+                        self.unchanged += 1;
+                    }
+                    None => jobs.push(FileJob {
+                        at: (usize::MAX, index),
+                        path,
+                        rel: rel_path,
+                        key,
+                        previous,
+                    }),
+                }
+            }
+            _ => {}
+        }
+        dir.entries.push(entry);
+    }
+}
+
+/// True when the parent snapshot's entry can stand for the file unread: same kind, size,
+/// times, mode and owner, and times old enough to be trusted.
+fn unchanged(prev: &Entry, now: &Entry, parent_started: Option<i64>) -> bool {
+    // A
+    let settled = parent_started.unwrap_or(i64::MIN).saturating_sub(RACY_NS);
+    prev.kind == EntryKind::File
+        && prev.content.is_some()
+        && prev.size == now.size
+        && prev.mtime == now.mtime
+        && prev.ctime == now.ctime
+        && prev.mode == now.mode
+        && prev.uid == now.uid
+        && prev.gid == now.gid
+        && now.mtime < settled
+        && now.ctime < settled
+}
+
+fn has(entries: &[Entry], name: &[u8]) -> bool {
+    // A
+    entries
+        .binary_search_by(|e| e.name.as_slice().cmp(name))
+        .is_ok()
+}
+
+/// A relative path from its components.
+fn join(rel: &[Vec<u8>]) -> Vec<u8> {
+    // A
+    rel.join(&b'/')
+}
+
+/// Relative path for messages.
+pub fn show(rel: &[u8]) -> String {
+    // A
+    display(rel)
+}
