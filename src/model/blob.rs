@@ -119,9 +119,25 @@ mod tests {
         let b = sample();
         assert_eq!(
             b.hash().to_hex(),
-            "c4328fe9d89fbfccc1519868adcb47c862ce49fb26236c89e8746dd22283791f"
+            "95b19245d50573161408741dc0f1991be193b4b820e7fe2725d7e75861046b1f"
         );
         assert_eq!(&b.encode()[..2], &[b'B', 1]);
+    }
+
+    /// Pinned vector of a version with file metadata (store format 4).
+    #[test]
+    fn pinned_hash_with_file_meta() {
+        let mut b = sample();
+        b.meta = VersionMeta::File(crate::model::FileMeta {
+            mode: 0o100_755,
+            uid: 1000,
+            gid: 100,
+            mtime: 1_764_000_000_123_456_789,
+        });
+        assert_eq!(
+            b.hash().to_hex(),
+            "4d200848a51a2b75c0af10cabd6443573cc6901d336c99e48f9c4c86903b7e0c"
+        );
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub fn tree_hash(encoded: &[u8]) -> Hash {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(&e[..2], &[b'D', 1]);
         assert_eq!(
             Hash::of(&e).to_hex(),
-            "0000000000000000000000000000000000000000000000000000000000000000"
+            "112f71e5cc608cd8bf05cda0e16ff7645cc8e91d271481a9d5e58cf71ad409fc"
         );
     }
 

@@ -240,6 +240,17 @@ impl Run<'_, '_> {
                 .ok_or_else(|| Error::malformed("tree record", "directory without tree"))?;
             self.dir(&tree, path, rel)?;
         } else if !self.opts.dry_run && (replace || existing.is_none()) {
+            // A file's new content is renamed over what is there, atomically; anything else
+            // (a directory in its way, a symlink, fifo, device or hard link to create) needs
+            // the old entry gone first.
+            let renamed_over = entry.kind == EntryKind::File
+                && existing.as_ref().is_some_and(|m| !m.is_dir())
+                && !entry
+                    .hardlink
+                    .is_some_and(|id| self.links.contains_key(&id));
+            if replace && !renamed_over {
+                remove_any(path)?;
+            }
             self.create(entry, path)?;
         } else if !self.opts.dry_run && entry.kind == EntryKind::File {
             self.note_link(entry, path);

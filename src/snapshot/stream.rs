@@ -209,4 +209,27 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(&a[a.len() - 8..], MAGIC);
     }
+
+    /// Pinned vector: the stream's bytes decide which chunks of a snapshot deduplicate
+    /// against the previous run. Never change it without a store format bump.
+    #[test]
+    fn pinned_stream() {
+        let mut w = StreamWriter::default();
+        let empty = w.add(&TreeRecord::default()).unwrap_or_default();
+        let mut dir = crate::model::tree::tests::sample_entry(b"d");
+        dir.kind = crate::model::EntryKind::Dir;
+        dir.content = Some(empty);
+        let root = w
+            .add(&TreeRecord { entries: vec![dir] })
+            .unwrap_or_default();
+        let bytes = w.finish();
+        assert_eq!(
+            root.to_hex(),
+            "db7ff31c89237597530c1c3ac480e9d74600055e28fac21e4e3509fb217822e8"
+        );
+        assert_eq!(
+            Hash::of(&bytes).to_hex(),
+            "c3d931b038da22c89025565546268d7326ff18d277fdf7d1ed1d6db69abde9d2"
+        );
+    }
 }

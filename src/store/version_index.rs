@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// First bytes of the keys the library keeps for itself (snapshots).
+const RESERVED_KEYS: &[u8] = b".ouro/";
+
 use crate::codec;
 use crate::error::Result;
 use crate::hash::Hash;
@@ -102,11 +105,19 @@ impl VersionIndex {
         limit: usize,
     ) -> Result<Vec<(String, KeyState)>> {
         // A
+        // Reserved keys (snapshots) are listed only when asked for by their own prefix:
+        // users' listings and the mount's key tree show the user's keys.
+        let reserved = |k: &[u8]| {
+            k.starts_with(RESERVED_KEYS) && !prefix.as_bytes().starts_with(RESERVED_KEYS)
+        };
         let mut out = Vec::new();
         for item in iter {
             let (k, v) = item?;
             if !k.starts_with(prefix.as_bytes()) {
                 break;
+            }
+            if reserved(k) {
+                continue;
             }
             let state: KeyState = codec::decode("key state", KEY_STATE_TAG, v)?;
             if state.deleted.is_some() || state.heads.is_empty() {
