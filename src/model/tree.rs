@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::hash::Hash;
 
 /// Type tag of an encoded tree record.
-pub const TREE_TAG: u8 = b'D';
+pub const TREE_TAG: u8 = b'E';
 
 /// What kind of file system object an entry is. Sockets are not kept (they are created by
 /// the program that listens on them).
@@ -102,7 +102,7 @@ pub struct TreeRecord {
 }
 
 impl TreeRecord {
-    /// The canonical encoding: `[b'D'][1][postcard]` (FORMAT.md, "Tree record").
+    /// The canonical encoding: `[b'E'][1][postcard]` (FORMAT.md, "Tree record").
     pub fn encode(&self) -> Vec<u8> {
         // A
         codec::encode(TREE_TAG, self)
@@ -181,10 +181,10 @@ pub(crate) mod tests {
             entries: vec![sample_entry(b"a\xff"), sample_entry(b"b")],
         };
         let e = t.encode();
-        assert_eq!(&e[..2], &[b'D', 1]);
+        assert_eq!(&e[..2], &[b'E', 1]);
         assert_eq!(
             Hash::of(&e).to_hex(),
-            "112f71e5cc608cd8bf05cda0e16ff7645cc8e91d271481a9d5e58cf71ad409fc"
+            "b1a1d034da135ee8e39895ca1a79ecaea69faff4f5792f4ce467f3892bc48dc1"
         );
     }
 

@@ -225,11 +225,11 @@ mod tests {
         let bytes = w.finish();
         assert_eq!(
             root.to_hex(),
-            "db7ff31c89237597530c1c3ac480e9d74600055e28fac21e4e3509fb217822e8"
+            "08055bf3fa932cc72f6b8d92e9111980cc82f9729fde6005f623e28869bfe29d"
         );
         assert_eq!(
             Hash::of(&bytes).to_hex(),
-            "c3d931b038da22c89025565546268d7326ff18d277fdf7d1ed1d6db69abde9d2"
+            "990fe1cbec282e45278552c26b02df22c91dbf7b3a195d2b07fb46fc83053a5a"
         );
     }
 }
