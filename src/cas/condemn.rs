@@ -120,17 +120,33 @@ impl Cas {
     /// how many live versions use each chunk. Returns how many versions it released.
     pub fn release_removed(&self, progress: &dyn Progress) -> Result<u64> {
         // PA
+        // A version a live snapshot lists stays readable even when its key was removed
+        // (`rm`, a file deleted in the mount): restoring that snapshot needs it. It is
+        // released by the first gc after `forget` dropped the last snapshot listing it.
+        let protected = self.snapshot_guard()?;
         let mut released = 0;
+        let mut after = None;
         loop {
             let pending =
                 self.lmdb
                     .removed
-                    .pending(&self.lmdb.read()?, None, crate::maintenance::PAGE)?;
-            if pending.is_empty() {
+                    .pending(&self.lmdb.read()?, after, crate::maintenance::PAGE)?;
+            let Some(&(last, _)) = pending.last() else {
                 return Ok(released);
-            }
+            };
+            after = Some(last);
             let mut txn = self.lmdb.write()?;
             for (hash, _) in pending {
+                let key = self
+                    .lmdb
+                    .blobs
+                    .get(&txn, &hash)
+                    .ok()
+                    .flatten()
+                    .map(|b| b.key);
+                if protected.keeps(&hash, key.as_deref()) {
+                    continue;
+                }
                 self.release_in(&mut txn, hash)?;
                 released += 1;
                 progress.advance(1);

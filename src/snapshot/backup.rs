@@ -57,7 +57,16 @@ impl Read for LazyFile {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         // A
         if self.file.is_none() {
-            self.file = Some(std::fs::File::open(&self.path)?);
+            // O_NOATIME (allowed to the owner and root): reading a file must not change
+            // its access time, or the next run would record new metadata for every file.
+            use std::os::unix::fs::OpenOptionsExt;
+            let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(noatime)
+                .open(&self.path)
+                .or_else(|_| std::fs::File::open(&self.path))?;
+            self.file = Some(f);
         }
         match self.file.as_mut() {
             Some(f) => f.read(buf),
@@ -297,6 +306,12 @@ impl Cas {
                         ));
                     }
                     walked.dirs[d].entries[i].content = Some(o.hash);
+                }
+                // Deleted between the walk and its reading: gone, as if the walk had not
+                // seen it (not an error of the backup).
+                Err(Error::Input(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    warnings.push((show(&j.rel), "vanished during the walk".into()));
+                    walked.dirs[d].dropped.insert(i);
                 }
                 Err(e) => {
                     let kept = j

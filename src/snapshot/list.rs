@@ -1,10 +1,13 @@
 //! Finding snapshots: listing them, and resolving `PREFIX[@REF]` to one.
 
+use std::collections::HashSet;
+
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::snapshot::{prefix_of_snapshot_key, snapshot_key, SNAPSHOT_KEY_PREFIX};
-use crate::model::{Blob, Ref, Selector, SnapshotInfo};
+use crate::model::{Blob, EntryKind, Ref, Selector, SnapshotInfo};
+use crate::snapshot::stream::StreamReader;
 
 /// One snapshot as `ouro snapshots` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,5 +125,86 @@ impl Cas {
             .filter(|b| b.meta.snapshot().is_some())
             .ok_or_else(|| Error::NotFound(format!("snapshot {} of {:?}", hash.short(), r.key)))?;
         Ok((hash, blob))
+    }
+}
+
+impl Cas {
+    /// Every file version that a live snapshot (of any prefix) lists, each distinct
+    /// directory read once: what gc must keep readable whatever happened to the keys.
+    pub fn versions_in_live_snapshots(&self) -> Result<HashSet<Hash>> {
+        // PA
+        let mut versions = HashSet::new();
+        let mut trees = HashSet::new();
+        for s in self.snapshots("")? {
+            let Some(root) = s.info.root_tree() else {
+                continue;
+            };
+            let blob = self.blob(&s.hash)?;
+            let reader = StreamReader::open(self, blob)?;
+            let mut stack = vec![root];
+            while let Some(t) = stack.pop() {
+                if !trees.insert(t) {
+                    continue;
+                }
+                for e in reader.tree(&t)?.entries {
+                    match (e.kind, e.content) {
+                        (EntryKind::File, Some(v)) => {
+                            versions.insert(v);
+                        }
+                        (EntryKind::Dir, Some(sub)) => stack.push(sub),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(versions)
+    }
+}
+
+/// What gc must not release because a live snapshot may list it.
+pub(crate) enum SnapshotGuard {
+    /// Exactly these versions (read from the snapshots' trees: the store was unlocked).
+    Versions(HashSet<Hash>),
+    /// Without the keys the trees cannot be read: every version of a key under a prefix
+    /// that has snapshots is kept (a leak until a gc with the identity, never a loss).
+    Under(Vec<String>),
+}
+
+impl SnapshotGuard {
+    /// True when the removed version `hash` of `key` must stay readable.
+    pub(crate) fn keeps(&self, hash: &Hash, key: Option<&str>) -> bool {
+        // PA
+        match self {
+            SnapshotGuard::Versions(v) => v.contains(hash),
+            SnapshotGuard::Under(prefixes) => key.is_none_or(|k| {
+                prefixes.iter().any(|p| {
+                    k.strip_prefix(p.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+                })
+            }),
+        }
+    }
+}
+
+impl Cas {
+    /// The guard gc's release step uses (see [`SnapshotGuard`]).
+    pub(crate) fn snapshot_guard(&self) -> Result<SnapshotGuard> {
+        // PA
+        if self.is_unlocked() {
+            return Ok(SnapshotGuard::Versions(self.versions_in_live_snapshots()?));
+        }
+        let txn = self.lmdb.read()?;
+        let mut prefixes = Vec::new();
+        for key in self.snapshot_keys()? {
+            let live = self
+                .lmdb
+                .versions
+                .get(&txn, &key)?
+                .is_some_and(|s| s.deleted.is_none() && !s.heads.is_empty());
+            if let (true, Some(p)) = (live, prefix_of_snapshot_key(&key)) {
+                prefixes.push(p.to_string());
+            }
+        }
+        Ok(SnapshotGuard::Under(prefixes))
     }
 }

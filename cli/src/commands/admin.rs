@@ -193,7 +193,12 @@ fn damage_line(d: &Damage) -> String {
 
 pub fn gc(g: &Global) -> Result<i32> {
     // A
-    let cas = g.open()?;
+    // With the identity, gc reads the snapshots' trees and frees exactly what none of them
+    // lists; without it, it keeps every removed version under a snapshotted prefix.
+    let cas = match g.identity_path().map(|p| p.exists()) {
+        Ok(true) => g.open_unlocked()?,
+        _ => g.open()?,
+    };
     let bar = Bar::new(g, false, "gc");
     let r = cas.gc(&bar).context("collecting garbage")?;
     bar.finish();
