@@ -264,35 +264,57 @@ impl Cas {
         // PA
         let jobs = std::mem::take(&mut walked.jobs);
         progress.set_total(jobs.iter().map(|j| entry_of(walked, j).size).sum());
-        let items: Vec<PutItem> = jobs
+        let item = |j: &FileJob, parents: Option<Vec<Hash>>| {
+            let e = entry_of(walked, j);
+            PutItem {
+                key: j.key.clone(),
+                reader: Box::new(LazyFile {
+                    path: j.path.clone(),
+                    file: None,
+                }),
+                size_hint: Some(e.size),
+                parents,
+                created: None,
+                skip_if_unchanged: true,
+                meta: VersionMeta::File(FileMeta {
+                    mode: TYPE_FILE | e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                    mtime: e.mtime,
+                }),
+            }
+        };
+        let mut results = self.put_many(jobs.iter().map(|j| item(j, None)), progress)?;
+        // A key with several heads (edited elsewhere meanwhile: the mount, another node)
+        // gets a version that merges them: a backup from cron must not fail on it.
+        let forks: Vec<(usize, Vec<Hash>)> = results
             .iter()
-            .map(|j| {
-                let e = entry_of(walked, j);
-                PutItem {
-                    key: j.key.clone(),
-                    reader: Box::new(LazyFile {
-                        path: j.path.clone(),
-                        file: None,
-                    }),
-                    size_hint: Some(e.size),
-                    parents: None,
-                    created: None,
-                    skip_if_unchanged: true,
-                    meta: VersionMeta::File(FileMeta {
-                        mode: TYPE_FILE | e.mode,
-                        uid: e.uid,
-                        gid: e.gid,
-                        mtime: e.mtime,
-                    }),
-                }
+            .enumerate()
+            .filter_map(|(n, r)| match r {
+                Err(Error::MultipleHeads { heads, .. }) => Some((n, heads.clone())),
+                _ => None,
             })
             .collect();
-        let results = self.put_many(items.into_iter(), progress)?;
+        if !forks.is_empty() {
+            let again = self.put_many(
+                forks
+                    .iter()
+                    .map(|(n, heads)| item(&jobs[*n], Some(heads.clone()))),
+                progress,
+            )?;
+            for ((n, _), r) in forks.iter().zip(again) {
+                results[*n] = r;
+            }
+        }
         for (j, r) in jobs.iter().zip(results) {
             let (d, i) = j.at;
             match r {
                 Ok(o) => {
-                    let before = j.previous.as_ref().and_then(|p| p.content);
+                    let before = j
+                        .previous
+                        .as_ref()
+                        .filter(|p| p.kind == EntryKind::File)
+                        .and_then(|p| p.content);
                     match before {
                         None => summary.files_new += 1,
                         Some(h) if h == o.hash => summary.files_unchanged += 1,

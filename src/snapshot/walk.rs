@@ -92,11 +92,14 @@ impl Walked {
         ancestors: &mut Vec<(u64, u64)>,
     ) -> usize {
         // A
-        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(path) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().as_bytes().to_vec())
-                .collect(),
+        let mut names: Vec<Vec<u8>> = match list_dir(path) {
+            Ok(names) => names,
+            // Removed since its parent was listed: its entry stays, empty.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.notes
+                    .push((join(rel), "vanished during the walk".into()));
+                Vec::new()
+            }
             Err(e) => {
                 self.errors.push((join(rel), e.to_string()));
                 Vec::new()
@@ -170,6 +173,12 @@ impl Walked {
                 self.notes.push((rel_path, "socket, not kept".into()));
                 return;
             }
+            // Gone between its stat and reading its link target or attributes.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.notes
+                    .push((rel_path, "vanished during the walk".into()));
+                return;
+            }
             Err(e) => {
                 self.errors.push((rel_path, e.to_string()));
                 return;
@@ -198,10 +207,7 @@ impl Walked {
                 dir.subdirs.push((index, child));
             }
             EntryKind::File => {
-                let key = key_for(
-                    cx.prefix,
-                    &rel.iter().map(Vec::as_slice).collect::<Vec<_>>(),
-                );
+                let key = file_key(cx.prefix, rel);
                 match previous
                     .as_ref()
                     .filter(|p| unchanged(p, &entry, cx.parent.map(|(_, t)| t)))
@@ -242,11 +248,48 @@ fn unchanged(prev: &Entry, now: &Entry, parent_started: Option<i64>) -> bool {
         && now.ctime < settled
 }
 
+/// The key of a file's versions: `PREFIX/path`, or, for a path too long to be a key,
+/// `PREFIX/.ouro-long/<BLAKE3 of the raw path>` (the tree record keeps the real name, so
+/// the restore is exact; only the key view shows the hashed name).
+fn file_key(prefix: &str, rel: &[Vec<u8>]) -> String {
+    // A
+    let key = key_for(prefix, &rel.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    if crate::model::validate_key(&key).is_ok() {
+        return key;
+    }
+    format!(
+        "{prefix}/.ouro-long/{}",
+        crate::hash::Hash::of(&join(rel)).to_hex()
+    )
+}
+
 fn has(entries: &[Entry], name: &[u8]) -> bool {
     // A
     entries
         .binary_search_by(|e| e.name.as_slice().cmp(name))
         .is_ok()
+}
+
+/// The names in a directory, listed with O_NOATIME when allowed (owner or root): the walk
+/// must not change the directory's access time, or the next run would record new metadata
+/// for every directory of an unchanged tree.
+fn list_dir(path: &Path) -> std::io::Result<Vec<Vec<u8>>> {
+    // A
+    use rustix::fs::{openat, Dir, Mode, OFlags, CWD};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let fd = match openat(CWD, path, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => openat(CWD, path, flags, Mode::empty())?,
+        r => r?,
+    };
+    let mut names = Vec::new();
+    // As std's read_dir was used: an entry that fails to list is left out.
+    for e in Dir::read_from(&fd)?.map_while(|e| e.ok()) {
+        let name = e.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// A relative path from its components.
