@@ -59,13 +59,23 @@ impl Read for LazyFile {
         if self.file.is_none() {
             // O_NOATIME (allowed to the owner and root): reading a file must not change
             // its access time, or the next run would record new metadata for every file.
+            // O_NONBLOCK and the check below: a file replaced by a FIFO since the walk
+            // must fail, not block the backup forever.
             use std::os::unix::fs::OpenOptionsExt;
-            let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(noatime)
-                .open(&self.path)
-                .or_else(|_| std::fs::File::open(&self.path))?;
+            let flags = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+            let open = |extra: i32| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(flags | extra)
+                    .open(&self.path)
+            };
+            let f = open(rustix::fs::OFlags::NOATIME.bits() as i32).or_else(|_| open(0))?;
+            if !f.metadata()?.is_file() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "no longer a regular file",
+                ));
+            }
             self.file = Some(f);
         }
         match self.file.as_mut() {

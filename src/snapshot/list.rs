@@ -102,14 +102,22 @@ impl Cas {
                         ))
                     })?
             }
-            _ => self.resolve_in(
-                &txn,
-                reference,
-                &Ref {
-                    key: key.clone(),
-                    selector: r.selector,
-                },
-            )?,
+            _ => self
+                .resolve_in(
+                    &txn,
+                    reference,
+                    &Ref {
+                        key: key.clone(),
+                        selector: r.selector,
+                    },
+                )
+                .map_err(|e| match e {
+                    // The reserved key is ours, not the user's: name the prefix instead.
+                    Error::NotFound(m) => Error::NotFound(
+                        m.replace(&format!("{key:?}"), &format!("the snapshots of {:?}", r.key)),
+                    ),
+                    e => e,
+                })?,
         };
         if self.lmdb.removed.get(&txn, &hash)?.is_some() {
             return Err(Error::NotFound(format!(
