@@ -163,8 +163,18 @@ mod tests {
             let b = Blob {
                 key, kind: BlobKind::for_parents(parents.len()), parents, created, size,
                 chunks: chunks.into_iter().map(|(id, size)| ChunkRef { id, size }).collect(),
-                meta: if mode == 0 { VersionMeta::None } else {
-                    VersionMeta::File(crate::model::FileMeta { mode, uid: 1, gid: 2, mtime: created })
+                meta: match mode % 3 {
+                    0 => VersionMeta::None,
+                    1 => VersionMeta::File(crate::model::FileMeta { mode, uid: 1, gid: 2, mtime: created }),
+                    _ => VersionMeta::Snapshot(Box::new(crate::model::SnapshotInfo {
+                        root: crate::model::tree::tests::sample_entry(b"src"),
+                        host: format!("h{mode}"),
+                        path: mode.to_le_bytes().to_vec(),
+                        started: created,
+                        finished: created.wrapping_add(1),
+                        summary: crate::model::SnapshotSummary { files_new: u64::from(mode), ..Default::default() },
+                        errors: vec![(b"a\xff".to_vec(), "denied".into())],
+                    })),
                 },
             };
             prop_assert_eq!(Blob::decode(&b.encode()).ok(), Some(b));
