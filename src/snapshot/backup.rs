@@ -229,8 +229,10 @@ impl Cas {
         })
     }
 
-    /// The snapshot a new run of (`host`, `path`) follows: the newest head of the prefix
-    /// from the same host and path, else the newest head.
+    /// The snapshot a new run of (`host`, `path`) follows: the newest live snapshot of
+    /// the same host and path (so two machines backing up to one prefix make two heads,
+    /// and each compares its files with its own last run), else the newest head (a new
+    /// machine's first run joins the history).
     fn parent_snapshot(
         &self,
         skey: &str,
@@ -238,28 +240,26 @@ impl Cas {
         path: &[u8],
     ) -> Result<Option<(Hash, crate::model::Blob)>> {
         // A
-        let mut heads = Vec::new();
         let txn = self.lmdb.read()?;
-        if let Some(state) = self.lmdb.versions.get(&txn, skey)? {
-            if state.deleted.is_none() {
-                for h in state.heads {
-                    if let Some(b) = self.lmdb.blobs.get(&txn, &h)? {
-                        heads.push((h, b));
-                    }
-                }
+        let Some(state) = self.lmdb.versions.get(&txn, skey)?.filter(|s| s.deleted.is_none())
+        else {
+            return Ok(None);
+        };
+        let mut own: Option<(Hash, crate::model::Blob)> = None;
+        for v in self.lmdb.key_to_hash.versions(&txn, skey)? {
+            if self.lmdb.removed.get(&txn, &v.hash)?.is_some() {
+                continue;
+            }
+            let Some(b) = self.lmdb.blobs.get(&txn, &v.hash)? else { continue };
+            let same = b.meta.snapshot().is_some_and(|s| s.host == host && s.path == path);
+            if same && own.as_ref().is_none_or(|(_, o)| b.created >= o.created) {
+                own = Some((v.hash, b));
             }
         }
-        heads.sort_by_key(|(_, b)| b.created);
-        let same = |b: &crate::model::Blob| {
-            b.meta
-                .snapshot()
-                .is_some_and(|s| s.host == host && s.path == path)
-        };
-        let pick = heads
-            .iter()
-            .rposition(|(_, b)| same(b))
-            .or(heads.len().checked_sub(1));
-        Ok(pick.map(|i| heads.swap_remove(i)))
+        match own {
+            Some(o) => Ok(Some(o)),
+            None => self.newest_head(&txn, &state.heads),
+        }
     }
 
     /// Stores every file the walk found changed or new, through one put pipeline, and puts

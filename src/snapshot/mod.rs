@@ -1,6 +1,7 @@
 //! Snapshots: one per `put -r` run, holding a directory tree exactly as the walk saw it
-//! (every kind of entry with its metadata), restorable exactly, listed, compared and thinned
-//! out by retention rules.
+//! (every kind of entry with its metadata), restorable exactly, listed, compared ([`diff`],
+//! reading only the directories that differ) and thinned out by retention rules ([`forget`],
+//! which also removes the file versions only forgotten snapshots used).
 //!
 //! A snapshot of prefix `P` is a version of the reserved key `.ouro/snapshots/P`: its
 //! parent is the previous snapshot, so the runs of a prefix form a history with heads and
@@ -11,6 +12,8 @@
 //! entries point at versions of the files' keys.
 
 pub mod backup;
+pub mod diff;
+pub mod forget;
 pub mod fsmeta;
 pub mod list;
 pub mod names;
@@ -21,6 +24,8 @@ pub mod stream;
 pub mod walk;
 
 pub use backup::{BackupOptions, BackupReport};
+pub use diff::{DiffChange, DiffEntry, SnapshotDiff};
+pub use forget::{ForgetDecision, ForgetReport};
 pub use fsmeta::OwnerPolicy;
 pub use list::SnapshotListing;
 pub use restore::{Change, RestoreOptions, RestoreReport};

@@ -194,6 +194,16 @@ impl<'c> StreamReader<'c> {
     }
 }
 
+// For the mount, which reads records through its own shared chunk cache.
+impl StreamReader<'_> {
+    /// Where each directory record lies in the stream: `(hash, offset, length)`, sorted by
+    /// hash (checked when the stream was opened).
+    pub fn index(&self) -> &[(Hash, u64, u32)] {
+        // A
+        &self.index
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,8 @@
 use anyhow::{Context, Result};
 use ouro_cli::cli::Global;
 use ouroboros_db::format_time;
+use ouroboros_db::model::{EntryKind, Ref, Selector};
+use ouroboros_db::snapshot::{ForgetDecision, ForgetReport, KeepPolicy, KeepWithin};
 use serde_json::json;
 
 use crate::output::{human_bytes, print_json};
@@ -81,16 +83,157 @@ pub struct KeepArgs<'a> {
     pub within: Option<&'a str>,
 }
 
+/// Compares two snapshots: FROM and TO, or with FROM alone the last two snapshots of the
+/// prefix (`PREFIX`) or the one named (`PREFIX@REF`) against the newest.
 pub fn diff(g: &Global, from: &str, to: Option<&str>) -> Result<i32> {
     // A
-    let _ = (g, from, to);
-    anyhow::bail!(ouroboros_db::Error::InvalidArgument("diff: not yet".into()))
+    let cas = g.open_unlocked()?;
+    let (from, to) = match to {
+        Some(t) => (from.to_string(), t.to_string()),
+        None => {
+            let r = Ref::parse(from)?;
+            match r.selector {
+                Selector::Head => cas.last_two_snapshots(&r.key)?,
+                _ => (from.to_string(), r.key),
+            }
+        }
+    };
+    let d = cas
+        .snapshot_diff(&from, &to)
+        .with_context(|| format!("comparing {from} with {to}"))?;
+    if g.json {
+        let changes: Vec<_> = d
+            .changes
+            .iter()
+            .map(|c| {
+                json!({
+                    "path": String::from_utf8_lossy(&c.path),
+                    "change": c.change.as_str(),
+                    "kind": c.kind.as_str(),
+                })
+            })
+            .collect();
+        print_json(&json!({
+            "from": d.from.to_hex(),
+            "to": d.to.to_hex(),
+            "changes": changes,
+        }));
+        return Ok(0);
+    }
+    for c in &d.changes {
+        // A directory is marked with a trailing slash, as restic's diff does.
+        let slash = if c.kind == EntryKind::Dir { "/" } else { "" };
+        println!(
+            "{} {}{slash}",
+            c.change.mark(),
+            String::from_utf8_lossy(&c.path)
+        );
+    }
+    if !g.quiet {
+        eprintln!(
+            "{} -> {}: {} change(s)",
+            d.from.short(),
+            d.to.short(),
+            d.changes.len()
+        );
+    }
+    Ok(0)
 }
 
+/// The retention policy the --keep-* options describe.
+fn policy(keep: &KeepArgs) -> Result<KeepPolicy> {
+    // A
+    let within = keep.within.map(KeepWithin::parse).transpose()?;
+    Ok(KeepPolicy {
+        last: keep.last,
+        hourly: keep.hourly,
+        daily: keep.daily,
+        weekly: keep.weekly,
+        monthly: keep.monthly,
+        yearly: keep.yearly,
+        within,
+    })
+}
+
+/// Forgets the snapshots of PREFIX that no --keep-* rule keeps and removes the file
+/// versions only they used; `ouro gc` frees the space afterwards.
 pub fn forget(g: &Global, prefix: &str, keep: &KeepArgs, dry_run: bool) -> Result<i32> {
     // A
-    let _ = (g, prefix, keep, dry_run);
-    anyhow::bail!(ouroboros_db::Error::InvalidArgument(
-        "forget: not yet".into()
-    ))
+    let policy = policy(keep)?;
+    let cas = g.open_unlocked()?;
+    let report = cas
+        .forget(prefix, &policy, dry_run)
+        .with_context(|| format!("forgetting snapshots of {prefix:?}"))?;
+    if !dry_run && report.forgotten().next().is_some() {
+        // Committed already: telling the node only spreads the removals sooner.
+        if let Err(e) = g.settle() {
+            eprintln!("ouro: warning: {e:#}");
+        }
+    }
+    if g.json {
+        print_json(&json!({
+            "prefix": report.prefix,
+            "dry_run": report.dry_run,
+            "kept": report.kept().map(|d| json!({
+                "hash": d.hash.to_hex(),
+                "time": format_time(d.time),
+                "host": d.host,
+                "path": String::from_utf8_lossy(&d.path),
+                "reasons": d.reasons,
+            })).collect::<Vec<_>>(),
+            "removed": report.forgotten().map(|d| d.hash.to_hex()).collect::<Vec<_>>(),
+            "versions_removed": report.versions_removed,
+        }));
+        return Ok(0);
+    }
+    if !g.quiet {
+        print_forget(&report);
+    }
+    Ok(0)
+}
+
+/// The restic-style listing of a forget: per host and path, the snapshots kept with their
+/// reasons, then those removed; then a closing line.
+fn print_forget(report: &ForgetReport) {
+    // A
+    let mut groups: Vec<(&str, &[u8])> = Vec::new();
+    for d in &report.snapshots {
+        let g = (d.host.as_str(), d.path.as_slice());
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let line = |d: &ForgetDecision| format!("  {}  {}", d.hash.short(), format_time(d.time));
+    for (host, path) in groups {
+        let of_group = |d: &&ForgetDecision| d.host == host && d.path == path;
+        println!("snapshots of {host}:{}", String::from_utf8_lossy(path));
+        let kept: Vec<_> = report.kept().filter(of_group).collect();
+        println!("keep {} snapshot(s):", kept.len());
+        for d in kept {
+            println!("{}  {}", line(d), d.reasons.join(", "));
+        }
+        let gone: Vec<_> = report.forgotten().filter(of_group).collect();
+        if !gone.is_empty() {
+            let verb = if report.dry_run {
+                "would remove"
+            } else {
+                "remove"
+            };
+            println!("{verb} {} snapshot(s):", gone.len());
+            for d in gone {
+                println!("{}", line(d));
+            }
+        }
+        println!();
+    }
+    let n = report.forgotten().count();
+    let (verb, tail) = match (report.dry_run, n) {
+        (true, _) => ("would remove", ""),
+        (false, 0) => ("removed", ""),
+        (false, _) => ("removed", "; run `ouro gc` to free their space"),
+    };
+    println!(
+        "{verb} {n} snapshot(s) and {} file version(s) only they used{tail}",
+        report.versions_removed
+    );
 }
