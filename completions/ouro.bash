@@ -19,6 +19,12 @@ _ouro() {
             ouro,cluster)
                 cmd="ouro__subcmd__cluster"
                 ;;
+            ouro,diff)
+                cmd="ouro__subcmd__diff"
+                ;;
+            ouro,forget)
+                cmd="ouro__subcmd__forget"
+                ;;
             ouro,gc)
                 cmd="ouro__subcmd__gc"
                 ;;
@@ -57,6 +63,9 @@ _ouro() {
                 ;;
             ouro,rm)
                 cmd="ouro__subcmd__rm"
+                ;;
+            ouro,snapshots)
+                cmd="ouro__subcmd__snapshots"
                 ;;
             ouro,stats)
                 cmd="ouro__subcmd__stats"
@@ -100,6 +109,12 @@ _ouro() {
             ouro__subcmd__help,cluster)
                 cmd="ouro__subcmd__help__subcmd__cluster"
                 ;;
+            ouro__subcmd__help,diff)
+                cmd="ouro__subcmd__help__subcmd__diff"
+                ;;
+            ouro__subcmd__help,forget)
+                cmd="ouro__subcmd__help__subcmd__forget"
+                ;;
             ouro__subcmd__help,gc)
                 cmd="ouro__subcmd__help__subcmd__gc"
                 ;;
@@ -138,6 +153,9 @@ _ouro() {
                 ;;
             ouro__subcmd__help,rm)
                 cmd="ouro__subcmd__help__subcmd__rm"
+                ;;
+            ouro__subcmd__help,snapshots)
+                cmd="ouro__subcmd__help__subcmd__snapshots"
                 ;;
             ouro__subcmd__help,stats)
                 cmd="ouro__subcmd__help__subcmd__stats"
@@ -233,7 +251,7 @@ _ouro() {
 
     case "${cmd}" in
         ouro)
-            opts="-q -v -h -V --store --identity --json --quiet --verbose --help --version init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help"
+            opts="-q -v -h -V --store --identity --json --quiet --verbose --help --version init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -452,6 +470,78 @@ _ouro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ouro__subcmd__diff)
+            opts="-q -v -h --store --identity --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__forget)
+            opts="-q -v -h --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --dry-run --store --identity --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keep-last)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-hourly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-daily)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-weekly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-monthly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-yearly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ouro__subcmd__gc)
             opts="-q -v -h --store --identity --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -475,7 +565,7 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__get)
-            opts="-o -r -q -v -h --output --recursive --at --store --identity --json --quiet --verbose --help"
+            opts="-o -r -q -v -h --output --recursive --at --delete --dry-run --include --exclude --numeric-owner --store --identity --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -490,6 +580,14 @@ _ouro() {
                     return 0
                     ;;
                 --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --include)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -531,7 +629,7 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__help)
-            opts="init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help"
+            opts="init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -603,6 +701,34 @@ _ouro() {
         ouro__subcmd__help__subcmd__cluster__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__diff)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__forget)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -867,6 +993,20 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__help__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__help__subcmd__snapshots)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1439,6 +1579,28 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__rm)
+            opts="-q -v -h --store --identity --json --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ouro__subcmd__snapshots)
             opts="-q -v -h --store --identity --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -34,6 +34,9 @@ complete -c ouro -n "__fish_ouro_needs_command" -s V -l version -d 'Print versio
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "init" -d 'Create a store (and an identity when none exists)'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "put" -d 'Store FILE (or stdin) as a new version of KEY; with -r, store directory DIR under PREFIX'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "get" -d 'Write a version\'s content to stdout or a file; with -r, restore PREFIX into DIR'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "snapshots" -d 'List snapshots (runs of put -r), oldest first'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "diff" -d 'Show what changed between two snapshots (default: the last two of the prefix)'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "forget" -d 'Remove snapshots of PREFIX that no --keep rule keeps (then `ouro gc` frees their data)'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "log" -d 'Show history, newest first'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "heads" -d 'List the current heads of KEY'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "merge" -d 'Resolve several heads into one version'
@@ -68,14 +71,45 @@ complete -c ouro -n "__fish_ouro_using_subcommand put" -s q -l quiet -d 'No prog
 complete -c ouro -n "__fish_ouro_using_subcommand put" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
 complete -c ouro -n "__fish_ouro_using_subcommand put" -s h -l help -d 'Print help'
 complete -c ouro -n "__fish_ouro_using_subcommand get" -s o -l output -d 'Output file instead of stdout: a regular file is replaced atomically (through a symlink, its target); a device or fifo (`/dev/null`) is written in place' -r -F
-complete -c ouro -n "__fish_ouro_using_subcommand get" -l at -d 'With -r: restore the tree as it was at this RFC 3339 time or date' -r
+complete -c ouro -n "__fish_ouro_using_subcommand get" -l at -d 'With -r: the snapshot current at this RFC 3339 time or date (= PREFIX@TIME)' -r
+complete -c ouro -n "__fish_ouro_using_subcommand get" -l include -d 'With -r: restore only paths matching this glob (repeatable) and what is under them' -r
+complete -c ouro -n "__fish_ouro_using_subcommand get" -l exclude -d 'With -r: leave out paths matching this glob (repeatable)' -r
 complete -c ouro -n "__fish_ouro_using_subcommand get" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand get" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
-complete -c ouro -n "__fish_ouro_using_subcommand get" -s r -l recursive -d 'Restore every key under the prefix as files'
+complete -c ouro -n "__fish_ouro_using_subcommand get" -s r -l recursive -d 'Restore a snapshot of PREFIX (made by put -r) into DIR, with its metadata'
+complete -c ouro -n "__fish_ouro_using_subcommand get" -l delete -d 'With -r: remove what the snapshot lacks from DIR, so it ends up identical'
+complete -c ouro -n "__fish_ouro_using_subcommand get" -l dry-run -d 'With -r: only list what would change'
+complete -c ouro -n "__fish_ouro_using_subcommand get" -l numeric-owner -d 'With -r as root: restore owners by the recorded ids, not by user and group name'
 complete -c ouro -n "__fish_ouro_using_subcommand get" -l json -d 'Print one JSON document on stdout'
 complete -c ouro -n "__fish_ouro_using_subcommand get" -s q -l quiet -d 'No progress bars or informational messages'
 complete -c ouro -n "__fish_ouro_using_subcommand get" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
 complete -c ouro -n "__fish_ouro_using_subcommand get" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand snapshots" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand snapshots" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand snapshots" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand snapshots" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand snapshots" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand snapshots" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand diff" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand diff" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand diff" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand diff" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand diff" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand diff" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -l keep-last -d 'Keep the N newest snapshots' -r
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -l keep-hourly -d 'Keep the newest snapshot of each of the last N hours that have one' -r
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -l keep-daily -d 'Keep the newest snapshot of each of the last N days that have one' -r
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -l keep-weekly -d 'Keep the newest snapshot of each of the last N ISO weeks that have one' -r
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -l keep-monthly -d 'Keep the newest snapshot of each of the last N months that have one' -r
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -l keep-yearly -d 'Keep the newest snapshot of each of the last N years that have one' -r
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -l keep-within -d 'Keep every snapshot this recent, counted back from the newest (1y2m3d4h)' -r
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -l dry-run -d 'Only list what would be removed and why each kept snapshot is kept'
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -l json -d 'Print one JSON document on stdout'
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -s q -l quiet -d 'No progress bars or informational messages'
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
+complete -c ouro -n "__fish_ouro_using_subcommand forget" -s h -l help -d 'Print help'
 complete -c ouro -n "__fish_ouro_using_subcommand log" -s n -l max-count -d 'At most N versions' -r
 complete -c ouro -n "__fish_ouro_using_subcommand log" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand log" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
@@ -257,23 +291,26 @@ complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcomma
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "backup" -d 'Write a consistent copy of this store (and its node keys) into DEST, even while it runs'
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Make --store (which must not exist) a store again from a backup; then `node run`'
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "init" -d 'Create a store (and an identity when none exists)'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "put" -d 'Store FILE (or stdin) as a new version of KEY; with -r, store directory DIR under PREFIX'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "get" -d 'Write a version\'s content to stdout or a file; with -r, restore PREFIX into DIR'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "log" -d 'Show history, newest first'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "heads" -d 'List the current heads of KEY'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "merge" -d 'Resolve several heads into one version'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "rm" -d 'Remove a key (all versions) or one version (KEY@HASH)'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "ls" -d 'List keys'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "verify" -d 'Check every slice, chunk and version'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "gc" -d 'Reclaim space of removed versions and unreferenced chunks'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "stats" -d 'Show sizes and ratios'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "mount" -d 'Mount the store with FUSE: keys as files, versions under .ouro/ (see ouro-mount(1))'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "umount" -d 'Unmount a store mounted with `ouro mount` (lazily: open files stay readable until closed)'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "recipient" -d 'Manage who can read the store (age recipients)'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "cluster" -d 'Create a cluster, invite or remove nodes, show its status'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "node" -d 'Run this store\'s cluster node'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "init" -d 'Create a store (and an identity when none exists)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "put" -d 'Store FILE (or stdin) as a new version of KEY; with -r, store directory DIR under PREFIX'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "get" -d 'Write a version\'s content to stdout or a file; with -r, restore PREFIX into DIR'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "snapshots" -d 'List snapshots (runs of put -r), oldest first'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "diff" -d 'Show what changed between two snapshots (default: the last two of the prefix)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "forget" -d 'Remove snapshots of PREFIX that no --keep rule keeps (then `ouro gc` frees their data)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "log" -d 'Show history, newest first'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "heads" -d 'List the current heads of KEY'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "merge" -d 'Resolve several heads into one version'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "rm" -d 'Remove a key (all versions) or one version (KEY@HASH)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "ls" -d 'List keys'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "verify" -d 'Check every slice, chunk and version'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "gc" -d 'Reclaim space of removed versions and unreferenced chunks'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "stats" -d 'Show sizes and ratios'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "mount" -d 'Mount the store with FUSE: keys as files, versions under .ouro/ (see ouro-mount(1))'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "umount" -d 'Unmount a store mounted with `ouro mount` (lazily: open files stay readable until closed)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "recipient" -d 'Manage who can read the store (age recipients)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "cluster" -d 'Create a cluster, invite or remove nodes, show its status'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "node" -d 'Run this store\'s cluster node'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from recipient" -f -a "add" -d 'Let another age recipient read the whole store (no data is re-encrypted)'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from recipient" -f -a "ls" -d 'List the recipients'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and __fish_seen_subcommand_from recipient" -f -a "rm" -d 'Stop a recipient from reading data written from now on (starts a new key epoch)'
