@@ -281,35 +281,62 @@ fn a_snapshot_made_on_one_node_restores_exactly_on_another() {
     std::fs::write(src.join("run.sh"), b"#!/bin/sh\necho hi\n").unwrap();
     std::fs::set_permissions(src.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::symlink("sub/data.bin", src.join("link")).unwrap();
-    let hash = c.ok(&c.nodes[0].store, &["put", "-r", src.to_str().unwrap(), "tree"]);
+    let hash = c.ok(
+        &c.nodes[0].store,
+        &["put", "-r", src.to_str().unwrap(), "tree"],
+    );
     let hash = hash.trim().to_string();
     wait_until("the snapshot is listed on node 2", 10, || {
-        c.ok(&c.nodes[1].store, &["snapshots", "tree", "--json"]).contains(&hash)
+        c.ok(&c.nodes[1].store, &["snapshots", "tree", "--json"])
+            .contains(&hash)
     });
     let out = c.dir.path().join("restored");
     c.ok(
         &c.nodes[1].store,
-        &["get", "-r", &format!("tree@{}", &hash[..12]), out.to_str().unwrap()],
+        &[
+            "get",
+            "-r",
+            &format!("tree@{}", &hash[..12]),
+            out.to_str().unwrap(),
+        ],
     );
     assert_eq!(
         std::fs::read(out.join("sub/data.bin")).unwrap(),
         std::fs::read(src.join("sub/data.bin")).unwrap()
     );
-    let mode = std::fs::metadata(out.join("run.sh")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(out.join("run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o755);
     assert_eq!(
         std::fs::read_link(out.join("link")).unwrap(),
         std::path::PathBuf::from("sub/data.bin")
     );
     assert!(out.join("sub/empty").is_dir());
-    if std::process::Command::new("rsync").arg("--version").output().is_ok() {
+    if std::process::Command::new("rsync")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         let diff = std::process::Command::new("rsync")
-            .args(["-n", "-aHAX", "--numeric-ids", "-c", "--itemize-changes", "--delete"])
+            .args([
+                "-n",
+                "-aHAX",
+                "--numeric-ids",
+                "-c",
+                "--itemize-changes",
+                "--delete",
+            ])
             .arg(format!("{}/", src.display()))
             .arg(format!("{}/", out.display()))
             .output()
             .unwrap();
-        assert!(diff.stdout.is_empty(), "{}", String::from_utf8_lossy(&diff.stdout));
+        assert!(
+            diff.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&diff.stdout)
+        );
     } else {
         eprintln!("skipping the rsync comparison: rsync is not installed");
     }

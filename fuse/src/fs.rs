@@ -14,8 +14,12 @@ use ouroboros_db::{Cas, Error, Hash};
 
 use crate::chunk_cache::{ChunkCache, OpenBlob};
 use crate::disk_cache::{DiskCache, DEFAULT_LIMIT};
+use crate::meta::MARKER;
 use crate::node::{join, Node, META_DIR};
+use crate::snap_tree::SnapListing;
+use crate::snapshots::SnapCache;
 use crate::write_handle::WriteHandle;
+use ouroboros_db::model::FileMeta;
 
 /// How long the kernel may cache names and attributes: short, so that versions stored by
 /// other commands appear quickly.
@@ -29,6 +33,8 @@ pub(crate) enum Handle {
     Read(Arc<OpenBlob>),
     Write(Box<WriteHandle>),
     Dir(Vec<DirEntry>),
+    /// A directory of a snapshot: its entries come from its tree record.
+    SnapDir(Box<SnapListing>),
 }
 
 /// One entry of an open directory's listing.
@@ -65,8 +71,13 @@ pub struct OuroFs {
     pub(crate) handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
     /// Keys being written and not yet stored: visible as files meanwhile.
     pub(crate) pending: Mutex<HashMap<String, u64>>,
-    /// Directories made with mkdir that hold no key yet (they live until unmount).
-    pub(crate) empty_dirs: Mutex<HashSet<String>>,
+    /// Entries of snapshots the kernel knows, with its lookup count: dropped when it forgets
+    /// them (there can be millions; the other nodes are few per key).
+    pub(crate) snap_nodes: Mutex<HashMap<u64, (Node, u64)>>,
+    /// Key-tree paths renamed away from in this mount, and how often (see `ino_of`).
+    pub(crate) renamed: Mutex<HashMap<String, u32>>,
+    /// Open snapshot streams and decoded directory records.
+    pub(crate) snaps: SnapCache,
     /// The version of each key file last opened for reading: the kernel may still cache its
     /// pages, which stay valid while the key's head is that version.
     pub(crate) opened_versions: Mutex<HashMap<u64, Hash>>,
@@ -142,7 +153,9 @@ impl OuroFs {
             nodes: Mutex::new(nodes),
             handles: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
-            empty_dirs: Mutex::new(HashSet::new()),
+            snap_nodes: Mutex::new(HashMap::new()),
+            snaps: SnapCache::default(),
+            renamed: Mutex::new(HashMap::new()),
             opened_versions: Mutex::new(HashMap::new()),
             read_at_random: Mutex::new(HashSet::new()),
             next_fh: AtomicU64::new(1),
@@ -155,21 +168,63 @@ impl OuroFs {
 
     pub(crate) fn node(&self, ino: INodeNo) -> Result<Node, Errno> {
         // A
-        self.nodes
+        if let Some(n) = self.nodes.lock().map_err(|_| Errno::EIO)?.get(&ino.0) {
+            return Ok(n.clone());
+        }
+        self.snap_nodes
             .lock()
             .map_err(|_| Errno::EIO)?
             .get(&ino.0)
-            .cloned()
+            .map(|(n, _)| n.clone())
             .ok_or(Errno::ENOENT)
     }
 
+    /// Keeps `node` for requests naming its inode; called once per lookup the kernel
+    /// counts (lookup, create, mkdir, an entry of readdirplus), which `forget` takes back
+    /// for snapshot entries.
     pub(crate) fn remember(&self, node: Node) -> u64 {
         // A
-        let ino = node.ino();
-        if let Ok(mut n) = self.nodes.lock() {
+        let ino = self.ino_of(&node);
+        if matches!(node, Node::SnapEntry { .. }) {
+            if let Ok(mut n) = self.snap_nodes.lock() {
+                let slot = n.entry(ino).or_insert((node, 0));
+                slot.1 += 1;
+            }
+        } else if let Ok(mut n) = self.nodes.lock() {
             n.insert(ino, node);
         }
         ino
+    }
+
+    /// The inode number of `node`: derived from its path, and changed for a key-tree path
+    /// each time a file was renamed away from it (the kernel's inode of the old number now
+    /// names the new path).
+    pub(crate) fn ino_of(&self, node: &Node) -> u64 {
+        // A
+        let path = match node {
+            Node::File(p) | Node::Dir(p) => p,
+            _ => return node.ino(),
+        };
+        let renames = self
+            .renamed
+            .lock()
+            .ok()
+            .and_then(|r| r.get(path).copied())
+            .unwrap_or(0);
+        node.ino_after_renames(renames)
+    }
+
+    /// After `from` was renamed to `to`: the kernel's inode of `from` now stands for `to`,
+    /// and a new file at `from` gets another number.
+    pub(crate) fn renamed(&self, from: &Node, to: Node) {
+        // A
+        let old = self.ino_of(from);
+        if let Ok(mut nodes) = self.nodes.lock() {
+            nodes.insert(old, to);
+        }
+        if let (Node::File(p) | Node::Dir(p), Ok(mut r)) = (from, self.renamed.lock()) {
+            *r.entry(p.clone()).or_insert(0) += 1;
+        }
     }
 
     pub(crate) fn handle(&self, fh: FileHandle) -> Result<Arc<Mutex<Handle>>, Errno> {
@@ -200,6 +255,8 @@ impl OuroFs {
         let name = name.to_str().ok_or(Errno::EINVAL)?;
         match self.node(parent)? {
             Node::Root if name == META_DIR => Err(Errno::EROFS),
+            // Every directory's `.ouro` is its marker (meta.rs).
+            Node::Dir(_) if name == MARKER => Err(Errno::EPERM),
             Node::Root => Ok(name.to_string()),
             Node::Dir(d) => Ok(join(&d, name)),
             _ => Err(Errno::EROFS),
@@ -219,11 +276,38 @@ impl OuroFs {
         Ok(())
     }
 
-    pub(crate) fn open_write(&self, key: &str, truncate: bool, append: bool) -> Result<u64, Errno> {
+    /// Opens key `key` for writing; a new key's versions record `new_meta` (create's mode
+    /// and caller), an existing key's keep the head's mode and owner.
+    pub(crate) fn open_write(
+        &self,
+        key: &str,
+        truncate: bool,
+        append: bool,
+        new_meta: Option<FileMeta>,
+    ) -> Result<u64, Errno> {
         // A
-        let parent = self.head(key)?.map(|(h, _, _)| h);
-        let w = WriteHandle::open(&self.cas, &self.tmp_dir, key, parent, truncate, append)
-            .map_err(|e| errno(&e))?;
+        // An earlier handle whose release is still coming is stored first: its version is
+        // the parent of this one's (else each would start a head of its own).
+        self.settle_pending(key)?;
+        let head = self.head_blob(key)?;
+        let meta = match (&head, new_meta) {
+            (Some((_, b)), _) if b.meta.file().is_some_and(|m| m.is_symlink()) => {
+                return Err(Errno::ELOOP)
+            }
+            (Some((_, b)), _) => self.meta_of(b),
+            (None, Some(m)) => m,
+            (None, None) => self.default_meta(crate::meta::now_nanos()),
+        };
+        let parent = head.map(|(h, _)| h);
+        let w = WriteHandle::open(
+            &self.cas,
+            &self.tmp_dir,
+            key,
+            parent,
+            (truncate, append),
+            meta,
+        )
+        .map_err(|e| errno(&e))?;
         let fh = self.add_handle(Handle::Write(Box::new(w)));
         if let Ok(mut p) = self.pending.lock() {
             p.insert(key.to_string(), fh);
@@ -233,6 +317,63 @@ impl OuroFs {
 }
 
 impl OuroFs {
+    /// Stops a key's open write handle from storing anything (the key was unlinked); true
+    /// when there was one.
+    pub(crate) fn discard_pending(&self, key: &str) -> bool {
+        // A
+        let fh = match self.pending.lock() {
+            Ok(mut p) => p.remove(key),
+            Err(_) => None,
+        };
+        let Some(h) = fh.and_then(|fh| self.handle(FileHandle(fh)).ok()) else {
+            return false;
+        };
+        if let Ok(Handle::Write(w)) = h.lock().as_deref_mut() {
+            w.discard();
+        }
+        true
+    }
+
+    /// Stores what a key's open write handle holds now (as its release would); returns the
+    /// handle.
+    pub(crate) fn settle_pending(&self, key: &str) -> Result<Option<u64>, Errno> {
+        // A
+        let fh = self
+            .pending
+            .lock()
+            .map_err(|_| Errno::EIO)?
+            .get(key)
+            .copied();
+        if let Some(fh) = fh {
+            self.commit(FileHandle(fh), true)?;
+        }
+        Ok(fh)
+    }
+
+    /// Points open write handle `fh` of key `from` at `to`, whose head is now `head`.
+    pub(crate) fn retarget_pending(
+        &self,
+        fh: u64,
+        from: &str,
+        to: &str,
+        head: Hash,
+    ) -> Result<(), Errno> {
+        // A
+        if let Handle::Write(w) = &mut *self
+            .handle(FileHandle(fh))?
+            .lock()
+            .map_err(|_| Errno::EIO)?
+        {
+            w.retarget(to, head);
+        }
+        let mut p = self.pending.lock().map_err(|_| Errno::EIO)?;
+        if p.get(from) == Some(&fh) {
+            p.remove(from);
+        }
+        p.insert(to.to_string(), fh);
+        Ok(())
+    }
+
     pub(crate) fn close(&self, fh: u64) {
         // A
         let removed = self.handles.lock().ok().and_then(|mut h| h.remove(&fh));

@@ -1,10 +1,16 @@
 //! The FUSE view of an ouro store (`ouro mount`): keys as files, versions as directories.
 //!
 //! - `MOUNT/<key>`: the newest head of each key, writable (a version per close or fsync);
-//! - `MOUNT/.ouro/versions/<key>/<UTC time>_<short hash>/<base name>`: every version;
+//! - `MOUNT/.ouro/versions/<key>/<UTC time, ns>_<short hash>/<base name>`: every version;
 //! - `MOUNT/.ouro/heads/<key>/<short hash>`: the current heads;
 //! - `MOUNT/.ouro/at/<time or date>/...`: the tree as it was then (lookups only);
-//! - `MOUNT/.ouro/blobs/<hash>`: any version by its full hash.
+//! - `MOUNT/.ouro/blobs/<hash>`: any version by its full hash;
+//! - `MOUNT/.ouro/snapshots/<prefix>/<UTC time>_<short hash>/...`: every snapshot (`put -r`)
+//!   as a read-only tree with its recorded metadata; `.../<prefix>/latest` links to the newest.
+//!
+//! Keys keep file metadata: chmod, chown, touch and `ln -s` store versions with the same
+//! chunks and a new mode, owner, mtime or type; a directory keeps its own in a hidden marker
+//! key `DIR/.ouro`.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -20,9 +26,13 @@ pub mod chunk_cache;
 pub mod disk_cache;
 pub mod fs;
 pub mod fusermount;
+mod listing;
+mod meta;
 pub mod node;
 mod open;
 mod ops;
+mod snap_tree;
+mod snapshots;
 mod view;
 pub mod write_handle;
 

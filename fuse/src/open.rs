@@ -24,11 +24,15 @@ impl OuroFs {
                 }
                 // Writes go through the page cache: the next reader must not keep it.
                 self.forget_cached_version(ino);
-                self.open_write(key, raw & libc::O_TRUNC != 0, raw & libc::O_APPEND != 0)
+                let (truncate, append) = (raw & libc::O_TRUNC != 0, raw & libc::O_APPEND != 0);
+                self.open_write(key, truncate, append, None)
                     .map(|fh| (fh, FopenFlags::empty()))
             }
             (_, true) => Err(Errno::EROFS),
             (Node::File(key), false) => {
+                // A file just written may wait for its release to be stored (the kernel sends
+                // it after close returns): store it now, so the reader finds it.
+                self.settle_pending(key)?;
                 let (hash, blob) = self.head_blob(key)?.ok_or(Errno::ENOENT)?;
                 // A key's content changes with new versions: the kernel keeps its cached
                 // pages only when the version is the one opened last time.
@@ -45,6 +49,12 @@ impl OuroFs {
                     FopenFlags::empty()
                 };
                 Ok((fh, mode | keep))
+            }
+            (Node::SnapEntry { .. }, false) => {
+                let blob = self.snap_file_blob(&node)?;
+                // A snapshot never changes either.
+                let (fh, mode) = self.open_read(ino, blob);
+                Ok((fh, mode | FopenFlags::FOPEN_KEEP_CACHE))
             }
             (Node::Frozen { hash, .. }, false) => {
                 let blob = self.cas.blob(hash).map_err(|e| errno(&e))?;

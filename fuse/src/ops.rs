@@ -11,8 +11,14 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use std::os::unix::ffi::OsStrExt;
+
+use ouroboros_db::model::meta::TYPE_FILE;
+use ouroboros_db::model::FileMeta;
+
 use crate::chunk_cache::ReadData;
 use crate::fs::{errno, Handle, OuroFs, TTL};
+use crate::meta::{now_nanos, MetaChange};
 use crate::node::Node;
 
 impl Filesystem for OuroFs {
@@ -41,9 +47,17 @@ impl Filesystem for OuroFs {
         // A
         let r = (|| {
             let parent = self.node(parent)?;
-            let name = name.to_str().ok_or(Errno::ENOENT)?;
-            let node = self.child(&parent, name)?;
-            let attr = self.attr(&node)?;
+            let (node, attr) = match parent {
+                // Names in snapshots are raw bytes, not necessarily UTF-8.
+                Node::Snapshot { .. } | Node::SnapEntry { .. } => {
+                    self.snap_child(&parent, name.as_bytes())?
+                }
+                _ => {
+                    let node = self.child(&parent, name.to_str().ok_or(Errno::ENOENT)?)?;
+                    let attr = self.attr(&node)?;
+                    (node, attr)
+                }
+            };
             self.remember(node);
             Ok::<_, Errno>(attr)
         })();
@@ -63,14 +77,14 @@ impl Filesystem for OuroFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -83,45 +97,21 @@ impl Filesystem for OuroFs {
         let r = (|| {
             let node = self.node(ino)?;
             if let Some(len) = size {
-                let Node::File(key) = &node else {
-                    return Err(if node.is_dir() {
-                        Errno::EISDIR
-                    } else {
-                        Errno::EROFS
-                    });
-                };
-                if self.opts.read_only {
-                    return Err(Errno::EROFS);
-                }
-                let open = fh.and_then(|fh| self.handle(fh).ok());
-                let open = open.or_else(|| {
-                    let fh = *self.pending.lock().ok()?.get(key)?;
-                    self.handle(FileHandle(fh)).ok()
-                });
-                match open {
-                    Some(h) => match &mut *h.lock().map_err(|_| Errno::EIO)? {
-                        Handle::Write(w) => w.set_len(len).map_err(|_| Errno::EIO)?,
-                        _ => return Err(Errno::EBADF),
-                    },
-                    // `truncate FILE` without opening it: a version of its own.
-                    None => {
-                        let fh = self.open_write(key, len == 0, false)?;
-                        let res = (|| {
-                            if let Handle::Write(w) = &mut *self
-                                .handle(FileHandle(fh))?
-                                .lock()
-                                .map_err(|_| Errno::EIO)?
-                            {
-                                w.set_len(len).map_err(|_| Errno::EIO)?;
-                            }
-                            self.commit(FileHandle(fh), true)
-                        })();
-                        self.close(fh);
-                        res?;
-                    }
+                match &node {
+                    Node::File(key) => self.truncate_key(key, len, fh)?,
+                    n if n.is_dir() => return Err(Errno::EISDIR),
+                    _ => return Err(Errno::EROFS),
                 }
             }
-            // Modes, owners and times are not stored: ouro versions content only.
+            // Mode, owners and mtime are kept (a new version with the same chunks); atime
+            // is not.
+            let change = MetaChange {
+                mode,
+                uid,
+                gid,
+                mtime,
+            };
+            self.change_meta(&node, change, req.uid(), fh)?;
             self.attr(&node)
         })();
         match r {
@@ -132,11 +122,11 @@ impl Filesystem for OuroFs {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         // A
@@ -148,10 +138,7 @@ impl Filesystem for OuroFs {
             {
                 return Err(Errno::EEXIST);
             }
-            self.empty_dirs
-                .lock()
-                .map_err(|_| Errno::EIO)?
-                .insert(p.clone());
+            self.make_dir(&p, mode & !umask, req.uid(), req.gid())?;
             let node = Node::Dir(p);
             let attr = self.attr(&node)?;
             self.remember(node);
@@ -171,14 +158,9 @@ impl Filesystem for OuroFs {
                 Node::File(_) => {}
                 _ => return Err(Errno::EISDIR),
             }
-            if self
-                .pending
-                .lock()
-                .map(|p| p.contains_key(&key))
-                .unwrap_or(false)
-                && !self.cas.is_key(&key).map_err(|e| errno(&e))?
-            {
-                // Created and still open, never stored: nothing to remove.
+            // Open for writing (or closed, its release not yet here): nothing more of it may
+            // be stored, or it would come back.
+            if self.discard_pending(&key) && !self.cas.is_key(&key).map_err(|e| errno(&e))? {
                 return Ok(());
             }
             self.cas.remove(&key).map(|_| ()).map_err(|e| errno(&e))
@@ -193,13 +175,9 @@ impl Filesystem for OuroFs {
         // A
         let r = (|| {
             let p = self.writable_key(parent, name)?;
-            if self.cas.is_dir(&p).map_err(|e| errno(&e))? {
-                return Err(Errno::ENOTEMPTY);
-            }
-            if self.empty_dirs.lock().map_err(|_| Errno::EIO)?.remove(&p) {
-                Ok(())
-            } else {
-                Err(Errno::ENOENT)
+            match self.child(&self.node(parent)?, name.to_str().ok_or(Errno::EINVAL)?)? {
+                Node::Dir(_) => self.remove_dir(&p),
+                _ => Err(Errno::ENOTDIR),
             }
         })();
         match r {
@@ -219,28 +197,7 @@ impl Filesystem for OuroFs {
         reply: ReplyEmpty,
     ) {
         // PA
-        let r = (|| {
-            let from = self.writable_key(parent, name)?;
-            let to = self.writable_key(newparent, newname)?;
-            match self.child(&self.node(parent)?, name.to_str().ok_or(Errno::EINVAL)?)? {
-                Node::File(_) => {
-                    let (hash, _, _) = self.head(&from)?.ok_or(Errno::ENOENT)?;
-                    self.cas.copy_version(&hash, &to).map_err(|e| errno(&e))?;
-                    self.cas.remove(&from).map(|_| ()).map_err(|e| errno(&e))
-                }
-                Node::Dir(_) => {
-                    let mut empty = self.empty_dirs.lock().map_err(|_| Errno::EIO)?;
-                    if empty.remove(&from) {
-                        empty.insert(to);
-                        Ok(())
-                    } else {
-                        // Moving every key below: `mv` copies and removes them instead.
-                        Err(Errno::EXDEV)
-                    }
-                }
-                _ => Err(Errno::EROFS),
-            }
-        })();
+        let r = self.rename_node(parent, name, newparent, newname);
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -258,11 +215,11 @@ impl Filesystem for OuroFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
@@ -270,7 +227,14 @@ impl Filesystem for OuroFs {
         let r = (|| {
             let key = self.writable_key(parent, name)?;
             ouroboros_db::model::validate_key(&key).map_err(|_| Errno::EINVAL)?;
-            let fh = self.open_write(&key, true, flags & libc::O_APPEND != 0)?;
+            let meta = FileMeta {
+                mode: TYPE_FILE | (mode & !umask & 0o7777),
+                uid: req.uid(),
+                gid: req.gid(),
+                mtime: now_nanos(),
+            };
+            let append = flags & libc::O_APPEND != 0;
+            let fh = self.open_write(&key, true, append, Some(meta))?;
             let node = Node::File(key);
             let attr = self.attr(&node)?;
             self.forget_cached_version(attr.ino);
@@ -311,7 +275,7 @@ impl Filesystem for OuroFs {
                         .map(ReadData::Copied)
                         .map_err(|_| Errno::EIO)
                 }
-                Handle::Dir(_) => return Err(Errno::EISDIR),
+                Handle::Dir(_) | Handle::SnapDir(_) => return Err(Errno::EISDIR),
             };
             // The handle's lock is released: readers of one file decode in parallel.
             let data = self
@@ -417,11 +381,8 @@ impl Filesystem for OuroFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         // A
-        match self.node(ino).and_then(|n| self.list(ino.0, &n)) {
-            Ok(entries) => reply.opened(
-                FileHandle(self.add_handle(Handle::Dir(entries))),
-                FopenFlags::empty(),
-            ),
+        match self.open_dir(ino) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(e),
         }
     }
@@ -432,25 +393,10 @@ impl Filesystem for OuroFs {
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
         // A
-        let h = match self.handle(fh) {
-            Ok(h) => h,
-            Err(e) => return reply.error(e),
-        };
-        let Ok(guard) = h.lock() else {
-            return reply.error(Errno::EIO);
-        };
-        let Handle::Dir(entries) = &*guard else {
-            return reply.error(Errno::ENOTDIR);
-        };
-        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
-                break;
-            }
-        }
-        reply.ok();
+        self.read_dir(fh, offset, reply);
     }
 
     fn readdirplus(
@@ -459,58 +405,10 @@ impl Filesystem for OuroFs {
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: fuser::ReplyDirectoryPlus,
+        reply: fuser::ReplyDirectoryPlus,
     ) {
         // A
-        let h = match self.handle(fh) {
-            Ok(h) => h,
-            Err(e) => return reply.error(e),
-        };
-        let Ok(mut guard) = h.lock() else {
-            return reply.error(Errno::EIO);
-        };
-        let Handle::Dir(entries) = &mut *guard else {
-            return reply.error(Errno::ENOTDIR);
-        };
-        let mut at = offset as usize;
-        while at < entries.len() {
-            // The kernel's buffer takes a few dozen entries: read attributes for about that
-            // many at once and keep them for the next call.
-            let end = entries.len().min(at + 64);
-            let page = &mut entries[at..end];
-            let sets: Vec<&[ouroboros_db::Hash]> = page
-                .iter()
-                .filter(|e| e.attr.is_none() && !e.heads.is_empty())
-                .map(|e| e.heads.as_slice())
-                .collect();
-            let mut newest = match self.cas.newest_heads(&sets) {
-                Ok(n) => n.into_iter(),
-                Err(e) => return reply.error(errno(&e)),
-            };
-            for (j, e) in page.iter_mut().enumerate() {
-                let attr = match (e.attr, e.heads.is_empty()) {
-                    (Some(a), _) => Some(a),
-                    (None, false) => newest.next().flatten().map(|(_, size, created)| {
-                        self.make_attr(
-                            &e.node,
-                            fuser::FileType::RegularFile,
-                            size,
-                            crate::fs::time_of(created),
-                        )
-                    }),
-                    (None, true) => self.attr(&e.node).ok(),
-                };
-                // An entry that vanished since the listing is left out.
-                let Some(attr) = attr else { continue };
-                e.attr = Some(attr);
-                let next = (at + j + 1) as u64;
-                if reply.add(INodeNo(e.ino), next, &e.name, &TTL, &attr, Generation(0)) {
-                    return reply.ok();
-                }
-            }
-            at += page.len();
-        }
-        reply.ok();
+        self.read_dir_plus(fh, offset, reply);
     }
 
     fn releasedir(
@@ -526,24 +424,22 @@ impl Filesystem for OuroFs {
         reply.ok();
     }
 
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         // A
-        // ENOSYS makes the kernel stop asking (no xattrs on this mount), saving a round trip
-        // per file in `ls -l`.
-        reply.error(Errno::ENOSYS);
+        // Not ENOSYS, which would make the kernel stop asking for every file of the mount,
+        // snapshot entries included (the price: `ls -l` asks once per file, ~15 us each).
+        match self.node(ino).and_then(|n| self.xattr(&n, name.as_bytes())) {
+            Ok(v) => reply_xattr(reply, size, &v),
+            Err(e) => reply.error(e),
+        }
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         // A
-        let _ = size;
-        reply.error(Errno::ENOSYS);
+        match self.node(ino).and_then(|n| self.xattr_names(&n)) {
+            Ok(names) => reply_xattr(reply, size, &names),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn setxattr(
@@ -579,14 +475,43 @@ impl Filesystem for OuroFs {
 
     fn symlink(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &std::path::Path,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &std::path::Path,
         reply: ReplyEntry,
     ) {
         // A
-        reply.error(Errno::EPERM);
+        let r = (|| {
+            let key = self.writable_key(parent, link_name)?;
+            let name = link_name.to_str().ok_or(Errno::EINVAL)?;
+            if self.child(&self.node(parent)?, name).is_ok() {
+                return Err(Errno::EEXIST);
+            }
+            let target = target.as_os_str().as_bytes();
+            self.make_symlink(&key, target, req.uid(), req.gid())?;
+            let node = Node::File(key);
+            let attr = self.attr(&node)?;
+            self.remember(node);
+            Ok(attr)
+        })();
+        match r {
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        // A
+        match self.node(ino).and_then(|n| self.read_link(&n)) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        // A
+        self.forget_snap(ino.0, nlookup);
     }
 
     fn mknod(
@@ -632,5 +557,17 @@ impl Filesystem for OuroFs {
             ),
             Err(_) => reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096),
         }
+    }
+}
+
+/// Answers getxattr or listxattr with `value`: its size when asked for the size (0), else
+/// the value, or ERANGE when it does not fit.
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    // A
+    match (size, u32::try_from(value.len())) {
+        (_, Err(_)) => reply.error(Errno::E2BIG),
+        (0, Ok(len)) => reply.size(len),
+        (max, Ok(len)) if len > max => reply.error(Errno::ERANGE),
+        _ => reply.data(value),
     }
 }

@@ -4,10 +4,14 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-use fuser::{FileAttr, FileHandle, FileType, INodeNo};
+use fuser::{FileAttr, FileType, INodeNo};
 use ouroboros_db::{parse_time, Blob, Error, Hash, TreeEntry};
 
+use ouroboros_db::model::meta::{TYPE_BITS, TYPE_SYMLINK};
+use ouroboros_db::model::FileMeta;
+
 use crate::fs::{errno, time_of, DirEntry, Handle, OuroFs, MAX_DIR_ENTRIES};
+use crate::meta::MARKER;
 use crate::node::{base_name, join, parse_version_dir_name, version_dir_name, Node, META_DIR};
 use fuser::Errno;
 
@@ -27,26 +31,63 @@ impl OuroFs {
         // A
         let (kind, size, mtime) = match node {
             Node::File(key) => {
-                let pending = self.pending_size(key);
-                match (self.head(key)?, pending) {
-                    (_, Some(size)) => (FileType::RegularFile, size, SystemTime::now()),
-                    (Some((_, size, created)), None) => {
-                        (FileType::RegularFile, size, time_of(created))
-                    }
-                    (None, None) => return Err(Errno::ENOENT),
+                if let Some((size, meta)) = self.pending_state(key) {
+                    return Ok(self.meta_attr(node, size, &meta, meta.mtime));
                 }
+                let (_, blob) = self.head_blob(key)?.ok_or(Errno::ENOENT)?;
+                return Ok(self.blob_attr(node, &blob));
             }
             Node::Frozen { hash, .. } => {
                 let b = self.cas.blob(hash).map_err(|e| errno(&e))?;
-                (FileType::RegularFile, b.size, time_of(b.created))
+                return Ok(self.blob_attr(node, &b));
+            }
+            Node::Dir(d) => {
+                return Ok(match self.dir_marker(d)? {
+                    Some((_, b)) => self.meta_attr(node, 0, &self.meta_of(&b), b.created),
+                    None => self.make_attr(node, FileType::Directory, 0, self.store_time()),
+                })
             }
             Node::Version { hash, .. } => {
                 let b = self.cas.blob(hash).map_err(|e| errno(&e))?;
                 (FileType::Directory, 0, time_of(b.created))
             }
-            _ => (FileType::Directory, 0, time_of(self.cas.config().created)),
+            Node::SnapDir(_)
+            | Node::SnapLatest(_)
+            | Node::Snapshot { .. }
+            | Node::SnapEntry { .. } => return self.snap_attr(node),
+            _ => (FileType::Directory, 0, self.store_time()),
         };
         Ok(self.make_attr(node, kind, size, mtime))
+    }
+
+    /// The attributes of a key version: its recorded file metadata, or the defaults.
+    pub(crate) fn blob_attr(&self, node: &Node, blob: &Blob) -> FileAttr {
+        // A
+        match blob.meta.file() {
+            Some(m) => self.meta_attr(node, blob.size, m, blob.created),
+            None => self.make_attr(
+                node,
+                FileType::RegularFile,
+                blob.size,
+                time_of(blob.created),
+            ),
+        }
+    }
+
+    /// The attributes of a node with file metadata `m`, changed (ctime) at `changed`.
+    pub(crate) fn meta_attr(&self, node: &Node, size: u64, m: &FileMeta, changed: i64) -> FileAttr {
+        // A
+        let kind = match m.mode & TYPE_BITS {
+            TYPE_SYMLINK => FileType::Symlink,
+            _ if node.is_dir() => FileType::Directory,
+            _ => FileType::RegularFile,
+        };
+        let mut a = self.make_attr(node, kind, size, time_of(m.mtime));
+        a.perm = (m.mode & 0o7777) as u16;
+        a.uid = m.uid;
+        a.gid = m.gid;
+        a.ctime = time_of(changed);
+        a
     }
 
     /// The attributes of `node` given its kind, size and time.
@@ -66,7 +107,7 @@ impl OuroFs {
             (_, false) => 0o444,
         };
         FileAttr {
-            ino: INodeNo(node.ino()),
+            ino: INodeNo(self.ino_of(node)),
             size,
             blocks: size.div_ceil(512),
             atime: mtime,
@@ -86,13 +127,13 @@ impl OuroFs {
         }
     }
 
-    pub(crate) fn pending_size(&self, key: &str) -> Option<u64> {
+    /// Size and metadata of a key being written (its open handle's).
+    pub(crate) fn pending_state(&self, key: &str) -> Option<(u64, FileMeta)> {
         // A
-        let fh = *self.pending.lock().ok()?.get(key)?;
-        let h = self.handle(FileHandle(fh)).ok()?;
+        let h = self.pending_handle(key)?;
         let guard = h.lock().ok()?;
         match &*guard {
-            Handle::Write(w) => w.size().ok(),
+            Handle::Write(w) => Some((w.size().ok()?, w.meta())),
             _ => None,
         }
     }
@@ -102,69 +143,21 @@ impl OuroFs {
         // A
         let err = |e: Error| errno(&e);
         match parent {
-            Node::Root | Node::Dir(_) => {
-                let dir = match parent {
-                    Node::Dir(d) => d.as_str(),
-                    _ => "",
-                };
-                if dir.is_empty() && name == META_DIR {
-                    return Ok(Node::Meta);
-                }
-                let p = join(dir, name);
-                let pending = self
-                    .pending
-                    .lock()
-                    .map(|m| m.contains_key(&p))
-                    .unwrap_or(false);
-                if pending || self.cas.is_key(&p).map_err(err)? {
-                    Ok(Node::File(p))
-                } else if self.cas.is_dir(&p).map_err(err)?
-                    || self
-                        .empty_dirs
-                        .lock()
-                        .map(|d| d.contains(&p))
-                        .unwrap_or(false)
-                {
-                    Ok(Node::Dir(p))
-                } else {
-                    Err(Errno::ENOENT)
-                }
-            }
+            Node::Root => self.tree_child("", name),
+            Node::Dir(d) => self.tree_child(d, name),
             Node::Meta => match name {
                 "versions" => Ok(Node::VersionsDir(String::new())),
                 "heads" => Ok(Node::HeadsDir(String::new())),
                 "at" => Ok(Node::AtRoot),
                 "blobs" => Ok(Node::BlobsDir),
+                "snapshots" => Ok(Node::SnapDir(String::new())),
                 _ => Err(Errno::ENOENT),
             },
-            Node::VersionsDir(p) => {
-                if let Some(short) = parse_version_dir_name(name) {
-                    if let Some((hash, _)) = self
-                        .cas
-                        .versions_of(p)
-                        .map_err(err)?
-                        .into_iter()
-                        .find(|(h, _)| h.has_hex_prefix(short))
-                    {
-                        return Ok(Node::Version {
-                            key: p.clone(),
-                            hash,
-                        });
-                    }
-                }
-                let q = join(p, name);
-                let known = !self.cas.versions_of(&q).map_err(err)?.is_empty()
-                    || !self
-                        .cas
-                        .keys_ever(&format!("{q}/"), None, 1)
-                        .map_err(err)?
-                        .is_empty();
-                if known {
-                    Ok(Node::VersionsDir(q))
-                } else {
-                    Err(Errno::ENOENT)
-                }
+            Node::SnapDir(p) => self.snap_dir_child(p, name),
+            Node::Snapshot { .. } | Node::SnapEntry { .. } => {
+                self.snap_child(parent, name.as_bytes()).map(|(n, _)| n)
             }
+            Node::VersionsDir(p) => self.versions_child(p, name),
             Node::Version { key, hash } if name == base_name(key) => Ok(Node::Frozen {
                 path: format!("{}/{name}", parent.path()),
                 hash: *hash,
@@ -191,29 +184,7 @@ impl OuroFs {
                     dir: String::new(),
                 })
             }
-            Node::AtDir { time, label, dir } => {
-                let q = join(dir, name);
-                if let Ok(hash) = self.cas.resolve(&format!("{q}@{label}")) {
-                    return Ok(Node::Frozen {
-                        path: format!("{}/{name}", parent.path()),
-                        hash,
-                    });
-                }
-                if self
-                    .cas
-                    .keys_ever(&format!("{q}/"), None, 1)
-                    .map_err(err)?
-                    .is_empty()
-                {
-                    Err(Errno::ENOENT)
-                } else {
-                    Ok(Node::AtDir {
-                        time: *time,
-                        label: label.clone(),
-                        dir: q,
-                    })
-                }
-            }
+            Node::AtDir { time, label, dir } => self.at_child(parent, *time, label, dir, name),
             Node::BlobsDir => {
                 let hash = Hash::from_hex(name).ok_or(Errno::ENOENT)?;
                 self.cas.blob(&hash).map_err(err)?;
@@ -223,6 +194,96 @@ impl OuroFs {
                 })
             }
             _ => Err(Errno::ENOTDIR),
+        }
+    }
+
+    /// What `name` is in `.ouro/versions/<p>`: a version of key `p` (by the short hash of
+    /// its `<time>_<short>` name) or a longer key path.
+    fn versions_child(&self, p: &str, name: &str) -> Result<Node, Errno> {
+        // A
+        let err = |e: Error| errno(&e);
+        if let Some(short) = parse_version_dir_name(name) {
+            if let Some((hash, _)) = self
+                .cas
+                .versions_of(p)
+                .map_err(err)?
+                .into_iter()
+                .find(|(h, _)| h.has_hex_prefix(short))
+            {
+                return Ok(Node::Version {
+                    key: p.to_string(),
+                    hash,
+                });
+            }
+        }
+        let q = join(p, name);
+        let known = !self.cas.versions_of(&q).map_err(err)?.is_empty()
+            || !self
+                .cas
+                .keys_ever(&format!("{q}/"), None, 1)
+                .map_err(err)?
+                .is_empty();
+        if known {
+            Ok(Node::VersionsDir(q))
+        } else {
+            Err(Errno::ENOENT)
+        }
+    }
+
+    /// What `name` is in `.ouro/at/<label>/<dir>`: the version of a key then, or a
+    /// directory that held keys.
+    fn at_child(
+        &self,
+        parent: &Node,
+        time: i64,
+        label: &str,
+        dir: &str,
+        name: &str,
+    ) -> Result<Node, Errno> {
+        // A
+        let q = join(dir, name);
+        if let Ok(hash) = self.cas.resolve(&format!("{q}@{label}")) {
+            return Ok(Node::Frozen {
+                path: format!("{}/{name}", parent.path()),
+                hash,
+            });
+        }
+        let ever = self
+            .cas
+            .keys_ever(&format!("{q}/"), None, 1)
+            .map_err(|e| errno(&e))?;
+        if ever.is_empty() {
+            Err(Errno::ENOENT)
+        } else {
+            Ok(Node::AtDir {
+                time,
+                label: label.to_string(),
+                dir: q,
+            })
+        }
+    }
+
+    /// What `name` is in directory `dir` of the key tree: a key (being written or stored), a
+    /// directory, or nothing (a directory's marker is not shown).
+    fn tree_child(&self, dir: &str, name: &str) -> Result<Node, Errno> {
+        // A
+        let err = |e: Error| errno(&e);
+        if dir.is_empty() && name == META_DIR {
+            return Ok(Node::Meta);
+        }
+        let p = join(dir, name);
+        let pending = self
+            .pending
+            .lock()
+            .map(|m| m.contains_key(&p))
+            .unwrap_or(false);
+        let marker = name == MARKER && self.dir_marker(dir)?.is_some();
+        if pending || !marker && self.cas.is_key(&p).map_err(err)? {
+            Ok(Node::File(p))
+        } else if self.cas.is_dir(&p).map_err(err)? {
+            Ok(Node::Dir(p))
+        } else {
+            Err(Errno::ENOENT)
         }
     }
 
@@ -245,189 +306,217 @@ impl OuroFs {
         }
     }
 
-    /// Every entry of a directory node, `.` and `..` first.
+    /// Every entry of a directory node, `.` and `..` first. Entries whose attributes need a
+    /// version record (keys, heads) get them a page at a time (`fill_attrs`).
     pub(crate) fn list(&self, ino: u64, node: &Node) -> Result<Vec<DirEntry>, Errno> {
         // A
-        let err = |e: Error| errno(&e);
         let here = self.attr(node)?;
-        let mut out = vec![
-            DirEntry {
-                ino,
-                kind: FileType::Directory,
-                name: ".".into(),
-                node: node.clone(),
-                attr: Some(here),
-                heads: Vec::new(),
-            },
-            DirEntry {
-                ino: 1,
-                kind: FileType::Directory,
-                name: "..".into(),
-                node: Node::Root,
-                attr: Some(here),
-                heads: Vec::new(),
-            },
-        ];
-        let dir_time = time_of(self.cas.config().created);
-        // Files of the key tree come with their size and time, directories need none: a
-        // listing answers `ls -l` without a lookup per entry (readdirplus).
-        let mut push = |node: Node, name: String, meta: Option<(u64, i64)>, heads: Vec<Hash>| {
-            let (kind, attr) = match (meta, node.is_dir()) {
-                (Some((size, created)), _) => {
-                    let a = self.make_attr(&node, FileType::RegularFile, size, time_of(created));
-                    (FileType::RegularFile, Some(a))
-                }
-                (None, true) if !matches!(node, Node::Version { .. }) => {
-                    let a = self.make_attr(&node, FileType::Directory, 0, dir_time);
-                    (FileType::Directory, Some(a))
-                }
-                (None, true) => (FileType::Directory, None),
-                (None, false) => (FileType::RegularFile, None),
-            };
-            let ino = self.remember(node.clone());
-            out.push(DirEntry {
-                ino,
-                kind,
-                name,
-                node,
-                attr,
-                heads,
-            });
+        let dot = |name: &str, ino: u64, node: Node| DirEntry {
+            ino,
+            kind: FileType::Directory,
+            name: name.into(),
+            node,
+            attr: Some(here),
+            heads: Vec::new(),
         };
-        let tree = |dir: &str| -> Result<Vec<TreeEntry>, Errno> {
-            let mut entries = self.cas.children(dir, MAX_DIR_ENTRIES).map_err(err)?;
-            // A key and a directory of one name: the file shadows the directory.
-            entries.dedup_by(|b, a| a.name() == b.name());
-            Ok(entries)
-        };
+        let mut out = vec![dot(".", ino, node.clone()), dot("..", 1, Node::Root)];
         match node {
-            Node::Root | Node::Dir(_) => {
-                let dir = match node {
-                    Node::Dir(d) => d.as_str(),
-                    _ => "",
-                };
-                if dir.is_empty() {
-                    push(Node::Meta, META_DIR.to_string(), None, Vec::new());
-                }
-                let mut names = HashSet::new();
-                for e in tree(dir)? {
-                    let p = join(dir, e.name());
-                    names.insert(e.name().to_string());
-                    match e {
-                        TreeEntry::Key { name, heads } => push(Node::File(p), name, None, heads),
-                        TreeEntry::Dir(n) => push(Node::Dir(p), n, None, Vec::new()),
-                    }
-                }
-                let prefix = if dir.is_empty() {
-                    String::new()
-                } else {
-                    format!("{dir}/")
-                };
-                let extra: Vec<String> = {
-                    let pending = self.pending.lock().map_err(|_| Errno::EIO)?;
-                    let empty = self.empty_dirs.lock().map_err(|_| Errno::EIO)?;
-                    pending
-                        .keys()
-                        .chain(empty.iter())
-                        .filter_map(|k| k.strip_prefix(&prefix))
-                        .filter(|r| !r.contains('/'))
-                        .map(str::to_string)
-                        .collect()
-                };
-                for n in extra {
-                    if names.insert(n.clone()) {
-                        let p = join(dir, &n);
-                        let is_file = self
-                            .pending
-                            .lock()
-                            .map(|m| m.contains_key(&p))
-                            .unwrap_or(false);
-                        let node = if is_file { Node::File(p) } else { Node::Dir(p) };
-                        push(node, n, None, Vec::new());
-                    }
-                }
-            }
+            Node::Root => self.list_tree("", &mut out)?,
+            Node::Dir(d) => self.list_tree(d, &mut out)?,
             Node::Meta => {
-                push(
-                    Node::VersionsDir(String::new()),
-                    "versions".into(),
-                    None,
-                    Vec::new(),
-                );
-                push(
-                    Node::HeadsDir(String::new()),
-                    "heads".into(),
-                    None,
-                    Vec::new(),
-                );
-                push(Node::AtRoot, "at".into(), None, Vec::new());
-                push(Node::BlobsDir, "blobs".into(), None, Vec::new());
-            }
-            Node::VersionsDir(p) => {
-                if !p.is_empty() {
-                    for (hash, created) in self.cas.versions_of(p).map_err(err)? {
-                        push(
-                            Node::Version {
-                                key: p.clone(),
-                                hash,
-                            },
-                            version_dir_name(created, &hash, true),
-                            None,
-                            Vec::new(),
-                        );
-                    }
-                }
-                for e in tree(p)? {
-                    push(
-                        Node::VersionsDir(join(p, e.name())),
-                        e.name().to_string(),
-                        None,
-                        Vec::new(),
-                    );
+                for (n, name) in [
+                    (Node::VersionsDir(String::new()), "versions"),
+                    (Node::HeadsDir(String::new()), "heads"),
+                    (Node::AtRoot, "at"),
+                    (Node::BlobsDir, "blobs"),
+                    (Node::SnapDir(String::new()), "snapshots"),
+                ] {
+                    self.push(&mut out, n, name.into(), FileType::Directory, Vec::new());
                 }
             }
+            Node::VersionsDir(p) => self.list_versions(p, &mut out)?,
             Node::Version { key, hash } => {
                 let name = base_name(key).to_string();
-                push(
-                    Node::Frozen {
-                        path: format!("{}/{name}", node.path()),
-                        hash: *hash,
-                    },
-                    name,
-                    None,
-                    Vec::new(),
-                );
+                let file = Node::Frozen {
+                    path: format!("{}/{name}", node.path()),
+                    hash: *hash,
+                };
+                self.push(&mut out, file, name, FileType::RegularFile, Vec::new());
             }
-            Node::HeadsDir(p) => {
-                if !p.is_empty() {
-                    if let Ok(heads) = self.cas.heads(p) {
-                        for v in heads {
-                            let name = v.hash.to_hex()[..crate::node::SHORT].to_string();
-                            push(
-                                Node::Frozen {
-                                    path: format!("{}/{name}", node.path()),
-                                    hash: v.hash,
-                                },
-                                name,
-                                Some((v.size, v.created)),
-                                Vec::new(),
-                            );
-                        }
-                    }
-                }
-                for e in tree(p)? {
-                    push(
-                        Node::HeadsDir(join(p, e.name())),
-                        e.name().to_string(),
-                        None,
-                        Vec::new(),
-                    );
-                }
-            }
+            Node::HeadsDir(p) => self.list_heads(p, node, &mut out)?,
+            Node::SnapDir(p) => self.list_snap_dir(p, &mut out)?,
             // Any time or hash can be looked up; listing them all is not offered.
             Node::AtRoot | Node::AtDir { .. } | Node::BlobsDir => {}
-            Node::File(_) | Node::Frozen { .. } => return Err(Errno::ENOTDIR),
+            _ => return Err(Errno::ENOTDIR),
         }
         Ok(out)
+    }
+
+    /// Adds an entry; the fixed directories of `.ouro` get their attributes now, the others
+    /// when a page of the listing is sent.
+    fn push(
+        &self,
+        out: &mut Vec<DirEntry>,
+        node: Node,
+        name: String,
+        kind: FileType,
+        heads: Vec<Hash>,
+    ) {
+        // A
+        let fixed = kind == FileType::Directory
+            && node.is_frozen()
+            && !matches!(node, Node::Version { .. });
+        let attr = fixed.then(|| self.make_attr(&node, kind, 0, self.store_time()));
+        let ino = self.remember(node.clone());
+        out.push(DirEntry {
+            ino,
+            kind,
+            name,
+            node,
+            attr,
+            heads,
+        });
+    }
+
+    /// The keys and directories of `dir`, `.ouro` at the root, keys being written; the
+    /// directory's marker is left out.
+    fn list_tree(&self, dir: &str, out: &mut Vec<DirEntry>) -> Result<(), Errno> {
+        // A
+        if dir.is_empty() {
+            self.push(
+                out,
+                Node::Meta,
+                META_DIR.into(),
+                FileType::Directory,
+                Vec::new(),
+            );
+        }
+        let mut entries = self.tree(dir)?;
+        let has_marker = entries
+            .iter()
+            .any(|e| matches!(e, TreeEntry::Key { name, .. } if name == MARKER));
+        if has_marker && self.dir_marker(dir)?.is_some() {
+            entries.retain(|e| !matches!(e, TreeEntry::Key { name, .. } if name == MARKER));
+        }
+        // A key and a directory of one name: the file shadows the directory.
+        entries.dedup_by(|b, a| a.name() == b.name());
+        let mut names = HashSet::new();
+        for e in entries {
+            let p = join(dir, e.name());
+            names.insert(e.name().to_string());
+            match e {
+                TreeEntry::Key { name, heads } => {
+                    self.push(out, Node::File(p), name, FileType::RegularFile, heads)
+                }
+                TreeEntry::Dir(n) => {
+                    self.push(out, Node::Dir(p), n, FileType::Directory, Vec::new())
+                }
+            }
+        }
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let pending: Vec<String> = {
+            let pending = self.pending.lock().map_err(|_| Errno::EIO)?;
+            pending
+                .keys()
+                .filter_map(|k| k.strip_prefix(&prefix))
+                .filter(|r| !r.contains('/'))
+                .map(str::to_string)
+                .collect()
+        };
+        for n in pending {
+            if names.insert(n.clone()) {
+                let node = Node::File(join(dir, &n));
+                self.push(out, node, n, FileType::RegularFile, Vec::new());
+            }
+        }
+        Ok(())
+    }
+
+    /// Direct children of `dir` in the key tree.
+    fn tree(&self, dir: &str) -> Result<Vec<TreeEntry>, Errno> {
+        // A
+        let mut entries = self
+            .cas
+            .children(dir, MAX_DIR_ENTRIES)
+            .map_err(|e| errno(&e))?;
+        entries.dedup_by(|b, a| a.name() == b.name());
+        Ok(entries)
+    }
+
+    /// `.ouro/versions/<p>`: a directory per version of key `p`, and the names below `p`.
+    fn list_versions(&self, p: &str, out: &mut Vec<DirEntry>) -> Result<(), Errno> {
+        // A
+        if !p.is_empty() {
+            for (hash, created) in self.cas.versions_of(p).map_err(|e| errno(&e))? {
+                let node = Node::Version {
+                    key: p.to_string(),
+                    hash,
+                };
+                let name = version_dir_name(created, &hash, true);
+                self.push(out, node, name, FileType::Directory, Vec::new());
+            }
+        }
+        for e in self.tree(p)? {
+            let node = Node::VersionsDir(join(p, e.name()));
+            self.push(out, node, e.name().into(), FileType::Directory, Vec::new());
+        }
+        Ok(())
+    }
+
+    /// `.ouro/heads/<p>`: a file per head of key `p`, and the names below `p`.
+    fn list_heads(&self, p: &str, node: &Node, out: &mut Vec<DirEntry>) -> Result<(), Errno> {
+        // A
+        if !p.is_empty() {
+            if let Ok(heads) = self.cas.heads(p) {
+                for v in heads {
+                    let name = v.hash.to_hex()[..crate::node::SHORT].to_string();
+                    let file = Node::Frozen {
+                        path: format!("{}/{name}", node.path()),
+                        hash: v.hash,
+                    };
+                    self.push(out, file, name, FileType::RegularFile, Vec::new());
+                }
+            }
+        }
+        for e in self.tree(p)? {
+            let node = Node::HeadsDir(join(p, e.name()));
+            self.push(out, node, e.name().into(), FileType::Directory, Vec::new());
+        }
+        Ok(())
+    }
+
+    /// Fills the attributes of the entries of `page` that lack them (the newest heads of its
+    /// keys read in one transaction) and sets their kinds from them (a key may be a symbolic
+    /// link). `all` false (readdir): only entries whose kind is not known yet.
+    pub(crate) fn fill_attrs(&self, page: &mut [DirEntry], all: bool) -> Result<(), Errno> {
+        // A
+        let newest = {
+            let sets: Vec<&[Hash]> = page
+                .iter()
+                .filter(|e| e.attr.is_none() && !e.heads.is_empty())
+                .map(|e| e.heads.as_slice())
+                .collect();
+            self.cas.newest_head_records(&sets).map_err(|e| errno(&e))?
+        };
+        let mut newest = newest.into_iter();
+        for e in page.iter_mut().filter(|e| e.attr.is_none()) {
+            if !e.heads.is_empty() {
+                e.attr = newest
+                    .next()
+                    .flatten()
+                    .map(|(_, b)| self.blob_attr(&e.node, &b));
+            } else if all || e.kind != FileType::Directory {
+                // An entry that vanished since the listing keeps no attributes.
+                e.attr = self.attr(&e.node).ok();
+            }
+            if let Some(a) = e.attr {
+                e.kind = a.kind;
+            }
+        }
+        Ok(())
     }
 }

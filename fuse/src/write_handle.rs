@@ -6,7 +6,10 @@ use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use ouroboros_db::model::{FileMeta, VersionMeta};
 use ouroboros_db::{Cas, Hash, PutOptions, Result};
+
+use crate::meta::now_nanos;
 
 /// An open-for-writing key.
 pub struct WriteHandle {
@@ -23,17 +26,25 @@ pub struct WriteHandle {
     /// before writing makes no empty version.
     must_store: bool,
     append: bool,
+    /// Mode, owner and time the next version records: those of the version opened (or given
+    /// to create), the time of the last write, or what setattr set meanwhile.
+    meta: FileMeta,
+    /// Changed by setattr since the last commit: stored at the next flush even unwritten.
+    meta_dirty: bool,
+    /// Unlinked while open: writes still go to the temp file, nothing is stored.
+    discarded: bool,
 }
 
 impl WriteHandle {
-    /// A handle on an empty temp file (in `dir`), holding `parent`'s content unless `truncate`.
+    /// A handle on an empty temp file (in `dir`), holding `parent`'s content unless `truncate`;
+    /// its versions record `meta` (with the time of each write).
     pub fn open(
         cas: &Cas,
         dir: &Path,
         key: &str,
         parent: Option<Hash>,
-        truncate: bool,
-        append: bool,
+        (truncate, append): (bool, bool),
+        meta: FileMeta,
     ) -> Result<Self> {
         // A
         let io =
@@ -49,6 +60,12 @@ impl WriteHandle {
             dirty: false,
             must_store: parent.is_none() || truncate,
             append,
+            meta: FileMeta {
+                mtime: if truncate { now_nanos() } else { meta.mtime },
+                ..meta
+            },
+            meta_dirty: false,
+            discarded: false,
         })
     }
 
@@ -58,6 +75,7 @@ impl WriteHandle {
         let at = if self.append { self.size()? } else { offset };
         self.file.write_all_at(data, at)?;
         self.dirty = true;
+        self.meta.mtime = now_nanos();
         Ok(())
     }
 
@@ -82,6 +100,7 @@ impl WriteHandle {
         // A
         self.file.set_len(len)?;
         self.dirty = true;
+        self.meta.mtime = now_nanos();
         Ok(())
     }
 
@@ -91,11 +110,54 @@ impl WriteHandle {
         Ok(self.file.metadata()?.len())
     }
 
-    /// Stores the content as a new version when it was written to since the last commit
-    /// (`closing`: also when it was created or truncated and never stored).
+    /// The metadata the next version records.
+    pub fn meta(&self) -> FileMeta {
+        // A
+        self.meta
+    }
+
+    /// True while something is not stored yet (content written, a new or truncated file not
+    /// yet stored, or metadata set): a setattr then changes this handle, not the key's head.
+    pub fn unstored(&self) -> bool {
+        // A
+        self.dirty || self.must_store || self.meta_dirty
+    }
+
+    /// Records new metadata for the next version (chmod, chown, touch on an open file).
+    pub fn set_meta(&mut self, meta: FileMeta) {
+        // A
+        self.meta = meta;
+        self.meta_dirty = true;
+    }
+
+    /// The head changed under this handle by a metadata-only version (setattr while nothing
+    /// was unstored): later versions descend from it and keep its metadata.
+    pub fn rebase(&mut self, head: Hash, meta: FileMeta) {
+        // A
+        self.parent = Some(head);
+        self.meta = meta;
+    }
+
+    /// The file was unlinked while open: nothing of it is stored from now on.
+    pub fn discard(&mut self) {
+        // A
+        self.discarded = true;
+    }
+
+    /// The file was renamed while open: later versions go to `key`, after `head` (the
+    /// version the rename made).
+    pub fn retarget(&mut self, key: &str, head: Hash) {
+        // A
+        self.key = key.to_string();
+        self.parent = Some(head);
+    }
+
+    /// Stores the content as a new version when it was written to (or its metadata set)
+    /// since the last commit (`closing`: also when it was created or truncated and never
+    /// stored).
     pub fn commit(&mut self, cas: &Cas, closing: bool) -> Result<Option<Hash>> {
         // PA
-        if !(self.dirty || closing && self.must_store) {
+        if self.discarded || !(self.dirty || self.meta_dirty || closing && self.must_store) {
             return Ok(None);
         }
         let mut reader = self
@@ -107,11 +169,13 @@ impl WriteHandle {
             .map_err(|e| ouroboros_db::Error::io("rewinding a temp file", e))?;
         let opts = PutOptions {
             parents: Some(self.parent.into_iter().collect()),
+            meta: VersionMeta::File(self.meta),
             ..PutOptions::default()
         };
         let out = cas.put(&self.key, reader, &opts)?;
         self.parent = Some(out.hash);
         self.dirty = false;
+        self.meta_dirty = false;
         self.must_store = false;
         Ok(Some(out.hash))
     }

@@ -211,3 +211,61 @@ impl Cas {
         Ok(hash)
     }
 }
+
+// The mount's file metadata (chmod, chown, touch): kept apart from the functions above.
+impl Cas {
+    /// For each set of heads, the newest one's hash and record, all read in one transaction:
+    /// a listing of the mount needs each key's file metadata, not only its size.
+    pub fn newest_head_records(&self, sets: &[&[Hash]]) -> Result<Vec<Option<(Hash, Blob)>>> {
+        // A
+        let txn = self.lmdb.read()?;
+        sets.iter()
+            .map(|heads| self.newest_head(&txn, heads))
+            .collect()
+    }
+
+    /// Stores a child of `key`'s single head with the same chunks and file metadata `meta`:
+    /// chmod, chown and touch in the mount cost no content I/O.
+    pub fn set_meta(&self, key: &str, meta: crate::model::FileMeta) -> Result<Hash> {
+        // PA
+        validate_key(key)?;
+        let lock = GcLock::acquire(self.path(), false, &|| {})?;
+        let mut txn = self.lmdb.write()?;
+        let head = match self.lmdb.versions.get(&txn, key)? {
+            Some(s) if s.deleted.is_none() && s.heads.len() == 1 => s.heads[0],
+            Some(s) if s.deleted.is_none() && s.heads.len() > 1 => {
+                return Err(Error::MultipleHeads {
+                    key: key.to_string(),
+                    heads: s.heads,
+                })
+            }
+            _ => return Err(Error::NotFound(format!("key {key:?}"))),
+        };
+        let blob = self
+            .lmdb
+            .blobs
+            .get(&txn, &head)?
+            .ok_or_else(|| Error::NotFound(format!("version {head}")))?;
+        if self.uses_condemned(&txn, &blob.chunks)? {
+            // As in copy_version: the content goes through the put pipeline once (sealed
+            // anew), then the metadata is set on that copy.
+            drop(txn);
+            drop(lock);
+            self.put_copy(key, head, key, vec![head])?;
+            return self.set_meta(key, meta);
+        }
+        let hash = self.commit_version_in(
+            &mut txn,
+            key,
+            vec![head],
+            Body {
+                chunks: &blob.chunks,
+                size: blob.size,
+                created: now_nanos(),
+                meta: crate::model::VersionMeta::File(meta),
+            },
+        )?;
+        self.lmdb.commit(txn)?;
+        Ok(hash)
+    }
+}

@@ -198,7 +198,18 @@ impl Cas {
     fn import_version_in(&self, txn: &mut RwTxn, rec: &VersionRecord) -> Result<bool> {
         // PA
         let blob = &rec.blob;
-        crate::model::validate_key(&blob.key)?;
+        // Snapshots replicate like any version: their reserved keys are valid here.
+        crate::model::snapshot::validate_stored_key(&blob.key)?;
+        if blob.meta.snapshot().is_some()
+            != blob
+                .key
+                .starts_with(crate::model::snapshot::SNAPSHOT_KEY_PREFIX)
+        {
+            return Err(Error::malformed(
+                "version",
+                "a snapshot outside the snapshot keys, or the reverse",
+            ));
+        }
         let hash = blob.hash();
         if self.lmdb.blobs.get(txn, &hash)?.is_some()
             || self.lmdb.removed.get(txn, &hash)?.is_some()
@@ -308,7 +319,7 @@ impl Cas {
 
     fn import_key_removal(&self, txn: &mut RwTxn, key: &str, time: i64) -> Result<bool> {
         // PA
-        crate::model::validate_key(key)?;
+        crate::model::snapshot::validate_stored_key(key)?;
         let mut state = self.lmdb.versions.get(txn, key)?.unwrap_or_default();
         let mut changed = false;
         for v in self.lmdb.key_to_hash.versions(txn, key)? {

@@ -76,3 +76,13 @@ impl SnapshotInfo {
         self.root.content
     }
 }
+
+/// Checks a key a stored or replicated version may have: a user key, or a snapshot key
+/// (which users cannot write directly, but peers replicate).
+pub fn validate_stored_key(key: &str) -> crate::error::Result<()> {
+    // A
+    match prefix_of_snapshot_key(key) {
+        Some(_) => Ok(()),
+        None => crate::model::validate_key(key),
+    }
+}

@@ -241,7 +241,11 @@ impl Cas {
     ) -> Result<Option<(Hash, crate::model::Blob)>> {
         // A
         let txn = self.lmdb.read()?;
-        let Some(state) = self.lmdb.versions.get(&txn, skey)?.filter(|s| s.deleted.is_none())
+        let Some(state) = self
+            .lmdb
+            .versions
+            .get(&txn, skey)?
+            .filter(|s| s.deleted.is_none())
         else {
             return Ok(None);
         };
@@ -250,8 +254,13 @@ impl Cas {
             if self.lmdb.removed.get(&txn, &v.hash)?.is_some() {
                 continue;
             }
-            let Some(b) = self.lmdb.blobs.get(&txn, &v.hash)? else { continue };
-            let same = b.meta.snapshot().is_some_and(|s| s.host == host && s.path == path);
+            let Some(b) = self.lmdb.blobs.get(&txn, &v.hash)? else {
+                continue;
+            };
+            let same = b
+                .meta
+                .snapshot()
+                .is_some_and(|s| s.host == host && s.path == path);
             if same && own.as_ref().is_none_or(|(_, o)| b.created >= o.created) {
                 own = Some((v.hash, b));
             }

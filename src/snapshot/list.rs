@@ -113,9 +113,10 @@ impl Cas {
                 )
                 .map_err(|e| match e {
                     // The reserved key is ours, not the user's: name the prefix instead.
-                    Error::NotFound(m) => Error::NotFound(
-                        m.replace(&format!("{key:?}"), &format!("the snapshots of {:?}", r.key)),
-                    ),
+                    Error::NotFound(m) => Error::NotFound(m.replace(
+                        &format!("{key:?}"),
+                        &format!("the snapshots of {:?}", r.key),
+                    )),
                     e => e,
                 })?,
         };
