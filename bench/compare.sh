@@ -4,9 +4,141 @@
 #   [REPS=3] bench/compare.sh [FILE [TREE]]
 #     FILE defaults to a tar of the Rust toolchain's lib/ (~540 MB of real binaries)
 #     TREE defaults to /usr/share (tens of thousands of files)
+#     Sections (a) one file, (b) a tree, (c) snapshots: put -r / get -r against restic.
+#   [REPS=3] bench/compare.sh snapshots [TREE]
+#     Only (c): replaces that section of bench/RESULTS.md, keeps the others.
 source "$(dirname "$0")/common.sh"
-need borg:borgbackup restic:restic /usr/bin/time:time bc:bc git:git
+need borg:borgbackup restic:restic /usr/bin/time:time bc:bc git:git rsync:rsync
 build_ouro
+
+# The first (writing) runs are repeated REPS times on fresh stores, the tools taking turns,
+# and the median is reported: on a shared machine one run can be off by 20%.
+reps=${REPS:-3}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+r() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+mb() { echo "scale=1; $1 / 1000000" | bc -l; }
+
+# (c) Snapshots: ouro put -r / get -r against restic backup / restore on TREE, the tools
+# taking turns in every step (2 noisy cores: never one tool minutes after the other).
+# Measures the first run, the unchanged re-run (time and bytes it adds to the store), the
+# restore into an empty directory under /tmp, and how exact the restore is: the lines of
+# `rsync -n -aHAX --numeric-ids -c --itemize-changes --delete TREE/ RESTORED/`.
+# Prints a markdown section on stdout; progress on stderr.
+snapshot_case() {
+  local tree=$1 i t secs rss before
+  local sw=$work/snap rt
+  rt=$(mktemp -d /tmp/ouro-bench-restore.XXXXXX)
+  declare -A SR SX
+  # timed KEY CMD...: wall seconds (appended to SR[KEY]) and peak RSS KB (SX[KEY]) of CMD.
+  timed() {
+    local key=$1; shift
+    # Let the disk settle: freeing the previous step's files (ext4 with discard) slows the
+    # first writes that follow by up to 10x on this kind of VM.
+    sync; sleep 2
+    /usr/bin/time -f "%e %M" -o "$sw/time.txt" "$@" >/dev/null 2>"$sw/err.txt" || { cat "$sw/err.txt" >&2; return 1; }
+    read -r secs rss <"$sw/time.txt"
+    SR[$key]+=" $secs"; SX[$key]=$rss
+    printf '%-22s %8.2f s  peak RSS %6d MB\n' "$key" "$secs" "$((rss / 1024))" >&2
+  }
+  rm -rf "$sw"; mkdir -p "$sw"
+  local files entries bytes
+  files=$(find "$tree" -type f | wc -l); entries=$(find "$tree" | wc -l); bytes=$(du -sb "$tree" | cut -f1)
+  echo "(c) snapshots: $tree, $files files, $entries entries; restores under $rt" >&2
+  # Every tool reads the tree from the page cache.
+  tar cf - "$tree" 2>/dev/null | cat >/dev/null
+  export RESTIC_PASSWORD=bench
+  local so=$sw/ouro-store srepo=$sw/restic
+  for i in $(seq "$reps"); do
+    rm -rf "$so" "$srepo"
+    OURO_STORE=$so OURO_IDENTITY=$sw/ouro-id.txt "$ouro" init -q
+    restic init -q -r "$srepo"
+    # First runs, then unchanged re-runs; who goes first alternates between repetitions.
+    ouro_again() {
+      before=$(du -sb "$so" | cut -f1)
+      timed ouro_again env OURO_STORE="$so" OURO_IDENTITY="$sw/ouro-id.txt" "$ouro" put -r "$tree" tree -q
+      SR[ouro_added]+=" $(( $(du -sb "$so" | cut -f1) - before ))"
+    }
+    restic_again() {
+      before=$(du -sb "$srepo" | cut -f1)
+      timed restic_again restic -q -r "$srepo" backup "$tree"
+      SR[restic_added]+=" $(( $(du -sb "$srepo" | cut -f1) - before ))"
+    }
+    if [ $((i % 2)) = 1 ]; then
+      timed ouro_put env OURO_STORE="$so" OURO_IDENTITY="$sw/ouro-id.txt" "$ouro" put -r "$tree" tree -q
+      timed restic_put restic -q -r "$srepo" backup "$tree"
+      ouro_again; restic_again
+    else
+      timed restic_put restic -q -r "$srepo" backup "$tree"
+      timed ouro_put env OURO_STORE="$so" OURO_IDENTITY="$sw/ouro-id.txt" "$ouro" put -r "$tree" tree -q
+      restic_again; ouro_again
+    fi
+    # Restores into empty directories, taking turns too; the last ones are kept and checked.
+    rm -rf "$rt/ouro" "$rt/restic"
+    if [ $((i % 2)) = 1 ]; then
+      timed ouro_get env OURO_STORE="$so" OURO_IDENTITY="$sw/ouro-id.txt" "$ouro" get -r tree "$rt/ouro" -q
+      timed restic_get restic -q -r "$srepo" restore latest --target "$rt/restic"
+    else
+      timed restic_get restic -q -r "$srepo" restore latest --target "$rt/restic"
+      timed ouro_get env OURO_STORE="$so" OURO_IDENTITY="$sw/ouro-id.txt" "$ouro" get -r tree "$rt/ouro" -q
+    fi
+  done
+  local rs=(rsync -n -aHAX --numeric-ids -c --itemize-changes --delete)
+  "${rs[@]}" "$tree/" "$rt/ouro/" >"$sw/ouro.diff" 2>&1 || true
+  "${rs[@]}" "$tree/" "$rt/restic$tree/" >"$sw/restic.diff" 2>&1 || true
+  local od rd
+  od=$(grep -c . "$sw/ouro.diff" || true); rd=$(grep -c . "$sw/restic.diff" || true)
+  echo "rsync differences: ouro $od, restic $rd" >&2
+  local k
+  declare -A M
+  for k in ouro_put restic_put ouro_again restic_again ouro_get restic_get ouro_added restic_added; do
+    M[$k]=$(median ${SR[$k]})
+  done
+  # runs A B: " a1/b1, a2/b2, ..." from the per-repetition figures
+  runs2() { local a=(${SR[$1]}) b=(${SR[$2]}) j out=""; for j in "${!a[@]}"; do out+=" ${a[$j]}/${b[$j]},"; done; echo "${out%,}"; }
+  verdict() { if [ "$(echo "$1" | bc -l)" = 1 ]; then echo met; else echo "**missed**"; fi; }
+  local rp ra rg
+  rp=$(r "${M[ouro_put]}" "${M[restic_put]}"); ra=$(r "${M[ouro_again]}" "${M[restic_again]}"); rg=$(r "${M[ouro_get]}" "${M[restic_get]}")
+  echo "## (c) Snapshots: put -r / get -r against restic on $tree ($files files, $entries entries, $(mb "$bytes") MB)"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/Model name: *//p' | head -1)); ouro $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src cli 2>/dev/null || echo ' + uncommitted changes') (release build, 4+2, zstd 3); $(restic version | cut -d' ' -f1-2)."
+  echo "Reproduce: \`bench/compare.sh snapshots $tree\` (as root, so that both restore owners). Medians of $reps repetitions; in each"
+  echo "step the two tools run back to back, and who goes first alternates. Restores go into an empty directory under /tmp."
+  echo
+  echo "| | ouro | restic | ouro / restic | target | |"
+  echo "|---|---|---|---|---|---|"
+  echo "| first run s | ${M[ouro_put]} | ${M[restic_put]} | ${rp}x | <= 0.5x | $(verdict "$rp <= 0.5") |"
+  echo "| unchanged re-run s | ${M[ouro_again]} | ${M[restic_again]} | ${ra}x | <= 0.3x and < 1 s | $(verdict "$ra <= 0.3 && ${M[ouro_again]} < 1") |"
+  echo "| bytes the re-run adds to the store (du -sb) | ${M[ouro_added]} | ${M[restic_added]} | | < 65536 | $(verdict "${M[ouro_added]} < 65536") |"
+  echo "| restore s | ${M[ouro_get]} | ${M[restic_get]} | ${rg}x | <= 0.5x | $(verdict "$rg <= 0.5") |"
+  echo "| rsync -aHAX -c differences after the restore | $od | $rd | | 0 | $(verdict "$od == 0") |"
+  echo "| peak RSS first run / restore MB | $((SX[ouro_put] / 1024)) / $((SX[ouro_get] / 1024)) | $((SX[restic_put] / 1024)) / $((SX[restic_get] / 1024)) | | | |"
+  echo
+  echo "Each repetition, ouro / restic: first run s:$(runs2 ouro_put restic_put); re-run s:$(runs2 ouro_again restic_again);"
+  echo "bytes added by the re-run:$(runs2 ouro_added restic_added); restore s:$(runs2 ouro_get restic_get)."
+  for t in ouro restic; do
+    if [ -s "$sw/$t.diff" ]; then
+      echo
+      echo "First rsync differences of $t's restore (of $(grep -c . "$sw/$t.diff")):"
+      echo
+      echo '```'
+      head -8 "$sw/$t.diff"
+      echo '```'
+    fi
+  done
+  rm -rf "$rt"
+}
+
+if [ "${1:-}" = snapshots ]; then
+  section=$(snapshot_case "${2:-/usr/share}")
+  results=$root/bench/RESULTS.md
+  touch "$results"
+  # Drop the old (c) section (up to the next "## " heading or the end), append the new one.
+  awk '/^## \(c\)/ {skip = 1; next} /^## / {skip = 0} !skip' "$results" >"$work/results.tmp"
+  sed -i -e :a -e '/^\n*$/{$d;N;ba' -e '}' "$work/results.tmp"
+  { cat "$work/results.tmp"; echo; echo "$section"; } >"$results"
+  echo "$section"
+  exit 0
+fi
 
 input=${1:-}
 if [ -z "$input" ]; then
@@ -30,10 +162,6 @@ run() {
   printf '%-16s %8.2f s %8.1f MB/s  peak RSS %6d MB\n' "$label" "$secs" "$(echo "$size / $secs / 1000000" | bc -l)" "$((rss / 1024))" >&2
 }
 
-# The first (writing) runs are repeated REPS times on fresh stores, the tools taking turns,
-# and the median is reported: on a shared machine one run can be off by 20%.
-reps=${REPS:-3}
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 declare -A T R RUNS
 
 export OURO_STORE=$work/ouro-store OURO_IDENTITY=$work/ouro-id.txt
@@ -97,14 +225,12 @@ ouro_parity=$("$ouro" stats --json | python3 -c 'import json,sys; print(json.loa
 borg_stored=$(du -sb "$work/borg" | cut -f1)
 restic_stored=$(du -sb "$work/restic" | cut -f1)
 
-r() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 # runs A B C: " a1/b1/c1, a2/b2/c2, ..." from the per-run times
 runs() {
   local a=(${RUNS[$1]}) b=(${RUNS[$2]}) c=(${RUNS[$3]}) i out=""
   for i in "${!a[@]}"; do out+=" ${a[$i]}/${b[$i]}/${c[$i]},"; done
   echo "${out%,}"
 }
-mb() { echo "scale=1; $1 / 1000000" | bc -l; }
 {
   echo "# Benchmark results"
   echo
@@ -141,4 +267,6 @@ mb() { echo "scale=1; $1 / 1000000" | bc -l; }
   echo
   echo "Peak RSS of ouro includes LMDB's memory-mapped file pages (page cache, reclaimable); see README, \"Memory\"."
 } >"$root/bench/RESULTS.md"
+section=$(snapshot_case "$tree")
+{ echo; echo "$section"; } >>"$root/bench/RESULTS.md"
 cat "$root/bench/RESULTS.md"
