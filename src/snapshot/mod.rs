@@ -19,6 +19,7 @@ pub mod list;
 pub mod names;
 pub mod owners;
 pub mod restore;
+mod restore_files;
 pub mod retention;
 pub mod stream;
 pub mod walk;

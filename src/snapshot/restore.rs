@@ -2,9 +2,8 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::cas::Cas;
@@ -15,6 +14,7 @@ use crate::progress::Progress;
 use crate::snapshot::fsmeta::{apply_meta, OwnerPolicy};
 use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
+use crate::snapshot::restore_files::{FileJob, Writer};
 use crate::snapshot::stream::StreamReader;
 
 /// How a restore runs.
@@ -84,7 +84,13 @@ struct Run<'a, 'c> {
     /// Never deleted: the store itself when it lies inside the target.
     protect: Option<PathBuf>,
     report: RestoreReport,
-    tmp_seq: u64,
+    /// Regular files to write, once every directory exists (by [`Writer`], in parallel).
+    files: Vec<FileJob>,
+    /// Later names of hard-link groups whose first name is among `files`.
+    links_later: Vec<FileJob>,
+    /// Directories whose metadata is set last, deepest first (writing into a directory
+    /// moves its times).
+    dirs_later: Vec<(PathBuf, Entry, Vec<u8>)>,
 }
 
 impl Cas {
@@ -133,7 +139,9 @@ impl Cas {
                 snapshot: hash,
                 ..Default::default()
             },
-            tmp_seq: 0,
+            files: Vec::new(),
+            links_later: Vec::new(),
+            dirs_later: Vec::new(),
         };
         let root_tree = info
             .root_tree()
@@ -144,6 +152,7 @@ impl Cas {
         }
         run.dir(&root_tree, target, &mut Vec::new())?;
         if !opts.dry_run {
+            run.finish()?;
             run.meta(target, &info.root, b".");
         }
         Ok(run.report)
@@ -239,6 +248,11 @@ impl Run<'_, '_> {
                 .content
                 .ok_or_else(|| Error::malformed("tree record", "directory without tree"))?;
             self.dir(&tree, path, rel)?;
+            if !self.opts.dry_run {
+                self.dirs_later
+                    .push((path.to_path_buf(), entry.clone(), rel_path));
+            }
+            return Ok(());
         } else if !self.opts.dry_run && (replace || existing.is_none()) {
             // A file's new content is renamed over what is there, atomically; anything else
             // (a directory in its way, a symlink, fifo, device or hard link to create) needs
@@ -251,12 +265,66 @@ impl Run<'_, '_> {
             if replace && !renamed_over {
                 remove_any(path)?;
             }
+            if entry.kind == EntryKind::File {
+                // Written later, with its metadata, once every directory exists.
+                let job = FileJob {
+                    entry: entry.clone(),
+                    path: path.to_path_buf(),
+                    rel: rel_path,
+                };
+                match entry.hardlink.filter(|id| self.links.contains_key(id)) {
+                    Some(_) => self.links_later.push(job),
+                    None => {
+                        self.note_link(entry, path);
+                        self.files.push(job);
+                    }
+                }
+                return Ok(());
+            }
             self.create(entry, path)?;
         } else if !self.opts.dry_run && entry.kind == EntryKind::File {
             self.note_link(entry, path);
         }
         if !self.opts.dry_run {
             self.meta(path, entry, &rel_path);
+        }
+        Ok(())
+    }
+
+    /// Writes the files the walk queued, links the later names of hard-link groups, then
+    /// sets the directories' metadata, deepest first.
+    fn finish(&mut self) -> Result<()> {
+        // PA
+        let writer = Writer {
+            cas: self.cas,
+            owners: &self.owners,
+            policy: self.policy,
+            progress: self.opts.progress,
+        };
+        let written = writer.write_all(&self.files)?;
+        self.report.bytes += written.bytes;
+        self.report.errors.extend(written.errors);
+        for job in std::mem::take(&mut self.links_later) {
+            let first = job
+                .entry
+                .hardlink
+                .and_then(|id| self.links.get(&id))
+                .cloned();
+            let linked = match first {
+                Some(first) => std::fs::hard_link(&first, &job.path),
+                None => Err(std::io::Error::other("its first name was not restored")),
+            };
+            match linked {
+                Ok(()) => self.meta(&job.path, &job.entry, &job.rel),
+                Err(e) => self
+                    .report
+                    .errors
+                    .push((display(&job.rel), format!("linking: {e}"))),
+            }
+        }
+        // Pushed as each directory's walk ended: children before parents already.
+        for (path, entry, rel) in std::mem::take(&mut self.dirs_later) {
+            self.meta(&path, &entry, &rel);
         }
         Ok(())
     }
@@ -270,13 +338,8 @@ impl Run<'_, '_> {
             move |e: std::io::Error| Error::io(format!("{what} {p}"), e)
         };
         match entry.kind {
-            EntryKind::File => {
-                if let Some(first) = entry.hardlink.and_then(|id| self.links.get(&id)) {
-                    return std::fs::hard_link(first, path).map_err(io("linking"));
-                }
-                self.write_file(entry, path)?;
-                self.note_link(entry, path);
-            }
+            // Regular files are queued by `entry` and written by `finish`.
+            EntryKind::File => {}
             EntryKind::Symlink => {
                 std::os::unix::fs::symlink(OsStr::from_bytes(&entry.target), path)
                     .map_err(io("creating symlink"))?
@@ -301,56 +364,6 @@ impl Run<'_, '_> {
         if let Some(id) = entry.hardlink {
             self.links.entry(id).or_insert_with(|| path.to_path_buf());
         }
-    }
-
-    /// Writes a file's content to a temporary name beside `path`, holes as holes, then
-    /// renames it into place.
-    fn write_file(&mut self, entry: &Entry, path: &Path) -> Result<()> {
-        // PA
-        let version = entry
-            .content
-            .ok_or_else(|| Error::malformed("tree record", "file without content"))?;
-        let blob = self.cas.blob(&version)?;
-        self.tmp_seq += 1;
-        let name = path
-            .file_name()
-            .map(|n| n.as_bytes().to_vec())
-            .unwrap_or_default();
-        let mut tmp_name = b".ouro-restore-".to_vec();
-        tmp_name.extend_from_slice(&std::process::id().to_string().into_bytes());
-        tmp_name.extend_from_slice(format!("-{}-", self.tmp_seq).as_bytes());
-        tmp_name.extend_from_slice(&name[..name.len().min(100)]);
-        let tmp = path.with_file_name(OsStr::from_bytes(&tmp_name));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        let mut out = SparseWriter {
-            file: &file,
-            pos: 0,
-        };
-        let written = self
-            .cas
-            .write_chunks(&blob.chunks, &mut out, self.opts.progress)
-            .and_then(|_| {
-                out.flush()
-                    .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))
-            })
-            .and_then(|_| {
-                file.set_len(blob.size)
-                    .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))
-            })
-            .and_then(|_| {
-                std::fs::rename(&tmp, path)
-                    .map_err(|e| Error::io(format!("renaming into {}", path.display()), e))
-            });
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written?;
-        self.report.bytes += blob.size;
-        Ok(())
     }
 
     /// Sets an entry's metadata, listing what could not be set.
@@ -449,37 +462,4 @@ fn remove_any(path: &Path) -> Result<()> {
         Err(e) => Err(e),
     };
     r.map_err(|e| Error::io(format!("removing {}", path.display()), e))
-}
-
-/// Writes at increasing offsets, skipping 4 KiB blocks of zeros so they stay holes; the
-/// caller sets the final length.
-struct SparseWriter<'f> {
-    file: &'f std::fs::File,
-    pos: u64,
-}
-
-const BLOCK: usize = 4096;
-
-impl Write for SparseWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // A
-        let mut done = 0;
-        while done < buf.len() {
-            // Blocks aligned to the file's offsets, so holes line up with the file system's.
-            let in_block = BLOCK - (self.pos as usize % BLOCK);
-            let n = in_block.min(buf.len() - done);
-            let part = &buf[done..done + n];
-            if n < BLOCK || part.iter().any(|&b| b != 0) {
-                self.file.write_all_at(part, self.pos)?;
-            }
-            self.pos += n as u64;
-            done += n;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        // A
-        Ok(())
-    }
 }
