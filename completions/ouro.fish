@@ -31,7 +31,7 @@ complete -c ouro -n "__fish_ouro_needs_command" -s q -l quiet -d 'No progress ba
 complete -c ouro -n "__fish_ouro_needs_command" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
 complete -c ouro -n "__fish_ouro_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ouro -n "__fish_ouro_needs_command" -s V -l version -d 'Print version'
-complete -c ouro -n "__fish_ouro_needs_command" -f -a "init" -d 'Create a store (and an identity when none exists)'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "init" -d 'Create a store in a new or empty directory (and an identity when none exists)'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "put" -d 'Store FILE (or stdin) as a new version of KEY; with -r, store directory DIR under PREFIX'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "get" -d 'Write a version\'s content to stdout or a file; with -r, restore PREFIX into DIR'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "snapshots" -d 'List snapshots (runs of put -r), oldest first'
@@ -42,9 +42,9 @@ complete -c ouro -n "__fish_ouro_needs_command" -f -a "heads" -d 'List the curre
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "merge" -d 'Resolve several heads into one version'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "rm" -d 'Remove a key (all versions) or one version (KEY@HASH)'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "ls" -d 'List keys'
-complete -c ouro -n "__fish_ouro_needs_command" -f -a "verify" -d 'Check every slice, chunk and version'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "verify" -d 'Check every slice, chunk and version; with an identity, decrypt the content too'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "gc" -d 'Reclaim space of removed versions and unreferenced chunks'
-complete -c ouro -n "__fish_ouro_needs_command" -f -a "stats" -d 'Show sizes and ratios'
+complete -c ouro -n "__fish_ouro_needs_command" -f -a "stats" -d 'Show sizes and ratios, and chunks no version uses (an interrupted put\'s) until gc'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "mount" -d 'Mount the store with FUSE: keys as files, versions under .ouro/ (see ouro-mount(1))'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "umount" -d 'Unmount a store mounted with `ouro mount` (lazily: open files stay readable until closed)'
 complete -c ouro -n "__fish_ouro_needs_command" -f -a "recipient" -d 'Manage who can read the store (age recipients)'
@@ -70,7 +70,7 @@ complete -c ouro -n "__fish_ouro_using_subcommand put" -l json -d 'Print one JSO
 complete -c ouro -n "__fish_ouro_using_subcommand put" -s q -l quiet -d 'No progress bars or informational messages'
 complete -c ouro -n "__fish_ouro_using_subcommand put" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
 complete -c ouro -n "__fish_ouro_using_subcommand put" -s h -l help -d 'Print help'
-complete -c ouro -n "__fish_ouro_using_subcommand get" -s o -l output -d 'Output file instead of stdout: a regular file is replaced atomically (through a symlink, its target); a device or fifo (`/dev/null`) is written in place' -r -F
+complete -c ouro -n "__fish_ouro_using_subcommand get" -s o -l output -d 'Output file instead of stdout: a regular file is replaced atomically (through a symlink, its target); a device or fifo (`/dev/null`) is written in place; a path inside the store\'s directory is refused' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand get" -l at -d 'With -r: the snapshot current at this RFC 3339 time or date (= PREFIX@TIME)' -r
 complete -c ouro -n "__fish_ouro_using_subcommand get" -l include -d 'With -r: restore only paths matching this glob (repeatable) and what is under them' -r
 complete -c ouro -n "__fish_ouro_using_subcommand get" -l exclude -d 'With -r: leave out paths matching this glob (repeatable)' -r
@@ -291,7 +291,7 @@ complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcomma
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "backup" -d 'Write a consistent copy of this store (and its node keys) into DEST, even while it runs'
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Make --store (which must not exist) a store again from a backup; then `node run`'
 complete -c ouro -n "__fish_ouro_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "init" -d 'Create a store (and an identity when none exists)'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "init" -d 'Create a store in a new or empty directory (and an identity when none exists)'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "put" -d 'Store FILE (or stdin) as a new version of KEY; with -r, store directory DIR under PREFIX'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "get" -d 'Write a version\'s content to stdout or a file; with -r, restore PREFIX into DIR'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "snapshots" -d 'List snapshots (runs of put -r), oldest first'
@@ -302,9 +302,9 @@ complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subc
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "merge" -d 'Resolve several heads into one version'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "rm" -d 'Remove a key (all versions) or one version (KEY@HASH)'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "ls" -d 'List keys'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "verify" -d 'Check every slice, chunk and version'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "verify" -d 'Check every slice, chunk and version; with an identity, decrypt the content too'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "gc" -d 'Reclaim space of removed versions and unreferenced chunks'
-complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "stats" -d 'Show sizes and ratios'
+complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "stats" -d 'Show sizes and ratios, and chunks no version uses (an interrupted put\'s) until gc'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "mount" -d 'Mount the store with FUSE: keys as files, versions under .ouro/ (see ouro-mount(1))'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "umount" -d 'Unmount a store mounted with `ouro mount` (lazily: open files stay readable until closed)'
 complete -c ouro -n "__fish_ouro_using_subcommand help; and not __fish_seen_subcommand_from init put get snapshots diff forget log heads merge rm ls verify gc stats mount umount recipient cluster node help" -f -a "recipient" -d 'Manage who can read the store (age recipients)'

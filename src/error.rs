@@ -7,7 +7,7 @@ use crate::hash::Hash;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A key does not satisfy the key rules; `rule` says which one.
-    #[error("invalid key {key:?}: {rule}")]
+    #[error("invalid key {:?}: {rule}", crate::model::key::clip(.key))]
     InvalidKey {
         /// The key as given.
         key: String,
@@ -15,7 +15,7 @@ pub enum Error {
         rule: &'static str,
     },
     /// A ref (`KEY@...`) could not be parsed.
-    #[error("invalid ref {reference:?}: {reason}")]
+    #[error("invalid ref {:?}: {reason}", crate::model::key::clip(.reference))]
     InvalidRef {
         /// The ref as given.
         reference: String,

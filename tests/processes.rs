@@ -125,8 +125,22 @@ fn sigkill_mid_put_leaves_a_consistent_store() {
         );
     }
     assert_eq!(kills, 5);
+    // stats counts the chunks the killed puts left behind, as verify does, and says so.
+    let unreferenced = t.json(&["verify"])["unreferenced_chunks"].clone();
+    let stats = t.json(&["stats"]);
+    assert_eq!(stats["unreferenced_chunks"], unreferenced);
+    let human = String::from_utf8(t.ok(&["stats"])).unwrap();
+    assert_eq!(
+        human.contains("run `ouro gc`"),
+        unreferenced.as_u64().unwrap() > 0,
+        "{human}"
+    );
     // Orphaned chunks of the killed puts are reclaimed by gc, and the store still verifies.
     t.ok(&["gc"]);
+    assert_eq!(t.json(&["stats"])["unreferenced_chunks"], 0);
+    assert!(!String::from_utf8(t.ok(&["stats"]))
+        .unwrap()
+        .contains("unreferenced"));
     t.ok(&["verify"]);
     assert_eq!(t.get(&format!("big@{}", &h1[..12])), v1);
     assert!(std::fs::read_dir(t.store()).unwrap().all(|e| {
@@ -202,6 +216,58 @@ fn ctrl_c_leaves_no_partial_output_and_a_consistent_store() {
 
 /// A small tmpfs mounted for the test; unmounted on drop.
 struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) on `dir`; None when this
+    /// process may not mount (not root with CAP_SYS_ADMIN).
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .filter(|s| s.success())
+            .map(|_| SmallDisk(dir.to_path_buf()))
+    }
+}
+
+/// A get whose output's disk fills up names the output, not the store, and leaves no
+/// partial file there.
+#[test]
+fn a_full_output_disk_is_named_as_such() {
+    let t = TestStore::init("2+1");
+    let data = random_bytes(3 << 20, 7);
+    t.put("big", &data);
+    let mnt = t.dir.path().join("small");
+    let Some(_disk) = SmallDisk::mount(&mnt, "1m") else {
+        eprintln!("skipping: cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN)");
+        return;
+    };
+    let dest = mnt.join("out");
+    let out = t.run(&["get", "big", "-o", dest.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{err}");
+    assert!(err.contains(dest.to_str().unwrap()), "{err}");
+    assert!(!err.contains("store"), "the store is not full: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(
+        std::fs::read_dir(&mnt).unwrap().count(),
+        0,
+        "no partial file"
+    );
+    // The same through stdout redirected to a file there.
+    let file = std::fs::File::create(mnt.join("redirected")).unwrap();
+    let out = t.cmd(&["get", "big"]).stdout(file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{err}");
+    assert!(
+        err.contains("writing to stdout") && !err.contains("store"),
+        "{err}"
+    );
+    t.ok(&["verify"]);
+}
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {

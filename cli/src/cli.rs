@@ -42,17 +42,23 @@ macro_rules! exit_codes {
         "Exit codes:
   0  success
   1  error (I/O, database, anything else; put -r/get -r: some files failed, the rest is done)
-  2  usage error: bad option, key, ref or argument; ambiguous ref
+  2  usage error: bad option, key, ref or argument; ambiguous ref; get -o into the store;
+     init into a directory that holds other files
   3  not found: key, ref or version
-  4  the key was deleted
+  4  the key was deleted (get, log, heads)
   5  the key has several heads where one was needed (merge, or name a version)
-  6  data corrupt beyond repair
-  7  identity missing, unreadable, too open, or not a recipient of the store
-  8  no store at the given path (run `ouro init`), or one already exists for init
-  9  no space left on the device
+  6  data corrupt beyond repair, or a damaged store configuration
+  7  identity missing, unreadable, too open, not a regular file, or not a recipient of the
+     store (verify too, when an identity is given or present)
+  8  no store at the given path (run `ouro init`), or one already exists for init; cluster
+     status of a store outside any cluster
+  9  no space left on the device (the store's, or the output's for get)
   10 a race with gc on another cluster node: nothing was stored, run the command again
   130 interrupted (Ctrl-C); the store stays consistent
-  141 the reader of stdout went away (`ouro get KEY | head`)"
+  141 the reader of stdout went away (`ouro ls | head -1`), quietly. A command that changed
+     the store (put, merge, rm, gc, forget, recipient add/rm, init, verify --repair, cluster
+     init/remove, node backup/restore) exits as it would have (0) once its change is
+     committed, even when its output could not be written"
     };
 }
 
@@ -78,7 +84,8 @@ JSON output (--json): one document on stdout. Fields are only ever added, never 
   verify   {ok, chunks, slices, blobs, decrypted, unreferenced_chunks, damage: [...]}
   gc       {versions_released, chunks_freed, slices_freed, bytes_freed}
   stats    {keys, versions, logical_bytes, unique_bytes, stored_bytes, stored_with_parity_bytes,
-            file_bytes, chunks, slices, dedup_ratio, compression_ratio, ec}
+            file_bytes, chunks, slices, unreferenced_chunks, unreferenced_bytes, dedup_ratio,
+            compression_ratio, ec}
   recipient ls  [recipient]
 
 Environment: OURO_STORE, OURO_IDENTITY, RUST_LOG (log filter, e.g. ouroboros_db=debug)."
@@ -86,7 +93,7 @@ Environment: OURO_STORE, OURO_IDENTITY, RUST_LOG (log filter, e.g. ouroboros_db=
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Create a store (and an identity when none exists)
+    /// Create a store in a new or empty directory (and an identity when none exists)
     Init {
         /// Erasure code: K data + M parity slices per chunk
         #[arg(long, default_value = "4+2", value_name = "K+M")]
@@ -107,7 +114,9 @@ pub enum Command {
         override_usage = "ouro put [OPTIONS] KEY [FILE|-]\n       ouro put -r [--exclude GLOB]... DIR PREFIX"
     )]
     Put {
-        /// The key (with -r: the directory to store)
+        /// The key (with -r: the directory to store). Refused when the text after its last
+        /// '@' reads as a version (x@~1, x@beef, x@2026-01-01): `get` would take it for one.
+        /// Keys are compared byte for byte: NFC and NFD spellings are two keys
         #[arg(value_name = "KEY")]
         key: String,
         /// Input file; `-` or absent for stdin (with -r: the key prefix)
@@ -129,13 +138,15 @@ pub enum Command {
     )]
     Get {
         /// KEY, KEY@HASH, KEY@~N or KEY@TIME (with -r: PREFIX, the newest snapshot, or
-        /// PREFIX@HASH, PREFIX@~N, PREFIX@TIME)
+        /// PREFIX@HASH, PREFIX@~N, PREFIX@TIME). A trailing '@' makes all before it the key:
+        /// `a@~1@` is the head of a key named `a@~1`
         reference: String,
         /// With -r: the directory to restore into
         #[arg(value_name = "DIR", requires = "recursive")]
         dir: Option<PathBuf>,
         /// Output file instead of stdout: a regular file is replaced atomically (through a
-        /// symlink, its target); a device or fifo (`/dev/null`) is written in place
+        /// symlink, its target); a device or fifo (`/dev/null`) is written in place; a path
+        /// inside the store's directory is refused
         #[arg(short, long, value_name = "FILE", conflicts_with = "recursive")]
         output: Option<PathBuf>,
         /// Restore a snapshot of PREFIX (made by put -r) into DIR, with its metadata
@@ -242,7 +253,7 @@ pub enum Command {
         #[arg(short, long)]
         long: bool,
     },
-    /// Check every slice, chunk and version
+    /// Check every slice, chunk and version; with an identity, decrypt the content too
     Verify {
         /// Rebuild missing or damaged slices
         #[arg(long)]
@@ -250,7 +261,7 @@ pub enum Command {
     },
     /// Reclaim space of removed versions and unreferenced chunks
     Gc,
-    /// Show sizes and ratios
+    /// Show sizes and ratios, and chunks no version uses (an interrupted put's) until gc
     Stats,
     /// Mount the store with FUSE: keys as files, versions under .ouro/ (see ouro-mount(1))
     Mount {

@@ -12,6 +12,9 @@ pub const IDENTITY: i32 = 7;
 pub const NO_STORE: i32 = 8;
 pub const NO_SPACE: i32 = 9;
 pub const RETRY: i32 = 10;
+/// The reader of stdout went away (128 + SIGPIPE, what a shell shows for a program that
+/// SIGPIPE stopped).
+pub const PIPE_CLOSED: i32 = 141;
 
 /// The exit code for an error chain: the first library error in it decides.
 pub fn code(err: &anyhow::Error) -> i32 {
@@ -33,6 +36,8 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 | Error::UnsupportedFormat { .. } => NO_STORE,
                 Error::NoSpace(_) => NO_SPACE,
                 Error::Retry(_) => RETRY,
+                // A full disk where the output goes is no full store, but still no space.
+                Error::Io { source, .. } if source.raw_os_error() == Some(28) => NO_SPACE,
                 Error::Io { .. } | Error::Lmdb(_) | Error::Input(_) | Error::Internal(_) => ERROR,
             };
         }

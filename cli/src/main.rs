@@ -25,29 +25,37 @@ fn main() {
     interrupt::install();
     let code = match commands::run(&cli) {
         Ok(code) => code,
-        // The reader went away (`ouro get big | head`): stop quietly, as SIGPIPE would.
-        Err(e)
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>().map(|io| io.kind())
-                    == Some(std::io::ErrorKind::BrokenPipe)
-            }) =>
-        {
-            141
-        }
+        // The reader went away (`ouro ls | head -1`): stop quietly, as SIGPIPE would.
+        Err(e) if output::is_pipe_closed(&e) => exit::PIPE_CLOSED,
         Err(e) => {
-            let mut msg = format!("{e}");
-            for cause in e.chain().skip(1) {
-                let c = cause.to_string();
-                if !msg.contains(&c) {
-                    msg.push_str(": ");
-                    msg.push_str(&c);
-                }
-            }
-            let _ = writeln!(std::io::stderr(), "ouro: error: {msg}");
+            let _ = writeln!(std::io::stderr(), "ouro: error: {}", message(&e));
             exit::code(&e)
         }
     };
     std::process::exit(code);
+}
+
+/// The error chain on one line. A cause that repeats what is already said (a context
+/// naming the store, then the library's error naming it again) adds only what is new.
+fn message(e: &anyhow::Error) -> String {
+    // A
+    let mut msg = format!("{e}");
+    let mut last = msg.clone();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if msg.contains(&c) {
+            continue;
+        }
+        match c.strip_prefix(last.as_str()) {
+            Some(rest) if rest.starts_with(": ") => msg.push_str(rest),
+            _ => {
+                msg.push_str(": ");
+                msg.push_str(&c);
+            }
+        }
+        last = c;
+    }
+    msg
 }
 
 /// Logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.

@@ -1,8 +1,75 @@
 //! Human and JSON renderings of results. The JSON field names are a stable interface
 //! (documented in the man page): add fields, never rename them.
 
+use std::io::Write;
+
 use ouroboros_db::{format_time, VersionInfo};
 use serde_json::{json, Value};
+
+/// The reader of the output went away (`ouro ls | head -1`, or a FIFO given to `get -o`
+/// whose reader exited): main exits 141 without a message, as a program stopped by SIGPIPE
+/// would. Rust ignores SIGPIPE, so the write fails with EPIPE and becomes this instead of a
+/// panic in `println!`.
+#[derive(Debug)]
+pub struct PipeClosed;
+
+impl std::fmt::Display for PipeClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A
+        f.write_str("the reader of the output went away")
+    }
+}
+
+impl std::error::Error for PipeClosed {}
+
+/// True when `err` is, or was caused by, a closed output pipe.
+pub fn is_pipe_closed(err: &anyhow::Error) -> bool {
+    // A
+    err.chain()
+        .any(|c| c.downcast_ref::<PipeClosed>().is_some())
+}
+
+/// An error writing to `what`: [`PipeClosed`] when its reader went away, else the error
+/// with context naming the output (so a full disk names the file, not the store).
+pub fn output_error(e: std::io::Error, what: &str) -> anyhow::Error {
+    // A
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return PipeClosed.into();
+    }
+    anyhow::Error::new(e).context(format!("writing {what}"))
+}
+
+/// Writes formatted text to stdout: what `print!` does, with failures returned.
+pub fn write_out(args: std::fmt::Arguments) -> anyhow::Result<()> {
+    // A
+    std::io::stdout()
+        .lock()
+        .write_fmt(args)
+        .map_err(|e| output_error(e, "to stdout"))
+}
+
+/// `println!` that returns an error ([`PipeClosed`] when the reader went away) instead of
+/// panicking: use as `outln!("{x}")?`.
+macro_rules! outln {
+    () => {
+        $crate::output::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// The output of a command whose change is already committed: a reader that went away is
+/// no failure there, since the exit code must say that the change was made (`ouro put K F |
+/// true` exits 0, not 141, and a script does not store it again).
+pub fn committed(printed: anyhow::Result<()>) -> anyhow::Result<()> {
+    // A
+    match printed {
+        Err(e) if is_pipe_closed(&e) => Ok(()),
+        other => other,
+    }
+}
 
 /// A version as JSON: `hash`, `key`, `parents`, `created` (RFC 3339), `created_ns`, `size`,
 /// `kind`, `removed`.
@@ -21,12 +88,12 @@ pub fn version_json(v: &VersionInfo) -> Value {
 }
 
 /// Prints a JSON document on stdout.
-pub fn print_json(v: &Value) {
+pub fn print_json(v: &Value) -> anyhow::Result<()> {
     // A
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into())
-    );
+    )
 }
 
 /// One line per version: `<short hash> <time> <size> [merge] [removed]`.

@@ -51,7 +51,8 @@ impl Identity {
         Ok(Identity { inner })
     }
 
-    /// Loads an identity file, refusing one that group or others can read (as ssh does).
+    /// Loads an identity file, refusing one that group or others can access (as ssh does),
+    /// and anything but a small regular file (a directory, a FIFO, `/dev/zero`).
     pub fn load(path: &Path) -> Result<Self> {
         // PA
         let shown = path.display().to_string();
@@ -170,7 +171,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = Identity::load(&p).err().unwrap().to_string();
-        assert!(e.contains("readable by others"), "{e}");
+        assert!(e.contains("accessible by group or others"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub struct Stats {
     pub chunks: u64,
     /// Slices.
     pub slices: u64,
+    /// Chunks no version references (left by an interrupted put, or freed versions on a
+    /// cluster node waiting for the cluster): counted in the totals above until gc frees them.
+    pub unreferenced_chunks: u64,
+    /// Plaintext bytes of those chunks (part of `unique_bytes`).
+    pub unreferenced_bytes: u64,
     /// logical / unique.
     pub dedup_ratio: Option<f64>,
     /// unique / stored.
@@ -42,12 +47,16 @@ impl Cas {
             let page = self.lmdb.chunks.page(&txn, after, PAGE)?;
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
-            for (_, r) in page {
+            for (id, r) in page {
                 let Ok(r) = r else { continue };
                 s.chunks += 1;
                 s.slices += r.slices.len() as u64;
                 s.unique_bytes += r.size as u64;
                 s.stored_bytes += r.sealed_len as u64;
+                if self.lmdb.chunks.refs(&txn, &id)? == 0 {
+                    s.unreferenced_chunks += 1;
+                    s.unreferenced_bytes += r.size as u64;
+                }
             }
         }
         let mut after = None;

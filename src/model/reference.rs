@@ -96,15 +96,52 @@ fn parse_selector(whole: &str, sel: &str) -> Result<Option<Selector>> {
         return Ok(Some(Selector::HashPrefix(sel.to_ascii_lowercase())));
     }
     if looks_like_date(sel) {
-        return parse_time(sel)
-            .map(|t| Some(Selector::At(t)))
-            .ok_or_else(|| {
-                bad(format!(
-                    "'{sel}' is not an RFC 3339 time (2026-11-24T10:15:03Z) or a date (2026-11-24)"
-                ))
-            });
+        return match parse_time_checked(sel) {
+            Ok(t) => Ok(Some(Selector::At(t))),
+            Err(TimeError::OutOfRange) => Err(bad(format!(
+                "'{sel}' is out of range: times from {FIRST_TIME} to {LAST_TIME} can be named (nanoseconds since 1970 in 64 bits)"
+            ))),
+            Err(TimeError::NotATime) => Err(bad(format!(
+                "'{sel}' is not an RFC 3339 time (2026-11-24T10:15:03Z) or a date (2026-11-24)"
+            ))),
+        };
     }
     Ok(None)
+}
+
+/// Checks that `key`, typed where a ref is expected (`ouro get KEY`), names the key itself:
+/// `x@~1`, `mail@beef` or `x@2026-01-01` would name a version of the shorter key before the
+/// `@` (or be refused as a malformed ref), so a version stored under such a key could only
+/// be read with the trailing-`@` escape (`x@~1@`). Writers of new keys call this to refuse
+/// them with a message instead.
+///
+/// ```
+/// use ouroboros_db::model::reference::check_key_names_itself;
+/// assert!(check_key_names_itself("icon@2x.png").is_ok());
+/// assert!(check_key_names_itself("x@~1").is_err());
+/// ```
+pub fn check_key_names_itself(key: &str) -> Result<()> {
+    // A
+    validate_key(key)?;
+    match Ref::parse(key) {
+        Ok(r) if r.key == key && r.selector == Selector::Head => Ok(()),
+        _ => Err(Error::InvalidKey {
+            key: key.to_string(),
+            rule: "the text after its last '@' reads as a version (KEY@HASH, KEY@~N, KEY@TIME; a trailing '@' ends the key), so `ouro get KEY` would not name this key: choose another",
+        }),
+    }
+}
+
+/// The first and last instants a time can name: nanoseconds since 1970 in an `i64`.
+const FIRST_TIME: &str = "1677-09-21T00:12:44Z";
+const LAST_TIME: &str = "2262-04-11T23:47:16Z";
+
+/// Why a text is not a time ouro can use.
+enum TimeError {
+    /// Not RFC 3339 nor a date.
+    NotATime,
+    /// A valid time or date that nanoseconds since 1970 in an `i64` cannot hold.
+    OutOfRange,
 }
 
 fn looks_like_date(s: &str) -> bool {
@@ -119,19 +156,27 @@ fn looks_like_date(s: &str) -> bool {
 /// `--at 2026-11-24` means "as it was on that day", including changes made during it.
 pub fn parse_time(s: &str) -> Option<i64> {
     // A
+    parse_time_checked(s).ok()
+}
+
+/// [`parse_time`], telling a valid time outside the range an `i64` of nanoseconds holds
+/// (before 1677 or after 2262) from text that is no time at all.
+fn parse_time_checked(s: &str) -> std::result::Result<i64, TimeError> {
+    // A
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        let ns = i64::try_from(t.unix_timestamp_nanos()).ok()?;
+        let ns = i64::try_from(t.unix_timestamp_nanos()).map_err(|_| TimeError::OutOfRange)?;
         let whole_second = !s.contains('.') && !s.contains(',');
-        return Some(if whole_second {
+        return Ok(if whole_second {
             ns.saturating_add(999_999_999)
         } else {
             ns
         });
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let date = Date::parse(s, &fmt).ok()?;
-    let end = Time::from_hms_nano(23, 59, 59, 999_999_999).ok()?;
-    i64::try_from(date.with_time(end).assume_utc().unix_timestamp_nanos()).ok()
+    let date = Date::parse(s, &fmt).map_err(|_| TimeError::NotATime)?;
+    let end = Time::from_hms_nano(23, 59, 59, 999_999_999).map_err(|_| TimeError::NotATime)?;
+    i64::try_from(date.with_time(end).assume_utc().unix_timestamp_nanos())
+        .map_err(|_| TimeError::OutOfRange)
 }
 
 /// Formats nanoseconds since the epoch as RFC 3339 UTC with second precision.
@@ -184,6 +229,29 @@ mod tests {
             "a//b",
         ] {
             assert!(Ref::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_out_of_range_are_named_so() {
+        for far in ["a@2300-01-01", "a@1600-01-01", "a@2262-04-12T00:00:00Z"] {
+            let e = Ref::parse(far).unwrap_err().to_string();
+            assert!(e.contains("out of range"), "{far}: {e}");
+        }
+        let e = Ref::parse("a@2026-13-45").unwrap_err().to_string();
+        assert!(e.contains("not an RFC 3339 time"), "{e}");
+        assert!(Ref::parse("a@2262-04-10").is_ok());
+        assert!(Ref::parse("a@1677-09-22").is_ok());
+    }
+
+    #[test]
+    fn keys_that_read_as_refs_are_caught() {
+        for ok in ["x", "icon@2x.png", "me@dead.com", "a@b/c"] {
+            assert!(check_key_names_itself(ok).is_ok(), "{ok}");
+        }
+        for bad in ["x@~1", "mail@beef", "x@2026-01-01", "x@", "x@abc", "x@~y"] {
+            let e = check_key_names_itself(bad).unwrap_err().to_string();
+            assert!(e.contains("would not name this key"), "{bad}: {e}");
         }
     }
 

@@ -41,6 +41,8 @@ const NAMES: [&str; 14] = [
 /// The environment and every component view over it.
 pub struct Lmdb {
     env: heed::Env<WithoutTls>,
+    /// Opened with `MDB_RDONLY` because this user cannot write the store's files.
+    read_only: bool,
     path: PathBuf,
     /// Store configuration.
     pub meta: Meta,
@@ -87,21 +89,7 @@ impl Lmdb {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating store directory {}", dir.display()), e))?;
         }
-        let mut opts = EnvOpenOptions::new().read_txn_without_tls();
-        opts.map_size(MAP_SIZE)
-            .max_dbs(NAMES.len() as u32)
-            .max_readers(512);
-        // SAFETY: heed requires that the environment's files are not modified other than
-        // through LMDB and that it is not opened with conflicting options in this process;
-        // ouro only ever opens a store through this function, with these options.
-        let env = unsafe { opts.open(dir) }.map_err(|e| match e {
-            heed::Error::Io(io) => Error::io(format!("opening store {}", dir.display()), io),
-            heed::Error::EnvAlreadyOpened => Error::InvalidArgument(format!(
-                "store {} is already open in this process: share that handle (Cas is Sync)",
-                dir.display()
-            )),
-            other => Error::from(other),
-        })?;
+        let (env, read_only) = open_env(dir, create)?;
         let dbs: [Db; 14] = if create {
             let wtxn = env.write_txn()?;
             env.create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
@@ -142,6 +130,7 @@ impl Lmdb {
             dbs;
         Ok(Lmdb {
             env,
+            read_only,
             path: dir.to_path_buf(),
             meta: Meta(meta),
             key_index: KeyIndex(key_index),
@@ -175,7 +164,22 @@ impl Lmdb {
     /// Starts the write transaction, waiting for any other writer (in any process).
     pub fn write(&self) -> Result<RwTxn<'_>> {
         // A
+        if self.read_only {
+            return Err(Error::io(
+                format!(
+                    "store {} is open read-only (this user cannot write its files), and this command changes it",
+                    self.path.display()
+                ),
+                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            ));
+        }
         Ok(self.env.write_txn()?)
+    }
+
+    /// True when the store was opened read-only (its files are not writable here).
+    pub fn is_read_only(&self) -> bool {
+        // A
+        self.read_only
     }
 
     /// Commits a write transaction. LMDB reports a short write on a full disk as EIO, so an
@@ -239,6 +243,57 @@ impl Lmdb {
         // A
         Ok(self.env.real_disk_size()?)
     }
+}
+
+/// Opens the environment; when this user may not write the store's files (or they are on a
+/// read-only filesystem), opens it read-only instead (`MDB_RDONLY`), so that reading
+/// commands still work. Returns the environment and whether it is read-only.
+fn open_env(dir: &Path, create: bool) -> Result<(heed::Env<WithoutTls>, bool)> {
+    // A
+    let mut opts = EnvOpenOptions::new().read_txn_without_tls();
+    opts.map_size(MAP_SIZE)
+        .max_dbs(NAMES.len() as u32)
+        .max_readers(512);
+    let shown = dir.display();
+    let fail = |e: heed::Error| match e {
+        heed::Error::Io(io) => Error::io(format!("opening store {shown}"), io),
+        heed::Error::EnvAlreadyOpened => Error::InvalidArgument(format!(
+            "store {shown} is already open in this process: share that handle (Cas is Sync)"
+        )),
+        other => Error::from(other),
+    };
+    // SAFETY: heed requires that the environment's files are not modified other than
+    // through LMDB and that it is not opened with conflicting options in this process;
+    // ouro only ever opens a store through this function, with these options.
+    let denied = match unsafe { opts.open(dir) } {
+        Ok(env) => return Ok((env, false)),
+        Err(heed::Error::Io(io)) if !create && not_writable(&io) => io,
+        Err(e) => return Err(fail(e)),
+    };
+    // SAFETY: as above; MDB_RDONLY only makes LMDB open the files for reading. LMDB still
+    // needs lock.mdb writable, except on a read-only filesystem, where no writer can exist.
+    let read_only = unsafe {
+        opts.flags(heed::EnvFlags::READ_ONLY);
+        opts.open(dir)
+    };
+    match read_only {
+        Ok(env) => Ok((env, true)),
+        Err(heed::Error::Io(io)) if not_writable(&io) => Err(Error::io(
+            format!(
+                "opening store {shown}: this user cannot write its files, and even reading needs write access to {}/lock.mdb (LMDB records its readers there) unless the store is on a read-only filesystem",
+                shown
+            ),
+            denied,
+        )),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// Permission denied, or a read-only filesystem.
+fn not_writable(io: &std::io::Error) -> bool {
+    // A
+    io.kind() == std::io::ErrorKind::PermissionDenied
+        || io.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error())
 }
 
 /// Helper for the CommitOrAbort results above.

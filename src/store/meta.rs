@@ -36,6 +36,35 @@ pub struct StoreConfig {
     pub current_epoch: u32,
 }
 
+impl StoreConfig {
+    /// Checks the values `init` would have accepted: a damaged record (`k = 0`, `m = 127`)
+    /// must stop the store from opening rather than seal or rebuild chunks with it.
+    pub fn validate(&self) -> Result<()> {
+        // A
+        let damaged = |reason: String| {
+            Error::malformed(
+                "store config",
+                format!(
+                    "{reason}: the store's configuration is damaged (restore it from a backup)"
+                ),
+            )
+        };
+        if !(1..=64).contains(&self.k) || self.m > 64 {
+            return Err(damaged(format!(
+                "erasure code {}+{} is out of range (1 <= k <= 64, m <= 64)",
+                self.k, self.m
+            )));
+        }
+        if !(1..=19).contains(&self.zstd_level) {
+            return Err(damaged(format!(
+                "zstd level {} is out of range (1-19)",
+                self.zstd_level
+            )));
+        }
+        self.chunking.validate().map_err(|e| damaged(e.to_string()))
+    }
+}
+
 /// The `meta` database.
 pub struct Meta(pub(crate) Db);
 
@@ -54,6 +83,7 @@ impl Meta {
                 supported: FORMAT_VERSION,
             });
         }
+        c.validate()?;
         Ok(c)
     }
 
@@ -83,5 +113,37 @@ impl Meta {
     pub fn put_config(&self, txn: &mut RwTxn, c: &StoreConfig) -> Result<()> {
         // A
         Ok(self.0.put(txn, CONFIG_KEY, &codec::encode(CONFIG_TAG, c))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(k: u8, m: u8) -> StoreConfig {
+        StoreConfig {
+            format: FORMAT_VERSION,
+            store_id: Hash([0; 32]),
+            created: 0,
+            k,
+            m,
+            zstd_level: 3,
+            chunking: ChunkingParams::default(),
+            current_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn damaged_erasure_codes_are_refused() {
+        assert!(config(4, 2).validate().is_ok());
+        assert!(config(1, 0).validate().is_ok());
+        for (k, m) in [(0, 2), (4, 127), (65, 1), (255, 255)] {
+            let e = config(k, m).validate().unwrap_err();
+            assert!(matches!(e, Error::Malformed { .. }), "{e}");
+            assert!(e.to_string().contains(&format!("{k}+{m}")), "{e}");
+        }
+        let mut c = config(4, 2);
+        c.zstd_level = 0;
+        assert!(c.validate().is_err());
     }
 }

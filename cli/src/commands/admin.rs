@@ -5,7 +5,7 @@ use ouroboros_db::{parse_ec, Cas, CreateOptions, Damage, Identity, Recipient};
 use serde_json::json;
 
 use crate::exit;
-use crate::output::{human_bytes, print_json};
+use crate::output::{committed, human_bytes, outln, print_json};
 use crate::progress::Bar;
 use ouro_cli::cli::Global;
 
@@ -48,6 +48,7 @@ pub fn init(
         .map(|r| Recipient::parse(r))
         .collect::<Result<Vec<_>, _>>()?;
     let store = g.store_dir()?;
+    refuse_foreign_dir(&store)?;
     let id_path = g.identity_path()?;
     let mut created_identity = false;
     let identity = if id_path.exists() {
@@ -67,45 +68,80 @@ pub fn init(
     };
     Cas::create(&store, &opts, &identity)
         .with_context(|| format!("creating store {}", store.display()))?;
-    if g.json {
+    committed(if g.json {
         print_json(&json!({
             "store": store.display().to_string(),
             "identity": id_path.display().to_string(),
             "identity_created": created_identity,
             "recipient": identity.recipient().to_string(),
             "ec": format!("{k}+{m}"),
-        }));
+        }))
     } else if !g.quiet {
-        println!(
-            "initialised store {} (erasure code {k}+{m})",
-            store.display()
-        );
-        if created_identity {
-            println!(
-                "created identity {} (back it up: without it the store cannot be read)",
-                id_path.display()
-            );
-        }
-        println!("recipient {}", identity.recipient());
-    }
+        print_init(
+            &store,
+            &format!("{k}+{m}"),
+            created_identity.then_some(&id_path),
+            &identity,
+        )
+    } else {
+        Ok(())
+    })?;
     Ok(0)
+}
+
+/// What `init` made, for people: the store, the identity when one was created, the
+/// recipient.
+fn print_init(
+    store: &std::path::Path,
+    ec: &str,
+    created_identity: Option<&std::path::PathBuf>,
+    identity: &Identity,
+) -> Result<()> {
+    // A
+    outln!("initialised store {} (erasure code {ec})", store.display())?;
+    if let Some(p) = created_identity {
+        outln!(
+            "created identity {} (back it up: without it the store cannot be read)",
+            p.display()
+        )?;
+    }
+    outln!("recipient {}", identity.recipient())
+}
+
+/// Refuses to create a store in a directory that already holds other files (a typo'd
+/// `--store ~` would scatter the store's files among them); an existing store is left to
+/// `Cas::create`, which says so (exit 8).
+fn refuse_foreign_dir(store: &std::path::Path) -> Result<()> {
+    // A
+    if ouroboros_db::store::lmdb::Lmdb::exists(store) {
+        return Ok(());
+    }
+    let mut entries = match std::fs::read_dir(store) {
+        Ok(e) => e,
+        // Absent: init creates it. Not a directory, unreadable: create says why.
+        Err(_) => return Ok(()),
+    };
+    if entries.next().is_some() {
+        anyhow::bail!(ouroboros_db::Error::InvalidArgument(format!(
+            "{} is not empty and holds no store: init needs a new or empty directory",
+            store.display()
+        )));
+    }
+    Ok(())
 }
 
 pub fn verify(g: &Global, repair: bool) -> Result<i32> {
     // A
     let mut cas = g.open()?;
-    // Verify decrypts end to end when the identity is available; hashes and erasure
-    // rebuilds are checked either way.
-    let id_path = g.identity_path()?;
-    let unlocked = match Identity::load(&id_path) {
-        Ok(id) => cas.unlock(&id).is_ok(),
-        Err(_) => false,
-    };
+    let unlocked = unlock_for_verify(g, &mut cas)?;
     let bar = Bar::new(g, false, "verify");
     let report = cas.verify(repair, &bar).context("verifying the store")?;
     bar.finish();
     let healthy = report.is_healthy();
-    if g.json {
+    for d in report.damage.iter().filter(|_| !g.json) {
+        eprintln!("{}", damage_line(d));
+    }
+    let printed = if g.json {
         let damage: Vec<_> = report.damage.iter().map(damage_json).collect();
         print_json(&json!({
             "ok": healthy,
@@ -115,27 +151,47 @@ pub fn verify(g: &Global, repair: bool) -> Result<i32> {
             "decrypted": report.decrypted,
             "unreferenced_chunks": report.unreferenced_chunks,
             "damage": damage,
-        }));
+        }))
+    } else if !g.quiet {
+        outln!(
+            "checked {} chunks, {} slices, {} versions{}: {}",
+            report.chunks,
+            report.slices,
+            report.blobs,
+            if unlocked {
+                ", content decrypted"
+            } else {
+                " (no identity: content not decrypted)"
+            },
+            if healthy { "ok" } else { "DAMAGED" }
+        )
     } else {
-        for d in &report.damage {
-            eprintln!("{}", damage_line(d));
-        }
-        if !g.quiet {
-            println!(
-                "checked {} chunks, {} slices, {} versions{}: {}",
-                report.chunks,
-                report.slices,
-                report.blobs,
-                if unlocked {
-                    ", content decrypted"
-                } else {
-                    " (no identity: content not decrypted)"
-                },
-                if healthy { "ok" } else { "DAMAGED" }
-            );
-        }
+        Ok(())
+    };
+    // A repair is committed: its exit code must still say how the store is.
+    if repair {
+        committed(printed)?;
+    } else {
+        printed?;
     }
     Ok(if healthy { 0 } else { exit::CORRUPT })
+}
+
+/// Unlocks the store when an identity is there, so that verify decrypts end to end; hashes
+/// and erasure rebuilds are checked either way. No identity at the default path means a
+/// check without decryption; an identity named (`--identity`, `OURO_IDENTITY`) or present
+/// that cannot be read or is no recipient is an error (exit 7), not a quieter check.
+fn unlock_for_verify(g: &Global, cas: &mut Cas) -> Result<bool> {
+    // A
+    let id_path = g.identity_path()?;
+    let absent = matches!(std::fs::symlink_metadata(&id_path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    if absent && g.identity.is_none() {
+        return Ok(false);
+    }
+    let id = Identity::load(&id_path)?;
+    cas.unlock(&id)
+        .with_context(|| format!("unlocking the store with {}", id_path.display()))?;
+    Ok(true)
 }
 
 fn damage_json(d: &Damage) -> serde_json::Value {
@@ -202,30 +258,39 @@ pub fn gc(g: &Global) -> Result<i32> {
     let bar = Bar::new(g, false, "gc");
     let r = cas.gc(&bar).context("collecting garbage")?;
     bar.finish();
-    if g.json {
+    committed(if g.json {
         print_json(&json!({
             "versions_released": r.versions_released,
             "chunks_freed": r.chunks_freed,
             "slices_freed": r.slices_freed,
             "bytes_freed": r.bytes_freed,
             "chunks_condemned": r.chunks_condemned,
-        }));
+        }))
     } else if !g.quiet {
-        println!(
-            "released {} version(s), freed {} chunk(s), {} slice(s), {}",
-            r.versions_released,
-            r.chunks_freed,
-            r.slices_freed,
-            human_bytes(r.bytes_freed)
-        );
-        if r.chunks_condemned > 0 {
-            println!(
-                "condemned {} unreferenced chunk(s): every node frees its slices of them once all members have applied that (the nodes must be running)",
-                r.chunks_condemned
-            );
-        }
-    }
+        print_gc(&r)
+    } else {
+        Ok(())
+    })?;
     Ok(0)
+}
+
+/// What gc freed, for people.
+fn print_gc(r: &ouroboros_db::GcReport) -> Result<()> {
+    // A
+    outln!(
+        "released {} version(s), freed {} chunk(s), {} slice(s), {}",
+        r.versions_released,
+        r.chunks_freed,
+        r.slices_freed,
+        human_bytes(r.bytes_freed)
+    )?;
+    if r.chunks_condemned > 0 {
+        outln!(
+            "condemned {} unreferenced chunk(s): every node frees its slices of them once all members have applied that (the nodes must be running)",
+            r.chunks_condemned
+        )?;
+    }
+    Ok(())
 }
 
 pub fn stats(g: &Global) -> Result<i32> {
@@ -244,31 +309,46 @@ pub fn stats(g: &Global) -> Result<i32> {
             "file_bytes": s.file_bytes,
             "chunks": s.chunks,
             "slices": s.slices,
+            "unreferenced_chunks": s.unreferenced_chunks,
+            "unreferenced_bytes": s.unreferenced_bytes,
             "dedup_ratio": s.dedup_ratio,
             "compression_ratio": s.compression_ratio,
             "ec": format!("{}+{}", c.k, c.m),
-        }));
+        }))?;
     } else {
-        println!("keys              {}", s.keys);
-        println!("versions          {}", s.versions);
-        println!(
-            "logical           {} ({} bytes)",
-            human_bytes(s.logical_bytes),
-            s.logical_bytes
-        );
-        println!("after dedup       {}", human_bytes(s.unique_bytes));
-        println!(
-            "stored            {} (data slices; {} with {}+{} parity)",
-            human_bytes(s.stored_bytes),
-            human_bytes(s.stored_with_parity_bytes),
-            c.k,
-            c.m
-        );
-        println!("database file     {}", human_bytes(s.file_bytes));
-        println!("chunks / slices   {} / {}", s.chunks, s.slices);
-        let ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".into());
-        println!("dedup ratio       {}", ratio(s.dedup_ratio));
-        println!("compression ratio {}", ratio(s.compression_ratio));
+        print_stats(&s, &format!("{}+{}", c.k, c.m))?;
     }
     Ok(0)
+}
+
+/// The statistics, for people.
+fn print_stats(s: &ouroboros_db::Stats, ec: &str) -> Result<()> {
+    // A
+    outln!("keys              {}", s.keys)?;
+    outln!("versions          {}", s.versions)?;
+    outln!(
+        "logical           {} ({} bytes)",
+        human_bytes(s.logical_bytes),
+        s.logical_bytes
+    )?;
+    outln!("after dedup       {}", human_bytes(s.unique_bytes))?;
+    outln!(
+        "stored            {} (data slices; {} with {ec} parity)",
+        human_bytes(s.stored_bytes),
+        human_bytes(s.stored_with_parity_bytes),
+    )?;
+    outln!("database file     {}", human_bytes(s.file_bytes))?;
+    outln!("chunks / slices   {} / {}", s.chunks, s.slices)?;
+    // An interrupted put leaves its chunks behind unreferenced: they count in the sizes
+    // above (and make dedup look poor) until gc frees them.
+    if s.unreferenced_chunks > 0 {
+        outln!(
+            "unreferenced      {} chunk(s), {} (counted above; an interrupted put leaves such chunks): run `ouro gc`",
+            s.unreferenced_chunks,
+            human_bytes(s.unreferenced_bytes)
+        )?;
+    }
+    let ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".into());
+    outln!("dedup ratio       {}", ratio(s.dedup_ratio))?;
+    outln!("compression ratio {}", ratio(s.compression_ratio))
 }

@@ -9,7 +9,7 @@ use ouro_cli::cli::Global;
 use ouro_cluster::{ClusterError, ControlClient, NodeOptions};
 use serde_json::json;
 
-use crate::output::print_json;
+use crate::output::{committed, outln, print_json};
 
 /// Keeps library errors visible to the exit-code mapping.
 pub fn lift(e: ClusterError) -> anyhow::Error {
@@ -30,12 +30,15 @@ pub fn init(g: &Global) -> Result<i32> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    if g.json {
-        print_json(&json!({ "cluster": cluster, "node": id }));
+    committed(if g.json {
+        print_json(&json!({ "cluster": cluster, "node": id }))
     } else if !g.quiet {
-        println!("created cluster {cluster}; this store is node {id}");
-        println!("next: `ouro node run --listen HOST:PORT`, then `ouro cluster invite` for each new node");
-    }
+        outln!("created cluster {cluster}; this store is node {id}").and_then(|_| {
+            outln!("next: `ouro node run --listen HOST:PORT`, then `ouro cluster invite` for each new node")
+        })
+    } else {
+        Ok(())
+    })?;
     Ok(0)
 }
 
@@ -45,8 +48,10 @@ pub fn invite(g: &Global, ttl: &str) -> Result<i32> {
     let ttl = ouro_cluster::bootstrapper::parse_ttl(ttl).map_err(lift)?;
     let cas = Arc::new(g.open()?);
     let token = ouro_cluster::admin::invite(cas, ttl).map_err(lift)?;
+    // The token is what invite is for: if it could not be written, nobody has it, so a
+    // reader gone away stays exit 141 here (the unused invitation expires).
     if g.json {
-        print_json(&json!({ "token": token, "ttl_secs": ttl.as_secs() }));
+        print_json(&json!({ "token": token, "ttl_secs": ttl.as_secs() }))?;
     } else {
         if !g.quiet {
             eprintln!(
@@ -54,7 +59,7 @@ pub fn invite(g: &Global, ttl: &str) -> Result<i32> {
                 ttl.as_secs()
             );
         }
-        println!("{token}");
+        outln!("{token}")?;
     }
     Ok(0)
 }
@@ -65,11 +70,13 @@ pub fn remove(g: &Global, node: &str) -> Result<i32> {
     let cas = Arc::new(g.open()?);
     let gone = ouro_cluster::admin::remove(cas, node).map_err(lift)?;
     let id = ouro_cluster::membership::short_id(&gone);
-    if g.json {
-        print_json(&json!({ "removed": id }));
+    committed(if g.json {
+        print_json(&json!({ "removed": id }))
     } else if !g.quiet {
-        println!("removed node {id}: its connections are cut and it is never accepted again");
-    }
+        outln!("removed node {id}: its connections are cut and it is never accepted again")
+    } else {
+        Ok(())
+    })?;
     Ok(0)
 }
 
@@ -77,9 +84,15 @@ pub fn remove(g: &Global, node: &str) -> Result<i32> {
 pub fn status(g: &Global) -> Result<i32> {
     // A
     let dir = g.store_dir()?;
-    let client = ControlClient::connect(&dir)
-        .ok_or_else(|| ClusterError::NoNode(dir.display().to_string()))
-        .map_err(lift)?;
+    let Some(client) = ControlClient::connect(&dir) else {
+        // No node: say whether one could run here at all (exit 8 outside a cluster).
+        let cas = g.open()?;
+        let why = match cas.in_cluster()? {
+            true => ClusterError::NoNode(dir.display().to_string()),
+            false => ClusterError::NotInCluster(dir.display().to_string()),
+        };
+        return Err(lift(why));
+    };
     let s = client.status().map_err(lift)?;
     if g.json {
         let members: Vec<_> = s
@@ -114,16 +127,28 @@ pub fn status(g: &Global) -> Result<i32> {
             "audit_lacking_slices": s.audit_lacking_slices,
             "audit_extra_slices": s.audit_extra_slices,
             "audit_bytes": s.audit_bytes,
-        }));
+        }))?;
         return Ok(0);
     }
-    println!("node {} (erasure code {}+{})", s.node, s.k, s.m);
-    println!(
+    print_status(&s)?;
+    Ok(0)
+}
+
+/// `cluster status` for people.
+fn print_status(s: &ouro_cluster::message::ClusterStatus) -> Result<()> {
+    // A
+    outln!("node {} (erasure code {}+{})", s.node, s.k, s.m)?;
+    outln!(
         "{:<16}  {:<21}  {:<7}  {:>9}  {:>11}  {:>10}",
-        "ID", "ADDRESS", "STATE", "LAST SEEN", "CHUNKS HELD", "FREE"
-    );
+        "ID",
+        "ADDRESS",
+        "STATE",
+        "LAST SEEN",
+        "CHUNKS HELD",
+        "FREE"
+    )?;
     for m in &s.members {
-        println!(
+        outln!(
             "{:<16}  {:<21}  {:<7}  {:>8.1}s  {:>11}  {:>9.1}G",
             m.id,
             m.addr,
@@ -131,20 +156,21 @@ pub fn status(g: &Global) -> Result<i32> {
             m.last_seen_secs,
             m.chunks_held,
             m.free_bytes as f64 / 1e9
-        );
+        )?;
     }
-    println!(
+    outln!(
         "under-replicated chunks: {} (slices repaired so far: {})",
-        s.under_replicated_chunks, s.repaired_slices
-    );
-    println!("placement: {}", s.placement);
+        s.under_replicated_chunks,
+        s.repaired_slices
+    )?;
+    outln!("placement: {}", s.placement)?;
     if s.inventory_audits > 0 {
-        println!(
+        outln!(
             "last inventory audit of a peer: {} slices lacking, {} held beyond placement ({} bytes of tree)",
             s.audit_lacking_slices, s.audit_extra_slices, s.audit_bytes
-        );
+        )?;
     }
-    Ok(0)
+    Ok(())
 }
 
 /// `ouro node run`: runs in the foreground until SIGTERM or SIGINT.
@@ -215,15 +241,17 @@ pub fn backup(g: &Global, dest: &std::path::Path) -> Result<i32> {
             dest.display()
         )
     })?;
-    if g.json {
-        print_json(&json!({ "backup": dest.display().to_string(), "bytes": bytes }));
+    committed(if g.json {
+        print_json(&json!({ "backup": dest.display().to_string(), "bytes": bytes }))
     } else if !g.quiet {
-        println!(
+        outln!(
             "wrote a consistent copy of {} ({bytes} bytes) to {}",
             cas.path().display(),
             dest.display()
-        );
-    }
+        )
+    } else {
+        Ok(())
+    })?;
     Ok(0)
 }
 
@@ -236,15 +264,17 @@ pub fn restore(g: &Global, src: &std::path::Path) -> Result<i32> {
     }
     let cas = ouroboros_db::Cas::restore(src, &dest)
         .with_context(|| format!("restoring {} from {}", dest.display(), src.display()))?;
-    if g.json {
-        print_json(&json!({ "restored": dest.display().to_string() }));
+    committed(if g.json {
+        print_json(&json!({ "restored": dest.display().to_string() }))
     } else if !g.quiet {
         // Only a cluster member has peers to catch up from.
         let hint = match cas.in_cluster() {
             Ok(true) => "; start it with `ouro node run`: it catches up from its peers",
             _ => "",
         };
-        println!("restored {} from {}{hint}", dest.display(), src.display());
-    }
+        outln!("restored {} from {}{hint}", dest.display(), src.display())
+    } else {
+        Ok(())
+    })?;
     Ok(0)
 }

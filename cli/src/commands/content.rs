@@ -5,10 +5,11 @@ use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use ouroboros_db::model::key::clip;
 use ouroboros_db::{Hash, MergeSource, PutOptions};
 use serde_json::json;
 
-use crate::output::print_json;
+use crate::output::{committed, outln, output_error, print_json};
 use crate::progress::Bar;
 use ouro_cli::cli::Global;
 
@@ -38,16 +39,29 @@ fn open_input(file: Option<&Path>) -> Result<(Box<dyn Read + Send>, Option<u64>)
     }
 }
 
-/// Resolves a (possibly abbreviated) version hash of `key`.
+/// Resolves a (possibly abbreviated) version hash of `key` (`--parent`, `--pick`).
 fn version_of(cas: &ouroboros_db::Cas, key: &str, hash: &str) -> Result<Hash> {
     // A
+    // Checked here: `KEY@zz` is no hash ref, so it would read as a key named `KEY@zz` and
+    // fail as "no key" (exit 3) when the mistake is the argument (exit 2).
+    let min = ouroboros_db::model::reference::MIN_PREFIX;
+    if !(min..=64).contains(&hash.len()) || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        anyhow::bail!(ouroboros_db::Error::InvalidArgument(format!(
+            "{:?} is not a version hash: give {min} to 64 hex digits of one (see `ouro log {}`)",
+            clip(hash),
+            clip(key)
+        )));
+    }
     let r = format!("{key}@{hash}");
     cas.resolve(&r)
-        .with_context(|| format!("resolving version {hash} of {key:?}"))
+        .with_context(|| format!("resolving version {hash} of {:?}", clip(key)))
 }
 
 pub fn put(g: &Global, key: &str, file: Option<&Path>, parents: &[String]) -> Result<i32> {
     // A
+    // A key that `get KEY` would read as a version of another key (`x@~1`) is refused
+    // before anything is stored.
+    ouroboros_db::model::reference::check_key_names_itself(key)?;
     let cas = g.open_unlocked()?;
     let parents = if parents.is_empty() {
         None
@@ -72,10 +86,10 @@ pub fn put(g: &Global, key: &str, file: Option<&Path>, parents: &[String]) -> Re
     };
     let out = cas
         .put(key, input, &opts)
-        .with_context(|| format!("storing {key:?}"))?;
+        .with_context(|| format!("storing {:?}", clip(key)))?;
     bar.finish();
     g.settle()?;
-    if g.json {
+    committed(if g.json {
         print_json(&json!({
             "hash": out.hash.to_hex(),
             "key": key,
@@ -83,34 +97,59 @@ pub fn put(g: &Global, key: &str, file: Option<&Path>, parents: &[String]) -> Re
             "chunks": out.chunks,
             "new_chunks": out.new_chunks,
             "stored_bytes": out.stored_bytes,
-        }));
+        }))
     } else {
-        println!("{}", out.hash);
-    }
+        outln!("{}", out.hash)
+    })?;
     Ok(0)
 }
 
 pub fn get(g: &Global, reference: &str, output: Option<&Path>) -> Result<i32> {
     // A
     let cas = g.open_unlocked()?;
+    if let Some(path) = output {
+        refuse_inside_store(&cas, path)?;
+    }
     let bar = Bar::new(g, true, "get");
     let blob = match output {
-        None => {
-            let stdout = std::io::stdout();
-            let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
-            let b = cas
-                .get_with_progress(reference, &mut w, &bar)
-                .with_context(|| format!("reading {reference}"))?;
-            w.flush().context("writing to stdout")?;
-            b
-        }
+        None => stream(&cas, reference, std::io::stdout().lock(), "to stdout", &bar)?,
         Some(path) => get_into_file(&cas, reference, path, &bar)?,
     };
     bar.finish();
     if g.json && output.is_some() {
-        print_json(&json!({ "key": blob.key, "hash": blob.hash().to_hex(), "size": blob.size }));
+        print_json(&json!({ "key": blob.key, "hash": blob.hash().to_hex(), "size": blob.size }))?;
     }
     Ok(0)
+}
+
+/// Refuses an output file inside the store's directory: replacing `data.mdb` (or anything
+/// beside it) with a version's content would destroy the store.
+fn refuse_inside_store(cas: &ouroboros_db::Cas, dest: &Path) -> Result<()> {
+    // A
+    let store = std::fs::canonicalize(cas.path())
+        .with_context(|| format!("resolving {}", cas.path().display()))?;
+    // The file a symlink names is what gets written; a new file goes into its parent.
+    let target = match std::fs::canonicalize(dest) {
+        Ok(t) => t,
+        Err(_) => {
+            let parent = dest
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            match (std::fs::canonicalize(parent), dest.file_name()) {
+                (Ok(p), Some(name)) => p.join(name),
+                _ => return Ok(()),
+            }
+        }
+    };
+    if target.starts_with(&store) {
+        anyhow::bail!(ouroboros_db::Error::InvalidArgument(format!(
+            "{} is inside the store {}: writing there would destroy it; choose a file outside",
+            dest.display(),
+            store.display()
+        )));
+    }
+    Ok(())
 }
 
 pub fn merge(g: &Global, key: &str, pick: Option<&str>, file: Option<&Path>) -> Result<i32> {
@@ -122,13 +161,13 @@ pub fn merge(g: &Global, key: &str, pick: Option<&str>, file: Option<&Path>) -> 
     };
     let hash = cas
         .merge(key, source)
-        .with_context(|| format!("merging the heads of {key:?}"))?;
+        .with_context(|| format!("merging the heads of {:?}", clip(key)))?;
     g.settle()?;
-    if g.json {
-        print_json(&json!({ "hash": hash.to_hex(), "key": key }));
+    committed(if g.json {
+        print_json(&json!({ "hash": hash.to_hex(), "key": key }))
     } else {
-        println!("{hash}");
-    }
+        outln!("{hash}")
+    })?;
     Ok(0)
 }
 
@@ -199,11 +238,68 @@ fn write_version(
     progress: &dyn ouroboros_db::Progress,
 ) -> Result<ouroboros_db::model::Blob> {
     // A
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let blob = cas
-        .get_with_progress(reference, &mut w, progress)
-        .with_context(|| format!("reading {reference}"))?;
-    w.flush()
-        .with_context(|| format!("writing {}", dest.display()))?;
-    Ok(blob)
+    stream(cas, reference, file, &dest.display().to_string(), progress)
+}
+
+/// Writes a version into `out` (named `what` in errors), buffered. A failure of the output
+/// is reported as one ([`output_error`]: a full disk names the output, not the store; a
+/// reader gone away is [`crate::output::PipeClosed`]), a failure to read as one naming the ref.
+fn stream(
+    cas: &ouroboros_db::Cas,
+    reference: &str,
+    out: impl Write,
+    what: &str,
+    progress: &dyn ouroboros_db::Progress,
+) -> Result<ouroboros_db::model::Blob> {
+    // A
+    let mut w = BufWriter::with_capacity(
+        1 << 20,
+        Tracked {
+            inner: out,
+            error: None,
+        },
+    );
+    let read = cas.get_with_progress(reference, &mut w, progress);
+    let flushed = match read {
+        Ok(_) => w.flush(),
+        Err(_) => Ok(()),
+    };
+    if let Some(e) = w.get_mut().error.take() {
+        return Err(output_error(e, what));
+    }
+    flushed.map_err(|e| output_error(e, what))?;
+    read.with_context(|| format!("reading {}", clip(reference)))
+}
+
+/// A writer that keeps the first error of the writer below, so that a failure of the
+/// output is told apart from a failure to read the store (the library sees only an I/O
+/// error, and would call a full output disk a full store).
+struct Tracked<W> {
+    inner: W,
+    error: Option<std::io::Error>,
+}
+
+impl<W> Tracked<W> {
+    /// Keeps `e` and hands the library an error of the same kind.
+    fn keep(&mut self, e: std::io::Error) -> std::io::Error {
+        // A
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return e;
+        }
+        let copy = std::io::Error::from(e.kind());
+        self.error.get_or_insert(e);
+        copy
+    }
+}
+
+impl<W: Write> Write for Tracked<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // A
+        self.inner.write(buf).map_err(|e| self.keep(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // A
+        self.inner.flush().map_err(|e| self.keep(e))
+    }
 }

@@ -2,9 +2,12 @@
 
 use anyhow::{Context, Result};
 use ouroboros_db::format_time;
+use ouroboros_db::model::key::clip;
 use serde_json::{json, Value};
 
-use crate::output::{human_bytes, print_json, version_block, version_json, version_line};
+use crate::output::{
+    committed, human_bytes, outln, print_json, version_block, version_json, version_line,
+};
 use ouro_cli::cli::Global;
 
 pub fn log(g: &Global, reference: &str, n: usize, oneline: bool, graph: bool) -> Result<i32> {
@@ -12,9 +15,9 @@ pub fn log(g: &Global, reference: &str, n: usize, oneline: bool, graph: bool) ->
     let cas = g.open()?;
     let versions = cas
         .log(reference, n)
-        .with_context(|| format!("reading the history of {reference}"))?;
+        .with_context(|| format!("reading the history of {}", clip(reference)))?;
     if g.json {
-        print_json(&Value::Array(versions.iter().map(version_json).collect()));
+        print_json(&Value::Array(versions.iter().map(version_json).collect()))?;
         return Ok(0);
     }
     for v in &versions {
@@ -28,7 +31,7 @@ pub fn log(g: &Global, reference: &str, n: usize, oneline: bool, graph: bool) ->
             ""
         };
         if oneline {
-            println!("{mark}{}", version_line(v));
+            outln!("{mark}{}", version_line(v))?;
         } else {
             let block = version_block(v);
             for (i, line) in block.lines().enumerate() {
@@ -39,9 +42,9 @@ pub fn log(g: &Global, reference: &str, n: usize, oneline: bool, graph: bool) ->
                 } else {
                     "| "
                 };
-                println!("{pre}{line}");
+                outln!("{pre}{line}")?;
             }
-            println!("{}", if graph { "|" } else { "" });
+            outln!("{}", if graph { "|" } else { "" })?;
         }
     }
     Ok(0)
@@ -50,14 +53,19 @@ pub fn log(g: &Global, reference: &str, n: usize, oneline: bool, graph: bool) ->
 pub fn heads(g: &Global, key: &str) -> Result<i32> {
     // A
     let cas = g.open()?;
-    let heads = cas
-        .heads(key)
-        .with_context(|| format!("reading the heads of {key:?}"))?;
+    let context = || format!("reading the heads of {:?}", clip(key));
+    let heads = cas.heads(key).with_context(context)?;
+    if heads.is_empty() {
+        // No heads left: the key was deleted (or lost its last version). Resolving it gives
+        // the error get and log give (exit 4), instead of an empty list and exit 0. The
+        // trailing '@' makes the whole text the key.
+        cas.resolve(&format!("{key}@")).with_context(context)?;
+    }
     if g.json {
-        print_json(&Value::Array(heads.iter().map(version_json).collect()));
+        print_json(&Value::Array(heads.iter().map(version_json).collect()))?;
     } else {
         for h in &heads {
-            println!("{}", version_line(h));
+            outln!("{}", version_line(h))?;
         }
     }
     Ok(0)
@@ -68,18 +76,18 @@ pub fn rm(g: &Global, reference: &str) -> Result<i32> {
     let cas = g.open()?;
     let out = cas
         .remove(reference)
-        .with_context(|| format!("removing {reference}"))?;
+        .with_context(|| format!("removing {}", clip(reference)))?;
     // The removal is committed here; telling the node only makes the peers hear of it at
     // once rather than with the next heartbeat, so a failure to is no failure of the rm.
     if let Err(e) = g.settle() {
         eprintln!("ouro: warning: {e:#}");
     }
     if g.json {
-        print_json(&json!({
+        committed(print_json(&json!({
             "key": out.key,
             "whole_key": out.whole_key,
             "removed": out.versions.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
-        }));
+        })))?;
     } else if !g.quiet {
         let what = if out.whole_key {
             format!("key {:?}", out.key)
@@ -106,7 +114,7 @@ pub fn ls(g: &Global, prefix: &str, long: bool) -> Result<i32> {
     loop {
         let page = cas
             .list(prefix, after.as_deref(), 1000)
-            .with_context(|| format!("listing {prefix:?}"))?;
+            .with_context(|| format!("listing {:?}", clip(prefix)))?;
         let Some(last) = page.last() else { break };
         after = Some(last.key.clone());
         for e in page {
@@ -123,19 +131,19 @@ pub fn ls(g: &Global, prefix: &str, long: bool) -> Result<i32> {
                 } else {
                     String::new()
                 };
-                println!(
+                outln!(
                     "{:>10} {} {}{heads}",
                     human_bytes(e.size),
                     format_time(e.created),
                     e.key
-                );
+                )?;
             } else {
-                println!("{}", e.key);
+                outln!("{}", e.key)?;
             }
         }
     }
     if g.json {
-        print_json(&Value::Array(items));
+        print_json(&Value::Array(items))?;
     }
     Ok(0)
 }

@@ -5,7 +5,7 @@ use ouro_cli::cli::Global;
 use ouroboros_db::Recipient;
 use serde_json::json;
 
-use crate::output::print_json;
+use crate::output::{committed, outln, print_json};
 
 pub fn add(g: &Global, recipient: &str) -> Result<i32> {
     // A
@@ -14,7 +14,7 @@ pub fn add(g: &Global, recipient: &str) -> Result<i32> {
     cas.add_recipient(&r)
         .with_context(|| format!("adding recipient {recipient}"))?;
     if g.json {
-        print_json(&json!({ "added": r.to_string() }));
+        committed(print_json(&json!({ "added": r.to_string() })))?;
     } else if !g.quiet {
         eprintln!("{r} can now read the store");
     }
@@ -26,10 +26,10 @@ pub fn ls(g: &Global) -> Result<i32> {
     let cas = g.open()?;
     let list = cas.recipients().context("listing recipients")?;
     if g.json {
-        print_json(&json!(list));
+        print_json(&json!(list))?;
     } else {
         for r in list {
-            println!("{r}");
+            outln!("{r}")?;
         }
     }
     Ok(0)
@@ -42,7 +42,9 @@ pub fn rm(g: &Global, recipient: &str) -> Result<i32> {
     cas.remove_recipient(&r)
         .with_context(|| format!("removing recipient {recipient}"))?;
     if g.json {
-        print_json(&json!({ "removed": r.to_string(), "key_epoch": cas.config().current_epoch }));
+        committed(print_json(
+            &json!({ "removed": r.to_string(), "key_epoch": cas.config().current_epoch }),
+        ))?;
     } else if !g.quiet {
         eprintln!(
             "{r} removed; data written from now on uses key epoch {} (data written before is not re-encrypted)",

@@ -7,7 +7,7 @@ use ouroboros_db::model::{EntryKind, Ref, Selector};
 use ouroboros_db::snapshot::{ForgetDecision, ForgetReport, KeepPolicy, KeepWithin};
 use serde_json::json;
 
-use crate::output::{human_bytes, print_json};
+use crate::output::{committed, human_bytes, outln, print_json};
 
 pub fn list(g: &Global, prefix: &str) -> Result<i32> {
     // A
@@ -43,11 +43,11 @@ pub fn list(g: &Global, prefix: &str) -> Result<i32> {
                 })
             })
             .collect();
-        print_json(&json!(rows));
+        print_json(&json!(rows))?;
     } else {
         for s in &list {
             let m = &s.info.summary;
-            println!(
+            outln!(
                 "{}  {}  {}  {}:{}  {} files, {} dirs, {} ({} new, {} changed, {} removed, +{}{})",
                 s.hash.short(),
                 format_time(s.time),
@@ -66,7 +66,7 @@ pub fn list(g: &Global, prefix: &str) -> Result<i32> {
                 } else {
                     String::new()
                 }
-            );
+            )?;
         }
     }
     Ok(0)
@@ -117,17 +117,17 @@ pub fn diff(g: &Global, from: &str, to: Option<&str>) -> Result<i32> {
             "from": d.from.to_hex(),
             "to": d.to.to_hex(),
             "changes": changes,
-        }));
+        }))?;
         return Ok(0);
     }
     for c in &d.changes {
         // A directory is marked with a trailing slash, as restic's diff does.
         let slash = if c.kind == EntryKind::Dir { "/" } else { "" };
-        println!(
+        outln!(
             "{} {}{slash}",
             c.change.mark(),
             String::from_utf8_lossy(&c.path)
-        );
+        )?;
     }
     if !g.quiet {
         eprintln!(
@@ -170,8 +170,16 @@ pub fn forget(g: &Global, prefix: &str, keep: &KeepArgs, dry_run: bool) -> Resul
             eprintln!("ouro: warning: {e:#}");
         }
     }
+    // Forgotten snapshots are removed already: a reader gone away is no failure then.
+    let done = |printed: Result<()>| {
+        if dry_run {
+            printed
+        } else {
+            committed(printed)
+        }
+    };
     if g.json {
-        print_json(&json!({
+        done(print_json(&json!({
             "prefix": report.prefix,
             "dry_run": report.dry_run,
             "kept": report.kept().map(|d| json!({
@@ -183,18 +191,18 @@ pub fn forget(g: &Global, prefix: &str, keep: &KeepArgs, dry_run: bool) -> Resul
             })).collect::<Vec<_>>(),
             "removed": report.forgotten().map(|d| d.hash.to_hex()).collect::<Vec<_>>(),
             "versions_removed": report.versions_removed,
-        }));
+        })))?;
         return Ok(0);
     }
     if !g.quiet {
-        print_forget(&report);
+        done(print_forget(&report))?;
     }
     Ok(0)
 }
 
 /// The restic-style listing of a forget: per host and path, the snapshots kept with their
 /// reasons, then those removed; then a closing line.
-fn print_forget(report: &ForgetReport) {
+fn print_forget(report: &ForgetReport) -> Result<()> {
     // A
     let mut groups: Vec<(&str, &[u8])> = Vec::new();
     for d in &report.snapshots {
@@ -206,11 +214,11 @@ fn print_forget(report: &ForgetReport) {
     let line = |d: &ForgetDecision| format!("  {}  {}", d.hash.short(), format_time(d.time));
     for (host, path) in groups {
         let of_group = |d: &&ForgetDecision| d.host == host && d.path == path;
-        println!("snapshots of {host}:{}", String::from_utf8_lossy(path));
+        outln!("snapshots of {host}:{}", String::from_utf8_lossy(path))?;
         let kept: Vec<_> = report.kept().filter(of_group).collect();
-        println!("keep {} snapshot(s):", kept.len());
+        outln!("keep {} snapshot(s):", kept.len())?;
         for d in kept {
-            println!("{}  {}", line(d), d.reasons.join(", "));
+            outln!("{}  {}", line(d), d.reasons.join(", "))?;
         }
         let gone: Vec<_> = report.forgotten().filter(of_group).collect();
         if !gone.is_empty() {
@@ -219,12 +227,12 @@ fn print_forget(report: &ForgetReport) {
             } else {
                 "remove"
             };
-            println!("{verb} {} snapshot(s):", gone.len());
+            outln!("{verb} {} snapshot(s):", gone.len())?;
             for d in gone {
-                println!("{}", line(d));
+                outln!("{}", line(d))?;
             }
         }
-        println!();
+        outln!()?;
     }
     let n = report.forgotten().count();
     let (verb, tail) = match (report.dry_run, n) {
@@ -232,8 +240,8 @@ fn print_forget(report: &ForgetReport) {
         (false, 0) => ("removed", ""),
         (false, _) => ("removed", "; run `ouro gc` to free their space"),
     };
-    println!(
+    outln!(
         "{verb} {n} snapshot(s) and {} file version(s) only they used{tail}",
         report.versions_removed
-    );
+    )
 }

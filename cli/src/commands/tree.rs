@@ -5,11 +5,11 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use ouro_cli::cli::Global;
-use ouroboros_db::snapshot::{BackupOptions, OwnerPolicy, RestoreOptions};
+use ouroboros_db::snapshot::{BackupOptions, BackupReport, OwnerPolicy, RestoreOptions};
 use ouroboros_db::Error;
 use serde_json::json;
 
-use crate::output::{human_bytes, print_json};
+use crate::output::{committed, human_bytes, outln, print_json};
 use crate::progress::Bar;
 
 /// Glob patterns: matched against the path relative to the tree's root, and patterns
@@ -84,7 +84,8 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
             "put -r needs a non-empty key prefix: its snapshots are kept under it".into()
         ));
     }
-    ouroboros_db::model::validate_key(&prefix)?;
+    // `get -r PREFIX` must name this prefix, not a snapshot of a shorter one (`x@~1`).
+    ouroboros_db::model::reference::check_key_names_itself(&prefix)?;
     let ex = Globs::new(exclude, "--exclude")?;
     let cas = g.open_unlocked()?;
     let bar = Bar::new(g, true, "put -r");
@@ -99,20 +100,34 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
         .with_context(|| format!("storing {dir} under {prefix}"))?;
     bar.finish();
     g.settle()?;
+    // The snapshot is committed: a reader gone away does not make it a failure.
+    committed(print_put_tree(g, &prefix, &report))?;
+    Ok(if report.errors.is_empty() {
+        0
+    } else {
+        crate::exit::ERROR
+    })
+}
+
+/// The report of a `put -r`: JSON, or warnings and errors on stderr, a summary (unless
+/// quiet) and the snapshot's hash on stdout.
+fn print_put_tree(g: &Global, prefix: &str, report: &BackupReport) -> Result<()> {
+    // A
     let s = &report.info.summary;
     let files = s.files_new + s.files_changed + s.files_unchanged;
-    let skipped: Vec<_> = report
-        .warnings
-        .iter()
-        .filter(|(_, w)| w.contains("not kept"))
-        .collect();
     if g.json {
         let list = |v: &[(String, String)], k: &str| {
             v.iter()
                 .map(|(p, r)| json!({"path": p, k: r}))
                 .collect::<Vec<_>>()
         };
-        print_json(&json!({
+        let skipped: Vec<_> = report
+            .warnings
+            .iter()
+            .filter(|(_, w)| w.contains("not kept"))
+            .map(|(p, r)| json!({"path": p, "reason": r}))
+            .collect();
+        return print_json(&json!({
             "snapshot": report.snapshot.to_hex(),
             "files": files,
             "stored": s.files_new + s.files_changed,
@@ -123,39 +138,33 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
             "dirs": s.dirs,
             "entries": s.entries,
             "new_bytes": s.bytes_added,
-            "skipped": skipped.iter().map(|(p, r)| json!({"path": p, "reason": r})).collect::<Vec<_>>(),
+            "skipped": skipped,
             "warnings": list(&report.warnings, "reason"),
             "errors": list(&report.errors, "error"),
         }));
-    } else {
-        for (p, w) in &report.warnings {
-            if g.verbose > 0 || !w.contains("not kept") {
-                eprintln!("ouro: warning: {p}: {w}");
-            }
-        }
-        for (p, e) in &report.errors {
-            eprintln!("ouro: error: {p}: {e}");
-        }
-        if !g.quiet {
-            eprintln!(
-                "snapshot {} of {prefix}: {files} files ({} new, {} changed, {} unchanged), {} removed, {} dirs, {} added, {} errors",
-                report.snapshot.short(),
-                s.files_new,
-                s.files_changed,
-                s.files_unchanged,
-                s.removed,
-                s.dirs,
-                human_bytes(s.bytes_added),
-                report.errors.len()
-            );
-        }
-        println!("{}", report.snapshot.to_hex());
     }
-    Ok(if report.errors.is_empty() {
-        0
-    } else {
-        crate::exit::ERROR
-    })
+    for (p, w) in &report.warnings {
+        if g.verbose > 0 || !w.contains("not kept") {
+            eprintln!("ouro: warning: {p}: {w}");
+        }
+    }
+    for (p, e) in &report.errors {
+        eprintln!("ouro: error: {p}: {e}");
+    }
+    if !g.quiet {
+        eprintln!(
+            "snapshot {} of {prefix}: {files} files ({} new, {} changed, {} unchanged), {} removed, {} dirs, {} added, {} errors",
+            report.snapshot.short(),
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            s.removed,
+            s.dirs,
+            human_bytes(s.bytes_added),
+            report.errors.len()
+        );
+    }
+    outln!("{}", report.snapshot.to_hex())
 }
 
 /// What `get -r` was asked.
@@ -226,11 +235,11 @@ pub fn get_tree(g: &Global, a: &GetTree) -> Result<i32> {
             "dry_run": a.dry_run,
             "changes": report.changes.iter().map(|(p, c)| json!({"path": p, "change": c.as_str()})).collect::<Vec<_>>(),
             "errors": report.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
-        }));
+        }))?;
     } else {
         if a.dry_run || g.verbose > 0 {
             for (p, c) in &report.changes {
-                println!("{:<8} {p}", c.as_str());
+                outln!("{:<8} {p}", c.as_str())?;
             }
         }
         for (p, e) in &report.errors {
