@@ -1135,11 +1135,10 @@ fn unreadable_files_are_listed_and_keep_their_previous_version() {
     );
 }
 
-/// An unreadable directory should keep its previous contents, as an unreadable file
-/// keeps its previous version. It is recorded empty instead, so the restore (and a
-/// `get -r --delete`) loses what it held. Fails today: see the report of tests/tree.rs.
+/// An unreadable directory keeps its previous contents, as an unreadable file keeps its
+/// previous version: recorded empty, the restore (and a `get -r --delete`) would lose what
+/// it held.
 #[test]
-#[ignore = "bug: an unreadable directory is recorded as empty in the snapshot (walk.rs, Walked::dir)"]
 fn an_unreadable_directory_keeps_its_previous_contents() {
     let Some(u) = Unprivileged::new() else { return };
     u.ok(&["init", "-q", "--ec", "2+1"]);
@@ -1153,9 +1152,49 @@ fn an_unreadable_directory_keeps_its_previous_contents() {
     assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
     let j: Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(j["removed"], 0, "sub/b is not gone, only unreadable: {j}");
+    let errors = j["errors"].as_array().unwrap();
+    assert!(
+        errors.len() == 1
+            && errors[0]["path"] == "sub"
+            && errors[0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("previous contents are kept"),
+        "{j}"
+    );
     let out = u.home.join("out");
     u.ok(&["get", "-r", "p", s(&out), "-q"]);
     chmod(&out.join("sub"), 0o755);
+    assert_eq!(std::fs::read(out.join("sub/b")).unwrap(), b"inside");
+    assert_eq!(std::fs::read(out.join("a")).unwrap(), b"a");
+
+    // Readable again: walked as usual, nothing was lost on the way.
+    chmod(&src.join("sub"), 0o755);
+    let third: Value =
+        serde_json::from_slice(&u.ok(&["put", "-r", s(&src), "p", "--json"]).stdout).unwrap();
+    assert_eq!(
+        (
+            third["removed"].as_u64(),
+            third["errors"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0)),
+        "{third}"
+    );
+
+    // A directory unreadable from its first run has no previous contents: recorded
+    // empty, with the error.
+    write(&src, "new/c", b"c");
+    u.own(&src);
+    chmod(&src.join("new"), 0o000);
+    let fourth = u.run(&["put", "-r", s(&src), "p", "--json"]);
+    assert_eq!(fourth.status.code(), Some(1), "{}", stderr(&fourth));
+    let j: Value = serde_json::from_slice(&fourth.stdout).unwrap();
+    assert_eq!(j["errors"][0]["path"], "new", "{j}");
+    chmod(&src.join("new"), 0o755);
+    let out = u.home.join("out2");
+    u.ok(&["get", "-r", "p", s(&out), "-q"]);
+    chmod(&out.join("new"), 0o755);
+    assert!(out.join("new").is_dir() && !out.join("new/c").exists());
     assert_eq!(std::fs::read(out.join("sub/b")).unwrap(), b"inside");
 }
 
@@ -1176,6 +1215,26 @@ fn vanishing_files_long_names_and_sockets_are_not_fatal() {
     // Sockets: a note with -v, silence without.
     let quiet = t.run(&["put", "-r", s(&src), "home"]);
     assert!(!stderr(&quiet).contains("sock"), "{}", stderr(&quiet));
+    // Paths too long for a key: stored under a hashed key, with a warning naming the path
+    // and that key, whose latest version is the file.
+    let err = stderr(&quiet);
+    for (name, data) in [
+        (long_file.as_str(), &b"a long name"[..]),
+        ("\u{fffd}\u{fffd}\u{fffd}", b"long after escaping"),
+    ] {
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("ouro: warning: ") && l.contains(name))
+            .unwrap_or_else(|| panic!("no warning names {name}: {err}"));
+        let key = line.rsplit(' ').next().unwrap();
+        assert!(
+            line.contains("too long for a key") && key.starts_with("home/.ouro-long/"),
+            "{line}"
+        );
+        let got = t.dir.path().join("got");
+        t.ok(&["get", key, "-o", s(&got)]);
+        assert_eq!(std::fs::read(&got).unwrap(), data, "{key}");
+    }
     let verbose = t.run(&["put", "-r", s(&src), "home", "-v"]);
     assert!(
         stderr(&verbose).contains("sock: socket, not kept"),
@@ -1200,29 +1259,15 @@ fn vanishing_files_long_names_and_sockets_are_not_fatal() {
             .any(|w| w["path"] == "sock"),
         "{j}"
     );
-    // Long names: the rest is stored, and the long ones are either kept (restored exactly)
-    // or named in the report.
+    // Long names: the rest is stored, and the long ones are restored exactly.
     let out = t.dir.path().join("out");
     let restored = t.run(&["get", "-r", "home", s(&out), "-q"]);
     assert!(restored.status.success(), "{}", stderr(&restored));
     assert_eq!(std::fs::read(out.join("ok")).unwrap(), b"fine");
-    let reported = |name: &str| {
-        ["warnings", "errors"].iter().any(|k| {
-            j[k].as_array()
-                .unwrap()
-                .iter()
-                .any(|w| w["path"].as_str().unwrap().contains(name))
-        })
-    };
-    assert!(
-        std::fs::read(out.join(&long_rel)).is_ok_and(|d| d == b"a long name")
-            || reported(&long_file),
-        "a path too long for a key is neither kept nor reported: {j}"
-    );
-    assert!(
-        std::fs::read(raw(&out, &[0xff; 120])).is_ok_and(|d| d == b"long after escaping")
-            || reported("\u{fffd}"),
-        "a name too long once escaped is neither kept nor reported: {j}"
+    assert_eq!(std::fs::read(out.join(&long_rel)).unwrap(), b"a long name");
+    assert_eq!(
+        std::fs::read(raw(&out, &[0xff; 120])).unwrap(),
+        b"long after escaping"
     );
 }
 

@@ -2,19 +2,23 @@
 //! of their keys (one pipeline for all), write every directory's record into the tree
 //! stream, and store the stream as a new version of the prefix's snapshot key.
 
+use std::collections::HashSet;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use crate::cas::{now_nanos, Cas, PutItem};
+use crate::cas::{now_nanos, Cas, PutItem, PutOutcome};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::meta::TYPE_FILE;
 use crate::model::snapshot::{snapshot_key, MAX_LISTED_ERRORS};
 use crate::model::{
-    validate_key, EntryKind, FileMeta, SnapshotInfo, SnapshotSummary, TreeRecord, VersionMeta,
+    validate_key, Entry, EntryKind, FileMeta, SnapshotInfo, SnapshotSummary, TreeRecord,
+    VersionMeta,
 };
 use crate::progress::Progress;
-use crate::snapshot::fsmeta::{path_bytes, read_entry};
+use crate::snapshot::fsmeta::{path_bytes, read_entry, NoAtime};
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::{StreamReader, StreamWriter};
 use crate::snapshot::walk::{show, FileJob, WalkContext, Walked};
@@ -47,13 +51,75 @@ pub struct BackupReport {
     pub errors: Vec<(String, String)>,
 }
 
-/// Opens its file on the first read, so a tree of 50k files never holds 50k descriptors.
-struct LazyFile {
+/// What the reading side needs of a file the walk found.
+struct ToRead {
+    key: String,
     path: PathBuf,
-    file: Option<std::fs::File>,
+    owner: u32,
+    /// Size, mtime and ctime as the walk recorded them.
+    stamp: (u64, i64, i64),
+    meta: FileMeta,
 }
 
-impl Read for LazyFile {
+impl ToRead {
+    fn of(j: &FileJob, e: &Entry) -> Self {
+        // A
+        ToRead {
+            key: j.key.clone(),
+            path: j.path.clone(),
+            owner: e.uid,
+            stamp: (e.size, e.mtime, e.ctime),
+            meta: FileMeta {
+                mode: TYPE_FILE | e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                mtime: e.mtime,
+            },
+        }
+    }
+
+    /// The put of job `n`, whose reader notes in `reading` whether the file moved.
+    fn item(self, n: usize, parents: Option<Vec<Hash>>, reading: &Reading) -> PutItem<'_> {
+        // A
+        PutItem {
+            key: self.key,
+            size_hint: Some(self.stamp.0),
+            reader: Box::new(LazyFile {
+                n,
+                path: self.path,
+                owner: self.owner,
+                stamp: self.stamp,
+                file: None,
+                reading,
+            }),
+            parents,
+            created: None,
+            skip_if_unchanged: true,
+            meta: VersionMeta::File(self.meta),
+        }
+    }
+}
+
+/// What the readers of one backup share.
+#[derive(Default)]
+struct Reading {
+    noatime: NoAtime,
+    /// Jobs whose file's size or times moved while it was read.
+    moved: Mutex<HashSet<usize>>,
+}
+
+/// Opens its file on the first read, so a tree of 50k files never holds 50k descriptors.
+struct LazyFile<'r> {
+    /// Its job's number.
+    n: usize,
+    path: PathBuf,
+    owner: u32,
+    stamp: (u64, i64, i64),
+    file: Option<std::fs::File>,
+    reading: &'r Reading,
+}
+
+impl Read for LazyFile<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         // A
         if self.file.is_none() {
@@ -61,15 +127,9 @@ impl Read for LazyFile {
             // its access time, or the next run would record new metadata for every file.
             // O_NONBLOCK and the check below: a file replaced by a FIFO since the walk
             // must fail, not block the backup forever.
-            use std::os::unix::fs::OpenOptionsExt;
-            let flags = rustix::fs::OFlags::NONBLOCK.bits() as i32;
-            let open = |extra: i32| {
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(flags | extra)
-                    .open(&self.path)
-            };
-            let f = open(rustix::fs::OFlags::NOATIME.bits() as i32).or_else(|_| open(0))?;
+            use rustix::fs::OFlags;
+            let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+            let f = std::fs::File::from(self.reading.noatime.open(&self.path, flags, self.owner)?);
             if !f.metadata()?.is_file() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
@@ -81,6 +141,23 @@ impl Read for LazyFile {
         match self.file.as_mut() {
             Some(f) => f.read(buf),
             None => Ok(0),
+        }
+    }
+}
+
+impl Drop for LazyFile<'_> {
+    /// Once read (the pipeline drops the reader at the end of the file), the file is
+    /// closed and its path stat'ed again: a size or time unlike the walk's means it
+    /// changed while read. Done here, on the reading thread, rather than for every file
+    /// once the whole put is over.
+    fn drop(&mut self) {
+        // A
+        let Some(f) = self.file.take() else { return };
+        drop(f);
+        if moved(&self.path, self.stamp) {
+            if let Ok(mut m) = self.reading.moved.lock() {
+                m.insert(self.n);
+            }
         }
     }
 }
@@ -163,13 +240,17 @@ impl Cas {
             (Some(r), Some(info)) => info.root_tree().map(|h| r.tree(&h)).transpose()?,
             _ => None,
         };
+        let reading = Reading::default();
         let cx = WalkContext {
             prefix,
             exclude: &exclude,
             parent: reader.as_ref().zip(parent_started),
             owners: &owners,
+            noatime: &reading.noatime,
+            found: &|_, _| {},
         };
-        let mut walked = Walked::walk(&root, parent_root, &cx);
+        let (mut walked, results) =
+            self.walk_and_store(&root, root_meta.uid(), parent_root, &cx, opts, &reading)?;
         let mut warnings: Vec<(String, String)> = walked
             .notes
             .iter()
@@ -180,7 +261,12 @@ impl Cas {
             removed: walked.removed,
             ..Default::default()
         };
-        self.store_files(&mut walked, opts.progress, &mut summary, &mut warnings)?;
+        let stored = Stored {
+            results,
+            reading: &reading,
+            progress: opts.progress,
+        };
+        self.settle_files(&mut walked, stored, &mut summary, &mut warnings)?;
         let mut stream = StreamWriter::default();
         let root_tree = assemble(&mut walked, &mut stream, &mut summary)?;
         let mut errors: Vec<(Vec<u8>, String)> = std::mem::take(&mut walked.errors);
@@ -271,39 +357,68 @@ impl Cas {
         }
     }
 
-    /// Stores every file the walk found changed or new, through one put pipeline, and puts
-    /// each version into its entry.
-    fn store_files(
+    /// Walks the tree and meanwhile, on another thread, stores each file the walk finds
+    /// changed or new, through one put pipeline: the reading and sealing start with the
+    /// first file found instead of after the last directory is listed (on 2 cores the walk
+    /// of /usr/share alone took 0.4 s of 4.5). Returns the walk and one result per job.
+    fn walk_and_store(
+        &self,
+        root: &Path,
+        root_owner: u32,
+        parent_root: Option<TreeRecord>,
+        cx: &WalkContext,
+        opts: &BackupOptions,
+        reading: &Reading,
+    ) -> Result<(Walked, Vec<Result<PutOutcome>>)> {
+        // PA
+        let progress = opts.progress;
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel::<ToRead>();
+            let put = s.spawn(move || {
+                let items = rx
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, r)| r.item(n, None, reading));
+                self.put_many(items, progress)
+            });
+            let total = std::cell::Cell::new(0u64);
+            let found = |j: &FileJob, e: &Entry| {
+                total.set(total.get() + e.size);
+                progress.set_total(total.get());
+                // Fails only once the put has stopped on an error of the store, which its
+                // join below returns.
+                let _ = tx.send(ToRead::of(j, e));
+            };
+            let cx = WalkContext {
+                found: &found,
+                ..*cx
+            };
+            let walked = Walked::walk(root, root_owner, parent_root, &cx);
+            drop(tx);
+            let results = put
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("the put thread failed".into())))?;
+            Ok((walked, results))
+        })
+    }
+
+    /// Puts each stored file's version into its entry, keeps the previous version of
+    /// files that failed (or drops them), and counts them in the summary. A key with
+    /// several heads is stored again, merging them.
+    fn settle_files(
         &self,
         walked: &mut Walked,
-        progress: &dyn Progress,
+        stored: Stored,
         summary: &mut SnapshotSummary,
         warnings: &mut Vec<(String, String)>,
     ) -> Result<()> {
         // PA
         let jobs = std::mem::take(&mut walked.jobs);
-        progress.set_total(jobs.iter().map(|j| entry_of(walked, j).size).sum());
-        let item = |j: &FileJob, parents: Option<Vec<Hash>>| {
-            let e = entry_of(walked, j);
-            PutItem {
-                key: j.key.clone(),
-                reader: Box::new(LazyFile {
-                    path: j.path.clone(),
-                    file: None,
-                }),
-                size_hint: Some(e.size),
-                parents,
-                created: None,
-                skip_if_unchanged: true,
-                meta: VersionMeta::File(FileMeta {
-                    mode: TYPE_FILE | e.mode,
-                    uid: e.uid,
-                    gid: e.gid,
-                    mtime: e.mtime,
-                }),
-            }
-        };
-        let mut results = self.put_many(jobs.iter().map(|j| item(j, None)), progress)?;
+        let Stored {
+            mut results,
+            reading,
+            progress,
+        } = stored;
         // A key with several heads (edited elsewhere meanwhile: the mount, another node)
         // gets a version that merges them: a backup from cron must not fail on it.
         let forks: Vec<(usize, Vec<Hash>)> = results
@@ -316,64 +431,88 @@ impl Cas {
             .collect();
         if !forks.is_empty() {
             let again = self.put_many(
-                forks
-                    .iter()
-                    .map(|(n, heads)| item(&jobs[*n], Some(heads.clone()))),
+                forks.iter().map(|(n, heads)| {
+                    ToRead::of(&jobs[*n], entry_of(walked, &jobs[*n])).item(
+                        *n,
+                        Some(heads.clone()),
+                        reading,
+                    )
+                }),
                 progress,
             )?;
             for ((n, _), r) in forks.iter().zip(again) {
                 results[*n] = r;
             }
         }
-        for (j, r) in jobs.iter().zip(results) {
-            let (d, i) = j.at;
-            match r {
-                Ok(o) => {
-                    let before = j
-                        .previous
-                        .as_ref()
-                        .filter(|p| p.kind == EntryKind::File)
-                        .and_then(|p| p.content);
-                    match before {
-                        None => summary.files_new += 1,
-                        Some(h) if h == o.hash => summary.files_unchanged += 1,
-                        Some(_) => summary.files_changed += 1,
-                    }
-                    summary.bytes_added += o.stored_bytes;
-                    if moved_while_read(j, entry_of(walked, j)) {
-                        warnings.push((
-                            show(&j.rel),
-                            "changed while it was read: stored as read, read again next run".into(),
-                        ));
-                    }
-                    walked.dirs[d].entries[i].content = Some(o.hash);
-                }
-                // Deleted between the walk and its reading: gone, as if the walk had not
-                // seen it (not an error of the backup).
-                Err(Error::Input(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                    warnings.push((show(&j.rel), "vanished during the walk".into()));
+        let moved = std::mem::take(
+            &mut *reading
+                .moved
+                .lock()
+                .map_err(|_| Error::Internal("the reading state was lost".into()))?,
+        );
+        for (n, (j, r)) in jobs.iter().zip(results).enumerate() {
+            settle_file(walked, j, r, moved.contains(&n), summary, warnings);
+        }
+        Ok(())
+    }
+}
+
+/// Puts job `j`'s outcome into its entry and the summary (`moved`: the file changed while
+/// read).
+fn settle_file(
+    walked: &mut Walked,
+    j: &FileJob,
+    r: Result<PutOutcome>,
+    moved: bool,
+    summary: &mut SnapshotSummary,
+    warnings: &mut Vec<(String, String)>,
+) {
+    // A
+    let (d, i) = j.at;
+    match r {
+        Ok(o) => {
+            let before = j
+                .previous
+                .as_ref()
+                .filter(|p| p.kind == EntryKind::File)
+                .and_then(|p| p.content);
+            match before {
+                None => summary.files_new += 1,
+                Some(h) if h == o.hash => summary.files_unchanged += 1,
+                Some(_) => summary.files_changed += 1,
+            }
+            summary.bytes_added += o.stored_bytes;
+            if moved {
+                warnings.push((
+                    show(&j.rel),
+                    "changed while it was read: stored as read, read again next run".into(),
+                ));
+            }
+            walked.dirs[d].entries[i].content = Some(o.hash);
+        }
+        // Deleted between the walk and its reading: gone, as if the walk had not
+        // seen it (not an error of the backup).
+        Err(Error::Input(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            warnings.push((show(&j.rel), "vanished during the walk".into()));
+            walked.dirs[d].dropped.insert(i);
+        }
+        Err(e) => {
+            let kept = j
+                .previous
+                .as_ref()
+                .filter(|p| p.kind == EntryKind::File && p.content.is_some());
+            let why = match kept {
+                Some(_) => format!("{e} (the previous version is kept)"),
+                None => e.to_string(),
+            };
+            walked.errors.push((j.rel.clone(), why));
+            match kept {
+                Some(p) => walked.dirs[d].entries[i] = p.clone(),
+                None => {
                     walked.dirs[d].dropped.insert(i);
-                }
-                Err(e) => {
-                    let kept = j
-                        .previous
-                        .as_ref()
-                        .filter(|p| p.kind == EntryKind::File && p.content.is_some());
-                    let why = match kept {
-                        Some(_) => format!("{e} (the previous version is kept)"),
-                        None => e.to_string(),
-                    };
-                    walked.errors.push((j.rel.clone(), why));
-                    match kept {
-                        Some(p) => walked.dirs[d].entries[i] = p.clone(),
-                        None => {
-                            walked.dirs[d].dropped.insert(i);
-                        }
-                    }
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -382,21 +521,29 @@ fn entry_of<'w>(walked: &'w Walked, j: &FileJob) -> &'w crate::model::Entry {
     &walked.dirs[j.at.0].entries[j.at.1]
 }
 
-/// True when the file's size or times moved between the walk's stat and now.
-fn moved_while_read(j: &FileJob, e: &crate::model::Entry) -> bool {
+/// The first put's results, with what its readers found, for [`Cas::settle_files`].
+struct Stored<'r> {
+    results: Vec<Result<PutOutcome>>,
+    reading: &'r Reading,
+    progress: &'r dyn Progress,
+}
+
+/// True when the file at `path` no longer has the size, mtime and ctime the walk recorded
+/// (or is gone).
+fn moved(path: &Path, (size, mtime, ctime): (u64, i64, i64)) -> bool {
     // A
     use std::os::unix::fs::MetadataExt;
-    match std::fs::symlink_metadata(&j.path) {
+    match std::fs::symlink_metadata(path) {
         Ok(m) => {
-            m.len() != e.size
+            m.len() != size
                 || m.mtime()
                     .saturating_mul(1_000_000_000)
                     .saturating_add(m.mtime_nsec())
-                    != e.mtime
+                    != mtime
                 || m.ctime()
                     .saturating_mul(1_000_000_000)
                     .saturating_add(m.ctime_nsec())
-                    != e.ctime
+                    != ctime
         }
         Err(_) => true,
     }

@@ -1,8 +1,10 @@
 //! Reading an entry's metadata from the file system, and writing it back on restore.
 
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{AtFlags, Timespec, Timestamps, XattrFlags, CWD};
 
@@ -73,9 +75,39 @@ fn nanos(secs: i64, nsec: i64) -> i64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
+/// Bytes of attribute names or of one value read in a single call, before asking the size
+/// (most entries have no attributes or a short ACL: one system call instead of two).
+const XATTR_STACK: usize = 256;
+
 /// Extended attributes of `path` (not followed), sorted by name. A file system without
 /// xattr support has none.
 pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    // A
+    let mut stack = [0u8; XATTR_STACK];
+    let names = match rustix::fs::llistxattr(path, &mut stack[..]) {
+        Ok(0) => return Ok(Vec::new()),
+        Ok(n) => stack[..n].to_vec(),
+        Err(e) if unsupported(e) => return Ok(Vec::new()),
+        Err(rustix::io::Errno::RANGE) => list_xattrs(path)?,
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let Ok(cname) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        match read_xattr(path, &cname) {
+            Ok(Some(v)) => out.push((name.to_vec(), v)),
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The attribute names of `path`, NUL-separated, when they do not fit [`XATTR_STACK`].
+fn list_xattrs(path: &Path) -> std::io::Result<Vec<u8>> {
     // A
     let mut names = Vec::new();
     for _ in 0..4 {
@@ -96,23 +128,18 @@ pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
             Err(e) => return Err(e.into()),
         }
     }
-    let mut out = Vec::new();
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let Ok(cname) = std::ffi::CString::new(name) else {
-            continue;
-        };
-        match read_xattr(path, &cname) {
-            Ok(Some(v)) => out.push((name.to_vec(), v)),
-            Ok(None) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    out.sort();
-    Ok(out)
+    Ok(names)
 }
 
 fn read_xattr(path: &Path, name: &std::ffi::CStr) -> std::io::Result<Option<Vec<u8>>> {
     // A
+    let mut stack = [0u8; XATTR_STACK];
+    match rustix::fs::lgetxattr(path, name, &mut stack[..]) {
+        Ok(n) => return Ok(Some(stack[..n].to_vec())),
+        Err(rustix::io::Errno::NODATA) => return Ok(None),
+        Err(rustix::io::Errno::RANGE) => {}
+        Err(e) => return Err(e.into()),
+    }
     for _ in 0..4 {
         let want = match rustix::fs::lgetxattr_query(path, name) {
             Ok(n) => n,
@@ -236,6 +263,51 @@ fn cstring(name: &[u8]) -> std::io::Result<std::ffi::CString> {
     std::ffi::CString::new(name).map_err(|_| {
         std::io::Error::new(std::io::ErrorKind::InvalidData, "attribute name holds NUL")
     })
+}
+
+/// Opens files and directories with O_NOATIME where allowed, so that a backup does not
+/// change access times (the next run would record new metadata for every entry). The
+/// kernel allows it to a file's owner and to a process with CAP_FOWNER (root); once it has
+/// refused it for a file of another user, later files of other users are opened without
+/// it at once instead of with two tries each (a user backing up /usr: every file).
+#[derive(Debug)]
+pub struct NoAtime {
+    euid: u32,
+    refused_for_others: AtomicBool,
+}
+
+impl Default for NoAtime {
+    fn default() -> Self {
+        // A
+        NoAtime {
+            euid: rustix::process::geteuid().as_raw(),
+            refused_for_others: AtomicBool::new(false),
+        }
+    }
+}
+
+impl NoAtime {
+    /// Opens `path` (owned by user `owner`) with `flags`, adding O_NOATIME when allowed.
+    pub fn open(
+        &self,
+        path: &Path,
+        flags: rustix::fs::OFlags,
+        owner: u32,
+    ) -> rustix::io::Result<OwnedFd> {
+        // A
+        use rustix::fs::{openat, Mode, OFlags};
+        let other = owner != self.euid;
+        if !(other && self.refused_for_others.load(Ordering::Relaxed)) {
+            match openat(CWD, path, flags | OFlags::NOATIME, Mode::empty()) {
+                Err(rustix::io::Errno::PERM) if other => {
+                    self.refused_for_others.store(true, Ordering::Relaxed)
+                }
+                Err(rustix::io::Errno::PERM) => {}
+                r => return r,
+            }
+        }
+        openat(CWD, path, flags, Mode::empty())
+    }
 }
 
 /// The raw bytes of a path, for messages and records.

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::{Entry, EntryKind, TreeRecord};
-use crate::snapshot::fsmeta::read_entry;
+use crate::snapshot::fsmeta::{read_entry, NoAtime};
 use crate::snapshot::names::{display, key_for};
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::StreamReader;
@@ -70,29 +70,44 @@ pub struct WalkContext<'a, 'c> {
     pub parent: Option<(&'a StreamReader<'c>, i64)>,
     /// User and group names.
     pub owners: &'a Owners,
+    /// Opens directories without changing their access time where allowed.
+    pub noatime: &'a NoAtime,
+    /// Called with each file to read and its entry as soon as the walk finds it, in the
+    /// order of [`Walked::jobs`]: the reading can start while the walk goes on.
+    pub found: &'a dyn Fn(&FileJob, &Entry),
 }
 
 impl Walked {
-    /// Walks `root`, whose own tree in the parent snapshot is `parent_tree`.
-    pub fn walk(root: &Path, parent_tree: Option<TreeRecord>, cx: &WalkContext) -> Walked {
+    /// Walks `root` (owned by user `root_owner`), whose own tree in the parent snapshot is
+    /// `parent_tree`.
+    pub fn walk(
+        root: &Path,
+        root_owner: u32,
+        parent_tree: Option<TreeRecord>,
+        cx: &WalkContext,
+    ) -> Walked {
         // A
         let mut w = Walked::default();
         let mut ancestors = Vec::new();
-        w.dir(root, &mut Vec::new(), parent_tree, cx, &mut ancestors);
+        let at = Dir {
+            path: root,
+            owner: root_owner,
+        };
+        w.dir(at, &mut Vec::new(), parent_tree, cx, &mut ancestors);
         w
     }
 
     /// Walks one directory (its subdirectories first) and returns its index.
     fn dir(
         &mut self,
-        path: &Path,
+        at: Dir,
         rel: &mut Vec<Vec<u8>>,
         parent: Option<TreeRecord>,
         cx: &WalkContext,
         ancestors: &mut Vec<(u64, u64)>,
     ) -> usize {
         // A
-        let mut names: Vec<Vec<u8>> = match list_dir(path) {
+        let mut names: Vec<Vec<u8>> = match list_dir(at.path, at.owner, cx.noatime) {
             Ok(names) => names,
             // Removed since its parent was listed: its entry stays, empty.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -100,12 +115,22 @@ impl Walked {
                     .push((join(rel), "vanished during the walk".into()));
                 Vec::new()
             }
-            Err(e) => {
-                self.errors.push((join(rel), e.to_string()));
-                Vec::new()
-            }
+            // Unreadable (permissions, I/O): what it held is not known to be gone, so it
+            // keeps its previous contents, as an unreadable file keeps its previous version
+            // (recorded empty, a restore with --delete would wipe it).
+            Err(e) => match parent {
+                Some(p) => {
+                    let why = format!("{e} (its previous contents are kept)");
+                    self.errors.push((join(rel), why));
+                    return self.keep(p, rel, cx);
+                }
+                None => {
+                    self.errors.push((join(rel), e.to_string()));
+                    Vec::new()
+                }
+            },
         };
-        names.sort();
+        names.sort_unstable();
         let mut dir = WalkedDir {
             entries: Vec::with_capacity(names.len()),
             subdirs: Vec::new(),
@@ -114,15 +139,14 @@ impl Walked {
         let mut jobs = Vec::new();
         for name in names {
             rel.push(name);
-            self.entry(path, rel, &parent, cx, ancestors, &mut dir, &mut jobs);
+            self.entry(at.path, rel, &parent, cx, ancestors, &mut dir, &mut jobs);
             rel.pop();
         }
         // This directory's index is known only now, after its subdirectories.
         let index = self.dirs.len();
-        self.jobs.extend(jobs.into_iter().map(|mut j: FileJob| {
-            j.at.0 = index;
-            j
-        }));
+        for j in jobs {
+            self.jobs[j].at.0 = index;
+        }
         if let Some(p) = &parent {
             self.removed += p
                 .entries
@@ -143,7 +167,7 @@ impl Walked {
         cx: &WalkContext,
         ancestors: &mut Vec<(u64, u64)>,
         dir: &mut WalkedDir,
-        jobs: &mut Vec<FileJob>,
+        jobs: &mut Vec<usize>,
     ) {
         // A
         let Some(name) = rel.last().cloned() else {
@@ -151,38 +175,8 @@ impl Walked {
         };
         let rel_path = join(rel);
         let path = dir_path.join(std::ffi::OsStr::from_bytes(&name));
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            // Gone since the directory was listed: not an error of the backup.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.notes
-                    .push((rel_path, "vanished during the walk".into()));
-                return;
-            }
-            Err(e) => {
-                self.errors.push((rel_path, e.to_string()));
-                return;
-            }
-        };
-        if (cx.exclude)(&rel_path, meta.is_dir()) {
+        let Some((meta, mut entry)) = self.read(&path, &name, &rel_path, cx) else {
             return;
-        }
-        let mut entry = match read_entry(&path, &name, &meta, cx.owners) {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                self.notes.push((rel_path, "socket, not kept".into()));
-                return;
-            }
-            // Gone between its stat and reading its link target or attributes.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.notes
-                    .push((rel_path, "vanished during the walk".into()));
-                return;
-            }
-            Err(e) => {
-                self.errors.push((rel_path, e.to_string()));
-                return;
-            }
         };
         let previous = parent.as_ref().and_then(|p| p.get(&name)).cloned();
         let index = dir.entries.len();
@@ -202,12 +196,15 @@ impl Walked {
                     .and_then(|p| p.content)
                     .and_then(|h| cx.parent.and_then(|(r, _)| r.tree(&h).ok()));
                 ancestors.push(id);
-                let child = self.dir(&path, rel, sub, cx, ancestors);
+                let at = Dir {
+                    path: &path,
+                    owner: meta.uid(),
+                };
+                let child = self.dir(at, rel, sub, cx, ancestors);
                 ancestors.pop();
                 dir.subdirs.push((index, child));
             }
             EntryKind::File => {
-                let key = file_key(cx.prefix, rel);
                 match previous
                     .as_ref()
                     .filter(|p| unchanged(p, &entry, cx.parent.map(|(_, t)| t)))
@@ -216,19 +213,137 @@ impl Walked {
                         entry.content = p.content;
                         self.unchanged += 1;
                     }
-                    None => jobs.push(FileJob {
-                        at: (usize::MAX, index),
-                        path,
-                        rel: rel_path,
-                        key,
-                        previous,
-                    }),
+                    None => {
+                        let key = self.file_key(cx.prefix, rel, &rel_path);
+                        let job = FileJob {
+                            at: (usize::MAX, index),
+                            path,
+                            rel: rel_path,
+                            key,
+                            previous,
+                        };
+                        (cx.found)(&job, &entry);
+                        jobs.push(self.jobs.len());
+                        self.jobs.push(job);
+                    }
                 }
             }
             _ => {}
         }
         dir.entries.push(entry);
     }
+
+    /// The metadata and entry of `path` (relative path `rel`), `None` (with a note or an
+    /// error) when it is excluded, gone, a socket or unreadable.
+    fn read(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        rel: &[u8],
+        cx: &WalkContext,
+    ) -> Option<(std::fs::Metadata, Entry)> {
+        // A
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            // Gone since the directory was listed: not an error of the backup.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.notes
+                    .push((rel.to_vec(), "vanished during the walk".into()));
+                return None;
+            }
+            Err(e) => {
+                self.errors.push((rel.to_vec(), e.to_string()));
+                return None;
+            }
+        };
+        if (cx.exclude)(rel, meta.is_dir()) {
+            return None;
+        }
+        match read_entry(path, name, &meta, cx.owners) {
+            Ok(Some(e)) => Some((meta, e)),
+            Ok(None) => {
+                self.notes.push((rel.to_vec(), "socket, not kept".into()));
+                None
+            }
+            // Gone between its stat and reading its link target or attributes.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.notes
+                    .push((rel.to_vec(), "vanished during the walk".into()));
+                None
+            }
+            Err(e) => {
+                self.errors.push((rel.to_vec(), e.to_string()));
+                None
+            }
+        }
+    }
+
+    /// Records a directory that could not be listed as the parent snapshot had it: its
+    /// record and every record below it, whole (their files keep their versions), and
+    /// returns its index. A record that cannot be read drops its entry, with an error.
+    fn keep(&mut self, tree: TreeRecord, rel: &mut Vec<Vec<u8>>, cx: &WalkContext) -> usize {
+        // A
+        let mut dir = WalkedDir {
+            entries: tree.entries,
+            subdirs: Vec::new(),
+            dropped: HashSet::new(),
+        };
+        for i in 0..dir.entries.len() {
+            let e = &dir.entries[i];
+            let Some(h) = e.content.filter(|_| e.kind == EntryKind::Dir) else {
+                continue;
+            };
+            rel.push(e.name.clone());
+            let sub = match cx.parent.map(|(r, _)| r.tree(&h)) {
+                Some(Ok(t)) if rel.len() <= MAX_DEPTH => Ok(t),
+                Some(Ok(_)) => Err("nesting too deep".to_string()),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("no parent snapshot".to_string()),
+            };
+            match sub {
+                Ok(t) => {
+                    let child = self.keep(t, rel, cx);
+                    dir.subdirs.push((i, child));
+                }
+                Err(why) => {
+                    self.errors
+                        .push((join(rel), format!("its previous contents: {why}")));
+                    dir.dropped.insert(i);
+                }
+            }
+            rel.pop();
+        }
+        self.dirs.push(dir);
+        self.dirs.len() - 1
+    }
+
+    /// The key of a file's versions: `PREFIX/path`, or, for a path too long to be a key,
+    /// `PREFIX/.ouro-long/<BLAKE3 of the raw path>` (the tree record keeps the real name,
+    /// so the restore is exact; only the key view shows the hashed name), with a warning
+    /// naming the key, since `ouro ls` and `ouro get KEY` see it only under that name.
+    fn file_key(&mut self, prefix: &str, rel: &[Vec<u8>], rel_path: &[u8]) -> String {
+        // A
+        let key = key_for(prefix, &rel.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        if crate::model::validate_key(&key).is_ok() {
+            return key;
+        }
+        let key = format!(
+            "{prefix}/.ouro-long/{}",
+            crate::hash::Hash::of(rel_path).to_hex()
+        );
+        self.notes.push((
+            rel_path.to_vec(),
+            format!("path too long for a key: its versions are stored under {key}"),
+        ));
+        key
+    }
+}
+
+/// A directory to walk: its path and its owner (who may list it without changing its
+/// access time).
+struct Dir<'p> {
+    path: &'p Path,
+    owner: u32,
 }
 
 /// True when the parent snapshot's entry can stand for the file unread: same kind, size,
@@ -248,21 +363,6 @@ fn unchanged(prev: &Entry, now: &Entry, parent_started: Option<i64>) -> bool {
         && now.ctime < settled
 }
 
-/// The key of a file's versions: `PREFIX/path`, or, for a path too long to be a key,
-/// `PREFIX/.ouro-long/<BLAKE3 of the raw path>` (the tree record keeps the real name, so
-/// the restore is exact; only the key view shows the hashed name).
-fn file_key(prefix: &str, rel: &[Vec<u8>]) -> String {
-    // A
-    let key = key_for(prefix, &rel.iter().map(Vec::as_slice).collect::<Vec<_>>());
-    if crate::model::validate_key(&key).is_ok() {
-        return key;
-    }
-    format!(
-        "{prefix}/.ouro-long/{}",
-        crate::hash::Hash::of(&join(rel)).to_hex()
-    )
-}
-
 fn has(entries: &[Entry], name: &[u8]) -> bool {
     // A
     entries
@@ -270,20 +370,17 @@ fn has(entries: &[Entry], name: &[u8]) -> bool {
         .is_ok()
 }
 
-/// The names in a directory, listed with O_NOATIME when allowed (owner or root): the walk
-/// must not change the directory's access time, or the next run would record new metadata
-/// for every directory of an unchanged tree.
-fn list_dir(path: &Path) -> std::io::Result<Vec<Vec<u8>>> {
+/// The names in a directory owned by `owner`, listed with O_NOATIME when allowed (owner or
+/// root): the walk must not change the directory's access time, or the next run would
+/// record new metadata for every directory of an unchanged tree.
+fn list_dir(path: &Path, owner: u32, noatime: &NoAtime) -> std::io::Result<Vec<Vec<u8>>> {
     // A
-    use rustix::fs::{openat, Dir, Mode, OFlags, CWD};
+    use rustix::fs::OFlags;
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let fd = match openat(CWD, path, flags | OFlags::NOATIME, Mode::empty()) {
-        Err(rustix::io::Errno::PERM) => openat(CWD, path, flags, Mode::empty())?,
-        r => r?,
-    };
+    let fd = noatime.open(path, flags, owner)?;
     let mut names = Vec::new();
     // As std's read_dir was used: an entry that fails to list is left out.
-    for e in Dir::read_from(&fd)?.map_while(|e| e.ok()) {
+    for e in rustix::fs::Dir::read_from(&fd)?.map_while(|e| e.ok()) {
         let name = e.file_name().to_bytes().to_vec();
         if name != b"." && name != b".." {
             names.push(name);
