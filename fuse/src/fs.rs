@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{Errno, FileHandle, FileType, INodeNo};
+use ouroboros_db::model::key::MAX_KEY_BYTES;
 use ouroboros_db::{Cas, Error, Hash};
 
 use crate::chunk_cache::{ChunkCache, OpenBlob};
@@ -19,7 +20,6 @@ use crate::node::{join, Node, META_DIR};
 use crate::snap_tree::SnapListing;
 use crate::snapshots::SnapCache;
 use crate::write_handle::WriteHandle;
-use ouroboros_db::model::FileMeta;
 
 /// How long the kernel may cache names and attributes: short, so that versions stored by
 /// other commands appear quickly.
@@ -28,6 +28,9 @@ pub(crate) const TTL: Duration = Duration::from_secs(1);
 /// Chunks waiting to be stored into the page cache; more are dropped, not queued.
 const PUSH_QUEUE: usize = 16;
 pub(crate) const MAX_DIR_ENTRIES: usize = 10_000_000;
+/// Longest name in a directory (what statfs reports, as most filesystems): longer ones are
+/// ENAMETOOLONG.
+pub(crate) const NAME_MAX: usize = 255;
 
 pub(crate) enum Handle {
     Read(Arc<OpenBlob>),
@@ -35,6 +38,23 @@ pub(crate) enum Handle {
     Dir(Vec<DirEntry>),
     /// A directory of a snapshot: its entries come from its tree record.
     SnapDir(Box<SnapListing>),
+}
+
+/// The write state of a key open for writing, shared by every descriptor open on it.
+pub(crate) struct OpenWrite {
+    pub(crate) handle: Arc<Mutex<Handle>>,
+    /// Descriptors on it whose release has not come yet.
+    pub(crate) fds: usize,
+}
+
+/// What an unlinked inode still shows to the descriptors open on it.
+#[derive(Clone)]
+pub(crate) enum Orphan {
+    /// Its write handle: size and metadata as written. Weak: the descriptors hold it, and
+    /// its temp file goes with the last of them even if the kernel never forgets this number.
+    Write(std::sync::Weak<Mutex<Handle>>),
+    /// The attributes it had.
+    Fixed(fuser::FileAttr),
 }
 
 /// One entry of an open directory's listing.
@@ -55,6 +75,10 @@ pub(crate) struct DirEntry {
 pub struct MountOptions {
     /// Refuse every change with EROFS.
     pub read_only: bool,
+    /// Let other users in (FUSE `allow_other`; the kernel then checks each file's mode
+    /// against the caller, `default_permissions`). A normal user needs `user_allow_other`
+    /// in `/etc/fuse.conf`.
+    pub allow_other: bool,
     /// Bytes of decoded chunks kept in memory.
     pub cache_bytes: usize,
     /// Most bytes of decoded chunks kept on disk for reads at scattered offsets (None: 1 GiB;
@@ -69,8 +93,19 @@ pub struct OuroFs {
     pub(crate) cache: Arc<ChunkCache>,
     pub(crate) nodes: Mutex<HashMap<u64, Node>>,
     pub(crate) handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
-    /// Keys being written and not yet stored: visible as files meanwhile.
-    pub(crate) pending: Mutex<HashMap<String, u64>>,
+    /// Keys open for writing: the handle every descriptor on the key shares. Visible as
+    /// files meanwhile, and kept until the last descriptor's release.
+    pub(crate) pending: Mutex<HashMap<String, OpenWrite>>,
+    /// Descriptors opened with O_APPEND: their writes go to the end.
+    pub(crate) append_fhs: Mutex<HashSet<u64>>,
+    /// Inodes whose file was unlinked (or renamed over) while the kernel still knew them:
+    /// an open descriptor's fstat still answers, from this, until the kernel forgets them.
+    pub(crate) orphans: Mutex<HashMap<u64, Orphan>>,
+    /// Key-tree paths a rename moved an inode to: the kernel's inode of that name, which
+    /// is not the number derived from the path (see `renamed`).
+    pub(crate) moved_inos: Mutex<HashMap<String, Vec<u64>>>,
+    /// Large version records, decoded once.
+    pub(crate) blobs: Mutex<crate::blob_cache::BlobCache>,
     /// Entries of snapshots the kernel knows, with its lookup count: dropped when it forgets
     /// them (there can be millions; the other nodes are few per key).
     pub(crate) snap_nodes: Mutex<HashMap<u64, (Node, u64)>>,
@@ -97,6 +132,7 @@ pub(crate) fn errno(e: &Error) -> Errno {
     // A
     match e {
         Error::NotFound(_) | Error::KeyDeleted { .. } => Errno::ENOENT,
+        Error::InvalidKey { key, .. } if key.len() > MAX_KEY_BYTES => Errno::ENAMETOOLONG,
         Error::InvalidKey { .. } | Error::InvalidRef { .. } | Error::InvalidArgument(_) => {
             Errno::EINVAL
         }
@@ -153,6 +189,10 @@ impl OuroFs {
             nodes: Mutex::new(nodes),
             handles: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            append_fhs: Mutex::new(HashSet::new()),
+            orphans: Mutex::new(HashMap::new()),
+            moved_inos: Mutex::new(HashMap::new()),
+            blobs: Mutex::default(),
             snap_nodes: Mutex::new(HashMap::new()),
             snaps: SnapCache::default(),
             renamed: Mutex::new(HashMap::new()),
@@ -193,6 +233,11 @@ impl OuroFs {
         } else if let Ok(mut n) = self.nodes.lock() {
             n.insert(ino, node);
         }
+        // Handed out for a live name: whatever an unlinked file of this number showed is
+        // no longer the kernel's view of it.
+        if let Ok(mut o) = self.orphans.lock() {
+            o.remove(&ino);
+        }
         ino
     }
 
@@ -214,19 +259,6 @@ impl OuroFs {
         node.ino_after_renames(renames)
     }
 
-    /// After `from` was renamed to `to`: the kernel's inode of `from` now stands for `to`,
-    /// and a new file at `from` gets another number.
-    pub(crate) fn renamed(&self, from: &Node, to: Node) {
-        // A
-        let old = self.ino_of(from);
-        if let Ok(mut nodes) = self.nodes.lock() {
-            nodes.insert(old, to);
-        }
-        if let (Node::File(p) | Node::Dir(p), Ok(mut r)) = (from, self.renamed.lock()) {
-            *r.entry(p.clone()).or_insert(0) += 1;
-        }
-    }
-
     pub(crate) fn handle(&self, fh: FileHandle) -> Result<Arc<Mutex<Handle>>, Errno> {
         // A
         self.handles
@@ -239,154 +271,41 @@ impl OuroFs {
 
     pub(crate) fn add_handle(&self, h: Handle) -> u64 {
         // A
+        self.add_shared(Arc::new(Mutex::new(h)))
+    }
+
+    /// A new descriptor on handle `h` (which other descriptors may share).
+    pub(crate) fn add_shared(&self, h: Arc<Mutex<Handle>>) -> u64 {
+        // A
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut hs) = self.handles.lock() {
-            hs.insert(fh, Arc::new(Mutex::new(h)));
+            hs.insert(fh, h);
         }
         fh
     }
 
-    /// The newest head of a live key.
+    /// The key that `name` in directory `parent` stands for, when it may be changed: names
+    /// over 255 bytes and keys over 400 (the key limit) are ENAMETOOLONG.
     pub(crate) fn writable_key(&self, parent: INodeNo, name: &OsStr) -> Result<String, Errno> {
         // A
         if self.opts.read_only {
             return Err(Errno::EROFS);
         }
+        if name.len() > NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
         let name = name.to_str().ok_or(Errno::EINVAL)?;
-        match self.node(parent)? {
-            Node::Root if name == META_DIR => Err(Errno::EROFS),
+        let key = match self.node(parent)? {
+            Node::Root if name == META_DIR => return Err(Errno::EROFS),
             // Every directory's `.ouro` is its marker (meta.rs).
-            Node::Dir(_) if name == MARKER => Err(Errno::EPERM),
-            Node::Root => Ok(name.to_string()),
-            Node::Dir(d) => Ok(join(&d, name)),
-            _ => Err(Errno::EROFS),
-        }
-    }
-
-    pub(crate) fn commit(&self, fh: FileHandle, closing: bool) -> Result<(), Errno> {
-        // PA
-        let h = self.handle(fh)?;
-        let mut guard = h.lock().map_err(|_| Errno::EIO)?;
-        if let Handle::Write(w) = &mut *guard {
-            w.commit(&self.cas, closing).map_err(|e| {
-                tracing::warn!(key = %w.key, error = %e, "storing a version failed");
-                errno(&e)
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Opens key `key` for writing; a new key's versions record `new_meta` (create's mode
-    /// and caller), an existing key's keep the head's mode and owner.
-    pub(crate) fn open_write(
-        &self,
-        key: &str,
-        truncate: bool,
-        append: bool,
-        new_meta: Option<FileMeta>,
-    ) -> Result<u64, Errno> {
-        // A
-        // An earlier handle whose release is still coming is stored first: its version is
-        // the parent of this one's (else each would start a head of its own).
-        self.settle_pending(key)?;
-        let head = self.head_blob(key)?;
-        let meta = match (&head, new_meta) {
-            (Some((_, b)), _) if b.meta.file().is_some_and(|m| m.is_symlink()) => {
-                return Err(Errno::ELOOP)
-            }
-            (Some((_, b)), _) => self.meta_of(b),
-            (None, Some(m)) => m,
-            (None, None) => self.default_meta(crate::meta::now_nanos()),
+            Node::Dir(_) if name == MARKER => return Err(Errno::EPERM),
+            Node::Root => name.to_string(),
+            Node::Dir(d) => join(&d, name),
+            _ => return Err(Errno::EROFS),
         };
-        let parent = head.map(|(h, _)| h);
-        let w = WriteHandle::open(
-            &self.cas,
-            &self.tmp_dir,
-            key,
-            parent,
-            (truncate, append),
-            meta,
-        )
-        .map_err(|e| errno(&e))?;
-        let fh = self.add_handle(Handle::Write(Box::new(w)));
-        if let Ok(mut p) = self.pending.lock() {
-            p.insert(key.to_string(), fh);
+        if key.len() > MAX_KEY_BYTES {
+            return Err(Errno::ENAMETOOLONG);
         }
-        Ok(fh)
-    }
-}
-
-impl OuroFs {
-    /// Stops a key's open write handle from storing anything (the key was unlinked); true
-    /// when there was one.
-    pub(crate) fn discard_pending(&self, key: &str) -> bool {
-        // A
-        let fh = match self.pending.lock() {
-            Ok(mut p) => p.remove(key),
-            Err(_) => None,
-        };
-        let Some(h) = fh.and_then(|fh| self.handle(FileHandle(fh)).ok()) else {
-            return false;
-        };
-        if let Ok(Handle::Write(w)) = h.lock().as_deref_mut() {
-            w.discard();
-        }
-        true
-    }
-
-    /// Stores what a key's open write handle holds now (as its release would); returns the
-    /// handle.
-    pub(crate) fn settle_pending(&self, key: &str) -> Result<Option<u64>, Errno> {
-        // A
-        let fh = self
-            .pending
-            .lock()
-            .map_err(|_| Errno::EIO)?
-            .get(key)
-            .copied();
-        if let Some(fh) = fh {
-            self.commit(FileHandle(fh), true)?;
-        }
-        Ok(fh)
-    }
-
-    /// Points open write handle `fh` of key `from` at `to`, whose head is now `head`.
-    pub(crate) fn retarget_pending(
-        &self,
-        fh: u64,
-        from: &str,
-        to: &str,
-        head: Hash,
-    ) -> Result<(), Errno> {
-        // A
-        if let Handle::Write(w) = &mut *self
-            .handle(FileHandle(fh))?
-            .lock()
-            .map_err(|_| Errno::EIO)?
-        {
-            w.retarget(to, head);
-        }
-        let mut p = self.pending.lock().map_err(|_| Errno::EIO)?;
-        if p.get(from) == Some(&fh) {
-            p.remove(from);
-        }
-        p.insert(to.to_string(), fh);
-        Ok(())
-    }
-
-    pub(crate) fn close(&self, fh: u64) {
-        // A
-        let removed = self.handles.lock().ok().and_then(|mut h| h.remove(&fh));
-        if let Some(h) = removed {
-            if let Ok(guard) = h.lock() {
-                if let Handle::Write(w) = &*guard {
-                    if let Ok(mut p) = self.pending.lock() {
-                        if p.get(&w.key) == Some(&fh) {
-                            p.remove(&w.key);
-                        }
-                    }
-                }
-            }
-        }
+        Ok(key)
     }
 }

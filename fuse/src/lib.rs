@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod blob_cache;
 pub mod chunk_cache;
 pub mod disk_cache;
 pub mod fs;
@@ -31,10 +32,12 @@ mod meta;
 pub mod node;
 mod open;
 mod ops;
+mod rename;
 mod snap_tree;
 mod snapshots;
 mod view;
 pub mod write_handle;
+mod writers;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -62,6 +65,16 @@ pub fn spawn(
             fuser::MountOption::RW
         },
     ];
+    let acl = if opts.allow_other {
+        // Others get in: the kernel checks each file's mode and owner against them.
+        config
+            .mount_options
+            .push(fuser::MountOption::DefaultPermissions);
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    config.acl = acl;
     config.n_threads = Some(4);
     let read_only = opts.read_only;
     let fs = OuroFs::new(cas, opts);
@@ -70,11 +83,16 @@ pub fn spawn(
         fuser::Session::new(fs, mountpoint, &config)?
     } else {
         let mode = if read_only { "ro" } else { "rw" };
+        let others = if matches!(acl, fuser::SessionACL::All) {
+            ",allow_other,default_permissions"
+        } else {
+            ""
+        };
         let fd = fusermount::mount(
             mountpoint,
-            &format!("{mode},nosuid,nodev,fsname=ouro,subtype=ouro"),
+            &format!("{mode},nosuid,nodev,fsname=ouro,subtype=ouro{others}"),
         )?;
-        fuser::Session::from_fd(fs, fd, fuser::SessionACL::Owner, config)?
+        fuser::Session::from_fd(fs, fd, acl, config)?
     };
     let _ = notifier.set(session.notifier());
     session.spawn()

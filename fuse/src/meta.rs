@@ -6,9 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use std::ffi::OsStr;
-
-use fuser::{Errno, FileHandle, INodeNo, TimeOrNow};
+use fuser::{Errno, FileHandle, TimeOrNow};
 use ouroboros_db::model::meta::{TYPE_BITS, TYPE_FILE, TYPE_SYMLINK};
 use ouroboros_db::model::{FileMeta, VersionMeta};
 use ouroboros_db::{Blob, Hash, PutOptions, TreeEntry};
@@ -229,7 +227,7 @@ impl OuroFs {
     }
 
     /// Stores directory `dir`'s marker with metadata `meta`.
-    fn put_marker(&self, dir: &str, meta: FileMeta) -> Result<(), Errno> {
+    pub(crate) fn put_marker(&self, dir: &str, meta: FileMeta) -> Result<(), Errno> {
         // A
         let opts = PutOptions {
             meta: VersionMeta::File(meta),
@@ -245,7 +243,7 @@ impl OuroFs {
     /// time) while empty and across mounts.
     pub(crate) fn make_dir(&self, dir: &str, mode: u32, uid: u32, gid: u32) -> Result<(), Errno> {
         // A
-        ouroboros_db::model::validate_key(&marker_key(dir)).map_err(|_| Errno::EINVAL)?;
+        ouroboros_db::model::validate_key(&marker_key(dir)).map_err(|e| errno(&e))?;
         let meta = FileMeta {
             mode: TYPE_DIR | (mode & 0o7777),
             uid,
@@ -274,6 +272,18 @@ impl OuroFs {
     /// True when `dir` holds no key but its marker, and no file being written.
     pub(crate) fn dir_is_empty(&self, dir: &str) -> Result<bool, Errno> {
         // A
+        // Files being written first: one leaves `pending` only after it was stored, so
+        // looking at the store second cannot miss it.
+        let prefix = format!("{dir}/");
+        if self
+            .pending
+            .lock()
+            .map_err(|_| Errno::EIO)?
+            .keys()
+            .any(|k| k.starts_with(&prefix))
+        {
+            return Ok(false);
+        }
         let entries = self.cas.children(dir, 3).map_err(|e| errno(&e))?;
         for e in entries {
             match e {
@@ -285,66 +295,7 @@ impl OuroFs {
                 _ => return Ok(false),
             }
         }
-        let prefix = format!("{dir}/");
-        let pending = self.pending.lock().map_err(|_| Errno::EIO)?;
-        Ok(!pending.keys().any(|k| k.starts_with(&prefix)))
-    }
-
-    /// rename: a file is stored under the new name (same chunks) and removed under the old;
-    /// a file still open (or whose release is still coming) is stored first and follows.
-    pub(crate) fn rename_node(
-        &self,
-        parent: INodeNo,
-        name: &OsStr,
-        newparent: INodeNo,
-        newname: &OsStr,
-    ) -> Result<(), Errno> {
-        // PA
-        let from = self.writable_key(parent, name)?;
-        let to = self.writable_key(newparent, newname)?;
-        let node = self.child(&self.node(parent)?, name.to_str().ok_or(Errno::EINVAL)?)?;
-        let moved = match node {
-            Node::File(_) => {
-                let open = self.settle_pending(&from)?;
-                let (hash, _, _) = self.head(&from)?.ok_or(Errno::ENOENT)?;
-                let moved = self.cas.copy_version(&hash, &to).map_err(|e| errno(&e))?;
-                self.cas.remove(&from).map_err(|e| errno(&e))?;
-                if let Some(fh) = open {
-                    self.retarget_pending(fh, &from, &to, moved)?;
-                }
-                Node::File(to)
-            }
-            Node::Dir(_) => {
-                self.rename_dir(&from, &to)?;
-                Node::Dir(to)
-            }
-            _ => return Err(Errno::EROFS),
-        };
-        self.renamed(&node, moved);
-        Ok(())
-    }
-
-    /// rename of a directory: an empty one moves its marker; one holding keys is refused
-    /// with EXDEV (`mv` then copies and removes each file).
-    pub(crate) fn rename_dir(&self, from: &str, to: &str) -> Result<(), Errno> {
-        // A
-        if !self.dir_is_empty(from)? {
-            return Err(Errno::EXDEV);
-        }
-        let (hash, _) = self.dir_marker(from)?.ok_or(Errno::EXDEV)?;
-        if self.cas.is_key(to).map_err(|e| errno(&e))? {
-            return Err(Errno::ENOTDIR);
-        }
-        if self.cas.is_dir(to).map_err(|e| errno(&e))? && !self.dir_is_empty(to)? {
-            return Err(Errno::ENOTEMPTY);
-        }
-        self.cas
-            .copy_version(&hash, &marker_key(to))
-            .map_err(|e| errno(&e))?;
-        self.cas
-            .remove(&marker_key(from))
-            .map(|_| ())
-            .map_err(|e| errno(&e))
+        Ok(true)
     }
 
     /// ln -s: a version whose content is the target and whose type is `S_IFLNK`.
@@ -356,7 +307,7 @@ impl OuroFs {
         gid: u32,
     ) -> Result<(), Errno> {
         // A
-        ouroboros_db::model::validate_key(key).map_err(|_| Errno::EINVAL)?;
+        ouroboros_db::model::validate_key(key).map_err(|e| errno(&e))?;
         let opts = PutOptions {
             meta: VersionMeta::File(FileMeta {
                 mode: TYPE_SYMLINK | 0o777,
@@ -405,51 +356,5 @@ impl OuroFs {
             out.extend_from_slice(&data);
         }
         Ok(out)
-    }
-
-    /// The write handle of a key being written, if any.
-    pub(crate) fn pending_handle(
-        &self,
-        key: &str,
-    ) -> Option<std::sync::Arc<std::sync::Mutex<Handle>>> {
-        // A
-        let fh = *self.pending.lock().ok()?.get(key)?;
-        self.handle(FileHandle(fh)).ok()
-    }
-
-    /// Truncates key `key` to `len`: through its open handle, or as a version of its own.
-    pub(crate) fn truncate_key(
-        &self,
-        key: &str,
-        len: u64,
-        fh: Option<FileHandle>,
-    ) -> Result<(), Errno> {
-        // A
-        if self.opts.read_only {
-            return Err(Errno::EROFS);
-        }
-        let open = fh
-            .and_then(|fh| self.handle(fh).ok())
-            .or_else(|| self.pending_handle(key));
-        if let Some(h) = open {
-            return match &mut *h.lock().map_err(|_| Errno::EIO)? {
-                Handle::Write(w) => w.set_len(len).map_err(|_| Errno::EIO),
-                _ => Err(Errno::EBADF),
-            };
-        }
-        // `truncate FILE` without opening it: a version of its own.
-        let fh = self.open_write(key, len == 0, false, None)?;
-        let res = (|| {
-            if let Handle::Write(w) = &mut *self
-                .handle(FileHandle(fh))?
-                .lock()
-                .map_err(|_| Errno::EIO)?
-            {
-                w.set_len(len).map_err(|_| Errno::EIO)?;
-            }
-            self.commit(FileHandle(fh), true)
-        })();
-        self.close(fh);
-        res
     }
 }

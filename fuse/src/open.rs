@@ -8,7 +8,7 @@ use fuser::{Errno, FopenFlags, INodeNo};
 use ouroboros_db::Blob;
 
 use crate::chunk_cache::OpenBlob;
-use crate::fs::{errno, Handle, OuroFs};
+use crate::fs::{Handle, OuroFs};
 use crate::node::Node;
 
 impl OuroFs {
@@ -57,7 +57,7 @@ impl OuroFs {
                 Ok((fh, mode | FopenFlags::FOPEN_KEEP_CACHE))
             }
             (Node::Frozen { hash, .. }, false) => {
-                let blob = self.cas.blob(hash).map_err(|e| errno(&e))?;
+                let blob = Blob::clone(&*self.blob_record(hash)?);
                 // A version never changes: its cached pages stay valid across opens.
                 let (fh, mode) = self.open_read(ino, blob);
                 Ok((fh, mode | FopenFlags::FOPEN_KEEP_CACHE))

@@ -46,6 +46,9 @@ impl Filesystem for OuroFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         // A
         let r = (|| {
+            if name.len() > crate::fs::NAME_MAX {
+                return Err(Errno::ENAMETOOLONG);
+            }
             let parent = self.node(parent)?;
             let (node, attr) = match parent {
                 // Names in snapshots are raw bytes, not necessarily UTF-8.
@@ -67,9 +70,9 @@ impl Filesystem for OuroFs {
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         // A
-        match self.node(ino).and_then(|n| self.attr(&n)) {
+        match self.attr_of(ino, fh) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(e),
         }
@@ -112,7 +115,7 @@ impl Filesystem for OuroFs {
                 mtime,
             };
             self.change_meta(&node, change, req.uid(), fh)?;
-            self.attr(&node)
+            self.attr_of(ino, fh)
         })();
         match r {
             Ok(attr) => reply.attr(&TTL, &attr),
@@ -152,20 +155,7 @@ impl Filesystem for OuroFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         // PA
-        let r = (|| {
-            let key = self.writable_key(parent, name)?;
-            match self.child(&self.node(parent)?, name.to_str().ok_or(Errno::EINVAL)?)? {
-                Node::File(_) => {}
-                _ => return Err(Errno::EISDIR),
-            }
-            // Open for writing (or closed, its release not yet here): nothing more of it may
-            // be stored, or it would come back.
-            if self.discard_pending(&key) && !self.cas.is_key(&key).map_err(|e| errno(&e))? {
-                return Ok(());
-            }
-            self.cas.remove(&key).map(|_| ()).map_err(|e| errno(&e))
-        })();
-        match r {
+        match self.unlink_key(parent, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -193,11 +183,11 @@ impl Filesystem for OuroFs {
         name: &OsStr,
         newparent: INodeNo,
         newname: &OsStr,
-        _flags: RenameFlags,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
         // PA
-        let r = self.rename_node(parent, name, newparent, newname);
+        let r = self.rename_node((parent, name), (newparent, newname), flags.bits());
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -226,7 +216,7 @@ impl Filesystem for OuroFs {
         // A
         let r = (|| {
             let key = self.writable_key(parent, name)?;
-            ouroboros_db::model::validate_key(&key).map_err(|_| Errno::EINVAL)?;
+            ouroboros_db::model::validate_key(&key).map_err(|e| errno(&e))?;
             let meta = FileMeta {
                 mode: TYPE_FILE | (mode & !umask & 0o7777),
                 uid: req.uid(),
@@ -310,16 +300,17 @@ impl Filesystem for OuroFs {
     ) {
         // A
         let r = (|| {
+            let append = self
+                .append_fhs
+                .lock()
+                .map_err(|_| Errno::EIO)?
+                .contains(&fh.0);
             let h = self.handle(fh)?;
             let mut guard = h.lock().map_err(|_| Errno::EIO)?;
             match &mut *guard {
-                Handle::Write(w) => w.write(offset, data).map_err(|e| {
-                    if e.raw_os_error() == Some(libc::ENOSPC) {
-                        Errno::ENOSPC
-                    } else {
-                        Errno::EIO
-                    }
-                }),
+                Handle::Write(w) => w
+                    .write(offset, data, append)
+                    .map_err(|e| crate::writers::io_errno(&e)),
                 _ => Err(Errno::EBADF),
             }
         })();
@@ -512,6 +503,24 @@ impl Filesystem for OuroFs {
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         // A
         self.forget_snap(ino.0, nlookup);
+        self.forget_orphan(ino.0);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        // A
+        match self.allocate(fh, offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn mknod(

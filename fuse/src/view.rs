@@ -21,12 +21,6 @@ impl OuroFs {
         Ok(self.head_blob(key)?.map(|(h, b)| (h, b.size, b.created)))
     }
 
-    /// The newest head of a live key with its record (what a read opens).
-    pub(crate) fn head_blob(&self, key: &str) -> Result<Option<(Hash, Blob)>, Errno> {
-        // A
-        self.cas.newest_head_of(key).map_err(|e| errno(&e))
-    }
-
     pub(crate) fn attr(&self, node: &Node) -> Result<FileAttr, Errno> {
         // A
         let (kind, size, mtime) = match node {
@@ -38,17 +32,25 @@ impl OuroFs {
                 return Ok(self.blob_attr(node, &blob));
             }
             Node::Frozen { hash, .. } => {
-                let b = self.cas.blob(hash).map_err(|e| errno(&e))?;
+                let b = self.blob_record(hash)?;
                 return Ok(self.blob_attr(node, &b));
             }
             Node::Dir(d) => {
-                return Ok(match self.dir_marker(d)? {
+                let mut a = match self.dir_marker(d)? {
                     Some((_, b)) => self.meta_attr(node, 0, &self.meta_of(&b), b.created),
                     None => self.make_attr(node, FileType::Directory, 0, self.store_time()),
-                })
+                };
+                a.nlink = self.dir_links(d)?;
+                return Ok(a);
+            }
+            Node::Root => {
+                let mut a = self.make_attr(node, FileType::Directory, 0, self.store_time());
+                // `.ouro` is one more subdirectory.
+                a.nlink = self.dir_links("")?.saturating_add(1).max(2);
+                return Ok(a);
             }
             Node::Version { hash, .. } => {
-                let b = self.cas.blob(hash).map_err(|e| errno(&e))?;
+                let b = self.blob_record(hash)?;
                 (FileType::Directory, 0, time_of(b.created))
             }
             Node::SnapDir(_)
@@ -58,6 +60,23 @@ impl OuroFs {
             _ => (FileType::Directory, 0, self.store_time()),
         };
         Ok(self.make_attr(node, kind, size, mtime))
+    }
+
+    /// A directory's link count: 2 + its subdirectories, as `find` expects; 1 ("not
+    /// counted", which tools accept) when it holds more entries than are cheap to look at.
+    fn dir_links(&self, dir: &str) -> Result<u32, Errno> {
+        // A
+        // One page of the store's listing (`Cas::children` reads 512 keys a step).
+        const CHEAP: usize = 512;
+        let entries = self.cas.children(dir, CHEAP).map_err(|e| errno(&e))?;
+        if entries.len() >= CHEAP {
+            return Ok(1);
+        }
+        let dirs = entries
+            .iter()
+            .filter(|e| matches!(e, TreeEntry::Dir(_)))
+            .count();
+        Ok(2 + dirs as u32)
     }
 
     /// The attributes of a key version: its recorded file metadata, or the defaults.
@@ -391,6 +410,22 @@ impl OuroFs {
                 Vec::new(),
             );
         }
+        // Files being written first: one leaves `pending` only once stored, so the store
+        // read next has it.
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let pending: Vec<String> = {
+            let pending = self.pending.lock().map_err(|_| Errno::EIO)?;
+            pending
+                .keys()
+                .filter_map(|k| k.strip_prefix(&prefix))
+                .filter(|r| !r.contains('/'))
+                .map(str::to_string)
+                .collect()
+        };
         let mut entries = self.tree(dir)?;
         let has_marker = entries
             .iter()
@@ -413,20 +448,6 @@ impl OuroFs {
                 }
             }
         }
-        let prefix = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
-        };
-        let pending: Vec<String> = {
-            let pending = self.pending.lock().map_err(|_| Errno::EIO)?;
-            pending
-                .keys()
-                .filter_map(|k| k.strip_prefix(&prefix))
-                .filter(|r| !r.contains('/'))
-                .map(str::to_string)
-                .collect()
-        };
         for n in pending {
             if names.insert(n.clone()) {
                 let node = Node::File(join(dir, &n));
