@@ -164,7 +164,7 @@ complete -c ouro -n "__fish_ouro_using_subcommand stats" -l identity -d 'age ide
 complete -c ouro -n "__fish_ouro_using_subcommand stats" -l json -d 'Print one JSON document on stdout'
 complete -c ouro -n "__fish_ouro_using_subcommand stats" -s q -l quiet -d 'No progress bars or informational messages'
 complete -c ouro -n "__fish_ouro_using_subcommand stats" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
-complete -c ouro -n "__fish_ouro_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ouro -n "__fish_ouro_using_subcommand mount" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand mount" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand mount" -l read-only -d 'Refuse every change (EROFS)'

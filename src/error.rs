@@ -53,6 +53,15 @@ pub enum Error {
     /// Stored data failed verification and could not be rebuilt.
     #[error("data corrupt beyond repair: {0}")]
     Corrupt(String),
+    /// The store's files are damaged below the records (LMDB's data file cut short): no
+    /// command can use the store safely; it has to be restored.
+    #[error("store damaged: {0}")]
+    Damaged(String),
+    /// Slices this read needs are held by other cluster nodes, and the node that fetches
+    /// them (the one running on this store) is not running or stopped answering. Nothing is
+    /// known to be damaged.
+    #[error("slices held by other nodes are out of reach: {0}")]
+    Unreachable(String),
     /// The identity is missing, unreadable, or cannot unwrap this store's keys.
     #[error("identity: {0}")]
     Identity(String),

@@ -196,3 +196,54 @@ fn damaged_lmdb_meta_pages() {
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     eprintln!("both meta pages damaged: exit {:?}: {err}", v.status.code());
 }
+
+/// LMDB maps `data.mdb` and follows page numbers into the map without checking the file's
+/// size: a file cut short used to kill every command with SIGBUS (exit 135, nothing on
+/// stderr), and one cut by a page let `ls`, `get` and `verify` pass while the next `put`
+/// died. Every command now refuses the store as damaged (exit 6) with a message, at every
+/// length, and leaves the file as it was (LMDB would have written new meta pages into an
+/// empty one).
+#[test]
+fn a_truncated_data_file_is_damage_never_a_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = TestStore::init("2+1");
+    t.put("k", &random_bytes(3 << 20, 8));
+    t.put("small", b"small");
+    let path = t.store().join("data.mdb");
+    let full = std::fs::read(&path).unwrap();
+    let page = 4096;
+    let lengths = [0, page, 2 * page, full.len() / 2, full.len() - page];
+    for len in lengths {
+        for args in [
+            &["ls"][..],
+            &["get", "k"],
+            &["put", "k2", "-"],
+            &["verify"],
+            &["stats"],
+        ] {
+            std::fs::write(&path, &full[..len]).unwrap();
+            let out = t.run_stdin(args, b"new content");
+            let err = stderr(&out);
+            assert_eq!(
+                out.status.signal(),
+                None,
+                "{args:?} at {len} bytes: killed by a signal"
+            );
+            assert_eq!(out.status.code(), Some(6), "{args:?} at {len} bytes: {err}");
+            assert!(
+                err.contains("store damaged") && err.contains(&format!("data.mdb is {len} bytes")),
+                "{args:?} at {len} bytes: {err}"
+            );
+            assert!(err.contains("node backup"), "says how to recover: {err}");
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().len(),
+                len as u64,
+                "{args:?} left the file as it was"
+            );
+        }
+    }
+    // Whole again: everything works.
+    std::fs::write(&path, &full).unwrap();
+    t.ok(&["verify"]);
+    assert_eq!(t.get("small"), b"small");
+}

@@ -1,6 +1,7 @@
 //! Command-line definitions (clap derive). Names here are the interface scripts rely on.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -47,18 +48,26 @@ macro_rules! exit_codes {
   3  not found: key, ref or version
   4  the key was deleted (get, log, heads)
   5  the key has several heads where one was needed (merge, or name a version)
-  6  data corrupt beyond repair, or a damaged store configuration
+  6  data corrupt beyond repair, a damaged store configuration, or a damaged store file
+     (data.mdb shorter than LMDB's pages in use: restore it from a backup)
   7  identity missing, unreadable, too open, not a regular file, or not a recipient of the
      store (verify too, when an identity is given or present)
   8  no store at the given path (run `ouro init`), or one already exists for init; cluster
      status of a store outside any cluster
   9  no space left on the device (the store's, or the output's for get)
   10 a race with gc on another cluster node: nothing was stored, run the command again
+  11 the store belongs to a cluster and its node is not running (or stopped answering
+     during the command). put, put -r, merge, rm, forget: the change IS committed on this
+     node (do not make it again) but no other node knows of it yet, and its chunks keep
+     all their slices on this disk (stderr says how many; --json: node, pending_chunks)
+     until `ouro node run` runs on the store again; put -r with failed files exits 1.
+     get, get -r, mount reads: slices held by other nodes are out of reach; nothing is
+     known to be damaged
   130 interrupted (Ctrl-C); the store stays consistent
   141 the reader of stdout went away (`ouro ls | head -1`), quietly. A command that changed
      the store (put, merge, rm, gc, forget, recipient add/rm, init, verify --repair, cluster
-     init/remove, node backup/restore) exits as it would have (0) once its change is
-     committed, even when its output could not be written"
+     init/remove, node backup/restore) exits as it would have (0, or 11) once its change
+     is committed, even when its output could not be written"
     };
 }
 
@@ -73,6 +82,9 @@ JSON output (--json): one document on stdout. Fields are only ever added, never 
   put      {hash, key, size, chunks, new_chunks, stored_bytes}
   put -r   {snapshot, files, stored, unchanged, new_files, changed, removed, dirs, entries,
             new_bytes, skipped: [{path, reason}], warnings: [{path, reason}], errors: [{path, error}]}
+           put, put -r, merge, rm, forget on a cluster node's store add node (running,
+           not running, stopped) and pending_chunks (chunks whose slices wait on this
+           node for their nodes; null when they could not be counted)
   get -o   {key, hash, size}
   get -r   {snapshot, entries, restored, bytes, dry_run, changes: [{path, change}], errors: [{path, error}]}
   snapshots  [{hash, prefix, time, time_ns, host, path, parents, summary: {...}, errors}]
@@ -83,9 +95,10 @@ JSON output (--json): one document on stdout. Fields are only ever added, never 
   merge    {hash, key};  rm {key, whole_key, removed: [hash]}
   verify   {ok, chunks, slices, blobs, decrypted, unreferenced_chunks, damage: [...]}
   gc       {versions_released, chunks_freed, slices_freed, bytes_freed}
-  stats    {keys, versions, logical_bytes, unique_bytes, stored_bytes, stored_with_parity_bytes,
-            file_bytes, chunks, slices, unreferenced_chunks, unreferenced_bytes, dedup_ratio,
-            compression_ratio, ec}
+  stats    {keys, versions, live_versions, removed_versions, logical_bytes, unique_bytes,
+            stored_bytes, stored_with_parity_bytes, file_bytes, chunks, referenced_chunks,
+            slices, unreferenced_chunks, unreferenced_bytes, dedup_ratio, compression_ratio,
+            ec, node_local: [names of the fields that may differ between cluster nodes]}
   recipient ls  [recipient]
 
 Environment: OURO_STORE, OURO_IDENTITY, RUST_LOG (log filter, e.g. ouroboros_db=debug)."
@@ -262,6 +275,13 @@ pub enum Command {
     /// Reclaim space of removed versions and unreferenced chunks
     Gc,
     /// Show sizes and ratios, and chunks no version uses (an interrupted put's) until gc
+    ///
+    /// On a cluster, nodes with the same data agree on keys, live versions, logical bytes and
+    /// referenced chunks. The other counts are the node's own (`node_local` in --json): they
+    /// include removed versions whose record stays here (until gc, or as history after `rm
+    /// KEY@V`; a node that learned of the key later never got it) and chunk records no
+    /// version uses (an interrupted put's, which reach only the nodes that took its slices;
+    /// condemned sealings each node frees in its own round)
     Stats,
     /// Mount the store with FUSE: keys as files, versions under .ouro/ (see ouro-mount(1))
     Mount {
@@ -423,8 +443,14 @@ impl Global {
         let dir = self.store_dir()?;
         let mut cas =
             Cas::open(&dir).with_context(|| format!("opening store {}", dir.display()))?;
-        if let Some(node) = ouro_cluster::ControlClient::connect(cas.path()) {
-            cas.set_remote(std::sync::Arc::new(node));
+        match ouro_cluster::ControlClient::connect(cas.path()) {
+            Some(node) => cas.set_remote(std::sync::Arc::new(node)),
+            // A cluster node's store without its node: reads short of slices here say the
+            // node is not running instead of calling intact data corrupt.
+            None if cas.in_cluster()? => cas.set_remote(std::sync::Arc::new(
+                ouroboros_db::route::remote::NodeNotRunning::new(cas.path()),
+            )),
+            None => {}
         }
         Ok(cas)
     }
@@ -440,25 +466,100 @@ impl Global {
         Ok(cas)
     }
 
-    /// When a cluster node runs on the store, tells it that this command wrote (its
-    /// heartbeats then carry the news to the peers at once) and waits until the slices just
-    /// written are on the nodes placement names (the durability a put reports); warns about
-    /// those kept here because their node is unreachable.
-    pub fn settle(&self) -> Result<()> {
+    /// After a command committed a change: when a cluster node runs on the store, tells it
+    /// (its heartbeats then carry the news to the peers at once) and waits until the slices
+    /// just written are on the nodes placement names (the durability a put reports); warns
+    /// about those kept here because their node is unreachable. When the store belongs to a
+    /// cluster but its node is not running, or stops answering now, says on stderr that the
+    /// change stays on this node, and how many chunks keep their slices here. Never fails
+    /// for the node: the change is committed whatever becomes of the hand-over.
+    pub fn settle(&self, cas: &Arc<Cas>) -> Result<Settled> {
         // PA
-        let dir = self.store_dir()?;
-        let Some(node) = ouro_cluster::ControlClient::connect(&dir) else {
-            return Ok(());
+        let dir = cas.path();
+        let Some(node) = ouro_cluster::ControlClient::connect(dir) else {
+            if !cas.in_cluster()? {
+                return Ok(Settled::Standalone);
+            }
+            let pending = ouro_cluster::control::pending_without_node(cas).ok();
+            eprintln!(
+                "ouro: committed on this node only: no node runs on {} (nothing answers on {}), so the other nodes do not know of this change yet{}; start `ouro node run` on this store to spread it",
+                dir.display(),
+                dir.join("node.sock").display(),
+                chunks(pending, " and ", " keep all their slices on this disk")
+            );
+            return Ok(Settled::NotRunning { pending });
         };
-        let pending = node.flush().with_context(|| {
-            format!(
-                "handing new slices to the cluster through the node on {}",
-                dir.display()
-            )
-        })?;
-        if pending > 0 && !self.quiet {
-            eprintln!("ouro: {pending} chunk(s) keep slices on this node until their nodes are reachable again");
+        match node.flush() {
+            Ok(pending) => {
+                if pending > 0 && !self.quiet {
+                    eprintln!("ouro: {pending} chunk(s) keep slices on this node until their nodes are reachable again");
+                }
+                Ok(Settled::Spread { pending })
+            }
+            Err(e) => {
+                let pending = ouro_cluster::control::pending_without_node(cas).ok();
+                eprintln!(
+                    "ouro: committed on this node, but handing it to the cluster failed ({e}){}: the node on {} spreads it once it runs again; the change is stored, do not make it again",
+                    chunks(pending, "; ", " keep their slices on this disk"),
+                    dir.display()
+                );
+                Ok(Settled::Stopped { pending })
+            }
         }
-        Ok(())
+    }
+}
+
+/// "{before}N chunk(s){after}" for a message, nothing when no chunk waits (an rm), an
+/// unknown number when they could not be counted.
+fn chunks(pending: Option<u64>, before: &str, after: &str) -> String {
+    // A
+    match pending {
+        Some(0) => String::new(),
+        Some(n) => format!("{before}{n} chunk(s){after}"),
+        None => format!("{before}an unknown number of chunks{after}"),
+    }
+}
+
+/// What became of a committed change on the cluster ([`Global::settle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// The store belongs to no cluster.
+    Standalone,
+    /// The node took the change; `pending` chunks keep slices here for unreachable nodes.
+    Spread {
+        /// Chunks waiting for unreachable nodes.
+        pending: u64,
+    },
+    /// No node runs on the store: the change stays here until one does.
+    NotRunning {
+        /// Chunks with slices placement gives elsewhere (`None`: could not be counted).
+        pending: Option<u64>,
+    },
+    /// The node stopped answering (or failed) during the hand-over: the change is stored
+    /// here, the hand-over waits for the node.
+    Stopped {
+        /// As for [`Settled::NotRunning`].
+        pending: Option<u64>,
+    },
+}
+
+impl Settled {
+    /// True when the change stayed on this node only (exit 11).
+    pub fn stayed_here(&self) -> bool {
+        // A
+        matches!(self, Settled::NotRunning { .. } | Settled::Stopped { .. })
+    }
+
+    /// The `node` and `pending_chunks` fields of a command's JSON report (none outside a
+    /// cluster).
+    pub fn json_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
+        // A
+        let (node, pending) = match *self {
+            Settled::Standalone => return Vec::new(),
+            Settled::Spread { pending } => ("running", Some(pending)),
+            Settled::NotRunning { pending } => ("not running", pending),
+            Settled::Stopped { pending } => ("stopped", pending),
+        };
+        vec![("node", node.into()), ("pending_chunks", pending.into())]
     }
 }

@@ -12,6 +12,9 @@ pub const IDENTITY: i32 = 7;
 pub const NO_STORE: i32 = 8;
 pub const NO_SPACE: i32 = 9;
 pub const RETRY: i32 = 10;
+/// The store belongs to a cluster and its node is not running (or stopped during the
+/// command): a change was committed here only, or a read could not reach other nodes.
+pub const NODE_DOWN: i32 = 11;
 /// The reader of stdout went away (128 + SIGPIPE, what a shell shows for a program that
 /// SIGPIPE stopped).
 pub const PIPE_CLOSED: i32 = 141;
@@ -29,7 +32,8 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 Error::NotFound(_) => NOT_FOUND,
                 Error::KeyDeleted { .. } => DELETED,
                 Error::MultipleHeads { .. } => MULTIPLE_HEADS,
-                Error::Corrupt(_) | Error::Malformed { .. } => CORRUPT,
+                Error::Corrupt(_) | Error::Damaged(_) | Error::Malformed { .. } => CORRUPT,
+                Error::Unreachable(_) => NODE_DOWN,
                 Error::Identity(_) | Error::Locked => IDENTITY,
                 Error::NotInitialised(_)
                 | Error::AlreadyInitialised(_)

@@ -101,6 +101,37 @@ pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
     }
 }
 
+/// Chunks this store holds slices of that placement gives to other nodes: what a node
+/// running here would still hand over. For commands on a cluster node's store when no node
+/// runs there (or it stopped during the command), so they can say how much stays on this
+/// disk only. Placement is over every admitted member; a running node also leaves out
+/// members silent past `--repair-after`, so its own count can differ by those.
+pub fn pending_without_node(cas: &Arc<ouroboros_db::Cas>) -> Result<u64> {
+    // A
+    let members = crate::membership::Membership::new(Arc::clone(cas)).active()?;
+    let key = crate::membership::key_dir(cas.path()).join("node.key");
+    let me = crate::membership::read_key(&key)?.public();
+    let width = cas.config().k as usize + cas.config().m as usize;
+    let mut pending = 0;
+    let mut after = None;
+    loop {
+        let page = cas.held_slices_after(after, 256)?;
+        let Some((last, _, _)) = page.last() else {
+            return Ok(pending);
+        };
+        after = Some(*last);
+        for (_, chunk, held) in page {
+            let placed = ouroboros_db::route::hash_to_node::place(&chunk, &members, width);
+            if held
+                .iter()
+                .any(|i| placed.get(*i as usize).is_some_and(|n| *n != me))
+            {
+                pending += 1;
+            }
+        }
+    }
+}
+
 /// Answer buffers a [`ControlClient`] keeps (a reader has a few threads asking at once).
 const KEEP_BUFFERS: usize = 8;
 
@@ -207,6 +238,22 @@ impl ControlClient {
     }
 }
 
+impl ControlClient {
+    /// The library error for a read the node could not serve: the node gone (the socket
+    /// failed) is [`ouroboros_db::Error::Unreachable`], nothing known to be damaged; an
+    /// answer that says the slices could not be found is [`ouroboros_db::Error::Corrupt`].
+    fn read_failed(&self, e: ClusterError, what: String) -> ouroboros_db::Error {
+        // A
+        match e {
+            ClusterError::Io { .. } => ouroboros_db::Error::Unreachable(format!(
+                "the node on {} stopped answering ({e}): start `ouro node run` on this store again",
+                self.path.parent().unwrap_or(&self.path).display()
+            )),
+            e => ouroboros_db::Error::Corrupt(format!("{what}: {e}")),
+        }
+    }
+}
+
 impl RemoteSlices for ControlClient {
     fn fetch(
         &self,
@@ -222,10 +269,13 @@ impl RemoteSlices for ControlClient {
         }) {
             Ok(Response::Slices(s)) => Ok(crate::message::from_wire(s)),
             Ok(_) => Ok(Vec::new()),
-            Err(e) => Err(ouroboros_db::Error::Corrupt(format!(
-                "chunk {}: the cluster could not provide its slices: {e}",
-                id.short()
-            ))),
+            Err(e) => Err(self.read_failed(
+                e,
+                format!(
+                    "chunk {}: the cluster could not provide its slices",
+                    id.short()
+                ),
+            )),
         }
     }
 
@@ -254,7 +304,7 @@ impl RemoteSlices for ControlClient {
                 }
             });
             let got = got.map_err(|e| {
-                ouroboros_db::Error::Corrupt(format!("the cluster could not provide slices: {e}"))
+                self.read_failed(e, "the cluster could not provide slices".to_string())
             })?;
             if out.is_empty() {
                 out = got;

@@ -84,7 +84,11 @@ impl Cas {
         }
         if self.remote.is_some() {
             for pause in RETRY_PAUSES {
-                if short.is_empty() {
+                // Asking a node that is not running again brings nothing.
+                if short
+                    .iter()
+                    .all(|(_, e)| matches!(e, Error::Unreachable(_)))
+                {
                     break;
                 }
                 std::thread::sleep(pause);
@@ -182,7 +186,13 @@ impl Cas {
             }
             Err(e) => {
                 for (pos, _, _) in short {
-                    let e = Error::Corrupt(format!("chunk {}: {e}", ids[pos].short()));
+                    // Slices out of reach are no damage: say which it is.
+                    let e = match &e {
+                        Error::Unreachable(why) => {
+                            Error::Unreachable(format!("chunk {}: {why}", ids[pos].short()))
+                        }
+                        other => Error::Corrupt(format!("chunk {}: {other}", ids[pos].short())),
+                    };
                     if !each(pos, Attempt::Short(e)) {
                         return Ok(false);
                     }

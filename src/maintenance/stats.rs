@@ -1,4 +1,12 @@
 //! stats: logical bytes, stored bytes, dedup and compression ratios.
+//!
+//! On a cluster, nodes holding the same keys and versions agree on `keys`,
+//! `live_versions`, `logical_bytes` and `referenced_chunks`. The other counts are the
+//! node's own ([`Stats::NODE_LOCAL`]): they also count records that only some nodes hold,
+//! for reasons of history rather than content: the record of a version removed with `rm
+//! KEY@V` stays (hollow) on nodes that had it, while a node that learns of the key later
+//! never receives it; an interrupted put leaves chunk records, which reach the nodes that
+//! take its slices; a condemned sealing is freed by each node in its own round.
 
 use crate::cas::Cas;
 use crate::error::Result;
@@ -9,8 +17,13 @@ use crate::maintenance::PAGE;
 pub struct Stats {
     /// Live keys.
     pub keys: u64,
-    /// Versions stored (including removed ones gc has not reclaimed).
+    /// Version records here: live ones and removed ones whose record stays (until gc, as
+    /// history after `rm KEY@V`, or while a snapshot lists them). Node-local.
     pub versions: u64,
+    /// Versions not removed: the same on every node of a cluster that holds the same data.
+    pub live_versions: u64,
+    /// Removed versions whose record is still here (`versions - live_versions`). Node-local.
+    pub removed_versions: u64,
     /// Sum of the sizes of all versions not removed: what users put.
     pub logical_bytes: u64,
     /// Plaintext bytes of the distinct chunks stored (after dedup, before compression).
@@ -21,8 +34,11 @@ pub struct Stats {
     pub stored_with_parity_bytes: u64,
     /// Size of the LMDB data file on disk (never shrinks; gc'd pages are reused).
     pub file_bytes: u64,
-    /// Distinct chunks.
+    /// Distinct chunks with a record here, referenced or not. Node-local.
     pub chunks: u64,
+    /// Chunks some version here references (`chunks - unreferenced_chunks`): the same on
+    /// every node of a cluster that holds the same data.
+    pub referenced_chunks: u64,
     /// Slices.
     pub slices: u64,
     /// Chunks no version references (left by an interrupted put, or freed versions on a
@@ -34,6 +50,25 @@ pub struct Stats {
     pub dedup_ratio: Option<f64>,
     /// unique / stored.
     pub compression_ratio: Option<f64>,
+}
+
+impl Stats {
+    /// The fields (by their JSON names) that count what this node holds, and so may differ
+    /// between the nodes of a cluster with the same keys, versions and content.
+    pub const NODE_LOCAL: [&'static str; 12] = [
+        "versions",
+        "removed_versions",
+        "unique_bytes",
+        "stored_bytes",
+        "stored_with_parity_bytes",
+        "file_bytes",
+        "chunks",
+        "slices",
+        "unreferenced_chunks",
+        "unreferenced_bytes",
+        "dedup_ratio",
+        "compression_ratio",
+    ];
 }
 
 impl Cas {
@@ -67,10 +102,13 @@ impl Cas {
             after = Some(*last);
             for h in page {
                 s.versions += 1;
-                if self.lmdb.removed.get(&txn, &h)?.is_none() {
-                    if let Some(b) = self.lmdb.blobs.get(&txn, &h)? {
-                        s.logical_bytes += b.size;
-                    }
+                if self.lmdb.removed.get(&txn, &h)?.is_some() {
+                    s.removed_versions += 1;
+                    continue;
+                }
+                s.live_versions += 1;
+                if let Some(b) = self.lmdb.blobs.get(&txn, &h)? {
+                    s.logical_bytes += b.size;
                 }
             }
         }
@@ -82,6 +120,7 @@ impl Cas {
             after = Some(last.clone());
             s.keys += page.len() as u64;
         }
+        s.referenced_chunks = s.chunks - s.unreferenced_chunks;
         s.stored_with_parity_bytes = self.lmdb.slices.totals(&txn)?.1;
         s.file_bytes = self.lmdb.disk_size()?;
         if s.unique_bytes > 0 {

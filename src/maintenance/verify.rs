@@ -100,6 +100,9 @@ impl Cas {
             })?),
             false => None,
         };
+        // Opening checked the data file already; a long-running caller's may have been cut
+        // since, and pages past its end would kill the process rather than fail.
+        self.lmdb.check_file()?;
         let mut report = VerifyReport::default();
         let router = DataRouter::new(&self.lmdb);
         // In a cluster this store holds only the slices placement gives it.

@@ -3,8 +3,9 @@
 //! [`RemoteSlices`] (the running node) for the rest.
 
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hash::Hash;
 
 /// A source of slices held elsewhere (a cluster node, reached over its control socket or
@@ -31,6 +32,35 @@ pub trait RemoteSlices: Send + Sync {
     /// are used, to receive a later answer into pages already faulted in.
     fn give_back(&self, _buffer: Vec<u8>) {
         // A
+    }
+}
+
+/// The source of a cluster node's store whose node is not running (no answer on its
+/// `node.sock`): slices other nodes hold cannot be fetched, and every fetch says so with
+/// [`Error::Unreachable`]. Without it a read short of slices here would call intact data
+/// corrupt.
+pub struct NodeNotRunning {
+    store: PathBuf,
+}
+
+impl NodeNotRunning {
+    /// For the store in `store`.
+    pub fn new(store: &Path) -> Self {
+        // A
+        NodeNotRunning {
+            store: store.to_path_buf(),
+        }
+    }
+}
+
+impl RemoteSlices for NodeNotRunning {
+    fn fetch(&self, _id: &Hash, _wanted: &[u8], _need: usize) -> Result<Vec<(u8, Vec<u8>)>> {
+        // A
+        Err(Error::Unreachable(format!(
+            "this store belongs to a cluster and no node runs on it (nothing answers on {}): start `ouro node run` on {} to read slices other nodes hold",
+            self.store.join("node.sock").display(),
+            self.store.display()
+        )))
     }
 }
 

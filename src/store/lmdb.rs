@@ -85,6 +85,11 @@ impl Lmdb {
         if !create && !Self::exists(dir) {
             return Err(Error::NotInitialised(dir.display().to_string()));
         }
+        // LMDB maps the file and follows page numbers without checking its size: one cut
+        // short would kill this process with SIGBUS on the first page past its end.
+        if !create {
+            crate::store::data_file::check(dir)?;
+        }
         if create {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating store directory {}", dir.display()), e))?;
@@ -230,6 +235,13 @@ impl Lmdb {
         f.metadata()
             .map(|m| m.len())
             .map_err(|e| Error::io(format!("reading {}", file.display()), e))
+    }
+
+    /// Checks again that the data file holds every page LMDB uses ([`Error::Damaged`] when
+    /// not), for verify: the file may have been cut since the store was opened.
+    pub fn check_file(&self) -> Result<()> {
+        // A
+        crate::store::data_file::check(&self.path)
     }
 
     /// The store directory.

@@ -7,6 +7,7 @@ pub mod blob_store;
 pub mod chunk_index;
 pub mod cluster_state;
 pub mod condemned;
+pub mod data_file;
 pub mod deletion_wal;
 pub mod key_index;
 pub mod key_to_hash;

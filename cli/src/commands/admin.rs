@@ -302,18 +302,23 @@ pub fn stats(g: &Global) -> Result<i32> {
         print_json(&json!({
             "keys": s.keys,
             "versions": s.versions,
+            "live_versions": s.live_versions,
+            "removed_versions": s.removed_versions,
             "logical_bytes": s.logical_bytes,
             "unique_bytes": s.unique_bytes,
             "stored_bytes": s.stored_bytes,
             "stored_with_parity_bytes": s.stored_with_parity_bytes,
             "file_bytes": s.file_bytes,
             "chunks": s.chunks,
+            "referenced_chunks": s.referenced_chunks,
             "slices": s.slices,
             "unreferenced_chunks": s.unreferenced_chunks,
             "unreferenced_bytes": s.unreferenced_bytes,
             "dedup_ratio": s.dedup_ratio,
             "compression_ratio": s.compression_ratio,
             "ec": format!("{}+{}", c.k, c.m),
+            // What may differ between cluster nodes holding the same data (README, "stats").
+            "node_local": ouroboros_db::Stats::NODE_LOCAL,
         }))?;
     } else {
         print_stats(&s, &format!("{}+{}", c.k, c.m))?;
@@ -325,7 +330,16 @@ pub fn stats(g: &Global) -> Result<i32> {
 fn print_stats(s: &ouroboros_db::Stats, ec: &str) -> Result<()> {
     // A
     outln!("keys              {}", s.keys)?;
-    outln!("versions          {}", s.versions)?;
+    // Removed versions' records stay until gc (or as history after `rm KEY@V`): counted
+    // apart, since only the live count is the same on every node of a cluster.
+    match s.removed_versions {
+        0 => outln!("versions          {}", s.versions)?,
+        n => outln!(
+            "versions          {} ({} live, {n} removed: kept as history or until gc)",
+            s.versions,
+            s.live_versions
+        )?,
+    }
     outln!(
         "logical           {} ({} bytes)",
         human_bytes(s.logical_bytes),

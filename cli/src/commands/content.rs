@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ouroboros_db::model::key::clip;
@@ -62,7 +63,7 @@ pub fn put(g: &Global, key: &str, file: Option<&Path>, parents: &[String]) -> Re
     // A key that `get KEY` would read as a version of another key (`x@~1`) is refused
     // before anything is stored.
     ouroboros_db::model::reference::check_key_names_itself(key)?;
-    let cas = g.open_unlocked()?;
+    let cas = Arc::new(g.open_unlocked()?);
     let parents = if parents.is_empty() {
         None
     } else {
@@ -88,20 +89,21 @@ pub fn put(g: &Global, key: &str, file: Option<&Path>, parents: &[String]) -> Re
         .put(key, input, &opts)
         .with_context(|| format!("storing {:?}", clip(key)))?;
     bar.finish();
-    g.settle()?;
+    let settled = g.settle(&cas)?;
     committed(if g.json {
-        print_json(&json!({
+        let report = json!({
             "hash": out.hash.to_hex(),
             "key": key,
             "size": out.size,
             "chunks": out.chunks,
             "new_chunks": out.new_chunks,
             "stored_bytes": out.stored_bytes,
-        }))
+        });
+        print_json(&super::with_settled(report, &settled))
     } else {
         outln!("{}", out.hash)
     })?;
-    Ok(0)
+    Ok(super::settled_exit(&settled))
 }
 
 pub fn get(g: &Global, reference: &str, output: Option<&Path>) -> Result<i32> {
@@ -154,7 +156,7 @@ fn refuse_inside_store(cas: &ouroboros_db::Cas, dest: &Path) -> Result<()> {
 
 pub fn merge(g: &Global, key: &str, pick: Option<&str>, file: Option<&Path>) -> Result<i32> {
     // A
-    let cas = g.open_unlocked()?;
+    let cas = Arc::new(g.open_unlocked()?);
     let source = match (pick, file) {
         (Some(h), _) => MergeSource::Pick(version_of(&cas, key, h)?),
         (None, f) => MergeSource::Content(open_input(f)?.0),
@@ -162,13 +164,14 @@ pub fn merge(g: &Global, key: &str, pick: Option<&str>, file: Option<&Path>) -> 
     let hash = cas
         .merge(key, source)
         .with_context(|| format!("merging the heads of {:?}", clip(key)))?;
-    g.settle()?;
+    let settled = g.settle(&cas)?;
     committed(if g.json {
-        print_json(&json!({ "hash": hash.to_hex(), "key": key }))
+        let report = json!({ "hash": hash.to_hex(), "key": key });
+        print_json(&super::with_settled(report, &settled))
     } else {
         outln!("{hash}")
     })?;
-    Ok(0)
+    Ok(super::settled_exit(&settled))
 }
 
 /// Writes a version to `dest` through a temp file beside it and a rename, so a failed or

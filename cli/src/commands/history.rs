@@ -73,21 +73,23 @@ pub fn heads(g: &Global, key: &str) -> Result<i32> {
 
 pub fn rm(g: &Global, reference: &str) -> Result<i32> {
     // A
-    let cas = g.open()?;
+    let cas = std::sync::Arc::new(g.open()?);
     let out = cas
         .remove(reference)
         .with_context(|| format!("removing {}", clip(reference)))?;
     // The removal is committed here; telling the node only makes the peers hear of it at
     // once rather than with the next heartbeat, so a failure to is no failure of the rm.
-    if let Err(e) = g.settle() {
+    let settled = g.settle(&cas).unwrap_or_else(|e| {
         eprintln!("ouro: warning: {e:#}");
-    }
+        ouro_cli::cli::Settled::Standalone
+    });
     if g.json {
-        committed(print_json(&json!({
+        let report = json!({
             "key": out.key,
             "whole_key": out.whole_key,
             "removed": out.versions.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
-        })))?;
+        });
+        committed(print_json(&super::with_settled(report, &settled)))?;
     } else if !g.quiet {
         let what = if out.whole_key {
             format!("key {:?}", out.key)
@@ -103,7 +105,7 @@ pub fn rm(g: &Global, reference: &str) -> Result<i32> {
             out.versions.len()
         );
     }
-    Ok(0)
+    Ok(super::settled_exit(&settled))
 }
 
 pub fn ls(g: &Global, prefix: &str, long: bool) -> Result<i32> {

@@ -13,7 +13,30 @@ mod tree;
 pub use mount::unmount;
 
 use anyhow::Result;
-use ouro_cli::cli::{Cli, ClusterAction, Command, NodeAction, RecipientAction};
+use ouro_cli::cli::{Cli, ClusterAction, Command, NodeAction, RecipientAction, Settled};
+use serde_json::Value;
+
+/// A committed change's JSON report with the `node` and `pending_chunks` fields of a
+/// cluster node's store added.
+fn with_settled(mut report: Value, settled: &Settled) -> Value {
+    // A
+    if let Value::Object(fields) = &mut report {
+        for (k, v) in settled.json_fields() {
+            fields.insert(k.to_string(), v);
+        }
+    }
+    report
+}
+
+/// The exit code of a command whose change is committed: 11 when it stayed on this node
+/// (its node is not running or stopped answering), else 0.
+fn settled_exit(settled: &Settled) -> i32 {
+    // A
+    match settled.stayed_here() {
+        true => crate::exit::NODE_DOWN,
+        false => 0,
+    }
+}
 
 /// Runs the parsed command.
 pub fn run(cli: &Cli) -> Result<i32> {

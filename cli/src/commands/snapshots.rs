@@ -160,14 +160,16 @@ fn policy(keep: &KeepArgs) -> Result<KeepPolicy> {
 pub fn forget(g: &Global, prefix: &str, keep: &KeepArgs, dry_run: bool) -> Result<i32> {
     // A
     let policy = policy(keep)?;
-    let cas = g.open_unlocked()?;
+    let cas = std::sync::Arc::new(g.open_unlocked()?);
     let report = cas
         .forget(prefix, &policy, dry_run)
         .with_context(|| format!("forgetting snapshots of {prefix:?}"))?;
+    let mut settled = ouro_cli::cli::Settled::Standalone;
     if !dry_run && report.forgotten().next().is_some() {
         // Committed already: telling the node only spreads the removals sooner.
-        if let Err(e) = g.settle() {
-            eprintln!("ouro: warning: {e:#}");
+        match g.settle(&cas) {
+            Ok(s) => settled = s,
+            Err(e) => eprintln!("ouro: warning: {e:#}"),
         }
     }
     // Forgotten snapshots are removed already: a reader gone away is no failure then.
@@ -192,12 +194,12 @@ pub fn forget(g: &Global, prefix: &str, keep: &KeepArgs, dry_run: bool) -> Resul
             "removed": report.forgotten().map(|d| d.hash.to_hex()).collect::<Vec<_>>(),
             "versions_removed": report.versions_removed,
         })))?;
-        return Ok(0);
+        return Ok(super::settled_exit(&settled));
     }
     if !g.quiet {
         done(print_forget(&report))?;
     }
-    Ok(0)
+    Ok(super::settled_exit(&settled))
 }
 
 /// The restic-style listing of a forget: per host and path, the snapshots kept with their

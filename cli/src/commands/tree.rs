@@ -87,7 +87,7 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
     // `get -r PREFIX` must name this prefix, not a snapshot of a shorter one (`x@~1`).
     ouroboros_db::model::reference::check_key_names_itself(&prefix)?;
     let ex = Globs::new(exclude, "--exclude")?;
-    let cas = g.open_unlocked()?;
+    let cas = std::sync::Arc::new(g.open_unlocked()?);
     let bar = Bar::new(g, true, "put -r");
     let report = cas
         .put_tree(&BackupOptions {
@@ -99,11 +99,12 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
         })
         .with_context(|| format!("storing {dir} under {prefix}"))?;
     bar.finish();
-    g.settle()?;
+    let settled = g.settle(&cas)?;
     // The snapshot is committed: a reader gone away does not make it a failure.
-    committed(print_put_tree(g, &prefix, &report))?;
+    committed(print_put_tree(g, &prefix, &report, &settled))?;
+    // Files that failed are the bigger news: exit 1 then, whatever became of the rest.
     Ok(if report.errors.is_empty() {
-        0
+        super::settled_exit(&settled)
     } else {
         crate::exit::ERROR
     })
@@ -111,7 +112,12 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
 
 /// The report of a `put -r`: JSON, or warnings and errors on stderr, a summary (unless
 /// quiet) and the snapshot's hash on stdout.
-fn print_put_tree(g: &Global, prefix: &str, report: &BackupReport) -> Result<()> {
+fn print_put_tree(
+    g: &Global,
+    prefix: &str,
+    report: &BackupReport,
+    settled: &ouro_cli::cli::Settled,
+) -> Result<()> {
     // A
     let s = &report.info.summary;
     let files = s.files_new + s.files_changed + s.files_unchanged;
@@ -127,7 +133,7 @@ fn print_put_tree(g: &Global, prefix: &str, report: &BackupReport) -> Result<()>
             .filter(|(_, w)| w.contains("not kept"))
             .map(|(p, r)| json!({"path": p, "reason": r}))
             .collect();
-        return print_json(&json!({
+        let json = json!({
             "snapshot": report.snapshot.to_hex(),
             "files": files,
             "stored": s.files_new + s.files_changed,
@@ -141,7 +147,8 @@ fn print_put_tree(g: &Global, prefix: &str, report: &BackupReport) -> Result<()>
             "skipped": skipped,
             "warnings": list(&report.warnings, "reason"),
             "errors": list(&report.errors, "error"),
-        }));
+        });
+        return print_json(&super::with_settled(json, settled));
     }
     for (p, w) in &report.warnings {
         if g.verbose > 0 || !w.contains("not kept") {
