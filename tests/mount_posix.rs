@@ -580,3 +580,18 @@ fn everyday_programs_work_in_the_mount() {
     m.sh_ok("find .ouro/versions -type f -exec cat {} + > /dev/null");
     m.t.ok(&["verify"]);
 }
+
+#[test]
+fn rewrites_in_a_row_make_one_version_each() {
+    require_fuse!();
+    let m = Mounted::new(TestStore::init("2+1"));
+    // Each `>` may open the file while the previous close's release is still coming: the
+    // two descriptors share one handle, and only what each close stored is a version.
+    m.sh_ok(
+        "for i in $(seq 1 30); do echo $i > k; done; for i in $(seq 1 10); do echo $i >> k; done",
+    );
+    m.settle();
+    let log = m.t.json(&["log", "k"]);
+    assert_eq!(log.as_array().unwrap().len(), 40, "{log}");
+    assert_eq!(m.sh_ok("head -1 k; wc -l < k").trim(), "30\n11");
+}

@@ -362,9 +362,7 @@ impl Filesystem for OuroFs {
         reply: ReplyEmpty,
     ) {
         // PA
-        let r = self.commit(fh, true);
-        self.close(fh.0);
-        match r {
+        match self.release_fh(fh) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }

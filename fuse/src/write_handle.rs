@@ -183,11 +183,15 @@ impl WriteHandle {
         self.discarded
     }
 
-    /// Opened again with O_TRUNC while open: empty, and stored at release even unwritten.
+    /// Opened again with O_TRUNC while open: empty, and stored at release even unwritten,
+    /// as a new handle opened with O_TRUNC (not at the next flush: the shell's `dup2` and
+    /// `close` before `echo x > f` writes must not store an empty version).
     pub fn truncate_all(&mut self) -> std::io::Result<()> {
         // A
-        self.set_len(0)?;
+        self.file.set_len(0)?;
+        self.dirty = false;
         self.must_store = true;
+        self.meta.mtime = now_nanos();
         Ok(())
     }
 

@@ -33,7 +33,12 @@ impl OuroFs {
     fn commit_handle(&self, h: &Mutex<Handle>, closing: bool) -> Result<(), Errno> {
         // PA
         let mut guard = h.lock().map_err(|_| Errno::EIO)?;
-        if let Handle::Write(w) = &mut *guard {
+        self.commit_locked(&mut guard, closing)
+    }
+
+    fn commit_locked(&self, h: &mut Handle, closing: bool) -> Result<(), Errno> {
+        // PA
+        if let Handle::Write(w) = h {
             w.commit(&self.cas, closing).map_err(|e| {
                 tracing::warn!(key = %w.key, error = %e, "storing a version failed");
                 errno(&e)
@@ -167,13 +172,49 @@ impl OuroFs {
         Ok(())
     }
 
-    /// Release: the descriptor is gone; a key's handle leaves `pending` with its last one.
-    pub(crate) fn close(&self, fh: u64) {
+    /// Release of descriptor `fh`: the last descriptor of a key's handle stores what is not
+    /// stored yet (a file created or truncated and never written). Others store nothing:
+    /// their close already stored their writes, and the handle may hold another
+    /// descriptor's writes in progress (`echo 2 > f` right after `echo 1 > f` shares the
+    /// first one's handle, truncated: storing it here would add an empty version).
+    pub(crate) fn release_fh(&self, fh: FileHandle) -> Result<(), Errno> {
+        // PA
+        let h = self.handle(fh)?;
+        let r = {
+            // Held from the decision to the store: an open sharing the handle meanwhile
+            // (and truncating it) either counts here or comes after the store.
+            let mut guard = h.lock().map_err(|_| Errno::EIO)?;
+            if let Handle::Write(w) = &*guard {
+                let mut p = self.pending.lock().map_err(|_| Errno::EIO)?;
+                if let Some(o) = p.get_mut(&w.key).filter(|o| Arc::ptr_eq(&o.handle, &h)) {
+                    if o.fds > 1 {
+                        o.fds -= 1;
+                        drop(p);
+                        drop(guard);
+                        self.forget_fh(fh.0);
+                        return Ok(());
+                    }
+                }
+            }
+            self.commit_locked(&mut guard, true)
+        };
+        self.close(fh.0);
+        r
+    }
+
+    /// Drops descriptor `fh` without touching `pending`.
+    fn forget_fh(&self, fh: u64) -> Option<Arc<Mutex<Handle>>> {
         // A
         if let Ok(mut a) = self.append_fhs.lock() {
             a.remove(&fh);
         }
-        let Some(h) = self.handles.lock().ok().and_then(|mut h| h.remove(&fh)) else {
+        self.handles.lock().ok().and_then(|mut h| h.remove(&fh))
+    }
+
+    /// Release: the descriptor is gone; a key's handle leaves `pending` with its last one.
+    pub(crate) fn close(&self, fh: u64) {
+        // A
+        let Some(h) = self.forget_fh(fh) else {
             return;
         };
         let key = match h.lock().as_deref() {

@@ -703,3 +703,78 @@ impl Cas {
         Ok(hash)
     }
 }
+
+#[cfg(test)]
+mod mount_op_tests {
+    use super::*;
+    use crate::{CreateOptions, Identity};
+
+    fn store() -> (tempfile::TempDir, Cas) {
+        let dir = tempfile::tempdir().unwrap();
+        let cas =
+            Cas::create(dir.path(), &CreateOptions::default(), &Identity::generate()).unwrap();
+        (dir, cas)
+    }
+
+    fn get(cas: &Cas, r: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        cas.get(r, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_prefix_a_key_and_an_exchange_move_in_one_step_sharing_chunks() {
+        let (_d, cas) = store();
+        let o = PutOptions::default();
+        cas.put("A/x", &b"one"[..], &o).unwrap();
+        cas.put("A/s/y", &b"two"[..], &o).unwrap();
+        cas.put("Ab", &b"not below A/"[..], &o).unwrap();
+        let moved = cas.rename_prefix("A", "B").unwrap();
+        assert_eq!(moved.len(), 2);
+        assert_eq!(get(&cas, "B/s/y"), b"two");
+        assert!(!cas.is_key("A/x").unwrap() && cas.is_key("Ab").unwrap());
+        assert!(cas.rename_prefix("B", "B/in").is_err(), "into itself");
+        cas.rename_key("B/x", "z").unwrap();
+        assert_eq!(get(&cas, "z"), b"one");
+        assert!(!cas.is_key("B/x").unwrap());
+        cas.exchange_keys("z", "Ab").unwrap();
+        assert_eq!(
+            (get(&cas, "z"), get(&cas, "Ab")),
+            (b"not below A/".to_vec(), b"one".to_vec())
+        );
+        // The new versions descend from each key's head.
+        assert_eq!(cas.log("z", 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_sparse_file_stores_its_holes_as_one_chunk_of_zeros() {
+        use std::os::unix::fs::FileExt;
+        let (d, cas) = store();
+        let f = tempfile::tempfile_in(d.path()).unwrap();
+        let size = 200u64 << 20;
+        f.set_len(size).unwrap();
+        f.write_all_at(b"head", 0).unwrap();
+        f.write_all_at(b"middle", 100 << 20).unwrap();
+        f.write_all_at(b"tail", size - 4).unwrap();
+        let out = cas.put_file("sparse", &f, &PutOptions::default()).unwrap();
+        assert_eq!(out.size, size);
+        assert!(out.stored_bytes < 1 << 20, "{out:?}");
+        let back = get(&cas, "sparse");
+        let mut want = vec![0u8; size as usize];
+        want[..4].copy_from_slice(b"head");
+        want[100 << 20..(100 << 20) + 6].copy_from_slice(b"middle");
+        want[size as usize - 4..].copy_from_slice(b"tail");
+        assert!(back == want);
+        // A file without holes goes through `put`, with the same chunks.
+        let g = tempfile::tempfile_in(d.path()).unwrap();
+        g.write_all_at(&want[..8 << 20], 0).unwrap();
+        let a = cas.put_file("dense", &g, &PutOptions::default()).unwrap();
+        let b = cas
+            .put("dense2", &want[..8 << 20], &PutOptions::default())
+            .unwrap();
+        assert_eq!(
+            cas.blob(&a.hash).unwrap().chunks,
+            cas.blob(&b.hash).unwrap().chunks
+        );
+    }
+}
