@@ -1183,7 +1183,7 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__mount)
-            opts="-q -v -h --read-only --foreground --store --identity --json --quiet --verbose --help"
+            opts="-q -v -h --read-only --foreground --allow-other --store --identity --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -169,6 +169,7 @@ complete -c ouro -n "__fish_ouro_using_subcommand mount" -l store -d 'Store dire
 complete -c ouro -n "__fish_ouro_using_subcommand mount" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand mount" -l read-only -d 'Refuse every change (EROFS)'
 complete -c ouro -n "__fish_ouro_using_subcommand mount" -l foreground -d 'Stay in the foreground until unmounted or interrupted (logs to stderr)'
+complete -c ouro -n "__fish_ouro_using_subcommand mount" -l allow-other -d 'Let other users enter the mount, with each file\'s mode checked by the kernel (a normal user needs `user_allow_other` in /etc/fuse.conf)'
 complete -c ouro -n "__fish_ouro_using_subcommand mount" -l json -d 'Print one JSON document on stdout'
 complete -c ouro -n "__fish_ouro_using_subcommand mount" -s q -l quiet -d 'No progress bars or informational messages'
 complete -c ouro -n "__fish_ouro_using_subcommand mount" -s v -l verbose -d 'More log output on stderr (-v, -vv)'

@@ -293,6 +293,10 @@ pub enum Command {
         /// Stay in the foreground until unmounted or interrupted (logs to stderr)
         #[arg(long)]
         foreground: bool,
+        /// Let other users enter the mount, with each file's mode checked by the kernel (a
+        /// normal user needs `user_allow_other` in /etc/fuse.conf)
+        #[arg(long)]
+        allow_other: bool,
     },
     /// Unmount a store mounted with `ouro mount` (lazily: open files stay readable until closed)
     Umount { mountpoint: PathBuf },

@@ -131,7 +131,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
             mountpoint,
             read_only,
             foreground,
-        } => mount::mount(g, mountpoint, *read_only, *foreground),
+            allow_other,
+        } => mount::mount(g, mountpoint, *read_only, *foreground, *allow_other),
         Command::Umount { mountpoint } => mount::umount(mountpoint),
         Command::Recipient { action } => match action {
             RecipientAction::Add { recipient } => recipients::add(g, recipient),

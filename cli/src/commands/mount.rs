@@ -28,7 +28,13 @@ const MALLOC_TUNING: [(&str, &str); 3] = [
 const LOG_LIMIT: u64 = 1 << 20;
 
 /// Mounts the store at `dir`.
-pub fn mount(g: &Global, dir: &Path, read_only: bool, foreground: bool) -> Result<i32> {
+pub fn mount(
+    g: &Global,
+    dir: &Path,
+    read_only: bool,
+    foreground: bool,
+    allow_other: bool,
+) -> Result<i32> {
     // A
     if !dir.is_dir() {
         return Err(Error::NotFound(format!(
@@ -66,7 +72,7 @@ pub fn mount(g: &Global, dir: &Path, read_only: bool, foreground: bool) -> Resul
         return Err(err).context("restarting ouro mount");
     }
     if foreground {
-        serve(g, cas, &dir, read_only)
+        serve(g, cas, &dir, read_only, allow_other)
     } else {
         drop(cas);
         start_background(g, &dir)
@@ -74,11 +80,18 @@ pub fn mount(g: &Global, dir: &Path, read_only: bool, foreground: bool) -> Resul
 }
 
 /// Serves the mount until it is unmounted (`ouro umount`, `fusermount3 -u`) or a signal.
-fn serve(g: &Global, cas: Arc<ouroboros_db::Cas>, dir: &Path, read_only: bool) -> Result<i32> {
+fn serve(
+    g: &Global,
+    cas: Arc<ouroboros_db::Cas>,
+    dir: &Path,
+    read_only: bool,
+    allow_other: bool,
+) -> Result<i32> {
     // A
     let store = cas.path().display().to_string();
     let opts = ouro_fuse::MountOptions {
         read_only,
+        allow_other,
         ..Default::default()
     };
     let session = ouro_fuse::spawn(cas, dir, opts)
