@@ -145,7 +145,7 @@ fn sigkill_mid_put_leaves_a_consistent_store() {
     assert_eq!(t.get(&format!("big@{}", &h1[..12])), v1);
     assert!(std::fs::read_dir(t.store()).unwrap().all(|e| {
         let n = e.unwrap().file_name();
-        n == "data.mdb" || n == "lock.mdb" || n == "gc.lock"
+        n == "data.mdb" || n == "lock.mdb" || n == "gc.lock" || n == "reserve"
     }));
 }
 
@@ -468,4 +468,62 @@ fn sigkill_during_gc_leaves_a_consistent_store() {
     t.ok(&["gc"]);
     t.ok(&["verify"]);
     assert_eq!(t.json(&["stats"])["keys"], 1);
+}
+
+/// When another program filled the disk, `rm` and `gc` still work (the store keeps a reserve
+/// it gives back for them) and gc takes the reserve again once there is room.
+#[test]
+fn rm_and_gc_work_on_a_disk_another_program_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("disk");
+    let Some(_disk) = SmallDisk::mount(&mnt, "12m") else {
+        eprintln!("skipping: cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN)");
+        return;
+    };
+    let t = TestStore::empty();
+    let run = |args: &[&str]| {
+        let mut c = t.cmd(args);
+        c.env("OURO_STORE", mnt.join("store"));
+        c.stdin(Stdio::piped());
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = random_bytes(3 << 20, 5);
+        let w = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let o = child.wait_with_output().unwrap();
+        w.join().unwrap();
+        o
+    };
+    assert!(run(&["init", "--ec", "2+1", "-q"]).status.success());
+    assert!(mnt.join("store/reserve").exists());
+    assert!(run(&["put", "a", "-"]).status.success());
+    // Another program takes every free block.
+    let mut filler = std::fs::File::create(mnt.join("filler")).unwrap();
+    let block = vec![7u8; 64 << 10];
+    while filler.write_all(&block).is_ok() {}
+    drop(filler);
+    let rm = run(&["rm", "a"]);
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    let gc = run(&["gc"]);
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    assert_eq!(run(&["get", "a"]).status.code(), Some(4));
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    assert!(run(&["gc"]).status.success());
+    assert!(
+        mnt.join("store/reserve").exists(),
+        "gc takes the reserve again"
+    );
 }

@@ -167,6 +167,7 @@ impl Cas {
             remote: None,
         };
         cas.keys.insert(0, keys);
+        crate::store::reserve::ensure(dir);
         Ok(cas)
     }
 

@@ -94,6 +94,17 @@ impl Cas {
     /// (`KEY@...`: its parents become heads again if nothing else descends from them).
     pub fn remove(&self, reference: &str) -> Result<RemoveOutcome> {
         // PA
+        match self.remove_once(reference) {
+            // Another program filled the disk: the reserve makes room for this commit.
+            Err(Error::NoSpace(_)) if crate::store::reserve::release(self.path()) => {
+                self.remove_once(reference)
+            }
+            r => r,
+        }
+    }
+
+    fn remove_once(&self, reference: &str) -> Result<RemoveOutcome> {
+        // PA
         let r = Ref::parse(reference)?;
         let now = now_nanos();
         let mut txn = self.lmdb.write()?;

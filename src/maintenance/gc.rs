@@ -6,7 +6,7 @@
 //! (`src/cas/condemn.rs`).
 
 use crate::cas::{now_nanos, Cas};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::maintenance::PAGE;
 use crate::progress::Progress;
 use crate::store::deletion_wal::{Deletion, WalEntry};
@@ -32,6 +32,19 @@ pub struct GcReport {
 impl Cas {
     /// Reclaims the space of removed versions and unreferenced chunks.
     pub fn gc(&self, progress: &dyn Progress) -> Result<GcReport> {
+        // PA
+        let report = match self.gc_once(progress) {
+            // Another program filled the disk: the reserve makes room for gc's commits.
+            Err(Error::NoSpace(_)) if crate::store::reserve::release(self.path()) => {
+                self.gc_once(progress)
+            }
+            r => r,
+        }?;
+        crate::store::reserve::ensure(self.path());
+        Ok(report)
+    }
+
+    fn gc_once(&self, progress: &dyn Progress) -> Result<GcReport> {
         // PA
         let _lock = GcLock::acquire(self.path(), true, &|| progress.waiting("puts are running"))?;
         let mut report = GcReport {

@@ -17,6 +17,7 @@ pub mod lock;
 pub mod meta;
 pub mod parent_child;
 pub mod removed;
+pub mod reserve;
 pub mod version_index;
 
 pub use lmdb::{Lmdb, RoTxn, RwTxn};
