@@ -73,7 +73,8 @@ pub struct WalkContext<'a, 'c> {
     /// Opens directories without changing their access time where allowed.
     pub noatime: &'a NoAtime,
     /// Called with each file to read and its entry as soon as the walk finds it, in the
-    /// order of [`Walked::jobs`]: the reading can start while the walk goes on.
+    /// order of [`Walked::jobs`]: the reading can start while the walk goes on. (The job's
+    /// directory index, `at.0`, is known only once that directory is walked.)
     pub found: &'a dyn Fn(&FileJob, &Entry),
 }
 
