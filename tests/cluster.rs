@@ -319,24 +319,8 @@ fn a_snapshot_made_on_one_node_restores_exactly_on_another() {
         .output()
         .is_ok()
     {
-        let diff = std::process::Command::new("rsync")
-            .args([
-                "-n",
-                "-aHAX",
-                "--numeric-ids",
-                "-c",
-                "--itemize-changes",
-                "--delete",
-            ])
-            .arg(format!("{}/", src.display()))
-            .arg(format!("{}/", out.display()))
-            .output()
-            .unwrap();
-        assert!(
-            diff.stdout.is_empty(),
-            "{}",
-            String::from_utf8_lossy(&diff.stdout)
-        );
+        let diff = common::rsync_diff(&src, &out);
+        assert!(diff.is_empty(), "{diff:#?}");
     } else {
         eprintln!("skipping the rsync comparison: rsync is not installed");
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestStore;
+use common::{rsync_diff, TestStore};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -81,35 +81,6 @@ fn sh_works(script: &str) -> bool {
 /// `cp -a FROM TO`: the reference copy a restore is compared with.
 fn cp_a(from: &Path, to: &Path) {
     run_ok("cp", &[OsStr::new("-a"), from.as_os_str(), to.as_os_str()]);
-}
-
-/// The lines of `rsync -n -aHAX --numeric-ids -c --itemize-changes --delete FROM/ TO/`:
-/// what rsync would change in TO to make it FROM. Empty = identical (content, types,
-/// modes, owners, times, hard links, ACLs, xattrs).
-fn rsync_diff(from: &Path, to: &Path) -> Vec<String> {
-    let out = Command::new("rsync")
-        .args([
-            "-n",
-            "-aHAX",
-            "--numeric-ids",
-            "-c",
-            "--itemize-changes",
-            "--delete",
-        ])
-        .arg(format!("{}/", from.display()))
-        .arg(format!("{}/", to.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rsync failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 fn assert_same_tree(copy: &Path, out: &Path, what: &str) {

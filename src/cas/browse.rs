@@ -39,6 +39,24 @@ impl TreeEntry {
 }
 
 impl Cas {
+    /// The parents a new version of `key` takes by default: its single live head, none for
+    /// a new or deleted key, [`Error::MultipleHeads`] when it has several.
+    pub(crate) fn live_parents_in(
+        &self,
+        txn: &crate::store::RoTxn,
+        key: &str,
+    ) -> Result<Vec<Hash>> {
+        // A
+        match self.lmdb.versions.get(txn, key)? {
+            Some(s) if s.deleted.is_none() && s.heads.len() > 1 => Err(Error::MultipleHeads {
+                key: key.to_string(),
+                heads: s.heads,
+            }),
+            Some(s) if s.deleted.is_none() => Ok(s.heads),
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// Direct children of directory `dir` (`""` for the root, else a prefix without its
     /// trailing `/`), in key order, at most `limit`. Whole subtrees are skipped with one seek
     /// each, so a directory lists in time proportional to its entries, not to the keys below
@@ -181,16 +199,7 @@ impl Cas {
         if self.lmdb.removed.get(&txn, from)?.is_some() {
             return Err(Error::NotFound(format!("version {from} was removed")));
         }
-        let parents = match self.lmdb.versions.get(&txn, key)? {
-            Some(s) if s.deleted.is_none() && s.heads.len() > 1 => {
-                return Err(Error::MultipleHeads {
-                    key: key.to_string(),
-                    heads: s.heads,
-                })
-            }
-            Some(s) if s.deleted.is_none() => s.heads,
-            _ => Vec::new(),
-        };
+        let parents = self.live_parents_in(&txn, key)?;
         if self.uses_condemned(&txn, &blob.chunks)? {
             // A chunk of it was condemned by gc on a cluster node: copy the content instead.
             drop(txn);
@@ -373,16 +382,7 @@ impl Cas {
         now: i64,
     ) -> Result<Hash> {
         // PA
-        let parents = match self.lmdb.versions.get(txn, key)? {
-            Some(s) if s.deleted.is_none() && s.heads.len() > 1 => {
-                return Err(Error::MultipleHeads {
-                    key: key.to_string(),
-                    heads: s.heads,
-                })
-            }
-            Some(s) if s.deleted.is_none() => s.heads,
-            _ => Vec::new(),
-        };
+        let parents = self.live_parents_in(txn, key)?;
         let body = Body {
             chunks: &blob.chunks,
             size: blob.size,
@@ -652,16 +652,7 @@ impl<'c> SparsePut<'c> {
         self.write_sealed(&mut txn)?;
         let parents = match &opts.parents {
             Some(p) => p.clone(),
-            None => match self.cas.lmdb.versions.get(&txn, key)? {
-                Some(s) if s.deleted.is_none() && s.heads.len() > 1 => {
-                    return Err(Error::MultipleHeads {
-                        key: key.to_string(),
-                        heads: s.heads,
-                    })
-                }
-                Some(s) if s.deleted.is_none() => s.heads,
-                _ => Vec::new(),
-            },
+            None => self.cas.live_parents_in(&txn, key)?,
         };
         let size = self.chunks.iter().map(|c| u64::from(c.size)).sum();
         let body = Body {

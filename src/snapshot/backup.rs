@@ -19,9 +19,10 @@ use crate::model::{
 };
 use crate::progress::Progress;
 use crate::snapshot::fsmeta::{path_bytes, read_entry, NoAtime};
+use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::{StreamReader, StreamWriter};
-use crate::snapshot::walk::{show, FileJob, WalkContext, Walked};
+use crate::snapshot::walk::{FileJob, WalkContext, Walked};
 
 /// What a backup needs: the directory, the key prefix, what to leave out.
 pub struct BackupOptions<'a> {
@@ -254,7 +255,7 @@ impl Cas {
         let mut warnings: Vec<(String, String)> = walked
             .notes
             .iter()
-            .map(|(p, n)| (show(p), n.clone()))
+            .map(|(p, n)| (display(p), n.clone()))
             .collect();
         let mut summary = SnapshotSummary {
             files_unchanged: walked.unchanged,
@@ -281,7 +282,10 @@ impl Cas {
                 Error::InvalidArgument(format!("{} is not a directory", root.display()))
             })?;
         root_entry.content = Some(root_tree);
-        let report_errors = errors.iter().map(|(p, e)| (show(p), e.clone())).collect();
+        let report_errors = errors
+            .iter()
+            .map(|(p, e)| (display(p), e.clone()))
+            .collect();
         errors.truncate(MAX_LISTED_ERRORS);
         let info = SnapshotInfo {
             root: root_entry,
@@ -484,7 +488,7 @@ fn settle_file(
             summary.bytes_added += o.stored_bytes;
             if moved {
                 warnings.push((
-                    show(&j.rel),
+                    display(&j.rel),
                     "changed while it was read: stored as read, read again next run".into(),
                 ));
             }
@@ -493,7 +497,7 @@ fn settle_file(
         // Deleted between the walk and its reading: gone, as if the walk had not
         // seen it (not an error of the backup).
         Err(Error::Input(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            warnings.push((show(&j.rel), "vanished during the walk".into()));
+            warnings.push((display(&j.rel), "vanished during the walk".into()));
             walked.dirs[d].dropped.insert(i);
         }
         Err(e) => {

@@ -260,7 +260,7 @@ impl Cas {
 
     /// Adds the file versions of snapshot `blob` to `out`, starting at the directories the
     /// key segments `below` lead to from its root; directories in `visited` are skipped.
-    fn file_versions(
+    pub(crate) fn file_versions(
         &self,
         blob: &Blob,
         below: &[String],

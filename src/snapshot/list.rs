@@ -6,8 +6,7 @@ use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::snapshot::{prefix_of_snapshot_key, snapshot_key, SNAPSHOT_KEY_PREFIX};
-use crate::model::{Blob, EntryKind, Ref, Selector, SnapshotInfo};
-use crate::snapshot::stream::StreamReader;
+use crate::model::{Blob, Ref, Selector, SnapshotInfo};
 
 /// One snapshot as `ouro snapshots` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,25 +144,8 @@ impl Cas {
         let mut versions = HashSet::new();
         let mut trees = HashSet::new();
         for s in self.snapshots("")? {
-            let Some(root) = s.info.root_tree() else {
-                continue;
-            };
-            let blob = self.blob(&s.hash)?;
-            let reader = StreamReader::open(self, blob)?;
-            let mut stack = vec![root];
-            while let Some(t) = stack.pop() {
-                if !trees.insert(t) {
-                    continue;
-                }
-                for e in reader.tree(&t)?.entries {
-                    match (e.kind, e.content) {
-                        (EntryKind::File, Some(v)) => {
-                            versions.insert(v);
-                        }
-                        (EntryKind::Dir, Some(sub)) => stack.push(sub),
-                        _ => {}
-                    }
-                }
+            if s.info.root_tree().is_some() {
+                self.file_versions(&self.blob(&s.hash)?, &[], &mut trees, &mut versions)?;
             }
         }
         Ok(versions)

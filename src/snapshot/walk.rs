@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::{Entry, EntryKind, TreeRecord};
 use crate::snapshot::fsmeta::{read_entry, NoAtime};
-use crate::snapshot::names::{display, key_for};
+use crate::snapshot::names::key_for;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::StreamReader;
 
@@ -394,10 +394,4 @@ fn list_dir(path: &Path, owner: u32, noatime: &NoAtime) -> std::io::Result<Vec<V
 fn join(rel: &[Vec<u8>]) -> Vec<u8> {
     // A
     rel.join(&b'/')
-}
-
-/// Relative path for messages.
-pub fn show(rel: &[u8]) -> String {
-    // A
-    display(rel)
 }

@@ -141,3 +141,32 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     out.truncate(n);
     out
 }
+
+/// The lines of `rsync -n -aHAX --numeric-ids -c --itemize-changes --delete FROM/ TO/`:
+/// what rsync would change in TO to make it FROM. Empty = identical (content, types,
+/// modes, owners, times, hard links, ACLs, xattrs).
+pub fn rsync_diff(from: &Path, to: &Path) -> Vec<String> {
+    let out = Command::new("rsync")
+        .args([
+            "-n",
+            "-aHAX",
+            "--numeric-ids",
+            "-c",
+            "--itemize-changes",
+            "--delete",
+        ])
+        .arg(format!("{}/", from.display()))
+        .arg(format!("{}/", to.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rsync failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}

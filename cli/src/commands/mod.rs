@@ -95,20 +95,19 @@ pub fn run(cli: &Cli) -> Result<i32> {
             keep_yearly,
             keep_within,
             dry_run,
-        } => snapshots::forget(
-            g,
-            prefix,
-            &snapshots::KeepArgs {
+        } => {
+            use ouroboros_db::snapshot::{KeepPolicy, KeepWithin};
+            let policy = KeepPolicy {
                 last: *keep_last,
                 hourly: *keep_hourly,
                 daily: *keep_daily,
                 weekly: *keep_weekly,
                 monthly: *keep_monthly,
                 yearly: *keep_yearly,
-                within: keep_within.as_deref(),
-            },
-            *dry_run,
-        ),
+                within: keep_within.as_deref().map(KeepWithin::parse).transpose()?,
+            };
+            snapshots::forget(g, prefix, &policy, *dry_run)
+        }
         Command::Get {
             reference, output, ..
         } => content::get(g, reference, output.as_deref()),

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use ouro_cli::cli::Global;
 use ouroboros_db::format_time;
 use ouroboros_db::model::{EntryKind, Ref, Selector};
-use ouroboros_db::snapshot::{ForgetDecision, ForgetReport, KeepPolicy, KeepWithin};
+use ouroboros_db::snapshot::{ForgetDecision, ForgetReport, KeepPolicy};
 use serde_json::json;
 
 use crate::output::{committed, human_bytes, outln, print_json};
@@ -72,17 +72,6 @@ pub fn list(g: &Global, prefix: &str) -> Result<i32> {
     Ok(0)
 }
 
-/// The --keep-* options of forget, as given.
-pub struct KeepArgs<'a> {
-    pub last: Option<u32>,
-    pub hourly: Option<u32>,
-    pub daily: Option<u32>,
-    pub weekly: Option<u32>,
-    pub monthly: Option<u32>,
-    pub yearly: Option<u32>,
-    pub within: Option<&'a str>,
-}
-
 /// Compares two snapshots: FROM and TO, or with FROM alone the last two snapshots of the
 /// prefix (`PREFIX`) or the one named (`PREFIX@REF`) against the newest.
 pub fn diff(g: &Global, from: &str, to: Option<&str>) -> Result<i32> {
@@ -140,29 +129,13 @@ pub fn diff(g: &Global, from: &str, to: Option<&str>) -> Result<i32> {
     Ok(0)
 }
 
-/// The retention policy the --keep-* options describe.
-fn policy(keep: &KeepArgs) -> Result<KeepPolicy> {
-    // A
-    let within = keep.within.map(KeepWithin::parse).transpose()?;
-    Ok(KeepPolicy {
-        last: keep.last,
-        hourly: keep.hourly,
-        daily: keep.daily,
-        weekly: keep.weekly,
-        monthly: keep.monthly,
-        yearly: keep.yearly,
-        within,
-    })
-}
-
 /// Forgets the snapshots of PREFIX that no --keep-* rule keeps and removes the file
 /// versions only they used; `ouro gc` frees the space afterwards.
-pub fn forget(g: &Global, prefix: &str, keep: &KeepArgs, dry_run: bool) -> Result<i32> {
+pub fn forget(g: &Global, prefix: &str, policy: &KeepPolicy, dry_run: bool) -> Result<i32> {
     // A
-    let policy = policy(keep)?;
     let cas = std::sync::Arc::new(g.open_unlocked()?);
     let report = cas
-        .forget(prefix, &policy, dry_run)
+        .forget(prefix, policy, dry_run)
         .with_context(|| format!("forgetting snapshots of {prefix:?}"))?;
     let mut settled = ouro_cli::cli::Settled::Standalone;
     if !dry_run && report.forgotten().next().is_some() {
