@@ -104,6 +104,7 @@ fn metadata_bytes(avg: u32) -> (usize, usize, usize) {
         k: 4,
         m: 2,
         slices: vec![id; 6],
+        kind: ouroboros_db::model::ChunkKind::Sliced,
     }
     .encode()
     .len();

@@ -52,13 +52,7 @@ fn flip_on_disk(t: &TestStore, chunk: &Hash, index: u8) {
 
 /// Replaces (`Some`, e.g. a truncated copy) or drops (`None`) one slice.
 fn damage(t: &TestStore, chunk: &Hash, index: u8, bytes: Option<&[u8]>) {
-    let cas = Cas::open(&t.store()).unwrap();
-    let mut txn = cas.lmdb().write().unwrap();
-    cas.lmdb()
-        .slices
-        .damage_for_tests(&mut txn, chunk, index, bytes)
-        .unwrap();
-    txn.commit().unwrap();
+    common::damage_slice(&Cas::open(&t.store()).unwrap(), chunk, index, bytes);
 }
 
 fn stderr(o: &std::process::Output) -> String {

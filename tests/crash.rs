@@ -251,9 +251,11 @@ impl Harness {
             if changed {
                 let spec = match self.tree.get(&name) {
                     Some(s) => s.edited(&mut self.rng),
+                    // Every other file small: small files are sealed together in packs.
                     None => Spec {
                         seed: self.rng.next(),
-                        len: self.rng.below(1 << 20) as usize + 1,
+                        len: self.rng.below(if i % 2 == 0 { 1 << 20 } else { 48 << 10 }) as usize
+                            + 1,
                         patch: None,
                     },
                 };

@@ -94,10 +94,10 @@ JSON output (--json): one document on stdout. Fields are only ever added, never 
   ls       [{key, size, modified, heads}]
   merge    {hash, key};  rm {key, whole_key, removed: [hash]}
   verify   {ok, chunks, slices, blobs, decrypted, unreferenced_chunks, damage: [...]}
-  gc       {versions_released, chunks_freed, slices_freed, bytes_freed}
+  gc       {versions_released, chunks_freed, packs_freed, packs_rewritten, slices_freed, bytes_freed}
   stats    {keys, versions, live_versions, removed_versions, logical_bytes, unique_bytes,
             stored_bytes, stored_with_parity_bytes, file_bytes, chunks, referenced_chunks,
-            slices, unreferenced_chunks, unreferenced_bytes, dedup_ratio, compression_ratio,
+            slices, packs, unreferenced_chunks, unreferenced_bytes, dedup_ratio, compression_ratio,
             ec, node_local: [names of the fields that may differ between cluster nodes]}
   recipient ls  [recipient]
 

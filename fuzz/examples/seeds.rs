@@ -68,6 +68,7 @@ fn blobs() -> Vec<Blob> {
             kind: BlobKind::VersionVector,
             size: 0,
             chunks: vec![],
+            meta: Default::default(),
         },
         Blob {
             key: "docs/report.txt".into(),
@@ -76,6 +77,7 @@ fn blobs() -> Vec<Blob> {
             kind: BlobKind::Child,
             size: 5,
             chunks: vec![chunk(9, 5)],
+            meta: Default::default(),
         },
         Blob {
             key: "ü/日本@2x.png".into(),
@@ -84,6 +86,7 @@ fn blobs() -> Vec<Blob> {
             kind: BlobKind::Merger,
             size: (1 << 20) + 300,
             chunks: vec![chunk(3, 1 << 20), chunk(4, 300)],
+            meta: Default::default(),
         },
     ]
 }
@@ -465,6 +468,21 @@ fn main() {
                 k: 1,
                 m: 1,
                 slices: vec![Hash([1; 32]), Hash([2; 32])],
+                kind: ouroboros_db::model::ChunkKind::Sliced,
+            }
+            .encode(),
+            ChunkRecord {
+                size: 3,
+                sealed_len: 32,
+                key_epoch: 1,
+                nonce: [5; 12],
+                k: 0,
+                m: 0,
+                slices: Vec::new(),
+                kind: ouroboros_db::model::ChunkKind::Member {
+                    pack: Hash([3; 32]),
+                    offset: 64,
+                },
             }
             .encode(),
         ],

@@ -41,15 +41,22 @@ pub struct FreeReport {
 
 impl Cas {
     /// True when this store holds chunk `id` in a sealing a put may deduplicate against:
-    /// a record that is not condemned.
+    /// a record that is not condemned and, for a pack member, whose pack is here and not
+    /// condemned either (a pack is condemned once no member names it, and a put must not
+    /// bring a member back into it while the nodes free it).
     pub(crate) fn dedupable(&self, txn: &RoTxn, id: &Hash) -> Result<bool> {
         // PA
-        let marks = self.lmdb.condemned.get(txn, id)?;
-        if marks.is_empty() {
-            return self.lmdb.chunks.contains(txn, id);
+        let Some(record) = self.lmdb.chunks.get(txn, id)? else {
+            return Ok(false);
+        };
+        if self.is_condemned_in(txn, id, &record)? {
+            return Ok(false);
         }
-        Ok(match self.lmdb.chunks.get(txn, id)? {
-            Some(r) => !marks.iter().any(|m| m.sealing == sealing_id(&r)),
+        let Some((pack, _)) = record.pack() else {
+            return Ok(true);
+        };
+        Ok(match self.lmdb.chunks.get(txn, &pack)? {
+            Some(p) => p.is_pack() && !self.is_condemned_in(txn, &pack, &p)?,
             None => false,
         })
     }

@@ -7,13 +7,15 @@ use std::io::Write;
 use std::sync::mpsc::sync_channel;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use crate::cas::get_member::Fast;
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::model::{Blob, ChunkRef};
+use crate::model::{Blob, ChunkRecord, ChunkRef};
 use crate::progress::{NoProgress, Progress};
 use crate::route::remote::Wanted;
 use crate::route::DataRouter;
+use crate::seal::pack::open_member_into;
 use crate::seal::{erasure, open_chunk_into};
 
 /// Reads and verifies single chunks by id (used by `get`, the mount and verify).
@@ -123,7 +125,11 @@ impl Cas {
         let txn = self.lmdb.read()?;
         let router = DataRouter::new(&self.lmdb);
         // Opens the chunk at `pos` once its turn comes; `None` once the read is to stop.
-        let open = |pos: usize, record: &crate::model::ChunkRecord, shards: &[Option<&[u8]>]| {
+        // `record` is the record whose slices `shards` are: the chunk's, or its pack's.
+        let open = |pos: usize,
+                    record: &ChunkRecord,
+                    member: Option<&ChunkRecord>,
+                    shards: &[Option<&[u8]>]| {
             let have = shards.iter().filter(|s| s.is_some()).count();
             if have < record.k as usize {
                 let short = erasure::too_few(have, shards.len(), record.k as usize);
@@ -133,42 +139,58 @@ impl Cas {
                 return None;
             }
             let mut plain = pool.map(Pool::take).unwrap_or_default();
+            let id = &ids[pos];
             let opened = self
-                .keys_for(record.key_epoch)
-                .and_then(|k| open_chunk_into(k, &ids[pos], record, shards, &mut plain))
+                .keys_for(member.unwrap_or(record).key_epoch)
+                .and_then(|k| match member {
+                    None => open_chunk_into(k, id, record, shards, &mut plain),
+                    Some(m) => open_member_into(k, id, m, record, shards, &mut plain),
+                })
                 .map(|()| plain);
             Some(Attempt::Done(opened))
         };
-        // Chunks that need slices from elsewhere: (position, record, shards held here).
+        // Chunks that need slices from elsewhere: (position, record whose slices they are,
+        // member record, shards held here).
         let mut short = Vec::new();
         let mut asks = Vec::new();
         for (pos, id) in ids.iter().enumerate() {
-            let record = match self.lmdb.chunks.get(&txn, id)? {
-                Some(r) => r,
-                None => {
-                    let missing = Error::Corrupt(format!("chunk {} is missing", id.short()));
+            let (holder, record, member) = match self.slices_holder(&txn, id)? {
+                Ok(found) => found,
+                Err(missing) => {
                     if !each(pos, Attempt::Done(Err(missing))) {
                         return Ok(false);
                     }
                     continue;
                 }
             };
-            let set = router.fetch_shards(&txn, id, &record, false)?;
+            if let Some(m) = &member {
+                match self.open_member_fast(&txn, id, m, &holder, &record, pos, pool, turn) {
+                    Fast::Stop => return Ok(false),
+                    Fast::Opened(plain) => {
+                        if !each(pos, Attempt::Done(Ok(plain))) {
+                            return Ok(false);
+                        }
+                        continue;
+                    }
+                    Fast::Checked => {}
+                }
+            }
+            let set = router.fetch_shards(&txn, &holder, &record, false)?;
             let have = set.shards.iter().filter(|s| s.is_some()).count();
             if self.remote.is_none() || have >= record.k as usize {
-                if !open(pos, &record, &set.shards).is_some_and(|a| each(pos, a)) {
+                if !open(pos, &record, member.as_ref(), &set.shards).is_some_and(|a| each(pos, a)) {
                     return Ok(false);
                 }
                 continue;
             }
             asks.push(Wanted {
-                chunk: *id,
+                chunk: holder,
                 wanted: (0..record.slices.len() as u8)
                     .filter(|i| set.shards[*i as usize].is_none())
                     .collect(),
                 need: record.k as usize - have,
             });
-            short.push((pos, record, set.shards));
+            short.push((pos, record, member, set.shards));
         }
         let Some(remote) = self.remote.as_ref().filter(|_| !asks.is_empty()) else {
             return Ok(true);
@@ -176,16 +198,16 @@ impl Cas {
         // Not enough here: the other nodes hold the rest.
         match remote.fetch_many(&asks) {
             Ok(fetched) => {
-                for (n, (pos, record, mut shards)) in short.into_iter().enumerate() {
+                for (n, (pos, record, member, mut shards)) in short.into_iter().enumerate() {
                     DataRouter::add_fetched(&record, &mut shards, fetched.slices(n));
-                    if !open(pos, &record, &shards).is_some_and(|a| each(pos, a)) {
+                    if !open(pos, &record, member.as_ref(), &shards).is_some_and(|a| each(pos, a)) {
                         return Ok(false);
                     }
                 }
                 remote.give_back(fetched.into_buffer());
             }
             Err(e) => {
-                for (pos, _, _) in short {
+                for (pos, _, _, _) in short {
                     // Slices out of reach are no damage: say which it is.
                     let e = match &e {
                         Error::Unreachable(why) => {
@@ -338,7 +360,7 @@ const REMOTE_GROUP: usize = 8;
 
 /// Plaintext buffers handed from the writer back to the read workers; holds at most
 /// `keep`, so memory stays within what the read window had in flight.
-struct Pool {
+pub(super) struct Pool {
     free: Mutex<Vec<Vec<u8>>>,
     keep: usize,
 }
@@ -353,7 +375,7 @@ impl Pool {
     }
 
     /// A buffer that held an earlier chunk, or a new one.
-    fn take(&self) -> Vec<u8> {
+    pub(super) fn take(&self) -> Vec<u8> {
         // A
         self.free
             .lock()
@@ -362,7 +384,7 @@ impl Pool {
     }
 
     /// Gives a written chunk's buffer back.
-    fn give(&self, buf: Vec<u8>) {
+    pub(super) fn give(&self, buf: Vec<u8>) {
         // A
         if let Ok(mut f) = self.free.lock() {
             if f.len() < self.keep {

@@ -19,9 +19,11 @@
 mod browse;
 mod condemn;
 mod get;
+mod get_member;
 mod history;
 mod inventory_tree;
 mod put;
+mod put_sealed;
 mod recipients;
 mod remove;
 mod replica;

@@ -13,13 +13,13 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cas::put_sealed::{seal_job, Job, Sealed};
 use crate::cas::{now_nanos, Cas};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::{validate_key, Blob, BlobKind, ChunkRef, VersionMeta};
 use crate::progress::{NoProgress, Progress};
 use crate::route::DataRouter;
-use crate::seal::{seal_chunk, SealedChunk};
 use crate::store::lock::GcLock;
 use crate::store::version_index::KeyState;
 use crate::store::RwTxn;
@@ -42,13 +42,16 @@ const BATCH_AGE: Duration = Duration::from_secs(1);
 /// Sealed messages queued for the writer: enough for the workers to keep sealing while the
 /// writer waits for a commit's fsync (about 16 MiB at most).
 const OUT_QUEUE: usize = 12;
-/// Chunks smaller than this travel to the sealing workers in batches: a tree of small files
-/// would otherwise cost more in thread hand-offs than in sealing.
+/// Chunks smaller than this are sealed into packs (`src/seal/pack.rs`), and travel to the
+/// sealing workers in batches: a tree of small files would otherwise cost more in thread
+/// hand-offs than in sealing, and three whole copies per file in the store.
 const SMALL_CHUNK: usize = 64 << 10;
-/// A batch of small chunks is handed over at this many bytes...
-const JOB_BYTES: usize = 256 << 10;
+/// A batch of small chunks (one pack) is handed over at this many plaintext bytes...
+const JOB_BYTES: usize = 1 << 20;
 /// ... or this many chunks ...
-const JOB_CHUNKS: usize = 64;
+const JOB_CHUNKS: usize = 1024;
+/// Finished versions are handed to the writer in batches of this many.
+const VERSION_BATCH: usize = 64;
 /// ... or when it is this old at an item boundary (a slow input must not hold earlier files).
 const JOB_AGE: Duration = Duration::from_millis(50);
 /// Chunk ids remembered for in-batch dedup before the set is cleared (memory bound).
@@ -71,7 +74,8 @@ impl SmallBatch {
         // A
         self.started.get_or_insert_with(Instant::now);
         self.bytes += data.len();
-        self.job.push((item, id, data));
+        self.job.pack = true;
+        self.job.chunks.push((item, id, data));
     }
 
     fn add_version(&mut self, v: PendingVersion) {
@@ -90,9 +94,18 @@ impl SmallBatch {
         // A
         self.started = None;
         self.bytes = 0;
-        if !self.job.is_empty() {
+        if !self.job.chunks.is_empty() {
             jobs.send(std::mem::take(&mut self.job)).map_err(|_| ())?;
         }
+        self.flush_versions(writer)
+    }
+
+    /// Hands the finished versions to the writer (nothing when none).
+    fn flush_versions(
+        &mut self,
+        writer: &SyncSender<Result<ToWriter>>,
+    ) -> std::result::Result<(), ()> {
+        // A
         if !self.versions.is_empty() {
             let versions = std::mem::take(&mut self.versions);
             writer
@@ -177,13 +190,10 @@ pub(crate) struct Body<'a> {
 
 /// Messages to the writer thread.
 enum ToWriter {
-    /// Sealed chunks with the index of the item that first needed each.
-    Chunks(Vec<(usize, SealedChunk)>),
+    /// Sealed chunks and packs.
+    Sealed(Vec<Sealed>),
     Versions(Vec<PendingVersion>),
 }
-
-/// Chunks to seal, with the item index each belongs to.
-type Job = Vec<(usize, Hash, Vec<u8>)>;
 
 impl Cas {
     /// Stores the content of `reader` as a new version of `key` and returns its hash.
@@ -243,13 +253,7 @@ impl Cas {
                         Err(_) => return,
                     };
                     let Ok(job) = job else { return };
-                    let sealed = job
-                        .into_iter()
-                        .map(|(item, id, data)| {
-                            seal_chunk(keys, params, id, &data).map(|c| (item, c))
-                        })
-                        .collect::<Result<Vec<_>>>()
-                        .map(ToWriter::Chunks);
+                    let sealed = seal_job(keys, params, job).map(ToWriter::Sealed);
                     if out_tx.send(sealed).is_err() {
                         return;
                     }
@@ -341,11 +345,15 @@ impl Cas {
                         new_chunks += 1;
                         if data.len() < SMALL_CHUNK {
                             batch.add(i, id, data);
-                            if batch.bytes >= JOB_BYTES || batch.job.len() >= JOB_CHUNKS {
+                            if batch.bytes >= JOB_BYTES || batch.job.chunks.len() >= JOB_CHUNKS {
                                 batch.flush(jobs, writer).map_err(|_| stopped())?;
                             }
                         } else {
-                            jobs.send(vec![(i, id, data)]).map_err(|_| stopped())?;
+                            let job = Job {
+                                chunks: vec![(i, id, data)],
+                                pack: false,
+                            };
+                            jobs.send(job).map_err(|_| stopped())?;
                         }
                     }
                     Ok(())
@@ -388,8 +396,9 @@ impl Cas {
                 default_parents: !explicit_parents,
             };
             batch.add_version(version);
-            if batch.versions.len() >= JOB_CHUNKS {
-                batch.flush(jobs, writer).map_err(|_| stopped())?;
+            // Versions go on while their pack fills: the writer holds them until it arrives.
+            if batch.versions.len() >= VERSION_BATCH {
+                batch.flush_versions(writer).map_err(|_| stopped())?;
             }
         }
         batch.flush(jobs, writer).map_err(|_| stopped())?;
@@ -452,32 +461,29 @@ impl Cas {
             let msg = msg?;
             // Only arriving chunks make waiting versions ready; new versions are checked alone.
             let from = match msg {
-                ToWriter::Chunks(_) => 0,
+                ToWriter::Sealed(_) => 0,
                 ToWriter::Versions(_) => waiting.len(),
             };
             match msg {
-                ToWriter::Chunks(sealed) => {
-                    for (item, chunk) in sealed {
+                ToWriter::Sealed(sealed) => {
+                    for unit in sealed {
+                        for id in unit.unit.members.iter().map(|(id, _)| id) {
+                            if arrived.len() >= SEEN_LIMIT {
+                                arrived.clear();
+                                clears += 1;
+                            }
+                            arrived.insert(*id);
+                        }
                         if arrived.len() >= SEEN_LIMIT {
                             arrived.clear();
                             clears += 1;
                         }
-                        arrived.insert(chunk.id);
-                        // A chunk stored meanwhile (another process, the same chunk twice in a
-                        // batch) is kept: its record references its slices, new ones would leak.
-                        if self.lmdb.chunks.contains(t, &chunk.id)? {
-                            if self.dedupable(t, &chunk.id)? {
-                                continue;
-                            }
-                            // A condemned sealing is replaced: this one is live and wins on
-                            // every node (src/cas/sealing.rs), and versions using the chunk
-                            // read it.
-                            self.lmdb.slices.delete_chunk(t, &chunk.id)?;
+                        arrived.insert(unit.unit.id);
+                        let n = self.store_sealed(t, &router, &unit)?;
+                        bytes += n.iter().sum::<u64>() as usize;
+                        for (item, b) in unit.items.iter().zip(n) {
+                            *stored_by_item.entry(*item).or_default() += b;
                         }
-                        router.store_chunk(t, &chunk)?;
-                        let n: usize = chunk.slices.iter().map(|(_, b)| b.len()).sum();
-                        bytes += n;
-                        *stored_by_item.entry(item).or_default() += n as u64;
                     }
                 }
                 // Never searched: `u64::MAX` differs from any count of clears.

@@ -71,7 +71,18 @@ impl Cas {
                     if self.is_condemned_in(&txn, &c.id, &r)? {
                         condemned.push(c.id);
                     }
+                    // A member's pack travels with it: every node needs the pack's record
+                    // to read the member and to take its share of the pack's slices.
+                    let pack = r.pack().map(|(p, _)| p);
                     chunks.push((c.id, r));
+                    if let Some(p) = pack.filter(|p| !chunks.iter().any(|(id, _)| id == p)) {
+                        if let Some(pr) = self.lmdb.chunks.get(&txn, &p)? {
+                            if self.is_condemned_in(&txn, &p, &pr)? {
+                                condemned.push(p);
+                            }
+                            chunks.push((p, pr));
+                        }
+                    }
                 }
             }
             out.push(VersionRecord {
@@ -220,13 +231,27 @@ impl Cas {
             self.adopt_record_in(txn, id, record, rec.condemned.contains(id))?;
         }
         for c in &blob.chunks {
-            if !self.lmdb.chunks.contains(txn, &c.id)? {
-                return Err(Error::Corrupt(format!(
-                    "replicated version {} of {:?} names chunk {} without its record",
-                    hash.short(),
-                    blob.key,
-                    c.id.short()
-                )));
+            let pack = match self.lmdb.chunks.get(txn, &c.id)? {
+                Some(r) => r.pack().map(|(p, _)| p),
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "replicated version {} of {:?} names chunk {} without its record",
+                        hash.short(),
+                        blob.key,
+                        c.id.short()
+                    )))
+                }
+            };
+            if let Some(p) = pack {
+                if !self.lmdb.chunks.get(txn, &p)?.is_some_and(|r| r.is_pack()) {
+                    return Err(Error::Corrupt(format!(
+                        "replicated version {} of {:?} names chunk {} of pack {} without the pack's record",
+                        hash.short(),
+                        blob.key,
+                        c.id.short(),
+                        p.short()
+                    )));
+                }
             }
         }
         self.lmdb.blobs.put(txn, blob)?;

@@ -216,13 +216,14 @@ impl Cas {
             .collect())
     }
 
-    /// Ids of known chunks after `after`, in id order, at most `limit` (for walks over
-    /// every chunk).
+    /// Ids of the known chunks and packs that have slices, after `after` in id order,
+    /// among the next `limit` records (pack members, which have none, are left out).
     pub fn chunk_ids_after(&self, after: Option<Hash>, limit: usize) -> Result<Vec<Hash>> {
         // A
         Ok(self
             .chunk_widths_after(after, limit)?
             .into_iter()
+            .filter(|(_, width)| *width > 0)
             .map(|(id, _)| id)
             .collect())
     }

@@ -23,6 +23,11 @@ pub struct GcReport {
     pub slices_freed: u64,
     /// Encoded slice bytes freed.
     pub bytes_freed: u64,
+    /// Packs freed because no member named them any more.
+    pub packs_freed: u64,
+    /// Packs whose live members were rewritten into new packs, because most of their bytes
+    /// belonged to freed chunks (`src/maintenance/repack.rs`).
+    pub packs_rewritten: u64,
     /// Unreferenced chunks condemned on a cluster node instead of freed: every node frees
     /// its slices of them once all members have applied the condemnation
     /// (`src/cas/condemn.rs`).
@@ -58,12 +63,14 @@ impl Cas {
             return Ok(report);
         }
         let mut after = None;
+        // Packs whose last member this pass freed: freed after the scan, which may have
+        // passed them already.
+        let mut emptied = Vec::new();
         loop {
             let page = self.lmdb.chunks.page(&self.lmdb.read()?, after, PAGE)?;
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
             let mut txn = self.lmdb.write()?;
-            let now = now_nanos();
             for (id, record) in page {
                 // A damaged record cannot name its slices: leave it for verify to report.
                 if record.is_err() {
@@ -72,21 +79,25 @@ impl Cas {
                 if self.lmdb.chunks.refs(&txn, &id)? != 0 {
                     continue;
                 }
-                let (n, bytes) = self.lmdb.slices.delete_chunk(&mut txn, &id)?;
-                report.bytes_freed += bytes;
-                report.slices_freed += n;
-                self.lmdb.chunks.delete(&mut txn, &id)?;
-                self.lmdb.deletion_wal.log_deletion(
-                    &mut txn,
-                    &WalEntry {
-                        time: now,
-                        deletion: Deletion::Chunk { id },
-                    },
-                )?;
-                report.chunks_freed += 1;
+                let pack = record.as_ref().is_ok_and(|r| r.is_pack());
+                emptied.extend(self.free_chunk_in(&mut txn, &id, pack, &mut report)?);
                 progress.advance(1);
             }
             self.lmdb.commit(txn)?;
+        }
+        for ids in emptied.chunks(PAGE) {
+            let mut txn = self.lmdb.write()?;
+            for id in ids {
+                if self.lmdb.chunks.contains(&txn, id)? && self.lmdb.chunks.refs(&txn, id)? == 0 {
+                    self.free_chunk_in(&mut txn, id, true, &mut report)?;
+                }
+            }
+            self.lmdb.commit(txn)?;
+        }
+        if let Some(r) = self.repack(progress)? {
+            report.packs_rewritten += r.packs_rewritten;
+            report.bytes_freed += r.bytes_freed;
+            report.slices_freed += r.slices_freed;
         }
         // LMDB reuses a freed page only once no reader can see the transaction that freed
         // it. One more small commit makes every page freed above reusable at once, even by
@@ -95,6 +106,34 @@ impl Cas {
         self.mark_gc_done()?;
         tracing::info!(?report, "gc finished");
         Ok(report)
+    }
+
+    /// Frees chunk (or pack, when `pack`) `id`: its slices, its record and count, logged in the
+    /// DeletionWAL. Returns the pack this left without members, if any.
+    fn free_chunk_in(
+        &self,
+        txn: &mut crate::store::RwTxn,
+        id: &crate::hash::Hash,
+        pack: bool,
+        report: &mut GcReport,
+    ) -> Result<Option<crate::hash::Hash>> {
+        // PA
+        let (n, bytes) = self.lmdb.slices.delete_chunk(txn, id)?;
+        report.bytes_freed += bytes;
+        report.slices_freed += n;
+        let emptied = self.lmdb.chunks.delete(txn, id)?;
+        self.lmdb.deletion_wal.log_deletion(
+            txn,
+            &WalEntry {
+                time: now_nanos(),
+                deletion: Deletion::Chunk { id: *id },
+            },
+        )?;
+        match pack {
+            true => report.packs_freed += 1,
+            false => report.chunks_freed += 1,
+        }
+        Ok(emptied)
     }
 
     /// Records when gc last ran, in a small commit of its own.

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod gc;
+pub mod repack;
 pub mod stats;
 pub mod verify;
 mod verify_index;

@@ -28,7 +28,8 @@ pub struct Stats {
     pub logical_bytes: u64,
     /// Plaintext bytes of the distinct chunks stored (after dedup, before compression).
     pub unique_bytes: u64,
-    /// Sealed bytes of the data slices (compressed + encrypted, parity not counted).
+    /// Sealed bytes of the data slices (compressed + encrypted, parity not counted): chunks
+    /// sealed alone and whole packs (with the bytes of freed members until gc repacks).
     pub stored_bytes: u64,
     /// Bytes of all slices, parity included, as stored in LMDB.
     pub stored_with_parity_bytes: u64,
@@ -41,6 +42,8 @@ pub struct Stats {
     pub referenced_chunks: u64,
     /// Slices.
     pub slices: u64,
+    /// Packs: small chunks sealed together (`src/seal/pack.rs`). Node-local.
+    pub packs: u64,
     /// Chunks no version references (left by an interrupted put, or freed versions on a
     /// cluster node waiting for the cluster): counted in the totals above until gc frees them.
     pub unreferenced_chunks: u64,
@@ -55,7 +58,7 @@ pub struct Stats {
 impl Stats {
     /// The fields (by their JSON names) that count what this node holds, and so may differ
     /// between the nodes of a cluster with the same keys, versions and content.
-    pub const NODE_LOCAL: [&'static str; 12] = [
+    pub const NODE_LOCAL: [&'static str; 13] = [
         "versions",
         "removed_versions",
         "unique_bytes",
@@ -64,6 +67,7 @@ impl Stats {
         "file_bytes",
         "chunks",
         "slices",
+        "packs",
         "unreferenced_chunks",
         "unreferenced_bytes",
         "dedup_ratio",
@@ -84,10 +88,17 @@ impl Cas {
             after = Some(*last);
             for (id, r) in page {
                 let Ok(r) = r else { continue };
-                s.chunks += 1;
                 s.slices += r.slices.len() as u64;
+                if r.is_pack() {
+                    s.packs += 1;
+                    s.stored_bytes += r.sealed_len as u64;
+                    continue;
+                }
+                s.chunks += 1;
                 s.unique_bytes += r.size as u64;
-                s.stored_bytes += r.sealed_len as u64;
+                if r.pack().is_none() {
+                    s.stored_bytes += r.sealed_len as u64;
+                }
                 if self.lmdb.chunks.refs(&txn, &id)? == 0 {
                     s.unreferenced_chunks += 1;
                     s.unreferenced_bytes += r.size as u64;

@@ -9,7 +9,11 @@ use crate::hash::Hash;
 /// Type tag of an encoded chunk record.
 pub const CHUNK_TAG: u8 = b'C';
 
-/// Everything needed to rebuild a chunk from its slices: stored under the chunk id.
+/// Everything needed to rebuild a chunk: stored under the chunk id. A chunk is sealed alone
+/// into its own slices ([`ChunkKind::Sliced`]) or, when small, into a pack
+/// ([`ChunkKind::Member`]); a pack is itself stored as a record ([`ChunkKind::Pack`]) with
+/// the slices of its members' concatenated sealed bytes, so that everything that places,
+/// hands over and repairs slices treats packs and large chunks alike.
 ///
 /// Deserializing checks the record (see [`ChunkRecord::decode`]) wherever it comes from: the
 /// store, or a peer's message, whose records a node stores and must be able to read back.
@@ -29,9 +33,33 @@ pub struct ChunkRecord {
     pub k: u8,
     /// Parity slices (m).
     pub m: u8,
-    /// Hashes of the k+m slices, data slices first.
+    /// Hashes of the k+m slices, data slices first (none for a pack member).
     pub slices: Vec<Hash>,
+    /// Sealed alone, sealed into a pack, or a pack.
+    pub kind: ChunkKind,
 }
+
+/// Where a chunk's sealed bytes live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkKind {
+    /// Sealed alone: its sealed bytes are erasure-coded into its own k+m slices.
+    Sliced,
+    /// Sealed into pack `pack`: its sealed bytes are `offset..offset + sealed_len` of the
+    /// pack's payload; it has no slices of its own (k = m = 0).
+    Member {
+        /// The pack's id.
+        pack: Hash,
+        /// Byte offset of this chunk's sealed bytes in the pack's payload.
+        offset: u32,
+    },
+    /// A pack: k+m slices of its members' sealed bytes, concatenated. It has no key or nonce
+    /// of its own (each member is encrypted alone), `size` equals `sealed_len`, and its
+    /// reference count is the number of member records that name it.
+    Pack,
+}
+
+/// Largest pack payload a record may state: bounds what a reader rebuilds in memory.
+pub const MAX_PACK: u32 = 16 << 20;
 
 impl ChunkRecord {
     /// The canonical encoding `[b'C'][1][postcard]`.
@@ -51,8 +79,24 @@ impl ChunkRecord {
         // A
         // Sizes come from disk or a peer: bound them before anything allocates by them.
         let max_sealed = self.size as u64 + self.size as u64 / 64 + 1024;
-        if self.size as usize > fastcdc::v2020::MAXIMUM_MAX || self.sealed_len as u64 > max_sealed {
+        let sizes_ok = match self.kind {
+            ChunkKind::Pack => self.size == self.sealed_len && self.size <= MAX_PACK,
+            _ => {
+                self.size as usize <= fastcdc::v2020::MAXIMUM_MAX
+                    && self.sealed_len as u64 <= max_sealed
+            }
+        };
+        if !sizes_ok {
             return Err("chunk record sizes out of range".into());
+        }
+        if let ChunkKind::Member { offset, .. } = self.kind {
+            if self.k != 0 || self.m != 0 || !self.slices.is_empty() {
+                return Err("a pack member with slices of its own".into());
+            }
+            if offset as u64 + self.sealed_len as u64 > MAX_PACK as u64 {
+                return Err("a pack member beyond the largest pack".into());
+            }
+            return Ok(self);
         }
         if self.k == 0 || self.slices.len() != self.k as usize + self.m as usize {
             return Err(format!(
@@ -65,7 +109,22 @@ impl ChunkRecord {
         Ok(self)
     }
 
-    /// Bytes held by the slices of this chunk (data + parity, without headers).
+    /// The pack holding this chunk and the offset of its sealed bytes there, for a member.
+    pub fn pack(&self) -> Option<(Hash, u32)> {
+        // A
+        match self.kind {
+            ChunkKind::Member { pack, offset } => Some((pack, offset)),
+            _ => None,
+        }
+    }
+
+    /// True for a pack's record (no plaintext of its own: never opened as a chunk).
+    pub fn is_pack(&self) -> bool {
+        // A
+        self.kind == ChunkKind::Pack
+    }
+
+    /// Bytes held by each slice of this chunk (data + parity, without headers).
     pub fn shard_len(&self) -> usize {
         // A
         crate::seal::erasure::shard_len(self.sealed_len as usize, self.k as usize)
@@ -82,6 +141,7 @@ struct Unchecked {
     k: u8,
     m: u8,
     slices: Vec<Hash>,
+    kind: ChunkKind,
 }
 
 impl TryFrom<Unchecked> for ChunkRecord {
@@ -97,6 +157,7 @@ impl TryFrom<Unchecked> for ChunkRecord {
             k: u.k,
             m: u.m,
             slices: u.slices,
+            kind: u.kind,
         }
         .check()
     }
@@ -113,8 +174,20 @@ mod tests {
                       k in 1u8..8, m in 0u8..4, seed in any::<u8>()) {
             let sealed_len = size / 2 + sealed_extra;
             let r = ChunkRecord { size, sealed_len, key_epoch, nonce: [seed; 12], k, m,
-                slices: (0..(k + m)).map(|i| Hash([seed ^ i; 32])).collect() };
+                slices: (0..(k + m)).map(|i| Hash([seed ^ i; 32])).collect(), kind: ChunkKind::Sliced };
             prop_assert_eq!(ChunkRecord::decode(&r.encode()).ok(), Some(r));
+        }
+
+        #[test]
+        fn members_and_packs_round_trip(size in 0u32..(1 << 20), key_epoch in any::<u32>(),
+                                        offset in 0u32..(8 << 20), seed in any::<u8>(), k in 1u8..8, m in 0u8..4) {
+            let member = ChunkRecord { size, sealed_len: size + 29, key_epoch, nonce: [seed; 12], k: 0, m: 0,
+                slices: Vec::new(), kind: ChunkKind::Member { pack: Hash([seed; 32]), offset } };
+            prop_assert_eq!(ChunkRecord::decode(&member.encode()).ok(), Some(member));
+            let len = size.min(MAX_PACK);
+            let pack = ChunkRecord { size: len, sealed_len: len, key_epoch: 0, nonce: [0; 12], k, m,
+                slices: (0..(k + m)).map(|i| Hash([seed ^ i; 32])).collect(), kind: ChunkKind::Pack };
+            prop_assert_eq!(ChunkRecord::decode(&pack.encode()).ok(), Some(pack));
         }
 
         #[test]
@@ -133,6 +206,7 @@ mod tests {
             k: 1,
             m: 0,
             slices: vec![Hash::default()],
+            kind: ChunkKind::Sliced,
         };
         assert!(
             ChunkRecord::decode(&r.encode()).is_err(),
@@ -152,6 +226,7 @@ mod tests {
             k: 0,
             m: 1,
             slices: vec![Hash::default()],
+            kind: ChunkKind::Sliced,
         };
         let bytes = postcard::to_stdvec(&(7u8, &bad)).unwrap();
         assert!(postcard::from_bytes::<(u8, ChunkRecord)>(&bytes).is_err());
@@ -173,7 +248,82 @@ mod tests {
             k: 2,
             m: 1,
             slices: vec![Hash::default()],
+            kind: ChunkKind::Sliced,
         };
         assert!(ChunkRecord::decode(&r.encode()).is_err());
+    }
+
+    #[test]
+    fn members_have_no_slices_and_packs_no_plaintext_size() {
+        let member = ChunkRecord {
+            size: 10,
+            sealed_len: 39,
+            key_epoch: 0,
+            nonce: [0; 12],
+            k: 0,
+            m: 0,
+            slices: Vec::new(),
+            kind: ChunkKind::Member {
+                pack: Hash([1; 32]),
+                offset: 0,
+            },
+        };
+        assert!(ChunkRecord::decode(&member.encode()).is_ok());
+        let with_slice = ChunkRecord {
+            k: 1,
+            slices: vec![Hash::default()],
+            ..member.clone()
+        };
+        assert!(ChunkRecord::decode(&with_slice.encode()).is_err());
+        let far = ChunkRecord {
+            kind: ChunkKind::Member {
+                pack: Hash([1; 32]),
+                offset: MAX_PACK,
+            },
+            ..member
+        };
+        assert!(ChunkRecord::decode(&far.encode()).is_err());
+        let pack = ChunkRecord {
+            size: 100,
+            sealed_len: 99,
+            key_epoch: 0,
+            nonce: [0; 12],
+            k: 1,
+            m: 0,
+            slices: vec![Hash::default()],
+            kind: ChunkKind::Pack,
+        };
+        assert!(ChunkRecord::decode(&pack.encode()).is_err());
+    }
+
+    /// The encoding is part of the store format (and a member's sealing id hashes it).
+    #[test]
+    fn pinned_encodings() {
+        let member = ChunkRecord {
+            size: 5,
+            sealed_len: 34,
+            key_epoch: 1,
+            nonce: [7; 12],
+            k: 0,
+            m: 0,
+            slices: Vec::new(),
+            kind: ChunkKind::Member {
+                pack: Hash([2; 32]),
+                offset: 300,
+            },
+        };
+        let pack = ChunkRecord {
+            size: 64,
+            sealed_len: 64,
+            key_epoch: 0,
+            nonce: [0; 12],
+            k: 1,
+            m: 1,
+            slices: vec![Hash([3; 32]), Hash([4; 32])],
+            kind: ChunkKind::Pack,
+        };
+        let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(hex(member.encode()), "4301052201070707070707070707070707000000010202020202020202020202020202020202020202020202020202020202020202ac02");
+        assert_eq!(hex(pack.encode()), "43014040000000000000000000000000000101020303030303030303030303030303030303030303030303030303030303030303040404040404040404040404040404040404040404040404040404040404040402");
     }
 }

@@ -12,7 +12,7 @@ pub mod snapshot;
 pub mod tree;
 
 pub use blob::{Blob, BlobKind, ChunkRef};
-pub use chunk::ChunkRecord;
+pub use chunk::{ChunkKind, ChunkRecord};
 pub use key::validate_key;
 pub use meta::{FileMeta, VersionMeta};
 pub use reference::{Ref, Selector};

@@ -22,9 +22,21 @@ fn key(k: &[u8; 32]) -> Result<LessSafeKey> {
 /// Encrypts `buf` in place under `nonce` and appends the tag.
 pub fn seal_in_place(k: &[u8; 32], nonce: [u8; 12], buf: &mut Vec<u8>) -> Result<()> {
     // PA
-    key(k)?
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(AAD), buf)
-        .map_err(|_| Error::Corrupt("encryption failed".into()))
+    seal_tail(k, nonce, buf, 0)
+}
+
+/// Encrypts `buf[start..]` in place and appends its tag: a pack seals each member after the
+/// ones before it in one buffer.
+pub fn seal_tail(k: &[u8; 32], nonce: [u8; 12], buf: &mut Vec<u8>, start: usize) -> Result<()> {
+    // PA
+    let tail = buf
+        .get_mut(start..)
+        .ok_or_else(|| Error::Corrupt("encryption past the end of the buffer".into()))?;
+    let tag = key(k)?
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(AAD), tail)
+        .map_err(|_| Error::Corrupt("encryption failed".into()))?;
+    buf.extend_from_slice(tag.as_ref());
+    Ok(())
 }
 
 /// Decrypts and authenticates `buf` in place; returns the plaintext length.

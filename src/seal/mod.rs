@@ -4,6 +4,10 @@
 pub mod cipher;
 pub mod compress;
 pub mod erasure;
+pub mod pack;
 pub mod sealer;
 
-pub use sealer::{open_chunk, open_chunk_into, seal_chunk, SealParams, SealedChunk};
+pub use pack::seal_pack;
+pub use sealer::{
+    open_chunk, open_chunk_into, open_sealed_into, seal_chunk, SealParams, SealedChunk,
+};

@@ -5,7 +5,7 @@ use crate::crypto::StoreKeys;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::slice::SliceHeader;
-use crate::model::{ChunkRecord, SealedSlice};
+use crate::model::{ChunkKind, ChunkRecord, SealedSlice};
 use crate::seal::{cipher, compress, erasure};
 
 /// Per-store sealing parameters.
@@ -19,14 +19,75 @@ pub struct SealParams {
     pub zstd_level: i32,
 }
 
-/// A sealed chunk ready to store: its record and its encoded slices with their hashes.
+/// A sealed chunk (or pack) ready to store: its record and its encoded slices with their
+/// hashes.
 pub struct SealedChunk {
-    /// The chunk id.
+    /// The chunk id (a pack's id for a pack).
     pub id: Hash,
     /// The record to store under the id.
     pub record: ChunkRecord,
     /// `(slice hash, encoded SealedSlice)`, data slices first.
     pub slices: Vec<(Hash, Vec<u8>)>,
+    /// A pack's members: `(chunk id, record)`, each naming this pack (empty for a chunk).
+    pub members: Vec<(Hash, ChunkRecord)>,
+}
+
+/// What sealing one chunk's plaintext into a buffer recorded about it.
+pub(crate) struct SealedBody {
+    /// Plaintext length.
+    pub size: u32,
+    /// The nonce drawn for it.
+    pub nonce: [u8; 12],
+    /// Sealed bytes appended.
+    pub sealed_len: u32,
+}
+
+/// Compresses and encrypts the plaintext of chunk `id` onto the end of `out`, under the
+/// chunk's own key and a fresh nonce.
+pub(crate) fn seal_body(
+    keys: &StoreKeys,
+    zstd_level: i32,
+    id: &Hash,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<SealedBody> {
+    // PA
+    let size = u32::try_from(plaintext.len())
+        .map_err(|_| Error::InvalidArgument("chunk larger than 4 GiB".into()))?;
+    let start = out.len();
+    compress::compress_into(plaintext, zstd_level, out)?;
+    let nonce: [u8; 12] = rand::random();
+    cipher::seal_tail(&keys.chunk_key(id), nonce, out, start)?;
+    let sealed_len = u32::try_from(out.len() - start)
+        .map_err(|_| Error::InvalidArgument("chunk larger than 4 GiB".into()))?;
+    Ok(SealedBody {
+        size,
+        nonce,
+        sealed_len,
+    })
+}
+
+/// Erasure-codes `payload` into k+m encoded SealedSlices of `id`, with their hashes.
+pub(crate) fn slice_up(id: &Hash, payload: &[u8], k: u8, m: u8) -> Result<Vec<(Hash, Vec<u8>)>> {
+    // PA
+    let shards = erasure::encode(payload, k, m)?;
+    Ok(shards
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| {
+            let s = SealedSlice {
+                header: SliceHeader {
+                    chunk: *id,
+                    index: i as u8,
+                    k,
+                    m,
+                },
+                payload,
+            };
+            let bytes = s.encode();
+            (Hash::of(&bytes), bytes)
+        })
+        .collect())
 }
 
 /// Seals plaintext whose id is `id` under the keys of the current epoch.
@@ -37,45 +98,25 @@ pub fn seal_chunk(
     plaintext: &[u8],
 ) -> Result<SealedChunk> {
     // PA
-    let size = u32::try_from(plaintext.len())
-        .map_err(|_| Error::InvalidArgument("chunk larger than 4 GiB".into()))?;
     let mut buf = Vec::with_capacity(plaintext.len() / 2 + 64);
-    compress::compress_into(plaintext, params.zstd_level, &mut buf)?;
-    let nonce: [u8; 12] = rand::random();
-    cipher::seal_in_place(&keys.chunk_key(&id), nonce, &mut buf)?;
-    let sealed_len = buf.len();
-    let k = erasure::effective_k(sealed_len, params.k);
-    let shards = erasure::encode(&buf, k, params.m)?;
+    let body = seal_body(keys, params.zstd_level, &id, plaintext, &mut buf)?;
+    let k = erasure::effective_k(buf.len(), params.k);
+    let slices = slice_up(&id, &buf, k, params.m)?;
     drop(buf);
-    let slices: Vec<(Hash, Vec<u8>)> = shards
-        .into_iter()
-        .enumerate()
-        .map(|(i, payload)| {
-            let s = SealedSlice {
-                header: SliceHeader {
-                    chunk: id,
-                    index: i as u8,
-                    k,
-                    m: params.m,
-                },
-                payload,
-            };
-            let bytes = s.encode();
-            (Hash::of(&bytes), bytes)
-        })
-        .collect();
     Ok(SealedChunk {
         id,
         record: ChunkRecord {
-            size,
-            sealed_len: sealed_len as u32,
+            size: body.size,
+            sealed_len: body.sealed_len,
             key_epoch: keys.epoch,
-            nonce,
+            nonce: body.nonce,
             k,
             m: params.m,
             slices: slices.iter().map(|(h, _)| *h).collect(),
+            kind: ChunkKind::Sliced,
         },
         slices,
+        members: Vec::new(),
     })
 }
 
@@ -109,6 +150,47 @@ pub fn open_chunk_into(
     plain: &mut Vec<u8>,
 ) -> Result<()> {
     // PA
+    with_payload(|payload| {
+        erasure::reconstruct_into(
+            record.k,
+            record.m,
+            record.sealed_len as usize,
+            shards,
+            payload,
+        )?;
+        open_payload(keys, id, record, payload, plain)
+    })
+}
+
+/// Opens a chunk from its sealed bytes (a pack member's range of its pack's payload):
+/// decrypts, decompresses and checks the plaintext against the id, into `plain`.
+pub fn open_sealed_into(
+    keys: &StoreKeys,
+    id: &Hash,
+    record: &ChunkRecord,
+    sealed: &[u8],
+    plain: &mut Vec<u8>,
+) -> Result<()> {
+    // PA
+    if sealed.len() != record.sealed_len as usize {
+        plain.clear();
+        return Err(Error::Corrupt(format!(
+            "chunk {}: {} sealed bytes where its record says {}",
+            id.short(),
+            sealed.len(),
+            record.sealed_len
+        )));
+    }
+    with_payload(|payload| {
+        payload.clear();
+        payload.extend_from_slice(sealed);
+        open_payload(keys, id, record, payload, plain)
+    })
+}
+
+/// Runs `f` with this thread's payload buffer.
+fn with_payload(f: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+    // A
     PAYLOAD.with(|cell| {
         // A borrow that fails would mean re-entry, which nothing here does; a fresh buffer
         // is still correct.
@@ -118,16 +200,25 @@ pub fn open_chunk_into(
             Ok(p) => &mut **p,
             Err(_) => &mut fresh,
         };
-        erasure::reconstruct_into(
-            record.k,
-            record.m,
-            record.sealed_len as usize,
-            shards,
-            payload,
-        )?;
-        let n = cipher::open_in_place(&keys.chunk_key(id), record.nonce, payload)?;
-        compress::decompress_into(&payload[..n], record.size as usize, plain)
-    })?;
+        f(payload)
+    })
+}
+
+/// Decrypts `payload` in place (its first `sealed_len` bytes), decompresses into `plain`
+/// and checks the result against the chunk id.
+fn open_payload(
+    keys: &StoreKeys,
+    id: &Hash,
+    record: &ChunkRecord,
+    payload: &mut [u8],
+    plain: &mut Vec<u8>,
+) -> Result<()> {
+    // PA
+    let sealed = payload
+        .get_mut(..record.sealed_len as usize)
+        .ok_or_else(|| Error::Corrupt(format!("chunk {}: payload too short", id.short())))?;
+    let n = cipher::open_in_place(&keys.chunk_key(id), record.nonce, sealed)?;
+    compress::decompress_into(&sealed[..n], record.size as usize, plain)?;
     if keys.chunk_id(plain) != *id {
         plain.clear();
         return Err(Error::Corrupt(format!(

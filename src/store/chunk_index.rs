@@ -1,6 +1,8 @@
 //! Chunk records and their reference counts. A chunk is referenced once per occurrence in a
 //! committed blob; gc frees chunks whose count is zero, so it never needs the whole index
-//! in memory and never frees a chunk another blob still shares.
+//! in memory and never frees a chunk another blob still shares. A pack's count is the
+//! number of member records that name it, kept here by every put and delete of a record, so
+//! no caller can forget it: a pack is freed, like a chunk, once its count is zero.
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -29,10 +31,31 @@ impl ChunkIndex {
         Ok(self.records.get(txn, &id.0)?.is_some())
     }
 
-    /// Stores a chunk record (its slices must be stored in the same transaction).
+    /// Stores a chunk record (its slices must be stored in the same transaction). A member
+    /// record counts as a reference of its pack; replacing one moves the reference.
     pub fn put(&self, txn: &mut RwTxn, id: &Hash, record: &ChunkRecord) -> Result<()> {
         // PA
+        let old = self.get(txn, id)?;
+        if old.as_ref() == Some(record) {
+            return Ok(());
+        }
+        if let Some((pack, _)) = old.as_ref().and_then(ChunkRecord::pack) {
+            self.release(txn, &pack)?;
+        }
+        if let Some((pack, _)) = record.pack() {
+            self.add_refs(txn, &pack, 1)?;
+        }
         Ok(self.records.put(txn, &id.0, &record.encode())?)
+    }
+
+    /// Takes one reference from a pack whose member record goes; true when none is left.
+    /// A count already at zero (a damaged store) stays there rather than stopping gc.
+    fn release(&self, txn: &mut RwTxn, pack: &Hash) -> Result<bool> {
+        // PA
+        Ok(match self.refs(txn, pack)? {
+            0 => true,
+            _ => self.add_refs(txn, pack, -1)? == 0,
+        })
     }
 
     /// Current reference count (0 when absent).
@@ -65,12 +88,22 @@ impl ChunkIndex {
         Ok(now as u64)
     }
 
-    /// Deletes a chunk record and its count.
-    pub fn delete(&self, txn: &mut RwTxn, id: &Hash) -> Result<()> {
+    /// Deletes a chunk record and its count. For a pack member, returns its pack when this
+    /// was the last member naming it (the pack is then free to go).
+    pub fn delete(&self, txn: &mut RwTxn, id: &Hash) -> Result<Option<Hash>> {
         // PA
+        let old = match self.records.get(txn, &id.0)? {
+            Some(bytes) => ChunkRecord::decode(bytes).ok(),
+            None => None,
+        };
         self.records.delete(txn, &id.0)?;
         self.refs.delete(txn, &id.0)?;
-        Ok(())
+        if let Some((pack, _)) = old.as_ref().and_then(ChunkRecord::pack) {
+            if self.release(txn, &pack)? {
+                return Ok(Some(pack));
+            }
+        }
+        Ok(None)
     }
 
     /// Up to `limit` chunks after `after` (exclusive), in id order: lets gc and verify stream

@@ -170,3 +170,19 @@ pub fn rsync_diff(from: &Path, to: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Replaces (`Some`, e.g. a truncated copy) or drops (`None`) slice `index` of `chunk` (or
+/// pack) in an open store, as damage would.
+pub fn damage_slice(
+    cas: &ouroboros_db::Cas,
+    chunk: &ouroboros_db::Hash,
+    index: u8,
+    bytes: Option<&[u8]>,
+) {
+    let mut txn = cas.lmdb().write().unwrap();
+    cas.lmdb()
+        .slices
+        .damage_for_tests(&mut txn, chunk, index, bytes)
+        .unwrap();
+    txn.commit().unwrap();
+}

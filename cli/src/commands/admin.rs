@@ -262,6 +262,8 @@ pub fn gc(g: &Global) -> Result<i32> {
         print_json(&json!({
             "versions_released": r.versions_released,
             "chunks_freed": r.chunks_freed,
+            "packs_freed": r.packs_freed,
+            "packs_rewritten": r.packs_rewritten,
             "slices_freed": r.slices_freed,
             "bytes_freed": r.bytes_freed,
             "chunks_condemned": r.chunks_condemned,
@@ -284,6 +286,13 @@ fn print_gc(r: &ouroboros_db::GcReport) -> Result<()> {
         r.slices_freed,
         human_bytes(r.bytes_freed)
     )?;
+    if r.packs_freed + r.packs_rewritten > 0 {
+        outln!(
+            "packs: {} freed, {} mostly empty rewritten",
+            r.packs_freed,
+            r.packs_rewritten
+        )?;
+    }
     if r.chunks_condemned > 0 {
         outln!(
             "condemned {} unreferenced chunk(s): every node frees its slices of them once all members have applied that (the nodes must be running)",
@@ -312,6 +321,7 @@ pub fn stats(g: &Global) -> Result<i32> {
             "chunks": s.chunks,
             "referenced_chunks": s.referenced_chunks,
             "slices": s.slices,
+            "packs": s.packs,
             "unreferenced_chunks": s.unreferenced_chunks,
             "unreferenced_bytes": s.unreferenced_bytes,
             "dedup_ratio": s.dedup_ratio,
@@ -352,7 +362,12 @@ fn print_stats(s: &ouroboros_db::Stats, ec: &str) -> Result<()> {
         human_bytes(s.stored_with_parity_bytes),
     )?;
     outln!("database file     {}", human_bytes(s.file_bytes))?;
-    outln!("chunks / slices   {} / {}", s.chunks, s.slices)?;
+    outln!(
+        "chunks / slices   {} / {} ({} packs of small chunks)",
+        s.chunks,
+        s.slices,
+        s.packs
+    )?;
     // An interrupted put leaves its chunks behind unreferenced: they count in the sizes
     // above (and make dedup look poor) until gc frees them.
     if s.unreferenced_chunks > 0 {

@@ -241,7 +241,7 @@ impl Drop for PeakRss {
 /// The first chunk the node holds, its record and all its slices: a valid `PutSlices`.
 pub fn captured_put(f: &Fixture) -> Request {
     let cas = f.node.members().cas();
-    let chunk = cas.chunk_ids_after(None, 1).unwrap()[0];
+    let chunk = cas.chunk_ids_after(None, 1 << 20).unwrap()[0];
     let record = cas.chunk_record(&chunk).unwrap().unwrap();
     let all: Vec<u8> = (0..record.slices.len() as u8).collect();
     let slices = message::to_wire(cas.local_slices(&chunk, &all).unwrap());

@@ -1,0 +1,110 @@
+//! Reading a chunk sealed into a pack: find the record whose slices hold it (the chunk's
+//! own, or its pack's), and open a member straight from the one or two data slices its
+//! bytes lie in, without hashing whole slices: the member's authentication tag and its id
+//! check those bytes end to end. Anything else (a slice missing or damaged, a tag that
+//! fails) goes the checked way: every slice hash-checked and the pack rebuilt.
+
+use crate::cas::get::Pool;
+use crate::cas::Cas;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::model::{ChunkRecord, SealedSlice};
+use crate::seal::open_sealed_into;
+use crate::seal::pack::{covering_shards, member_from_data_shards};
+use crate::store::RoTxn;
+
+/// What the fast read of a member came to.
+pub(super) enum Fast {
+    /// Opened and checked.
+    Opened(Vec<u8>),
+    /// Not possible or failed: read it the checked way.
+    Checked,
+    /// The reader stopped while this waited for its turn.
+    Stop,
+}
+
+/// Where a chunk's slices are: `(id of the record holding them, that record, the chunk's
+/// own record when it is a pack member)`.
+pub(super) type Holder = (Hash, ChunkRecord, Option<ChunkRecord>);
+
+impl Cas {
+    /// The record whose slices hold chunk `id`; the inner error names what is missing.
+    pub(crate) fn slices_holder(
+        &self,
+        txn: &RoTxn,
+        id: &Hash,
+    ) -> Result<std::result::Result<Holder, Error>> {
+        // PA
+        let Some(record) = self.lmdb.chunks.get(txn, id)? else {
+            return Ok(Err(Error::Corrupt(format!(
+                "chunk {} is missing",
+                id.short()
+            ))));
+        };
+        let Some((pack, _)) = record.pack() else {
+            return Ok(Ok((*id, record, None)));
+        };
+        Ok(match self.lmdb.chunks.get(txn, &pack)? {
+            Some(p) if p.is_pack() => Ok((pack, p, Some(record))),
+            _ => Err(Error::Corrupt(format!(
+                "chunk {}: its pack {} is missing",
+                id.short(),
+                pack.short()
+            ))),
+        })
+    }
+
+    /// Opens pack member `id` from the data slices held here that cover it, once its turn
+    /// comes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn open_member_fast(
+        &self,
+        txn: &RoTxn,
+        id: &Hash,
+        member: &ChunkRecord,
+        pack_id: &Hash,
+        pack: &ChunkRecord,
+        pos: usize,
+        pool: Option<&Pool>,
+        turn: &dyn Fn(usize) -> bool,
+    ) -> Fast {
+        // PA
+        let (Some((_, offset)), Ok(bundle)) =
+            (member.pack(), self.lmdb.slices.bundle(txn, pack_id))
+        else {
+            return Fast::Checked;
+        };
+        let mut shards: Vec<Option<&[u8]>> = vec![None; pack.slices.len()];
+        for i in covering_shards(pack, offset, member.sealed_len) {
+            let split = bundle.get(i).map(SealedSlice::split);
+            if let Some(Ok((h, payload))) = split {
+                if h.index == i && h.chunk == *pack_id {
+                    if let Some(slot) = shards.get_mut(i as usize) {
+                        *slot = Some(payload);
+                    }
+                }
+            }
+        }
+        let mut sealed = Vec::new();
+        let found = member_from_data_shards(pack, &shards, offset, member.sealed_len, &mut sealed);
+        let Ok(keys) = self.keys_for(member.key_epoch) else {
+            return Fast::Checked;
+        };
+        if found.is_none() {
+            return Fast::Checked;
+        }
+        if !turn(pos) {
+            return Fast::Stop;
+        }
+        let mut plain = pool.map(Pool::take).unwrap_or_default();
+        match open_sealed_into(keys, id, member, &sealed, &mut plain) {
+            Ok(()) => Fast::Opened(plain),
+            Err(_) => {
+                if let Some(p) = pool {
+                    p.give(plain);
+                }
+                Fast::Checked
+            }
+        }
+    }
+}

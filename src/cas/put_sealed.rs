@@ -1,0 +1,104 @@
+//! The sealing workers' and the writer's halves of storing new chunks: small chunks are
+//! sealed together into a pack (`src/seal/pack.rs`), larger ones alone, and the writer
+//! stores each unless the transaction already holds a sealing puts may deduplicate against.
+
+use crate::cas::Cas;
+use crate::crypto::StoreKeys;
+use crate::error::Result;
+use crate::hash::Hash;
+use crate::route::DataRouter;
+use crate::seal::{seal_chunk, seal_pack, SealParams, SealedChunk};
+use crate::store::RwTxn;
+
+/// Chunks to seal, with the item index each belongs to: each alone, or all in one pack.
+#[derive(Default)]
+pub(super) struct Job {
+    pub chunks: Vec<(usize, Hash, Vec<u8>)>,
+    pub pack: bool,
+}
+
+/// A sealed chunk or pack, with the index of the item that first needed each chunk in it
+/// (one for a chunk, one per member for a pack).
+pub(super) struct Sealed {
+    pub items: Vec<usize>,
+    pub unit: SealedChunk,
+}
+
+/// Seals a job on a worker thread.
+pub(super) fn seal_job(keys: &StoreKeys, params: SealParams, job: Job) -> Result<Vec<Sealed>> {
+    // PA
+    if job.pack {
+        let chunks: Vec<(Hash, &[u8])> = job
+            .chunks
+            .iter()
+            .map(|(_, id, data)| (*id, data.as_slice()))
+            .collect();
+        let unit = seal_pack(keys, params, &chunks)?;
+        let items = job.chunks.iter().map(|(item, _, _)| *item).collect();
+        return Ok(vec![Sealed { items, unit }]);
+    }
+    job.chunks
+        .into_iter()
+        .map(|(item, id, data)| {
+            seal_chunk(keys, params, id, &data).map(|unit| Sealed {
+                items: vec![item],
+                unit,
+            })
+        })
+        .collect()
+}
+
+impl Cas {
+    /// Stores a sealed chunk or pack in the writer's transaction and returns the slice bytes
+    /// written on behalf of each of its items. A chunk stored meanwhile (another process, the
+    /// same content twice in a batch) is kept: its record references its slices, and new
+    /// ones would leak. A condemned sealing is replaced: this one is live and wins on every
+    /// node (`src/cas/sealing.rs`), and versions using the chunk read it. A pack is stored
+    /// only when some member of it is; members already here leave dead bytes in it, which
+    /// gc's repacking reclaims.
+    pub(super) fn store_sealed(
+        &self,
+        txn: &mut RwTxn,
+        router: &DataRouter,
+        sealed: &Sealed,
+    ) -> Result<Vec<u64>> {
+        // PA
+        let unit = &sealed.unit;
+        let total: u64 = unit.slices.iter().map(|(_, b)| b.len() as u64).sum();
+        if unit.members.is_empty() {
+            if !self.take_place(txn, &unit.id)? {
+                return Ok(vec![0]);
+            }
+            router.store_chunk(txn, unit)?;
+            return Ok(vec![total]);
+        }
+        let payload = u64::from(unit.record.sealed_len).max(1);
+        let mut written = vec![0; unit.members.len()];
+        let mut any = false;
+        for (n, (id, record)) in unit.members.iter().enumerate() {
+            if !self.take_place(txn, id)? {
+                continue;
+            }
+            self.lmdb.chunks.put(txn, id, record)?;
+            written[n] = u64::from(record.sealed_len) * total / payload;
+            any = true;
+        }
+        if any {
+            router.store_chunk(txn, unit)?;
+        }
+        Ok(written)
+    }
+
+    /// False when chunk `id` is already held in a sealing puts may deduplicate against;
+    /// else true, after dropping the slices of a condemned sealing it replaces.
+    fn take_place(&self, txn: &mut RwTxn, id: &Hash) -> Result<bool> {
+        // PA
+        if self.lmdb.chunks.contains(txn, id)? {
+            if self.dedupable(txn, id)? {
+                return Ok(false);
+            }
+            self.lmdb.slices.delete_chunk(txn, id)?;
+        }
+        Ok(true)
+    }
+}
