@@ -7,6 +7,12 @@
 #     Sections (a) one file, (b) a tree, (c) snapshots: put -r / get -r against restic.
 #   [REPS=3] bench/compare.sh snapshots [TREE]
 #     Only (c): replaces that section of bench/RESULTS.md, keeps the others.
+#   [REPS=3] [SMALL_SRC=git:URL|pypi:NAME|dir:PATH] [SMALL_RELEASES='R1 R2 ...'] bench/compare.sh small [TREE]
+#     Only (d) small files: several releases of a source tree (by default curl's git tags, or
+#     Django's sdists on PyPI when GitHub is out of reach) backed up in turn into one store per
+#     tool, then a first backup of TREE; ouro against borg and restic, with peak memory.
+#     Replaces that section of bench/RESULTS.md, keeps the others (the full run keeps it too).
+#   OURO_BIN=/path/to/ouro: benchmark that binary instead of building one (common.sh).
 source "$(dirname "$0")/common.sh"
 need borg:borgbackup restic:restic /usr/bin/time:time bc:bc git:git rsync:rsync
 build_ouro
@@ -100,7 +106,7 @@ snapshot_case() {
   rp=$(r "${M[ouro_put]}" "${M[restic_put]}"); ra=$(r "${M[ouro_again]}" "${M[restic_again]}"); rg=$(r "${M[ouro_get]}" "${M[restic_get]}")
   echo "## (c) Snapshots: put -r / get -r against restic on $tree ($files files, $entries entries, $(mb "$bytes") MB)"
   echo
-  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/Model name: *//p' | head -1)); ouro $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src cli 2>/dev/null || echo ' + uncommitted changes') (release build, 4+2, zstd 3); $(restic version | cut -d' ' -f1-2)."
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/Model name: *//p' | head -1)); $(ouro_desc), 4+2, zstd 3; $(restic version | cut -d' ' -f1-2)."
   echo "Reproduce: \`bench/compare.sh snapshots $tree\` (as root, so that both restore owners). Medians of $reps repetitions; in each"
   echo "step the two tools run back to back, and who goes first alternates. Restores go into an empty directory under /tmp."
   echo
@@ -128,15 +134,302 @@ snapshot_case() {
   rm -rf "$rt"
 }
 
-if [ "${1:-}" = snapshots ]; then
-  section=$(snapshot_case "${2:-/usr/share}")
-  results=$root/bench/RESULTS.md
+# (d) Small files: where the release series comes from. SMALL_SRC is one of
+#   git:URL|PATH  a git repository (a URL is cloned once, bare, into $work/small-src); the
+#                 releases are tags or revisions, exported with `git archive`
+#   pypi:NAME     a project's source distributions on PyPI (`pip download --no-binary NAME`)
+#   dir:PATH      a directory with one subdirectory per release
+# and SMALL_RELEASES the tags, versions or subdirectories, oldest first (defaults below).
+# Unset, SMALL_SRC is curl's repository on GitHub; when that is out of reach (a machine whose
+# only network is the package registries), Django's sdists on PyPI; when PyPI is too, this
+# checkout's own history. Releases are extracted once into $work/small-src/NAME/RELEASE (git:
+# NAME/COMMIT).
+# Sets rel_names, rel_dirs (arrays, oldest first) and src_desc (for the report).
+small_source() {
+  local src=${SMALL_SRC:-} rels=${SMALL_RELEASES:-} cache=$work/small-src name r d g
+  local curl=https://github.com/curl/curl note=""
+  mkdir -p "$cache"
+  if [ -z "$src" ]; then
+    if timeout 30 git ls-remote "$curl" HEAD >/dev/null 2>&1; then
+      src=git:$curl
+    elif timeout 60 python3 -m pip index versions django >/dev/null 2>&1; then
+      src=pypi:django note="GitHub is out of reach from this machine (\`git ls-remote $curl\` failed), so "
+    else
+      src=git:$root note="neither GitHub nor PyPI is reachable from this machine, so "
+    fi
+  fi
+  rel_names=(); rel_dirs=()
+  case $src in
+    git:*)
+      local url=${src#git:}
+      if [ -d "$url" ]; then
+        g=$(git -C "$url" rev-parse --absolute-git-dir); name=$(basename "$(realpath "$url")")
+      else
+        name=$(basename "${url%.git}"); g=$cache/$name.git
+        [ -d "$g" ] || git clone -q --bare "$url" "$g"
+      fi
+      if [ -z "$rels" ]; then
+        if [ "$url" = "$curl" ]; then
+          rels="curl-8_6_0 curl-8_7_1 curl-8_8_0 curl-8_9_1 curl-8_10_1 curl-8_11_0"
+        else # 5 commits evenly spaced along the first-parent history, as short hashes
+          rels=$(git --git-dir="$g" rev-list --first-parent --reverse HEAD |
+            awk '{c[NR] = $1} END {for (i = 1; i <= 5; i++) print substr(c[int(1 + (NR - 1) * (i - 1) / 4)], 1, 10)}')
+        fi
+      fi
+      for r in $rels; do
+        git --git-dir="$g" rev-parse -q --verify "$r^{commit}" >/dev/null || git --git-dir="$g" fetch -q --tags "$url"
+        d=$cache/$name/$(git --git-dir="$g" rev-parse "$r^{commit}") # by commit: HEAD~1 moves
+        if [ ! -d "$d" ]; then
+          rm -rf "$d.tmp"; mkdir -p "$d.tmp"
+          git --git-dir="$g" archive "$r" | tar xf - -C "$d.tmp"
+          mv "$d.tmp" "$d"
+        fi
+        rel_names+=("$r"); rel_dirs+=("$d")
+      done
+      src_desc="${note}the git repository $url, tags or revisions exported with \`git archive\`" ;;
+    pypi:*)
+      name=${src#pypi:}
+      if [ -z "$rels" ]; then
+        [ "$name" = django ] || { echo "SMALL_RELEASES is needed for $src" >&2; return 1; }
+        rels="4.1 4.2 5.0 5.1 5.2" # feature releases, 2022-08 to 2025-04
+      fi
+      for r in $rels; do
+        d=$cache/$name/$r
+        if [ ! -d "$d" ]; then
+          rm -rf "$cache/dl" "$d.tmp"; mkdir -p "$d.tmp"
+          python3 -m pip download -q --no-deps --no-binary "$name" -d "$cache/dl" "$name==$r" >&2
+          tar xf "$cache"/dl/* -C "$d.tmp" --strip-components=1
+          mv "$d.tmp" "$d"
+        fi
+        rel_names+=("$r"); rel_dirs+=("$d")
+      done
+      src_desc="${note}$name's source distributions from PyPI (\`pip download --no-binary $name\`, extracted)" ;;
+    dir:*)
+      local base=${src#dir:}
+      [ -n "$rels" ] || rels=$(find "$base" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -V)
+      for r in $rels; do rel_names+=("$r"); rel_dirs+=("$base/$r"); done
+      src_desc="the subdirectories of $base" ;;
+    *) echo "SMALL_SRC=$src: expected git:URL|PATH, pypi:NAME or dir:PATH" >&2; return 1 ;;
+  esac
+  [ ${#rel_dirs[@]} -ge 1 ] || { echo "no releases in $src" >&2; return 1; }
+  small_src=$src small_rels=$(echo $rels)
+}
+
+# (d) Small files: ouro put -r against borg create -C zstd,3 and restic backup (defaults) on
+# many small files, the three tools taking turns in every step:
+#   1. the releases of small_source backed up in turn, one store (repository) per tool: each
+#      release is copied with `rsync -a --delete` into $sw/src-tree, the one path all three back
+#      up (ouro: snapshots under prefix src; borg: one archive per release; restic: one snapshot
+#      per release, each the parent of the next). Reports each backup's time and the total,
+#      the store directory's bytes after the last (du -sb; for ouro also without parity, i.e.
+#      less stored_with_parity_bytes - stored_bytes of `ouro stats`), and peak memory;
+#   2. a first backup of TREE into fresh stores: time, bytes, peak memory.
+# Memory comes from sample_mem (common.sh): VmHWM, RssAnon and RssFile at their peaks.
+# Prints a markdown section on stdout; progress on stderr.
+small_case() {
+  local tree=$1 sw=$work/small i k t n a b c
+  small_source
+  n=${#rel_dirs[@]}
+  rm -rf "$sw"; mkdir -p "$sw"
+  export BORG_PASSPHRASE=bench RESTIC_PASSWORD=bench BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+  # borg's and restic's caches (files cache, index) go beside the stores, fresh for each store.
+  export BORG_BASE_DIR=$sw/borg-home RESTIC_CACHE_DIR=$sw/restic-cache
+  local -A D P # D[KEY]: " value" per repetition; P[KEY]: per-repetition running peaks and sums
+  local secs hwm anon file
+  # timed CMD...: wall seconds and memory peaks (KB) of CMD into secs, hwm, anon, file.
+  timed() {
+    # Let the disk settle: freeing the previous step's files (ext4 with discard) slows the
+    # first writes that follow by up to 10x on this kind of VM.
+    sync; sleep 2
+    sample_mem "$sw/mem.txt" "$@" >/dev/null 2>"$sw/err.txt" || { cat "$sw/err.txt" >&2; return 1; }
+    read -r secs hwm anon file <"$sw/mem.txt"
+  }
+  # init_store TOOL STORE: a fresh, empty store.
+  init_store() {
+    rm -rf "$2"
+    case $1 in
+      ouro) OURO_STORE=$2 OURO_IDENTITY=$sw/ouro-id.txt "$ouro" init -q ;;
+      borg) borg init -e repokey-blake2 "$2" 2>/dev/null ;;
+      restic) restic init -q -r "$2" ;;
+    esac
+  }
+  # backup TOOL STORE NAME DIR: one timed backup of DIR into STORE (borg: archive NAME).
+  backup() {
+    case $1 in
+      ouro) timed env OURO_STORE="$2" OURO_IDENTITY="$sw/ouro-id.txt" "$ouro" put -r "$4" src -q ;;
+      borg) timed borg create -C zstd,3 "$2::$3" "$4" ;;
+      restic) timed restic -q -r "$2" backup "$4" ;;
+    esac
+    printf '%-6s %-22s %7.2f s  VmHWM %5d MB  RssAnon %5d MB  RssFile %5d MB\n' \
+      "$1" "$3" "$secs" $((hwm / 1024)) $((anon / 1024)) $((file / 1024)) >&2
+  }
+  # order I: the three tools, rotated by I, so that each goes first as often as the others.
+  order() { local t=(ouro borg restic); echo "${t[$(($1 % 3))]} ${t[$((($1 + 1) % 3))]} ${t[$((($1 + 2) % 3))]}"; }
+  # peak KEY VALUE: P[KEY] = max(P[KEY], VALUE)
+  peak() { if [ "$2" -gt "${P[$1]:-0}" ]; then P[$1]=$2; fi; }
+  # ouro_stats STORE: "stored_bytes stored_with_parity_bytes file_bytes" of `ouro stats --json`
+  ouro_stats() {
+    OURO_STORE=$1 OURO_IDENTITY=$sw/ouro-id.txt "$ouro" stats --json |
+      python3 -c 'import json, sys; j = json.load(sys.stdin); print(j["stored_bytes"], j["stored_with_parity_bytes"], j["file_bytes"])'
+  }
+  # dir_stats DIR: "FILES SMALL BYTES": regular files, those under 16 KiB, their bytes.
+  dir_stats() { find "$1" -type f -printf '%s\n' | awk '{n++; b += $1; if ($1 < 16384) s++} END {print n + 0, s + 0, b + 0}'; }
+
+  local rel_info="" tree_files tree_small tree_bytes
+  for k in "${!rel_dirs[@]}"; do
+    read -r a b c < <(dir_stats "${rel_dirs[$k]}")
+    rel_info+=" ${rel_names[$k]}: $a files ($((100 * b / a))% under 16 KiB), $(mb "$c") MB;"
+  done
+  read -r tree_files tree_small tree_bytes < <(dir_stats "$tree")
+  echo "(d) small files: $n releases of $small_src:$rel_info then $tree" >&2
+
+  for i in $(seq "$reps"); do
+    # 1. The releases, in turn, into one store per tool.
+    P=()
+    for t in ouro borg restic; do init_store $t "$sw/$t-rel"; done
+    rm -rf "$sw/src-tree"
+    for k in "${!rel_dirs[@]}"; do
+      rsync -a --delete "${rel_dirs[$k]}/" "$sw/src-tree/"
+      for t in $(order $((i + k))); do
+        backup $t "$sw/$t-rel" "${rel_names[$k]}" "$sw/src-tree"
+        D[${t}_r$k]+=" $secs"
+        P[${t}_total]=$(awk -v a="${P[${t}_total]:-0}" -v b="$secs" 'BEGIN {printf "%.2f", a + b}')
+        peak ${t}_hwm "$hwm"; peak ${t}_anon "$anon"; peak ${t}_file "$file"
+      done
+    done
+    for t in ouro borg restic; do
+      for a in total hwm anon file; do D[${t}_$a]+=" ${P[${t}_$a]}"; done
+      D[${t}_bytes]+=" $(du -sb "$sw/$t-rel" | cut -f1)"
+    done
+    read -r a b c < <(ouro_stats "$sw/ouro-rel")
+    D[ouro_stored]+=" $a"; D[ouro_with_parity]+=" $b"; D[ouro_file_bytes]+=" $c"
+    D[ouro_noparity]+=" $(( ${D[ouro_bytes]##* } - (b - a) ))"
+    # 2. A first backup of TREE into fresh stores (read from the page cache by every tool).
+    tar cf - "$tree" 2>/dev/null | cat >/dev/null
+    for t in $(order "$i"); do
+      init_store $t "$sw/$t-tree"
+      backup $t "$sw/$t-tree" "$(basename "$tree")" "$tree"
+      D[${t}_tree]+=" $secs"; D[${t}_tree_hwm]+=" $hwm"; D[${t}_tree_anon]+=" $anon"; D[${t}_tree_file]+=" $file"
+      D[${t}_tree_bytes]+=" $(du -sb "$sw/$t-tree" | cut -f1)"
+    done
+    read -r a b c < <(ouro_stats "$sw/ouro-tree")
+    D[ouro_tree_stored]+=" $a"; D[ouro_tree_with_parity]+=" $b"; D[ouro_tree_file_bytes]+=" $c"
+    D[ouro_tree_noparity]+=" $(( ${D[ouro_tree_bytes]##* } - (b - a) ))"
+    rm -rf "$sw"/*-tree # a GB of stores
+  done
+
+  local -A M
+  for a in "${!D[@]}"; do M[$a]=$(median ${D[$a]}); done
+  local reserve=0
+  [ -f "$sw/ouro-rel/reserve" ] && reserve=$(stat -c %s "$sw/ouro-rel/reserve")
+  # runs3 KEY: " ouro/borg/restic, ..." of KEY's per-repetition figures (KEY without the tool)
+  runs3() {
+    local o=(${D[ouro_$1]}) b=(${D[borg_$1]}) s=(${D[restic_$1]}) j out=""
+    for j in "${!o[@]}"; do out+=" ${o[$j]}/${b[$j]}/${s[$j]},"; done
+    echo "${out%,}"
+  }
+  # row LABEL KEY [FMT]: a table row of KEY's medians for the three tools and ouro's ratios.
+  row() {
+    local o=${M[ouro_$2]} b=${M[borg_$2]} s=${M[restic_$2]} f=${3:-}
+    if [ "$f" = mb ]; then
+      echo "| $1 | $(mb "$o") | $(mb "$b") | $(mb "$s") | $(r "$o" "$b")x | $(r "$o" "$s")x |"
+    else
+      echo "| $1 | $o | $b | $s | $(r "$o" "$b")x | $(r "$o" "$s")x |"
+    fi
+  }
+  # mem_rows SUFFIX: the memory rows, in MB (KB / 1024).
+  mem_rows() {
+    local x
+    for x in hwm anon file; do
+      local o=${M[ouro_$1$x]} b=${M[borg_$1$x]} s=${M[restic_$1$x]} label
+      case $x in hwm) label="peak RSS (VmHWM) MB" ;; anon) label="peak RssAnon MB" ;; file) label="peak RssFile MB" ;; esac
+      echo "| $label | $((o / 1024)) | $((b / 1024)) | $((s / 1024)) | $(r "$o" "$b")x | $(r "$o" "$s")x |"
+    done
+  }
+  # vs_min SUFFIX X: "ouro A MB vs B MB (tool) = Rx" for ouro against the lower of borg and restic.
+  vs_min() {
+    local o=${M[ouro_$1$2]} b=${M[borg_$1$2]} s=${M[restic_$1$2]} m tool
+    if [ "$b" -le "$s" ]; then m=$b tool=borg; else m=$s tool=restic; fi
+    echo "$((o / 1024)) MB vs $((m / 1024)) MB ($tool): $(r "$o" "$m")x"
+  }
+
+  echo "## (d) Small files: $n releases of a source tree, then a first backup of $tree"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/Model name: *//p' | head -1)); $(ouro_desc), 4+2, zstd 3;"
+  echo "$(borg --version) (\`borg create -C zstd,3\`, repokey-blake2); $(restic version | cut -d' ' -f1-2) (defaults)."
+  echo "Reproduce: \`REPS=$reps SMALL_SRC=$small_src SMALL_RELEASES='$small_rels' bench/compare.sh small $tree\`."
+  echo "Medians of $reps repetition(s) on fresh stores; in each step the three tools run back to back, the first one rotating."
+  echo "Memory: /proc/PID/status sampled every 50 ms; RssAnon and RssFile each at its own peak (RssFile of ouro is mostly"
+  echo "LMDB's mapped pages, page cache that the kernel can reclaim); for the releases, the highest of the $n backups."
+  echo
+  echo "### 1. Releases, backed up in turn into one store per tool"
+  echo
+  echo "Source: $src_desc."
+  echo "Each release is copied with \`rsync -a --delete\` into one directory that all three back up (ouro: \`put -r DIR src\`,"
+  echo "a snapshot each; borg: an archive each; restic: a snapshot each, the previous one as parent)."
+  echo "Releases, oldest first:${rel_info%;}."
+  echo
+  echo "| | ouro | borg | restic | ouro / borg | ouro / restic |"
+  echo "|---|---|---|---|---|---|"
+  for k in "${!rel_dirs[@]}"; do row "backup $((k + 1)): ${rel_names[$k]} s" "r$k"; done
+  row "all $n backups s" total
+  row "store directory after all $n MB (du -sb; ouro: parity included)" bytes mb
+  echo "| ouro, parity left out MB | $(mb "${M[ouro_noparity]}") | | | $(r "${M[ouro_noparity]}" "${M[borg_bytes]}")x | $(r "${M[ouro_noparity]}" "${M[restic_bytes]}")x |"
+  mem_rows ""
+  echo
+  echo "ouro stats after the $n releases: stored_bytes ${M[ouro_stored]}, stored_with_parity_bytes ${M[ouro_with_parity]},"
+  echo "file_bytes ${M[ouro_file_bytes]}; the store directory ${M[ouro_bytes]} bytes (its reserve file: $reserve bytes)."
+  echo "Each repetition, ouro / borg / restic: all $n backups s:$(runs3 total); store bytes:$(runs3 bytes)."
+  echo
+  echo "### 2. First backup of $tree ($tree_files files, $((100 * tree_small / tree_files))% under 16 KiB, $(mb "$tree_bytes") MB)"
+  echo
+  echo "| | ouro | borg | restic | ouro / borg | ouro / restic |"
+  echo "|---|---|---|---|---|---|"
+  row "first backup s" tree
+  row "store directory MB (du -sb; ouro: parity included)" tree_bytes mb
+  echo "| ouro, parity left out MB | $(mb "${M[ouro_tree_noparity]}") | | | $(r "${M[ouro_tree_noparity]}" "${M[borg_tree_bytes]}")x | $(r "${M[ouro_tree_noparity]}" "${M[restic_tree_bytes]}")x |"
+  mem_rows tree_
+  echo
+  echo "ouro stats: stored_bytes ${M[ouro_tree_stored]}, stored_with_parity_bytes ${M[ouro_tree_with_parity]}, file_bytes ${M[ouro_tree_file_bytes]}."
+  echo "Each repetition, ouro / borg / restic: first backup s:$(runs3 tree); store bytes:$(runs3 tree_bytes)."
+  echo
+  echo "### Ratios (lower is better for ouro)"
+  echo
+  echo "- store bytes, ouro / borg: releases $(r "${M[ouro_bytes]}" "${M[borg_bytes]}")x parity included, $(r "${M[ouro_noparity]}" "${M[borg_bytes]}")x parity left out;"
+  echo "  $tree $(r "${M[ouro_tree_bytes]}" "${M[borg_tree_bytes]}")x parity included, $(r "${M[ouro_tree_noparity]}" "${M[borg_tree_bytes]}")x parity left out"
+  echo "- time, ouro / restic: all $n releases $(r "${M[ouro_total]}" "${M[restic_total]}")x, first backup of $tree $(r "${M[ouro_tree]}" "${M[restic_tree]}")x"
+  echo "  (ouro / borg: $(r "${M[ouro_total]}" "${M[borg_total]}")x and $(r "${M[ouro_tree]}" "${M[borg_tree]}")x)"
+  echo "- peak RSS (VmHWM), ouro vs the lower of borg and restic: releases $(vs_min "" hwm); $tree $(vs_min tree_ hwm)"
+  echo "- peak RssAnon, the same: releases $(vs_min "" anon); $tree $(vs_min tree_ anon)"
+}
+
+# put_section LETTER FILE: replaces section "## (LETTER) ..." of bench/RESULTS.md (its heading
+# up to the next "## " heading or the end) by FILE's text; without one, inserts it before the
+# first section of a later letter, or at the end. Keeps everything else.
+put_section() {
+  local results=$root/bench/RESULTS.md
   touch "$results"
-  # Drop the old (c) section (up to the next "## " heading or the end), append the new one.
-  awk '/^## \(c\)/ {skip = 1; next} /^## / {skip = 0} !skip' "$results" >"$work/results.tmp"
+  awk -v l="$1" -v new="$2" '
+    function emit(line) { if (!done) { while ((getline line < new) > 0) print line; print ""; done = 1 } }
+    /^## \([a-z]\)/ { x = substr($0, 5, 1); skip = 0; if (x == l) { emit(); skip = 1; next }; if (x > l) emit() }
+    /^## / && !/^## \([a-z]\)/ { skip = 0 }
+    !skip { print }
+    END { if (!done) { print ""; emit() } }' "$results" >"$work/results.tmp"
+  # No blank lines at the end.
   sed -i -e :a -e '/^\n*$/{$d;N;ba' -e '}' "$work/results.tmp"
-  { cat "$work/results.tmp"; echo; echo "$section"; } >"$results"
-  echo "$section"
+  mv "$work/results.tmp" "$results"
+}
+
+if [ "${1:-}" = snapshots ]; then
+  snapshot_case "${2:-/usr/share}" >"$work/section.md"
+  put_section c "$work/section.md"
+  cat "$work/section.md"
+  exit 0
+fi
+if [ "${1:-}" = small ]; then
+  small_case "${2:-/usr/share}" >"$work/section.md"
+  put_section d "$work/section.md"
+  cat "$work/section.md"
   exit 0
 fi
 
@@ -220,6 +513,8 @@ restic_tree_stored=$(du -sb "$work/restic-tree" | cut -f1)
 git_tree_stored=$(du -sb "$work/git-tree/.git" | cut -f1)
 export OURO_STORE=$work/ouro-store
 
+# The full run rewrites bench/RESULTS.md: keep its (d) section, which only `small` writes.
+awk '/^## \(d\)/ {keep = 1} /^## / && !/^## \(d\)/ {keep = 0} keep' "$root/bench/RESULTS.md" >"$work/section-d.md" 2>/dev/null || true
 ouro_stored=$("$ouro" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored_bytes"])')
 ouro_parity=$("$ouro" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored_with_parity_bytes"])')
 borg_stored=$(du -sb "$work/borg" | cut -f1)
@@ -235,7 +530,7 @@ runs() {
   echo "# Benchmark results"
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/Model name: *//p' | head -1)), input $(basename "$input"): $(mb "$size") MB."
-  echo "ouro $(git rev-parse --short HEAD) (4+2, zstd 3, 1 MiB chunks); $(borg --version); $(restic version | cut -d' ' -f1-2). Reproduce: \`bench/compare.sh\`."
+  echo "$(ouro_desc) (4+2, zstd 3, 1 MiB chunks); $(borg --version); $(restic version | cut -d' ' -f1-2). Reproduce: \`bench/compare.sh\`."
   echo
   echo "## (a) One file"
   echo
@@ -269,4 +564,5 @@ runs() {
 } >"$root/bench/RESULTS.md"
 section=$(snapshot_case "$tree")
 { echo; echo "$section"; } >>"$root/bench/RESULTS.md"
+if [ -s "$work/section-d.md" ]; then put_section d "$work/section-d.md"; fi
 cat "$root/bench/RESULTS.md"
