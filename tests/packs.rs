@@ -145,9 +145,11 @@ fn gc_frees_dead_packs_and_rewrites_mostly_dead_ones() {
     let now = packs(&cas);
     assert_eq!(now.len(), 1);
     assert_ne!(now, old, "the live members moved to a new pack");
+    // Live frames move whole (dead members inside them keep their bytes): the last 20 files
+    // lie in one or two of the pack's four frames.
     let after = cas.stats().unwrap();
     assert!(
-        after.stored_with_parity_bytes * 3 < before.stored_with_parity_bytes,
+        after.stored_with_parity_bytes * 2 < before.stored_with_parity_bytes,
         "{} -> {} bytes",
         before.stored_with_parity_bytes,
         after.stored_with_parity_bytes

@@ -482,6 +482,8 @@ fn main() {
                 kind: ouroboros_db::model::ChunkKind::Member {
                     pack: Hash([3; 32]),
                     offset: 64,
+                    frame_size: 40,
+                    at: 30,
                 },
             }
             .encode(),

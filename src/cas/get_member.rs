@@ -1,7 +1,7 @@
 //! Reading a chunk sealed into a pack: find the record whose slices hold it (the chunk's
-//! own, or its pack's), and open a member straight from the one or two data slices its
-//! bytes lie in, without hashing whole slices: the member's authentication tag and its id
-//! check those bytes end to end. Anything else (a slice missing or damaged, a tag that
+//! own, or its pack's), and open a member's frame straight from the one or two data slices
+//! its bytes lie in, without hashing whole slices: the frame's authentication tag and the
+//! member's id check those bytes end to end. Anything else (a slice missing or damaged, a tag that
 //! fails) goes the checked way: every slice hash-checked and the pack rebuilt.
 
 use crate::cas::get::Pool;
@@ -9,8 +9,9 @@ use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::{ChunkRecord, SealedSlice};
-use crate::seal::open_sealed_into;
-use crate::seal::pack::{covering_shards, member_from_data_shards};
+use crate::seal::pack::{
+    covering_shards, member_from_data_shards, open_member_cached, open_member_from_frame,
+};
 use crate::store::RoTxn;
 
 /// What the fast read of a member came to.
@@ -69,10 +70,27 @@ impl Cas {
         turn: &dyn Fn(usize) -> bool,
     ) -> Fast {
         // PA
+        let Ok(keys) = self.keys_for(member.key_epoch) else {
+            return Fast::Checked;
+        };
+        let mut plain = pool.map(Pool::take).unwrap_or_default();
+        let give_back = |plain: Vec<u8>| {
+            if let Some(p) = pool {
+                p.give(plain);
+            }
+            Fast::Checked
+        };
+        // The frame opened for the member before (a restore reads a frame's members in turn).
+        if let Some(Ok(())) = open_member_cached(keys, pack_id, id, member, &mut plain) {
+            return match turn(pos) {
+                true => Fast::Opened(plain),
+                false => Fast::Stop,
+            };
+        }
         let (Some((_, offset)), Ok(bundle)) =
             (member.pack(), self.lmdb.slices.bundle(txn, pack_id))
         else {
-            return Fast::Checked;
+            return give_back(plain);
         };
         let mut shards: Vec<Option<&[u8]>> = vec![None; pack.slices.len()];
         for i in covering_shards(pack, offset, member.sealed_len) {
@@ -86,25 +104,16 @@ impl Cas {
             }
         }
         let mut sealed = Vec::new();
-        let found = member_from_data_shards(pack, &shards, offset, member.sealed_len, &mut sealed);
-        let Ok(keys) = self.keys_for(member.key_epoch) else {
-            return Fast::Checked;
-        };
-        if found.is_none() {
-            return Fast::Checked;
+        if member_from_data_shards(pack, &shards, offset, member.sealed_len, &mut sealed).is_none()
+        {
+            return give_back(plain);
         }
         if !turn(pos) {
             return Fast::Stop;
         }
-        let mut plain = pool.map(Pool::take).unwrap_or_default();
-        match open_sealed_into(keys, id, member, &sealed, &mut plain) {
+        match open_member_from_frame(keys, pack_id, id, member, &sealed, &mut plain) {
             Ok(()) => Fast::Opened(plain),
-            Err(_) => {
-                if let Some(p) = pool {
-                    p.give(plain);
-                }
-                Fast::Checked
-            }
+            Err(_) => give_back(plain),
         }
     }
 }

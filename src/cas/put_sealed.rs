@@ -55,7 +55,7 @@ impl Cas {
     /// ones would leak. A condemned sealing is replaced: this one is live and wins on every
     /// node (`src/cas/sealing.rs`), and versions using the chunk read it. A pack is stored
     /// only when some member of it is; members already here leave dead bytes in it, which
-    /// gc's repacking reclaims.
+    /// gc's repacking reclaims (a frame whose members all died).
     pub(super) fn store_sealed(
         &self,
         txn: &mut RwTxn,
@@ -80,7 +80,7 @@ impl Cas {
                 continue;
             }
             self.lmdb.chunks.put(txn, id, record)?;
-            written[n] = u64::from(record.sealed_len) * total / payload;
+            written[n] = share(record, total, payload);
             any = true;
         }
         if any {
@@ -101,4 +101,16 @@ impl Cas {
         }
         Ok(true)
     }
+}
+
+/// The slice bytes of a pack written on behalf of one member: its share of its frame (by
+/// plaintext size), of the pack's payload, of the pack's slices.
+fn share(member: &crate::model::ChunkRecord, total: u64, payload: u64) -> u64 {
+    // A
+    let frame_size = match member.kind {
+        crate::model::ChunkKind::Member { frame_size, .. } => u128::from(frame_size.max(1)),
+        _ => 1,
+    };
+    let bytes = u128::from(member.sealed_len) * u128::from(member.size) / frame_size;
+    u64::try_from(bytes * u128::from(total) / u128::from(payload.max(1))).unwrap_or(u64::MAX)
 }

@@ -1,9 +1,11 @@
 //! Repacking, gc's last step on a store of its own: a pack is freed whole once no member
 //! names it, but a pack where only a few members live on keeps the bytes of the dead ones.
-//! gc therefore rewrites every pack whose live members hold less than [`REPACK_BELOW`] of
-//! its payload: their sealed bytes (still encrypted: no key is needed) are copied into new
-//! packs, their records moved there, and the old packs freed, all in one transaction per
-//! group, so a crash leaves either the old pack or the new one in use.
+//! gc therefore rewrites every pack whose live frames (those holding at least one live member)
+//! make less than [`REPACK_BELOW`] of its payload: those frames (still encrypted: no key is
+//! needed, so a locked store is repacked too) are copied into new packs, their members'
+//! records moved there, and the old packs freed, all in one transaction per group, so a
+//! crash leaves either the old pack or the new one in use. Dead members inside a live frame
+//! keep their bytes until the frame's last member goes.
 //!
 //! On a cluster node gc does not repack: the nodes would each write different packs for the
 //! same members. There a pack's space comes back once all its members are freed.
@@ -71,15 +73,22 @@ impl Cas {
     /// live bytes of each, in id order.
     fn sparse_packs(&self) -> Result<Vec<(Hash, u64)>> {
         // A
-        let mut live: HashMap<Hash, u64> = HashMap::new();
+        // Live frames per pack: a frame is known by its offset, and counted once.
+        let mut live: HashMap<Hash, HashMap<u32, u64>> = HashMap::new();
         let mut sizes: Vec<(Hash, u64)> = Vec::new();
         self.each_record(|id, record| {
             if record.is_pack() {
                 sizes.push((id, u64::from(record.sealed_len)));
-            } else if let Some((pack, _)) = record.pack() {
-                *live.entry(pack).or_default() += u64::from(record.sealed_len);
+            } else if let Some((pack, offset)) = record.pack() {
+                live.entry(pack)
+                    .or_default()
+                    .insert(offset, u64::from(record.sealed_len));
             }
         })?;
+        let live: HashMap<Hash, u64> = live
+            .into_iter()
+            .map(|(p, frames)| (p, frames.values().sum()))
+            .collect();
         Ok(sizes
             .into_iter()
             .filter_map(|(id, size)| {
@@ -145,6 +154,8 @@ impl Cas {
                 tracing::warn!(pack = %pack.short(), "pack cannot be rebuilt: left for verify");
                 continue;
             };
+            // Each live frame is copied once; its members follow it to its new offset.
+            let mut copied: HashMap<u32, u32> = HashMap::new();
             for (id, m) in members.get(pack).into_iter().flatten() {
                 // Only members that still name this pack at that place move.
                 if self.lmdb.chunks.get(&txn, id)?.as_ref() != Some(m) {
@@ -153,19 +164,20 @@ impl Cas {
                 let Some((_, offset)) = m.pack() else {
                     continue;
                 };
-                let range = offset as usize..offset as usize + m.sealed_len as usize;
-                let Some(bytes) = old.get(range) else {
-                    continue;
+                let to = match copied.get(&offset) {
+                    Some(to) => *to,
+                    None => {
+                        let range = offset as usize..offset as usize + m.sealed_len as usize;
+                        let Some(bytes) = old.get(range) else {
+                            continue;
+                        };
+                        let to = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+                        payload.extend_from_slice(bytes);
+                        copied.insert(offset, to);
+                        to
+                    }
                 };
-                moved.push(Member {
-                    id: *id,
-                    size: m.size,
-                    sealed_len: m.sealed_len,
-                    key_epoch: m.key_epoch,
-                    nonce: m.nonce,
-                    offset: u32::try_from(payload.len()).unwrap_or(u32::MAX),
-                });
-                payload.extend_from_slice(bytes);
+                moved.extend(Member::moved(*id, m, to));
             }
             done.push(*pack);
         }

@@ -44,13 +44,19 @@ pub struct ChunkRecord {
 pub enum ChunkKind {
     /// Sealed alone: its sealed bytes are erasure-coded into its own k+m slices.
     Sliced,
-    /// Sealed into pack `pack`: its sealed bytes are `offset..offset + sealed_len` of the
-    /// pack's payload; it has no slices of its own (k = m = 0).
+    /// Sealed into pack `pack`, inside a *frame*: several small chunks compressed and
+    /// encrypted together. The frame's sealed bytes are `offset..offset + sealed_len` of the
+    /// pack's payload (`nonce` and `key_epoch` are the frame's), it opens to `frame_size`
+    /// bytes, and this chunk is `at..at + size` of those. No slices of its own (k = m = 0).
     Member {
         /// The pack's id.
         pack: Hash,
-        /// Byte offset of this chunk's sealed bytes in the pack's payload.
+        /// Byte offset of the frame's sealed bytes in the pack's payload.
         offset: u32,
+        /// Plaintext length of the whole frame.
+        frame_size: u32,
+        /// Offset of this chunk's plaintext in the frame's plaintext.
+        at: u32,
     },
     /// A pack: k+m slices of its members' sealed bytes, concatenated. It has no key or nonce
     /// of its own (each member is encrypted alone), `size` equals `sealed_len`, and its
@@ -60,6 +66,8 @@ pub enum ChunkKind {
 
 /// Largest pack payload a record may state: bounds what a reader rebuilds in memory.
 pub const MAX_PACK: u32 = 16 << 20;
+/// Largest frame plaintext a member record may state: bounds what a reader decompresses.
+pub const MAX_FRAME: u32 = 4 << 20;
 
 impl ChunkRecord {
     /// The canonical encoding `[b'C'][1][postcard]`.
@@ -78,12 +86,17 @@ impl ChunkRecord {
     fn check(self) -> std::result::Result<Self, String> {
         // A
         // Sizes come from disk or a peer: bound them before anything allocates by them.
-        let max_sealed = self.size as u64 + self.size as u64 / 64 + 1024;
+        let bound = |size: u32| size as u64 + size as u64 / 64 + 1024;
         let sizes_ok = match self.kind {
             ChunkKind::Pack => self.size == self.sealed_len && self.size <= MAX_PACK,
-            _ => {
+            ChunkKind::Member { frame_size, at, .. } => {
+                frame_size <= MAX_FRAME
+                    && at as u64 + self.size as u64 <= frame_size as u64
+                    && self.sealed_len as u64 <= bound(frame_size)
+            }
+            ChunkKind::Sliced => {
                 self.size as usize <= fastcdc::v2020::MAXIMUM_MAX
-                    && self.sealed_len as u64 <= max_sealed
+                    && self.sealed_len as u64 <= bound(self.size)
             }
         };
         if !sizes_ok {
@@ -109,11 +122,12 @@ impl ChunkRecord {
         Ok(self)
     }
 
-    /// The pack holding this chunk and the offset of its sealed bytes there, for a member.
+    /// The pack holding this chunk and the offset of its frame's sealed bytes there, for a
+    /// member.
     pub fn pack(&self) -> Option<(Hash, u32)> {
         // A
         match self.kind {
-            ChunkKind::Member { pack, offset } => Some((pack, offset)),
+            ChunkKind::Member { pack, offset, .. } => Some((pack, offset)),
             _ => None,
         }
     }
@@ -182,7 +196,7 @@ mod tests {
         fn members_and_packs_round_trip(size in 0u32..(1 << 20), key_epoch in any::<u32>(),
                                         offset in 0u32..(8 << 20), seed in any::<u8>(), k in 1u8..8, m in 0u8..4) {
             let member = ChunkRecord { size, sealed_len: size + 29, key_epoch, nonce: [seed; 12], k: 0, m: 0,
-                slices: Vec::new(), kind: ChunkKind::Member { pack: Hash([seed; 32]), offset } };
+                slices: Vec::new(), kind: ChunkKind::Member { pack: Hash([seed; 32]), offset, frame_size: size + 7, at: 7 } };
             prop_assert_eq!(ChunkRecord::decode(&member.encode()).ok(), Some(member));
             let len = size.min(MAX_PACK);
             let pack = ChunkRecord { size: len, sealed_len: len, key_epoch: 0, nonce: [0; 12], k, m,
@@ -266,9 +280,21 @@ mod tests {
             kind: ChunkKind::Member {
                 pack: Hash([1; 32]),
                 offset: 0,
+                frame_size: 10,
+                at: 0,
             },
         };
         assert!(ChunkRecord::decode(&member.encode()).is_ok());
+        let outside = ChunkRecord {
+            kind: ChunkKind::Member {
+                pack: Hash([1; 32]),
+                offset: 0,
+                frame_size: 10,
+                at: 1,
+            },
+            ..member.clone()
+        };
+        assert!(ChunkRecord::decode(&outside.encode()).is_err());
         let with_slice = ChunkRecord {
             k: 1,
             slices: vec![Hash::default()],
@@ -279,6 +305,8 @@ mod tests {
             kind: ChunkKind::Member {
                 pack: Hash([1; 32]),
                 offset: MAX_PACK,
+                frame_size: 10,
+                at: 0,
             },
             ..member
         };
@@ -310,6 +338,8 @@ mod tests {
             kind: ChunkKind::Member {
                 pack: Hash([2; 32]),
                 offset: 300,
+                frame_size: 40,
+                at: 20,
             },
         };
         let pack = ChunkRecord {
@@ -323,7 +353,7 @@ mod tests {
             kind: ChunkKind::Pack,
         };
         let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        assert_eq!(hex(member.encode()), "4301052201070707070707070707070707000000010202020202020202020202020202020202020202020202020202020202020202ac02");
+        assert_eq!(hex(member.encode()), "4301052201070707070707070707070707000000010202020202020202020202020202020202020202020202020202020202020202ac022814");
         assert_eq!(hex(pack.encode()), "43014040000000000000000000000000000101020303030303030303030303030303030303030303030303030303030303030303040404040404040404040404040404040404040404040404040404040404040402");
     }
 }

@@ -8,6 +8,4 @@ pub mod pack;
 pub mod sealer;
 
 pub use pack::seal_pack;
-pub use sealer::{
-    open_chunk, open_chunk_into, open_sealed_into, seal_chunk, SealParams, SealedChunk,
-};
+pub use sealer::{open_chunk, open_chunk_into, seal_chunk, SealParams, SealedChunk};

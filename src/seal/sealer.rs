@@ -162,32 +162,6 @@ pub fn open_chunk_into(
     })
 }
 
-/// Opens a chunk from its sealed bytes (a pack member's range of its pack's payload):
-/// decrypts, decompresses and checks the plaintext against the id, into `plain`.
-pub fn open_sealed_into(
-    keys: &StoreKeys,
-    id: &Hash,
-    record: &ChunkRecord,
-    sealed: &[u8],
-    plain: &mut Vec<u8>,
-) -> Result<()> {
-    // PA
-    if sealed.len() != record.sealed_len as usize {
-        plain.clear();
-        return Err(Error::Corrupt(format!(
-            "chunk {}: {} sealed bytes where its record says {}",
-            id.short(),
-            sealed.len(),
-            record.sealed_len
-        )));
-    }
-    with_payload(|payload| {
-        payload.clear();
-        payload.extend_from_slice(sealed);
-        open_payload(keys, id, record, payload, plain)
-    })
-}
-
 /// Runs `f` with this thread's payload buffer.
 fn with_payload(f: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
     // A
