@@ -10,11 +10,21 @@ use std::os::unix::fs::FileExt;
 use common::{random_bytes, TestStore};
 use ouroboros_db::{Cas, Hash};
 
-/// The chunks of the newest version of `key`, in order.
+/// The records holding the slices of the newest version of `key`, in order: its chunks,
+/// or for a small tail chunk (a pack member) its pack.
 fn chunks_of(t: &TestStore, key: &str) -> Vec<Hash> {
     let cas = Cas::open(&t.store()).unwrap();
     let (_, blob) = cas.newest_head_of(key).unwrap().unwrap();
-    blob.chunks.iter().map(|c| c.id).collect()
+    let txn = cas.lmdb().read().unwrap();
+    let mut out: Vec<Hash> = Vec::new();
+    for c in &blob.chunks {
+        let r = cas.lmdb().chunks.get(&txn, &c.id).unwrap().unwrap();
+        let id = r.pack().map_or(c.id, |(pack, _)| pack);
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
 }
 
 /// Slice `index` of `chunk` as stored.

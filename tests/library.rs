@@ -223,6 +223,8 @@ fn damaged_slices_are_detected_and_repaired() {
             .unwrap()
             .into_iter()
             .map(|(id, r)| (id, r.unwrap()))
+            // A tail under 64 KiB is a pack member: its pack holds the slices.
+            .filter(|(_, r)| !r.slices.is_empty())
             .collect::<Vec<_>>()
     };
     {

@@ -50,6 +50,14 @@ impl Condemned {
         }
     }
 
+    /// True when no chunk can be condemned here: the `cluster` database is empty (a store
+    /// that never joined a cluster). O(1), so that the put pipeline's dedup checks skip the
+    /// marks.
+    pub fn none_possible(&self, txn: &RoTxn) -> Result<bool> {
+        // A
+        Ok(self.0.len(txn)? == 0)
+    }
+
     /// Number of marks not yet freed, kept as a counter so that nodes need not scan the
     /// marks (freed ones stay until the horizon) to know whether there is work.
     pub fn pending(&self, txn: &RoTxn) -> Result<u64> {
