@@ -26,6 +26,7 @@ const SOURCE_DIR: &str = "/usr/lib/x86_64-linux-gnu";
 
 /// `n` bytes of real binaries, or pseudo-random bytes if none can be read.
 fn sample_data(n: usize) -> Vec<u8> {
+    // A
     let mut out = Vec::with_capacity(n);
     if let Ok(dir) = std::fs::read_dir(SOURCE_DIR) {
         let mut paths: Vec<_> = dir.flatten().map(|e| e.path()).collect();
@@ -63,6 +64,7 @@ fn sample_data(n: usize) -> Vec<u8> {
 
 /// The stage inputs: 64 KiB and 1 MiB, taken from 8 MiB into the data.
 fn inputs(all: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    // A
     let at = (8 * MIB).min(all.len() - MIB);
     let window = &all[at..at + MIB];
     vec![
@@ -72,6 +74,7 @@ fn inputs(all: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn stages(c: &mut Criterion) {
+    // A
     let all = sample_data(STORE_BYTES);
     let inputs = inputs(&all);
     let keys = StoreKeys::generate();
@@ -224,12 +227,14 @@ fn stages(c: &mut Criterion) {
 
 /// A fresh, unlocked store in its own tempdir (the tempdir must outlive the store).
 fn new_store() -> (tempfile::TempDir, Cas) {
+    // A
     let dir = tempfile::tempdir().unwrap();
     let cas = Cas::create(dir.path(), &CreateOptions::default(), &Identity::generate()).unwrap();
     (dir, cas)
 }
 
 fn store(c: &mut Criterion) {
+    // A
     let data = sample_data(STORE_BYTES);
     let mut g = c.benchmark_group("store");
     g.sample_size(10)
