@@ -228,8 +228,8 @@ async fn unknown_versions_are_refused() {
     let body = &message::encode_frame(&Request::Members).unwrap()[6..];
     // Version 1 had no condemnations, version 2 no inventory tree, version 3 no batched
     // reads, version 4 no sweep placement in heartbeats, version 5 no packs, version 6 packs
-    // without frames: nodes of those builds are refused.
-    for v in [0u8, 1, 2, 3, 4, 5, 6, 0x7F, 255] {
+    // without frames, version 7 no Resealed deletions: nodes of those builds are refused.
+    for v in [0u8, 1, 2, 3, 4, 5, 6, 7, 0x7F, 255] {
         let mut frame = header(v, body.len() as u32);
         frame.extend_from_slice(body);
         refused(

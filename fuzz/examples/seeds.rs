@@ -159,6 +159,28 @@ fn index_records() -> Seeds {
         ),
         codec::encode(WAL_TAG, &wal(Deletion::Chunk { id: Hash([9; 32]) })),
         codec::encode(
+            WAL_TAG,
+            &wal(Deletion::Resealed {
+                id: Hash([6; 32]),
+                record: ChunkRecord {
+                    size: 3,
+                    sealed_len: 32,
+                    key_epoch: 1,
+                    nonce: [5; 12],
+                    k: 0,
+                    m: 0,
+                    slices: Vec::new(),
+                    kind: ouroboros_db::model::ChunkKind::Member {
+                        pack: Hash([3; 32]),
+                        offset: 64,
+                        frame_size: 40,
+                        at: 30,
+                    },
+                },
+                pack: None,
+            }),
+        ),
+        codec::encode(
             WRAPPED_TAG,
             &WrappedKey {
                 recipient: ouro_fuzz::RECIPIENT.into(),

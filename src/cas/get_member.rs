@@ -82,10 +82,11 @@ impl Cas {
         };
         // The frame opened for the member before (a restore reads a frame's members in turn).
         if let Some(Ok(())) = open_member_cached(keys, pack_id, id, member, &mut plain) {
-            return match turn(pos) {
-                true => Fast::Opened(plain),
-                false => Fast::Stop,
-            };
+            if turn(pos) {
+                return Fast::Opened(plain);
+            }
+            give_back(plain);
+            return Fast::Stop;
         }
         let (Some((_, offset)), Ok(bundle)) =
             (member.pack(), self.lmdb.slices.bundle(txn, pack_id))

@@ -71,10 +71,10 @@ impl Cas {
                     if self.is_condemned_in(&txn, &c.id, &r)? {
                         condemned.push(c.id);
                     }
-                    // A member's pack travels with it: every node needs the pack's record
-                    // to read the member and to take its share of the pack's slices.
+                    // A member's pack travels with it, before it: every node needs the
+                    // pack's record to read the member and to take its share of the pack's
+                    // slices, and a member adopted by the one-sealing rule is logged with it.
                     let pack = r.pack().map(|(p, _)| p);
-                    chunks.push((c.id, r));
                     if let Some(p) = pack.filter(|p| !chunks.iter().any(|(id, _)| id == p)) {
                         if let Some(pr) = self.lmdb.chunks.get(&txn, &p)? {
                             if self.is_condemned_in(&txn, &p, &pr)? {
@@ -83,6 +83,7 @@ impl Cas {
                             chunks.push((p, pr));
                         }
                     }
+                    chunks.push((c.id, r));
                 }
             }
             out.push(VersionRecord {
@@ -232,6 +233,15 @@ impl Cas {
         }
         for c in &blob.chunks {
             let pack = match self.lmdb.chunks.get(txn, &c.id)? {
+                // A version never names a pack: that would count as one of its members.
+                Some(r) if r.is_pack() => {
+                    return Err(Error::Corrupt(format!(
+                        "replicated version {} of {:?} names pack {} as a chunk",
+                        hash.short(),
+                        blob.key,
+                        c.id.short()
+                    )))
+                }
                 Some(r) => r.pack().map(|(p, _)| p),
                 None => {
                     return Err(Error::Corrupt(format!(
@@ -332,6 +342,14 @@ impl Cas {
                     }
                     continue;
                 }
+                // Adopted by the one-sealing rule; a replacement here logs its own entry
+                // (src/cas/sealing.rs), so it travels on.
+                Deletion::Resealed { id, record, pack } => {
+                    if self.import_resealed(&mut txn, id, record, pack.as_ref())? {
+                        applied += 1;
+                    }
+                    continue;
+                }
             };
             if changed {
                 self.lmdb.deletion_wal.log_deletion(&mut txn, e)?;
@@ -340,6 +358,37 @@ impl Cas {
         }
         self.lmdb.commit(txn)?;
         Ok(applied)
+    }
+
+    /// Applies a `Resealed` entry: the pack's record first (a member is no use without it),
+    /// then the member's under the one-sealing rule. True when the record here changed.
+    fn import_resealed(
+        &self,
+        txn: &mut RwTxn,
+        id: &Hash,
+        record: &ChunkRecord,
+        pack: Option<&ChunkRecord>,
+    ) -> Result<bool> {
+        // PA
+        // Only records of chunks this node already knows: the entry settles a conflict, it
+        // does not bring content (that comes with versions).
+        if !self.lmdb.chunks.contains(txn, id)? {
+            return Ok(false);
+        }
+        if let Some((pack_id, _)) = record.pack() {
+            match pack {
+                Some(p) if p.is_pack() => {
+                    self.adopt_record_in(txn, &pack_id, p, false)?;
+                }
+                _ if self.lmdb.chunks.contains(txn, &pack_id)? => {}
+                // A member whose pack is unknown here could not be read: not adopted.
+                _ => return Ok(false),
+            }
+        }
+        Ok(matches!(
+            self.adopt_record_in(txn, id, record, false)?,
+            super::Adopted::Replaced
+        ))
     }
 
     fn import_key_removal(&self, txn: &mut RwTxn, key: &str, time: i64) -> Result<bool> {

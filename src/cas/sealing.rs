@@ -12,6 +12,7 @@ use crate::cas::{now_nanos, Cas};
 use crate::error::Result;
 use crate::hash::Hash;
 use crate::model::ChunkRecord;
+use crate::store::deletion_wal::{Deletion, WalEntry};
 use crate::store::RwTxn;
 
 /// What [`Cas::adopt_record`] did with a record learned from a peer.
@@ -62,14 +63,54 @@ impl Cas {
     ) -> Result<bool> {
         // PA
         let (ca, cb) = (
-            self.is_condemned_in(txn, id, a)?,
-            self.is_condemned_in(txn, id, b)?,
+            self.sealing_dead(txn, id, a)?,
+            self.sealing_dead(txn, id, b)?,
         );
         Ok(match (ca, cb) {
             (false, true) => true,
             (true, false) => false,
             _ => wins_over(a, b),
         })
+    }
+
+    /// True when sealing `record` of chunk `id` is condemned here, or is a member of a pack
+    /// condemned here (a pack is condemned once no member names it: a member must not be
+    /// pulled back into it).
+    fn sealing_dead(&self, txn: &RwTxn, id: &Hash, record: &ChunkRecord) -> Result<bool> {
+        // PA
+        if self.is_condemned_in(txn, id, record)? {
+            return Ok(true);
+        }
+        let Some((pack, _)) = record.pack() else {
+            return Ok(false);
+        };
+        Ok(match self.lmdb.chunks.get(txn, &pack)? {
+            Some(p) => self.is_condemned_in(txn, &pack, &p)?,
+            None => false,
+        })
+    }
+
+    /// On a cluster node, logs that chunk `id` now has `record`, a pack member's sealing
+    /// winning or losing here, with the record of the winner's pack (FORMAT.md, WalEntry).
+    fn log_resealed(&self, txn: &mut RwTxn, id: &Hash, record: &ChunkRecord) -> Result<()> {
+        // PA
+        if self.lmdb.cluster.get(txn, b"info")?.is_none() {
+            return Ok(());
+        }
+        let pack = match record.pack() {
+            Some((p, _)) => self.lmdb.chunks.get(txn, &p)?,
+            None => None,
+        };
+        let entry = WalEntry {
+            time: now_nanos(),
+            deletion: Deletion::Resealed {
+                id: *id,
+                record: record.clone(),
+                pack,
+            },
+        };
+        self.lmdb.deletion_wal.log_deletion(txn, &entry)?;
+        Ok(())
     }
 
     /// [`Cas::adopt_record`] inside a write transaction.
@@ -87,10 +128,19 @@ impl Cas {
         let adopted = match self.lmdb.chunks.get(txn, id)? {
             None => Adopted::New,
             Some(stored) if stored == *record => return Ok(Adopted::Same),
+            // A pack has one record everywhere (its id is its payload's hash, k and m come
+            // from the store), and a pack and a chunk never share an id: a record that says
+            // otherwise is forged or damaged and must not cost a pack's members.
+            Some(stored) if stored.is_pack() || record.is_pack() => {
+                return Ok(Adopted::Kept(stored))
+            }
             Some(stored) if self.wins_here(txn, id, record, &stored)? => {
                 // The old sealing's slices cannot rebuild the new one: they go, and the
                 // repair sweep brings this node's share of the winner.
                 self.lmdb.slices.delete_chunk(txn, id)?;
+                if stored.pack().is_some() || record.pack().is_some() {
+                    self.log_resealed(txn, id, record)?;
+                }
                 tracing::info!(chunk = %id.short(), "another sealing of this chunk wins: adopted");
                 Adopted::Replaced
             }

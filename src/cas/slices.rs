@@ -30,6 +30,14 @@ pub type Acceptance = Option<(ChunkRecord, bool)>;
 /// Checks every slice of a delivery against the record's hashes.
 fn check_delivery(id: &Hash, record: &ChunkRecord, slices: &[(u8, Vec<u8>)]) -> Result<()> {
     // PA
+    // A member's bytes travel in its pack's slices: a delivery under a member record is
+    // forged or damaged, and adopting it could replace a pack's record.
+    if record.pack().is_some() {
+        return Err(Error::Corrupt(format!(
+            "slices delivered under chunk {}'s pack member record",
+            id.short()
+        )));
+    }
     for (i, bytes) in slices {
         let ok = record
             .slices
@@ -126,7 +134,10 @@ impl Cas {
                 return Ok(Some((stored, dead)));
             }
         }
-        self.adopt_record_in(txn, id, record, false)?;
+        if let super::Adopted::Kept(stored) = self.adopt_record_in(txn, id, record, false)? {
+            let dead = self.is_condemned_in(txn, id, &stored)?;
+            return Ok(Some((stored, dead)));
+        }
         let held = self.lmdb.slices.bundle(txn, id)?;
         let fresh: Vec<&(u8, Vec<u8>)> = slices
             .iter()

@@ -181,8 +181,10 @@ impl Cas {
             }
             done.push(*pack);
         }
+        let mut written = 0u64;
         if !moved.is_empty() {
             let sealed = build_pack(self.seal_params(), &payload, moved)?;
+            written = sealed.slices.iter().map(|(_, b)| b.len() as u64).sum();
             router.store_chunk(&mut txn, &sealed)?;
             for (id, record) in &sealed.members {
                 self.lmdb.chunks.put(&mut txn, id, record)?;
@@ -203,6 +205,8 @@ impl Cas {
                 report.slices_freed += n;
             }
         }
+        // What the old packs held, less what the new one takes.
+        report.bytes_freed = report.bytes_freed.saturating_sub(written);
         self.lmdb.commit(txn)
     }
 }

@@ -351,7 +351,12 @@ impl Cas {
                     });
                 }
                 for c in &blob.chunks {
-                    if bad_chunks.contains(&c.id) {
+                    // A pack member is lost with its pack (reported under the pack's id).
+                    let pack = match self.lmdb.chunks.get(&txn, &c.id) {
+                        Ok(Some(r)) => r.pack().map(|(p, _)| p),
+                        _ => None,
+                    };
+                    if bad_chunks.contains(&c.id) || pack.is_some_and(|p| bad_chunks.contains(&p)) {
                         report.damage.push(Damage::Blob {
                             hash,
                             key: Some(blob.key.clone()),

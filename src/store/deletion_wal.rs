@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::error::Result;
 use crate::hash::Hash;
+use crate::model::ChunkRecord;
 use crate::store::{Db, RoTxn, RwTxn};
 
 /// Type tag of a WAL entry.
@@ -39,6 +40,19 @@ pub enum Deletion {
         id: Hash,
         /// The condemned sealing (BLAKE3 of its record's canonical encoding).
         sealing: Hash,
+    },
+    /// A node replaced its record of chunk `id` with `record` by the one-sealing rule
+    /// (`src/cas/sealing.rs`), and one of the two was a pack member. A member has no slices
+    /// of its own, so no slice exchange would ever show the other nodes the winner: every
+    /// node adopts it from this entry, before any of them frees the losing pack (freeing
+    /// waits for every member to acknowledge the entries logged before the condemnation).
+    Resealed {
+        /// The chunk id.
+        id: Hash,
+        /// The winning record.
+        record: ChunkRecord,
+        /// The record of the pack the winner is in, when it is a member.
+        pack: Option<ChunkRecord>,
     },
 }
 

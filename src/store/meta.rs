@@ -11,7 +11,7 @@ use crate::store::{Db, RoTxn, RwTxn};
 /// Type tag of the configuration record.
 pub const CONFIG_TAG: u8 = b'M';
 /// On-disk format version of stores written by this build.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 const CONFIG_KEY: &[u8] = b"config";
 const LOG_ID_KEY: &[u8] = b"log_id";
 
