@@ -89,7 +89,7 @@ pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
                         node.heartbeat_wake.notify_one();
                         walked.map(|pending_chunks| Response::Flushed { pending_chunks })
                     }
-                    Request::Status => Ok(Response::Status(crate::monitor::status(&node))),
+                    Request::Status => crate::monitor::status(&node).map(Response::Status),
                     _ => Err(ClusterError::Protocol("not a control request".into())),
                 };
                 let resp = resp.unwrap_or_else(|e| Response::Error(e.to_string()));

@@ -247,25 +247,29 @@ impl Node {
     }
 
     /// Active members other than this node.
-    pub(crate) fn others(&self) -> Vec<NodeId> {
+    pub(crate) fn others(&self) -> Result<Vec<NodeId>> {
         // A
-        self.members
-            .active()
-            .unwrap_or_default()
+        // An error is not "no members": callers that took it so counted every peer as
+        // departed (repair) or as having acknowledged everything (compaction).
+        Ok(self
+            .members
+            .active()?
             .into_iter()
             .filter(|n| *n != self.me)
-            .collect()
+            .collect())
     }
 
     /// The live peer whose turn it is, for work done with one peer at a time (anti-entropy,
     /// inventory audits); None when no peer is alive.
     pub(crate) fn live_peer_in_turn(&self, turn: &mut usize) -> Option<NodeId> {
         // A
-        let peers: Vec<NodeId> = self
-            .others()
-            .into_iter()
-            .filter(|p| self.tracker.is_alive(p))
-            .collect();
+        let peers: Vec<NodeId> = match self.others() {
+            Ok(o) => o.into_iter().filter(|p| self.tracker.is_alive(p)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the members: no peer this turn");
+                return None;
+            }
+        };
         let peer = *peers.get(*turn % peers.len().max(1))?;
         *turn += 1;
         Some(peer)
@@ -273,14 +277,14 @@ impl Node {
 
     /// The nodes placement spreads slices over: active members, minus those silent for
     /// longer than `repair_after` (their slices are rebuilt elsewhere), in key order.
-    pub(crate) fn placement_nodes(&self) -> Vec<NodeId> {
+    pub(crate) fn placement_nodes(&self) -> Result<Vec<NodeId>> {
         // PA
-        self.members
-            .active()
-            .unwrap_or_default()
+        Ok(self
+            .members
+            .active()?
             .into_iter()
             .filter(|n| *n == self.me || self.tracker.silence(n) < self.repair_after)
-            .collect()
+            .collect())
     }
 
     /// A connection to `node`, reusing a live one. A new one also serves the peer's

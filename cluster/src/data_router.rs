@@ -75,7 +75,7 @@ pub async fn distribute_loop(node: Arc<Node>) {
 pub async fn walk(node: &Arc<Node>) -> Result<u64> {
     // PA
     let mut cursor = node.router.walk.lock().await;
-    let members = node.placement_nodes();
+    let members = node.placement_nodes()?;
     // When the set of nodes changes, slices may now belong elsewhere: walk everything again
     // (a joining node takes over its share; copies go only once the new holder has them).
     if let Ok(mut last) = node.router.placed_over.lock() {
@@ -269,7 +269,7 @@ pub async fn fetch(
     need: usize,
 ) -> Result<Vec<(u8, Vec<u8>)>> {
     // A
-    let members = node.placement_nodes();
+    let members = node.placement_nodes()?;
     let k = node.cas.config().k as usize;
     let slices = k + node.cas.config().m as usize;
     let placed = hash_to_node::place(&chunk, &members, slices);
@@ -297,7 +297,7 @@ pub async fn fetch(
             .filter(|i| !got.iter().any(|(j, _)| j == i))
             .collect();
         let rest: BTreeMap<NodeId, Vec<u8>> = node
-            .others()
+            .others()?
             .into_iter()
             .filter(|n| node.tracker.is_alive(n))
             .map(|n| (n, missing.clone()))
@@ -323,7 +323,7 @@ pub async fn fetch_many(node: &Arc<Node>, items: Vec<FetchWant>) -> Result<Found
             items.len()
         )));
     }
-    let members = node.placement_nodes();
+    let members = node.placement_nodes()?;
     let k = node.cas.config().k as usize;
     let width = k + node.cas.config().m as usize;
     // Per peer: (item position, slice indexes) of the data slices it is asked for, as

@@ -144,23 +144,23 @@ pub(crate) fn check_cursor(node: &Node, blobs: u64, cursor: u64) -> Result<()> {
 
 /// The members whose acknowledgements count: all but those silent for longer than the
 /// horizon.
-fn counted_members(node: &Node) -> Vec<NodeId> {
+fn counted_members(node: &Node) -> Result<Vec<NodeId>> {
     // PA
     let mut m: Vec<NodeId> = node
-        .others()
+        .others()?
         .into_iter()
         .filter(|p| node.tracker.silence(p) <= node.wal.horizon)
         .collect();
     m.sort_unstable();
-    m
+    Ok(m)
 }
 
-/// The sequence every member has applied, or `None` while some member's is unknown.
-/// Members silent for longer than the horizon are left out.
+/// The sequence every member has applied, or `None` while some member's (or the member
+/// list) is unknown. Members silent for longer than the horizon are left out.
 fn acknowledged_by_all(node: &Node) -> Option<u64> {
     // PA
     let mut floor = u64::MAX;
-    for peer in counted_members(node) {
+    for peer in counted_members(node).ok()? {
         floor = floor.min(node.wal.ack(&peer)?);
     }
     Some(floor)
@@ -205,7 +205,7 @@ async fn free_once(node: &Arc<Node>, round: &mut Option<Round>) -> Result<()> {
         *round = None;
         return Ok(());
     }
-    let members = counted_members(node);
+    let members = counted_members(node)?;
     let Some(r) = round.as_ref() else {
         if let Some(through) = acknowledged_by_all(node) {
             *round = Some(Round {

@@ -49,11 +49,13 @@ pub async fn replicate_loop(node: Arc<Node>) {
         if members_due {
             last_members = Instant::now();
         }
-        let peers: Vec<NodeId> = node
-            .others()
-            .into_iter()
-            .filter(|p| node.tracker.is_alive(p))
-            .collect();
+        let peers: Vec<NodeId> = match node.others() {
+            Ok(o) => o.into_iter().filter(|p| node.tracker.is_alive(p)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the members: no pull this round");
+                continue;
+            }
+        };
         // One peer after the other: a version several peers announce at once is then
         // fetched whole from the first only (pulling in parallel fetched it from each).
         for peer in peers {

@@ -168,7 +168,13 @@ pub async fn audit_loop(node: Arc<Node>, every: Duration) {
         let Some(peer) = node.live_peer_in_turn(&mut turn) else {
             continue;
         };
-        let nodes = node.placement_nodes();
+        let nodes = match node.placement_nodes() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the members: no audit this round");
+                continue;
+            }
+        };
         if !nodes.contains(&peer) {
             continue;
         }

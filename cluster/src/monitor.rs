@@ -26,7 +26,11 @@ pub async fn heartbeat_loop(node: Arc<Node>) {
     loop {
         node.cut_revoked();
         let hello = Request::Hello(news(&node));
-        for peer in node.others() {
+        let peers = node.others().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the members: no heartbeat this beat");
+            Vec::new()
+        });
+        for peer in peers {
             let node = Arc::clone(&node);
             let hello = hello.clone();
             tokio::spawn(async move {
@@ -50,7 +54,7 @@ pub async fn heartbeat_loop(node: Arc<Node>) {
 }
 
 /// The cluster as this node sees it.
-pub fn status(node: &Node) -> ClusterStatus {
+pub fn status(node: &Node) -> crate::Result<ClusterStatus> {
     // A
     let me = news(node);
     let mut members = vec![MemberStatus {
@@ -66,11 +70,11 @@ pub fn status(node: &Node) -> ClusterStatus {
     let mut repaired = me.repaired_slices;
     let mut repair_bytes = me.repair_bytes;
     let mut replication_bytes = me.replication_bytes;
-    let others = node.others();
+    let others = node.others()?;
     // Nodes whose last sweep checked another placement than the current one (one just
     // left or joined): what they lack is not known yet, so their chunks count as under-
     // replicated until they have swept (a count of 0 must mean every slice is in place).
-    let placed_over = node.placement_nodes();
+    let placed_over = node.placement_nodes()?;
     let current = placement_digest(&placed_over);
     let mut unsettled = Vec::new();
     if node.repair.swept_over() != current {
@@ -111,7 +115,7 @@ pub fn status(node: &Node) -> ClusterStatus {
             slices - n
         )
     };
-    ClusterStatus {
+    Ok(ClusterStatus {
         node: short_id(&node.me),
         k,
         m,
@@ -128,7 +132,7 @@ pub fn status(node: &Node) -> ClusterStatus {
         audit_lacking_slices: lacking,
         audit_extra_slices: extra,
         audit_bytes,
-    }
+    })
 }
 
 /// Chunks that placement (`all`) puts partly on nodes that are not alive, or on

@@ -150,7 +150,7 @@ pub async fn repair_loop(node: Arc<Node>) {
 /// returns how many lacked slices here.
 async fn sweep(node: &Arc<Node>) -> Result<u64> {
     // PA
-    let nodes = node.placement_nodes();
+    let nodes = node.placement_nodes()?;
     let (departed, moved) = node
         .repair
         .placed_over

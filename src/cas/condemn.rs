@@ -382,7 +382,7 @@ impl Cas {
             let put = self.put(key, input, &opts);
             let got = reading
                 .join()
-                .map_err(|_| Error::Corrupt("the reading thread failed".into()))?;
+                .map_err(|_| Error::Internal("the reading thread failed".into()))?;
             got?;
             Ok(put?.hash)
         })

@@ -218,7 +218,7 @@ impl Cas {
         let progress = opts.progress.unwrap_or(&NoProgress);
         self.put_many(std::iter::once(item), progress)?
             .pop()
-            .unwrap_or_else(|| Err(Error::Corrupt("put produced no result".into())))
+            .unwrap_or_else(|| Err(Error::Internal("put produced no result".into())))
     }
 
     /// Stores many versions through one pipeline, sharing write transactions, so a tree of
@@ -267,7 +267,7 @@ impl Cas {
             // Join the writer before reporting anything, so no transaction is left open.
             let written = writer
                 .join()
-                .unwrap_or_else(|_| Err(Error::Corrupt("writer thread failed".into())));
+                .unwrap_or_else(|_| Err(Error::Internal("writer thread failed".into())));
             // The writer's error is the cause; the producer only saw the channel close.
             let written = written?;
             let mut slots = produced?;
@@ -294,12 +294,12 @@ impl Cas {
         let mut slots = Vec::new();
         let mut seen: HashSet<Hash> = HashSet::new();
         let mut batch = SmallBatch::default();
-        let stopped = || Error::Corrupt("the store writer stopped".into());
+        let stopped = || Error::Internal("the store writer stopped".into());
         for (i, item) in items.enumerate() {
             if batch.started.is_some_and(|t| t.elapsed() >= JOB_AGE) {
                 batch.flush(jobs, writer).map_err(|_| stopped())?;
             }
-            slots.push(Err(Error::Corrupt("version was not committed".into())));
+            slots.push(Err(Error::Internal("version was not committed".into())));
             let key = item.key.clone();
             let explicit_parents = item.parents.is_some();
             let prepared = validate_item_key(&key, &item.meta).and_then(|_| match &item.parents {

@@ -16,7 +16,7 @@ fn key(k: &[u8; 32]) -> Result<LessSafeKey> {
     // PA
     UnboundKey::new(&AES_256_GCM, k)
         .map(LessSafeKey::new)
-        .map_err(|_| Error::Corrupt("cannot build the AES key".into()))
+        .map_err(|_| Error::Internal("cannot build the AES key".into()))
 }
 
 /// Encrypts `buf` in place under `nonce` and appends the tag.
@@ -31,10 +31,10 @@ pub fn seal_tail(k: &[u8; 32], nonce: [u8; 12], buf: &mut Vec<u8>, start: usize)
     // PA
     let tail = buf
         .get_mut(start..)
-        .ok_or_else(|| Error::Corrupt("encryption past the end of the buffer".into()))?;
+        .ok_or_else(|| Error::Internal("encryption past the end of the buffer".into()))?;
     let tag = key(k)?
         .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(AAD), tail)
-        .map_err(|_| Error::Corrupt("encryption failed".into()))?;
+        .map_err(|_| Error::Internal("encryption failed".into()))?;
     buf.extend_from_slice(tag.as_ref());
     Ok(())
 }

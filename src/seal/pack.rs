@@ -317,7 +317,7 @@ pub fn open_member_from_frame(
         }
     });
     open_member_cached(keys, pack_id, id, member, plain).unwrap_or_else(|| {
-        Err(Error::Corrupt(
+        Err(Error::Internal(
             "frame cache in use: a read inside a read".into(),
         ))
     })
