@@ -93,7 +93,7 @@ JSON output (--json): one document on stdout. Fields are only ever added, never 
   log, heads  [{hash, key, parents, created (RFC 3339), created_ns, size, kind, removed}]
   ls       [{key, size, modified, heads}]
   merge    {hash, key};  rm {key, whole_key, removed: [hash]}
-  verify   {ok, chunks, slices, blobs, decrypted, unreferenced_chunks, damage: [...]}
+  verify   {ok, chunks, slices, packs, blobs, decrypted, unreferenced_chunks, damage: [...]}
   gc       {versions_released, chunks_freed, packs_freed, packs_rewritten, slices_freed, bytes_freed}
   stats    {keys, versions, live_versions, removed_versions, logical_bytes, unique_bytes,
             stored_bytes, stored_with_parity_bytes, file_bytes, chunks, referenced_chunks,

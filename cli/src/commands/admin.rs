@@ -147,6 +147,7 @@ pub fn verify(g: &Global, repair: bool) -> Result<i32> {
             "ok": healthy,
             "chunks": report.chunks,
             "slices": report.slices,
+            "packs": report.packs,
             "blobs": report.blobs,
             "decrypted": report.decrypted,
             "unreferenced_chunks": report.unreferenced_chunks,
@@ -154,8 +155,9 @@ pub fn verify(g: &Global, repair: bool) -> Result<i32> {
         }))
     } else if !g.quiet {
         outln!(
-            "checked {} chunks, {} slices, {} versions{}: {}",
+            "checked {} chunks ({} packs), {} slices, {} versions{}: {}",
             report.chunks,
+            report.packs,
             report.slices,
             report.blobs,
             if unlocked {
