@@ -5,6 +5,7 @@ use crate::hash::Hash;
 /// Every error the library returns. Variants are grouped so that the CLI can map them to
 /// distinct exit codes (not found, deleted, several heads, corrupt, identity, usage).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A key does not satisfy the key rules; `rule` says which one.
     #[error("invalid key {:?}: {rule}", crate::model::key::clip(.key))]

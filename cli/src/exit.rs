@@ -43,6 +43,8 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 // A full disk where the output goes is no full store, but still no space.
                 Error::Io { source, .. } if source.raw_os_error() == Some(28) => NO_SPACE,
                 Error::Io { .. } | Error::Lmdb(_) | Error::Input(_) | Error::Internal(_) => ERROR,
+                // A variant added to the library later: a plain error until it gets a code.
+                _ => ERROR,
             };
         }
         if let Some(e) = cause.downcast_ref::<ouro_cluster::ClusterError>() {
