@@ -24,6 +24,7 @@ mod history;
 mod inventory_tree;
 mod put;
 mod put_sealed;
+mod put_writer;
 mod recipients;
 mod remove;
 mod replica;
