@@ -4,49 +4,9 @@
 
 mod common;
 
-use common::{damage_slice as damage, random_bytes};
-use ouroboros_db::{Cas, CreateOptions, Hash, Identity, NoProgress, PutItem};
-
-fn new_store() -> (tempfile::TempDir, Cas) {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = CreateOptions {
-        k: 4,
-        m: 2,
-        ..CreateOptions::default()
-    };
-    let cas = Cas::create(&dir.path().join("s"), &opts, &Identity::generate()).unwrap();
-    (dir, cas)
-}
-
-/// Small files of different sizes, half of them compressible.
-fn files(n: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n)
-        .map(|i| {
-            let size = 200 + (i * 977) % 9000;
-            let data = match i % 2 {
-                0 => random_bytes(size, i as u64),
-                _ => format!("line {i}\n").repeat(size / 8).into_bytes(),
-            };
-            (format!("dir/file{i:03}"), data)
-        })
-        .collect()
-}
-
-/// Puts all files through one pipeline (as `put -r` does), so they share packs.
-fn put_all(cas: &Cas, files: &[(String, Vec<u8>)]) {
-    let items = files.iter().map(|(k, d)| PutItem {
-        key: k.clone(),
-        reader: Box::new(&d[..]),
-        size_hint: Some(d.len() as u64),
-        parents: None,
-        created: None,
-        skip_if_unchanged: false,
-        meta: Default::default(),
-    });
-    for r in cas.put_many(items, &NoProgress).unwrap() {
-        r.unwrap();
-    }
-}
+use common::damage_slice as damage;
+use common::packs::{files, new_store, packs, put_all};
+use ouroboros_db::{Cas, NoProgress};
 
 fn get(cas: &Cas, key: &str) -> Vec<u8> {
     let mut out = Vec::new();
@@ -54,23 +14,10 @@ fn get(cas: &Cas, key: &str) -> Vec<u8> {
     out
 }
 
-/// The ids of the packs in the store.
-fn packs(cas: &Cas) -> Vec<Hash> {
-    let txn = cas.lmdb().read().unwrap();
-    cas.lmdb()
-        .chunks
-        .page(&txn, None, usize::MAX)
-        .unwrap()
-        .into_iter()
-        .filter(|(_, r)| r.as_ref().unwrap().is_pack())
-        .map(|(id, _)| id)
-        .collect()
-}
-
 #[test]
 fn small_files_share_a_pack_and_read_back_through_damage_and_repair() {
     let (_d, cas) = new_store();
-    let files = files(120);
+    let files = files(120, 0);
     put_all(&cas, &files);
     let packs = packs(&cas);
     assert_eq!(packs.len(), 1, "120 small files in one put make one pack");
@@ -103,7 +50,7 @@ fn small_files_share_a_pack_and_read_back_through_damage_and_repair() {
 #[test]
 fn a_damaged_data_slice_is_caught_by_the_members_tag_and_read_around() {
     let (_d, cas) = new_store();
-    let files = files(60);
+    let files = files(60, 0);
     put_all(&cas, &files);
     let pack = packs(&cas)[0];
     // Same length, different bytes: the fast path reads it and the tag check refuses it.
@@ -130,7 +77,7 @@ fn a_damaged_data_slice_is_caught_by_the_members_tag_and_read_around() {
 #[test]
 fn gc_frees_dead_packs_and_rewrites_mostly_dead_ones() {
     let (_d, cas) = new_store();
-    let files = files(100);
+    let files = files(100, 0);
     put_all(&cas, &files);
     let old = packs(&cas);
     assert_eq!(old.len(), 1);
@@ -180,7 +127,7 @@ fn gc_frees_dead_packs_and_rewrites_mostly_dead_ones() {
 #[test]
 fn a_pack_whose_members_were_all_stored_already_is_not_kept() {
     let (_d, cas) = new_store();
-    let files = files(30);
+    let files = files(30, 0);
     put_all(&cas, &files);
     // The same content under other keys: deduplicated, no second pack.
     let again: Vec<(String, Vec<u8>)> = files

@@ -11,83 +11,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::packs::{files, new_store, opts, packs, put_all, records};
 use common::{damage_slice as damage, random_bytes};
 use ouroboros_db::model::{ChunkKind, ChunkRecord};
 use ouroboros_db::progress::NoProgress;
 use ouroboros_db::route::remote::RemoteSlices;
 use ouroboros_db::store::deletion_wal::{Deletion, WalEntry};
 use ouroboros_db::{
-    sealing_id, wins_over, Adopted, Cas, ChunkReader, CreateOptions, Damage, Hash, Identity,
-    PutItem, PutOptions,
+    sealing_id, wins_over, Adopted, Cas, ChunkReader, Damage, Hash, Identity, PutOptions,
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-fn opts() -> CreateOptions {
-    CreateOptions {
-        k: 4,
-        m: 2,
-        ..CreateOptions::default()
-    }
-}
-
-fn new_store() -> (tempfile::TempDir, Cas) {
-    let dir = tempfile::tempdir().unwrap();
-    let cas = Cas::create(&dir.path().join("s"), &opts(), &Identity::generate()).unwrap();
-    (dir, cas)
-}
-
-fn files(n: usize, seed: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n)
-        .map(|i| {
-            let j = i + seed;
-            let size = 200 + (j * 977) % 9000;
-            let data = match j % 2 {
-                0 => random_bytes(size, j as u64),
-                _ => format!("line {j}\n").repeat(size / 8).into_bytes(),
-            };
-            (format!("dir/file{j:04}"), data)
-        })
-        .collect()
-}
-
-fn put_all(cas: &Cas, files: &[(String, Vec<u8>)]) {
-    let items = files.iter().map(|(k, d)| PutItem {
-        key: k.clone(),
-        reader: Box::new(&d[..]),
-        size_hint: Some(d.len() as u64),
-        parents: None,
-        created: None,
-        skip_if_unchanged: false,
-        meta: Default::default(),
-    });
-    for r in cas.put_many(items, &NoProgress).unwrap() {
-        r.unwrap();
-    }
-}
-
 fn get(cas: &Cas, key: &str) -> ouroboros_db::Result<Vec<u8>> {
     let mut out = Vec::new();
     cas.get(key, &mut out).map(|_| out)
-}
-
-fn records(cas: &Cas) -> Vec<(Hash, ChunkRecord)> {
-    let txn = cas.lmdb().read().unwrap();
-    cas.lmdb()
-        .chunks
-        .page(&txn, None, usize::MAX)
-        .unwrap()
-        .into_iter()
-        .filter_map(|(id, r)| r.ok().map(|r| (id, r)))
-        .collect()
-}
-
-fn packs(cas: &Cas) -> Vec<Hash> {
-    records(cas)
-        .into_iter()
-        .filter(|(_, r)| r.is_pack())
-        .map(|(id, _)| id)
-        .collect()
 }
 
 fn refs(cas: &Cas, id: &Hash) -> u64 {

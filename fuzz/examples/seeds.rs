@@ -162,21 +162,7 @@ fn index_records() -> Seeds {
             WAL_TAG,
             &wal(Deletion::Resealed {
                 id: Hash([6; 32]),
-                record: ChunkRecord {
-                    size: 3,
-                    sealed_len: 32,
-                    key_epoch: 1,
-                    nonce: [5; 12],
-                    k: 0,
-                    m: 0,
-                    slices: Vec::new(),
-                    kind: ouroboros_db::model::ChunkKind::Member {
-                        pack: Hash([3; 32]),
-                        offset: 64,
-                        frame_size: 40,
-                        at: 30,
-                    },
-                },
+                record: member_record(),
                 pack: None,
             }),
         ),
@@ -493,22 +479,7 @@ fn main() {
                 kind: ouroboros_db::model::ChunkKind::Sliced,
             }
             .encode(),
-            ChunkRecord {
-                size: 3,
-                sealed_len: 32,
-                key_epoch: 1,
-                nonce: [5; 12],
-                k: 0,
-                m: 0,
-                slices: Vec::new(),
-                kind: ouroboros_db::model::ChunkKind::Member {
-                    pack: Hash([3; 32]),
-                    offset: 64,
-                    frame_size: 40,
-                    at: 30,
-                },
-            }
-            .encode(),
+            member_record().encode(),
         ],
     );
     let slice = |b: &[u8]| SealedSlice::decode(b).expect("own slice").encode();
@@ -547,4 +518,24 @@ fn main() {
     write("cluster_records", cluster_records());
     write("refs_and_keys", refs_and_keys());
     write("wrapped_key", wrapped_keys());
+}
+
+/// A pack member's record (a small chunk sealed in a frame of a pack).
+fn member_record() -> ChunkRecord {
+    // A
+    ChunkRecord {
+        size: 3,
+        sealed_len: 32,
+        key_epoch: 1,
+        nonce: [5; 12],
+        k: 0,
+        m: 0,
+        slices: Vec::new(),
+        kind: ouroboros_db::model::ChunkKind::Member {
+            pack: Hash([3; 32]),
+            offset: 64,
+            frame_size: 40,
+            at: 30,
+        },
+    }
 }

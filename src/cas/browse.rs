@@ -625,19 +625,15 @@ impl<'c> SparsePut<'c> {
     fn write_sealed(&mut self, txn: &mut crate::store::RwTxn) -> Result<()> {
         // PA
         let router = crate::route::DataRouter::new(&self.cas.lmdb);
-        for chunk in self.sealed.drain(..) {
-            if self.cas.lmdb.chunks.contains(txn, &chunk.id)? {
-                if self.cas.dedupable(txn, &chunk.id)? {
-                    continue;
-                }
-                // A condemned sealing is replaced by this live one (src/cas/sealing.rs).
-                self.cas.lmdb.slices.delete_chunk(txn, &chunk.id)?;
-            }
-            router.store_chunk(txn, &chunk)?;
-            self.stored_bytes += chunk
-                .slices
+        for unit in self.sealed.drain(..) {
+            let sealed = crate::cas::put_sealed::Sealed {
+                items: vec![0],
+                unit,
+            };
+            self.stored_bytes += self
+                .cas
+                .store_sealed(txn, &router, &sealed)?
                 .iter()
-                .map(|(_, b)| b.len() as u64)
                 .sum::<u64>();
         }
         self.pending_bytes = 0;

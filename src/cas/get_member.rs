@@ -112,7 +112,7 @@ impl Cas {
         if !turn(pos) {
             return Fast::Stop;
         }
-        match open_member_from_frame(keys, pack_id, id, member, &sealed, &mut plain) {
+        match open_member_from_frame(keys, pack_id, id, member, sealed, &mut plain) {
             Ok(()) => Fast::Opened(plain),
             Err(_) => give_back(plain),
         }

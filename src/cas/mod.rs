@@ -23,7 +23,7 @@ mod get_member;
 mod history;
 mod inventory_tree;
 mod put;
-mod put_sealed;
+pub(crate) mod put_sealed;
 mod put_writer;
 mod recipients;
 mod remove;

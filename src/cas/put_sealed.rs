@@ -19,7 +19,7 @@ pub(super) struct Job {
 
 /// A sealed chunk or pack, with the index of the item that first needed each chunk in it
 /// (one for a chunk, one per member for a pack).
-pub(super) struct Sealed {
+pub(crate) struct Sealed {
     pub items: Vec<usize>,
     pub unit: SealedChunk,
 }
@@ -56,7 +56,7 @@ impl Cas {
     /// node (`src/cas/sealing.rs`), and versions using the chunk read it. A pack is stored
     /// only when some member of it is; members already here leave dead bytes in it, which
     /// gc's repacking reclaims (a frame whose members all died).
-    pub(super) fn store_sealed(
+    pub(crate) fn store_sealed(
         &self,
         txn: &mut RwTxn,
         router: &DataRouter,

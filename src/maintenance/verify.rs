@@ -123,11 +123,7 @@ impl Cas {
                 let record = match record {
                     Ok(r) => r,
                     Err(e) => {
-                        bad_chunks.push(*id);
-                        report.damage.push(Damage::Chunk {
-                            chunk: *id,
-                            reason: e.to_string(),
-                        });
+                        lost(&mut report, &mut bad_chunks, *id, e.to_string());
                         progress.advance(1);
                         continue;
                     }
@@ -145,11 +141,7 @@ impl Cas {
                     match self.verify_member(&txn, id, cluster) {
                         Ok(opened) => report.decrypted += u64::from(opened),
                         Err(e) => {
-                            bad_chunks.push(*id);
-                            report.damage.push(Damage::Chunk {
-                                chunk: *id,
-                                reason: e.to_string(),
-                            });
+                            lost(&mut report, &mut bad_chunks, *id, e.to_string());
                         }
                     }
                     progress.advance(1);
@@ -186,15 +178,16 @@ impl Cas {
                 let intact = set.shards.iter().filter(|s| s.is_some()).count();
                 let damaged = !set.missing.is_empty() || !set.corrupt.is_empty();
                 if intact < record.k as usize {
-                    bad_chunks.push(*id);
-                    report.damage.push(Damage::Chunk {
-                        chunk: *id,
-                        reason: format!(
+                    lost(
+                        &mut report,
+                        &mut bad_chunks,
+                        *id,
+                        format!(
                             "only {intact} of {} slices intact, {} needed",
                             record.slices.len(),
                             record.k
                         ),
-                    });
+                    );
                     progress.advance(1);
                     continue;
                 }
@@ -206,11 +199,7 @@ impl Cas {
                 {
                     report.decrypted += 1;
                     if let Err(e) = open_chunk(keys, id, record, &set.shards) {
-                        bad_chunks.push(*id);
-                        report.damage.push(Damage::Chunk {
-                            chunk: *id,
-                            reason: e.to_string(),
-                        });
+                        lost(&mut report, &mut bad_chunks, *id, e.to_string());
                         progress.advance(1);
                         continue;
                     }
@@ -228,11 +217,7 @@ impl Cas {
                         }
                         // Reported, not fatal: the rest of the store is still checked.
                         Err(e) => {
-                            bad_chunks.push(*id);
-                            report.damage.push(Damage::Chunk {
-                                chunk: *id,
-                                reason: e.to_string(),
-                            });
+                            lost(&mut report, &mut bad_chunks, *id, e.to_string());
                         }
                     }
                 }
@@ -390,6 +375,14 @@ impl Cas {
         }
         Ok(())
     }
+}
+
+/// Records chunk `id` as one that cannot be read: its damage, and the id for the versions
+/// using it (reported by `verify_blobs`).
+fn lost(report: &mut VerifyReport, bad_chunks: &mut Vec<Hash>, id: Hash, reason: String) {
+    // A
+    bad_chunks.push(id);
+    report.damage.push(Damage::Chunk { chunk: id, reason });
 }
 
 /// Re-encodes a chunk's slices from any k intact shards; hashes must match the record, so a

@@ -283,7 +283,7 @@ pub fn open_member_into(
             })?
             .to_vec();
     }
-    open_member_from_frame(keys, &pack_id, id, member, &sealed, plain)
+    open_member_from_frame(keys, &pack_id, id, member, sealed, plain)
 }
 
 thread_local! {
@@ -294,15 +294,15 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Opens member `id` of pack `pack_id` given its frame's sealed bytes: decrypts and
-/// decompresses the frame (or takes it from this thread's last one), cuts the member out
-/// and checks it against its id, into `plain`.
+/// Opens member `id` of pack `pack_id` given its frame's sealed bytes (decrypted in place,
+/// not copied): decrypts and decompresses the frame (or takes it from this thread's last
+/// one), cuts the member out and checks it against its id, into `plain`.
 pub fn open_member_from_frame(
     keys: &StoreKeys,
     pack_id: &Hash,
     id: &Hash,
     member: &ChunkRecord,
-    sealed: &[u8],
+    sealed: Vec<u8>,
     plain: &mut Vec<u8>,
 ) -> Result<()> {
     // PA
@@ -388,16 +388,15 @@ fn frame_of(id: &Hash, member: &ChunkRecord) -> Result<(u32, u32, std::ops::Rang
 fn open_frame(
     keys: &StoreKeys,
     member: &ChunkRecord,
-    sealed: &[u8],
+    mut buf: Vec<u8>,
     frame_size: u32,
 ) -> Result<Vec<u8>> {
     // PA
-    if sealed.len() != member.sealed_len as usize {
+    if buf.len() != member.sealed_len as usize {
         return Err(Error::Corrupt(
             "a frame of another length than its record says".into(),
         ));
     }
-    let mut buf = sealed.to_vec();
     let n = cipher::open_in_place(&frame_key(keys, &member.nonce), member.nonce, &mut buf)?;
     let mut frame = Vec::new();
     compress::decompress_into(&buf[..n], frame_size as usize, &mut frame)?;
@@ -506,12 +505,14 @@ mod tests {
         let mut plain = Vec::new();
         // Another pack id: the frame is not taken from the cache.
         let other = Hash([9; 32]);
-        assert!(open_member_from_frame(&keys, &other, id, record, &buf, &mut plain).is_err());
+        assert!(
+            open_member_from_frame(&keys, &other, id, record, buf.clone(), &mut plain).is_err()
+        );
         assert!(plain.is_empty());
         let wrong_keys = StoreKeys::generate();
         buf[3] ^= 1;
         let third = Hash([8; 32]);
-        assert!(open_member_from_frame(&wrong_keys, &third, id, record, &buf, &mut plain).is_err());
+        assert!(open_member_from_frame(&wrong_keys, &third, id, record, buf, &mut plain).is_err());
     }
 
     #[test]
