@@ -5,7 +5,7 @@
 #     FILE defaults to a tar of the Rust toolchain's lib/ (~540 MB of real binaries)
 #     TREE defaults to /usr/share (tens of thousands of files)
 #     Sections (a) one file, (b) a tree, (c) snapshots: put -r / get -r against restic.
-#   [REPS=3] bench/compare.sh snapshots [TREE]
+#   [REPS=3] [RESTORE_DIR=/dev/shm] bench/compare.sh snapshots [TREE]
 #     Only (c): replaces that section of bench/RESULTS.md, keeps the others.
 #   [REPS=3] [SMALL_SRC=git:URL|pypi:NAME|dir:PATH] [SMALL_RELEASES='R1 R2 ...'] bench/compare.sh small [TREE]
 #     Only (d) small files: several releases of a source tree (by default curl's git tags, or
@@ -27,13 +27,15 @@ mb() { echo "scale=1; $1 / 1000000" | bc -l; }
 # (c) Snapshots: ouro put -r / get -r against restic backup / restore on TREE, the tools
 # taking turns in every step (2 noisy cores: never one tool minutes after the other).
 # Measures the first run, the unchanged re-run (time and bytes it adds to the store), the
-# restore into an empty directory under /tmp, and how exact the restore is: the lines of
+# restore into an empty directory under $RESTORE_DIR (default /tmp; /dev/shm takes this VM's
+# disk, whose write-back slows both tools' restores 3-10x from one repetition to the next, out
+# of the measure), and how exact the restore is: the lines of
 # `rsync -n -aHAX --numeric-ids -c --itemize-changes --delete TREE/ RESTORED/`.
 # Prints a markdown section on stdout; progress on stderr.
 snapshot_case() {
   local tree=$1 i t secs rss before
   local sw=$work/snap rt
-  rt=$(mktemp -d /tmp/ouro-bench-restore.XXXXXX)
+  rt=$(mktemp -d "${RESTORE_DIR:-/tmp}/ouro-bench-restore.XXXXXX")
   declare -A SR SX
   # timed KEY CMD...: wall seconds (appended to SR[KEY]) and peak RSS KB (SX[KEY]) of CMD.
   timed() {
@@ -108,7 +110,7 @@ snapshot_case() {
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/Model name: *//p' | head -1)); $(ouro_desc), 4+2, zstd 3; $(restic version | cut -d' ' -f1-2)."
   echo "Reproduce: \`bench/compare.sh snapshots $tree\` (as root, so that both restore owners). Medians of $reps repetitions; in each"
-  echo "step the two tools run back to back, and who goes first alternates. Restores go into an empty directory under /tmp."
+  echo "step the two tools run back to back, and who goes first alternates. Restores go into an empty directory under ${RESTORE_DIR:-/tmp}."
   echo
   echo "| | ouro | restic | ouro / restic | target | |"
   echo "|---|---|---|---|---|---|"

@@ -55,6 +55,9 @@ impl Cas {
         // Versions committed by this call, per key: a later version of the same key with
         // default parents follows them instead of forking from the head read at its start.
         let mut batch_heads: HashMap<String, (Vec<Hash>, Hash)> = HashMap::new();
+        // Chunks stored (or found dedupable) by the open transaction: nothing condemns a
+        // chunk inside it, so its versions need not check them again.
+        let mut fresh: HashSet<Hash> = HashSet::new();
         let mut txn: Option<RwTxn> = None;
         let (mut bytes, mut versions, mut opened) = (0usize, 0usize, Instant::now());
         loop {
@@ -78,6 +81,7 @@ impl Cas {
                 },
             };
             if txn.is_none() {
+                fresh.clear();
                 let t = self.lmdb.write()?;
                 self.check_epoch(&t)?;
                 txn = Some(t);
@@ -106,6 +110,8 @@ impl Cas {
                         }
                         arrived.insert(unit.unit.id);
                         let n = self.store_sealed(t, &router, &unit)?;
+                        fresh.insert(unit.unit.id);
+                        fresh.extend(unit.unit.members.iter().map(|(id, _)| *id));
                         bytes += n.iter().sum::<u64>() as usize;
                         for (item, b) in unit.items.iter().zip(n) {
                             *stored_by_item.entry(*item).or_default() += b;
@@ -146,7 +152,7 @@ impl Cas {
                     }
                     _ => v.parents.clone(),
                 };
-                let hash = match self.commit_version_in(
+                let hash = match self.commit_version_fresh_in(
                     t,
                     &v.key,
                     parents,
@@ -156,6 +162,7 @@ impl Cas {
                         created: v.created,
                         meta: v.meta.clone(),
                     },
+                    &fresh,
                 ) {
                     Ok(h) => h,
                     // This version deduplicated against a sealing gc condemned since: it

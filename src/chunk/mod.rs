@@ -33,7 +33,14 @@ pub(crate) fn for_each_chunk(
                 }
                 return Ok(());
             }
-            for range in crate::chunk::cdc::cut_in_memory(&data, params, seed)? {
+            let ranges = crate::chunk::cdc::cut_in_memory(&data, params, seed)?;
+            // Most files are one chunk: hand over the buffer itself instead of a copy.
+            if let [only] = ranges.as_slice() {
+                if only.len() == data.len() {
+                    return f(data);
+                }
+            }
+            for range in ranges {
                 f(data[range].to_vec())?;
             }
             Ok(())
