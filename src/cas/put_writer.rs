@@ -27,6 +27,10 @@ const BATCH_BYTES_MANY: usize = 64 << 20;
 const MANY_VERSIONS: usize = 64;
 /// Versions per write transaction at most.
 const BATCH_VERSIONS: usize = 10_000;
+/// Versions committed between two releases of LMDB's map (`store::mapped_pages`): each
+/// commit maps index pages with their neighbours, about 120 MB over a transaction of small
+/// files; releasing every 85 versions cost 14% more CPU in faults.
+const RELEASE_VERSIONS: usize = 2048;
 /// Longest a transaction stays open, so versions become visible promptly.
 const BATCH_AGE: Duration = Duration::from_secs(1);
 
@@ -176,6 +180,9 @@ impl Cas {
                 batch_heads.insert(v.key.clone(), (v.parents, hash));
                 tracing::info!(key = %v.key, version = %hash.short(), size = v.size, new_chunks = v.new_chunks, "stored");
                 versions += 1;
+                if versions % RELEASE_VERSIONS == 0 {
+                    self.lmdb.slices.mapped.release();
+                }
                 done.push((
                     v.item,
                     Ok(PutOutcome {

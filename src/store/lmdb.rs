@@ -143,6 +143,7 @@ impl Lmdb {
                 bundles: slices,
                 locs: slice_locs,
                 meta,
+                mapped: crate::store::mapped_pages::MappedPages::new(dir),
             },
             chunks: ChunkIndex {
                 records: chunks,
@@ -163,6 +164,9 @@ impl Lmdb {
     /// Starts a read transaction on a consistent snapshot; never blocks writers.
     pub fn read(&self) -> Result<RoTxn<'_>> {
         // A
+        self.slices
+            .mapped
+            .note_read(crate::store::mapped_pages::LOOKUP);
         Ok(self.env.read_txn()?)
     }
 
@@ -191,7 +195,7 @@ impl Lmdb {
     /// I/O error while the store's filesystem is nearly full is reported as [`Error::NoSpace`].
     pub fn commit(&self, txn: RwTxn) -> Result<()> {
         // PA
-        txn.commit().map_err(|e| {
+        let committed = txn.commit().map_err(|e| {
             let io = matches!(
                 e,
                 heed::Error::Io(_) | heed::Error::Mdb(heed::MdbError::Other(5 | 28))
@@ -201,7 +205,11 @@ impl Lmdb {
             } else {
                 Error::from(e)
             }
-        })
+        });
+        // The pages this transaction read stay in the page cache; unmapping them keeps a
+        // long command's RssFile to what one transaction touches.
+        self.slices.mapped.release();
+        committed
     }
 
     /// True when less than 64 MiB is free for unprivileged writers on the store's filesystem.

@@ -19,6 +19,8 @@ pub struct LocalSealedSliceStore {
     pub(crate) locs: Db,
     /// The store's `meta` database, for the next bundle sequence number.
     pub(crate) meta: Db,
+    /// The part of LMDB's map this process keeps mapped: bundles are most of what it reads.
+    pub(crate) mapped: crate::store::mapped_pages::MappedPages,
 }
 
 /// `meta` key of the next bundle sequence number (`u64` little-endian).
@@ -139,7 +141,11 @@ impl LocalSealedSliceStore {
     pub fn bundle_at<'t>(&self, txn: &'t RoTxn, seq: &[u8]) -> Result<Bundle<'t>> {
         // A
         match self.bundles.get(txn, seq)? {
-            Some(b) => Bundle::decode(b),
+            Some(b) => {
+                self.mapped
+                    .note_read(b.len() + crate::store::mapped_pages::LOOKUP);
+                Bundle::decode(b)
+            }
             None => Ok(Bundle::default()),
         }
     }

@@ -14,6 +14,7 @@ pub mod key_to_hash;
 pub mod lmdb;
 pub mod local_sealed_slice_store;
 pub mod lock;
+pub mod mapped_pages;
 pub mod meta;
 pub mod parent_child;
 pub mod removed;

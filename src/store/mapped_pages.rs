@@ -1,0 +1,185 @@
+//! Bounds how much of LMDB's memory map a process keeps mapped.
+//!
+//! LMDB reads through a shared, read-only map of `data.mdb`. Every page a command touches
+//! stays mapped until the process exits, and the kernel maps up to 16 cached neighbours
+//! with each fault ("fault-around"), so a restore of 500 MB showed about 380 MB of RssFile
+//! and a `put -r` of /usr/share about 230 MB, although the pages are only page cache.
+//! Users see that as the process's memory (`top`, cgroup limits, the OOM killer's score).
+//! Dropping the mapping (`MADV_DONTNEED`) after each commit and after every
+//! [`RELEASE_EVERY`] bytes of slices read keeps RssFile near what one step touches; the
+//! pages stay in the page cache and fault back in, unchanged, when read again.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// Bytes of slices read between two releases of the map.
+pub const RELEASE_EVERY: u64 = 16 << 20;
+/// What one index lookup is counted as: the kernel maps the 16 pages around each page a
+/// lookup faults in, and a lookup faults in a few. Restoring small files mapped 120 MB
+/// between releases counted by slice bytes alone.
+pub const LOOKUP: usize = 64 << 10;
+
+/// The address range of the store's map and a count of bytes read since it was released.
+#[derive(Debug, Default)]
+pub struct MappedPages {
+    /// `(start, length)` of the mapping of `data.mdb`; `None` where it cannot be found (not
+    /// Linux, `/proc` not mounted): then releasing does nothing.
+    range: OnceLock<Option<(usize, usize)>>,
+    /// The file, identified by device and inode (a path could name it twice, or not at all).
+    file: Option<(u64, u64)>,
+    read: AtomicU64,
+}
+
+impl MappedPages {
+    /// Prepares to release the map of `data.mdb` in store directory `dir`; the map itself is
+    /// looked up on the first release, once LMDB has made it.
+    pub fn new(dir: &Path) -> Self {
+        // A
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::metadata(dir.join("data.mdb"))
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        MappedPages {
+            range: OnceLock::new(),
+            file,
+            read: AtomicU64::new(0),
+        }
+    }
+
+    /// True once a release has found the map (always false where releasing does nothing).
+    pub fn found(&self) -> bool {
+        // A
+        matches!(self.range.get(), Some(Some(_)))
+    }
+
+    /// Counts `bytes` read through the map (an index lookup as [`LOOKUP`]), releasing it
+    /// every [`RELEASE_EVERY`] bytes.
+    pub fn note_read(&self, bytes: usize) {
+        // A
+        let before = self.read.fetch_add(bytes as u64, Ordering::Relaxed);
+        if before / RELEASE_EVERY != (before + bytes as u64) / RELEASE_EVERY {
+            self.release();
+        }
+    }
+
+    /// Unmaps every page of the store's map from this process (they stay in the page
+    /// cache). Safe at any time: a later read, even through a slice borrowed before, faults
+    /// the same bytes back in from the file.
+    pub fn release(&self) {
+        // PA
+        let range = self.range.get_or_init(|| self.file.and_then(find_mapping));
+        #[cfg(target_os = "linux")]
+        if let Some((start, len)) = *range {
+            // SAFETY: [start, start + len) is LMDB's shared, read-only mapping of data.mdb,
+            // which lives as long as the environment (LMDB never moves it: the map size is
+            // fixed at open) and so as long as `self`. MADV_DONTNEED on a shared file
+            // mapping only drops this process's page-table entries: no data is lost, and
+            // any access after it, from any thread, reads the file's current bytes again,
+            // which are the bytes LMDB wrote (it writes with pwrite, never through the map).
+            let rc = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+            if rc != 0 {
+                tracing::debug!(error = %std::io::Error::last_os_error(), "releasing LMDB's map");
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = range;
+    }
+}
+
+/// The mapping of the file with device and inode `file`, from `/proc/self/maps`.
+fn find_mapping(file: (u64, u64)) -> Option<(usize, usize)> {
+    // A
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| parse_line(line, file))
+}
+
+/// `(start, length)` of one `/proc/self/maps` line when it maps `file`, a shared mapping
+/// (`start-end perms offset major:minor inode path`).
+fn parse_line(line: &str, (dev, ino): (u64, u64)) -> Option<(usize, usize)> {
+    // A
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let perms = fields.next()?;
+    let _offset = fields.next()?;
+    let (major, minor) = fields.next()?.split_once(':')?;
+    let inode: u64 = fields.next()?.parse().ok()?;
+    let major = u64::from_str_radix(major, 16).ok()?;
+    let minor = u64::from_str_radix(minor, 16).ok()?;
+    if inode != ino || !perms.ends_with('s') || !same_device(dev, major, minor) {
+        return None;
+    }
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    Some((start, end.checked_sub(start)?))
+}
+
+/// Whether `st_dev` `dev` is device `major:minor` (glibc's encoding of `dev_t`).
+fn same_device(dev: u64, major: u64, minor: u64) -> bool {
+    // A
+    let dev_major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
+    let dev_minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+    dev_major == major && dev_minor == minor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_shared_mapping_of_the_file_only() {
+        let dev = (0xfe << 8) | 0x01;
+        let line = "7f0000000000-7f0000400000 r--s 00000000 fe:01 1234     /tmp/s/data.mdb";
+        assert_eq!(
+            parse_line(line, (dev, 1234)),
+            Some((0x7f00_0000_0000, 0x40_0000))
+        );
+        assert_eq!(parse_line(line, (dev, 1235)), None);
+        assert_eq!(parse_line(line, (dev + 1, 1234)), None);
+        let private = line.replace("r--s", "r--p");
+        assert_eq!(parse_line(&private, (dev, 1234)), None);
+        assert_eq!(parse_line("garbage", (dev, 1234)), None);
+        assert_eq!(parse_line("", (dev, 1234)), None);
+    }
+
+    /// Bytes borrowed from the map before a release read the same after it (they fault
+    /// back in from the file), and the release finds the map of this very store.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn slices_read_the_same_after_a_release() {
+        use crate::hash::Hash;
+        use crate::store::Lmdb;
+        let dir = tempfile::tempdir().unwrap();
+        let lmdb = Lmdb::open(dir.path(), true).unwrap();
+        let slices: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 300_000]).collect();
+        let refs: Vec<&[u8]> = slices.iter().map(|s| s.as_slice()).collect();
+        let mut txn = lmdb.write().unwrap();
+        lmdb.slices
+            .put_chunk(&mut txn, &Hash([9; 32]), &refs)
+            .unwrap();
+        lmdb.commit(txn).unwrap();
+        assert!(
+            lmdb.slices.mapped.found(),
+            "the map of data.mdb was not found"
+        );
+        let txn = lmdb.read().unwrap();
+        let bundle = lmdb.slices.bundle(&txn, &Hash([9; 32])).unwrap();
+        let before: Vec<Vec<u8>> = bundle.slices.iter().map(|(_, b)| b.to_vec()).collect();
+        lmdb.slices.mapped.release();
+        let after: Vec<Vec<u8>> = bundle.slices.iter().map(|(_, b)| b.to_vec()).collect();
+        assert_eq!(before, after);
+        assert_eq!(after, slices);
+    }
+
+    #[test]
+    fn big_device_numbers_round_trip() {
+        // major 259 (NVMe), minor 65536: both above the old 8-bit fields.
+        let (major, minor) = (259u64, 65_536u64);
+        let dev = ((major & 0xfffff000) << 32)
+            | ((major & 0xfff) << 8)
+            | ((minor & 0xffffff00) << 12)
+            | (minor & 0xff);
+        assert!(same_device(dev, major, minor));
+        assert!(!same_device(dev, major, minor + 1));
+    }
+}
