@@ -511,3 +511,43 @@ fn the_key_space_browses_as_directories() {
     assert_eq!(names("many").len(), 1500);
     assert_eq!(cas.children("", 2).unwrap().len(), 2);
 }
+
+/// Typed refs name keys and versions without parsing: a key with '@' in it, an exact
+/// version (refused under another key), N back; text refs keep working beside them.
+#[test]
+fn typed_refs_name_keys_and_versions() {
+    use ouroboros_db::model::Ref;
+    let (_d, cas) = new_store(2, 1);
+    let p = PutOptions::default();
+    let icon = cas.put("icon@2x.png", &b"png"[..], &p).unwrap();
+    let v1 = cas.put("notes", &b"one"[..], &p).unwrap();
+    let v2 = cas.put("notes", &b"two"[..], &p).unwrap();
+    let mut out = Vec::new();
+    cas.get(&Ref::version("notes", v1.hash).unwrap(), &mut out)
+        .unwrap();
+    assert_eq!(out, b"one");
+    assert_eq!(
+        cas.resolve(&Ref::back("notes", 1).unwrap()).unwrap(),
+        v1.hash
+    );
+    assert_eq!(cas.resolve(&Ref::key("notes").unwrap()).unwrap(), v2.hash);
+    assert_eq!(cas.log(&Ref::key("notes").unwrap(), 10).unwrap().len(), 2);
+    let e = cas
+        .resolve(&Ref::version("icon@2x.png", v1.hash).unwrap())
+        .unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)), "{e}");
+    // Removing one exact version leaves the other; removing the key by a typed ref takes
+    // the key whose name has an '@'.
+    let rm = cas
+        .remove(&Ref::version("notes", v2.hash).unwrap())
+        .unwrap();
+    assert!(!rm.whole_key);
+    assert_eq!(get(&cas, "notes"), b"one");
+    let rm = cas.remove(&Ref::key("icon@2x.png").unwrap()).unwrap();
+    assert!(rm.whole_key);
+    assert_eq!(rm.versions, vec![icon.hash]);
+    assert!(matches!(
+        cas.get("icon@2x.png", Vec::new()),
+        Err(Error::KeyDeleted { .. })
+    ));
+}

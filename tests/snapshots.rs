@@ -407,7 +407,7 @@ fn diff_finds_each_kind_of_change_and_skips_equal_subtrees() {
 
     let (older, newer) = cas.last_two_snapshots("p").unwrap();
     assert_eq!(
-        (older.clone(), newer.clone()),
+        (older.to_string(), newer.to_string()),
         (at("p", &first), at("p", &second))
     );
     let d = cas.snapshot_diff(&older, &newer).unwrap();

@@ -11,7 +11,7 @@ use crate::cas::get_member::Fast;
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::model::{Blob, ChunkRecord, ChunkRef};
+use crate::model::{Blob, ChunkRecord, ChunkRef, ToRef};
 use crate::progress::{NoProgress, Progress};
 use crate::route::remote::Wanted;
 use crate::route::DataRouter;
@@ -227,7 +227,7 @@ impl Cas {
 
 impl Cas {
     /// Writes the content of the version `reference` names to `out`; returns its blob.
-    pub fn get(&self, reference: &str, out: impl Write) -> Result<Blob> {
+    pub fn get(&self, reference: &(impl ToRef + ?Sized), out: impl Write) -> Result<Blob> {
         // A
         self.get_with_progress(reference, out, &NoProgress)
     }
@@ -235,7 +235,7 @@ impl Cas {
     /// [`Cas::get`] with progress in bytes.
     pub fn get_with_progress(
         &self,
-        reference: &str,
+        reference: &(impl ToRef + ?Sized),
         out: impl Write,
         progress: &dyn Progress,
     ) -> Result<Blob> {

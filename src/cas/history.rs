@@ -7,7 +7,7 @@ use crate::cas::put::Body;
 use crate::cas::{now_nanos, Cas};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::model::{validate_key, Blob, BlobKind, Ref, Selector};
+use crate::model::{validate_key, Blob, BlobKind, Selector, ToRef};
 use crate::store::lock::GcLock;
 
 /// A version as `log` and `heads` report it.
@@ -53,13 +53,13 @@ impl Cas {
 
     /// History of a ref, newest first, at most `limit` versions. For a bare key with
     /// several heads, the history of all heads interleaved by time.
-    pub fn log(&self, reference: &str, limit: usize) -> Result<Vec<VersionInfo>> {
+    pub fn log(&self, reference: &(impl ToRef + ?Sized), limit: usize) -> Result<Vec<VersionInfo>> {
         // A
-        let r = Ref::parse(reference)?;
+        let r = reference.to_ref()?;
         let txn = self.lmdb.read()?;
         let starts = match (&r.selector, self.lmdb.versions.get(&txn, &r.key)?) {
             (Selector::Head, Some(s)) if s.heads.len() > 1 => s.heads,
-            _ => vec![self.resolve_in(&txn, reference, &r)?],
+            _ => vec![self.resolve_in(&txn, &r)?],
         };
         let mut heap = BinaryHeap::new();
         let mut frontier = HashMap::new();

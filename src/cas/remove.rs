@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use crate::cas::{now_nanos, Cas};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::model::{Ref, Selector};
+use crate::model::{Ref, Selector, ToRef};
 use crate::store::deletion_wal::{Deletion, WalEntry};
 use crate::store::removed::Removal;
 use crate::store::version_index::KeyState;
@@ -92,20 +92,20 @@ impl Cas {
 
     /// Removes a key (`KEY`: every version, `get` then reports it deleted) or one version
     /// (`KEY@...`: its parents become heads again if nothing else descends from them).
-    pub fn remove(&self, reference: &str) -> Result<RemoveOutcome> {
+    pub fn remove(&self, reference: &(impl ToRef + ?Sized)) -> Result<RemoveOutcome> {
         // PA
-        match self.remove_once(reference) {
+        let r = reference.to_ref()?;
+        match self.remove_once(r.clone()) {
             // Another program filled the disk: the reserve makes room for this commit.
             Err(Error::NoSpace(_)) if crate::store::reserve::release(self.path()) => {
-                self.remove_once(reference)
+                self.remove_once(r)
             }
             r => r,
         }
     }
 
-    fn remove_once(&self, reference: &str) -> Result<RemoveOutcome> {
+    fn remove_once(&self, r: Ref) -> Result<RemoveOutcome> {
         // PA
-        let r = Ref::parse(reference)?;
         let now = now_nanos();
         let mut txn = self.lmdb.write()?;
         let state = self.lmdb.versions.get(&txn, &r.key)?;
@@ -161,7 +161,7 @@ impl Cas {
                 whole_key: true,
             });
         }
-        let hash = self.resolve_in(&txn, reference, &r)?;
+        let hash = self.resolve_in(&txn, &r)?;
         if self.lmdb.removed.get(&txn, &hash)?.is_some() {
             return Err(Error::NotFound(format!(
                 "version {} of {:?} is already removed",

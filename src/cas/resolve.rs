@@ -3,24 +3,39 @@
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::model::{Blob, Ref, Selector};
+use crate::model::{Blob, Ref, Selector, ToRef};
 use crate::store::RoTxn;
 
 impl Cas {
     /// Resolves a ref to a version hash (the version may have been removed).
-    pub fn resolve(&self, reference: &str) -> Result<Hash> {
+    ///
+    /// ```
+    /// use ouroboros_db::{model::Ref, Cas, CreateOptions, Identity, PutOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let cas = Cas::create(dir.path(), &CreateOptions::default(), &Identity::generate())?;
+    /// let v1 = cas.put("backup", &b"monday"[..], &PutOptions::default())?;
+    /// let v2 = cas.put("backup", &b"tuesday"[..], &PutOptions::default())?;
+    /// // Typed refs need no parsing and no escaping ...
+    /// assert_eq!(cas.resolve(&Ref::key("backup")?)?, v2.hash);
+    /// assert_eq!(cas.resolve(&Ref::back("backup", 1)?)?, v1.hash);
+    /// assert_eq!(cas.resolve(&Ref::version("backup", v1.hash)?)?, v1.hash);
+    /// // ... and text is read as a user types it.
+    /// assert_eq!(cas.resolve("backup@~1")?, v1.hash);
+    /// # Ok::<(), ouroboros_db::Error>(())
+    /// ```
+    pub fn resolve(&self, reference: &(impl ToRef + ?Sized)) -> Result<Hash> {
         // A
-        let r = Ref::parse(reference)?;
+        let r = reference.to_ref()?;
         let txn = self.lmdb.read()?;
-        self.resolve_in(&txn, reference, &r)
+        self.resolve_in(&txn, &r)
     }
 
     /// Resolves a ref to a version whose content can still be read.
-    pub fn resolve_readable(&self, reference: &str) -> Result<(Hash, Blob)> {
+    pub fn resolve_readable(&self, reference: &(impl ToRef + ?Sized)) -> Result<(Hash, Blob)> {
         // A
-        let r = Ref::parse(reference)?;
+        let r = reference.to_ref()?;
         let txn = self.lmdb.read()?;
-        let hash = self.resolve_in(&txn, reference, &r)?;
+        let hash = self.resolve_in(&txn, &r)?;
         if self.lmdb.removed.get(&txn, &hash)?.is_some() {
             return Err(Error::NotFound(format!(
                 "version {} of {:?} was removed",
@@ -35,9 +50,18 @@ impl Cas {
         Ok((hash, blob))
     }
 
-    pub(crate) fn resolve_in(&self, txn: &RoTxn, text: &str, r: &Ref) -> Result<Hash> {
+    pub(crate) fn resolve_in(&self, txn: &RoTxn, r: &Ref) -> Result<Hash> {
         // A
+        let text = r.to_string();
         match &r.selector {
+            Selector::Exact(h) => match self.lmdb.blobs.get(txn, h)? {
+                Some(b) if b.key == r.key => Ok(*h),
+                _ => Err(Error::NotFound(format!(
+                    "no version {} of {:?}",
+                    h.short(),
+                    r.key
+                ))),
+            },
             Selector::Head => self.single_head(txn, &r.key),
             Selector::HashPrefix(p) => {
                 let matches: Vec<Hash> = self
@@ -55,7 +79,7 @@ impl Cas {
                     ))),
                     [h] => Ok(*h),
                     _ => Err(Error::AmbiguousRef {
-                        reference: text.to_string(),
+                        reference: text,
                         candidates: matches,
                     }),
                 }

@@ -15,7 +15,7 @@ pub use blob::{Blob, BlobKind, ChunkRef};
 pub use chunk::{ChunkKind, ChunkRecord};
 pub use key::validate_key;
 pub use meta::{FileMeta, VersionMeta};
-pub use reference::{Ref, Selector};
+pub use reference::{Ref, Selector, ToRef};
 pub use slice::SealedSlice;
 pub use snapshot::{snapshot_key, SnapshotInfo, SnapshotSummary};
 pub use tree::{Entry, EntryKind, TreeRecord};

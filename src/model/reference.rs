@@ -24,6 +24,8 @@ pub enum Selector {
     Back(u32),
     /// The version current at this instant (nanoseconds since the epoch, UTC).
     At(i64),
+    /// Exactly this version (its whole hash), which must be a version of the key.
+    Exact(crate::hash::Hash),
 }
 
 /// A parsed ref: a validated key and a selector.
@@ -36,6 +38,44 @@ pub struct Ref {
 }
 
 impl Ref {
+    /// The head of `key`, taken as it is: `Ref::key("backup@2024-01-01")` names that key,
+    /// where the text would name a version of `backup`. Fails only on an invalid key.
+    ///
+    /// ```
+    /// use ouroboros_db::model::{Ref, Selector};
+    /// let r = Ref::key("backup@2024-01-01").unwrap();
+    /// assert_eq!((r.key.as_str(), r.selector), ("backup@2024-01-01", Selector::Head));
+    /// ```
+    pub fn key(key: impl Into<String>) -> Result<Self> {
+        // A
+        Self::with(key, Selector::Head)
+    }
+
+    /// Exactly version `hash` of `key` (resolving fails when it is a version of another key).
+    pub fn version(key: impl Into<String>, hash: crate::hash::Hash) -> Result<Self> {
+        // A
+        Self::with(key, Selector::Exact(hash))
+    }
+
+    /// Version `n` back from the single head of `key`, following first parents.
+    pub fn back(key: impl Into<String>, n: u32) -> Result<Self> {
+        // A
+        Self::with(key, Selector::Back(n))
+    }
+
+    /// The version of `key` current at `nanos` (nanoseconds since the epoch, UTC).
+    pub fn at(key: impl Into<String>, nanos: i64) -> Result<Self> {
+        // A
+        Self::with(key, Selector::At(nanos))
+    }
+
+    fn with(key: impl Into<String>, selector: Selector) -> Result<Self> {
+        // A
+        let key = key.into();
+        validate_key(&key)?;
+        Ok(Ref { key, selector })
+    }
+
     /// Parses a ref as users type it.
     ///
     /// ```
@@ -67,6 +107,52 @@ impl Ref {
             key: s.to_string(),
             selector: Selector::Head,
         })
+    }
+}
+
+/// Prints the ref as a user would type it, so that [`Ref::parse`] gives it back: a key
+/// whose text would read as a version gets the trailing `@` that ends it.
+impl std::fmt::Display for Ref {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A
+        match &self.selector {
+            Selector::Head if check_key_names_itself(&self.key).is_ok() => {
+                write!(f, "{}", self.key)
+            }
+            Selector::Head => write!(f, "{}@", self.key),
+            Selector::HashPrefix(p) => write!(f, "{}@{p}", self.key),
+            Selector::Exact(h) => write!(f, "{}@{h}", self.key),
+            Selector::Back(n) => write!(f, "{}@~{n}", self.key),
+            Selector::At(t) => write!(f, "{}@{}", self.key, format_time_exact(*t)),
+        }
+    }
+}
+
+/// What the API accepts wherever a version is named: a [`Ref`] built by the caller (no
+/// parsing, no escaping), or text as a user types it (`KEY`, `KEY@~2`, ...), parsed.
+pub trait ToRef {
+    /// The ref this names, or why it names none.
+    fn to_ref(&self) -> Result<Ref>;
+}
+
+impl ToRef for Ref {
+    fn to_ref(&self) -> Result<Ref> {
+        // A
+        Ok(self.clone())
+    }
+}
+
+impl ToRef for str {
+    fn to_ref(&self) -> Result<Ref> {
+        // A
+        Ref::parse(self)
+    }
+}
+
+impl ToRef for String {
+    fn to_ref(&self) -> Result<Ref> {
+        // A
+        Ref::parse(self)
     }
 }
 
@@ -179,6 +265,17 @@ fn parse_time_checked(s: &str) -> std::result::Result<i64, TimeError> {
         .map_err(|_| TimeError::OutOfRange)
 }
 
+/// RFC 3339 UTC with every nanosecond, which [`parse_time`] reads back exactly.
+fn format_time_exact(nanos: i64) -> String {
+    // A
+    let whole = format_time(nanos);
+    match whole.strip_suffix('Z') {
+        // Nine digits always: a time without a fraction reads as the end of its second.
+        Some(secs) => format!("{secs}.{:09}Z", nanos.rem_euclid(1_000_000_000)),
+        None => whole,
+    }
+}
+
 /// Formats nanoseconds since the epoch as RFC 3339 UTC with second precision.
 pub fn format_time(nanos: i64) -> String {
     // A
@@ -261,8 +358,55 @@ mod tests {
         assert_eq!(format_time(t), "2026-11-24T10:15:03Z");
     }
 
+    fn selector() -> impl Strategy<Value = Selector> {
+        prop_oneof![
+            Just(Selector::Head),
+            any::<u32>().prop_map(Selector::Back),
+            // 1677-09-22 to 2262-04-10: the times a ref can name.
+            (-9_200_000_000_000_000_000i64..9_200_000_000_000_000_000).prop_map(Selector::At),
+            "[0-9a-f]{4,64}".prop_map(Selector::HashPrefix),
+            any::<[u8; 32]>().prop_map(|b| Selector::Exact(crate::hash::Hash(b))),
+        ]
+    }
+
+    #[test]
+    fn typed_refs_need_no_escaping() {
+        let r = Ref::key("x@~1").unwrap();
+        assert_eq!(r.to_string(), "x@~1@");
+        assert_eq!(Ref::parse(&r.to_string()).unwrap(), r);
+        assert_eq!(Ref::back("a", 2).unwrap().to_string(), "a@~2");
+        assert!(Ref::key("").is_err());
+        let t = parse_time("2026-11-24T10:15:03.5Z").unwrap();
+        assert_eq!(
+            Ref::at("a", t).unwrap().to_string(),
+            "a@2026-11-24T10:15:03.500000000Z"
+        );
+        // A whole second prints its nine zeros: without them it would read as the second's end.
+        let whole = parse_time("2026-11-24T10:15:03.0Z").unwrap();
+        assert_eq!(
+            Ref::parse(&Ref::at("a", whole).unwrap().to_string())
+                .unwrap()
+                .selector,
+            Selector::At(whole)
+        );
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in ".*") { let _ = Ref::parse(&s); }
+
+        /// What a ref prints is read back as the same ref (an exact version as the prefix
+        /// that is its whole hash, which names the same version).
+        #[test]
+        fn display_parses_back(key in "[a-z][a-z0-9._@~-]{0,12}(/[a-z0-9@]{1,6})?", sel in selector()) {
+            prop_assume!(validate_key(&key).is_ok());
+            let r = Ref { key, selector: sel };
+            let back = Ref::parse(&r.to_string()).unwrap();
+            let want = match &r.selector {
+                Selector::Exact(h) => Ref { key: r.key.clone(), selector: Selector::HashPrefix(h.to_hex()) },
+                _ => r.clone(),
+            };
+            prop_assert_eq!(back, want);
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::model::{validate_key, Blob, Entry, EntryKind};
+use crate::model::{validate_key, Blob, Entry, EntryKind, Ref, ToRef};
 use crate::snapshot::stream::StreamReader;
 
 /// How one path differs between two snapshots.
@@ -106,18 +106,27 @@ impl Cas {
     /// assert_eq!(changes[0].change, DiffChange::Added);
     /// # Ok(()) }
     /// ```
-    pub fn diff_snapshots(&self, from: &str, to: &str) -> Result<Vec<DiffEntry>> {
+    pub fn diff_snapshots(
+        &self,
+        from: &(impl ToRef + ?Sized),
+        to: &(impl ToRef + ?Sized),
+    ) -> Result<Vec<DiffEntry>> {
         // A
         Ok(self.snapshot_diff(from, to)?.changes)
     }
 
     /// [`Cas::diff_snapshots`] with the hashes of the two snapshots and the number of
     /// directory records read.
-    pub fn snapshot_diff(&self, from: &str, to: &str) -> Result<SnapshotDiff> {
+    pub fn snapshot_diff(
+        &self,
+        from: &(impl ToRef + ?Sized),
+        to: &(impl ToRef + ?Sized),
+    ) -> Result<SnapshotDiff> {
         // A
         let (from_hash, from_blob) = self.resolve_snapshot(from)?;
         let (to_hash, to_blob) = self.resolve_snapshot(to)?;
-        let (old_root, new_root) = (root_of(&from_blob, from)?, root_of(&to_blob, to)?);
+        let old_root = root_of(&from_blob, &from_hash)?;
+        let new_root = root_of(&to_blob, &to_hash)?;
         let mut walk = Walk {
             cas: self,
             old: StreamReader::open(self, from_blob)?,
@@ -136,17 +145,18 @@ impl Cas {
         })
     }
 
-    /// The two newest snapshots of `prefix` as refs (`PREFIX@HASH`), older first: what
-    /// `ouro diff PREFIX` compares. Fails with [`Error::NotFound`] when it has fewer than two.
-    pub fn last_two_snapshots(&self, prefix: &str) -> Result<(String, String)> {
+    /// The two newest snapshots of `prefix` as refs (`PREFIX@HASH` when printed), older
+    /// first: what `ouro diff PREFIX` compares. Fails with [`Error::NotFound`] when it has
+    /// fewer than two.
+    pub fn last_two_snapshots(&self, prefix: &str) -> Result<(Ref, Ref)> {
         // A
         let prefix = prefix.trim_end_matches('/');
         validate_key(prefix)?;
         let list = self.snapshots(prefix)?;
         match list.as_slice() {
             [.., older, newer] => Ok((
-                format!("{prefix}@{}", older.hash.to_hex()),
-                format!("{prefix}@{}", newer.hash.to_hex()),
+                Ref::version(prefix, older.hash)?,
+                Ref::version(prefix, newer.hash)?,
             )),
             [_] => Err(Error::NotFound(format!(
                 "{prefix:?} has only one snapshot: nothing to compare it with"
@@ -159,12 +169,12 @@ impl Cas {
 }
 
 /// The root tree of a snapshot version.
-fn root_of(blob: &Blob, reference: &str) -> Result<Hash> {
+fn root_of(blob: &Blob, hash: &Hash) -> Result<Hash> {
     // A
     blob.meta
         .snapshot()
         .and_then(|s| s.root_tree())
-        .ok_or_else(|| Error::malformed("snapshot", format!("{reference} has no root tree")))
+        .ok_or_else(|| Error::malformed("snapshot", format!("{} has no root tree", hash.short())))
 }
 
 /// Orders paths component by component, so a directory's contents follow it directly

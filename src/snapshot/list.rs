@@ -6,7 +6,7 @@ use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::snapshot::{prefix_of_snapshot_key, snapshot_key, SNAPSHOT_KEY_PREFIX};
-use crate::model::{Blob, Ref, Selector, SnapshotInfo};
+use crate::model::{Blob, Ref, Selector, SnapshotInfo, ToRef};
 
 /// One snapshot as `ouro snapshots` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,9 +79,9 @@ impl Cas {
 
     /// Resolves `PREFIX[@REF]` to a snapshot: `@~N`, `@HASH-PREFIX`, `@TIME` as for keys;
     /// no REF = the newest snapshot of the prefix.
-    pub fn resolve_snapshot(&self, reference: &str) -> Result<(Hash, Blob)> {
+    pub fn resolve_snapshot(&self, reference: &(impl ToRef + ?Sized)) -> Result<(Hash, Blob)> {
         // A
-        let r = Ref::parse(reference)?;
+        let r = reference.to_ref()?;
         let key = snapshot_key(r.key.trim_end_matches('/'));
         let txn = self.lmdb.read()?;
         let hash = match r.selector {
@@ -104,7 +104,6 @@ impl Cas {
             _ => self
                 .resolve_in(
                     &txn,
-                    reference,
                     &Ref {
                         key: key.clone(),
                         selector: r.selector,

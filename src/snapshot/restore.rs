@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::model::{Entry, EntryKind};
+use crate::model::{Entry, EntryKind, ToRef};
 use crate::progress::Progress;
 use crate::snapshot::fsmeta::{apply_meta, OwnerPolicy};
 use crate::snapshot::names::display;
@@ -99,7 +99,7 @@ impl Cas {
     /// attributes and holes of sparse files. Directory times are set after their contents.
     pub fn restore_snapshot(
         &self,
-        reference: &str,
+        reference: &(impl ToRef + ?Sized),
         target: &Path,
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
@@ -109,7 +109,7 @@ impl Cas {
             .meta
             .snapshot()
             .cloned()
-            .ok_or_else(|| Error::NotFound(format!("snapshot {reference}")))?;
+            .ok_or_else(|| Error::NotFound(format!("snapshot {}", hash.short())))?;
         let store =
             std::fs::canonicalize(self.path()).unwrap_or_else(|_| self.path().to_path_buf());
         let resolved = resolve_target(target)?;

@@ -78,12 +78,12 @@ pub fn diff(g: &Global, from: &str, to: Option<&str>) -> Result<i32> {
     // A
     let cas = g.open_unlocked()?;
     let (from, to) = match to {
-        Some(t) => (from.to_string(), t.to_string()),
+        Some(t) => (Ref::parse(from)?, Ref::parse(t)?),
         None => {
             let r = Ref::parse(from)?;
             match r.selector {
                 Selector::Head => cas.last_two_snapshots(&r.key)?,
-                _ => (from.to_string(), r.key),
+                _ => (r.clone(), Ref::key(r.key)?),
             }
         }
     };
