@@ -107,7 +107,7 @@ fn metadata_bytes(avg: u32) -> (usize, usize, usize) {
         kind: ouroboros_db::model::ChunkKind::Sliced,
     }
     .encode()
-    .len();
+    .map_or(0, |b| b.len());
     let header = SealedSlice {
         header: SliceHeader {
             chunk: id,
@@ -118,7 +118,7 @@ fn metadata_bytes(avg: u32) -> (usize, usize, usize) {
         payload: Vec::new(),
     }
     .encode()
-    .len();
+    .map_or(0, |b| b.len());
     (entry, record, 6 * header)
 }
 

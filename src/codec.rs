@@ -10,15 +10,18 @@ use crate::error::{Error, Result};
 pub const RECORD_VERSION: u8 = 1;
 
 /// Encodes `value` as `[tag][RECORD_VERSION][postcard bytes]`.
-pub fn encode<T: Serialize>(tag: u8, value: &T) -> Vec<u8> {
+///
+/// postcard fails only on types it cannot encode (a sequence of unknown length, for one);
+/// no record type has those, so an error is a bug, reported as [`Error::Internal`] rather
+/// than written as a header-only record.
+pub fn encode<T: Serialize>(tag: u8, value: &T) -> Result<Vec<u8>> {
     // A
-    let out = vec![tag, RECORD_VERSION];
-    // postcard only fails on writer errors or unsupported serde types; a Vec never fails and
-    // our record types use none of the unsupported ones, so an error here is a bug.
-    match postcard::to_extend(value, out) {
-        Ok(v) => v,
-        Err(_) => vec![tag, RECORD_VERSION],
-    }
+    postcard::to_extend(value, vec![tag, RECORD_VERSION]).map_err(|e| {
+        Error::Internal(format!(
+            "encoding a record with tag {:?}: {e}",
+            char::from(tag)
+        ))
+    })
 }
 
 /// Decodes a record written by [`encode`], checking its tag and version. Every record has
@@ -98,11 +101,31 @@ mod tests {
     #[test]
     fn round_trip() {
         let v = (7u32, -3i64, String::from("key"), Some(true));
-        let e = encode(b'X', &v);
+        let e = encode(b'X', &v).unwrap();
         assert_eq!(
             decode::<(u32, i64, String, Option<bool>)>("x", b'X', &e).unwrap(),
             v
         );
+    }
+
+    /// A value postcard cannot encode is an internal error, never a header-only record.
+    #[test]
+    fn unencodable_values_are_errors() {
+        struct LengthUnknown;
+        impl Serialize for LengthUnknown {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                let mut n = 0;
+                s.collect_seq(std::iter::from_fn(|| {
+                    n += 1;
+                    (n < 3).then_some(n)
+                }))
+            }
+        }
+        let e = encode(b'X', &LengthUnknown).unwrap_err();
+        assert!(matches!(e, Error::Internal(_)), "{e}");
     }
 
     /// Found by the `index_records`, `blob`, `chunk_record` and `cluster_records` fuzz
@@ -110,7 +133,7 @@ mod tests {
     /// blob many hashes).
     #[test]
     fn rejects_overlong_varints() {
-        let canonical = encode(b'X', &(0u32, 1u64));
+        let canonical = encode(b'X', &(0u32, 1u64)).unwrap();
         assert_eq!(canonical, [b'X', RECORD_VERSION, 0x00, 0x01]);
         assert!(decode::<(u32, u64)>("x", b'X', &canonical).is_ok());
         for overlong in [

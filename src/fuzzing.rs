@@ -25,7 +25,7 @@ pub fn store_keys_decode(bytes: &[u8]) -> Result<StoreKeys> {
 }
 
 /// Encodes a key bundle as it is wrapped for recipients.
-pub fn store_keys_encode(keys: &StoreKeys) -> Vec<u8> {
+pub fn store_keys_encode(keys: &StoreKeys) -> Result<Vec<u8>> {
     // A
     keys.encode()
 }

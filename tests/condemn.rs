@@ -50,7 +50,7 @@ fn condemn(cas: &Cas, id: ouroboros_db::Hash) {
         time: 1,
         deletion: Deletion::Condemned {
             id,
-            sealing: sealing_id(&record),
+            sealing: sealing_id(&record).unwrap(),
         },
     }])
     .unwrap();
@@ -73,14 +73,17 @@ fn gc_on_a_cluster_store_condemns_and_a_put_of_that_content_seals_it_again() {
     assert!(entries.iter().any(|e| e.deletion
         == Deletion::Condemned {
             id,
-            sealing: sealing_id(&old_record)
+            sealing: sealing_id(&old_record).unwrap()
         }));
     // A put of the same content does not reuse the condemned sealing: it seals again.
     let new = a.put("new", &data[..], &PutOptions::default()).unwrap();
     assert_eq!(new.new_chunks, 1);
     assert!(new.stored_bytes > 0);
     let record = a.chunk_record(&id).unwrap().unwrap();
-    assert_ne!(sealing_id(&record), sealing_id(&old_record));
+    assert_ne!(
+        sealing_id(&record).unwrap(),
+        sealing_id(&old_record).unwrap()
+    );
     // Freeing now drops the mark (that sealing is gone here) and keeps the new one.
     let freed = a.free_condemned(u64::MAX, DAY).unwrap().unwrap();
     assert_eq!(
@@ -281,7 +284,7 @@ fn merge_and_copy_of_a_version_whose_chunk_is_condemned_seal_it_again() {
     let (recs, _) = a.versions_since(0, 10).unwrap();
     let id = recs
         .iter()
-        .find(|r| r.blob.hash() == v2.hash)
+        .find(|r| r.blob.hash().unwrap() == v2.hash)
         .unwrap()
         .blob
         .chunks[0]

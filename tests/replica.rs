@@ -138,7 +138,7 @@ fn slices_handed_over_are_checked_and_released() {
                 forged.slices[odd as usize] = Hash::of(&slice);
                 (forged, slice)
             })
-            .find(|(forged, _)| wins_over(&record, forged))
+            .find(|(forged, _)| wins_over(&record, forged).unwrap())
             .unwrap();
         assert_eq!(
             b.accept_slices(chunk, &forged, false, &[(odd, forged_slice)])
@@ -258,7 +258,7 @@ fn content_sealed_on_two_nodes_settles_on_one_sealing() {
                 b.chunk_record(c).unwrap().unwrap(),
             );
             assert_ne!(ra, rb, "each node sealed with its own nonce");
-            if wins_over(&ra, &rb) {
+            if wins_over(&ra, &rb).unwrap() {
                 ra
             } else {
                 rb

@@ -66,7 +66,7 @@ pub fn invite(
         invite_key: key.pkcs8().to_vec(),
         expires,
     };
-    let mut bytes = ouroboros_db::codec::encode(TAG_TOKEN, &body);
+    let mut bytes = ouroboros_db::codec::encode(TAG_TOKEN, &body)?;
     let sig = admin.sign(&bytes);
     bytes.extend_from_slice(&sig);
     Ok(format!(

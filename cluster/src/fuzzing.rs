@@ -14,9 +14,9 @@ pub fn decode_cluster_info(bytes: &[u8]) -> Result<ClusterInfo> {
 }
 
 /// Encodes the cluster identity record.
-pub fn encode_cluster_info(v: &ClusterInfo) -> Vec<u8> {
+pub fn encode_cluster_info(v: &ClusterInfo) -> Result<Vec<u8>> {
     // A
-    codec::encode(TAG_INFO, v)
+    Ok(codec::encode(TAG_INFO, v)?)
 }
 
 /// Decodes a member record as the membership database stores it.
@@ -26,9 +26,9 @@ pub fn decode_member(bytes: &[u8]) -> Result<MemberRecord> {
 }
 
 /// Encodes a member record.
-pub fn encode_member(v: &MemberRecord) -> Vec<u8> {
+pub fn encode_member(v: &MemberRecord) -> Result<Vec<u8>> {
     // A
-    codec::encode(TAG_MEMBER, v)
+    Ok(codec::encode(TAG_MEMBER, v)?)
 }
 
 /// Decodes an invitation record as the membership database stores it.
@@ -38,9 +38,9 @@ pub fn decode_invite(bytes: &[u8]) -> Result<Invite> {
 }
 
 /// Encodes an invitation record.
-pub fn encode_invite(v: &Invite) -> Vec<u8> {
+pub fn encode_invite(v: &Invite) -> Result<Vec<u8>> {
     // A
-    codec::encode(TAG_INVITE, v)
+    Ok(codec::encode(TAG_INVITE, v)?)
 }
 
 /// Decodes the signed part of a join token (without checking the signature).
@@ -50,7 +50,7 @@ pub fn decode_token_body(bytes: &[u8]) -> Result<TokenBody> {
 }
 
 /// Encodes the signed part of a join token.
-pub fn encode_token_body(v: &TokenBody) -> Vec<u8> {
+pub fn encode_token_body(v: &TokenBody) -> Result<Vec<u8>> {
     // A
-    codec::encode(TAG_TOKEN, v)
+    Ok(codec::encode(TAG_TOKEN, v)?)
 }

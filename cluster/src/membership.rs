@@ -183,7 +183,7 @@ impl Membership {
         let lmdb = self.cas.lmdb();
         let mut txn = lmdb.write()?;
         lmdb.cluster
-            .put(&mut txn, key, &ouroboros_db::codec::encode(tag, value))?;
+            .put(&mut txn, key, &ouroboros_db::codec::encode(tag, value)?)?;
         lmdb.commit(txn)?;
         Ok(())
     }
@@ -380,8 +380,11 @@ impl Membership {
             return Ok(false);
         };
         inv.used = true;
-        lmdb.cluster
-            .put(&mut txn, &k, &ouroboros_db::codec::encode(TAG_INVITE, &inv))?;
+        lmdb.cluster.put(
+            &mut txn,
+            &k,
+            &ouroboros_db::codec::encode(TAG_INVITE, &inv)?,
+        )?;
         lmdb.commit(txn)?;
         Ok(true)
     }

@@ -288,7 +288,7 @@ async fn replays_are_refused() {
             forged.slices[0] = Hash::of(&slices[0].bytes);
             forged
         })
-        .find(|forged| ouroboros_db::wins_over(&record, forged))
+        .find(|forged| ouroboros_db::wins_over(&record, forged).unwrap())
         .unwrap();
     let _ = ask(
         &attacker.conn,

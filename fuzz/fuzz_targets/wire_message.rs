@@ -75,7 +75,7 @@ fn in_place_agrees(data: &[u8], whole: Option<&Response>) {
 fn storable(r: &ChunkRecord) {
     // A
     assert!(
-        ChunkRecord::decode(&r.encode()).is_ok(),
+        ChunkRecord::decode(&r.encode().unwrap()).is_ok(),
         "unreadable record accepted: {r:?}"
     );
 }

@@ -20,9 +20,9 @@ use crate::store::removed::Removal;
 use crate::store::{RoTxn, RwTxn};
 
 /// The identity of one sealing of a chunk: BLAKE3 of its record's canonical encoding.
-pub fn sealing_id(record: &ChunkRecord) -> Hash {
+pub fn sealing_id(record: &ChunkRecord) -> Result<Hash> {
     // A
-    Hash::of(&record.encode())
+    Ok(Hash::of(&record.encode()?))
 }
 
 /// What one freeing pass did.
@@ -73,7 +73,11 @@ impl Cas {
     ) -> Result<bool> {
         // PA
         let marks = self.lmdb.condemned.get(txn, id)?;
-        Ok(!marks.is_empty() && marks.iter().any(|m| m.sealing == sealing_id(record)))
+        if marks.is_empty() {
+            return Ok(false);
+        }
+        let sealing = sealing_id(record)?;
+        Ok(marks.iter().any(|m| m.sealing == sealing))
     }
 
     /// Marks sealing `sealing` of chunk `id` condemned and logs the entry that tells the
@@ -252,7 +256,7 @@ impl Cas {
                 // Re-read inside the write transaction: a put may have changed them.
                 let marks = self.lmdb.condemned.get(&txn, &id)?;
                 let record = self.lmdb.chunks.get(&txn, &id)?;
-                let current = record.as_ref().map(sealing_id);
+                let current = record.as_ref().map(sealing_id).transpose()?;
                 let mut kept = Vec::new();
                 for m in marks {
                     if m.seq > through {
@@ -320,7 +324,7 @@ impl Cas {
                 {
                     continue;
                 }
-                if self.condemn_in(&mut txn, &id, sealing_id(&record), now)? {
+                if self.condemn_in(&mut txn, &id, sealing_id(&record)?, now)? {
                     condemned += 1;
                     progress.advance(1);
                 }

@@ -158,7 +158,7 @@ impl Cas {
         for r in &recipients {
             let w = WrappedKey {
                 recipient: r.to_string(),
-                wrapped: r.wrap(&keys.encode())?,
+                wrapped: r.wrap(&keys.encode()?)?,
             };
             lmdb.key_index.put(&mut txn, 0, &r.fingerprint(), &w)?;
         }

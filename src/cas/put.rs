@@ -485,7 +485,7 @@ impl Cas {
                 )));
             }
         }
-        let hash = blob.hash();
+        let hash = blob.hash()?;
         if self.lmdb.blobs.get(txn, &hash)?.is_some() {
             // The very same version again (same key, parents, time, content): bring it back
             // if it was removed, re-taking the references gc may have released.

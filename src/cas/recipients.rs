@@ -29,7 +29,7 @@ impl Cas {
         for (epoch, keys) in &self.keys {
             let w = WrappedKey {
                 recipient: r.to_string(),
-                wrapped: r.wrap(&keys.encode())?,
+                wrapped: r.wrap(&keys.encode()?)?,
             };
             self.lmdb
                 .key_index
@@ -80,7 +80,7 @@ impl Cas {
             let rr = Recipient::parse(text)?;
             let w = WrappedKey {
                 recipient: text.clone(),
-                wrapped: rr.wrap(&next.encode())?,
+                wrapped: rr.wrap(&next.encode()?)?,
             };
             self.lmdb
                 .key_index

@@ -222,7 +222,7 @@ impl Cas {
                 "a snapshot outside the snapshot keys, or the reverse",
             ));
         }
-        let hash = blob.hash();
+        let hash = blob.hash()?;
         if self.lmdb.blobs.get(txn, &hash)?.is_some()
             || self.lmdb.removed.get(txn, &hash)?.is_some()
         {

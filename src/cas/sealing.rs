@@ -30,9 +30,9 @@ pub enum Adopted {
 
 /// True when sealing `a` wins over sealing `b` of the same chunk, neither condemned (a
 /// total order that every node computes alike, so that all of them settle on one record).
-pub fn wins_over(a: &ChunkRecord, b: &ChunkRecord) -> bool {
+pub fn wins_over(a: &ChunkRecord, b: &ChunkRecord) -> Result<bool> {
     // PA
-    sealing_id(a).0 < sealing_id(b).0
+    Ok(sealing_id(a)?.0 < sealing_id(b)?.0)
 }
 
 impl Cas {
@@ -66,11 +66,11 @@ impl Cas {
             self.sealing_dead(txn, id, a)?,
             self.sealing_dead(txn, id, b)?,
         );
-        Ok(match (ca, cb) {
-            (false, true) => true,
-            (true, false) => false,
+        match (ca, cb) {
+            (false, true) => Ok(true),
+            (true, false) => Ok(false),
             _ => wins_over(a, b),
-        })
+        }
     }
 
     /// True when sealing `record` of chunk `id` is condemned here, or is a member of a pack
@@ -123,7 +123,7 @@ impl Cas {
     ) -> Result<Adopted> {
         // PA
         if condemned {
-            self.condemn_in(txn, id, sealing_id(record), now_nanos())?;
+            self.condemn_in(txn, id, sealing_id(record)?, now_nanos())?;
         }
         let adopted = match self.lmdb.chunks.get(txn, id)? {
             None => Adopted::New,

@@ -125,7 +125,7 @@ impl Cas {
     ) -> Result<Acceptance> {
         // PA
         if condemned {
-            self.condemn_in(txn, id, super::sealing_id(record), super::now_nanos())?;
+            self.condemn_in(txn, id, super::sealing_id(record)?, super::now_nanos())?;
         }
         if let Some(stored) = self.lmdb.chunks.get(txn, id)? {
             if stored != *record && !self.wins_here(txn, id, record, &stored)? {

@@ -59,7 +59,7 @@ impl StoreKeys {
     }
 
     /// Serialises the bundle for wrapping.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         // PA
         codec::encode(KEYS_TAG, self)
     }
@@ -80,7 +80,7 @@ mod tests {
         let mut a = StoreKeys::generate();
         a.chunk_id_key = [1; 32];
         a.data_key = [2; 32];
-        let b = StoreKeys::decode(&a.encode()).unwrap();
+        let b = StoreKeys::decode(&a.encode().unwrap()).unwrap();
         assert_eq!(a.chunk_id(b"x"), b.chunk_id(b"x"));
         assert_ne!(
             a.chunk_id(b"x"),

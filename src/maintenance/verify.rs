@@ -406,7 +406,7 @@ pub(crate) fn rebuild_slices(
             },
             payload: shard,
         };
-        let bytes = s.encode();
+        let bytes = s.encode()?;
         let h = Hash::of(&bytes);
         if record.slices.get(i) != Some(&h) {
             return Err(Error::Corrupt(format!(

@@ -74,7 +74,7 @@ pub struct Blob {
 
 impl Blob {
     /// The canonical encoding: `[b'B'][1][postcard]` (FORMAT.md, "Blob record").
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>> {
         // A
         codec::encode(BLOB_TAG, self)
     }
@@ -86,9 +86,9 @@ impl Blob {
     }
 
     /// The blob's address: BLAKE3 of its canonical encoding.
-    pub fn hash(&self) -> Hash {
+    pub fn hash(&self) -> Result<Hash> {
         // A
-        Hash::of(&self.encode())
+        Ok(Hash::of(&self.encode()?))
     }
 }
 
@@ -118,10 +118,10 @@ mod tests {
     fn pinned_hash() {
         let b = sample();
         assert_eq!(
-            b.hash().to_hex(),
+            b.hash().unwrap().to_hex(),
             "95b19245d50573161408741dc0f1991be193b4b820e7fe2725d7e75861046b1f"
         );
-        assert_eq!(&b.encode()[..2], &[b'B', 1]);
+        assert_eq!(&b.encode().unwrap()[..2], &[b'B', 1]);
     }
 
     /// Pinned vector of a version with file metadata (store format 4).
@@ -135,17 +135,17 @@ mod tests {
             mtime: 1_764_000_000_123_456_789,
         });
         assert_eq!(
-            b.hash().to_hex(),
+            b.hash().unwrap().to_hex(),
             "4d200848a51a2b75c0af10cabd6443573cc6901d336c99e48f9c4c86903b7e0c"
         );
     }
 
     #[test]
     fn rejects_trailing_and_wrong_tag() {
-        let mut e = sample().encode();
+        let mut e = sample().encode().unwrap();
         e.push(0);
         assert!(Blob::decode(&e).is_err());
-        let mut e = sample().encode();
+        let mut e = sample().encode().unwrap();
         e[0] = b'C';
         assert!(Blob::decode(&e).is_err());
         assert!(Blob::decode(&[]).is_err());
@@ -177,7 +177,7 @@ mod tests {
                     })),
                 },
             };
-            prop_assert_eq!(Blob::decode(&b.encode()).ok(), Some(b));
+            prop_assert_eq!(Blob::decode(&b.encode().unwrap()).ok(), Some(b));
         }
 
         #[test]

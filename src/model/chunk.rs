@@ -71,7 +71,7 @@ pub const MAX_FRAME: u32 = 4 << 20;
 
 impl ChunkRecord {
     /// The canonical encoding `[b'C'][1][postcard]`.
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>> {
         // A
         codec::encode(CHUNK_TAG, self)
     }
@@ -189,7 +189,7 @@ mod tests {
             let sealed_len = size / 2 + sealed_extra;
             let r = ChunkRecord { size, sealed_len, key_epoch, nonce: [seed; 12], k, m,
                 slices: (0..(k + m)).map(|i| Hash([seed ^ i; 32])).collect(), kind: ChunkKind::Sliced };
-            prop_assert_eq!(ChunkRecord::decode(&r.encode()).ok(), Some(r));
+            prop_assert_eq!(ChunkRecord::decode(&r.encode().unwrap()).ok(), Some(r));
         }
 
         #[test]
@@ -197,11 +197,11 @@ mod tests {
                                         offset in 0u32..(8 << 20), seed in any::<u8>(), k in 1u8..8, m in 0u8..4) {
             let member = ChunkRecord { size, sealed_len: size + 29, key_epoch, nonce: [seed; 12], k: 0, m: 0,
                 slices: Vec::new(), kind: ChunkKind::Member { pack: Hash([seed; 32]), offset, frame_size: size + 7, at: 7 } };
-            prop_assert_eq!(ChunkRecord::decode(&member.encode()).ok(), Some(member));
+            prop_assert_eq!(ChunkRecord::decode(&member.encode().unwrap()).ok(), Some(member));
             let len = size.min(MAX_PACK);
             let pack = ChunkRecord { size: len, sealed_len: len, key_epoch: 0, nonce: [0; 12], k, m,
                 slices: (0..(k + m)).map(|i| Hash([seed ^ i; 32])).collect(), kind: ChunkKind::Pack };
-            prop_assert_eq!(ChunkRecord::decode(&pack.encode()).ok(), Some(pack));
+            prop_assert_eq!(ChunkRecord::decode(&pack.encode().unwrap()).ok(), Some(pack));
         }
 
         #[test]
@@ -223,7 +223,7 @@ mod tests {
             kind: ChunkKind::Sliced,
         };
         assert!(
-            ChunkRecord::decode(&r.encode()).is_err(),
+            ChunkRecord::decode(&r.encode().unwrap()).is_err(),
             "a damaged size never drives an allocation"
         );
     }
@@ -264,7 +264,7 @@ mod tests {
             slices: vec![Hash::default()],
             kind: ChunkKind::Sliced,
         };
-        assert!(ChunkRecord::decode(&r.encode()).is_err());
+        assert!(ChunkRecord::decode(&r.encode().unwrap()).is_err());
     }
 
     #[test]
@@ -284,7 +284,7 @@ mod tests {
                 at: 0,
             },
         };
-        assert!(ChunkRecord::decode(&member.encode()).is_ok());
+        assert!(ChunkRecord::decode(&member.encode().unwrap()).is_ok());
         let outside = ChunkRecord {
             kind: ChunkKind::Member {
                 pack: Hash([1; 32]),
@@ -294,13 +294,13 @@ mod tests {
             },
             ..member.clone()
         };
-        assert!(ChunkRecord::decode(&outside.encode()).is_err());
+        assert!(ChunkRecord::decode(&outside.encode().unwrap()).is_err());
         let with_slice = ChunkRecord {
             k: 1,
             slices: vec![Hash::default()],
             ..member.clone()
         };
-        assert!(ChunkRecord::decode(&with_slice.encode()).is_err());
+        assert!(ChunkRecord::decode(&with_slice.encode().unwrap()).is_err());
         let far = ChunkRecord {
             kind: ChunkKind::Member {
                 pack: Hash([1; 32]),
@@ -310,7 +310,7 @@ mod tests {
             },
             ..member
         };
-        assert!(ChunkRecord::decode(&far.encode()).is_err());
+        assert!(ChunkRecord::decode(&far.encode().unwrap()).is_err());
         let pack = ChunkRecord {
             size: 100,
             sealed_len: 99,
@@ -321,7 +321,7 @@ mod tests {
             slices: vec![Hash::default()],
             kind: ChunkKind::Pack,
         };
-        assert!(ChunkRecord::decode(&pack.encode()).is_err());
+        assert!(ChunkRecord::decode(&pack.encode().unwrap()).is_err());
     }
 
     /// The encoding is part of the store format (and a member's sealing id hashes it).
@@ -353,7 +353,7 @@ mod tests {
             kind: ChunkKind::Pack,
         };
         let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        assert_eq!(hex(member.encode()), "4301052201070707070707070707070707000000010202020202020202020202020202020202020202020202020202020202020202ac022814");
-        assert_eq!(hex(pack.encode()), "43014040000000000000000000000000000101020303030303030303030303030303030303030303030303030303030303030303040404040404040404040404040404040404040404040404040404040404040402");
+        assert_eq!(hex(member.encode().unwrap()), "4301052201070707070707070707070707000000010202020202020202020202020202020202020202020202020202020202020202ac022814");
+        assert_eq!(hex(pack.encode().unwrap()), "43014040000000000000000000000000000101020303030303030303030303030303030303030303030303030303030303030303040404040404040404040404040404040404040404040404040404040404040402");
     }
 }

@@ -33,11 +33,11 @@ pub struct SealedSlice {
 
 impl SealedSlice {
     /// The canonical encoding: `[b'S'][1][postcard header][payload bytes]`.
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>> {
         // A
-        let mut out = codec::encode(SLICE_TAG, &self.header);
+        let mut out = codec::encode(SLICE_TAG, &self.header)?;
         out.extend_from_slice(&self.payload);
-        out
+        Ok(out)
     }
 
     /// Decodes an encoded slice.
@@ -63,9 +63,9 @@ impl SealedSlice {
     }
 
     /// The slice's address: BLAKE3 of its encoding.
-    pub fn hash(&self) -> Hash {
+    pub fn hash(&self) -> Result<Hash> {
         // A
-        Hash::of(&self.encode())
+        Ok(Hash::of(&self.encode()?))
     }
 }
 
@@ -86,7 +86,7 @@ mod tests {
             payload: b"payload".to_vec(),
         };
         assert_eq!(
-            s.hash().to_hex(),
+            s.hash().unwrap().to_hex(),
             "b932c03dfb79e6a9764c739dca74cea5c218f63ca3e16906f682d4b8c83b1dd5"
         );
     }
@@ -97,7 +97,7 @@ mod tests {
                       payload in prop::collection::vec(any::<u8>(), 0..300)) {
             let index = idx % (k + m);
             let s = SealedSlice { header: SliceHeader { chunk: Hash(chunk), index, k, m }, payload };
-            prop_assert_eq!(SealedSlice::decode(&s.encode()).ok(), Some(s));
+            prop_assert_eq!(SealedSlice::decode(&s.encode().unwrap()).ok(), Some(s));
         }
 
         #[test]

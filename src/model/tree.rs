@@ -103,7 +103,7 @@ pub struct TreeRecord {
 
 impl TreeRecord {
     /// The canonical encoding: `[b'E'][1][postcard]` (FORMAT.md, "Tree record").
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>> {
         // A
         codec::encode(TREE_TAG, self)
     }
@@ -180,7 +180,7 @@ pub(crate) mod tests {
         let t = TreeRecord {
             entries: vec![sample_entry(b"a\xff"), sample_entry(b"b")],
         };
-        let e = t.encode();
+        let e = t.encode().unwrap();
         assert_eq!(&e[..2], &[b'E', 1]);
         assert_eq!(
             Hash::of(&e).to_hex(),
@@ -199,7 +199,7 @@ pub(crate) mod tests {
         ];
         for entries in bad {
             let t = TreeRecord { entries };
-            assert!(TreeRecord::decode(&t.encode()).is_err());
+            assert!(TreeRecord::decode(&t.encode().unwrap()).is_err());
         }
     }
 
@@ -277,7 +277,7 @@ pub(crate) mod tests {
             entries.dedup_by(|a, b| a.name == b.name);
             entries.retain(|e| valid_name(&e.name));
             let t = TreeRecord { entries };
-            prop_assert_eq!(TreeRecord::decode(&t.encode()).ok(), Some(t));
+            prop_assert_eq!(TreeRecord::decode(&t.encode().unwrap()).ok(), Some(t));
         }
 
         #[test]

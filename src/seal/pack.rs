@@ -454,7 +454,7 @@ mod tests {
             let mut plain = Vec::new();
             for ((id, record), (_, data)) in sealed.members.iter().zip(&chunks) {
                 prop_assert_eq!(record.pack().unwrap().0, sealed.id);
-                prop_assert!(ChunkRecord::decode(&record.encode()).is_ok());
+                prop_assert!(ChunkRecord::decode(&record.encode().unwrap()).is_ok());
                 open_member_into(&keys, id, record, &sealed.record, &all, &mut plain).unwrap();
                 prop_assert_eq!(&plain, data);
                 open_member_into(&keys, id, record, &sealed.record, &lossy, &mut plain).unwrap();

@@ -71,7 +71,7 @@ pub(crate) fn seal_body(
 pub(crate) fn slice_up(id: &Hash, payload: &[u8], k: u8, m: u8) -> Result<Vec<(Hash, Vec<u8>)>> {
     // PA
     let shards = erasure::encode(payload, k, m)?;
-    Ok(shards
+    shards
         .into_iter()
         .enumerate()
         .map(|(i, payload)| {
@@ -84,10 +84,10 @@ pub(crate) fn slice_up(id: &Hash, payload: &[u8], k: u8, m: u8) -> Result<Vec<(H
                 },
                 payload,
             };
-            let bytes = s.encode();
-            (Hash::of(&bytes), bytes)
+            let bytes = s.encode()?;
+            Ok((Hash::of(&bytes), bytes))
         })
-        .collect())
+        .collect()
 }
 
 /// Seals plaintext whose id is `id` under the keys of the current epoch.

@@ -297,7 +297,7 @@ impl Cas {
             errors,
         };
         let parents = parent.map(|(h, _)| vec![h]).unwrap_or_default();
-        let bytes = stream.finish();
+        let bytes = stream.finish()?;
         let item = PutItem {
             key: skey.clone(),
             size_hint: Some(bytes.len() as u64),

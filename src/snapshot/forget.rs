@@ -460,7 +460,7 @@ mod tests {
                 errors: Vec::new(),
             })),
         };
-        (blob.hash(), blob)
+        (blob.hash().unwrap(), blob)
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl StreamWriter {
     /// Appends a directory record (once per distinct record) and returns its hash.
     pub fn add(&mut self, record: &TreeRecord) -> Result<Hash> {
         // A
-        let enc = record.encode();
+        let enc = record.encode()?;
         let hash = tree_hash(&enc);
         if !self.index.contains_key(&hash) {
             let len = u32::try_from(enc.len())
@@ -52,18 +52,18 @@ impl StreamWriter {
     }
 
     /// The whole stream: records, index, footer.
-    pub fn finish(mut self) -> Vec<u8> {
+    pub fn finish(mut self) -> Result<Vec<u8>> {
         // A
         let mut rows: Vec<IndexRow> = self.index.iter().map(|(h, &(o, l))| (*h, o, l)).collect();
         rows.sort_unstable_by_key(|r| r.0);
-        let index = codec::encode(INDEX_TAG, &rows);
+        let index = codec::encode(INDEX_TAG, &rows)?;
         let at = self.bytes.len() as u64;
         self.bytes.extend_from_slice(&index);
         self.bytes.extend_from_slice(&at.to_le_bytes());
         self.bytes
             .extend_from_slice(&(index.len() as u64).to_le_bytes());
         self.bytes.extend_from_slice(MAGIC);
-        self.bytes
+        Ok(self.bytes)
     }
 }
 
@@ -215,7 +215,7 @@ mod tests {
         let t = TreeRecord::default();
         assert_eq!(a.add(&t).ok(), b.add(&t).ok());
         assert_eq!(a.add(&t).ok(), b.add(&t).ok());
-        let (a, b) = (a.finish(), b.finish());
+        let (a, b) = (a.finish().unwrap(), b.finish().unwrap());
         assert_eq!(a, b);
         assert_eq!(&a[a.len() - 8..], MAGIC);
     }
@@ -232,7 +232,7 @@ mod tests {
         let root = w
             .add(&TreeRecord { entries: vec![dir] })
             .unwrap_or_default();
-        let bytes = w.finish();
+        let bytes = w.finish().unwrap();
         assert_eq!(
             root.to_hex(),
             "08055bf3fa932cc72f6b8d92e9111980cc82f9729fde6005f623e28869bfe29d"

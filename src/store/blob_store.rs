@@ -12,7 +12,7 @@ impl BlobStore {
     /// Stores a blob under its hash and returns the hash.
     pub fn put(&self, txn: &mut RwTxn, blob: &Blob) -> Result<Hash> {
         // PA
-        let bytes = blob.encode();
+        let bytes = blob.encode()?;
         let hash = Hash::of(&bytes);
         self.0.put(txn, &hash.0, &bytes)?;
         Ok(hash)

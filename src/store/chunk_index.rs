@@ -45,7 +45,7 @@ impl ChunkIndex {
         if let Some((pack, _)) = record.pack() {
             self.add_refs(txn, &pack, 1)?;
         }
-        Ok(self.records.put(txn, &id.0, &record.encode())?)
+        Ok(self.records.put(txn, &id.0, &record.encode()?)?)
     }
 
     /// Takes one reference from a pack whose member record goes; true when none is left.

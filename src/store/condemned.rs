@@ -85,7 +85,7 @@ impl Condemned {
         Ok(self.0.put(
             txn,
             &key(id),
-            &codec::encode(CONDEMNED_TAG, &marks.to_vec()),
+            &codec::encode(CONDEMNED_TAG, &marks.to_vec())?,
         )?)
     }
 

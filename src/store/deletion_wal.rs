@@ -94,7 +94,7 @@ impl DeletionWal {
         // PA
         let next = self.last_seq(txn)? + 1;
         self.0
-            .put(txn, &next.to_be_bytes(), &codec::encode(WAL_TAG, entry))?;
+            .put(txn, &next.to_be_bytes(), &codec::encode(WAL_TAG, entry)?)?;
         Ok(next)
     }
 

@@ -44,7 +44,7 @@ impl KeyIndex {
         Ok(self.0.put(
             txn,
             &row_key(epoch, fingerprint),
-            &codec::encode(WRAPPED_TAG, w),
+            &codec::encode(WRAPPED_TAG, w)?,
         )?)
     }
 

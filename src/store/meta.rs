@@ -112,7 +112,9 @@ impl Meta {
     /// Writes the configuration.
     pub fn put_config(&self, txn: &mut RwTxn, c: &StoreConfig) -> Result<()> {
         // A
-        Ok(self.0.put(txn, CONFIG_KEY, &codec::encode(CONFIG_TAG, c))?)
+        Ok(self
+            .0
+            .put(txn, CONFIG_KEY, &codec::encode(CONFIG_TAG, c)?)?)
     }
 }
 

@@ -29,7 +29,7 @@ impl Removed {
     /// Marks a version removed.
     pub fn put(&self, txn: &mut RwTxn, hash: &Hash, r: &Removal) -> Result<()> {
         // PA
-        Ok(self.0.put(txn, &hash.0, &codec::encode(REMOVED_TAG, r))?)
+        Ok(self.0.put(txn, &hash.0, &codec::encode(REMOVED_TAG, r)?)?)
     }
 
     /// The removal of a version, if removed.

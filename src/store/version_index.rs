@@ -44,7 +44,7 @@ impl VersionIndex {
         s.heads.dedup();
         Ok(self
             .0
-            .put(txn, key.as_bytes(), &codec::encode(KEY_STATE_TAG, &s))?)
+            .put(txn, key.as_bytes(), &codec::encode(KEY_STATE_TAG, &s)?)?)
     }
 
     /// Deletes the key's state entirely (after gc removed every version of a deleted key).

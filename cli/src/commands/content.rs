@@ -119,7 +119,7 @@ pub fn get(g: &Global, reference: &str, output: Option<&Path>) -> Result<i32> {
     };
     bar.finish();
     if g.json && output.is_some() {
-        print_json(&json!({ "key": blob.key, "hash": blob.hash().to_hex(), "size": blob.size }))?;
+        print_json(&json!({ "key": blob.key, "hash": blob.hash()?.to_hex(), "size": blob.size }))?;
     }
     Ok(0)
 }
