@@ -41,3 +41,24 @@ pub fn wrap_key(recipient: &Recipient, secret: &[u8]) -> Result<Vec<u8>> {
     // A
     recipient.wrap(secret)
 }
+
+/// Applies `edits` to a copy of `bytes`, for property tests that feed decoders records
+/// which are valid up to a few bytes (random bytes rarely get past a record's header).
+/// Each edit is `(position, kind, byte)`: kind 0 replaces the byte at `position` (modulo
+/// the length), 1 inserts `byte` there, 2 removes the byte there.
+pub fn mutate(bytes: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+    // A
+    let mut out = bytes.to_vec();
+    for &(pos, kind, byte) in edits {
+        let at = pos % (out.len() + 1);
+        match kind % 3 {
+            0 if at < out.len() => out[at] = byte,
+            1 => out.insert(at, byte),
+            2 if at < out.len() => {
+                out.remove(at);
+            }
+            _ => out.push(byte),
+        }
+    }
+    out
+}

@@ -373,15 +373,19 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(slices in prop::collection::btree_map(any::<u8>(), prop::collection::vec(any::<u8>(), 0..200), 0..8)) {
+        fn round_trip(slices in prop::collection::btree_map(any::<u8>(), prop::collection::vec(any::<u8>(), 0..200), 0..8),
+                      edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..4)) {
             let b = Bundle { chunk: Hash([3; 32]), slices: slices.iter().map(|(i, s)| (*i, s.as_slice())).collect() };
             let enc = b.encode();
+            // A bundle valid up to a few bytes reaches the per-slice length checks.
+            let _ = Bundle::decode(&crate::fuzzing::mutate(&enc, &edits));
             prop_assert_eq!(Bundle::decode(&enc).unwrap(), b);
         }
 
         #[test]
         fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..100)) {
             let _ = Bundle::decode(&bytes);
+            let _ = Bundle::decode(&[&[BUNDLE_TAG, BUNDLE_VERSION][..], &bytes].concat());
         }
     }
 }
