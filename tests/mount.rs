@@ -254,8 +254,9 @@ fn read_only_mount_refuses_changes_and_sees_other_commands() {
     assert_eq!(m.t.get("a"), b"A");
     // Changes made by other commands show up within the attribute TTL (1 s).
     m.t.put("b", b"B");
-    std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(m.sh_ok("cat b"), "B");
+    common::cluster::wait_until("b shows in the mount", 10, || {
+        std::fs::read(m.path("b")).is_ok_and(|b| b == b"B")
+    });
 }
 
 #[test]
@@ -283,7 +284,10 @@ fn concurrent_readers_and_unmount_while_reading() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let fd3 = format!("/proc/{}/fd/3", holder.id());
+    common::cluster::wait_until("the reader holds big open", 10, || {
+        std::fs::read_link(&fd3).is_ok_and(|p| p.ends_with("big"))
+    });
     m.t.ok(&["umount", m.dir.to_str().unwrap()]);
     assert!(!is_mounted(&m.dir));
     let start = Instant::now();
@@ -401,12 +405,17 @@ fn a_killed_mount_process_leaves_the_store_intact_and_umount_clears_it() {
     // A write in progress (open, not closed) when the process dies: no version appears.
     let mut writer = Command::new("python3")
         .arg("-c")
-        .arg("import os, time; fd = os.open('a', os.O_WRONLY | os.O_TRUNC); os.write(fd, b'partial'); time.sleep(5)")
+        .arg("import os, time; fd = os.open('a', os.O_WRONLY | os.O_TRUNC); os.write(fd, b'partial'); print('written', flush=True); time.sleep(5)")
         .current_dir(&dir)
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Kill the mount only once the write is in (else the test would prove nothing).
+    let mut said = String::new();
+    let out = writer.stdout.take().unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut said).unwrap();
+    assert_eq!(said.trim(), "written");
     send_signal(child.id(), "KILL");
     child.wait().unwrap();
     let _ = writer.kill();
@@ -486,8 +495,9 @@ fn reopened_files_show_new_versions_and_sequential_reads_match() {
     // A new version of the same size from another command: a new open sees it, not the
     // pages the kernel cached for the old one.
     m.t.put("same", b"two!");
-    std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(std::fs::read(m.path("same")).unwrap(), b"two!");
+    common::cluster::wait_until("the new version shows in the mount", 10, || {
+        std::fs::read(m.path("same")).is_ok_and(|b| b == b"two!")
+    });
     // And one written through the mount.
     m.sh_ok("printf 'six!' > same");
     assert_eq!(std::fs::read(m.path("same")).unwrap(), b"six!");

@@ -54,8 +54,11 @@ fn tombstones_wait_for_every_member_then_compact_and_stay_effective() {
         // Members are listed self first, then by key: count rather than index.
         tombstones(&c, 0).iter().filter(|t| **t == Some(5)).count() == 2
     });
-    // Node 3 has not acknowledged them: they stay.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // Node 3 has not acknowledged them: they stay, through two more compaction rounds.
+    let rounds = wal_rounds(&c, 0);
+    wait_until("node 1 ran two more compaction rounds", 10, || {
+        wal_rounds(&c, 0) >= rounds + 2
+    });
     let t = tombstones(&c, 0);
     assert_eq!(
         t.iter().filter(|t| **t == Some(5)).count(),
@@ -133,6 +136,11 @@ fn a_member_away_past_the_horizon_no_longer_holds_tombstones_and_is_refused() {
     assert!(matches!(get_code(&c, 0, "gone"), Some(3) | Some(4)));
 }
 
+/// Compaction and freeing rounds node `i` completed (`cluster status --json`).
+fn wal_rounds(c: &Cluster, i: usize) -> u64 {
+    c.status(i)["wal_rounds"].as_u64().unwrap()
+}
+
 fn stat(c: &Cluster, i: usize, field: &str) -> u64 {
     let s: serde_json::Value =
         serde_json::from_str(&c.ok(&c.nodes[i].store, &["--json", "stats"])).unwrap();
@@ -161,7 +169,11 @@ fn gc_frees_removed_content_on_every_node_once_every_member_applied_it() {
     wait_until("node 2 marked them", 10, || {
         c.status(1)["condemned_chunks"].as_u64() == Some(condemned)
     });
-    std::thread::sleep(std::time::Duration::from_secs(4));
+    // Two more freeing rounds on each: none may free anything while node 3 is away.
+    let rounds: Vec<u64> = (0..2).map(|n| wal_rounds(&c, n)).collect();
+    wait_until("nodes 1 and 2 ran two more freeing rounds", 10, || {
+        (0..2).all(|n| wal_rounds(&c, n) >= rounds[n] + 2)
+    });
     for n in 0..2 {
         assert_eq!(
             c.status(n)["freed_chunks"],

@@ -45,6 +45,8 @@ pub struct WalState {
     condemned: AtomicU64,
     /// Condemned chunks freed here since the node started.
     freed: AtomicU64,
+    /// Compaction and freeing rounds completed since the node started.
+    rounds: AtomicU64,
 }
 
 impl WalState {
@@ -59,6 +61,7 @@ impl WalState {
             pulls: Mutex::new(HashMap::new()),
             condemned: AtomicU64::new(0),
             freed: AtomicU64::new(0),
+            rounds: AtomicU64::new(0),
         }
     }
 
@@ -106,6 +109,12 @@ impl WalState {
     pub fn freed(&self) -> u64 {
         // A
         self.freed.load(Ordering::Relaxed)
+    }
+
+    /// Rounds of compaction and freeing completed since the node started.
+    pub fn rounds(&self) -> u64 {
+        // A
+        self.rounds.load(Ordering::Relaxed)
     }
 
     fn pulled_since(&self, peer: &NodeId, t: Instant) -> bool {
@@ -181,6 +190,7 @@ pub async fn compact_loop(node: Arc<Node>) {
             tracing::warn!(error = %e, "freeing condemned chunks");
             round = None;
         }
+        node.wal.rounds.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -16,7 +16,7 @@ use crate::membership::{ClusterInfo, MemberRecord, NodeId};
 /// First byte of every frame.
 pub const MAGIC: u8 = b'O';
 /// Protocol version of this build.
-pub const VERSION: u8 = 8;
+pub const VERSION: u8 = 9;
 /// Largest frame accepted (a request with a chunk's slices fits many times over).
 pub const MAX_FRAME: u32 = 64 << 20;
 
@@ -276,6 +276,12 @@ pub struct ClusterStatus {
     pub audit_extra_slices: u64,
     /// Bytes of tree answers received by the last audit.
     pub audit_bytes: u64,
+    /// Repair sweeps the answering node completed since it started: a test (or a user)
+    /// waits for two more before concluding that a sweep did not do something.
+    pub repair_sweeps: u64,
+    /// Rounds of tombstone compaction and condemned-chunk freeing the answering node
+    /// completed since it started, for the same kind of wait.
+    pub wal_rounds: u64,
 }
 
 /// A response.

@@ -132,6 +132,8 @@ pub fn status(node: &Node) -> crate::Result<ClusterStatus> {
         audit_lacking_slices: lacking,
         audit_extra_slices: extra,
         audit_bytes,
+        repair_sweeps: node.repair.sweeps(),
+        wal_rounds: node.wal.rounds(),
     })
 }
 

@@ -43,6 +43,8 @@ pub struct RepairState {
     repaired: AtomicU64,
     bytes: AtomicU64,
     checked: AtomicU64,
+    /// Sweeps completed since the node started.
+    sweeps: AtomicU64,
     /// Chunks the previous sweep found lacking, and since when. A chunk is repaired only when
     /// it has lacked slices for [`LACKING_GRACE`] (over several sweeps): a fresh put's slices
     /// are normally on their way from the writer, and fetching them too would only double
@@ -121,6 +123,12 @@ impl RepairState {
         self.repaired.load(Ordering::Relaxed)
     }
 
+    /// Sweeps this node completed since it started (with or without an error).
+    pub fn sweeps(&self) -> u64 {
+        // A
+        self.sweeps.load(Ordering::Relaxed)
+    }
+
     /// Chunk records this node's sweeps have checked since it started: flat while the
     /// cluster is idle.
     pub fn checked(&self) -> u64 {
@@ -133,7 +141,9 @@ impl RepairState {
 pub async fn repair_loop(node: Arc<Node>) {
     // A
     loop {
-        match sweep(&node).await {
+        let swept = sweep(&node).await;
+        node.repair.sweeps.fetch_add(1, Ordering::Relaxed);
+        match swept {
             Ok(0) => {
                 let _ = tokio::time::timeout(IDLE, node.repair.wake.notified()).await;
             }

@@ -127,6 +127,8 @@ pub fn status(g: &Global) -> Result<i32> {
             "audit_lacking_slices": s.audit_lacking_slices,
             "audit_extra_slices": s.audit_extra_slices,
             "audit_bytes": s.audit_bytes,
+            "repair_sweeps": s.repair_sweeps,
+            "wal_rounds": s.wal_rounds,
         }))?;
         return Ok(0);
     }
