@@ -29,8 +29,9 @@ pub mod snapshot;
 pub mod store;
 
 pub use cas::{
-    parse_ec, sealing_id, wins_over, Adopted, Cas, ChunkReader, CreateOptions, FreeReport,
-    MergeSource, PutItem, PutOptions, PutOutcome, RemoveOutcome, TreeEntry, VersionInfo,
+    parse_ec, sealing_id, wins_over, Adopted, Cas, ChunkOffsets, ChunkReader, CreateOptions,
+    FreeReport, MergeSource, PutItem, PutOptions, PutOutcome, RemoveOutcome, TreeEntry,
+    VersionInfo, VersionReader,
 };
 pub use crypto::{Identity, Recipient};
 pub use error::{Error, Result};

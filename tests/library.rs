@@ -551,3 +551,39 @@ fn typed_refs_name_keys_and_versions() {
         Err(Error::KeyDeleted { .. })
     ));
 }
+
+/// `open_version` reads any range of a version of many chunks, as the original bytes.
+#[test]
+fn version_reader_reads_any_range() {
+    use std::io::{Read, Seek, SeekFrom};
+    let (_d, cas) = new_store(4, 2);
+    let data = random_bytes(9 << 20, 21);
+    let put = cas.put("big", &data[..], &PutOptions::default()).unwrap();
+    assert!(put.chunks > 3, "{} chunks", put.chunks);
+    let mut r = cas.open_version("big").unwrap();
+    assert_eq!(r.size(), data.len() as u64);
+    let mut x = 7u64;
+    for _ in 0..40 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let at = (x >> 20) % data.len() as u64;
+        let len = ((x >> 8) % (3 << 20)) as usize;
+        r.seek(SeekFrom::Start(at)).unwrap();
+        let mut got = vec![0; len];
+        let n = r.read(&mut got).unwrap();
+        assert!(n > 0);
+        let end = (at as usize + len).min(data.len());
+        let mut rest = Vec::new();
+        r.seek(SeekFrom::Start(at)).unwrap();
+        (&mut r).take(len as u64).read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, &data[at as usize..end], "at {at} len {len}");
+        assert_eq!(&got[..n], &data[at as usize..at as usize + n]);
+    }
+    assert_eq!(r.seek(SeekFrom::End(0)).unwrap(), data.len() as u64);
+    assert_eq!(r.read(&mut [0; 10]).unwrap(), 0);
+    assert!(r.seek(SeekFrom::Current(-(data.len() as i64) - 1)).is_err());
+    // A removed version cannot be opened.
+    cas.remove("big").unwrap();
+    assert!(cas.open_version("big").is_err());
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 
-use ouroboros_db::{Blob, Cas, ChunkReader, Error, Hash, Result};
+use ouroboros_db::{Blob, Cas, ChunkOffsets, ChunkReader, Error, Hash, Result};
 
 use crate::disk_cache::DiskCache;
 
@@ -52,8 +52,8 @@ struct Ahead {
 pub struct OpenBlob {
     /// The version's record.
     pub blob: Blob,
-    /// Start offset of each chunk, plus the total size at the end.
-    starts: Vec<u64>,
+    /// Where each chunk starts (the library's offset index, as `VersionReader` uses it).
+    offsets: ChunkOffsets,
     /// Where the last read ended: a read starting near there is sequential.
     next: AtomicU64,
     /// Opened through the kernel's page cache (else with direct I/O, where handing chunks to
@@ -72,16 +72,9 @@ impl OpenBlob {
     /// Indexes a version's chunks by offset; `cached` when opened through the page cache.
     pub fn new(blob: Blob, cached: bool) -> Self {
         // A
-        let mut starts = Vec::with_capacity(blob.chunks.len() + 1);
-        let mut at = 0u64;
-        for c in &blob.chunks {
-            starts.push(at);
-            at += u64::from(c.size);
-        }
-        starts.push(at);
         OpenBlob {
+            offsets: ChunkOffsets::new(&blob),
             blob,
-            starts,
             next: AtomicU64::new(0),
             cached,
             pushed: Mutex::new(std::collections::HashSet::new()),
@@ -99,10 +92,13 @@ impl OpenBlob {
     /// Index of the chunk holding `offset` (None at or past the end).
     fn chunk_at(&self, offset: u64) -> Option<usize> {
         // A
-        if offset >= *self.starts.last()? {
-            return None;
-        }
-        Some(self.starts.partition_point(|s| *s <= offset) - 1)
+        self.offsets.chunk_at(offset).map(|(index, _)| index)
+    }
+
+    /// Where chunk `index` starts.
+    fn start(&self, index: usize) -> u64 {
+        // A
+        self.offsets.start(index).unwrap_or(0)
     }
 }
 
@@ -298,7 +294,7 @@ impl ChunkCache {
         while ((at - offset) as usize) < size {
             let Some(i) = blob.chunk_at(at) else { break };
             let id = blob.blob.chunks[i].id;
-            let within = (at - blob.starts[i]) as usize;
+            let within = (at - blob.start(i)) as usize;
             let disk = self.disk.as_ref();
             // A file open through the page cache gets whole chunks, handed to the kernel
             // below, so that later reads in them do not come here.
@@ -413,7 +409,7 @@ impl ChunkCache {
         let Ok(mut pushed) = blob.pushed.lock() else {
             return;
         };
-        if pushed.insert(index) && self.sink.try_send((ino, blob.starts[index], data)).is_err() {
+        if pushed.insert(index) && self.sink.try_send((ino, blob.start(index), data)).is_err() {
             pushed.remove(&index);
         }
     }

@@ -13,7 +13,7 @@ use fuser::{Errno, FileAttr, FileType};
 use ouroboros_db::model::tree::tree_hash;
 use ouroboros_db::model::{snapshot_key, ChunkRef, Entry, TreeRecord};
 use ouroboros_db::snapshot::stream::StreamReader;
-use ouroboros_db::{Error, Hash, TreeEntry};
+use ouroboros_db::{ChunkOffsets, Error, Hash, TreeEntry};
 
 use crate::fs::{errno, time_of, DirEntry, OuroFs, MAX_DIR_ENTRIES};
 use crate::node::{join, snapshot_dir_name, Node};
@@ -32,7 +32,7 @@ const SNAPSHOT_KEYS: &str = ".ouro/snapshots";
 pub(crate) struct SnapStream {
     /// The snapshot version's chunks and where each starts.
     chunks: Vec<ChunkRef>,
-    starts: Vec<u64>,
+    offsets: ChunkOffsets,
     /// Where each tree record lies in the stream, sorted by hash.
     index: Vec<(Hash, u64, u32)>,
     /// The backed-up directory itself: its metadata, and as content its tree's hash.
@@ -78,16 +78,10 @@ impl OuroFs {
         let root = blob.meta.snapshot().ok_or(Errno::ENOENT)?.root.clone();
         let reader = StreamReader::open(&self.cas, blob.clone())
             .map_err(|e| eio("opening a snapshot's tree stream failed", &e))?;
-        let mut starts = Vec::with_capacity(blob.chunks.len());
-        let mut at = 0u64;
-        for c in &blob.chunks {
-            starts.push(at);
-            at += u64::from(c.size);
-        }
         let stream = Arc::new(SnapStream {
             index: reader.index().to_vec(),
+            offsets: ChunkOffsets::new(&blob),
             chunks: blob.chunks,
-            starts,
             root,
         });
         let mut streams = self.snaps.streams.lock().map_err(|_| Errno::EIO)?;
@@ -159,16 +153,13 @@ impl OuroFs {
         let mut pos = off;
         let end = off.saturating_add(len as u64);
         while pos < end {
-            let i = stream
-                .starts
-                .partition_point(|&s| s <= pos)
-                .saturating_sub(1);
+            let (i, within) = stream.offsets.chunk_at(pos).ok_or(Errno::EIO)?;
             let id = stream.chunks.get(i).ok_or(Errno::EIO)?.id;
             let chunk = self
                 .cache
                 .chunk(&id)
                 .map_err(|e| eio("reading a snapshot's tree stream failed", &e))?;
-            let from = (pos - stream.starts[i]) as usize;
+            let from = within as usize;
             let take = ((end - pos) as usize).min(chunk.len().saturating_sub(from));
             if take == 0 {
                 return Err(Errno::EIO);
