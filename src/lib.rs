@@ -26,8 +26,13 @@ pub mod progress;
 pub mod route;
 pub mod seal;
 pub mod snapshot;
+/// The LMDB layer: one typed view per design component. The cluster crate and the tests use
+/// it; an embedder reaches a store through [`Cas`] only.
+#[doc(hidden)]
 pub mod store;
 
+#[doc(hidden)]
+pub use cas::Replica;
 pub use cas::{
     parse_ec, sealing_id, wins_over, Adopted, Cas, ChunkOffsets, ChunkReader, CreateOptions,
     FreeReport, MergeSource, PutItem, PutOptions, PutOutcome, RemoveOutcome, TreeEntry,
@@ -40,3 +45,4 @@ pub use maintenance::{Damage, GcReport, Stats, VerifyReport};
 pub use model::reference::{format_time, parse_time};
 pub use model::Blob;
 pub use progress::{NoProgress, Progress};
+pub use store::StoreConfig;

@@ -15,10 +15,16 @@ use ouroboros_db::{Cas, Hash};
 fn chunks_of(t: &TestStore, key: &str) -> Vec<Hash> {
     let cas = Cas::open(&t.store()).unwrap();
     let (_, blob) = cas.newest_head_of(key).unwrap().unwrap();
-    let txn = cas.lmdb().read().unwrap();
+    let txn = cas.replica().lmdb().read().unwrap();
     let mut out: Vec<Hash> = Vec::new();
     for c in &blob.chunks {
-        let r = cas.lmdb().chunks.get(&txn, &c.id).unwrap().unwrap();
+        let r = cas
+            .replica()
+            .lmdb()
+            .chunks
+            .get(&txn, &c.id)
+            .unwrap()
+            .unwrap();
         let id = r.pack().map_or(c.id, |(pack, _)| pack);
         if !out.contains(&id) {
             out.push(id);
@@ -30,8 +36,8 @@ fn chunks_of(t: &TestStore, key: &str) -> Vec<Hash> {
 /// Slice `index` of `chunk` as stored.
 fn slice_bytes(t: &TestStore, chunk: &Hash, index: u8) -> Vec<u8> {
     let cas = Cas::open(&t.store()).unwrap();
-    let txn = cas.lmdb().read().unwrap();
-    let bundle = cas.lmdb().slices.bundle(&txn, chunk).unwrap();
+    let txn = cas.replica().lmdb().read().unwrap();
+    let bundle = cas.replica().lmdb().slices.bundle(&txn, chunk).unwrap();
     bundle.get(index).unwrap().to_vec()
 }
 
@@ -111,8 +117,15 @@ fn damage_up_to_m_is_read_through_reported_and_repaired() {
     t.ok(&["verify"]);
     for c in &chunks {
         let cas = Cas::open(&t.store()).unwrap();
-        let txn = cas.lmdb().read().unwrap();
-        let n = cas.lmdb().slices.bundle(&txn, c).unwrap().slices.len();
+        let txn = cas.replica().lmdb().read().unwrap();
+        let n = cas
+            .replica()
+            .lmdb()
+            .slices
+            .bundle(&txn, c)
+            .unwrap()
+            .slices
+            .len();
         assert_eq!(n, 6, "every slice back after repair");
     }
     assert!(t.get("a") == a);

@@ -771,7 +771,7 @@ fn a_damaged_store_config_is_refused_on_open() {
             let mut c = cas.config().clone();
             c.k = k;
             c.m = m;
-            let lmdb = cas.lmdb();
+            let lmdb = cas.replica().lmdb();
             let mut txn = lmdb.write().unwrap();
             lmdb.meta.put_config(&mut txn, &c).unwrap();
             lmdb.commit(txn).unwrap();

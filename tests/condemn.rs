@@ -19,10 +19,11 @@ fn pair() -> (tempfile::TempDir, Cas, Cas) {
     let dir = tempfile::tempdir().unwrap();
     let me = Identity::generate();
     let a = Cas::create(&dir.path().join("a"), &CreateOptions::default(), &me).unwrap();
-    let mut b = Cas::create_replica(&dir.path().join("b"), &a.replica_seed().unwrap()).unwrap();
+    let mut b =
+        Cas::create_replica(&dir.path().join("b"), &a.replica().replica_seed().unwrap()).unwrap();
     b.unlock(&me).unwrap();
     for cas in [&a, &b] {
-        let lmdb = cas.lmdb();
+        let lmdb = cas.replica().lmdb();
         let mut txn = lmdb.write().unwrap();
         lmdb.cluster.put(&mut txn, b"info", b"test").unwrap();
         lmdb.commit(txn).unwrap();
@@ -32,9 +33,9 @@ fn pair() -> (tempfile::TempDir, Cas, Cas) {
 
 fn sync(from: &Cas, to: &Cas) {
     let (v, _) = from.versions_since(0, 1000).unwrap();
-    let (d, _) = from.deletions_since(0, 1000).unwrap();
-    to.import_versions(&v).unwrap();
-    to.import_deletions(&d).unwrap();
+    let (d, _) = from.replica().deletions_since(0, 1000).unwrap();
+    to.replica().import_versions(&v).unwrap();
+    to.replica().import_deletions(&d).unwrap();
 }
 
 fn get(cas: &Cas, key: &str) -> Vec<u8> {
@@ -45,15 +46,16 @@ fn get(cas: &Cas, key: &str) -> Vec<u8> {
 
 /// Marks chunk `id`'s sealing here condemned, as a condemnation from another node does.
 fn condemn(cas: &Cas, id: ouroboros_db::Hash) {
-    let record = cas.chunk_record(&id).unwrap().unwrap();
-    cas.import_deletions(&[WalEntry {
-        time: 1,
-        deletion: Deletion::Condemned {
-            id,
-            sealing: sealing_id(&record).unwrap(),
-        },
-    }])
-    .unwrap();
+    let record = cas.replica().chunk_record(&id).unwrap().unwrap();
+    cas.replica()
+        .import_deletions(&[WalEntry {
+            time: 1,
+            deletion: Deletion::Condemned {
+                id,
+                sealing: sealing_id(&record).unwrap(),
+            },
+        }])
+        .unwrap();
 }
 
 #[test]
@@ -67,9 +69,9 @@ fn gc_on_a_cluster_store_condemns_and_a_put_of_that_content_seals_it_again() {
     let gc = a.gc(&NoProgress).unwrap();
     assert_eq!(gc.chunks_freed, 0, "{gc:?}");
     assert_eq!(gc.chunks_condemned, 1, "{gc:?}");
-    assert_eq!(a.condemned_count().unwrap(), 1);
+    assert_eq!(a.replica().condemned_count().unwrap(), 1);
     // The condemnation is in the deletion log, for the other nodes.
-    let (entries, _) = a.deletions_since(0, 10).unwrap();
+    let (entries, _) = a.replica().deletions_since(0, 10).unwrap();
     assert!(entries.iter().any(|e| e.deletion
         == Deletion::Condemned {
             id,
@@ -79,19 +81,19 @@ fn gc_on_a_cluster_store_condemns_and_a_put_of_that_content_seals_it_again() {
     let new = a.put("new", &data[..], &PutOptions::default()).unwrap();
     assert_eq!(new.new_chunks, 1);
     assert!(new.stored_bytes > 0);
-    let record = a.chunk_record(&id).unwrap().unwrap();
+    let record = a.replica().chunk_record(&id).unwrap().unwrap();
     assert_ne!(
         sealing_id(&record).unwrap(),
         sealing_id(&old_record).unwrap()
     );
     // Freeing now drops the mark (that sealing is gone here) and keeps the new one.
-    let freed = a.free_condemned(u64::MAX, DAY).unwrap().unwrap();
+    let freed = a.replica().free_condemned(u64::MAX, DAY).unwrap().unwrap();
     assert_eq!(
         (freed.chunks_freed, freed.marks_dropped),
         (0, 1),
         "{freed:?}"
     );
-    assert_eq!(a.condemned_count().unwrap(), 0);
+    assert_eq!(a.replica().condemned_count().unwrap(), 0);
     assert_eq!(get(&a, "new"), data);
 }
 
@@ -108,8 +110,9 @@ fn condemnations_travel_and_each_node_frees_its_own_slices() {
     for r in &recs {
         for (id, record) in &r.chunks {
             let all: Vec<u8> = (0..record.slices.len() as u8).collect();
-            let slices = a.local_slices(id, &all).unwrap();
+            let slices = a.replica().local_slices(id, &all).unwrap();
             assert!(b
+                .replica()
                 .accept_slices(id, record, false, &slices)
                 .unwrap()
                 .is_none());
@@ -119,34 +122,39 @@ fn condemnations_travel_and_each_node_frees_its_own_slices() {
     assert_eq!(a.gc(&NoProgress).unwrap().chunks_condemned, 1);
     sync(&a, &b);
     // b marked it and logged the condemnation under its own sequence.
-    assert_eq!(b.condemned_count().unwrap(), 1);
-    let (entries, _) = b.deletions_since(0, 10).unwrap();
+    assert_eq!(b.replica().condemned_count().unwrap(), 1);
+    let (entries, _) = b.replica().deletions_since(0, 10).unwrap();
     assert!(entries
         .iter()
         .any(|e| matches!(e.deletion, Deletion::Condemned { .. })));
     // b has not released the removed version yet: freeing keeps the chunk.
-    let kept = b.free_condemned(u64::MAX, DAY).unwrap().unwrap();
+    let kept = b.replica().free_condemned(u64::MAX, DAY).unwrap().unwrap();
     assert_eq!(kept.still_used, 1, "{kept:?}");
     // A cursor that does not cover b's entry frees nothing.
-    b.release_removed(&NoProgress).unwrap();
-    let none = b.free_condemned(0, DAY).unwrap().unwrap();
+    b.replica().release_removed(&NoProgress).unwrap();
+    let none = b.replica().free_condemned(0, DAY).unwrap().unwrap();
     assert_eq!(none.chunks_freed, 0);
     let gone_rec = recs.iter().find(|r| r.blob.key == "gone").unwrap();
     let (gone_id, gone_record) = gone_rec.chunks[0].clone();
     let all: Vec<u8> = (0..gone_record.slices.len() as u8).collect();
-    let late = a.local_slices(&gone_id, &all).unwrap();
+    let late = a.replica().local_slices(&gone_id, &all).unwrap();
     for cas in [&a, &b] {
         let before = cas.stats().unwrap().chunks;
-        let freed = cas.free_condemned(u64::MAX, DAY).unwrap().unwrap();
+        let freed = cas
+            .replica()
+            .free_condemned(u64::MAX, DAY)
+            .unwrap()
+            .unwrap();
         assert_eq!(freed.chunks_freed, 1, "{freed:?}");
         assert!(freed.bytes_freed > 0);
         assert_eq!(cas.stats().unwrap().chunks, before - 1);
-        assert_eq!(cas.condemned_count().unwrap(), 0);
+        assert_eq!(cas.replica().condemned_count().unwrap(), 0);
         assert_eq!(get(cas, "kept"), keep);
     }
     // A late hand-off of the freed sealing, without its mark, arrives condemned: a put of
     // that content seals it again rather than deduplicating against it.
     assert!(b
+        .replica()
         .accept_slices(&gone_id, &gone_record, false, &late)
         .unwrap()
         .is_none());
@@ -162,12 +170,12 @@ fn compaction_keeps_a_pending_condemnation_for_nodes_that_join_later() {
         .unwrap();
     a.remove("x").unwrap();
     a.gc(&NoProgress).unwrap();
-    let (_, last) = a.deletions_since(0, 10).unwrap();
-    a.compact_deletions(last).unwrap();
+    let (_, last) = a.replica().deletions_since(0, 10).unwrap();
+    a.replica().compact_deletions(last).unwrap();
     // The key removal went; the condemnation stays, below the floor, while it is pending.
-    let (held, floor) = a.tombstones().unwrap();
+    let (held, floor) = a.replica().tombstones().unwrap();
     assert_eq!((held, floor), (1, last));
-    let (entries, _) = a.deletions_since(0, 10).unwrap();
+    let (entries, _) = a.replica().deletions_since(0, 10).unwrap();
     assert!(matches!(
         entries[..],
         [WalEntry {
@@ -178,17 +186,18 @@ fn compaction_keeps_a_pending_condemnation_for_nodes_that_join_later() {
     // New entries still get new sequences.
     a.put("y", &b"y"[..], &PutOptions::default()).unwrap();
     a.remove("y").unwrap();
-    let (_, next) = a.deletions_since(last, 10).unwrap();
+    let (_, next) = a.replica().deletions_since(last, 10).unwrap();
     assert_eq!(next, last + 1);
     // Once freed, the kept entry goes too.
     assert_eq!(
-        a.free_condemned(u64::MAX, DAY)
+        a.replica()
+            .free_condemned(u64::MAX, DAY)
             .unwrap()
             .unwrap()
             .chunks_freed,
         1
     );
-    let (entries, _) = a.deletions_since(0, 10).unwrap();
+    let (entries, _) = a.replica().deletions_since(0, 10).unwrap();
     assert!(entries
         .iter()
         .all(|e| !matches!(e.deletion, Deletion::Condemned { .. })));
@@ -208,14 +217,14 @@ fn a_live_sealing_wins_over_a_condemned_one_whatever_the_hashes() {
     assert_ne!(rec_a, rec_b);
     // Whichever sorts first, once b marks its own sealing condemned, a's wins on b.
     condemn(&b, id);
-    b.adopt_record(&id, &rec_a, false).unwrap();
-    assert_eq!(b.chunk_record(&id).unwrap(), Some(rec_a.clone()));
+    b.replica().adopt_record(&id, &rec_a, false).unwrap();
+    assert_eq!(b.replica().chunk_record(&id).unwrap(), Some(rec_a.clone()));
     // And a condemned sealing offered with its mark does not replace a live one.
     assert!(matches!(
-        a.adopt_record(&id, &rec_b, true).unwrap(),
+        a.replica().adopt_record(&id, &rec_b, true).unwrap(),
         ouroboros_db::Adopted::Kept(_)
     ));
-    assert_eq!(a.chunk_record(&id).unwrap(), Some(rec_a));
+    assert_eq!(a.replica().chunk_record(&id).unwrap(), Some(rec_a));
     assert_eq!(get(&a, "k"), data);
 }
 
@@ -250,7 +259,7 @@ fn a_put_that_deduplicated_against_a_sealing_condemned_meanwhile_stores_nothing(
     let (recs, _) = a.versions_since(0, 10).unwrap();
     let first = recs[0].blob.chunks[0].id;
     a.remove("old").unwrap();
-    a.release_removed(&NoProgress).unwrap();
+    a.replica().release_removed(&NoProgress).unwrap();
     let input = Hooked {
         data: &data,
         pos: 0,
@@ -289,10 +298,14 @@ fn merge_and_copy_of_a_version_whose_chunk_is_condemned_seal_it_again() {
         .blob
         .chunks[0]
         .id;
-    let old = a.chunk_record(&id).unwrap().unwrap();
+    let old = a.replica().chunk_record(&id).unwrap().unwrap();
     condemn(&a, id);
     let copied = a.copy_version(&v2.hash, "copy").unwrap();
-    assert_ne!(a.chunk_record(&id).unwrap().unwrap(), old, "sealed again");
+    assert_ne!(
+        a.replica().chunk_record(&id).unwrap().unwrap(),
+        old,
+        "sealed again"
+    );
     assert_eq!(get(&a, "copy"), two);
     assert_eq!(a.heads("copy").unwrap()[0].hash, copied);
     // The same for a merge that picks v2's content.
@@ -322,8 +335,8 @@ fn concurrent_releases_take_each_removed_version_once() {
         keep.push((k, data));
     }
     std::thread::scope(|s| {
-        let one = s.spawn(|| a.release_removed(&NoProgress).unwrap());
-        let two = s.spawn(|| a.release_removed(&NoProgress).unwrap());
+        let one = s.spawn(|| a.replica().release_removed(&NoProgress).unwrap());
+        let two = s.spawn(|| a.replica().release_removed(&NoProgress).unwrap());
         one.join().unwrap();
         two.join().unwrap();
     });

@@ -400,8 +400,9 @@ impl Harness {
     fn repair(&mut self) -> bool {
         let cas = self.open();
         let chunks: Vec<Hash> = {
-            let txn = cas.lmdb().read().unwrap();
-            cas.lmdb()
+            let txn = cas.replica().lmdb().read().unwrap();
+            cas.replica()
+                .lmdb()
                 .chunks
                 .page(&txn, None, 100_000)
                 .unwrap()
@@ -416,7 +417,7 @@ impl Harness {
             return self.put();
         }
         {
-            let mut txn = cas.lmdb().write().unwrap();
+            let mut txn = cas.replica().lmdb().write().unwrap();
             let mut picked = HashSet::new();
             for _ in 0..3 {
                 let id = chunks[self.rng.below(chunks.len() as u64) as usize];
@@ -427,7 +428,7 @@ impl Harness {
                 let a = self.rng.below(6) as u8;
                 let b = (a + 1 + self.rng.below(5) as u8) % 6;
                 let rot: &[u8] = if self.rng.below(2) == 0 { b"rot" } else { &[] };
-                let slices = cas.lmdb();
+                let slices = cas.replica().lmdb();
                 slices
                     .slices
                     .damage_for_tests(&mut txn, &id, a, Some(rot))

@@ -168,11 +168,12 @@ fn slices_a_node_lost_without_knowing_are_found_by_a_peers_audit_and_rebuilt() {
     let victim = &c.nodes[1].store;
     let lost = {
         let cas = ouroboros_db::Cas::open(victim).unwrap();
-        let held = cas.held_slices_after(None, 10_000).unwrap();
+        let held = cas.replica().held_slices_after(None, 10_000).unwrap();
         assert!(!held.is_empty(), "node 2 holds slices");
-        let mut txn = cas.lmdb().write().unwrap();
+        let mut txn = cas.replica().lmdb().write().unwrap();
         for (_, chunk, indexes) in &held {
-            cas.lmdb()
+            cas.replica()
+                .lmdb()
                 .slices
                 .damage_for_tests(&mut txn, chunk, indexes[0], None)
                 .unwrap();

@@ -216,8 +216,9 @@ fn damaged_slices_are_detected_and_repaired() {
     cas.put("x", &data[..], &PutOptions::default()).unwrap();
     // Damage two slices of every chunk: one flipped, one deleted.
     let chunks = {
-        let txn = cas.lmdb().read().unwrap();
-        cas.lmdb()
+        let txn = cas.replica().lmdb().read().unwrap();
+        cas.replica()
+            .lmdb()
             .chunks
             .page(&txn, None, 1000)
             .unwrap()
@@ -228,13 +229,15 @@ fn damaged_slices_are_detected_and_repaired() {
             .collect::<Vec<_>>()
     };
     {
-        let mut txn = cas.lmdb().write().unwrap();
+        let mut txn = cas.replica().lmdb().write().unwrap();
         for (id, _) in &chunks {
-            cas.lmdb()
+            cas.replica()
+                .lmdb()
                 .slices
                 .damage_for_tests(&mut txn, id, 0, Some(b"rot"))
                 .unwrap();
-            cas.lmdb()
+            cas.replica()
+                .lmdb()
                 .slices
                 .damage_for_tests(&mut txn, id, 3, None)
                 .unwrap();
@@ -251,9 +254,10 @@ fn damaged_slices_are_detected_and_repaired() {
     assert!(r.damage.is_empty(), "repair restored every slice: {r:?}");
     // Beyond m: a clear error naming the key and version.
     {
-        let mut txn = cas.lmdb().write().unwrap();
+        let mut txn = cas.replica().lmdb().write().unwrap();
         for i in 0..3 {
-            cas.lmdb()
+            cas.replica()
+                .lmdb()
                 .slices
                 .damage_for_tests(&mut txn, &chunks[0].0, i, None)
                 .unwrap();

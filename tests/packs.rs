@@ -54,8 +54,9 @@ fn a_damaged_data_slice_is_caught_by_the_members_tag_and_read_around() {
     put_all(&cas, &files);
     let pack = packs(&cas)[0];
     // Same length, different bytes: the fast path reads it and the tag check refuses it.
-    let txn = cas.lmdb().read().unwrap();
+    let txn = cas.replica().lmdb().read().unwrap();
     let mut slice = cas
+        .replica()
         .lmdb()
         .slices
         .bundle(&txn, &pack)

@@ -29,8 +29,8 @@ fn get(cas: &Cas, key: &str) -> ouroboros_db::Result<Vec<u8>> {
 }
 
 fn refs(cas: &Cas, id: &Hash) -> u64 {
-    let txn = cas.lmdb().read().unwrap();
-    cas.lmdb().chunks.refs(&txn, id).unwrap()
+    let txn = cas.replica().lmdb().read().unwrap();
+    cas.replica().lmdb().chunks.refs(&txn, id).unwrap()
 }
 
 /// FORMAT.md: "`chunk_refs` of a pack = the number of member records naming it, in every
@@ -80,7 +80,7 @@ fn only_chunk(cas: &Cas, key: &str) -> (Hash, ChunkRecord, Hash, ChunkRecord) {
 }
 
 fn mark_cluster(cas: &Cas) {
-    let lmdb = cas.lmdb();
+    let lmdb = cas.replica().lmdb();
     let mut txn = lmdb.write().unwrap();
     lmdb.cluster.put(&mut txn, b"info", b"test").unwrap();
     lmdb.commit(txn).unwrap();
@@ -88,9 +88,9 @@ fn mark_cluster(cas: &Cas) {
 
 fn sync(from: &Cas, to: &Cas) {
     let (v, _) = from.versions_since(0, 10_000).unwrap();
-    let (d, _) = from.deletions_since(0, 10_000).unwrap();
-    to.import_versions(&v).unwrap();
-    to.import_deletions(&d).unwrap();
+    let (d, _) = from.replica().deletions_since(0, 10_000).unwrap();
+    to.replica().import_versions(&v).unwrap();
+    to.replica().import_deletions(&d).unwrap();
 }
 
 /// Slices from several peers.
@@ -105,7 +105,7 @@ impl RemoteSlices for Peers {
     ) -> ouroboros_db::Result<Vec<(u8, Vec<u8>)>> {
         let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
         for p in &self.0 {
-            for (i, b) in p.local_slices(id, wanted)? {
+            for (i, b) in p.replica().local_slices(id, wanted)? {
                 if !out.iter().any(|(j, _)| *j == i) {
                     out.push((i, b));
                 }
@@ -262,12 +262,13 @@ fn frame_cache_never_serves_another_stores_frame() {
     // b gets a's pack (record and slices) and one of a's member records, under a's ids.
     let (x, rec, p, prec) = only_chunk(&a, &fa[3].0);
     let all: Vec<u8> = (0..prec.slices.len() as u8).collect();
-    let slices = a.local_slices(&p, &all).unwrap();
+    let slices = a.replica().local_slices(&p, &all).unwrap();
     assert!(b
+        .replica()
         .accept_slices(&p, &prec, false, &slices)
         .unwrap()
         .is_none());
-    b.adopt_record(&x, &rec, false).unwrap();
+    b.replica().adopt_record(&x, &rec, false).unwrap();
     // a's frame is in this thread's cache now; b must not read it with its keys.
     assert!(a.read_chunk(&x).unwrap() == fa[3].1);
     assert!(
@@ -377,9 +378,9 @@ fn damaged_member_records_fail_cleanly() {
             "forged {n} passes decode"
         );
         let id = Hash([n as u8 + 1; 32]);
-        let mut txn = cas.lmdb().write().unwrap();
-        cas.lmdb().chunks.put(&mut txn, &id, f).unwrap();
-        cas.lmdb().commit(txn).unwrap();
+        let mut txn = cas.replica().lmdb().write().unwrap();
+        cas.replica().lmdb().chunks.put(&mut txn, &id, f).unwrap();
+        cas.replica().lmdb().commit(txn).unwrap();
         // The good member's frame in the cache, then the forged one.
         assert!(cas.read_chunk(&good_id).is_ok());
         assert!(cas.read_chunk(&id).is_err(), "forged {n} is refused");
@@ -417,7 +418,8 @@ fn replacing_member_records_keeps_pack_counts() {
     let dir = tempfile::tempdir().unwrap();
     let me = Identity::generate();
     let a = Cas::create(&dir.path().join("a"), &opts(), &me).unwrap();
-    let mut b = Cas::create_replica(&dir.path().join("b"), &a.replica_seed().unwrap()).unwrap();
+    let mut b =
+        Cas::create_replica(&dir.path().join("b"), &a.replica().replica_seed().unwrap()).unwrap();
     b.unlock(&me).unwrap();
     mark_cluster(&a);
     mark_cluster(&b);
@@ -436,15 +438,16 @@ fn replacing_member_records_keeps_pack_counts() {
     }
     // Condemn a's pack(s), then put the same files again on a: every member sealed anew.
     for p in packs(&a) {
-        let prec = a.chunk_record(&p).unwrap().unwrap();
-        a.import_deletions(&[WalEntry {
-            time: 1,
-            deletion: Deletion::Condemned {
-                id: p,
-                sealing: sealing_id(&prec).unwrap(),
-            },
-        }])
-        .unwrap();
+        let prec = a.replica().chunk_record(&p).unwrap().unwrap();
+        a.replica()
+            .import_deletions(&[WalEntry {
+                time: 1,
+                deletion: Deletion::Condemned {
+                    id: p,
+                    sealing: sealing_id(&prec).unwrap(),
+                },
+            }])
+            .unwrap();
     }
     let again: Vec<(String, Vec<u8>)> = fs
         .iter()
@@ -452,7 +455,7 @@ fn replacing_member_records_keeps_pack_counts() {
         .collect();
     put_all(&a, &again);
     assert!(pack_invariant(&a).is_empty(), "{:?}", pack_invariant(&a));
-    a.free_condemned(u64::MAX, DAY).unwrap();
+    a.replica().free_condemned(u64::MAX, DAY).unwrap();
     assert!(pack_invariant(&a).is_empty(), "{:?}", pack_invariant(&a));
     for (k, d) in fs.iter().chain(&again) {
         assert!(get(&a, k).unwrap() == *d, "{k}");
@@ -506,7 +509,7 @@ fn a_member_record_under_a_pack_id_does_not_replace_the_pack() {
     let fs = files(50, 0);
     put_all(&cas, &fs);
     let p = packs(&cas)[0];
-    let prec = cas.chunk_record(&p).unwrap().unwrap();
+    let prec = cas.replica().chunk_record(&p).unwrap().unwrap();
     let mut forged = None;
     for n in 0u32..10_000 {
         let mut nonce = [0u8; 12];
@@ -531,7 +534,10 @@ fn a_member_record_under_a_pack_id_does_not_replace_the_pack() {
             break;
         }
     }
-    let adopted = cas.adopt_record(&p, &forged.unwrap(), false).unwrap();
+    let adopted = cas
+        .replica()
+        .adopt_record(&p, &forged.unwrap(), false)
+        .unwrap();
     let lost = fs.iter().filter(|(k, _)| get(&cas, k).is_err()).count();
     assert_eq!(
         lost,
@@ -550,7 +556,7 @@ fn a_stored_pack_record_is_never_replaced() {
     let fs = files(50, 0);
     put_all(&cas, &fs);
     let p = packs(&cas)[0];
-    let prec = cas.chunk_record(&p).unwrap().unwrap();
+    let prec = cas.replica().chunk_record(&p).unwrap().unwrap();
     let mut forged = None;
     for n in 0u8..=255 {
         let mut f = prec.clone();
@@ -560,7 +566,10 @@ fn a_stored_pack_record_is_never_replaced() {
             break;
         }
     }
-    let adopted = cas.adopt_record(&p, &forged.unwrap(), false).unwrap();
+    let adopted = cas
+        .replica()
+        .adopt_record(&p, &forged.unwrap(), false)
+        .unwrap();
     assert!(matches!(adopted, Adopted::Kept(_)), "{adopted:?}");
 }
 
@@ -578,26 +587,27 @@ fn a_member_sealed_again_after_its_pack_was_condemned_is_not_pulled_back() {
         mark_cluster(&a);
         a.put("f", &data[..], &PutOptions::default()).unwrap();
         let (x, old, p, prec) = only_chunk(&a, "f");
-        a.import_deletions(&[WalEntry {
-            time: 1,
-            deletion: Deletion::Condemned {
-                id: p,
-                sealing: sealing_id(&prec).unwrap(),
-            },
-        }])
-        .unwrap();
+        a.replica()
+            .import_deletions(&[WalEntry {
+                time: 1,
+                deletion: Deletion::Condemned {
+                    id: p,
+                    sealing: sealing_id(&prec).unwrap(),
+                },
+            }])
+            .unwrap();
         let again = a.put("g", &data[..], &PutOptions::default()).unwrap();
         assert_eq!(again.new_chunks, 1, "the pack is condemned: sealed again");
-        let new = a.chunk_record(&x).unwrap().unwrap();
+        let new = a.replica().chunk_record(&x).unwrap().unwrap();
         assert_ne!(new.pack().unwrap().0, p);
         if !wins_over(&old, &new).unwrap() {
             continue;
         }
         // A peer that has not seen the new sealing yet ships the old record, and its
         // pack marked condemned (versions_by_hash).
-        a.adopt_record(&p, &prec, true).unwrap();
-        let adopted = a.adopt_record(&x, &old, false).unwrap();
-        let now = a.chunk_record(&x).unwrap().unwrap();
+        a.replica().adopt_record(&p, &prec, true).unwrap();
+        let adopted = a.replica().adopt_record(&x, &old, false).unwrap();
+        let now = a.replica().chunk_record(&x).unwrap().unwrap();
         assert_eq!(
             now.pack().unwrap().0,
             new.pack().unwrap().0,
@@ -621,7 +631,7 @@ fn a_third_node_converges_on_the_winning_member_record() {
     let dir = tempfile::tempdir().unwrap();
     let me = Identity::generate();
     let n0 = Cas::create(&dir.path().join("n0"), &opts(), &me).unwrap();
-    let seed = n0.replica_seed().unwrap();
+    let seed = n0.replica().replica_seed().unwrap();
     let mut n1 = Cas::create_replica(&dir.path().join("n1"), &seed).unwrap();
     let mut c = Cas::create_replica(&dir.path().join("c"), &seed).unwrap();
     n1.unlock(&me).unwrap();
@@ -644,15 +654,19 @@ fn a_third_node_converges_on_the_winning_member_record() {
     let _ = pw;
     // Placement: w also holds the slices of l's pack.
     let all: Vec<u8> = (0..prl.slices.len() as u8).collect();
-    let sl = l.local_slices(&pl, &all).unwrap();
-    assert!(w.accept_slices(&pl, &prl, false, &sl).unwrap().is_none());
+    let sl = l.replica().local_slices(&pl, &all).unwrap();
+    assert!(w
+        .replica()
+        .accept_slices(&pl, &prl, false, &sl)
+        .unwrap()
+        .is_none());
     // c pulls l's version first; then w and l exchange theirs and settle on w's record.
     sync(&l, &c);
     sync(&w, &l);
     sync(&l, &w);
     assert_eq!(
-        l.chunk_record(&x).unwrap(),
-        w.chunk_record(&x).unwrap(),
+        l.replica().chunk_record(&x).unwrap(),
+        w.replica().chunk_record(&x).unwrap(),
         "w and l agree"
     );
     // c can read l's file now (l's pack's slices are on w and l); in another thread, so this
@@ -674,8 +688,8 @@ fn a_third_node_converges_on_the_winning_member_record() {
     for (from, to) in [(&w, &l), (&l, &w), (&w, &c), (&l, &c), (&c, &w), (&c, &l)] {
         sync(from, to);
     }
-    let on_c = c.chunk_record(&x).unwrap().unwrap();
-    let on_w = w.chunk_record(&x).unwrap().unwrap();
+    let on_c = c.replica().chunk_record(&x).unwrap().unwrap();
+    let on_w = w.replica().chunk_record(&x).unwrap().unwrap();
     // gc on every node, the condemnations exchanged, and every node frees what it may.
     for s in [&w, &l, &c] {
         s.gc(&NoProgress).unwrap();
@@ -686,7 +700,7 @@ fn a_third_node_converges_on_the_winning_member_record() {
         }
     }
     for s in [&w, &l, &c] {
-        s.free_condemned(u64::MAX, DAY).unwrap();
+        s.replica().free_condemned(u64::MAX, DAY).unwrap();
     }
     let after = read_l(&c);
     assert!(
@@ -696,7 +710,7 @@ fn a_third_node_converges_on_the_winning_member_record() {
         on_c.pack().unwrap().0.short(),
         on_w.pack().unwrap().0.short(),
         pl.short(),
-        w.local_slices(&pl, &all).unwrap().len(),
-        l.local_slices(&pl, &all).unwrap().len(),
+        w.replica().local_slices(&pl, &all).unwrap().len(),
+        l.replica().local_slices(&pl, &all).unwrap().len(),
     );
 }

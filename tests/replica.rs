@@ -19,7 +19,7 @@ impl RemoteSlices for Peer {
         wanted: &[u8],
         _need: usize,
     ) -> ouroboros_db::Result<Vec<(u8, Vec<u8>)>> {
-        self.0.local_slices(id, wanted)
+        self.0.replica().local_slices(id, wanted)
     }
 }
 
@@ -27,15 +27,16 @@ fn pair() -> (tempfile::TempDir, Identity, Cas, Cas) {
     let dir = tempfile::tempdir().unwrap();
     let me = Identity::generate();
     let a = Cas::create(&dir.path().join("a"), &CreateOptions::default(), &me).unwrap();
-    let mut b = Cas::create_replica(&dir.path().join("b"), &a.replica_seed().unwrap()).unwrap();
+    let mut b =
+        Cas::create_replica(&dir.path().join("b"), &a.replica().replica_seed().unwrap()).unwrap();
     b.unlock(&me).unwrap();
     (dir, me, a, b)
 }
 
 fn sync(from: &Cas, to: &Cas) -> usize {
     let (v, _) = from.versions_since(0, 1000).unwrap();
-    let (d, _) = from.deletions_since(0, 1000).unwrap();
-    to.import_versions(&v).unwrap() + to.import_deletions(&d).unwrap()
+    let (d, _) = from.replica().deletions_since(0, 1000).unwrap();
+    to.replica().import_versions(&v).unwrap() + to.replica().import_deletions(&d).unwrap()
 }
 
 fn heads(cas: &Cas, key: &str) -> Vec<Hash> {
@@ -97,10 +98,10 @@ fn removals_replicate_and_cover_older_versions_arriving_late() {
     ));
     // An rm of a key on b whose version a learns of only afterwards.
     b.remove("late").unwrap();
-    let (d, _) = b.deletions_since(0, 100).unwrap();
-    a.import_deletions(&d).unwrap();
+    let (d, _) = b.replica().deletions_since(0, 100).unwrap();
+    a.replica().import_deletions(&d).unwrap();
     let (v, _) = b.versions_since(0, 100).unwrap();
-    a.import_versions(&v).unwrap();
+    a.replica().import_versions(&v).unwrap();
     assert!(matches!(
         a.get("late", Vec::new()),
         Err(Error::KeyDeleted { .. })
@@ -116,17 +117,22 @@ fn slices_handed_over_are_checked_and_released() {
     let data = random_bytes(1 << 20, 9);
     a.put("f", &data[..], &PutOptions::default()).unwrap();
     sync(&a, &b);
-    let held = a.held_slices_after(None, 100).unwrap();
+    let held = a.replica().held_slices_after(None, 100).unwrap();
     assert!(!held.is_empty());
     for (_, chunk, idx) in &held {
-        let record = a.chunk_record(chunk).unwrap().unwrap();
+        let record = a.replica().chunk_record(chunk).unwrap().unwrap();
         let give: Vec<u8> = idx.iter().copied().filter(|i| i % 2 == 0).collect();
-        let slices = a.local_slices(chunk, &give).unwrap();
+        let slices = a.replica().local_slices(chunk, &give).unwrap();
         // A slice that does not match the record is refused.
         let mut bad = slices.clone();
         bad[0].1[10] ^= 1;
-        assert!(b.accept_slices(chunk, &record, false, &bad).is_err());
-        b.accept_slices(chunk, &record, false, &slices).unwrap();
+        assert!(b
+            .replica()
+            .accept_slices(chunk, &record, false, &bad)
+            .is_err());
+        b.replica()
+            .accept_slices(chunk, &record, false, &slices)
+            .unwrap();
         // Once b knows the record, a forged record cannot plant a slice under an index b
         // does not hold yet.
         // (A record that sorts first would replace it: the one-sealing rule, tested below.)
@@ -141,12 +147,16 @@ fn slices_handed_over_are_checked_and_released() {
             .find(|(forged, _)| wins_over(&record, forged).unwrap())
             .unwrap();
         assert_eq!(
-            b.accept_slices(chunk, &forged, false, &[(odd, forged_slice)])
+            b.replica()
+                .accept_slices(chunk, &forged, false, &[(odd, forged_slice)])
                 .unwrap(),
             Some((record.clone(), false))
         );
-        assert!(b.local_slices(chunk, &[odd]).unwrap().is_empty());
-        assert_eq!(b.chunk_record(chunk).unwrap(), Some(record.clone()));
+        assert!(b.replica().local_slices(chunk, &[odd]).unwrap().is_empty());
+        assert_eq!(
+            b.replica().chunk_record(chunk).unwrap(),
+            Some(record.clone())
+        );
         assert_eq!(a.release_slices(chunk, &give).unwrap(), give.len());
     }
     let b = Arc::new(b);
@@ -165,22 +175,22 @@ fn deliveries_in_one_batch_are_answered_each_and_a_bad_one_stores_nothing() {
     let data = random_bytes(9 << 20, 11);
     a.put("f", &data[..], &PutOptions::default()).unwrap();
     sync(&a, &b);
-    let held = a.held_slices_after(None, 100).unwrap();
+    let held = a.replica().held_slices_after(None, 100).unwrap();
     assert!(held.len() >= 2, "{} chunks", held.len());
     let mut batch: Vec<SliceDelivery> = held
         .iter()
         .map(|(_, chunk, idx)| SliceDelivery {
             id: *chunk,
-            record: a.chunk_record(chunk).unwrap().unwrap(),
+            record: a.replica().chunk_record(chunk).unwrap().unwrap(),
             condemned: false,
-            slices: a.local_slices(chunk, idx).unwrap(),
+            slices: a.replica().local_slices(chunk, idx).unwrap(),
         })
         .collect();
     batch[1].slices[0].1[10] ^= 1;
-    let answers = b.accept_slices_many(&batch).unwrap();
+    let answers = b.replica().accept_slices_many(&batch).unwrap();
     assert_eq!(answers.len(), batch.len());
     for (i, (answer, d)) in answers.iter().zip(&batch).enumerate() {
-        let stored = b.local_slices_held(&d.id).unwrap();
+        let stored = b.replica().local_slices_held(&d.id).unwrap();
         if i == 1 {
             assert!(answer.is_err());
             assert!(stored.is_empty(), "a bad delivery stored {stored:?}");
@@ -191,12 +201,12 @@ fn deliveries_in_one_batch_are_answered_each_and_a_bad_one_stores_nothing() {
     }
     // Releasing in one batch drops each chunk's slices.
     let releases: Vec<(Hash, Vec<u8>)> = held.iter().map(|(_, c, i)| (*c, i.clone())).collect();
-    let dropped = a.release_slices_many(&releases).unwrap();
+    let dropped = a.replica().release_slices_many(&releases).unwrap();
     assert_eq!(
         dropped,
         held.iter().map(|(_, _, i)| i.len()).collect::<Vec<_>>()
     );
-    assert_eq!(a.chunks_held().unwrap(), 0);
+    assert_eq!(a.replica().chunks_held().unwrap(), 0);
 }
 
 #[test]
@@ -206,14 +216,14 @@ fn bundle_sequences_never_come_back_after_the_last_bundle_is_released() {
     let (_d, _me, a, _b) = pair();
     a.put("first", &random_bytes(4000, 1)[..], &PutOptions::default())
         .unwrap();
-    let held = a.held_slices_after(None, 100).unwrap();
+    let held = a.replica().held_slices_after(None, 100).unwrap();
     let last = held.iter().map(|(seq, _, _)| *seq).max().unwrap();
     let all: Vec<(Hash, Vec<u8>)> = held.iter().map(|(_, c, i)| (*c, i.clone())).collect();
-    a.release_slices_many(&all).unwrap();
-    assert!(a.held_slices_after(None, 100).unwrap().is_empty());
+    a.replica().release_slices_many(&all).unwrap();
+    assert!(a.replica().held_slices_after(None, 100).unwrap().is_empty());
     a.put("second", &random_bytes(4000, 2)[..], &PutOptions::default())
         .unwrap();
-    let after = a.held_slices_after(Some(last), 100).unwrap();
+    let after = a.replica().held_slices_after(Some(last), 100).unwrap();
     assert!(!after.is_empty(), "the new bundle reused a walked sequence");
 }
 
@@ -225,10 +235,10 @@ fn a_version_removed_before_it_arrives_arrives_removed() {
     let v2 = a.put("k", &b"two"[..], &PutOptions::default()).unwrap();
     a.remove(&format!("k@{}", v2.hash.to_hex())).unwrap();
     // b learns of the removal first, then of the version.
-    let (d, _) = a.deletions_since(0, 100).unwrap();
-    b.import_deletions(&d).unwrap();
+    let (d, _) = a.replica().deletions_since(0, 100).unwrap();
+    b.replica().import_deletions(&d).unwrap();
     let (v, _) = a.versions_since(0, 100).unwrap();
-    b.import_versions(&v).unwrap();
+    b.replica().import_versions(&v).unwrap();
     assert_eq!(heads(&b, "k"), vec![v1.hash]);
     assert!(b.log("k", 10).unwrap().iter().all(|v| v.hash != v2.hash));
     b.gc(&ouroboros_db::NoProgress).unwrap();
@@ -244,18 +254,24 @@ fn content_sealed_on_two_nodes_settles_on_one_sealing() {
     // Chunks sealed alone: a tail under 64 KiB goes into a pack of each node's own, and the
     // rule settles its member records instead (members are compared below, by reading).
     let chunks: Vec<Hash> = a
+        .replica()
         .held_slices_after(None, 100)
         .unwrap()
         .into_iter()
         .map(|(_, c, _)| c)
-        .filter(|c| a.chunk_record(c).unwrap().is_some_and(|r| !r.is_pack()))
+        .filter(|c| {
+            a.replica()
+                .chunk_record(c)
+                .unwrap()
+                .is_some_and(|r| !r.is_pack())
+        })
         .collect();
     let before: Vec<_> = chunks
         .iter()
         .map(|c| {
             let (ra, rb) = (
-                a.chunk_record(c).unwrap().unwrap(),
-                b.chunk_record(c).unwrap().unwrap(),
+                a.replica().chunk_record(c).unwrap().unwrap(),
+                b.replica().chunk_record(c).unwrap().unwrap(),
             );
             assert_ne!(ra, rb, "each node sealed with its own nonce");
             if wins_over(&ra, &rb).unwrap() {
@@ -270,11 +286,11 @@ fn content_sealed_on_two_nodes_settles_on_one_sealing() {
     sync(&a, &b);
     sync(&b, &a);
     for (c, winner) in chunks.iter().zip(&before) {
-        assert_eq!(a.chunk_record(c).unwrap().as_ref(), Some(winner));
-        assert_eq!(b.chunk_record(c).unwrap().as_ref(), Some(winner));
+        assert_eq!(a.replica().chunk_record(c).unwrap().as_ref(), Some(winner));
+        assert_eq!(b.replica().chunk_record(c).unwrap().as_ref(), Some(winner));
         let (held_a, held_b) = (
-            a.local_slices_held(c).unwrap().len(),
-            b.local_slices_held(c).unwrap().len(),
+            a.replica().local_slices_held(c).unwrap().len(),
+            b.replica().local_slices_held(c).unwrap().len(),
         );
         assert_eq!(
             held_a + held_b,
@@ -282,7 +298,10 @@ fn content_sealed_on_two_nodes_settles_on_one_sealing() {
             "only the winner's slices stay"
         );
         // Learning a record again, or a losing one, changes nothing.
-        assert_eq!(a.adopt_record(c, winner, false).unwrap(), Adopted::Same);
+        assert_eq!(
+            a.replica().adopt_record(c, winner, false).unwrap(),
+            Adopted::Same
+        );
     }
     // Each reads both keys: its own slices of the winner, the rest from the other.
     let b = Arc::new(b);

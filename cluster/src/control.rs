@@ -115,7 +115,7 @@ pub fn pending_without_node(cas: &Arc<ouroboros_db::Cas>) -> Result<u64> {
     let mut pending = 0;
     let mut after = None;
     loop {
-        let page = cas.held_slices_after(after, 256)?;
+        let page = cas.replica().held_slices_after(after, 256)?;
         let Some((last, _, _)) = page.last() else {
             return Ok(pending);
         };

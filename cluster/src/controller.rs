@@ -151,10 +151,12 @@ impl Node {
         members.set_self_addr(&addr)?;
         members.set_addr(&me, &addr)?;
         tracing::info!(node = %short_id(&me), %addr, "node listening");
-        let accepts =
-            GroupCommit::start(Arc::clone(&cas), |cas, batch| cas.accept_slices_many(batch));
+        let accepts = GroupCommit::start(Arc::clone(&cas), |cas, batch| {
+            cas.replica().accept_slices_many(batch)
+        });
         let releases = GroupCommit::start(Arc::clone(&cas), |cas, batch| {
             Ok(cas
+                .replica()
                 .release_slices_many(batch)?
                 .into_iter()
                 .map(Ok)

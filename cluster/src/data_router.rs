@@ -95,14 +95,14 @@ pub async fn walk(node: &Arc<Node>) -> Result<u64> {
     let mut work: Vec<(Hash, Vec<u8>)> = Vec::new();
     for chunk in retry {
         let cas = Arc::clone(&node.cas);
-        let held = blocking(move || Ok(cas.local_slices_held(&chunk)?)).await?;
+        let held = blocking(move || Ok(cas.replica().local_slices_held(&chunk)?)).await?;
         work.push((chunk, held));
     }
     hand_over(node, &members, slices, std::mem::take(&mut work)).await;
     loop {
         let cas = Arc::clone(&node.cas);
         let after = *cursor;
-        let page = blocking(move || Ok(cas.held_slices_after(after, PAGE)?)).await?;
+        let page = blocking(move || Ok(cas.replica().held_slices_after(after, PAGE)?)).await?;
         let Some((last, _, _)) = page.last() else {
             break;
         };
@@ -110,7 +110,7 @@ pub async fn walk(node: &Arc<Node>) -> Result<u64> {
         let work: Vec<(Hash, Vec<u8>)> = page.into_iter().map(|(_, c, i)| (c, i)).collect();
         hand_over(node, &members, slices, work).await;
     }
-    if let Ok(n) = node.cas.chunks_held() {
+    if let Ok(n) = node.cas.replica().chunks_held() {
         node.router.held.store(n, Ordering::Relaxed);
     }
     Ok(node.router.pending())
@@ -177,8 +177,8 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
     let want: Vec<u8> = away.values().flatten().copied().collect();
     let Ok((Some((record, condemned)), mut held)) = blocking(move || {
         Ok((
-            cas.chunk_record_marked(&chunk)?,
-            cas.local_slices(&chunk, &want)?,
+            cas.replica().chunk_record_marked(&chunk)?,
+            cas.replica().local_slices(&chunk, &want)?,
         ))
     })
     .await
@@ -215,7 +215,7 @@ async fn send_chunk(node: &Arc<Node>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8
                 Response::Superseded(winner, dead) => {
                     let cas = Arc::clone(&node.cas);
                     let adopted =
-                        blocking(move || Ok(cas.adopt_record(&chunk, &winner, dead)?)).await?;
+                        blocking(move || Ok(cas.replica().adopt_record(&chunk, &winner, dead)?)).await?;
                     node.repair.wake_for([chunk]);
                     tracing::info!(chunk = %chunk.short(), to = %short_id(&peer), ?adopted, "another sealing wins");
                     return Ok((Vec::new(), true));

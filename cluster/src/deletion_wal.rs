@@ -142,7 +142,7 @@ pub(crate) fn check_cursor(node: &Node, blobs: u64, cursor: u64) -> Result<()> {
     // PA
     let floor = node.wal.floor();
     // A cursor at a condemnation kept below the floor came from a page that ended there.
-    let kept = || node.cas.holds_deletion(cursor).unwrap_or(false);
+    let kept = || node.cas.replica().holds_deletion(cursor).unwrap_or(false);
     if (cursor > 0 || blobs > 0) && cursor < floor && !kept() {
         return Err(ClusterError::Protocol(format!(
             "this node's deletion log was compacted past your cursor ({cursor} < {floor}): you were away longer than the tombstone horizon; wipe this node's store and rejoin with a new token"
@@ -209,7 +209,7 @@ const ROUND_AT_MOST: Duration = Duration::from_secs(60);
 async fn free_once(node: &Arc<Node>, round: &mut Option<Round>) -> Result<()> {
     // PA
     let cas = Arc::clone(&node.cas);
-    let marks = blocking(move || Ok(cas.condemned_count()?)).await?;
+    let marks = blocking(move || Ok(cas.replica().condemned_count()?)).await?;
     node.wal.condemned.store(marks, Ordering::Relaxed);
     if marks == 0 {
         *round = None;
@@ -241,8 +241,9 @@ async fn free_once(node: &Arc<Node>, round: &mut Option<Round>) -> Result<()> {
     let report = blocking(move || {
         // Counts must say how many live versions use a chunk here: removed versions let go
         // of their chunks first (gc's first step, without the gc lock: it frees nothing).
-        cas.release_removed(&ouroboros_db::progress::NoProgress)?;
-        Ok(cas.free_condemned(through, horizon)?)
+        cas.replica()
+            .release_removed(&ouroboros_db::progress::NoProgress)?;
+        Ok(cas.replica().free_condemned(through, horizon)?)
     })
     .await?;
     // A put holds the gc lock: the round stays, and the next tick tries again.
@@ -272,10 +273,10 @@ async fn compact_once(node: &Arc<Node>) -> Result<()> {
     let cas = Arc::clone(&node.cas);
     let (dropped, (held, floor)) = blocking(move || {
         let dropped = match through {
-            Some(t) => cas.compact_deletions(t)?,
+            Some(t) => cas.replica().compact_deletions(t)?,
             None => 0,
         };
-        Ok((dropped, cas.tombstones()?))
+        Ok((dropped, cas.replica().tombstones()?))
     })
     .await?;
     if dropped > 0 {

@@ -134,7 +134,7 @@ async fn pull(node: &Arc<Node>, peer: &NodeId, mut cur: Cursor, members: bool) -
         // Only what this node has not learned yet (from this peer or another) comes whole.
         let mut size = postcard::to_stdvec(&(&hashes, &entries)).map_or(0, |v| v.len() as u64);
         let cas = Arc::clone(&node.cas);
-        let unknown = blocking(move || Ok(cas.unknown_versions(&hashes)?)).await?;
+        let unknown = blocking(move || Ok(cas.replica().unknown_versions(&hashes)?)).await?;
         let records = if unknown.is_empty() {
             Vec::new()
         } else {
@@ -161,9 +161,9 @@ async fn pull(node: &Arc<Node>, peer: &NodeId, mut cur: Cursor, members: bool) -
         };
         let from = *peer;
         let n = blocking(move || {
-            let n = cas.import_versions(&records)?;
+            let n = cas.replica().import_versions(&records)?;
             // Versions first: a deletion may name a version that arrives in the same page.
-            cas.import_deletions(&entries)?;
+            cas.replica().import_deletions(&entries)?;
             // The cursor goes to disk with what it covers, not after the pull's last round
             // trip: a node killed in between would come back with a cursor below what it
             // holds (at 0, it would even pass for a new node).
@@ -192,7 +192,7 @@ async fn pull(node: &Arc<Node>, peer: &NodeId, mut cur: Cursor, members: bool) -
 
 fn load_cursor(node: &Node, peer: &NodeId) -> Cursor {
     // A
-    let lmdb = node.cas.lmdb();
+    let lmdb = node.cas.replica().lmdb();
     let Ok(txn) = lmdb.read() else {
         return Cursor::default();
     };
@@ -216,7 +216,7 @@ fn load_cursor(node: &Node, peer: &NodeId) -> Cursor {
 
 fn save_cursor(cas: &ouroboros_db::Cas, peer: &NodeId, cur: Cursor) {
     // A
-    let lmdb = cas.lmdb();
+    let lmdb = cas.replica().lmdb();
     let mut v = cur.blobs.to_le_bytes().to_vec();
     v.extend_from_slice(&cur.wal.to_le_bytes());
     v.extend_from_slice(&cur.log.0);

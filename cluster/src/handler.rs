@@ -259,7 +259,7 @@ async fn held_slices(node: &Node, items: Vec<SliceWant>) -> Result<Found> {
             it.wanted.sort_unstable();
             it.wanted.dedup();
             let slices = if bytes < ANSWER_BUDGET {
-                cas.local_slices(&it.chunk, &it.wanted)?
+                cas.replica().local_slices(&it.chunk, &it.wanted)?
             } else {
                 Vec::new()
             };
@@ -292,7 +292,7 @@ pub(crate) fn news(node: &Node) -> NodeNews {
     NodeNews {
         addr: node.addr.clone(),
         chunks_held: node.router.chunks_held(),
-        free_bytes: node.cas.lmdb().free_bytes().unwrap_or(0),
+        free_bytes: node.cas.replica().lmdb().free_bytes().unwrap_or(0),
         pending_chunks: node.router.pending(),
         repair_backlog: node.repair.backlog(),
         repaired_slices: node.repair.repaired(),
@@ -304,6 +304,7 @@ pub(crate) fn news(node: &Node) -> NodeNews {
         swept_over: node.repair.swept_over(),
         logs: node
             .cas
+            .replica()
             .log_ends()
             .map(|(log, blobs, wal)| LogEnds { log, blobs, wal })
             .unwrap_or_default(),
@@ -333,9 +334,9 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             node.wal.acknowledge(peer, wal);
             let ((hashes, blobs), (entries, wal), log) = blocking(move || {
                 Ok((
-                    cas.version_hashes_since(blobs, PAGE)?,
-                    cas.deletions_since(wal, PAGE)?,
-                    cas.log_id()?,
+                    cas.replica().version_hashes_since(blobs, PAGE)?,
+                    cas.replica().deletions_since(wal, PAGE)?,
+                    cas.replica().log_id()?,
                 ))
             })
             .await?;
@@ -370,7 +371,9 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
                     "at most {PAGE} versions per request"
                 )));
             }
-            Response::Versions(blocking(move || Ok(cas.versions_by_hash(&hashes)?)).await?)
+            Response::Versions(
+                blocking(move || Ok(cas.replica().versions_by_hash(&hashes)?)).await?,
+            )
         }
         Request::PutSlices {
             chunk,
@@ -397,7 +400,7 @@ async fn handle(node: &Arc<Node>, role: Role, peer: NodeId, req: Request) -> Res
             wanted.sort_unstable();
             wanted.dedup();
             Response::Slices(crate::message::to_wire(
-                blocking(move || Ok(cas.local_slices(&chunk, &wanted)?)).await?,
+                blocking(move || Ok(cas.replica().local_slices(&chunk, &wanted)?)).await?,
             ))
         }
         Request::Join { .. } => return Err(ClusterError::Protocol("already a member".into())),
@@ -466,7 +469,7 @@ async fn admit(node: &Arc<Node>, invite: NodeId, new: NodeId, addr: String) -> R
     node.members.set_addr(&new, &addr)?;
     tracing::info!(node = %short_id(&new), %addr, "admitted a new node");
     let cas = Arc::clone(&node.cas);
-    let seed = blocking(move || Ok(cas.replica_seed()?)).await?;
+    let seed = blocking(move || Ok(cas.replica().replica_seed()?)).await?;
     let Response::Members { members, addrs } = members_response(node)? else {
         return Err(ClusterError::Protocol("members".into()));
     };

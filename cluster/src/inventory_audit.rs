@@ -41,11 +41,11 @@ fn tree_node(cas: &Cas, prefix: &[u8], inventory: Inventory<'_>) -> Result<Respo
     // A
     if prefix.len() < SYNC_LEAF_DEPTH {
         Ok(Response::SyncDigests(
-            cas.inventory_digests(prefix, inventory)?,
+            cas.replica().inventory_digests(prefix, inventory)?,
         ))
     } else if prefix.len() == SYNC_LEAF_DEPTH {
         Ok(Response::InventoryLeaf(
-            cas.inventory_leaf(prefix, inventory)?,
+            cas.replica().inventory_leaf(prefix, inventory)?,
         ))
     } else {
         Err(ClusterError::Protocol(

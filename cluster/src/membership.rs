@@ -15,7 +15,7 @@ use crate::error::{ClusterError, Result};
 /// A node's public key: its identity in the cluster.
 pub type NodeId = [u8; 32];
 
-const INFO: &[u8] = b"info";
+const INFO: &[u8] = ouroboros_db::store::cluster_state::CLUSTER_INFO_KEY;
 const MEMBER: &[u8] = b"m/";
 const INVITE: &[u8] = b"i/";
 const ADDR: &[u8] = b"a/";
@@ -170,8 +170,8 @@ impl Membership {
         what: &'static str,
     ) -> Result<Option<T>> {
         // A
-        let st = &self.cas.lmdb().cluster;
-        let txn = self.cas.lmdb().read()?;
+        let st = &self.cas.replica().lmdb().cluster;
+        let txn = self.cas.replica().lmdb().read()?;
         Ok(st
             .get(&txn, key)?
             .map(|b| ouroboros_db::codec::decode(what, tag, &b))
@@ -180,7 +180,7 @@ impl Membership {
 
     fn put<T: Serialize>(&self, key: &[u8], tag: u8, value: &T) -> Result<()> {
         // PA
-        let lmdb = self.cas.lmdb();
+        let lmdb = self.cas.replica().lmdb();
         let mut txn = lmdb.write()?;
         lmdb.cluster
             .put(&mut txn, key, &ouroboros_db::codec::encode(tag, value)?)?;
@@ -210,7 +210,7 @@ impl Membership {
     /// Every member record (revoked ones included).
     pub fn members(&self) -> Result<Vec<MemberRecord>> {
         // A
-        let lmdb = self.cas.lmdb();
+        let lmdb = self.cas.replica().lmdb();
         let txn = lmdb.read()?;
         let mut out = Vec::new();
         for (_, v) in lmdb.cluster.scan(&txn, MEMBER)? {
@@ -288,7 +288,7 @@ impl Membership {
     /// The address a node was last seen listening on.
     pub fn addr(&self, node: &NodeId) -> Result<Option<String>> {
         // A
-        let lmdb = self.cas.lmdb();
+        let lmdb = self.cas.replica().lmdb();
         let txn = lmdb.read()?;
         Ok(lmdb
             .cluster
@@ -302,7 +302,7 @@ impl Membership {
         if self.addr(node)?.as_deref() == Some(addr) {
             return Ok(());
         }
-        let lmdb = self.cas.lmdb();
+        let lmdb = self.cas.replica().lmdb();
         let mut txn = lmdb.write()?;
         lmdb.cluster
             .put(&mut txn, &[ADDR, node.as_slice()].concat(), addr.as_bytes())?;
@@ -313,7 +313,7 @@ impl Membership {
     /// Where this store's own node listens (written by `node run`, read by `invite`).
     pub fn self_addr(&self) -> Result<Option<String>> {
         // A
-        let lmdb = self.cas.lmdb();
+        let lmdb = self.cas.replica().lmdb();
         let txn = lmdb.read()?;
         Ok(lmdb
             .cluster
@@ -324,7 +324,7 @@ impl Membership {
     /// Records where this store's node listens.
     pub fn set_self_addr(&self, addr: &str) -> Result<()> {
         // A
-        let lmdb = self.cas.lmdb();
+        let lmdb = self.cas.replica().lmdb();
         let mut txn = lmdb.write()?;
         lmdb.cluster.put(&mut txn, SELF_ADDR, addr.as_bytes())?;
         lmdb.commit(txn)?;
@@ -368,7 +368,7 @@ impl Membership {
     /// (unknown, used or expired), so each token admits one node at most.
     pub fn claim_invite(&self, key: &NodeId) -> Result<bool> {
         // PA
-        let lmdb = self.cas.lmdb();
+        let lmdb = self.cas.replica().lmdb();
         let mut txn = lmdb.write()?;
         let k = [INVITE, key.as_slice()].concat();
         let inv: Option<Invite> = lmdb

@@ -470,7 +470,7 @@ mod tests {
     #[test]
     fn pinned_header() {
         let f = encode_frame(&Request::Members).unwrap();
-        assert_eq!(&f[..6], &[b'O', 8, 1, 0, 0, 0]);
+        assert_eq!(&f[..6], &[b'O', 9, 1, 0, 0, 0]);
         assert_eq!(f.len(), 7);
     }
 

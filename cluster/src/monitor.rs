@@ -157,7 +157,7 @@ fn on_dead_nodes(
     }
     let mut count = 0;
     let mut after = None;
-    while let Ok(page) = node.cas.chunk_widths_after(after, 4096) {
+    while let Ok(page) = node.cas.replica().chunk_widths_after(after, 4096) {
         let Some((last, _)) = page.last().copied() else {
             break;
         };

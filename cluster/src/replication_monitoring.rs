@@ -211,7 +211,7 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
         let mut after = None;
         loop {
             let cas = Arc::clone(&node.cas);
-            let page = blocking(move || Ok(cas.chunk_widths_after(after, PAGE)?)).await?;
+            let page = blocking(move || Ok(cas.replica().chunk_widths_after(after, PAGE)?)).await?;
             let Some((last, _)) = page.last().copied() else {
                 break;
             };
@@ -227,7 +227,7 @@ async fn sweep(node: &Arc<Node>) -> Result<u64> {
         for chunk in chunks {
             let cas = Arc::clone(&node.cas);
             // A chunk gc freed since is no longer owed to anyone.
-            if let Some(record) = blocking(move || Ok(cas.chunk_record(&chunk)?)).await? {
+            if let Some(record) = blocking(move || Ok(cas.replica().chunk_record(&chunk)?)).await? {
                 pass.check(node, chunk, record.slices.len()).await?;
             }
         }
@@ -279,7 +279,7 @@ impl Pass {
             return Ok(());
         }
         let cas = Arc::clone(&node.cas);
-        let held = blocking(move || Ok(cas.local_slices_held(&chunk)?)).await?;
+        let held = blocking(move || Ok(cas.replica().local_slices_held(&chunk)?)).await?;
         let lacking: Vec<u8> = mine.into_iter().filter(|i| !held.contains(i)).collect();
         if lacking.is_empty() {
             return Ok(());
@@ -329,7 +329,8 @@ async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]
     // PA
     let cas = Arc::clone(&node.cas);
     let (record, condemned) = blocking(move || {
-        cas.chunk_record_marked(&chunk)?
+        cas.replica()
+            .chunk_record_marked(&chunk)?
             .ok_or_else(|| ouroboros_db::Error::NotFound(format!("chunk {}", chunk.short())))
             .map_err(Into::into)
     })
@@ -360,14 +361,16 @@ async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]
         bytes += given.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
         let cas = Arc::clone(&node.cas);
         let want = still.clone();
-        let rebuilt = blocking(move || Ok(cas.rebuild_slices(&chunk, &given, &want)?)).await?;
+        let rebuilt =
+            blocking(move || Ok(cas.replica().rebuild_slices(&chunk, &given, &want)?)).await?;
         got.extend(rebuilt);
     }
     got.retain(|(i, _)| lacking.contains(i));
     let cas = Arc::clone(&node.cas);
     blocking(move || {
         // With its mark: if this node freed the sealing meanwhile, it comes back condemned.
-        cas.accept_slices(&chunk, &record, condemned, &got)?;
+        cas.replica()
+            .accept_slices(&chunk, &record, condemned, &got)?;
         Ok(())
     })
     .await?;

@@ -26,9 +26,9 @@ const BATCH: usize = 512;
 pub fn answer(cas: &Cas, prefix: &[u8]) -> Result<Response> {
     // A
     if prefix.len() < ouroboros_db::cas::SYNC_LEAF_DEPTH {
-        Ok(Response::SyncDigests(cas.sync_digests(prefix)?))
+        Ok(Response::SyncDigests(cas.replica().sync_digests(prefix)?))
     } else if prefix.len() == ouroboros_db::cas::SYNC_LEAF_DEPTH {
-        Ok(Response::SyncLeaf(cas.sync_leaf(prefix)?))
+        Ok(Response::SyncLeaf(cas.replica().sync_leaf(prefix)?))
     } else {
         Err(ClusterError::Protocol("sync tree prefix too long".into()))
     }
@@ -67,7 +67,7 @@ where
             Response::SyncDigests(theirs) => {
                 let c = Arc::clone(cas);
                 let p = prefix.clone();
-                let mine = blocking(move || Ok(c.sync_digests(&p)?)).await?;
+                let mine = blocking(move || Ok(c.replica().sync_digests(&p)?)).await?;
                 if theirs.len() != mine.len() {
                     return Err(ClusterError::Protocol("sync tree of another shape".into()));
                 }
@@ -82,7 +82,7 @@ where
             }
             Response::SyncLeaf(hashes) => {
                 let c = Arc::clone(cas);
-                missing.extend(blocking(move || Ok(c.unknown_versions(&hashes)?)).await?);
+                missing.extend(blocking(move || Ok(c.replica().unknown_versions(&hashes)?)).await?);
             }
             other => {
                 return Err(ClusterError::Protocol(format!(
@@ -101,7 +101,7 @@ where
             return Err(ClusterError::Protocol("expected versions".into()));
         };
         let c = Arc::clone(cas);
-        out.imported += blocking(move || Ok(c.import_versions(&records)?)).await?;
+        out.imported += blocking(move || Ok(c.replica().import_versions(&records)?)).await?;
     }
     Ok(out)
 }

@@ -300,7 +300,7 @@ async fn replays_are_refused() {
         },
     )
     .await;
-    assert_eq!(cas.chunk_record(&chunk).unwrap(), Some(record));
+    assert_eq!(cas.replica().chunk_record(&chunk).unwrap(), Some(record));
     assert_eq!(snapshot(&f), before);
 
     // A join token admits one node. Four connections with its invitation key send a Join

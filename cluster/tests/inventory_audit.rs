@@ -20,8 +20,9 @@ fn ask(from: &Arc<Cas>) -> impl Fn(Request) -> std::future::Ready<ouro_cluster::
 }
 
 fn drop_slice(cas: &Cas, chunk: &Hash, index: u8) {
-    let mut txn = cas.lmdb().write().unwrap();
-    cas.lmdb()
+    let mut txn = cas.replica().lmdb().write().unwrap();
+    cas.replica()
+        .lmdb()
         .slices
         .damage_for_tests(&mut txn, chunk, index, None)
         .unwrap();
@@ -82,12 +83,12 @@ async fn an_audit_finds_exactly_the_slices_a_node_lacks_or_holds_beyond_placemen
     let a = audit(&cas, node, &two, ask(&cas)).await.unwrap();
     let held: u64 = chunks
         .iter()
-        .map(|c| cas.local_slices_held(c).unwrap().len() as u64)
+        .map(|c| cas.replica().local_slices_held(c).unwrap().len() as u64)
         .sum();
     let placed_here: u64 = chunks
         .iter()
         .map(|c| {
-            let width = cas.chunk_record(c).unwrap().unwrap().slices.len();
+            let width = cas.replica().chunk_record(c).unwrap().unwrap().slices.len();
             ouroboros_db::route::hash_to_node::place(c, &two, width)
                 .iter()
                 .filter(|n| **n == node)

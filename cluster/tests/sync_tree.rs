@@ -10,7 +10,9 @@ use ouroboros_db::{Cas, CreateOptions, Identity, PutOptions};
 fn answer(from: &Arc<Cas>, req: Request) -> ouro_cluster::Result<Response> {
     match req {
         Request::SyncTree { prefix } => ouro_cluster::sync_index_tree::answer(from, &prefix),
-        Request::Versions { hashes } => Ok(Response::Versions(from.versions_by_hash(&hashes)?)),
+        Request::Versions { hashes } => Ok(Response::Versions(
+            from.replica().versions_by_hash(&hashes)?,
+        )),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -20,8 +22,9 @@ async fn a_store_that_missed_versions_finds_exactly_those() {
     let dir = tempfile::tempdir().unwrap();
     let me = Identity::generate();
     let a = Arc::new(Cas::create(&dir.path().join("a"), &CreateOptions::default(), &me).unwrap());
-    let b =
-        Arc::new(Cas::create_replica(&dir.path().join("b"), &a.replica_seed().unwrap()).unwrap());
+    let b = Arc::new(
+        Cas::create_replica(&dir.path().join("b"), &a.replica().replica_seed().unwrap()).unwrap(),
+    );
     for i in 0..300 {
         a.put(
             &format!("k/{i}"),
@@ -43,8 +46,11 @@ async fn a_store_that_missed_versions_finds_exactly_those() {
         .filter(|r| !skipped.contains(&r.blob.hash().unwrap()))
         .cloned()
         .collect();
-    b.import_versions(&given).unwrap();
-    assert_ne!(a.sync_digests(&[]).unwrap(), b.sync_digests(&[]).unwrap());
+    b.replica().import_versions(&given).unwrap();
+    assert_ne!(
+        a.replica().sync_digests(&[]).unwrap(),
+        b.replica().sync_digests(&[]).unwrap()
+    );
 
     let from = Arc::clone(&a);
     let r = reconcile(&b, |req| {
@@ -56,7 +62,10 @@ async fn a_store_that_missed_versions_finds_exactly_those() {
     assert_eq!(r.imported, 7);
     // The root, at most 7 first-level buckets and 7 leaves: not the 300 versions.
     assert!(r.requests <= 1 + 7 + 7, "{r:?}");
-    assert_eq!(a.sync_digests(&[]).unwrap(), b.sync_digests(&[]).unwrap());
+    assert_eq!(
+        a.replica().sync_digests(&[]).unwrap(),
+        b.replica().sync_digests(&[]).unwrap()
+    );
 
     // Equal trees: one request, nothing imported.
     let from = Arc::clone(&a);
@@ -68,7 +77,7 @@ async fn a_store_that_missed_versions_finds_exactly_those() {
     .unwrap();
     assert_eq!((again.imported, again.requests), (0, 1));
     // A removed version leaves the tree of live versions.
-    let before = a.sync_digests(&[]).unwrap();
+    let before = a.replica().sync_digests(&[]).unwrap();
     a.remove("k/5").unwrap();
-    assert_ne!(a.sync_digests(&[]).unwrap(), before);
+    assert_ne!(a.replica().sync_digests(&[]).unwrap(), before);
 }

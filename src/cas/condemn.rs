@@ -125,14 +125,14 @@ impl Cas {
     }
 
     /// Number of condemned sealings marked here and not yet freed (for `cluster status`).
-    pub fn condemned_count(&self) -> Result<u64> {
+    pub(crate) fn condemned_count(&self) -> Result<u64> {
         // A
         self.lmdb.condemned.pending(&self.lmdb.read()?)
     }
 
     /// Releases the chunk references of removed versions (gc's first step): counts then say
     /// how many live versions use each chunk. Returns how many versions it released.
-    pub fn release_removed(&self, progress: &dyn Progress) -> Result<u64> {
+    pub(crate) fn release_removed(&self, progress: &dyn Progress) -> Result<u64> {
         // PA
         // A version a live snapshot lists stays readable even when its key was removed
         // (`rm`, a file deleted in the mount): restoring that snapshot needs it. It is
@@ -231,7 +231,7 @@ impl Cas {
     /// sealing puts could deduplicate against. Takes the gc
     /// lock, so no put here is between deduplicating and committing; `None` when a put
     /// holds it (try again later).
-    pub fn free_condemned(
+    pub(crate) fn free_condemned(
         &self,
         through: u64,
         remember: std::time::Duration,
@@ -447,5 +447,39 @@ impl std::io::Read for CompleteOnly<'_> {
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// The cluster's side of this part of the store (see [`crate::cas::Replica`]).
+impl crate::cas::Replica<'_> {
+    /// Number of condemned sealings marked here and not yet freed (for `cluster status`).
+    pub fn condemned_count(&self) -> Result<u64> {
+        // A
+        self.0.condemned_count()
+    }
+
+    /// Releases the chunk references of removed versions (gc's first step): counts then say
+    /// how many live versions use each chunk. Returns how many versions it released.
+    pub fn release_removed(&self, progress: &dyn Progress) -> Result<u64> {
+        // A
+        self.0.release_removed(progress)
+    }
+
+    /// Frees the condemned sealings whose entry in this node's DeletionWAL is at most
+    /// `through`: the caller has checked that every member acknowledged them and that it
+    /// pulled every member's versions afterwards. A sealing still used by a live version
+    /// here is kept. A mark stays, as `freed` (sequence 0), for `remember` (the tombstone
+    /// horizon) after its sealing is gone here: a late copy of the record (a hand-off or
+    /// repair under way, a member back from far away) then arrives condemned, never as a
+    /// sealing puts could deduplicate against. Takes the gc
+    /// lock, so no put here is between deduplicating and committing; `None` when a put
+    /// holds it (try again later).
+    pub fn free_condemned(
+        &self,
+        through: u64,
+        remember: std::time::Duration,
+    ) -> Result<Option<FreeReport>> {
+        // A
+        self.0.free_condemned(through, remember)
     }
 }

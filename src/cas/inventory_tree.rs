@@ -102,7 +102,11 @@ impl Cas {
 
     /// The 256 child digests of `inventory` under `prefix` (0 or 1 bytes): child `b` digests
     /// the entries whose chunk id starts with `prefix ‖ b` (all zeros when there are none).
-    pub fn inventory_digests(&self, prefix: &[u8], inventory: Inventory<'_>) -> Result<Vec<Hash>> {
+    pub(crate) fn inventory_digests(
+        &self,
+        prefix: &[u8],
+        inventory: Inventory<'_>,
+    ) -> Result<Vec<Hash>> {
         // A
         if prefix.len() >= LEAF_DEPTH {
             return Err(Error::InvalidArgument(format!(
@@ -117,7 +121,7 @@ impl Cas {
     }
 
     /// The entries of `inventory` in one leaf (a `LEAF_DEPTH`-byte chunk id prefix).
-    pub fn inventory_leaf(
+    pub(crate) fn inventory_leaf(
         &self,
         prefix: &[u8],
         inventory: Inventory<'_>,
@@ -171,6 +175,26 @@ fn add_entry(buckets: &mut Buckets, depth: usize, e: &InventoryEntry) {
     // At most 255 indexes exist, so the count fits one byte.
     let count = [e.slices.len() as u8];
     buckets.add(e.chunk.0[depth], &[&e.chunk.0, &count, &e.slices]);
+}
+
+/// The cluster's side of this part of the store (see [`crate::cas::Replica`]).
+impl crate::cas::Replica<'_> {
+    /// The 256 child digests of `inventory` under `prefix` (0 or 1 bytes): child `b` digests
+    /// the entries whose chunk id starts with `prefix ‖ b` (all zeros when there are none).
+    pub fn inventory_digests(&self, prefix: &[u8], inventory: Inventory<'_>) -> Result<Vec<Hash>> {
+        // A
+        self.0.inventory_digests(prefix, inventory)
+    }
+
+    /// The entries of `inventory` in one leaf (a `LEAF_DEPTH`-byte chunk id prefix).
+    pub fn inventory_leaf(
+        &self,
+        prefix: &[u8],
+        inventory: Inventory<'_>,
+    ) -> Result<Vec<InventoryEntry>> {
+        // A
+        self.0.inventory_leaf(prefix, inventory)
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,14 @@ pub use history::{KeyEntry, MergeSource, VersionInfo};
 pub use inventory_tree::{leaf_difference, Inventory, InventoryEntry};
 pub use put::{PutItem, PutOptions, PutOutcome};
 pub use reader::{ChunkOffsets, VersionReader};
+
+/// What a cluster node needs of a store beyond the embedder's API: replication of versions
+/// and deletions, slice hand-over and repair, the sync and inventory trees, condemnation,
+/// and the LMDB views. Obtained with [`Cas::replica`]; an embedder needs none of it, so it
+/// is kept out of the API documentation.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct Replica<'c>(pub(crate) &'c Cas);
 pub use remove::RemoveOutcome;
 pub use replica::{ReplicaSeed, VersionRecord};
 pub use sealing::{wins_over, Adopted};
@@ -233,10 +241,17 @@ impl Cas {
     }
 
     /// The LMDB layer, for maintenance code and tests.
-    #[doc(hidden)]
-    pub fn lmdb(&self) -> &Lmdb {
+    pub(crate) fn lmdb(&self) -> &Lmdb {
         // A
         &self.lmdb
+    }
+
+    /// The cluster's handle on this store (replication, hand-over, repair, audits): not
+    /// part of the embedder's API.
+    #[doc(hidden)]
+    pub fn replica(&self) -> Replica<'_> {
+        // A
+        Replica(self)
     }
 
     /// Fails when another process rotated the store's keys since this handle was opened:
@@ -283,6 +298,15 @@ impl Cas {
             m: self.config.m,
             zstd_level: self.config.zstd_level,
         }
+    }
+}
+
+impl<'c> Replica<'c> {
+    /// The LMDB layer, for the cluster's own records, maintenance code and tests. It
+    /// lives as long as the store handle, not as this `Replica`.
+    pub fn lmdb(&self) -> &'c Lmdb {
+        // A
+        self.0.lmdb()
     }
 }
 

@@ -7,6 +7,7 @@
 //! a crash leaves a version wholly there or absent, plus at most some unreferenced chunks
 //! that gc frees.
 
+use crate::store::cluster_state::CLUSTER_INFO_KEY;
 use std::collections::HashSet;
 use std::io::Read;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -460,7 +461,7 @@ impl Cas {
         // as this one does, or their counts differ and gc could free chunks it uses.
         let mut state = self.lmdb.versions.get(txn, key)?.unwrap_or_default();
         let created = match state.deleted {
-            Some(t) if created <= t && self.lmdb.cluster.get(txn, b"info")?.is_some() => {
+            Some(t) if created <= t && self.lmdb.cluster.get(txn, CLUSTER_INFO_KEY)?.is_some() => {
                 t.saturating_add(1)
             }
             _ => created,

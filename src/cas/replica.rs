@@ -38,7 +38,11 @@ impl Cas {
     /// Hashes of the versions logged after sequence `after`, at most `limit`, and the
     /// sequence to resume from: what a peer compares with what it has before asking for
     /// whole records, so versions it already learned elsewhere cost 32 bytes, not a record.
-    pub fn version_hashes_since(&self, after: u64, limit: usize) -> Result<(Vec<Hash>, u64)> {
+    pub(crate) fn version_hashes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Hash>, u64)> {
         // A
         let txn = self.lmdb.read()?;
         let log = self.lmdb.blob_log.since(&txn, after, limit)?;
@@ -48,7 +52,7 @@ impl Cas {
 
     /// The records of these versions, in order; versions not here, removed or dropped by gc
     /// are left out.
-    pub fn versions_by_hash(&self, hashes: &[Hash]) -> Result<Vec<VersionRecord>> {
+    pub(crate) fn versions_by_hash(&self, hashes: &[Hash]) -> Result<Vec<VersionRecord>> {
         // A
         let txn = self.lmdb.read()?;
         let mut out = Vec::with_capacity(hashes.len());
@@ -96,7 +100,7 @@ impl Cas {
     }
 
     /// The versions among `hashes` this store has never seen (neither stored nor removed).
-    pub fn unknown_versions(&self, hashes: &[Hash]) -> Result<Vec<Hash>> {
+    pub(crate) fn unknown_versions(&self, hashes: &[Hash]) -> Result<Vec<Hash>> {
         // A
         let txn = self.lmdb.read()?;
         let mut out = Vec::new();
@@ -111,7 +115,7 @@ impl Cas {
 
     /// Deletions logged after sequence `after`, at most `limit`, and the sequence to resume
     /// from.
-    pub fn deletions_since(&self, after: u64, limit: usize) -> Result<(Vec<WalEntry>, u64)> {
+    pub(crate) fn deletions_since(&self, after: u64, limit: usize) -> Result<(Vec<WalEntry>, u64)> {
         // A
         let txn = self.lmdb.read()?;
         let entries = self.lmdb.deletion_wal.since(&txn, after, limit)?;
@@ -126,7 +130,7 @@ impl Cas {
 
     /// The log id and the last sequence numbers of the blob log and the DeletionWAL (its
     /// floor when higher): the cursors a peer that pulled everything from here holds.
-    pub fn log_ends(&self) -> Result<(Hash, u64, u64)> {
+    pub(crate) fn log_ends(&self) -> Result<(Hash, u64, u64)> {
         // A
         // Heartbeats ask this every second per peer: one read transaction, except the
         // first time, when the log id is created.
@@ -144,7 +148,7 @@ impl Cas {
 
     /// True when DeletionWAL entry `seq` is held (a condemnation compaction kept below the
     /// floor is a valid place for a peer's cursor).
-    pub fn holds_deletion(&self, seq: u64) -> Result<bool> {
+    pub(crate) fn holds_deletion(&self, seq: u64) -> Result<bool> {
         // A
         let txn = self.lmdb.read()?;
         Ok(self
@@ -157,7 +161,7 @@ impl Cas {
 
     /// DeletionWAL entries held and the compaction floor (the last sequence dropped because
     /// every member had it).
-    pub fn tombstones(&self) -> Result<(u64, u64)> {
+    pub(crate) fn tombstones(&self) -> Result<(u64, u64)> {
         // A
         let txn = self.lmdb.read()?;
         Ok((
@@ -170,7 +174,7 @@ impl Cas {
     /// returns how many it went over. Key tombstones and removal marks stay in the indexes,
     /// so versions that arrive late still arrive removed; condemnations still pending here
     /// stay in the log, for nodes that join later.
-    pub fn compact_deletions(&self, through: u64) -> Result<u64> {
+    pub(crate) fn compact_deletions(&self, through: u64) -> Result<u64> {
         // PA
         let mut dropped = 0;
         loop {
@@ -194,7 +198,7 @@ impl Cas {
     /// A version becomes a head unless something already here descends from it, so
     /// concurrent writes on two nodes end as two heads; one created before a key's
     /// tombstone arrives already removed.
-    pub fn import_versions(&self, records: &[VersionRecord]) -> Result<usize> {
+    pub(crate) fn import_versions(&self, records: &[VersionRecord]) -> Result<usize> {
         // PA
         let mut txn = self.lmdb.write()?;
         let mut new = 0;
@@ -301,7 +305,7 @@ impl Cas {
     /// again (so they travel on), the others are ignored. Returns how many applied.
     /// `rm KEY` removes the versions created up to its time: a version written elsewhere
     /// after it survives, as a put after an rm does on one node.
-    pub fn import_deletions(&self, entries: &[WalEntry]) -> Result<usize> {
+    pub(crate) fn import_deletions(&self, entries: &[WalEntry]) -> Result<usize> {
         // PA
         let mut txn = self.lmdb.write()?;
         let mut applied = 0;
@@ -432,7 +436,7 @@ pub struct ReplicaSeed {
 
 impl Cas {
     /// The seed another node needs to create a replica of this store.
-    pub fn replica_seed(&self) -> Result<ReplicaSeed> {
+    pub(crate) fn replica_seed(&self) -> Result<ReplicaSeed> {
         // PA
         let txn = self.lmdb.read()?;
         let config = self.lmdb.meta.config(&txn)?;
@@ -472,5 +476,90 @@ impl Cas {
             keys: std::collections::BTreeMap::new(),
             remote: None,
         })
+    }
+}
+
+/// The cluster's side of this part of the store (see [`crate::cas::Replica`]).
+impl crate::cas::Replica<'_> {
+    /// Hashes of the versions logged after sequence `after`, at most `limit`, and the
+    /// sequence to resume from: what a peer compares with what it has before asking for
+    /// whole records, so versions it already learned elsewhere cost 32 bytes, not a record.
+    pub fn version_hashes_since(&self, after: u64, limit: usize) -> Result<(Vec<Hash>, u64)> {
+        // A
+        self.0.version_hashes_since(after, limit)
+    }
+
+    /// The records of these versions, in order; versions not here, removed or dropped by gc
+    /// are left out.
+    pub fn versions_by_hash(&self, hashes: &[Hash]) -> Result<Vec<VersionRecord>> {
+        // A
+        self.0.versions_by_hash(hashes)
+    }
+
+    /// The versions among `hashes` this store has never seen (neither stored nor removed).
+    pub fn unknown_versions(&self, hashes: &[Hash]) -> Result<Vec<Hash>> {
+        // A
+        self.0.unknown_versions(hashes)
+    }
+
+    /// Deletions logged after sequence `after`, at most `limit`, and the sequence to resume
+    /// from.
+    pub fn deletions_since(&self, after: u64, limit: usize) -> Result<(Vec<WalEntry>, u64)> {
+        // A
+        self.0.deletions_since(after, limit)
+    }
+
+    /// The log id and the last sequence numbers of the blob log and the DeletionWAL (its
+    /// floor when higher): the cursors a peer that pulled everything from here holds.
+    pub fn log_ends(&self) -> Result<(Hash, u64, u64)> {
+        // A
+        self.0.log_ends()
+    }
+
+    /// True when DeletionWAL entry `seq` is held (a condemnation compaction kept below the
+    /// floor is a valid place for a peer's cursor).
+    pub fn holds_deletion(&self, seq: u64) -> Result<bool> {
+        // A
+        self.0.holds_deletion(seq)
+    }
+
+    /// DeletionWAL entries held and the compaction floor (the last sequence dropped because
+    /// every member had it).
+    pub fn tombstones(&self) -> Result<(u64, u64)> {
+        // A
+        self.0.tombstones()
+    }
+
+    /// Drops DeletionWAL entries up to sequence `through`, which every member has applied;
+    /// returns how many it went over. Key tombstones and removal marks stay in the indexes,
+    /// so versions that arrive late still arrive removed; condemnations still pending here
+    /// stay in the log, for nodes that join later.
+    pub fn compact_deletions(&self, through: u64) -> Result<u64> {
+        // A
+        self.0.compact_deletions(through)
+    }
+
+    /// Applies versions learned from a peer, in one transaction; returns how many were new.
+    /// A version becomes a head unless something already here descends from it, so
+    /// concurrent writes on two nodes end as two heads; one created before a key's
+    /// tombstone arrives already removed.
+    pub fn import_versions(&self, records: &[VersionRecord]) -> Result<usize> {
+        // A
+        self.0.import_versions(records)
+    }
+
+    /// Applies deletions learned from a peer; those that changed something here are logged
+    /// again (so they travel on), the others are ignored. Returns how many applied.
+    /// `rm KEY` removes the versions created up to its time: a version written elsewhere
+    /// after it survives, as a put after an rm does on one node.
+    pub fn import_deletions(&self, entries: &[WalEntry]) -> Result<usize> {
+        // A
+        self.0.import_deletions(entries)
+    }
+
+    /// The seed another node needs to create a replica of this store.
+    pub fn replica_seed(&self) -> Result<ReplicaSeed> {
+        // A
+        self.0.replica_seed()
     }
 }

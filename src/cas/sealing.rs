@@ -12,6 +12,7 @@ use crate::cas::{now_nanos, Cas};
 use crate::error::Result;
 use crate::hash::Hash;
 use crate::model::ChunkRecord;
+use crate::store::cluster_state::CLUSTER_INFO_KEY;
 use crate::store::deletion_wal::{Deletion, WalEntry};
 use crate::store::RwTxn;
 
@@ -39,7 +40,7 @@ impl Cas {
     /// Applies the one-sealing rule to a record of chunk `id` learned from a peer;
     /// `condemned` says the peer marks that sealing condemned, and then it is marked here
     /// too (marks travel with records, so a node that joins later learns them).
-    pub fn adopt_record(
+    pub(crate) fn adopt_record(
         &self,
         id: &Hash,
         record: &ChunkRecord,
@@ -94,7 +95,7 @@ impl Cas {
     /// winning or losing here, with the record of the winner's pack (FORMAT.md, WalEntry).
     fn log_resealed(&self, txn: &mut RwTxn, id: &Hash, record: &ChunkRecord) -> Result<()> {
         // PA
-        if self.lmdb.cluster.get(txn, b"info")?.is_none() {
+        if self.lmdb.cluster.get(txn, CLUSTER_INFO_KEY)?.is_none() {
             return Ok(());
         }
         let pack = match record.pack() {
@@ -148,5 +149,21 @@ impl Cas {
         };
         self.lmdb.chunks.put(txn, id, record)?;
         Ok(adopted)
+    }
+}
+
+/// The cluster's side of this part of the store (see [`crate::cas::Replica`]).
+impl crate::cas::Replica<'_> {
+    /// Applies the one-sealing rule to a record of chunk `id` learned from a peer;
+    /// `condemned` says the peer marks that sealing condemned, and then it is marked here
+    /// too (marks travel with records, so a node that joins later learns them).
+    pub fn adopt_record(
+        &self,
+        id: &Hash,
+        record: &ChunkRecord,
+        condemned: bool,
+    ) -> Result<Adopted> {
+        // A
+        self.0.adopt_record(id, record, condemned)
     }
 }

@@ -46,7 +46,7 @@ impl Cas {
 
     /// The 256 child digests under `prefix` (0 or 1 bytes): child `b` digests the live
     /// versions whose hash starts with `prefix ‖ b` (all zeros when there are none).
-    pub fn sync_digests(&self, prefix: &[u8]) -> Result<Vec<Hash>> {
+    pub(crate) fn sync_digests(&self, prefix: &[u8]) -> Result<Vec<Hash>> {
         // A
         if prefix.len() >= LEAF_DEPTH {
             return Err(Error::InvalidArgument(format!(
@@ -61,7 +61,7 @@ impl Cas {
     }
 
     /// The live versions of one leaf (a `LEAF_DEPTH`-byte hash prefix).
-    pub fn sync_leaf(&self, prefix: &[u8]) -> Result<Vec<Hash>> {
+    pub(crate) fn sync_leaf(&self, prefix: &[u8]) -> Result<Vec<Hash>> {
         // A
         if prefix.len() != LEAF_DEPTH {
             return Err(Error::InvalidArgument(format!(
@@ -113,6 +113,22 @@ impl Buckets {
             .into_iter()
             .map(|x| x.map_or(Hash([0; 32]), |x| Hash(*x.finalize().as_bytes())))
             .collect()
+    }
+}
+
+/// The cluster's side of this part of the store (see [`crate::cas::Replica`]).
+impl crate::cas::Replica<'_> {
+    /// The 256 child digests under `prefix` (0 or 1 bytes): child `b` digests the live
+    /// versions whose hash starts with `prefix ‖ b` (all zeros when there are none).
+    pub fn sync_digests(&self, prefix: &[u8]) -> Result<Vec<Hash>> {
+        // A
+        self.0.sync_digests(prefix)
+    }
+
+    /// The live versions of one leaf (a `LEAF_DEPTH`-byte hash prefix).
+    pub fn sync_leaf(&self, prefix: &[u8]) -> Result<Vec<Hash>> {
+        // A
+        self.0.sync_leaf(prefix)
     }
 }
 

@@ -5,6 +5,10 @@
 use crate::error::Result;
 use crate::store::{Db, RoTxn, RwTxn};
 
+/// Key of the cluster identity record in the `cluster` database: a store that holds it is a
+/// cluster node's (the cluster crate writes it; the library only asks whether it is there).
+pub const CLUSTER_INFO_KEY: &[u8] = b"info";
+
 /// The `cluster` database: byte key -> byte value.
 pub struct ClusterState(pub(crate) Db);
 

@@ -180,8 +180,9 @@ pub fn damage_slice(
     index: u8,
     bytes: Option<&[u8]>,
 ) {
-    let mut txn = cas.lmdb().write().unwrap();
-    cas.lmdb()
+    let mut txn = cas.replica().lmdb().write().unwrap();
+    cas.replica()
+        .lmdb()
         .slices
         .damage_for_tests(&mut txn, chunk, index, bytes)
         .unwrap();

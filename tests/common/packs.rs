@@ -55,8 +55,9 @@ pub fn put_all(cas: &Cas, files: &[(String, Vec<u8>)]) {
 
 /// Every chunk record that decodes.
 pub fn records(cas: &Cas) -> Vec<(Hash, ChunkRecord)> {
-    let txn = cas.lmdb().read().unwrap();
-    cas.lmdb()
+    let txn = cas.replica().lmdb().read().unwrap();
+    cas.replica()
+        .lmdb()
         .chunks
         .page(&txn, None, usize::MAX)
         .unwrap()

@@ -175,8 +175,9 @@ pub fn snapshot(f: &Fixture) -> Snapshot {
         .unwrap()
         .into_iter()
         .map(|c| {
-            let held = cas.local_slices_held(&c).unwrap();
+            let held = cas.replica().local_slices_held(&c).unwrap();
             let intact = cas
+                .replica()
                 .local_slices(&c, &all)
                 .unwrap()
                 .into_iter()
@@ -187,8 +188,8 @@ pub fn snapshot(f: &Fixture) -> Snapshot {
         .collect();
     Snapshot {
         stats,
-        versions: cas.version_hashes_since(0, 1 << 20).unwrap(),
-        deletions: cas.deletions_since(0, 1 << 20).unwrap().1,
+        versions: cas.replica().version_hashes_since(0, 1 << 20).unwrap(),
+        deletions: cas.replica().deletions_since(0, 1 << 20).unwrap().1,
         chunks,
         members: f.node.members().members().unwrap(),
         attacker_addr: f.node.members().addr(&f.attacker.public()).unwrap(),
@@ -242,9 +243,9 @@ impl Drop for PeakRss {
 pub fn captured_put(f: &Fixture) -> Request {
     let cas = f.node.members().cas();
     let chunk = cas.chunk_ids_after(None, 1 << 20).unwrap()[0];
-    let record = cas.chunk_record(&chunk).unwrap().unwrap();
+    let record = cas.replica().chunk_record(&chunk).unwrap().unwrap();
     let all: Vec<u8> = (0..record.slices.len() as u8).collect();
-    let slices = message::to_wire(cas.local_slices(&chunk, &all).unwrap());
+    let slices = message::to_wire(cas.replica().local_slices(&chunk, &all).unwrap());
     assert_eq!(slices.len(), record.slices.len());
     Request::PutSlices {
         chunk,
