@@ -2,6 +2,8 @@
 //! id, each with its own nonce): the cluster must settle on one sealing, so that every
 //! node reads both keys, with the redundancy the erasure code promises.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::cluster::{get, wait_until, Cluster};

@@ -1,6 +1,8 @@
 //! Several `ouro` processes on one store: concurrent writers, and writers killed with
 //! SIGKILL in the middle of a put.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::Write;

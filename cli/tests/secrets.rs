@@ -1,6 +1,8 @@
 //! Secrets never leave their files: the age identity, node keys and the admin key appear in
 //! no output, error, `--json` document or node log, even at the most verbose log level.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::cluster::Cluster;

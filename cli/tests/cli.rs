@@ -1,5 +1,7 @@
 //! End-to-end tests of the `ouro` binary: verbs, JSON, exit codes, binary pipes, bad input.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::{random_bytes, TestStore};

@@ -7,6 +7,8 @@
 //! Parts that need root (owners, devices), extended attributes, ACLs, rsync, strace or
 //! setpriv are skipped, each with a message saying why, where those are missing.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::ffi::OsStr;

@@ -1,6 +1,8 @@
 //! Self-healing: when a node stays dead longer than `--repair-after`, the others rebuild
 //! its slices where placement now puts them, so the cluster again survives m more losses.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::cluster::{get, wait_until, Cluster};

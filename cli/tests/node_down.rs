@@ -5,6 +5,8 @@
 //! dies during the hand-over says the version is stored, so a script does not store it
 //! twice. And `stats`: which counts agree between nodes and which are the node's own.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Stdio};

@@ -6,6 +6,8 @@
 //! `OURO_CRASH_ITERATIONS` sets the number of kills (20 by default, as CI runs it;
 //! `scripts/crash` runs 200) and `OURO_CRASH_SEED` replays a run (the seed is printed).
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::{BTreeMap, HashSet};

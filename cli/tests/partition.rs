@@ -2,6 +2,8 @@
 //! with blackhole routes: writes on both sides become two heads everywhere after healing,
 //! and a key removed on one side during the partition does not come back.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;

@@ -3,6 +3,8 @@
 //! even one joining later, brings the data back. A member away longer than the horizon is
 //! refused and told to rejoin.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::cluster::{get, wait_until, Cluster};

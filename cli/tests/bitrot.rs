@@ -3,6 +3,8 @@
 //! reports the damage, `verify --repair` restores it; beyond m a clear error names the key
 //! and version while every other key still reads. Also what damaged LMDB pages do.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::os::unix::fs::FileExt;

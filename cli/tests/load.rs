@@ -5,6 +5,8 @@
 //! `OURO_LOAD_PUTS` sets the puts per writer (CI: 40 embedded, 20 in the cluster;
 //! `scripts/load` runs 1,000).
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -3,6 +3,8 @@
 //! killed with SIGKILL; bad tokens are refused; a removed node is cut off; concurrent
 //! writes on two nodes become two heads that both see.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::Stdio;

@@ -4,6 +4,8 @@
 //! mounts. Negative checks wait for a condition first (the mount process has let go of
 //! every file written), never for a fixed time.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! `ouro mount` end to end: real FUSE mounts driven by ordinary tools (cat, cp, ls, find, stat,
 //! diff, tar, rsync, shell redirection). Skips, saying why, where the machine cannot mount.
 
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
