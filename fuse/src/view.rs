@@ -160,18 +160,14 @@ impl OuroFs {
     /// What `name` is inside directory node `parent`.
     pub(crate) fn child(&self, parent: &Node, name: &str) -> Result<Node, Errno> {
         // A
-        let err = |e: Error| errno(&e);
         match parent {
             Node::Root => self.tree_child("", name),
             Node::Dir(d) => self.tree_child(d, name),
-            Node::Meta => match name {
-                "versions" => Ok(Node::VersionsDir(String::new())),
-                "heads" => Ok(Node::HeadsDir(String::new())),
-                "at" => Ok(Node::AtRoot),
-                "blobs" => Ok(Node::BlobsDir),
-                "snapshots" => Ok(Node::SnapDir(String::new())),
-                _ => Err(Errno::ENOENT),
-            },
+            Node::Meta => meta_entries()
+                .into_iter()
+                .find(|(_, n)| *n == name)
+                .map(|(node, _)| node)
+                .ok_or(Errno::ENOENT),
             Node::SnapDir(p) => self.snap_dir_child(p, name),
             Node::Snapshot { .. } | Node::SnapEntry { .. } => {
                 self.snap_child(parent, name.as_bytes()).map(|(n, _)| n)
@@ -181,20 +177,7 @@ impl OuroFs {
                 path: format!("{}/{name}", parent.path()),
                 hash: *hash,
             }),
-            Node::HeadsDir(p) => {
-                if let Some((h, _, _)) = self.head_named(p, name)? {
-                    return Ok(Node::Frozen {
-                        path: format!("{}/{name}", parent.path()),
-                        hash: h,
-                    });
-                }
-                let q = join(p, name);
-                if self.cas.is_key(&q).map_err(err)? || self.cas.is_dir(&q).map_err(err)? {
-                    Ok(Node::HeadsDir(q))
-                } else {
-                    Err(Errno::ENOENT)
-                }
-            }
+            Node::HeadsDir(p) => self.heads_child(parent, p, name),
             Node::AtRoot => {
                 let time = parse_time(name).ok_or(Errno::ENOENT)?;
                 Ok(Node::AtDir {
@@ -204,16 +187,39 @@ impl OuroFs {
                 })
             }
             Node::AtDir { time, label, dir } => self.at_child(parent, *time, label, dir, name),
-            Node::BlobsDir => {
-                let hash = Hash::from_hex(name).ok_or(Errno::ENOENT)?;
-                self.cas.blob(&hash).map_err(err)?;
-                Ok(Node::Frozen {
-                    path: format!("{}/{name}", parent.path()),
-                    hash,
-                })
-            }
+            Node::BlobsDir => self.blobs_child(parent, name),
             _ => Err(Errno::ENOTDIR),
         }
+    }
+
+    /// What `name` is in `.ouro/heads/<p>`: a head of key `p` (by its short hash) or a
+    /// longer key path.
+    fn heads_child(&self, parent: &Node, p: &str, name: &str) -> Result<Node, Errno> {
+        // A
+        let err = |e: Error| errno(&e);
+        if let Some((h, _, _)) = self.head_named(p, name)? {
+            return Ok(Node::Frozen {
+                path: format!("{}/{name}", parent.path()),
+                hash: h,
+            });
+        }
+        let q = join(p, name);
+        if self.cas.is_key(&q).map_err(err)? || self.cas.is_dir(&q).map_err(err)? {
+            Ok(Node::HeadsDir(q))
+        } else {
+            Err(Errno::ENOENT)
+        }
+    }
+
+    /// What `name` is in `.ouro/blobs`: the version whose full hash it is, if stored.
+    fn blobs_child(&self, parent: &Node, name: &str) -> Result<Node, Errno> {
+        // A
+        let hash = Hash::from_hex(name).ok_or(Errno::ENOENT)?;
+        self.cas.blob(&hash).map_err(|e| errno(&e))?;
+        Ok(Node::Frozen {
+            path: format!("{}/{name}", parent.path()),
+            hash,
+        })
     }
 
     /// What `name` is in `.ouro/versions/<p>`: a version of key `p` (by the short hash of
@@ -343,25 +349,12 @@ impl OuroFs {
             Node::Root => self.list_tree("", &mut out)?,
             Node::Dir(d) => self.list_tree(d, &mut out)?,
             Node::Meta => {
-                for (n, name) in [
-                    (Node::VersionsDir(String::new()), "versions"),
-                    (Node::HeadsDir(String::new()), "heads"),
-                    (Node::AtRoot, "at"),
-                    (Node::BlobsDir, "blobs"),
-                    (Node::SnapDir(String::new()), "snapshots"),
-                ] {
+                for (n, name) in meta_entries() {
                     self.push(&mut out, n, name.into(), FileType::Directory, Vec::new());
                 }
             }
             Node::VersionsDir(p) => self.list_versions(p, &mut out)?,
-            Node::Version { key, hash } => {
-                let name = base_name(key).to_string();
-                let file = Node::Frozen {
-                    path: format!("{}/{name}", node.path()),
-                    hash: *hash,
-                };
-                self.push(&mut out, file, name, FileType::RegularFile, Vec::new());
-            }
+            Node::Version { key, hash } => self.list_version(node, key, hash, &mut out),
             Node::HeadsDir(p) => self.list_heads(p, node, &mut out)?,
             Node::SnapDir(p) => self.list_snap_dir(p, &mut out)?,
             // Any time or hash can be looked up; listing them all is not offered.
@@ -488,6 +481,17 @@ impl OuroFs {
         Ok(())
     }
 
+    /// `.ouro/versions/<key>/<time>_<short>`: the one file, the key's content then.
+    fn list_version(&self, node: &Node, key: &str, hash: &Hash, out: &mut Vec<DirEntry>) {
+        // A
+        let name = base_name(key).to_string();
+        let file = Node::Frozen {
+            path: format!("{}/{name}", node.path()),
+            hash: *hash,
+        };
+        self.push(out, file, name, FileType::RegularFile, Vec::new());
+    }
+
     /// `.ouro/heads/<p>`: a file per head of key `p`, and the names below `p`.
     fn list_heads(&self, p: &str, node: &Node, out: &mut Vec<DirEntry>) -> Result<(), Errno> {
         // A
@@ -540,4 +544,16 @@ impl OuroFs {
         }
         Ok(())
     }
+}
+
+/// The fixed directories of `.ouro`, in listing order: what each name looks up and lists.
+fn meta_entries() -> [(Node, &'static str); 5] {
+    // A
+    [
+        (Node::VersionsDir(String::new()), "versions"),
+        (Node::HeadsDir(String::new()), "heads"),
+        (Node::AtRoot, "at"),
+        (Node::BlobsDir, "blobs"),
+        (Node::SnapDir(String::new()), "snapshots"),
+    ]
 }

@@ -8,6 +8,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::cas::put::{Body, PendingVersion, PutOutcome, ToWriter, SEEN_LIMIT};
+use crate::cas::put_sealed::Sealed;
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -42,179 +43,291 @@ impl Cas {
         rx: Receiver<Result<ToWriter>>,
     ) -> Result<Vec<(usize, Result<PutOutcome>)>> {
         // PA
-        let router = DataRouter::new(&self.lmdb);
-        let mut done = Vec::new();
-        // Versions waiting for chunks, each with the value of `clears` at its last search of
-        // LMDB.
-        let mut waiting: Vec<(PendingVersion, u64)> = Vec::new();
-        // Chunks this pipeline delivered: a waiting version checks its needs here, so versions
-        // waiting for a batch do not search LMDB again at every message (a tree of small files
-        // keeps hundreds waiting: searching and re-queueing them took a quarter of the
-        // writer's time in `put -r /usr/share`).
-        let mut arrived: HashSet<Hash> = HashSet::new();
-        // Times `arrived` was forgotten: a need that arrived before may have been, so each
-        // waiting version searches LMDB once more after it.
-        let mut clears = 0u64;
-        let mut stored_by_item: HashMap<usize, u64> = HashMap::new();
-        // Versions committed by this call, per key: a later version of the same key with
-        // default parents follows them instead of forking from the head read at its start.
-        let mut batch_heads: HashMap<String, (Vec<Hash>, Hash)> = HashMap::new();
-        // Chunks stored (or found dedupable) by the open transaction: nothing condemns a
-        // chunk inside it, so its versions need not check them again.
-        let mut fresh: HashSet<Hash> = HashSet::new();
-        let mut txn: Option<RwTxn> = None;
-        let (mut bytes, mut versions, mut opened) = (0usize, 0usize, Instant::now());
+        let mut writer = Writer::new(self);
+        while let Some(msg) = writer.receive(&rx)? {
+            writer.handle(msg)?;
+        }
+        writer.finish()
+    }
+}
+
+/// The writer thread's state between messages: the open write transaction and what it
+/// holds, the versions waiting for chunks, and the outcomes so far.
+struct Writer<'c> {
+    /// The store written to.
+    cas: &'c Cas,
+    /// Where sealed slices go.
+    router: DataRouter<'c>,
+    /// The outcome of each version committed or failed, with its item.
+    done: Vec<(usize, Result<PutOutcome>)>,
+    /// Versions waiting for chunks, each with the value of `arrived.clears` at its last
+    /// search of LMDB.
+    waiting: Vec<(PendingVersion, u64)>,
+    /// Chunks this pipeline delivered.
+    arrived: Arrived,
+    /// Bytes of slices each item stored, for its outcome.
+    stored_by_item: HashMap<usize, u64>,
+    /// Versions committed by this call, per key: a later version of the same key with
+    /// default parents follows them instead of forking from the head read at its start.
+    batch_heads: HashMap<String, (Vec<Hash>, Hash)>,
+    /// Chunks stored (or found dedupable) by the open transaction: nothing condemns a
+    /// chunk inside it, so its versions need not check them again.
+    fresh: HashSet<Hash>,
+    /// The open transaction, between messages.
+    txn: Option<RwTxn<'c>>,
+    /// Bytes of slices in the open transaction.
+    bytes: usize,
+    /// Versions committed in the open transaction.
+    versions: usize,
+    /// When the open transaction was opened.
+    opened: Instant,
+}
+
+/// Chunks this pipeline delivered: a waiting version checks its needs here, so versions
+/// waiting for a batch do not search LMDB again at every message (a tree of small files
+/// keeps hundreds waiting: searching and re-queueing them took a quarter of the writer's
+/// time in `put -r /usr/share`).
+#[derive(Default)]
+struct Arrived {
+    /// The chunks, at most [`SEEN_LIMIT`].
+    ids: HashSet<Hash>,
+    /// Times `ids` was forgotten: a need that arrived before may have been, so each waiting
+    /// version searches LMDB once more after it.
+    clears: u64,
+}
+
+impl Arrived {
+    /// Notes chunk `id`, first forgetting every other once there are [`SEEN_LIMIT`], so the
+    /// set stays bounded however much is put.
+    fn insert(&mut self, id: Hash) {
+        // PA
+        if self.ids.len() >= SEEN_LIMIT {
+            self.ids.clear();
+            self.clears += 1;
+        }
+        self.ids.insert(id);
+    }
+}
+
+impl<'c> Writer<'c> {
+    /// A writer for `cas` with no transaction open and nothing waiting.
+    fn new(cas: &'c Cas) -> Self {
+        // PA
+        Writer {
+            cas,
+            router: DataRouter::new(&cas.lmdb),
+            done: Vec::new(),
+            waiting: Vec::new(),
+            arrived: Arrived::default(),
+            stored_by_item: HashMap::new(),
+            batch_heads: HashMap::new(),
+            fresh: HashSet::new(),
+            txn: None,
+            bytes: 0,
+            versions: 0,
+            opened: Instant::now(),
+        }
+    }
+
+    /// The next message, or None once every sender is gone.
+    fn receive(&mut self, rx: &Receiver<Result<ToWriter>>) -> Result<Option<Result<ToWriter>>> {
+        // PA
         loop {
+            if self.txn.is_none() {
+                return Ok(rx.recv().ok());
+            }
             // With a transaction open, wait no longer than its age limit: a stalled input
             // (a pipe, a file being read that is all deduplicated) must not hold LMDB's
             // single writer lock or keep committed versions invisible.
-            let msg = match txn.as_ref() {
-                Some(_) => match rx.recv_timeout(BATCH_AGE.saturating_sub(opened.elapsed())) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => {
-                        if let Some(t) = txn.take() {
-                            self.lmdb.commit(t)?;
-                        }
-                        continue;
+            match rx.recv_timeout(BATCH_AGE.saturating_sub(self.opened.elapsed())) {
+                Ok(m) => return Ok(Some(m)),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(t) = self.txn.take() {
+                        self.cas.lmdb.commit(t)?;
                     }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                },
-            };
-            if txn.is_none() {
-                fresh.clear();
-                let t = self.lmdb.write()?;
-                self.check_epoch(&t)?;
-                txn = Some(t);
-                (bytes, versions, opened) = (0, 0, Instant::now());
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(None),
             }
-            let Some(t) = txn.as_mut() else { continue };
-            let msg = msg?;
-            // Only arriving chunks make waiting versions ready; new versions are checked alone.
-            let from = match msg {
-                ToWriter::Sealed(_) => 0,
-                ToWriter::Versions(_) => waiting.len(),
-            };
-            match msg {
-                ToWriter::Sealed(sealed) => {
-                    for unit in sealed {
-                        for id in unit.unit.members.iter().map(|(id, _)| id) {
-                            if arrived.len() >= SEEN_LIMIT {
-                                arrived.clear();
-                                clears += 1;
-                            }
-                            arrived.insert(*id);
-                        }
-                        if arrived.len() >= SEEN_LIMIT {
-                            arrived.clear();
-                            clears += 1;
-                        }
-                        arrived.insert(unit.unit.id);
-                        let n = self.store_sealed(t, &router, &unit)?;
-                        fresh.insert(unit.unit.id);
-                        fresh.extend(unit.unit.members.iter().map(|(id, _)| *id));
-                        bytes += n.iter().sum::<u64>() as usize;
-                        for (item, b) in unit.items.iter().zip(n) {
-                            *stored_by_item.entry(*item).or_default() += b;
-                        }
-                    }
-                }
-                // Never searched: `u64::MAX` differs from any count of clears.
-                ToWriter::Versions(vs) => waiting.extend(vs.into_iter().map(|v| (v, u64::MAX))),
+        }
+    }
+
+    /// Handles one message in the open transaction (opened for it if none is): stores its
+    /// sealed units or queues its versions, commits the versions now ready, and commits the
+    /// transaction once it is full or old.
+    fn handle(&mut self, msg: Result<ToWriter>) -> Result<()> {
+        // PA
+        let mut t = match self.txn.take() {
+            Some(t) => t,
+            None => self.open()?,
+        };
+        let msg = msg?;
+        // Only arriving chunks make waiting versions ready; new versions are checked alone.
+        let from = match msg {
+            ToWriter::Sealed(_) => 0,
+            ToWriter::Versions(_) => self.waiting.len(),
+        };
+        match msg {
+            ToWriter::Sealed(sealed) => self.store(&mut t, sealed)?,
+            // Never searched: `u64::MAX` differs from any count of clears.
+            ToWriter::Versions(vs) => self.waiting.extend(vs.into_iter().map(|v| (v, u64::MAX))),
+        }
+        self.commit_ready(&mut t, from)?;
+        self.maybe_commit(t)
+    }
+
+    /// Opens a write transaction, refused when the store's keys were rotated since it was
+    /// opened; the chunks the last one stored are no longer fresh.
+    fn open(&mut self) -> Result<RwTxn<'c>> {
+        // PA
+        self.fresh.clear();
+        let t = self.cas.lmdb.write()?;
+        self.cas.check_epoch(&t)?;
+        (self.bytes, self.versions, self.opened) = (0, 0, Instant::now());
+        Ok(t)
+    }
+
+    /// Stores sealed chunks and packs, noting them (and the members of packs) as arrived and
+    /// fresh, and the bytes each item stored.
+    fn store(&mut self, t: &mut RwTxn, sealed: Vec<Sealed>) -> Result<()> {
+        // PA
+        for unit in sealed {
+            for (id, _) in &unit.unit.members {
+                self.arrived.insert(*id);
             }
-            let checking: Vec<(PendingVersion, u64)> = waiting.drain(from..).collect();
-            for (v, searched) in checking {
-                // A need neither arrived nor in LMDB at the last search is still on its way
-                // through this pipeline (each need was sent to the workers by this call), so
-                // it will show in `arrived` unless that is cleared.
-                let search = searched != clears;
-                let mut ready = true;
-                for id in &v.needs {
-                    let there = arrived.contains(id) || (search && self.dedupable(t, id)?);
-                    if !there {
-                        ready = false;
-                        break;
-                    }
-                }
-                if !ready {
-                    waiting.push((v, clears));
-                    continue;
-                }
-                // Chain only onto the head this version also started from (read before the earlier
-                // one committed) and only while that earlier version is live: a fresher head read
-                // from another process's commit wins.
-                let parents = match batch_heads.get(&v.key) {
-                    Some((started_from, prev))
-                        if v.default_parents
-                            && *started_from == v.parents
-                            && self.lmdb.removed.get(t, prev)?.is_none() =>
-                    {
-                        vec![*prev]
-                    }
-                    _ => v.parents.clone(),
-                };
-                let hash = match self.commit_version_fresh_in(
-                    t,
-                    &v.key,
-                    parents,
-                    Body {
-                        chunks: &v.chunks,
-                        size: v.size,
-                        created: v.created,
-                        meta: v.meta.clone(),
-                    },
-                    &fresh,
-                ) {
-                    Ok(h) => h,
-                    // This version deduplicated against a sealing gc condemned since: it
-                    // fails alone, before writing anything.
-                    Err(e @ Error::Retry(_)) => {
-                        done.push((v.item, Err(e)));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                batch_heads.insert(v.key.clone(), (v.parents, hash));
-                tracing::info!(key = %v.key, version = %hash.short(), size = v.size, new_chunks = v.new_chunks, "stored");
-                versions += 1;
-                if versions % RELEASE_VERSIONS == 0 {
-                    self.lmdb.slices.mapped.release();
-                }
-                done.push((
-                    v.item,
-                    Ok(PutOutcome {
-                        hash,
-                        size: v.size,
-                        chunks: v.chunks.len(),
-                        new_chunks: v.new_chunks,
-                        stored_bytes: stored_by_item.remove(&v.item).unwrap_or(0),
-                    }),
-                ));
+            self.arrived.insert(unit.unit.id);
+            let n = self.cas.store_sealed(t, &self.router, &unit)?;
+            self.fresh.insert(unit.unit.id);
+            self.fresh
+                .extend(unit.unit.members.iter().map(|(id, _)| *id));
+            self.bytes += n.iter().sum::<u64>() as usize;
+            for (item, b) in unit.items.iter().zip(n) {
+                *self.stored_by_item.entry(*item).or_default() += b;
             }
-            let limit = if versions >= MANY_VERSIONS {
-                BATCH_BYTES_MANY
+        }
+        Ok(())
+    }
+
+    /// Commits each version of `waiting[from..]` whose chunks are all here; the others wait
+    /// on.
+    fn commit_ready(&mut self, t: &mut RwTxn, from: usize) -> Result<()> {
+        // PA
+        let checking: Vec<(PendingVersion, u64)> = self.waiting.drain(from..).collect();
+        for (v, searched) in checking {
+            if self.ready(t, &v, searched)? {
+                self.commit_version(t, v)?;
             } else {
-                BATCH_BYTES
-            };
-            if bytes >= limit || versions >= BATCH_VERSIONS || opened.elapsed() >= BATCH_AGE {
-                if let Some(t) = txn.take() {
-                    self.lmdb.commit(t)?;
-                    tracing::debug!(bytes, versions, "committed a write transaction");
-                }
+                self.waiting.push((v, self.arrived.clears));
             }
         }
-        if let Some(t) = txn {
-            self.lmdb.commit(t)?;
+        Ok(())
+    }
+
+    /// True when every chunk `v` needs arrived or, when `arrived` was cleared since its last
+    /// search (`searched`), is in LMDB.
+    fn ready(&self, t: &RwTxn, v: &PendingVersion, searched: u64) -> Result<bool> {
+        // PA
+        // A need neither arrived nor in LMDB at the last search is still on its way
+        // through this pipeline (each need was sent to the workers by this call), so
+        // it will show in `arrived` unless that is cleared.
+        let search = searched != self.arrived.clears;
+        for id in &v.needs {
+            let there = self.arrived.ids.contains(id) || (search && self.cas.dedupable(t, id)?);
+            if !there {
+                return Ok(false);
+            }
         }
-        if !waiting.is_empty() {
+        Ok(true)
+    }
+
+    /// Commits version `v` in the transaction and records its outcome. A version that
+    /// deduplicated against a condemned chunk fails alone; any other error ends the put.
+    fn commit_version(&mut self, t: &mut RwTxn, v: PendingVersion) -> Result<()> {
+        // PA
+        // Chain only onto the head this version also started from (read before the earlier
+        // one committed) and only while that earlier version is live: a fresher head read
+        // from another process's commit wins.
+        let parents = match self.batch_heads.get(&v.key) {
+            Some((started_from, prev))
+                if v.default_parents
+                    && *started_from == v.parents
+                    && self.cas.lmdb.removed.get(t, prev)?.is_none() =>
+            {
+                vec![*prev]
+            }
+            _ => v.parents.clone(),
+        };
+        let hash = match self.cas.commit_version_fresh_in(
+            t,
+            &v.key,
+            parents,
+            Body {
+                chunks: &v.chunks,
+                size: v.size,
+                created: v.created,
+                meta: v.meta.clone(),
+            },
+            &self.fresh,
+        ) {
+            Ok(h) => h,
+            // This version deduplicated against a sealing gc condemned since: it
+            // fails alone, before writing anything.
+            Err(e @ Error::Retry(_)) => {
+                self.done.push((v.item, Err(e)));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.batch_heads.insert(v.key.clone(), (v.parents, hash));
+        tracing::info!(key = %v.key, version = %hash.short(), size = v.size, new_chunks = v.new_chunks, "stored");
+        self.versions += 1;
+        if self.versions % RELEASE_VERSIONS == 0 {
+            self.cas.lmdb.slices.mapped.release();
+        }
+        self.done.push((
+            v.item,
+            Ok(PutOutcome {
+                hash,
+                size: v.size,
+                chunks: v.chunks.len(),
+                new_chunks: v.new_chunks,
+                stored_bytes: self.stored_by_item.remove(&v.item).unwrap_or(0),
+            }),
+        ));
+        Ok(())
+    }
+
+    /// Commits the transaction once it holds enough bytes or versions or has been open long
+    /// enough; otherwise keeps it for the next message.
+    fn maybe_commit(&mut self, t: RwTxn<'c>) -> Result<()> {
+        // PA
+        let limit = if self.versions >= MANY_VERSIONS {
+            BATCH_BYTES_MANY
+        } else {
+            BATCH_BYTES
+        };
+        let (bytes, versions) = (self.bytes, self.versions);
+        if bytes >= limit || versions >= BATCH_VERSIONS || self.opened.elapsed() >= BATCH_AGE {
+            self.cas.lmdb.commit(t)?;
+            tracing::debug!(bytes, versions, "committed a write transaction");
+        } else {
+            self.txn = Some(t);
+        }
+        Ok(())
+    }
+
+    /// Once every sender is gone: commits the open transaction and returns the outcomes. A
+    /// version still waiting then never got a chunk it needs.
+    fn finish(self) -> Result<Vec<(usize, Result<PutOutcome>)>> {
+        // PA
+        if let Some(t) = self.txn {
+            self.cas.lmdb.commit(t)?;
+        }
+        if !self.waiting.is_empty() {
             return Err(Error::Corrupt(format!(
                 "{} version(s) lost chunks before committing",
-                waiting.len()
+                self.waiting.len()
             )));
         }
-        Ok(done)
+        Ok(self.done)
     }
 }

@@ -8,9 +8,9 @@ use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::maintenance::PAGE;
-use crate::model::SealedSlice;
+use crate::model::{ChunkRecord, SealedSlice};
 use crate::progress::Progress;
-use crate::route::DataRouter;
+use crate::route::{DataRouter, ShardSet};
 use crate::seal::{erasure, open_chunk};
 use crate::store::lock::GcLock;
 
@@ -117,118 +117,24 @@ impl Cas {
             let page = self.lmdb.chunks.page(&txn, after, PAGE)?;
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
-            let mut fixes: Vec<(Hash, u8, Vec<u8>)> = Vec::new();
+            let mut fixes: Vec<Fix> = Vec::new();
             for (id, record) in &page {
                 report.chunks += 1;
-                let record = match record {
-                    Ok(r) => r,
-                    Err(e) => {
-                        lost(&mut report, &mut bad_chunks, *id, e.to_string());
-                        progress.advance(1);
-                        continue;
+                let checked = match record {
+                    Ok(record) => {
+                        report.slices += record.slices.len() as u64;
+                        // A pack is checked (its slices) but counted apart, as `stats` does.
+                        if record.is_pack() {
+                            report.chunks -= 1;
+                            report.packs += 1;
+                        } else if self.lmdb.chunks.refs(&txn, id)? == 0 {
+                            report.unreferenced_chunks += 1;
+                        }
+                        self.check_chunk(&txn, &router, id, record, cluster, repair)?
                     }
+                    Err(e) => Checked::lost(e.to_string(), false),
                 };
-                report.slices += record.slices.len() as u64;
-                // A pack is checked (its slices) but counted apart, as `stats` does.
-                if record.is_pack() {
-                    report.chunks -= 1;
-                    report.packs += 1;
-                } else if self.lmdb.chunks.refs(&txn, id)? == 0 {
-                    report.unreferenced_chunks += 1;
-                }
-                if record.pack().is_some() {
-                    // A member has no slices: its pack's are checked under the pack's id.
-                    match self.verify_member(&txn, id, cluster) {
-                        Ok(opened) => report.decrypted += u64::from(opened),
-                        Err(e) => {
-                            lost(&mut report, &mut bad_chunks, *id, e.to_string());
-                        }
-                    }
-                    progress.advance(1);
-                    continue;
-                }
-                let set = router.fetch_shards(&txn, id, record, true)?;
-                if cluster {
-                    if !set.corrupt.is_empty() {
-                        let repaired = repair
-                            && match self.repair_from_cluster(id, record, &set.shards, &set.corrupt)
-                            {
-                                Ok(fixed) => {
-                                    fixes.extend(fixed);
-                                    true
-                                }
-                                Err(e) => {
-                                    report.damage.push(Damage::Chunk {
-                                        chunk: *id,
-                                        reason: e.to_string(),
-                                    });
-                                    false
-                                }
-                            };
-                        report.damage.push(Damage::Slices {
-                            chunk: *id,
-                            missing: Vec::new(),
-                            corrupt: set.corrupt,
-                            repaired,
-                        });
-                    }
-                    progress.advance(1);
-                    continue;
-                }
-                let intact = set.shards.iter().filter(|s| s.is_some()).count();
-                let damaged = !set.missing.is_empty() || !set.corrupt.is_empty();
-                if intact < record.k as usize {
-                    lost(
-                        &mut report,
-                        &mut bad_chunks,
-                        *id,
-                        format!(
-                            "only {intact} of {} slices intact, {} needed",
-                            record.slices.len(),
-                            record.k
-                        ),
-                    );
-                    progress.advance(1);
-                    continue;
-                }
-                // A pack has no plaintext of its own: its members are opened one by one.
-                if let Some(keys) = self
-                    .keys_for(record.key_epoch)
-                    .ok()
-                    .filter(|_| !record.is_pack())
-                {
-                    report.decrypted += 1;
-                    if let Err(e) = open_chunk(keys, id, record, &set.shards) {
-                        lost(&mut report, &mut bad_chunks, *id, e.to_string());
-                        progress.advance(1);
-                        continue;
-                    }
-                }
-                let mut repaired = false;
-                if damaged && repair {
-                    match rebuild_slices(id, record, &set.shards) {
-                        Ok(rebuilt) => {
-                            for i in set.missing.iter().chain(&set.corrupt) {
-                                if let Some((_, bytes)) = rebuilt.get(*i) {
-                                    fixes.push((*id, *i as u8, bytes.clone()));
-                                }
-                            }
-                            repaired = true;
-                        }
-                        // Reported, not fatal: the rest of the store is still checked.
-                        Err(e) => {
-                            lost(&mut report, &mut bad_chunks, *id, e.to_string());
-                        }
-                    }
-                }
-                if damaged {
-                    report.damage.push(Damage::Slices {
-                        chunk: *id,
-                        missing: set.missing,
-                        corrupt: set.corrupt,
-                        repaired,
-                    });
-                }
+                tally(&mut report, &mut bad_chunks, &mut fixes, *id, checked);
                 progress.advance(1);
             }
             drop(txn);
@@ -252,6 +158,120 @@ impl Cas {
         Ok(report)
     }
 
+    /// Checks one chunk whose record was read: a pack member through its pack, any other
+    /// chunk by its slices. With `repair`, damaged slices are rebuilt (written by `verify`).
+    fn check_chunk(
+        &self,
+        txn: &crate::store::RoTxn,
+        router: &DataRouter,
+        id: &Hash,
+        record: &ChunkRecord,
+        cluster: bool,
+        repair: bool,
+    ) -> Result<Checked> {
+        // PA
+        if record.pack().is_some() {
+            // A member has no slices: its pack's are checked under the pack's id.
+            return Ok(match self.verify_member(txn, id, cluster) {
+                Ok(opened) => Checked {
+                    verdict: Verdict::Intact,
+                    decrypted: opened,
+                },
+                Err(e) => Checked::lost(e.to_string(), false),
+            });
+        }
+        let set = router.fetch_shards(txn, id, record, true)?;
+        if cluster {
+            return Ok(Checked {
+                verdict: self.check_in_cluster(id, record, set, repair),
+                decrypted: false,
+            });
+        }
+        Ok(self.check_local(id, record, set, repair))
+    }
+
+    /// The verdict on a chunk of a cluster store, which holds only some of its slices: only
+    /// corrupt ones are damage, repaired from slices the other nodes send.
+    fn check_in_cluster(
+        &self,
+        id: &Hash,
+        record: &ChunkRecord,
+        set: ShardSet,
+        repair: bool,
+    ) -> Verdict {
+        // PA
+        if set.corrupt.is_empty() {
+            return Verdict::Intact;
+        }
+        let repair = match repair {
+            false => Repair::Skipped,
+            true => match self.repair_from_cluster(id, record, &set.shards, &set.corrupt) {
+                Ok(fixed) => Repair::Rebuilt(fixed),
+                // The chunk may still be whole on the other nodes: not lost.
+                Err(e) => Repair::Failed(e.to_string()),
+            },
+        };
+        Verdict::Damaged {
+            missing: Vec::new(),
+            corrupt: set.corrupt,
+            repair,
+        }
+    }
+
+    /// The verdict on a chunk of a store of its own: it needs k intact slices and, unlocked,
+    /// must open to its id; missing or corrupt slices are rebuilt from the others.
+    fn check_local(&self, id: &Hash, record: &ChunkRecord, set: ShardSet, repair: bool) -> Checked {
+        // PA
+        let intact = set.shards.iter().filter(|s| s.is_some()).count();
+        let damaged = !set.missing.is_empty() || !set.corrupt.is_empty();
+        if intact < record.k as usize {
+            let reason = format!(
+                "only {intact} of {} slices intact, {} needed",
+                record.slices.len(),
+                record.k
+            );
+            return Checked::lost(reason, false);
+        }
+        let mut decrypted = false;
+        // A pack has no plaintext of its own: its members are opened one by one.
+        if let Some(keys) = self
+            .keys_for(record.key_epoch)
+            .ok()
+            .filter(|_| !record.is_pack())
+        {
+            decrypted = true;
+            if let Err(e) = open_chunk(keys, id, record, &set.shards) {
+                return Checked::lost(e.to_string(), decrypted);
+            }
+        }
+        if !damaged {
+            return Checked {
+                verdict: Verdict::Intact,
+                decrypted,
+            };
+        }
+        let repair = match repair {
+            false => Repair::Skipped,
+            true => match rebuild_slices(id, record, &set.shards) {
+                Ok(rebuilt) => Repair::Rebuilt(
+                    set.missing
+                        .iter()
+                        .chain(&set.corrupt)
+                        .filter_map(|i| rebuilt.get(*i).map(|(_, b)| (*id, *i as u8, b.clone())))
+                        .collect(),
+                ),
+                // Reported, not fatal: the rest of the store is still checked.
+                Err(e) => Repair::Lost(e.to_string()),
+            },
+        };
+        let verdict = Verdict::Damaged {
+            missing: set.missing,
+            corrupt: set.corrupt,
+            repair,
+        };
+        Checked { verdict, decrypted }
+    }
+
     /// Checks a pack member: its pack is here and, unlocked and on a store of its own, it
     /// opens to its id. True when it was opened.
     fn verify_member(&self, txn: &crate::store::RoTxn, id: &Hash, cluster: bool) -> Result<bool> {
@@ -271,10 +291,10 @@ impl Cas {
     fn repair_from_cluster(
         &self,
         id: &Hash,
-        record: &crate::model::ChunkRecord,
+        record: &ChunkRecord,
         local: &[Option<&[u8]>],
         corrupt: &[usize],
-    ) -> Result<Vec<(Hash, u8, Vec<u8>)>> {
+    ) -> Result<Vec<Fix>> {
         // PA
         let remote = self.remote.as_ref().ok_or_else(|| {
             Error::Corrupt(format!(
@@ -383,6 +403,102 @@ fn lost(report: &mut VerifyReport, bad_chunks: &mut Vec<Hash>, id: Hash, reason:
     // A
     bad_chunks.push(id);
     report.damage.push(Damage::Chunk { chunk: id, reason });
+}
+
+/// A slice to write back: chunk, slice index, the slice's bytes.
+type Fix = (Hash, u8, Vec<u8>);
+
+/// What verify concluded about one chunk, and whether it decrypted it on the way; `tally`
+/// files it into the report.
+struct Checked {
+    /// The conclusion.
+    verdict: Verdict,
+    /// The chunk was decrypted end to end (counted even when that failed).
+    decrypted: bool,
+}
+
+impl Checked {
+    /// A chunk that cannot be read, for `reason`.
+    fn lost(reason: String, decrypted: bool) -> Self {
+        // PA
+        Checked {
+            verdict: Verdict::Lost(reason),
+            decrypted,
+        }
+    }
+}
+
+/// The verdict on one chunk.
+enum Verdict {
+    /// Nothing wrong found here.
+    Intact,
+    /// The chunk cannot be read: no record, too few intact slices, or it fails to decrypt.
+    Lost(String),
+    /// Slices missing or corrupt; `repair` says what was done about them.
+    Damaged {
+        /// Missing slice indexes.
+        missing: Vec<usize>,
+        /// Corrupt slice indexes.
+        corrupt: Vec<usize>,
+        /// What repair did.
+        repair: Repair,
+    },
+}
+
+/// What repair did for a chunk with damaged slices.
+enum Repair {
+    /// Not asked for.
+    Skipped,
+    /// The damaged slices rebuilt, to be written back.
+    Rebuilt(Vec<Fix>),
+    /// Repair failed, but the chunk is not lost for it (in a cluster, the other nodes may
+    /// still hold it whole).
+    Failed(String),
+    /// Rebuilding showed the chunk cannot be read.
+    Lost(String),
+}
+
+/// Files one chunk's verdict into the report: its damage (a lost chunk also in
+/// `bad_chunks`, for the versions using it) and the slices repair rebuilt into `fixes`.
+fn tally(
+    report: &mut VerifyReport,
+    bad_chunks: &mut Vec<Hash>,
+    fixes: &mut Vec<Fix>,
+    id: Hash,
+    checked: Checked,
+) {
+    // PA
+    report.decrypted += u64::from(checked.decrypted);
+    let (missing, corrupt, repair) = match checked.verdict {
+        Verdict::Intact => return,
+        Verdict::Lost(reason) => return lost(report, bad_chunks, id, reason),
+        Verdict::Damaged {
+            missing,
+            corrupt,
+            repair,
+        } => (missing, corrupt, repair),
+    };
+    let repaired = match repair {
+        Repair::Skipped => false,
+        Repair::Rebuilt(rebuilt) => {
+            fixes.extend(rebuilt);
+            true
+        }
+        Repair::Failed(reason) => {
+            report.damage.push(Damage::Chunk { chunk: id, reason });
+            false
+        }
+        Repair::Lost(reason) => {
+            lost(report, bad_chunks, id, reason);
+            false
+        }
+    };
+    report.damage.push(Damage::Slices {
+        chunk: id,
+        missing,
+        corrupt,
+        repaired,
+    });
 }
 
 /// Re-encodes a chunk's slices from any k intact shards; hashes must match the record, so a
