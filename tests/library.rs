@@ -591,3 +591,24 @@ fn version_reader_reads_any_range() {
     cas.remove("big").unwrap();
     assert!(cas.open_version("big").is_err());
 }
+
+/// Times go in and come out as SystemTime, to the nanosecond, and name versions.
+#[test]
+fn times_as_system_time() {
+    use ouroboros_db::model::Ref;
+    use std::time::{Duration, UNIX_EPOCH};
+    let (_d, cas) = new_store(2, 1);
+    let t1 = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+    let t2 = t1 + Duration::from_secs(3600);
+    let opts = PutOptions::default().created_at(t1).unwrap();
+    cas.put("k", &b"one"[..], &opts).unwrap();
+    let opts = PutOptions::default().created_at(t2).unwrap();
+    cas.put("k", &b"two"[..], &opts).unwrap();
+    let log = cas.log("k", 10).unwrap();
+    assert_eq!(log[0].created_at(), t2);
+    assert_eq!(log[1].created_at(), t1);
+    let at = Ref::at_time("k", t1 + Duration::from_secs(60)).unwrap();
+    assert_eq!(cas.resolve(&at).unwrap(), log[1].hash);
+    let far = UNIX_EPOCH + Duration::from_secs(400 * 365 * 86_400);
+    assert!(PutOptions::default().created_at(far).is_err());
+}

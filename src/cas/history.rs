@@ -29,6 +29,14 @@ pub struct VersionInfo {
     pub removed: bool,
 }
 
+impl VersionInfo {
+    /// [`VersionInfo::created`] as a [`std::time::SystemTime`].
+    pub fn created_at(&self) -> std::time::SystemTime {
+        // A
+        crate::model::nanos::to_system_time(self.created)
+    }
+}
+
 /// Where a merge takes its content from.
 pub enum MergeSource<'r> {
     /// The content of one existing version of the key (usually one of the heads).
@@ -207,6 +215,14 @@ pub struct KeyEntry {
     pub size: u64,
     /// Creation time of the newest head (ns).
     pub created: i64,
+}
+
+impl KeyEntry {
+    /// [`KeyEntry::created`] as a [`std::time::SystemTime`].
+    pub fn created_at(&self) -> std::time::SystemTime {
+        // A
+        crate::model::nanos::to_system_time(self.created)
+    }
 }
 
 impl Cas {

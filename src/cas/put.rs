@@ -115,6 +115,16 @@ pub struct PutOptions<'p> {
     pub meta: VersionMeta,
 }
 
+impl PutOptions<'_> {
+    /// Records `t` as the version's creation time instead of now (an error for a time
+    /// before 1677 or after 2262, which the format cannot hold).
+    pub fn created_at(mut self, t: std::time::SystemTime) -> Result<Self> {
+        // A
+        self.created = Some(crate::model::nanos::from_system_time(t)?);
+        Ok(self)
+    }
+}
+
 /// One version to store with [`Cas::put_many`].
 pub struct PutItem<'r> {
     /// The key.

@@ -85,6 +85,12 @@ impl Blob {
         codec::decode("blob", BLOB_TAG, bytes)
     }
 
+    /// [`Blob::created`] as a [`std::time::SystemTime`].
+    pub fn created_at(&self) -> std::time::SystemTime {
+        // A
+        crate::model::nanos::to_system_time(self.created)
+    }
+
     /// The blob's address: BLAKE3 of its canonical encoding.
     pub fn hash(&self) -> Result<Hash> {
         // A

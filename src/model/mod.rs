@@ -6,6 +6,7 @@ pub mod blob;
 pub mod chunk;
 pub mod key;
 pub mod meta;
+pub mod nanos;
 pub mod reference;
 pub mod slice;
 pub mod snapshot;

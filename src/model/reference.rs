@@ -69,6 +69,12 @@ impl Ref {
         Self::with(key, Selector::At(nanos))
     }
 
+    /// [`Ref::at`] with a [`std::time::SystemTime`].
+    pub fn at_time(key: impl Into<String>, t: std::time::SystemTime) -> Result<Self> {
+        // A
+        Self::at(key, crate::model::nanos::from_system_time(t)?)
+    }
+
     fn with(key: impl Into<String>, selector: Selector) -> Result<Self> {
         // A
         let key = key.into();

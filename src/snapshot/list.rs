@@ -23,6 +23,14 @@ pub struct SnapshotListing {
     pub info: SnapshotInfo,
 }
 
+impl SnapshotListing {
+    /// [`SnapshotListing::time`] as a [`std::time::SystemTime`].
+    pub fn time_at(&self) -> std::time::SystemTime {
+        // A
+        crate::model::nanos::to_system_time(self.time)
+    }
+}
+
 impl Cas {
     /// The live snapshots of `prefix` (of every prefix when empty), oldest first.
     pub fn snapshots(&self, prefix: &str) -> Result<Vec<SnapshotListing>> {
