@@ -612,3 +612,179 @@ fn times_as_system_time() {
     let far = UNIX_EPOCH + Duration::from_secs(400 * 365 * 86_400);
     assert!(PutOptions::default().created_at(far).is_err());
 }
+
+/// Seeks to every extreme: before the start is an error that leaves the position alone,
+/// past the end (even u64::MAX) reads nothing, and an empty version reads nothing anywhere.
+#[test]
+fn version_reader_seeks_to_extremes() {
+    use std::io::{Read, Seek, SeekFrom};
+    let (_d, cas) = new_store(2, 1);
+    cas.put("empty", &b""[..], &PutOptions::default()).unwrap();
+    let mut r = cas.open_version("empty").unwrap();
+    assert_eq!(r.size(), 0);
+    assert_eq!(r.read(&mut [0; 8]).unwrap(), 0);
+    assert_eq!(r.seek(SeekFrom::End(0)).unwrap(), 0);
+    assert!(r.seek(SeekFrom::End(-1)).is_err());
+    assert!(r.seek(SeekFrom::End(i64::MIN)).is_err());
+    assert!(r.seek(SeekFrom::Current(i64::MIN)).is_err());
+    assert_eq!(r.stream_position().unwrap(), 0);
+    assert_eq!(r.seek(SeekFrom::End(i64::MAX)).unwrap(), i64::MAX as u64);
+    assert_eq!(r.read(&mut [0; 8]).unwrap(), 0);
+    let mut all = Vec::new();
+    assert_eq!(r.read_to_end(&mut all).unwrap(), 0);
+
+    let data = random_bytes(3 << 20, 77);
+    cas.put("big", &data[..], &PutOptions::default()).unwrap();
+    let mut r = cas.open_version("big").unwrap();
+    assert_eq!(r.seek(SeekFrom::Start(u64::MAX)).unwrap(), u64::MAX);
+    assert_eq!(r.read(&mut [0; 8]).unwrap(), 0);
+    // Past u64::MAX: an error, and the position stays where it was.
+    assert!(r.seek(SeekFrom::Current(1)).is_err());
+    assert!(r.seek(SeekFrom::Current(i64::MAX)).is_err());
+    assert_eq!(r.stream_position().unwrap(), u64::MAX);
+    assert_eq!(r.seek(SeekFrom::End(-1)).unwrap(), data.len() as u64 - 1);
+    let mut last = [0u8; 4];
+    assert_eq!(r.read(&mut last).unwrap(), 1);
+    assert_eq!(last[0], data[data.len() - 1]);
+    assert!(r.seek(SeekFrom::End(i64::MIN)).is_err());
+    assert_eq!(r.stream_position().unwrap(), data.len() as u64);
+    assert_eq!(r.read(&mut []).unwrap(), 0);
+    r.seek(SeekFrom::Start(1)).unwrap();
+    assert_eq!(r.read(&mut []).unwrap(), 0);
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, &data[1..]);
+}
+
+/// Chunks damaged beyond repair, or freed by gc after the reader was opened, are an
+/// io::Error from read (never a panic), and the chunks that are intact still read.
+#[test]
+fn version_reader_errors_on_damage_and_on_removal_after_opening() {
+    use std::io::{Read, Seek, SeekFrom};
+    let (_d, cas) = new_store(4, 2);
+    let data = random_bytes(4 << 20, 78);
+    cas.put("x", &data[..], &PutOptions::default()).unwrap();
+    let blob = cas.open_version("x").unwrap().blob().clone();
+    assert!(blob.chunks.len() > 1);
+    let first = blob.chunks[0].id;
+    for i in 0..3 {
+        common::damage_slice(&cas, &first, i, None);
+    }
+    let mut r = cas.open_version("x").unwrap();
+    let e = r.read(&mut [0; 16]).unwrap_err();
+    assert!(!e.to_string().is_empty());
+    let e = r.read_to_end(&mut Vec::new()).unwrap_err();
+    assert!(!e.to_string().is_empty());
+    // The second chunk is intact.
+    let at = u64::from(blob.chunks[0].size);
+    r.seek(SeekFrom::Start(at)).unwrap();
+    let mut got = vec![0; 1000];
+    r.read_exact(&mut got).unwrap();
+    assert_eq!(got, &data[at as usize..at as usize + 1000]);
+
+    let other = random_bytes(2 << 20, 79);
+    cas.put("y", &other[..], &PutOptions::default()).unwrap();
+    let mut r = cas.open_version("y").unwrap();
+    cas.remove("y").unwrap();
+    cas.gc(&NoProgress).unwrap();
+    let e = r.read_to_end(&mut Vec::new()).unwrap_err();
+    assert!(!e.to_string().is_empty());
+}
+
+/// An exact version is refused under another key by every call that takes a ref, and a
+/// removed exact version cannot be opened.
+#[test]
+fn exact_refs_are_refused_under_another_key_everywhere() {
+    use ouroboros_db::model::Ref;
+    let (_d, cas) = new_store(2, 1);
+    let p = PutOptions::default();
+    let a = cas.put("a", &b"alpha"[..], &p).unwrap();
+    let b1 = cas.put("b", &b"beta1"[..], &p).unwrap();
+    cas.put("b", &b"beta2"[..], &p).unwrap();
+    let wrong = Ref::version("b", a.hash).unwrap();
+    assert!(cas.resolve(&wrong).is_err());
+    assert!(cas.get(&wrong, Vec::new()).is_err());
+    assert!(cas.open_version(&wrong).is_err());
+    assert!(cas.log(&wrong, 10).is_err());
+    assert!(cas.remove(&wrong).is_err());
+    // Nothing was removed by the refused call.
+    assert_eq!(get(&cas, "a"), b"alpha");
+    // The text form of an exact ref names the same version.
+    let right = Ref::version("b", b1.hash).unwrap();
+    assert_eq!(cas.resolve(right.to_string().as_str()).unwrap(), b1.hash);
+    // A hash that is no version at all.
+    let none = Ref::version("a", ouroboros_db::Hash([0xab; 32])).unwrap();
+    assert!(matches!(cas.resolve(&none), Err(Error::NotFound(_))));
+    cas.remove(&right).unwrap();
+    assert!(cas.open_version(&right).is_err());
+    assert!(cas.get(&right, Vec::new()).is_err());
+    assert_eq!(get(&cas, "b"), b"beta2");
+}
+
+/// Readers in other threads read correct bytes while commits (each of which releases the
+/// map with MADV_DONTNEED) and periodic releases run, through the same handle.
+#[test]
+fn reads_stay_correct_while_commits_release_the_map() {
+    use std::io::Read;
+    let (_d, cas) = new_store(2, 1);
+    let data: Vec<Vec<u8>> = (0..4).map(|i| random_bytes(3 << 20, 90 + i)).collect();
+    for (i, d) in data.iter().enumerate() {
+        cas.put(&format!("k{i}"), &d[..], &PutOptions::default())
+            .unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let (cas, data, stop) = (&cas, &data, &stop);
+            s.spawn(move || {
+                let mut rounds = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds < 3 {
+                    let i = (rounds + t) % data.len();
+                    let mut r = cas.open_version(format!("k{i}").as_str()).unwrap();
+                    let mut got = Vec::new();
+                    r.read_to_end(&mut got).unwrap();
+                    assert!(got == data[i], "k{i} read wrong bytes in round {rounds}");
+                    rounds += 1;
+                }
+            });
+        }
+        for n in 0..40u64 {
+            cas.put(
+                &format!("w{n}"),
+                &random_bytes(200_000, 1000 + n)[..],
+                &PutOptions::default(),
+            )
+            .unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
+}
+/// Hostile: two handles on one data.mdb (a store and a hard-linked copy, `cp -al`), one
+/// closed: the other's release must not touch memory that is no longer its map.
+#[test]
+fn release_never_touches_memory_outside_its_own_map() {
+    use ouroboros_db::store::lmdb::Lmdb;
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let a = Lmdb::open(&a_dir, true).unwrap();
+    std::fs::create_dir(&b_dir).unwrap();
+    for f in ["data.mdb", "lock.mdb"] {
+        std::fs::hard_link(a_dir.join(f), b_dir.join(f)).unwrap();
+    }
+    let b = Lmdb::open(&b_dir, false).unwrap();
+    a.commit(a.write().unwrap()).unwrap();
+    drop(b);
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..8 {
+        held.push(vec![0xaa; 16 << 20]);
+    }
+    a.commit(a.write().unwrap()).unwrap();
+    for (i, v) in held.iter().enumerate() {
+        assert!(
+            v.iter().all(|&x| x == 0xaa),
+            "buffer {i} at {:p} was zeroed by a release",
+            v.as_ptr()
+        );
+    }
+}

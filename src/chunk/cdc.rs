@@ -249,6 +249,118 @@ mod tests {
         }
     }
 
+    /// Fails once with `kind` after `fail_at` bytes, hands out `step` bytes per read
+    /// otherwise, and interrupts every third read.
+    struct Flaky<'a> {
+        data: &'a [u8],
+        step: usize,
+        fail_at: usize,
+        kind: Option<std::io::ErrorKind>,
+        reads: usize,
+        given: usize,
+    }
+
+    impl Read for Flaky<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.reads += 1;
+            if self.reads % 3 == 0 {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            if self.given >= self.fail_at {
+                if let Some(kind) = self.kind.take() {
+                    return Err(kind.into());
+                }
+            }
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.given += n;
+            Ok(n)
+        }
+    }
+
+    /// `Interrupted` is retried and changes no cut; another error mid-stream is reported
+    /// once, and a caller that goes on reading gets the same chunks, none lost or repeated.
+    #[test]
+    fn interrupted_reads_are_retried_and_errors_lose_nothing() {
+        let data = pseudo_random(500_000, 5);
+        let p = ChunkingParams {
+            min: 2048,
+            avg: 8192,
+            max: 32768,
+        };
+        let plain: Vec<Vec<u8>> = Chunker::new(&data[..], p, 3)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        for fail_at in [0, 1, 40_000, 250_000, 499_999, 500_000] {
+            let flaky = Flaky {
+                data: &data,
+                step: 7001,
+                fail_at,
+                kind: Some(std::io::ErrorKind::Other),
+                reads: 0,
+                given: 0,
+            };
+            let mut errors = 0;
+            let mut chunks = Vec::new();
+            for c in Chunker::new(flaky, p, 3).unwrap() {
+                match c {
+                    Ok(c) => chunks.push(c),
+                    Err(e) => {
+                        assert!(matches!(e, Error::Input(_)), "{e}");
+                        errors += 1;
+                    }
+                }
+            }
+            assert_eq!(errors, 1, "fail_at {fail_at}");
+            assert!(chunks == plain, "fail_at {fail_at}");
+        }
+    }
+
+    /// The largest parameters (a 32 MiB window) and the defaults cut as StreamCDC does over
+    /// inputs of many windows, read in odd sizes.
+    #[test]
+    fn big_parameters_cut_as_fastcdc_stream() {
+        let data = pseudo_random(40 << 20, 11);
+        for p in [
+            ChunkingParams::default(),
+            ChunkingParams {
+                min: 1 << 20,
+                avg: 4 << 20,
+                max: 16 << 20,
+            },
+            ChunkingParams {
+                min: 64,
+                avg: 256,
+                max: 1024,
+            },
+        ] {
+            let ours: Vec<usize> = Chunker::new(
+                Trickle {
+                    data: &data,
+                    step: 1_000_003,
+                },
+                p,
+                9,
+            )
+            .unwrap()
+            .map(|c| c.unwrap().len())
+            .collect();
+            let theirs: Vec<usize> = fastcdc::v2020::StreamCDC::with_level_and_seed(
+                &data[..],
+                p.min as usize,
+                p.avg as usize,
+                p.max as usize,
+                Normalization::Level1,
+                9,
+            )
+            .map(|c| c.unwrap().length)
+            .collect();
+            assert_eq!(ours, theirs, "{p:?}");
+        }
+    }
+
     proptest::proptest! {
         /// The windowed chunker cuts exactly where fastcdc's StreamCDC does (the cut points
         /// existing stores deduplicate against), whatever the read sizes.

@@ -30,9 +30,11 @@ pub fn from_system_time(t: SystemTime) -> Result<i64> {
     let out_of_range = || Error::InvalidArgument(format!("time {t:?} is out of range (1677-2262)"));
     match t.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_nanos()).map_err(|_| out_of_range()),
-        Err(before) => i64::try_from(before.duration().as_nanos())
-            .map(|n| -n)
-            .map_err(|_| out_of_range()),
+        // Negated as an i128: i64::MIN's magnitude (2^63) is one more than i64::MAX.
+        Err(before) => i128::try_from(before.duration().as_nanos())
+            .ok()
+            .and_then(|n| i64::try_from(-n).ok())
+            .ok_or_else(out_of_range),
     }
 }
 
@@ -43,9 +45,22 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(n in (i64::MIN + 1)..i64::MAX) {
+        fn round_trip(n in i64::MIN..=i64::MAX) {
             prop_assert_eq!(from_system_time(to_system_time(n)).unwrap(), n);
         }
+    }
+
+    /// The earliest time an i64 names (1677-09-21T00:12:43.145224192Z) converts back too:
+    /// its magnitude, 2^63 ns, is one more than i64::MAX.
+    #[test]
+    fn extremes_round_trip() {
+        for n in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX] {
+            assert_eq!(from_system_time(to_system_time(n)).unwrap(), n, "{n}");
+        }
+        let before = to_system_time(i64::MIN) - Duration::from_nanos(1);
+        assert!(from_system_time(before).is_err());
+        let after = to_system_time(i64::MAX) + Duration::from_nanos(1);
+        assert!(from_system_time(after).is_err());
     }
 
     #[test]

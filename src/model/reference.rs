@@ -397,6 +397,18 @@ mod tests {
         );
     }
 
+    /// The first and last nanoseconds an i64 holds print as times that parse back exactly,
+    /// and the typed constructors reach them through SystemTime too.
+    #[test]
+    fn extreme_times_print_and_parse_back() {
+        for t in [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX] {
+            let r = Ref::at("k@~1", t).unwrap();
+            assert_eq!(Ref::parse(&r.to_string()).unwrap(), r, "{t}: {r}");
+            let st = crate::model::nanos::to_system_time(t);
+            assert_eq!(Ref::at_time("k", st).unwrap().selector, Selector::At(t));
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in ".*") { let _ = Ref::parse(&s); }

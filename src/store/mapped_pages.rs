@@ -71,9 +71,10 @@ impl MappedPages {
         let range = self.range.get_or_init(|| self.file.and_then(find_mapping));
         #[cfg(target_os = "linux")]
         if let Some((start, len)) = *range {
-            // SAFETY: [start, start + len) is LMDB's shared, read-only mapping of data.mdb,
-            // which lives as long as the environment (LMDB never moves it: the map size is
-            // fixed at open) and so as long as `self`. MADV_DONTNEED on a shared file
+            // SAFETY: [start, start + len) is LMDB's shared, read-only mapping of data.mdb
+            // (the only mapping of that file when it was looked up, so this handle's own, see
+            // `find_mapping`), which lives as long as the environment (LMDB never moves it:
+            // the map size is fixed at open) and so as long as `self`. MADV_DONTNEED on a shared file
             // mapping only drops this process's page-table entries: no data is lost, and
             // any access after it, from any thread, reads the file's current bytes again,
             // which are the bytes LMDB wrote (it writes with pwrite, never through the map).
@@ -87,11 +88,26 @@ impl MappedPages {
     }
 }
 
-/// The mapping of the file with device and inode `file`, from `/proc/self/maps`.
+/// The mapping of the file with device and inode `file`, from `/proc/self/maps`, when it
+/// is the only one. This handle's map exists for as long as the handle, so a single mapping
+/// of the file is that map; with two (the same file opened again through another path, such
+/// as a hard-linked copy of the store), either could be the other handle's, which may be
+/// unmapped later and its addresses reused (MADV_DONTNEED there would zero that memory):
+/// then nothing is released.
 fn find_mapping(file: (u64, u64)) -> Option<(usize, usize)> {
     // A
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines().find_map(|line| parse_line(line, file))
+    only_mapping(&maps, file)
+}
+
+/// The one shared mapping of `file` in a `/proc/self/maps` text; `None` for none or several.
+fn only_mapping(maps: &str, file: (u64, u64)) -> Option<(usize, usize)> {
+    // A
+    let mut found = maps.lines().filter_map(|line| parse_line(line, file));
+    match (found.next(), found.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
 }
 
 /// `(start, length)` of one `/proc/self/maps` line when it maps `file`, a shared mapping
@@ -140,6 +156,23 @@ mod tests {
         assert_eq!(parse_line(&private, (dev, 1234)), None);
         assert_eq!(parse_line("garbage", (dev, 1234)), None);
         assert_eq!(parse_line("", (dev, 1234)), None);
+    }
+
+    /// Two mappings of the file (a hard-linked copy of the store opened too): either may
+    /// be the other handle's, so neither is taken.
+    #[test]
+    fn a_file_mapped_twice_is_not_released() {
+        let dev = (0xfe << 8) | 0x01;
+        let a = "7f0000000000-7f0000400000 r--s 00000000 fe:01 1234     /tmp/a/data.mdb";
+        let b = "7e0000000000-7e0000400000 r--s 00000000 fe:01 1234     /tmp/b/data.mdb";
+        let other = "7d0000000000-7d0000400000 r--s 00000000 fe:01 99     /tmp/c/data.mdb";
+        let one = format!("{other}\n{a}\n");
+        assert_eq!(
+            only_mapping(&one, (dev, 1234)),
+            Some((0x7f00_0000_0000, 0x40_0000))
+        );
+        assert_eq!(only_mapping(&format!("{b}\n{a}\n"), (dev, 1234)), None);
+        assert_eq!(only_mapping(other, (dev, 1234)), None);
     }
 
     /// Bytes borrowed from the map before a release read the same after it (they fault
