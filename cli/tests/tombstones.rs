@@ -109,6 +109,7 @@ fn tombstones_wait_for_every_member_then_compact_and_stay_effective() {
 #[test]
 fn a_member_away_past_the_horizon_no_longer_holds_tombstones_and_is_refused() {
     let mut c = Cluster::new(2, "1+1", &["--tombstone-horizon", "3"]);
+    let node2 = c.status(1)["node"].as_str().unwrap().to_string();
     put(&c, 0, "gone", b"data");
     wait_until("node 2 has it", 10, || get(&c, 1, "gone").is_some());
     c.kill(1);
@@ -133,9 +134,23 @@ fn a_member_away_past_the_horizon_no_longer_holds_tombstones_and_is_refused() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    // Node 1 keeps the deletion: what node 2 still holds does not come back.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Node 1 keeps the deletion: what node 2 still holds does not come back, through two
+    // more of node 1's pulls from node 2.
+    let pulled = pulls(&c, 0, &node2);
+    wait_until("node 1 pulled from node 2 twice more", 20, || {
+        pulls(&c, 0, &node2) >= pulled + 2
+    });
     assert!(matches!(get_code(&c, 0, "gone"), Some(3) | Some(4)));
+}
+
+/// Pulls node `i` made from the member with short id `peer` (`cluster status --json`).
+fn pulls(c: &Cluster, i: usize, peer: &str) -> u64 {
+    let s = c.status(i);
+    s["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["id"] == peer))
+        .and_then(|m| m["pulls"].as_u64())
+        .unwrap_or(0)
 }
 
 /// Compaction and freeing rounds node `i` completed (`cluster status --json`).

@@ -41,6 +41,9 @@ pub struct WalState {
     floor: AtomicU64,
     /// Per member, when the last pull from it that reached the end of its logs started.
     pulls: Mutex<HashMap<NodeId, Instant>>,
+    /// Per member, how many pulls from it reached the end of its logs since this node
+    /// started (`cluster status`: a check that nothing came back waits for two more).
+    pull_counts: Mutex<HashMap<NodeId, u64>>,
     /// Condemned sealings marked here (refreshed every round).
     condemned: AtomicU64,
     /// Condemned chunks freed here since the node started.
@@ -59,6 +62,7 @@ impl WalState {
             held: AtomicU64::new(0),
             floor: AtomicU64::new(0),
             pulls: Mutex::new(HashMap::new()),
+            pull_counts: Mutex::new(HashMap::new()),
             condemned: AtomicU64::new(0),
             freed: AtomicU64::new(0),
             rounds: AtomicU64::new(0),
@@ -97,6 +101,19 @@ impl WalState {
         if let Ok(mut p) = self.pulls.lock() {
             p.insert(peer, started);
         }
+        if let Ok(mut c) = self.pull_counts.lock() {
+            *c.entry(peer).or_default() += 1;
+        }
+    }
+
+    /// Pulls from `peer` that reached the end of its logs since this node started.
+    pub fn pulls_from(&self, peer: &NodeId) -> u64 {
+        // A
+        self.pull_counts
+            .lock()
+            .ok()
+            .and_then(|c| c.get(peer).copied())
+            .unwrap_or(0)
     }
 
     /// Condemned sealings marked here.

@@ -238,6 +238,9 @@ pub struct MemberStatus {
     pub free_bytes: u64,
     /// Tombstones it holds, not yet acknowledged by every member.
     pub tombstones: u64,
+    /// Pulls of its versions and deletions that reached the end of its logs, made by the
+    /// answering node since it started (0 for self).
+    pub pulls: u64,
 }
 
 /// The cluster as one node sees it.

@@ -65,6 +65,7 @@ pub fn status(node: &Node) -> crate::Result<ClusterStatus> {
         chunks_held: me.chunks_held,
         free_bytes: me.free_bytes,
         tombstones: me.tombstones,
+        pulls: 0,
     }];
     let mut pending = me.pending_chunks + node.repair.backlog();
     let mut repaired = me.repaired_slices;
@@ -100,6 +101,7 @@ pub fn status(node: &Node) -> crate::Result<ClusterStatus> {
             chunks_held: n.chunks_held,
             free_bytes: n.free_bytes,
             tombstones: n.tombstones,
+            pulls: node.wal.pulls_from(peer),
         });
     }
     let k = node.cas.config().k;

@@ -107,6 +107,7 @@ pub fn status(g: &Global) -> Result<i32> {
                     "chunks_held": m.chunks_held,
                     "free_bytes": m.free_bytes,
                     "tombstones": m.tombstones,
+                    "pulls": m.pulls,
                 })
             })
             .collect();
