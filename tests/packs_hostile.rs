@@ -33,6 +33,12 @@ fn refs(cas: &Cas, id: &Hash) -> u64 {
     cas.replica().lmdb().chunks.refs(&txn, id).unwrap()
 }
 
+/// Fails with `context` and what is wrong when [`pack_invariant`] does not hold.
+fn assert_pack_invariant(cas: &Cas, context: &str) {
+    let wrong = pack_invariant(cas);
+    assert!(wrong.is_empty(), "{context}: {wrong:?}");
+}
+
 /// FORMAT.md: "`chunk_refs` of a pack = the number of member records naming it, in every
 /// committed state", and every member's pack is here. Returns what is wrong.
 fn pack_invariant(cas: &Cas) -> Vec<String> {
@@ -135,11 +141,7 @@ fn invariant_holds_through_dedup_gc_and_repack_rounds() {
         for (k, d) in batch {
             live.insert(k, d);
         }
-        assert!(
-            pack_invariant(&cas).is_empty(),
-            "after put {round}: {:?}",
-            pack_invariant(&cas)
-        );
+        assert_pack_invariant(&cas, &format!("after put {round}"));
         // Remove most files, sparing some of every frame's neighbourhood.
         let mut keys: Vec<String> = live.keys().cloned().collect();
         keys.sort();
@@ -150,11 +152,7 @@ fn invariant_holds_through_dedup_gc_and_repack_rounds() {
             }
         }
         let gc = cas.gc(&NoProgress).unwrap();
-        assert!(
-            pack_invariant(&cas).is_empty(),
-            "after gc {round} {gc:?}: {:?}",
-            pack_invariant(&cas)
-        );
+        assert_pack_invariant(&cas, &format!("after gc {round} {gc:?}"));
         for (k, d) in &live {
             assert!(get(&cas, k).unwrap() == *d, "{k} after round {round}");
         }
@@ -231,11 +229,7 @@ fn repack_moves_members_of_one_frame_together() {
         let want = &fs.iter().find(|(n, _)| n == k).unwrap().1;
         assert!(get(&cas, k).unwrap() == *want, "{k}");
     }
-    assert!(
-        pack_invariant(&cas).is_empty(),
-        "{:?}",
-        pack_invariant(&cas)
-    );
+    assert_pack_invariant(&cas, "");
 }
 
 /// The frame cache is keyed by (pack id, offset) and every hit is checked against the
@@ -392,11 +386,7 @@ fn damaged_member_records_fail_cleanly() {
     for (k, d) in &fs {
         assert!(get(&cas, k).unwrap() == *d);
     }
-    assert!(
-        pack_invariant(&cas).is_empty(),
-        "{:?}",
-        pack_invariant(&cas)
-    );
+    assert_pack_invariant(&cas, "");
 }
 
 /// A forged record of a pack id that is not a pack, or a blob naming a pack id, is refused
@@ -434,7 +424,7 @@ fn replacing_member_records_keeps_pack_counts() {
     sync(&b, &a);
     sync(&a, &b);
     for s in [&a, &b] {
-        assert!(pack_invariant(s).is_empty(), "{:?}", pack_invariant(s));
+        assert_pack_invariant(s, "");
     }
     // Condemn a's pack(s), then put the same files again on a: every member sealed anew.
     for p in packs(&a) {
@@ -454,9 +444,9 @@ fn replacing_member_records_keeps_pack_counts() {
         .map(|(k, d)| (format!("again/{k}"), d.clone()))
         .collect();
     put_all(&a, &again);
-    assert!(pack_invariant(&a).is_empty(), "{:?}", pack_invariant(&a));
+    assert_pack_invariant(&a, "");
     a.replica().free_condemned(u64::MAX, DAY).unwrap();
-    assert!(pack_invariant(&a).is_empty(), "{:?}", pack_invariant(&a));
+    assert_pack_invariant(&a, "");
     for (k, d) in fs.iter().chain(&again) {
         assert!(get(&a, k).unwrap() == *d, "{k}");
     }

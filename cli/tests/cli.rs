@@ -415,25 +415,11 @@ fn a_closed_pipe_stops_get_quietly() {
 /// Runs `cmd` with stdout a socket whose other end is already closed (so every write fails
 /// with EPIPE, deterministically: no race with a reader that has yet to exit) and `input`
 /// on stdin.
-fn run_with_closed_stdout(mut cmd: std::process::Command, input: &[u8]) -> std::process::Output {
-    use std::io::Write;
-    use std::process::Stdio;
+fn run_with_closed_stdout(cmd: std::process::Command, input: &[u8]) -> std::process::Output {
     let (out, reader) = std::os::unix::net::UnixStream::pair().unwrap();
     drop(reader);
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(std::os::fd::OwnedFd::from(out)))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
+    let stdout = std::process::Stdio::from(std::os::fd::OwnedFd::from(out));
+    common::run_with_input_to(cmd, input, stdout)
 }
 
 /// Every verb whose reader of stdout went away stops quietly: 141 for those that only read,

@@ -9,47 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::host::{have as tool, is_mounted, is_root, require_fuse};
 use common::{random_bytes, TestStore};
-
-/// Why mounting is impossible here, if it is.
-fn cannot_mount() -> Option<String> {
-    if !Path::new("/dev/fuse").exists() {
-        return Some("no /dev/fuse on this machine".into());
-    }
-    let root = is_root();
-    if !root && Command::new("fusermount3").arg("-V").output().is_err() {
-        return Some("not root and fusermount3 is not installed (apt-get install fuse3)".into());
-    }
-    None
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-macro_rules! require_fuse {
-    () => {
-        if let Some(why) = cannot_mount() {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
-}
-
-fn is_mounted(dir: &Path) -> bool {
-    let want = dir.canonicalize().unwrap_or(dir.to_path_buf());
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(&*want.to_string_lossy()))
-}
 
 /// A store mounted in the background; unmounted on drop.
 struct Mounted {
@@ -107,15 +68,6 @@ impl Drop for Mounted {
             let _ = self.t.run(&["umount", self.dir.to_str().unwrap()]);
         }
     }
-}
-
-fn tool(name: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 #[test]

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::host::{have, is_root};
 use common::{rsync_diff, TestStore};
 use serde_json::Value;
 
@@ -38,20 +39,6 @@ fn raw(root: &Path, rel: &[u8]) -> PathBuf {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
-}
-
-/// True when `cmd` is on PATH.
-fn have(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|d| {
-            std::fs::metadata(d.join(cmd)).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
-        })
-    })
-}
-
-/// True when the tests run as root (/proc/self belongs to the effective user).
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Runs a program, asserting success; returns its output.

@@ -124,51 +124,6 @@ impl Cas {
             .any(|m| m.sealing == *sealing && m.seq == seq))
     }
 
-    /// Number of condemned sealings marked here and not yet freed (for `cluster status`).
-    pub(crate) fn condemned_count(&self) -> Result<u64> {
-        // A
-        self.lmdb.condemned.pending(&self.lmdb.read()?)
-    }
-
-    /// Releases the chunk references of removed versions (gc's first step): counts then say
-    /// how many live versions use each chunk. Returns how many versions it released.
-    pub(crate) fn release_removed(&self, progress: &dyn Progress) -> Result<u64> {
-        // PA
-        // A version a live snapshot lists stays readable even when its key was removed
-        // (`rm`, a file deleted in the mount): restoring that snapshot needs it. It is
-        // released by the first gc after `forget` dropped the last snapshot listing it.
-        let protected = self.snapshot_guard()?;
-        let mut released = 0;
-        let mut after = None;
-        loop {
-            let pending =
-                self.lmdb
-                    .removed
-                    .pending(&self.lmdb.read()?, after, crate::maintenance::PAGE)?;
-            let Some(&(last, _)) = pending.last() else {
-                return Ok(released);
-            };
-            after = Some(last);
-            let mut txn = self.lmdb.write()?;
-            for (hash, _) in pending {
-                let key = self
-                    .lmdb
-                    .blobs
-                    .get(&txn, &hash)
-                    .ok()
-                    .flatten()
-                    .map(|b| b.key);
-                if protected.keeps(&hash, key.as_deref()) {
-                    continue;
-                }
-                self.release_in(&mut txn, hash)?;
-                released += 1;
-                progress.advance(1);
-            }
-            self.lmdb.commit(txn)?;
-        }
-    }
-
     fn release_in(&self, txn: &mut RwTxn, hash: Hash) -> Result<()> {
         // PA
         // Read again in this transaction: the page was read before it, and another release
@@ -219,82 +174,6 @@ impl Cas {
                 ..removal
             };
             self.lmdb.removed.put(txn, &hash, &released)
-        }
-    }
-
-    /// Frees the condemned sealings whose entry in this node's DeletionWAL is at most
-    /// `through`: the caller has checked that every member acknowledged them and that it
-    /// pulled every member's versions afterwards. A sealing still used by a live version
-    /// here is kept. A mark stays, as `freed` (sequence 0), for `remember` (the tombstone
-    /// horizon) after its sealing is gone here: a late copy of the record (a hand-off or
-    /// repair under way, a member back from far away) then arrives condemned, never as a
-    /// sealing puts could deduplicate against. Takes the gc
-    /// lock, so no put here is between deduplicating and committing; `None` when a put
-    /// holds it (try again later).
-    pub(crate) fn free_condemned(
-        &self,
-        through: u64,
-        remember: std::time::Duration,
-    ) -> Result<Option<FreeReport>> {
-        // PA
-        let Some(_lock) = crate::store::lock::GcLock::try_exclusive(self.path())? else {
-            return Ok(None);
-        };
-        let mut report = FreeReport::default();
-        let mut after = None;
-        loop {
-            let page = self.lmdb.condemned.page(&self.lmdb.read()?, after, 256)?;
-            let Some((last, _)) = page.last() else {
-                return Ok(Some(report));
-            };
-            after = Some(*last);
-            let mut txn = self.lmdb.write()?;
-            let floor = self.lmdb.deletion_wal.floor(&txn)?;
-            let now = now_nanos();
-            let forget = i64::try_from(remember.as_nanos()).unwrap_or(i64::MAX);
-            for (id, _) in page {
-                // Re-read inside the write transaction: a put may have changed them.
-                let marks = self.lmdb.condemned.get(&txn, &id)?;
-                let record = self.lmdb.chunks.get(&txn, &id)?;
-                let current = record.as_ref().map(sealing_id).transpose()?;
-                let mut kept = Vec::new();
-                for m in marks {
-                    if m.seq > through {
-                        kept.push(m);
-                        continue;
-                    }
-                    if current == Some(m.sealing) {
-                        if self.lmdb.chunks.refs(&txn, &id)? > 0 {
-                            report.still_used += 1;
-                            kept.push(m);
-                            continue;
-                        }
-                        let (_, bytes) = self.lmdb.slices.delete_chunk(&mut txn, &id)?;
-                        self.lmdb.chunks.delete(&mut txn, &id)?;
-                        report.chunks_freed += 1;
-                        report.bytes_freed += bytes;
-                    } else if m.seq == 0 {
-                        // Freed here before: remembered until the horizon.
-                        if now.saturating_sub(m.time) <= forget {
-                            kept.push(m);
-                        }
-                        continue;
-                    } else {
-                        report.marks_dropped += 1;
-                    }
-                    kept.push(Condemnation {
-                        sealing: m.sealing,
-                        seq: 0,
-                        time: now,
-                    });
-                    // Compaction kept the entry while the mark stood; it goes with it.
-                    if m.seq <= floor {
-                        self.lmdb.deletion_wal.delete(&mut txn, m.seq)?;
-                    }
-                }
-                self.lmdb.condemned.put(&mut txn, &id, &kept)?;
-            }
-            self.lmdb.commit(txn)?;
         }
     }
 
@@ -455,14 +334,46 @@ impl crate::cas::Replica<'_> {
     /// Number of condemned sealings marked here and not yet freed (for `cluster status`).
     pub fn condemned_count(&self) -> Result<u64> {
         // A
-        self.0.condemned_count()
+        self.lmdb.condemned.pending(&self.lmdb.read()?)
     }
 
     /// Releases the chunk references of removed versions (gc's first step): counts then say
     /// how many live versions use each chunk. Returns how many versions it released.
     pub fn release_removed(&self, progress: &dyn Progress) -> Result<u64> {
-        // A
-        self.0.release_removed(progress)
+        // PA
+        // A version a live snapshot lists stays readable even when its key was removed
+        // (`rm`, a file deleted in the mount): restoring that snapshot needs it. It is
+        // released by the first gc after `forget` dropped the last snapshot listing it.
+        let protected = self.snapshot_guard()?;
+        let mut released = 0;
+        let mut after = None;
+        loop {
+            let pending =
+                self.lmdb
+                    .removed
+                    .pending(&self.lmdb.read()?, after, crate::maintenance::PAGE)?;
+            let Some(&(last, _)) = pending.last() else {
+                return Ok(released);
+            };
+            after = Some(last);
+            let mut txn = self.lmdb.write()?;
+            for (hash, _) in pending {
+                let key = self
+                    .lmdb
+                    .blobs
+                    .get(&txn, &hash)
+                    .ok()
+                    .flatten()
+                    .map(|b| b.key);
+                if protected.keeps(&hash, key.as_deref()) {
+                    continue;
+                }
+                self.release_in(&mut txn, hash)?;
+                released += 1;
+                progress.advance(1);
+            }
+            self.lmdb.commit(txn)?;
+        }
     }
 
     /// Frees the condemned sealings whose entry in this node's DeletionWAL is at most
@@ -479,7 +390,65 @@ impl crate::cas::Replica<'_> {
         through: u64,
         remember: std::time::Duration,
     ) -> Result<Option<FreeReport>> {
-        // A
-        self.0.free_condemned(through, remember)
+        // PA
+        let Some(_lock) = crate::store::lock::GcLock::try_exclusive(self.path())? else {
+            return Ok(None);
+        };
+        let mut report = FreeReport::default();
+        let mut after = None;
+        loop {
+            let page = self.lmdb.condemned.page(&self.lmdb.read()?, after, 256)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(Some(report));
+            };
+            after = Some(*last);
+            let mut txn = self.lmdb.write()?;
+            let floor = self.lmdb.deletion_wal.floor(&txn)?;
+            let now = now_nanos();
+            let forget = i64::try_from(remember.as_nanos()).unwrap_or(i64::MAX);
+            for (id, _) in page {
+                // Re-read inside the write transaction: a put may have changed them.
+                let marks = self.lmdb.condemned.get(&txn, &id)?;
+                let record = self.lmdb.chunks.get(&txn, &id)?;
+                let current = record.as_ref().map(sealing_id).transpose()?;
+                let mut kept = Vec::new();
+                for m in marks {
+                    if m.seq > through {
+                        kept.push(m);
+                        continue;
+                    }
+                    if current == Some(m.sealing) {
+                        if self.lmdb.chunks.refs(&txn, &id)? > 0 {
+                            report.still_used += 1;
+                            kept.push(m);
+                            continue;
+                        }
+                        let (_, bytes) = self.lmdb.slices.delete_chunk(&mut txn, &id)?;
+                        self.lmdb.chunks.delete(&mut txn, &id)?;
+                        report.chunks_freed += 1;
+                        report.bytes_freed += bytes;
+                    } else if m.seq == 0 {
+                        // Freed here before: remembered until the horizon.
+                        if now.saturating_sub(m.time) <= forget {
+                            kept.push(m);
+                        }
+                        continue;
+                    } else {
+                        report.marks_dropped += 1;
+                    }
+                    kept.push(Condemnation {
+                        sealing: m.sealing,
+                        seq: 0,
+                        time: now,
+                    });
+                    // Compaction kept the entry while the mark stood; it goes with it.
+                    if m.seq <= floor {
+                        self.lmdb.deletion_wal.delete(&mut txn, m.seq)?;
+                    }
+                }
+                self.lmdb.condemned.put(&mut txn, &id, &kept)?;
+            }
+            self.lmdb.commit(txn)?;
+        }
     }
 }

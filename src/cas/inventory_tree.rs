@@ -99,43 +99,6 @@ impl Cas {
         }
         Ok(())
     }
-
-    /// The 256 child digests of `inventory` under `prefix` (0 or 1 bytes): child `b` digests
-    /// the entries whose chunk id starts with `prefix ‖ b` (all zeros when there are none).
-    pub(crate) fn inventory_digests(
-        &self,
-        prefix: &[u8],
-        inventory: Inventory<'_>,
-    ) -> Result<Vec<Hash>> {
-        // A
-        if prefix.len() >= LEAF_DEPTH {
-            return Err(Error::InvalidArgument(format!(
-                "inventory tree digests exist above depth {LEAF_DEPTH}, not at {}",
-                prefix.len()
-            )));
-        }
-        let depth = prefix.len();
-        let mut buckets = Buckets::new(DOMAIN);
-        self.for_each_inventory(prefix, inventory, |e| add_entry(&mut buckets, depth, &e))?;
-        Ok(buckets.digests())
-    }
-
-    /// The entries of `inventory` in one leaf (a `LEAF_DEPTH`-byte chunk id prefix).
-    pub(crate) fn inventory_leaf(
-        &self,
-        prefix: &[u8],
-        inventory: Inventory<'_>,
-    ) -> Result<Vec<InventoryEntry>> {
-        // A
-        if prefix.len() != LEAF_DEPTH {
-            return Err(Error::InvalidArgument(format!(
-                "an inventory tree leaf is a {LEAF_DEPTH}-byte prefix"
-            )));
-        }
-        let mut out = Vec::new();
-        self.for_each_inventory(prefix, inventory, |e| out.push(e))?;
-        Ok(out)
-    }
 }
 
 /// What a node lacks and holds in excess, comparing the leaf it should hold (`placed`) with
@@ -183,7 +146,16 @@ impl crate::cas::Replica<'_> {
     /// the entries whose chunk id starts with `prefix ‖ b` (all zeros when there are none).
     pub fn inventory_digests(&self, prefix: &[u8], inventory: Inventory<'_>) -> Result<Vec<Hash>> {
         // A
-        self.0.inventory_digests(prefix, inventory)
+        if prefix.len() >= LEAF_DEPTH {
+            return Err(Error::InvalidArgument(format!(
+                "inventory tree digests exist above depth {LEAF_DEPTH}, not at {}",
+                prefix.len()
+            )));
+        }
+        let depth = prefix.len();
+        let mut buckets = Buckets::new(DOMAIN);
+        self.for_each_inventory(prefix, inventory, |e| add_entry(&mut buckets, depth, &e))?;
+        Ok(buckets.digests())
     }
 
     /// The entries of `inventory` in one leaf (a `LEAF_DEPTH`-byte chunk id prefix).
@@ -193,7 +165,14 @@ impl crate::cas::Replica<'_> {
         inventory: Inventory<'_>,
     ) -> Result<Vec<InventoryEntry>> {
         // A
-        self.0.inventory_leaf(prefix, inventory)
+        if prefix.len() != LEAF_DEPTH {
+            return Err(Error::InvalidArgument(format!(
+                "an inventory tree leaf is a {LEAF_DEPTH}-byte prefix"
+            )));
+        }
+        let mut out = Vec::new();
+        self.for_each_inventory(prefix, inventory, |e| out.push(e))?;
+        Ok(out)
     }
 }
 

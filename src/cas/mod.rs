@@ -52,6 +52,16 @@ pub use reader::{ChunkOffsets, VersionReader};
 #[doc(hidden)]
 #[derive(Clone, Copy)]
 pub struct Replica<'c>(pub(crate) &'c Cas);
+
+/// A `Replica`'s methods are written against the store they are a view of.
+impl std::ops::Deref for Replica<'_> {
+    type Target = Cas;
+
+    fn deref(&self) -> &Cas {
+        // A
+        self.0
+    }
+}
 pub use remove::RemoveOutcome;
 pub use replica::{ReplicaSeed, VersionRecord};
 pub use sealing::{wins_over, Adopted};

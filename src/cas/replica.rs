@@ -31,184 +31,9 @@ impl Cas {
     /// from. Versions gc already dropped are skipped.
     pub fn versions_since(&self, after: u64, limit: usize) -> Result<(Vec<VersionRecord>, u64)> {
         // A
-        let (hashes, last) = self.version_hashes_since(after, limit)?;
-        Ok((self.versions_by_hash(&hashes)?, last))
-    }
-
-    /// Hashes of the versions logged after sequence `after`, at most `limit`, and the
-    /// sequence to resume from: what a peer compares with what it has before asking for
-    /// whole records, so versions it already learned elsewhere cost 32 bytes, not a record.
-    pub(crate) fn version_hashes_since(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<(Vec<Hash>, u64)> {
-        // A
-        let txn = self.lmdb.read()?;
-        let log = self.lmdb.blob_log.since(&txn, after, limit)?;
-        let last = log.last().map_or(after, |(s, _)| *s);
-        Ok((log.into_iter().map(|(_, h)| h).collect(), last))
-    }
-
-    /// The records of these versions, in order; versions not here, removed or dropped by gc
-    /// are left out.
-    pub(crate) fn versions_by_hash(&self, hashes: &[Hash]) -> Result<Vec<VersionRecord>> {
-        // A
-        let txn = self.lmdb.read()?;
-        let mut out = Vec::with_capacity(hashes.len());
-        for hash in hashes {
-            let Some(blob) = self.lmdb.blobs.get(&txn, hash)? else {
-                continue;
-            };
-            // A removed version is not shipped: once the tombstone that removed it is
-            // compacted, a node learning of the version would bring it back.
-            if self.lmdb.removed.get(&txn, hash)?.is_some() {
-                continue;
-            }
-            let mut chunks: Vec<(Hash, ChunkRecord)> = Vec::with_capacity(blob.chunks.len());
-            let mut condemned = Vec::new();
-            for c in &blob.chunks {
-                if chunks.iter().any(|(id, _)| *id == c.id) {
-                    continue;
-                }
-                if let Some(r) = self.lmdb.chunks.get(&txn, &c.id)? {
-                    if self.is_condemned_in(&txn, &c.id, &r)? {
-                        condemned.push(c.id);
-                    }
-                    // A member's pack travels with it, before it: every node needs the
-                    // pack's record to read the member and to take its share of the pack's
-                    // slices, and a member adopted by the one-sealing rule is logged with it.
-                    let pack = r.pack().map(|(p, _)| p);
-                    if let Some(p) = pack.filter(|p| !chunks.iter().any(|(id, _)| id == p)) {
-                        if let Some(pr) = self.lmdb.chunks.get(&txn, &p)? {
-                            if self.is_condemned_in(&txn, &p, &pr)? {
-                                condemned.push(p);
-                            }
-                            chunks.push((p, pr));
-                        }
-                    }
-                    chunks.push((c.id, r));
-                }
-            }
-            out.push(VersionRecord {
-                blob,
-                chunks,
-                condemned,
-            });
-        }
-        Ok(out)
-    }
-
-    /// The versions among `hashes` this store has never seen (neither stored nor removed).
-    pub(crate) fn unknown_versions(&self, hashes: &[Hash]) -> Result<Vec<Hash>> {
-        // A
-        let txn = self.lmdb.read()?;
-        let mut out = Vec::new();
-        for h in hashes {
-            if self.lmdb.blobs.get(&txn, h)?.is_none() && self.lmdb.removed.get(&txn, h)?.is_none()
-            {
-                out.push(*h);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Deletions logged after sequence `after`, at most `limit`, and the sequence to resume
-    /// from.
-    pub(crate) fn deletions_since(&self, after: u64, limit: usize) -> Result<(Vec<WalEntry>, u64)> {
-        // A
-        let txn = self.lmdb.read()?;
-        let entries = self.lmdb.deletion_wal.since(&txn, after, limit)?;
-        let mut last = entries.last().map_or(after, |(s, _)| *s);
-        // The page ended at a condemnation kept below the floor (or at nothing): the next
-        // cursor is the floor, since everything between was compacted.
-        if entries.len() < limit {
-            last = last.max(self.lmdb.deletion_wal.floor(&txn)?);
-        }
-        Ok((entries.into_iter().map(|(_, e)| e).collect(), last))
-    }
-
-    /// The log id and the last sequence numbers of the blob log and the DeletionWAL (its
-    /// floor when higher): the cursors a peer that pulled everything from here holds.
-    pub(crate) fn log_ends(&self) -> Result<(Hash, u64, u64)> {
-        // A
-        // Heartbeats ask this every second per peer: one read transaction, except the
-        // first time, when the log id is created.
-        let txn = self.lmdb.read()?;
-        let log = match self.lmdb.meta.log_id(&txn)? {
-            Some(id) => id,
-            None => self.log_id()?,
-        };
-        Ok((
-            log,
-            self.lmdb.blob_log.last(&txn)?,
-            self.lmdb.deletion_wal.last_seq(&txn)?,
-        ))
-    }
-
-    /// True when DeletionWAL entry `seq` is held (a condemnation compaction kept below the
-    /// floor is a valid place for a peer's cursor).
-    pub(crate) fn holds_deletion(&self, seq: u64) -> Result<bool> {
-        // A
-        let txn = self.lmdb.read()?;
-        Ok(self
-            .lmdb
-            .deletion_wal
-            .since(&txn, seq.saturating_sub(1), 1)?
-            .first()
-            .is_some_and(|(s, _)| *s == seq))
-    }
-
-    /// DeletionWAL entries held and the compaction floor (the last sequence dropped because
-    /// every member had it).
-    pub(crate) fn tombstones(&self) -> Result<(u64, u64)> {
-        // A
-        let txn = self.lmdb.read()?;
-        Ok((
-            self.lmdb.deletion_wal.len(&txn)?,
-            self.lmdb.deletion_wal.floor(&txn)?,
-        ))
-    }
-
-    /// Drops DeletionWAL entries up to sequence `through`, which every member has applied;
-    /// returns how many it went over. Key tombstones and removal marks stay in the indexes,
-    /// so versions that arrive late still arrive removed; condemnations still pending here
-    /// stay in the log, for nodes that join later.
-    pub(crate) fn compact_deletions(&self, through: u64) -> Result<u64> {
-        // PA
-        let mut dropped = 0;
-        loop {
-            let mut txn = self.lmdb.write()?;
-            let keep = |t: &crate::store::RoTxn, seq: u64, e: &WalEntry| {
-                self.condemnation_pending(t, seq, e)
-            };
-            let n = self
-                .lmdb
-                .deletion_wal
-                .compact(&mut txn, through, 1024, &keep)?;
-            self.lmdb.commit(txn)?;
-            dropped += n as u64;
-            if n < 1024 {
-                return Ok(dropped);
-            }
-        }
-    }
-
-    /// Applies versions learned from a peer, in one transaction; returns how many were new.
-    /// A version becomes a head unless something already here descends from it, so
-    /// concurrent writes on two nodes end as two heads; one created before a key's
-    /// tombstone arrives already removed.
-    pub(crate) fn import_versions(&self, records: &[VersionRecord]) -> Result<usize> {
-        // PA
-        let mut txn = self.lmdb.write()?;
-        let mut new = 0;
-        for rec in records {
-            if self.import_version_in(&mut txn, rec)? {
-                new += 1;
-            }
-        }
-        self.lmdb.commit(txn)?;
-        Ok(new)
+        let replica = self.replica();
+        let (hashes, last) = replica.version_hashes_since(after, limit)?;
+        Ok((replica.versions_by_hash(&hashes)?, last))
     }
 
     fn import_version_in(&self, txn: &mut RwTxn, rec: &VersionRecord) -> Result<bool> {
@@ -301,69 +126,6 @@ impl Cas {
         Ok(true)
     }
 
-    /// Applies deletions learned from a peer; those that changed something here are logged
-    /// again (so they travel on), the others are ignored. Returns how many applied.
-    /// `rm KEY` removes the versions created up to its time: a version written elsewhere
-    /// after it survives, as a put after an rm does on one node.
-    pub(crate) fn import_deletions(&self, entries: &[WalEntry]) -> Result<usize> {
-        // PA
-        let mut txn = self.lmdb.write()?;
-        let mut applied = 0;
-        for e in entries {
-            let changed = match &e.deletion {
-                Deletion::Key { key } => self.import_key_removal(&mut txn, key, e.time)?,
-                Deletion::Version { key, hash } => {
-                    let live = self.lmdb.removed.get(&txn, hash)?.is_none();
-                    match self.lmdb.blobs.get(&txn, hash)? {
-                        Some(blob) if live && blob.key == *key => {
-                            let mut state = self.lmdb.versions.get(&txn, key)?.unwrap_or_default();
-                            self.remove_version_in(
-                                &mut txn, key, *hash, &blob, &mut state, e.time,
-                            )?;
-                            true
-                        }
-                        // Not here yet: remember the removal, so the version arrives removed
-                        // (it took no references, so there is nothing for gc to release).
-                        None if live => {
-                            let mark = Removal {
-                                time: e.time,
-                                whole_key: false,
-                                released: true,
-                            };
-                            self.lmdb.removed.put(&mut txn, hash, &mark)?;
-                            true
-                        }
-                        _ => false,
-                    }
-                }
-                // An embedded store's own gc record: nothing for other nodes.
-                Deletion::Chunk { .. } => false,
-                // Marked here and logged again under this node's own sequence (which the
-                // members' acknowledgements of this node's log then cover).
-                Deletion::Condemned { id, sealing } => {
-                    if self.condemn_in(&mut txn, id, *sealing, e.time)? {
-                        applied += 1;
-                    }
-                    continue;
-                }
-                // Adopted by the one-sealing rule; a replacement here logs its own entry
-                // (src/cas/sealing.rs), so it travels on.
-                Deletion::Resealed { id, record, pack } => {
-                    if self.import_resealed(&mut txn, id, record, pack.as_ref())? {
-                        applied += 1;
-                    }
-                    continue;
-                }
-            };
-            if changed {
-                self.lmdb.deletion_wal.log_deletion(&mut txn, e)?;
-                applied += 1;
-            }
-        }
-        self.lmdb.commit(txn)?;
-        Ok(applied)
-    }
-
     /// Applies a `Resealed` entry: the pack's record first (a member is no use without it),
     /// then the member's under the one-sealing rule. True when the record here changed.
     fn import_resealed(
@@ -435,20 +197,6 @@ pub struct ReplicaSeed {
 }
 
 impl Cas {
-    /// The seed another node needs to create a replica of this store.
-    pub(crate) fn replica_seed(&self) -> Result<ReplicaSeed> {
-        // PA
-        let txn = self.lmdb.read()?;
-        let config = self.lmdb.meta.config(&txn)?;
-        let mut keys = Vec::new();
-        for epoch in 0..=config.current_epoch {
-            for w in self.lmdb.key_index.recipients(&txn, epoch)? {
-                keys.push((epoch, w));
-            }
-        }
-        Ok(ReplicaSeed { config, keys })
-    }
-
     /// Creates an empty replica of another node's store in `dir` (locked: unlock it with
     /// one of the store's identities to read content).
     pub fn create_replica(dir: &std::path::Path, seed: &ReplicaSeed) -> Result<Self> {
@@ -486,48 +234,130 @@ impl crate::cas::Replica<'_> {
     /// whole records, so versions it already learned elsewhere cost 32 bytes, not a record.
     pub fn version_hashes_since(&self, after: u64, limit: usize) -> Result<(Vec<Hash>, u64)> {
         // A
-        self.0.version_hashes_since(after, limit)
+        let txn = self.lmdb.read()?;
+        let log = self.lmdb.blob_log.since(&txn, after, limit)?;
+        let last = log.last().map_or(after, |(s, _)| *s);
+        Ok((log.into_iter().map(|(_, h)| h).collect(), last))
     }
 
     /// The records of these versions, in order; versions not here, removed or dropped by gc
     /// are left out.
     pub fn versions_by_hash(&self, hashes: &[Hash]) -> Result<Vec<VersionRecord>> {
         // A
-        self.0.versions_by_hash(hashes)
+        let txn = self.lmdb.read()?;
+        let mut out = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            let Some(blob) = self.lmdb.blobs.get(&txn, hash)? else {
+                continue;
+            };
+            // A removed version is not shipped: once the tombstone that removed it is
+            // compacted, a node learning of the version would bring it back.
+            if self.lmdb.removed.get(&txn, hash)?.is_some() {
+                continue;
+            }
+            let mut chunks: Vec<(Hash, ChunkRecord)> = Vec::with_capacity(blob.chunks.len());
+            let mut condemned = Vec::new();
+            for c in &blob.chunks {
+                if chunks.iter().any(|(id, _)| *id == c.id) {
+                    continue;
+                }
+                if let Some(r) = self.lmdb.chunks.get(&txn, &c.id)? {
+                    if self.is_condemned_in(&txn, &c.id, &r)? {
+                        condemned.push(c.id);
+                    }
+                    // A member's pack travels with it, before it: every node needs the
+                    // pack's record to read the member and to take its share of the pack's
+                    // slices, and a member adopted by the one-sealing rule is logged with it.
+                    let pack = r.pack().map(|(p, _)| p);
+                    if let Some(p) = pack.filter(|p| !chunks.iter().any(|(id, _)| id == p)) {
+                        if let Some(pr) = self.lmdb.chunks.get(&txn, &p)? {
+                            if self.is_condemned_in(&txn, &p, &pr)? {
+                                condemned.push(p);
+                            }
+                            chunks.push((p, pr));
+                        }
+                    }
+                    chunks.push((c.id, r));
+                }
+            }
+            out.push(VersionRecord {
+                blob,
+                chunks,
+                condemned,
+            });
+        }
+        Ok(out)
     }
 
     /// The versions among `hashes` this store has never seen (neither stored nor removed).
     pub fn unknown_versions(&self, hashes: &[Hash]) -> Result<Vec<Hash>> {
         // A
-        self.0.unknown_versions(hashes)
+        let txn = self.lmdb.read()?;
+        let mut out = Vec::new();
+        for h in hashes {
+            if self.lmdb.blobs.get(&txn, h)?.is_none() && self.lmdb.removed.get(&txn, h)?.is_none()
+            {
+                out.push(*h);
+            }
+        }
+        Ok(out)
     }
 
     /// Deletions logged after sequence `after`, at most `limit`, and the sequence to resume
     /// from.
     pub fn deletions_since(&self, after: u64, limit: usize) -> Result<(Vec<WalEntry>, u64)> {
         // A
-        self.0.deletions_since(after, limit)
+        let txn = self.lmdb.read()?;
+        let entries = self.lmdb.deletion_wal.since(&txn, after, limit)?;
+        let mut last = entries.last().map_or(after, |(s, _)| *s);
+        // The page ended at a condemnation kept below the floor (or at nothing): the next
+        // cursor is the floor, since everything between was compacted.
+        if entries.len() < limit {
+            last = last.max(self.lmdb.deletion_wal.floor(&txn)?);
+        }
+        Ok((entries.into_iter().map(|(_, e)| e).collect(), last))
     }
 
     /// The log id and the last sequence numbers of the blob log and the DeletionWAL (its
     /// floor when higher): the cursors a peer that pulled everything from here holds.
     pub fn log_ends(&self) -> Result<(Hash, u64, u64)> {
         // A
-        self.0.log_ends()
+        // Heartbeats ask this every second per peer: one read transaction, except the
+        // first time, when the log id is created.
+        let txn = self.lmdb.read()?;
+        let log = match self.lmdb.meta.log_id(&txn)? {
+            Some(id) => id,
+            None => self.log_id()?,
+        };
+        Ok((
+            log,
+            self.lmdb.blob_log.last(&txn)?,
+            self.lmdb.deletion_wal.last_seq(&txn)?,
+        ))
     }
 
     /// True when DeletionWAL entry `seq` is held (a condemnation compaction kept below the
     /// floor is a valid place for a peer's cursor).
     pub fn holds_deletion(&self, seq: u64) -> Result<bool> {
         // A
-        self.0.holds_deletion(seq)
+        let txn = self.lmdb.read()?;
+        Ok(self
+            .lmdb
+            .deletion_wal
+            .since(&txn, seq.saturating_sub(1), 1)?
+            .first()
+            .is_some_and(|(s, _)| *s == seq))
     }
 
     /// DeletionWAL entries held and the compaction floor (the last sequence dropped because
     /// every member had it).
     pub fn tombstones(&self) -> Result<(u64, u64)> {
         // A
-        self.0.tombstones()
+        let txn = self.lmdb.read()?;
+        Ok((
+            self.lmdb.deletion_wal.len(&txn)?,
+            self.lmdb.deletion_wal.floor(&txn)?,
+        ))
     }
 
     /// Drops DeletionWAL entries up to sequence `through`, which every member has applied;
@@ -535,8 +365,23 @@ impl crate::cas::Replica<'_> {
     /// so versions that arrive late still arrive removed; condemnations still pending here
     /// stay in the log, for nodes that join later.
     pub fn compact_deletions(&self, through: u64) -> Result<u64> {
-        // A
-        self.0.compact_deletions(through)
+        // PA
+        let mut dropped = 0;
+        loop {
+            let mut txn = self.lmdb.write()?;
+            let keep = |t: &crate::store::RoTxn, seq: u64, e: &WalEntry| {
+                self.condemnation_pending(t, seq, e)
+            };
+            let n = self
+                .lmdb
+                .deletion_wal
+                .compact(&mut txn, through, 1024, &keep)?;
+            self.lmdb.commit(txn)?;
+            dropped += n as u64;
+            if n < 1024 {
+                return Ok(dropped);
+            }
+        }
     }
 
     /// Applies versions learned from a peer, in one transaction; returns how many were new.
@@ -544,8 +389,16 @@ impl crate::cas::Replica<'_> {
     /// concurrent writes on two nodes end as two heads; one created before a key's
     /// tombstone arrives already removed.
     pub fn import_versions(&self, records: &[VersionRecord]) -> Result<usize> {
-        // A
-        self.0.import_versions(records)
+        // PA
+        let mut txn = self.lmdb.write()?;
+        let mut new = 0;
+        for rec in records {
+            if self.import_version_in(&mut txn, rec)? {
+                new += 1;
+            }
+        }
+        self.lmdb.commit(txn)?;
+        Ok(new)
     }
 
     /// Applies deletions learned from a peer; those that changed something here are logged
@@ -553,13 +406,75 @@ impl crate::cas::Replica<'_> {
     /// `rm KEY` removes the versions created up to its time: a version written elsewhere
     /// after it survives, as a put after an rm does on one node.
     pub fn import_deletions(&self, entries: &[WalEntry]) -> Result<usize> {
-        // A
-        self.0.import_deletions(entries)
+        // PA
+        let mut txn = self.lmdb.write()?;
+        let mut applied = 0;
+        for e in entries {
+            let changed = match &e.deletion {
+                Deletion::Key { key } => self.import_key_removal(&mut txn, key, e.time)?,
+                Deletion::Version { key, hash } => {
+                    let live = self.lmdb.removed.get(&txn, hash)?.is_none();
+                    match self.lmdb.blobs.get(&txn, hash)? {
+                        Some(blob) if live && blob.key == *key => {
+                            let mut state = self.lmdb.versions.get(&txn, key)?.unwrap_or_default();
+                            self.remove_version_in(
+                                &mut txn, key, *hash, &blob, &mut state, e.time,
+                            )?;
+                            true
+                        }
+                        // Not here yet: remember the removal, so the version arrives removed
+                        // (it took no references, so there is nothing for gc to release).
+                        None if live => {
+                            let mark = Removal {
+                                time: e.time,
+                                whole_key: false,
+                                released: true,
+                            };
+                            self.lmdb.removed.put(&mut txn, hash, &mark)?;
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                // An embedded store's own gc record: nothing for other nodes.
+                Deletion::Chunk { .. } => false,
+                // Marked here and logged again under this node's own sequence (which the
+                // members' acknowledgements of this node's log then cover).
+                Deletion::Condemned { id, sealing } => {
+                    if self.condemn_in(&mut txn, id, *sealing, e.time)? {
+                        applied += 1;
+                    }
+                    continue;
+                }
+                // Adopted by the one-sealing rule; a replacement here logs its own entry
+                // (src/cas/sealing.rs), so it travels on.
+                Deletion::Resealed { id, record, pack } => {
+                    if self.import_resealed(&mut txn, id, record, pack.as_ref())? {
+                        applied += 1;
+                    }
+                    continue;
+                }
+            };
+            if changed {
+                self.lmdb.deletion_wal.log_deletion(&mut txn, e)?;
+                applied += 1;
+            }
+        }
+        self.lmdb.commit(txn)?;
+        Ok(applied)
     }
 
     /// The seed another node needs to create a replica of this store.
     pub fn replica_seed(&self) -> Result<ReplicaSeed> {
-        // A
-        self.0.replica_seed()
+        // PA
+        let txn = self.lmdb.read()?;
+        let config = self.lmdb.meta.config(&txn)?;
+        let mut keys = Vec::new();
+        for epoch in 0..=config.current_epoch {
+            for w in self.lmdb.key_index.recipients(&txn, epoch)? {
+                keys.push((epoch, w));
+            }
+        }
+        Ok(ReplicaSeed { config, keys })
     }
 }

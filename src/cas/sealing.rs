@@ -37,22 +37,6 @@ pub fn wins_over(a: &ChunkRecord, b: &ChunkRecord) -> Result<bool> {
 }
 
 impl Cas {
-    /// Applies the one-sealing rule to a record of chunk `id` learned from a peer;
-    /// `condemned` says the peer marks that sealing condemned, and then it is marked here
-    /// too (marks travel with records, so a node that joins later learns them).
-    pub(crate) fn adopt_record(
-        &self,
-        id: &Hash,
-        record: &ChunkRecord,
-        condemned: bool,
-    ) -> Result<Adopted> {
-        // PA
-        let mut txn = self.lmdb.write()?;
-        let adopted = self.adopt_record_in(&mut txn, id, record, condemned)?;
-        self.lmdb.commit(txn)?;
-        Ok(adopted)
-    }
-
     /// True when sealing `a` of chunk `id` wins over sealing `b` here: a live sealing over
     /// a condemned one, else by [`wins_over`].
     pub(crate) fn wins_here(
@@ -163,7 +147,10 @@ impl crate::cas::Replica<'_> {
         record: &ChunkRecord,
         condemned: bool,
     ) -> Result<Adopted> {
-        // A
-        self.0.adopt_record(id, record, condemned)
+        // PA
+        let mut txn = self.lmdb.write()?;
+        let adopted = self.adopt_record_in(&mut txn, id, record, condemned)?;
+        self.lmdb.commit(txn)?;
+        Ok(adopted)
     }
 }

@@ -55,69 +55,6 @@ fn check_delivery(id: &Hash, record: &ChunkRecord, slices: &[(u8, Vec<u8>)]) -> 
 }
 
 impl Cas {
-    /// Intact encoded slices of chunk `id` held here, among `wanted` (what a node serves to
-    /// a peer's read). Damaged ones are left out: the reader rebuilds from others.
-    pub(crate) fn local_slices(&self, id: &Hash, wanted: &[u8]) -> Result<Vec<(u8, Vec<u8>)>> {
-        // A
-        let txn = self.lmdb.read()?;
-        let Some(record) = self.lmdb.chunks.get(&txn, id)? else {
-            return Ok(Vec::new());
-        };
-        let bundle = self.lmdb.slices.bundle(&txn, id)?;
-        let mut out = Vec::new();
-        for i in wanted {
-            let Some(hash) = record.slices.get(*i as usize) else {
-                continue;
-            };
-            if let SliceRead::Ok(b) = LocalSealedSliceStore::check(bundle.get(*i), hash) {
-                out.push((*i, b.to_vec()));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Stores slices a peer placed on this node, after checking each against the chunk's
-    /// record (`condemned`: the peer marks that sealing condemned); the record is stored too
-    /// when this node did not have it yet, or replaces the one here when it wins
-    /// (`src/cas/sealing.rs`). When the record here wins, nothing is stored and it is
-    /// returned with its own mark, for the sender to adopt. A slice that does not match
-    /// the record fails the whole delivery, which changes nothing.
-    pub(crate) fn accept_slices(
-        &self,
-        id: &Hash,
-        record: &ChunkRecord,
-        condemned: bool,
-        slices: &[(u8, Vec<u8>)],
-    ) -> Result<Acceptance> {
-        // PA
-        check_delivery(id, record, slices)?;
-        let mut txn = self.lmdb.write()?;
-        let out = self.accept_in(&mut txn, id, record, condemned, slices)?;
-        self.lmdb.commit(txn)?;
-        Ok(out)
-    }
-
-    /// [`Cas::accept_slices`] for several deliveries in one transaction (one disk sync
-    /// for all: what a node receiving many chunks at once needs). Each delivery gets its
-    /// own answer, in order; a bad one fails alone. The outer error (the store failing)
-    /// means nothing was stored.
-    pub(crate) fn accept_slices_many(
-        &self,
-        batch: &[SliceDelivery],
-    ) -> Result<Vec<Result<Acceptance>>> {
-        // PA
-        let mut txn = self.lmdb.write()?;
-        let mut out = Vec::with_capacity(batch.len());
-        for d in batch {
-            out.push(match check_delivery(&d.id, &d.record, &d.slices) {
-                Ok(()) => Ok(self.accept_in(&mut txn, &d.id, &d.record, d.condemned, &d.slices)?),
-                Err(e) => Err(e),
-            });
-        }
-        self.lmdb.commit(txn)?;
-        Ok(out)
-    }
-
     /// Applies one checked delivery in `txn`.
     fn accept_in(
         &self,
@@ -158,15 +95,106 @@ impl Cas {
     pub fn release_slices(&self, id: &Hash, indexes: &[u8]) -> Result<usize> {
         // PA
         Ok(self
+            .replica()
             .release_slices_many(&[(*id, indexes.to_vec())])?
             .first()
             .copied()
             .unwrap_or(0))
     }
+}
+
+impl Cas {
+    /// Ids of the known chunks and packs that have slices, after `after` in id order,
+    /// among the next `limit` records (pack members, which have none, are left out).
+    pub fn chunk_ids_after(&self, after: Option<Hash>, limit: usize) -> Result<Vec<Hash>> {
+        // A
+        Ok(self
+            .replica()
+            .chunk_widths_after(after, limit)?
+            .into_iter()
+            .filter(|(_, width)| *width > 0)
+            .map(|(id, _)| id)
+            .collect())
+    }
+}
+
+impl Cas {
+    /// True when the store belongs to a cluster (then it holds only the slices placement
+    /// gives it, and verify does not count the others as missing).
+    pub fn in_cluster(&self) -> Result<bool> {
+        // A
+        let txn = self.lmdb.read()?;
+        Ok(self.lmdb.cluster.get(&txn, CLUSTER_INFO_KEY)?.is_some())
+    }
+}
+
+impl Cas {}
+
+/// The cluster's side of this part of the store (see [`crate::cas::Replica`]).
+impl crate::cas::Replica<'_> {
+    /// Intact encoded slices of chunk `id` held here, among `wanted` (what a node serves to
+    /// a peer's read). Damaged ones are left out: the reader rebuilds from others.
+    pub fn local_slices(&self, id: &Hash, wanted: &[u8]) -> Result<Vec<(u8, Vec<u8>)>> {
+        // A
+        let txn = self.lmdb.read()?;
+        let Some(record) = self.lmdb.chunks.get(&txn, id)? else {
+            return Ok(Vec::new());
+        };
+        let bundle = self.lmdb.slices.bundle(&txn, id)?;
+        let mut out = Vec::new();
+        for i in wanted {
+            let Some(hash) = record.slices.get(*i as usize) else {
+                continue;
+            };
+            if let SliceRead::Ok(b) = LocalSealedSliceStore::check(bundle.get(*i), hash) {
+                out.push((*i, b.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores slices a peer placed on this node, after checking each against the chunk's
+    /// record (`condemned`: the peer marks that sealing condemned); the record is stored too
+    /// when this node did not have it yet, or replaces the one here when it wins
+    /// (`src/cas/sealing.rs`). When the record here wins, nothing is stored and it is
+    /// returned with its own mark, for the sender to adopt. A slice that does not match
+    /// the record fails the whole delivery, which changes nothing.
+    pub fn accept_slices(
+        &self,
+        id: &Hash,
+        record: &ChunkRecord,
+        condemned: bool,
+        slices: &[(u8, Vec<u8>)],
+    ) -> Result<Acceptance> {
+        // PA
+        check_delivery(id, record, slices)?;
+        let mut txn = self.lmdb.write()?;
+        let out = self.accept_in(&mut txn, id, record, condemned, slices)?;
+        self.lmdb.commit(txn)?;
+        Ok(out)
+    }
+
+    /// [`Cas::accept_slices`] for several deliveries in one transaction (one disk sync
+    /// for all: what a node receiving many chunks at once needs). Each delivery gets its
+    /// own answer, in order; a bad one fails alone. The outer error (the store failing)
+    /// means nothing was stored.
+    pub fn accept_slices_many(&self, batch: &[SliceDelivery]) -> Result<Vec<Result<Acceptance>>> {
+        // PA
+        let mut txn = self.lmdb.write()?;
+        let mut out = Vec::with_capacity(batch.len());
+        for d in batch {
+            out.push(match check_delivery(&d.id, &d.record, &d.slices) {
+                Ok(()) => Ok(self.accept_in(&mut txn, &d.id, &d.record, d.condemned, &d.slices)?),
+                Err(e) => Err(e),
+            });
+        }
+        self.lmdb.commit(txn)?;
+        Ok(out)
+    }
 
     /// [`Cas::release_slices`] for several chunks in one transaction; returns how many
     /// slices each lost, in order.
-    pub(crate) fn release_slices_many(&self, batch: &[(Hash, Vec<u8>)]) -> Result<Vec<usize>> {
+    pub fn release_slices_many(&self, batch: &[(Hash, Vec<u8>)]) -> Result<Vec<usize>> {
         // PA
         let mut txn = self.lmdb.write()?;
         let mut out = Vec::with_capacity(batch.len());
@@ -178,14 +206,14 @@ impl Cas {
     }
 
     /// The chunk record of `id`, if known here.
-    pub(crate) fn chunk_record(&self, id: &Hash) -> Result<Option<ChunkRecord>> {
+    pub fn chunk_record(&self, id: &Hash) -> Result<Option<ChunkRecord>> {
         // A
         self.lmdb.chunks.get(&self.lmdb.read()?, id)
     }
 
     /// The chunk record of `id` and whether that sealing is condemned here: what a node
     /// sends with slices it hands over, so that the mark travels with the record.
-    pub(crate) fn chunk_record_marked(&self, id: &Hash) -> Result<Option<(ChunkRecord, bool)>> {
+    pub fn chunk_record_marked(&self, id: &Hash) -> Result<Option<(ChunkRecord, bool)>> {
         // A
         let txn = self.lmdb.read()?;
         match self.lmdb.chunks.get(&txn, id)? {
@@ -199,7 +227,7 @@ impl Cas {
 
     /// Slice bundles after sequence `after`: `(sequence, chunk, indexes held)`, for the
     /// node's walk that hands slices to the nodes placement names.
-    pub(crate) fn held_slices_after(
+    pub fn held_slices_after(
         &self,
         after: Option<u64>,
         limit: usize,
@@ -209,13 +237,11 @@ impl Cas {
             .slices
             .page_after(&self.lmdb.read()?, after, limit)
     }
-}
 
-impl Cas {
     /// Known chunks after `after`, in id order, at most `limit`, each with its number of
     /// slices (k+m, or fewer for a chunk too small to split k ways): what placement covers.
     /// A record that does not decode counts 0 slices.
-    pub(crate) fn chunk_widths_after(
+    pub fn chunk_widths_after(
         &self,
         after: Option<Hash>,
         limit: usize,
@@ -231,23 +257,9 @@ impl Cas {
             .collect())
     }
 
-    /// Ids of the known chunks and packs that have slices, after `after` in id order,
-    /// among the next `limit` records (pack members, which have none, are left out).
-    pub fn chunk_ids_after(&self, after: Option<Hash>, limit: usize) -> Result<Vec<Hash>> {
-        // A
-        Ok(self
-            .chunk_widths_after(after, limit)?
-            .into_iter()
-            .filter(|(_, width)| *width > 0)
-            .map(|(id, _)| id)
-            .collect())
-    }
-}
-
-impl Cas {
     /// The random id of this store's logs, which peers keep with their cursors into them;
     /// a restore from backup makes a new one (the logs then repeat sequence numbers).
-    pub(crate) fn log_id(&self) -> Result<Hash> {
+    pub fn log_id(&self) -> Result<Hash> {
         // A
         if let Some(id) = self.lmdb.meta.log_id(&self.lmdb.read()?)? {
             return Ok(id);
@@ -265,34 +277,24 @@ impl Cas {
         Ok(id)
     }
 
-    /// True when the store belongs to a cluster (then it holds only the slices placement
-    /// gives it, and verify does not count the others as missing).
-    pub fn in_cluster(&self) -> Result<bool> {
-        // A
-        let txn = self.lmdb.read()?;
-        Ok(self.lmdb.cluster.get(&txn, CLUSTER_INFO_KEY)?.is_some())
-    }
-
     /// Number of chunks with at least one slice in this store.
-    pub(crate) fn chunks_held(&self) -> Result<u64> {
+    pub fn chunks_held(&self) -> Result<u64> {
         // A
         self.lmdb.slices.chunks_held(&self.lmdb.read()?)
     }
 
     /// Indexes of the slices of `id` this store holds.
-    pub(crate) fn local_slices_held(&self, id: &Hash) -> Result<Vec<u8>> {
+    pub fn local_slices_held(&self, id: &Hash) -> Result<Vec<u8>> {
         // A
         let txn = self.lmdb.read()?;
         let b = self.lmdb.slices.bundle(&txn, id)?;
         Ok(b.slices.iter().map(|(i, _)| *i).collect())
     }
-}
 
-impl Cas {
     /// Rebuilds slices `want` of chunk `id` from any k intact slices among those held here
     /// and `given` (from other nodes); every slice is checked against the chunk record, and
     /// so is every rebuilt one. How a node recreates the slices of a lost node.
-    pub(crate) fn rebuild_slices(
+    pub fn rebuild_slices(
         &self,
         id: &Hash,
         given: &[(u8, Vec<u8>)],
@@ -318,116 +320,5 @@ impl Cas {
             .iter()
             .filter_map(|i| rebuilt.get(*i as usize).map(|(_, b)| (*i, b.clone())))
             .collect())
-    }
-}
-
-/// The cluster's side of this part of the store (see [`crate::cas::Replica`]).
-impl crate::cas::Replica<'_> {
-    /// Intact encoded slices of chunk `id` held here, among `wanted` (what a node serves to
-    /// a peer's read). Damaged ones are left out: the reader rebuilds from others.
-    pub fn local_slices(&self, id: &Hash, wanted: &[u8]) -> Result<Vec<(u8, Vec<u8>)>> {
-        // A
-        self.0.local_slices(id, wanted)
-    }
-
-    /// Stores slices a peer placed on this node, after checking each against the chunk's
-    /// record (`condemned`: the peer marks that sealing condemned); the record is stored too
-    /// when this node did not have it yet, or replaces the one here when it wins
-    /// (`src/cas/sealing.rs`). When the record here wins, nothing is stored and it is
-    /// returned with its own mark, for the sender to adopt. A slice that does not match
-    /// the record fails the whole delivery, which changes nothing.
-    pub fn accept_slices(
-        &self,
-        id: &Hash,
-        record: &ChunkRecord,
-        condemned: bool,
-        slices: &[(u8, Vec<u8>)],
-    ) -> Result<Acceptance> {
-        // A
-        self.0.accept_slices(id, record, condemned, slices)
-    }
-
-    /// [`Cas::accept_slices`] for several deliveries in one transaction (one disk sync
-    /// for all: what a node receiving many chunks at once needs). Each delivery gets its
-    /// own answer, in order; a bad one fails alone. The outer error (the store failing)
-    /// means nothing was stored.
-    pub fn accept_slices_many(&self, batch: &[SliceDelivery]) -> Result<Vec<Result<Acceptance>>> {
-        // A
-        self.0.accept_slices_many(batch)
-    }
-
-    /// [`Cas::release_slices`] for several chunks in one transaction; returns how many
-    /// slices each lost, in order.
-    pub fn release_slices_many(&self, batch: &[(Hash, Vec<u8>)]) -> Result<Vec<usize>> {
-        // A
-        self.0.release_slices_many(batch)
-    }
-
-    /// The chunk record of `id`, if known here.
-    pub fn chunk_record(&self, id: &Hash) -> Result<Option<ChunkRecord>> {
-        // A
-        self.0.chunk_record(id)
-    }
-
-    /// The chunk record of `id` and whether that sealing is condemned here: what a node
-    /// sends with slices it hands over, so that the mark travels with the record.
-    pub fn chunk_record_marked(&self, id: &Hash) -> Result<Option<(ChunkRecord, bool)>> {
-        // A
-        self.0.chunk_record_marked(id)
-    }
-
-    /// Slice bundles after sequence `after`: `(sequence, chunk, indexes held)`, for the
-    /// node's walk that hands slices to the nodes placement names.
-    pub fn held_slices_after(
-        &self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<(u64, Hash, Vec<u8>)>> {
-        // A
-        self.0.held_slices_after(after, limit)
-    }
-
-    /// Known chunks after `after`, in id order, at most `limit`, each with its number of
-    /// slices (k+m, or fewer for a chunk too small to split k ways): what placement covers.
-    /// A record that does not decode counts 0 slices.
-    pub fn chunk_widths_after(
-        &self,
-        after: Option<Hash>,
-        limit: usize,
-    ) -> Result<Vec<(Hash, usize)>> {
-        // A
-        self.0.chunk_widths_after(after, limit)
-    }
-
-    /// The random id of this store's logs, which peers keep with their cursors into them;
-    /// a restore from backup makes a new one (the logs then repeat sequence numbers).
-    pub fn log_id(&self) -> Result<Hash> {
-        // A
-        self.0.log_id()
-    }
-
-    /// Number of chunks with at least one slice in this store.
-    pub fn chunks_held(&self) -> Result<u64> {
-        // A
-        self.0.chunks_held()
-    }
-
-    /// Indexes of the slices of `id` this store holds.
-    pub fn local_slices_held(&self, id: &Hash) -> Result<Vec<u8>> {
-        // A
-        self.0.local_slices_held(id)
-    }
-
-    /// Rebuilds slices `want` of chunk `id` from any k intact slices among those held here
-    /// and `given` (from other nodes); every slice is checked against the chunk record, and
-    /// so is every rebuilt one. How a node recreates the slices of a lost node.
-    pub fn rebuild_slices(
-        &self,
-        id: &Hash,
-        given: &[(u8, Vec<u8>)],
-        want: &[u8],
-    ) -> Result<Vec<(u8, Vec<u8>)>> {
-        // A
-        self.0.rebuild_slices(id, given, want)
     }
 }

@@ -43,35 +43,6 @@ impl Cas {
         }
         Ok(())
     }
-
-    /// The 256 child digests under `prefix` (0 or 1 bytes): child `b` digests the live
-    /// versions whose hash starts with `prefix ‖ b` (all zeros when there are none).
-    pub(crate) fn sync_digests(&self, prefix: &[u8]) -> Result<Vec<Hash>> {
-        // A
-        if prefix.len() >= LEAF_DEPTH {
-            return Err(Error::InvalidArgument(format!(
-                "sync tree digests exist above depth {LEAF_DEPTH}, not at {}",
-                prefix.len()
-            )));
-        }
-        let depth = prefix.len();
-        let mut buckets = Buckets::new(DOMAIN);
-        self.for_each_live(prefix, |h| buckets.add(h.0[depth], &[&h.0]))?;
-        Ok(buckets.digests())
-    }
-
-    /// The live versions of one leaf (a `LEAF_DEPTH`-byte hash prefix).
-    pub(crate) fn sync_leaf(&self, prefix: &[u8]) -> Result<Vec<Hash>> {
-        // A
-        if prefix.len() != LEAF_DEPTH {
-            return Err(Error::InvalidArgument(format!(
-                "a sync tree leaf is a {LEAF_DEPTH}-byte prefix"
-            )));
-        }
-        let mut out = Vec::new();
-        self.for_each_live(prefix, |h| out.push(h))?;
-        Ok(out)
-    }
 }
 
 /// The 256 child digests of one tree node, shared by the trees over versions and over slice
@@ -122,13 +93,29 @@ impl crate::cas::Replica<'_> {
     /// versions whose hash starts with `prefix ‖ b` (all zeros when there are none).
     pub fn sync_digests(&self, prefix: &[u8]) -> Result<Vec<Hash>> {
         // A
-        self.0.sync_digests(prefix)
+        if prefix.len() >= LEAF_DEPTH {
+            return Err(Error::InvalidArgument(format!(
+                "sync tree digests exist above depth {LEAF_DEPTH}, not at {}",
+                prefix.len()
+            )));
+        }
+        let depth = prefix.len();
+        let mut buckets = Buckets::new(DOMAIN);
+        self.for_each_live(prefix, |h| buckets.add(h.0[depth], &[&h.0]))?;
+        Ok(buckets.digests())
     }
 
     /// The live versions of one leaf (a `LEAF_DEPTH`-byte hash prefix).
     pub fn sync_leaf(&self, prefix: &[u8]) -> Result<Vec<Hash>> {
         // A
-        self.0.sync_leaf(prefix)
+        if prefix.len() != LEAF_DEPTH {
+            return Err(Error::InvalidArgument(format!(
+                "a sync tree leaf is a {LEAF_DEPTH}-byte prefix"
+            )));
+        }
+        let mut out = Vec::new();
+        self.for_each_live(prefix, |h| out.push(h))?;
+        Ok(out)
     }
 }
 

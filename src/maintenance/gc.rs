@@ -53,7 +53,7 @@ impl Cas {
         // PA
         let _lock = GcLock::acquire(self.path(), true, &|| progress.waiting("puts are running"))?;
         let mut report = GcReport {
-            versions_released: self.release_removed(progress)?,
+            versions_released: self.replica().release_removed(progress)?,
             ..GcReport::default()
         };
         if self.in_cluster()? {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod host;
 pub mod packs;
 
 use std::path::{Path, PathBuf};
@@ -111,11 +112,16 @@ impl TestStore {
 
 /// Runs `cmd` with `input` on stdin (fed from a thread, so a command that stops reading
 /// early, or writes much output first, never deadlocks) and collects its output.
-pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
+pub fn run_with_input(cmd: Command, input: &[u8]) -> Output {
+    run_with_input_to(cmd, input, std::process::Stdio::piped())
+}
+
+/// [`run_with_input`] with stdout going to `stdout` (collected only when piped).
+pub fn run_with_input_to(mut cmd: Command, input: &[u8], stdout: std::process::Stdio) -> Output {
     use std::io::Write;
     let mut child = cmd
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
+        .stdout(stdout)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
