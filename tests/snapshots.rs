@@ -523,3 +523,57 @@ fn bad_refs_and_policies_are_errors_not_panics() {
     assert_eq!(cas.forget("p", &within, false).unwrap().kept().count(), 1);
     assert_eq!(cas.snapshots("p").unwrap().len(), 1);
 }
+
+/// A file whose times moved but whose content, mode and owner did not keeps its key version
+/// (no index records for it); the snapshot still restores the new mtime. A chmod is a version.
+#[test]
+fn a_touched_file_keeps_its_version_and_the_snapshot_its_new_time() {
+    let (dir, cas) = new_store();
+    let src = dir.path().join("src");
+    write(&src, "a.txt", b"same bytes");
+    let first = backup(&cas, &src, "t", None);
+    let v1 = head(&cas, "t/a.txt");
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let f = fs::File::options()
+        .write(true)
+        .open(src.join("a.txt"))
+        .unwrap();
+    f.set_times(FileTimes::new().set_modified(when)).unwrap();
+    let report = cas
+        .put_tree(&BackupOptions {
+            source: src.clone(),
+            prefix: "t".into(),
+            exclude: &|_, _| false,
+            host: None,
+            progress: &NoProgress,
+        })
+        .unwrap();
+    assert_ne!(report.snapshot, first, "the new time makes a new snapshot");
+    assert_eq!(report.info.summary.files_unchanged, 1, "{:?}", report.info);
+    assert_eq!(cas.log("t/a.txt", usize::MAX).unwrap().len(), 1);
+    assert_eq!(head(&cas, "t/a.txt"), v1);
+
+    let out = dir.path().join("r");
+    cas.restore_snapshot(
+        &at("t", &report.snapshot),
+        &out,
+        &RestoreOptions {
+            delete: false,
+            dry_run: false,
+            filter: &|_, _| true,
+            owners: Some(OwnerPolicy::Skip),
+            progress: &NoProgress,
+        },
+    )
+    .unwrap();
+    let got = fs::metadata(out.join("a.txt")).unwrap().modified().unwrap();
+    assert_eq!(got, when);
+
+    fs::set_permissions(src.join("a.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    backup(&cas, &src, "t", None);
+    assert_eq!(
+        cas.log("t/a.txt", usize::MAX).unwrap().len(),
+        2,
+        "chmod: a version"
+    );
+}

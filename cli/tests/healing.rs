@@ -5,7 +5,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use common::cluster::{get, wait_until, Cluster};
+use common::cluster::{get, get_or_err, wait_until, wait_until_ok, Cluster};
 use common::random_bytes;
 
 fn under_replicated(c: &Cluster, i: usize) -> Option<u64> {
@@ -61,8 +61,9 @@ fn a_dead_nodes_slices_are_rebuilt_and_two_more_can_go() {
             .unwrap_or(false)
     });
     // 60 s as for its slices: under load (other tenants) 20 s ran out once in CI-like runs.
-    wait_until("the new node reads every key", 60, || {
-        get(&c, 7, "big").as_deref() == Some(&data[..])
+    wait_until_ok("the new node reads every key", 60, || {
+        let got = get_or_err(&c, 7, "big")?;
+        (got == data).then_some(()).ok_or("read other bytes".into())
     });
 }
 

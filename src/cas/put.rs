@@ -137,8 +137,9 @@ pub struct PutItem<'r> {
     pub parents: Option<Vec<Hash>>,
     /// Creation time (ns); `None` = now.
     pub created: Option<i64>,
-    /// With default parents: when the content equals the single head's, store no new
-    /// version and report the head (`put -r` re-reading a touched but unchanged file).
+    /// With default parents: when the content equals the single head's and the metadata
+    /// differs at most in its mtime, store no new version and report the head (`put -r`
+    /// re-reading a touched but unchanged file; the snapshot's tree entry keeps the new time).
     pub skip_if_unchanged: bool,
     /// File metadata or snapshot description recorded with the version.
     pub meta: VersionMeta,
@@ -366,7 +367,7 @@ impl Cas {
             if skip_if_unchanged && !explicit_parents && parents.len() == 1 {
                 let txn = self.lmdb.read()?;
                 if let Some(head) = self.lmdb.blobs.get(&txn, &parents[0])? {
-                    if head.chunks == chunks && head.meta == item.meta {
+                    if head.chunks == chunks && head.meta.same_but_mtime(&item.meta) {
                         slots[i] = Ok(PutOutcome {
                             hash: parents[0],
                             size,

@@ -35,6 +35,19 @@ impl VersionMeta {
         }
     }
 
+    /// True when `self` and `other` differ at most in a file's modification time: `put -r`
+    /// keeps the head then, since a snapshot's tree entry records the times of each run and a
+    /// version costs more index space than a small file's content.
+    pub fn same_but_mtime(&self, other: &VersionMeta) -> bool {
+        // A
+        match (self, other) {
+            (VersionMeta::File(a), VersionMeta::File(b)) => {
+                FileMeta { mtime: 0, ..*a } == FileMeta { mtime: 0, ..*b }
+            }
+            _ => self == other,
+        }
+    }
+
     /// The snapshot description, when this version is a snapshot.
     pub fn snapshot(&self) -> Option<&SnapshotInfo> {
         // A

@@ -32,14 +32,21 @@ pub fn free_port() -> u16 {
 }
 
 pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    wait_until_ok(what, secs, || f().then_some(()).ok_or_else(String::new));
+}
+
+/// As `wait_until`, for a check that says why it failed: a timeout shows the last reason.
+pub fn wait_until_ok(what: &str, secs: u64, mut f: impl FnMut() -> Result<(), String>) {
     let end = Instant::now() + Duration::from_secs(secs);
+    let mut why = String::new();
     while Instant::now() < end {
-        if f() {
-            return;
+        match f() {
+            Ok(()) => return,
+            Err(e) => why = e,
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("timed out after {secs} s waiting until {what}");
+    panic!("timed out after {secs} s waiting until {what}: {why}");
 }
 
 impl Cluster {
@@ -238,6 +245,19 @@ impl Drop for Cluster {
 }
 
 pub fn get(c: &Cluster, i: usize, key: &str) -> Option<Vec<u8>> {
+    get_or_err(c, i, key).ok()
+}
+
+/// `get` of `key` on node `i`, or its exit status and standard error.
+pub fn get_or_err(c: &Cluster, i: usize, key: &str) -> Result<Vec<u8>, String> {
     let out = c.run(&c.nodes[i].store, &["get", key]);
-    out.status.success().then_some(out.stdout)
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
