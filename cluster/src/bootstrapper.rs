@@ -184,7 +184,7 @@ pub async fn join(
         let _ = send.finish();
         crate::message::read_frame::<crate::message::Response>(&mut recv).await
     };
-    let resp = tokio::time::timeout(crate::controller::CALL_TIMEOUT, exchange)
+    let resp = tokio::time::timeout(crate::context::CALL_TIMEOUT, exchange)
         .await
         .map_err(|_| ClusterError::Token("the inviter did not answer".into()))?
         .map_err(|e| ClusterError::Token(format!("refused by the inviter (already used?): {e}")))?;

@@ -12,12 +12,14 @@ use std::sync::{Arc, Mutex};
 use ouroboros_db::route::remote::{FetchedMany, RemoteSlices, Wanted};
 use ouroboros_db::Hash;
 
-use crate::controller::Node;
+use crate::context::Context;
+use crate::data_router::DataRouter;
 use crate::error::{ClusterError, Result};
 use crate::message::{
     check_header, decode_body, encode_frame, read_frame, write_frame, ClusterStatus, FetchWant,
     Request, Response, MAX_ITEMS,
 };
+use crate::monitor::ClusterMonitor;
 use crate::slices_many;
 
 /// The socket of the node running on `store`.
@@ -46,58 +48,89 @@ pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
     Ok(l)
 }
 
-/// Serves local commands until the node stops.
-pub async fn serve(node: Arc<Node>, listener: tokio::net::UnixListener) {
-    // A
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let node = Arc::clone(&node);
-        tokio::spawn(async move {
-            let (mut r, mut w) = stream.into_split();
-            while let Ok(req) = read_frame::<Request>(&mut r).await {
-                // The answer to a read goes out as pieces: its slices stay where they
-                // arrived from the peers.
-                if let Request::FetchMany { items } = req {
-                    let pieces = crate::data_router::fetch_many(&node, items)
-                        .await
-                        .and_then(|found| slices_many::frame_pieces(&found));
-                    let sent = match pieces {
-                        Ok(p) => slices_many::write_pieces(&mut w, &p).await,
-                        Err(e) => write_frame(&mut w, &Response::Error(e.to_string())).await,
-                    };
-                    if sent.is_err() {
-                        break;
-                    }
-                    continue;
-                }
-                let resp = match req {
-                    Request::Fetch {
-                        chunk,
-                        wanted,
-                        need,
-                    } => crate::data_router::fetch(&node, chunk, wanted, need as usize)
-                        .await
-                        .map(|s| Response::Slices(crate::message::to_wire(s))),
-                    Request::Flush => {
-                        node.router.wake();
-                        let walked = crate::data_router::walk(&node).await;
-                        // A command wrote here: peers hear of it with a heartbeat now. Only
-                        // now: a peer that learned of the versions before their slices
-                        // arrived would count those slices as lacking.
-                        node.heartbeat_wake.notify_one();
-                        walked.map(|pending_chunks| Response::Flushed { pending_chunks })
-                    }
-                    Request::Status => crate::monitor::status(&node).map(Response::Status),
-                    _ => Err(ClusterError::Protocol("not a control request".into())),
+/// The control socket's side of a running node: what local commands ask of it.
+pub(crate) struct Control {
+    cx: Arc<Context>,
+    router: Arc<DataRouter>,
+    monitor: Arc<ClusterMonitor>,
+}
+
+impl Control {
+    /// Serves reads (through `cx`), flushes (`router`) and status (`monitor`).
+    pub fn new(cx: Arc<Context>, router: Arc<DataRouter>, monitor: Arc<ClusterMonitor>) -> Self {
+        // A
+        Control {
+            cx,
+            router,
+            monitor,
+        }
+    }
+
+    /// Serves local commands until the node stops.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::UnixListener) {
+        // A
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let this = Arc::clone(&self);
+            tokio::spawn(async move { this.serve_stream(stream).await });
+        }
+    }
+
+    /// Answers one command's requests until it hangs up.
+    async fn serve_stream(&self, stream: tokio::net::UnixStream) {
+        // A
+        let (mut r, mut w) = stream.into_split();
+        while let Ok(req) = read_frame::<Request>(&mut r).await {
+            // The answer to a read goes out as pieces: its slices stay where they arrived
+            // from the peers.
+            if let Request::FetchMany { items } = req {
+                let pieces = crate::fetch::fetch_many(&self.cx, items)
+                    .await
+                    .and_then(|found| slices_many::frame_pieces(&found));
+                let sent = match pieces {
+                    Ok(p) => slices_many::write_pieces(&mut w, &p).await,
+                    Err(e) => write_frame(&mut w, &Response::Error(e.to_string())).await,
                 };
-                let resp = resp.unwrap_or_else(|e| Response::Error(e.to_string()));
-                if write_frame(&mut w, &resp).await.is_err() {
+                if sent.is_err() {
                     break;
                 }
+                continue;
             }
-        });
+            let resp = self
+                .answer(req)
+                .await
+                .unwrap_or_else(|e| Response::Error(e.to_string()));
+            if write_frame(&mut w, &resp).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// The answer to a command's request other than `FetchMany`.
+    async fn answer(&self, req: Request) -> Result<Response> {
+        // A
+        match req {
+            Request::Fetch {
+                chunk,
+                wanted,
+                need,
+            } => crate::fetch::fetch(&self.cx, chunk, wanted, need as usize)
+                .await
+                .map(|s| Response::Slices(crate::message::to_wire(s))),
+            Request::Flush => {
+                self.router.wake();
+                let walked = self.router.walk().await;
+                // A command wrote here: peers hear of it with a heartbeat now. Only now: a
+                // peer that learned of the versions before their slices arrived would count
+                // those slices as lacking.
+                self.monitor.beat_now();
+                walked.map(|pending_chunks| Response::Flushed { pending_chunks })
+            }
+            Request::Status => self.monitor.status().map(Response::Status),
+            _ => Err(ClusterError::Protocol("not a control request".into())),
+        }
     }
 }
 

@@ -15,11 +15,12 @@ use std::time::Duration;
 use ouroboros_db::cas::{leaf_difference, Inventory, InventoryEntry, SYNC_LEAF_DEPTH};
 use ouroboros_db::{Cas, Hash};
 
-use crate::controller::Node;
+use crate::context::Context;
 use crate::error::{ClusterError, Result};
 use crate::handler::blocking;
 use crate::membership::{short_id, NodeId};
 use crate::message::{Request, Response};
+use crate::service::{message, Claim, Service, Task};
 
 /// Default time between two audits (each of one peer, in turn): `--audit-every`. An audit
 /// walks every chunk record here (placement for each) and every bundle on the peer: about
@@ -137,17 +138,33 @@ where
     Ok(out)
 }
 
-/// The audits of one node, for `cluster status`.
-#[derive(Default)]
-pub struct AuditState {
+/// The inventory audits of a node: of its peers, one in turn, and the answers to theirs.
+pub(crate) struct InventoryAudit {
+    cx: Arc<Context>,
+    /// Time between two audits.
+    every: Duration,
     audits: AtomicU64,
     lacking: AtomicU64,
     extra: AtomicU64,
     bytes: AtomicU64,
 }
 
-impl AuditState {
-    /// `(audits made, slices lacking and in excess at the last one, its bytes)`.
+impl InventoryAudit {
+    /// The audits of the node with context `cx`, one every `every`.
+    pub fn new(cx: Arc<Context>, every: Duration) -> Self {
+        // A
+        InventoryAudit {
+            cx,
+            every,
+            audits: AtomicU64::new(0),
+            lacking: AtomicU64::new(0),
+            extra: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// `(audits made, slices lacking and in excess at the last one, its bytes)`, for
+    /// `cluster status`.
     pub fn snapshot(&self) -> (u64, u64, u64, u64) {
         // A
         (
@@ -157,54 +174,72 @@ impl AuditState {
             self.bytes.load(Ordering::Relaxed),
         )
     }
-}
 
-/// Audits one live peer after another, forever, every `every`.
-pub async fn audit_loop(node: Arc<Node>, every: Duration) {
-    // A
-    let mut turn = 0usize;
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(peer) = node.live_peer_in_turn(&mut turn) else {
-            continue;
-        };
-        let nodes = match node.placement_nodes() {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the members: no audit this round");
+    /// Audits one live peer after another, forever.
+    async fn audit_loop(self: Arc<Self>) {
+        // A
+        let mut turn = 0usize;
+        loop {
+            tokio::time::sleep(self.every).await;
+            let Some(peer) = self.cx.live_peer_in_turn(&mut turn) else {
+                continue;
+            };
+            let nodes = match self.cx.placement_nodes() {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the members: no audit this round");
+                    continue;
+                }
+            };
+            if !nodes.contains(&peer) {
                 continue;
             }
-        };
-        if !nodes.contains(&peer) {
-            continue;
-        }
-        let n = Arc::clone(&node);
-        let ask = |req| {
-            let n = Arc::clone(&n);
-            async move { n.call(&peer, &req).await }
-        };
-        match audit(&node.cas, peer, &nodes, ask).await {
-            Ok(a) => {
-                record(&node, &a);
-                if !a.lacking.is_empty() {
-                    tracing::info!(peer = %short_id(&peer), slices = a.lacking_slices(), "inventory audit: the peer lacks slices placement gives it");
-                    let chunks: Vec<Hash> =
-                        a.lacking.iter().take(MAX_CHECK).map(|e| e.chunk).collect();
-                    if let Err(e) = node.call(&peer, &Request::CheckChunks { chunks }).await {
-                        tracing::debug!(peer = %short_id(&peer), error = %e, "check chunks");
-                    }
-                }
+            let cx = Arc::clone(&self.cx);
+            let ask = |req| {
+                let cx = Arc::clone(&cx);
+                async move { cx.call(&peer, &req).await }
+            };
+            match audit(self.cx.cas(), peer, &nodes, ask).await {
+                Ok(a) => self.record(peer, &a).await,
+                Err(e) => tracing::debug!(peer = %short_id(&peer), error = %e, "inventory audit"),
             }
-            Err(e) => tracing::debug!(peer = %short_id(&peer), error = %e, "inventory audit"),
+        }
+    }
+
+    /// Counts audit `a` of `peer`, and asks the peer to check the chunks it lacks.
+    async fn record(&self, peer: NodeId, a: &Audit) {
+        // A
+        self.audits.fetch_add(1, Ordering::Relaxed);
+        self.lacking.store(a.lacking_slices(), Ordering::Relaxed);
+        self.extra.store(a.extra_slices(), Ordering::Relaxed);
+        self.bytes.store(a.bytes, Ordering::Relaxed);
+        if !a.lacking.is_empty() {
+            tracing::info!(peer = %short_id(&peer), slices = a.lacking_slices(), "inventory audit: the peer lacks slices placement gives it");
+            let chunks: Vec<Hash> = a.lacking.iter().take(MAX_CHECK).map(|e| e.chunk).collect();
+            if let Err(e) = self.cx.call(&peer, &Request::CheckChunks { chunks }).await {
+                tracing::debug!(peer = %short_id(&peer), error = %e, "check chunks");
+            }
         }
     }
 }
 
-fn record(node: &Node, a: &Audit) {
-    // A
-    let s = &node.audit;
-    s.audits.fetch_add(1, Ordering::Relaxed);
-    s.lacking.store(a.lacking_slices(), Ordering::Relaxed);
-    s.extra.store(a.extra_slices(), Ordering::Relaxed);
-    s.bytes.store(a.bytes, Ordering::Relaxed);
+impl Service for InventoryAudit {
+    fn name(&self) -> &'static str {
+        // A
+        "inventory audit"
+    }
+
+    fn run(self: Arc<Self>) -> Option<Task<()>> {
+        // A
+        Some(Box::pin(self.audit_loop()))
+    }
+
+    fn answer(self: Arc<Self>, _peer: NodeId, req: Request) -> Claim {
+        // A
+        let Request::InventoryTree { prefix } = req else {
+            return Claim::Theirs(req);
+        };
+        let cas = Arc::clone(self.cx.cas());
+        Claim::Mine(message(blocking(move || answer(&cas, &prefix))))
+    }
 }

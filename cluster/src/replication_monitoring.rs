@@ -1,6 +1,6 @@
 //! ReplicationMonitoring and DataReBalancer: every node checks, against the chunk records
 //! (which every node has), that it holds the slices placement gives it: all records when
-//! placement changes (and every [`FULL_SWEEP_EVERY`] as a safety net), else only the chunks
+//! placement changes (and every `FULL_SWEEP_EVERY` (10 min) as a safety net), else only the chunks
 //! that new versions brought and those still lacking, so an idle store costs nothing however
 //! many chunks it holds. A slice it
 //! lacks (its node died and was left out of placement after `--repair-after`, or this node
@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use ouroboros_db::route::hash_to_node;
 use ouroboros_db::Hash;
 
-use crate::controller::Node;
-use crate::error::Result;
+use crate::context::Context;
+use crate::error::{ClusterError, Result};
 use crate::handler::blocking;
 use crate::membership::{short_id, NodeId};
+use crate::message::{Request, Response};
+use crate::service::{message, Claim, Service, Task};
 
 /// Chunk records looked at per step of a sweep.
 const PAGE: usize = 512;
@@ -35,9 +37,11 @@ const LACKING_GRACE: Duration = Duration::from_secs(5);
 /// Default repair traffic allowed per second (slices fetched for repair): `--repair-rate`.
 pub const REPAIR_BYTES_PER_SEC: u64 = 64 << 20;
 
-/// What the repair sweep found.
-#[derive(Default)]
-pub struct RepairState {
+/// The ReplicationMonitoring of a node: its repair sweeps and what they found.
+pub(crate) struct ReplicationMonitoring {
+    cx: Arc<Context>,
+    /// Bytes per second of slices fetched for repairs at most.
+    rate: u64,
     wake: tokio::sync::Notify,
     backlog: AtomicU64,
     repaired: AtomicU64,
@@ -80,7 +84,28 @@ pub(crate) fn placement_digest(nodes: &[NodeId]) -> u64 {
     u64::from_le_bytes(first).max(1)
 }
 
-impl RepairState {
+impl ReplicationMonitoring {
+    /// The repairs of the node with context `cx`, fetching at most `rate` bytes per second.
+    pub fn new(cx: Arc<Context>, rate: u64) -> Self {
+        // A
+        ReplicationMonitoring {
+            cx,
+            rate: rate.max(1),
+            wake: Default::default(),
+            backlog: Default::default(),
+            repaired: Default::default(),
+            bytes: Default::default(),
+            checked: Default::default(),
+            sweeps: Default::default(),
+            seen: Default::default(),
+            placed_over: Default::default(),
+            fresh: Default::default(),
+            full: Default::default(),
+            last_full: Default::default(),
+            swept_over: Default::default(),
+        }
+    }
+
     /// [`placement_digest`] of the placement the last completed sweep checked against: until
     /// it is the current placement's, this node's lacking slices are not known.
     pub fn swept_over(&self) -> u64 {
@@ -135,121 +160,144 @@ impl RepairState {
         // A
         self.checked.load(Ordering::Relaxed)
     }
-}
 
-/// Sweeps forever.
-pub async fn repair_loop(node: Arc<Node>) {
-    // A
-    loop {
-        let swept = sweep(&node).await;
-        node.repair.sweeps.fetch_add(1, Ordering::Relaxed);
-        match swept {
-            Ok(0) => {
-                let _ = tokio::time::timeout(IDLE, node.repair.wake.notified()).await;
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "repair sweep");
-                tokio::time::sleep(IDLE).await;
-            }
-        }
-    }
-}
-
-/// One pass over every chunk record, or over the chunks that are fresh or were lacking;
-/// returns how many lacked slices here.
-async fn sweep(node: &Arc<Node>) -> Result<u64> {
-    // PA
-    let nodes = node.placement_nodes()?;
-    let (departed, moved) = node
-        .repair
-        .placed_over
-        .lock()
-        .map(|mut p| {
-            let (prev, departed) = &mut *p;
-            let moved = *prev != nodes;
-            departed.extend(prev.iter().filter(|n| !nodes.contains(n)));
-            departed.retain(|n| !nodes.contains(n));
-            departed.sort_unstable();
-            departed.dedup();
-            *prev = nodes.clone();
-            (departed.clone(), moved)
-        })
-        .unwrap_or_default();
-    let overdue = node
-        .repair
-        .last_full
-        .lock()
-        .map(|l| l.is_none_or(|t| t.elapsed() >= FULL_SWEEP_EVERY))
-        .unwrap_or(true);
-    let full = node.repair.full.swap(false, Ordering::Relaxed) || moved || overdue;
-    let fresh: Vec<Hash> = node
-        .repair
-        .fresh
-        .lock()
-        .map(|mut f| f.drain().collect())
-        .unwrap_or_default();
-    let before = node
-        .repair
-        .seen
-        .lock()
-        .map(|s| s.clone())
-        .unwrap_or_default();
-    let mut pass = Pass {
-        before_departure: nodes.iter().chain(&departed).copied().collect(),
-        nodes,
-        departed,
-        before,
-        now_lacking: std::collections::HashMap::new(),
-        lacking_chunks: 0,
-        budget: Budget::new(node.repair_rate),
-    };
-    if full {
-        if let Ok(mut l) = node.repair.last_full.lock() {
-            *l = Some(Instant::now());
-        }
-        let mut after = None;
+    /// Sweeps forever.
+    async fn repair_loop(self: Arc<Self>) {
+        // A
         loop {
-            let cas = Arc::clone(&node.cas);
-            let page = blocking(move || Ok(cas.replica().chunk_widths_after(after, PAGE)?)).await?;
-            let Some((last, _)) = page.last().copied() else {
-                break;
-            };
-            after = Some(last);
-            for (chunk, width) in page {
-                pass.check(node, chunk, width).await?;
-            }
-        }
-    } else {
-        let mut chunks: Vec<Hash> = pass.before.keys().copied().chain(fresh).collect();
-        chunks.sort_unstable();
-        chunks.dedup();
-        for chunk in chunks {
-            let cas = Arc::clone(&node.cas);
-            // A chunk gc freed since is no longer owed to anyone.
-            if let Some(record) = blocking(move || Ok(cas.replica().chunk_record(&chunk)?)).await? {
-                pass.check(node, chunk, record.slices.len()).await?;
+            let swept = self.sweep().await;
+            self.sweeps.fetch_add(1, Ordering::Relaxed);
+            match swept {
+                Ok(0) => {
+                    let _ = tokio::time::timeout(IDLE, self.wake.notified()).await;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "repair sweep");
+                    tokio::time::sleep(IDLE).await;
+                }
             }
         }
     }
-    let lacking_chunks = pass.lacking_chunks;
-    node.repair.backlog.store(lacking_chunks, Ordering::Relaxed);
-    // A sweep whose placement moved was full, so every chunk was checked against `nodes`.
-    node.repair
-        .swept_over
-        .store(placement_digest(&pass.nodes), Ordering::Relaxed);
-    if lacking_chunks == 0 {
-        if let Ok(mut p) = node.repair.placed_over.lock() {
-            p.1.clear();
+
+    /// One pass over every chunk record, or over the chunks that are fresh or were lacking;
+    /// returns how many lacked slices here.
+    async fn sweep(self: &Arc<Self>) -> Result<u64> {
+        // PA
+        let nodes = self.cx.placement_nodes()?;
+        let (departed, moved) = self
+            .placed_over
+            .lock()
+            .map(|mut p| {
+                let (prev, departed) = &mut *p;
+                let moved = *prev != nodes;
+                departed.extend(prev.iter().filter(|n| !nodes.contains(n)));
+                departed.retain(|n| !nodes.contains(n));
+                departed.sort_unstable();
+                departed.dedup();
+                *prev = nodes.clone();
+                (departed.clone(), moved)
+            })
+            .unwrap_or_default();
+        let overdue = self
+            .last_full
+            .lock()
+            .map(|l| l.is_none_or(|t| t.elapsed() >= FULL_SWEEP_EVERY))
+            .unwrap_or(true);
+        let full = self.full.swap(false, Ordering::Relaxed) || moved || overdue;
+        let fresh: Vec<Hash> = self
+            .fresh
+            .lock()
+            .map(|mut f| f.drain().collect())
+            .unwrap_or_default();
+        let before = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut pass = Pass {
+            before_departure: nodes.iter().chain(&departed).copied().collect(),
+            nodes,
+            departed,
+            before,
+            now_lacking: std::collections::HashMap::new(),
+            lacking_chunks: 0,
+            budget: Budget::new(self.rate),
+        };
+        if full {
+            if let Ok(mut l) = self.last_full.lock() {
+                *l = Some(Instant::now());
+            }
+            let mut after = None;
+            loop {
+                let cas = Arc::clone(self.cx.cas());
+                let page =
+                    blocking(move || Ok(cas.replica().chunk_widths_after(after, PAGE)?)).await?;
+                let Some((last, _)) = page.last().copied() else {
+                    break;
+                };
+                after = Some(last);
+                for (chunk, width) in page {
+                    pass.check(self, chunk, width).await?;
+                }
+            }
+        } else {
+            let mut chunks: Vec<Hash> = pass.before.keys().copied().chain(fresh).collect();
+            chunks.sort_unstable();
+            chunks.dedup();
+            for chunk in chunks {
+                let cas = Arc::clone(self.cx.cas());
+                // A chunk gc freed since is no longer owed to anyone.
+                if let Some(record) =
+                    blocking(move || Ok(cas.replica().chunk_record(&chunk)?)).await?
+                {
+                    pass.check(self, chunk, record.slices.len()).await?;
+                }
+            }
         }
+        let lacking_chunks = pass.lacking_chunks;
+        self.backlog.store(lacking_chunks, Ordering::Relaxed);
+        // A sweep whose placement moved was full, so every chunk was checked against `nodes`.
+        self.swept_over
+            .store(placement_digest(&pass.nodes), Ordering::Relaxed);
+        if lacking_chunks == 0 {
+            if let Ok(mut p) = self.placed_over.lock() {
+                p.1.clear();
+            }
+        }
+        if let Ok(mut s) = self.seen.lock() {
+            *s = pass.now_lacking;
+        }
+        if lacking_chunks > 0 {
+            tracing::info!(self = %short_id(&self.cx.me()), chunks = lacking_chunks, full, "repair sweep done");
+        }
+        Ok(lacking_chunks)
     }
-    if let Ok(mut s) = node.repair.seen.lock() {
-        *s = pass.now_lacking;
+}
+
+impl Service for ReplicationMonitoring {
+    fn name(&self) -> &'static str {
+        // A
+        "replication monitoring"
     }
-    if lacking_chunks > 0 {
-        tracing::info!(node = %short_id(&node.me), chunks = lacking_chunks, full, "repair sweep done");
+
+    fn run(self: Arc<Self>) -> Option<Task<()>> {
+        // A
+        Some(Box::pin(self.repair_loop()))
     }
-    Ok(lacking_chunks)
+
+    fn answer(self: Arc<Self>, _peer: NodeId, req: Request) -> Claim {
+        // A
+        let Request::CheckChunks { chunks } = req else {
+            return Claim::Theirs(req);
+        };
+        let r = if chunks.len() > crate::inventory_audit::MAX_CHECK {
+            Err(ClusterError::Protocol(format!(
+                "at most {} chunks per check",
+                crate::inventory_audit::MAX_CHECK
+            )))
+        } else {
+            self.wake_for(chunks);
+            Ok(Response::Noted)
+        };
+        Claim::Mine(message(async move { r }))
+    }
 }
 
 /// The state of one sweep.
@@ -268,26 +316,29 @@ impl Pass {
     /// Checks that this node holds the slices of `chunk` (which has `width` slices: k+m, or
     /// fewer for a chunk too small to split k ways) placement gives it, and repairs what it
     /// lacks once that has lasted [`LACKING_GRACE`] (at once when their holder left).
-    async fn check(&mut self, node: &Arc<Node>, chunk: Hash, width: usize) -> Result<()> {
+    async fn check(
+        &mut self,
+        rm: &Arc<ReplicationMonitoring>,
+        chunk: Hash,
+        width: usize,
+    ) -> Result<()> {
         // PA
-        node.repair.checked.fetch_add(1, Ordering::Relaxed);
+        rm.checked.fetch_add(1, Ordering::Relaxed);
         let placed = hash_to_node::place(&chunk, &self.nodes, width);
         let mine: Vec<u8> = (0..width as u8)
-            .filter(|i| placed.get(*i as usize) == Some(&node.me))
+            .filter(|i| placed.get(*i as usize) == Some(&rm.cx.me()))
             .collect();
         if mine.is_empty() {
             return Ok(());
         }
-        let cas = Arc::clone(&node.cas);
+        let cas = Arc::clone(rm.cx.cas());
         let held = blocking(move || Ok(cas.replica().local_slices_held(&chunk)?)).await?;
         let lacking: Vec<u8> = mine.into_iter().filter(|i| !held.contains(i)).collect();
         if lacking.is_empty() {
             return Ok(());
         }
         self.lacking_chunks += 1;
-        node.repair
-            .backlog
-            .fetch_max(self.lacking_chunks, Ordering::Relaxed);
+        rm.backlog.fetch_max(self.lacking_chunks, Ordering::Relaxed);
         let since = self
             .before
             .get(&chunk)
@@ -305,13 +356,12 @@ impl Pass {
             return Ok(());
         }
         tracing::debug!(chunk = %chunk.short(), ?lacking, "repairing");
-        match repair_chunk(node, chunk, &held, &lacking).await {
+        match repair_chunk(&rm.cx, chunk, &held, &lacking).await {
             Ok(bytes) => {
                 tracing::debug!(chunk = %chunk.short(), slices = ?lacking, "repaired");
-                node.repair
-                    .repaired
+                rm.repaired
                     .fetch_add(lacking.len() as u64, Ordering::Relaxed);
-                node.repair.bytes.fetch_add(bytes, Ordering::Relaxed);
+                rm.bytes.fetch_add(bytes, Ordering::Relaxed);
                 self.budget.spend(bytes).await;
             }
             Err(e) => {
@@ -325,9 +375,9 @@ impl Pass {
 
 /// Gets the slices `lacking` of a chunk onto this node: copied from a node that holds them,
 /// else rebuilt from any k. Returns the bytes fetched.
-async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]) -> Result<u64> {
+async fn repair_chunk(cx: &Arc<Context>, chunk: Hash, held: &[u8], lacking: &[u8]) -> Result<u64> {
     // PA
-    let cas = Arc::clone(&node.cas);
+    let cas = Arc::clone(cx.cas());
     let (record, condemned) = blocking(move || {
         cas.replica()
             .chunk_record_marked(&chunk)?
@@ -339,7 +389,7 @@ async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]
     let k = usize::from(record.k);
     let n = record.slices.len();
     // Someone may still hold exactly these (an old placement, a writer with pending slices).
-    let mut got = crate::data_router::fetch(node, chunk, lacking.to_vec(), lacking.len()).await?;
+    let mut got = crate::fetch::fetch(cx, chunk, lacking.to_vec(), lacking.len()).await?;
     let mut bytes: u64 = got.iter().map(|(_, b)| b.len() as u64).sum();
     // A peer that has not yet adopted the winning sealing (src/cas/sealing.rs) answers with
     // slices of another: only this record's count.
@@ -357,16 +407,16 @@ async fn repair_chunk(node: &Arc<Node>, chunk: Hash, held: &[u8], lacking: &[u8]
     if !still.is_empty() {
         let others: Vec<u8> = (0..n as u8).filter(|i| !held.contains(i)).collect();
         let need = k.saturating_sub(held.len());
-        let given = crate::data_router::fetch(node, chunk, others, need).await?;
+        let given = crate::fetch::fetch(cx, chunk, others, need).await?;
         bytes += given.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-        let cas = Arc::clone(&node.cas);
+        let cas = Arc::clone(cx.cas());
         let want = still.clone();
         let rebuilt =
             blocking(move || Ok(cas.replica().rebuild_slices(&chunk, &given, &want)?)).await?;
         got.extend(rebuilt);
     }
     got.retain(|(i, _)| lacking.contains(i));
-    let cas = Arc::clone(&node.cas);
+    let cas = Arc::clone(cx.cas());
     blocking(move || {
         // With its mark: if this node freed the sealing meanwhile, it comes back condemned.
         cas.replica()

@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use ouroboros_db::{Cas, Hash};
 
-use crate::controller::Node;
+use crate::context::Context;
+use crate::distributed_index::DistributedIndex;
 use crate::error::{ClusterError, Result};
 use crate::handler::blocking;
-use crate::membership::short_id;
+use crate::membership::{short_id, NodeId};
 use crate::message::{Request, Response};
+use crate::replication_monitoring::ReplicationMonitoring;
+use crate::service::{message, Claim, Service, Task};
 
 /// Time between two comparisons (each with one peer, in turn).
 pub const EVERY: Duration = Duration::from_secs(30);
@@ -106,31 +109,73 @@ where
     Ok(out)
 }
 
-/// Compares with one live peer after another, forever.
-pub async fn anti_entropy_loop(node: Arc<Node>) {
-    // A
-    let mut turn = 0usize;
-    loop {
-        tokio::time::sleep(EVERY).await;
-        let Some(peer) = node.live_peer_in_turn(&mut turn) else {
-            continue;
-        };
-        let n = Arc::clone(&node);
-        let r = reconcile(&node.cas, |req| {
-            let n = Arc::clone(&n);
-            async move { n.call(&peer, &req).await }
-        })
-        .await;
-        match r {
-            Ok(r) => {
-                node.replication_bytes
-                    .fetch_add(r.bytes, std::sync::atomic::Ordering::Relaxed);
-                if r.imported > 0 {
-                    tracing::info!(peer = %short_id(&peer), versions = r.imported, "anti-entropy found versions the logs had not brought");
-                    node.repair.wake();
+/// The SyncIndexTree of a node: answers peers' tree requests and compares its own tree
+/// with theirs.
+pub(crate) struct SyncIndexTree {
+    cx: Arc<Context>,
+    /// Counts what comparisons cost on the wire.
+    index: Arc<DistributedIndex>,
+    /// Checks every chunk once a comparison brought versions.
+    repair: Arc<ReplicationMonitoring>,
+}
+
+impl SyncIndexTree {
+    /// The tree of the node with context `cx`.
+    pub fn new(
+        cx: Arc<Context>,
+        index: Arc<DistributedIndex>,
+        repair: Arc<ReplicationMonitoring>,
+    ) -> Self {
+        // A
+        SyncIndexTree { cx, index, repair }
+    }
+
+    /// Compares with one live peer after another, forever.
+    async fn anti_entropy_loop(self: Arc<Self>) {
+        // A
+        let mut turn = 0usize;
+        loop {
+            tokio::time::sleep(EVERY).await;
+            let Some(peer) = self.cx.live_peer_in_turn(&mut turn) else {
+                continue;
+            };
+            let cx = Arc::clone(&self.cx);
+            let r = reconcile(self.cx.cas(), |req| {
+                let cx = Arc::clone(&cx);
+                async move { cx.call(&peer, &req).await }
+            })
+            .await;
+            match r {
+                Ok(r) => {
+                    self.index.count_bytes(r.bytes);
+                    if r.imported > 0 {
+                        tracing::info!(peer = %short_id(&peer), versions = r.imported, "anti-entropy found versions the logs had not brought");
+                        self.repair.wake();
+                    }
                 }
+                Err(e) => tracing::debug!(peer = %short_id(&peer), error = %e, "anti-entropy"),
             }
-            Err(e) => tracing::debug!(peer = %short_id(&peer), error = %e, "anti-entropy"),
         }
+    }
+}
+
+impl Service for SyncIndexTree {
+    fn name(&self) -> &'static str {
+        // A
+        "sync index tree"
+    }
+
+    fn run(self: Arc<Self>) -> Option<Task<()>> {
+        // A
+        Some(Box::pin(self.anti_entropy_loop()))
+    }
+
+    fn answer(self: Arc<Self>, _peer: NodeId, req: Request) -> Claim {
+        // A
+        let Request::SyncTree { prefix } = req else {
+            return Claim::Theirs(req);
+        };
+        let cas = Arc::clone(self.cx.cas());
+        Claim::Mine(message(blocking(move || answer(&cas, &prefix))))
     }
 }
