@@ -1,6 +1,13 @@
 //! Thin wrappers that let the fuzz targets in `fuzz/` reach decoders that are private to the
 //! crate. Not part of the API: hidden from the docs and free to change with the decoders.
 
+pub use crate::store::deletion_wal::{WalEntry, WAL_TAG};
+pub use crate::store::key_index::{WrappedKey, WRAPPED_TAG};
+pub use crate::store::local_sealed_slice_store::Bundle;
+pub use crate::store::meta::{StoreConfig, CONFIG_TAG};
+pub use crate::store::removed::{Removal, REMOVED_TAG};
+pub use crate::store::version_index::{KeyState, KEY_STATE_TAG};
+
 use crate::crypto::{Identity, Recipient, StoreKeys};
 use crate::error::Result;
 use crate::hash::Hash;

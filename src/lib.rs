@@ -26,10 +26,14 @@ pub mod progress;
 pub mod route;
 pub mod seal;
 pub mod snapshot;
-/// The LMDB layer: one typed view per design component. The cluster crate and the tests use
-/// it; an embedder reaches a store through [`Cas`] only.
+/// The LMDB layer: one typed view per design component, private to the library. The cluster
+/// crate reaches what it needs through [`Replica`], an embedder through [`Cas`]; the
+/// workspace's white-box tests see it with the `internals` feature.
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod store;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod store;
 
 #[doc(hidden)]
 pub use cas::Replica;

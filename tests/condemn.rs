@@ -8,8 +8,8 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::random_bytes;
+use ouroboros_db::cas::{Deletion, WalEntry};
 use ouroboros_db::progress::NoProgress;
-use ouroboros_db::store::deletion_wal::{Deletion, WalEntry};
 use ouroboros_db::{sealing_id, Cas, CreateOptions, Error, Identity, PutOptions};
 
 const DAY: Duration = Duration::from_secs(86_400);

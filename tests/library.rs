@@ -760,31 +760,3 @@ fn reads_stay_correct_while_commits_release_the_map() {
     });
     assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
 }
-/// Hostile: two handles on one data.mdb (a store and a hard-linked copy, `cp -al`), one
-/// closed: the other's release must not touch memory that is no longer its map.
-#[test]
-fn release_never_touches_memory_outside_its_own_map() {
-    use ouroboros_db::store::lmdb::Lmdb;
-    let dir = tempfile::tempdir().unwrap();
-    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
-    let a = Lmdb::open(&a_dir, true).unwrap();
-    std::fs::create_dir(&b_dir).unwrap();
-    for f in ["data.mdb", "lock.mdb"] {
-        std::fs::hard_link(a_dir.join(f), b_dir.join(f)).unwrap();
-    }
-    let b = Lmdb::open(&b_dir, false).unwrap();
-    a.commit(a.write().unwrap()).unwrap();
-    drop(b);
-    let mut held: Vec<Vec<u8>> = Vec::new();
-    for _ in 0..8 {
-        held.push(vec![0xaa; 16 << 20]);
-    }
-    a.commit(a.write().unwrap()).unwrap();
-    for (i, v) in held.iter().enumerate() {
-        assert!(
-            v.iter().all(|&x| x == 0xaa),
-            "buffer {i} at {:p} was zeroed by a release",
-            v.as_ptr()
-        );
-    }
-}

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use common::packs::{files, new_store, opts, packs, put_all, records};
 use common::{damage_slice as damage, random_bytes};
+use ouroboros_db::cas::{Deletion, WalEntry};
 use ouroboros_db::model::{ChunkKind, ChunkRecord};
 use ouroboros_db::progress::NoProgress;
 use ouroboros_db::route::remote::RemoteSlices;
-use ouroboros_db::store::deletion_wal::{Deletion, WalEntry};
 use ouroboros_db::{
     sealing_id, wins_over, Adopted, Cas, ChunkReader, Damage, Hash, Identity, PutOptions,
 };

@@ -252,7 +252,7 @@ impl Node {
 async fn open_store(opts: &NodeOptions, key: &crate::authenticator::NodeKey) -> Result<Arc<Cas>> {
     // PA
     Ok(match &opts.join {
-        Some(token) if !ouroboros_db::store::Lmdb::exists(&opts.store) => {
+        Some(token) if !Cas::exists(&opts.store) => {
             crate::bootstrapper::join(&opts.store, token, key, &advertised(opts)?).await?
         }
         Some(_) => {

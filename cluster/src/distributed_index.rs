@@ -315,11 +315,10 @@ impl Service for DistributedIndex {
 
 fn load_cursor(cas: &ouroboros_db::Cas, peer: &NodeId) -> Cursor {
     // A
-    let lmdb = cas.replica().lmdb();
-    let Ok(txn) = lmdb.read() else {
-        return Cursor::default();
-    };
-    match lmdb.cluster.get(&txn, &[CURSOR, peer.as_slice()].concat()) {
+    match cas
+        .replica()
+        .cluster_record(&[CURSOR, peer.as_slice()].concat())
+    {
         Ok(Some(b)) if b.len() == 48 => {
             let mut a = [0u8; 8];
             let mut c = [0u8; 8];
@@ -339,15 +338,12 @@ fn load_cursor(cas: &ouroboros_db::Cas, peer: &NodeId) -> Cursor {
 
 fn save_cursor(cas: &ouroboros_db::Cas, peer: &NodeId, cur: Cursor) {
     // A
-    let lmdb = cas.replica().lmdb();
     let mut v = cur.blobs.to_le_bytes().to_vec();
     v.extend_from_slice(&cur.wal.to_le_bytes());
     v.extend_from_slice(&cur.log.0);
-    let r = lmdb.write().and_then(|mut txn| {
-        lmdb.cluster
-            .put(&mut txn, &[CURSOR, peer.as_slice()].concat(), &v)?;
-        lmdb.commit(txn)
-    });
+    let r = cas
+        .replica()
+        .put_cluster_record(&[CURSOR, peer.as_slice()].concat(), &v);
     if let Err(e) = r {
         tracing::warn!(error = %e, "saving a replication cursor");
     }

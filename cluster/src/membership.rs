@@ -15,7 +15,7 @@ use crate::error::{ClusterError, Result};
 /// A node's public key: its identity in the cluster.
 pub type NodeId = [u8; 32];
 
-const INFO: &[u8] = ouroboros_db::store::cluster_state::CLUSTER_INFO_KEY;
+const INFO: &[u8] = ouroboros_db::cas::CLUSTER_INFO_KEY;
 const MEMBER: &[u8] = b"m/";
 const INVITE: &[u8] = b"i/";
 const ADDR: &[u8] = b"a/";
@@ -170,22 +170,18 @@ impl Membership {
         what: &'static str,
     ) -> Result<Option<T>> {
         // A
-        let st = &self.cas.replica().lmdb().cluster;
-        let txn = self.cas.replica().lmdb().read()?;
-        Ok(st
-            .get(&txn, key)?
+        Ok(self
+            .cas
+            .replica()
+            .cluster_record(key)?
             .map(|b| ouroboros_db::codec::decode(what, tag, &b))
             .transpose()?)
     }
 
     fn put<T: Serialize>(&self, key: &[u8], tag: u8, value: &T) -> Result<()> {
         // PA
-        let lmdb = self.cas.replica().lmdb();
-        let mut txn = lmdb.write()?;
-        lmdb.cluster
-            .put(&mut txn, key, &ouroboros_db::codec::encode(tag, value)?)?;
-        lmdb.commit(txn)?;
-        Ok(())
+        let bytes = ouroboros_db::codec::encode(tag, value)?;
+        Ok(self.cas.replica().put_cluster_record(key, &bytes)?)
     }
 
     /// The cluster this store belongs to, if any.
@@ -210,10 +206,8 @@ impl Membership {
     /// Every member record (revoked ones included).
     pub fn members(&self) -> Result<Vec<MemberRecord>> {
         // A
-        let lmdb = self.cas.replica().lmdb();
-        let txn = lmdb.read()?;
         let mut out = Vec::new();
-        for (_, v) in lmdb.cluster.scan(&txn, MEMBER)? {
+        for (_, v) in self.cas.replica().cluster_records(MEMBER)? {
             out.push(ouroboros_db::codec::decode("member", TAG_MEMBER, &v)?);
         }
         Ok(out)
@@ -288,11 +282,10 @@ impl Membership {
     /// The address a node was last seen listening on.
     pub fn addr(&self, node: &NodeId) -> Result<Option<String>> {
         // A
-        let lmdb = self.cas.replica().lmdb();
-        let txn = lmdb.read()?;
-        Ok(lmdb
-            .cluster
-            .get(&txn, &[ADDR, node.as_slice()].concat())?
+        Ok(self
+            .cas
+            .replica()
+            .cluster_record(&[ADDR, node.as_slice()].concat())?
             .and_then(|b| String::from_utf8(b).ok()))
     }
 
@@ -302,33 +295,30 @@ impl Membership {
         if self.addr(node)?.as_deref() == Some(addr) {
             return Ok(());
         }
-        let lmdb = self.cas.replica().lmdb();
-        let mut txn = lmdb.write()?;
-        lmdb.cluster
-            .put(&mut txn, &[ADDR, node.as_slice()].concat(), addr.as_bytes())?;
-        lmdb.commit(txn)?;
-        Ok(())
+        let key = [ADDR, node.as_slice()].concat();
+        Ok(self
+            .cas
+            .replica()
+            .put_cluster_record(&key, addr.as_bytes())?)
     }
 
     /// Where this store's own node listens (written by `node run`, read by `invite`).
     pub fn self_addr(&self) -> Result<Option<String>> {
         // A
-        let lmdb = self.cas.replica().lmdb();
-        let txn = lmdb.read()?;
-        Ok(lmdb
-            .cluster
-            .get(&txn, SELF_ADDR)?
+        Ok(self
+            .cas
+            .replica()
+            .cluster_record(SELF_ADDR)?
             .and_then(|b| String::from_utf8(b).ok()))
     }
 
     /// Records where this store's node listens.
     pub fn set_self_addr(&self, addr: &str) -> Result<()> {
         // A
-        let lmdb = self.cas.replica().lmdb();
-        let mut txn = lmdb.write()?;
-        lmdb.cluster.put(&mut txn, SELF_ADDR, addr.as_bytes())?;
-        lmdb.commit(txn)?;
-        Ok(())
+        Ok(self
+            .cas
+            .replica()
+            .put_cluster_record(SELF_ADDR, addr.as_bytes())?)
     }
 
     /// True when `key` is an admitted, unrevoked member.
@@ -368,24 +358,16 @@ impl Membership {
     /// (unknown, used or expired), so each token admits one node at most.
     pub fn claim_invite(&self, key: &NodeId) -> Result<bool> {
         // PA
-        let lmdb = self.cas.replica().lmdb();
-        let mut txn = lmdb.write()?;
         let k = [INVITE, key.as_slice()].concat();
-        let inv: Option<Invite> = lmdb
-            .cluster
-            .get(&txn, &k)?
-            .map(|b| ouroboros_db::codec::decode("invite", TAG_INVITE, &b))
-            .transpose()?;
-        let Some(mut inv) = inv.filter(|i| !i.used && i.expires > now_nanos()) else {
-            return Ok(false);
-        };
-        inv.used = true;
-        lmdb.cluster.put(
-            &mut txn,
-            &k,
-            &ouroboros_db::codec::encode(TAG_INVITE, &inv)?,
-        )?;
-        lmdb.commit(txn)?;
-        Ok(true)
+        self.cas.replica().update_cluster_record(&k, |old| {
+            let inv: Option<Invite> = old
+                .map(|b| ouroboros_db::codec::decode("invite", TAG_INVITE, b))
+                .transpose()?;
+            let Some(mut inv) = inv.filter(|i| !i.used && i.expires > now_nanos()) else {
+                return Ok(None);
+            };
+            inv.used = true;
+            Ok::<_, ClusterError>(Some(ouroboros_db::codec::encode(TAG_INVITE, &inv)?))
+        })
     }
 }

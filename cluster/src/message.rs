@@ -3,9 +3,9 @@
 //! frames above [`MAX_FRAME`] or of another version are refused before they are read
 //! (nothing of the announced length is allocated), with a [`FrameError`].
 
+use ouroboros_db::cas::WalEntry;
 use ouroboros_db::cas::{InventoryEntry, ReplicaSeed, VersionRecord};
 use ouroboros_db::model::ChunkRecord;
-use ouroboros_db::store::deletion_wal::WalEntry;
 use ouroboros_db::Hash;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

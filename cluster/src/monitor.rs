@@ -81,7 +81,7 @@ impl ClusterMonitor {
         NodeNews {
             addr: self.cx.addr().to_string(),
             chunks_held: self.router.chunks_held(),
-            free_bytes: cas.replica().lmdb().free_bytes().unwrap_or(0),
+            free_bytes: cas.replica().free_bytes().unwrap_or(0),
             pending_chunks: self.router.pending(),
             repair_backlog: self.repair.backlog(),
             repaired_slices: self.repair.repaired(),

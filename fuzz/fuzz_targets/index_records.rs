@@ -7,11 +7,11 @@
 use libfuzzer_sys::fuzz_target;
 use ouroboros_db::codec;
 use ouroboros_db::fuzzing;
-use ouroboros_db::store::deletion_wal::{WalEntry, WAL_TAG};
-use ouroboros_db::store::key_index::{WrappedKey, WRAPPED_TAG};
-use ouroboros_db::store::meta::{StoreConfig, CONFIG_TAG};
-use ouroboros_db::store::removed::{Removal, REMOVED_TAG};
-use ouroboros_db::store::version_index::{KeyState, KEY_STATE_TAG};
+use ouroboros_db::fuzzing::{WalEntry, WAL_TAG};
+use ouroboros_db::fuzzing::{WrappedKey, WRAPPED_TAG};
+use ouroboros_db::fuzzing::{StoreConfig, CONFIG_TAG};
+use ouroboros_db::fuzzing::{Removal, REMOVED_TAG};
+use ouroboros_db::fuzzing::{KeyState, KEY_STATE_TAG};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Decodes `data` as a `T` record and checks that it round trips byte for byte.

@@ -2,7 +2,7 @@
 //! byte for byte, and every slice a bundle names can be looked up by its index.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ouroboros_db::store::local_sealed_slice_store::Bundle;
+use ouroboros_db::fuzzing::Bundle;
 
 fuzz_target!(|data: &[u8]| {
     // A

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use ouroboros_db::codec;
 use ouroboros_db::fuzzing::{store_keys_decode, store_keys_encode, unwrap_key};
-use ouroboros_db::store::key_index::{WrappedKey, WRAPPED_TAG};
+use ouroboros_db::fuzzing::{WrappedKey, WRAPPED_TAG};
 use ouroboros_db::{Identity, Recipient};
 
 /// The identity every input is decrypted with.

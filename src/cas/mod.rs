@@ -17,6 +17,7 @@
 //! ```
 
 mod browse;
+mod cluster_records;
 mod condemn;
 mod get;
 mod get_member;
@@ -62,6 +63,16 @@ impl std::ops::Deref for Replica<'_> {
         self.0
     }
 }
+/// The key of the `info` record in the `cluster` database: present = the store belongs to a
+/// cluster (the library reads it, the cluster crate writes it).
+#[doc(hidden)]
+pub use crate::store::cluster_state::CLUSTER_INFO_KEY;
+/// The DeletionWAL's entries, as replicas exchange them.
+#[doc(hidden)]
+pub use crate::store::deletion_wal::{Deletion, WalEntry};
+/// The wrapped keys a replica seed carries.
+#[doc(hidden)]
+pub use crate::store::key_index::WrappedKey;
 pub use remove::RemoveOutcome;
 pub use replica::{ReplicaSeed, VersionRecord};
 pub use sealing::{wins_over, Adopted};
@@ -73,7 +84,6 @@ use crate::crypto::{Identity, Recipient, StoreKeys};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::seal::SealParams;
-use crate::store::key_index::WrappedKey;
 use crate::store::meta::FORMAT_VERSION;
 use crate::store::{Lmdb, StoreConfig};
 
@@ -194,6 +204,12 @@ impl Cas {
         Ok(cas)
     }
 
+    /// True when `dir` holds a store (whether or not it opens).
+    pub fn exists(dir: &Path) -> bool {
+        // A
+        Lmdb::exists(dir)
+    }
+
     /// Opens an existing store, locked (no identity yet).
     pub fn open(dir: &Path) -> Result<Self> {
         // A
@@ -312,8 +328,15 @@ impl Cas {
 }
 
 impl<'c> Replica<'c> {
-    /// The LMDB layer, for the cluster's own records, maintenance code and tests. It
-    /// lives as long as the store handle, not as this `Replica`.
+    /// The LMDB layer. It lives as long as the store handle, not as this `Replica`.
+    #[cfg(not(feature = "internals"))]
+    pub(crate) fn lmdb(&self) -> &'c Lmdb {
+        // A
+        self.0.lmdb()
+    }
+
+    /// The LMDB layer, for the workspace's white-box tests (feature `internals`).
+    #[cfg(feature = "internals")]
     pub fn lmdb(&self) -> &'c Lmdb {
         // A
         self.0.lmdb()

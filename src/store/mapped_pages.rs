@@ -48,6 +48,7 @@ impl MappedPages {
     }
 
     /// True once a release has found the map (always false where releasing does nothing).
+    #[cfg(test)]
     pub fn found(&self) -> bool {
         // A
         matches!(self.range.get(), Some(Some(_)))
@@ -202,6 +203,35 @@ mod tests {
         let after: Vec<Vec<u8>> = bundle.slices.iter().map(|(_, b)| b.to_vec()).collect();
         assert_eq!(before, after);
         assert_eq!(after, slices);
+    }
+
+    /// Hostile: two handles on one data.mdb (a store and a hard-linked copy, `cp -al`), one
+    /// closed: the other's release must not touch memory that is no longer its map.
+    #[test]
+    fn release_never_touches_memory_outside_its_own_map() {
+        use crate::store::Lmdb;
+        let dir = tempfile::tempdir().unwrap();
+        let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+        let a = Lmdb::open(&a_dir, true).unwrap();
+        std::fs::create_dir(&b_dir).unwrap();
+        for f in ["data.mdb", "lock.mdb"] {
+            std::fs::hard_link(a_dir.join(f), b_dir.join(f)).unwrap();
+        }
+        let b = Lmdb::open(&b_dir, false).unwrap();
+        a.commit(a.write().unwrap()).unwrap();
+        drop(b);
+        let mut held: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..8 {
+            held.push(vec![0xaa; 16 << 20]);
+        }
+        a.commit(a.write().unwrap()).unwrap();
+        for (i, v) in held.iter().enumerate() {
+            assert!(
+                v.iter().all(|&x| x == 0xaa),
+                "buffer {i} at {:p} was zeroed by a release",
+                v.as_ptr()
+            );
+        }
     }
 
     #[test]

@@ -113,7 +113,7 @@ fn print_init(
 /// `Cas::create`, which says so (exit 8).
 fn refuse_foreign_dir(store: &std::path::Path) -> Result<()> {
     // A
-    if ouroboros_db::store::lmdb::Lmdb::exists(store) {
+    if ouroboros_db::Cas::exists(store) {
         return Ok(());
     }
     let mut entries = match std::fs::read_dir(store) {
