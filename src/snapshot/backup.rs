@@ -475,14 +475,13 @@ fn settle_file(
     let (d, i) = j.at;
     match r {
         Ok(o) => {
-            let before = j
-                .previous
-                .as_ref()
-                .filter(|p| p.kind == EntryKind::File)
-                .and_then(|p| p.content);
-            match before {
+            let previous = j.previous.as_ref().filter(|p| p.kind == EntryKind::File);
+            // A touched file keeps its version (`skip_if_unchanged`) but is changed all the
+            // same: the snapshot records its new time.
+            let same_time = previous.is_some_and(|p| p.mtime == walked.dirs[d].entries[i].mtime);
+            match previous.and_then(|p| p.content) {
                 None => summary.files_new += 1,
-                Some(h) if h == o.hash => summary.files_unchanged += 1,
+                Some(h) if h == o.hash && same_time => summary.files_unchanged += 1,
                 Some(_) => summary.files_changed += 1,
             }
             summary.bytes_added += o.stored_bytes;
