@@ -4,7 +4,7 @@
 //!
 //!     cargo run --example embed [DIR]     (default: a temporary directory)
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ouroboros_db::{Cas, CreateOptions, Identity, MergeSource, NoProgress, PutOptions};
 
@@ -15,11 +15,16 @@ fn main() -> ouroboros_db::Result<()> {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| tmp.path().join("store"));
+    run(&dir)
+}
 
+/// The walk through the API, on a new store in `dir`.
+fn run(dir: &Path) -> ouroboros_db::Result<()> {
+    // A
     // The identity unwraps the store's keys; keep it (`Identity::save`) to open the store
     // again later with `Cas::open` + `unlock`.
     let me = Identity::generate();
-    let cas = Cas::create(&dir, &CreateOptions::default(), &me)?;
+    let cas = Cas::create(dir, &CreateOptions::default(), &me)?;
 
     // Each put makes a version whose parent is the key's head.
     let v1 = cas.put("notes/todo.txt", &b"buy milk\n"[..], &PutOptions::default())?;
@@ -81,4 +86,14 @@ fn main() -> ouroboros_db::Result<()> {
     let gc = cas.gc(&NoProgress)?;
     println!("gc released {} version(s)", gc.versions_released);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// `cargo test` runs the example (`test = true` in Cargo.toml), so it keeps working.
+    #[test]
+    fn runs_on_a_new_store() {
+        let dir = tempfile::tempdir().unwrap();
+        super::run(&dir.path().join("store")).unwrap();
+    }
 }
