@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -22,7 +23,11 @@ use crate::snapshot::fsmeta::{path_bytes, read_entry, NoAtime};
 use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::{StreamReader, StreamWriter};
-use crate::snapshot::walk::{FileJob, WalkContext, Walked};
+use crate::snapshot::walk::{file_key, FileJob, FoundFile, Settled, WalkContext, Walked};
+
+/// Files the walk may find before the put reads them: enough that the reading never waits
+/// for the walk.
+const WALK_AHEAD: usize = 1024;
 
 /// What a backup needs: the directory, the key prefix, what to leave out.
 pub struct BackupOptions<'a> {
@@ -63,11 +68,11 @@ struct ToRead {
 }
 
 impl ToRead {
-    fn of(j: &FileJob, e: &Entry) -> Self {
+    fn of(key: String, path: PathBuf, e: &Entry) -> Self {
         // A
         ToRead {
-            key: j.key.clone(),
-            path: j.path.clone(),
+            key,
+            path,
             owner: e.uid,
             stamp: (e.size, e.mtime, e.ctime),
             meta: FileMeta {
@@ -248,7 +253,7 @@ impl Cas {
             parent: reader.as_ref().zip(parent_started),
             owners: &owners,
             noatime: &reading.noatime,
-            found: &|_, _| {},
+            found: &|_| {},
         };
         let (mut walked, results) =
             self.walk_and_store(&root, root_meta.uid(), parent_root, &cx, opts, &reading)?;
@@ -266,6 +271,8 @@ impl Cas {
             results,
             reading: &reading,
             progress: opts.progress,
+            root: &root,
+            prefix,
         };
         self.settle_files(&mut walked, stored, &mut summary, &mut warnings)?;
         let mut stream = StreamWriter::default();
@@ -377,7 +384,9 @@ impl Cas {
         // PA
         let progress = opts.progress;
         std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::channel::<ToRead>();
+            // Bounded: the walk of a large tree is far quicker than storing its files, and
+            // would otherwise queue a path and key for every file found.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<ToRead>(WALK_AHEAD);
             let put = s.spawn(move || {
                 let items = rx
                     .into_iter()
@@ -386,12 +395,12 @@ impl Cas {
                 self.put_many(items, progress)
             });
             let total = std::cell::Cell::new(0u64);
-            let found = |j: &FileJob, e: &Entry| {
-                total.set(total.get() + e.size);
+            let found = |f: FoundFile| {
+                total.set(total.get() + f.entry.size);
                 progress.set_total(total.get());
                 // Fails only once the put has stopped on an error of the store, which its
                 // join below returns.
-                let _ = tx.send(ToRead::of(j, e));
+                let _ = tx.send(ToRead::of(f.key, f.path, f.entry));
             };
             let cx = WalkContext {
                 found: &found,
@@ -402,7 +411,7 @@ impl Cas {
             let results = put
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("the put thread failed".into())))?;
-            Ok((walked, results))
+            Ok((walked?, results))
         })
     }
 
@@ -422,6 +431,8 @@ impl Cas {
             mut results,
             reading,
             progress,
+            root,
+            prefix,
         } = stored;
         // A key with several heads (edited elsewhere meanwhile: the mount, another node)
         // gets a version that merges them: a backup from cron must not fail on it.
@@ -434,16 +445,15 @@ impl Cas {
             })
             .collect();
         if !forks.is_empty() {
-            let again = self.put_many(
-                forks.iter().map(|(n, heads)| {
-                    ToRead::of(&jobs[*n], entry_of(walked, &jobs[*n])).item(
-                        *n,
-                        Some(heads.clone()),
-                        reading,
-                    )
-                }),
-                progress,
-            )?;
+            let mut again = Vec::with_capacity(forks.len());
+            for (n, heads) in &forks {
+                let j = &jobs[*n];
+                let entry = walked.dirs[j.at.0].entries()?.swap_remove(j.at.1);
+                let path = root.join(std::ffi::OsStr::from_bytes(&j.rel));
+                let read = ToRead::of(file_key(prefix, &j.rel).0, path, &entry);
+                again.push(read.item(*n, Some(heads.clone()), reading));
+            }
+            let again = self.put_many(again.into_iter(), progress)?;
             for ((n, _), r) in forks.iter().zip(again) {
                 results[*n] = r;
             }
@@ -492,13 +502,13 @@ fn settle_file(
                     "changed while it was read: stored as read, read again next run".into(),
                 ));
             }
-            walked.dirs[d].entries[i].content = Some(o.hash);
+            walked.dirs[d].settled.push((i, Settled::Stored(o.hash)));
         }
         // Deleted between the walk and its reading: gone, as if the walk had not
         // seen it (not an error of the backup).
         Err(Error::Input(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             warnings.push((display(&j.rel), "vanished during the walk".into()));
-            walked.dirs[d].dropped.insert(i);
+            walked.dirs[d].settled.push((i, Settled::Dropped));
         }
         Err(e) => {
             let kept = j
@@ -510,19 +520,13 @@ fn settle_file(
                 None => e.to_string(),
             };
             walked.errors.push((j.rel.clone(), why));
-            match kept {
-                Some(p) => walked.dirs[d].entries[i] = p.clone(),
-                None => {
-                    walked.dirs[d].dropped.insert(i);
-                }
-            }
+            let settled = match kept {
+                Some(p) => Settled::Kept(p.clone()),
+                None => Settled::Dropped,
+            };
+            walked.dirs[d].settled.push((i, settled));
         }
     }
-}
-
-fn entry_of<'w>(walked: &'w Walked, j: &FileJob) -> &'w crate::model::Entry {
-    // A
-    &walked.dirs[j.at.0].entries[j.at.1]
 }
 
 /// The first put's results, with what its readers found, for [`Cas::settle_files`].
@@ -530,6 +534,9 @@ struct Stored<'r> {
     results: Vec<Result<PutOutcome>>,
     reading: &'r Reading,
     progress: &'r dyn Progress,
+    /// The directory backed up and the key prefix: where a job's file is and its key.
+    root: &'r Path,
+    prefix: &'r str,
 }
 
 /// True when the file at `path` no longer has the size, mtime and ctime the walk recorded
@@ -564,18 +571,16 @@ fn assemble(
     let mut hashes: Vec<Hash> = Vec::with_capacity(walked.dirs.len());
     for d in 0..walked.dirs.len() {
         let dir = &mut walked.dirs[d];
-        for &(entry, child) in &dir.subdirs {
-            let h = *hashes.get(child).ok_or_else(|| {
-                Error::Internal("a directory came before its subdirectory".into())
-            })?;
-            dir.entries[entry].content = Some(h);
-        }
-        let entries: Vec<_> = std::mem::take(&mut dir.entries)
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| !dir.dropped.contains(i))
-            .map(|(_, e)| e)
-            .collect();
+        let subdirs = dir
+            .subdirs
+            .iter()
+            .map(|&(entry, child)| {
+                hashes.get(child).map(|h| (entry, *h)).ok_or_else(|| {
+                    Error::Internal("a directory came before its subdirectory".into())
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let entries = dir.finish(&subdirs)?;
         summary.dirs += 1;
         summary.entries += entries.len() as u64;
         summary.total_bytes += entries
