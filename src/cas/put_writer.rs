@@ -28,10 +28,6 @@ const BATCH_BYTES_MANY: usize = 64 << 20;
 const MANY_VERSIONS: usize = 64;
 /// Versions per write transaction at most.
 const BATCH_VERSIONS: usize = 10_000;
-/// Versions committed between two releases of LMDB's map (`store::mapped_pages`): each
-/// commit maps index pages with their neighbours, about 120 MB over a transaction of small
-/// files; releasing every 85 versions cost 14% more CPU in faults.
-const RELEASE_VERSIONS: usize = 2048;
 /// Longest a transaction stays open, so versions become visible promptly.
 const BATCH_AGE: Duration = Duration::from_secs(1);
 
@@ -283,9 +279,8 @@ impl<'c> Writer<'c> {
         self.batch_heads.insert(print, (v.parents, hash));
         tracing::info!(key = %v.key, version = %hash.short(), size = v.size, new_chunks = v.new_chunks, "stored");
         self.versions += 1;
-        if self.versions % RELEASE_VERSIONS == 0 {
-            self.cas.lmdb.slices.mapped.release();
-        }
+        // Its commit looked up a few pages of the map.
+        self.cas.lmdb.slices.mapped.note_lookup();
         let outcome = PutOutcome {
             hash,
             size: v.size,
