@@ -448,9 +448,16 @@ impl Cas {
             let mut again = Vec::with_capacity(forks.len());
             for (n, heads) in &forks {
                 let j = &jobs[*n];
-                let entry = walked.dirs[j.at.0].entries()?.swap_remove(j.at.1);
-                let path = root.join(std::ffi::OsStr::from_bytes(&j.rel));
-                let read = ToRead::of(file_key(prefix, &j.rel).0, path, &entry);
+                let entry = walked
+                    .dirs
+                    .get(j.at.0)
+                    .map(|d| d.entries())
+                    .transpose()?
+                    .and_then(|es| es.into_iter().nth(j.at.1))
+                    .ok_or_else(|| Error::Internal("a file job lost its entry".into()))?;
+                let rel = walked.rel(j);
+                let path = root.join(std::ffi::OsStr::from_bytes(&rel));
+                let read = ToRead::of(file_key(prefix, &rel).0, path, &entry);
                 again.push(read.item(*n, Some(heads.clone()), reading));
             }
             let again = self.put_many(again.into_iter(), progress)?;
@@ -498,7 +505,7 @@ fn settle_file(
             summary.bytes_added += o.stored_bytes;
             if moved {
                 warnings.push((
-                    display(&j.rel),
+                    display(&walked.rel(j)),
                     "changed while it was read: stored as read, read again next run".into(),
                 ));
             }
@@ -507,7 +514,7 @@ fn settle_file(
         // Deleted between the walk and its reading: gone, as if the walk had not
         // seen it (not an error of the backup).
         Err(Error::Input(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            warnings.push((display(&j.rel), "vanished during the walk".into()));
+            warnings.push((display(&walked.rel(j)), "vanished during the walk".into()));
             walked.dirs[d].settled.push((i, Settled::Dropped));
         }
         Err(e) => {
@@ -519,7 +526,7 @@ fn settle_file(
                 Some(_) => format!("{e} (the previous version is kept)"),
                 None => e.to_string(),
             };
-            walked.errors.push((j.rel.clone(), why));
+            walked.errors.push((walked.rel(j), why));
             let settled = match kept {
                 Some(p) => Settled::Kept(p.clone()),
                 None => Settled::Dropped,

@@ -25,7 +25,9 @@ pub struct WalkedDir {
     /// Entries sorted by name, postcard-encoded: the walk of a large tree is over long
     /// before its files are stored, and encoded entries take about a fifth of the memory
     /// of [`Entry`] values (names, owners and times as short varints, no pointers).
-    packed: Vec<u8>,
+    packed: Box<[u8]>,
+    /// Its relative path (raw bytes; empty for the root).
+    rel: Box<[u8]>,
     /// `(entry index, dir index)` of subdirectories.
     pub subdirs: Vec<(usize, usize)>,
     /// What became of entries once their files were stored, by entry index.
@@ -44,8 +46,9 @@ pub enum Settled {
 }
 
 impl WalkedDir {
-    /// A walked directory holding `entries`.
+    /// The walked directory at relative path `rel`, holding `entries`.
     fn new(
+        rel: Vec<u8>,
         entries: &[Entry],
         subdirs: Vec<(usize, usize)>,
         settled: Vec<(usize, Settled)>,
@@ -54,7 +57,8 @@ impl WalkedDir {
         let packed = postcard::to_allocvec(entries)
             .map_err(|e| Error::Internal(format!("encoding walked entries: {e}")))?;
         Ok(WalkedDir {
-            packed,
+            packed: packed.into_boxed_slice(),
+            rel: rel.into_boxed_slice(),
             subdirs,
             settled,
         })
@@ -72,7 +76,7 @@ impl WalkedDir {
     pub fn finish(&mut self, subdirs: &[(usize, Hash)]) -> Result<Vec<Entry>> {
         // A
         let mut entries: Vec<Option<Entry>> = self.entries()?.into_iter().map(Some).collect();
-        self.packed = Vec::new();
+        self.packed = Box::default();
         for &(i, h) in subdirs {
             if let Some(Some(e)) = entries.get_mut(i) {
                 e.content = Some(h);
@@ -97,17 +101,16 @@ impl WalkedDir {
 pub struct FileJob {
     /// Where its entry is: (dir index, entry index).
     pub at: (usize, usize),
-    /// Relative path (raw bytes): for messages, and the key and path on disk derive from it
-    /// ([`file_key`]) rather than being held for every file of the tree.
-    pub rel: Vec<u8>,
+    /// Its name: with its directory's, the relative path ([`Walked::rel`]), from which the
+    /// key and the path on disk derive ([`file_key`]) rather than being held for every file
+    /// of the tree.
+    pub name: Box<[u8]>,
     /// The entry in the parent snapshot, when there was one.
     pub previous: Option<Box<Entry>>,
 }
 
 /// A file to read, handed to [`WalkContext::found`] when the walk finds it.
 pub struct FoundFile<'e> {
-    /// Its job.
-    pub job: &'e FileJob,
     /// Its entry (content not filled in).
     pub entry: &'e Entry,
     /// Path on disk.
@@ -228,8 +231,12 @@ impl Walked {
                 .filter(|e| !has(&dir.entries, &e.name))
                 .count() as u64;
         }
-        self.dirs
-            .push(WalkedDir::new(&dir.entries, dir.subdirs, Vec::new())?);
+        self.dirs.push(WalkedDir::new(
+            join(rel),
+            &dir.entries,
+            dir.subdirs,
+            Vec::new(),
+        )?);
         Ok(index)
     }
 
@@ -288,11 +295,10 @@ impl Walked {
                         let key = self.file_key(cx.prefix, &rel_path);
                         let job = FileJob {
                             at: (usize::MAX, index),
-                            rel: rel_path,
+                            name: name.into_boxed_slice(),
                             previous: previous.map(|p| Box::new(p.clone())),
                         };
                         (cx.found)(FoundFile {
-                            job: &job,
                             entry: &entry,
                             path,
                             key,
@@ -390,8 +396,21 @@ impl Walked {
             rel.pop();
         }
         self.dirs
-            .push(WalkedDir::new(&tree.entries, subdirs, settled)?);
+            .push(WalkedDir::new(join(rel), &tree.entries, subdirs, settled)?);
         Ok(self.dirs.len() - 1)
+    }
+
+    /// The relative path of job `j`'s file.
+    pub fn rel(&self, j: &FileJob) -> Vec<u8> {
+        // A
+        let dir = self.dirs.get(j.at.0).map_or(&[][..], |d| &d.rel[..]);
+        let mut rel = Vec::with_capacity(dir.len() + 1 + j.name.len());
+        if !dir.is_empty() {
+            rel.extend_from_slice(dir);
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(&j.name);
+        rel
     }
 
     /// The key of a file's versions ([`file_key`]), with a warning naming the key when the
