@@ -20,13 +20,14 @@ use crate::model::{
 };
 use crate::progress::Progress;
 use crate::snapshot::fsmeta::{path_bytes, read_entry, NoAtime};
+use crate::snapshot::handoff::{Handoff, Receiver};
 use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::{StreamReader, StreamWriter};
 use crate::snapshot::walk::{file_key, FileJob, FoundFile, Settled, WalkContext, Walked};
 
-/// Files the walk may find before the put reads them: enough that the reading never waits
-/// for the walk.
+/// Files the walk may find before the put reads them ([`Handoff`]): enough that the reading
+/// never waits for the walk.
 const WALK_AHEAD: usize = 1024;
 
 /// What a backup needs: the directory, the key prefix, what to leave out.
@@ -383,13 +384,11 @@ impl Cas {
     ) -> Result<(Walked, Vec<Result<PutOutcome>>)> {
         // PA
         let progress = opts.progress;
+        let queue = Handoff::<ToRead>::new(WALK_AHEAD);
+        let queue = &queue;
         std::thread::scope(|s| {
-            // Bounded: the walk of a large tree is far quicker than storing its files, and
-            // would otherwise queue a path and key for every file found.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<ToRead>(WALK_AHEAD);
             let put = s.spawn(move || {
-                let items = rx
-                    .into_iter()
+                let items = Receiver(queue)
                     .enumerate()
                     .map(|(n, r)| r.item(n, None, reading));
                 self.put_many(items, progress)
@@ -398,16 +397,16 @@ impl Cas {
             let found = |f: FoundFile| {
                 total.set(total.get() + f.entry.size);
                 progress.set_total(total.get());
-                // Fails only once the put has stopped on an error of the store, which its
-                // join below returns.
-                let _ = tx.send(ToRead::of(f.key, f.path, f.entry));
+                // Dropped once the put has stopped on an error of the store, which its join
+                // below returns.
+                queue.send(ToRead::of(f.key, f.path, f.entry));
             };
             let cx = WalkContext {
                 found: &found,
                 ..*cx
             };
             let walked = Walked::walk(root, root_owner, parent_root, &cx);
-            drop(tx);
+            queue.close();
             let results = put
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("the put thread failed".into())))?;

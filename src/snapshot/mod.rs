@@ -15,6 +15,7 @@ pub mod backup;
 pub mod diff;
 pub mod forget;
 pub mod fsmeta;
+mod handoff;
 pub mod list;
 pub mod names;
 pub mod owners;
