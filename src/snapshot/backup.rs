@@ -2,12 +2,9 @@
 //! of their keys (one pipeline for all), write every directory's record into the tree
 //! stream, and store the stream as a new version of the prefix's snapshot key.
 
-use std::collections::HashSet;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use crate::cas::{now_nanos, Cas, PutItem, PutOutcome};
 use crate::error::{Error, Result};
@@ -19,8 +16,9 @@ use crate::model::{
     VersionMeta,
 };
 use crate::progress::Progress;
-use crate::snapshot::fsmeta::{path_bytes, read_entry, NoAtime};
+use crate::snapshot::fsmeta::{path_bytes, read_entry};
 use crate::snapshot::handoff::{Handoff, Receiver};
+use crate::snapshot::lazy_file::{LazyFile, Reading};
 use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::{StreamReader, StreamWriter};
@@ -103,68 +101,6 @@ impl ToRead {
             created: None,
             skip_if_unchanged: true,
             meta: VersionMeta::File(self.meta),
-        }
-    }
-}
-
-/// What the readers of one backup share.
-#[derive(Default)]
-struct Reading {
-    noatime: NoAtime,
-    /// Jobs whose file's size or times moved while it was read.
-    moved: Mutex<HashSet<usize>>,
-}
-
-/// Opens its file on the first read, so a tree of 50k files never holds 50k descriptors.
-struct LazyFile<'r> {
-    /// Its job's number.
-    n: usize,
-    path: PathBuf,
-    owner: u32,
-    stamp: (u64, i64, i64),
-    file: Option<std::fs::File>,
-    reading: &'r Reading,
-}
-
-impl Read for LazyFile<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // A
-        if self.file.is_none() {
-            // O_NOATIME (allowed to the owner and root): reading a file must not change
-            // its access time, or the next run would record new metadata for every file.
-            // O_NONBLOCK and the check below: a file replaced by a FIFO since the walk
-            // must fail, not block the backup forever.
-            use rustix::fs::OFlags;
-            let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-            let f = std::fs::File::from(self.reading.noatime.open(&self.path, flags, self.owner)?);
-            if !f.metadata()?.is_file() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "no longer a regular file",
-                ));
-            }
-            self.file = Some(f);
-        }
-        match self.file.as_mut() {
-            Some(f) => f.read(buf),
-            None => Ok(0),
-        }
-    }
-}
-
-impl Drop for LazyFile<'_> {
-    /// Once read (the pipeline drops the reader at the end of the file), the file is
-    /// closed and its path stat'ed again: a size or time unlike the walk's means it
-    /// changed while read. Done here, on the reading thread, rather than for every file
-    /// once the whole put is over.
-    fn drop(&mut self) {
-        // A
-        let Some(f) = self.file.take() else { return };
-        drop(f);
-        if moved(&self.path, self.stamp) {
-            if let Ok(mut m) = self.reading.moved.lock() {
-                m.insert(self.n);
-            }
         }
     }
 }
@@ -543,27 +479,6 @@ struct Stored<'r> {
     /// The directory backed up and the key prefix: where a job's file is and its key.
     root: &'r Path,
     prefix: &'r str,
-}
-
-/// True when the file at `path` no longer has the size, mtime and ctime the walk recorded
-/// (or is gone).
-fn moved(path: &Path, (size, mtime, ctime): (u64, i64, i64)) -> bool {
-    // A
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) => {
-            m.len() != size
-                || m.mtime()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(m.mtime_nsec())
-                    != mtime
-                || m.ctime()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(m.ctime_nsec())
-                    != ctime
-        }
-        Err(_) => true,
-    }
 }
 
 /// Writes every directory's record into the stream, children first, and returns the root's

@@ -16,6 +16,7 @@ pub mod diff;
 pub mod forget;
 pub mod fsmeta;
 mod handoff;
+mod lazy_file;
 pub mod list;
 pub mod names;
 pub mod owners;
