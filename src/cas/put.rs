@@ -184,6 +184,48 @@ pub(crate) struct Body<'a> {
     pub meta: VersionMeta,
 }
 
+/// One slot per item of a put, in item order: filled by the producer for items that fail or
+/// are unchanged, by the writer for the versions it commits; empty until then.
+pub(super) struct Slots(Mutex<Vec<Option<Result<PutOutcome>>>>);
+
+impl Slots {
+    /// Adds the next item's empty slot.
+    fn push(&self) -> Result<()> {
+        // A
+        self.lock()?.push(None);
+        Ok(())
+    }
+
+    /// Fills item `item`'s slot.
+    pub(super) fn set(&self, item: usize, outcome: Result<PutOutcome>) -> Result<()> {
+        // A
+        if let Some(slot) = self.lock()?.get_mut(item) {
+            *slot = Some(outcome);
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<Option<Result<PutOutcome>>>>> {
+        // A
+        self.0
+            .lock()
+            .map_err(|_| Error::Internal("the put's outcomes were lost".into()))
+    }
+
+    /// The outcomes; an empty slot is a version that was not committed.
+    fn into_outcomes(self) -> Result<Vec<Result<PutOutcome>>> {
+        // A
+        let slots = self
+            .0
+            .into_inner()
+            .map_err(|_| Error::Internal("the put's outcomes were lost".into()))?;
+        Ok(slots
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|| Err(Error::Internal("version was not committed".into()))))
+            .collect())
+    }
+}
+
 /// Messages to the writer thread.
 pub(super) enum ToWriter {
     /// Sealed chunks and packs.
@@ -239,6 +281,7 @@ impl Cas {
         // Workers own the job receiver: when they all stop (the writer failed), it is dropped
         // and the producer's next send fails instead of blocking forever.
         let job_rx = Arc::new(Mutex::new(job_rx));
+        let slots = Slots(Mutex::new(Vec::new()));
         std::thread::scope(|s| {
             for _ in 0..workers {
                 let out_tx = out_tx.clone();
@@ -256,8 +299,8 @@ impl Cas {
                 });
             }
             drop(job_rx);
-            let writer = s.spawn(|| self.write_batches(out_rx));
-            let produced = self.produce(items, keys, &job_tx, &out_tx, progress);
+            let writer = s.spawn(|| self.write_batches(out_rx, &slots));
+            let produced = self.produce(items, keys, &job_tx, &out_tx, progress, &slots);
             drop(job_tx);
             drop(out_tx);
             // Join the writer before reporting anything, so no transaction is left open.
@@ -265,19 +308,15 @@ impl Cas {
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("writer thread failed".into())));
             // The writer's error is the cause; the producer only saw the channel close.
-            let written = written?;
-            let mut slots = produced?;
-            for (item, outcome) in written {
-                if let Some(slot) = slots.get_mut(item) {
-                    *slot = outcome;
-                }
-            }
-            Ok(slots)
-        })
+            written?;
+            produced
+        })?;
+        slots.into_outcomes()
     }
 
     /// Chunks every item on the calling thread and hands new chunks to the sealing
-    /// workers and finished versions to the writer. Returns one slot per item.
+    /// workers and finished versions to the writer. Adds one slot per item to `slots`, and
+    /// fills those of items that fail or are unchanged.
     fn produce<'r>(
         &self,
         items: impl Iterator<Item = PutItem<'r>>,
@@ -285,9 +324,9 @@ impl Cas {
         jobs: &SyncSender<Job>,
         writer: &SyncSender<Result<ToWriter>>,
         progress: &dyn Progress,
-    ) -> Result<Vec<Result<PutOutcome>>> {
+        slots: &Slots,
+    ) -> Result<()> {
         // PA
-        let mut slots = Vec::new();
         let mut seen: HashSet<Hash> = HashSet::new();
         let mut batch = SmallBatch::default();
         let stopped = || Error::Internal("the store writer stopped".into());
@@ -295,7 +334,7 @@ impl Cas {
             if batch.started.is_some_and(|t| t.elapsed() >= JOB_AGE) {
                 batch.flush(jobs, writer).map_err(|_| stopped())?;
             }
-            slots.push(Err(Error::Internal("version was not committed".into())));
+            slots.push()?;
             let key = item.key.clone();
             let explicit_parents = item.parents.is_some();
             let prepared = validate_item_key(&key, &item.meta).and_then(|_| match &item.parents {
@@ -305,7 +344,7 @@ impl Cas {
             let parents = match prepared {
                 Ok(p) => p,
                 Err(e) => {
-                    slots[i] = Err(e);
+                    slots.set(i, Err(e))?;
                     continue;
                 }
             };
@@ -359,7 +398,7 @@ impl Cas {
                 Ok(()) => {}
                 // Input errors belong to this item; the chunks it sent are orphans gc frees.
                 Err(e @ Error::Input(_)) => {
-                    slots[i] = Err(e);
+                    slots.set(i, Err(e))?;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -368,13 +407,14 @@ impl Cas {
                 let txn = self.lmdb.read()?;
                 if let Some(head) = self.lmdb.blobs.get(&txn, &parents[0])? {
                     if head.chunks == chunks && head.meta.same_but_mtime(&item.meta) {
-                        slots[i] = Ok(PutOutcome {
+                        let outcome = PutOutcome {
                             hash: parents[0],
                             size,
                             chunks: chunks.len(),
                             new_chunks: 0,
                             stored_bytes: 0,
-                        });
+                        };
+                        slots.set(i, Ok(outcome))?;
                         continue;
                     }
                 }
@@ -398,7 +438,7 @@ impl Cas {
             }
         }
         batch.flush(jobs, writer).map_err(|_| stopped())?;
-        Ok(slots)
+        Ok(())
     }
 
     /// The parents of a plain put: the single head, none for a new or deleted key.

@@ -7,7 +7,8 @@ use crate::crypto::StoreKeys;
 use crate::error::Result;
 use crate::hash::Hash;
 use crate::route::DataRouter;
-use crate::seal::{seal_chunk, seal_pack, SealParams, SealedChunk};
+use crate::seal::sealer::seal_owned_chunk;
+use crate::seal::{seal_pack, SealParams, SealedChunk};
 use crate::store::RwTxn;
 
 /// Chunks to seal, with the item index each belongs to: each alone, or all in one pack.
@@ -40,7 +41,7 @@ pub(super) fn seal_job(keys: &StoreKeys, params: SealParams, job: Job) -> Result
     job.chunks
         .into_iter()
         .map(|(item, id, data)| {
-            seal_chunk(keys, params, id, &data).map(|unit| Sealed {
+            seal_owned_chunk(keys, params, id, data).map(|unit| Sealed {
                 items: vec![item],
                 unit,
             })

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::cas::put::{Body, PendingVersion, PutOutcome, ToWriter, SEEN_LIMIT};
+use crate::cas::put::{Body, PendingVersion, PutOutcome, Slots, ToWriter, SEEN_LIMIT};
 use crate::cas::put_sealed::Sealed;
 use crate::cas::Cas;
 use crate::error::{Error, Result};
@@ -28,22 +28,20 @@ const BATCH_BYTES_MANY: usize = 64 << 20;
 const MANY_VERSIONS: usize = 64;
 /// Versions per write transaction at most.
 const BATCH_VERSIONS: usize = 10_000;
-/// Versions committed between two releases of LMDB's map (`store::mapped_pages`): each
-/// commit maps index pages with their neighbours, about 120 MB over a transaction of small
-/// files; releasing every 85 versions cost 14% more CPU in faults.
-const RELEASE_VERSIONS: usize = 2048;
 /// Longest a transaction stays open, so versions become visible promptly.
 const BATCH_AGE: Duration = Duration::from_secs(1);
 
 impl Cas {
     /// The writer thread: stores sealed chunks and commits versions once their chunks are
-    /// in the transaction, committing about every [`BATCH_BYTES`].
+    /// in the transaction, committing about every [`BATCH_BYTES`]; puts each version's
+    /// outcome in its item's slot.
     pub(super) fn write_batches(
         &self,
         rx: Receiver<Result<ToWriter>>,
-    ) -> Result<Vec<(usize, Result<PutOutcome>)>> {
+        slots: &Slots,
+    ) -> Result<()> {
         // PA
-        let mut writer = Writer::new(self);
+        let mut writer = Writer::new(self, slots);
         while let Some(msg) = writer.receive(&rx)? {
             writer.handle(msg)?;
         }
@@ -58,8 +56,8 @@ struct Writer<'c> {
     cas: &'c Cas,
     /// Where sealed slices go.
     router: DataRouter<'c>,
-    /// The outcome of each version committed or failed, with its item.
-    done: Vec<(usize, Result<PutOutcome>)>,
+    /// Where the outcome of each version committed or failed goes, by item.
+    slots: &'c Slots,
     /// Versions waiting for chunks, each with the value of `arrived.clears` at its last
     /// search of LMDB.
     waiting: Vec<(PendingVersion, u64)>,
@@ -67,9 +65,10 @@ struct Writer<'c> {
     arrived: Arrived,
     /// Bytes of slices each item stored, for its outcome.
     stored_by_item: HashMap<usize, u64>,
-    /// Versions committed by this call, per key: a later version of the same key with
+    /// Versions committed by this call, per key (by [`key_print`], not the key itself: a
+    /// tree of 50,000 files would hold every key): a later version of the same key with
     /// default parents follows them instead of forking from the head read at its start.
-    batch_heads: HashMap<String, (Vec<Hash>, Hash)>,
+    batch_heads: HashMap<[u8; 16], (Vec<Hash>, Hash)>,
     /// Chunks stored (or found dedupable) by the open transaction: nothing condemns a
     /// chunk inside it, so its versions need not check them again.
     fresh: HashSet<Hash>,
@@ -111,12 +110,12 @@ impl Arrived {
 
 impl<'c> Writer<'c> {
     /// A writer for `cas` with no transaction open and nothing waiting.
-    fn new(cas: &'c Cas) -> Self {
+    fn new(cas: &'c Cas, slots: &'c Slots) -> Self {
         // PA
         Writer {
             cas,
             router: DataRouter::new(&cas.lmdb),
-            done: Vec::new(),
+            slots,
             waiting: Vec::new(),
             arrived: Arrived::default(),
             stored_by_item: HashMap::new(),
@@ -246,7 +245,8 @@ impl<'c> Writer<'c> {
         // Chain only onto the head this version also started from (read before the earlier
         // one committed) and only while that earlier version is live: a fresher head read
         // from another process's commit wins.
-        let parents = match self.batch_heads.get(&v.key) {
+        let print = key_print(&v.key);
+        let parents = match self.batch_heads.get(&print) {
             Some((started_from, prev))
                 if v.default_parents
                     && *started_from == v.parents
@@ -272,28 +272,23 @@ impl<'c> Writer<'c> {
             // This version deduplicated against a sealing gc condemned since: it
             // fails alone, before writing anything.
             Err(e @ Error::Retry(_)) => {
-                self.done.push((v.item, Err(e)));
-                return Ok(());
+                return self.slots.set(v.item, Err(e));
             }
             Err(e) => return Err(e),
         };
-        self.batch_heads.insert(v.key.clone(), (v.parents, hash));
+        self.batch_heads.insert(print, (v.parents, hash));
         tracing::info!(key = %v.key, version = %hash.short(), size = v.size, new_chunks = v.new_chunks, "stored");
         self.versions += 1;
-        if self.versions % RELEASE_VERSIONS == 0 {
-            self.cas.lmdb.slices.mapped.release();
-        }
-        self.done.push((
-            v.item,
-            Ok(PutOutcome {
-                hash,
-                size: v.size,
-                chunks: v.chunks.len(),
-                new_chunks: v.new_chunks,
-                stored_bytes: self.stored_by_item.remove(&v.item).unwrap_or(0),
-            }),
-        ));
-        Ok(())
+        // Its commit looked up a few pages of the map.
+        self.cas.lmdb.slices.mapped.note_lookup();
+        let outcome = PutOutcome {
+            hash,
+            size: v.size,
+            chunks: v.chunks.len(),
+            new_chunks: v.new_chunks,
+            stored_bytes: self.stored_by_item.remove(&v.item).unwrap_or(0),
+        };
+        self.slots.set(v.item, Ok(outcome))
     }
 
     /// Commits the transaction once it holds enough bytes or versions or has been open long
@@ -315,9 +310,9 @@ impl<'c> Writer<'c> {
         Ok(())
     }
 
-    /// Once every sender is gone: commits the open transaction and returns the outcomes. A
-    /// version still waiting then never got a chunk it needs.
-    fn finish(self) -> Result<Vec<(usize, Result<PutOutcome>)>> {
+    /// Once every sender is gone: commits the open transaction. A version still waiting
+    /// then never got a chunk it needs.
+    fn finish(self) -> Result<()> {
         // PA
         if let Some(t) = self.txn {
             self.cas.lmdb.commit(t)?;
@@ -328,6 +323,14 @@ impl<'c> Writer<'c> {
                 self.waiting.len()
             )));
         }
-        Ok(self.done)
+        Ok(())
     }
+}
+
+/// A 128-bit fingerprint of a key: two keys of one put share one only by a BLAKE3 collision.
+fn key_print(key: &str) -> [u8; 16] {
+    // A
+    let mut print = [0u8; 16];
+    print.copy_from_slice(&Hash::of(key.as_bytes()).0[..16]);
+    print
 }

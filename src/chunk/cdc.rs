@@ -118,6 +118,9 @@ impl<R: Read> Chunker<R> {
         self.window.drain(..self.start);
         self.start = 0;
         let want = 2 * max - self.window.len();
+        // The window's full size at once: `read_to_end` growing it would double it to
+        // four times `max` (16 MiB of a put's peak memory with the default chunk sizes).
+        self.window.reserve_exact(want);
         // `read_to_end` appends into spare capacity without zeroing it first, and keeps
         // reading through short reads: fewer bytes than asked means the input ended.
         let got = (&mut self.source)

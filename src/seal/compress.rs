@@ -20,10 +20,11 @@ pub fn compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> Result<
     // A
     let start = out.len();
     out.push(ZSTD);
-    let bound = zstd::zstd_safe::compress_bound(plaintext.len());
-    // zstd writes a Vec from index 0, so give it the slice after the flag byte.
-    out.resize(start + 1 + bound, 0);
-    let written = COMPRESSOR.with(|cell| -> Result<usize> {
+    // Room for a frame shorter than the plaintext, left uninitialised: zstd writes into the
+    // spare capacity after the flag byte. A frame that does not fit would be stored raw
+    // anyway; zeroing a worst-case bound first touched every page of it for nothing.
+    out.reserve(plaintext.len());
+    let written = COMPRESSOR.with(|cell| -> Result<Option<usize>> {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().map(|(l, _)| *l) != Some(level) {
             let c = zstd::bulk::Compressor::new(level)
@@ -33,14 +34,18 @@ pub fn compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> Result<
         let (_, c) = slot
             .as_mut()
             .ok_or_else(|| Error::InvalidArgument("zstd".into()))?;
-        c.compress_to_buffer(plaintext, &mut out[start + 1..])
-            .map_err(|e| Error::io("compressing a chunk", e))
+        let mut dst = std::io::Cursor::new(&mut *out);
+        dst.set_position(start as u64 + 1);
+        // A frame larger than the room fails to fit, which only means "stored raw".
+        Ok(c.compress_to_buffer(plaintext, &mut dst).ok())
     })?;
-    out.truncate(start + 1 + written);
-    if written >= plaintext.len() {
-        out.truncate(start);
-        out.push(RAW);
-        out.extend_from_slice(plaintext);
+    match written {
+        Some(n) if n < plaintext.len() => out.truncate(start + 1 + n),
+        _ => {
+            out.truncate(start);
+            out.push(RAW);
+            out.extend_from_slice(plaintext);
+        }
     }
     Ok(())
 }

@@ -46,6 +46,27 @@ pub fn encode(payload: &[u8], k: u8, m: u8) -> Result<Vec<Vec<u8>>> {
     Ok(shards)
 }
 
+/// Computes the m parity shards of the data shards `data` (all of one length) and hands
+/// each, in index order, to `each`: no copy of the data shards is made, and the parity is
+/// read straight out of the encoder.
+pub fn parity(data: &[&[u8]], m: u8, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    // PA
+    let (k, m) = (data.len(), usize::from(m));
+    let len = data.first().map_or(0, |d| d.len());
+    let failed = |e: reed_solomon_simd::Error| {
+        Error::InvalidArgument(format!("erasure coding {k}+{m}: {e}"))
+    };
+    let mut encoder = reed_solomon_simd::ReedSolomonEncoder::new(k, m, len).map_err(failed)?;
+    for d in data {
+        encoder.add_original_shard(d).map_err(failed)?;
+    }
+    let result = encoder.encode().map_err(failed)?;
+    for p in result.recovery_iter() {
+        each(p)?;
+    }
+    Ok(())
+}
+
 thread_local! {
     /// This thread's erasure decoder, reset for each chunk.
     static DECODER: std::cell::RefCell<Option<ReedSolomonDecoder>> =

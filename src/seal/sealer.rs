@@ -1,11 +1,12 @@
 //! Seals one chunk into slices (compress -> encrypt -> erasure-code) and opens it again,
 //! verifying the result against the chunk id end to end.
 
+use crate::codec;
 use crate::crypto::StoreKeys;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::model::slice::SliceHeader;
-use crate::model::{ChunkKind, ChunkRecord, SealedSlice};
+use crate::model::slice::{SliceHeader, SLICE_TAG};
+use crate::model::{ChunkKind, ChunkRecord};
 use crate::seal::{cipher, compress, erasure};
 
 /// Per-store sealing parameters.
@@ -67,27 +68,47 @@ pub(crate) fn seal_body(
     })
 }
 
-/// Erasure-codes `payload` into k+m encoded SealedSlices of `id`, with their hashes.
+/// Erasure-codes `payload` into k+m encoded SealedSlices of `id`, with their hashes. Each
+/// shard is written once, straight into its encoded slice: building the shards apart and
+/// then copying them into slices held the payload three times over.
 pub(crate) fn slice_up(id: &Hash, payload: &[u8], k: u8, m: u8) -> Result<Vec<(Hash, Vec<u8>)>> {
     // PA
-    let shards = erasure::encode(payload, k, m)?;
-    shards
-        .into_iter()
-        .enumerate()
-        .map(|(i, payload)| {
-            let s = SealedSlice {
-                header: SliceHeader {
-                    chunk: *id,
-                    index: i as u8,
-                    k,
-                    m,
-                },
-                payload,
-            };
-            let bytes = s.encode()?;
-            Ok((Hash::of(&bytes), bytes))
-        })
-        .collect()
+    let len = erasure::shard_len(payload.len(), usize::from(k));
+    let header = |index: usize| -> Result<Vec<u8>> {
+        let mut out = codec::encode(
+            SLICE_TAG,
+            &SliceHeader {
+                chunk: *id,
+                index: index as u8,
+                k,
+                m,
+            },
+        )?;
+        out.reserve_exact(len);
+        Ok(out)
+    };
+    let mut slices = Vec::with_capacity(usize::from(k) + usize::from(m));
+    let mut at = 0;
+    for i in 0..usize::from(k) {
+        let mut s = header(i)?;
+        at = s.len();
+        let part = payload.get(i * len..).unwrap_or_default();
+        s.extend_from_slice(&part[..part.len().min(len)]);
+        s.resize(at + len, 0);
+        slices.push(s);
+    }
+    if m > 0 {
+        let data: Vec<&[u8]> = slices.iter().map(|s| &s[at..]).collect();
+        let mut parity = Vec::with_capacity(usize::from(m));
+        erasure::parity(&data, m, |p| {
+            let mut s = header(usize::from(k) + parity.len())?;
+            s.extend_from_slice(p);
+            parity.push(s);
+            Ok(())
+        })?;
+        slices.extend(parity);
+    }
+    Ok(slices.into_iter().map(|s| (Hash::of(&s), s)).collect())
 }
 
 /// Seals plaintext whose id is `id` under the keys of the current epoch.
@@ -100,6 +121,33 @@ pub fn seal_chunk(
     // PA
     let mut buf = Vec::with_capacity(plaintext.len() / 2 + 64);
     let body = seal_body(keys, params.zstd_level, &id, plaintext, &mut buf)?;
+    sliced(keys, params, id, buf, body)
+}
+
+/// [`seal_chunk`] of plaintext it owns, freed once compressed: the put pipeline's workers
+/// then hold one form of a chunk at a time, not its plaintext, payload and slices at once.
+pub(crate) fn seal_owned_chunk(
+    keys: &StoreKeys,
+    params: SealParams,
+    id: Hash,
+    plaintext: Vec<u8>,
+) -> Result<SealedChunk> {
+    // PA
+    let mut buf = Vec::with_capacity(plaintext.len() / 2 + 64);
+    let body = seal_body(keys, params.zstd_level, &id, &plaintext, &mut buf)?;
+    drop(plaintext);
+    sliced(keys, params, id, buf, body)
+}
+
+/// The sealed chunk `id` whose compressed and encrypted payload is `buf`.
+fn sliced(
+    keys: &StoreKeys,
+    params: SealParams,
+    id: Hash,
+    buf: Vec<u8>,
+    body: SealedBody,
+) -> Result<SealedChunk> {
+    // PA
     let k = erasure::effective_k(buf.len(), params.k);
     let slices = slice_up(&id, &buf, k, params.m)?;
     drop(buf);
@@ -206,6 +254,7 @@ fn open_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SealedSlice;
     use proptest::prelude::*;
 
     proptest! {
@@ -222,6 +271,45 @@ mod tests {
             let view: Vec<Option<&[u8]>> = headers.iter().enumerate()
                 .map(|(i, (_, p))| (i != lose as usize % n).then_some(p.as_slice())).collect();
             prop_assert_eq!(open_chunk(&keys, &id, &sealed.record, &view).unwrap(), data);
+        }
+    }
+
+    /// Slices written straight from the payload are the slices of the shards
+    /// `erasure::encode` cuts, encoded one by one: stored slices keep their bytes.
+    #[test]
+    fn slices_are_the_encoded_shards() {
+        for (n, k, m) in [
+            (0usize, 1u8, 2u8),
+            (1, 1, 0),
+            (5000, 4, 2),
+            (4097, 4, 2),
+            (9999, 3, 1),
+        ] {
+            let payload: Vec<u8> = (0..n).map(|i| (i * 7 + i / 13) as u8).collect();
+            let id = Hash([5; 32]);
+            let expected: Vec<Vec<u8>> = erasure::encode(&payload, k, m)
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .map(|(i, payload)| {
+                    let header = SliceHeader {
+                        chunk: id,
+                        index: i as u8,
+                        k,
+                        m,
+                    };
+                    SealedSlice { header, payload }.encode().unwrap()
+                })
+                .collect();
+            let got: Vec<Vec<u8>> = slice_up(&id, &payload, k, m)
+                .unwrap()
+                .into_iter()
+                .map(|(h, b)| {
+                    assert_eq!(h, Hash::of(&b));
+                    b
+                })
+                .collect();
+            assert_eq!(got, expected, "n={n} k={k} m={m}");
         }
     }
 

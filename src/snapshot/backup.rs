@@ -2,11 +2,9 @@
 //! of their keys (one pipeline for all), write every directory's record into the tree
 //! stream, and store the stream as a new version of the prefix's snapshot key.
 
-use std::collections::HashSet;
-use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use crate::cas::{now_nanos, Cas, PutItem, PutOutcome};
 use crate::error::{Error, Result};
@@ -18,11 +16,17 @@ use crate::model::{
     VersionMeta,
 };
 use crate::progress::Progress;
-use crate::snapshot::fsmeta::{path_bytes, read_entry, NoAtime};
+use crate::snapshot::fsmeta::{path_bytes, read_entry};
+use crate::snapshot::handoff::{Handoff, Receiver};
+use crate::snapshot::lazy_file::{LazyFile, Reading};
 use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::{StreamReader, StreamWriter};
-use crate::snapshot::walk::{FileJob, WalkContext, Walked};
+use crate::snapshot::walk::{file_key, FileJob, FoundFile, Settled, WalkContext, Walked};
+
+/// Files the walk may find before the put reads them ([`Handoff`]): enough that the reading
+/// never waits for the walk.
+const WALK_AHEAD: usize = 1024;
 
 /// What a backup needs: the directory, the key prefix, what to leave out.
 pub struct BackupOptions<'a> {
@@ -63,11 +67,11 @@ struct ToRead {
 }
 
 impl ToRead {
-    fn of(j: &FileJob, e: &Entry) -> Self {
+    fn of(key: String, path: PathBuf, e: &Entry) -> Self {
         // A
         ToRead {
-            key: j.key.clone(),
-            path: j.path.clone(),
+            key,
+            path,
             owner: e.uid,
             stamp: (e.size, e.mtime, e.ctime),
             meta: FileMeta {
@@ -97,68 +101,6 @@ impl ToRead {
             created: None,
             skip_if_unchanged: true,
             meta: VersionMeta::File(self.meta),
-        }
-    }
-}
-
-/// What the readers of one backup share.
-#[derive(Default)]
-struct Reading {
-    noatime: NoAtime,
-    /// Jobs whose file's size or times moved while it was read.
-    moved: Mutex<HashSet<usize>>,
-}
-
-/// Opens its file on the first read, so a tree of 50k files never holds 50k descriptors.
-struct LazyFile<'r> {
-    /// Its job's number.
-    n: usize,
-    path: PathBuf,
-    owner: u32,
-    stamp: (u64, i64, i64),
-    file: Option<std::fs::File>,
-    reading: &'r Reading,
-}
-
-impl Read for LazyFile<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // A
-        if self.file.is_none() {
-            // O_NOATIME (allowed to the owner and root): reading a file must not change
-            // its access time, or the next run would record new metadata for every file.
-            // O_NONBLOCK and the check below: a file replaced by a FIFO since the walk
-            // must fail, not block the backup forever.
-            use rustix::fs::OFlags;
-            let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-            let f = std::fs::File::from(self.reading.noatime.open(&self.path, flags, self.owner)?);
-            if !f.metadata()?.is_file() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "no longer a regular file",
-                ));
-            }
-            self.file = Some(f);
-        }
-        match self.file.as_mut() {
-            Some(f) => f.read(buf),
-            None => Ok(0),
-        }
-    }
-}
-
-impl Drop for LazyFile<'_> {
-    /// Once read (the pipeline drops the reader at the end of the file), the file is
-    /// closed and its path stat'ed again: a size or time unlike the walk's means it
-    /// changed while read. Done here, on the reading thread, rather than for every file
-    /// once the whole put is over.
-    fn drop(&mut self) {
-        // A
-        let Some(f) = self.file.take() else { return };
-        drop(f);
-        if moved(&self.path, self.stamp) {
-            if let Ok(mut m) = self.reading.moved.lock() {
-                m.insert(self.n);
-            }
         }
     }
 }
@@ -248,7 +190,7 @@ impl Cas {
             parent: reader.as_ref().zip(parent_started),
             owners: &owners,
             noatime: &reading.noatime,
-            found: &|_, _| {},
+            found: &|_| {},
         };
         let (mut walked, results) =
             self.walk_and_store(&root, root_meta.uid(), parent_root, &cx, opts, &reading)?;
@@ -266,6 +208,8 @@ impl Cas {
             results,
             reading: &reading,
             progress: opts.progress,
+            root: &root,
+            prefix,
         };
         self.settle_files(&mut walked, stored, &mut summary, &mut warnings)?;
         let mut stream = StreamWriter::default();
@@ -376,33 +320,33 @@ impl Cas {
     ) -> Result<(Walked, Vec<Result<PutOutcome>>)> {
         // PA
         let progress = opts.progress;
+        let queue = Handoff::<ToRead>::new(WALK_AHEAD);
+        let queue = &queue;
         std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::channel::<ToRead>();
             let put = s.spawn(move || {
-                let items = rx
-                    .into_iter()
+                let items = Receiver(queue)
                     .enumerate()
                     .map(|(n, r)| r.item(n, None, reading));
                 self.put_many(items, progress)
             });
             let total = std::cell::Cell::new(0u64);
-            let found = |j: &FileJob, e: &Entry| {
-                total.set(total.get() + e.size);
+            let found = |f: FoundFile| {
+                total.set(total.get() + f.entry.size);
                 progress.set_total(total.get());
-                // Fails only once the put has stopped on an error of the store, which its
-                // join below returns.
-                let _ = tx.send(ToRead::of(j, e));
+                // Dropped once the put has stopped on an error of the store, which its join
+                // below returns.
+                queue.send(ToRead::of(f.key, f.path, f.entry));
             };
             let cx = WalkContext {
                 found: &found,
                 ..*cx
             };
             let walked = Walked::walk(root, root_owner, parent_root, &cx);
-            drop(tx);
+            queue.close();
             let results = put
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("the put thread failed".into())))?;
-            Ok((walked, results))
+            Ok((walked?, results))
         })
     }
 
@@ -422,6 +366,8 @@ impl Cas {
             mut results,
             reading,
             progress,
+            root,
+            prefix,
         } = stored;
         // A key with several heads (edited elsewhere meanwhile: the mount, another node)
         // gets a version that merges them: a backup from cron must not fail on it.
@@ -434,16 +380,22 @@ impl Cas {
             })
             .collect();
         if !forks.is_empty() {
-            let again = self.put_many(
-                forks.iter().map(|(n, heads)| {
-                    ToRead::of(&jobs[*n], entry_of(walked, &jobs[*n])).item(
-                        *n,
-                        Some(heads.clone()),
-                        reading,
-                    )
-                }),
-                progress,
-            )?;
+            let mut again = Vec::with_capacity(forks.len());
+            for (n, heads) in &forks {
+                let j = &jobs[*n];
+                let entry = walked
+                    .dirs
+                    .get(j.at.0)
+                    .map(|d| d.entries())
+                    .transpose()?
+                    .and_then(|es| es.into_iter().nth(j.at.1))
+                    .ok_or_else(|| Error::Internal("a file job lost its entry".into()))?;
+                let rel = walked.rel(j);
+                let path = root.join(std::ffi::OsStr::from_bytes(&rel));
+                let read = ToRead::of(file_key(prefix, &rel).0, path, &entry);
+                again.push(read.item(*n, Some(heads.clone()), reading));
+            }
+            let again = self.put_many(again.into_iter(), progress)?;
             for ((n, _), r) in forks.iter().zip(again) {
                 results[*n] = r;
             }
@@ -478,26 +430,25 @@ fn settle_file(
             let previous = j.previous.as_ref().filter(|p| p.kind == EntryKind::File);
             // A touched file keeps its version (`skip_if_unchanged`) but is changed all the
             // same: the snapshot records its new time.
-            let same_time = previous.is_some_and(|p| p.mtime == walked.dirs[d].entries[i].mtime);
             match previous.and_then(|p| p.content) {
                 None => summary.files_new += 1,
-                Some(h) if h == o.hash && same_time => summary.files_unchanged += 1,
+                Some(h) if h == o.hash && !j.touched => summary.files_unchanged += 1,
                 Some(_) => summary.files_changed += 1,
             }
             summary.bytes_added += o.stored_bytes;
             if moved {
                 warnings.push((
-                    display(&j.rel),
+                    display(&walked.rel(j)),
                     "changed while it was read: stored as read, read again next run".into(),
                 ));
             }
-            walked.dirs[d].entries[i].content = Some(o.hash);
+            walked.dirs[d].settled.push((i, Settled::Stored(o.hash)));
         }
         // Deleted between the walk and its reading: gone, as if the walk had not
         // seen it (not an error of the backup).
         Err(Error::Input(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            warnings.push((display(&j.rel), "vanished during the walk".into()));
-            walked.dirs[d].dropped.insert(i);
+            warnings.push((display(&walked.rel(j)), "vanished during the walk".into()));
+            walked.dirs[d].settled.push((i, Settled::Dropped));
         }
         Err(e) => {
             let kept = j
@@ -508,20 +459,14 @@ fn settle_file(
                 Some(_) => format!("{e} (the previous version is kept)"),
                 None => e.to_string(),
             };
-            walked.errors.push((j.rel.clone(), why));
-            match kept {
-                Some(p) => walked.dirs[d].entries[i] = p.clone(),
-                None => {
-                    walked.dirs[d].dropped.insert(i);
-                }
-            }
+            walked.errors.push((walked.rel(j), why));
+            let settled = match kept {
+                Some(p) => Settled::Kept(p.clone()),
+                None => Settled::Dropped,
+            };
+            walked.dirs[d].settled.push((i, settled));
         }
     }
-}
-
-fn entry_of<'w>(walked: &'w Walked, j: &FileJob) -> &'w crate::model::Entry {
-    // A
-    &walked.dirs[j.at.0].entries[j.at.1]
 }
 
 /// The first put's results, with what its readers found, for [`Cas::settle_files`].
@@ -529,27 +474,9 @@ struct Stored<'r> {
     results: Vec<Result<PutOutcome>>,
     reading: &'r Reading,
     progress: &'r dyn Progress,
-}
-
-/// True when the file at `path` no longer has the size, mtime and ctime the walk recorded
-/// (or is gone).
-fn moved(path: &Path, (size, mtime, ctime): (u64, i64, i64)) -> bool {
-    // A
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) => {
-            m.len() != size
-                || m.mtime()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(m.mtime_nsec())
-                    != mtime
-                || m.ctime()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(m.ctime_nsec())
-                    != ctime
-        }
-        Err(_) => true,
-    }
+    /// The directory backed up and the key prefix: where a job's file is and its key.
+    root: &'r Path,
+    prefix: &'r str,
 }
 
 /// Writes every directory's record into the stream, children first, and returns the root's
@@ -563,18 +490,16 @@ fn assemble(
     let mut hashes: Vec<Hash> = Vec::with_capacity(walked.dirs.len());
     for d in 0..walked.dirs.len() {
         let dir = &mut walked.dirs[d];
-        for &(entry, child) in &dir.subdirs {
-            let h = *hashes.get(child).ok_or_else(|| {
-                Error::Internal("a directory came before its subdirectory".into())
-            })?;
-            dir.entries[entry].content = Some(h);
-        }
-        let entries: Vec<_> = std::mem::take(&mut dir.entries)
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| !dir.dropped.contains(i))
-            .map(|(_, e)| e)
-            .collect();
+        let subdirs = dir
+            .subdirs
+            .iter()
+            .map(|&(entry, child)| {
+                hashes.get(child).map(|h| (entry, *h)).ok_or_else(|| {
+                    Error::Internal("a directory came before its subdirectory".into())
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let entries = dir.finish(&subdirs)?;
         summary.dirs += 1;
         summary.entries += entries.len() as u64;
         summary.total_bytes += entries

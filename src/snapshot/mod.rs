@@ -15,6 +15,8 @@ pub mod backup;
 pub mod diff;
 pub mod forget;
 pub mod fsmeta;
+mod handoff;
+mod lazy_file;
 pub mod list;
 pub mod names;
 pub mod owners;

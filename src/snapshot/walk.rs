@@ -1,11 +1,12 @@
 //! The walk of `put -r`: every entry of a directory tree with its metadata, compared with
 //! the parent snapshot so that unchanged files are not read again.
 
-use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, Result};
+use crate::hash::Hash;
 use crate::model::{Entry, EntryKind, TreeRecord};
 use crate::snapshot::fsmeta::{read_entry, NoAtime};
 use crate::snapshot::names::key_for;
@@ -21,26 +22,104 @@ const RACY_NS: i64 = 2_000_000_000;
 /// One directory as walked: its entries (contents filled in later) and, for each
 /// subdirectory entry, the index of that directory in [`Walked::dirs`].
 pub struct WalkedDir {
-    /// Entries sorted by name.
-    pub entries: Vec<Entry>,
+    /// Entries sorted by name, postcard-encoded: the walk of a large tree is over long
+    /// before its files are stored, and encoded entries take about a fifth of the memory
+    /// of [`Entry`] values (names, owners and times as short varints, no pointers).
+    packed: Box<[u8]>,
+    /// Its relative path (raw bytes; empty for the root).
+    rel: Box<[u8]>,
     /// `(entry index, dir index)` of subdirectories.
     pub subdirs: Vec<(usize, usize)>,
-    /// Entries to leave out (their file could not be stored and had no earlier version).
-    pub dropped: HashSet<usize>,
+    /// What became of entries once their files were stored, by entry index.
+    pub settled: Vec<(usize, Settled)>,
+}
+
+/// What became of an entry after the walk.
+pub enum Settled {
+    /// Its file was stored as this version.
+    Stored(Hash),
+    /// Replaced by the parent snapshot's entry (its file could not be stored).
+    Kept(Box<Entry>),
+    /// Left out (its file could not be stored and had no earlier version, or the parent
+    /// snapshot's record of a directory kept unlisted could not be read).
+    Dropped,
+}
+
+impl WalkedDir {
+    /// The walked directory at relative path `rel`, holding `entries`.
+    fn new(
+        rel: Vec<u8>,
+        entries: &[Entry],
+        subdirs: Vec<(usize, usize)>,
+        settled: Vec<(usize, Settled)>,
+    ) -> Result<Self> {
+        // A
+        let packed = postcard::to_allocvec(entries)
+            .map_err(|e| Error::Internal(format!("encoding walked entries: {e}")))?;
+        Ok(WalkedDir {
+            packed: packed.into_boxed_slice(),
+            rel: rel.into_boxed_slice(),
+            subdirs,
+            settled,
+        })
+    }
+
+    /// The entries as the walk found them.
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        // A
+        postcard::from_bytes(&self.packed)
+            .map_err(|e| Error::Internal(format!("decoding walked entries: {e}")))
+    }
+
+    /// The entries with their settled contents, subdirectory `(entry index, record hash)`s
+    /// from `subdirs` filled in and dropped entries left out; empties the directory.
+    pub fn finish(&mut self, subdirs: &[(usize, Hash)]) -> Result<Vec<Entry>> {
+        // A
+        let mut entries: Vec<Option<Entry>> = self.entries()?.into_iter().map(Some).collect();
+        self.packed = Box::default();
+        for &(i, h) in subdirs {
+            if let Some(Some(e)) = entries.get_mut(i) {
+                e.content = Some(h);
+            }
+        }
+        for (i, s) in std::mem::take(&mut self.settled) {
+            let Some(slot) = entries.get_mut(i) else {
+                continue;
+            };
+            match (s, slot.as_mut()) {
+                (Settled::Stored(h), Some(e)) => e.content = Some(h),
+                (Settled::Kept(p), _) => *slot = Some(*p),
+                (Settled::Dropped, _) => *slot = None,
+                (Settled::Stored(_), None) => {}
+            }
+        }
+        Ok(entries.into_iter().flatten().collect())
+    }
 }
 
 /// A regular file whose content must be read.
 pub struct FileJob {
     /// Where its entry is: (dir index, entry index).
     pub at: (usize, usize),
+    /// Its name: with its directory's, the relative path ([`Walked::rel`]), from which the
+    /// key and the path on disk derive ([`file_key`]) rather than being held for every file
+    /// of the tree.
+    pub name: Box<[u8]>,
+    /// The entry in the parent snapshot, when there was one.
+    pub previous: Option<Box<Entry>>,
+    /// Its mtime differs from the parent snapshot's entry: with the same content it keeps its
+    /// key version, yet counts as changed.
+    pub touched: bool,
+}
+
+/// A file to read, handed to [`WalkContext::found`] when the walk finds it.
+pub struct FoundFile<'e> {
+    /// Its entry (content not filled in).
+    pub entry: &'e Entry,
     /// Path on disk.
     pub path: PathBuf,
-    /// Relative path (raw bytes), for messages.
-    pub rel: Vec<u8>,
     /// Key of its versions.
     pub key: String,
-    /// The entry in the parent snapshot, when there was one.
-    pub previous: Option<Entry>,
 }
 
 /// Everything the walk found.
@@ -72,21 +151,22 @@ pub struct WalkContext<'a, 'c> {
     pub owners: &'a Owners,
     /// Opens directories without changing their access time where allowed.
     pub noatime: &'a NoAtime,
-    /// Called with each file to read and its entry as soon as the walk finds it, in the
-    /// order of [`Walked::jobs`]: the reading can start while the walk goes on. (The job's
-    /// directory index, `at.0`, is known only once that directory is walked.)
-    pub found: &'a dyn Fn(&FileJob, &Entry),
+    /// Called with each file to read as soon as the walk finds it, in the order of
+    /// [`Walked::jobs`]: the reading can start while the walk goes on. (The job's directory
+    /// index, `at.0`, is known only once that directory is walked.)
+    pub found: &'a dyn Fn(FoundFile),
 }
 
 impl Walked {
     /// Walks `root` (owned by user `root_owner`), whose own tree in the parent snapshot is
-    /// `parent_tree`.
+    /// `parent_tree`. Fails only on an internal error; what cannot be read is recorded in
+    /// [`Walked::errors`].
     pub fn walk(
         root: &Path,
         root_owner: u32,
         parent_tree: Option<TreeRecord>,
         cx: &WalkContext,
-    ) -> Walked {
+    ) -> Result<Walked> {
         // A
         let mut w = Walked::default();
         let mut ancestors = Vec::new();
@@ -94,8 +174,8 @@ impl Walked {
             path: root,
             owner: root_owner,
         };
-        w.dir(at, &mut Vec::new(), parent_tree, cx, &mut ancestors);
-        w
+        w.dir(at, &mut Vec::new(), parent_tree, cx, &mut ancestors)?;
+        Ok(w)
     }
 
     /// Walks one directory (its subdirectories first) and returns its index.
@@ -106,7 +186,7 @@ impl Walked {
         parent: Option<TreeRecord>,
         cx: &WalkContext,
         ancestors: &mut Vec<(u64, u64)>,
-    ) -> usize {
+    ) -> Result<usize> {
         // A
         let mut names: Vec<Vec<u8>> = match list_dir(at.path, at.owner, cx.noatime) {
             Ok(names) => names,
@@ -132,20 +212,19 @@ impl Walked {
             },
         };
         names.sort_unstable();
-        let mut dir = WalkedDir {
+        let mut dir = Open {
             entries: Vec::with_capacity(names.len()),
             subdirs: Vec::new(),
-            dropped: HashSet::new(),
+            jobs: Vec::new(),
         };
-        let mut jobs = Vec::new();
         for name in names {
             rel.push(name);
-            self.entry(at.path, rel, &parent, cx, ancestors, &mut dir, &mut jobs);
+            self.entry(at.path, rel, &parent, cx, ancestors, &mut dir)?;
             rel.pop();
         }
         // This directory's index is known only now, after its subdirectories.
         let index = self.dirs.len();
-        for j in jobs {
+        for j in dir.jobs {
             self.jobs[j].at.0 = index;
         }
         if let Some(p) = &parent {
@@ -155,11 +234,17 @@ impl Walked {
                 .filter(|e| !has(&dir.entries, &e.name))
                 .count() as u64;
         }
-        self.dirs.push(dir);
-        index
+        self.dirs.push(WalkedDir::new(
+            join(rel),
+            &dir.entries,
+            dir.subdirs,
+            Vec::new(),
+        )?);
+        Ok(index)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Adds the entry `rel` (its last component the name) of directory `dir_path` to `dir`,
+    /// walking it first when it is a directory.
     fn entry(
         &mut self,
         dir_path: &Path,
@@ -167,19 +252,18 @@ impl Walked {
         parent: &Option<TreeRecord>,
         cx: &WalkContext,
         ancestors: &mut Vec<(u64, u64)>,
-        dir: &mut WalkedDir,
-        jobs: &mut Vec<usize>,
-    ) {
+        dir: &mut Open,
+    ) -> Result<()> {
         // A
         let Some(name) = rel.last().cloned() else {
-            return;
+            return Ok(());
         };
         let rel_path = join(rel);
         let path = dir_path.join(std::ffi::OsStr::from_bytes(&name));
         let Some((meta, mut entry)) = self.read(&path, &name, &rel_path, cx) else {
-            return;
+            return Ok(());
         };
-        let previous = parent.as_ref().and_then(|p| p.get(&name)).cloned();
+        let previous = parent.as_ref().and_then(|p| p.get(&name));
         let index = dir.entries.len();
         match entry.kind {
             EntryKind::Dir => {
@@ -189,10 +273,9 @@ impl Walked {
                         rel_path,
                         "file system loop or nesting too deep: not followed".into(),
                     ));
-                    return;
+                    return Ok(());
                 }
                 let sub = previous
-                    .as_ref()
                     .filter(|p| p.kind == EntryKind::Dir)
                     .and_then(|p| p.content)
                     .and_then(|h| cx.parent.and_then(|(r, _)| r.tree(&h).ok()));
@@ -203,28 +286,28 @@ impl Walked {
                 };
                 let child = self.dir(at, rel, sub, cx, ancestors);
                 ancestors.pop();
-                dir.subdirs.push((index, child));
+                dir.subdirs.push((index, child?));
             }
             EntryKind::File => {
-                match previous
-                    .as_ref()
-                    .filter(|p| unchanged(p, &entry, cx.parent.map(|(_, t)| t)))
-                {
+                match previous.filter(|p| unchanged(p, &entry, cx.parent.map(|(_, t)| t))) {
                     Some(p) => {
                         entry.content = p.content;
                         self.unchanged += 1;
                     }
                     None => {
-                        let key = self.file_key(cx.prefix, rel, &rel_path);
+                        let key = self.file_key(cx.prefix, &rel_path);
                         let job = FileJob {
                             at: (usize::MAX, index),
-                            path,
-                            rel: rel_path,
-                            key,
-                            previous,
+                            name: name.into_boxed_slice(),
+                            previous: previous.map(|p| Box::new(p.clone())),
+                            touched: previous.is_some_and(|p| p.mtime != entry.mtime),
                         };
-                        (cx.found)(&job, &entry);
-                        jobs.push(self.jobs.len());
+                        (cx.found)(FoundFile {
+                            entry: &entry,
+                            path,
+                            key,
+                        });
+                        dir.jobs.push(self.jobs.len());
                         self.jobs.push(job);
                     }
                 }
@@ -232,6 +315,7 @@ impl Walked {
             _ => {}
         }
         dir.entries.push(entry);
+        Ok(())
     }
 
     /// The metadata and entry of `path` (relative path `rel`), `None` (with a note or an
@@ -282,15 +366,16 @@ impl Walked {
     /// Records a directory that could not be listed as the parent snapshot had it: its
     /// record and every record below it, whole (their files keep their versions), and
     /// returns its index. A record that cannot be read drops its entry, with an error.
-    fn keep(&mut self, tree: TreeRecord, rel: &mut Vec<Vec<u8>>, cx: &WalkContext) -> usize {
+    fn keep(
+        &mut self,
+        tree: TreeRecord,
+        rel: &mut Vec<Vec<u8>>,
+        cx: &WalkContext,
+    ) -> Result<usize> {
         // A
-        let mut dir = WalkedDir {
-            entries: tree.entries,
-            subdirs: Vec::new(),
-            dropped: HashSet::new(),
-        };
-        for i in 0..dir.entries.len() {
-            let e = &dir.entries[i];
+        let mut subdirs = Vec::new();
+        let mut settled = Vec::new();
+        for (i, e) in tree.entries.iter().enumerate() {
             let Some(h) = e.content.filter(|_| e.kind == EntryKind::Dir) else {
                 continue;
             };
@@ -303,41 +388,76 @@ impl Walked {
             };
             match sub {
                 Ok(t) => {
-                    let child = self.keep(t, rel, cx);
-                    dir.subdirs.push((i, child));
+                    let child = self.keep(t, rel, cx)?;
+                    subdirs.push((i, child));
                 }
                 Err(why) => {
                     self.errors
                         .push((join(rel), format!("its previous contents: {why}")));
-                    dir.dropped.insert(i);
+                    settled.push((i, Settled::Dropped));
                 }
             }
             rel.pop();
         }
-        self.dirs.push(dir);
-        self.dirs.len() - 1
+        self.dirs
+            .push(WalkedDir::new(join(rel), &tree.entries, subdirs, settled)?);
+        Ok(self.dirs.len() - 1)
     }
 
-    /// The key of a file's versions: `PREFIX/path`, or, for a path too long to be a key,
-    /// `PREFIX/.ouro-long/<BLAKE3 of the raw path>` (the tree record keeps the real name,
-    /// so the restore is exact; only the key view shows the hashed name), with a warning
-    /// naming the key, since `ouro ls` and `ouro get KEY` see it only under that name.
-    fn file_key(&mut self, prefix: &str, rel: &[Vec<u8>], rel_path: &[u8]) -> String {
+    /// The relative path of job `j`'s file.
+    pub fn rel(&self, j: &FileJob) -> Vec<u8> {
         // A
-        let key = key_for(prefix, &rel.iter().map(Vec::as_slice).collect::<Vec<_>>());
-        if crate::model::validate_key(&key).is_ok() {
-            return key;
+        let dir = self.dirs.get(j.at.0).map_or(&[][..], |d| &d.rel[..]);
+        let mut rel = Vec::with_capacity(dir.len() + 1 + j.name.len());
+        if !dir.is_empty() {
+            rel.extend_from_slice(dir);
+            rel.push(b'/');
         }
-        let key = format!(
-            "{prefix}/.ouro-long/{}",
-            crate::hash::Hash::of(rel_path).to_hex()
-        );
-        self.notes.push((
-            rel_path.to_vec(),
-            format!("path too long for a key: its versions are stored under {key}"),
-        ));
+        rel.extend_from_slice(&j.name);
+        rel
+    }
+
+    /// The key of a file's versions ([`file_key`]), with a warning naming the key when the
+    /// path is too long for one, since `ouro ls` and `ouro get KEY` see it only under that
+    /// name.
+    fn file_key(&mut self, prefix: &str, rel_path: &[u8]) -> String {
+        // A
+        let (key, hashed) = file_key(prefix, rel_path);
+        if hashed {
+            self.notes.push((
+                rel_path.to_vec(),
+                format!("path too long for a key: its versions are stored under {key}"),
+            ));
+        }
         key
     }
+}
+
+/// The key of the versions of the file at relative path `rel` (raw bytes, components
+/// joined by `/`): `PREFIX/path`, or, for a path too long to be a key,
+/// `PREFIX/.ouro-long/<BLAKE3 of the raw path>` (the tree record keeps the real name, so
+/// the restore is exact; only the key view shows the hashed name). True when hashed.
+pub fn file_key(prefix: &str, rel: &[u8]) -> (String, bool) {
+    // A
+    // Names never hold `/`, so splitting gives back the components.
+    let components: Vec<&[u8]> = rel.split(|b| *b == b'/').collect();
+    let key = key_for(prefix, &components);
+    if crate::model::validate_key(&key).is_ok() {
+        return (key, false);
+    }
+    let key = format!(
+        "{prefix}/.ouro-long/{}",
+        crate::hash::Hash::of(rel).to_hex()
+    );
+    (key, true)
+}
+
+/// A directory being walked: its entries so far, its subdirectories and its files' jobs.
+struct Open {
+    entries: Vec<Entry>,
+    subdirs: Vec<(usize, usize)>,
+    /// Indexes in [`Walked::jobs`].
+    jobs: Vec<usize>,
 }
 
 /// A directory to walk: its path and its owner (who may list it without changing its

@@ -164,9 +164,7 @@ impl Lmdb {
     /// Starts a read transaction on a consistent snapshot; never blocks writers.
     pub fn read(&self) -> Result<RoTxn<'_>> {
         // A
-        self.slices
-            .mapped
-            .note_read(crate::store::mapped_pages::LOOKUP);
+        self.slices.mapped.note_lookup();
         Ok(self.env.read_txn()?)
     }
 

@@ -5,9 +5,10 @@
 //! with each fault ("fault-around"), so a restore of 500 MB showed about 380 MB of RssFile
 //! and a `put -r` of /usr/share about 230 MB, although the pages are only page cache.
 //! Users see that as the process's memory (`top`, cgroup limits, the OOM killer's score).
-//! Dropping the mapping (`MADV_DONTNEED`) after each commit and after every
-//! [`RELEASE_EVERY`] bytes of slices read keeps RssFile near what one step touches; the
-//! pages stay in the page cache and fault back in, unchanged, when read again.
+//! Dropping the mapping (`MADV_DONTNEED`) after each commit, after every [`RELEASE_EVERY`]
+//! bytes of slices read and whenever index lookups have mapped [`LOOKUPS_BUDGET`] more
+//! keeps RssFile near what one step touches; the pages stay in the page cache and fault
+//! back in, unchanged, when read again.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,15 @@ pub const RELEASE_EVERY: u64 = 16 << 20;
 /// lookup faults in, and a lookup faults in a few. Restoring small files mapped 120 MB
 /// between releases counted by slice bytes alone.
 pub const LOOKUP: usize = 64 << 10;
+/// Growth of this process's mapped file pages, since the last release, at which index
+/// lookups release the map. Lookups are measured rather than counted: how much a fault maps
+/// depends on the kernel (256 KiB per random lookup on Linux 6.18, not 64), and `put -r`'s
+/// writer, counted by versions, mapped over 100 MB between releases. Releasing costs a
+/// fault again for every page still in use (the trees' upper levels), so not much less.
+pub const LOOKUPS_BUDGET: u64 = 32 << 20;
+/// Lookups between two looks at the mapped pages (a read of `/proc/self/statm`, about a
+/// microsecond).
+const LOOKUPS_PER_CHECK: u64 = 4;
 
 /// The address range of the store's map and a count of bytes read since it was released.
 #[derive(Debug, Default)]
@@ -29,6 +39,9 @@ pub struct MappedPages {
     /// The file, identified by device and inode (a path could name it twice, or not at all).
     file: Option<(u64, u64)>,
     read: AtomicU64,
+    /// Index lookups noted, and the process's mapped file bytes after the last release.
+    lookups: AtomicU64,
+    after_release: AtomicU64,
 }
 
 impl MappedPages {
@@ -44,6 +57,8 @@ impl MappedPages {
             range: OnceLock::new(),
             file,
             read: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
+            after_release: AtomicU64::new(0),
         }
     }
 
@@ -61,6 +76,25 @@ impl MappedPages {
         let before = self.read.fetch_add(bytes as u64, Ordering::Relaxed);
         if before / RELEASE_EVERY != (before + bytes as u64) / RELEASE_EVERY {
             self.release();
+        }
+    }
+
+    /// Notes an index lookup through the map, releasing it once the mapped file pages have
+    /// grown by [`LOOKUPS_BUDGET`] (every [`RELEASE_EVERY`] bytes counted as [`LOOKUP`]s
+    /// where they cannot be measured).
+    pub fn note_lookup(&self) {
+        // A
+        let n = self.lookups.fetch_add(1, Ordering::Relaxed);
+        if n % LOOKUPS_PER_CHECK != 0 {
+            return;
+        }
+        match mapped_file_bytes() {
+            Some(now) => {
+                if now > self.after_release.load(Ordering::Relaxed) + LOOKUPS_BUDGET {
+                    self.release();
+                }
+            }
+            None => self.note_read(LOOKUP * LOOKUPS_PER_CHECK as usize),
         }
     }
 
@@ -86,7 +120,27 @@ impl MappedPages {
         }
         #[cfg(not(target_os = "linux"))]
         let _ = range;
+        if let Some(now) = mapped_file_bytes() {
+            self.after_release.store(now, Ordering::Relaxed);
+        }
     }
+}
+
+/// Bytes of file pages this process has mapped (`RssFile` and `RssShmem`), from
+/// `/proc/self/statm`; `None` where that cannot be read.
+fn mapped_file_bytes() -> Option<u64> {
+    // A
+    use std::os::unix::fs::FileExt;
+    static STATM: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    let statm = STATM
+        .get_or_init(|| std::fs::File::open("/proc/self/statm").ok())
+        .as_ref()?;
+    let mut buf = [0u8; 128];
+    let n = statm.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(buf.get(..n)?).ok()?;
+    // "size resident shared text lib data dt", in pages.
+    let shared: u64 = text.split_whitespace().nth(2)?.parse().ok()?;
+    Some(shared * rustix::param::page_size() as u64)
 }
 
 /// The mapping of the file with device and inode `file`, from `/proc/self/maps`, when it

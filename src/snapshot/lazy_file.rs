@@ -1,0 +1,92 @@
+//! Reading the files `put -r` stores: each opened only when first read, without changing
+//! its access time, and checked again once read for changes made meanwhile.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::snapshot::fsmeta::NoAtime;
+
+/// What the readers of one backup share.
+#[derive(Default)]
+pub(super) struct Reading {
+    pub(super) noatime: NoAtime,
+    /// Jobs whose file's size or times moved while it was read.
+    pub(super) moved: Mutex<HashSet<usize>>,
+}
+
+/// Opens its file on the first read, so a tree of 50k files never holds 50k descriptors.
+pub(super) struct LazyFile<'r> {
+    /// Its job's number.
+    pub(super) n: usize,
+    pub(super) path: PathBuf,
+    pub(super) owner: u32,
+    pub(super) stamp: (u64, i64, i64),
+    pub(super) file: Option<std::fs::File>,
+    pub(super) reading: &'r Reading,
+}
+
+impl Read for LazyFile<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // A
+        if self.file.is_none() {
+            // O_NOATIME (allowed to the owner and root): reading a file must not change
+            // its access time, or the next run would record new metadata for every file.
+            // O_NONBLOCK and the check below: a file replaced by a FIFO since the walk
+            // must fail, not block the backup forever.
+            use rustix::fs::OFlags;
+            let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+            let f = std::fs::File::from(self.reading.noatime.open(&self.path, flags, self.owner)?);
+            if !f.metadata()?.is_file() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "no longer a regular file",
+                ));
+            }
+            self.file = Some(f);
+        }
+        match self.file.as_mut() {
+            Some(f) => f.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for LazyFile<'_> {
+    /// Once read (the pipeline drops the reader at the end of the file), the file is
+    /// closed and its path stat'ed again: a size or time unlike the walk's means it
+    /// changed while read. Done here, on the reading thread, rather than for every file
+    /// once the whole put is over.
+    fn drop(&mut self) {
+        // A
+        let Some(f) = self.file.take() else { return };
+        drop(f);
+        if moved(&self.path, self.stamp) {
+            if let Ok(mut m) = self.reading.moved.lock() {
+                m.insert(self.n);
+            }
+        }
+    }
+}
+
+/// True when the file at `path` no longer has the size, mtime and ctime the walk recorded
+/// (or is gone).
+fn moved(path: &Path, (size, mtime, ctime): (u64, i64, i64)) -> bool {
+    // A
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => {
+            m.len() != size
+                || m.mtime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(m.mtime_nsec())
+                    != mtime
+                || m.ctime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(m.ctime_nsec())
+                    != ctime
+        }
+        Err(_) => true,
+    }
+}
