@@ -45,6 +45,16 @@ fn write(root: &Path, rel: &str, data: &[u8]) {
 }
 
 fn backup(cas: &Cas, src: &Path, prefix: &str, host: Option<&str>) -> Hash {
+    backup_report(cas, src, prefix, host).snapshot
+}
+
+/// `put -r` of `src` into `prefix`, with its report.
+fn backup_report(
+    cas: &Cas,
+    src: &Path,
+    prefix: &str,
+    host: Option<&str>,
+) -> ouroboros_db::snapshot::BackupReport {
     cas.put_tree(&BackupOptions {
         source: src.to_path_buf(),
         prefix: prefix.into(),
@@ -53,7 +63,6 @@ fn backup(cas: &Cas, src: &Path, prefix: &str, host: Option<&str>) -> Hash {
         progress: &NoProgress,
     })
     .unwrap()
-    .snapshot
 }
 
 fn keep_last(n: u32) -> KeepPolicy {
@@ -85,10 +94,17 @@ fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 fn restore(cas: &Cas, reference: &str) -> BTreeMap<PathBuf, Vec<u8>> {
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("r");
+    restore_into(cas, reference, &target);
+    files(&target)
+}
+
+/// Restores snapshot `reference` into `target`, owners left as they come, and checks that
+/// nothing failed.
+fn restore_into(cas: &Cas, reference: &str, target: &Path) {
     let report = cas
         .restore_snapshot(
             reference,
-            &target,
+            target,
             &RestoreOptions {
                 delete: false,
                 dry_run: false,
@@ -99,7 +115,6 @@ fn restore(cas: &Cas, reference: &str) -> BTreeMap<PathBuf, Vec<u8>> {
         )
         .unwrap();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    files(&target)
 }
 
 fn at(prefix: &str, h: &Hash) -> String {
@@ -539,33 +554,14 @@ fn a_touched_file_keeps_its_version_and_the_snapshot_its_new_time() {
         .open(src.join("a.txt"))
         .unwrap();
     f.set_times(FileTimes::new().set_modified(when)).unwrap();
-    let report = cas
-        .put_tree(&BackupOptions {
-            source: src.clone(),
-            prefix: "t".into(),
-            exclude: &|_, _| false,
-            host: None,
-            progress: &NoProgress,
-        })
-        .unwrap();
+    let report = backup_report(&cas, &src, "t", None);
     assert_ne!(report.snapshot, first, "the new time makes a new snapshot");
     assert_eq!(report.info.summary.files_changed, 1, "{:?}", report.info);
     assert_eq!(cas.log("t/a.txt", usize::MAX).unwrap().len(), 1);
     assert_eq!(head(&cas, "t/a.txt"), v1);
 
     let out = dir.path().join("r");
-    cas.restore_snapshot(
-        &at("t", &report.snapshot),
-        &out,
-        &RestoreOptions {
-            delete: false,
-            dry_run: false,
-            filter: &|_, _| true,
-            owners: Some(OwnerPolicy::Skip),
-            progress: &NoProgress,
-        },
-    )
-    .unwrap();
+    restore_into(&cas, &at("t", &report.snapshot), &out);
     let got = fs::metadata(out.join("a.txt")).unwrap().modified().unwrap();
     assert_eq!(got, when);
 

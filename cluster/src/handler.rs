@@ -38,14 +38,14 @@ pub(crate) struct PeerLimits {
     peers: Mutex<HashMap<NodeId, PeerSlot>>,
 }
 
-pub(crate) struct PeerSlot {
+struct PeerSlot {
     /// Open connections, oldest first.
     open: Vec<quinn::Connection>,
     budget: Arc<Semaphore>,
 }
 
 impl PeerLimits {
-    pub(crate) fn with<T>(&self, peer: &NodeId, f: impl FnOnce(&mut PeerSlot) -> T) -> T {
+    fn with<T>(&self, peer: &NodeId, f: impl FnOnce(&mut PeerSlot) -> T) -> T {
         // A
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         let slot = peers.entry(*peer).or_insert_with(|| PeerSlot {
@@ -56,7 +56,7 @@ impl PeerLimits {
     }
 
     /// The read budget `peer`'s requests share.
-    pub(crate) fn budget(&self, peer: &NodeId) -> Arc<Semaphore> {
+    fn budget(&self, peer: &NodeId) -> Arc<Semaphore> {
         // A
         self.with(peer, |s| Arc::clone(&s.budget))
     }
