@@ -13,6 +13,7 @@ use ouroboros_db::Cas;
 
 use crate::authenticator::NodeKey;
 use crate::availability::NodeAvailabilityTracker;
+use crate::custody::Custody;
 use crate::error::{ClusterError, Result};
 use crate::handler::PeerLimits;
 use crate::membership::{short_id, ClusterInfo, Membership, NodeId};
@@ -46,6 +47,8 @@ pub(crate) struct Context {
     id: Identity,
     members: Membership,
     tracker: NodeAvailabilityTracker,
+    /// Slices arriving while others are handed over (the DataRouter and repair write here).
+    custody: Arc<Custody>,
     /// Connections this node uses for calls, one per peer.
     peers: Mutex<HashMap<NodeId, quinn::Connection>>,
     /// Connections members opened to this node (closed when they are revoked).
@@ -69,6 +72,7 @@ impl Context {
             id,
             members,
             tracker: NodeAvailabilityTracker::default(),
+            custody: Arc::default(),
             peers: Mutex::new(HashMap::new()),
             incoming: Mutex::new(Vec::new()),
             read_budget: tokio::sync::Semaphore::new(crate::handler::READ_BUDGET_KIB),
@@ -88,6 +92,13 @@ impl Context {
     pub fn services(&self) -> Option<Arc<Services>> {
         // A
         self.services.get().and_then(Weak::upgrade)
+    }
+
+    /// Which slices arrived while this node handed slices over: a copy a peer may rely on
+    /// is not dropped (see `custody.rs`).
+    pub fn custody(&self) -> &Arc<Custody> {
+        // A
+        &self.custody
     }
 
     /// The store.

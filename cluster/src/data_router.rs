@@ -47,8 +47,9 @@ pub(crate) struct DataRouter {
     held: AtomicU64,
     /// Slices peers place here, stored in group commits.
     accepts: GroupCommit<SliceDelivery, Acceptance>,
-    /// Slices handed over to their nodes, dropped here in group commits.
-    releases: GroupCommit<(Hash, Vec<u8>), usize>,
+    /// Slices handed over to their nodes, dropped here in group commits (with the event
+    /// number their hand-over began at, see `custody.rs`); None when kept.
+    releases: GroupCommit<(Hash, Vec<u8>, u64), Option<usize>>,
 }
 
 impl DataRouter {
@@ -59,14 +60,24 @@ impl DataRouter {
         let accepts = GroupCommit::start(Arc::clone(cx.cas()), |cas, batch| {
             cas.replica().accept_slices_many(batch)
         });
-        let releases = GroupCommit::start(Arc::clone(cx.cas()), |cas, batch| {
-            Ok(cas
-                .replica()
-                .release_slices_many(batch)?
-                .into_iter()
-                .map(Ok)
-                .collect())
-        });
+        let custody = Arc::clone(cx.custody());
+        let releases = GroupCommit::start(
+            Arc::clone(cx.cas()),
+            move |cas, batch: &[(Hash, Vec<u8>, u64)]| {
+                let drops: Vec<(Hash, Vec<u8>)> =
+                    batch.iter().map(|(c, i, _)| (*c, i.clone())).collect();
+                Ok(cas
+                    .replica()
+                    .release_slices_many(&drops, |pos| {
+                        batch
+                            .get(pos)
+                            .is_some_and(|(c, _, at)| custody.may_drop(c, *at))
+                    })?
+                    .into_iter()
+                    .map(Ok)
+                    .collect())
+            },
+        );
         DataRouter {
             cx,
             repair,
@@ -211,6 +222,8 @@ impl DataRouter {
     /// Sends one chunk's slices to their nodes in parallel; true when all arrived.
     async fn send_chunk(self: &Arc<Self>, chunk: Hash, away: BTreeMap<NodeId, Vec<u8>>) -> bool {
         // PA
+        // Before the slices are read: one arriving from now on may be a copy a peer relies on.
+        let ticket = self.cx.custody().begin();
         let cas = Arc::clone(self.cx.cas());
         let want: Vec<u8> = away.values().flatten().copied().collect();
         let Ok((Some((record, condemned)), mut held)) = blocking(move || {
@@ -289,11 +302,25 @@ impl DataRouter {
         // bundle, committed with other chunks' releases. When another sealing won, adopting
         // it already dropped this node's slices of the losing one.
         if !stored_there.is_empty() && !superseded {
-            if let Err(e) = self.releases.submit((chunk, stored_there)).await {
-                tracing::warn!(chunk = %chunk.short(), error = %e, "dropping handed-over slices");
-                all = false;
+            match self
+                .releases
+                .submit((chunk, stored_there, ticket.at()))
+                .await
+            {
+                Ok(Some(_)) => {}
+                // Slices of it arrived meanwhile (a peer handed them back): keep them and
+                // look at the chunk again on the next walk.
+                Ok(None) => {
+                    tracing::debug!(chunk = %chunk.short(), "slices arrived while handing over: kept");
+                    all = false;
+                }
+                Err(e) => {
+                    tracing::warn!(chunk = %chunk.short(), error = %e, "dropping handed-over slices");
+                    all = false;
+                }
             }
         }
+        drop(ticket);
         all
     }
 }
@@ -324,6 +351,8 @@ impl Service for DataRouter {
                     condemned,
                     slices: crate::message::from_wire(slices),
                 };
+                // Noted before the write: a hand-over of this chunk in flight keeps its copy.
+                self.cx.custody().arriving(&chunk);
                 Claim::Mine(message(async move {
                     Ok(match self.accepts.submit(delivery).await? {
                         None => {

@@ -22,6 +22,7 @@ pub mod bootstrapper;
 mod context;
 pub mod control;
 pub mod controller;
+mod custody;
 pub mod data_router;
 pub mod deletion_wal;
 pub mod distributed_index;

@@ -416,6 +416,7 @@ async fn repair_chunk(cx: &Arc<Context>, chunk: Hash, held: &[u8], lacking: &[u8
         got.extend(rebuilt);
     }
     got.retain(|(i, _)| lacking.contains(i));
+    cx.custody().arriving(&chunk);
     let cas = Arc::clone(cx.cas());
     blocking(move || {
         // With its mark: if this node freed the sealing meanwhile, it comes back condemned.

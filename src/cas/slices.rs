@@ -96,9 +96,10 @@ impl Cas {
         // PA
         Ok(self
             .replica()
-            .release_slices_many(&[(*id, indexes.to_vec())])?
+            .release_slices_many(&[(*id, indexes.to_vec())], |_| true)?
             .first()
             .copied()
+            .flatten()
             .unwrap_or(0))
     }
 }
@@ -193,13 +194,22 @@ impl crate::cas::Replica<'_> {
     }
 
     /// [`Cas::release_slices`] for several chunks in one transaction; returns how many
-    /// slices each lost, in order.
-    pub fn release_slices_many(&self, batch: &[(Hash, Vec<u8>)]) -> Result<Vec<usize>> {
+    /// slices each lost, in order, or None for one that `may_drop` (asked with its position
+    /// in `batch`, inside the transaction) kept. A node asks there whether a slice of the
+    /// chunk arrived since it began handing it over: then a peer may rely on this copy.
+    pub fn release_slices_many(
+        &self,
+        batch: &[(Hash, Vec<u8>)],
+        may_drop: impl Fn(usize) -> bool,
+    ) -> Result<Vec<Option<usize>>> {
         // PA
         let mut txn = self.lmdb.write()?;
         let mut out = Vec::with_capacity(batch.len());
-        for (id, indexes) in batch {
-            out.push(self.lmdb.slices.drop_slices(&mut txn, id, indexes)?);
+        for (pos, (id, indexes)) in batch.iter().enumerate() {
+            out.push(match may_drop(pos) {
+                true => Some(self.lmdb.slices.drop_slices(&mut txn, id, indexes)?),
+                false => None,
+            });
         }
         self.lmdb.commit(txn)?;
         Ok(out)

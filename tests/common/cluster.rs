@@ -231,6 +231,16 @@ impl Drop for Cluster {
             self.kill(i);
         }
         if std::thread::panicking() {
+            // OURO_TEST_KEEP=DIR keeps the failed cluster's stores and logs for a post-mortem.
+            if let Some(keep) = std::env::var_os("OURO_TEST_KEEP") {
+                let to = Path::new(&keep).join(format!("cluster-{}", std::process::id()));
+                let _ = Command::new("cp")
+                    .arg("-a")
+                    .arg(self.dir.path())
+                    .arg(&to)
+                    .status();
+                eprintln!("kept the cluster in {}", to.display());
+            }
             for n in &self.nodes {
                 let log =
                     std::fs::read_to_string(n.store.with_extension("log")).unwrap_or_default();
