@@ -201,3 +201,33 @@ fn slices_a_node_lost_without_knowing_are_found_by_a_peers_audit_and_rebuilt() {
         assert!(get(&c, i, "big").as_deref() == Some(&data[..]));
     }
 }
+
+/// Whether node `i`'s placement spreads slices over the member with short id `id`.
+fn placed(c: &Cluster, i: usize, id: &str) -> Option<bool> {
+    c.status(i)["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"] == id)?["placed"]
+        .as_bool()
+}
+
+#[test]
+fn a_restarted_node_leaves_long_departed_members_out_of_placement_at_once() {
+    // The others leave node 4 out of placement 20 s after it died. Node 3, restarted after
+    // that, never heard from node 4: it must follow them as soon as it hears from them, not
+    // place slices on node 4 for 20 s of its own (against everyone else's placement).
+    let mut c = Cluster::new(4, "2+1", &["--repair-after", "20"]);
+    let gone = c.status(3)["node"].as_str().unwrap().to_string();
+    c.kill(3);
+    wait_until("the others leave node 4 out of placement", 60, || {
+        (0..3).all(|i| placed(&c, i, &gone) == Some(false))
+    });
+    c.kill(2);
+    let port = c.nodes[2].port;
+    let store = c.nodes[2].store.clone();
+    c.nodes[2].child = Some(c.start(&store, port, None));
+    wait_until("the restarted node leaves node 4 out too", 10, || {
+        placed(&c, 2, &gone) == Some(false)
+    });
+    assert_eq!(placed(&c, 0, &gone), Some(false));
+}

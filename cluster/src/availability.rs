@@ -2,7 +2,7 @@
 //! silent for [`SUSPECT_AFTER`] is suspect, for [`DEAD_AFTER`] dead; one heartbeat brings it
 //! back. Every node probes every other directly, so each sees a failure within seconds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,8 @@ use crate::message::NodeNews;
 pub const SUSPECT_AFTER: Duration = Duration::from_secs(2);
 /// Silence after which a peer is dead.
 pub const DEAD_AFTER: Duration = Duration::from_secs(6);
+/// Departed members kept from one peer's news (far more than a cluster has).
+const MAX_DEPARTED: usize = 1024;
 
 /// How a peer looks from here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +64,10 @@ impl Default for NodeAvailabilityTracker {
 impl NodeAvailabilityTracker {
     /// Records a heartbeat from `node`. True when its logs moved since its last heartbeat
     /// (or it is the first): worth a pull now.
-    pub fn seen(&self, node: NodeId, news: NodeNews) -> bool {
+    pub fn seen(&self, node: NodeId, mut news: NodeNews) -> bool {
         // A
+        // Every placement looks through the peers' lists: a member cannot make that slow.
+        news.departed.truncate(MAX_DEPARTED);
         let Ok(mut p) = self.peers.lock() else {
             return false;
         };
@@ -106,6 +110,42 @@ impl NodeAvailabilityTracker {
         } else {
             State::Alive
         }
+    }
+
+    /// Whether `node` stays in placement: silent for less than `repair_after`, and not a
+    /// member this node has never heard from since it started while a live peer says it
+    /// departed (a restarted node would otherwise place slices on long-dead members for
+    /// `repair_after`, against every other node's placement).
+    pub fn counts_for_placement(&self, node: &NodeId, repair_after: Duration) -> bool {
+        // PA
+        let Ok(p) = self.peers.lock() else {
+            return self.silence(node) < repair_after;
+        };
+        match p.get(node) {
+            Some(h) => h.at.elapsed() < repair_after,
+            None => {
+                self.started.elapsed() < repair_after
+                    && !p
+                        .values()
+                        .any(|h| h.at.elapsed() < SUSPECT_AFTER && h.news.departed.contains(node))
+            }
+        }
+    }
+
+    /// The peers this node has not heard from for `repair_after` (since it started, for
+    /// those never heard from): what its heartbeats report as departed.
+    pub fn departed(&self, peers: &[NodeId], repair_after: Duration) -> Vec<NodeId> {
+        // A
+        let seen: HashSet<NodeId> = peers
+            .iter()
+            .filter(|n| self.silence(n) < repair_after)
+            .copied()
+            .collect();
+        peers
+            .iter()
+            .filter(|n| !seen.contains(*n))
+            .copied()
+            .collect()
     }
 
     /// True when `node` answered recently.
@@ -152,5 +192,33 @@ mod tests {
         assert!(t.seen(peer, news(2, 5)), "DeletionWAL moved");
         assert_eq!(t.state(&peer), State::Alive);
         assert_eq!(t.news(&peer).map(|n| n.logs.wal), Some(5));
+    }
+
+    #[test]
+    fn a_member_live_peers_report_departed_leaves_placement_until_heard_from() {
+        let t = NodeAvailabilityTracker::default();
+        let (peer, gone) = ([3; 32], [9; 32]);
+        let long = Duration::from_secs(600);
+        assert!(
+            t.counts_for_placement(&gone, long),
+            "nobody said anything yet"
+        );
+        t.seen(
+            peer,
+            NodeNews {
+                departed: vec![gone],
+                ..news(1, 0)
+            },
+        );
+        assert!(
+            !t.counts_for_placement(&gone, long),
+            "a live peer says it left"
+        );
+        assert!(t.counts_for_placement(&peer, long));
+        assert_eq!(t.departed(&[peer, gone], long), Vec::<NodeId>::new());
+        assert_eq!(t.departed(&[peer, gone], Duration::ZERO), vec![peer, gone]);
+        // Heard from itself: this node's own knowledge wins.
+        t.seen(gone, news(1, 0));
+        assert!(t.counts_for_placement(&gone, long));
     }
 }

@@ -209,7 +209,8 @@ impl Context {
     }
 
     /// The nodes placement spreads slices over: active members, minus those silent for
-    /// longer than `repair_after` (their slices are rebuilt elsewhere), in key order.
+    /// longer than `repair_after` (their slices are rebuilt elsewhere) and those never heard
+    /// from since this node started that a live peer reports departed, in key order.
     pub fn placement_nodes(&self) -> Result<Vec<NodeId>> {
         // PA
         let me = self.me();
@@ -217,8 +218,15 @@ impl Context {
             .members
             .active()?
             .into_iter()
-            .filter(|n| *n == me || self.tracker.silence(n) < self.id.repair_after)
+            .filter(|n| *n == me || self.tracker.counts_for_placement(n, self.id.repair_after))
             .collect())
+    }
+
+    /// The members this node has not heard from for `repair_after` of its running time,
+    /// which its heartbeats report (see `NodeNews::departed`).
+    pub fn departed(&self) -> Result<Vec<NodeId>> {
+        // A
+        Ok(self.tracker.departed(&self.others()?, self.id.repair_after))
     }
 
     /// A connection to `node`, reusing a live one. A new one also serves the peer's

@@ -16,7 +16,7 @@ use crate::membership::{ClusterInfo, MemberRecord, NodeId};
 /// First byte of every frame.
 pub const MAGIC: u8 = b'O';
 /// Protocol version of this build.
-pub const VERSION: u8 = 9;
+pub const VERSION: u8 = 10;
 /// Largest frame accepted (a request with a chunk's slices fits many times over).
 pub const MAX_FRAME: u32 = 64 << 20;
 
@@ -207,6 +207,11 @@ pub struct NodeNews {
     pub swept_over: u64,
     /// Where its logs end: news that they moved makes a peer pull at once.
     pub logs: LogEnds,
+    /// Members it has not heard from for `repair_after` of its own running time, which its
+    /// placement leaves out. A node that has not heard from a member since it started
+    /// leaves it out too when a live peer says so, rather than waiting `repair_after`
+    /// itself (its placement would disagree with everyone else's meanwhile).
+    pub departed: Vec<NodeId>,
 }
 
 /// The end of a node's blob log and DeletionWAL: the cursors a peer holds once it has
@@ -241,6 +246,8 @@ pub struct MemberStatus {
     /// Pulls of its versions and deletions that reached the end of its logs, made by the
     /// answering node since it started (0 for self).
     pub pulls: u64,
+    /// Whether the answering node's placement spreads slices over it.
+    pub placed: bool,
 }
 
 /// The cluster as one node sees it.
@@ -473,7 +480,7 @@ mod tests {
     #[test]
     fn pinned_header() {
         let f = encode_frame(&Request::Members).unwrap();
-        assert_eq!(&f[..6], &[b'O', 9, 1, 0, 0, 0]);
+        assert_eq!(&f[..6], &[b'O', 10, 1, 0, 0, 0]);
         assert_eq!(f.len(), 7);
     }
 
@@ -582,7 +589,7 @@ mod tests {
         };
         let mut want = vec![1, 1, b'a', 1, 0, 0, 0, 0, 0, 0, 0xAC, 0x02, 0];
         want.extend_from_slice(&[4; 32]);
-        want.extend_from_slice(&[2, 3]);
+        want.extend_from_slice(&[2, 3, 0]);
         assert_eq!(postcard::to_stdvec(&Request::Hello(news)).unwrap(), want);
     }
 

@@ -94,6 +94,7 @@ impl ClusterMonitor {
                 .log_ends()
                 .map(|(log, blobs, wal)| LogEnds { log, blobs, wal })
                 .unwrap_or_default(),
+            departed: self.cx.departed().unwrap_or_default(),
         }
     }
 
@@ -139,6 +140,7 @@ impl ClusterMonitor {
             free_bytes: me.free_bytes,
             tombstones: me.tombstones,
             pulls: 0,
+            placed: true,
         }];
         let mut pending = me.pending_chunks + self.repair.backlog();
         let mut repaired = me.repaired_slices;
@@ -181,6 +183,7 @@ impl ClusterMonitor {
                 free_bytes: n.free_bytes,
                 tombstones: n.tombstones,
                 pulls: self.wal.pulls_from(peer),
+                placed: placed_over.contains(peer),
             });
         }
         let k = self.cx.cas().config().k;

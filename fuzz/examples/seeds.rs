@@ -175,8 +175,11 @@ fn index_records() -> Seeds {
         ),
         codec::encode(CONFIG_TAG, &config()),
         fuzzing::store_keys_encode(&keys()),
-        row,
+        Ok(row),
     ]
+    .into_iter()
+    .map(|r| r.expect("index record"))
+    .collect()
 }
 
 /// Chunk payload inputs: `[k][m][sealed_len u16][size u32][mask u32][shards]`.
@@ -302,6 +305,8 @@ fn wire_messages() -> Seeds {
                 chunks_held: 3,
                 free_bytes: 4,
                 tombstones: 5,
+                pulls: 6,
+                placed: true,
             }],
             under_replicated_chunks: 1,
             repaired_slices: 2,
@@ -315,6 +320,8 @@ fn wire_messages() -> Seeds {
             audit_lacking_slices: 10,
             audit_extra_slices: 11,
             audit_bytes: 12,
+            repair_sweeps: 13,
+            wal_rounds: 14,
         }),
         Response::Error("refused".into()),
         Response::Versions(vec![VersionRecord {
@@ -376,7 +383,7 @@ fn join_tokens() -> Seeds {
         invite_key: invite.pkcs8().to_vec(),
         expires: i64::MAX,
     };
-    let signed = cf::encode_token_body(&body);
+    let signed = cf::encode_token_body(&body).expect("token body");
     let mut bytes = signed.clone();
     bytes.extend_from_slice(&admin.sign(&signed));
     let token = format!(
@@ -417,6 +424,9 @@ fn cluster_records() -> Seeds {
             used: false,
         }),
     ]
+    .into_iter()
+    .map(|r| r.expect("cluster record"))
+    .collect()
 }
 
 /// Refs, times, keys, erasure specs, hashes, an identity and a recipient.
@@ -447,7 +457,7 @@ fn wrapped_keys() -> Seeds {
     // A
     let id = Identity::parse(ouro_fuzz::IDENTITY).expect("identity");
     let r: Recipient = id.recipient();
-    let file = fuzzing::wrap_key(&r, &fuzzing::store_keys_encode(&keys())).expect("wrap");
+    let file = fuzzing::wrap_key(&r, &fuzzing::store_keys_encode(&keys()).expect("keys")).expect("wrap");
     let record = codec::encode(
         WRAPPED_TAG,
         &WrappedKey {
@@ -455,19 +465,19 @@ fn wrapped_keys() -> Seeds {
             wrapped: file.clone(),
         },
     );
-    vec![record, file]
+    vec![record.expect("record"), file]
 }
 
 fn main() {
     // A
-    write("blob", blobs().iter().map(Blob::encode).collect());
+    write("blob", blobs().iter().map(|b| b.encode().expect("blob")).collect());
     let small = sealed(100, 1, 0);
     let big = sealed(5000, 4, 2);
     write(
         "chunk_record",
         vec![
-            small.record.encode(),
-            big.record.encode(),
+            small.record.encode().expect("record"),
+            big.record.encode().expect("record"),
             ChunkRecord {
                 size: 0,
                 sealed_len: 17,
@@ -478,11 +488,17 @@ fn main() {
                 slices: vec![Hash([1; 32]), Hash([2; 32])],
                 kind: ouroboros_db::model::ChunkKind::Sliced,
             }
-            .encode(),
-            member_record().encode(),
+            .encode()
+            .expect("record"),
+            member_record().encode().expect("record"),
         ],
     );
-    let slice = |b: &[u8]| SealedSlice::decode(b).expect("own slice").encode();
+    let slice = |b: &[u8]| {
+        SealedSlice::decode(b)
+            .expect("own slice")
+            .encode()
+            .expect("slice")
+    };
     write(
         "sealed_slice",
         vec![

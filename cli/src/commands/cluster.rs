@@ -108,6 +108,7 @@ pub fn status(g: &Global) -> Result<i32> {
                     "free_bytes": m.free_bytes,
                     "tombstones": m.tombstones,
                     "pulls": m.pulls,
+                    "placed": m.placed,
                 })
             })
             .collect();
@@ -167,6 +168,18 @@ fn print_status(s: &ouro_cluster::message::ClusterStatus) -> Result<()> {
         s.repaired_slices
     )?;
     outln!("placement: {}", s.placement)?;
+    let out: Vec<&str> = s
+        .members
+        .iter()
+        .filter(|m| !m.placed)
+        .map(|m| m.id.as_str())
+        .collect();
+    if !out.is_empty() {
+        outln!(
+            "left out of placement (silent too long; their slices are rebuilt elsewhere): {}",
+            out.join(", ")
+        )?;
+    }
     if s.inventory_audits > 0 {
         outln!(
             "last inventory audit of a peer: {} slices lacking, {} held beyond placement ({} bytes of tree)",
