@@ -578,6 +578,32 @@ fn delete_makes_a_directory_identical_and_dry_run_changes_nothing() {
 }
 
 #[test]
+fn a_tree_of_more_files_than_one_write_batch_restores_exactly() {
+    // The restore writes files in batches of 4,096: hard links whose first name is in one
+    // batch and later name in another, and --delete over a directory holding extra files,
+    // must come out as they were.
+    need_rsync!();
+    let t = TestStore::init("2+1");
+    let src = t.dir.path().join("src");
+    for i in 0..4_200 {
+        write(&src, &format!("a/{i:05}"), format!("file {i}").as_bytes());
+    }
+    std::fs::hard_link(src.join("a/00001"), src.join("z-early")).unwrap();
+    std::fs::hard_link(src.join("a/04150"), src.join("z-late")).unwrap();
+    let copy = t.dir.path().join("copy");
+    cp_a(&src, &copy);
+    t.ok(&["put", "-r", s(&src), "big", "-q"]);
+    let out = t.dir.path().join("out");
+    write(&out, "a/extra", b"not in the snapshot");
+    write(&out, "a/00007", b"other content");
+    t.ok(&["get", "-r", "big", s(&out), "--delete", "-q"]);
+    assert_same_tree(&copy, &out, "restore of 4,202 names");
+    let ino = |p: &str| std::fs::metadata(out.join(p)).unwrap().ino();
+    assert_eq!(ino("z-early"), ino("a/00001"));
+    assert_eq!(ino("z-late"), ino("a/04150"));
+}
+
+#[test]
 fn include_and_exclude_restore_part_of_a_snapshot() {
     need_rsync!();
     let t = TestStore::init("2+1");

@@ -73,6 +73,12 @@ pub struct RestoreReport {
     pub errors: Vec<(String, String)>,
 }
 
+/// Files queued before they are written: bounds the restore's memory by the size of a
+/// batch, not of the tree (each job holds its entry and two paths; a home directory of a
+/// million files queued them all). Large, so that the workers rarely wait for a batch's
+/// last file.
+const FILES_AT_ONCE: usize = 4096;
+
 struct Run<'a, 'c> {
     cas: &'c Cas,
     reader: StreamReader<'c>,
@@ -84,7 +90,8 @@ struct Run<'a, 'c> {
     /// Never deleted: the store itself when it lies inside the target.
     protect: Option<PathBuf>,
     report: RestoreReport,
-    /// Regular files to write, once every directory exists (by [`Writer`], in parallel).
+    /// Regular files to write (by [`Writer`], in parallel), at most [`FILES_AT_ONCE`]: their
+    /// directories exist, and their metadata is set last.
     files: Vec<FileJob>,
     /// Later names of hard-link groups whose first name is among `files`.
     links_later: Vec<FileJob>,
@@ -277,6 +284,9 @@ impl Run<'_, '_> {
                     None => {
                         self.note_link(entry, path);
                         self.files.push(job);
+                        if self.files.len() >= FILES_AT_ONCE {
+                            self.write_files()?;
+                        }
                     }
                 }
                 return Ok(());
@@ -295,15 +305,7 @@ impl Run<'_, '_> {
     /// sets the directories' metadata, deepest first.
     fn finish(&mut self) -> Result<()> {
         // PA
-        let writer = Writer {
-            cas: self.cas,
-            owners: &self.owners,
-            policy: self.policy,
-            progress: self.opts.progress,
-        };
-        let written = writer.write_all(&self.files)?;
-        self.report.bytes += written.bytes;
-        self.report.errors.extend(written.errors);
+        self.write_files()?;
         for job in std::mem::take(&mut self.links_later) {
             let first = job
                 .entry
@@ -326,6 +328,22 @@ impl Run<'_, '_> {
         for (path, entry, rel) in std::mem::take(&mut self.dirs_later) {
             self.meta(&path, &entry, &rel);
         }
+        Ok(())
+    }
+
+    /// Writes the queued files (their directories exist), in parallel, and empties the queue.
+    fn write_files(&mut self) -> Result<()> {
+        // PA
+        let writer = Writer {
+            cas: self.cas,
+            owners: &self.owners,
+            policy: self.policy,
+            progress: self.opts.progress,
+        };
+        let written = writer.write_all(&self.files)?;
+        self.files.clear();
+        self.report.bytes += written.bytes;
+        self.report.errors.extend(written.errors);
         Ok(())
     }
 
