@@ -672,3 +672,24 @@ fn a_gc_waiting_during_a_backup_keeps_the_versions_it_reuses() {
         b"content X"
     );
 }
+
+/// A name a key cannot hold (a bidirectional override) is stored under a hashed key, and
+/// the warning says why, not that the path is too long.
+#[test]
+fn a_name_keys_refuse_is_named_as_such() {
+    let (_d, cas) = new_store();
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "evil\u{202E}txt.exe", b"x");
+    let report = backup_report(&cas, src.path(), "p", None);
+    let (_, why) = report
+        .warnings
+        .iter()
+        .find(|(p, _)| p.starts_with("evil"))
+        .expect("a warning names the file");
+    assert!(
+        why.starts_with("name not usable in a key (a key must not contain bidirectional"),
+        "{why}"
+    );
+    assert!(why.contains("p/.ouro-long/"), "{why}");
+    assert_eq!(restore(&cas, "p")[Path::new("evil\u{202E}txt.exe")], b"x");
+}

@@ -37,7 +37,19 @@ impl Read for LazyFile<'_> {
             // must fail, not block the backup forever.
             use rustix::fs::OFlags;
             let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-            let f = std::fs::File::from(self.reading.noatime.open(&self.path, flags, self.owner)?);
+            let f = self
+                .reading
+                .noatime
+                .open(&self.path, flags, self.owner)
+                .map_err(|e| match e.raw_os_error() {
+                    // What opening a socket says.
+                    Some(libc::ENXIO) => std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "no longer a regular file",
+                    ),
+                    _ => e,
+                })?;
+            let f = std::fs::File::from(f);
             if !f.metadata()?.is_file() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
