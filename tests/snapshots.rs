@@ -573,3 +573,123 @@ fn a_touched_file_keeps_its_version_and_the_snapshot_its_new_time() {
         "chmod: a version"
     );
 }
+
+/// A backup reuses an unchanged file's version from its parent snapshot. Meanwhile a newer
+/// run of the same tree (the file changed) finishes, `forget --keep-last 1` drops the parent
+/// with that version, and a gc waits for the lock. The gc must not get in between the first
+/// backup's file put and its snapshot's commit: the snapshot lists the reused version, which
+/// must stay readable (it was freed, and the committed snapshot failed to restore with
+/// "chunk ... is missing").
+#[test]
+fn a_gc_waiting_during_a_backup_keeps_the_versions_it_reuses() {
+    use ouroboros_db::Progress;
+    use std::sync::{mpsc, Mutex, Once};
+
+    /// Runs `hook` once, at the first bytes the backup reads.
+    struct AtFirstRead<'a> {
+        once: Once,
+        hook: &'a (dyn Fn() + Sync),
+    }
+    impl Progress for AtFirstRead<'_> {
+        fn advance(&self, _n: u64) {
+            self.once.call_once(self.hook);
+        }
+    }
+    /// Says when the gc starts waiting for the lock.
+    struct Waits(Mutex<mpsc::Sender<()>>);
+    impl Progress for Waits {
+        fn waiting(&self, _why: &str) {
+            let _ = self.0.lock().unwrap().send(());
+        }
+    }
+
+    let (_d, cas) = new_store();
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "z/f", b"content X");
+    settle(&src.path().join("z/f"));
+    // Its ctime too must be 2 s older than the run that follows, or it is read again.
+    std::thread::sleep(Duration::from_millis(2100));
+    let first = backup(&cas, src.path(), "p", None);
+    let reused = head(&cas, "p/z/f");
+    write(src.path(), "a/big", &noise(1, 8 << 20));
+
+    let (start_gc, gc_now) = mpsc::channel::<()>();
+    let (gc_waits, gc_waiting) = mpsc::channel::<()>();
+    let start_gc = Mutex::new(start_gc);
+    let gc_waiting = Mutex::new(gc_waiting);
+    let hook = || {
+        // The walk found z/f unchanged (it lists `a` then `z`, long before a/big is read).
+        write(src.path(), "z/f", b"content Y");
+        cas.put_tree(&BackupOptions {
+            source: src.path().to_path_buf(),
+            prefix: "p".into(),
+            exclude: &|rel, _| rel == &b"a/big"[..],
+            host: None,
+            progress: &NoProgress,
+        })
+        .unwrap();
+        cas.forget("p", &keep_last(1), false).unwrap();
+        assert!(
+            is_removed(&cas, "p/z/f", &reused),
+            "the scenario needs it removed"
+        );
+        start_gc.lock().unwrap().send(()).unwrap();
+        // The gc waits now (the files' put holds the lock); it must go on waiting until
+        // the snapshot is committed.
+        gc_waiting
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap();
+    };
+    let progress = AtFirstRead {
+        once: Once::new(),
+        hook: &hook,
+    };
+    let snapshot = std::thread::scope(|s| {
+        let backup = s.spawn(|| {
+            cas.put_tree(&BackupOptions {
+                source: src.path().to_path_buf(),
+                prefix: "p".into(),
+                exclude: &|_, _| false,
+                host: None,
+                progress: &progress,
+            })
+            .unwrap()
+            .snapshot
+        });
+        gc_now.recv().unwrap();
+        cas.gc(&Waits(Mutex::new(gc_waits))).unwrap();
+        backup.join().unwrap()
+    });
+    assert_ne!(snapshot, first);
+    let got = restore(&cas, &at("p", &snapshot));
+    assert_eq!(got[Path::new("z/f")], b"content X");
+    assert_eq!(got[Path::new("a/big")], noise(1, 8 << 20));
+    cas.gc(&NoProgress).unwrap();
+    assert_eq!(
+        restore(&cas, &at("p", &snapshot))[Path::new("z/f")],
+        b"content X"
+    );
+}
+
+/// A name a key cannot hold (a bidirectional override) is stored under a hashed key, and
+/// the warning says why, not that the path is too long.
+#[test]
+fn a_name_keys_refuse_is_named_as_such() {
+    let (_d, cas) = new_store();
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "evil\u{202E}txt.exe", b"x");
+    let report = backup_report(&cas, src.path(), "p", None);
+    let (_, why) = report
+        .warnings
+        .iter()
+        .find(|(p, _)| p.starts_with("evil"))
+        .expect("a warning names the file");
+    assert!(
+        why.starts_with("name not usable in a key (a key must not contain bidirectional"),
+        "{why}"
+    );
+    assert!(why.contains("p/.ouro-long/"), "{why}");
+    assert_eq!(restore(&cas, "p")[Path::new("evil\u{202E}txt.exe")], b"x");
+}

@@ -23,6 +23,7 @@ use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::{StreamReader, StreamWriter};
 use crate::snapshot::walk::{file_key, FileJob, FoundFile, Settled, WalkContext, Walked};
+use crate::store::lock::GcLock;
 
 /// Files the walk may find before the put reads them ([`Handoff`]): enough that the reading
 /// never waits for the walk.
@@ -167,6 +168,14 @@ impl Cas {
         let host = opts.host.clone().unwrap_or_else(host_name);
         let path = path_bytes(&root);
         let owners = Owners::system();
+        // Held shared from choosing the parent snapshot until the new one is committed, not
+        // only during each put: the walk reuses the parent's file versions unread, and a
+        // `forget` of that parent (a newer run of this host and path having finished
+        // meanwhile) followed by a gc between the files' put and the snapshot's would free
+        // versions the new snapshot then lists (committed, and unrestorable).
+        let _gc = GcLock::acquire(self.path(), false, &|| {
+            opts.progress.waiting("a gc is running")
+        })?;
         let parent = self.parent_snapshot(&skey, &host, &path)?;
         let reader = match &parent {
             Some((_, blob)) => Some(StreamReader::open(self, blob.clone())?),

@@ -288,26 +288,67 @@ impl Default for NoAtime {
 
 impl NoAtime {
     /// Opens `path` (owned by user `owner`) with `flags`, adding O_NOATIME when allowed.
+    /// No symbolic link is followed in any component of `path` (the walk's paths have none,
+    /// the root being canonical): a file or directory replaced by a symlink since the walk
+    /// saw it fails with [`replaced_by_symlink`] instead of reading what the link names (a
+    /// user's `~/x` turned into a link to `/etc/shadow` while root's backup runs).
     pub fn open(
         &self,
         path: &Path,
         flags: rustix::fs::OFlags,
         owner: u32,
-    ) -> rustix::io::Result<OwnedFd> {
+    ) -> std::io::Result<OwnedFd> {
         // A
-        use rustix::fs::{openat, Mode, OFlags};
+        use rustix::fs::OFlags;
         let other = owner != self.euid;
-        if !(other && self.refused_for_others.load(Ordering::Relaxed)) {
-            match openat(CWD, path, flags | OFlags::NOATIME, Mode::empty()) {
-                Err(rustix::io::Errno::PERM) if other => {
-                    self.refused_for_others.store(true, Ordering::Relaxed)
+        let opened = 'open: {
+            if !(other && self.refused_for_others.load(Ordering::Relaxed)) {
+                match open_no_symlinks(path, flags | OFlags::NOATIME) {
+                    Err(rustix::io::Errno::PERM) if other => {
+                        self.refused_for_others.store(true, Ordering::Relaxed)
+                    }
+                    Err(rustix::io::Errno::PERM) => {}
+                    r => break 'open r,
                 }
-                Err(rustix::io::Errno::PERM) => {}
-                r => return r,
             }
-        }
-        openat(CWD, path, flags, Mode::empty())
+            open_no_symlinks(path, flags)
+        };
+        opened.map_err(|e| match e {
+            rustix::io::Errno::LOOP => replaced_by_symlink(),
+            e => e.into(),
+        })
     }
+}
+
+/// The error for a path that holds a symbolic link where the walk saw none.
+pub fn replaced_by_symlink() -> std::io::Error {
+    // A
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "replaced by a symbolic link (in its path) since the walk: not followed",
+    )
+}
+
+/// Opens `path` following no symlink in any component (`openat2` with
+/// `RESOLVE_NO_SYMLINKS`; where the kernel lacks it, before Linux 5.6, `O_NOFOLLOW` guards
+/// the last component only).
+fn open_no_symlinks(path: &Path, flags: rustix::fs::OFlags) -> rustix::io::Result<OwnedFd> {
+    // A
+    use rustix::fs::{openat, Mode, OFlags};
+    static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        match rustix::fs::openat2(
+            CWD,
+            path,
+            flags,
+            Mode::empty(),
+            rustix::fs::ResolveFlags::NO_SYMLINKS,
+        ) {
+            Err(rustix::io::Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            r => return r,
+        }
+    }
+    openat(CWD, path, flags | OFlags::NOFOLLOW, Mode::empty())
 }
 
 /// The raw bytes of a path, for messages and records.

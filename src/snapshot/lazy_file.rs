@@ -37,7 +37,19 @@ impl Read for LazyFile<'_> {
             // must fail, not block the backup forever.
             use rustix::fs::OFlags;
             let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-            let f = std::fs::File::from(self.reading.noatime.open(&self.path, flags, self.owner)?);
+            let f = self
+                .reading
+                .noatime
+                .open(&self.path, flags, self.owner)
+                .map_err(|e| match e.raw_os_error() {
+                    // What opening a socket says.
+                    Some(libc::ENXIO) => std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "no longer a regular file",
+                    ),
+                    _ => e,
+                })?;
+            let f = std::fs::File::from(f);
             if !f.metadata()?.is_file() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
@@ -88,5 +100,46 @@ fn moved(path: &Path, (size, mtime, ctime): (u64, i64, i64)) -> bool {
                     != ctime
         }
         Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file the walk saw, replaced since by a symlink (or reached through a directory
+    /// replaced by one) is not read through the link: a user turning `~/x` into a link to
+    /// `/etc/shadow` while root's backup runs must not get the shadow file stored as `x`.
+    #[test]
+    fn symlinks_replacing_the_file_or_a_directory_are_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(tmp.path()).unwrap();
+        let secret = base.join("secret");
+        std::fs::write(&secret, b"not yours").unwrap();
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let dir_link = base.join("dir");
+        std::os::unix::fs::symlink(&base, &dir_link).unwrap();
+        let plain = base.join("plain");
+        std::fs::write(&plain, b"mine").unwrap();
+        let reading = Reading::default();
+        let open = |path: PathBuf| LazyFile {
+            n: 0,
+            path,
+            owner: 0,
+            stamp: (4, 0, 0),
+            file: None,
+            reading: &reading,
+        };
+        for path in [link, dir_link.join("secret")] {
+            let mut buf = Vec::new();
+            let e = open(path.clone()).read_to_end(&mut buf).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{path:?}: {e}");
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+            assert!(buf.is_empty());
+        }
+        let mut buf = Vec::new();
+        open(plain).read_to_end(&mut buf).unwrap();
+        assert_eq!(buf, b"mine");
     }
 }

@@ -418,15 +418,24 @@ impl Walked {
     }
 
     /// The key of a file's versions ([`file_key`]), with a warning naming the key when the
-    /// path is too long for one, since `ouro ls` and `ouro get KEY` see it only under that
-    /// name.
+    /// path cannot be one (too long, or a name with characters keys refuse), since `ouro ls`
+    /// and `ouro get KEY` see it only under that name.
     fn file_key(&mut self, prefix: &str, rel_path: &[u8]) -> String {
         // A
         let (key, hashed) = file_key(prefix, rel_path);
         if hashed {
+            let components: Vec<&[u8]> = rel_path.split(|b| *b == b'/').collect();
+            let plain = key_for(prefix, &components);
+            let why = match crate::model::validate_key(&plain) {
+                _ if plain.len() > crate::model::key::MAX_KEY_BYTES => {
+                    "path too long for a key".to_string()
+                }
+                Err(Error::InvalidKey { rule, .. }) => format!("name not usable in a key ({rule})"),
+                _ => "name not usable in a key".to_string(),
+            };
             self.notes.push((
                 rel_path.to_vec(),
-                format!("path too long for a key: its versions are stored under {key}"),
+                format!("{why}: its versions are stored under {key}"),
             ));
         }
         key
