@@ -1307,6 +1307,19 @@ fn files_vanishing_during_the_walk_are_not_fatal() {
         assert_eq!(j["files"], 2, "{j}");
         let j = vanish("read-gone", &["openat", "openat2"]);
         assert_eq!(j["files"], 2, "{j}");
+        // A directory gone between its parent's listing and its own has no entry, as a
+        // file: recorded empty, a restore with --delete would empty it where it moved to.
+        write(&src, "dir-gone/x", b"in a directory moved away mid-walk");
+        let j = vanish("dir-gone", &["openat", "openat2"]);
+        assert_eq!(j["files"], 3, "{j}");
+        let out = t.dir.path().join("dir-gone-out");
+        t.ok(&["get", "-r", "home", s(&out), "-q"]);
+        assert!(out.join("a").exists());
+        assert!(
+            !out.join("dir-gone").exists(),
+            "recorded as an empty directory"
+        );
+        std::fs::remove_dir_all(src.join("dir-gone")).unwrap();
     } else {
         eprintln!("strace is missing or ptrace is not allowed: only the racing deleter below runs");
     }

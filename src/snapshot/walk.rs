@@ -178,7 +178,8 @@ impl Walked {
         Ok(w)
     }
 
-    /// Walks one directory (its subdirectories first) and returns its index.
+    /// Walks one directory (its subdirectories first) and returns its index, or None when
+    /// it vanished since its parent was listed (then it has no entry, as a vanished file).
     fn dir(
         &mut self,
         at: Dir,
@@ -186,11 +187,18 @@ impl Walked {
         parent: Option<TreeRecord>,
         cx: &WalkContext,
         ancestors: &mut Vec<(u64, u64)>,
-    ) -> Result<usize> {
+    ) -> Result<Option<usize>> {
         // A
         let mut names: Vec<Vec<u8>> = match list_dir(at.path, at.owner, cx.noatime) {
             Ok(names) => names,
-            // Removed since its parent was listed: its entry stays, empty.
+            // Removed (or moved away) since its parent was listed: recorded empty, a
+            // restore with --delete would empty a directory that still exists elsewhere.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.is_empty() => {
+                self.notes
+                    .push((join(rel), "vanished during the walk".into()));
+                return Ok(None);
+            }
+            // The root itself: an empty snapshot, with the note.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.notes
                     .push((join(rel), "vanished during the walk".into()));
@@ -203,7 +211,7 @@ impl Walked {
                 Some(p) => {
                     let why = format!("{e} (its previous contents are kept)");
                     self.errors.push((join(rel), why));
-                    return self.keep(p, rel, cx);
+                    return self.keep(p, rel, cx).map(Some);
                 }
                 None => {
                     self.errors.push((join(rel), e.to_string()));
@@ -240,7 +248,7 @@ impl Walked {
             dir.subdirs,
             Vec::new(),
         )?);
-        Ok(index)
+        Ok(Some(index))
     }
 
     /// Adds the entry `rel` (its last component the name) of directory `dir_path` to `dir`,
@@ -286,7 +294,10 @@ impl Walked {
                 };
                 let child = self.dir(at, rel, sub, cx, ancestors);
                 ancestors.pop();
-                dir.subdirs.push((index, child?));
+                match child? {
+                    Some(child) => dir.subdirs.push((index, child)),
+                    None => return Ok(()),
+                }
             }
             EntryKind::File => {
                 match previous.filter(|p| unchanged(p, &entry, cx.parent.map(|(_, t)| t))) {
