@@ -148,6 +148,9 @@ impl Cas {
         }
         self.verify_blobs(&mut report, &bad_chunks)?;
         self.verify_index(&mut report)?;
+        if self.is_unlocked() {
+            self.verify_snapshots(&mut report)?;
+        }
         tracing::info!(
             chunks = report.chunks,
             slices = report.slices,

@@ -2,9 +2,11 @@
 //! heads) must agree with the version records they point at. Blob records are hash-checked,
 //! index rows are not: a damaged LMDB page could rename a key or drop a version from `log`
 //! without any hash noticing, so each row is checked against the record it names.
+//! Last, with the keys, every file version a live snapshot lists must still be stored.
 
 use crate::cas::Cas;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
 use crate::maintenance::verify::{Damage, VerifyReport};
 use crate::maintenance::PAGE;
 use crate::store::key_to_hash::{parse, row};
@@ -107,4 +109,49 @@ impl Cas {
 fn index_damage(key: Option<String>, reason: String) -> Damage {
     // A
     Damage::Index { key, reason }
+}
+
+impl Cas {
+    /// Checks that every file version a live snapshot lists is still stored (its record
+    /// there, its data not freed by gc): a snapshot committed over a version gc freed would
+    /// restore with a missing chunk, although every chunk left is intact. Needs the keys
+    /// (the snapshots' trees are encrypted like any content).
+    pub(crate) fn verify_snapshots(&self, report: &mut VerifyReport) -> Result<()> {
+        // A
+        let versions = match self.versions_in_live_snapshots() {
+            Ok(v) => v,
+            Err(e @ (Error::Corrupt(_) | Error::Malformed { .. })) => {
+                report.damage.push(index_damage(
+                    None,
+                    format!("reading the live snapshots' trees: {e}"),
+                ));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let txn = self.lmdb.read()?;
+        let mut listed: Vec<Hash> = versions.into_iter().collect();
+        listed.sort_unstable();
+        for hash in listed {
+            let blob = self.lmdb.blobs.get(&txn, &hash)?;
+            let freed = self
+                .lmdb
+                .removed
+                .get(&txn, &hash)?
+                .is_some_and(|r| r.released);
+            let why = match (&blob, freed) {
+                (None, _) => "is listed by a live snapshot but not stored",
+                (Some(_), true) => "is listed by a live snapshot but gc freed it",
+                (Some(_), false) => continue,
+            };
+            let key = blob.map(|b| b.key);
+            let name = key.as_deref().unwrap_or("version");
+            report.damage.push(Damage::Blob {
+                hash,
+                reason: format!("{name}@{} {why}", hash.short()),
+                key,
+            });
+        }
+        Ok(())
+    }
 }
