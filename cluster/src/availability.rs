@@ -2,7 +2,7 @@
 //! silent for [`SUSPECT_AFTER`] is suspect, for [`DEAD_AFTER`] dead; one heartbeat brings it
 //! back. Every node probes every other directly, so each sees a failure within seconds.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,8 @@ use crate::message::NodeNews;
 pub const SUSPECT_AFTER: Duration = Duration::from_secs(2);
 /// Silence after which a peer is dead.
 pub const DEAD_AFTER: Duration = Duration::from_secs(6);
-/// Departed members kept from one peer's news (far more than a cluster has).
-const MAX_DEPARTED: usize = 1024;
+/// Silent members kept from one peer's news (far more than a cluster has).
+const MAX_SILENT: usize = 1024;
 
 /// How a peer looks from here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl NodeAvailabilityTracker {
     pub fn seen(&self, node: NodeId, mut news: NodeNews) -> bool {
         // A
         // Every placement looks through the peers' lists: a member cannot make that slow.
-        news.departed.truncate(MAX_DEPARTED);
+        news.silent.truncate(MAX_SILENT);
         let Ok(mut p) = self.peers.lock() else {
             return false;
         };
@@ -113,9 +113,9 @@ impl NodeAvailabilityTracker {
     }
 
     /// Whether `node` stays in placement: silent for less than `repair_after`, and not a
-    /// member this node has never heard from since it started while a live peer says it
-    /// departed (a restarted node would otherwise place slices on long-dead members for
-    /// `repair_after`, against every other node's placement).
+    /// member this node has never heard from since it started while a live peer reports it
+    /// silent for `repair_after` (a restarted node would otherwise place slices on
+    /// long-dead members for `repair_after`, against every other node's placement).
     pub fn counts_for_placement(&self, node: &NodeId, repair_after: Duration) -> bool {
         // PA
         let Ok(p) = self.peers.lock() else {
@@ -125,26 +125,25 @@ impl NodeAvailabilityTracker {
             Some(h) => h.at.elapsed() < repair_after,
             None => {
                 self.started.elapsed() < repair_after
-                    && !p
-                        .values()
-                        .any(|h| h.at.elapsed() < SUSPECT_AFTER && h.news.departed.contains(node))
+                    && !p.values().any(|h| {
+                        h.at.elapsed() < SUSPECT_AFTER
+                            && h.news.silent.iter().any(|(n, secs)| {
+                                n == node && Duration::from_secs(*secs) >= repair_after
+                            })
+                    })
             }
         }
     }
 
-    /// The peers this node has not heard from for `repair_after` (since it started, for
-    /// those never heard from): what its heartbeats report as departed.
-    pub fn departed(&self, peers: &[NodeId], repair_after: Duration) -> Vec<NodeId> {
+    /// The peers this node has not heard from for [`DEAD_AFTER`] (since it started, for
+    /// those never heard from), with the seconds of silence: what its heartbeats report.
+    pub fn silent(&self, peers: &[NodeId]) -> Vec<(NodeId, u64)> {
         // A
-        let seen: HashSet<NodeId> = peers
-            .iter()
-            .filter(|n| self.silence(n) < repair_after)
-            .copied()
-            .collect();
         peers
             .iter()
-            .filter(|n| !seen.contains(*n))
-            .copied()
+            .map(|n| (*n, self.silence(n)))
+            .filter(|(_, s)| *s >= DEAD_AFTER)
+            .map(|(n, s)| (n, s.as_secs()))
             .collect()
     }
 
@@ -195,9 +194,9 @@ mod tests {
     }
 
     #[test]
-    fn a_member_live_peers_report_departed_leaves_placement_until_heard_from() {
+    fn a_member_a_live_peer_reports_long_silent_leaves_placement_until_heard_from() {
         let t = NodeAvailabilityTracker::default();
-        let (peer, gone) = ([3; 32], [9; 32]);
+        let (peer, gone, late) = ([3; 32], [9; 32], [8; 32]);
         let long = Duration::from_secs(600);
         assert!(
             t.counts_for_placement(&gone, long),
@@ -206,17 +205,28 @@ mod tests {
         t.seen(
             peer,
             NodeNews {
-                departed: vec![gone],
+                silent: vec![(gone, 700), (late, 60)],
                 ..news(1, 0)
             },
         );
         assert!(
             !t.counts_for_placement(&gone, long),
-            "a live peer says it left"
+            "silent for longer than repair_after"
+        );
+        assert!(
+            t.counts_for_placement(&late, long),
+            "silent, but not for that long"
+        );
+        assert!(
+            !t.counts_for_placement(&late, Duration::from_secs(60)),
+            "this node's own setting applies"
         );
         assert!(t.counts_for_placement(&peer, long));
-        assert_eq!(t.departed(&[peer, gone], long), Vec::<NodeId>::new());
-        assert_eq!(t.departed(&[peer, gone], Duration::ZERO), vec![peer, gone]);
+        assert_eq!(
+            t.silent(&[peer, gone]),
+            Vec::new(),
+            "this node started just now"
+        );
         // Heard from itself: this node's own knowledge wins.
         t.seen(gone, news(1, 0));
         assert!(t.counts_for_placement(&gone, long));

@@ -210,7 +210,7 @@ impl Context {
 
     /// The nodes placement spreads slices over: active members, minus those silent for
     /// longer than `repair_after` (their slices are rebuilt elsewhere) and those never heard
-    /// from since this node started that a live peer reports departed, in key order.
+    /// from since this node started that a live peer reports silent that long, in key order.
     pub fn placement_nodes(&self) -> Result<Vec<NodeId>> {
         // PA
         let me = self.me();
@@ -222,11 +222,11 @@ impl Context {
             .collect())
     }
 
-    /// The members this node has not heard from for `repair_after` of its running time,
-    /// which its heartbeats report (see `NodeNews::departed`).
-    pub fn departed(&self) -> Result<Vec<NodeId>> {
+    /// The members this node has not heard from for a while, with the seconds of silence,
+    /// which its heartbeats report (see `NodeNews::silent`).
+    pub fn silent(&self) -> Result<Vec<(NodeId, u64)>> {
         // A
-        Ok(self.tracker.departed(&self.others()?, self.id.repair_after))
+        Ok(self.tracker.silent(&self.others()?))
     }
 
     /// A connection to `node`, reusing a live one. A new one also serves the peer's

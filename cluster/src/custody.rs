@@ -82,10 +82,12 @@ impl Custody {
     /// True when no slice of `chunk` arrived since the hand-over that began at `at`: the
     /// copies here are the ones the receiver confirmed, and may go. False also when the
     /// record cannot be read (keeping a copy is always safe).
+    /// A hand-over no longer in flight (its ticket ended: the node is stopping and its
+    /// tasks were cancelled) may drop nothing: arrivals it would need may be forgotten.
     pub fn may_drop(&self, chunk: &Hash, at: u64) -> bool {
         // PA
         match self.inner.lock() {
-            Ok(i) => i.arrived.get(chunk).is_none_or(|a| *a < at),
+            Ok(i) => i.open.contains_key(&at) && i.arrived.get(chunk).is_none_or(|a| *a < at),
             Err(_) => false,
         }
     }
@@ -143,6 +145,10 @@ mod tests {
         // A hand-over that begins after the arrival hands over the copy that arrived.
         let later = c.begin();
         assert!(c.may_drop(&chunk, later.at()));
+        // Once a hand-over's ticket ended (cancelled), it may drop nothing.
+        let at = later.at();
+        drop(later);
+        assert!(!c.may_drop(&other, at));
     }
 
     #[test]

@@ -13,12 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ouroboros_db::model::ChunkRecord;
 use ouroboros_db::route::hash_to_node;
 use ouroboros_db::Hash;
 
 use ouroboros_db::cas::{Acceptance, SliceDelivery};
 
 use crate::context::Context;
+use crate::custody::Ticket;
 use crate::error::{ClusterError, Result};
 use crate::group_commit::GroupCommit;
 use crate::handler::blocking;
@@ -27,6 +29,15 @@ use crate::message::{Request, Response, SliceWant};
 use crate::replication_monitoring::ReplicationMonitoring;
 use crate::service::{message, Answer, Claim, Service, Task};
 use crate::slices_many::{self, Found};
+
+/// Slices of a chunk handed over, to drop here: the record they were sent with, and the
+/// hand-over's ticket, which ends only once the drop is decided (see `custody.rs`).
+struct Release {
+    chunk: Hash,
+    indexes: Vec<u8>,
+    record: ChunkRecord,
+    ticket: Ticket,
+}
 
 /// Bundles looked at per step of the walk.
 const PAGE: usize = 256;
@@ -47,9 +58,8 @@ pub(crate) struct DataRouter {
     held: AtomicU64,
     /// Slices peers place here, stored in group commits.
     accepts: GroupCommit<SliceDelivery, Acceptance>,
-    /// Slices handed over to their nodes, dropped here in group commits (with the event
-    /// number their hand-over began at, see `custody.rs`); None when kept.
-    releases: GroupCommit<(Hash, Vec<u8>, u64), Option<usize>>,
+    /// Slices handed over to their nodes, dropped here in group commits; None when kept.
+    releases: GroupCommit<Release, Option<usize>>,
 }
 
 impl DataRouter {
@@ -61,23 +71,22 @@ impl DataRouter {
             cas.replica().accept_slices_many(batch)
         });
         let custody = Arc::clone(cx.custody());
-        let releases = GroupCommit::start(
-            Arc::clone(cx.cas()),
-            move |cas, batch: &[(Hash, Vec<u8>, u64)]| {
-                let drops: Vec<(Hash, Vec<u8>)> =
-                    batch.iter().map(|(c, i, _)| (*c, i.clone())).collect();
-                Ok(cas
-                    .replica()
-                    .release_slices_many(&drops, |pos| {
-                        batch
-                            .get(pos)
-                            .is_some_and(|(c, _, at)| custody.may_drop(c, *at))
-                    })?
-                    .into_iter()
-                    .map(Ok)
-                    .collect())
-            },
-        );
+        let releases = GroupCommit::start(Arc::clone(cx.cas()), move |cas, batch: &[Release]| {
+            let drops: Vec<(Hash, Vec<u8>)> =
+                batch.iter().map(|r| (r.chunk, r.indexes.clone())).collect();
+            Ok(cas
+                .replica()
+                // Kept when the chunk was sealed anew since (not the slices sent), or
+                // when a slice of it arrived since the hand-over began.
+                .release_slices_many(&drops, |pos, now| {
+                    batch.get(pos).is_some_and(|r| {
+                        now == Some(&r.record) && custody.may_drop(&r.chunk, r.ticket.at())
+                    })
+                })?
+                .into_iter()
+                .map(Ok)
+                .collect())
+        });
         DataRouter {
             cx,
             repair,
@@ -302,16 +311,18 @@ impl DataRouter {
         // bundle, committed with other chunks' releases. When another sealing won, adopting
         // it already dropped this node's slices of the losing one.
         if !stored_there.is_empty() && !superseded {
-            match self
-                .releases
-                .submit((chunk, stored_there, ticket.at()))
-                .await
-            {
+            let release = Release {
+                chunk,
+                indexes: stored_there,
+                record,
+                ticket,
+            };
+            match self.releases.submit(release).await {
                 Ok(Some(_)) => {}
-                // Slices of it arrived meanwhile (a peer handed them back): keep them and
-                // look at the chunk again on the next walk.
+                // Slices of it arrived meanwhile (a peer handed them back), or it was sealed
+                // anew: keep them and look at the chunk again on the next walk.
                 Ok(None) => {
-                    tracing::debug!(chunk = %chunk.short(), "slices arrived while handing over: kept");
+                    tracing::debug!(chunk = %chunk.short(), "slices arrived or resealed while handing over: kept");
                     all = false;
                 }
                 Err(e) => {
@@ -320,7 +331,6 @@ impl DataRouter {
                 }
             }
         }
-        drop(ticket);
         all
     }
 }

@@ -207,11 +207,12 @@ pub struct NodeNews {
     pub swept_over: u64,
     /// Where its logs end: news that they moved makes a peer pull at once.
     pub logs: LogEnds,
-    /// Members it has not heard from for `repair_after` of its own running time, which its
-    /// placement leaves out. A node that has not heard from a member since it started
-    /// leaves it out too when a live peer says so, rather than waiting `repair_after`
-    /// itself (its placement would disagree with everyone else's meanwhile).
-    pub departed: Vec<NodeId>,
+    /// Members it has not heard from for at least [`crate::availability::DEAD_AFTER`], each
+    /// with the seconds of that silence (for one never heard from, since the sender started).
+    /// A node that has not heard from a member since it started leaves it out of placement
+    /// when a live peer reports it silent for this node's own `repair_after`, rather than
+    /// waiting that long itself (its placement would disagree with everyone else's).
+    pub silent: Vec<(NodeId, u64)>,
 }
 
 /// The end of a node's blob log and DeletionWAL: the cursors a peer holds once it has

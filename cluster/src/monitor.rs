@@ -94,7 +94,7 @@ impl ClusterMonitor {
                 .log_ends()
                 .map(|(log, blobs, wal)| LogEnds { log, blobs, wal })
                 .unwrap_or_default(),
-            departed: self.cx.departed().unwrap_or_default(),
+            silent: self.cx.silent().unwrap_or_default(),
         }
     }
 

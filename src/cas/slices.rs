@@ -96,7 +96,7 @@ impl Cas {
         // PA
         Ok(self
             .replica()
-            .release_slices_many(&[(*id, indexes.to_vec())], |_| true)?
+            .release_slices_many(&[(*id, indexes.to_vec())], |_, _| true)?
             .first()
             .copied()
             .flatten()
@@ -194,19 +194,22 @@ impl crate::cas::Replica<'_> {
     }
 
     /// [`Cas::release_slices`] for several chunks in one transaction; returns how many
-    /// slices each lost, in order, or None for one that `may_drop` (asked with its position
-    /// in `batch`, inside the transaction) kept. A node asks there whether a slice of the
-    /// chunk arrived since it began handing it over: then a peer may rely on this copy.
+    /// slices each lost, in order, or None for one that `may_drop` kept. `may_drop` is asked,
+    /// inside the transaction, with the item's position in `batch` and the chunk's record
+    /// as stored now: a node keeps slices when one of the chunk arrived since it began
+    /// handing them over (a peer may rely on this copy), or when the chunk was sealed
+    /// anew meanwhile (the slices here are no longer the ones it sent).
     pub fn release_slices_many(
         &self,
         batch: &[(Hash, Vec<u8>)],
-        may_drop: impl Fn(usize) -> bool,
+        may_drop: impl Fn(usize, Option<&ChunkRecord>) -> bool,
     ) -> Result<Vec<Option<usize>>> {
         // PA
         let mut txn = self.lmdb.write()?;
         let mut out = Vec::with_capacity(batch.len());
         for (pos, (id, indexes)) in batch.iter().enumerate() {
-            out.push(match may_drop(pos) {
+            let record = self.lmdb.chunks.get(&txn, id)?;
+            out.push(match may_drop(pos, record.as_ref()) {
                 true => Some(self.lmdb.slices.drop_slices(&mut txn, id, indexes)?),
                 false => None,
             });
