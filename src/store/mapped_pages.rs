@@ -6,7 +6,8 @@
 //! and a `put -r` of /usr/share about 230 MB, although the pages are only page cache.
 //! Users see that as the process's memory (`top`, cgroup limits, the OOM killer's score).
 //! Dropping the mapping (`MADV_DONTNEED`) after each commit, after every [`RELEASE_EVERY`]
-//! bytes of slices read and whenever index lookups have mapped [`LOOKUPS_BUDGET`] more
+//! bytes of slices read and whenever index lookups have mapped [`LOOKUPS_BUDGET`] more (less
+//! when the process's own memory is small: [`LOOKUPS_BUDGET_MIN`])
 //! keeps RssFile near what one step touches; the pages stay in the page cache and fault
 //! back in, unchanged, when read again.
 
@@ -20,12 +21,18 @@ pub const RELEASE_EVERY: u64 = 16 << 20;
 /// lookup faults in, and a lookup faults in a few. Restoring small files mapped 120 MB
 /// between releases counted by slice bytes alone.
 pub const LOOKUP: usize = 64 << 10;
-/// Growth of this process's mapped file pages, since the last release, at which index
+/// Most growth of this process's mapped file pages, since the last release, at which index
 /// lookups release the map. Lookups are measured rather than counted: how much a fault maps
 /// depends on the kernel (256 KiB per random lookup on Linux 6.18, not 64), and `put -r`'s
 /// writer, counted by versions, mapped over 100 MB between releases. Releasing costs a
 /// fault again for every page still in use (the trees' upper levels), so not much less.
 pub const LOOKUPS_BUDGET: u64 = 32 << 20;
+/// Least growth at which lookups release the map. Between the two, the budget is a quarter
+/// of the process's own (anonymous) memory: where that is small (backing up a source tree
+/// again: 45 MB) the mapped pages would otherwise be half of what users see, and where it is
+/// large (`put -r`'s write transaction: 160 MB) releasing often only costs faults (8 MiB
+/// made the first backup of /usr/share 7% slower).
+pub const LOOKUPS_BUDGET_MIN: u64 = 8 << 20;
 /// Lookups between two looks at the mapped pages (a read of `/proc/self/statm`, about a
 /// microsecond).
 const LOOKUPS_PER_CHECK: u64 = 4;
@@ -80,17 +87,19 @@ impl MappedPages {
     }
 
     /// Notes an index lookup through the map, releasing it once the mapped file pages have
-    /// grown by [`LOOKUPS_BUDGET`] (every [`RELEASE_EVERY`] bytes counted as [`LOOKUP`]s
-    /// where they cannot be measured).
+    /// grown by a quarter of the process's own memory, within [`LOOKUPS_BUDGET_MIN`] and
+    /// [`LOOKUPS_BUDGET`] (every [`RELEASE_EVERY`] bytes counted as [`LOOKUP`]s where they
+    /// cannot be measured).
     pub fn note_lookup(&self) {
         // A
         let n = self.lookups.fetch_add(1, Ordering::Relaxed);
         if n % LOOKUPS_PER_CHECK != 0 {
             return;
         }
-        match mapped_file_bytes() {
-            Some(now) => {
-                if now > self.after_release.load(Ordering::Relaxed) + LOOKUPS_BUDGET {
+        match memory() {
+            Some((now, own)) => {
+                let budget = (own / 4).clamp(LOOKUPS_BUDGET_MIN, LOOKUPS_BUDGET);
+                if now > self.after_release.load(Ordering::Relaxed) + budget {
                     self.release();
                 }
             }
@@ -130,6 +139,13 @@ impl MappedPages {
 /// `/proc/self/statm`; `None` where that cannot be read.
 fn mapped_file_bytes() -> Option<u64> {
     // A
+    memory().map(|(mapped, _)| mapped)
+}
+
+/// This process's mapped file bytes (`RssFile` and `RssShmem`) and its other resident
+/// bytes (`RssAnon`), from `/proc/self/statm`; `None` where that cannot be read.
+fn memory() -> Option<(u64, u64)> {
+    // A
     use std::os::unix::fs::FileExt;
     static STATM: OnceLock<Option<std::fs::File>> = OnceLock::new();
     let statm = STATM
@@ -138,9 +154,17 @@ fn mapped_file_bytes() -> Option<u64> {
     let mut buf = [0u8; 128];
     let n = statm.read_at(&mut buf, 0).ok()?;
     let text = std::str::from_utf8(buf.get(..n)?).ok()?;
-    // "size resident shared text lib data dt", in pages.
-    let shared: u64 = text.split_whitespace().nth(2)?.parse().ok()?;
-    Some(shared * rustix::param::page_size() as u64)
+    parse_statm(text, rustix::param::page_size() as u64)
+}
+
+/// `(mapped file bytes, other resident bytes)` from the text of `/proc/PID/statm`
+/// ("size resident shared text lib data dt", in pages of `page` bytes).
+fn parse_statm(text: &str, page: u64) -> Option<(u64, u64)> {
+    // A
+    let mut fields = text.split_whitespace().skip(1);
+    let resident: u64 = fields.next()?.parse().ok()?;
+    let shared: u64 = fields.next()?.parse().ok()?;
+    Some((shared * page, resident.saturating_sub(shared) * page))
 }
 
 /// The mapping of the file with device and inode `file`, from `/proc/self/maps`, when it
@@ -196,6 +220,17 @@ fn same_device(dev: u64, major: u64, minor: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statm_splits_into_mapped_and_own_memory() {
+        assert_eq!(
+            parse_statm("90000 3000 1000 100 0 2500 0\n", 4096),
+            Some((1000 * 4096, 2000 * 4096))
+        );
+        assert_eq!(parse_statm("90000 3000", 4096), None);
+        assert_eq!(parse_statm("", 4096), None);
+        assert!(memory().is_some_and(|(_, own)| own > 0));
+    }
 
     #[test]
     fn parses_a_shared_mapping_of_the_file_only() {
