@@ -141,9 +141,10 @@ impl NodeAvailabilityTracker {
         // A
         peers
             .iter()
-            .map(|n| (*n, self.silence(n)))
-            .filter(|(_, s)| *s >= DEAD_AFTER)
-            .map(|(n, s)| (n, s.as_secs()))
+            .filter_map(|n| {
+                let s = self.silence(n);
+                (s >= DEAD_AFTER).then_some((*n, s.as_secs()))
+            })
             .collect()
     }
 

@@ -80,10 +80,9 @@ impl Custody {
     }
 
     /// True when no slice of `chunk` arrived since the hand-over that began at `at`: the
-    /// copies here are the ones the receiver confirmed, and may go. False also when the
-    /// record cannot be read (keeping a copy is always safe).
-    /// A hand-over no longer in flight (its ticket ended: the node is stopping and its
-    /// tasks were cancelled) may drop nothing: arrivals it would need may be forgotten.
+    /// copies here are the ones the receiver confirmed, and may go. False for a hand-over
+    /// no longer in flight (its ticket ended, its arrivals may be forgotten) and when the
+    /// bookkeeping's lock is poisoned: keeping a copy is always safe.
     pub fn may_drop(&self, chunk: &Hash, at: u64) -> bool {
         // PA
         match self.inner.lock() {

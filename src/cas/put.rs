@@ -207,23 +207,24 @@ impl Slots {
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<Option<Result<PutOutcome>>>>> {
         // A
-        self.0
-            .lock()
-            .map_err(|_| Error::Internal("the put's outcomes were lost".into()))
+        self.0.lock().map_err(|_| outcomes_lost())
     }
 
     /// The outcomes; an empty slot is a version that was not committed.
     fn into_outcomes(self) -> Result<Vec<Result<PutOutcome>>> {
         // A
-        let slots = self
-            .0
-            .into_inner()
-            .map_err(|_| Error::Internal("the put's outcomes were lost".into()))?;
+        let slots = self.0.into_inner().map_err(|_| outcomes_lost())?;
         Ok(slots
             .into_iter()
             .map(|s| s.unwrap_or_else(|| Err(Error::Internal("version was not committed".into()))))
             .collect())
     }
+}
+
+/// A thread holding the outcomes panicked.
+fn outcomes_lost() -> Error {
+    // A
+    Error::Internal("the put's outcomes were lost".into())
 }
 
 /// Messages to the writer thread.

@@ -23,24 +23,34 @@ pub fn shard_len(sealed_len: usize, k: usize) -> usize {
     s + (s & 1)
 }
 
+/// The bytes of `payload` that data shard `i` of length `len` holds (shorter than `len`, or
+/// empty, at the end: the shard is zero-padded to `len`).
+pub fn data_part(payload: &[u8], i: usize, len: usize) -> &[u8] {
+    // PA
+    let start = i.saturating_mul(len).min(payload.len());
+    let end = start.saturating_add(len).min(payload.len());
+    &payload[start..end]
+}
+
 /// Splits `payload` into k zero-padded data shards and computes m parity shards.
 pub fn encode(payload: &[u8], k: u8, m: u8) -> Result<Vec<Vec<u8>>> {
     // PA
-    let (k, m) = (k as usize, m as usize);
-    let len = shard_len(payload.len(), k);
-    let mut shards: Vec<Vec<u8>> = (0..k)
+    let len = shard_len(payload.len(), usize::from(k));
+    let mut shards: Vec<Vec<u8>> = (0..usize::from(k))
         .map(|i| {
-            let start = (i * len).min(payload.len());
-            let end = ((i + 1) * len).min(payload.len());
             let mut s = Vec::with_capacity(len);
-            s.extend_from_slice(&payload[start..end]);
+            s.extend_from_slice(data_part(payload, i, len));
             s.resize(len, 0);
             s
         })
         .collect();
     if m > 0 {
-        let parity = reed_solomon_simd::encode(k, m, &shards)
-            .map_err(|e| Error::InvalidArgument(format!("erasure coding {k}+{m}: {e}")))?;
+        let data: Vec<&[u8]> = shards.iter().map(Vec::as_slice).collect();
+        let mut parity = Vec::with_capacity(usize::from(m));
+        self::parity(&data, m, |p| {
+            parity.push(p.to_vec());
+            Ok(())
+        })?;
         shards.extend(parity);
     }
     Ok(shards)

@@ -92,8 +92,7 @@ pub(crate) fn slice_up(id: &Hash, payload: &[u8], k: u8, m: u8) -> Result<Vec<(H
     for i in 0..usize::from(k) {
         let mut s = header(i)?;
         at = s.len();
-        let part = payload.get(i * len..).unwrap_or_default();
-        s.extend_from_slice(&part[..part.len().min(len)]);
+        s.extend_from_slice(erasure::data_part(payload, i, len));
         s.resize(at + len, 0);
         slices.push(s);
     }

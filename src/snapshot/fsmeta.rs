@@ -70,7 +70,7 @@ pub fn read_entry(
     }))
 }
 
-fn nanos(secs: i64, nsec: i64) -> i64 {
+pub(super) fn nanos(secs: i64, nsec: i64) -> i64 {
     // A
     secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::snapshot::fsmeta::NoAtime;
+use crate::snapshot::fsmeta::{nanos, NoAtime};
 
 /// What the readers of one backup share.
 #[derive(Default)]
@@ -43,18 +43,12 @@ impl Read for LazyFile<'_> {
                 .open(&self.path, flags, self.owner)
                 .map_err(|e| match e.raw_os_error() {
                     // What opening a socket says.
-                    Some(libc::ENXIO) => std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        "no longer a regular file",
-                    ),
+                    Some(libc::ENXIO) => not_a_file(),
                     _ => e,
                 })?;
             let f = std::fs::File::from(f);
             if !f.metadata()?.is_file() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "no longer a regular file",
-                ));
+                return Err(not_a_file());
             }
             self.file = Some(f);
         }
@@ -82,6 +76,12 @@ impl Drop for LazyFile<'_> {
     }
 }
 
+/// The error for a walked file that is something else now (a FIFO, a socket, a directory).
+fn not_a_file() -> std::io::Error {
+    // A
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, "no longer a regular file")
+}
+
 /// True when the file at `path` no longer has the size, mtime and ctime the walk recorded
 /// (or is gone).
 fn moved(path: &Path, (size, mtime, ctime): (u64, i64, i64)) -> bool {
@@ -90,14 +90,8 @@ fn moved(path: &Path, (size, mtime, ctime): (u64, i64, i64)) -> bool {
     match std::fs::symlink_metadata(path) {
         Ok(m) => {
             m.len() != size
-                || m.mtime()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(m.mtime_nsec())
-                    != mtime
-                || m.ctime()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(m.ctime_nsec())
-                    != ctime
+                || nanos(m.mtime(), m.mtime_nsec()) != mtime
+                || nanos(m.ctime(), m.ctime_nsec()) != ctime
         }
         Err(_) => true,
     }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::{Entry, EntryKind, ToRef};
 use crate::progress::Progress;
-use crate::snapshot::fsmeta::{apply_meta, OwnerPolicy};
+use crate::snapshot::fsmeta::{apply_meta, nanos, OwnerPolicy};
 use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::restore_files::{FileJob, Writer};
@@ -448,10 +448,7 @@ fn compare(path: &Path, existing: Option<&std::fs::Metadata>, entry: &Entry) -> 
     if ft != entry.kind.type_bits() {
         return Some(Change::Replace);
     }
-    let mtime = m
-        .mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(m.mtime_nsec());
+    let mtime = nanos(m.mtime(), m.mtime_nsec());
     let content_differs = match entry.kind {
         EntryKind::File => m.len() != entry.size || mtime != entry.mtime,
         EntryKind::Symlink => {

@@ -433,15 +433,15 @@ impl Walked {
     /// and `ouro get KEY` see it only under that name.
     fn file_key(&mut self, prefix: &str, rel_path: &[u8]) -> String {
         // A
-        let (key, hashed) = file_key(prefix, rel_path);
-        if hashed {
-            let components: Vec<&[u8]> = rel_path.split(|b| *b == b'/').collect();
-            let plain = key_for(prefix, &components);
-            let why = match crate::model::validate_key(&plain) {
-                _ if plain.len() > crate::model::key::MAX_KEY_BYTES => {
+        let (key, refused) = file_key(prefix, rel_path);
+        if let Some(refused) = refused {
+            let why = match refused {
+                Error::InvalidKey { key: plain, .. }
+                    if plain.len() > crate::model::key::MAX_KEY_BYTES =>
+                {
                     "path too long for a key".to_string()
                 }
-                Err(Error::InvalidKey { rule, .. }) => format!("name not usable in a key ({rule})"),
+                Error::InvalidKey { rule, .. } => format!("name not usable in a key ({rule})"),
                 _ => "name not usable in a key".to_string(),
             };
             self.notes.push((
@@ -456,20 +456,23 @@ impl Walked {
 /// The key of the versions of the file at relative path `rel` (raw bytes, components
 /// joined by `/`): `PREFIX/path`, or, for a path too long to be a key,
 /// `PREFIX/.ouro-long/<BLAKE3 of the raw path>` (the tree record keeps the real name, so
-/// the restore is exact; only the key view shows the hashed name). True when hashed.
-pub fn file_key(prefix: &str, rel: &[u8]) -> (String, bool) {
+/// the restore is exact; only the key view shows the hashed name). With the hashed key,
+/// why the plain one was refused.
+pub fn file_key(prefix: &str, rel: &[u8]) -> (String, Option<Error>) {
     // A
     // Names never hold `/`, so splitting gives back the components.
     let components: Vec<&[u8]> = rel.split(|b| *b == b'/').collect();
     let key = key_for(prefix, &components);
-    if crate::model::validate_key(&key).is_ok() {
-        return (key, false);
+    match crate::model::validate_key(&key) {
+        Ok(()) => (key, None),
+        Err(refused) => {
+            let hashed = format!(
+                "{prefix}/.ouro-long/{}",
+                crate::hash::Hash::of(rel).to_hex()
+            );
+            (hashed, Some(refused))
+        }
     }
-    let key = format!(
-        "{prefix}/.ouro-long/{}",
-        crate::hash::Hash::of(rel).to_hex()
-    );
-    (key, true)
 }
 
 /// A directory being walked: its entries so far, its subdirectories and its files' jobs.

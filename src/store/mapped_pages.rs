@@ -6,10 +6,10 @@
 //! and a `put -r` of /usr/share about 230 MB, although the pages are only page cache.
 //! Users see that as the process's memory (`top`, cgroup limits, the OOM killer's score).
 //! Dropping the mapping (`MADV_DONTNEED`) after each commit, after every [`RELEASE_EVERY`]
-//! bytes of slices read and whenever index lookups have mapped [`LOOKUPS_BUDGET`] more (less
-//! when the process's own memory is small: [`LOOKUPS_BUDGET_MIN`])
-//! keeps RssFile near what one step touches; the pages stay in the page cache and fault
-//! back in, unchanged, when read again.
+//! bytes of slices read, and whenever index lookups have mapped more than a quarter of the
+//! process's own memory since (between [`LOOKUPS_BUDGET_MIN`] and [`LOOKUPS_BUDGET`]), keeps
+//! RssFile near what one step touches; the pages stay in the page cache and fault back in,
+//! unchanged, when read again.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,13 +26,13 @@ pub const LOOKUP: usize = 64 << 10;
 /// depends on the kernel (256 KiB per random lookup on Linux 6.18, not 64), and `put -r`'s
 /// writer, counted by versions, mapped over 100 MB between releases. Releasing costs a
 /// fault again for every page still in use (the trees' upper levels), so not much less.
-pub const LOOKUPS_BUDGET: u64 = 32 << 20;
+const LOOKUPS_BUDGET: u64 = 32 << 20;
 /// Least growth at which lookups release the map. Between the two, the budget is a quarter
 /// of the process's own (anonymous) memory: where that is small (backing up a source tree
 /// again: 45 MB) the mapped pages would otherwise be half of what users see, and where it is
 /// large (`put -r`'s write transaction: 160 MB) releasing often only costs faults (8 MiB
 /// made the first backup of /usr/share 7% slower).
-pub const LOOKUPS_BUDGET_MIN: u64 = 8 << 20;
+const LOOKUPS_BUDGET_MIN: u64 = 8 << 20;
 /// Lookups between two looks at the mapped pages (a read of `/proc/self/statm`, about a
 /// microsecond).
 const LOOKUPS_PER_CHECK: u64 = 4;
@@ -129,17 +129,10 @@ impl MappedPages {
         }
         #[cfg(not(target_os = "linux"))]
         let _ = range;
-        if let Some(now) = mapped_file_bytes() {
-            self.after_release.store(now, Ordering::Relaxed);
+        if let Some((mapped, _)) = memory() {
+            self.after_release.store(mapped, Ordering::Relaxed);
         }
     }
-}
-
-/// Bytes of file pages this process has mapped (`RssFile` and `RssShmem`), from
-/// `/proc/self/statm`; `None` where that cannot be read.
-fn mapped_file_bytes() -> Option<u64> {
-    // A
-    memory().map(|(mapped, _)| mapped)
 }
 
 /// This process's mapped file bytes (`RssFile` and `RssShmem`) and its other resident
