@@ -265,6 +265,11 @@ small_case() {
     printf '%-6s %-22s %7.2f s  VmHWM %5d MB  RssAnon %5d MB  RssFile %5d MB\n' \
       "$1" "$3" "$secs" $((hwm / 1024)) $((anon / 1024)) $((file / 1024)) >&2
   }
+  # compact STORE: a timed `ouro gc --compact` of an ouro store (its free pages returned to
+  # the filesystem: what a user does after forget and gc; borg and restic have nothing to free).
+  compact() {
+    timed env OURO_STORE="$1" OURO_IDENTITY="$sw/ouro-id.txt" "$ouro" gc --compact -q
+  }
   # order I: the three tools, rotated by I, so that each goes first as often as the others.
   order() { local t=(ouro borg restic); echo "${t[$(($1 % 3))]} ${t[$((($1 + 1) % 3))]} ${t[$((($1 + 2) % 3))]}"; }
   # peak KEY VALUE: P[KEY] = max(P[KEY], VALUE)
@@ -306,6 +311,7 @@ small_case() {
     read -r a b c < <(ouro_stats "$sw/ouro-rel")
     D[ouro_stored]+=" $a"; D[ouro_with_parity]+=" $b"; D[ouro_file_bytes]+=" $c"
     D[ouro_noparity]+=" $(( ${D[ouro_bytes]##* } - (b - a) ))"
+    compact "$sw/ouro-rel"; D[ouro_compact]+=" $secs"; D[ouro_compacted]+=" $(du -sb "$sw/ouro-rel" | cut -f1)"
     # 2. A first backup of TREE into fresh stores (read from the page cache by every tool).
     tar cf - "$tree" 2>/dev/null | cat >/dev/null
     for t in $(order "$i"); do
@@ -317,6 +323,7 @@ small_case() {
     read -r a b c < <(ouro_stats "$sw/ouro-tree")
     D[ouro_tree_stored]+=" $a"; D[ouro_tree_with_parity]+=" $b"; D[ouro_tree_file_bytes]+=" $c"
     D[ouro_tree_noparity]+=" $(( ${D[ouro_tree_bytes]##* } - (b - a) ))"
+    compact "$sw/ouro-tree"; D[ouro_tree_compact]+=" $secs"; D[ouro_tree_compacted]+=" $(du -sb "$sw/ouro-tree" | cut -f1)"
     rm -rf "$sw"/*-tree # a GB of stores
   done
 
@@ -377,6 +384,7 @@ small_case() {
   row "all $n backups s" total
   row "store directory after all $n MB (du -sb; ouro: parity included)" bytes mb
   echo "| ouro, parity left out MB | $(mb "${M[ouro_noparity]}") | | | $(r "${M[ouro_noparity]}" "${M[borg_bytes]}")x | $(r "${M[ouro_noparity]}" "${M[restic_bytes]}")x |"
+  echo "| ouro after \`gc --compact\` MB ($(printf %.2f "${M[ouro_compact]}") s; parity included) | $(mb "${M[ouro_compacted]}") | | | $(r "${M[ouro_compacted]}" "${M[borg_bytes]}")x | $(r "${M[ouro_compacted]}" "${M[restic_bytes]}")x |"
   mem_rows ""
   echo
   echo "ouro stats after the $n releases: stored_bytes ${M[ouro_stored]}, stored_with_parity_bytes ${M[ouro_with_parity]},"
@@ -390,6 +398,7 @@ small_case() {
   row "first backup s" tree
   row "store directory MB (du -sb; ouro: parity included)" tree_bytes mb
   echo "| ouro, parity left out MB | $(mb "${M[ouro_tree_noparity]}") | | | $(r "${M[ouro_tree_noparity]}" "${M[borg_tree_bytes]}")x | $(r "${M[ouro_tree_noparity]}" "${M[restic_tree_bytes]}")x |"
+  echo "| ouro after \`gc --compact\` MB ($(printf %.2f "${M[ouro_tree_compact]}") s; parity included) | $(mb "${M[ouro_tree_compacted]}") | | | $(r "${M[ouro_tree_compacted]}" "${M[borg_tree_bytes]}")x | $(r "${M[ouro_tree_compacted]}" "${M[restic_tree_bytes]}")x |"
   mem_rows tree_
   echo
   echo "ouro stats: stored_bytes ${M[ouro_tree_stored]}, stored_with_parity_bytes ${M[ouro_tree_with_parity]}, file_bytes ${M[ouro_tree_file_bytes]}."
@@ -398,7 +407,8 @@ small_case() {
   echo "### Ratios (lower is better for ouro)"
   echo
   echo "- store bytes, ouro / borg: releases $(r "${M[ouro_bytes]}" "${M[borg_bytes]}")x parity included, $(r "${M[ouro_noparity]}" "${M[borg_bytes]}")x parity left out;"
-  echo "  $tree $(r "${M[ouro_tree_bytes]}" "${M[borg_tree_bytes]}")x parity included, $(r "${M[ouro_tree_noparity]}" "${M[borg_tree_bytes]}")x parity left out"
+  echo "  $tree $(r "${M[ouro_tree_bytes]}" "${M[borg_tree_bytes]}")x parity included, $(r "${M[ouro_tree_noparity]}" "${M[borg_tree_bytes]}")x parity left out;"
+  echo "  after \`ouro gc --compact\`: releases $(r "${M[ouro_compacted]}" "${M[borg_bytes]}")x, $tree $(r "${M[ouro_tree_compacted]}" "${M[borg_tree_bytes]}")x (parity included)"
   echo "- time, ouro / restic: all $n releases $(r "${M[ouro_total]}" "${M[restic_total]}")x, first backup of $tree $(r "${M[ouro_tree]}" "${M[restic_tree]}")x"
   echo "  (ouro / borg: $(r "${M[ouro_total]}" "${M[borg_total]}")x and $(r "${M[ouro_tree]}" "${M[borg_tree]}")x)"
   echo "- peak RSS (VmHWM), ouro vs the lower of borg and restic: releases $(vs_min "" hwm); $tree $(vs_min tree_ hwm)"

@@ -543,7 +543,7 @@ _ouro() {
             return 0
             ;;
         ouro__subcmd__gc)
-            opts="-q -v -h --store --identity --json --quiet --verbose --help"
+            opts="-q -v -h --compact --store --identity --json --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -45,8 +45,8 @@ pub use cas::{
 pub use crypto::{Identity, Recipient};
 pub use error::{Error, Result};
 pub use hash::Hash;
-pub use maintenance::{Damage, GcReport, Stats, VerifyReport};
+pub use maintenance::{Compacted, Damage, GcReport, Stats, VerifyReport};
 pub use model::reference::{format_time, parse_time};
 pub use model::Blob;
 pub use progress::{NoProgress, Progress};
-pub use store::StoreConfig;
+pub use store::{PageUse, StoreConfig};

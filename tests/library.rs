@@ -760,3 +760,35 @@ fn reads_stay_correct_while_commits_release_the_map() {
     });
     assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
 }
+
+/// An embedder's own open handle counts as another user of the store: compaction refuses
+/// it (`Error::Retry`), and runs once the handle is dropped; the versions read back after.
+#[test]
+fn compaction_needs_every_handle_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let id = Identity::generate();
+    let cas = Cas::create(&path, &CreateOptions::default(), &id).unwrap();
+    let keep = random_bytes(1 << 20, 7);
+    cas.put("keep", &keep[..], &PutOptions::default()).unwrap();
+    for i in 0..4 {
+        let key = format!("gone/{i}");
+        cas.put(&key, &random_bytes(2 << 20, i)[..], &PutOptions::default())
+            .unwrap();
+        cas.remove(&key).unwrap();
+    }
+    cas.gc(&NoProgress).unwrap();
+    let free = cas.page_use().unwrap().reusable_bytes;
+    assert!(free > 4 << 20, "{free}");
+    assert!(matches!(Cas::compact(&path), Err(Error::Retry(_))));
+    drop(cas);
+    let done = Cas::compact(&path).unwrap();
+    assert!(
+        done.after + free <= done.before + (64 << 10),
+        "{done:?}, {free} were free"
+    );
+    let mut cas = Cas::open(&path).unwrap();
+    cas.unlock(&id).unwrap();
+    assert!(get(&cas, "keep") == keep);
+    assert!(cas.page_use().unwrap().reusable_bytes < 64 << 10);
+}

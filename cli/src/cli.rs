@@ -55,7 +55,8 @@ macro_rules! exit_codes {
   8  no store at the given path (run `ouro init`), or one already exists for init; cluster
      status of a store outside any cluster
   9  no space left on the device (the store's, or the output's for get)
-  10 a race with gc on another cluster node: nothing was stored, run the command again
+  10 a race with gc on another cluster node: nothing was stored, run the command again;
+     gc --compact while another process (a node, a mount, a put) has the store open
   11 the store belongs to a cluster and its node is not running (or stopped answering
      during the command). put, put -r, merge, rm, forget: the change IS committed on this
      node (do not make it again) but no other node knows of it yet, and its chunks keep
@@ -94,9 +95,10 @@ JSON output (--json): one document on stdout. Fields are only ever added, never 
   ls       [{key, size, modified, heads}]
   merge    {hash, key};  rm {key, whole_key, removed: [hash]}
   verify   {ok, chunks, slices, packs, blobs, decrypted, unreferenced_chunks, damage: [...]}
-  gc       {versions_released, chunks_freed, packs_freed, packs_rewritten, slices_freed, bytes_freed}
+  gc       {versions_released, chunks_freed, packs_freed, packs_rewritten, slices_freed, bytes_freed,
+            chunks_condemned, compacted: null | {file_bytes_before, file_bytes_after}}
   stats    {keys, versions, live_versions, removed_versions, logical_bytes, unique_bytes,
-            stored_bytes, stored_with_parity_bytes, file_bytes, chunks, referenced_chunks,
+            stored_bytes, stored_with_parity_bytes, file_bytes, reusable_bytes, chunks, referenced_chunks,
             slices, packs, unreferenced_chunks, unreferenced_bytes, dedup_ratio, compression_ratio,
             ec, node_local: [names of the fields that may differ between cluster nodes]}
   recipient ls  [recipient]
@@ -273,7 +275,17 @@ pub enum Command {
         repair: bool,
     },
     /// Reclaim space of removed versions and unreferenced chunks
-    Gc,
+    ///
+    /// Freed space stays inside the store's database file, for later writes to reuse: the
+    /// file never shrinks by itself (`ouro stats` shows how much of it is free). --compact
+    /// then rewrites the file without its free pages, returning them to the filesystem
+    Gc {
+        /// Then rewrite the database file without its free pages. Needs the store to itself
+        /// (stop its node and mounts first; puts started meanwhile wait) and free disk space
+        /// for the copy (the size of the data it holds)
+        #[arg(long)]
+        compact: bool,
+    },
     /// Show sizes and ratios, and chunks no version uses (an interrupted put's) until gc
     ///
     /// On a cluster, nodes with the same data agree on keys, live versions, logical bytes and

@@ -106,6 +106,84 @@ fn rm_gc_and_verify() {
     assert_eq!(t.get("b"), b"keep");
 }
 
+/// `gc --compact` returns the data file's free pages to the filesystem, keeps every
+/// version, and refuses (exit 10, one line, the store untouched) while another process has
+/// the store open.
+#[test]
+fn gc_compact_shrinks_the_file_and_needs_the_store_alone() {
+    let t = TestStore::init("2+1");
+    let kept: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("small/{i}"), random_bytes(3000 + i, i as u64)))
+        .chain([("big".to_string(), random_bytes(3 << 20, 99))])
+        .collect();
+    for (k, v) in &kept {
+        t.put(k, v);
+    }
+    for i in 0..6 {
+        t.put(&format!("gone/{i}"), &random_bytes(2 << 20, 100 + i));
+    }
+    for i in 0..6 {
+        t.ok(&["rm", &format!("gone/{i}")]);
+    }
+    let data = t.store().join("data.mdb");
+    let first = std::fs::metadata(&data).unwrap().len();
+    // Another process with the store open: a get blocked writing into a pipe no one reads
+    // (a put waiting for input would also hold the gc lock, which gc waits for).
+    let mut holder = t
+        .cmd(&["get", "big"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = t.store().join("open.lock");
+    let held = || {
+        std::fs::File::open(&lock).is_ok_and(|f| {
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
+        })
+    };
+    let waited = std::time::Instant::now();
+    while !held() {
+        assert!(
+            waited.elapsed().as_secs() < 30,
+            "the put never opened the store"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let busy = t.run(&["gc", "--compact"]);
+    assert_eq!(busy.status.code(), Some(10), "{busy:?}");
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("open in another process"), "{err}");
+    // gc itself ran (and may have grown the file a little); nothing was compacted.
+    let before = std::fs::metadata(&data).unwrap().len();
+    assert!(before >= first, "{first} -> {before}");
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut holder.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(holder.wait().unwrap().success());
+    assert!(out == kept.last().unwrap().1, "the get read through");
+    t.put("late", b"late");
+    let stats = t.json(&["stats"]);
+    assert!(
+        stats["reusable_bytes"].as_u64().unwrap() > 4 << 20,
+        "{stats}"
+    );
+    let gc = t.json(&["gc", "--compact"]);
+    let after = gc["compacted"]["file_bytes_after"].as_u64().unwrap();
+    assert_eq!(gc["compacted"]["file_bytes_before"].as_u64(), Some(before));
+    assert_eq!(std::fs::metadata(&data).unwrap().len(), after);
+    assert!(after < before / 2, "{before} -> {after}");
+    assert!(!t.store().join("compact.partial").exists());
+    assert!(t.json(&["stats"])["reusable_bytes"].as_u64().unwrap() < 64 << 10);
+    assert_eq!(t.json(&["verify"])["ok"], true);
+    for (k, v) in &kept {
+        assert!(&t.get(k) == v, "{k} reads back after compaction");
+    }
+    // The compacted store takes new versions and compacts again.
+    t.put("late", b"later");
+    assert_eq!(t.get("late@~1"), b"late");
+    assert!(t.json(&["gc", "--compact"])["compacted"].is_object());
+    assert_eq!(t.get("late"), b"later");
+}
+
 /// Bad inputs: each gets one line on stderr naming the problem, its exit code, and leaves
 /// the store unchanged.
 #[test]

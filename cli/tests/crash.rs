@@ -1,5 +1,5 @@
 //! Crash consistency: `ouro` is killed with SIGKILL at random instants during put, put -r,
-//! merge, rm, gc and verify --repair. After every kill `ouro verify` passes, every version
+//! merge, rm, gc, gc --compact and verify --repair. After every kill `ouro verify` passes, every version
 //! committed before the kill reads back byte-exact, and the version being written is
 //! wholly there or absent.
 //!
@@ -91,16 +91,18 @@ enum Op {
     Rm,
     RmVersion,
     Gc,
+    Compact,
     Repair,
 }
 
-const OPS: [Op; 7] = [
+const OPS: [Op; 8] = [
     Op::Put,
     Op::PutTree,
     Op::Merge,
     Op::Rm,
     Op::RmVersion,
     Op::Gc,
+    Op::Compact,
     Op::Repair,
 ];
 
@@ -557,6 +559,7 @@ fn sigkill_at_random_instants_loses_nothing_committed() {
             Op::Rm => h.rm(),
             Op::RmVersion => h.rm_version(),
             Op::Gc => h.killed(&["gc"], None),
+            Op::Compact => h.killed(&["gc", "--compact"], None),
             Op::Repair => h.repair(),
         };
         let e = tally.entry(op).or_default();

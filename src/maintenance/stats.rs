@@ -11,6 +11,7 @@
 use crate::cas::Cas;
 use crate::error::Result;
 use crate::maintenance::PAGE;
+use crate::store::PageUse;
 
 /// Store statistics. Ratios are `None` when the store is empty.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -33,8 +34,12 @@ pub struct Stats {
     pub stored_bytes: u64,
     /// Bytes of all slices, parity included, as stored in LMDB.
     pub stored_with_parity_bytes: u64,
-    /// Size of the LMDB data file on disk (never shrinks; gc'd pages are reused).
+    /// Size of the LMDB data file on disk (never shrinks by itself; gc'd pages are reused).
     pub file_bytes: u64,
+    /// Bytes of free pages inside the data file: freed by gc and by write transactions
+    /// (which copy the index pages they change), reused by later writes, returned to the
+    /// filesystem by [`Cas::compact`].
+    pub reusable_bytes: u64,
     /// Distinct chunks with a record here, referenced or not. Node-local.
     pub chunks: u64,
     /// Chunks some version here references (`chunks - unreferenced_chunks`): the same on
@@ -58,13 +63,14 @@ pub struct Stats {
 impl Stats {
     /// The fields (by their JSON names) that count what this node holds, and so may differ
     /// between the nodes of a cluster with the same keys, versions and content.
-    pub const NODE_LOCAL: [&'static str; 13] = [
+    pub const NODE_LOCAL: [&'static str; 14] = [
         "versions",
         "removed_versions",
         "unique_bytes",
         "stored_bytes",
         "stored_with_parity_bytes",
         "file_bytes",
+        "reusable_bytes",
         "chunks",
         "slices",
         "packs",
@@ -76,6 +82,12 @@ impl Stats {
 }
 
 impl Cas {
+    /// How the database file's pages are used: cheap (no scan), unlike [`Cas::stats`].
+    pub fn page_use(&self) -> Result<PageUse> {
+        // A
+        self.lmdb.page_use()
+    }
+
     /// Computes statistics by streaming over the store.
     pub fn stats(&self) -> Result<Stats> {
         // A
@@ -134,6 +146,7 @@ impl Cas {
         s.referenced_chunks = s.chunks - s.unreferenced_chunks;
         s.stored_with_parity_bytes = self.lmdb.slices.totals(&txn)?.1;
         s.file_bytes = self.lmdb.disk_size()?;
+        s.reusable_bytes = self.lmdb.page_use()?.reusable_bytes;
         if s.unique_bytes > 0 {
             s.dedup_ratio = Some(s.logical_bytes as f64 / s.unique_bytes as f64);
         }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use heed::{CommitOrAbort, EnvOpenOptions, WithoutTls};
 
 use crate::error::{Error, Result};
+use crate::store::open_lock::OpenLock;
 use crate::store::{
     blob_log::BlobLog, blob_store::BlobStore, chunk_index::ChunkIndex, cluster_state::ClusterState,
     condemned::Condemned, deletion_wal::DeletionWal, key_index::KeyIndex, key_to_hash::KeyToHash,
@@ -41,6 +42,10 @@ const NAMES: [&str; 14] = [
 /// The environment and every component view over it.
 pub struct Lmdb {
     env: heed::Env<WithoutTls>,
+    /// The open lock, held shared (or exclusive, by compaction) as long as `env` is open.
+    open_lock: Option<OpenLock>,
+    /// Every named database, in [`NAMES`] order.
+    all: [Db; 14],
     /// Opened with `MDB_RDONLY` because this user cannot write the store's files.
     read_only: bool,
     path: PathBuf,
@@ -79,9 +84,32 @@ impl Lmdb {
         dir.join("data.mdb").is_file()
     }
 
-    /// Opens (and with `create`, creates) the environment and its databases.
+    /// Opens (and with `create`, creates) the environment and its databases, holding the
+    /// store's open lock shared (waiting while a compaction swaps the data file).
     pub fn open(dir: &Path, create: bool) -> Result<Self> {
         // A
+        if !create && !Self::exists(dir) {
+            return Err(Error::NotInitialised(dir.display().to_string()));
+        }
+        if create {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating store directory {}", dir.display()), e))?;
+        }
+        let waiting = || {
+            tracing::warn!(
+                "waiting for the compaction of store {} to finish",
+                dir.display()
+            )
+        };
+        let lock = OpenLock::shared(dir, &waiting)?;
+        Self::open_holding(dir, create, lock)
+    }
+
+    /// Opens the environment with the open lock already held (`lock`, kept until
+    /// [`Lmdb::close`]): how compaction opens the store it holds exclusive.
+    pub(crate) fn open_holding(dir: &Path, create: bool, lock: Option<OpenLock>) -> Result<Self> {
+        // A
+        // A compaction may have replaced the file while this process waited for the lock.
         if !create && !Self::exists(dir) {
             return Err(Error::NotInitialised(dir.display().to_string()));
         }
@@ -89,10 +117,6 @@ impl Lmdb {
         // short would kill this process with SIGBUS on the first page past its end.
         if !create {
             crate::store::data_file::check(dir)?;
-        }
-        if create {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating store directory {}", dir.display()), e))?;
         }
         let (env, read_only) = open_env(dir, create)?;
         let dbs: [Db; 14] = if create {
@@ -131,10 +155,13 @@ impl Lmdb {
                 ))
             })?
         };
+        let all = dbs;
         let [meta, key_index, slices, slice_locs, chunks, chunk_refs, blobs, versions, key_to_hash, parent_child, removed, deletion_wal, blob_log, cluster] =
             dbs;
         Ok(Lmdb {
             env,
+            open_lock: lock,
+            all,
             read_only,
             path: dir.to_path_buf(),
             meta: Meta(meta),
@@ -159,6 +186,20 @@ impl Lmdb {
             cluster: ClusterState(cluster),
             condemned: Condemned(cluster),
         })
+    }
+
+    /// Closes the environment (unmapping the data file), waiting up to `patience` for the
+    /// transactions still open to end, and hands back the open lock it held. An error when
+    /// they do not end: the file is then still mapped.
+    pub(crate) fn close(self, patience: std::time::Duration) -> Result<Option<OpenLock>> {
+        // PA
+        let Lmdb { env, open_lock, .. } = self;
+        if !env.prepare_for_closing().wait_timeout(patience) {
+            return Err(Error::Internal(
+                "the store's database stayed in use: it could not be closed".into(),
+            ));
+        }
+        Ok(open_lock)
     }
 
     /// Starts a read transaction on a consistent snapshot; never blocks writers.
@@ -243,6 +284,35 @@ impl Lmdb {
             .map_err(|e| Error::io(format!("reading {}", file.display()), e))
     }
 
+    /// Copies every record, from one read snapshot, into `dest` (a store just created), in
+    /// key order and appending (`MDB_APPEND`), so that its pages are full and none is free;
+    /// commits every [`COPY_BATCH`] bytes, so memory stays bounded. Returns the bytes of
+    /// keys and values copied.
+    pub(crate) fn copy_records_to(&self, dest: &Lmdb) -> Result<u64> {
+        // PA
+        let src = self.read()?;
+        let mut txn = dest.write()?;
+        let (mut copied, mut pending) = (0u64, 0usize);
+        for (from, to) in self.all.iter().zip(dest.all.iter()) {
+            for item in from.iter(&src)? {
+                let (k, v) = item?;
+                to.put_with_flags(&mut txn, heed::PutFlags::APPEND, k, v)?;
+                let n = k.len() + v.len();
+                // The source pages read stay mapped until released: big values by their
+                // bytes, small ones by what their pages' faults mapped.
+                self.slices.mapped.note_read(n);
+                self.slices.mapped.note_lookup();
+                (copied, pending) = (copied + n as u64, pending + n);
+                if pending >= COPY_BATCH {
+                    dest.commit(txn)?;
+                    (txn, pending) = (dest.write()?, 0);
+                }
+            }
+        }
+        dest.commit(txn)?;
+        Ok(copied)
+    }
+
     /// Checks again that the data file holds every page LMDB uses ([`Error::Damaged`] when
     /// not), for verify: the file may have been cut since the store was opened.
     pub fn check_file(&self) -> Result<()> {
@@ -256,11 +326,49 @@ impl Lmdb {
         &self.path
     }
 
+    /// Bytes of the data file's pages that hold records, and of those that are free (freed
+    /// by earlier transactions, reused by later ones; a file never shrinks by itself).
+    pub fn page_use(&self) -> Result<PageUse> {
+        // A
+        let txn = self.read()?;
+        let mut used = META_PAGES + MAIN_PAGES;
+        let mut page_size = 4096;
+        for db in &self.all {
+            let st = db.stat(&txn)?;
+            page_size = st.page_size as u64;
+            used += (st.branch_pages + st.leaf_pages + st.overflow_pages) as u64;
+        }
+        let pages = self.env.info().last_page_number as u64 + 1;
+        Ok(PageUse {
+            used_bytes: used * page_size,
+            reusable_bytes: pages.saturating_sub(used) * page_size,
+        })
+    }
+
     /// Bytes the data file occupies on disk.
     pub fn disk_size(&self) -> Result<u64> {
         // A
         Ok(self.env.real_disk_size()?)
     }
+}
+
+/// Bytes of records per write transaction of [`Lmdb::copy_records_to`].
+const COPY_BATCH: usize = 16 << 20;
+
+/// LMDB's two meta pages.
+const META_PAGES: u64 = 2;
+/// The main database's pages: one leaf holds the 14 names. The free list's own few pages
+/// are counted as free.
+const MAIN_PAGES: u64 = 1;
+
+/// How the data file's pages are used: see [`Lmdb::page_use`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageUse {
+    /// Bytes of pages holding records (what a compacted copy needs).
+    pub used_bytes: u64,
+    /// Bytes of free pages up to the file's last page in use: reused by later writes,
+    /// returned to the filesystem only by compaction.
+    pub reusable_bytes: u64,
 }
 
 /// Opens the environment; when this user may not write the store's files (or they are on a

@@ -16,12 +16,13 @@ pub mod local_sealed_slice_store;
 pub mod lock;
 pub mod mapped_pages;
 pub mod meta;
+pub mod open_lock;
 pub mod parent_child;
 pub mod removed;
 pub mod reserve;
 pub mod version_index;
 
-pub use lmdb::{Lmdb, RoTxn, RwTxn};
+pub use lmdb::{Lmdb, PageUse, RoTxn, RwTxn};
 pub use meta::StoreConfig;
 
 pub(crate) type Db = heed::Database<'static, heed::types::Bytes, heed::types::Bytes>;

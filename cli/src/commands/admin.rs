@@ -249,7 +249,7 @@ fn damage_line(d: &Damage) -> String {
     }
 }
 
-pub fn gc(g: &Global) -> Result<i32> {
+pub fn gc(g: &Global, compact: bool) -> Result<i32> {
     // A
     // With the identity, gc reads the snapshots' trees and frees exactly what none of them
     // lists; without it, it keeps every removed version under a snapshotted prefix.
@@ -260,6 +260,20 @@ pub fn gc(g: &Global) -> Result<i32> {
     let bar = Bar::new(g, false, "gc");
     let r = cas.gc(&bar).context("collecting garbage")?;
     bar.finish();
+    let reusable = cas
+        .page_use()
+        .map(|u| (u.reusable_bytes, u.used_bytes + u.reusable_bytes))
+        .ok();
+    // The store must be closed here before compaction can have it to itself.
+    drop(cas);
+    let compacted = match compact {
+        true => {
+            let dir = g.store_dir()?;
+            let done = Cas::compact(&dir);
+            Some(done.with_context(|| format!("gc done; compacting store {}", dir.display()))?)
+        }
+        false => None,
+    };
     committed(if g.json {
         print_json(&json!({
             "versions_released": r.versions_released,
@@ -269,13 +283,36 @@ pub fn gc(g: &Global) -> Result<i32> {
             "slices_freed": r.slices_freed,
             "bytes_freed": r.bytes_freed,
             "chunks_condemned": r.chunks_condemned,
+            "compacted": compacted.map(|c| json!({"file_bytes_before": c.before, "file_bytes_after": c.after})),
         }))
     } else if !g.quiet {
-        print_gc(&r)
+        print_gc(&r).and_then(|_| print_compaction(compacted, reusable))
     } else {
         Ok(())
     })?;
     Ok(0)
+}
+
+/// What compaction did or, without it, how much of the file a compaction would return.
+fn print_compaction(
+    compacted: Option<ouroboros_db::Compacted>,
+    reusable: Option<(u64, u64)>,
+) -> Result<()> {
+    // A
+    match (compacted, reusable) {
+        (Some(c), _) => outln!(
+            "compacted the database file: {} -> {}",
+            human_bytes(c.before),
+            human_bytes(c.after)
+        ),
+        // Worth a hint once a quarter of the file, and 64 MiB, is free.
+        (None, Some((free, file))) if free >= 64 << 20 && free >= file / 4 => outln!(
+            "{} of the {} database file is free (later writes reuse it); `ouro gc --compact` returns it to the filesystem",
+            human_bytes(free),
+            human_bytes(file)
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// What gc freed, for people.
@@ -320,6 +357,7 @@ pub fn stats(g: &Global) -> Result<i32> {
             "stored_bytes": s.stored_bytes,
             "stored_with_parity_bytes": s.stored_with_parity_bytes,
             "file_bytes": s.file_bytes,
+            "reusable_bytes": s.reusable_bytes,
             "chunks": s.chunks,
             "referenced_chunks": s.referenced_chunks,
             "slices": s.slices,
@@ -363,7 +401,11 @@ fn print_stats(s: &ouroboros_db::Stats, ec: &str) -> Result<()> {
         human_bytes(s.stored_bytes),
         human_bytes(s.stored_with_parity_bytes),
     )?;
-    outln!("database file     {}", human_bytes(s.file_bytes))?;
+    outln!(
+        "database file     {} ({} of it free, reused by later writes; `ouro gc --compact` returns it)",
+        human_bytes(s.file_bytes),
+        human_bytes(s.reusable_bytes)
+    )?;
     outln!(
         "chunks / slices   {} / {} ({} packs of small chunks)",
         s.chunks,

@@ -124,7 +124,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Rm { reference } => history::rm(g, reference),
         Command::Ls { prefix, long } => history::ls(g, prefix.as_deref().unwrap_or(""), *long),
         Command::Verify { repair } => admin::verify(g, *repair),
-        Command::Gc => admin::gc(g),
+        Command::Gc { compact } => admin::gc(g, *compact),
         Command::Stats => admin::stats(g),
         Command::Mount {
             mountpoint,

@@ -1,0 +1,165 @@
+//! Compaction: rewrites the store's data file without its free pages, returning them to the
+//! filesystem. LMDB never shrinks its file: pages that gc frees, and the older copies of
+//! every index page a write transaction rewrote, stay in it for later writes to reuse (after
+//! one first backup of many small files, about a third of the file). Compaction copies every
+//! record, in key order, into a new data file, appending, so the copy's B-tree pages are
+//! full (random inserts leave them about two thirds full) and it has no free page; then
+//! a rename replaces `data.mdb`, so a crash at any moment leaves either the old file or the
+//! whole new one. The next writes into full pages split them, so the index grows back
+//! towards two thirds full as it changes.
+//!
+//! The store must be open nowhere else: a process that kept the old file mapped would read
+//! stale data and commit into a file no one opens again. Every process holds the open lock
+//! ([`OpenLock`]) shared while its store is open; compaction takes it exclusive, and refuses
+//! (with [`Error::Retry`]) while anyone has the store open. Processes that open the store
+//! meanwhile wait for it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cas::Cas;
+use crate::error::{Error, Result};
+use crate::store::open_lock::OpenLock;
+use crate::store::Lmdb;
+
+/// The directory the new file is written in, inside the store directory; left behind only
+/// by a compaction that was killed, and removed by the next one.
+pub const PARTIAL: &str = "compact.partial";
+/// Room left free on the filesystem beyond the copy itself.
+const MARGIN: u64 = 64 << 20;
+/// How long closing the store may wait for its own transactions to end.
+const CLOSING: Duration = Duration::from_secs(30);
+
+/// What a compaction did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compacted {
+    /// Bytes of the data file before.
+    pub before: u64,
+    /// Bytes of the data file after.
+    pub after: u64,
+}
+
+impl Cas {
+    /// Rewrites the data file of the store in `dir` without its free pages (see the module
+    /// documentation). Refused with [`Error::Retry`] while another process has the store
+    /// open, and with [`Error::NoSpace`] when its filesystem cannot hold the copy.
+    ///
+    /// ```no_run
+    /// # fn main() -> ouroboros_db::Result<()> {
+    /// let done = ouroboros_db::Cas::compact(std::path::Path::new("/var/lib/ouro"))?;
+    /// println!("{} -> {} bytes", done.before, done.after);
+    /// # Ok(()) }
+    /// ```
+    pub fn compact(dir: &Path) -> Result<Compacted> {
+        // PA
+        if !Lmdb::exists(dir) {
+            return Err(Error::NotInitialised(dir.display().to_string()));
+        }
+        let Some(lock) = OpenLock::try_exclusive(dir)? else {
+            return Err(Error::Retry(format!(
+                "store {} is open in another process (a running node or mount, a put, get or gc); compaction needs it to itself",
+                dir.display()
+            )));
+        };
+        let partial = dir.join(PARTIAL);
+        remove_partial(&partial)?;
+        let lmdb = Lmdb::open_holding(dir, false, Some(lock))?;
+        if lmdb.is_read_only() {
+            return Err(Error::io(
+                format!(
+                    "compacting store {}: this user cannot write its files",
+                    dir.display()
+                ),
+                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            ));
+        }
+        let before = lmdb.disk_size()?;
+        let needed = lmdb.page_use()?.used_bytes;
+        if let Some(free) = lmdb.free_bytes() {
+            if free < needed.saturating_add(MARGIN) {
+                return Err(Error::NoSpace(format!(
+                    "compacting store {} needs about {} MiB free on its filesystem, and {} MiB are",
+                    dir.display(),
+                    (needed + MARGIN) >> 20,
+                    free >> 20
+                )));
+            }
+        }
+        let copy = partial.join("data.mdb");
+        let after = match write_copy(&lmdb, &partial, &copy) {
+            Ok(n) => n,
+            Err(e) => {
+                let full = lmdb.free_bytes().is_some_and(|f| f < MARGIN);
+                let _ = std::fs::remove_dir_all(&partial);
+                return Err(match full {
+                    true => Error::NoSpace(format!(
+                        "the disk holding {} filled up while compacting; the store is unchanged",
+                        dir.display()
+                    )),
+                    false => e,
+                });
+            }
+        };
+        let lock = lmdb.close(CLOSING)?;
+        swap_in(dir, &partial, &copy)?;
+        drop(lock);
+        Ok(Compacted { before, after })
+    }
+}
+
+/// Writes the compacted copy: a new store in the new directory `partial`, every record
+/// copied into it, its data file given the old one's permissions. Returns its size.
+fn write_copy(lmdb: &Lmdb, partial: &Path, copy: &Path) -> Result<u64> {
+    // PA
+    std::fs::create_dir(partial)
+        .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
+    let dest = Lmdb::open_holding(partial, true, None)?;
+    lmdb.copy_records_to(&dest)?;
+    let size = dest.disk_size()?;
+    dest.close(CLOSING)?;
+    let old = lmdb.path().join("data.mdb");
+    let perms = std::fs::metadata(&old)
+        .map_err(|e| Error::io(format!("reading {}", old.display()), e))?
+        .permissions();
+    std::fs::set_permissions(copy, perms)
+        .map_err(|e| Error::io(format!("setting the mode of {}", copy.display()), e))?;
+    // LMDB's commits synced the data; this syncs the file's size and mode too.
+    std::fs::File::open(copy)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("syncing {}", copy.display()), e))?;
+    Ok(size)
+}
+
+/// Replaces the data file by the synced `copy`, then removes LMDB's lock file (so the next
+/// process to open the store starts a new one from the new file: the old one records the
+/// old file's transaction ids) and the `partial` directory, syncing the store directory so
+/// the rename survives a crash.
+fn swap_in(dir: &Path, partial: &Path, copy: &Path) -> Result<()> {
+    // PA
+    let data = dir.join("data.mdb");
+    std::fs::rename(copy, &data).map_err(|e| {
+        Error::io(
+            format!("moving the compacted copy to {}", data.display()),
+            e,
+        )
+    })?;
+    match std::fs::remove_file(dir.join("lock.mdb")) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}/lock.mdb", dir.display()), e)),
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+    remove_partial(partial)
+}
+
+/// Removes what a killed compaction left in `partial`.
+fn remove_partial(partial: &Path) -> Result<()> {
+    // PA
+    match std::fs::remove_dir_all(partial) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", partial.display()), e)),
+    }
+}
