@@ -152,7 +152,7 @@ fn gc_compact_shrinks_the_file_and_needs_the_store_alone() {
     assert_eq!(busy.status.code(), Some(10), "{busy:?}");
     let err = String::from_utf8_lossy(&busy.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("open in another process"), "{err}");
+    assert!(err.contains("another process has the store open"), "{err}");
     // gc itself ran (and may have grown the file a little); nothing was compacted.
     let before = std::fs::metadata(&data).unwrap().len();
     assert!(before >= first, "{first} -> {before}");

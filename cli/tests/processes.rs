@@ -147,7 +147,7 @@ fn sigkill_mid_put_leaves_a_consistent_store() {
     assert_eq!(t.get(&format!("big@{}", &h1[..12])), v1);
     assert!(std::fs::read_dir(t.store()).unwrap().all(|e| {
         let n = e.unwrap().file_name();
-        n == "data.mdb" || n == "lock.mdb" || n == "gc.lock" || n == "reserve"
+        n == "data.mdb" || n == "lock.mdb" || n == "gc.lock" || n == "open.lock" || n == "reserve"
     }));
 }
 

@@ -26,7 +26,7 @@ use crate::store::Lmdb;
 /// by a compaction that was killed, and removed by the next one.
 pub const PARTIAL: &str = "compact.partial";
 /// Room left free on the filesystem beyond the copy itself.
-const MARGIN: u64 = 64 << 20;
+const MARGIN: u64 = 16 << 20;
 /// How long closing the store may wait for its own transactions to end.
 const CLOSING: Duration = Duration::from_secs(30);
 
@@ -56,10 +56,9 @@ impl Cas {
             return Err(Error::NotInitialised(dir.display().to_string()));
         }
         let Some(lock) = OpenLock::try_exclusive(dir)? else {
-            return Err(Error::Retry(format!(
-                "store {} is open in another process (a running node or mount, a put, get or gc); compaction needs it to itself",
-                dir.display()
-            )));
+            return Err(Error::Retry(
+                "another process has the store open (a running node or mount, a put, get or gc), and compaction needs it to itself".into(),
+            ));
         };
         let partial = dir.join(PARTIAL);
         remove_partial(&partial)?;
@@ -78,9 +77,9 @@ impl Cas {
         if let Some(free) = lmdb.free_bytes() {
             if free < needed.saturating_add(MARGIN) {
                 return Err(Error::NoSpace(format!(
-                    "compacting store {} needs about {} MiB free on its filesystem, and {} MiB are",
-                    dir.display(),
+                    "its copy needs about {} MiB free on the filesystem of {}, and {} MiB are",
                     (needed + MARGIN) >> 20,
+                    dir.display(),
                     free >> 20
                 )));
             }
