@@ -177,6 +177,18 @@ fn gc_compact_shrinks_the_file_and_needs_the_store_alone() {
     for (k, v) in &kept {
         assert!(&t.get(k) == v, "{k} reads back after compaction");
     }
+    // The lock files are the owner's alone (another user's exclusive flock would block).
+    for f in ["open.lock", "gc.lock"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(t.store().join(f)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    // What a killed compaction left is removed by gc (which runs only while none does).
+    std::fs::create_dir(t.store().join("compact.partial")).unwrap();
+    std::fs::write(t.store().join("compact.partial/data.mdb"), b"half").unwrap();
+    t.ok(&["gc"]);
+    assert!(!t.store().join("compact.partial").exists());
     // The compacted store takes new versions and compacts again.
     t.put("late", b"later");
     assert_eq!(t.get("late@~1"), b"late");

@@ -23,7 +23,7 @@ use crate::store::open_lock::OpenLock;
 use crate::store::Lmdb;
 
 /// The directory the new file is written in, inside the store directory; left behind only
-/// by a compaction that was killed, and removed by the next one.
+/// by a compaction that was killed, and removed by the next one or by gc.
 pub const PARTIAL: &str = "compact.partial";
 /// Room left free on the filesystem beyond the copy itself.
 const MARGIN: u64 = 16 << 20;
@@ -153,8 +153,9 @@ fn swap_in(dir: &Path, partial: &Path, copy: &Path) -> Result<()> {
     remove_partial(partial)
 }
 
-/// Removes what a killed compaction left in `partial`.
-fn remove_partial(partial: &Path) -> Result<()> {
+/// Removes what a killed compaction left in `partial` (nothing when it is not there). Only
+/// while holding the open lock, shared or exclusive: no compaction runs then.
+pub(crate) fn remove_partial(partial: &Path) -> Result<()> {
     // PA
     match std::fs::remove_dir_all(partial) {
         Ok(()) => Ok(()),

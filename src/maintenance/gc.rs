@@ -52,6 +52,10 @@ impl Cas {
     fn gc_once(&self, progress: &dyn Progress) -> Result<GcReport> {
         // PA
         let _lock = GcLock::acquire(self.path(), true, &|| progress.waiting("puts are running"))?;
+        // No compaction runs while this store is open here: what one left is garbage.
+        crate::maintenance::compact::remove_partial(
+            &self.path().join(crate::maintenance::compact::PARTIAL),
+        )?;
         let mut report = GcReport {
             versions_released: self.replica().release_removed(progress)?,
             ..GcReport::default()

@@ -6,6 +6,7 @@
 //! drops when its process dies, so it is never stale.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rustix::fs::{flock, FlockOperation};
@@ -56,13 +57,17 @@ impl OpenLock {
     }
 }
 
-/// Opens the lock file, creating it when it is missing and the directory is writable; read
-/// only when this user may not write it (an flock needs no write access). `None` when it
-/// cannot be had either way.
+/// Opens the lock file, creating it (mode 0600) when it is missing and the directory is
+/// writable; read only when this user may not write it (an flock needs no write access).
+/// `None` when it cannot be had either way (another user's store, whose lock file only its
+/// owner may open).
 fn open(store: &Path) -> Result<Option<File>> {
     // PA
     let path = store.join(FILE);
+    // Owner only: anyone who can open the file can flock it, and an exclusive lock held by
+    // another user would make every process wait to open the store.
     let writable = OpenOptions::new()
+        .mode(0o600)
         .create(true)
         .truncate(false)
         .read(true)
