@@ -380,6 +380,21 @@ fn damaged_member_records_fail_cleanly() {
         assert!(cas.read_chunk(&id).is_err(), "forged {n} is refused");
         assert!(cas.read_chunk(&good_id).is_ok(), "after forged {n}");
     }
+    // Verify opens members in pack order rather than one by one: every forged record is
+    // reported lost, no honest member is, and every member was decrypted.
+    let report = cas.verify(false, &NoProgress).unwrap();
+    let lost: std::collections::HashSet<Hash> = report
+        .damage
+        .iter()
+        .filter_map(|d| match d {
+            Damage::Chunk { chunk, .. } => Some(*chunk),
+            _ => None,
+        })
+        .collect();
+    let forged_ids = (0..forged.len()).map(|n| Hash([n as u8 + 1; 32])).collect();
+    assert_eq!(lost, forged_ids, "{:?}", report.damage);
+    // The two forged records naming no pack are lost before any decryption.
+    assert!(report.decrypted as usize >= members.len() + forged.len() - 2);
     // The forged records have no references: gc frees them and the counts they took (on
     // the pack, on a member, on an absent id) go back.
     cas.gc(&NoProgress).unwrap();

@@ -65,7 +65,7 @@ impl Cas {
     /// returned. The error is the store failing. Plaintext goes into buffers from `pool`
     /// when one is given, and each chunk waits for `turn` (its position) before it is
     /// opened; false from `turn` stops the read too.
-    fn read_chunks(
+    pub(crate) fn read_chunks(
         &self,
         ids: &[Hash],
         pool: Option<&Pool>,
@@ -360,7 +360,7 @@ const REMOTE_GROUP: usize = 8;
 
 /// Plaintext buffers handed from the writer back to the read workers; holds at most
 /// `keep`, so memory stays within what the read window had in flight.
-pub(super) struct Pool {
+pub(crate) struct Pool {
     free: Mutex<Vec<Vec<u8>>>,
     keep: usize,
 }

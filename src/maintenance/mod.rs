@@ -8,6 +8,7 @@ pub mod repack;
 pub mod stats;
 pub mod verify;
 mod verify_index;
+mod verify_members;
 
 pub use compact::Compacted;
 pub use gc::GcReport;

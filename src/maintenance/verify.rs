@@ -7,6 +7,7 @@
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::maintenance::verify_members::Members;
 use crate::maintenance::PAGE;
 use crate::model::{ChunkRecord, SealedSlice};
 use crate::progress::Progress;
@@ -110,6 +111,7 @@ impl Cas {
         // In a cluster this store holds only the slices placement gives it.
         let cluster = self.in_cluster()?;
         let mut bad_chunks = Vec::new();
+        let mut members = Members::default();
         progress.set_total(self.lmdb.chunks.len(&self.lmdb.read()?)?);
         let mut after = None;
         loop {
@@ -130,7 +132,11 @@ impl Cas {
                         } else if self.lmdb.chunks.refs(&txn, id)? == 0 {
                             report.unreferenced_chunks += 1;
                         }
-                        self.check_chunk(&txn, &router, id, record, cluster, repair)?
+                        match record.pack() {
+                            // A member has no slices: its pack's are checked under its id.
+                            Some(_) => self.check_member(&txn, id, cluster, &mut members)?,
+                            None => self.check_chunk(&txn, &router, id, record, cluster, repair)?,
+                        }
                     }
                     Err(e) => Checked::lost(e.to_string(), false),
                 };
@@ -145,7 +151,11 @@ impl Cas {
                 }
                 self.lmdb.commit(w)?;
             }
+            if members.full() {
+                self.open_members(&mut members, &mut report, &mut bad_chunks)?;
+            }
         }
+        self.open_members(&mut members, &mut report, &mut bad_chunks)?;
         self.verify_blobs(&mut report, &bad_chunks)?;
         self.verify_index(&mut report)?;
         if self.is_unlocked() {
@@ -173,16 +183,6 @@ impl Cas {
         repair: bool,
     ) -> Result<Checked> {
         // PA
-        if record.pack().is_some() {
-            // A member has no slices: its pack's are checked under the pack's id.
-            return Ok(match self.verify_member(txn, id, cluster) {
-                Ok(opened) => Checked {
-                    verdict: Verdict::Intact,
-                    decrypted: opened,
-                },
-                Err(e) => Checked::lost(e.to_string(), false),
-            });
-        }
         let set = router.fetch_shards(txn, id, record, true)?;
         if cluster {
             return Ok(Checked {
@@ -275,19 +275,31 @@ impl Cas {
         Checked { verdict, decrypted }
     }
 
-    /// Checks a pack member: its pack is here and, unlocked and on a store of its own, it
-    /// opens to its id. True when it was opened.
-    fn verify_member(&self, txn: &crate::store::RoTxn, id: &Hash, cluster: bool) -> Result<bool> {
+    /// Checks a pack member: its pack is here. Unlocked and on a store of its own, it is
+    /// queued in `members`, to be opened in pack order ([`Members`]).
+    fn check_member(
+        &self,
+        txn: &crate::store::RoTxn,
+        id: &Hash,
+        cluster: bool,
+        members: &mut Members,
+    ) -> Result<Checked> {
         // PA
-        let (_, _, member) = self.slices_holder(txn, id)??;
+        let (pack, _, member) = match self.slices_holder(txn, id)? {
+            Ok(holder) => holder,
+            Err(e) => return Ok(Checked::lost(e.to_string(), false)),
+        };
         let unlocked = member
             .as_ref()
             .is_some_and(|m| self.keys_for(m.key_epoch).is_ok());
-        if cluster || !unlocked {
-            return Ok(false);
+        if let (false, true, Some((_, offset))) = (cluster, unlocked, member.and_then(|m| m.pack()))
+        {
+            members.defer(pack, offset, *id);
         }
-        use crate::cas::ChunkReader;
-        self.read_chunk(id).map(|_| true)
+        Ok(Checked {
+            verdict: Verdict::Intact,
+            decrypted: false,
+        })
     }
 
     /// Rebuilds this node's damaged slices of a chunk from slices the cluster sends.
@@ -402,7 +414,12 @@ impl Cas {
 
 /// Records chunk `id` as one that cannot be read: its damage, and the id for the versions
 /// using it (reported by `verify_blobs`).
-fn lost(report: &mut VerifyReport, bad_chunks: &mut Vec<Hash>, id: Hash, reason: String) {
+pub(super) fn lost(
+    report: &mut VerifyReport,
+    bad_chunks: &mut Vec<Hash>,
+    id: Hash,
+    reason: String,
+) {
     // A
     bad_chunks.push(id);
     report.damage.push(Damage::Chunk { chunk: id, reason });
