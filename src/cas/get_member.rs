@@ -88,9 +88,12 @@ impl Cas {
             give_back(plain);
             return Fast::Stop;
         }
-        let (Some((_, offset)), Ok(bundle)) =
-            (member.pack(), self.lmdb.slices.bundle(txn, pack_id))
-        else {
+        let (Some((_, offset)), Ok(bundle)) = (
+            member.pack(),
+            self.lmdb
+                .slices
+                .bundle_part(txn, pack_id, member.sealed_len as usize),
+        ) else {
             return give_back(plain);
         };
         let mut shards: Vec<Option<&[u8]>> = vec![None; pack.slices.len()];

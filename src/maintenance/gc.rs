@@ -76,6 +76,7 @@ impl Cas {
             after = Some(*last);
             let mut txn = self.lmdb.write()?;
             for (id, record) in page {
+                self.lmdb.note_lookup();
                 // A damaged record cannot name its slices: leave it for verify to report.
                 if record.is_err() {
                     continue;

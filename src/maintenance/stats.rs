@@ -99,6 +99,7 @@ impl Cas {
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
             for (id, r) in page {
+                self.lmdb.note_lookup();
                 let Ok(r) = r else { continue };
                 s.slices += r.slices.len() as u64;
                 if r.is_pack() {
@@ -124,6 +125,7 @@ impl Cas {
             let Some(last) = page.last() else { break };
             after = Some(*last);
             for h in page {
+                self.lmdb.note_lookup();
                 s.versions += 1;
                 if self.lmdb.removed.get(&txn, &h)?.is_some() {
                     s.removed_versions += 1;

@@ -202,6 +202,15 @@ impl Lmdb {
         Ok(open_lock)
     }
 
+    /// Notes a lookup through the map, one per record a scan reads beside the one it pages
+    /// through: the map is released once it grew enough ([`MappedPages::note_lookup`]).
+    ///
+    /// [`MappedPages::note_lookup`]: crate::store::mapped_pages::MappedPages::note_lookup
+    pub fn note_lookup(&self) {
+        // A
+        self.slices.mapped.note_lookup();
+    }
+
     /// Starts a read transaction on a consistent snapshot; never blocks writers.
     pub fn read(&self) -> Result<RoTxn<'_>> {
         // A

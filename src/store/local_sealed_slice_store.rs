@@ -140,10 +140,39 @@ impl LocalSealedSliceStore {
     /// The bundle stored under sequence `seq` (a `slice_locs` value); empty when none is.
     pub fn bundle_at<'t>(&self, txn: &'t RoTxn, seq: &[u8]) -> Result<Bundle<'t>> {
         // A
+        self.bundle_read(txn, seq, None)
+    }
+
+    /// The bundle of a chunk of which the caller reads about `bytes` only (a pack member's
+    /// frame): counted as that much read through the map, not as the whole bundle, which
+    /// would release the map at every member read.
+    pub fn bundle_part<'t>(
+        &self,
+        txn: &'t RoTxn,
+        chunk: &Hash,
+        bytes: usize,
+    ) -> Result<Bundle<'t>> {
+        // A
+        match self.locs.get(txn, &chunk.0)? {
+            Some(seq) => self.bundle_read(txn, seq, Some(bytes)),
+            None => Ok(Bundle::default()),
+        }
+    }
+
+    /// The bundle under `seq`, counting `read` bytes (the whole bundle when `None`) as read
+    /// through the map.
+    fn bundle_read<'t>(
+        &self,
+        txn: &'t RoTxn,
+        seq: &[u8],
+        read: Option<usize>,
+    ) -> Result<Bundle<'t>> {
+        // A
         match self.bundles.get(txn, seq)? {
             Some(b) => {
+                let read = read.unwrap_or(b.len()).min(b.len());
                 self.mapped
-                    .note_read(b.len() + crate::store::mapped_pages::LOOKUP);
+                    .note_read(read + crate::store::mapped_pages::LOOKUP);
                 Bundle::decode(b)
             }
             None => Ok(Bundle::default()),
@@ -261,6 +290,8 @@ impl LocalSealedSliceStore {
         let mut bytes = 0;
         for item in self.bundles.iter(txn)? {
             let (_, v) = item?;
+            // Decoding touches every slice's header: about every page of the bundle.
+            self.mapped.note_read(v.len());
             match Bundle::decode(v) {
                 Ok(b) => {
                     n += b.slices.len() as u64;
