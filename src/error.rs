@@ -94,8 +94,9 @@ pub enum Error {
     /// An option or argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// The disk or the store's map is full; nothing partial was committed.
-    #[error("no space left for the store: {0}")]
+    /// A disk (the store's, or where a restore or `get -o` writes) or the store's map is
+    /// full; nothing partial was committed. The message names the file or store.
+    #[error("no space left: {0}")]
     NoSpace(String),
     /// A race with another node's gc: nothing was stored, and running the same command
     /// again succeeds.
@@ -157,15 +158,17 @@ impl From<heed::Error> for Error {
         // A
         match e {
             heed::Error::Mdb(heed::MdbError::MapFull) => {
-                Error::NoSpace("the store's map is full".into())
+                Error::NoSpace("the store reached its size limit (LMDB's 1 TiB map)".into())
             }
-            heed::Error::Io(io) => Error::io("store database", io),
+            heed::Error::Io(io) => Error::io("the store's database", io),
             heed::Error::Mdb(m)
                 if matches!(m, heed::MdbError::Corrupted | heed::MdbError::PageNotFound) =>
             {
                 Error::Corrupt(format!("LMDB reports a damaged database page ({m})"))
             }
-            heed::Error::Mdb(heed::MdbError::Other(28)) => Error::NoSpace("disk full".into()),
+            heed::Error::Mdb(heed::MdbError::Other(28)) => {
+                Error::NoSpace("the disk holding the store is full".into())
+            }
             other => Error::Lmdb(other.to_string()),
         }
     }
