@@ -65,10 +65,11 @@ struct Writer<'c> {
     arrived: Arrived,
     /// Bytes of slices each item stored, for its outcome.
     stored_by_item: HashMap<usize, u64>,
-    /// Versions committed by this call, per key (by [`key_print`], not the key itself: a
-    /// tree of 50,000 files would hold every key): a later version of the same key with
-    /// default parents follows them instead of forking from the head read at its start.
-    batch_heads: HashMap<[u8; 16], (Vec<Hash>, Hash)>,
+    /// Versions committed by this call, per key (by [`print`] of the key, not the key
+    /// itself: a tree of 50,000 files would hold every key), with the print of the parents
+    /// that version started from: a later version of the same key with default parents
+    /// follows it instead of forking from the head read at its start. 64 bytes a version.
+    batch_heads: HashMap<[u8; 16], ([u8; 16], Hash)>,
     /// Chunks stored (or found dedupable) by the open transaction: nothing condemns a
     /// chunk inside it, so its versions need not check them again.
     fresh: HashSet<Hash>,
@@ -245,11 +246,12 @@ impl<'c> Writer<'c> {
         // Chain only onto the head this version also started from (read before the earlier
         // one committed) and only while that earlier version is live: a fresher head read
         // from another process's commit wins.
-        let print = key_print(&v.key);
-        let parents = match self.batch_heads.get(&print) {
+        let key = print([v.key.as_bytes()].into_iter());
+        let started = print(v.parents.iter().map(|h| &h.0[..]));
+        let parents = match self.batch_heads.get(&key) {
             Some((started_from, prev))
                 if v.default_parents
-                    && *started_from == v.parents
+                    && *started_from == started
                     && self.cas.lmdb.removed.get(t, prev)?.is_none() =>
             {
                 vec![*prev]
@@ -276,7 +278,7 @@ impl<'c> Writer<'c> {
             }
             Err(e) => return Err(e),
         };
-        self.batch_heads.insert(print, (v.parents, hash));
+        self.batch_heads.insert(key, (started, hash));
         tracing::info!(key = %v.key, version = %hash.short(), size = v.size, new_chunks = v.new_chunks, "stored");
         self.versions += 1;
         // Its commit looked up a few pages of the map.
@@ -327,10 +329,17 @@ impl<'c> Writer<'c> {
     }
 }
 
-/// A 128-bit fingerprint of a key: two keys of one put share one only by a BLAKE3 collision.
-fn key_print(key: &str) -> [u8; 16] {
+/// A 128-bit fingerprint of a key, or of a list of parents: two of one put share one only
+/// by a BLAKE3 collision.
+fn print<'a>(parts: impl Iterator<Item = &'a [u8]>) -> [u8; 16] {
     // A
+    let mut hasher = blake3::Hasher::new();
+    for part in parts {
+        // Lengths first, so that no two lists of parts hash the same bytes.
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
     let mut print = [0u8; 16];
-    print.copy_from_slice(&Hash::of(key.as_bytes()).0[..16]);
+    print.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
     print
 }
