@@ -189,11 +189,91 @@ fn gc_compact_shrinks_the_file_and_needs_the_store_alone() {
     std::fs::write(t.store().join("compact.partial/data.mdb"), b"half").unwrap();
     t.ok(&["gc"]);
     assert!(!t.store().join("compact.partial").exists());
+    // ... also when it is a file, or a link (whose target stays).
+    std::fs::write(t.store().join("compact.partial"), b"junk").unwrap();
+    t.ok(&["gc", "--compact", "-q"]);
+    let elsewhere = t.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("keep"), b"keep").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, t.store().join("compact.partial")).unwrap();
+    t.ok(&["gc", "-q"]);
+    assert!(!t.store().join("compact.partial").exists());
+    assert_eq!(std::fs::read(elsewhere.join("keep")).unwrap(), b"keep");
+    // A data file that is a link elsewhere is not compacted (the link would become a file).
+    let moved = t.dir.path().join("data.mdb");
+    std::fs::rename(&data, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &data).unwrap();
+    let linked = t.run(&["gc", "--compact"]);
+    assert_eq!(linked.status.code(), Some(2), "{linked:?}");
+    assert!(String::from_utf8_lossy(&linked.stderr).contains("symbolic link"));
+    std::fs::remove_file(&data).unwrap();
+    std::fs::rename(&moved, &data).unwrap();
     // The compacted store takes new versions and compacts again.
     t.put("late", b"later");
     assert_eq!(t.get("late@~1"), b"late");
     assert!(t.json(&["gc", "--compact"])["compacted"].is_object());
     assert_eq!(t.get("late"), b"later");
+}
+
+/// Root compacting (or first opening) another user's store leaves every file of it that
+/// user's: the owner goes on reading, writing and compacting it.
+#[test]
+fn root_compacting_a_users_store_leaves_it_theirs() {
+    use std::os::unix::fs::MetadataExt;
+    if !common::host::is_root() || !common::host::have("setpriv") {
+        eprintln!("skipped: needs root and setpriv, to act as user nobody");
+        return;
+    }
+    let t = TestStore::empty();
+    let nobody = 65534;
+    let home = t.dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::create_dir(t.store()).unwrap();
+    for d in [&home, &t.store()] {
+        std::os::unix::fs::chown(d, Some(nobody), Some(nobody)).unwrap();
+    }
+    std::fs::set_permissions(
+        t.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let as_nobody = |args: &[&str], input: &[u8]| {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(common::ouro_bin())
+            .args(args)
+            .env("OURO_STORE", t.store())
+            .env("OURO_IDENTITY", home.join("id.txt"))
+            .env_remove("RUST_LOG");
+        let out = common::run_with_input(c, input);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        out.stdout
+    };
+    as_nobody(&["init", "-q"], b"");
+    as_nobody(&["put", "a", "-"], b"theirs");
+    as_nobody(&["put", "gone", "-"], &random_bytes(1 << 20, 5));
+    as_nobody(&["rm", "gone"], b"");
+    // Lock files root creates in their store are theirs too.
+    for f in ["open.lock", "gc.lock"] {
+        std::fs::remove_file(t.store().join(f)).unwrap();
+    }
+    let root = |args: &[&str]| {
+        t.cmd(args)
+            .env("OURO_IDENTITY", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    let gc = root(&["gc", "--compact"]);
+    assert!(gc.status.success(), "{gc:?}");
+    assert!(root(&["stats"]).status.success());
+    for f in ["data.mdb", "lock.mdb", "open.lock", "gc.lock"] {
+        let m = std::fs::metadata(t.store().join(f)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (nobody, nobody), "{f}");
+    }
+    assert_eq!(as_nobody(&["get", "a"], b""), b"theirs");
+    as_nobody(&["put", "b", "-"], b"more");
+    as_nobody(&["gc", "--compact", "-q"], b"");
+    assert_eq!(as_nobody(&["get", "b"], b""), b"more");
 }
 
 /// Bad inputs: each gets one line on stderr naming the problem, its exit code, and leaves

@@ -57,9 +57,16 @@ impl Cas {
         }
         let Some(lock) = OpenLock::try_exclusive(dir)? else {
             return Err(Error::Retry(
-                "another process has the store open (a running node or mount, a put, get or gc), and compaction needs it to itself".into(),
+                "another process has the store open (a running node or mount, a put, get or gc); compaction needs it to itself, so once they have stopped".into(),
             ));
         };
+        let data = dir.join("data.mdb");
+        if std::fs::symlink_metadata(&data).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a symbolic link: compaction would replace the link by a file and leave its target; compact the store where its data file is",
+                data.display()
+            )));
+        }
         let partial = dir.join(PARTIAL);
         remove_partial(&partial)?;
         let lmdb = Lmdb::open_holding(dir, false, Some(lock))?;
@@ -117,11 +124,9 @@ fn write_copy(lmdb: &Lmdb, partial: &Path, copy: &Path) -> Result<u64> {
     let size = dest.disk_size()?;
     dest.close(CLOSING)?;
     let old = lmdb.path().join("data.mdb");
-    let perms = std::fs::metadata(&old)
-        .map_err(|e| Error::io(format!("reading {}", old.display()), e))?
-        .permissions();
-    std::fs::set_permissions(copy, perms)
-        .map_err(|e| Error::io(format!("setting the mode of {}", copy.display()), e))?;
+    let meta =
+        std::fs::metadata(&old).map_err(|e| Error::io(format!("reading {}", old.display()), e))?;
+    take_mode_and_owner(copy, &meta)?;
     // LMDB's commits synced the data; this syncs the file's size and mode too.
     std::fs::File::open(copy)
         .and_then(|f| f.sync_all())
@@ -129,10 +134,26 @@ fn write_copy(lmdb: &Lmdb, partial: &Path, copy: &Path) -> Result<u64> {
     Ok(size)
 }
 
-/// Replaces the data file by the synced `copy`, then removes LMDB's lock file (so the next
-/// process to open the store starts a new one from the new file: the old one records the
-/// old file's transaction ids) and the `partial` directory, syncing the store directory so
-/// the rename survives a crash.
+/// Gives `file` the mode and owner in `like` (compaction by root of another user's store
+/// must leave it that user's).
+fn take_mode_and_owner(file: &Path, like: &std::fs::Metadata) -> Result<()> {
+    // PA
+    use std::os::unix::fs::MetadataExt;
+    std::fs::set_permissions(file, like.permissions())
+        .map_err(|e| Error::io(format!("setting the mode of {}", file.display()), e))?;
+    let now =
+        std::fs::metadata(file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+    if (now.uid(), now.gid()) != (like.uid(), like.gid()) {
+        std::os::unix::fs::chown(file, Some(like.uid()), Some(like.gid()))
+            .map_err(|e| Error::io(format!("setting the owner of {}", file.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Replaces the data file by the synced `copy`, then LMDB's lock file by an empty one with
+/// its mode and owner (so the next process to open the store starts it anew from the new
+/// file: the old one records the old file's transaction ids), removes the `partial`
+/// directory, and syncs the store directory so the rename survives a crash.
 fn swap_in(dir: &Path, partial: &Path, copy: &Path) -> Result<()> {
     // PA
     let data = dir.join("data.mdb");
@@ -142,10 +163,20 @@ fn swap_in(dir: &Path, partial: &Path, copy: &Path) -> Result<()> {
             e,
         )
     })?;
-    match std::fs::remove_file(dir.join("lock.mdb")) {
-        Ok(()) => {}
+    let lock = dir.join("lock.mdb");
+    let fresh = partial.join("lock.mdb");
+    match std::fs::symlink_metadata(&lock) {
+        Ok(meta) => {
+            // The copy's own lock file, emptied, stands in (a new inode: a process that
+            // kept the old one open is not disturbed).
+            std::fs::File::create(&fresh)
+                .map_err(|e| Error::io(format!("creating {}", fresh.display()), e))?;
+            take_mode_and_owner(&fresh, &meta)?;
+            std::fs::rename(&fresh, &lock)
+                .map_err(|e| Error::io(format!("replacing {}", lock.display()), e))?;
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("removing {}/lock.mdb", dir.display()), e)),
+        Err(e) => return Err(Error::io(format!("reading {}", lock.display()), e)),
     }
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -157,7 +188,13 @@ fn swap_in(dir: &Path, partial: &Path, copy: &Path) -> Result<()> {
 /// while holding the open lock, shared or exclusive: no compaction runs then.
 pub(crate) fn remove_partial(partial: &Path) -> Result<()> {
     // PA
-    match std::fs::remove_dir_all(partial) {
+    let removed = match std::fs::symlink_metadata(partial) {
+        // A symbolic link goes, never what it points to; so does anything not a directory.
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(partial),
+        Ok(_) => std::fs::remove_file(partial),
+        Err(e) => Err(e),
+    };
+    match removed {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(format!("removing {}", partial.display()), e)),

@@ -4,7 +4,6 @@
 //! the store locked.
 
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rustix::fs::{flock, FlockOperation};
@@ -56,15 +55,7 @@ impl GcLock {
 fn open(store: &Path) -> Result<(std::path::PathBuf, File)> {
     // A
     let path = store.join("gc.lock");
-    // Owner only: anyone who can open the file can flock it, and an exclusive lock held by
-    // another user would make every put wait.
-    let file = std::fs::OpenOptions::new()
-        .mode(0o600)
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
+    let file = crate::store::open_lock::create_lock_file(store, &path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     Ok((path, file))
 }

@@ -64,16 +64,7 @@ impl OpenLock {
 fn open(store: &Path) -> Result<Option<File>> {
     // PA
     let path = store.join(FILE);
-    // Owner only: anyone who can open the file can flock it, and an exclusive lock held by
-    // another user would make every process wait to open the store.
-    let writable = OpenOptions::new()
-        .mode(0o600)
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path);
-    match writable {
+    match create_lock_file(store, &path) {
         Ok(f) => return Ok(Some(f)),
         Err(e) if !unwritable(&e) => {
             return Err(Error::io(format!("opening {}", path.display()), e));
@@ -84,6 +75,36 @@ fn open(store: &Path) -> Result<Option<File>> {
         Ok(f) => Ok(Some(f)),
         Err(e) if unwritable(&e) || e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("opening {}", path.display()), e)),
+    }
+}
+
+/// Opens lock file `path` of store directory `store` for reading and writing, creating it
+/// when missing: mode 0600 (anyone who can open the file can flock it, and an exclusive
+/// lock held by another user would make everyone wait) and, when root creates it in another
+/// user's store, owned by the directory's owner, so the store stays that user's.
+pub(crate) fn create_lock_file(store: &Path, path: &Path) -> std::io::Result<File> {
+    // PA
+    let open = |create_new: bool| {
+        OpenOptions::new()
+            .mode(0o600)
+            .create_new(create_new)
+            .read(true)
+            .write(true)
+            .open(path)
+    };
+    match open(true) {
+        Ok(f) => {
+            use std::os::unix::fs::MetadataExt;
+            let dir = std::fs::metadata(store)?;
+            let made = f.metadata()?;
+            if (made.uid(), made.gid()) != (dir.uid(), dir.gid()) {
+                // Only root can give a file away; anyone else keeps it as it was made.
+                let _ = std::os::unix::fs::fchown(&f, Some(dir.uid()), Some(dir.gid()));
+            }
+            Ok(f)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => open(false),
+        Err(e) => Err(e),
     }
 }
 
