@@ -268,7 +268,7 @@ small_case() {
   # compact STORE: a timed `ouro gc --compact` of an ouro store (its free pages returned to
   # the filesystem: what a user does after forget and gc; borg and restic have nothing to free).
   compact() {
-    timed env OURO_STORE="$1" OURO_IDENTITY="$sw/ouro-id.txt" "$ouro" gc --compact -q
+    timed env OURO_STORE="$1" OURO_IDENTITY="$sw/ouro-id.txt" "$ouro" gc --compact=0 -q
   }
   # order I: the three tools, rotated by I, so that each goes first as often as the others.
   order() { local t=(ouro borg restic); echo "${t[$(($1 % 3))]} ${t[$((($1 + 1) % 3))]} ${t[$((($1 + 2) % 3))]}"; }

@@ -549,6 +549,10 @@ _ouro() {
                 return 0
             fi
             case "${prev}" in
+                --compact)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -153,9 +153,9 @@ complete -c ouro -n "__fish_ouro_using_subcommand verify" -l json -d 'Print one 
 complete -c ouro -n "__fish_ouro_using_subcommand verify" -s q -l quiet -d 'No progress bars or informational messages'
 complete -c ouro -n "__fish_ouro_using_subcommand verify" -s v -l verbose -d 'More log output on stderr (-v, -vv)'
 complete -c ouro -n "__fish_ouro_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c ouro -n "__fish_ouro_using_subcommand gc" -l compact -d 'Then rewrite the database file without its free pages, when at least PERCENT of it is free (10 when not given; 0: always). Needs the store to itself (stop its node and mounts first; puts started meanwhile wait) and free disk space for the copy (the size of the data it holds)' -r
 complete -c ouro -n "__fish_ouro_using_subcommand gc" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand gc" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
-complete -c ouro -n "__fish_ouro_using_subcommand gc" -l compact -d 'Then rewrite the database file without its free pages. Needs the store to itself (stop its node and mounts first; puts started meanwhile wait) and free disk space for the copy (the size of the data it holds)'
 complete -c ouro -n "__fish_ouro_using_subcommand gc" -l json -d 'Print one JSON document on stdout'
 complete -c ouro -n "__fish_ouro_using_subcommand gc" -s q -l quiet -d 'No progress bars or informational messages'
 complete -c ouro -n "__fish_ouro_using_subcommand gc" -s v -l verbose -d 'More log output on stderr (-v, -vv)'

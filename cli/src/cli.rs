@@ -96,7 +96,7 @@ JSON output (--json): one document on stdout. Fields are only ever added, never 
   merge    {hash, key};  rm {key, whole_key, removed: [hash]}
   verify   {ok, chunks, slices, packs, blobs, decrypted, unreferenced_chunks, damage: [...]}
   gc       {versions_released, chunks_freed, packs_freed, packs_rewritten, slices_freed, bytes_freed,
-            chunks_condemned, compacted: null | {file_bytes_before, file_bytes_after}}
+            chunks_condemned, compacted: null | {file_bytes_before, file_bytes_after}, reusable_bytes}
   stats    {keys, versions, live_versions, removed_versions, logical_bytes, unique_bytes,
             stored_bytes, stored_with_parity_bytes, file_bytes, reusable_bytes, chunks, referenced_chunks,
             slices, packs, unreferenced_chunks, unreferenced_bytes, dedup_ratio, compression_ratio,
@@ -280,11 +280,13 @@ pub enum Command {
     /// file never shrinks by itself (`ouro stats` shows how much of it is free). --compact
     /// then rewrites the file without its free pages, returning them to the filesystem
     Gc {
-        /// Then rewrite the database file without its free pages. Needs the store to itself
-        /// (stop its node and mounts first; puts started meanwhile wait) and free disk space
-        /// for the copy (the size of the data it holds)
-        #[arg(long)]
-        compact: bool,
+        /// Then rewrite the database file without its free pages, when at least PERCENT of it
+        /// is free (10 when not given; 0: always). Needs the store to itself (stop its node and
+        /// mounts first; puts started meanwhile wait) and free disk space for the copy (the
+        /// size of the data it holds)
+        #[arg(long, value_name = "PERCENT", num_args = 0..=1, default_missing_value = "10",
+              value_parser = clap::value_parser!(u8).range(0..=100), require_equals = true)]
+        compact: Option<u8>,
     },
     /// Show sizes and ratios, and chunks no version uses (an interrupted put's) until gc
     ///

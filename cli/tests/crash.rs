@@ -559,7 +559,7 @@ fn sigkill_at_random_instants_loses_nothing_committed() {
             Op::Rm => h.rm(),
             Op::RmVersion => h.rm_version(),
             Op::Gc => h.killed(&["gc"], None),
-            Op::Compact => h.killed(&["gc", "--compact"], None),
+            Op::Compact => h.killed(&["gc", "--compact=0"], None),
             Op::Repair => h.repair(),
         };
         let e = tally.entry(op).or_default();

@@ -249,7 +249,7 @@ fn damage_line(d: &Damage) -> String {
     }
 }
 
-pub fn gc(g: &Global, compact: bool) -> Result<i32> {
+pub fn gc(g: &Global, compact: Option<u8>) -> Result<i32> {
     // A
     // With the identity, gc reads the snapshots' trees and frees exactly what none of them
     // lists; without it, it keeps every removed version under a snapshotted prefix.
@@ -266,7 +266,10 @@ pub fn gc(g: &Global, compact: bool) -> Result<i32> {
         .ok();
     // The store must be closed here before compaction can have it to itself.
     drop(cas);
-    let compacted = match compact {
+    // Copying a whole store to win back a few pages would cost more than it gives.
+    let least = compact.map(u64::from);
+    let worth = |least: u64| reusable.is_none_or(|(free, file)| free * 100 >= file * least);
+    let compacted = match least.is_some_and(worth) {
         true => {
             let dir = g.store_dir()?;
             let done = Cas::compact(&dir);
@@ -284,9 +287,10 @@ pub fn gc(g: &Global, compact: bool) -> Result<i32> {
             "bytes_freed": r.bytes_freed,
             "chunks_condemned": r.chunks_condemned,
             "compacted": compacted.map(|c| json!({"file_bytes_before": c.before, "file_bytes_after": c.after})),
+            "reusable_bytes": reusable.map(|(free, _)| free),
         }))
     } else if !g.quiet {
-        print_gc(&r).and_then(|_| print_compaction(compacted, reusable))
+        print_gc(&r).and_then(|_| print_compaction(least, compacted, reusable))
     } else {
         Ok(())
     })?;
@@ -295,6 +299,7 @@ pub fn gc(g: &Global, compact: bool) -> Result<i32> {
 
 /// What compaction did or, without it, how much of the file a compaction would return.
 fn print_compaction(
+    least: Option<u64>,
     compacted: Option<ouroboros_db::Compacted>,
     reusable: Option<(u64, u64)>,
 ) -> Result<()> {
@@ -304,6 +309,12 @@ fn print_compaction(
             "compacted the database file: {} -> {}",
             human_bytes(c.before),
             human_bytes(c.after)
+        ),
+        (None, Some((free, file))) if least.is_some() => outln!(
+            "not compacted: {} of the {} database file is free, under {}% (later writes reuse it)",
+            human_bytes(free),
+            human_bytes(file),
+            least.unwrap_or_default()
         ),
         // Worth a hint once a quarter of the file, and 64 MiB, is free.
         (None, Some((free, file))) if free >= 64 << 20 && free >= file / 4 => outln!(
