@@ -187,7 +187,12 @@ fn gc_compact_shrinks_the_file_and_needs_the_store_alone() {
     // What a killed compaction left is removed by gc (which runs only while none does).
     std::fs::create_dir(t.store().join("compact.partial")).unwrap();
     std::fs::write(t.store().join("compact.partial/data.mdb"), b"half").unwrap();
+    assert_eq!(t.json(&["stats"])["compaction_leftover_bytes"], 4);
+    assert!(String::from_utf8(t.ok(&["stats"]))
+        .unwrap()
+        .contains("compact.partial"));
     t.ok(&["gc"]);
+    assert_eq!(t.json(&["stats"])["compaction_leftover_bytes"], 0);
     assert!(!t.store().join("compact.partial").exists());
     // ... also when it is a file, or a link (whose target stays).
     std::fs::write(t.store().join("compact.partial"), b"junk").unwrap();

@@ -184,6 +184,20 @@ fn swap_in(dir: &Path, partial: &Path, copy: &Path) -> Result<()> {
     remove_partial(partial)
 }
 
+/// Bytes of the files a killed compaction left in store directory `dir` (0 when none).
+pub(crate) fn leftover_bytes(dir: &Path) -> u64 {
+    // A
+    let partial = dir.join(PARTIAL);
+    let Ok(entries) = std::fs::read_dir(&partial) else {
+        return std::fs::symlink_metadata(&partial).map_or(0, |m| m.len());
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// Removes what a killed compaction left in `partial` (nothing when it is not there). Only
 /// while holding the open lock, shared or exclusive: no compaction runs then.
 pub(crate) fn remove_partial(partial: &Path) -> Result<()> {

@@ -40,6 +40,8 @@ pub struct Stats {
     /// (which copy the index pages they change), reused by later writes, returned to the
     /// filesystem by [`Cas::compact`].
     pub reusable_bytes: u64,
+    /// Bytes a killed compaction left in `compact.partial` (0 when none): `gc` removes them.
+    pub compaction_leftover_bytes: u64,
     /// Distinct chunks with a record here, referenced or not. Node-local.
     pub chunks: u64,
     /// Chunks some version here references (`chunks - unreferenced_chunks`): the same on
@@ -63,7 +65,7 @@ pub struct Stats {
 impl Stats {
     /// The fields (by their JSON names) that count what this node holds, and so may differ
     /// between the nodes of a cluster with the same keys, versions and content.
-    pub const NODE_LOCAL: [&'static str; 14] = [
+    pub const NODE_LOCAL: [&'static str; 15] = [
         "versions",
         "removed_versions",
         "unique_bytes",
@@ -71,6 +73,7 @@ impl Stats {
         "stored_with_parity_bytes",
         "file_bytes",
         "reusable_bytes",
+        "compaction_leftover_bytes",
         "chunks",
         "slices",
         "packs",
@@ -149,6 +152,7 @@ impl Cas {
         s.stored_with_parity_bytes = self.lmdb.slices.totals(&txn)?.1;
         s.file_bytes = self.lmdb.disk_size()?;
         s.reusable_bytes = self.lmdb.page_use()?.reusable_bytes;
+        s.compaction_leftover_bytes = crate::maintenance::compact::leftover_bytes(self.path());
         if s.unique_bytes > 0 {
             s.dedup_ratio = Some(s.logical_bytes as f64 / s.unique_bytes as f64);
         }

@@ -369,6 +369,7 @@ pub fn stats(g: &Global) -> Result<i32> {
             "stored_with_parity_bytes": s.stored_with_parity_bytes,
             "file_bytes": s.file_bytes,
             "reusable_bytes": s.reusable_bytes,
+            "compaction_leftover_bytes": s.compaction_leftover_bytes,
             "chunks": s.chunks,
             "referenced_chunks": s.referenced_chunks,
             "slices": s.slices,
@@ -423,6 +424,12 @@ fn print_stats(s: &ouroboros_db::Stats, ec: &str) -> Result<()> {
         s.slices,
         s.packs
     )?;
+    if s.compaction_leftover_bytes > 0 {
+        outln!(
+            "compact.partial   {} left by an interrupted compaction: `ouro gc` removes it",
+            human_bytes(s.compaction_leftover_bytes)
+        )?;
+    }
     // An interrupted put leaves its chunks behind unreferenced: they count in the sizes
     // above (and make dedup look poor) until gc frees them.
     if s.unreferenced_chunks > 0 {
