@@ -21,7 +21,12 @@ fn main() {
             std::process::exit(code);
         }
     };
-    init_logging(cli.global.verbose);
+    // A node and a mount run for days: their log lines keep their times.
+    let long_running = matches!(
+        cli.command,
+        ouro_cli::cli::Command::Node { .. } | ouro_cli::cli::Command::Mount { .. }
+    );
+    init_logging(cli.global.verbose, long_running);
     interrupt::install();
     let code = match commands::run(&cli) {
         Ok(code) => code,
@@ -59,7 +64,9 @@ fn message(e: &anyhow::Error) -> String {
 }
 
 /// Logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
-fn init_logging(verbose: u8) {
+/// A short command's warnings (`waiting for the compaction ...`) read as messages, without
+/// the time stamp a long-running one's log lines carry.
+fn init_logging(verbose: u8, long_running: bool) {
     // A
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
@@ -68,10 +75,13 @@ fn init_logging(verbose: u8) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match verbose == 0 && !long_running {
+        true => fmt.without_time().try_init(),
+        false => fmt.try_init(),
+    };
 }
