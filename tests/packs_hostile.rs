@@ -504,6 +504,50 @@ fn locked_verify_reports_the_versions_of_a_lost_pack() {
     );
 }
 
+/// A pack damaged beyond its parity is lost, but members whose data slices are intact still
+/// read: unlocked verify (which opens every member) names as damaged exactly the versions
+/// that cannot be read, not every version of the pack.
+#[test]
+fn unlocked_verify_names_exactly_the_unreadable_versions_of_a_lost_pack() {
+    let (_d, cas) = new_store();
+    let fs = files(200, 0);
+    put_all(&cas, &fs);
+    let p = packs(&cas)[0];
+    // 4+2: data slice 0 and both parity slices gone, data slices 1-3 intact.
+    for i in [0u8, 4, 5] {
+        damage(&cas, &p, i, None);
+    }
+    let report = cas.verify(false, &NoProgress).unwrap();
+    assert!(report
+        .damage
+        .iter()
+        .any(|d| matches!(d, Damage::Chunk { chunk, .. } if *chunk == p)));
+    let named: std::collections::HashSet<String> = report
+        .damage
+        .iter()
+        .filter_map(|d| match d {
+            Damage::Blob { key, .. } => key.clone(),
+            _ => None,
+        })
+        .collect();
+    let unreadable: std::collections::HashSet<String> = fs
+        .iter()
+        .filter(|(k, _)| get(&cas, k).is_err())
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        !unreadable.is_empty() && unreadable.len() < fs.len(),
+        "{}",
+        unreadable.len()
+    );
+    assert_eq!(named, unreadable);
+    for (k, d) in &fs {
+        if !unreadable.contains(k) {
+            assert!(get(&cas, k).unwrap() == *d, "{k} reads back whole");
+        }
+    }
+}
+
 /// FINDING 2 (data loss from one forged/damaged peer record): adopt_record applies the
 /// one-sealing rule across kinds. A Member record sent under a pack's id that sorts first
 /// replaces the pack's record and drops its slices: every member of the pack (up to 1,024

@@ -4,6 +4,8 @@
 //! or corrupt slices are rebuilt from the others; repair needs no identity because erasure
 //! coding works on ciphertext.
 
+use std::collections::HashSet;
+
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -156,7 +158,10 @@ impl Cas {
             }
         }
         self.open_members(&mut members, &mut report, &mut bad_chunks)?;
-        self.verify_blobs(&mut report, &bad_chunks)?;
+        // A set: a lost pack can put thousands of members here, and every version's chunks
+        // are looked up in it.
+        let bad_chunks: HashSet<Hash> = bad_chunks.into_iter().collect();
+        self.verify_blobs(&mut report, &bad_chunks, cluster)?;
         self.verify_index(&mut report)?;
         if self.is_unlocked() {
             self.verify_snapshots(&mut report)?;
@@ -335,7 +340,15 @@ impl Cas {
             .collect())
     }
 
-    fn verify_blobs(&self, report: &mut VerifyReport, bad_chunks: &[Hash]) -> Result<()> {
+    /// Checks every version record, its place in its key's history, and that its chunks are
+    /// here and not in `bad_chunks`. A pack member that was not opened one by one (`cluster`,
+    /// or its keys are not here) is lost with its pack.
+    fn verify_blobs(
+        &self,
+        report: &mut VerifyReport,
+        bad_chunks: &HashSet<Hash>,
+        cluster: bool,
+    ) -> Result<()> {
         // A
         let mut after = None;
         loop {
@@ -377,12 +390,17 @@ impl Cas {
                     });
                 }
                 for c in &blob.chunks {
-                    // A pack member is lost with its pack (reported under the pack's id).
-                    let pack = match self.lmdb.chunks.get(&txn, &c.id) {
-                        Ok(Some(r)) => r.pack().map(|(p, _)| p),
+                    // A member opened one by one was judged by that; any other is lost with
+                    // its pack (reported under the pack's id).
+                    let with_pack = match self.lmdb.chunks.get(&txn, &c.id) {
+                        Ok(Some(r)) if cluster || self.keys_for(r.key_epoch).is_err() => {
+                            r.pack().map(|(p, _)| p)
+                        }
                         _ => None,
                     };
-                    if bad_chunks.contains(&c.id) || pack.is_some_and(|p| bad_chunks.contains(&p)) {
+                    if bad_chunks.contains(&c.id)
+                        || with_pack.is_some_and(|p| bad_chunks.contains(&p))
+                    {
                         report.damage.push(Damage::Blob {
                             hash,
                             key: Some(blob.key.clone()),
