@@ -1,5 +1,5 @@
-//! BackupManager: a consistent copy of a store taken while it is in use (LMDB copies from
-//! one read snapshot, so writers go on and the copy is a committed state), and bringing
+//! BackupManager: a consistent copy of a store taken while it is in use (every record copied
+//! from one read snapshot, so writers go on and the copy is a committed state), and bringing
 //! such a copy back as a store. The cluster keys in `cluster/` travel with it, so a restored
 //! node rejoins with its identity and catches up from its peers.
 
@@ -26,7 +26,15 @@ impl Cas {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)
             .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        let file = self.lmdb.copy_to(&tmp.join("data.mdb"))?;
+        // Record by record from one read snapshot (writers go on): the copy's pages are full,
+        // and this process maps what it reads a bounded part at a time, where LMDB's own
+        // copy mapped the whole store.
+        let copy = crate::store::Lmdb::open_holding(&tmp, true, None)?;
+        self.lmdb.copy_records_to(&copy)?;
+        let file = copy.disk_size()?;
+        copy.close(std::time::Duration::from_secs(30))?;
+        // A backup is the data file alone; the lock file belongs to whoever opens it.
+        let _ = std::fs::remove_file(tmp.join("lock.mdb"));
         copy_keys(self.path(), &tmp)?;
         std::fs::rename(&tmp, dest)
             .map_err(|e| Error::io(format!("moving the backup into {}", dest.display()), e))?;

@@ -275,24 +275,6 @@ impl Lmdb {
             .ok()
     }
 
-    /// Writes a compacted copy of the environment, from one read snapshot, to `file` (which
-    /// must not exist), synced to disk; returns its size.
-    pub fn copy_to(&self, file: &Path) -> Result<u64> {
-        // PA
-        let f = self
-            .env
-            .copy_to_path(file, heed::CompactionOption::Enabled)
-            .map_err(|e| match e {
-                heed::Error::Io(io) => Error::io(format!("writing {}", file.display()), io),
-                other => Error::from(other),
-            })?;
-        f.sync_all()
-            .map_err(|e| Error::io(format!("syncing {}", file.display()), e))?;
-        f.metadata()
-            .map(|m| m.len())
-            .map_err(|e| Error::io(format!("reading {}", file.display()), e))
-    }
-
     /// Copies every record, from one read snapshot, into `dest` (a store just created), in
     /// key order and appending (`MDB_APPEND`), so that its pages are full and none is free;
     /// commits every [`COPY_BATCH`] bytes, so memory stays bounded. Returns the bytes of
