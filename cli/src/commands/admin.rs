@@ -413,8 +413,13 @@ fn print_stats(s: &ouroboros_db::Stats, ec: &str) -> Result<()> {
         human_bytes(s.stored_bytes),
         human_bytes(s.stored_with_parity_bytes),
     )?;
+    // The way to return free pages is worth a mention once `gc --compact` would act.
+    let hint = match s.reusable_bytes * 10 >= s.file_bytes && s.reusable_bytes > 0 {
+        true => "; `ouro gc --compact` returns it",
+        false => "",
+    };
     outln!(
-        "database file     {} ({} of it free, reused by later writes; `ouro gc --compact` returns it)",
+        "database file     {} ({} of it free, reused by later writes{hint})",
         human_bytes(s.file_bytes),
         human_bytes(s.reusable_bytes)
     )?;
