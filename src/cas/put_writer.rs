@@ -246,7 +246,7 @@ impl<'c> Writer<'c> {
         // Chain only onto the head this version also started from (read before the earlier
         // one committed) and only while that earlier version is live: a fresher head read
         // from another process's commit wins.
-        let key = print([v.key.as_bytes()].into_iter());
+        let key = print(std::iter::once(v.key.as_bytes()));
         let started = print(v.parents.iter().map(|h| &h.0[..]));
         let parents = match self.batch_heads.get(&key) {
             Some((started_from, prev))

@@ -26,13 +26,7 @@ impl Cas {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)
             .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        // Record by record from one read snapshot (writers go on): the copy's pages are full,
-        // and this process maps what it reads a bounded part at a time, where LMDB's own
-        // copy mapped the whole store.
-        let copy = crate::store::Lmdb::open_holding(&tmp, true, None)?;
-        self.lmdb.copy_records_to(&copy)?;
-        let file = copy.disk_size()?;
-        copy.close(std::time::Duration::from_secs(30))?;
+        let file = self.lmdb.copy_into(&tmp)?;
         // A backup is the data file alone; the lock file belongs to whoever opens it.
         let _ = std::fs::remove_file(tmp.join("lock.mdb"));
         copy_keys(self.path(), &tmp)?;

@@ -15,10 +15,10 @@
 //! meanwhile wait for it.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::cas::Cas;
 use crate::error::{Error, Result};
+use crate::store::lmdb::CLOSING;
 use crate::store::open_lock::OpenLock;
 use crate::store::Lmdb;
 
@@ -27,8 +27,6 @@ use crate::store::Lmdb;
 pub const PARTIAL: &str = "compact.partial";
 /// Room left free on the filesystem beyond the copy itself.
 const MARGIN: u64 = 16 << 20;
-/// How long closing the store may wait for its own transactions to end.
-const CLOSING: Duration = Duration::from_secs(30);
 
 /// What a compaction did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,10 +117,7 @@ fn write_copy(lmdb: &Lmdb, partial: &Path, copy: &Path) -> Result<u64> {
     // PA
     std::fs::create_dir(partial)
         .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
-    let dest = Lmdb::open_holding(partial, true, None)?;
-    lmdb.copy_records_to(&dest)?;
-    let size = dest.disk_size()?;
-    dest.close(CLOSING)?;
+    let size = lmdb.copy_into(partial)?;
     let old = lmdb.path().join("data.mdb");
     let meta =
         std::fs::metadata(&old).map_err(|e| Error::io(format!("reading {}", old.display()), e))?;

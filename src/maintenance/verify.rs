@@ -280,6 +280,13 @@ impl Cas {
         Checked { verdict, decrypted }
     }
 
+    /// True when verify opens pack member `member` on its own (on a store of its own, with
+    /// the member's keys here), and so judges it by that rather than with its pack.
+    fn opens_alone(&self, member: &ChunkRecord, cluster: bool) -> bool {
+        // A
+        !cluster && self.keys_for(member.key_epoch).is_ok()
+    }
+
     /// Checks a pack member: its pack is here. Unlocked and on a store of its own, it is
     /// queued in `members`, to be opened in pack order ([`Members`]).
     fn check_member(
@@ -294,12 +301,10 @@ impl Cas {
             Ok(holder) => holder,
             Err(e) => return Ok(Checked::lost(e.to_string(), false)),
         };
-        let unlocked = member
-            .as_ref()
-            .is_some_and(|m| self.keys_for(m.key_epoch).is_ok());
-        if let (false, true, Some((_, offset))) = (cluster, unlocked, member.and_then(|m| m.pack()))
-        {
-            members.defer(pack, offset, *id);
+        if let Some(m) = member.filter(|m| self.opens_alone(m, cluster)) {
+            if let Some((_, offset)) = m.pack() {
+                members.defer(pack, offset, *id);
+            }
         }
         Ok(Checked {
             verdict: Verdict::Intact,
@@ -393,9 +398,7 @@ impl Cas {
                     // A member opened one by one was judged by that; any other is lost with
                     // its pack (reported under the pack's id).
                     let with_pack = match self.lmdb.chunks.get(&txn, &c.id) {
-                        Ok(Some(r)) if cluster || self.keys_for(r.key_epoch).is_err() => {
-                            r.pack().map(|(p, _)| p)
-                        }
+                        Ok(Some(r)) if !self.opens_alone(&r, cluster) => r.pack().map(|(p, _)| p),
                         _ => None,
                     };
                     if bad_chunks.contains(&c.id)

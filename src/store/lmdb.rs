@@ -275,15 +275,27 @@ impl Lmdb {
             .ok()
     }
 
-    /// Copies every record, from one read snapshot, into `dest` (a store just created), in
-    /// key order and appending (`MDB_APPEND`), so that its pages are full and none is free;
-    /// commits every [`COPY_BATCH`] bytes, so memory stays bounded. Returns the bytes of
-    /// keys and values copied.
-    pub(crate) fn copy_records_to(&self, dest: &Lmdb) -> Result<u64> {
+    /// Writes a copy of the store, every record from one read snapshot, as a new
+    /// environment in directory `dir` (which must exist and hold none), closed when this
+    /// returns; returns the size of its data file. Records go in key order and appending
+    /// (`MDB_APPEND`), so that the copy's pages are full and none is free; commits every
+    /// [`COPY_BATCH`] bytes and releases the pages read as it goes, so memory stays bounded
+    /// (LMDB's own copy maps the whole store). Writers go on meanwhile.
+    pub(crate) fn copy_into(&self, dir: &Path) -> Result<u64> {
+        // PA
+        let dest = Lmdb::open_holding(dir, true, None)?;
+        self.copy_records_to(&dest)?;
+        let size = dest.disk_size()?;
+        dest.close(CLOSING)?;
+        Ok(size)
+    }
+
+    /// The records of [`Lmdb::copy_into`], into `dest`.
+    fn copy_records_to(&self, dest: &Lmdb) -> Result<()> {
         // PA
         let src = self.read()?;
         let mut txn = dest.write()?;
-        let (mut copied, mut pending) = (0u64, 0usize);
+        let mut pending = 0usize;
         for (from, to) in self.all.iter().zip(dest.all.iter()) {
             for item in from.iter(&src)? {
                 let (k, v) = item?;
@@ -293,15 +305,14 @@ impl Lmdb {
                 // bytes, small ones by what their pages' faults mapped.
                 self.slices.mapped.note_read(n);
                 self.slices.mapped.note_lookup();
-                (copied, pending) = (copied + n as u64, pending + n);
+                pending += n;
                 if pending >= COPY_BATCH {
                     dest.commit(txn)?;
                     (txn, pending) = (dest.write()?, 0);
                 }
             }
         }
-        dest.commit(txn)?;
-        Ok(copied)
+        dest.commit(txn)
     }
 
     /// Checks again that the data file holds every page LMDB uses ([`Error::Damaged`] when
@@ -343,8 +354,10 @@ impl Lmdb {
     }
 }
 
-/// Bytes of records per write transaction of [`Lmdb::copy_records_to`].
+/// Bytes of records per write transaction of [`Lmdb::copy_into`].
 const COPY_BATCH: usize = 16 << 20;
+/// How long closing a store may wait for this process's own transactions on it to end.
+pub(crate) const CLOSING: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// LMDB's two meta pages.
 const META_PAGES: u64 = 2;
@@ -407,7 +420,7 @@ fn open_env(dir: &Path, create: bool) -> Result<(heed::Env<WithoutTls>, bool)> {
 }
 
 /// Permission denied, or a read-only filesystem.
-fn not_writable(io: &std::io::Error) -> bool {
+pub(crate) fn not_writable(io: &std::io::Error) -> bool {
     // A
     io.kind() == std::io::ErrorKind::PermissionDenied
         || io.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error())

@@ -12,6 +12,7 @@ use std::path::Path;
 use rustix::fs::{flock, FlockOperation};
 
 use crate::error::{Error, Result};
+use crate::store::lmdb::not_writable;
 
 /// The lock file's name in the store directory.
 pub const FILE: &str = "open.lock";
@@ -66,14 +67,14 @@ fn open(store: &Path) -> Result<Option<File>> {
     let path = store.join(FILE);
     match create_lock_file(store, &path) {
         Ok(f) => return Ok(Some(f)),
-        Err(e) if !unwritable(&e) => {
+        Err(e) if !not_writable(&e) => {
             return Err(Error::io(format!("opening {}", path.display()), e));
         }
         Err(_) => {}
     }
     match File::open(&path) {
         Ok(f) => Ok(Some(f)),
-        Err(e) if unwritable(&e) || e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if not_writable(&e) || e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("opening {}", path.display()), e)),
     }
 }
@@ -106,13 +107,6 @@ pub(crate) fn create_lock_file(store: &Path, path: &Path) -> std::io::Result<Fil
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => open(false),
         Err(e) => Err(e),
     }
-}
-
-/// Permission denied, or a read-only filesystem.
-fn unwritable(e: &std::io::Error) -> bool {
-    // A
-    e.kind() == std::io::ErrorKind::PermissionDenied
-        || e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error())
 }
 
 #[cfg(test)]

@@ -266,9 +266,9 @@ pub fn gc(g: &Global, compact: Option<u8>) -> Result<i32> {
         .ok();
     // The store must be closed here before compaction can have it to itself.
     drop(cas);
-    // Copying a whole store to win back a few pages would cost more than it gives.
     let least = compact.map(u64::from);
-    let worth = |least: u64| reusable.is_none_or(|(free, file)| free * 100 >= file * least);
+    let worth =
+        |least: u64| reusable.is_none_or(|(free, file)| worth_compacting(free, file, least));
     let compacted = match least.is_some_and(worth) {
         true => {
             let dir = g.store_dir()?;
@@ -297,6 +297,14 @@ pub fn gc(g: &Global, compact: Option<u8>) -> Result<i32> {
     Ok(0)
 }
 
+/// True when at least `percent` of a database file of `file` bytes is free (`free`): when
+/// `gc --compact=PERCENT` rewrites it (copying a whole store to win back a few pages would
+/// cost more than it gives).
+fn worth_compacting(free: u64, file: u64, percent: u64) -> bool {
+    // A
+    free.saturating_mul(100) >= file.saturating_mul(percent)
+}
+
 /// What compaction did or, without it, how much of the file a compaction would return.
 fn print_compaction(
     least: Option<u64>,
@@ -304,20 +312,19 @@ fn print_compaction(
     reusable: Option<(u64, u64)>,
 ) -> Result<()> {
     // A
-    match (compacted, reusable) {
-        (Some(c), _) => outln!(
+    match (compacted, reusable, least) {
+        (Some(c), _, _) => outln!(
             "compacted the database file: {} -> {}",
             human_bytes(c.before),
             human_bytes(c.after)
         ),
-        (None, Some((free, file))) if least.is_some() => outln!(
-            "not compacted: {} of the {} database file is free, under {}% (later writes reuse it)",
+        (None, Some((free, file)), Some(least)) => outln!(
+            "not compacted: {} of the {} database file is free, under {least}% (later writes reuse it)",
             human_bytes(free),
             human_bytes(file),
-            least.unwrap_or_default()
         ),
         // Worth a hint once a quarter of the file, and 64 MiB, is free.
-        (None, Some((free, file))) if free >= 64 << 20 && free >= file / 4 => outln!(
+        (None, Some((free, file)), None) if free >= 64 << 20 && worth_compacting(free, file, 25) => outln!(
             "{} of the {} database file is free (later writes reuse it); `ouro gc --compact` returns it to the filesystem",
             human_bytes(free),
             human_bytes(file)
@@ -414,7 +421,7 @@ fn print_stats(s: &ouroboros_db::Stats, ec: &str) -> Result<()> {
         human_bytes(s.stored_with_parity_bytes),
     )?;
     // The way to return free pages is worth a mention once `gc --compact` would act.
-    let hint = match s.reusable_bytes * 10 >= s.file_bytes && s.reusable_bytes > 0 {
+    let hint = match s.reusable_bytes > 0 && worth_compacting(s.reusable_bytes, s.file_bytes, 10) {
         true => "; `ouro gc --compact` returns it",
         false => "",
     };
