@@ -591,3 +591,41 @@ fn sigkill_at_random_instants_loses_nothing_committed() {
     );
     assert!(mid > 0, "no kill landed while a command was running");
 }
+
+/// A put killed once its first slices are committed (as unfinished bundles, before their
+/// records) leaves them to the next gc: afterwards the store holds nothing and verifies.
+#[test]
+fn a_put_killed_after_committing_slices_leaves_them_to_gc() {
+    let t = TestStore::init("4+2");
+    let mut child = t
+        .cmd(&["put", "big", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // 24 MiB and the input kept open: the put commits slices and waits for more.
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(&random_bytes(24 << 20, 11)).unwrap();
+    let stored = |t: &TestStore| {
+        t.json(&["stats"])["stored_with_parity_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored(&t) == 0 {
+        assert!(Instant::now() < deadline, "the put committed no slices");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(input);
+    assert!(stored(&t) > 0);
+    let gc = t.json(&["gc"]);
+    assert!(gc["bytes_freed"].as_u64().unwrap() > 0, "{gc}");
+    let stats = t.json(&["stats"]);
+    assert_eq!(stats["stored_with_parity_bytes"], 0, "{stats}");
+    assert_eq!(stats["chunks"], 0, "{stats}");
+    assert_eq!(stats["versions"], 0, "{stats}");
+    t.ok(&["verify", "-q"]);
+}

@@ -6,6 +6,7 @@ use crate::cas::Cas;
 use crate::crypto::StoreKeys;
 use crate::error::Result;
 use crate::hash::Hash;
+use crate::model::ChunkRecord;
 use crate::route::DataRouter;
 use crate::seal::sealer::seal_owned_chunk;
 use crate::seal::{seal_pack, SealParams, SealedChunk};
@@ -51,12 +52,7 @@ pub(super) fn seal_job(keys: &StoreKeys, params: SealParams, job: Job) -> Result
 
 impl Cas {
     /// Stores a sealed chunk or pack in the writer's transaction and returns the slice bytes
-    /// written on behalf of each of its items. A chunk stored meanwhile (another process, the
-    /// same content twice in a batch) is kept: its record references its slices, and new
-    /// ones would leak. A condemned sealing is replaced: this one is live and wins on every
-    /// node (`src/cas/sealing.rs`), and versions using the chunk read it. A pack is stored
-    /// only when some member of it is; members already here leave dead bytes in it, which
-    /// gc's repacking reclaims (a frame whose members all died).
+    /// written on behalf of each of its items.
     pub(crate) fn store_sealed(
         &self,
         txn: &mut RwTxn,
@@ -66,17 +62,39 @@ impl Cas {
         // PA
         let unit = &sealed.unit;
         let total: u64 = unit.slices.iter().map(|(_, b)| b.len() as u64).sum();
-        if unit.members.is_empty() {
-            if !self.take_place(txn, &unit.id)? {
-                return Ok(vec![0]);
-            }
+        let (written, keep) = self.admit(txn, &unit.id, &unit.record, &unit.members, total)?;
+        if keep {
             router.store_chunk(txn, unit)?;
-            return Ok(vec![total]);
         }
-        let payload = u64::from(unit.record.sealed_len).max(1);
-        let mut written = vec![0; unit.members.len()];
+        Ok(written)
+    }
+
+    /// Records the members of a sealed pack that are new here and decides whether the
+    /// chunk or pack `id` is to be stored (its own record and slices are the caller's to
+    /// write); returns that and the slice bytes (of `total`) stored on behalf of each item.
+    /// A chunk stored meanwhile (another process, the same content twice in a batch) is
+    /// kept: its record references its slices, and new ones would leak. A condemned
+    /// sealing is replaced: this one is live and wins on every node (`src/cas/sealing.rs`),
+    /// and versions using the chunk read it. A pack is stored only when some member of it
+    /// is; members already here leave dead bytes in it, which gc's repacking reclaims (a
+    /// frame whose members all died).
+    pub(crate) fn admit(
+        &self,
+        txn: &mut RwTxn,
+        id: &Hash,
+        record: &ChunkRecord,
+        members: &[(Hash, ChunkRecord)],
+        total: u64,
+    ) -> Result<(Vec<u64>, bool)> {
+        // PA
+        if members.is_empty() {
+            let keep = self.take_place(txn, id)?;
+            return Ok((vec![if keep { total } else { 0 }], keep));
+        }
+        let payload = u64::from(record.sealed_len).max(1);
+        let mut written = vec![0; members.len()];
         let mut any = false;
-        for (n, (id, record)) in unit.members.iter().enumerate() {
+        for (n, (id, record)) in members.iter().enumerate() {
             if !self.take_place(txn, id)? {
                 continue;
             }
@@ -84,10 +102,7 @@ impl Cas {
             written[n] = share(record, total, payload);
             any = true;
         }
-        if any {
-            router.store_chunk(txn, unit)?;
-        }
-        Ok(written)
+        Ok((written, any))
     }
 
     /// False when chunk `id` is already held in a sealing puts may deduplicate against;
@@ -106,7 +121,7 @@ impl Cas {
 
 /// The slice bytes of a pack written on behalf of one member: its share of its frame (by
 /// plaintext size), of the pack's payload, of the pack's slices.
-fn share(member: &crate::model::ChunkRecord, total: u64, payload: u64) -> u64 {
+fn share(member: &ChunkRecord, total: u64, payload: u64) -> u64 {
     // A
     let frame_size = match member.kind {
         crate::model::ChunkKind::Member { frame_size, .. } => u128::from(frame_size.max(1)),

@@ -1,7 +1,15 @@
 //! The put pipeline's writer thread: stores sealed chunks and packs and commits each
-//! version, in write transactions of about 8 MiB of slices (64 MiB once they hold many small
-//! versions; or 10,000 versions, or a second), once every chunk the version needs is in the
-//! transaction.
+//! version once every chunk it needs is stored.
+//!
+//! On a store of its own, slices and records go in separate transactions: slices are
+//! appended as *unfinished* bundles and committed about every 8 MiB, so LMDB's dirty pages
+//! (process memory until the commit) never hold more; the records of those chunks and the
+//! versions that use them are written together about once a second (or every 10,000
+//! versions), because every version touches a random page of each index and a commit
+//! rewrites each page it touched: fewer, larger index commits write far fewer bytes. A put
+//! that dies in between leaves unfinished bundles, which gc frees. On a cluster node a
+//! bundle that nothing locates would confuse the hand-over walk, so there both go in
+//! one transaction of 8 MiB of slices (64 MiB once it holds many small versions).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -12,6 +20,7 @@ use crate::cas::put_sealed::Sealed;
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::model::ChunkRecord;
 use crate::route::DataRouter;
 use crate::store::RwTxn;
 
@@ -28,6 +37,9 @@ const BATCH_BYTES_MANY: usize = 64 << 20;
 const MANY_VERSIONS: usize = 64;
 /// Versions per write transaction at most.
 const BATCH_VERSIONS: usize = 10_000;
+/// Chunk and member records waiting for their versions' transaction at most: bounds the
+/// memory they take (about 150 bytes each).
+const UNFINISHED_RECORDS: usize = 50_000;
 /// Longest a transaction stays open, so versions become visible promptly.
 const BATCH_AGE: Duration = Duration::from_secs(1);
 
@@ -41,7 +53,7 @@ impl Cas {
         slots: &Slots,
     ) -> Result<()> {
         // PA
-        let mut writer = Writer::new(self, slots);
+        let mut writer = Writer::new(self, slots)?;
         while let Some(msg) = writer.receive(&rx)? {
             writer.handle(msg)?;
         }
@@ -75,6 +87,17 @@ struct Writer<'c> {
     fresh: HashSet<Hash>,
     /// The open transaction, between messages.
     txn: Option<RwTxn<'c>>,
+    /// Whether slices are committed ahead of their records (a store of its own).
+    ahead: bool,
+    /// Units whose slices are committed, or in the open transaction, as unfinished bundles,
+    /// waiting to be recorded with the versions.
+    unfinished: Vec<Unfinished>,
+    /// Records those units hold (one each, and one per member of a pack).
+    unfinished_records: usize,
+    /// Versions queued since records and versions were last written.
+    queued: usize,
+    /// When the oldest unit or version waiting for that arrived.
+    since: Option<Instant>,
     /// Bytes of slices in the open transaction.
     bytes: usize,
     /// Versions committed in the open transaction.
@@ -96,6 +119,18 @@ struct Arrived {
     clears: u64,
 }
 
+/// A sealed chunk or pack whose slices were appended as unfinished bundle `seq`: what
+/// recording it needs (its slices are on their way to disk, not in memory).
+struct Unfinished {
+    seq: u64,
+    /// Encoded slice bytes.
+    total: u64,
+    items: Vec<usize>,
+    id: Hash,
+    record: ChunkRecord,
+    members: Vec<(Hash, ChunkRecord)>,
+}
+
 impl Arrived {
     /// Notes chunk `id`, first forgetting every other once there are [`SEEN_LIMIT`], so the
     /// set stays bounded however much is put.
@@ -111,9 +146,9 @@ impl Arrived {
 
 impl<'c> Writer<'c> {
     /// A writer for `cas` with no transaction open and nothing waiting.
-    fn new(cas: &'c Cas, slots: &'c Slots) -> Self {
+    fn new(cas: &'c Cas, slots: &'c Slots) -> Result<Self> {
         // PA
-        Writer {
+        Ok(Writer {
             cas,
             router: DataRouter::new(&cas.lmdb),
             slots,
@@ -123,28 +158,44 @@ impl<'c> Writer<'c> {
             batch_heads: HashMap::new(),
             fresh: HashSet::new(),
             txn: None,
+            ahead: !cas.in_cluster()?,
+            unfinished: Vec::new(),
+            unfinished_records: 0,
+            queued: 0,
+            since: None,
             bytes: 0,
             versions: 0,
             opened: Instant::now(),
-        }
+        })
     }
 
     /// The next message, or None once every sender is gone.
     fn receive(&mut self, rx: &Receiver<Result<ToWriter>>) -> Result<Option<Result<ToWriter>>> {
         // PA
         loop {
-            if self.txn.is_none() {
+            // With a transaction open or anything waiting to be recorded, wait no longer
+            // than their age limit: a stalled input (a pipe, a file being read that is all
+            // deduplicated) must not hold LMDB's single writer lock or keep committed
+            // versions invisible.
+            let open = self.txn.as_ref().map(|_| self.opened + BATCH_AGE);
+            let Some(due) = open
+                .into_iter()
+                .chain(self.since.map(|s| s + BATCH_AGE))
+                .min()
+            else {
                 return Ok(rx.recv().ok());
-            }
-            // With a transaction open, wait no longer than its age limit: a stalled input
-            // (a pipe, a file being read that is all deduplicated) must not hold LMDB's
-            // single writer lock or keep committed versions invisible.
-            match rx.recv_timeout(BATCH_AGE.saturating_sub(self.opened.elapsed())) {
+            };
+            match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(m) => return Ok(Some(m)),
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Some(t) = self.txn.take() {
-                        self.cas.lmdb.commit(t)?;
+                    let mut t = match self.txn.take() {
+                        Some(t) => t,
+                        None => self.open()?,
+                    };
+                    if self.ahead {
+                        self.record_unfinished(&mut t)?;
                     }
+                    self.cas.lmdb.commit(t)?;
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(None),
             }
@@ -167,11 +218,20 @@ impl<'c> Writer<'c> {
             ToWriter::Versions(_) => self.waiting.len(),
         };
         match msg {
+            ToWriter::Sealed(sealed) if self.ahead => self.append(&mut t, sealed)?,
             ToWriter::Sealed(sealed) => self.store(&mut t, sealed)?,
-            // Never searched: `u64::MAX` differs from any count of clears.
-            ToWriter::Versions(vs) => self.waiting.extend(vs.into_iter().map(|v| (v, u64::MAX))),
+            ToWriter::Versions(vs) => {
+                if self.ahead {
+                    self.queued += vs.len();
+                    self.since.get_or_insert_with(Instant::now);
+                }
+                // Never searched: `u64::MAX` differs from any count of clears.
+                self.waiting.extend(vs.into_iter().map(|v| (v, u64::MAX)));
+            }
         }
-        self.commit_ready(&mut t, from)?;
+        if !self.ahead {
+            self.commit_ready(&mut t, from)?;
+        }
         self.maybe_commit(t)
     }
 
@@ -205,6 +265,60 @@ impl<'c> Writer<'c> {
             }
         }
         Ok(())
+    }
+
+    /// Appends the slices of sealed chunks and packs as unfinished bundles, noting them
+    /// (and the members of packs) as arrived; their records wait for
+    /// [`Self::record_unfinished`].
+    fn append(&mut self, t: &mut RwTxn, sealed: Vec<Sealed>) -> Result<()> {
+        // PA
+        for Sealed { items, unit } in sealed {
+            for (id, _) in &unit.members {
+                self.arrived.insert(*id);
+            }
+            self.arrived.insert(unit.id);
+            let slices: Vec<&[u8]> = unit.slices.iter().map(|(_, b)| b.as_slice()).collect();
+            let seq = self
+                .cas
+                .lmdb
+                .slices
+                .append_unfinished(t, &unit.id, &slices)?;
+            let total: u64 = slices.iter().map(|b| b.len() as u64).sum();
+            self.bytes += total as usize;
+            self.unfinished_records += 1 + unit.members.len();
+            self.since.get_or_insert_with(Instant::now);
+            self.unfinished.push(Unfinished {
+                seq,
+                total,
+                items,
+                id: unit.id,
+                record: unit.record,
+                members: unit.members,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records the unfinished units (each kept, or discarded when its chunk was stored
+    /// meanwhile) and commits the versions now ready, in the open transaction.
+    fn record_unfinished(&mut self, t: &mut RwTxn) -> Result<()> {
+        // PA
+        for u in std::mem::take(&mut self.unfinished) {
+            let (written, keep) = self.cas.admit(t, &u.id, &u.record, &u.members, u.total)?;
+            if keep {
+                self.cas.lmdb.slices.finish(t, &u.id, u.seq)?;
+                self.cas.lmdb.chunks.put(t, &u.id, &u.record)?;
+            } else {
+                self.cas.lmdb.slices.discard(t, u.seq)?;
+            }
+            self.fresh.insert(u.id);
+            self.fresh.extend(u.members.iter().map(|(id, _)| *id));
+            for (item, b) in u.items.iter().zip(written) {
+                *self.stored_by_item.entry(*item).or_default() += b;
+            }
+        }
+        (self.unfinished_records, self.queued, self.since) = (0, 0, None);
+        self.commit_ready(t, 0)
     }
 
     /// Commits each version of `waiting[from..]` whose chunks are all here; the others wait
@@ -295,8 +409,23 @@ impl<'c> Writer<'c> {
 
     /// Commits the transaction once it holds enough bytes or versions or has been open long
     /// enough; otherwise keeps it for the next message.
-    fn maybe_commit(&mut self, t: RwTxn<'c>) -> Result<()> {
+    fn maybe_commit(&mut self, mut t: RwTxn<'c>) -> Result<()> {
         // PA
+        if self.ahead {
+            let old = |at: Instant| at.elapsed() >= BATCH_AGE;
+            if self.since.is_some_and(old)
+                || self.queued >= BATCH_VERSIONS
+                || self.unfinished_records >= UNFINISHED_RECORDS
+            {
+                self.record_unfinished(&mut t)?;
+                return self.cas.lmdb.commit(t);
+            }
+            if self.bytes >= BATCH_BYTES || old(self.opened) {
+                return self.cas.lmdb.commit(t);
+            }
+            self.txn = Some(t);
+            return Ok(());
+        }
         let limit = if self.versions >= MANY_VERSIONS {
             BATCH_BYTES_MANY
         } else {
@@ -314,9 +443,14 @@ impl<'c> Writer<'c> {
 
     /// Once every sender is gone: commits the open transaction. A version still waiting
     /// then never got a chunk it needs.
-    fn finish(self) -> Result<()> {
+    fn finish(mut self) -> Result<()> {
         // PA
-        if let Some(t) = self.txn {
+        if self.txn.is_some() || self.since.is_some() {
+            let mut t = match self.txn.take() {
+                Some(t) => t,
+                None => self.open()?,
+            };
+            self.record_unfinished(&mut t)?;
             self.cas.lmdb.commit(t)?;
         }
         if !self.waiting.is_empty() {

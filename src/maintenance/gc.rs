@@ -60,6 +60,12 @@ impl Cas {
             versions_released: self.replica().release_removed(progress)?,
             ..GcReport::default()
         };
+        // Slices of puts that died before recording them; no put runs while gc holds its
+        // lock, so every bundle still unfinished is one.
+        let mut txn = self.lmdb.write()?;
+        (report.slices_freed, report.bytes_freed) =
+            self.lmdb.slices.discard_unfinished(&mut txn)?;
+        self.lmdb.commit(txn)?;
         if self.in_cluster()? {
             report.chunks_condemned = self.condemn_unused(progress)?;
             self.mark_gc_done()?;

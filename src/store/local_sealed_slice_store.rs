@@ -110,6 +110,66 @@ impl LocalSealedSliceStore {
     /// Stores the slices of a new chunk as one bundle appended after every other.
     pub fn put_chunk(&self, txn: &mut RwTxn, chunk: &Hash, slices: &[&[u8]]) -> Result<()> {
         // PA
+        let seq = self.append(txn, chunk, slices)?;
+        Ok(self.locs.put(txn, &chunk.0, &seq.to_be_bytes())?)
+    }
+
+    /// Appends the slices of a new chunk as a bundle that nothing locates yet, marked
+    /// unfinished, and returns its sequence number. A put writes its slices in small
+    /// transactions and their records later, one transaction per batch of versions
+    /// (`src/cas/put_writer.rs`): [`Self::finish`] or [`Self::discard`] ends the mark, and
+    /// gc frees bundles still marked ([`Self::discard_unfinished`]): their put died.
+    pub fn append_unfinished(
+        &self,
+        txn: &mut RwTxn,
+        chunk: &Hash,
+        slices: &[&[u8]],
+    ) -> Result<u64> {
+        // PA
+        let seq = self.append(txn, chunk, slices)?;
+        self.meta.put(txn, &unfinished_key(seq), &[])?;
+        Ok(seq)
+    }
+
+    /// Makes unfinished bundle `seq` the one holding `chunk`'s slices.
+    pub fn finish(&self, txn: &mut RwTxn, chunk: &Hash, seq: u64) -> Result<()> {
+        // PA
+        self.meta.delete(txn, &unfinished_key(seq))?;
+        Ok(self.locs.put(txn, &chunk.0, &seq.to_be_bytes())?)
+    }
+
+    /// Deletes unfinished bundle `seq`: its chunk was stored meanwhile (or was not needed).
+    pub fn discard(&self, txn: &mut RwTxn, seq: u64) -> Result<()> {
+        // PA
+        self.meta.delete(txn, &unfinished_key(seq))?;
+        self.bundles.delete(txn, &seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Deletes every bundle still marked unfinished; returns how many slices they held and
+    /// their encoded bytes. Only while no put runs (gc holds its lock exclusively): a
+    /// running put's bundles are unfinished until its next batch of versions commits.
+    pub fn discard_unfinished(&self, txn: &mut RwTxn) -> Result<(u64, u64)> {
+        // PA
+        let mut seqs = Vec::new();
+        for item in self.meta.prefix_iter(txn, UNFINISHED)? {
+            let (k, _) = item?;
+            seqs.push(seq_of(&k[UNFINISHED.len()..])?);
+        }
+        let (mut n, mut bytes) = (0, 0);
+        for seq in seqs {
+            if let Some(b) = self.bundles.get(txn, &seq.to_be_bytes())? {
+                let (slices, len) = bundle_size(b);
+                (n, bytes) = (n + slices, bytes + len);
+            }
+            self.discard(txn, seq)?;
+        }
+        Ok((n, bytes))
+    }
+
+    /// Appends a bundle of `slices` (index 0 first) under the next sequence number.
+    fn append(&self, txn: &mut RwTxn, chunk: &Hash, slices: &[&[u8]]) -> Result<u64> {
+        // PA
         let bundle = Bundle {
             chunk: *chunk,
             slices: slices
@@ -125,7 +185,7 @@ impl LocalSealedSliceStore {
             &seq.to_be_bytes(),
             &bundle.encode(),
         )?;
-        Ok(self.locs.put(txn, &chunk.0, &seq.to_be_bytes())?)
+        Ok(seq)
     }
 
     /// The bundle of a chunk (empty when none is held).
@@ -264,12 +324,7 @@ impl LocalSealedSliceStore {
             return Ok((0, 0));
         };
         let (n, bytes) = match self.bundles.get(txn, &seq)? {
-            Some(b) => Bundle::decode(b)
-                .map(|b| {
-                    let n = b.slices.len() as u64;
-                    (n, b.slices.iter().map(|(_, s)| s.len() as u64).sum())
-                })
-                .unwrap_or((0, b.len() as u64)),
+            Some(b) => bundle_size(b),
             None => (0, 0),
         };
         self.bundles.delete(txn, &seq)?;
@@ -375,6 +430,28 @@ impl LocalSealedSliceStore {
         self.bundles.put(txn, &seq, &encoded)?;
         Ok(self.locs.put(txn, &chunk.0, &seq)?)
     }
+}
+
+/// `meta` key prefix marking an unfinished bundle (followed by its sequence number, 8 bytes
+/// big-endian): appended by a put whose records are not committed yet.
+const UNFINISHED: &[u8] = b"unfinished/";
+
+/// The `meta` key marking bundle `seq` unfinished.
+fn unfinished_key(seq: u64) -> Vec<u8> {
+    // A
+    [UNFINISHED, &seq.to_be_bytes()].concat()
+}
+
+/// Slices held by an encoded bundle and their encoded bytes (a bundle that does not decode:
+/// none, and all its bytes).
+fn bundle_size(b: &[u8]) -> (u64, u64) {
+    // A
+    Bundle::decode(b)
+        .map(|b| {
+            let n = b.slices.len() as u64;
+            (n, b.slices.iter().map(|(_, s)| s.len() as u64).sum())
+        })
+        .unwrap_or((0, b.len() as u64))
 }
 
 /// The sequence number of a bundle key.
