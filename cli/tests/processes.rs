@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{random_bytes, TestStore};
+use common::{random_bytes, run_with_input, TestStore};
 
 #[test]
 fn concurrent_writer_processes() {
@@ -362,6 +362,10 @@ fn full_disk_gives_a_clear_error_and_loses_nothing() {
         "{}",
         String::from_utf8_lossy(&gc.stderr)
     );
+    // Nothing of the failed put stays: its slices committed ahead of their records either.
+    let stats: serde_json::Value =
+        serde_json::from_slice(&run(&["stats", "--json"], b"").stdout).unwrap();
+    assert_eq!(stats["stored_with_parity_bytes"], 0, "{stats}");
     let again = random_bytes(2 << 20, 3);
     let put = run(&["put", "again", "-"], &again);
     assert!(
@@ -370,6 +374,39 @@ fn full_disk_gives_a_clear_error_and_loses_nothing() {
         String::from_utf8_lossy(&put.stderr)
     );
     assert_eq!(run(&["get", "again"], b"").stdout, again);
+}
+
+/// A put that fills the disk after committing some of its slices (ahead of their records)
+/// takes them back itself: nothing is left for gc.
+#[test]
+fn a_put_failing_on_a_full_disk_takes_back_the_slices_it_committed() {
+    let t = TestStore::empty();
+    let mnt = t.dir.path().join("disk");
+    let Some(_disk) = SmallDisk::mount(&mnt, "20m") else {
+        eprintln!("skipping: cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN)");
+        return;
+    };
+    let store = mnt.join("store");
+    let cmd = |args: &[&str]| {
+        let mut c = t.cmd(args);
+        c.env("OURO_STORE", &store);
+        c
+    };
+    assert!(cmd(&["init", "--ec", "2+1", "-q"])
+        .status()
+        .unwrap()
+        .success());
+    // 24 MiB with 2+1 parity is 36 MiB of slices: the first 8 MiB commit, then the disk fills.
+    let out = run_with_input(cmd(&["put", "huge", "-"]), &random_bytes(24 << 20, 4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{err}");
+    let stats = cmd(&["stats", "--json"]).output().unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["stored_with_parity_bytes"], 0, "{stats}");
+    let gc = cmd(&["gc", "--json"]).output().unwrap();
+    let gc: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(gc["bytes_freed"], 0, "{gc}");
+    assert!(cmd(&["verify", "-q"]).status().unwrap().success());
 }
 
 #[test]

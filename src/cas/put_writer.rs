@@ -54,10 +54,16 @@ impl Cas {
     ) -> Result<()> {
         // PA
         let mut writer = Writer::new(self, slots)?;
-        while let Some(msg) = writer.receive(&rx)? {
-            writer.handle(msg)?;
+        let written = (|| {
+            while let Some(msg) = writer.receive(&rx)? {
+                writer.handle(msg)?;
+            }
+            writer.finish()
+        })();
+        if written.is_err() {
+            writer.abandon();
         }
-        writer.finish()
+        written
     }
 }
 
@@ -92,6 +98,8 @@ struct Writer<'c> {
     /// Units whose slices are committed, or in the open transaction, as unfinished bundles,
     /// waiting to be recorded with the versions.
     unfinished: Vec<Unfinished>,
+    /// How many of `unfinished` (from the first) were appended by a committed transaction.
+    committed: usize,
     /// Records those units hold (one each, and one per member of a pack).
     unfinished_records: usize,
     /// Versions queued since records and versions were last written.
@@ -160,6 +168,7 @@ impl<'c> Writer<'c> {
             txn: None,
             ahead: !cas.in_cluster()?,
             unfinished: Vec::new(),
+            committed: 0,
             unfinished_records: 0,
             queued: 0,
             since: None,
@@ -318,6 +327,7 @@ impl<'c> Writer<'c> {
             }
         }
         (self.unfinished_records, self.queued, self.since) = (0, 0, None);
+        self.committed = 0;
         self.commit_ready(t, 0)
     }
 
@@ -421,7 +431,9 @@ impl<'c> Writer<'c> {
                 return self.cas.lmdb.commit(t);
             }
             if self.bytes >= BATCH_BYTES || old(self.opened) {
-                return self.cas.lmdb.commit(t);
+                self.cas.lmdb.commit(t)?;
+                self.committed = self.unfinished.len();
+                return Ok(());
             }
             self.txn = Some(t);
             return Ok(());
@@ -443,7 +455,7 @@ impl<'c> Writer<'c> {
 
     /// Once every sender is gone: commits the open transaction. A version still waiting
     /// then never got a chunk it needs.
-    fn finish(mut self) -> Result<()> {
+    fn finish(&mut self) -> Result<()> {
         // PA
         if self.txn.is_some() || self.since.is_some() {
             let mut t = match self.txn.take() {
@@ -460,6 +472,29 @@ impl<'c> Writer<'c> {
             )));
         }
         Ok(())
+    }
+
+    /// After an error: drops the open transaction, and the unfinished bundles committed
+    /// before it as far as the store lets (else the next gc frees them). Only committed
+    /// ones: the sequence numbers of an aborted transaction's bundles may be another
+    /// writer's by now.
+    fn abandon(&mut self) {
+        // PA
+        drop(self.txn.take());
+        let done = &self.unfinished[..self.committed.min(self.unfinished.len())];
+        if done.is_empty() {
+            return;
+        }
+        let lmdb = &self.cas.lmdb;
+        let cleared = lmdb.write().and_then(|mut t| {
+            for u in done {
+                lmdb.slices.discard(&mut t, u.seq)?;
+            }
+            lmdb.commit(t)
+        });
+        if let Err(e) = cleared {
+            tracing::debug!(%e, "unfinished bundles left for gc");
+        }
     }
 }
 
