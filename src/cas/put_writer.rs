@@ -335,15 +335,34 @@ impl<'c> Writer<'c> {
     /// on.
     fn commit_ready(&mut self, t: &mut RwTxn, from: usize) -> Result<()> {
         // PA
-        let checking: Vec<(PendingVersion, u64)> = self.waiting.drain(from..).collect();
-        for (v, searched) in checking {
-            if self.ready(t, &v, searched)? {
-                self.commit_version(t, v)?;
-            } else {
-                self.waiting.push((v, self.arrived.clears));
+        // In place: a second list of the versions checked would double the memory of a
+        // second's worth of small files waiting for their records.
+        let mut waiting = std::mem::take(&mut self.waiting);
+        let mut result = Ok(());
+        let mut n = 0;
+        waiting.retain_mut(|(v, searched)| {
+            n += 1;
+            if n <= from || result.is_err() {
+                return true;
             }
-        }
-        Ok(())
+            let committed = match self.ready(t, v, *searched) {
+                Ok(true) => self.commit_version(t, v).map(|()| true),
+                Ok(false) => Ok(false),
+                Err(e) => Err(e),
+            };
+            match committed {
+                Ok(done) => {
+                    *searched = self.arrived.clears;
+                    !done
+                }
+                Err(e) => {
+                    result = Err(e);
+                    true
+                }
+            }
+        });
+        self.waiting = waiting;
+        result
     }
 
     /// True when every chunk `v` needs arrived or, when `arrived` was cleared since its last
@@ -365,7 +384,7 @@ impl<'c> Writer<'c> {
 
     /// Commits version `v` in the transaction and records its outcome. A version that
     /// deduplicated against a condemned chunk fails alone; any other error ends the put.
-    fn commit_version(&mut self, t: &mut RwTxn, v: PendingVersion) -> Result<()> {
+    fn commit_version(&mut self, t: &mut RwTxn, v: &PendingVersion) -> Result<()> {
         // PA
         // Chain only onto the head this version also started from (read before the earlier
         // one committed) and only while that earlier version is live: a fresher head read
