@@ -7,7 +7,7 @@ mod common;
 use std::io::Read;
 use std::time::Duration;
 
-use common::random_bytes;
+use common::{random_bytes, read};
 use ouroboros_db::cas::{Deletion, WalEntry};
 use ouroboros_db::progress::NoProgress;
 use ouroboros_db::{sealing_id, Cas, CreateOptions, Error, Identity, PutOptions};
@@ -36,12 +36,6 @@ fn sync(from: &Cas, to: &Cas) {
     let (d, _) = from.replica().deletions_since(0, 1000).unwrap();
     to.replica().import_versions(&v).unwrap();
     to.replica().import_deletions(&d).unwrap();
-}
-
-fn get(cas: &Cas, key: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    cas.get(key, &mut out).unwrap();
-    out
 }
 
 /// Marks chunk `id`'s sealing here condemned, as a condemnation from another node does.
@@ -94,7 +88,7 @@ fn gc_on_a_cluster_store_condemns_and_a_put_of_that_content_seals_it_again() {
         "{freed:?}"
     );
     assert_eq!(a.replica().condemned_count().unwrap(), 0);
-    assert_eq!(get(&a, "new"), data);
+    assert_eq!(read(&a, "new"), data);
 }
 
 #[test]
@@ -149,7 +143,7 @@ fn condemnations_travel_and_each_node_frees_its_own_slices() {
         assert!(freed.bytes_freed > 0);
         assert_eq!(cas.stats().unwrap().chunks, before - 1);
         assert_eq!(cas.replica().condemned_count().unwrap(), 0);
-        assert_eq!(get(cas, "kept"), keep);
+        assert_eq!(read(cas, "kept"), keep);
     }
     // A late hand-off of the freed sealing, without its mark, arrives condemned: a put of
     // that content seals it again rather than deduplicating against it.
@@ -160,7 +154,7 @@ fn condemnations_travel_and_each_node_frees_its_own_slices() {
         .is_none());
     let again = b.put("again", &data[..], &PutOptions::default()).unwrap();
     assert_eq!(again.new_chunks, 1);
-    assert_eq!(get(&b, "again"), data);
+    assert_eq!(read(&b, "again"), data);
 }
 
 #[test]
@@ -225,7 +219,7 @@ fn a_live_sealing_wins_over_a_condemned_one_whatever_the_hashes() {
         ouroboros_db::Adopted::Kept(_)
     ));
     assert_eq!(a.replica().chunk_record(&id).unwrap(), Some(rec_a));
-    assert_eq!(get(&a, "k"), data);
+    assert_eq!(read(&a, "k"), data);
 }
 
 /// Input that, once `at` bytes were read, runs `hook` (another node's condemnation
@@ -273,7 +267,7 @@ fn a_put_that_deduplicated_against_a_sealing_condemned_meanwhile_stores_nothing(
     // Run again, it seals that chunk anew and succeeds.
     let again = a.put("new", &data[..], &PutOptions::default()).unwrap();
     assert_eq!(again.new_chunks, 1);
-    assert_eq!(get(&a, "new"), data);
+    assert_eq!(read(&a, "new"), data);
 }
 
 #[test]
@@ -306,18 +300,18 @@ fn merge_and_copy_of_a_version_whose_chunk_is_condemned_seal_it_again() {
         old,
         "sealed again"
     );
-    assert_eq!(get(&a, "copy"), two);
+    assert_eq!(read(&a, "copy"), two);
     assert_eq!(a.heads("copy").unwrap()[0].hash, copied);
     // The same for a merge that picks v2's content.
     condemn(&a, id);
     let merged = a
         .merge("k", ouroboros_db::MergeSource::Pick(v2.hash))
         .unwrap();
-    assert_eq!(get(&a, "k"), two);
+    assert_eq!(read(&a, "k"), two);
     let heads = a.heads("k").unwrap();
     assert_eq!(heads.len(), 1);
     assert_eq!(heads[0].hash, merged);
-    assert_eq!(get(&a, &format!("k@{}", v2.hash)), two);
+    assert_eq!(read(&a, &format!("k@{}", v2.hash)), two);
 }
 
 #[test]
@@ -343,7 +337,7 @@ fn concurrent_releases_take_each_removed_version_once() {
     let gc = a.gc(&NoProgress).unwrap();
     assert_eq!(gc.chunks_freed, 0, "every chunk is still used: {gc:?}");
     for (k, data) in keep {
-        assert_eq!(get(&a, &k), data, "{k}");
+        assert_eq!(read(&a, &k), data, "{k}");
     }
 }
 
@@ -360,6 +354,6 @@ fn a_version_committed_after_a_key_removal_is_dated_after_it_on_every_node() {
     let v = a.put("k", &b"two"[..], &early).unwrap();
     sync(&a, &b);
     // Both keep it live: their counts agree, so gc on either cannot free its chunk.
-    assert_eq!(get(&a, "k"), b"two");
+    assert_eq!(read(&a, "k"), b"two");
     assert_eq!(b.heads("k").unwrap()[0].hash, v.hash);
 }

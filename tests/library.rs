@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::random_bytes;
+use common::{random_bytes, read};
 use ouroboros_db::{Cas, CreateOptions, Error, Identity, MergeSource, NoProgress, PutOptions};
 
 fn new_store(k: u8, m: u8) -> (tempfile::TempDir, Cas) {
@@ -14,12 +14,6 @@ fn new_store(k: u8, m: u8) -> (tempfile::TempDir, Cas) {
     };
     let cas = Cas::create(&dir.path().join("s"), &opts, &Identity::generate()).unwrap();
     (dir, cas)
-}
-
-fn get(cas: &Cas, r: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    cas.get(r, &mut out).unwrap();
-    out
 }
 
 #[test]
@@ -47,9 +41,9 @@ fn dedup_across_keys_and_versions() {
     // three versions of 6 MiB, stored as one copy plus the chunks the edit touched.
     assert_eq!(s.logical_bytes, 3 * data.len() as u64, "{s:?}");
     assert!(s.unique_bytes < 2 * data.len() as u64, "{s:?}");
-    assert_eq!(get(&cas, "a"), edited);
-    assert_eq!(get(&cas, "a@~1"), data);
-    assert_eq!(get(&cas, "dir/b"), data);
+    assert_eq!(read(&cas, "a"), edited);
+    assert_eq!(read(&cas, "a@~1"), data);
+    assert_eq!(read(&cas, "dir/b"), data);
 }
 
 #[test]
@@ -68,7 +62,7 @@ fn small_objects_cost_little() {
         s.slices, 3,
         "small chunks use k=1: one data slice and m parity"
     );
-    assert_eq!(get(&cas, "tiny"), vec![7u8; 100]);
+    assert_eq!(read(&cas, "tiny"), vec![7u8; 100]);
 }
 
 #[test]
@@ -101,7 +95,7 @@ fn branches_heads_and_merge() {
     assert_eq!(heads.len(), 1);
     assert_eq!(heads[0].hash, m);
     assert_eq!(heads[0].parents.len(), 2);
-    assert_eq!(get(&cas, "k"), b"three");
+    assert_eq!(read(&cas, "k"), b"three");
     let log: Vec<_> = cas
         .log("k", 10)
         .unwrap()
@@ -113,7 +107,7 @@ fn branches_heads_and_merge() {
     assert!(log.contains(&v2) && log.contains(&v1));
     assert_eq!(*log.last().unwrap(), v1, "oldest last");
     let prefix = &v2.to_hex()[..10];
-    assert_eq!(get(&cas, &format!("k@{prefix}")), b"two");
+    assert_eq!(read(&cas, &format!("k@{prefix}")), b"two");
     let n = cas.merge("k", MergeSource::Content(Box::new(&b"z"[..])));
     assert!(
         matches!(n, Err(Error::InvalidArgument(_))),
@@ -132,8 +126,8 @@ fn refs_by_time_and_errors() {
         };
         cas.put("f", text.as_bytes(), &o).unwrap();
     }
-    assert_eq!(get(&cas, "f@2023-11-14T22:13:21Z"), b"b");
-    assert_eq!(get(&cas, "f@2030-01-01"), b"c");
+    assert_eq!(read(&cas, "f@2023-11-14T22:13:21Z"), b"b");
+    assert_eq!(read(&cas, "f@2030-01-01"), b"c");
     assert!(matches!(
         cas.get("f@2001-01-01", &mut Vec::new()),
         Err(Error::NotFound(_))
@@ -181,13 +175,13 @@ fn gc_never_frees_a_shared_chunk() {
         r.chunks_freed >= 1 && r.bytes_freed > (2 << 20) / 2,
         "{r:?}"
     );
-    assert_eq!(get(&cas, "keep"), shared);
+    assert_eq!(read(&cas, "keep"), shared);
     assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
     let again = cas.gc(&NoProgress).unwrap();
     assert_eq!(again.chunks_freed, 0);
     cas.put("drop", &b"reborn"[..], &PutOptions::default())
         .unwrap();
-    assert_eq!(get(&cas, "drop"), b"reborn");
+    assert_eq!(read(&cas, "drop"), b"reborn");
 }
 
 #[test]
@@ -199,7 +193,7 @@ fn remove_one_version_restores_parent_as_head() {
         .unwrap()
         .hash;
     cas.remove(&format!("k@{}", &v2.to_hex()[..8])).unwrap();
-    assert_eq!(get(&cas, "k"), b"v1");
+    assert_eq!(read(&cas, "k"), b"v1");
     cas.gc(&NoProgress).unwrap();
     let log = cas.log(&format!("k@{}", &v2.to_hex()[..8]), 5).unwrap();
     assert!(log[0].removed, "history keeps the removed version, hollow");
@@ -244,7 +238,7 @@ fn damaged_slices_are_detected_and_repaired() {
         }
         txn.commit().unwrap();
     }
-    assert_eq!(get(&cas, "x"), data, "reads survive m damaged slices");
+    assert_eq!(read(&cas, "x"), data, "reads survive m damaged slices");
     let r = cas.verify(false, &NoProgress).unwrap();
     assert!(!r.is_healthy());
     assert_eq!(r.damage.len(), chunks.len());
@@ -299,7 +293,7 @@ fn locked_store_and_recipients() {
         Err(Error::Identity(_))
     ));
     locked.unlock(&friend).unwrap();
-    assert_eq!(get(&locked, "a"), b"secret");
+    assert_eq!(read(&locked, "a"), b"secret");
     locked.remove_recipient(&friend.recipient()).unwrap();
     locked
         .put("b", &b"new"[..], &PutOptions::default())
@@ -311,8 +305,8 @@ fn locked_store_and_recipients() {
         "a removed recipient cannot unlock the new epoch"
     );
     again.unlock(&me).unwrap();
-    assert_eq!(get(&again, "b"), b"new");
-    assert_eq!(get(&again, "a"), b"secret");
+    assert_eq!(read(&again, "b"), b"new");
+    assert_eq!(read(&again, "a"), b"secret");
 }
 
 #[test]
@@ -352,7 +346,7 @@ fn removing_consecutive_versions_exposes_the_nearest_live_ancestor() {
     let heads = cas.heads("k").unwrap();
     assert_eq!(heads.len(), 1);
     assert_eq!(heads[0].hash, v1, "v1 is the nearest live ancestor");
-    assert_eq!(get(&cas, "k"), b"v1");
+    assert_eq!(read(&cas, "k"), b"v1");
     // The whole key can still be removed, and gc drops every record of it.
     cas.gc(&NoProgress).unwrap();
     cas.remove("k").unwrap();
@@ -378,7 +372,7 @@ fn the_same_version_put_again_after_removal_is_restored() {
     let again = cas.put("k", &b"same"[..], &opts).unwrap().hash;
     assert_eq!(again, v);
     cas.gc(&NoProgress).unwrap();
-    assert_eq!(get(&cas, "k"), b"same");
+    assert_eq!(read(&cas, "k"), b"same");
     assert!(cas.verify(false, &NoProgress).unwrap().damage.is_empty());
 }
 
@@ -465,7 +459,7 @@ fn post_quantum_recipients_mix_with_x25519() {
         &PutOptions::default(),
     )
     .unwrap();
-    assert_eq!(get(&cas, "k"), b"still readable by the X25519 identity");
+    assert_eq!(read(&cas, "k"), b"still readable by the X25519 identity");
 }
 
 #[test]
@@ -501,7 +495,7 @@ fn the_key_space_browses_as_directories() {
     assert_eq!(size, 3);
     let copy = cas.copy_version(&h, "moved").unwrap();
     assert_ne!(copy, h);
-    assert_eq!(get(&cas, "moved"), b"a/b");
+    assert_eq!(read(&cas, "moved"), b"a/b");
     assert_eq!(cas.versions_of("moved").unwrap().len(), 1);
     assert_eq!(
         cas.blob(&copy).unwrap().chunks,
@@ -546,7 +540,7 @@ fn typed_refs_name_keys_and_versions() {
         .remove(&Ref::version("notes", v2.hash).unwrap())
         .unwrap();
     assert!(!rm.whole_key);
-    assert_eq!(get(&cas, "notes"), b"one");
+    assert_eq!(read(&cas, "notes"), b"one");
     let rm = cas.remove(&Ref::key("icon@2x.png").unwrap()).unwrap();
     assert!(rm.whole_key);
     assert_eq!(rm.versions, vec![icon.hash]);
@@ -708,7 +702,7 @@ fn exact_refs_are_refused_under_another_key_everywhere() {
     assert!(cas.log(&wrong, 10).is_err());
     assert!(cas.remove(&wrong).is_err());
     // Nothing was removed by the refused call.
-    assert_eq!(get(&cas, "a"), b"alpha");
+    assert_eq!(read(&cas, "a"), b"alpha");
     // The text form of an exact ref names the same version.
     let right = Ref::version("b", b1.hash).unwrap();
     assert_eq!(cas.resolve(right.to_string().as_str()).unwrap(), b1.hash);
@@ -718,7 +712,7 @@ fn exact_refs_are_refused_under_another_key_everywhere() {
     cas.remove(&right).unwrap();
     assert!(cas.open_version(&right).is_err());
     assert!(cas.get(&right, Vec::new()).is_err());
-    assert_eq!(get(&cas, "b"), b"beta2");
+    assert_eq!(read(&cas, "b"), b"beta2");
 }
 
 /// Readers in other threads read correct bytes while commits (each of which releases the
@@ -789,6 +783,6 @@ fn compaction_needs_every_handle_closed() {
     );
     let mut cas = Cas::open(&path).unwrap();
     cas.unlock(&id).unwrap();
-    assert!(get(&cas, "keep") == keep);
+    assert!(read(&cas, "keep") == keep);
     assert!(cas.page_use().unwrap().reusable_bytes < 64 << 10);
 }

@@ -6,13 +6,8 @@ mod common;
 
 use common::damage_slice as damage;
 use common::packs::{files, new_store, packs, put_all};
-use ouroboros_db::{Cas, NoProgress};
-
-fn get(cas: &Cas, key: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    cas.get(key, &mut out).unwrap();
-    out
-}
+use common::read;
+use ouroboros_db::NoProgress;
 
 #[test]
 fn small_files_share_a_pack_and_read_back_through_damage_and_repair() {
@@ -32,7 +27,7 @@ fn small_files_share_a_pack_and_read_back_through_damage_and_repair() {
         damage(&cas, &pack, lost, None);
         damage(&cas, &pack, 5, Some(b"garbage"));
         for (k, d) in &files {
-            assert!(get(&cas, k) == *d, "{k} with data slice {lost} lost");
+            assert!(read(&cas, k) == *d, "{k} with data slice {lost} lost");
         }
         let report = cas.verify(false, &NoProgress).unwrap();
         assert!(!report.is_healthy(), "damage is reported");
@@ -42,7 +37,7 @@ fn small_files_share_a_pack_and_read_back_through_damage_and_repair() {
         assert!(clean.damage.is_empty(), "{:?}", clean.damage);
         assert_eq!(clean.decrypted, files.len() as u64, "every member opened");
         for (k, d) in &files {
-            assert!(get(&cas, k) == *d);
+            assert!(read(&cas, k) == *d);
         }
     }
 }
@@ -71,7 +66,7 @@ fn a_damaged_data_slice_is_caught_by_the_members_tag_and_read_around() {
     }
     damage(&cas, &pack, 0, Some(&slice));
     for (k, d) in &files {
-        assert!(get(&cas, k) == *d, "{k}");
+        assert!(read(&cas, k) == *d, "{k}");
     }
 }
 
@@ -103,7 +98,7 @@ fn gc_frees_dead_packs_and_rewrites_mostly_dead_ones() {
         after.stored_with_parity_bytes
     );
     for (k, d) in &files[80..] {
-        assert!(get(&cas, k) == *d, "{k} survives the repack");
+        assert!(read(&cas, k) == *d, "{k} survives the repack");
     }
     let report = cas.verify(false, &NoProgress).unwrap();
     assert!(report.damage.is_empty(), "{:?}", report.damage);
@@ -138,6 +133,6 @@ fn a_pack_whose_members_were_all_stored_already_is_not_kept() {
     put_all(&cas, &again);
     assert_eq!(packs(&cas).len(), 1);
     for (k, d) in &again {
-        assert!(get(&cas, k) == *d);
+        assert!(read(&cas, k) == *d);
     }
 }

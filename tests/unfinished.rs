@@ -5,14 +5,8 @@
 mod common;
 
 use common::packs::{files, new_store, put_all};
-use common::random_bytes;
-use ouroboros_db::{Cas, Hash, NoProgress, PutOptions};
-
-fn get(cas: &Cas, key: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    cas.get(key, &mut out).unwrap();
-    out
-}
+use common::{random_bytes, read};
+use ouroboros_db::{Hash, NoProgress, PutOptions};
 
 #[test]
 fn gc_frees_the_bundles_a_dead_put_left_unfinished_and_nothing_else() {
@@ -46,9 +40,9 @@ fn gc_frees_the_bundles_a_dead_put_left_unfinished_and_nothing_else() {
     );
     assert_eq!(cas.stats().unwrap().stored_with_parity_bytes, before);
     for (k, d) in &small {
-        assert!(get(&cas, k) == *d, "{k}");
+        assert!(read(&cas, k) == *d, "{k}");
     }
-    assert!(get(&cas, "big") == big);
+    assert!(read(&cas, "big") == big);
     let verified = cas.verify(false, &NoProgress).unwrap();
     assert!(verified.is_healthy(), "{:?}", verified.damage);
     assert_eq!(cas.gc(&NoProgress).unwrap().bytes_freed, 0);
@@ -81,7 +75,7 @@ fn puts_of_the_same_content_at_once_store_it_once() {
             "round {round}: one copy: {stats:?}"
         );
         assert_eq!(cas.gc(&NoProgress).unwrap().bytes_freed, 0, "round {round}");
-        assert!(get(&cas, "a") == data && get(&cas, "b") == data);
+        assert!(read(&cas, "a") == data && read(&cas, "b") == data);
         let verified = cas.verify(false, &NoProgress).unwrap();
         assert!(verified.is_healthy(), "{:?}", verified.damage);
     }

@@ -194,3 +194,10 @@ pub fn damage_slice(
         .unwrap();
     txn.commit().unwrap();
 }
+
+/// The content of `key` (or any reference `get` takes) read through the library.
+pub fn read(cas: &ouroboros_db::Cas, reference: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    cas.get(reference, &mut out).unwrap();
+    out
+}
