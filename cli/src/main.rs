@@ -3,6 +3,7 @@
 mod commands;
 mod exit;
 mod interrupt;
+mod malloc;
 mod output;
 mod progress;
 
@@ -21,6 +22,15 @@ fn main() {
             std::process::exit(code);
         }
     };
+    // Put and get hand chunk buffers between threads: one heap arena keeps their peak
+    // memory lower. Where the restart fails they go on untuned.
+    let data_mover = matches!(
+        cli.command,
+        ouro_cli::cli::Command::Put { .. } | ouro_cli::cli::Command::Get { .. }
+    );
+    if data_mover && malloc::untuned() {
+        let _ = malloc::restart_with(&malloc::ONE_ARENA);
+    }
     // A node and a mount run for days: their log lines keep their times.
     let long_running = matches!(
         cli.command,

@@ -12,8 +12,7 @@ use ouroboros_db::Error;
 
 use crate::interrupt;
 
-/// glibc's variable for the number of heap arenas.
-const ARENAS: &str = "MALLOC_ARENA_MAX";
+use crate::malloc::ARENAS;
 /// glibc's tuning for the mount process, read when a process starts: one heap arena (each
 /// server thread would otherwise get its own, where freed chunk buffers linger), and decoded
 /// chunks (up to 16 MiB) from the heap, which keeps up to 64 MiB free instead of handing it
@@ -61,14 +60,10 @@ pub fn mount(
     }
     // Open the store and identity here, so their errors reach the user in both modes.
     let cas = Arc::new(g.open_unlocked()?);
-    if foreground && std::env::var_os(ARENAS).is_none() {
+    if foreground && crate::malloc::untuned() {
         // One arena keeps the mount's memory at about half (see MALLOC_TUNING).
         drop(cas);
-        let err = std::os::unix::process::CommandExt::exec(
-            Command::new(std::env::current_exe().context("finding the ouro executable")?)
-                .args(std::env::args_os().skip(1))
-                .envs(MALLOC_TUNING),
-        );
+        let err = crate::malloc::restart_with(&MALLOC_TUNING);
         return Err(err).context("restarting ouro mount");
     }
     if foreground {
