@@ -30,7 +30,9 @@ fn gc_frees_the_bundles_a_dead_put_left_unfinished_and_nothing_else() {
         .append_unfinished(&mut txn, &Hash([7; 32]), &slices)
         .unwrap();
     lmdb.commit(txn).unwrap();
-    assert_eq!(cas.stats().unwrap().stored_with_parity_bytes, before + 8);
+    let stats = cas.stats().unwrap();
+    assert_eq!(stats.stored_with_parity_bytes, before + 8);
+    assert_eq!(stats.unfinished_bytes, 8, "{stats:?}");
 
     let report = cas.gc(&NoProgress).unwrap();
     assert_eq!(
@@ -38,7 +40,9 @@ fn gc_frees_the_bundles_a_dead_put_left_unfinished_and_nothing_else() {
         (2, 8),
         "{report:?}"
     );
-    assert_eq!(cas.stats().unwrap().stored_with_parity_bytes, before);
+    let stats = cas.stats().unwrap();
+    assert_eq!(stats.stored_with_parity_bytes, before);
+    assert_eq!(stats.unfinished_bytes, 0, "{stats:?}");
     for (k, d) in &small {
         assert!(read(&cas, k) == *d, "{k}");
     }

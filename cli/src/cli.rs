@@ -98,7 +98,7 @@ JSON output (--json): one document on stdout. Fields are only ever added, never 
   gc       {versions_released, chunks_freed, packs_freed, packs_rewritten, slices_freed, bytes_freed,
             chunks_condemned, compacted: null | {file_bytes_before, file_bytes_after}, reusable_bytes}
   stats    {keys, versions, live_versions, removed_versions, logical_bytes, unique_bytes,
-            stored_bytes, stored_with_parity_bytes, file_bytes, reusable_bytes, compaction_leftover_bytes, chunks, referenced_chunks,
+            stored_bytes, stored_with_parity_bytes, file_bytes, reusable_bytes, compaction_leftover_bytes, unfinished_bytes, chunks, referenced_chunks,
             slices, packs, unreferenced_chunks, unreferenced_bytes, dedup_ratio, compression_ratio,
             ec, node_local: [names of the fields that may differ between cluster nodes]}
   recipient ls  [recipient]

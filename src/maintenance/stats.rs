@@ -42,6 +42,10 @@ pub struct Stats {
     pub reusable_bytes: u64,
     /// Bytes a killed compaction left in `compact.partial` (0 when none): `gc` removes them.
     pub compaction_leftover_bytes: u64,
+    /// Bytes of slices a put wrote ahead of their records that no record names yet: a
+    /// running put's, or a killed put's, which `gc` frees. Part of
+    /// `stored_with_parity_bytes`.
+    pub unfinished_bytes: u64,
     /// Distinct chunks with a record here, referenced or not. Node-local.
     pub chunks: u64,
     /// Chunks some version here references (`chunks - unreferenced_chunks`): the same on
@@ -65,7 +69,7 @@ pub struct Stats {
 impl Stats {
     /// The fields (by their JSON names) that count what this node holds, and so may differ
     /// between the nodes of a cluster with the same keys, versions and content.
-    pub const NODE_LOCAL: [&'static str; 15] = [
+    pub const NODE_LOCAL: [&'static str; 16] = [
         "versions",
         "removed_versions",
         "unique_bytes",
@@ -74,6 +78,7 @@ impl Stats {
         "file_bytes",
         "reusable_bytes",
         "compaction_leftover_bytes",
+        "unfinished_bytes",
         "chunks",
         "slices",
         "packs",
@@ -150,6 +155,7 @@ impl Cas {
         }
         s.referenced_chunks = s.chunks - s.unreferenced_chunks;
         s.stored_with_parity_bytes = self.lmdb.slices.totals(&txn)?.1;
+        s.unfinished_bytes = self.lmdb.slices.unfinished(&txn)?.1;
         s.file_bytes = self.lmdb.disk_size()?;
         s.reusable_bytes = self.lmdb.page_use()?.reusable_bytes;
         s.compaction_leftover_bytes = crate::maintenance::compact::leftover_bytes(self.path());

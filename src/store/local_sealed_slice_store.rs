@@ -151,20 +151,36 @@ impl LocalSealedSliceStore {
     /// running put's bundles are unfinished until its next batch of versions commits.
     pub fn discard_unfinished(&self, txn: &mut RwTxn) -> Result<(u64, u64)> {
         // PA
+        let found = self.unfinished(txn)?;
+        for seq in self.unfinished_seqs(txn)? {
+            self.discard(txn, seq)?;
+        }
+        Ok(found)
+    }
+
+    /// How many slices the bundles marked unfinished hold, and their encoded bytes: a
+    /// running put's, or a dead put's (which gc frees).
+    pub fn unfinished(&self, txn: &RoTxn) -> Result<(u64, u64)> {
+        // A
+        let (mut n, mut bytes) = (0, 0);
+        for seq in self.unfinished_seqs(txn)? {
+            if let Some(b) = self.bundles.get(txn, &seq.to_be_bytes())? {
+                let (slices, len) = bundle_size(b);
+                (n, bytes) = (n + slices, bytes + len);
+            }
+        }
+        Ok((n, bytes))
+    }
+
+    /// Sequence numbers of the bundles marked unfinished.
+    fn unfinished_seqs(&self, txn: &RoTxn) -> Result<Vec<u64>> {
+        // A
         let mut seqs = Vec::new();
         for item in self.meta.prefix_iter(txn, UNFINISHED)? {
             let (k, _) = item?;
             seqs.push(seq_of(&k[UNFINISHED.len()..])?);
         }
-        let (mut n, mut bytes) = (0, 0);
-        for seq in seqs {
-            if let Some(b) = self.bundles.get(txn, &seq.to_be_bytes())? {
-                let (slices, len) = bundle_size(b);
-                (n, bytes) = (n + slices, bytes + len);
-            }
-            self.discard(txn, seq)?;
-        }
-        Ok((n, bytes))
+        Ok(seqs)
     }
 
     /// Appends a bundle of `slices` (index 0 first) under the next sequence number.

@@ -377,6 +377,7 @@ pub fn stats(g: &Global) -> Result<i32> {
             "file_bytes": s.file_bytes,
             "reusable_bytes": s.reusable_bytes,
             "compaction_leftover_bytes": s.compaction_leftover_bytes,
+            "unfinished_bytes": s.unfinished_bytes,
             "chunks": s.chunks,
             "referenced_chunks": s.referenced_chunks,
             "slices": s.slices,
@@ -440,6 +441,12 @@ fn print_stats(s: &ouroboros_db::Stats, ec: &str) -> Result<()> {
         outln!(
             "compact.partial   {} left by an interrupted compaction: `ouro gc` removes it",
             human_bytes(s.compaction_leftover_bytes)
+        )?;
+    }
+    if s.unfinished_bytes > 0 {
+        outln!(
+            "unfinished        {} of slices not yet recorded (counted above): a running put's, or a killed put's, which `ouro gc` frees",
+            human_bytes(s.unfinished_bytes)
         )?;
     }
     // An interrupted put leaves its chunks behind unreferenced: they count in the sizes
