@@ -84,3 +84,25 @@ fn puts_of_the_same_content_at_once_store_it_once() {
         assert!(verified.is_healthy(), "{:?}", verified.damage);
     }
 }
+
+#[test]
+fn joining_a_cluster_frees_what_dead_puts_left_unfinished() {
+    let (_d, cas) = new_store();
+    let small = files(20, 0);
+    put_all(&cas, &small);
+    let lmdb = cas.replica().lmdb();
+    let mut txn = lmdb.write().unwrap();
+    let slices: [&[u8]; 1] = [b"left"];
+    lmdb.slices
+        .append_unfinished(&mut txn, &Hash([8; 32]), &slices)
+        .unwrap();
+    lmdb.commit(txn).unwrap();
+    assert_eq!(cas.stats().unwrap().unfinished_bytes, 4);
+    // The cluster's hand-over walk must never meet a bundle nothing locates.
+    cas.replica().put_cluster_info(b"info").unwrap();
+    assert!(cas.in_cluster().unwrap());
+    assert_eq!(cas.stats().unwrap().unfinished_bytes, 0);
+    for (k, d) in &small {
+        assert!(read(&cas, k) == *d, "{k}");
+    }
+}

@@ -288,7 +288,8 @@ pub enum Command {
               value_parser = clap::value_parser!(u8).range(0..=100), require_equals = true)]
         compact: Option<u8>,
     },
-    /// Show sizes and ratios, and chunks no version uses (an interrupted put's) until gc
+    /// Show sizes and ratios, and what an interrupted put left until gc (chunks no version
+    /// uses, slices not yet recorded)
     ///
     /// On a cluster, nodes with the same data agree on keys, live versions, logical bytes and
     /// referenced chunks. The other counts are the node's own (`node_local` in --json): they

@@ -197,10 +197,12 @@ impl Membership {
             .ok_or_else(|| ClusterError::NotInCluster(self.cas.path().display().to_string()))
     }
 
-    /// Records the cluster this store belongs to.
+    /// Records the cluster this store belongs to (once no put runs: see
+    /// `Replica::put_cluster_info`).
     pub fn set_info(&self, info: &ClusterInfo) -> Result<()> {
         // PA
-        self.put(INFO, TAG_INFO, info)
+        let bytes = ouroboros_db::codec::encode(TAG_INFO, info)?;
+        Ok(self.cas.replica().put_cluster_info(&bytes)?)
     }
 
     /// Every member record (revoked ones included).

@@ -23,6 +23,24 @@ impl Replica<'_> {
         lmdb.commit(txn)
     }
 
+    /// Stores the record saying which cluster this store belongs to (under
+    /// [`CLUSTER_INFO_KEY`](crate::cas::CLUSTER_INFO_KEY)). Puts on a store of its own commit
+    /// slices ahead of their records, which the cluster's hand-over walk must never meet:
+    /// this waits for running puts (taking the gc lock exclusively) and frees what dead ones
+    /// left unfinished, in the transaction that makes the store a cluster's.
+    pub fn put_cluster_info(&self, value: &[u8]) -> Result<()> {
+        // PA
+        let _lock = crate::store::lock::GcLock::acquire(self.path(), true, &|| {
+            tracing::warn!("waiting for running puts to finish")
+        })?;
+        let lmdb = self.lmdb();
+        let mut txn = lmdb.write()?;
+        lmdb.slices.discard_unfinished(&mut txn)?;
+        lmdb.cluster
+            .put(&mut txn, crate::cas::CLUSTER_INFO_KEY, value)?;
+        lmdb.commit(txn)
+    }
+
     /// Every cluster record whose key starts with `prefix`, in key order.
     pub fn cluster_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         // A

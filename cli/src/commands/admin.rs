@@ -445,12 +445,13 @@ fn print_stats(s: &ouroboros_db::Stats, ec: &str) -> Result<()> {
     }
     if s.unfinished_bytes > 0 {
         outln!(
-            "unfinished        {} of slices not yet recorded (counted above): a running put's, or a killed put's, which `ouro gc` frees",
+            "unfinished        {} of slices not yet recorded (in the size with parity above): a running put's, or a killed put's, which `ouro gc` frees",
             human_bytes(s.unfinished_bytes)
         )?;
     }
-    // An interrupted put leaves its chunks behind unreferenced: they count in the sizes
-    // above (and make dedup look poor) until gc frees them.
+    // An interrupted put leaves its chunks behind unreferenced (and the slices it had not
+    // recorded yet, above): they count in the sizes above (and make dedup look poor) until
+    // gc frees them.
     if s.unreferenced_chunks > 0 {
         outln!(
             "unreferenced      {} chunk(s), {} (counted above; an interrupted put leaves such chunks): run `ouro gc`",
