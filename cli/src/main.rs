@@ -22,13 +22,10 @@ fn main() {
             std::process::exit(code);
         }
     };
-    // Put and get hand chunk buffers between threads: one heap arena keeps their peak
-    // memory lower. Where the restart fails they go on untuned.
-    let data_mover = matches!(
-        cli.command,
-        ouro_cli::cli::Command::Put { .. } | ouro_cli::cli::Command::Get { .. }
-    );
-    if data_mover && malloc::untuned() {
+    // Put's threads hand chunk buffers to each other: one heap arena keeps its peak memory
+    // lower (see malloc.rs). Where the restart fails it goes on untuned.
+    let put = matches!(cli.command, ouro_cli::cli::Command::Put { .. });
+    if put && malloc::untuned() {
         let _ = malloc::restart_with(&malloc::ONE_ARENA);
     }
     // A node and a mount run for days: their log lines keep their times.

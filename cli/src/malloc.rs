@@ -4,15 +4,16 @@
 //! By default glibc gives each thread that allocates its own heap arena, and memory freed
 //! in one arena is reused only by its thread: in put's pipeline (a reading thread, sealing
 //! workers, a writer) each arena keeps its own high-water mark of chunk buffers. One arena
-//! took the peak RSS of `put -r /usr/share` from about 141-161 MB to 113-130 MB, of a
-//! 539 MB file's put from 77 to 63 MB (bench/RESULTS.md).
+//! took the peak RSS of `put -r /usr/share` from about 154 MB to 110 MB (about 5% slower),
+//! of a 539 MB file's put from 77 to 63 MB (bench/RESULTS.md). `get` is left alone: one arena
+//! made restoring /usr/share about 9% slower for memory that was already low (97 -> 70 MB).
 
 use std::process::Command;
 
 /// glibc's variable for the number of heap arenas.
 pub const ARENAS: &str = "MALLOC_ARENA_MAX";
 
-/// One heap arena, for the commands whose threads hand buffers to each other.
+/// One heap arena, for put, whose threads hand buffers to each other.
 pub const ONE_ARENA: [(&str, &str); 1] = [(ARENAS, "1")];
 
 /// True when this process started without any arena setting (neither a user's nor an

@@ -573,8 +573,8 @@ fn rm_and_gc_work_on_a_disk_another_program_filled() {
     );
 }
 
-/// put and get run with one malloc arena (glibc reads that only at start, so they restart
-/// themselves with it), unless the user chose a setting.
+/// put runs with one malloc arena (glibc reads that only at start, so it restarts itself
+/// with it), unless the user chose a setting; get keeps glibc's default.
 #[test]
 fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
     let t = TestStore::init("2+1");
@@ -608,6 +608,25 @@ fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
         assert!(child.wait().unwrap().success());
         assert_eq!(t.ok(&["get", "k"]), b"content");
     }
+    // get is not restarted: once it writes, its environment is still the one it was given.
+    let data = random_bytes(4 << 20, 3);
+    t.put("big", &data);
+    let mut get = t.cmd(&["get", "big"]);
+    get.env_remove("MALLOC_ARENA_MAX").stdout(Stdio::piped());
+    let mut child = get.spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    let env = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+    assert!(
+        !env.split(|b| *b == 0)
+            .any(|v| v.starts_with(b"MALLOC_ARENA_MAX=")),
+        "get runs with glibc's default arenas"
+    );
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut out, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(first[..] == data[..1] && rest[..] == data[1..]);
 }
 
 /// A put killed once its first slices are committed (as unfinished bundles, before their
