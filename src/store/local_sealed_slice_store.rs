@@ -153,9 +153,28 @@ impl LocalSealedSliceStore {
         // PA
         let found = self.unfinished(txn)?;
         for seq in self.unfinished_seqs(txn)? {
+            if self.located(txn, seq)? {
+                // A mark left on a bundle some chunk's record uses (damage, or a bug): the
+                // bundle stays, only the mark goes.
+                self.meta.delete(txn, &unfinished_key(seq))?;
+                continue;
+            }
             self.discard(txn, seq)?;
         }
         Ok(found)
+    }
+
+    /// True when `slice_locs` names bundle `seq` as its chunk's.
+    fn located(&self, txn: &RoTxn, seq: u64) -> Result<bool> {
+        // A
+        let key = seq.to_be_bytes();
+        let Some(b) = self.bundles.get(txn, &key)? else {
+            return Ok(false);
+        };
+        let Some(id) = b.get(2..34) else {
+            return Ok(false);
+        };
+        Ok(self.locs.get(txn, id)? == Some(&key[..]))
     }
 
     /// How many slices the bundles marked unfinished hold, and their encoded bytes: a
@@ -164,6 +183,9 @@ impl LocalSealedSliceStore {
         // A
         let (mut n, mut bytes) = (0, 0);
         for seq in self.unfinished_seqs(txn)? {
+            if self.located(txn, seq)? {
+                continue;
+            }
             if let Some(b) = self.bundles.get(txn, &seq.to_be_bytes())? {
                 let (slices, len) = bundle_size(b);
                 (n, bytes) = (n + slices, bytes + len);
@@ -178,7 +200,10 @@ impl LocalSealedSliceStore {
         let mut seqs = Vec::new();
         for item in self.meta.prefix_iter(txn, UNFINISHED)? {
             let (k, _) = item?;
-            seqs.push(seq_of(&k[UNFINISHED.len()..])?);
+            // A damaged row names no bundle: it must not stop gc.
+            if let Ok(seq) = seq_of(&k[UNFINISHED.len()..]) {
+                seqs.push(seq);
+            }
         }
         Ok(seqs)
     }
@@ -493,6 +518,47 @@ mod tests {
         want.extend_from_slice(&[7; 32]);
         want.extend_from_slice(&[0, 2, 0, 0, 0, b'a', b'b', 2, 1, 0, 0, 0, b'c']);
         assert_eq!(b.encode(), want);
+    }
+
+    /// Marks that do not name an unlocated bundle (damage, or a bug) never cost a live
+    /// bundle and never stop the cleanup; real unfinished bundles go.
+    #[test]
+    fn only_unlocated_marked_bundles_are_discarded() {
+        use crate::store::Lmdb;
+        let dir = tempfile::tempdir().unwrap();
+        let lmdb = Lmdb::open(dir.path(), true).unwrap();
+        let s = &lmdb.slices;
+        let mut txn = lmdb.write().unwrap();
+        s.put_chunk(&mut txn, &Hash([1; 32]), &[b"live"]).unwrap();
+        let dead = s
+            .append_unfinished(&mut txn, &Hash([2; 32]), &[b"dead!"])
+            .unwrap();
+        let kept = s
+            .append_unfinished(&mut txn, &Hash([3; 32]), &[b"kept"])
+            .unwrap();
+        s.finish(&mut txn, &Hash([3; 32]), kept).unwrap();
+        // A stray mark on the live bundle, and one whose key is too short.
+        let live = s
+            .bundles
+            .first(&txn)
+            .unwrap()
+            .map(|(k, _)| seq_of(k).unwrap());
+        s.meta
+            .put(&mut txn, &unfinished_key(live.unwrap()), &[])
+            .unwrap();
+        s.meta.put(&mut txn, b"unfinished/\x01", &[]).unwrap();
+        lmdb.commit(txn).unwrap();
+
+        assert_eq!(s.unfinished(&lmdb.read().unwrap()).unwrap(), (1, 5));
+        let mut txn = lmdb.write().unwrap();
+        assert_eq!(s.discard_unfinished(&mut txn).unwrap(), (1, 5));
+        lmdb.commit(txn).unwrap();
+        let txn = lmdb.read().unwrap();
+        assert_eq!(s.unfinished(&txn).unwrap(), (0, 0));
+        assert!(s.bundles.get(&txn, &dead.to_be_bytes()).unwrap().is_none());
+        for (id, bytes) in [([1; 32], &b"live"[..]), ([3; 32], &b"kept"[..])] {
+            assert_eq!(s.bundle(&txn, &Hash(id)).unwrap().get(0), Some(bytes));
+        }
     }
 
     proptest! {
