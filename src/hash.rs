@@ -52,6 +52,15 @@ impl Hash {
         Some(Hash(out))
     }
 
+    /// The first 16 bytes as a number: a fingerprint for in-memory sets of many hashes at
+    /// half the memory (two distinct digests share one only by a 128-bit collision).
+    pub fn print(&self) -> u128 {
+        // A
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&self.0[..16]);
+        u128::from_le_bytes(first)
+    }
+
     /// True when the hex form starts with `prefix` (lowercase hex digits).
     pub fn has_hex_prefix(&self, prefix: &str) -> bool {
         // A

@@ -399,13 +399,19 @@ fn one_batch_with_the_same_key_twice_makes_a_chain_not_a_fork() {
         meta: Default::default(),
     };
     let out = cas
-        .put_many(vec![item(b"one"), item(b"two")].into_iter(), &NoProgress)
+        .put_many(
+            vec![item(b"one"), item(b"two"), item(b"three")].into_iter(),
+            &NoProgress,
+        )
         .unwrap();
-    let (a, b) = (out[0].as_ref().unwrap().hash, out[1].as_ref().unwrap().hash);
+    let hash = |i: usize| out[i].as_ref().unwrap().hash;
     let heads = cas.heads("k").unwrap();
     assert_eq!(heads.len(), 1);
-    assert_eq!(heads[0].hash, b);
-    assert_eq!(heads[0].parents, vec![a]);
+    assert_eq!(heads[0].hash, hash(2));
+    assert_eq!(heads[0].parents, vec![hash(1)]);
+    let log = cas.log("k", 10).unwrap();
+    let second = log.iter().find(|v| v.hash == hash(1)).unwrap();
+    assert_eq!(second.parents, vec![hash(0)]);
 }
 
 #[test]

@@ -328,7 +328,8 @@ impl Cas {
         slots: &Slots,
     ) -> Result<()> {
         // PA
-        let mut seen: HashSet<Hash> = HashSet::new();
+        // Prints, not hashes: half the memory of a set that may reach SEEN_LIMIT.
+        let mut seen: HashSet<u128> = HashSet::new();
         let mut batch = SmallBatch::default();
         let stopped = || Error::Internal("the store writer stopped".into());
         for (i, item) in items.enumerate() {
@@ -371,12 +372,12 @@ impl Cas {
                     });
                     size += data.len() as u64;
                     progress.advance(data.len() as u64);
-                    if seen.contains(&id) {
+                    if seen.contains(&id.print()) {
                         needs.push(id);
                     // A short read transaction per chunk, not one per input: holding a snapshot for
                     // a whole large file would keep LMDB from reusing the pages the writer frees.
                     } else if !self.dedupable(&self.lmdb.read()?, &id)? {
-                        seen.insert(id);
+                        seen.insert(id.print());
                         needs.push(id);
                         new_chunks += 1;
                         if data.len() < SMALL_CHUNK {

@@ -85,9 +85,10 @@ struct Writer<'c> {
     stored_by_item: HashMap<usize, u64>,
     /// Versions committed by this call, per key (by [`print`] of the key, not the key
     /// itself: a tree of 50,000 files would hold every key), with the print of the parents
-    /// that version started from: a later version of the same key with default parents
-    /// follows it instead of forking from the head read at its start. 64 bytes a version.
-    batch_heads: HashMap<[u8; 16], ([u8; 16], Hash)>,
+    /// that version started from and the first 8 bytes of its hash (the rest is in
+    /// LMDB): a later version of the same key with default parents follows it instead of
+    /// forking from the head read at its start. 24 bytes a version.
+    batch_heads: HashMap<u64, (u64, [u8; 8])>,
     /// Chunks stored (or found dedupable) by the open transaction: nothing condemns a
     /// chunk inside it, so its versions need not check them again.
     fresh: HashSet<Hash>,
@@ -120,8 +121,8 @@ struct Writer<'c> {
 /// time in `put -r /usr/share`).
 #[derive(Default)]
 struct Arrived {
-    /// The chunks, at most [`SEEN_LIMIT`].
-    ids: HashSet<Hash>,
+    /// The chunks (by [`Hash::print`]), at most [`SEEN_LIMIT`].
+    ids: HashSet<u128>,
     /// Times `ids` was forgotten: a need that arrived before may have been, so each waiting
     /// version searches LMDB once more after it.
     clears: u64,
@@ -148,7 +149,7 @@ impl Arrived {
             self.ids.clear();
             self.clears += 1;
         }
-        self.ids.insert(id);
+        self.ids.insert(id.print());
     }
 }
 
@@ -374,7 +375,8 @@ impl<'c> Writer<'c> {
         // it will show in `arrived` unless that is cleared.
         let search = searched != self.arrived.clears;
         for id in &v.needs {
-            let there = self.arrived.ids.contains(id) || (search && self.cas.dedupable(t, id)?);
+            let there =
+                self.arrived.ids.contains(&id.print()) || (search && self.cas.dedupable(t, id)?);
             if !there {
                 return Ok(false);
             }
@@ -391,16 +393,13 @@ impl<'c> Writer<'c> {
         // from another process's commit wins.
         let key = print(std::iter::once(v.key.as_bytes()));
         let started = print(v.parents.iter().map(|h| &h.0[..]));
-        let parents = match self.batch_heads.get(&key) {
-            Some((started_from, prev))
-                if v.default_parents
-                    && *started_from == started
-                    && self.cas.lmdb.removed.get(t, prev)?.is_none() =>
-            {
-                vec![*prev]
+        let prev = match self.batch_heads.get(&key) {
+            Some((started_from, prev)) if v.default_parents && *started_from == started => {
+                self.earlier_version(t, &v.key, prev)?
             }
-            _ => v.parents.clone(),
+            _ => None,
         };
+        let parents = prev.map_or_else(|| v.parents.clone(), |p| vec![p]);
         let hash = match self.cas.commit_version_fresh_in(
             t,
             &v.key,
@@ -421,7 +420,9 @@ impl<'c> Writer<'c> {
             }
             Err(e) => return Err(e),
         };
-        self.batch_heads.insert(key, (started, hash));
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash.0[..8]);
+        self.batch_heads.insert(key, (started, first));
         tracing::info!(key = %v.key, version = %hash.short(), size = v.size, new_chunks = v.new_chunks, "stored");
         self.versions += 1;
         // Its commit looked up a few pages of the map.
@@ -434,6 +435,23 @@ impl<'c> Writer<'c> {
             stored_bytes: self.stored_by_item.remove(&v.item).unwrap_or(0),
         };
         self.slots.set(v.item, Ok(outcome))
+    }
+
+    /// The live version of `key` this call committed whose hash starts with `first`, if any.
+    fn earlier_version(&self, t: &RwTxn, key: &str, first: &[u8; 8]) -> Result<Option<Hash>> {
+        // PA
+        for h in self.cas.lmdb.blobs.with_prefix(t, first)? {
+            let ours = self
+                .cas
+                .lmdb
+                .blobs
+                .get(t, &h)?
+                .is_some_and(|b| b.key == key);
+            if ours && self.cas.lmdb.removed.get(t, &h)?.is_none() {
+                return Ok(Some(h));
+            }
+        }
+        Ok(None)
     }
 
     /// Commits the transaction once it holds enough bytes or versions or has been open long
@@ -517,9 +535,10 @@ impl<'c> Writer<'c> {
     }
 }
 
-/// A 128-bit fingerprint of a key, or of a list of parents: two of one put share one only
-/// by a BLAKE3 collision.
-fn print<'a>(parts: impl Iterator<Item = &'a [u8]>) -> [u8; 16] {
+/// A 64-bit fingerprint of a key, or of a list of parents. Two keys sharing one cost
+/// nothing (the version it leads to must have the same key); two parent lists of one key
+/// sharing one would take a 64-bit collision within a single put.
+fn print<'a>(parts: impl Iterator<Item = &'a [u8]>) -> u64 {
     // A
     let mut hasher = blake3::Hasher::new();
     for part in parts {
@@ -527,7 +546,7 @@ fn print<'a>(parts: impl Iterator<Item = &'a [u8]>) -> [u8; 16] {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    let mut print = [0u8; 16];
-    print.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
-    print
+    let mut print = [0u8; 8];
+    print.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(print)
 }

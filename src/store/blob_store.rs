@@ -31,6 +31,20 @@ impl BlobStore {
         }
     }
 
+    /// Hashes of the blob records whose hash starts with `prefix` (in-memory lists keep
+    /// a few bytes of a hash and find the rest here).
+    pub fn with_prefix(&self, txn: &RoTxn, prefix: &[u8]) -> Result<Vec<Hash>> {
+        // A
+        let mut out = Vec::new();
+        for item in self.0.prefix_iter(txn, prefix)? {
+            let (k, _) = item?;
+            if let Ok(k) = k.try_into() {
+                out.push(Hash(k));
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes a blob record.
     pub fn delete(&self, txn: &mut RwTxn, hash: &Hash) -> Result<()> {
         // PA
