@@ -36,7 +36,10 @@ pub fn install() {
                 let _ = std::fs::remove_file(f);
             }
         }
-        eprintln!("\nouro: interrupted; the store is unchanged by the unfinished operation");
+        // What was committed stays (a put -r's earlier files); nothing half-done is visible.
+        eprintln!(
+            "\nouro: interrupted; nothing half-done is in the store (`ouro gc` frees what the operation had written)"
+        );
         std::process::exit(INTERRUPTED);
     });
 }

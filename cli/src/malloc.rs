@@ -8,6 +8,10 @@
 //! of a 539 MB file's put from 77 to 63 MB (bench/RESULTS.md). `get` is left alone: one arena
 //! made restoring /usr/share about 9% slower for memory that was already low (97 -> 70 MB).
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Command;
 
 /// glibc's variable for the number of heap arenas.
@@ -17,10 +21,31 @@ pub const ARENAS: &str = "MALLOC_ARENA_MAX";
 pub const ONE_ARENA: [(&str, &str); 1] = [(ARENAS, "1")];
 
 /// True when this process started without any arena setting (neither a user's nor an
-/// earlier pass's): restarting with `tuning` would change something.
+/// earlier pass's) and can start itself again: restarting with tuning would change
+/// something. Not when `/proc/self/exe` is another program than the command run (the
+/// dynamic loader, `ld.so ouro put ...`), which would be handed our arguments as its own.
 pub fn untuned() -> bool {
     // A
     std::env::var_os(ARENAS).is_none()
+        && match (std::env::current_exe(), std::env::args_os().next()) {
+            (Ok(exe), Some(arg0)) => same_file(&exe, &arg0),
+            _ => false,
+        }
+}
+
+/// True when `arg0` (a path, or a name found on `PATH`) names the file `exe`.
+fn same_file(exe: &Path, arg0: &OsStr) -> bool {
+    // A
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let Some(want) = id(exe) else {
+        return false;
+    };
+    let named = Path::new(arg0);
+    if arg0.as_bytes().contains(&b'/') {
+        return id(named) == Some(want);
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|dirs| std::env::split_paths(&dirs).any(|d| id(&d.join(named)) == Some(want)))
 }
 
 /// Replaces this process by the same command with `tuning` added to its environment.

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{random_bytes, run_with_input, TestStore};
 
@@ -67,22 +67,9 @@ fn concurrent_writer_processes() {
     t.ok(&["verify"]);
 }
 
-/// Starts `ouro put big -`, its input a pipe left to the caller.
-fn started_put(t: &TestStore) -> (std::process::Child, std::process::ChildStdin) {
-    let mut child = t
-        .cmd(&["put", "big", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    (child, stdin)
-}
-
 /// Starts `ouro put big -` and feeds it `data`, killing it with SIGKILL after `after`.
 fn killed_put(t: &TestStore, data: &[u8], after: Duration) {
-    let (mut child, mut stdin) = started_put(t);
+    let (mut child, mut stdin) = t.spawn_put("big");
     let data = data.to_vec();
     let feeder = std::thread::spawn(move || {
         // Feed half at once so chunks are sealed and batches committed, then the rest slowly.
@@ -571,91 +558,4 @@ fn rm_and_gc_work_on_a_disk_another_program_filled() {
         mnt.join("store/reserve").exists(),
         "gc takes the reserve again"
     );
-}
-
-/// put runs with one malloc arena (glibc reads that only at start, so it restarts itself
-/// with it), unless the user chose a setting; get keeps glibc's default.
-#[test]
-fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
-    let t = TestStore::init("2+1");
-    for (given, expected) in [
-        (None, "MALLOC_ARENA_MAX=1"),
-        (Some("3"), "MALLOC_ARENA_MAX=3"),
-    ] {
-        let mut cmd = t.cmd(&["put", "k", "-", "-q"]);
-        cmd.env_remove("MALLOC_ARENA_MAX");
-        if let Some(v) = given {
-            cmd.env("MALLOC_ARENA_MAX", v);
-        }
-        let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
-        let environ = std::path::PathBuf::from(format!("/proc/{}/environ", child.id()));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let seen = loop {
-            let env = std::fs::read(&environ).unwrap_or_default();
-            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-            if vars.iter().any(|v| v.starts_with(b"MALLOC_ARENA_MAX=")) {
-                break vars
-                    .into_iter()
-                    .filter(|v| v.starts_with(b"MALLOC_ARENA_MAX="))
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .collect::<Vec<_>>();
-            }
-            assert!(Instant::now() < deadline, "no arena setting");
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        assert_eq!(seen, [expected]);
-        child.stdin.take().unwrap().write_all(b"content").unwrap();
-        assert!(child.wait().unwrap().success());
-        assert_eq!(t.ok(&["get", "k"]), b"content");
-    }
-    // get is not restarted: once it writes, its environment is still the one it was given.
-    let data = random_bytes(4 << 20, 3);
-    t.put("big", &data);
-    let mut get = t.cmd(&["get", "big"]);
-    get.env_remove("MALLOC_ARENA_MAX").stdout(Stdio::piped());
-    let mut child = get.spawn().unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut first = [0u8; 1];
-    std::io::Read::read_exact(&mut out, &mut first).unwrap();
-    let env = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
-    assert!(
-        !env.split(|b| *b == 0)
-            .any(|v| v.starts_with(b"MALLOC_ARENA_MAX=")),
-        "get runs with glibc's default arenas"
-    );
-    let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut out, &mut rest).unwrap();
-    assert!(child.wait().unwrap().success());
-    assert!(first[..] == data[..1] && rest[..] == data[1..]);
-}
-
-/// A put killed once its first slices are committed (as unfinished bundles, before their
-/// records) leaves them to the next gc: afterwards the store holds nothing and verifies.
-#[test]
-fn a_put_killed_after_committing_slices_leaves_them_to_gc() {
-    let t = TestStore::init("4+2");
-    let (mut child, mut input) = started_put(&t);
-    // 24 MiB and the input kept open: the put commits slices and waits for more.
-    input.write_all(&random_bytes(24 << 20, 11)).unwrap();
-    let stored = |t: &TestStore| {
-        t.json(&["stats"])["stored_with_parity_bytes"]
-            .as_u64()
-            .unwrap()
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stored(&t) == 0 {
-        assert!(Instant::now() < deadline, "the put committed no slices");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    drop(input);
-    assert!(stored(&t) > 0);
-    let gc = t.json(&["gc"]);
-    assert!(gc["bytes_freed"].as_u64().unwrap() > 0, "{gc}");
-    let stats = t.json(&["stats"]);
-    assert_eq!(stats["stored_with_parity_bytes"], 0, "{stats}");
-    assert_eq!(stats["chunks"], 0, "{stats}");
-    assert_eq!(stats["versions"], 0, "{stats}");
-    t.ok(&["verify", "-q"]);
 }

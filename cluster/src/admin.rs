@@ -24,8 +24,17 @@ pub fn init(cas: Arc<Cas>) -> Result<(ClusterInfo, NodeId)> {
             cas.path().display()
         )));
     }
-    let admin = NodeKey::generate()?;
-    write_key(&key_dir(cas.path()).join("admin.key"), &admin)?;
+    // An init interrupted before it recorded the cluster (while it waited for running puts,
+    // say) left its admin key: this one carries on with it.
+    let path = key_dir(cas.path()).join("admin.key");
+    let admin = match path.exists() {
+        true => crate::membership::admin_key(cas.path())?,
+        false => {
+            let key = NodeKey::generate()?;
+            write_key(&path, &key)?;
+            key
+        }
+    };
     let node = crate::membership::node_key(cas.path())?;
     let info = ClusterInfo {
         cluster_id: rand::random(),

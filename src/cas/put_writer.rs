@@ -198,14 +198,14 @@ impl<'c> Writer<'c> {
             match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(m) => return Ok(Some(m)),
                 Err(RecvTimeoutError::Timeout) => {
-                    let mut t = match self.txn.take() {
+                    let t = match self.txn.take() {
                         Some(t) => t,
                         None => self.open()?,
                     };
-                    if self.ahead {
-                        self.record_unfinished(&mut t)?;
+                    match self.ahead {
+                        true => self.record_and_commit(t)?,
+                        false => self.cas.lmdb.commit(t)?,
                     }
-                    self.cas.lmdb.commit(t)?;
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(None),
             }
@@ -309,11 +309,22 @@ impl<'c> Writer<'c> {
         Ok(())
     }
 
+    /// Records the unfinished units and commits the versions now ready, then commits.
+    fn record_and_commit(&mut self, mut t: RwTxn<'c>) -> Result<()> {
+        // PA
+        self.record_unfinished(&mut t)?;
+        self.cas.lmdb.commit(t)?;
+        // Only now: until this commit, abandoning the put must still find their bundles.
+        self.unfinished.clear();
+        self.committed = 0;
+        Ok(())
+    }
+
     /// Records the unfinished units (each kept, or discarded when its chunk was stored
     /// meanwhile) and commits the versions now ready, in the open transaction.
     fn record_unfinished(&mut self, t: &mut RwTxn) -> Result<()> {
         // PA
-        for u in std::mem::take(&mut self.unfinished) {
+        for u in &self.unfinished {
             let (written, keep) = self.cas.admit(t, &u.id, &u.record, &u.members, u.total)?;
             if keep {
                 self.cas.lmdb.slices.finish(t, &u.id, u.seq)?;
@@ -328,7 +339,6 @@ impl<'c> Writer<'c> {
             }
         }
         (self.unfinished_records, self.queued, self.since) = (0, 0, None);
-        self.committed = 0;
         self.commit_ready(t, 0)
     }
 
@@ -456,7 +466,7 @@ impl<'c> Writer<'c> {
 
     /// Commits the transaction once it holds enough bytes or versions or has been open long
     /// enough; otherwise keeps it for the next message.
-    fn maybe_commit(&mut self, mut t: RwTxn<'c>) -> Result<()> {
+    fn maybe_commit(&mut self, t: RwTxn<'c>) -> Result<()> {
         // PA
         if self.ahead {
             let old = |at: Instant| at.elapsed() >= BATCH_AGE;
@@ -464,8 +474,7 @@ impl<'c> Writer<'c> {
                 || self.queued >= BATCH_VERSIONS
                 || self.unfinished_records >= UNFINISHED_RECORDS
             {
-                self.record_unfinished(&mut t)?;
-                return self.cas.lmdb.commit(t);
+                return self.record_and_commit(t);
             }
             if self.bytes >= BATCH_BYTES || old(self.opened) {
                 self.cas.lmdb.commit(t)?;
@@ -495,12 +504,11 @@ impl<'c> Writer<'c> {
     fn finish(&mut self) -> Result<()> {
         // PA
         if self.txn.is_some() || self.since.is_some() {
-            let mut t = match self.txn.take() {
+            let t = match self.txn.take() {
                 Some(t) => t,
                 None => self.open()?,
             };
-            self.record_unfinished(&mut t)?;
-            self.cas.lmdb.commit(t)?;
+            self.record_and_commit(t)?;
         }
         if !self.waiting.is_empty() {
             return Err(Error::Corrupt(format!(

@@ -103,6 +103,19 @@ impl TestStore {
     }
 
     /// Parses `--json` output.
+    /// Starts `ouro put KEY -` with its input a pipe left to the caller (output discarded).
+    pub fn spawn_put(&self, key: &str) -> (std::process::Child, std::process::ChildStdin) {
+        let mut child = self
+            .cmd(&["put", key, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        (child, stdin)
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();
         a.push("--json");

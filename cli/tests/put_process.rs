@@ -1,0 +1,185 @@
+//! A put as a process: how it starts (one malloc arena, restarting itself), what it leaves
+//! when killed after committing slices ahead of their records, and what waits for it.
+
+// The helpers are shared with the library's integration tests.
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{random_bytes, TestStore};
+
+/// put runs with one malloc arena (glibc reads that only at start, so it restarts itself
+/// with it), unless the user chose a setting; get keeps glibc's default.
+#[test]
+fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
+    let t = TestStore::init("2+1");
+    for (given, expected) in [
+        (None, "MALLOC_ARENA_MAX=1"),
+        (Some("3"), "MALLOC_ARENA_MAX=3"),
+    ] {
+        let mut cmd = t.cmd(&["put", "k", "-", "-q"]);
+        cmd.env_remove("MALLOC_ARENA_MAX");
+        if let Some(v) = given {
+            cmd.env("MALLOC_ARENA_MAX", v);
+        }
+        let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
+        let environ = std::path::PathBuf::from(format!("/proc/{}/environ", child.id()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let seen = loop {
+            let env = std::fs::read(&environ).unwrap_or_default();
+            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+            if vars.iter().any(|v| v.starts_with(b"MALLOC_ARENA_MAX=")) {
+                break vars
+                    .into_iter()
+                    .filter(|v| v.starts_with(b"MALLOC_ARENA_MAX="))
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .collect::<Vec<_>>();
+            }
+            assert!(Instant::now() < deadline, "no arena setting");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(seen, [expected]);
+        child.stdin.take().unwrap().write_all(b"content").unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(t.ok(&["get", "k"]), b"content");
+    }
+    // get is not restarted: once it writes, its environment is still the one it was given.
+    let data = random_bytes(4 << 20, 3);
+    t.put("big", &data);
+    let mut get = t.cmd(&["get", "big"]);
+    get.env_remove("MALLOC_ARENA_MAX").stdout(Stdio::piped());
+    let mut child = get.spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    let env = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+    assert!(
+        !env.split(|b| *b == 0)
+            .any(|v| v.starts_with(b"MALLOC_ARENA_MAX=")),
+        "get runs with glibc's default arenas"
+    );
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut out, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(first[..] == data[..1] && rest[..] == data[1..]);
+}
+
+/// Run through the dynamic loader, /proc/self/exe is the loader: put must not restart that
+/// (it would load "put" as the program), and runs untuned instead.
+#[test]
+fn put_run_through_the_dynamic_loader_works() {
+    let loader = std::path::Path::new("/lib64/ld-linux-x86-64.so.2");
+    if !loader.exists() {
+        eprintln!("skipping: no dynamic loader at {}", loader.display());
+        return;
+    }
+    let t = TestStore::init("2+1");
+    let mut cmd = std::process::Command::new(loader);
+    cmd.arg(common::ouro_bin())
+        .args(["put", "k", "-", "-q"])
+        .env("OURO_STORE", t.store())
+        .env("OURO_IDENTITY", t.identity())
+        .env_remove("MALLOC_ARENA_MAX");
+    let out = common::run_with_input(cmd, b"through the loader");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.ok(&["get", "k"]), b"through the loader");
+}
+
+/// A put killed once its first slices are committed (as unfinished bundles, before their
+/// records) leaves them to the next gc: afterwards the store holds nothing and verifies.
+#[test]
+fn a_put_killed_after_committing_slices_leaves_them_to_gc() {
+    let t = TestStore::init("4+2");
+    let (mut child, mut input) = t.spawn_put("big");
+    // 24 MiB and the input kept open: the put commits slices and waits for more.
+    input.write_all(&random_bytes(24 << 20, 11)).unwrap();
+    let stored = |t: &TestStore| {
+        t.json(&["stats"])["stored_with_parity_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored(&t) == 0 {
+        assert!(Instant::now() < deadline, "the put committed no slices");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(input);
+    assert!(stored(&t) > 0);
+    let gc = t.json(&["gc"]);
+    assert!(gc["bytes_freed"].as_u64().unwrap() > 0, "{gc}");
+    let stats = t.json(&["stats"]);
+    assert_eq!(stats["stored_with_parity_bytes"], 0, "{stats}");
+    assert_eq!(stats["chunks"], 0, "{stats}");
+    assert_eq!(stats["versions"], 0, "{stats}");
+    t.ok(&["verify", "-q"]);
+}
+
+/// `cluster init` waits for running puts (a cluster's puts never leave unfinished bundles
+/// and its hand-over walk must not meet one); interrupted while it waits, it can be run
+/// again; it frees what a killed put left.
+#[test]
+fn cluster_init_waits_for_puts_and_frees_what_a_killed_one_left() {
+    let t = TestStore::init("2+1");
+    // A killed put's unfinished slices.
+    let (mut dead, mut input) = t.spawn_put("dead");
+    input.write_all(&random_bytes(12 << 20, 5)).unwrap();
+    let unfinished = |t: &TestStore| t.json(&["stats"])["unfinished_bytes"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t.json(&["stats"])["stored_with_parity_bytes"].as_u64() == Some(0) {
+        assert!(Instant::now() < deadline, "the put committed no slices");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    drop(input);
+    // A running put holds cluster init back; interrupted while it waits, init leaves the
+    // store as it was, and a second one goes through once the put is done.
+    let (mut running, mut input) = t.spawn_put("running");
+    input.write_all(b"some").unwrap();
+    // The put holds the gc lock (shared) once it reads its input.
+    let holder = format!(" {} ", running.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains("FLOCK") && l.contains(&holder))
+    {
+        assert!(Instant::now() < deadline, "the put never took its lock");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut init = t
+        .cmd(&["cluster", "init", "-q"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(init.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.contains("waiting for running puts"), "{line}");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&init),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    assert_eq!(init.wait().unwrap().code(), Some(130));
+    assert_eq!(
+        t.run(&["cluster", "status"]).status.code(),
+        Some(8),
+        "not a cluster yet"
+    );
+    drop(input);
+    assert!(running.wait().unwrap().success());
+    t.ok(&["cluster", "init", "-q"]);
+    assert_eq!(unfinished(&t), 0);
+    t.ok(&["verify", "-q"]);
+    assert_eq!(t.ok(&["get", "running"]), b"some");
+}
