@@ -164,7 +164,10 @@ fn cluster_init_waits_for_puts_and_frees_what_a_killed_one_left() {
     let mut err = std::io::BufReader::new(init.stderr.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-    assert!(line.contains("waiting for running puts"), "{line}");
+    assert!(
+        line.starts_with("ouro: warning: waiting for running puts"),
+        "{line}"
+    );
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&init),
         rustix::process::Signal::INT,
