@@ -151,6 +151,15 @@ impl Arrived {
         }
         self.ids.insert(id.print());
     }
+
+    /// Notes chunk or pack `id` and the members of a pack.
+    fn unit(&mut self, id: &Hash, members: &[(Hash, ChunkRecord)]) {
+        // A
+        for (member, _) in members {
+            self.insert(*member);
+        }
+        self.insert(*id);
+    }
 }
 
 impl<'c> Writer<'c> {
@@ -261,18 +270,18 @@ impl<'c> Writer<'c> {
     fn store(&mut self, t: &mut RwTxn, sealed: Vec<Sealed>) -> Result<()> {
         // PA
         for unit in sealed {
-            for (id, _) in &unit.unit.members {
-                self.arrived.insert(*id);
-            }
-            self.arrived.insert(unit.unit.id);
+            self.arrived.unit(&unit.unit.id, &unit.unit.members);
             let n = self.cas.store_sealed(t, &self.router, &unit)?;
-            self.fresh.insert(unit.unit.id);
-            self.fresh
-                .extend(unit.unit.members.iter().map(|(id, _)| *id));
             self.bytes += n.iter().sum::<u64>() as usize;
-            for (item, b) in unit.items.iter().zip(n) {
-                *self.stored_by_item.entry(*item).or_default() += b;
-            }
+            let u = &unit.unit;
+            note_stored(
+                &mut self.fresh,
+                &mut self.stored_by_item,
+                &u.id,
+                &u.members,
+                &unit.items,
+                n,
+            );
         }
         Ok(())
     }
@@ -283,10 +292,7 @@ impl<'c> Writer<'c> {
     fn append(&mut self, t: &mut RwTxn, sealed: Vec<Sealed>) -> Result<()> {
         // PA
         for Sealed { items, unit } in sealed {
-            for (id, _) in &unit.members {
-                self.arrived.insert(*id);
-            }
-            self.arrived.insert(unit.id);
+            self.arrived.unit(&unit.id, &unit.members);
             let slices: Vec<&[u8]> = unit.slices.iter().map(|(_, b)| b.as_slice()).collect();
             let seq = self
                 .cas
@@ -332,11 +338,14 @@ impl<'c> Writer<'c> {
             } else {
                 self.cas.lmdb.slices.discard(t, u.seq)?;
             }
-            self.fresh.insert(u.id);
-            self.fresh.extend(u.members.iter().map(|(id, _)| *id));
-            for (item, b) in u.items.iter().zip(written) {
-                *self.stored_by_item.entry(*item).or_default() += b;
-            }
+            note_stored(
+                &mut self.fresh,
+                &mut self.stored_by_item,
+                &u.id,
+                &u.members,
+                &u.items,
+                written,
+            );
         }
         (self.unfinished_records, self.queued, self.since) = (0, 0, None);
         self.commit_ready(t, 0)
@@ -540,6 +549,24 @@ impl<'c> Writer<'c> {
         if let Err(e) = cleared {
             tracing::debug!(%e, "unfinished bundles left for gc");
         }
+    }
+}
+
+/// Notes a stored (or deduplicated) chunk or pack `id` and its members as fresh in the open
+/// transaction, and the slice bytes `written` on behalf of each of its `items`.
+fn note_stored(
+    fresh: &mut HashSet<Hash>,
+    by_item: &mut HashMap<usize, u64>,
+    id: &Hash,
+    members: &[(Hash, ChunkRecord)],
+    items: &[usize],
+    written: Vec<u64>,
+) {
+    // A
+    fresh.insert(*id);
+    fresh.extend(members.iter().map(|(m, _)| *m));
+    for (item, b) in items.iter().zip(written) {
+        *by_item.entry(*item).or_default() += b;
     }
 }
 

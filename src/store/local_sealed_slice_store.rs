@@ -151,47 +151,54 @@ impl LocalSealedSliceStore {
     /// running put's bundles are unfinished until its next batch of versions commits.
     pub fn discard_unfinished(&self, txn: &mut RwTxn) -> Result<(u64, u64)> {
         // PA
-        let found = self.unfinished(txn)?;
-        for seq in self.unfinished_seqs(txn)? {
-            if self.located(txn, seq)? {
+        let (mut n, mut bytes) = (0, 0);
+        for (seq, found) in self.marked(txn)? {
+            match found {
+                Some((slices, len)) => {
+                    (n, bytes) = (n + slices, bytes + len);
+                    self.discard(txn, seq)?;
+                }
                 // A mark left on a bundle some chunk's record uses (damage, or a bug): the
                 // bundle stays, only the mark goes.
-                self.meta.delete(txn, &unfinished_key(seq))?;
-                continue;
+                None => {
+                    self.meta.delete(txn, &unfinished_key(seq))?;
+                }
             }
-            self.discard(txn, seq)?;
         }
-        Ok(found)
-    }
-
-    /// True when `slice_locs` names bundle `seq` as its chunk's.
-    fn located(&self, txn: &RoTxn, seq: u64) -> Result<bool> {
-        // A
-        let key = seq.to_be_bytes();
-        let Some(b) = self.bundles.get(txn, &key)? else {
-            return Ok(false);
-        };
-        let Some(id) = b.get(2..34) else {
-            return Ok(false);
-        };
-        Ok(self.locs.get(txn, id)? == Some(&key[..]))
+        Ok((n, bytes))
     }
 
     /// How many slices the bundles marked unfinished hold, and their encoded bytes: a
     /// running put's, or a dead put's (which gc frees).
     pub fn unfinished(&self, txn: &RoTxn) -> Result<(u64, u64)> {
         // A
-        let (mut n, mut bytes) = (0, 0);
+        Ok(self
+            .marked(txn)?
+            .into_iter()
+            .filter_map(|(_, found)| found)
+            .fold((0, 0), |(n, b), (s, l)| (n + s, b + l)))
+    }
+
+    /// Each bundle marked unfinished with its slices and bytes, or `None` when `slice_locs`
+    /// names it as its chunk's (a stray mark) or it is gone.
+    fn marked(&self, txn: &RoTxn) -> Result<Vec<(u64, Option<Held>)>> {
+        // A
+        let mut out = Vec::new();
         for seq in self.unfinished_seqs(txn)? {
-            if self.located(txn, seq)? {
-                continue;
-            }
-            if let Some(b) = self.bundles.get(txn, &seq.to_be_bytes())? {
-                let (slices, len) = bundle_size(b);
-                (n, bytes) = (n + slices, bytes + len);
-            }
+            let key = seq.to_be_bytes();
+            let found = match self.bundles.get(txn, &key)? {
+                Some(b) => {
+                    let located = match b.get(2..34) {
+                        Some(id) => self.locs.get(txn, id)? == Some(&key[..]),
+                        None => false,
+                    };
+                    (!located).then(|| bundle_size(b))
+                }
+                None => None,
+            };
+            out.push((seq, found));
         }
-        Ok((n, bytes))
+        Ok(out)
     }
 
     /// Sequence numbers of the bundles marked unfinished.
@@ -472,6 +479,9 @@ impl LocalSealedSliceStore {
         Ok(self.locs.put(txn, &chunk.0, &seq)?)
     }
 }
+
+/// Slices a bundle holds and their encoded bytes.
+type Held = (u64, u64);
 
 /// `meta` key prefix marking an unfinished bundle (followed by its sequence number, 8 bytes
 /// big-endian): appended by a put whose records are not committed yet.
