@@ -1,10 +1,13 @@
 //! Opening the LMDB environment and its named databases.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use heed::{CommitOrAbort, EnvOpenOptions, WithoutTls};
 
 use crate::error::{Error, Result};
+use crate::store::map_watch::MapWatch;
+use crate::store::mapped_pages::MappedPages;
 use crate::store::open_lock::OpenLock;
 use crate::store::{
     blob_log::BlobLog, blob_store::BlobStore, chunk_index::ChunkIndex, cluster_state::ClusterState,
@@ -41,6 +44,10 @@ const NAMES: [&str; 14] = [
 
 /// The environment and every component view over it.
 pub struct Lmdb {
+    /// The thread bounding this process's mapped pages of the store (`None` if it could
+    /// not start). It holds the environment open, so it comes first: fields drop in order,
+    /// and the environment must be closed before the open lock is let go.
+    pub(crate) watch: Option<MapWatch>,
     env: heed::Env<WithoutTls>,
     /// The open lock, held shared (or exclusive, by compaction) as long as `env` is open.
     open_lock: Option<OpenLock>,
@@ -158,6 +165,8 @@ impl Lmdb {
         let all = dbs;
         let [meta, key_index, slices, slice_locs, chunks, chunk_refs, blobs, versions, key_to_hash, parent_child, removed, deletion_wal, blob_log, cluster] =
             dbs;
+        let mapped = Arc::new(MappedPages::new(dir));
+        let watch = MapWatch::start(Arc::clone(&mapped), env.clone());
         Ok(Lmdb {
             env,
             open_lock: lock,
@@ -170,7 +179,7 @@ impl Lmdb {
                 bundles: slices,
                 locs: slice_locs,
                 meta,
-                mapped: crate::store::mapped_pages::MappedPages::new(dir),
+                mapped,
             },
             chunks: ChunkIndex {
                 records: chunks,
@@ -185,6 +194,7 @@ impl Lmdb {
             blob_log: BlobLog(blob_log),
             cluster: ClusterState(cluster),
             condemned: Condemned(cluster),
+            watch,
         })
     }
 
@@ -193,7 +203,14 @@ impl Lmdb {
     /// they do not end: the file is then still mapped.
     pub(crate) fn close(self, patience: std::time::Duration) -> Result<Option<OpenLock>> {
         // PA
-        let Lmdb { env, open_lock, .. } = self;
+        let Lmdb {
+            env,
+            open_lock,
+            watch,
+            ..
+        } = self;
+        // The watch holds the environment open: stop it first.
+        drop(watch);
         if !env.prepare_for_closing().wait_timeout(patience) {
             return Err(Error::Internal(
                 "the store's database stayed in use: it could not be closed".into(),
@@ -214,13 +231,24 @@ impl Lmdb {
     /// Starts a read transaction on a consistent snapshot; never blocks writers.
     pub fn read(&self) -> Result<RoTxn<'_>> {
         // A
+        self.poke_watch();
         self.slices.mapped.note_lookup();
         Ok(self.env.read_txn()?)
+    }
+
+    /// Wakes the watch of the mapped pages (`src/store/map_watch.rs`) if it sleeps: the
+    /// store is in use again.
+    fn poke_watch(&self) {
+        // A
+        if let Some(w) = &self.watch {
+            w.poke();
+        }
     }
 
     /// Starts the write transaction, waiting for any other writer (in any process).
     pub fn write(&self) -> Result<RwTxn<'_>> {
         // A
+        self.poke_watch();
         if self.read_only {
             return Err(Error::io(
                 format!(

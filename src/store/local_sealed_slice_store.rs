@@ -20,7 +20,7 @@ pub struct LocalSealedSliceStore {
     /// The store's `meta` database, for the next bundle sequence number.
     pub(crate) meta: Db,
     /// The part of LMDB's map this process keeps mapped: bundles are most of what it reads.
-    pub(crate) mapped: crate::store::mapped_pages::MappedPages,
+    pub(crate) mapped: std::sync::Arc<crate::store::mapped_pages::MappedPages>,
 }
 
 /// `meta` key of the next bundle sequence number (`u64` little-endian).

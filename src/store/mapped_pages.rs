@@ -26,7 +26,7 @@ pub const LOOKUP: usize = 64 << 10;
 /// depends on the kernel (256 KiB per random lookup on Linux 6.18, not 64), and `put -r`'s
 /// writer, counted by versions, mapped over 100 MB between releases. Releasing costs a
 /// fault again for every page still in use (the trees' upper levels), so not much less.
-const LOOKUPS_BUDGET: u64 = 32 << 20;
+pub const LOOKUPS_BUDGET: u64 = 32 << 20;
 /// Least growth at which lookups release the map. Between the two, the budget is a quarter
 /// of the process's own (anonymous) memory: where that is small (backing up a source tree
 /// again: 45 MB) the mapped pages would otherwise be half of what users see, and where it is
@@ -96,15 +96,22 @@ impl MappedPages {
         if n % LOOKUPS_PER_CHECK != 0 {
             return;
         }
-        match memory() {
-            Some((now, own)) => {
-                let budget = (own / 4).clamp(LOOKUPS_BUDGET_MIN, LOOKUPS_BUDGET);
-                if now > self.after_release.load(Ordering::Relaxed) + budget {
-                    self.release();
-                }
-            }
-            None => self.note_read(LOOKUP * LOOKUPS_PER_CHECK as usize),
+        if self.check(LOOKUPS_BUDGET_MIN).is_none() {
+            self.note_read(LOOKUP * LOOKUPS_PER_CHECK as usize);
         }
+    }
+
+    /// Releases the map when the process's mapped file pages grew by more than the budget
+    /// (a quarter of its own memory, within `least` and [`LOOKUPS_BUDGET`]) since the last
+    /// release; returns the mapped bytes seen (`None` where they cannot be measured).
+    pub fn check(&self, least: u64) -> Option<u64> {
+        // A
+        let (now, own) = memory()?;
+        let budget = (own / 4).clamp(least.min(LOOKUPS_BUDGET), LOOKUPS_BUDGET);
+        if now > self.after_release.load(Ordering::Relaxed) + budget {
+            self.release();
+        }
+        Some(now)
     }
 
     /// Unmaps every page of the store's map from this process (they stay in the page

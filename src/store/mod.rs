@@ -14,6 +14,7 @@ pub mod key_to_hash;
 pub mod lmdb;
 pub mod local_sealed_slice_store;
 pub mod lock;
+pub(crate) mod map_watch;
 pub mod mapped_pages;
 pub mod meta;
 pub mod open_lock;

@@ -108,9 +108,30 @@ pub fn rm(g: &Global, reference: &str) -> Result<i32> {
     Ok(super::settled_exit(&settled))
 }
 
+/// `ls` without details: the names alone, which need no version record.
+fn ls_names(cas: &ouroboros_db::Cas, prefix: &str) -> Result<i32> {
+    // A
+    let mut after: Option<String> = None;
+    loop {
+        let page = cas
+            .list_names(prefix, after.as_deref(), 1000)
+            .with_context(|| format!("listing {:?}", clip(prefix)))?;
+        for key in &page {
+            outln!("{key}")?;
+        }
+        match page.into_iter().last() {
+            Some(last) => after = Some(last),
+            None => return Ok(0),
+        }
+    }
+}
+
 pub fn ls(g: &Global, prefix: &str, long: bool) -> Result<i32> {
     // A
     let cas = g.open()?;
+    if !long && !g.json {
+        return ls_names(&cas, prefix);
+    }
     let mut items = Vec::new();
     let mut after: Option<String> = None;
     loop {
