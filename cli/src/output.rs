@@ -96,6 +96,42 @@ pub fn print_json(v: &Value) -> anyhow::Result<()> {
     )
 }
 
+/// Writes a JSON array to stdout one element at a time, byte for byte as [`print_json`]
+/// prints the whole array, so a listing of a million keys never holds them all.
+#[derive(Default)]
+pub struct JsonArray {
+    items: usize,
+}
+
+impl JsonArray {
+    /// Writes the next element.
+    pub fn item(&mut self, v: &Value) -> anyhow::Result<()> {
+        // A
+        let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into());
+        let mut out = String::with_capacity(text.len() + text.len() / 8 + 4);
+        out.push_str(if self.items == 0 { "[\n" } else { ",\n" });
+        for (i, line) in text.lines().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str("  ");
+            out.push_str(line);
+        }
+        self.items += 1;
+        write_out(format_args!("{out}"))
+    }
+
+    /// Ends the array (`[]` when it had no element).
+    pub fn end(self) -> anyhow::Result<()> {
+        // A
+        if self.items == 0 {
+            outln!("[]")
+        } else {
+            outln!("\n]")
+        }
+    }
+}
+
 /// One line per version: `<short hash> <time> <size> [merge] [removed]`.
 pub fn version_line(v: &VersionInfo) -> String {
     // A

@@ -5,11 +5,11 @@
 //! cached neighbours of every page it faults in, and an index's pages lie between other
 //! databases' pages): `stats` of a store of 200,000 files mapped 150 MB while it counted
 //! the keys, `ls -l` 120 MB, `verify` 150 MB. This thread looks at the process's mapped
-//! file pages every [`ACTIVE_EVERY`] while the store is in use and releases the map once
-//! they grew by [`LOOKUPS_BUDGET`] (or a quarter of the process's own memory, if more),
-//! so no path of any command can forget to. The commands' own notes keep their tighter
-//! budgets; this is the bound for everything else. Idle, it sleeps until the next
-//! transaction starts.
+//! file pages while the store is in use, every [`FAST`] while they grow and less often
+//! while they do not, and releases the map once they grew by [`LOOKUPS_BUDGET`], so no path
+//! of any command can forget to. The commands' own notes keep their tighter budgets; this
+//! is the bound for everything else. After [`QUIET`] without a change it sleeps until the
+//! next transaction starts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -18,28 +18,31 @@ use std::time::Duration;
 
 use crate::store::mapped_pages::{MappedPages, LOOKUPS_BUDGET};
 
-/// Time between two looks while the store is in use (a read of `/proc/self/statm`, a few
-/// microseconds). A scan maps its pages' neighbours at several GB/s (on Linux 6.18 a page
-/// faulted in maps 128 KiB around it): looking every 10 ms, `ls -l` of 200,000 keys still
-/// mapped 110 MB; every millisecond, 60 MB with the budget.
-const ACTIVE_EVERY: Duration = Duration::from_millis(1);
-/// Looks in a row without any change in the mapped pages after which the watch sleeps until
-/// the next transaction (a second: a mount or node waiting for work wakes nobody).
-const QUIET_LOOKS: u32 = 1000;
+/// Time between two looks while the mapped pages grow (a look reads `/proc/self/statm`, a
+/// few microseconds). A scan maps its pages' neighbours at several GB/s (on Linux 6.18 a
+/// page faulted in maps 128 KiB around it): looking every 10 ms, `ls -l` of 200,000 keys
+/// still mapped 110 MB; every millisecond, 60 MB with the budget.
+const FAST: Duration = Duration::from_millis(1);
+/// Longest time between two looks while the store is in use: the time doubles from
+/// [`FAST`] up to this while the pages grow by less than [`SLOW_GROWTH`] a look, so a node
+/// that reads its store at every heartbeat looks about 20 times a second, not 1,000.
+const SLOW: Duration = Duration::from_millis(64);
+/// Growth between two looks at which the watch looks every [`FAST`] again.
+const SLOW_GROWTH: u64 = 1 << 20;
+/// Time without any change in the mapped pages, and without a transaction starting in the
+/// last look, after which the watch sleeps until the next transaction.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// What the watch and the store's handle share.
 #[derive(Default)]
 struct Shared {
-    state: Mutex<State>,
+    /// Set to stop the watch.
+    stop: Mutex<bool>,
     wake: Condvar,
-    /// The watch sleeps until woken: [`MapWatch::poke`] must wake it.
+    /// The watch is (about to be) asleep: [`MapWatch::poke`] must wake it.
     sleeping: AtomicBool,
-}
-
-#[derive(Default)]
-struct State {
-    stop: bool,
-    woken: bool,
+    /// A transaction started since the watch last looked.
+    poked: AtomicBool,
 }
 
 /// The running watch of one environment's map; stopping it (drop) joins the thread.
@@ -60,7 +63,9 @@ impl MapWatch {
         let thread = std::thread::Builder::new()
             .name("ouro-map-watch".into())
             .spawn(move || {
-                watch(&theirs, &mapped);
+                if mapped.can_release() {
+                    watch(&theirs, &mapped);
+                }
                 drop(env);
             })
             .ok()?;
@@ -70,13 +75,15 @@ impl MapWatch {
         })
     }
 
-    /// Wakes a sleeping watch: a transaction is starting. Costs one atomic load otherwise.
+    /// Tells the watch that a transaction is starting, waking it if it sleeps.
     pub(crate) fn poke(&self) {
         // A
-        if self.shared.sleeping.load(Ordering::Relaxed) {
-            if let Ok(mut state) = self.shared.state.lock() {
-                state.woken = true;
-            }
+        // With the watch's store to `sleeping` before its load of `poked` (both SeqCst),
+        // either it sees this poke and stays awake, or this sees it asleep and wakes it: the
+        // lock is held from its store until it waits, so the notification cannot come early.
+        self.shared.poked.store(true, Ordering::SeqCst);
+        if self.shared.sleeping.load(Ordering::SeqCst) {
+            drop(self.shared.stop.lock());
             self.shared.wake.notify_one();
         }
     }
@@ -85,8 +92,8 @@ impl MapWatch {
 impl Drop for MapWatch {
     fn drop(&mut self) {
         // PA
-        if let Ok(mut state) = self.shared.state.lock() {
-            state.stop = true;
+        if let Ok(mut stop) = self.shared.stop.lock() {
+            *stop = true;
         }
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
@@ -95,46 +102,54 @@ impl Drop for MapWatch {
     }
 }
 
-/// The watch's loop: look every [`ACTIVE_EVERY`], sleep after [`QUIET_LOOKS`] quiet looks.
+/// The watch's loop: look, release past the budget, wait ([`FAST`] to [`SLOW`]), and sleep
+/// after [`QUIET`] until poked.
 fn watch(shared: &Shared, mapped: &MappedPages) {
     // PA
-    let mut quiet = 0u32;
-    let mut last = None;
+    let mut every = FAST;
+    let mut quiet = Duration::ZERO;
+    let mut last: Option<u64> = None;
     loop {
-        let Ok(mut state) = shared.state.lock() else {
+        let Ok(mut stop) = shared.stop.lock() else {
             return;
         };
-        if quiet >= QUIET_LOOKS {
-            shared.sleeping.store(true, Ordering::Relaxed);
-            while !state.stop && !state.woken {
-                state = match shared.wake.wait(state) {
+        if quiet >= QUIET {
+            shared.sleeping.store(true, Ordering::SeqCst);
+            while !*stop && !shared.poked.swap(false, Ordering::SeqCst) {
+                stop = match shared.wake.wait(stop) {
                     Ok(s) => s,
                     Err(_) => return,
                 };
             }
-            shared.sleeping.store(false, Ordering::Relaxed);
-            state.woken = false;
-            quiet = 0;
-        } else if !state.stop {
-            state = match shared.wake.wait_timeout(state, ACTIVE_EVERY) {
+            shared.sleeping.store(false, Ordering::SeqCst);
+            (quiet, every) = (Duration::ZERO, FAST);
+        } else if !*stop {
+            stop = match shared.wake.wait_timeout(stop, every) {
                 Ok((s, _)) => s,
                 Err(_) => return,
             };
         }
-        if state.stop {
+        if *stop {
             return;
         }
-        drop(state);
-        let now = mapped.check(LOOKUPS_BUDGET);
-        if now.is_none() {
+        drop(stop);
+        let poked = shared.poked.swap(false, Ordering::SeqCst);
+        let Some(now) = mapped.check(LOOKUPS_BUDGET) else {
             // Nothing to measure (no /proc): the commands' own notes are all there is.
             return;
-        }
-        if now == last {
-            quiet += 1;
+        };
+        let grown = last.map_or(0, |l| now.saturating_sub(l));
+        quiet = if last == Some(now) && !poked {
+            quiet + every
         } else {
-            (quiet, last) = (0, now);
-        }
+            Duration::ZERO
+        };
+        every = if grown >= SLOW_GROWTH {
+            FAST
+        } else {
+            (every * 2).min(SLOW)
+        };
+        last = Some(now);
     }
 }
 
@@ -143,15 +158,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_stopped_watch_lets_go_of_what_it_holds() {
+    fn a_dropped_store_lets_its_watch_go_and_closes() {
+        use crate::store::Lmdb;
         let dir = tempfile::tempdir().unwrap();
+        let lmdb = Lmdb::open(dir.path(), true).unwrap();
+        assert!(lmdb.watch.is_some());
+        drop(lmdb.read().unwrap());
+        drop(lmdb);
+        // The environment is closed (the watch let go of it): the same process opens it again.
+        let again = Lmdb::open(dir.path(), false).unwrap();
+        drop(again.read().unwrap());
+        again.close(Duration::from_secs(5)).unwrap();
+        Lmdb::open(dir.path(), false).unwrap();
+    }
+
+    #[test]
+    fn a_watch_with_nothing_to_release_ends_and_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        // No data.mdb here: nothing can be released, so the thread ends at once.
         let mapped = Arc::new(MappedPages::new(dir.path()));
         let held = Arc::new(());
-        let watch = MapWatch::start(Arc::clone(&mapped), Arc::clone(&held)).unwrap();
-        watch.poke();
-        assert_eq!(Arc::strong_count(&held), 2);
+        let watch = MapWatch::start(mapped, Arc::clone(&held)).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&held) > 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the watch kept running"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         drop(watch);
-        assert_eq!(Arc::strong_count(&held), 1);
     }
 
     /// Resident bytes of the mappings of `file` (by path) in this process, from smaps.
@@ -219,18 +255,26 @@ mod tests {
     }
 
     #[test]
-    fn a_sleeping_watch_wakes_and_stops() {
+    fn a_sleeping_watch_wakes_for_a_transaction_and_stops() {
+        use crate::store::Lmdb;
         let dir = tempfile::tempdir().unwrap();
-        let mapped = Arc::new(MappedPages::new(dir.path()));
-        let watch = MapWatch::start(mapped, ()).unwrap();
-        // Wait for it to fall asleep (nothing changes in this test's mapped pages... or
-        // give up waiting: a busy machine's other threads may keep it awake).
+        let lmdb = Lmdb::open(dir.path(), true).unwrap();
+        let shared = Arc::clone(&lmdb.watch.as_ref().unwrap().shared);
+        // Asleep after a quiet second (or still awake if the other tests' pages keep
+        // changing: then there is nothing to wake, and the rest still holds).
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !watch.shared.sleeping.load(Ordering::Relaxed) && std::time::Instant::now() < deadline
-        {
+        while !shared.sleeping.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        watch.poke();
-        drop(watch);
+        drop(lmdb.read().unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while shared.sleeping.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the watch slept through a read"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(lmdb);
     }
 }

@@ -108,10 +108,24 @@ impl MappedPages {
         // A
         let (now, own) = memory()?;
         let budget = (own / 4).clamp(least.min(LOOKUPS_BUDGET), LOOKUPS_BUDGET);
-        if now > self.after_release.load(Ordering::Relaxed) + budget {
+        // Growth counts from the least seen since the release: pages another map let go
+        // of meanwhile must not hide this one's.
+        let base = self
+            .after_release
+            .fetch_min(now, Ordering::Relaxed)
+            .min(now);
+        if now > base + budget {
             self.release();
         }
         Some(now)
+    }
+
+    /// True when the store's map was found, so [`MappedPages::release`] does something.
+    pub fn can_release(&self) -> bool {
+        // A
+        self.range
+            .get_or_init(|| self.file.and_then(find_mapping))
+            .is_some()
     }
 
     /// Unmaps every page of the store's map from this process (they stay in the page
@@ -125,7 +139,9 @@ impl MappedPages {
             // SAFETY: [start, start + len) is LMDB's shared, read-only mapping of data.mdb
             // (the only mapping of that file when it was looked up, so this handle's own, see
             // `find_mapping`), which lives as long as the environment (LMDB never moves it:
-            // the map size is fixed at open) and so as long as `self`. MADV_DONTNEED on a shared file
+            // the map size is fixed at open) and so as long as `self`: its holders are the
+            // store's handle and the store's watch thread (`map_watch.rs`), which holds the
+            // environment until it ends. MADV_DONTNEED on a shared file
             // mapping only drops this process's page-table entries: no data is lost, and
             // any access after it, from any thread, reads the file's current bytes again,
             // which are the bytes LMDB wrote (it writes with pwrite, never through the map).

@@ -6,7 +6,7 @@ use ouroboros_db::model::key::clip;
 use serde_json::{json, Value};
 
 use crate::output::{
-    committed, human_bytes, outln, print_json, version_block, version_json, version_line,
+    committed, human_bytes, outln, print_json, version_block, version_json, version_line, JsonArray,
 };
 use ouro_cli::cli::Global;
 
@@ -132,7 +132,7 @@ pub fn ls(g: &Global, prefix: &str, long: bool) -> Result<i32> {
     if !long && !g.json {
         return ls_names(&cas, prefix);
     }
-    let mut items = Vec::new();
+    let mut items = JsonArray::default();
     let mut after: Option<String> = None;
     loop {
         let page = cas
@@ -142,12 +142,12 @@ pub fn ls(g: &Global, prefix: &str, long: bool) -> Result<i32> {
         after = Some(last.key.clone());
         for e in page {
             if g.json {
-                items.push(json!({
+                items.item(&json!({
                     "key": e.key,
                     "size": e.size,
                     "modified": format_time(e.created),
                     "heads": e.heads.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
-                }));
+                }))?;
             } else if long {
                 let heads = if e.heads.len() > 1 {
                     format!(" ({} heads)", e.heads.len())
@@ -166,7 +166,7 @@ pub fn ls(g: &Global, prefix: &str, long: bool) -> Result<i32> {
         }
     }
     if g.json {
-        print_json(&Value::Array(items))?;
+        items.end()?;
     }
     Ok(0)
 }
