@@ -135,6 +135,10 @@ pub fn parse_ec(spec: &str) -> Result<(u8, u8)> {
 
 /// An open store. Metadata operations (log, heads, ls, stats, verify of hashes) work on a
 /// locked store; content operations need [`Cas::unlock`] with an identity.
+///
+/// An open store runs one thread of its own, which keeps the store pages the process maps
+/// bounded (`src/store/map_watch.rs`); dropping the `Cas` stops it. Do not use a `Cas` in
+/// a child process forked without `exec`: LMDB forbids it, and the thread is not there.
 pub struct Cas {
     pub(crate) lmdb: Lmdb,
     pub(crate) config: StoreConfig,
