@@ -1,12 +1,13 @@
 //! A put as a process: how it starts (one malloc arena, restarting itself), what it leaves
-//! when killed after committing slices ahead of their records, and what waits for it.
+//! when killed after committing slices ahead of their records or at any of its commits, and
+//! what waits for it.
 
 // The helpers are shared with the library's integration tests.
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::Write;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{random_bytes, TestStore};
@@ -185,4 +186,105 @@ fn cluster_init_waits_for_puts_and_frees_what_a_killed_one_left() {
     assert_eq!(unfinished(&t), 0);
     t.ok(&["verify", "-q"]);
     assert_eq!(t.ok(&["get", "running"]), b"some");
+}
+
+/// `put -r` killed at each of its disk syncs in turn (strace's fault injection sends SIGKILL
+/// at a thread's Nth `fdatasync`, one per LMDB commit, and counts per thread: so each commit
+/// of the put's writer is cut short once, slices ahead of their records, the recording of
+/// the units, and the commit of their versions after it): every time the store verifies,
+/// each snapshot it lists restores exactly, and gc frees all the put left.
+#[test]
+fn put_r_killed_at_each_of_its_syncs_leaves_only_what_gc_frees() {
+    if !common::host::have("strace") {
+        eprintln!("skipping: strace is not installed (scripts/test installs it)");
+        return;
+    }
+    let traced = Command::new("strace")
+        .args(["-o", "/dev/null", "true"])
+        .status();
+    if !traced.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: strace cannot trace here (ptrace not permitted)");
+        return;
+    }
+    let t = TestStore::init("2+1");
+    let src = t.dir.path().join("src");
+    let write_tree = |round: u64| {
+        for d in 0..4u64 {
+            let dir = src.join(format!("d{d}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in 0..60u64 {
+                let n = 200 + ((d * 60 + f) * 37 % 3000) as usize;
+                std::fs::write(
+                    dir.join(format!("f{f}")),
+                    random_bytes(n, round * 1000 + d * 60 + f),
+                )
+                .unwrap();
+            }
+        }
+        // Over 8 MiB of slices: the writer commits slices ahead of their records too.
+        std::fs::write(src.join("big"), random_bytes(12 << 20, round)).unwrap();
+    };
+    write_tree(1);
+    let v1 = t.dir.path().join("v1");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&v1)
+        .status()
+        .unwrap()
+        .success());
+    t.ok(&["put", "-r", "-q", src.to_str().unwrap(), "p"]);
+    write_tree(2);
+    let restores = |at: &str, like: &std::path::Path| {
+        let out = t.dir.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        t.ok(&["get", "-r", at, out.to_str().unwrap(), "-q"]);
+        assert_eq!(common::rsync_diff(like, &out), Vec::<String>::new(), "{at}");
+    };
+    let mut gap_seen = false;
+    for n in 1.. {
+        assert!(n < 400, "the put never completed");
+        let inject = format!("inject=fdatasync:signal=KILL:when={n}");
+        let mut put = Command::new("strace");
+        put.args(["-f", "-o", "/dev/null", "-e", &inject])
+            .arg(common::ouro_bin())
+            .args(["put", "-r", "-q", src.to_str().unwrap(), "p"])
+            .env("OURO_STORE", t.store())
+            .env("OURO_IDENTITY", t.identity())
+            // No restart through exec: the put runs as the process strace started.
+            .env("MALLOC_ARENA_MAX", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let completed = put.status().unwrap().success();
+        t.ok(&["verify", "-q"]);
+        let snapshots = t.json(&["snapshots", "p"]).as_array().unwrap().len();
+        match snapshots {
+            1 => restores("p", &v1),
+            2 => {
+                restores("p", &src);
+                restores("p@~1", &v1);
+            }
+            other => panic!("{other} snapshots after the put cut at sync {n}"),
+        }
+        let stats = t.json(&["stats"]);
+        // Units recorded, their versions not: the put died between the two commits.
+        gap_seen |= stats["unreferenced_chunks"].as_u64().unwrap() > 0 && snapshots == 1;
+        t.ok(&["gc", "-q"]);
+        let stats = t.json(&["stats"]);
+        assert_eq!(stats["unreferenced_chunks"], 0, "sync {n}: {stats}");
+        assert_eq!(stats["unfinished_bytes"], 0, "sync {n}: {stats}");
+        assert_eq!(t.json(&["gc"])["bytes_freed"], 0, "sync {n}");
+        if completed {
+            assert_eq!(snapshots, 2);
+            break;
+        }
+        if snapshots == 2 {
+            // Killed after its snapshot was committed: start the next cut from the old one.
+            t.ok(&["forget", "p", "--keep-last", "1"]);
+        }
+    }
+    assert!(
+        gap_seen,
+        "no cut fell between recording the units and committing the versions"
+    );
 }
