@@ -85,6 +85,11 @@ fn gc_frees_dead_packs_and_rewrites_mostly_dead_ones() {
     let gc = cas.gc(&NoProgress).unwrap();
     assert_eq!(gc.chunks_freed, 80, "{gc:?}");
     assert_eq!(gc.packs_rewritten, 1, "{gc:?}");
+    assert_eq!(
+        cas.stats().unwrap().dead_pack_bytes,
+        0,
+        "only live frames moved"
+    );
     let now = packs(&cas);
     assert_eq!(now.len(), 1);
     assert_ne!(now, old, "the live members moved to a new pack");
@@ -118,6 +123,35 @@ fn gc_frees_dead_packs_and_rewrites_mostly_dead_ones() {
     let empty = cas.stats().unwrap();
     assert_eq!((empty.chunks, empty.packs, empty.slices), (0, 0, 0));
     assert_eq!(empty.stored_with_parity_bytes, 0);
+}
+
+/// Frames whose members all died stay in their pack until it is mostly dead: `stats`
+/// counts them, so users see what a later gc can give back.
+#[test]
+fn stats_counts_the_dead_frames_a_pack_keeps() {
+    let (_d, cas) = new_store();
+    let files = files(100, 0);
+    put_all(&cas, &files);
+    let before = cas.stats().unwrap();
+    assert_eq!(before.dead_pack_bytes, 0, "{before:?}");
+    // The last 30 files: at least the pack's last frame (its last dozen files) dies whole.
+    for (k, _) in &files[70..] {
+        cas.remove(k).unwrap();
+    }
+    let gc = cas.gc(&NoProgress).unwrap();
+    assert_eq!((gc.chunks_freed, gc.packs_rewritten), (30, 0), "{gc:?}");
+    let after = cas.stats().unwrap();
+    assert!(
+        after.dead_pack_bytes > 0 && after.dead_pack_bytes * 2 < after.stored_bytes,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.stored_bytes, before.stored_bytes,
+        "the pack stays whole"
+    );
+    for (k, d) in &files[..70] {
+        assert!(read(&cas, k) == *d, "{k} reads");
+    }
 }
 
 #[test]

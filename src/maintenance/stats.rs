@@ -10,6 +10,7 @@
 
 use crate::cas::Cas;
 use crate::error::Result;
+use crate::hash::Hash;
 use crate::maintenance::PAGE;
 use crate::store::PageUse;
 
@@ -55,6 +56,10 @@ pub struct Stats {
     pub slices: u64,
     /// Packs: small chunks sealed together (`src/seal/pack.rs`). Node-local.
     pub packs: u64,
+    /// Bytes of pack payloads in frames no chunk record names: members freed, or sealed
+    /// again by a put that another put beat to it. Part of `stored_bytes`; gc rewrites a
+    /// pack once they are half of it (`src/maintenance/repack.rs`). Node-local.
+    pub dead_pack_bytes: u64,
     /// Chunks no version references (left by an interrupted put, or freed versions on a
     /// cluster node waiting for the cluster): counted in the totals above until gc frees them.
     pub unreferenced_chunks: u64,
@@ -69,7 +74,7 @@ pub struct Stats {
 impl Stats {
     /// The fields (by their JSON names) that count what this node holds, and so may differ
     /// between the nodes of a cluster with the same keys, versions and content.
-    pub const NODE_LOCAL: [&'static str; 16] = [
+    pub const NODE_LOCAL: [&'static str; 17] = [
         "versions",
         "removed_versions",
         "unique_bytes",
@@ -82,6 +87,7 @@ impl Stats {
         "chunks",
         "slices",
         "packs",
+        "dead_pack_bytes",
         "unreferenced_chunks",
         "unreferenced_bytes",
         "dedup_ratio",
@@ -100,6 +106,9 @@ impl Cas {
     pub fn stats(&self) -> Result<Stats> {
         // A
         let mut s = Stats::default();
+        // (pack, frame offset, sealed frame length) of every member, and each pack's payload.
+        let mut frames: Vec<(Hash, u32, u32)> = Vec::new();
+        let mut payloads = 0u64;
         let mut after = None;
         loop {
             let txn = self.lmdb.read()?;
@@ -113,7 +122,11 @@ impl Cas {
                 if r.is_pack() {
                     s.packs += 1;
                     s.stored_bytes += r.sealed_len as u64;
+                    payloads += r.sealed_len as u64;
                     continue;
+                }
+                if let Some((pack, offset)) = r.pack() {
+                    frames.push((pack, offset, r.sealed_len));
                 }
                 s.chunks += 1;
                 s.unique_bytes += r.size as u64;
@@ -154,6 +167,7 @@ impl Cas {
             s.keys += page.len() as u64;
         }
         s.referenced_chunks = s.chunks - s.unreferenced_chunks;
+        s.dead_pack_bytes = payloads.saturating_sub(live_frame_bytes(frames));
         s.stored_with_parity_bytes = self.lmdb.slices.totals(&txn)?.1;
         s.unfinished_bytes = self.lmdb.slices.unfinished(&txn)?.1;
         s.file_bytes = self.lmdb.disk_size()?;
@@ -167,4 +181,13 @@ impl Cas {
         }
         Ok(s)
     }
+}
+
+/// Bytes of the distinct frames among `(pack, offset, length)` members: members of one
+/// frame name the same offset, and count once.
+fn live_frame_bytes(mut frames: Vec<(Hash, u32, u32)>) -> u64 {
+    // A
+    frames.sort_unstable();
+    frames.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    frames.iter().map(|f| u64::from(f.2)).sum()
 }

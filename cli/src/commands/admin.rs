@@ -382,6 +382,7 @@ pub fn stats(g: &Global) -> Result<i32> {
             "referenced_chunks": s.referenced_chunks,
             "slices": s.slices,
             "packs": s.packs,
+            "dead_pack_bytes": s.dead_pack_bytes,
             "unreferenced_chunks": s.unreferenced_chunks,
             "unreferenced_bytes": s.unreferenced_bytes,
             "dedup_ratio": s.dedup_ratio,
@@ -437,6 +438,12 @@ fn print_stats(s: &ouroboros_db::Stats, ec: &str) -> Result<()> {
         s.slices,
         s.packs
     )?;
+    if s.dead_pack_bytes > 0 {
+        outln!(
+            "dead in packs     {} of the packs above hold frames no file uses: gc rewrites a pack once they are half of it",
+            human_bytes(s.dead_pack_bytes)
+        )?;
+    }
     if s.compaction_leftover_bytes > 0 {
         outln!(
             "compact.partial   {} left by an interrupted compaction: `ouro gc` removes it",
