@@ -28,7 +28,7 @@ row() {
   rm -rf "$restore"
   sample_mem "$out" "$bin" --store "$store" "$@" >/dev/null 2>&1 || true
   read -r secs hwm anon file <"$out"
-  if [ "$hwm" = 0 ]; then
+  if [ "$hwm" -lt 1024 ]; then
     # Ended before the first sample (50 ms): too short to measure this way.
     printf '| %s | %s | < 0.05 | | | |\n' "$name" "$(basename "$bin")"
     return

@@ -8,6 +8,8 @@
 //! never receives it; an interrupted put leaves chunk records, which reach the nodes that
 //! take its slices; a condemned sealing is freed by each node in its own round.
 
+use std::collections::HashMap;
+
 use crate::cas::Cas;
 use crate::error::Result;
 use crate::hash::Hash;
@@ -106,8 +108,9 @@ impl Cas {
     pub fn stats(&self) -> Result<Stats> {
         // A
         let mut s = Stats::default();
-        // (pack, frame offset, sealed frame length) of every member, and each pack's payload.
-        let mut frames: Vec<(Hash, u32, u32)> = Vec::new();
+        // The sealed length of every frame some member names, by (pack, frame offset): a
+        // frame holds about 25 small files, so this is small beside the members.
+        let mut frames: HashMap<(Hash, u32), u32> = HashMap::new();
         let mut payloads = 0u64;
         let mut after = None;
         loop {
@@ -126,7 +129,7 @@ impl Cas {
                     continue;
                 }
                 if let Some((pack, offset)) = r.pack() {
-                    frames.push((pack, offset, r.sealed_len));
+                    frames.insert((pack, offset), r.sealed_len);
                 }
                 s.chunks += 1;
                 s.unique_bytes += r.size as u64;
@@ -167,7 +170,8 @@ impl Cas {
             s.keys += page.len() as u64;
         }
         s.referenced_chunks = s.chunks - s.unreferenced_chunks;
-        s.dead_pack_bytes = payloads.saturating_sub(live_frame_bytes(frames));
+        let live: u64 = frames.values().map(|&len| u64::from(len)).sum();
+        s.dead_pack_bytes = payloads.saturating_sub(live);
         s.stored_with_parity_bytes = self.lmdb.slices.totals(&txn)?.1;
         s.unfinished_bytes = self.lmdb.slices.unfinished(&txn)?.1;
         s.file_bytes = self.lmdb.disk_size()?;
@@ -181,13 +185,4 @@ impl Cas {
         }
         Ok(s)
     }
-}
-
-/// Bytes of the distinct frames among `(pack, offset, length)` members: members of one
-/// frame name the same offset, and count once.
-fn live_frame_bytes(mut frames: Vec<(Hash, u32, u32)>) -> u64 {
-    // A
-    frames.sort_unstable();
-    frames.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    frames.iter().map(|f| u64::from(f.2)).sum()
 }
