@@ -90,10 +90,13 @@ pub fn version_json(v: &VersionInfo) -> Value {
 /// Prints a JSON document on stdout.
 pub fn print_json(v: &Value) -> anyhow::Result<()> {
     // A
-    outln!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into())
-    )
+    outln!("{}", pretty(v))
+}
+
+/// `v` as indented JSON, as every `--json` output prints it.
+fn pretty(v: &Value) -> String {
+    // A
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into())
 }
 
 /// Writes a JSON array to stdout one element at a time, byte for byte as [`print_json`]
@@ -107,7 +110,7 @@ impl JsonArray {
     /// Writes the next element.
     pub fn item(&mut self, v: &Value) -> anyhow::Result<()> {
         // A
-        let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into());
+        let text = pretty(v);
         let mut out = String::with_capacity(text.len() + text.len() / 8 + 4);
         out.push_str(if self.items == 0 { "[\n" } else { ",\n" });
         for (i, line) in text.lines().enumerate() {

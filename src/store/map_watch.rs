@@ -266,6 +266,9 @@ mod tests {
         while !shared.sleeping.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        if !shared.sleeping.load(Ordering::SeqCst) {
+            eprintln!("the watch never fell asleep (other tests' pages kept changing): only its stop is checked");
+        }
         drop(lmdb.read().unwrap());
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while shared.sleeping.load(Ordering::SeqCst) {

@@ -123,9 +123,13 @@ impl MappedPages {
     /// True when the store's map was found, so [`MappedPages::release`] does something.
     pub fn can_release(&self) -> bool {
         // A
-        self.range
-            .get_or_init(|| self.file.and_then(find_mapping))
-            .is_some()
+        self.map_range().is_some()
+    }
+
+    /// `(start, length)` of the store's map, looked up once (`None`: not found).
+    fn map_range(&self) -> Option<(usize, usize)> {
+        // A
+        *self.range.get_or_init(|| self.file.and_then(find_mapping))
     }
 
     /// Unmaps every page of the store's map from this process (they stay in the page
@@ -133,9 +137,9 @@ impl MappedPages {
     /// the same bytes back in from the file.
     pub fn release(&self) {
         // PA
-        let range = self.range.get_or_init(|| self.file.and_then(find_mapping));
+        let range = self.map_range();
         #[cfg(target_os = "linux")]
-        if let Some((start, len)) = *range {
+        if let Some((start, len)) = range {
             // SAFETY: [start, start + len) is LMDB's shared, read-only mapping of data.mdb
             // (the only mapping of that file when it was looked up, so this handle's own, see
             // `find_mapping`), which lives as long as the environment (LMDB never moves it:
