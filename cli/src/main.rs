@@ -26,7 +26,7 @@ fn main() {
     // lower (see malloc.rs). Where the restart fails it goes on untuned.
     let put = matches!(cli.command, ouro_cli::cli::Command::Put { .. });
     if put && malloc::untuned() {
-        let _ = malloc::restart_with(&malloc::ONE_ARENA);
+        let _ = malloc::restart_with(&malloc::PUT_TUNING);
     }
     // A node and a mount run for days: their log lines keep their times.
     let long_running = matches!(

@@ -17,8 +17,18 @@ use std::process::Command;
 /// glibc's variable for the number of heap arenas.
 pub const ARENAS: &str = "MALLOC_ARENA_MAX";
 
-/// One heap arena, for put, whose threads hand buffers to each other.
-pub const ONE_ARENA: [(&str, &str); 1] = [(ARENAS, "1")];
+/// Put's tuning: one heap arena, whose threads hand buffers to each other, and fixed
+/// thresholds. glibc otherwise raises its mmap threshold to the size of any mapped block
+/// freed (a chunker window of 8 MiB) and its trim threshold to twice that, after which a
+/// large file's chunk, compression and slice buffers come from the heap and its freed top
+/// stays resident: with buffers from 512 KiB mapped and returned when freed, and at most
+/// 8 MiB of free heap kept, `put -r /usr/share`'s RssAnon fell from 80-86 to 70-75 MB at
+/// the same time (bench/RESULTS.md (d)).
+pub const PUT_TUNING: [(&str, &str); 3] = [
+    (ARENAS, "1"),
+    ("MALLOC_MMAP_THRESHOLD_", "524288"),
+    ("MALLOC_TRIM_THRESHOLD_", "8388608"),
+];
 
 /// True when this process started without any arena setting (neither a user's nor an
 /// earlier pass's) and can start itself again: restarting with tuning would change

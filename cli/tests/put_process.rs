@@ -12,15 +12,18 @@ use std::time::{Duration, Instant};
 
 use common::{random_bytes, TestStore};
 
-/// put runs with one malloc arena (glibc reads that only at start, so it restarts itself
-/// with it), unless the user chose a setting; get keeps glibc's default.
+/// put runs with one malloc arena and fixed thresholds (glibc reads them only at start, so
+/// it restarts itself with them), unless the user chose an arena setting; get keeps glibc's
+/// default.
 #[test]
 fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
     let t = TestStore::init("2+1");
-    for (given, expected) in [
-        (None, "MALLOC_ARENA_MAX=1"),
-        (Some("3"), "MALLOC_ARENA_MAX=3"),
-    ] {
+    let tuned = [
+        "MALLOC_ARENA_MAX=1",
+        "MALLOC_MMAP_THRESHOLD_=524288",
+        "MALLOC_TRIM_THRESHOLD_=8388608",
+    ];
+    for (given, expected) in [(None, &tuned[..]), (Some("3"), &["MALLOC_ARENA_MAX=3"][..])] {
         let mut cmd = t.cmd(&["put", "k", "-", "-q"]);
         cmd.env_remove("MALLOC_ARENA_MAX");
         if let Some(v) = given {
@@ -35,14 +38,14 @@ fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
             if vars.iter().any(|v| v.starts_with(b"MALLOC_ARENA_MAX=")) {
                 break vars
                     .into_iter()
-                    .filter(|v| v.starts_with(b"MALLOC_ARENA_MAX="))
+                    .filter(|v| v.starts_with(b"MALLOC_"))
                     .map(|v| String::from_utf8_lossy(v).into_owned())
                     .collect::<Vec<_>>();
             }
             assert!(Instant::now() < deadline, "no arena setting");
             std::thread::sleep(Duration::from_millis(5));
         };
-        assert_eq!(seen, [expected]);
+        assert_eq!(seen, expected);
         child.stdin.take().unwrap().write_all(b"content").unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(t.ok(&["get", "k"]), b"content");

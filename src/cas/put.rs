@@ -1,7 +1,7 @@
 //! The write pipeline: chunk -> (dedup) -> seal on worker threads -> store -> commit.
 //!
 //! One pipeline serves a single put and a put of a whole tree: the writer thread
-//! (`put_writer.rs`) holds a write transaction for about 8 MiB of slices (64 MiB once it
+//! (`put_writer.rs`) holds a write transaction for about 4 MiB of slices (64 MiB once it
 //! holds many small versions; or 10,000 versions, or a second) and commits a version into it
 //! only once every chunk the version needs is in it. Each version is atomic:
 //! a crash leaves a version wholly there or absent, plus at most some unreferenced chunks
