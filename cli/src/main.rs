@@ -23,10 +23,15 @@ fn main() {
         }
     };
     // Put's threads hand chunk buffers to each other: one heap arena keeps its peak memory
-    // lower (see malloc.rs). Where the restart fails it goes on untuned.
-    let put = matches!(cli.command, ouro_cli::cli::Command::Put { .. });
-    if put && malloc::untuned() {
-        let _ = malloc::restart_with(&malloc::PUT_TUNING);
+    // lower, and `put -r` fixed thresholds too (see malloc.rs). Where the restart fails it
+    // goes on untuned.
+    let tuning = match cli.command {
+        ouro_cli::cli::Command::Put { recursive, .. } if recursive => &malloc::TREE_TUNING[..],
+        ouro_cli::cli::Command::Put { .. } => &malloc::PUT_TUNING[..],
+        _ => &[],
+    };
+    if !tuning.is_empty() && malloc::untuned() {
+        let _ = malloc::restart_with(tuning);
     }
     // A node and a mount run for days: their log lines keep their times.
     let long_running = matches!(

@@ -12,44 +12,67 @@ use std::time::{Duration, Instant};
 
 use common::{random_bytes, TestStore};
 
-/// put runs with one malloc arena and fixed thresholds (glibc reads them only at start, so
-/// it restarts itself with them), unless the user chose an arena setting; get keeps glibc's
-/// default.
+/// The `MALLOC_*` variables of process `pid`, once it has any (put restarts itself with
+/// them: glibc reads them only at start).
+fn malloc_vars(pid: u32) -> Vec<String> {
+    let environ = std::path::PathBuf::from(format!("/proc/{pid}/environ"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let env = std::fs::read(&environ).unwrap_or_default();
+        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+        if vars.iter().any(|v| v.starts_with(b"MALLOC_ARENA_MAX=")) {
+            return vars
+                .into_iter()
+                .filter(|v| v.starts_with(b"MALLOC_"))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+        }
+        assert!(Instant::now() < deadline, "no arena setting");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// put runs with one malloc arena, `put -r` also with fixed mmap and trim thresholds
+/// (glibc reads them only at start, so put restarts itself with them), unless the user
+/// chose an arena setting; get keeps glibc's default.
 #[test]
 fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
     let t = TestStore::init("2+1");
-    let tuned = [
-        "MALLOC_ARENA_MAX=1",
-        "MALLOC_MMAP_THRESHOLD_=524288",
-        "MALLOC_TRIM_THRESHOLD_=8388608",
-    ];
-    for (given, expected) in [(None, &tuned[..]), (Some("3"), &["MALLOC_ARENA_MAX=3"][..])] {
+    for (given, expected) in [
+        (None, &["MALLOC_ARENA_MAX=1"][..]),
+        (Some("3"), &["MALLOC_ARENA_MAX=3"][..]),
+    ] {
         let mut cmd = t.cmd(&["put", "k", "-", "-q"]);
         cmd.env_remove("MALLOC_ARENA_MAX");
         if let Some(v) = given {
             cmd.env("MALLOC_ARENA_MAX", v);
         }
         let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
-        let environ = std::path::PathBuf::from(format!("/proc/{}/environ", child.id()));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let seen = loop {
-            let env = std::fs::read(&environ).unwrap_or_default();
-            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-            if vars.iter().any(|v| v.starts_with(b"MALLOC_ARENA_MAX=")) {
-                break vars
-                    .into_iter()
-                    .filter(|v| v.starts_with(b"MALLOC_"))
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .collect::<Vec<_>>();
-            }
-            assert!(Instant::now() < deadline, "no arena setting");
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        assert_eq!(seen, expected);
+        assert_eq!(malloc_vars(child.id()), expected);
         child.stdin.take().unwrap().write_all(b"content").unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(t.ok(&["get", "k"]), b"content");
     }
+    // put -r, held at its start by a gc's lock on the store, so that its environment can
+    // be read.
+    let tree = t.dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), b"file").unwrap();
+    let gc = std::fs::File::open(t.store().join("gc.lock")).unwrap();
+    gc.lock().unwrap();
+    let mut put_r = t.cmd(&["put", "-r", tree.to_str().unwrap(), "p", "-q"]);
+    let mut child = put_r.env_remove("MALLOC_ARENA_MAX").spawn().unwrap();
+    assert_eq!(
+        malloc_vars(child.id()),
+        [
+            "MALLOC_ARENA_MAX=1",
+            "MALLOC_MMAP_THRESHOLD_=524288",
+            "MALLOC_TRIM_THRESHOLD_=8388608"
+        ]
+    );
+    gc.unlock().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(t.ok(&["get", "p/f"]), b"file");
     // get is not restarted: once it writes, its environment is still the one it was given.
     let data = random_bytes(4 << 20, 3);
     t.put("big", &data);

@@ -223,7 +223,10 @@ mod tests {
         assert_eq!(hex(&shards[5]), PINNED_PARITY[1]);
     }
 
-    const PINNED_PARITY: [&str; 2] = ["9ced3f4e4e1f78e9dca9a99c9c9c3030", "5c2d3f4e4edfb8e9dce9e99c9c9c7070"];
+    const PINNED_PARITY: [&str; 2] = [
+        "9ced3f4e4e1f78e9dca9a99c9c9c3030",
+        "5c2d3f4e4edfb8e9dce9e99c9c9c7070",
+    ];
 
     #[test]
     fn small_payloads_use_one_shard() {
