@@ -4,6 +4,7 @@
 
 pub mod blob_log;
 pub mod blob_store;
+pub mod bundle;
 pub mod chunk_index;
 pub mod cluster_state;
 pub mod condemned;
