@@ -35,13 +35,28 @@ pub const TREE_TUNING: [(&str, &str); 3] = [
     ("MALLOC_TRIM_THRESHOLD_", "8388608"),
 ];
 
-/// True when this process started without any arena setting (neither a user's nor an
-/// earlier pass's) and can start itself again: restarting with tuning would change
+/// Set by [`restart_with`] in the new process's environment. glibc removes the `MALLOC_*`
+/// variables from a setuid, setgid or capability-holding program's environment at every
+/// start (`AT_SECURE`): judged by those alone, such a put would restart itself forever.
+pub const RESTARTED: &str = "OURO_MALLOC_RESTARTED";
+
+/// Variables by which a user tunes malloc: any of them set is the user's choice, and put
+/// runs as it was started.
+const USER_CHOICES: [&str; 4] = [
+    ARENAS,
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "GLIBC_TUNABLES",
+];
+
+/// True when this process started without any malloc setting of a user's, was not started
+/// by an earlier pass, and can start itself again: restarting with tuning would change
 /// something. Not when `/proc/self/exe` is another program than the command run (the
 /// dynamic loader, `ld.so ouro put ...`), which would be handed our arguments as its own.
 pub fn untuned() -> bool {
     // A
-    std::env::var_os(ARENAS).is_none()
+    std::env::var_os(RESTARTED).is_none()
+        && USER_CHOICES.iter().all(|v| std::env::var_os(v).is_none())
         && match (std::env::current_exe(), std::env::args_os().next()) {
             (Ok(exe), Some(arg0)) => same_file(&exe, &arg0),
             _ => false,
@@ -71,7 +86,8 @@ pub fn restart_with(tuning: &[(&str, &str)]) -> std::io::Error {
         Ok(exe) => std::os::unix::process::CommandExt::exec(
             Command::new(exe)
                 .args(std::env::args_os().skip(1))
-                .envs(tuning.iter().copied()),
+                .envs(tuning.iter().copied())
+                .env(RESTARTED, "1"),
         ),
         Err(e) => e,
     }

@@ -32,6 +32,24 @@ fn malloc_vars(pid: u32) -> Vec<String> {
     }
 }
 
+/// Waits until process `pid` waits for a file lock (a line `-> FLOCK ... PID` in
+/// /proc/locks).
+fn wait_for_lock_wait(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let me = format!(" {pid} ");
+    loop {
+        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        if locks.lines().any(|l| l.contains("->") && l.contains(&me)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "put -r never waited for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// put runs with one malloc arena, `put -r` also with fixed mmap and trim thresholds
 /// (glibc reads them only at start, so put restarts itself with them), unless the user
 /// chose an arena setting; get keeps glibc's default.
@@ -73,6 +91,39 @@ fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
     gc.unlock().unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(t.ok(&["get", "p/f"]), b"file");
+    // No restart once restarted (glibc strips MALLOC_* from a setuid or capability-holding
+    // program at every start: judged by those alone it would restart forever), nor when the
+    // user tuned malloc in any way: seen once put -r waits for the gc's lock, past the point
+    // where it would have restarted.
+    for (var, value) in [
+        ("OURO_MALLOC_RESTARTED", "1"),
+        ("MALLOC_MMAP_THRESHOLD_", "131072"),
+        ("GLIBC_TUNABLES", "glibc.malloc.arena_max=2"),
+    ] {
+        gc.lock().unwrap();
+        let mut put_r = t.cmd(&["put", "-r", tree.to_str().unwrap(), "p", "-q"]);
+        let mut child = put_r
+            .env_remove("MALLOC_ARENA_MAX")
+            .env(var, value)
+            .spawn()
+            .unwrap();
+        wait_for_lock_wait(child.id());
+        let env = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+        let tuned: Vec<String> = env
+            .split(|b| *b == 0)
+            .filter(|v| v.starts_with(b"MALLOC_"))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        let own = format!("{var}={value}");
+        let expected: Vec<String> = own
+            .starts_with("MALLOC_")
+            .then_some(own.clone())
+            .into_iter()
+            .collect();
+        assert_eq!(tuned, expected, "with {own}");
+        gc.unlock().unwrap();
+        assert!(child.wait().unwrap().success());
+    }
     // get is not restarted: once it writes, its environment is still the one it was given.
     let data = random_bytes(4 << 20, 3);
     t.put("big", &data);
