@@ -558,6 +558,11 @@ impl<'c> Writer<'c> {
             for u in done {
                 lmdb.slices.discard(&mut t, u.seq)?;
             }
+            lmdb.commit(t)?;
+            // On a full disk the next put fits only in the pages just freed, which LMDB
+            // hands out only after one more commit.
+            let mut t = lmdb.write()?;
+            lmdb.slices.rewrite_next_seq(&mut t)?;
             lmdb.commit(t)
         });
         if let Err(e) = cleared {

@@ -372,6 +372,15 @@ impl LocalSealedSliceStore {
     /// cursor: its slices then stayed on the writer.
     fn next_seq(&self, txn: &mut RwTxn) -> Result<u64> {
         // PA
+        let seq = self.peek_next_seq(txn)?;
+        self.meta.put(txn, NEXT_SEQ_KEY, &(seq + 1).to_le_bytes())?;
+        Ok(seq)
+    }
+
+    /// The number the next bundle will take: above the last bundle's and at least the
+    /// recorded mark.
+    fn peek_next_seq(&self, txn: &RoTxn) -> Result<u64> {
+        // A
         let after_last = match self.bundles.last(txn)? {
             None => 0,
             Some((k, _)) => seq_of(k)? + 1,
@@ -383,9 +392,17 @@ impl LocalSealedSliceStore {
             ),
             None => 0,
         };
-        let seq = after_last.max(mark);
-        self.meta.put(txn, NEXT_SEQ_KEY, &(seq + 1).to_le_bytes())?;
-        Ok(seq)
+        Ok(after_last.max(mark))
+    }
+
+    /// Writes the next bundle number again, unchanged. LMDB reuses a freed page only once
+    /// no reader can see the transaction that freed it: a small commit holding only this
+    /// makes the pages the commit before it freed reusable by the next writer at once.
+    pub fn rewrite_next_seq(&self, txn: &mut RwTxn) -> Result<()> {
+        // A
+        let seq = self.peek_next_seq(txn)?;
+        self.meta.put(txn, NEXT_SEQ_KEY, &seq.to_le_bytes())?;
+        Ok(())
     }
 
     /// Rewrites a chunk's bundle in place with slice `index` replaced or dropped.
