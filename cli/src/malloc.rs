@@ -26,9 +26,9 @@ pub const PUT_TUNING: [(&str, &str); 1] = [(ARENAS, "1")];
 /// freed top stays resident: with buffers from 512 KiB mapped and returned when freed, and
 /// at most 8 MiB of free heap kept, `put -r /usr/share`'s RssAnon fell from 80-86 to 70-75 MB
 /// at the same time (bench/RESULTS.md (d)). A single put keeps glibc's thresholds: its peak
-/// is bounded by its pipeline whatever the file's size (58-67 MB for a 539 MB file, 46-51
-/// with the thresholds, borg's 80), and faulting in a fresh mapping for each chunk's buffers
-/// cost it a tenth of its time (system time 0.45 -> 0.78 s).
+/// is bounded by its pipeline whatever the file's size (51-67 MB for a 539 MB file over
+/// several runs, 46-51 with the thresholds; borg's 80), and faulting in a fresh mapping for
+/// each chunk's buffers cost it a tenth of its time (system time 0.45 -> 0.78 s).
 pub const TREE_TUNING: [(&str, &str); 3] = [
     (ARENAS, "1"),
     ("MALLOC_MMAP_THRESHOLD_", "524288"),
