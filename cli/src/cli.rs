@@ -133,7 +133,7 @@ pub enum Command {
         /// '@' reads as a version (x@~1, x@beef, x@2026-01-01): `get` would take it for one.
         /// Keys are compared byte for byte: NFC and NFD spellings are two keys
         #[arg(value_name = "KEY")]
-        key: String,
+        key: std::ffi::OsString,
         /// Input file; `-` or absent for stdin (with -r: the key prefix)
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,

@@ -1364,3 +1364,33 @@ fn files_vanishing_during_the_walk_are_not_fatal() {
     let out = t.dir.path().join("out");
     t.ok(&["get", "-r", "race", s(&out), "-q"]);
 }
+
+/// The directory `put -r` stores may have any name, UTF-8 or not (its first argument is a
+/// path there, and a key only for a plain put, which refuses a key that is not UTF-8 with
+/// one line and exit code 2).
+#[test]
+fn put_r_takes_a_directory_whose_name_is_not_utf8() {
+    let t = TestStore::init("2+1");
+    let dir = raw(t.dir.path(), b"caf\xe9");
+    write(&dir, "f", b"content");
+    let put = t
+        .cmd(&["put", "-r"])
+        .arg(&dir)
+        .args(["p", "-q"])
+        .output()
+        .unwrap();
+    assert!(put.status.success(), "{}", stderr(&put));
+    let out = t.dir.path().join("out");
+    t.ok(&["get", "-r", "p", s(&out), "-q"]);
+    assert_eq!(std::fs::read(out.join("f")).unwrap(), b"content");
+    let bad = t
+        .cmd(&["put"])
+        .arg(OsStr::from_bytes(b"k\xff"))
+        .arg(dir.join("f"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    let err = stderr(&bad);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("must be UTF-8"), "{err}");
+}

@@ -15,6 +15,7 @@ pub use mount::unmount;
 use anyhow::Result;
 use ouro_cli::cli::{Cli, ClusterAction, Command, NodeAction, RecipientAction, Settled};
 use serde_json::Value;
+use std::path::Path;
 
 /// A committed change's JSON report with the `node` and `pending_chunks` fields of a
 /// cluster node's store added.
@@ -38,6 +39,18 @@ fn settled_exit(settled: &Settled) -> i32 {
     }
 }
 
+/// A key given on the command line, which must be UTF-8 (`put -r` takes any directory
+/// name in the same place, so the argument is parsed as raw bytes).
+fn utf8_key(key: &std::ffi::OsStr) -> Result<&str> {
+    // A
+    key.to_str().ok_or_else(|| {
+        anyhow::Error::new(ouroboros_db::Error::InvalidArgument(format!(
+            "invalid key {}: a key must be UTF-8",
+            key.to_string_lossy()
+        )))
+    })
+}
+
 /// Runs the parsed command.
 pub fn run(cli: &Cli) -> Result<i32> {
     // A
@@ -55,10 +68,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
             recursive: true,
             exclude,
             ..
-        } => tree::put_tree(g, key, file.as_deref(), exclude),
+        } => tree::put_tree(g, Path::new(key), file.as_deref(), exclude),
         Command::Put {
             key, file, parents, ..
-        } => content::put(g, key, file.as_deref(), parents),
+        } => content::put(g, utf8_key(key)?, file.as_deref(), parents),
         Command::Get {
             reference,
             dir,

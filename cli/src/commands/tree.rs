@@ -67,7 +67,7 @@ impl Globs {
     }
 }
 
-pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]) -> Result<i32> {
+pub fn put_tree(g: &Global, dir: &Path, prefix: Option<&Path>, exclude: &[String]) -> Result<i32> {
     // A
     let Some(prefix) = prefix else {
         bail!(Error::InvalidArgument(
@@ -97,7 +97,7 @@ pub fn put_tree(g: &Global, dir: &str, prefix: Option<&Path>, exclude: &[String]
             host: None,
             progress: &bar,
         })
-        .with_context(|| format!("storing {dir} under {prefix}"))?;
+        .with_context(|| format!("storing {} under {prefix}", dir.display()))?;
     bar.finish();
     let settled = g.settle(&cas)?;
     // The snapshot is committed: a reader gone away does not make it a failure.
