@@ -26,7 +26,9 @@ fn main() {
     // lower, and `put -r` fixed thresholds too (see malloc.rs). Where the restart fails it
     // goes on untuned.
     let tuning = match cli.command {
-        ouro_cli::cli::Command::Put { recursive, .. } if recursive => &malloc::TREE_TUNING[..],
+        ouro_cli::cli::Command::Put {
+            recursive: true, ..
+        } => &malloc::TREE_TUNING[..],
         ouro_cli::cli::Command::Put { .. } => &malloc::PUT_TUNING[..],
         _ => &[],
     };

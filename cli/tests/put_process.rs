@@ -12,40 +12,40 @@ use std::time::{Duration, Instant};
 
 use common::{random_bytes, TestStore};
 
-/// The `MALLOC_*` variables of process `pid`, once it has any (put restarts itself with
-/// them: glibc reads them only at start).
+/// The `MALLOC_*` variables in process `pid`'s environment now.
+fn malloc_env(pid: u32) -> Vec<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    env.split(|b| *b == 0)
+        .filter(|v| v.starts_with(b"MALLOC_"))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// The `MALLOC_*` variables of process `pid`, once it has an arena setting (put restarts
+/// itself with them: glibc reads them only at start).
 fn malloc_vars(pid: u32) -> Vec<String> {
-    let environ = std::path::PathBuf::from(format!("/proc/{pid}/environ"));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let env = std::fs::read(&environ).unwrap_or_default();
-        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-        if vars.iter().any(|v| v.starts_with(b"MALLOC_ARENA_MAX=")) {
-            return vars
-                .into_iter()
-                .filter(|v| v.starts_with(b"MALLOC_"))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .collect();
+        let vars = malloc_env(pid);
+        if vars.iter().any(|v| v.starts_with("MALLOC_ARENA_MAX=")) {
+            return vars;
         }
         assert!(Instant::now() < deadline, "no arena setting");
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
-/// Waits until process `pid` waits for a file lock (a line `-> FLOCK ... PID` in
-/// /proc/locks).
-fn wait_for_lock_wait(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// Waits until /proc/locks has a line naming process `pid` that holds `needle`: `FLOCK`
+/// once it holds or waits for a file lock, `->` once it waits for one.
+fn wait_for_lock_line(pid: u32, needle: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
     let me = format!(" {pid} ");
-    loop {
-        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-        if locks.lines().any(|l| l.contains("->") && l.contains(&me)) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "put -r never waited for the lock"
-        );
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(needle) && l.contains(&me))
+    {
+        assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -77,9 +77,16 @@ fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
     std::fs::create_dir(&tree).unwrap();
     std::fs::write(tree.join("f"), b"file").unwrap();
     let gc = std::fs::File::open(t.store().join("gc.lock")).unwrap();
+    let put_r = |var: Option<(&str, &str)>| {
+        let mut cmd = t.cmd(&["put", "-r", tree.to_str().unwrap(), "p", "-q"]);
+        cmd.env_remove("MALLOC_ARENA_MAX");
+        if let Some((var, value)) = var {
+            cmd.env(var, value);
+        }
+        cmd.spawn().unwrap()
+    };
     gc.lock().unwrap();
-    let mut put_r = t.cmd(&["put", "-r", tree.to_str().unwrap(), "p", "-q"]);
-    let mut child = put_r.env_remove("MALLOC_ARENA_MAX").spawn().unwrap();
+    let mut child = put_r(None);
     assert_eq!(
         malloc_vars(child.id()),
         [
@@ -101,19 +108,9 @@ fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
         ("GLIBC_TUNABLES", "glibc.malloc.arena_max=2"),
     ] {
         gc.lock().unwrap();
-        let mut put_r = t.cmd(&["put", "-r", tree.to_str().unwrap(), "p", "-q"]);
-        let mut child = put_r
-            .env_remove("MALLOC_ARENA_MAX")
-            .env(var, value)
-            .spawn()
-            .unwrap();
-        wait_for_lock_wait(child.id());
-        let env = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
-        let tuned: Vec<String> = env
-            .split(|b| *b == 0)
-            .filter(|v| v.starts_with(b"MALLOC_"))
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .collect();
+        let mut child = put_r(Some((var, value)));
+        wait_for_lock_line(child.id(), "->", "put -r never waited for the lock");
+        let tuned = malloc_env(child.id());
         let own = format!("{var}={value}");
         let expected: Vec<String> = own
             .starts_with("MALLOC_")
@@ -133,10 +130,10 @@ fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
     let mut out = child.stdout.take().unwrap();
     let mut first = [0u8; 1];
     std::io::Read::read_exact(&mut out, &mut first).unwrap();
-    let env = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
     assert!(
-        !env.split(|b| *b == 0)
-            .any(|v| v.starts_with(b"MALLOC_ARENA_MAX=")),
+        !malloc_env(child.id())
+            .iter()
+            .any(|v| v.starts_with("MALLOC_ARENA_MAX=")),
         "get runs with glibc's default arenas"
     );
     let mut rest = Vec::new();
@@ -224,16 +221,7 @@ fn cluster_init_waits_for_puts_and_frees_what_a_killed_one_left() {
     let (mut running, mut input) = t.spawn_put("running");
     input.write_all(b"some").unwrap();
     // The put holds the gc lock (shared) once it reads its input.
-    let holder = format!(" {} ", running.id());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string("/proc/locks")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.contains("FLOCK") && l.contains(&holder))
-    {
-        assert!(Instant::now() < deadline, "the put never took its lock");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_lock_line(running.id(), "FLOCK", "the put never took its lock");
     let mut init = t
         .cmd(&["cluster", "init", "-q"])
         .stderr(Stdio::piped())
@@ -298,18 +286,22 @@ fn put_r_killed_at_each_of_its_syncs_leaves_only_what_gc_frees() {
                 .unwrap();
             }
         }
-        // Over 8 MiB of slices: the writer commits slices ahead of their records too.
+        // Over 4 MiB of slices: the writer commits slices ahead of their records too.
         std::fs::write(src.join("big"), random_bytes(12 << 20, round)).unwrap();
     };
+    let copy_of_src = |name: &str| {
+        let to = t.dir.path().join(name);
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(&src)
+            .arg(&to)
+            .status()
+            .unwrap()
+            .success());
+        to
+    };
     write_tree(1);
-    let v1 = t.dir.path().join("v1");
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(&src)
-        .arg(&v1)
-        .status()
-        .unwrap()
-        .success());
+    let v1 = copy_of_src("v1");
     t.ok(&["put", "-r", "-q", src.to_str().unwrap(), "p"]);
     let restores = |at: &str, like: &std::path::Path| {
         let out = t.dir.path().join("out");
@@ -325,14 +317,7 @@ fn put_r_killed_at_each_of_its_syncs_leaves_only_what_gc_frees() {
     let mut before = v1;
     for attempt in 1..=3u64 {
         if attempt > 1 {
-            before = t.dir.path().join(format!("v{attempt}"));
-            assert!(Command::new("cp")
-                .arg("-a")
-                .arg(&src)
-                .arg(&before)
-                .status()
-                .unwrap()
-                .success());
+            before = copy_of_src(&format!("v{attempt}"));
         }
         write_tree(attempt + 1);
         let base = t.json(&["snapshots", "p"]).as_array().unwrap().len();

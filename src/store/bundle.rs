@@ -5,9 +5,9 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 
 /// Type tag of an encoded slice bundle.
-pub const BUNDLE_TAG: u8 = b'L';
+const BUNDLE_TAG: u8 = b'L';
 /// Version of the bundle encoding.
-pub const BUNDLE_VERSION: u8 = 2;
+const BUNDLE_VERSION: u8 = 2;
 
 /// The slices of one chunk held here: `(index, encoded SealedSlice)`, borrowed from the map.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -167,14 +167,10 @@ impl LocalSealedSliceStore {
         } else {
             // Written straight into LMDB's pages: encoding it first cost a copy of every slice
             // byte and, under put -r's malloc thresholds, a fresh mapping faulted in page by
-            // page. `seq` is above every stored number (`next_seq`), so it goes at the end;
-            // its leaf holds only the number and the value's overflow page number. Without
-            // `MDB_APPEND`, LMDB would overwrite a bundle already under `seq`: refuse that.
-            if self.bundles.get(txn, &key)?.is_some() {
-                return Err(Error::Internal(format!(
-                    "bundle {seq} exists already: the next bundle number went back"
-                )));
-            }
+            // page. `seq` is above the last stored number (`next_seq` reads it from the tree
+            // in this transaction), so it goes at the end and overwrites nothing, as
+            // `MDB_APPEND` would have checked; its leaf holds only the number and the value's
+            // overflow page number.
             self.bundles
                 .put_reserved(txn, &key, len, |space| bundle.write_to(space))?;
         }
