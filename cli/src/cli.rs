@@ -99,7 +99,7 @@ JSON output (--json): one document on stdout. Fields are only ever added, never 
             chunks_condemned, compacted: null | {file_bytes_before, file_bytes_after}, reusable_bytes}
   stats    {keys, versions, live_versions, removed_versions, logical_bytes, unique_bytes,
             stored_bytes, stored_with_parity_bytes, file_bytes, reusable_bytes, compaction_leftover_bytes, unfinished_bytes, chunks, referenced_chunks,
-            slices, packs, dead_pack_bytes, unreferenced_chunks, unreferenced_bytes, dedup_ratio, compression_ratio,
+            slices, packs, deltas, dead_pack_bytes, unreferenced_chunks, unreferenced_bytes, dedup_ratio, compression_ratio,
             ec, node_local: [names of the fields that may differ between cluster nodes]}
   recipient ls  [recipient]
 

@@ -16,7 +16,7 @@ use crate::membership::{ClusterInfo, MemberRecord, NodeId};
 /// First byte of every frame.
 pub const MAGIC: u8 = b'O';
 /// Protocol version of this build.
-pub const VERSION: u8 = 10;
+pub const VERSION: u8 = 11;
 /// Largest frame accepted (a request with a chunk's slices fits many times over).
 pub const MAX_FRAME: u32 = 64 << 20;
 
@@ -481,7 +481,7 @@ mod tests {
     #[test]
     fn pinned_header() {
         let f = encode_frame(&Request::Members).unwrap();
-        assert_eq!(&f[..6], &[b'O', 10, 1, 0, 0, 0]);
+        assert_eq!(&f[..6], &[b'O', 11, 1, 0, 0, 0]);
         assert_eq!(f.len(), 7);
     }
 

@@ -163,6 +163,17 @@ impl Cas {
                     continue;
                 }
             };
+            // A delta: its base first (itself perhaps a delta), from this snapshot.
+            if member.as_ref().is_some_and(|m| m.base().is_some()) {
+                if !turn(pos) {
+                    return Ok(false);
+                }
+                let opened = self.plain_in(&txn, id, 0).map(|(plain, _)| plain);
+                if !each(pos, Attempt::Done(opened)) {
+                    return Ok(false);
+                }
+                continue;
+            }
             if let Some(m) = &member {
                 match self.open_member_fast(&txn, id, m, &holder, &record, pos, pool, turn) {
                     Fast::Stop => return Ok(false),

@@ -29,6 +29,39 @@ pub(super) enum Fast {
 pub(super) type Holder = (Hash, ChunkRecord, Option<ChunkRecord>);
 
 impl Cas {
+    /// The sealed bytes of member (or delta) `member`'s frame, copied from the data slices
+    /// of pack `pack_id` held here that cover them, unhashed (the frame's authentication tag
+    /// and the chunk's id check them); `None` when those slices are not all here.
+    pub(super) fn frame_unchecked(
+        &self,
+        txn: &RoTxn,
+        member: &ChunkRecord,
+        pack_id: &Hash,
+        pack: &ChunkRecord,
+    ) -> Option<Vec<u8>> {
+        // PA
+        let (_, offset) = member.pack()?;
+        let bundle = self
+            .lmdb
+            .slices
+            .bundle_part(txn, pack_id, member.sealed_len as usize)
+            .ok()?;
+        let mut shards: Vec<Option<&[u8]>> = vec![None; pack.slices.len()];
+        for i in covering_shards(pack, offset, member.sealed_len) {
+            let split = bundle.get(i).map(SealedSlice::split);
+            if let Some(Ok((h, payload))) = split {
+                if h.index == i && h.chunk == *pack_id {
+                    if let Some(slot) = shards.get_mut(i as usize) {
+                        *slot = Some(payload);
+                    }
+                }
+            }
+        }
+        let mut sealed = Vec::new();
+        member_from_data_shards(pack, &shards, offset, member.sealed_len, &mut sealed)?;
+        Some(sealed)
+    }
+
     /// The record whose slices hold chunk `id`; the inner error names what is missing.
     pub(crate) fn slices_holder(
         &self,
@@ -88,30 +121,9 @@ impl Cas {
             give_back(plain);
             return Fast::Stop;
         }
-        let (Some((_, offset)), Ok(bundle)) = (
-            member.pack(),
-            self.lmdb
-                .slices
-                .bundle_part(txn, pack_id, member.sealed_len as usize),
-        ) else {
+        let Some(sealed) = self.frame_unchecked(txn, member, pack_id, pack) else {
             return give_back(plain);
         };
-        let mut shards: Vec<Option<&[u8]>> = vec![None; pack.slices.len()];
-        for i in covering_shards(pack, offset, member.sealed_len) {
-            let split = bundle.get(i).map(SealedSlice::split);
-            if let Some(Ok((h, payload))) = split {
-                if h.index == i && h.chunk == *pack_id {
-                    if let Some(slot) = shards.get_mut(i as usize) {
-                        *slot = Some(payload);
-                    }
-                }
-            }
-        }
-        let mut sealed = Vec::new();
-        if member_from_data_shards(pack, &shards, offset, member.sealed_len, &mut sealed).is_none()
-        {
-            return give_back(plain);
-        }
         if !turn(pos) {
             return Fast::Stop;
         }

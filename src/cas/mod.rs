@@ -19,6 +19,7 @@
 mod browse;
 mod cluster_records;
 mod condemn;
+mod delta;
 mod get;
 mod get_member;
 mod history;

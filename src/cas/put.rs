@@ -12,9 +12,9 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::cas::put_sealed::{seal_job, Job, Sealed};
+use crate::cas::put_sealed::{seal_job, Job, Sealed, SmallBatch};
 use crate::cas::{now_nanos, Cas};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -41,65 +41,6 @@ const VERSION_BATCH: usize = 64;
 const JOB_AGE: Duration = Duration::from_millis(50);
 /// Chunk ids remembered for in-batch dedup before the set is cleared (memory bound).
 pub(super) const SEEN_LIMIT: usize = 200_000;
-
-/// Small chunks gathered on the producer thread before they go to a sealing worker, and
-/// finished versions before they go to the writer. One message per version woke the writer
-/// once per file and filled its queue with versions while it committed (the sealing workers
-/// then waited, having no job): 43,000 messages for `put -r /usr/share`.
-#[derive(Default)]
-struct SmallBatch {
-    job: Job,
-    bytes: usize,
-    versions: Vec<PendingVersion>,
-    started: Option<Instant>,
-}
-
-impl SmallBatch {
-    fn add(&mut self, item: usize, id: Hash, data: Vec<u8>) {
-        // A
-        self.started.get_or_insert_with(Instant::now);
-        self.bytes += data.len();
-        self.job.pack = true;
-        self.job.chunks.push((item, id, data));
-    }
-
-    fn add_version(&mut self, v: PendingVersion) {
-        // A
-        self.started.get_or_insert_with(Instant::now);
-        self.versions.push(v);
-    }
-
-    /// Hands the chunks to the workers, then the versions to the writer (nothing when
-    /// empty).
-    fn flush(
-        &mut self,
-        jobs: &SyncSender<Job>,
-        writer: &SyncSender<Result<ToWriter>>,
-    ) -> std::result::Result<(), ()> {
-        // A
-        self.started = None;
-        self.bytes = 0;
-        if !self.job.chunks.is_empty() {
-            jobs.send(std::mem::take(&mut self.job)).map_err(|_| ())?;
-        }
-        self.flush_versions(writer)
-    }
-
-    /// Hands the finished versions to the writer (nothing when none).
-    fn flush_versions(
-        &mut self,
-        writer: &SyncSender<Result<ToWriter>>,
-    ) -> std::result::Result<(), ()> {
-        // A
-        if !self.versions.is_empty() {
-            let versions = std::mem::take(&mut self.versions);
-            writer
-                .send(Ok(ToWriter::Versions(versions)))
-                .map_err(|_| ())?;
-        }
-        Ok(())
-    }
-}
 
 /// Options of a put.
 #[derive(Default)]
@@ -273,6 +214,9 @@ impl Cas {
         let keys = self.current_keys()?;
         let params = self.seal_params();
         let _lock = GcLock::acquire(self.path(), false, &|| progress.waiting("a gc is running"))?;
+        // Not on a cluster node: there every node seals on its own, and the one-sealing rule
+        // and the hand-over would have to carry bases along.
+        let deltas = !self.in_cluster()?;
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -293,7 +237,8 @@ impl Cas {
                         Err(_) => return,
                     };
                     let Ok(job) = job else { return };
-                    let sealed = seal_job(keys, params, job).map(ToWriter::Sealed);
+                    let base = |id: &Hash| self.delta_base(id);
+                    let sealed = seal_job(keys, params, job, &base).map(ToWriter::Sealed);
                     if out_tx.send(sealed).is_err() {
                         return;
                     }
@@ -301,7 +246,7 @@ impl Cas {
             }
             drop(job_rx);
             let writer = s.spawn(|| self.write_batches(out_rx, &slots));
-            let produced = self.produce(items, keys, &job_tx, &out_tx, progress, &slots);
+            let produced = self.produce(items, keys, deltas, &job_tx, &out_tx, progress, &slots);
             drop(job_tx);
             drop(out_tx);
             // Join the writer before reporting anything, so no transaction is left open.
@@ -318,10 +263,12 @@ impl Cas {
     /// Chunks every item on the calling thread and hands new chunks to the sealing
     /// workers and finished versions to the writer. Adds one slot per item to `slots`, and
     /// fills those of items that fail or are unchanged.
+    #[allow(clippy::too_many_arguments)]
     fn produce<'r>(
         &self,
         items: impl Iterator<Item = PutItem<'r>>,
         keys: &crate::crypto::StoreKeys,
+        deltas: bool,
         jobs: &SyncSender<Job>,
         writer: &SyncSender<Result<ToWriter>>,
         progress: &dyn Progress,
@@ -353,6 +300,18 @@ impl Cas {
             if seen.len() > SEEN_LIMIT {
                 seen.clear();
             }
+            // The single parent: unchanged content is no new version, and a small chunk
+            // that changed is compressed against the parent's chunk at the same place.
+            let head = match parents.as_slice() {
+                [p] if deltas || item.skip_if_unchanged => {
+                    self.lmdb.blobs.get(&self.lmdb.read()?, p)?
+                }
+                _ => None,
+            };
+            let bases = head
+                .as_ref()
+                .filter(|_| deltas)
+                .map(|h| h.chunks.as_slice());
             let mut chunks = Vec::new();
             let mut needs = Vec::new();
             let mut size = 0u64;
@@ -381,13 +340,17 @@ impl Cas {
                         needs.push(id);
                         new_chunks += 1;
                         if data.len() < SMALL_CHUNK {
-                            batch.add(i, id, data);
+                            let base = bases
+                                .and_then(|b| b.get(chunks.len() - 1))
+                                .filter(|b| (b.size as usize) < SMALL_CHUNK)
+                                .map(|b| b.id);
+                            batch.add(i, id, data, base);
                             if batch.bytes >= JOB_BYTES || batch.job.chunks.len() >= JOB_CHUNKS {
                                 batch.flush(jobs, writer).map_err(|_| stopped())?;
                             }
                         } else {
                             let job = Job {
-                                chunks: vec![(i, id, data)],
+                                chunks: vec![(i, id, data, None)],
                                 pack: false,
                             };
                             jobs.send(job).map_err(|_| stopped())?;
@@ -405,20 +368,17 @@ impl Cas {
                 }
                 Err(e) => return Err(e),
             }
-            if skip_if_unchanged && !explicit_parents && parents.len() == 1 {
-                let txn = self.lmdb.read()?;
-                if let Some(head) = self.lmdb.blobs.get(&txn, &parents[0])? {
-                    if head.chunks == chunks && head.meta.same_but_mtime(&item.meta) {
-                        let outcome = PutOutcome {
-                            hash: parents[0],
-                            size,
-                            chunks: chunks.len(),
-                            new_chunks: 0,
-                            stored_bytes: 0,
-                        };
-                        slots.set(i, Ok(outcome))?;
-                        continue;
-                    }
+            if let Some(head) = head.filter(|_| skip_if_unchanged && !explicit_parents) {
+                if head.chunks == chunks && head.meta.same_but_mtime(&item.meta) {
+                    let outcome = PutOutcome {
+                        hash: parents[0],
+                        size,
+                        chunks: chunks.len(),
+                        new_chunks: 0,
+                        stored_bytes: 0,
+                    };
+                    slots.set(i, Ok(outcome))?;
+                    continue;
                 }
             }
             let version = PendingVersion {

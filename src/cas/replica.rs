@@ -204,15 +204,22 @@ impl Cas {
         if crate::store::Lmdb::exists(dir) {
             return Err(Error::AlreadyInitialised(dir.display().to_string()));
         }
-        if seed.config.format != crate::store::meta::FORMAT_VERSION {
+        use crate::store::meta::{FORMAT_VERSION, OLDEST_FORMAT};
+        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&seed.config.format) {
             return Err(Error::UnsupportedFormat {
                 found: seed.config.format,
-                supported: crate::store::meta::FORMAT_VERSION,
+                supported: FORMAT_VERSION,
             });
         }
         let lmdb = crate::store::Lmdb::open(dir, true)?;
         let mut txn = lmdb.write()?;
-        lmdb.meta.put_config(&mut txn, &seed.config)?;
+        // This build's format: the versions it pulls may bring deltas sealed before the
+        // store became a cluster's.
+        let config = crate::store::StoreConfig {
+            format: FORMAT_VERSION,
+            ..seed.config.clone()
+        };
+        lmdb.meta.put_config(&mut txn, &config)?;
         for (epoch, w) in &seed.keys {
             let r = crate::crypto::Recipient::parse(&w.recipient)?;
             lmdb.key_index.put(&mut txn, *epoch, &r.fingerprint(), w)?;
@@ -261,24 +268,7 @@ impl crate::cas::Replica<'_> {
                 if chunks.iter().any(|(id, _)| *id == c.id) {
                     continue;
                 }
-                if let Some(r) = self.lmdb.chunks.get(&txn, &c.id)? {
-                    if self.is_condemned_in(&txn, &c.id, &r)? {
-                        condemned.push(c.id);
-                    }
-                    // A member's pack travels with it, before it: every node needs the
-                    // pack's record to read the member and to take its share of the pack's
-                    // slices, and a member adopted by the one-sealing rule is logged with it.
-                    let pack = r.pack().map(|(p, _)| p);
-                    if let Some(p) = pack.filter(|p| !chunks.iter().any(|(id, _)| id == p)) {
-                        if let Some(pr) = self.lmdb.chunks.get(&txn, &p)? {
-                            if self.is_condemned_in(&txn, &p, &pr)? {
-                                condemned.push(p);
-                            }
-                            chunks.push((p, pr));
-                        }
-                    }
-                    chunks.push((c.id, r));
-                }
+                self.ship_record(&txn, &c.id, &mut chunks, &mut condemned, 0)?;
             }
             out.push(VersionRecord {
                 blob,
@@ -287,6 +277,36 @@ impl crate::cas::Replica<'_> {
             });
         }
         Ok(out)
+    }
+
+    /// Adds chunk `id`'s record to `chunks` (once), after what it holds: a member's pack
+    /// travels with it, before it (every node needs the pack's record to read the member and
+    /// to take its share of the pack's slices, and a member adopted by the one-sealing rule
+    /// is logged with it), and so does a delta's base, with its own pack and base, as deep
+    /// as the chain goes (a store's deltas were sealed before it became a cluster's).
+    fn ship_record(
+        &self,
+        txn: &crate::store::RoTxn,
+        id: &Hash,
+        chunks: &mut Vec<(Hash, ChunkRecord)>,
+        condemned: &mut Vec<Hash>,
+        depth: u8,
+    ) -> Result<()> {
+        // A
+        if chunks.iter().any(|(c, _)| c == id) || depth > crate::model::chunk::MAX_DELTA_DEPTH + 1 {
+            return Ok(());
+        }
+        let Some(r) = self.lmdb.chunks.get(txn, id)? else {
+            return Ok(());
+        };
+        for held in r.holds() {
+            self.ship_record(txn, &held, chunks, condemned, depth + 1)?;
+        }
+        if self.is_condemned_in(txn, id, &r)? {
+            condemned.push(*id);
+        }
+        chunks.push((*id, r));
+        Ok(())
     }
 
     /// The versions among `hashes` this store has never seen (neither stored nor removed).

@@ -73,8 +73,8 @@ impl Cas {
             return Ok(report);
         }
         let mut after = None;
-        // Packs whose last member this pass freed: freed after the scan, which may have
-        // passed them already.
+        // Packs (and bases) whose last member (or delta) this pass freed: freed after the
+        // scan, which may have passed them already.
         let mut emptied = Vec::new();
         loop {
             let page = self.lmdb.chunks.page(&self.lmdb.read()?, after, PAGE)?;
@@ -96,14 +96,28 @@ impl Cas {
             }
             self.lmdb.commit(txn)?;
         }
-        for ids in emptied.chunks(PAGE) {
-            let mut txn = self.lmdb.write()?;
-            for id in ids {
-                if self.lmdb.chunks.contains(&txn, id)? && self.lmdb.chunks.refs(&txn, id)? == 0 {
-                    self.free_chunk_in(&mut txn, id, true, &mut report)?;
+        // What those freed were the last reference of: packs, and bases of deltas, which may
+        // in turn hold their own pack and base.
+        while !emptied.is_empty() {
+            let mut next = Vec::new();
+            for ids in emptied.chunks(PAGE) {
+                let mut txn = self.lmdb.write()?;
+                for id in ids {
+                    let Some(record) = self.lmdb.chunks.get(&txn, id).ok().flatten() else {
+                        continue;
+                    };
+                    if self.lmdb.chunks.refs(&txn, id)? == 0 {
+                        next.extend(self.free_chunk_in(
+                            &mut txn,
+                            id,
+                            record.is_pack(),
+                            &mut report,
+                        )?);
+                    }
                 }
+                self.lmdb.commit(txn)?;
             }
-            self.lmdb.commit(txn)?;
+            emptied = next;
         }
         if let Some(r) = self.repack(progress)? {
             report.packs_rewritten += r.packs_rewritten;
@@ -120,14 +134,14 @@ impl Cas {
     }
 
     /// Frees chunk (or pack, when `pack`) `id`: its slices, its record and count, logged in the
-    /// DeletionWAL. Returns the pack this left without members, if any.
+    /// DeletionWAL. Returns what this left without references: its pack, a delta's base.
     fn free_chunk_in(
         &self,
         txn: &mut crate::store::RwTxn,
         id: &crate::hash::Hash,
         pack: bool,
         report: &mut GcReport,
-    ) -> Result<Option<crate::hash::Hash>> {
+    ) -> Result<Vec<crate::hash::Hash>> {
         // PA
         let (n, bytes) = self.lmdb.slices.delete_chunk(txn, id)?;
         report.bytes_freed += bytes;

@@ -58,6 +58,9 @@ pub struct Stats {
     pub slices: u64,
     /// Packs: small chunks sealed together (`src/seal/pack.rs`). Node-local.
     pub packs: u64,
+    /// Chunks stored as deltas against an earlier chunk (`src/seal/delta.rs`), among
+    /// `chunks`. Node-local.
+    pub deltas: u64,
     /// Bytes of pack payloads in frames no chunk record names: members freed, or sealed
     /// again by a put that another put beat to it. Part of `stored_bytes`; gc rewrites a
     /// pack once they are half of it (`src/maintenance/repack.rs`). Node-local.
@@ -76,7 +79,7 @@ pub struct Stats {
 impl Stats {
     /// The fields (by their JSON names) that count what this node holds, and so may differ
     /// between the nodes of a cluster with the same keys, versions and content.
-    pub const NODE_LOCAL: [&'static str; 17] = [
+    pub const NODE_LOCAL: [&'static str; 18] = [
         "versions",
         "removed_versions",
         "unique_bytes",
@@ -89,6 +92,7 @@ impl Stats {
         "chunks",
         "slices",
         "packs",
+        "deltas",
         "dead_pack_bytes",
         "unreferenced_chunks",
         "unreferenced_bytes",
@@ -131,6 +135,7 @@ impl Cas {
                 if let Some((pack, offset)) = r.pack() {
                     frames.insert((pack, offset), r.sealed_len);
                 }
+                s.deltas += u64::from(r.base().is_some());
                 s.chunks += 1;
                 s.unique_bytes += r.size as u64;
                 if r.pack().is_none() {

@@ -62,7 +62,26 @@ pub enum ChunkKind {
     /// of its own (each member is encrypted alone), `size` equals `sealed_len`, and its
     /// reference count is the number of member records that name it.
     Pack,
+    /// Sealed into pack `pack` as a frame of its own, compressed against chunk `base` (the
+    /// previous version's chunk at the same place: a small file edited between two backups
+    /// costs its edit, not its size). The frame's sealed bytes are `offset..offset +
+    /// sealed_len` of the pack's payload and open to this chunk alone, given the base's
+    /// plaintext as zstd's prefix. No slices of its own (k = m = 0); the base counts this
+    /// record as one of its references, so it outlives every delta made against it.
+    Delta {
+        /// The pack's id.
+        pack: Hash,
+        /// Byte offset of the frame's sealed bytes in the pack's payload.
+        offset: u32,
+        /// The chunk whose plaintext the frame was compressed against.
+        base: Hash,
+    },
 }
+
+/// Longest chain of deltas a chunk may sit at the end of (a delta against a delta ...):
+/// reading a chunk opens at most this many frames more than itself. A put compresses against
+/// a base this deep or deeper no further, and stores the chunk whole instead.
+pub const MAX_DELTA_DEPTH: u8 = 8;
 
 /// Largest pack payload a record may state: bounds what a reader rebuilds in memory.
 pub const MAX_PACK: u32 = 16 << 20;
@@ -98,11 +117,14 @@ impl ChunkRecord {
                 self.size as usize <= fastcdc::v2020::MAXIMUM_MAX
                     && self.sealed_len as u64 <= bound(self.size)
             }
+            ChunkKind::Delta { .. } => {
+                self.size <= MAX_FRAME && self.sealed_len as u64 <= bound(self.size)
+            }
         };
         if !sizes_ok {
             return Err("chunk record sizes out of range".into());
         }
-        if let ChunkKind::Member { offset, .. } = self.kind {
+        if let Some((_, offset)) = self.pack() {
             if self.k != 0 || self.m != 0 || !self.slices.is_empty() {
                 return Err("a pack member with slices of its own".into());
             }
@@ -127,9 +149,27 @@ impl ChunkRecord {
     pub fn pack(&self) -> Option<(Hash, u32)> {
         // A
         match self.kind {
-            ChunkKind::Member { pack, offset, .. } => Some((pack, offset)),
+            ChunkKind::Member { pack, offset, .. } | ChunkKind::Delta { pack, offset, .. } => {
+                Some((pack, offset))
+            }
             _ => None,
         }
+    }
+
+    /// The chunk this one was compressed against, for a delta.
+    pub fn base(&self) -> Option<Hash> {
+        // A
+        match self.kind {
+            ChunkKind::Delta { base, .. } => Some(base),
+            _ => None,
+        }
+    }
+
+    /// The other records this one holds a reference to: its pack and, for a delta, its
+    /// base. Each counts this record among its references while it is stored.
+    pub fn holds(&self) -> impl Iterator<Item = Hash> {
+        // A
+        self.pack().map(|(p, _)| p).into_iter().chain(self.base())
     }
 
     /// True for a pack's record (no plaintext of its own: never opened as a chunk).
@@ -204,6 +244,12 @@ mod tests {
             // Records valid up to a few bytes reach the decoder's checks.
             let _ = ChunkRecord::decode(&crate::fuzzing::mutate(&enc, &edits));
             prop_assert_eq!(ChunkRecord::decode(&enc).ok(), Some(member));
+            let delta = ChunkRecord { size, sealed_len: size / 8 + 29, key_epoch, nonce: [seed; 12], k: 0, m: 0,
+                slices: Vec::new(), kind: ChunkKind::Delta { pack: Hash([seed; 32]), offset, base: Hash([!seed; 32]) } };
+            let enc = delta.encode().unwrap();
+            let _ = ChunkRecord::decode(&crate::fuzzing::mutate(&enc, &edits));
+            prop_assert_eq!(delta.holds().collect::<Vec<_>>(), vec![Hash([seed; 32]), Hash([!seed; 32])]);
+            prop_assert_eq!(ChunkRecord::decode(&enc).ok(), Some(delta));
             let len = size.min(MAX_PACK);
             let pack = ChunkRecord { size: len, sealed_len: len, key_epoch: 0, nonce: [0; 12], k, m,
                 slices: (0..(k + m)).map(|i| Hash([seed ^ i; 32])).collect(), kind: ChunkKind::Pack };
@@ -259,6 +305,47 @@ mod tests {
             postcard::from_bytes::<(u8, ChunkRecord)>(&bytes).unwrap(),
             (7, good)
         );
+    }
+
+    #[test]
+    fn deltas_have_no_slices_and_stay_within_a_frame() {
+        let delta = ChunkRecord {
+            size: 10,
+            sealed_len: 39,
+            key_epoch: 0,
+            nonce: [0; 12],
+            k: 0,
+            m: 0,
+            slices: Vec::new(),
+            kind: ChunkKind::Delta {
+                pack: Hash([1; 32]),
+                offset: 0,
+                base: Hash([2; 32]),
+            },
+        };
+        assert!(ChunkRecord::decode(&delta.encode().unwrap()).is_ok());
+        assert_eq!(delta.pack(), Some((Hash([1; 32]), 0)));
+        let with_slice = ChunkRecord {
+            k: 1,
+            slices: vec![Hash::default()],
+            ..delta.clone()
+        };
+        assert!(ChunkRecord::decode(&with_slice.encode().unwrap()).is_err());
+        let huge = ChunkRecord {
+            size: MAX_FRAME + 1,
+            sealed_len: 39,
+            ..delta.clone()
+        };
+        assert!(ChunkRecord::decode(&huge.encode().unwrap()).is_err());
+        let far = ChunkRecord {
+            kind: ChunkKind::Delta {
+                pack: Hash([1; 32]),
+                offset: MAX_PACK,
+                base: Hash([2; 32]),
+            },
+            ..delta
+        };
+        assert!(ChunkRecord::decode(&far.encode().unwrap()).is_err());
     }
 
     #[test]
@@ -361,7 +448,22 @@ mod tests {
             slices: vec![Hash([3; 32]), Hash([4; 32])],
             kind: ChunkKind::Pack,
         };
+        let delta = ChunkRecord {
+            size: 5,
+            sealed_len: 30,
+            key_epoch: 1,
+            nonce: [7; 12],
+            k: 0,
+            m: 0,
+            slices: Vec::new(),
+            kind: ChunkKind::Delta {
+                pack: Hash([2; 32]),
+                offset: 300,
+                base: Hash([5; 32]),
+            },
+        };
         let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(hex(delta.encode().unwrap()), "4301051e01070707070707070707070707000000030202020202020202020202020202020202020202020202020202020202020202ac020505050505050505050505050505050505050505050505050505050505050505");
         assert_eq!(hex(member.encode().unwrap()), "4301052201070707070707070707070707000000010202020202020202020202020202020202020202020202020202020202020202ac022814");
         assert_eq!(hex(pack.encode().unwrap()), "43014040000000000000000000000000000101020303030303030303030303030303030303030303030303030303030303030303040404040404040404040404040404040404040404040404040404040404040402");
     }

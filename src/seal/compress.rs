@@ -8,6 +8,9 @@ use crate::error::{Error, Result};
 pub const RAW: u8 = 0;
 /// Flag byte: the body is one zstd frame.
 pub const ZSTD: u8 = 1;
+/// Flag byte: the body is one zstd frame compressed with a base chunk's plaintext as its
+/// prefix (a delta frame: it decodes only given that plaintext).
+pub const DELTA: u8 = 2;
 
 thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
@@ -98,10 +101,111 @@ pub fn decompress_into(flagged: &[u8], size: usize, out: &mut Vec<u8>) -> Result
     }
 }
 
+/// `[DELTA][body]` for `plaintext` compressed at `level` against `base` (zstd's prefix:
+/// matches may point into the base, as into earlier input). A context of its own per call:
+/// the prefix is borrowed for this frame only.
+pub fn compress_against(plaintext: &[u8], base: &[u8], level: i32) -> Result<Vec<u8>> {
+    // A
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let fail = |what: &str, code: usize| {
+        Error::InvalidArgument(format!(
+            "zstd {what}: {}",
+            zstd::zstd_safe::get_error_name(code)
+        ))
+    };
+    let mut cctx = CCtx::try_create().ok_or_else(|| fail("context", 0))?;
+    cctx.set_parameter(CParameter::CompressionLevel(level))
+        .map_err(|c| fail("level", c))?;
+    cctx.ref_prefix(base).map_err(|c| fail("prefix", c))?;
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(plaintext.len()) + 1);
+    out.push(DELTA);
+    let mut dst = std::io::Cursor::new(&mut out);
+    dst.set_position(1);
+    cctx.compress2(&mut dst, plaintext)
+        .map_err(|c| fail("compression", c))?;
+    Ok(out)
+}
+
+/// Reverses [`compress_against`] given the same `base` and the known plaintext size, into
+/// `out` (replacing what it held).
+pub fn decompress_against(
+    flagged: &[u8],
+    base: &[u8],
+    size: usize,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    // A
+    use zstd::zstd_safe::DCtx;
+    out.clear();
+    let Some((&DELTA, body)) = flagged.split_first() else {
+        return Err(Error::Corrupt("a delta frame without its flag".into()));
+    };
+    let corrupt = |code: usize| {
+        Error::Corrupt(format!(
+            "delta frame does not decode: {}",
+            zstd::zstd_safe::get_error_name(code)
+        ))
+    };
+    let mut dctx = DCtx::try_create().ok_or_else(|| corrupt(0))?;
+    dctx.ref_prefix(base).map_err(corrupt)?;
+    crate::buffers::make_room(out, size);
+    let written = dctx.decompress(out, body).map_err(corrupt)?;
+    if written != size {
+        out.clear();
+        return Err(Error::Corrupt(
+            "chunk decompressed to the wrong size".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// A delta frame opens to its plaintext given its base, and fails (never panics or
+        /// writes past `size`) given another base or a damaged body.
+        #[test]
+        fn deltas_round_trip(base in prop::collection::vec(any::<u8>(), 0..20_000),
+                             edit in prop::collection::vec(any::<u8>(), 0..300),
+                             at in any::<usize>(), flip in any::<usize>()) {
+            let at = if base.is_empty() { 0 } else { at % base.len() };
+            let plain = [&base[..at], &edit[..], &base[at..]].concat();
+            let d = compress_against(&plain, &base, 3).unwrap();
+            prop_assert_eq!(d[0], DELTA);
+            let mut out = vec![9; 3];
+            decompress_against(&d, &base, plain.len(), &mut out).unwrap();
+            prop_assert_eq!(&out, &plain);
+            prop_assert!(decompress(&d, plain.len()).is_err(), "a delta needs its base");
+            prop_assert!(decompress_against(&d, &base, plain.len() + 1, &mut out).is_err());
+            let mut bad = d.clone();
+            let i = 1 + flip % (bad.len() - 1).max(1);
+            if i < bad.len() { bad[i] ^= 0x40; }
+            if let Ok(()) = decompress_against(&bad, &base, plain.len(), &mut out) {
+                prop_assert_eq!(out.len(), plain.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_small_edit_costs_little_against_its_base() {
+        let base: Vec<u8> = (0..2_000u32)
+            .flat_map(|i| format!("line {i}: {}\n", i.wrapping_mul(2654435761)).into_bytes())
+            .collect();
+        let mut plain = base.clone();
+        plain[20_000] ^= 1;
+        let d = compress_against(&plain, &base, 3).unwrap();
+        let mut alone = Vec::new();
+        compress_into(&plain, 3, &mut alone).unwrap();
+        assert!(
+            d.len() * 50 < alone.len(),
+            "{} bytes, {} alone",
+            d.len(),
+            alone.len()
+        );
+    }
 
     #[test]
     fn compressible_shrinks_and_random_stays_raw() {

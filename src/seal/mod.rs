@@ -3,6 +3,7 @@
 
 pub mod cipher;
 pub mod compress;
+pub mod delta;
 pub mod erasure;
 pub mod pack;
 pub mod sealer;

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::chunk::{MAX_FRAME, MAX_PACK};
 use crate::model::{ChunkKind, ChunkRecord};
+use crate::seal::delta::DeltaFrame;
 use crate::seal::sealer::slice_up;
 use crate::seal::{cipher, compress, erasure, SealParams, SealedChunk};
 
@@ -46,7 +47,7 @@ pub fn pack_id(payload: &[u8]) -> Hash {
 
 /// The AES-256-GCM key of the frame sealed with `nonce`: derived from the nonce, which is
 /// random per frame, so no (key, nonce) pair ever repeats.
-fn frame_key(keys: &StoreKeys, nonce: &[u8; 12]) -> [u8; 32] {
+pub(crate) fn frame_key(keys: &StoreKeys, nonce: &[u8; 12]) -> [u8; 32] {
     // PA
     let id = blake3::Hasher::new_derive_key(FRAME_KEY_CONTEXT)
         .update(nonce)
@@ -55,11 +56,13 @@ fn frame_key(keys: &StoreKeys, nonce: &[u8; 12]) -> [u8; 32] {
 }
 
 /// Seals `chunks` (`(id, plaintext)`, each under 64 KiB) into one pack: frames of about
-/// [`FRAME_BYTES`], the pack's record and slices, and a member record per chunk.
+/// [`FRAME_BYTES`], the pack's record and slices, and a member record per chunk; then each
+/// of `deltas` (compressed already, against its base) as a frame of its own.
 pub fn seal_pack(
     keys: &StoreKeys,
     params: SealParams,
     chunks: &[(Hash, &[u8])],
+    deltas: &[DeltaFrame],
 ) -> Result<SealedChunk> {
     // PA
     let total: usize = chunks.iter().map(|(_, p)| p.len()).sum();
@@ -79,12 +82,25 @@ pub fn seal_pack(
                     size: p.len() as u32,
                     at: at[i],
                     frame: sealed,
+                    base: None,
                 });
             }
             frame.clear();
             at.clear();
             start = n + 1;
         }
+    }
+    for d in deltas {
+        let start = payload.len();
+        payload.extend_from_slice(&d.body);
+        let sealed = encrypt_frame(keys, start, d.size as usize, &mut payload)?;
+        members.push(Member {
+            id: d.id,
+            size: d.size,
+            at: 0,
+            frame: sealed,
+            base: Some(d.base),
+        });
     }
     build_pack(params, &payload, members)
 }
@@ -97,15 +113,27 @@ fn seal_frame(
     payload: &mut Vec<u8>,
 ) -> Result<Frame> {
     // PA
-    let offset = offset_of(payload.len())?;
     let start = payload.len();
     compress::compress_into(frame, zstd_level, payload)?;
+    encrypt_frame(keys, start, frame.len(), payload)
+}
+
+/// Encrypts the frame at `start..` of `payload` (compressed, opening to `size` bytes) in
+/// place, under a key of its own.
+fn encrypt_frame(
+    keys: &StoreKeys,
+    start: usize,
+    size: usize,
+    payload: &mut Vec<u8>,
+) -> Result<Frame> {
+    // PA
+    let offset = offset_of(start)?;
     let nonce: [u8; 12] = rand::random();
     cipher::seal_tail(&frame_key(keys, &nonce), nonce, payload, start)?;
     Ok(Frame {
         offset,
         sealed_len: (payload.len() - start) as u32,
-        size: frame_offset(frame.len())?,
+        size: frame_offset(size)?,
         nonce,
         key_epoch: keys.epoch,
     })
@@ -121,20 +149,24 @@ pub(crate) struct Frame {
     pub key_epoch: u32,
 }
 
-/// A member about to be placed in a pack: `size` bytes at `at` of its frame's plaintext.
+/// A member about to be placed in a pack: `size` bytes at `at` of its frame's plaintext;
+/// with a `base`, a delta (its frame holds it alone, compressed against the base).
 pub(crate) struct Member {
     pub id: Hash,
     pub size: u32,
     pub at: u32,
     pub frame: Frame,
+    pub base: Option<Hash>,
 }
 
 impl Member {
     /// The member of a stored record, its frame now at `offset` of a new payload (gc).
     pub(crate) fn moved(id: Hash, record: &ChunkRecord, offset: u32) -> Option<Member> {
         // A
-        let ChunkKind::Member { frame_size, at, .. } = record.kind else {
-            return None;
+        let (frame_size, at, base) = match record.kind {
+            ChunkKind::Member { frame_size, at, .. } => (frame_size, at, None),
+            ChunkKind::Delta { base, .. } => (record.size, 0, Some(base)),
+            _ => return None,
         };
         Some(Member {
             id,
@@ -147,6 +179,7 @@ impl Member {
                 nonce: record.nonce,
                 key_epoch: record.key_epoch,
             },
+            base,
         })
     }
 }
@@ -177,11 +210,18 @@ pub(crate) fn build_pack(
                 k: 0,
                 m: 0,
                 slices: Vec::new(),
-                kind: ChunkKind::Member {
-                    pack: id,
-                    offset: m.frame.offset,
-                    frame_size: m.frame.size,
-                    at: m.at,
+                kind: match m.base {
+                    Some(base) => ChunkKind::Delta {
+                        pack: id,
+                        offset: m.frame.offset,
+                        base,
+                    },
+                    None => ChunkKind::Member {
+                        pack: id,
+                        offset: m.frame.offset,
+                        frame_size: m.frame.size,
+                        at: m.at,
+                    },
                 },
             };
             (m.id, record)
@@ -269,6 +309,20 @@ pub fn open_member_into(
     plain: &mut Vec<u8>,
 ) -> Result<()> {
     // PA
+    let (pack_id, sealed) = frame_bytes(id, member, pack, shards)?;
+    open_member_from_frame(keys, &pack_id, id, member, sealed, plain)
+}
+
+/// The pack's id and the sealed bytes of the frame of member (or delta) `id` from the
+/// pack's shards: straight from the data shards that cover them when they are intact, else
+/// from the payload rebuilt from any k shards.
+pub(crate) fn frame_bytes(
+    id: &Hash,
+    member: &ChunkRecord,
+    pack: &ChunkRecord,
+    shards: &[Option<&[u8]>],
+) -> Result<(Hash, Vec<u8>)> {
+    // PA
     let (pack_id, offset) = member
         .pack()
         .ok_or_else(|| Error::Corrupt(format!("chunk {} is not in a pack", id.short())))?;
@@ -283,7 +337,7 @@ pub fn open_member_into(
             })?
             .to_vec();
     }
-    open_member_from_frame(keys, &pack_id, id, member, sealed, plain)
+    Ok((pack_id, sealed))
 }
 
 thread_local! {
@@ -444,7 +498,7 @@ mod tests {
                                    lose in prop::collection::vec(any::<u8>(), 0..3)) {
             let keys = StoreKeys::generate();
             let chunks: Vec<(Hash, &[u8])> = files.iter().map(|f| (keys.chunk_id(f), f.as_slice())).collect();
-            let sealed = seal_pack(&keys, params(), &chunks).unwrap();
+            let sealed = seal_pack(&keys, params(), &chunks, &[]).unwrap();
             prop_assert_eq!(sealed.members.len(), chunks.len());
             prop_assert!(sealed.record.is_pack());
             let shards = payloads(&sealed);
@@ -478,7 +532,7 @@ mod tests {
             })
             .collect();
         let chunks: Vec<(Hash, &[u8])> = files.iter().map(|f| (keys.chunk_id(f), &f[..])).collect();
-        let sealed = seal_pack(&keys, params(), &chunks).unwrap();
+        let sealed = seal_pack(&keys, params(), &chunks, &[]).unwrap();
         let frames: std::collections::HashSet<u32> = sealed
             .members
             .iter()

@@ -2,7 +2,8 @@
 //! committed blob; gc frees chunks whose count is zero, so it never needs the whole index
 //! in memory and never frees a chunk another blob still shares. A pack's count is the
 //! number of member records that name it, kept here by every put and delete of a record, so
-//! no caller can forget it: a pack is freed, like a chunk, once its count is zero.
+//! no caller can forget it: a pack is freed, like a chunk, once its count is zero. A delta
+//! counts, the same way, as a reference of its base.
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -32,23 +33,27 @@ impl ChunkIndex {
     }
 
     /// Stores a chunk record (its slices must be stored in the same transaction). A member
-    /// record counts as a reference of its pack; replacing one moves the reference.
+    /// record counts as a reference of its pack, a delta also of its base; replacing one
+    /// moves the references.
     pub fn put(&self, txn: &mut RwTxn, id: &Hash, record: &ChunkRecord) -> Result<()> {
         // PA
         let old = self.get(txn, id)?;
         if old.as_ref() == Some(record) {
             return Ok(());
         }
-        if let Some((pack, _)) = old.as_ref().and_then(ChunkRecord::pack) {
-            self.release(txn, &pack)?;
+        // Taken first, then released: a record moved within the same pack or onto the same
+        // base never lets a count touch zero in between.
+        for held in record.holds() {
+            self.add_refs(txn, &held, 1)?;
         }
-        if let Some((pack, _)) = record.pack() {
-            self.add_refs(txn, &pack, 1)?;
+        for held in old.iter().flat_map(ChunkRecord::holds) {
+            self.release(txn, &held)?;
         }
         Ok(self.records.put(txn, &id.0, &record.encode()?)?)
     }
 
-    /// Takes one reference from a pack whose member record goes; true when none is left.
+    /// Takes one reference from a pack whose member record goes (or a base whose delta
+    /// does); true when none is left.
     /// A count already at zero (a damaged store) stays there rather than stopping gc.
     fn release(&self, txn: &mut RwTxn, pack: &Hash) -> Result<bool> {
         // PA
@@ -88,9 +93,9 @@ impl ChunkIndex {
         Ok(now as u64)
     }
 
-    /// Deletes a chunk record and its count. For a pack member, returns its pack when this
-    /// was the last member naming it (the pack is then free to go).
-    pub fn delete(&self, txn: &mut RwTxn, id: &Hash) -> Result<Option<Hash>> {
+    /// Deletes a chunk record and its count. Returns the records this one held (its pack,
+    /// a delta's base) that it was the last reference of: they are then free to go.
+    pub fn delete(&self, txn: &mut RwTxn, id: &Hash) -> Result<Vec<Hash>> {
         // PA
         let old = match self.records.get(txn, &id.0)? {
             Some(bytes) => ChunkRecord::decode(bytes).ok(),
@@ -98,12 +103,13 @@ impl ChunkIndex {
         };
         self.records.delete(txn, &id.0)?;
         self.refs.delete(txn, &id.0)?;
-        if let Some((pack, _)) = old.as_ref().and_then(ChunkRecord::pack) {
-            if self.release(txn, &pack)? {
-                return Ok(Some(pack));
+        let mut emptied = Vec::new();
+        for held in old.iter().flat_map(ChunkRecord::holds) {
+            if self.release(txn, &held)? {
+                emptied.push(held);
             }
         }
-        Ok(None)
+        Ok(emptied)
     }
 
     /// Up to `limit` chunks after `after` (exclusive), in id order: lets gc and verify stream

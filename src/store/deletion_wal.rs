@@ -13,6 +13,9 @@ use crate::store::{Db, RoTxn, RwTxn};
 pub const WAL_TAG: u8 = b'D';
 
 /// What was deleted.
+// `Resealed` carries two chunk records; entries are read a page at a time, so their size
+// matters less than keeping the records unboxed as every other caller sees them.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Deletion {
     /// `rm KEY`: the key and all its versions.

@@ -11,7 +11,11 @@ use crate::store::{Db, RoTxn, RwTxn};
 /// Type tag of the configuration record.
 pub const CONFIG_TAG: u8 = b'M';
 /// On-disk format version of stores written by this build.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
+/// Oldest format this build opens: a format 7 store is a format 8 store without deltas, and
+/// becomes one (its config says 8, so builds that cannot read deltas refuse it) at its first
+/// delta ([`Meta::note_deltas`]).
+pub const OLDEST_FORMAT: u32 = 7;
 const CONFIG_KEY: &[u8] = b"config";
 const LOG_ID_KEY: &[u8] = b"log_id";
 
@@ -77,7 +81,7 @@ impl Meta {
             .get(txn, CONFIG_KEY)?
             .ok_or_else(|| Error::NotInitialised("store has no configuration".into()))?;
         let c: StoreConfig = codec::decode("config", CONFIG_TAG, bytes)?;
-        if c.format != FORMAT_VERSION {
+        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&c.format) {
             return Err(Error::UnsupportedFormat {
                 found: c.format,
                 supported: FORMAT_VERSION,
@@ -85,6 +89,18 @@ impl Meta {
         }
         c.validate()?;
         Ok(c)
+    }
+
+    /// Marks the store as holding deltas (format 8) in `txn`, which stores one: builds that
+    /// cannot read them then refuse the store instead of reporting its deltas damaged.
+    pub fn note_deltas(&self, txn: &mut RwTxn) -> Result<()> {
+        // PA
+        let mut c = self.config(txn)?;
+        if c.format < FORMAT_VERSION {
+            c.format = FORMAT_VERSION;
+            self.put_config(txn, &c)?;
+        }
+        Ok(())
     }
 
     /// Records when gc last finished (ns since the epoch).

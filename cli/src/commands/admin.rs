@@ -382,6 +382,7 @@ pub fn stats(g: &Global) -> Result<i32> {
             "referenced_chunks": s.referenced_chunks,
             "slices": s.slices,
             "packs": s.packs,
+            "deltas": s.deltas,
             "dead_pack_bytes": s.dead_pack_bytes,
             "unreferenced_chunks": s.unreferenced_chunks,
             "unreferenced_bytes": s.unreferenced_bytes,
@@ -433,10 +434,11 @@ fn print_stats(s: &ouroboros_db::Stats, ec: &str) -> Result<()> {
         human_bytes(s.reusable_bytes)
     )?;
     outln!(
-        "chunks / slices   {} / {} ({} packs of small chunks)",
+        "chunks / slices   {} / {} ({} packs of small chunks, {} chunks stored as deltas)",
         s.chunks,
         s.slices,
-        s.packs
+        s.packs,
+        s.deltas
     )?;
     if s.dead_pack_bytes > 0 {
         outln!(

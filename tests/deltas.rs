@@ -1,0 +1,182 @@
+//! Deltas on a real store: a small file edited between two puts is stored as a delta
+//! against its previous version (a fraction of its size), every version reads back, chains
+//! stop at their longest, gc keeps a base while a delta needs it and frees it after, and a
+//! delta reads back through damage to its pack and its base's pack, and after repair.
+
+mod common;
+
+use common::damage_slice as damage;
+use common::packs::{new_store, records};
+use common::read;
+use ouroboros_db::model::chunk::MAX_DELTA_DEPTH;
+use ouroboros_db::{Cas, Hash, NoProgress, PutOptions};
+
+/// Version `n` of a source file: 300 lines, one of them edited per version.
+fn version(n: usize) -> Vec<u8> {
+    (0..300usize)
+        .map(|i| match i {
+            i if i < n => format!("    value_{i} = compute({i}, edited in version {i})\n"),
+            i => format!(
+                "    value_{i} = compute({}, {})\n",
+                i * 7919 % 1000,
+                i * 104_729
+            ),
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn put(cas: &Cas, key: &str, data: &[u8]) -> Hash {
+    cas.put(key, data, &PutOptions::default()).unwrap().hash
+}
+
+/// The record of the single chunk of a one-chunk version.
+fn chunk_of(cas: &Cas, hash: &Hash) -> (Hash, ouroboros_db::model::ChunkRecord) {
+    let blob = cas.blob(hash).unwrap();
+    let id = blob.chunks[0].id;
+    let record = records(cas).into_iter().find(|(c, _)| *c == id).unwrap().1;
+    (id, record)
+}
+
+#[test]
+fn an_edited_small_file_is_stored_as_a_delta_and_every_version_reads_back() {
+    let (_d, cas) = new_store();
+    let v1 = put(&cas, "src/app.py", &version(0));
+    let after_first = cas.stats().unwrap().stored_bytes;
+    let v2 = put(&cas, "src/app.py", &version(1));
+    let stats = cas.stats().unwrap();
+    assert_eq!(stats.deltas, 1);
+    let (_, record) = chunk_of(&cas, &v2);
+    assert_eq!(record.base(), Some(chunk_of(&cas, &v1).0));
+    let added = stats.stored_bytes - after_first;
+    assert!(
+        added * 10 < after_first,
+        "the edit cost {added} bytes against {after_first}"
+    );
+    assert_eq!(read(&cas, "src/app.py"), version(1));
+    assert_eq!(read(&cas, &format!("src/app.py@{}", v1)), version(0));
+    let report = cas.verify(false, &NoProgress).unwrap();
+    assert!(report.is_healthy(), "{:?}", report.damage);
+    assert_eq!(report.decrypted, 2, "the delta and its base opened");
+}
+
+#[test]
+fn chains_stop_at_their_longest_and_start_again() {
+    let (_d, cas) = new_store();
+    let n = MAX_DELTA_DEPTH as usize + 4;
+    let hashes: Vec<Hash> = (0..n).map(|i| put(&cas, "lib.rs", &version(i))).collect();
+    // Version 0 whole, then MAX_DELTA_DEPTH deltas, one whole again, then deltas on it.
+    let whole: Vec<usize> = (0..n)
+        .filter(|i| chunk_of(&cas, &hashes[*i]).1.base().is_none())
+        .collect();
+    assert_eq!(whole, vec![0, MAX_DELTA_DEPTH as usize + 1]);
+    assert_eq!(cas.stats().unwrap().deltas, n as u64 - 2);
+    for (i, h) in hashes.iter().enumerate() {
+        assert_eq!(
+            read(&cas, &format!("lib.rs@{h}")),
+            version(i),
+            "version {i}"
+        );
+    }
+}
+
+#[test]
+fn gc_keeps_a_base_while_a_delta_needs_it_and_frees_it_after() {
+    let (_d, cas) = new_store();
+    let v1 = put(&cas, "a.txt", &version(0));
+    let v2 = put(&cas, "a.txt", &version(1));
+    let (base, _) = chunk_of(&cas, &v1);
+    cas.remove(&format!("a.txt@{v1}")[..]).unwrap();
+    cas.gc(&NoProgress).unwrap();
+    assert!(
+        records(&cas).iter().any(|(id, _)| *id == base),
+        "the base stays"
+    );
+    assert_eq!(read(&cas, "a.txt"), version(1));
+    assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
+    // The delta's own version gone too: both go, and so do their packs.
+    cas.remove(&format!("a.txt@{v2}")[..]).unwrap();
+    let report = cas.gc(&NoProgress).unwrap();
+    assert_eq!(report.chunks_freed, 2, "{report:?}");
+    assert_eq!(report.packs_freed, 2, "{report:?}");
+    assert!(records(&cas).is_empty(), "{:?}", records(&cas));
+    let stats = cas.stats().unwrap();
+    assert_eq!((stats.chunks, stats.slices), (0, 0));
+}
+
+#[test]
+fn a_delta_reads_back_through_damage_to_its_pack_and_its_base_and_after_repair() {
+    for lost in 0..4u8 {
+        let (_d, cas) = new_store();
+        let v1 = put(&cas, "doc.md", &version(0));
+        let v2 = put(&cas, "doc.md", &version(1));
+        let (base_pack, _) = chunk_of(&cas, &v1).1.pack().unwrap();
+        let (delta_pack, _) = chunk_of(&cas, &v2).1.pack().unwrap();
+        assert_ne!(base_pack, delta_pack);
+        // Up to m = 2 slices of each pack: a data slice and a parity slice.
+        for pack in [base_pack, delta_pack] {
+            damage(&cas, &pack, lost, None);
+            damage(&cas, &pack, 5, Some(b"garbage"));
+        }
+        assert_eq!(read(&cas, "doc.md"), version(1), "data slice {lost} lost");
+        assert!(!cas.verify(false, &NoProgress).unwrap().is_healthy());
+        let repaired = cas.verify(true, &NoProgress).unwrap();
+        assert!(repaired.is_healthy(), "{:?}", repaired.damage);
+        let clean = cas.verify(false, &NoProgress).unwrap();
+        assert!(clean.damage.is_empty(), "{:?}", clean.damage);
+        assert_eq!(read(&cas, "doc.md"), version(1));
+        assert_eq!(read(&cas, &format!("doc.md@{v1}")), version(0));
+    }
+}
+
+#[test]
+fn a_delta_whose_base_is_lost_is_reported_never_misread() {
+    let (_d, cas) = new_store();
+    let v1 = put(&cas, "x", &version(0));
+    let v2 = put(&cas, "x", &version(1));
+    let (base_pack, _) = chunk_of(&cas, &v1).1.pack().unwrap();
+    for i in 0..3 {
+        damage(&cas, &base_pack, i, None);
+    }
+    let mut out = Vec::new();
+    assert!(
+        cas.get("x", &mut out).is_err(),
+        "more than m slices of the base lost"
+    );
+    let report = cas.verify(false, &NoProgress).unwrap();
+    assert!(!report.is_healthy());
+    // Both versions are reported: the base's, and the delta's, which cannot open without it.
+    let text = format!("{:?}", report.damage);
+    for v in [v1, v2] {
+        assert!(text.contains(&format!("x@{}", v.short())), "{v}: {text}");
+    }
+}
+
+#[test]
+fn a_format_7_store_opens_and_says_8_from_its_first_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let id = ouroboros_db::Identity::generate();
+    let cas = Cas::create(&path, &common::packs::opts(), &id).unwrap();
+    let lmdb = cas.replica().lmdb();
+    let format = |cas: &Cas| {
+        let lmdb = cas.replica().lmdb();
+        lmdb.meta.config(&lmdb.read().unwrap()).unwrap().format
+    };
+    let mut txn = lmdb.write().unwrap();
+    let old = ouroboros_db::store::StoreConfig {
+        format: 7,
+        ..cas.config().clone()
+    };
+    lmdb.meta.put_config(&mut txn, &old).unwrap();
+    txn.commit().unwrap();
+    drop(cas);
+    let mut cas = Cas::open(&path).unwrap();
+    cas.unlock(&id).unwrap();
+    put(&cas, "f", &version(0));
+    assert_eq!(format(&cas), 7, "no delta yet: older builds still read it");
+    put(&cas, "f", &version(1));
+    assert_eq!(cas.stats().unwrap().deltas, 1);
+    assert_eq!(format(&cas), 8);
+    assert_eq!(read(&cas, "f"), version(1));
+}
