@@ -180,3 +180,52 @@ fn a_format_7_store_opens_and_says_8_from_its_first_delta() {
     assert_eq!(format(&cas), 8);
     assert_eq!(read(&cas, "f"), version(1));
 }
+
+#[test]
+fn a_replica_receives_a_deltas_base_chain_and_refuses_a_delta_without_its_base() {
+    let (_d, a) = new_store();
+    let dir = tempfile::tempdir().unwrap();
+    put(&a, "f", &version(0));
+    put(&a, "f", &version(1));
+    let v3 = put(&a, "f", &version(2));
+    let (v, _) = a.versions_since(0, 100).unwrap();
+    let last = v.iter().find(|r| r.blob.hash().unwrap() == v3).unwrap();
+    // The delta, its base (a delta too), that one's base, and their packs, bases first.
+    let ids: Vec<Hash> = last.chunks.iter().map(|(id, _)| *id).collect();
+    let (delta, record) = chunk_of(&a, &v3);
+    assert_eq!(ids.last(), Some(&delta));
+    let base = record.base().unwrap();
+    let pos = |h: &Hash| ids.iter().position(|i| i == h).unwrap();
+    assert!(pos(&base) < pos(&delta));
+    assert!(pos(&record.pack().unwrap().0) < pos(&delta));
+    let seed = a.replica().replica_seed().unwrap();
+    let b = Cas::create_replica(&dir.path().join("b"), &seed).unwrap();
+    assert_eq!(
+        b.replica()
+            .import_versions(std::slice::from_ref(last))
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        records(&b)
+            .iter()
+            .filter(|(_, r)| r.base().is_some())
+            .count(),
+        2
+    );
+    // A hostile or damaged peer: the same delta naming itself, or a base never sent.
+    for bad_base in [delta, Hash([7; 32])] {
+        let c =
+            Cas::create_replica(&dir.path().join(format!("c{}", bad_base.short())), &seed).unwrap();
+        let mut rec = last.clone();
+        if let Some((_, r)) = rec.chunks.iter_mut().find(|(id, _)| *id == delta) {
+            if let ouroboros_db::model::ChunkKind::Delta { base, .. } = &mut r.kind {
+                *base = bad_base;
+            }
+        }
+        rec.chunks.retain(|(id, _)| *id != bad_base || *id == delta);
+        let err = c.replica().import_versions(&[rec]).unwrap_err();
+        assert!(err.to_string().contains("without a usable base"), "{err}");
+        assert!(records(&c).iter().all(|(_, r)| r.base().is_none()));
+    }
+}

@@ -58,6 +58,19 @@ impl Cas {
             return Ok(false);
         }
         for (id, record) in &rec.chunks {
+            // A delta's base travels before it (`ship_record`): one that is the delta
+            // itself, a pack or absent would leave a record no node can read or free.
+            if let Some(base) = record.base() {
+                if !self.usable_base(txn, id, &base)? {
+                    return Err(Error::Corrupt(format!(
+                        "replicated version {} of {:?} names delta {} without a usable base {}",
+                        hash.short(),
+                        blob.key,
+                        id.short(),
+                        base.short()
+                    )));
+                }
+            }
             self.adopt_record_in(txn, id, record, rec.condemned.contains(id))?;
         }
         for c in &blob.chunks {
@@ -141,6 +154,12 @@ impl Cas {
         if !self.lmdb.chunks.contains(txn, id)? {
             return Ok(false);
         }
+        if let Some(base) = record.base() {
+            // A delta whose base is unknown here could not be read: not adopted.
+            if !self.usable_base(txn, id, &base)? {
+                return Ok(false);
+            }
+        }
         if let Some((pack_id, _)) = record.pack() {
             match pack {
                 Some(p) if p.is_pack() => {
@@ -155,6 +174,18 @@ impl Cas {
             self.adopt_record_in(txn, id, record, false)?,
             super::Adopted::Replaced
         ))
+    }
+
+    /// True when chunk `base` can serve as the base of delta `id` here: another chunk,
+    /// not a pack, whose record is stored.
+    fn usable_base(&self, txn: &RwTxn, id: &Hash, base: &Hash) -> Result<bool> {
+        // PA
+        Ok(base != id
+            && self
+                .lmdb
+                .chunks
+                .get(txn, base)?
+                .is_some_and(|r| !r.is_pack()))
     }
 
     fn import_key_removal(&self, txn: &mut RwTxn, key: &str, time: i64) -> Result<bool> {
@@ -293,8 +324,17 @@ impl crate::cas::Replica<'_> {
         depth: u8,
     ) -> Result<()> {
         // A
-        if chunks.iter().any(|(c, _)| c == id) || depth > crate::model::chunk::MAX_DELTA_DEPTH + 1 {
+        if chunks.iter().any(|(c, _)| c == id) {
             return Ok(());
+        }
+        // A chain longer than any put makes (a damaged record): shipping the delta without
+        // its base would leave the receiver a chunk it cannot read.
+        if depth > crate::model::chunk::MAX_DELTA_DEPTH + 1 {
+            return Err(Error::Corrupt(format!(
+                "chunk {}: a chain of deltas longer than {}",
+                id.short(),
+                crate::model::chunk::MAX_DELTA_DEPTH
+            )));
         }
         let Some(r) = self.lmdb.chunks.get(txn, id)? else {
             return Ok(());
