@@ -7,7 +7,7 @@
 #     Sections (a) one file, (b) a tree, (c) snapshots: put -r / get -r against restic.
 #   [REPS=3] [RESTORE_DIR=/dev/shm] bench/compare.sh snapshots [TREE]
 #     Only (c): replaces that section of bench/RESULTS.md, keeps the others.
-#   [REPS=3] [SMALL_SRC=git:URL|pypi:NAME|dir:PATH] [SMALL_RELEASES='R1 R2 ...'] bench/compare.sh small [TREE]
+#   [REPS=3] [SMALL_SRC=git:URL|pypi:NAME|dir:PATH] [SMALL_RELEASES='R1 R2 ...'] [REL_RSYNC=OPTS] bench/compare.sh small [TREE]
 #     Only (d) small files: several releases of a source tree (by default curl's git tags, or
 #     Django's sdists on PyPI when GitHub is out of reach) backed up in turn into one store per
 #     tool, then a first backup of TREE; ouro against borg and restic, with peak memory.
@@ -220,16 +220,21 @@ small_source() {
 # (d) Small files: ouro put -r against borg create -C zstd,3 and restic backup (defaults) on
 # many small files, the three tools taking turns in every step:
 #   1. the releases of small_source backed up in turn, one store (repository) per tool: each
-#      release is copied with `rsync -a --delete` into $sw/src-tree, the one path all three back
-#      up (ouro: snapshots under prefix src; borg: one archive per release; restic: one snapshot
-#      per release, each the parent of the next). Reports each backup's time and the total,
+#      release is copied with `rsync -a $REL_RSYNC --delete` into $sw/src-tree, the one path all
+#      three back up (ouro: snapshots under prefix src; borg: one archive per release; restic: one
+#      snapshot per release, each the parent of the next). By default the copy is the user's own
+#      tree (REL_RSYNC='--no-owner --no-group --chmod=go-w': owned by whoever runs the bench, no
+#      group or world write): extracted as root, PyPI's sdists keep their packagers' owners and
+#      umasks (uid 501, 1000 or 1001; modes 644 or 664), which change from one release to the
+#      next as no user's own checkout does, and ouro records such a change as a new version of
+#      the file (REL_RSYNC= keeps them). Reports each backup's time and the total,
 #      the store directory's bytes after the last (du -sb; for ouro also without parity, i.e.
 #      less stored_with_parity_bytes - stored_bytes of `ouro stats`), and peak memory;
 #   2. a first backup of TREE into fresh stores: time, bytes, peak memory.
 # Memory comes from sample_mem (common.sh): VmHWM, RssAnon and RssFile at their peaks.
 # Prints a markdown section on stdout; progress on stderr.
 small_case() {
-  local tree=$1 sw=$work/small i k t n a b c
+  local tree=$1 sw=$work/small i k t n a b c rel_rsync=${REL_RSYNC---no-owner --no-group --chmod=go-w}
   small_source
   n=${#rel_dirs[@]}
   rm -rf "$sw"; mkdir -p "$sw"
@@ -296,7 +301,7 @@ small_case() {
     for t in ouro borg restic; do init_store $t "$sw/$t-rel"; done
     rm -rf "$sw/src-tree"
     for k in "${!rel_dirs[@]}"; do
-      rsync -a --delete "${rel_dirs[$k]}/" "$sw/src-tree/"
+      rsync -a $rel_rsync --delete "${rel_dirs[$k]}/" "$sw/src-tree/"
       for t in $(order $((i + k))); do
         backup $t "$sw/$t-rel" "${rel_names[$k]}" "$sw/src-tree"
         D[${t}_r$k]+=" $secs"
@@ -366,7 +371,7 @@ small_case() {
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/Model name: *//p' | head -1)); $(ouro_desc), 4+2, zstd 3;"
   echo "$(borg --version) (\`borg create -C zstd,3\`, repokey-blake2); $(restic version | cut -d' ' -f1-2) (defaults)."
-  echo "Reproduce: \`REPS=$reps SMALL_SRC=$small_src SMALL_RELEASES='$small_rels' bench/compare.sh small $tree\`."
+  echo "Reproduce: \`REPS=$reps SMALL_SRC=$small_src SMALL_RELEASES='$small_rels' REL_RSYNC='$rel_rsync' bench/compare.sh small $tree\`."
   echo "Medians of $reps repetition(s) on fresh stores; in each step the three tools run back to back, the first one rotating."
   echo "Memory: /proc/PID/status sampled every 50 ms; RssAnon and RssFile each at its own peak (RssFile of ouro is mostly"
   echo "LMDB's mapped pages, page cache that the kernel can reclaim); for the releases, the highest of the $n backups."
@@ -374,7 +379,7 @@ small_case() {
   echo "### 1. Releases, backed up in turn into one store per tool"
   echo
   echo "Source: $src_desc."
-  echo "Each release is copied with \`rsync -a --delete\` into one directory that all three back up (ouro: \`put -r DIR src\`,"
+  echo "Each release is copied with \`rsync -a $rel_rsync --delete\` into one directory that all three back up (ouro: \`put -r DIR src\`,"
   echo "a snapshot each; borg: an archive each; restic: a snapshot each, the previous one as parent)."
   echo "Releases, oldest first:${rel_info%;}."
   echo

@@ -229,3 +229,41 @@ fn a_replica_receives_a_deltas_base_chain_and_refuses_a_delta_without_its_base()
         assert!(records(&c).iter().all(|(_, r)| r.base().is_none()));
     }
 }
+
+/// `n` bytes of text that compresses about as source code does, edited at `edits`.
+fn big_text(n: usize, edits: &[usize]) -> Vec<u8> {
+    let mut out: Vec<u8> = (0..)
+        .flat_map(|i: u64| {
+            format!("{:x} ", i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40).into_bytes()
+        })
+        .take(n)
+        .collect();
+    for e in edits {
+        out[*e] = b'!';
+    }
+    out
+}
+
+#[test]
+fn a_large_file_edited_stores_its_changed_chunks_as_deltas() {
+    let (_d, cas) = new_store();
+    // One chunk of 300 KiB (sealed alone), then a 3 MiB file of several chunks.
+    let (one, many) = (300 << 10, 3 << 20);
+    put(&cas, "one", &big_text(one, &[]));
+    put(&cas, "many", &big_text(many, &[]));
+    let before = cas.stats().unwrap();
+    put(&cas, "one", &big_text(one, &[1000]));
+    let v = put(&cas, "many", &big_text(many, &[1_500_000]));
+    let after = cas.stats().unwrap();
+    assert_eq!(
+        after.deltas, 2,
+        "the 300 KiB chunk and the edited chunk of the 3 MiB file"
+    );
+    let blob = cas.blob(&v).unwrap();
+    assert!(blob.chunks.len() > 1);
+    let added = after.stored_bytes - before.stored_bytes;
+    assert!(added < 16 << 10, "{added} bytes for two edits");
+    assert_eq!(read(&cas, "one"), big_text(one, &[1000]));
+    assert_eq!(read(&cas, "many"), big_text(many, &[1_500_000]));
+    assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
+}

@@ -18,6 +18,7 @@ use crate::cas::put_sealed::{seal_job, Job, Sealed, SmallBatch};
 use crate::cas::{now_nanos, Cas};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::model::chunk::MAX_FRAME;
 use crate::model::{validate_key, Blob, BlobKind, ChunkRef, VersionMeta};
 use crate::progress::{NoProgress, Progress};
 use crate::store::lock::GcLock;
@@ -29,8 +30,9 @@ use crate::store::RwTxn;
 const OUT_QUEUE: usize = 12;
 /// Chunks smaller than this are sealed into packs (`src/seal/pack.rs`), and travel to the
 /// sealing workers in batches: a tree of small files would otherwise cost more in thread
-/// hand-offs than in sealing, and three whole copies per file in the store.
-const SMALL_CHUNK: usize = 64 << 10;
+/// hand-offs than in sealing, and three whole copies per file in the store. (Larger chunks
+/// with a base travel with them: as deltas they are small too.)
+pub(super) const SMALL_CHUNK: usize = 64 << 10;
 /// A batch of small chunks (one pack) is handed over at this many plaintext bytes...
 const JOB_BYTES: usize = 1 << 20;
 /// ... or this many chunks ...
@@ -300,8 +302,8 @@ impl Cas {
             if seen.len() > SEEN_LIMIT {
                 seen.clear();
             }
-            // The single parent: unchanged content is no new version, and a small chunk
-            // that changed is compressed against the parent's chunk at the same place.
+            // The single parent: unchanged content is no new version, and a chunk that
+            // changed is compressed against the parent's chunk at the same place.
             let head = match parents.as_slice() {
                 [p] if deltas || item.skip_if_unchanged => {
                     self.lmdb.blobs.get(&self.lmdb.read()?, p)?
@@ -339,11 +341,12 @@ impl Cas {
                         seen.insert(id.print());
                         needs.push(id);
                         new_chunks += 1;
-                        if data.len() < SMALL_CHUNK {
-                            let base = bases
-                                .and_then(|b| b.get(chunks.len() - 1))
-                                .filter(|b| (b.size as usize) < SMALL_CHUNK)
-                                .map(|b| b.id);
+                        // What a delta may be made against: the parent's chunk here.
+                        let base = bases
+                            .and_then(|b| b.get(chunks.len() - 1))
+                            .filter(|b| b.size <= MAX_FRAME && data.len() <= MAX_FRAME as usize)
+                            .map(|b| b.id);
+                        if data.len() < SMALL_CHUNK || base.is_some() {
                             batch.add(i, id, data, base);
                             if batch.bytes >= JOB_BYTES || batch.job.chunks.len() >= JOB_CHUNKS {
                                 batch.flush(jobs, writer).map_err(|_| stopped())?;

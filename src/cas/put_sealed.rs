@@ -5,6 +5,7 @@
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
+use crate::cas::put::SMALL_CHUNK;
 use crate::cas::put::{PendingVersion, ToWriter};
 use crate::cas::Cas;
 use crate::crypto::StoreKeys;
@@ -12,14 +13,15 @@ use crate::error::Result;
 use crate::hash::Hash;
 use crate::model::ChunkRecord;
 use crate::route::DataRouter;
-use crate::seal::delta::delta_frame;
-use crate::seal::sealer::seal_owned_chunk;
+use crate::seal::delta::{delta_frame, Compressed};
+use crate::seal::seal_chunk;
+use crate::seal::sealer::{seal_compressed_chunk, seal_owned_chunk};
 use crate::seal::{seal_pack, SealParams, SealedChunk};
 use crate::store::RwTxn;
 
-/// Chunks to seal, with the item index each belongs to and, for a small chunk that replaces
-/// one of its key's previous version, that chunk (the base a delta may be made against):
-/// each alone, or all in one pack.
+/// Chunks to seal, with the item index each belongs to and, for a chunk that replaces one of
+/// its key's previous version, that chunk (the base a delta may be made against): each
+/// alone, or all in one pack (with those that have a base, whatever their size).
 #[derive(Default)]
 pub(super) struct Job {
     pub chunks: Vec<(usize, Hash, Vec<u8>, Option<Hash>)>,
@@ -34,7 +36,9 @@ pub(crate) struct Sealed {
 }
 
 /// Seals a job on a worker thread. `base` gives the plaintext of a base chunk when a delta
-/// may be made against it (`None`: the chunk is sealed whole).
+/// may be made against it (`None`: the chunk is sealed whole). In a pack job, chunks with a
+/// base become deltas when that pays; the others go into the pack's frames, except those of
+/// [`SMALL_CHUNK`] or more, which are sealed alone (from the bytes compressed to compare).
 pub(super) fn seal_job(
     keys: &StoreKeys,
     params: SealParams,
@@ -42,40 +46,65 @@ pub(super) fn seal_job(
     base: &dyn Fn(&Hash) -> Option<Vec<u8>>,
 ) -> Result<Vec<Sealed>> {
     // PA
-    if job.pack {
-        let mut deltas = Vec::new();
-        let mut delta_items = Vec::new();
-        let mut whole = Vec::with_capacity(job.chunks.len());
-        let mut items = Vec::with_capacity(job.chunks.len());
-        for (item, id, data, b) in &job.chunks {
-            let delta = match b.and_then(|b| base(&b).map(|p| (b, p))) {
-                Some((b, p)) => delta_frame(*id, data, b, &p, params.zstd_level)?,
-                None => None,
-            };
-            match delta {
-                Some(d) => {
-                    deltas.push(d);
-                    delta_items.push(*item);
-                }
-                None => {
-                    whole.push((*id, data.as_slice()));
-                    items.push(*item);
-                }
+    if !job.pack {
+        return job
+            .chunks
+            .into_iter()
+            .map(|(item, id, data, _)| {
+                seal_owned_chunk(keys, params, id, data).map(|unit| Sealed::one(item, unit))
+            })
+            .collect();
+    }
+    let mut deltas = Vec::new();
+    let mut delta_items = Vec::new();
+    let mut alone = Vec::new();
+    let mut whole = Vec::with_capacity(job.chunks.len());
+    let mut items = Vec::with_capacity(job.chunks.len());
+    for (item, id, data, b) in &job.chunks {
+        let compressed = match b.and_then(|b| base(&b).map(|p| (b, p))) {
+            Some((b, p)) => Some(delta_frame(*id, data, b, &p, params.zstd_level)?),
+            None => None,
+        };
+        match compressed {
+            Some(Compressed::Delta(d)) => {
+                deltas.push(d);
+                delta_items.push(*item);
+            }
+            Some(Compressed::Alone(bytes)) if data.len() >= SMALL_CHUNK => {
+                let size = data.len() as u32;
+                alone.push(Sealed::one(
+                    *item,
+                    seal_compressed_chunk(keys, params, *id, size, bytes)?,
+                ));
+            }
+            _ if data.len() >= SMALL_CHUNK => {
+                alone.push(Sealed::one(*item, seal_chunk(keys, params, *id, data)?));
+            }
+            _ => {
+                whole.push((*id, data.as_slice()));
+                items.push(*item);
             }
         }
+    }
+    let mut out = Vec::with_capacity(alone.len() + 1);
+    if !whole.is_empty() || !deltas.is_empty() {
         let unit = seal_pack(keys, params, &whole, &deltas)?;
         items.extend(delta_items);
-        return Ok(vec![Sealed { items, unit }]);
+        out.push(Sealed { items, unit });
     }
-    job.chunks
-        .into_iter()
-        .map(|(item, id, data, _)| {
-            seal_owned_chunk(keys, params, id, data).map(|unit| Sealed {
-                items: vec![item],
-                unit,
-            })
-        })
-        .collect()
+    out.extend(alone);
+    Ok(out)
+}
+
+impl Sealed {
+    /// A chunk sealed alone, for item `item`.
+    fn one(item: usize, unit: SealedChunk) -> Sealed {
+        // A
+        Sealed {
+            items: vec![item],
+            unit,
+        }
+    }
 }
 
 /// Small chunks gathered on the producer thread before they go to a sealing worker, and

@@ -116,6 +116,18 @@ pub fn compress_against(plaintext: &[u8], base: &[u8], level: i32) -> Result<Vec
     let mut cctx = CCtx::try_create().ok_or_else(|| fail("context", 0))?;
     cctx.set_parameter(CParameter::CompressionLevel(level))
         .map_err(|c| fail("level", c))?;
+    // The window must reach back over the whole prefix: zstd's default at level 3 for a
+    // large input is 2 MiB, and a chunk and its base may reach 8 MiB together.
+    // Over a large base, level 3's hash tables keep too few positions to find the base's
+    // copy of each stretch; long-distance matching finds them (as `zstd --patch-from`).
+    let reach = (base.len() + plaintext.len()).max(1);
+    if reach > 1 << 20 {
+        let log = (usize::BITS - (reach - 1).leading_zeros()).clamp(20, 27);
+        cctx.set_parameter(CParameter::WindowLog(log))
+            .map_err(|c| fail("window", c))?;
+        cctx.set_parameter(CParameter::EnableLongDistanceMatching(true))
+            .map_err(|c| fail("long-distance matching", c))?;
+    }
     cctx.ref_prefix(base).map_err(|c| fail("prefix", c))?;
     let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(plaintext.len()) + 1);
     out.push(DELTA);
@@ -187,6 +199,21 @@ mod tests {
                 prop_assert_eq!(out.len(), plain.len());
             }
         }
+    }
+
+    #[test]
+    fn a_large_chunk_reaches_back_over_its_whole_base() {
+        // 4 MiB of incompressible bytes, edited near the start: matches 4 MiB back.
+        let base: Vec<u8> = (0..4u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ (i >> 16) as u8)
+            .collect();
+        let mut plain = base.clone();
+        plain[100] ^= 1;
+        let d = compress_against(&plain, &base, 3).unwrap();
+        assert!(d.len() < 64 << 10, "{} bytes", d.len());
+        let mut out = Vec::new();
+        decompress_against(&d, &base, plain.len(), &mut out).unwrap();
+        assert!(out == plain);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use crate::crypto::StoreKeys;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::model::chunk::MAX_FRAME;
 use crate::model::{ChunkKind, ChunkRecord};
 use crate::seal::pack::{frame_bytes, frame_key};
 use crate::seal::{cipher, compress};
@@ -22,26 +23,37 @@ pub struct DeltaFrame {
     pub body: Vec<u8>,
 }
 
+/// A chunk compressed two ways, and the smaller kept.
+pub enum Compressed {
+    /// Against its base: less than half of what it takes alone.
+    Delta(DeltaFrame),
+    /// Alone (`[flag][body]`, as [`compress::compress_into`] writes it): a chunk sealed on
+    /// its own is sealed from these bytes rather than compressed a third time.
+    Alone(Vec<u8>),
+}
+
 /// `plaintext` compressed against `base_plain` when that takes less than half of what it
 /// takes alone (a frame shared with other files compresses it somewhat better than alone,
-/// and a delta costs a read of its base); `None` otherwise.
+/// and a delta costs a read of its base), else compressed alone.
 pub fn delta_frame(
     id: Hash,
     plaintext: &[u8],
     base: Hash,
     base_plain: &[u8],
     level: i32,
-) -> Result<Option<DeltaFrame>> {
+) -> Result<Compressed> {
     // A
     let body = compress::compress_against(plaintext, base_plain, level)?;
     let mut alone = Vec::new();
     compress::compress_into(plaintext, level, &mut alone)?;
     if body.len() * 2 >= alone.len() {
-        return Ok(None);
+        return Ok(Compressed::Alone(alone));
     }
     let size = u32::try_from(plaintext.len())
-        .map_err(|_| Error::InvalidArgument("a delta larger than a frame".into()))?;
-    Ok(Some(DeltaFrame {
+        .ok()
+        .filter(|s| *s <= MAX_FRAME)
+        .ok_or_else(|| Error::InvalidArgument("a delta larger than a frame".into()))?;
+    Ok(Compressed::Delta(DeltaFrame {
         id,
         size,
         base,
@@ -142,7 +154,9 @@ mod tests {
             let at = edit % new.len();
             new.splice(at..at, b"a line nobody wrote before\n".iter().copied());
             let (base_id, new_id) = (keys.chunk_id(&base), keys.chunk_id(&new));
-            let d = delta_frame(new_id, &new, base_id, &base, 3).unwrap().expect("an edit is a delta");
+            let Compressed::Delta(d) = delta_frame(new_id, &new, base_id, &base, 3).unwrap() else {
+                panic!("an edit is a delta")
+            };
             let files: Vec<Vec<u8>> = (0..others as u32).map(|i| text(i + 1, 30)).collect();
             let chunks: Vec<(Hash, &[u8])> = files.iter().map(|f| (keys.chunk_id(f), f.as_slice())).collect();
             let sealed = seal_pack(&keys, params(), &chunks, std::slice::from_ref(&d)).unwrap();
@@ -174,6 +188,6 @@ mod tests {
         let keys = StoreKeys::generate();
         let (a, b) = (text(1, 500), text(0xdead_beef, 500).repeat(2));
         let d = delta_frame(keys.chunk_id(&b), &b, keys.chunk_id(&a), &a, 3).unwrap();
-        assert!(d.is_none());
+        assert!(matches!(d, Compressed::Alone(_)));
     }
 }

@@ -138,6 +138,29 @@ pub(crate) fn seal_owned_chunk(
     sliced(keys, params, id, buf, body)
 }
 
+/// [`seal_chunk`] of a chunk compressed already (`compressed` = `[flag][body]` of
+/// `size` bytes of plaintext, as [`compress::compress_into`] writes it): encrypted in place
+/// and erasure-coded (a put that compared a delta with the chunk alone keeps the latter).
+pub(crate) fn seal_compressed_chunk(
+    keys: &StoreKeys,
+    params: SealParams,
+    id: Hash,
+    size: u32,
+    mut compressed: Vec<u8>,
+) -> Result<SealedChunk> {
+    // PA
+    let nonce: [u8; 12] = rand::random();
+    cipher::seal_tail(&keys.chunk_key(&id), nonce, &mut compressed, 0)?;
+    let sealed_len = u32::try_from(compressed.len())
+        .map_err(|_| Error::InvalidArgument("chunk larger than 4 GiB".into()))?;
+    let body = SealedBody {
+        size,
+        nonce,
+        sealed_len,
+    };
+    sliced(keys, params, id, compressed, body)
+}
+
 /// The sealed chunk `id` whose compressed and encrypted payload is `buf`.
 fn sliced(
     keys: &StoreKeys,
