@@ -168,7 +168,8 @@ impl Cas {
                 if !turn(pos) {
                     return Ok(false);
                 }
-                let opened = self.plain_in(&txn, id, 0).map(|(plain, _)| plain);
+                let mut plain = pool.map(Pool::take).unwrap_or_default();
+                let opened = self.plain_into(&txn, id, 0, &mut plain).map(|_| plain);
                 if !each(pos, Attempt::Done(opened)) {
                     return Ok(false);
                 }

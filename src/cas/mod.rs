@@ -19,7 +19,7 @@
 mod browse;
 mod cluster_records;
 mod condemn;
-mod delta;
+pub(crate) mod delta;
 mod get;
 mod get_member;
 mod history;

@@ -14,7 +14,7 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cas::put_sealed::{seal_job, Job, Sealed, SmallBatch};
+use crate::cas::put_sealed::{seal_job, Base, DeltaOdds, Job, Sealed, SmallBatch};
 use crate::cas::{now_nanos, Cas};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -314,6 +314,7 @@ impl Cas {
                 .as_ref()
                 .filter(|_| deltas)
                 .map(|h| h.chunks.as_slice());
+            let odds = Arc::new(DeltaOdds::default());
             let mut chunks = Vec::new();
             let mut needs = Vec::new();
             let mut size = 0u64;
@@ -342,11 +343,16 @@ impl Cas {
                         needs.push(id);
                         new_chunks += 1;
                         // What a delta may be made against: the parent's chunk here.
+                        let large = data.len() >= SMALL_CHUNK;
                         let base = bases
                             .and_then(|b| b.get(chunks.len() - 1))
                             .filter(|b| b.size <= MAX_FRAME && data.len() <= MAX_FRAME as usize)
-                            .map(|b| b.id);
-                        if data.len() < SMALL_CHUNK || base.is_some() {
+                            .filter(|_| !large || odds.worth_trying())
+                            .map(|b| Base {
+                                id: b.id,
+                                odds: Arc::clone(&odds),
+                            });
+                        if !large || base.is_some() {
                             batch.add(i, id, data, base);
                             if batch.bytes >= JOB_BYTES || batch.job.chunks.len() >= JOB_CHUNKS {
                                 batch.flush(jobs, writer).map_err(|_| stopped())?;

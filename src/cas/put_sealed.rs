@@ -2,9 +2,12 @@
 //! sealed together into a pack (`src/seal/pack.rs`), larger ones alone, and the writer
 //! stores each unless the transaction already holds a sealing puts may deduplicate against.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
 use std::time::Instant;
 
+use crate::cas::delta::give_buffer;
 use crate::cas::put::SMALL_CHUNK;
 use crate::cas::put::{PendingVersion, ToWriter};
 use crate::cas::Cas;
@@ -24,8 +27,39 @@ use crate::store::RwTxn;
 /// alone, or all in one pack (with those that have a base, whatever their size).
 #[derive(Default)]
 pub(super) struct Job {
-    pub chunks: Vec<(usize, Hash, Vec<u8>, Option<Hash>)>,
+    pub chunks: Vec<(usize, Hash, Vec<u8>, Option<Base>)>,
     pub pack: bool,
+}
+
+/// The chunk a delta may be made against, and how the deltas of the same file fare.
+pub(super) struct Base {
+    pub id: Hash,
+    pub odds: Arc<DeltaOdds>,
+}
+
+/// How many of a file's large chunks were compressed against their base, and how many of
+/// those deltas paid. A file whose content changed wholesale (a compressed archive put again
+/// under its key) would otherwise cost a base read and a second compression per chunk:
+/// twice the time of its put.
+#[derive(Default)]
+pub(super) struct DeltaOdds {
+    tried: AtomicU32,
+    paid: AtomicU32,
+}
+
+impl DeltaOdds {
+    /// False once 4 or more large chunks were tried and fewer than a quarter paid.
+    pub(super) fn worth_trying(&self) -> bool {
+        // A
+        let tried = self.tried.load(Ordering::Relaxed);
+        tried < 4 || self.paid.load(Ordering::Relaxed) * 4 >= tried
+    }
+
+    fn record(&self, paid: bool) {
+        // A
+        self.tried.fetch_add(1, Ordering::Relaxed);
+        self.paid.fetch_add(u32::from(paid), Ordering::Relaxed);
+    }
 }
 
 /// A sealed chunk or pack, with the index of the item that first needed each chunk in it
@@ -61,8 +95,17 @@ pub(super) fn seal_job(
     let mut whole = Vec::with_capacity(job.chunks.len());
     let mut items = Vec::with_capacity(job.chunks.len());
     for (item, id, data, b) in &job.chunks {
-        let compressed = match b.and_then(|b| base(&b).map(|p| (b, p))) {
-            Some((b, p)) => Some(delta_frame(*id, data, b, &p, params.zstd_level)?),
+        let large = data.len() >= SMALL_CHUNK;
+        let compressed = match b.as_ref().and_then(|b| base(&b.id).map(|p| (b, p))) {
+            Some((b, p)) => {
+                let c = delta_frame(*id, data, b.id, &p, params.zstd_level);
+                give_buffer(p);
+                let c = c?;
+                if large {
+                    b.odds.record(matches!(c, Compressed::Delta(_)));
+                }
+                Some(c)
+            }
             None => None,
         };
         match compressed {
@@ -70,14 +113,14 @@ pub(super) fn seal_job(
                 deltas.push(d);
                 delta_items.push(*item);
             }
-            Some(Compressed::Alone(bytes)) if data.len() >= SMALL_CHUNK => {
+            Some(Compressed::Alone(bytes)) if large => {
                 let size = data.len() as u32;
                 alone.push(Sealed::one(
                     *item,
                     seal_compressed_chunk(keys, params, *id, size, bytes)?,
                 ));
             }
-            _ if data.len() >= SMALL_CHUNK => {
+            _ if large => {
                 alone.push(Sealed::one(*item, seal_chunk(keys, params, *id, data)?));
             }
             _ => {
@@ -120,7 +163,7 @@ pub(super) struct SmallBatch {
 }
 
 impl SmallBatch {
-    pub(super) fn add(&mut self, item: usize, id: Hash, data: Vec<u8>, base: Option<Hash>) {
+    pub(super) fn add(&mut self, item: usize, id: Hash, data: Vec<u8>, base: Option<Base>) {
         // A
         self.started.get_or_insert_with(Instant::now);
         self.bytes += data.len();
@@ -251,4 +294,26 @@ fn share(member: &ChunkRecord, total: u64, payload: u64) -> u64 {
     };
     let bytes = u128::from(member.sealed_len) * u128::from(member.size) / frame_size;
     u64::try_from(bytes * u128::from(total) / u128::from(payload.max(1))).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_whose_deltas_do_not_pay_stops_trying_them() {
+        let odds = DeltaOdds::default();
+        for _ in 0..4 {
+            assert!(odds.worth_trying());
+            odds.record(false);
+        }
+        assert!(!odds.worth_trying(), "four large chunks, none paid");
+        let mostly = DeltaOdds::default();
+        for paid in [true, false, false, false, true, false, false, false] {
+            mostly.record(paid);
+        }
+        assert!(mostly.worth_trying(), "a quarter paid");
+        mostly.record(false);
+        assert!(!mostly.worth_trying());
+    }
 }
