@@ -16,17 +16,40 @@ use crate::seal::open_chunk_into;
 use crate::seal::pack::open_member_into;
 use crate::store::RoTxn;
 
+/// Plaintext bytes a chain of deltas may hold, all its chunks counted: a reader holds them
+/// all at once while it opens the last (and decompresses each), so chains of large chunks
+/// end sooner than [`MAX_DELTA_DEPTH`] (two links of 4 MiB chunks; eight of 1 MiB).
+pub const MAX_CHAIN_BYTES: u64 = 12 << 20;
+
+/// The chain of deltas a chunk ends: how many deltas lead to it from a whole chunk, and the
+/// plaintext bytes of all of them and of that whole chunk.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Chain {
+    pub links: u8,
+    pub bytes: u64,
+}
+
+impl Chain {
+    /// True when a delta against the chunk ending this chain (of `base_len` bytes, about
+    /// the size of the new chunk) keeps the chain within its bounds.
+    fn takes_another(self, base_len: usize) -> bool {
+        // A
+        self.links < MAX_DELTA_DEPTH && self.bytes + base_len as u64 <= MAX_CHAIN_BYTES
+    }
+}
+
 impl Cas {
     /// The plaintext of chunk `base` when a new chunk may be compressed against it: `None`
     /// when it cannot be read, or sits at the end of a chain of deltas as long as allowed
-    /// (the new chunk is then sealed whole, which starts a new chain). Hand the buffer back
+    /// ([`MAX_DELTA_DEPTH`] links, [`MAX_CHAIN_BYTES`] with the new chunk; the new chunk is
+    /// then sealed whole, which starts a new chain). Hand the buffer back
     /// with [`give_buffer`] once done with it.
     pub(crate) fn delta_base(&self, base: &Hash) -> Option<Vec<u8>> {
         // A
         let txn = self.lmdb.read().ok()?;
         let mut plain = take_buffer();
         match self.plain_into(&txn, base, 0, &mut plain) {
-            Ok(depth) if depth < MAX_DELTA_DEPTH => Some(plain),
+            Ok(chain) if chain.takes_another(plain.len()) => Some(plain),
             Ok(_) => {
                 give_buffer(plain);
                 None
@@ -39,16 +62,15 @@ impl Cas {
     }
 
     /// The plaintext of chunk `id`, read in `txn` (slices held here, else fetched from the
-    /// other nodes) and checked against its id, into `plain`, with the length of the chain
-    /// of deltas it ends (0: not a delta). `depth` is how many deltas deep this read
-    /// already is.
+    /// other nodes) and checked against its id, into `plain`, with the chain of deltas it
+    /// ends. `depth` is how many deltas deep this read already is.
     pub(crate) fn plain_into(
         &self,
         txn: &RoTxn,
         id: &Hash,
         depth: u8,
         plain: &mut Vec<u8>,
-    ) -> Result<u8> {
+    ) -> Result<Chain> {
         // PA
         if depth > MAX_DELTA_DEPTH {
             return Err(Error::Corrupt(format!(
@@ -65,11 +87,21 @@ impl Cas {
             }
             None => None,
         };
-        let chain = self.open_over(txn, id, (&holder, &record, member.as_ref()), &base, plain);
+        let opened = self.open_over(txn, id, (&holder, &record, member.as_ref()), &base, plain);
+        let chain = match &base {
+            Some((_, c)) => Chain {
+                links: c.links + 1,
+                bytes: c.bytes + plain.len() as u64,
+            },
+            None => Chain {
+                links: 0,
+                bytes: plain.len() as u64,
+            },
+        };
         if let Some((buf, _)) = base {
             give_buffer(buf);
         }
-        chain
+        opened.map(|()| chain)
     }
 
     /// Opens chunk `id` into `plain` given its holder (the record whose slices hold it, and
@@ -79,11 +111,10 @@ impl Cas {
         txn: &RoTxn,
         id: &Hash,
         (holder, record, member): (&Hash, &ChunkRecord, Option<&ChunkRecord>),
-        base: &Option<(Vec<u8>, u8)>,
+        base: &Option<(Vec<u8>, Chain)>,
         plain: &mut Vec<u8>,
-    ) -> Result<u8> {
+    ) -> Result<()> {
         // PA
-        let chain = base.as_ref().map_or(0, |(_, chain)| chain + 1);
         // First from the data slices that cover the frame, unhashed, as a read of a member.
         if let Some(m) = member {
             let keys = self.keys_for(m.key_epoch)?;
@@ -101,7 +132,7 @@ impl Cas {
                     .is_some_and(|sealed| open_delta_frame(keys, id, m, sealed, b, plain).is_ok()),
             };
             if opened {
-                return Ok(chain);
+                return Ok(());
             }
         }
         let router = DataRouter::new(&self.lmdb);
@@ -128,8 +159,7 @@ impl Cas {
             (None, _) => open_chunk_into(keys, id, record, &shards, plain),
             (Some(m), None) => open_member_into(keys, id, m, record, &shards, plain),
             (Some(m), Some((b, _))) => open_delta_into(keys, id, m, record, &shards, b, plain),
-        }?;
-        Ok(chain)
+        }
     }
 }
 
@@ -162,4 +192,24 @@ pub(crate) fn give_buffer(mut buf: Vec<u8>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_end_at_eight_links_or_twelve_mib() {
+        let chain = |links, mib: u64| Chain {
+            links,
+            bytes: mib << 20,
+        };
+        // Whole 4 MiB chunk, then two deltas of 4 MiB: the third would make 16 MiB.
+        assert!(chain(0, 4).takes_another(4 << 20));
+        assert!(chain(1, 8).takes_another(4 << 20));
+        assert!(!chain(2, 12).takes_another(4 << 20));
+        // Small chunks: the count ends the chain first.
+        assert!(chain(7, 1).takes_another(60 << 10));
+        assert!(!chain(8, 1).takes_another(60 << 10));
+    }
 }
