@@ -9,6 +9,7 @@ use crate::hash::Hash;
 use crate::model::chunk::MAX_FRAME;
 use crate::model::{ChunkKind, ChunkRecord};
 use crate::seal::pack::{frame_bytes, frame_key};
+use crate::seal::sealer::check_id;
 use crate::seal::{cipher, compress};
 
 /// A chunk compressed against its base, ready to be encrypted into a pack.
@@ -104,14 +105,7 @@ pub fn open_delta_frame(
         .get(..n)
         .ok_or_else(|| Error::Corrupt("a frame shorter than its tag".into()))?;
     compress::decompress_against(body, base_plain, delta.size as usize, plain)?;
-    if keys.chunk_id(plain) != *id {
-        plain.clear();
-        return Err(Error::Corrupt(format!(
-            "chunk {} does not match its id",
-            id.short()
-        )));
-    }
-    Ok(())
+    check_id(keys, id, plain)
 }
 
 #[cfg(test)]

@@ -263,6 +263,13 @@ fn open_payload(
         .ok_or_else(|| Error::Corrupt(format!("chunk {}: payload too short", id.short())))?;
     let n = cipher::open_in_place(&keys.chunk_key(id), record.nonce, sealed)?;
     compress::decompress_into(&sealed[..n], record.size as usize, plain)?;
+    check_id(keys, id, plain)
+}
+
+/// Checks opened plaintext against its chunk id; on a mismatch it is cleared (no caller
+/// can hand on other bytes than the id names).
+pub(crate) fn check_id(keys: &StoreKeys, id: &Hash, plain: &mut Vec<u8>) -> Result<()> {
+    // PA
     if keys.chunk_id(plain) != *id {
         plain.clear();
         return Err(Error::Corrupt(format!(
