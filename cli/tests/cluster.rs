@@ -327,3 +327,76 @@ fn a_snapshot_made_on_one_node_restores_exactly_on_another() {
         eprintln!("skipping the rsync comparison: rsync is not installed");
     }
 }
+
+/// A store whose files were edited between puts (chunks stored as deltas against their
+/// previous versions) becomes a cluster's: a node that joins receives every delta's base
+/// chain with its version and reads every version byte-exact; the cluster seals no new
+/// deltas.
+#[test]
+fn a_store_with_deltas_becomes_a_clusters_and_a_new_node_reads_every_version() {
+    use common::cluster::NodeProc;
+    let mut c = Cluster {
+        dir: tempfile::tempdir().unwrap(),
+        nodes: Vec::new(),
+        run_args: Vec::new(),
+    };
+    let first = c.dir.path().join("n1");
+    c.ok(&first, &["init", "-q", "--ec", "2+1"]);
+    let file = c.dir.path().join("notes.txt");
+    let version = |n: usize| -> Vec<u8> {
+        (0..2000usize)
+            .map(|i| match i < n * 40 {
+                true => format!("line {i}: edited in version {n}\n"),
+                false => format!("line {i}: {}\n", i.wrapping_mul(2_654_435_761) % 100_000),
+            })
+            .collect::<String>()
+            .into_bytes()
+    };
+    let mut hashes = Vec::new();
+    for n in 0..4 {
+        std::fs::write(&file, version(n)).unwrap();
+        hashes.push(
+            c.ok(&first, &["put", "notes", file.to_str().unwrap()])
+                .trim()
+                .to_string(),
+        );
+    }
+    let deltas = |c: &Cluster| -> u64 {
+        let stats: serde_json::Value =
+            serde_json::from_str(&c.ok(&c.nodes[0].store, &["stats", "--json"])).unwrap();
+        stats["deltas"].as_u64().unwrap()
+    };
+    c.ok(&first, &["cluster", "init"]);
+    let port = free_port();
+    let child = c.start(&first, port, None);
+    c.nodes.push(NodeProc {
+        store: first,
+        port,
+        child: Some(child),
+        ip: "127.0.0.1".into(),
+        netns: None,
+    });
+    assert_eq!(deltas(&c), 3, "three edits, three deltas");
+    wait_until("the first node answers", 20, || c.alive(0) == 1);
+    for _ in 0..2 {
+        c.add_node();
+    }
+    wait_until("every node sees every other alive", 60, || {
+        (0..3).all(|i| c.alive(i) == 3)
+    });
+    for (n, h) in hashes.iter().enumerate() {
+        let want = version(n);
+        wait_until(&format!("node 3 reads version {n}"), 30, || {
+            get(&c, 2, &format!("notes@{h}")).as_deref() == Some(&want[..])
+        });
+    }
+    std::fs::write(&file, version(4)).unwrap();
+    c.ok(&c.nodes[0].store, &["put", "notes", file.to_str().unwrap()]);
+    assert_eq!(deltas(&c), 3, "a cluster node seals no delta");
+    wait_until("node 2 reads the newest version", 30, || {
+        get(&c, 1, "notes").as_deref() == Some(&version(4)[..])
+    });
+    for i in 0..3 {
+        c.ok(&c.nodes[i].store, &["verify"]);
+    }
+}
