@@ -3,9 +3,10 @@
 //! A content-addressed, versioned blob store: the library behind the `ouro` command.
 //!
 //! Data is addressed by BLAKE3 hashes and versioned in a git-like DAG of [`model::Blob`]s.
-//! Content is cut into deduplicated chunks ([`chunk`]), each sealed ([`seal`]: zstd, AES-256-GCM
-//! under keys wrapped for age recipients, Reed-Solomon k+m) into SealedSlices, stored in a
-//! local LMDB store ([`store`]) and routed to where they live ([`route`]). [`Cas`] is the API.
+//! Content is cut into deduplicated chunks ([`chunk`]), each sealed ([`seal`]: zstd, or a
+//! delta against the previous version's chunk, AES-256-GCM under keys wrapped for age
+//! recipients, Reed-Solomon k+m) into SealedSlices, stored in a local LMDB store ([`store`])
+//! and routed to where they live ([`route`]). [`Cas`] is the API.
 //!
 //! See `ARCHITECTURE.md` for the codemap and `FORMAT.md` for every on-disk record.
 #![forbid(unsafe_op_in_unsafe_fn)]

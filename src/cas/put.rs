@@ -180,7 +180,10 @@ pub(super) enum ToWriter {
 impl Cas {
     /// Stores the content of `reader` as a new version of `key` and returns its hash.
     /// The parent is the key's current head unless `opts.parents` says otherwise; with
-    /// several heads and no explicit parents it fails with [`Error::MultipleHeads`].
+    /// several heads and no explicit parents it fails with [`Error::MultipleHeads`]. With
+    /// one parent, each new chunk is stored as a delta against the parent's chunk at the
+    /// same place when that takes under half the space (not on a cluster node), so a file
+    /// edited between puts costs about its edits.
     pub fn put(
         &self,
         key: &str,
