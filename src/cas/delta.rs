@@ -170,8 +170,9 @@ thread_local! {
     static BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Buffers kept per thread at most (a base and its own base).
-const KEPT_BUFFERS: usize = 2;
+/// Buffers kept per thread at most: one serves the usual chain (a delta and a whole base);
+/// each kept buffer of a large base stays in the process's memory.
+const KEPT_BUFFERS: usize = 1;
 
 /// A buffer for a base's plaintext: one this thread gave back, or a new one.
 pub(crate) fn take_buffer() -> Vec<u8> {

@@ -24,6 +24,10 @@ pub struct DeltaFrame {
     pub body: Vec<u8>,
 }
 
+/// Plaintext bytes from which a delta under 1/32 of them is kept without compressing the
+/// chunk alone to compare.
+const CLEAR_WIN_FROM: usize = 64 << 10;
+
 /// A chunk compressed two ways, and the smaller kept.
 pub enum Compressed {
     /// Against its base: less than half of what it takes alone.
@@ -35,7 +39,8 @@ pub enum Compressed {
 
 /// `plaintext` compressed against `base_plain` when that takes less than half of what it
 /// takes alone (a frame shared with other files compresses it somewhat better than alone,
-/// and a delta costs a read of its base), else compressed alone.
+/// and a delta costs a read of its base), or, for a chunk of 64 KiB or more, under 1/32 of
+/// its plaintext; else compressed alone.
 pub fn delta_frame(
     id: Hash,
     plaintext: &[u8],
@@ -45,10 +50,16 @@ pub fn delta_frame(
 ) -> Result<Compressed> {
     // A
     let body = compress::compress_against(plaintext, base_plain, level)?;
-    let mut alone = Vec::new();
-    compress::compress_into(plaintext, level, &mut alone)?;
-    if body.len() * 2 >= alone.len() {
-        return Ok(Compressed::Alone(alone));
+    // A delta under 1/32 of a large chunk's plaintext wins over anything but the most
+    // compressible data; compressing that chunk alone too would cost as much time and room
+    // as the delta did.
+    let clear_win = plaintext.len() >= CLEAR_WIN_FROM && body.len() * 32 < plaintext.len();
+    if !clear_win {
+        let mut alone = Vec::new();
+        compress::compress_into(plaintext, level, &mut alone)?;
+        if body.len() * 2 >= alone.len() {
+            return Ok(Compressed::Alone(alone));
+        }
     }
     let size = u32::try_from(plaintext.len())
         .ok()
