@@ -334,12 +334,7 @@ fn a_snapshot_made_on_one_node_restores_exactly_on_another() {
 /// deltas.
 #[test]
 fn a_store_with_deltas_becomes_a_clusters_and_a_new_node_reads_every_version() {
-    use common::cluster::NodeProc;
-    let mut c = Cluster {
-        dir: tempfile::tempdir().unwrap(),
-        nodes: Vec::new(),
-        run_args: Vec::new(),
-    };
+    let mut c = Cluster::empty(&[]);
     let first = c.dir.path().join("n1");
     c.ok(&first, &["init", "-q", "--ec", "2+1"]);
     let file = c.dir.path().join("notes.txt");
@@ -366,18 +361,8 @@ fn a_store_with_deltas_becomes_a_clusters_and_a_new_node_reads_every_version() {
             serde_json::from_str(&c.ok(&c.nodes[0].store, &["stats", "--json"])).unwrap();
         stats["deltas"].as_u64().unwrap()
     };
-    c.ok(&first, &["cluster", "init"]);
-    let port = free_port();
-    let child = c.start(&first, port, None);
-    c.nodes.push(NodeProc {
-        store: first,
-        port,
-        child: Some(child),
-        ip: "127.0.0.1".into(),
-        netns: None,
-    });
+    c.start_first();
     assert_eq!(deltas(&c), 3, "three edits, three deltas");
-    wait_until("the first node answers", 20, || c.alive(0) == 1);
     for _ in 0..2 {
         c.add_node();
     }

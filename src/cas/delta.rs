@@ -3,7 +3,7 @@
 //! delta can be opened, and a put reads the base of each small chunk it may compress
 //! against it (`src/seal/delta.rs`).
 
-use crate::cas::get_member::Fast;
+use crate::cas::get_member::{Fast, Holder};
 use crate::cas::Cas;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -78,7 +78,20 @@ impl Cas {
                 id.short()
             )));
         }
-        let (holder, record, member) = self.slices_holder(txn, id)??;
+        let held = self.slices_holder(txn, id)??;
+        self.open_held(txn, id, &held, depth, plain)
+    }
+
+    /// [`Cas::plain_into`] for a chunk whose holder the caller looked up already.
+    pub(crate) fn open_held(
+        &self,
+        txn: &RoTxn,
+        id: &Hash,
+        (holder, record, member): &Holder,
+        depth: u8,
+        plain: &mut Vec<u8>,
+    ) -> Result<Chain> {
+        // PA
         let base = match member.as_ref().and_then(|m| m.base()) {
             Some(b) => {
                 let mut buf = take_buffer();
@@ -87,7 +100,7 @@ impl Cas {
             }
             None => None,
         };
-        let opened = self.open_over(txn, id, (&holder, &record, member.as_ref()), &base, plain);
+        let opened = self.open_over(txn, id, (holder, record, member.as_ref()), &base, plain);
         let chain = match &base {
             Some((_, c)) => Chain {
                 links: c.links + 1,
@@ -137,18 +150,11 @@ impl Cas {
         }
         let router = DataRouter::new(&self.lmdb);
         let mut shards = router.fetch_shards(txn, holder, record, false)?.shards;
-        let have = shards.iter().filter(|s| s.is_some()).count();
-        let fetched = match self.remote.as_ref() {
-            Some(remote) if have < record.k as usize => {
-                let ask = Wanted {
-                    chunk: *holder,
-                    wanted: (0..record.slices.len() as u8)
-                        .filter(|i| shards[*i as usize].is_none())
-                        .collect(),
-                    need: record.k as usize - have,
-                };
-                Some(remote.fetch_many(std::slice::from_ref(&ask))?)
-            }
+        let fetched = match (
+            self.remote.as_ref(),
+            Wanted::missing(*holder, record, &shards),
+        ) {
+            (Some(remote), Some(ask)) => Some(remote.fetch_many(std::slice::from_ref(&ask))?),
             _ => None,
         };
         if let Some(f) = &fetched {

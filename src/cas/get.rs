@@ -169,7 +169,10 @@ impl Cas {
                     return Ok(false);
                 }
                 let mut plain = pool.map(Pool::take).unwrap_or_default();
-                let opened = self.plain_into(&txn, id, 0, &mut plain).map(|_| plain);
+                let held = (holder, record, member);
+                let opened = self
+                    .open_held(&txn, id, &held, 0, &mut plain)
+                    .map(|_| plain);
                 if !each(pos, Attempt::Done(opened)) {
                     return Ok(false);
                 }
@@ -188,20 +191,15 @@ impl Cas {
                 }
             }
             let set = router.fetch_shards(&txn, &holder, &record, false)?;
-            let have = set.shards.iter().filter(|s| s.is_some()).count();
-            if self.remote.is_none() || have >= record.k as usize {
+            let ask =
+                Wanted::missing(holder, &record, &set.shards).filter(|_| self.remote.is_some());
+            let Some(ask) = ask else {
                 if !open(pos, &record, member.as_ref(), &set.shards).is_some_and(|a| each(pos, a)) {
                     return Ok(false);
                 }
                 continue;
-            }
-            asks.push(Wanted {
-                chunk: holder,
-                wanted: (0..record.slices.len() as u8)
-                    .filter(|i| set.shards[*i as usize].is_none())
-                    .collect(),
-                need: record.k as usize - have,
-            });
+            };
+            asks.push(ask);
             short.push((pos, record, member, set.shards));
         }
         let Some(remote) = self.remote.as_ref().filter(|_| !asks.is_empty()) else {

@@ -26,7 +26,7 @@ pub(super) enum Fast {
 
 /// Where a chunk's slices are: `(id of the record holding them, that record, the chunk's
 /// own record when it is a pack member)`.
-pub(super) type Holder = (Hash, ChunkRecord, Option<ChunkRecord>);
+pub(crate) type Holder = (Hash, ChunkRecord, Option<ChunkRecord>);
 
 impl Cas {
     /// The sealed bytes of member (or delta) `member`'s frame, copied from the data slices

@@ -20,6 +20,7 @@ use crate::seal::delta::{delta_frame, Compressed};
 use crate::seal::seal_chunk;
 use crate::seal::sealer::{seal_compressed_chunk, seal_owned_chunk};
 use crate::seal::{seal_pack, SealParams, SealedChunk};
+use crate::store::meta::FORMAT_VERSION;
 use crate::store::RwTxn;
 
 /// Chunks to seal, with the item index each belongs to and, for a chunk that replaces one of
@@ -257,7 +258,8 @@ impl Cas {
             if !self.take_place(txn, id)? {
                 continue;
             }
-            if record.base().is_some() {
+            // A store opened at format 7 says 8 from its first delta; one at 8 needs no look.
+            if record.base().is_some() && self.config.format < FORMAT_VERSION {
                 self.lmdb.meta.note_deltas(txn)?;
             }
             self.lmdb.chunks.put(txn, id, record)?;

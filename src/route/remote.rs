@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::model::ChunkRecord;
 
 /// A source of slices held elsewhere (a cluster node, reached over its control socket or
 /// from inside the node process).
@@ -160,6 +161,23 @@ pub struct Wanted {
     pub wanted: Vec<u8>,
     /// How many of them it needs.
     pub need: usize,
+}
+
+impl Wanted {
+    /// What chunk `chunk` (record `record`) still needs from other nodes given the shards
+    /// held here: `None` when k of them are.
+    pub fn missing(chunk: Hash, record: &ChunkRecord, shards: &[Option<&[u8]>]) -> Option<Wanted> {
+        // A
+        let have = shards.iter().filter(|s| s.is_some()).count();
+        let need = (record.k as usize).checked_sub(have).filter(|n| *n > 0)?;
+        Some(Wanted {
+            chunk,
+            wanted: (0..record.slices.len() as u8)
+                .filter(|i| shards.get(*i as usize).is_none_or(|s| s.is_none()))
+                .collect(),
+            need,
+        })
+    }
 }
 
 #[cfg(test)]

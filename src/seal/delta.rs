@@ -122,18 +122,9 @@ pub fn open_delta_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SealedSlice;
+    use crate::seal::pack::tests::{params, payloads};
     use crate::seal::pack::{open_member_into, seal_pack};
-    use crate::seal::SealParams;
     use proptest::prelude::*;
-
-    fn params() -> SealParams {
-        SealParams {
-            k: 4,
-            m: 2,
-            zstd_level: 3,
-        }
-    }
 
     fn text(seed: u32, lines: u32) -> Vec<u8> {
         (0..lines)
@@ -165,7 +156,7 @@ mod tests {
             let files: Vec<Vec<u8>> = (0..others as u32).map(|i| text(i + 1, 30)).collect();
             let chunks: Vec<(Hash, &[u8])> = files.iter().map(|f| (keys.chunk_id(f), f.as_slice())).collect();
             let sealed = seal_pack(&keys, params(), &chunks, std::slice::from_ref(&d)).unwrap();
-            let shards: Vec<Vec<u8>> = sealed.slices.iter().map(|(_, b)| SealedSlice::split(b).unwrap().1.to_vec()).collect();
+            let shards = payloads(&sealed);
             let mut view: Vec<Option<&[u8]>> = shards.iter().map(|s| Some(s.as_slice())).collect();
             for l in &lose { let n = view.len(); view[*l as usize % n] = None; }
             let mut plain = Vec::new();

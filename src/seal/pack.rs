@@ -468,13 +468,14 @@ pub fn covering_shards(pack: &ChunkRecord, offset: u32, len: u32) -> std::ops::R
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::SealedSlice;
     use crate::seal::open_chunk;
     use proptest::prelude::*;
 
-    fn params() -> SealParams {
+    /// The 4+2, zstd 3 parameters of the seal tests.
+    pub(crate) fn params() -> SealParams {
         SealParams {
             k: 4,
             m: 2,
@@ -482,7 +483,8 @@ mod tests {
         }
     }
 
-    fn payloads(sealed: &SealedChunk) -> Vec<Vec<u8>> {
+    /// The shard payloads of a sealed pack's slices, in order.
+    pub(crate) fn payloads(sealed: &SealedChunk) -> Vec<Vec<u8>> {
         sealed
             .slices
             .iter()

@@ -162,26 +162,37 @@ impl Cluster {
         c
     }
 
-    /// A cluster of `n` nodes, every one seeing every other alive.
-    pub fn new(n: usize, ec: &str, run_args: &[&str]) -> Cluster {
-        let mut c = Cluster {
+    /// A cluster with no node yet: its directory, where the first node's store `n1` goes.
+    pub fn empty(run_args: &[&str]) -> Cluster {
+        Cluster {
             dir: tempfile::tempdir().unwrap(),
             nodes: Vec::new(),
             run_args: run_args.iter().map(|s| s.to_string()).collect(),
-        };
-        let first = c.dir.path().join("n1");
-        c.ok(&first, &["init", "-q", "--ec", ec]);
-        c.ok(&first, &["cluster", "init"]);
+        }
+    }
+
+    /// Makes the store `n1` (created already) a cluster's and starts it as the first node,
+    /// on loopback; waits until it answers.
+    pub fn start_first(&mut self) {
+        let first = self.dir.path().join("n1");
+        self.ok(&first, &["cluster", "init"]);
         let port = free_port();
-        let child = c.start(&first, port, None);
-        c.nodes.push(NodeProc {
+        let child = self.start(&first, port, None);
+        self.nodes.push(NodeProc {
             store: first,
             port,
             child: Some(child),
             ip: "127.0.0.1".into(),
             netns: None,
         });
-        wait_until("the first node answers", 20, || c.alive(0) == 1);
+        wait_until("the first node answers", 20, || self.alive(0) == 1);
+    }
+
+    /// A cluster of `n` nodes, every one seeing every other alive.
+    pub fn new(n: usize, ec: &str, run_args: &[&str]) -> Cluster {
+        let mut c = Cluster::empty(run_args);
+        c.ok(&c.dir.path().join("n1"), &["init", "-q", "--ec", ec]);
+        c.start_first();
         for i in 2..=n {
             let token = c.invite();
             let store = c.dir.path().join(format!("n{i}"));
