@@ -10,19 +10,17 @@ pub use crate::store::version_index::{KeyState, KEY_STATE_TAG};
 
 use crate::crypto::{Identity, Recipient, StoreKeys};
 use crate::error::Result;
-use crate::hash::Hash;
-use crate::store::key_to_hash::VersionEntry;
 
 /// Parses a `key_to_hash` row whose key is `key_len` bytes long (the index's own parser).
-pub fn key_to_hash_parse(key_len: usize, row: &[u8]) -> Result<VersionEntry> {
+pub fn key_to_hash_parse(key_len: usize, row: &[u8]) -> Result<(i64, u64)> {
     // A
     crate::store::key_to_hash::parse(key_len, row)
 }
 
 /// Encodes a `key_to_hash` row (the index's own encoder).
-pub fn key_to_hash_row(key: &str, created: i64, hash: &Hash) -> Vec<u8> {
+pub fn key_to_hash_row(key: &str, created: i64, seq: u64) -> Vec<u8> {
     // A
-    crate::store::key_to_hash::row(key, created, hash)
+    crate::store::key_to_hash::row(key, created, seq)
 }
 
 /// Decodes an unwrapped key bundle.

@@ -153,7 +153,7 @@ fn a_delta_whose_base_is_lost_is_reported_never_misread() {
 }
 
 #[test]
-fn a_format_7_store_opens_and_says_8_from_its_first_delta() {
+fn a_store_whose_config_says_format_7_opens_upgraded_and_takes_deltas() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
     let id = ouroboros_db::Identity::generate();
@@ -170,15 +170,17 @@ fn a_format_7_store_opens_and_says_8_from_its_first_delta() {
     };
     lmdb.meta.put_config(&mut txn, &old).unwrap();
     txn.commit().unwrap();
+    put(&cas, "f", &version(0));
     drop(cas);
+    // Its rows are this format's already: the upgrade leaves them as they are.
     let mut cas = Cas::open(&path).unwrap();
     cas.unlock(&id).unwrap();
-    put(&cas, "f", &version(0));
-    assert_eq!(format(&cas), 7, "no delta yet: older builds still read it");
+    assert_eq!(format(&cas), 9);
+    assert_eq!(read(&cas, "f"), version(0));
     put(&cas, "f", &version(1));
     assert_eq!(cas.stats().unwrap().deltas, 1);
-    assert_eq!(format(&cas), 8);
     assert_eq!(read(&cas, "f"), version(1));
+    assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
 }
 
 #[test]

@@ -131,7 +131,7 @@ fn index_records() -> Seeds {
         deletion,
     };
     let mut row = vec![5];
-    row.extend(fuzzing::key_to_hash_row("a/b.c", 42, &Hash([6; 32])));
+    row.extend(fuzzing::key_to_hash_row("a/b.c", 42, 6));
     vec![
         codec::encode(KEY_STATE_TAG, &KeyState::default()),
         codec::encode(

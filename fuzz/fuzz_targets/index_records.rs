@@ -53,13 +53,14 @@ fuzz_target!(|data: &[u8]| {
             "non-canonical key bundle accepted"
         );
     }
-    // KeyToHash rows: `[key][0][created u64 BE][hash]`, parsed knowing the key's length.
+    // KeyToHash rows: `[key][0][created u64 BE][sequence u64 BE]`, parsed knowing the key's
+    // length.
     if let Some((&key_len, row)) = data.split_first() {
         let key_len = key_len as usize;
-        if let Ok(e) = fuzzing::key_to_hash_parse(key_len, row) {
+        if let Ok((created, seq)) = fuzzing::key_to_hash_parse(key_len, row) {
             if let Ok(key) = std::str::from_utf8(&row[..key_len]) {
                 if row[key_len] == 0 {
-                    assert_eq!(fuzzing::key_to_hash_row(key, e.created, &e.hash), row);
+                    assert_eq!(fuzzing::key_to_hash_row(key, created, seq), row);
                 }
             }
         }

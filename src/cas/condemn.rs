@@ -157,12 +157,13 @@ impl Cas {
                 }
             }
             if removal.whole_key {
-                self.lmdb.blobs.delete(txn, &hash)?;
-                self.lmdb
-                    .key_to_hash
-                    .delete(txn, &blob.key, blob.created, &hash)?;
-                for p in &blob.parents {
-                    self.lmdb.parent_child.delete(txn, p, &hash)?;
+                if let Some(seq) = self.lmdb.blobs.delete(txn, &hash)? {
+                    self.lmdb
+                        .key_to_hash
+                        .delete(txn, &blob.key, blob.created, seq)?;
+                    for p in &blob.parents {
+                        self.lmdb.parent_child.delete(txn, p, seq)?;
+                    }
                 }
             }
         }

@@ -55,10 +55,27 @@ impl Cas {
     ) -> Result<()> {
         // A
         let txn = self.lmdb.read()?;
-        let db = match inventory {
-            Inventory::Held => &self.lmdb.slices.locs,
-            Inventory::Placed { .. } => &self.lmdb.chunks.records,
-        };
+        if let Inventory::Placed { node, nodes } = inventory {
+            return self
+                .lmdb
+                .chunks
+                .walk(&txn, None, Some(prefix), |chunk, record| {
+                    // A small chunk has fewer slices than the store's k+m (its k shrinks with
+                    // its size): placement covers the slices it has.
+                    let n = crate::model::ChunkRecord::decode(record?)?.slices.len();
+                    let slices: Vec<u8> = hash_to_node::place(&chunk, nodes, n)
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| **n == node)
+                        .map(|(i, _)| i as u8)
+                        .collect();
+                    if !slices.is_empty() {
+                        f(InventoryEntry { chunk, slices });
+                    }
+                    Ok(true)
+                });
+        }
+        let db = &self.lmdb.slices.locs;
         // LMDB refuses an empty key, so the whole tree is a plain walk.
         let walk: crate::store::KvIter<'_> = match prefix {
             [] => Box::new(db.iter(&txn)?),
@@ -70,29 +87,9 @@ impl Cas {
                 k.try_into()
                     .map_err(|_| Error::malformed("chunk index", "key is not 32 bytes"))?,
             );
-            let slices: Vec<u8> = match inventory {
-                // The walk is over `slice_locs`: `v` is the bundle's sequence number.
-                Inventory::Held => self
-                    .lmdb
-                    .slices
-                    .bundle_at(&txn, v)?
-                    .slices
-                    .iter()
-                    .map(|(i, _)| *i)
-                    .collect(),
-                // A small chunk has fewer slices than the store's k+m (its k shrinks with
-                // its size): placement covers the slices it has.
-                Inventory::Placed { node, nodes } => hash_to_node::place(
-                    &chunk,
-                    nodes,
-                    crate::model::ChunkRecord::decode(v)?.slices.len(),
-                )
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| **n == node)
-                .map(|(i, _)| i as u8)
-                .collect(),
-            };
+            // The walk is over `slice_locs`: `v` is the bundle's sequence number.
+            let bundle = self.lmdb.slices.bundle_at(&txn, v)?;
+            let slices: Vec<u8> = bundle.slices.iter().map(|(i, _)| *i).collect();
             if !slices.is_empty() {
                 f(InventoryEntry { chunk, slices });
             }

@@ -218,8 +218,12 @@ impl Cas {
     /// Opens an existing store, locked (no identity yet).
     pub fn open(dir: &Path) -> Result<Self> {
         // A
-        let lmdb = Lmdb::open(dir, false)?;
-        let config = lmdb.meta.config(&lmdb.read()?)?;
+        let mut lmdb = Lmdb::open(dir, false)?;
+        let mut config = lmdb.meta.config(&lmdb.read()?)?;
+        if config.format < FORMAT_VERSION {
+            lmdb = crate::store::upgrade::upgrade(dir, lmdb, config.format)?;
+            config = lmdb.meta.config(&lmdb.read()?)?;
+        }
         Ok(Cas {
             lmdb,
             config,

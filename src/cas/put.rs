@@ -530,15 +530,14 @@ impl Cas {
                 return Ok(hash);
             }
         } else {
-            self.lmdb.blobs.put(txn, &blob)?;
+            let (_, seq) = self.lmdb.blobs.put(txn, &blob)?;
             for c in chunks {
                 self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
             }
-            self.lmdb.key_to_hash.put(txn, key, created, &hash)?;
+            self.lmdb.key_to_hash.put(txn, key, created, seq)?;
             for p in &blob.parents {
-                self.lmdb.parent_child.put(txn, p, &hash)?;
+                self.lmdb.parent_child.put(txn, p, seq)?;
             }
-            self.lmdb.blob_log.append(txn, &hash)?;
         }
         state.heads.retain(|h| !blob.parents.contains(h));
         state.heads.push(hash);

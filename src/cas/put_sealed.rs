@@ -20,7 +20,6 @@ use crate::seal::delta::{delta_frame, Compressed};
 use crate::seal::seal_chunk;
 use crate::seal::sealer::{seal_compressed_chunk, seal_owned_chunk};
 use crate::seal::{seal_pack, SealParams, SealedChunk};
-use crate::store::meta::FORMAT_VERSION;
 use crate::store::RwTxn;
 
 /// Chunks to seal, with the item index each belongs to and, for a chunk that replaces one of
@@ -257,10 +256,6 @@ impl Cas {
         for (n, (id, record)) in members.iter().enumerate() {
             if !self.take_place(txn, id)? {
                 continue;
-            }
-            // A store opened at format 7 says 8 from its first delta; one at 8 needs no look.
-            if record.base().is_some() && self.config.format < FORMAT_VERSION {
-                self.lmdb.meta.note_deltas(txn)?;
             }
             self.lmdb.chunks.put(txn, id, record)?;
             written[n] = share(record, total, payload);

@@ -106,17 +106,16 @@ impl Cas {
                 }
             }
         }
-        self.lmdb.blobs.put(txn, blob)?;
+        let (_, seq) = self.lmdb.blobs.put(txn, blob)?;
         for c in &blob.chunks {
             self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
         }
         self.lmdb
             .key_to_hash
-            .put(txn, &blob.key, blob.created, &hash)?;
+            .put(txn, &blob.key, blob.created, seq)?;
         for p in &blob.parents {
-            self.lmdb.parent_child.put(txn, p, &hash)?;
+            self.lmdb.parent_child.put(txn, p, seq)?;
         }
-        self.lmdb.blob_log.append(txn, &hash)?;
         let mut state = self.lmdb.versions.get(txn, &blob.key)?.unwrap_or_default();
         if let Some(t) = state.deleted.filter(|t| blob.created <= *t) {
             // Written before the key was removed somewhere: the removal covers it.
@@ -273,8 +272,7 @@ impl crate::cas::Replica<'_> {
     pub fn version_hashes_since(&self, after: u64, limit: usize) -> Result<(Vec<Hash>, u64)> {
         // A
         let txn = self.lmdb.read()?;
-        let log = self.lmdb.blob_log.since(&txn, after, limit)?;
-        let last = log.last().map_or(after, |(s, _)| *s);
+        let (log, last) = self.lmdb.blob_log.since(&txn, after, limit)?;
         Ok((log.into_iter().map(|(_, h)| h).collect(), last))
     }
 

@@ -28,7 +28,7 @@ impl Cas {
             })
         };
         let mut removed = walk(&self.lmdb.removed.0)?.peekable();
-        for item in walk(&self.lmdb.blobs.0)? {
+        for item in walk(&self.lmdb.blobs.by_hash)? {
             let (k, _) = item?;
             while matches!(removed.peek(), Some(Ok((r, _))) if *r < k) {
                 removed.next();

@@ -383,8 +383,9 @@ impl Cas {
                 {
                     continue;
                 }
-                let row = crate::store::key_to_hash::row(&blob.key, blob.created, &hash);
-                if self.lmdb.key_to_hash.0.get(&txn, &row)?.is_none() {
+                let seq = self.lmdb.blobs.seq(&txn, &hash)?.unwrap_or(0);
+                let row = crate::store::key_to_hash::row(&blob.key, blob.created, seq);
+                if self.lmdb.key_to_hash.rows.get(&txn, &row)?.is_none() {
                     report.damage.push(Damage::Index {
                         key: Some(blob.key.clone()),
                         reason: format!(

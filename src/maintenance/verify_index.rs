@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::maintenance::verify::{Damage, VerifyReport};
 use crate::maintenance::PAGE;
-use crate::store::key_to_hash::{parse, row};
+use crate::store::key_to_hash::{parse, row, ROW_TAIL};
 use crate::store::version_index::{KeyState, KEY_STATE_TAG};
 use crate::store::{iter_after, Db, RoTxn};
 
@@ -17,7 +17,7 @@ impl Cas {
     /// Checks every KeyToHash row and every key's heads against the version records.
     pub(crate) fn verify_index(&self, report: &mut VerifyReport) -> Result<()> {
         // A
-        self.each_row(&self.lmdb.key_to_hash.0, |txn, k, _| {
+        self.each_row(&self.lmdb.key_to_hash.rows, |txn, k, _| {
             report.damage.extend(self.check_key_row(txn, k)?);
             Ok(())
         })?;
@@ -50,21 +50,32 @@ impl Cas {
         }
     }
 
-    /// A `key\0time‖hash` row must name a version record of that key and creation time.
+    /// A `key\0time‖sequence` row must name a version record of that key and creation time.
     fn check_key_row(&self, txn: &RoTxn, k: &[u8]) -> Result<Option<Damage>> {
         // A
-        // A row is `key`, a NUL, then 8 bytes of time and 32 of hash.
-        let Some(i) = k.len().checked_sub(41).filter(|&i| k[i] == 0) else {
+        // A row is `key`, a NUL, then 8 bytes of time and 8 of sequence.
+        let Some(i) = k.len().checked_sub(ROW_TAIL + 1).filter(|&i| k[i] == 0) else {
             return Ok(Some(index_damage(
                 None,
                 "a key index row is malformed".into(),
             )));
         };
         let key = String::from_utf8_lossy(&k[..i]).into_owned();
-        let entry = parse(i, k)?;
-        let short = entry.hash.short();
-        let problem = match self.lmdb.blobs.get(txn, &entry.hash) {
-            Ok(Some(b)) if b.key == key && b.created == entry.created => return Ok(None),
+        let (created, seq) = parse(i, k)?;
+        let hash = match self.lmdb.blobs.hash_at(txn, seq) {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                let problem = format!("listed version {seq} has no record");
+                return Ok(Some(index_damage(Some(key), problem)));
+            }
+            Err(e) => {
+                let problem = format!("listed version {seq}: {e}");
+                return Ok(Some(index_damage(Some(key), problem)));
+            }
+        };
+        let short = hash.short();
+        let problem = match self.lmdb.blobs.get(txn, &hash) {
+            Ok(Some(b)) if b.key == key && b.created == created => return Ok(None),
             Ok(Some(b)) if b.key != key => {
                 format!("version {short} is listed under the wrong key {key:?}")
             }
@@ -88,12 +99,14 @@ impl Cas {
             let short = head.short();
             let problem = match self.lmdb.blobs.get(txn, head) {
                 Ok(Some(b)) if b.key != key => format!("head {short} is a version of {:?}", b.key),
-                Ok(Some(b)) => match self
-                    .lmdb
-                    .key_to_hash
-                    .0
-                    .get(txn, &row(&key, b.created, head))?
-                {
+                Ok(Some(b)) => match self.lmdb.key_to_hash.rows.get(
+                    txn,
+                    &row(
+                        &key,
+                        b.created,
+                        self.lmdb.blobs.seq(txn, head)?.unwrap_or(0),
+                    ),
+                )? {
                     Some(_) => continue,
                     None => format!("head {short} is missing from the key's history"),
                 },

@@ -4,32 +4,97 @@
 //! number of member records that name it, kept here by every put and delete of a record, so
 //! no caller can forget it: a pack is freed, like a chunk, once its count is zero. A delta
 //! counts, the same way, as a reference of its base.
+//!
+//! Records are appended under a sequence number, and a chunk id maps to its sequence and
+//! count in 16 bytes: a put rewrites the last pages of the records and one small index page
+//! per new chunk, instead of a random page of records and one of counts (the pages a commit
+//! rewrites stay in the file as free pages until the next put).
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::ChunkRecord;
 use crate::store::{Db, RoTxn, RwTxn};
 
-/// The `chunks` and `chunk_refs` databases.
+/// The `chunks` (sequence -> ChunkRecord) and `chunk_refs` (chunk id -> sequence and
+/// reference count) databases.
 pub struct ChunkIndex {
+    /// Sequence number (u64 BE, from 1) -> encoded ChunkRecord.
     pub(crate) records: Db,
+    /// Chunk id -> [`Entry`].
     pub(crate) refs: Db,
 }
 
+/// A chunk id's row in `chunk_refs`: where its record is (0: none, only references) and how
+/// many references it has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The record's sequence in `chunks`; 0 when the chunk has no record.
+    pub(crate) seq: u64,
+    /// Reference count.
+    pub(crate) refs: u64,
+}
+
+impl Entry {
+    /// Bytes of an encoded entry.
+    pub(crate) const LEN: usize = 16;
+
+    /// `seq` u64 BE ‖ `refs` u64 LE.
+    pub(crate) fn encode(&self) -> [u8; Self::LEN] {
+        // A
+        let mut b = [0u8; Self::LEN];
+        b[..8].copy_from_slice(&self.seq.to_be_bytes());
+        b[8..].copy_from_slice(&self.refs.to_le_bytes());
+        b
+    }
+
+    /// Decodes an entry, refusing any other length.
+    pub(crate) fn decode(b: &[u8]) -> Result<Self> {
+        // A
+        let b: [u8; Self::LEN] = b
+            .try_into()
+            .map_err(|_| Error::malformed("chunk reference", "not 16 bytes"))?;
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&b[..8]);
+        let mut refs = [0u8; 8];
+        refs.copy_from_slice(&b[8..]);
+        Ok(Entry {
+            seq: u64::from_be_bytes(seq),
+            refs: u64::from_le_bytes(refs),
+        })
+    }
+}
+
 impl ChunkIndex {
+    /// The row of a chunk id.
+    fn entry(&self, txn: &RoTxn, id: &Hash) -> Result<Option<Entry>> {
+        // A
+        self.refs.get(txn, &id.0)?.map(Entry::decode).transpose()
+    }
+
+    /// The encoded record at `seq` (a row naming a record that is not there is damage).
+    fn record_at<'t>(&self, txn: &'t RoTxn, id: &Hash, seq: u64) -> Result<&'t [u8]> {
+        // A
+        self.records.get(txn, &seq.to_be_bytes())?.ok_or_else(|| {
+            Error::Corrupt(format!(
+                "the record of chunk {} is missing (sequence {seq})",
+                id.short()
+            ))
+        })
+    }
+
     /// The record of a chunk, if stored.
     pub fn get(&self, txn: &RoTxn, id: &Hash) -> Result<Option<ChunkRecord>> {
         // A
-        self.records
-            .get(txn, &id.0)?
-            .map(ChunkRecord::decode)
-            .transpose()
+        match self.entry(txn, id)? {
+            Some(e) if e.seq != 0 => ChunkRecord::decode(self.record_at(txn, id, e.seq)?).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// True when the chunk is stored.
     pub fn contains(&self, txn: &RoTxn, id: &Hash) -> Result<bool> {
         // A
-        Ok(self.records.get(txn, &id.0)?.is_some())
+        Ok(self.entry(txn, id)?.is_some_and(|e| e.seq != 0))
     }
 
     /// Stores a chunk record (its slices must be stored in the same transaction). A member
@@ -49,7 +114,20 @@ impl ChunkIndex {
         for held in old.iter().flat_map(ChunkRecord::holds) {
             self.release(txn, &held)?;
         }
-        Ok(self.records.put(txn, &id.0, &record.encode()?)?)
+        let mut entry = self.entry(txn, id)?.unwrap_or_default();
+        let bytes = record.encode()?;
+        if entry.seq != 0 {
+            self.records.put(txn, &entry.seq.to_be_bytes(), &bytes)?;
+            return Ok(());
+        }
+        entry.seq = match self.records.last(txn)? {
+            Some((k, _)) => crate::store::blob_store::seq_of("chunk record", k)? + 1,
+            None => 1,
+        };
+        let key = entry.seq.to_be_bytes();
+        self.records
+            .put_with_flags(txn, heed::PutFlags::APPEND, &key, &bytes)?;
+        Ok(self.refs.put(txn, &id.0, &entry.encode())?)
     }
 
     /// Takes one reference from a pack whose member record goes (or a base whose delta
@@ -66,42 +144,45 @@ impl ChunkIndex {
     /// Current reference count (0 when absent).
     pub fn refs(&self, txn: &RoTxn, id: &Hash) -> Result<u64> {
         // A
-        Ok(match self.refs.get(txn, &id.0)? {
-            None => 0,
-            Some(b) => u64::from_le_bytes(
-                b.try_into()
-                    .map_err(|_| Error::malformed("chunk refcount", "not 8 bytes"))?,
-            ),
-        })
+        Ok(self.entry(txn, id)?.map_or(0, |e| e.refs))
     }
 
-    /// Adds `delta` (may be negative) to the reference count; a count of zero is deleted.
+    /// Adds `delta` (may be negative) to the reference count; the row of a chunk with no
+    /// record goes at zero.
     pub fn add_refs(&self, txn: &mut RwTxn, id: &Hash, delta: i64) -> Result<u64> {
         // PA
-        let now = self.refs(txn, id)? as i64 + delta;
+        let mut entry = self.entry(txn, id)?.unwrap_or_default();
+        let now = entry.refs as i64 + delta;
         if now < 0 {
             return Err(Error::Corrupt(format!(
                 "reference count of chunk {} would go negative",
                 id.short()
             )));
         }
-        if now == 0 {
+        entry.refs = now as u64;
+        if entry == Entry::default() {
             self.refs.delete(txn, &id.0)?;
         } else {
-            self.refs.put(txn, &id.0, &(now as u64).to_le_bytes())?;
+            self.refs.put(txn, &id.0, &entry.encode())?;
         }
-        Ok(now as u64)
+        Ok(entry.refs)
     }
 
     /// Deletes a chunk record and its count. Returns the records this one held (its pack,
     /// a delta's base) that it was the last reference of: they are then free to go.
     pub fn delete(&self, txn: &mut RwTxn, id: &Hash) -> Result<Vec<Hash>> {
         // PA
-        let old = match self.records.get(txn, &id.0)? {
-            Some(bytes) => ChunkRecord::decode(bytes).ok(),
-            None => None,
+        let Some(entry) = self.entry(txn, id)? else {
+            return Ok(Vec::new());
         };
-        self.records.delete(txn, &id.0)?;
+        let key = entry.seq.to_be_bytes();
+        let old = match self.records.get(txn, &key)? {
+            Some(bytes) if entry.seq != 0 => ChunkRecord::decode(bytes).ok(),
+            _ => None,
+        };
+        if entry.seq != 0 {
+            self.records.delete(txn, &key)?;
+        }
         self.refs.delete(txn, &id.0)?;
         let mut emptied = Vec::new();
         for held in old.iter().flat_map(ChunkRecord::holds) {
@@ -123,16 +204,43 @@ impl ChunkIndex {
     ) -> Result<Vec<(Hash, Result<ChunkRecord>)>> {
         // A
         let mut out = Vec::new();
-        let iter = crate::store::iter_after(&self.records, txn, after.as_ref().map(|a| &a.0[..]))?;
-        for item in iter.take(limit) {
+        self.walk(txn, after.as_ref().map(|a| &a.0[..]), None, |id, record| {
+            out.push((id, record.and_then(ChunkRecord::decode)));
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every stored chunk's id and encoded record, in id order, after
+    /// `after` or (else) starting with `prefix`, while it returns true.
+    pub(crate) fn walk<'t>(
+        &self,
+        txn: &'t RoTxn,
+        after: Option<&[u8]>,
+        prefix: Option<&[u8]>,
+        mut f: impl FnMut(Hash, Result<&'t [u8]>) -> Result<bool>,
+    ) -> Result<()> {
+        // A
+        let iter: crate::store::KvIter<'t> = match prefix {
+            Some(p) if !p.is_empty() => Box::new(self.refs.prefix_iter(txn, p)?),
+            _ => crate::store::iter_after(&self.refs, txn, after)?,
+        };
+        for item in iter {
             let (k, v) = item?;
             let id = Hash(
                 k.try_into()
                     .map_err(|_| Error::malformed("chunk", "key is not 32 bytes"))?,
             );
-            out.push((id, ChunkRecord::decode(v)));
+            let seq = Entry::decode(v).map(|e| e.seq);
+            if matches!(seq, Ok(0)) {
+                continue;
+            }
+            let record = seq.and_then(|s| self.record_at(txn, &id, s));
+            if !f(id, record)? {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Number of chunk records.

@@ -64,7 +64,7 @@ pub struct Lmdb {
     pub slices: LocalSealedSliceStore,
     /// Chunk records and reference counts.
     pub chunks: ChunkIndex,
-    /// Blob records by hash.
+    /// Blob records, in log order, by hash.
     pub blobs: BlobStore,
     /// Key -> heads and tombstone.
     pub versions: VersionIndex,
@@ -76,7 +76,7 @@ pub struct Lmdb {
     pub removed: Removed,
     /// Log of deletions for the cluster.
     pub deletion_wal: DeletionWal,
-    /// Log of versions, for replication.
+    /// Log of versions (the blob records themselves), for replication.
     pub blob_log: BlobLog,
     /// Cluster membership and cursors.
     pub cluster: ClusterState,
@@ -185,10 +185,25 @@ impl Lmdb {
                 records: chunks,
                 refs: chunk_refs,
             },
-            blobs: BlobStore(blobs),
+            blobs: BlobStore {
+                by_hash: blobs,
+                log: blob_log,
+            },
             versions: VersionIndex(versions),
-            key_to_hash: KeyToHash(key_to_hash),
-            parent_child: ParentChild(parent_child),
+            key_to_hash: KeyToHash {
+                rows: key_to_hash,
+                blobs: BlobStore {
+                    by_hash: blobs,
+                    log: blob_log,
+                },
+            },
+            parent_child: ParentChild {
+                rows: parent_child,
+                blobs: BlobStore {
+                    by_hash: blobs,
+                    log: blob_log,
+                },
+            },
             removed: Removed(removed),
             deletion_wal: DeletionWal(deletion_wal),
             blob_log: BlobLog(blob_log),

@@ -11,10 +11,10 @@ use crate::store::{Db, RoTxn, RwTxn};
 /// Type tag of the configuration record.
 pub const CONFIG_TAG: u8 = b'M';
 /// On-disk format version of stores written by this build.
-pub const FORMAT_VERSION: u32 = 8;
-/// Oldest format this build opens: a format 7 store is a format 8 store without deltas, and
-/// becomes one (its config says 8, so builds that cannot read deltas refuse it) at its first
-/// delta ([`Meta::note_deltas`]).
+pub const FORMAT_VERSION: u32 = 9;
+/// Oldest format this build opens: a format 7 or 8 store is upgraded to 9 when it is opened
+/// ([`crate::store::upgrade`]); 7 lacks only deltas, and 8 names versions by hash in its
+/// indexes.
 pub const OLDEST_FORMAT: u32 = 7;
 const CONFIG_KEY: &[u8] = b"config";
 const LOG_ID_KEY: &[u8] = b"log_id";
@@ -89,18 +89,6 @@ impl Meta {
         }
         c.validate()?;
         Ok(c)
-    }
-
-    /// Marks the store as holding deltas (format 8) in `txn`, which stores one: builds that
-    /// cannot read them then refuse the store instead of reporting its deltas damaged.
-    pub fn note_deltas(&self, txn: &mut RwTxn) -> Result<()> {
-        // PA
-        let mut c = self.config(txn)?;
-        if c.format < FORMAT_VERSION {
-            c.format = FORMAT_VERSION;
-            self.put_config(txn, &c)?;
-        }
-        Ok(())
     }
 
     /// Records when gc last finished (ns since the epoch).

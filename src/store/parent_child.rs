@@ -1,32 +1,41 @@
 //! parentChildIndex: parent -> children, to find the heads a removal exposes and to walk
-//! history forwards.
+//! history forwards. A row names the child by its blob log sequence: a parent may not be
+//! stored (yet), but a child always is.
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::store::blob_store::BlobStore;
 use crate::store::{Db, RoTxn, RwTxn};
 
-/// The `parent_child` database: `[parent][child]` -> empty.
-pub struct ParentChild(pub(crate) Db);
+/// The `parent_child` database: `[parent hash][child sequence u64 BE]` -> empty, over the
+/// blob records it names.
+pub struct ParentChild {
+    /// The rows.
+    pub(crate) rows: Db,
+    /// The blob records, which give each child's hash.
+    pub(crate) blobs: BlobStore,
+}
 
-fn row(parent: &Hash, child: &Hash) -> [u8; 64] {
+/// The row of the edge from `parent` to the child logged at `child`.
+pub(crate) fn row(parent: &Hash, child: u64) -> [u8; 40] {
     // A
-    let mut r = [0u8; 64];
+    let mut r = [0u8; 40];
     r[..32].copy_from_slice(&parent.0);
-    r[32..].copy_from_slice(&child.0);
+    r[32..].copy_from_slice(&child.to_be_bytes());
     r
 }
 
 impl ParentChild {
-    /// Records that `child` has `parent`.
-    pub fn put(&self, txn: &mut RwTxn, parent: &Hash, child: &Hash) -> Result<()> {
+    /// Records that the version logged at `child` has `parent`.
+    pub fn put(&self, txn: &mut RwTxn, parent: &Hash, child: u64) -> Result<()> {
         // PA
-        Ok(self.0.put(txn, &row(parent, child), &[])?)
+        Ok(self.rows.put(txn, &row(parent, child), &[])?)
     }
 
     /// Forgets the edge.
-    pub fn delete(&self, txn: &mut RwTxn, parent: &Hash, child: &Hash) -> Result<()> {
+    pub fn delete(&self, txn: &mut RwTxn, parent: &Hash, child: u64) -> Result<()> {
         // PA
-        self.0.delete(txn, &row(parent, child))?;
+        self.rows.delete(txn, &row(parent, child))?;
         Ok(())
     }
 
@@ -34,13 +43,20 @@ impl ParentChild {
     pub fn children(&self, txn: &RoTxn, parent: &Hash) -> Result<Vec<Hash>> {
         // A
         let mut out = Vec::new();
-        for item in self.0.prefix_iter(txn, &parent.0)? {
+        for item in self.rows.prefix_iter(txn, &parent.0)? {
             let (k, _) = item?;
-            let c: [u8; 32] = k
+            let seq = k
                 .get(32..)
-                .and_then(|c| c.try_into().ok())
+                .and_then(|c| <[u8; 8]>::try_from(c).ok())
+                .map(u64::from_be_bytes)
                 .ok_or_else(|| Error::malformed("parent_child", "bad row"))?;
-            out.push(Hash(c));
+            let child = self.blobs.hash_at(txn, seq)?.ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "a child {seq} of version {} has no record",
+                    parent.short()
+                ))
+            })?;
+            out.push(child);
         }
         Ok(out)
     }

@@ -1,0 +1,407 @@
+//! The one-time upgrade of a format 7 or 8 store to format 9, whose records are appended
+//! under sequence numbers and found through small indexes: `blob_log` rows hold the blob
+//! records instead of their hashes, `blobs` maps a hash to its sequence, `key_to_hash` and
+//! `parent_child` rows end in the version's sequence instead of its hash, `chunks` holds
+//! the chunk records by sequence and `chunk_refs` maps a chunk id to its record's sequence
+//! and its count (FORMAT.md).
+//!
+//! It runs in one write transaction, so a store is either upgraded whole or not at all,
+//! and with the store to itself (its open lock exclusive): a running older build would
+//! read the new rows as damage and write old ones among them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::store::blob_store::seq_of;
+use crate::store::chunk_index::Entry;
+use crate::store::meta::FORMAT_VERSION;
+use crate::store::open_lock::OpenLock;
+use crate::store::{iter_after, key_to_hash, parent_child, Db, Lmdb, RwTxn};
+
+/// Rows read into memory at a time.
+const BATCH: usize = 4096;
+/// Bytes of a sequence number, the value `blobs` holds once upgraded: a blob record is
+/// never this short (its tag, version, key, times and lists take at least 10).
+const SEQ_LEN: usize = 8;
+
+/// Upgrades the store `lmdb` has open at `dir` and opens it again, or explains why it
+/// cannot be upgraded now.
+pub(crate) fn upgrade(dir: &Path, lmdb: Lmdb, from: u32) -> Result<Lmdb> {
+    // PA
+    if lmdb.is_read_only() {
+        return Err(Error::io(
+            format!(
+                "store {} has format {from} and needs a one-time upgrade to format {FORMAT_VERSION}, which this user cannot write; run any ouro command on it once as its owner",
+                dir.display()
+            ),
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        ));
+    }
+    drop(lmdb.close(Duration::from_secs(10))?);
+    let Some(lock) = OpenLock::try_exclusive(dir)? else {
+        return Err(Error::Retry(format!(
+            "store {} has format {from} and needs a one-time upgrade to format {FORMAT_VERSION}, which needs the store to itself, and another process has it open (a node, a mount, or an older ouro); once it has stopped",
+            dir.display()
+        )));
+    };
+    let lmdb = Lmdb::open_holding(dir, false, Some(lock))?;
+    let mut txn = lmdb.write()?;
+    let mut config = lmdb.meta.config(&txn)?;
+    if config.format < FORMAT_VERSION {
+        convert(&lmdb, &mut txn)?;
+        config.format = FORMAT_VERSION;
+        lmdb.meta.put_config(&mut txn, &config)?;
+        lmdb.commit(txn)?;
+        tracing::info!(store = %dir.display(), from, "upgraded the store's format");
+    } else {
+        drop(txn);
+    }
+    drop(lmdb.close(Duration::from_secs(10))?);
+    Lmdb::open(dir, false)
+}
+
+/// Rewrites the four databases in `txn`.
+pub(crate) fn convert(lmdb: &Lmdb, txn: &mut RwTxn) -> Result<()> {
+    // PA
+    chunk_records(txn, lmdb.chunks.records, lmdb.chunks.refs)?;
+    let (by_hash, log) = (lmdb.blobs.by_hash, lmdb.blobs.log);
+    log_records(txn, by_hash, log)?;
+    log_unlogged(txn, by_hash, log)?;
+    // A row is `key`, a NUL (keys hold none), the time (8) and then the hash (32).
+    rewrite_rows(txn, lmdb.key_to_hash.rows, |txn, row| {
+        let Some(nul) = row.iter().position(|b| *b == 0) else {
+            return Ok(Keep::Drop);
+        };
+        let (head, tail) = row.split_at(nul + 1);
+        match tail.len() {
+            key_to_hash::ROW_TAIL => Ok(Keep::Done),
+            40 => Ok(match seq_by_hash(txn, by_hash, &tail[8..])? {
+                Some(seq) => Keep::As([head, &tail[..8], &seq.to_be_bytes()].concat()),
+                None => Keep::Drop,
+            }),
+            _ => Ok(Keep::Drop),
+        }
+    })?;
+    rewrite_rows(txn, lmdb.parent_child.rows, |txn, row| {
+        if row.len() == 40 {
+            return Ok(Keep::Done);
+        }
+        let Some((parent, child)) = <[u8; 64]>::try_from(row)
+            .ok()
+            .map(|r| (Hash(r[..32].try_into().unwrap_or_default()), r))
+        else {
+            return Ok(Keep::Drop);
+        };
+        Ok(match seq_by_hash(txn, by_hash, &child[32..])? {
+            Some(seq) => Keep::As(parent_child::row(&parent, seq).to_vec()),
+            None => Keep::Drop,
+        })
+    })
+}
+
+/// Replaces each old log row's hash by the record `blobs` held under it, and that record
+/// by the row's sequence (rows already upgraded are left). A version logged twice (stored again after gc dropped it) keeps
+/// its last place; a row whose record is gone goes too, except the last, which stays empty
+/// to keep sequence numbers from coming back.
+fn log_records(txn: &mut RwTxn, by_hash: Db, log: Db) -> Result<()> {
+    // PA
+    let last = match log.last(txn)? {
+        Some((k, _)) => seq_of("blob log", k)?,
+        None => return Ok(()),
+    };
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = read_batch(txn, log, after.as_deref())?;
+        let Some((k, _)) = rows.last() else {
+            return Ok(());
+        };
+        after = Some(k.clone());
+        for (k, v) in rows {
+            let seq = seq_of("blob log", &k)?;
+            if by_hash.get(txn, &Hash::of(&v).0)? == Some(&k[..]) {
+                // Already a record that the index names: a store upgraded before, whose
+                // config said otherwise.
+                continue;
+            }
+            let found = match v.len() {
+                32 => by_hash.get(txn, &v)?,
+                _ => None,
+            };
+            let record = match found {
+                Some(r) if r.len() == SEQ_LEN => {
+                    // Logged before: move the record here from its earlier place.
+                    let earlier = r.to_vec();
+                    let moved = log.get(txn, &earlier)?.map(<[u8]>::to_vec);
+                    log.delete(txn, &earlier)?;
+                    moved
+                }
+                r => r.map(<[u8]>::to_vec),
+            };
+            match record {
+                Some(r) if Hash::of(&r).0[..] == v[..] && r.len() != SEQ_LEN => {
+                    log.put(txn, &k, &r)?;
+                    by_hash.put(txn, &v, &k)?;
+                }
+                _ if seq == last => log.put(txn, &k, &[])?,
+                _ => {
+                    log.delete(txn, &k)?;
+                }
+            }
+        }
+    }
+}
+
+/// Appends the records `blobs` holds that no log row named (none in a healthy store).
+fn log_unlogged(txn: &mut RwTxn, by_hash: Db, log: Db) -> Result<()> {
+    // PA
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = read_batch(txn, by_hash, after.as_deref())?;
+        let Some((k, _)) = rows.last() else {
+            return Ok(());
+        };
+        after = Some(k.clone());
+        for (hash, record) in rows.into_iter().filter(|(_, v)| v.len() != SEQ_LEN) {
+            let next = match log.last(txn)? {
+                Some((k, _)) => seq_of("blob log", k)? + 1,
+                None => 1,
+            };
+            log.put(txn, &next.to_be_bytes(), &record)?;
+            by_hash.put(txn, &hash, &next.to_be_bytes())?;
+        }
+    }
+}
+
+/// Moves each chunk record from under its id to under a new sequence in the same database
+/// (records already there are 8-byte keys, ids 32), and makes each `chunk_refs` row the
+/// record's sequence and the count it held (a count without a record gets sequence 0).
+fn chunk_records(txn: &mut RwTxn, records: Db, refs: Db) -> Result<()> {
+    // PA
+    let mut next = 1;
+    for item in records.iter(txn)? {
+        let (k, _) = item?;
+        if k.len() == SEQ_LEN {
+            next = next.max(seq_of("chunk record", k)? + 1);
+        }
+    }
+    let count = |v: Option<&[u8]>| match v.map(<[u8; 8]>::try_from) {
+        Some(Ok(b)) => u64::from_le_bytes(b),
+        _ => 0,
+    };
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = read_batch(txn, records, after.as_deref())?;
+        let Some((k, _)) = rows.last() else { break };
+        after = Some(k.clone());
+        for (id, record) in rows.into_iter().filter(|(k, _)| k.len() == 32) {
+            let entry = Entry {
+                seq: next,
+                refs: count(refs.get(txn, &id)?),
+            };
+            records.put(txn, &next.to_be_bytes(), &record)?;
+            refs.put(txn, &id, &entry.encode())?;
+            records.delete(txn, &id)?;
+            next += 1;
+        }
+    }
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = read_batch(txn, refs, after.as_deref())?;
+        let Some((k, _)) = rows.last() else {
+            return Ok(());
+        };
+        after = Some(k.clone());
+        for (id, v) in rows.into_iter().filter(|(_, v)| v.len() != Entry::LEN) {
+            match count(Some(&v)) {
+                0 => refs.delete(txn, &id).map(drop)?,
+                n => refs.put(txn, &id, &Entry { seq: 0, refs: n }.encode())?,
+            }
+        }
+    }
+}
+
+/// What becomes of one row of an index being rewritten.
+enum Keep {
+    /// Already in the new layout.
+    Done,
+    /// Replaced by this row.
+    As(Vec<u8>),
+    /// Names a version that is not stored: dropped, as gc would have.
+    Drop,
+}
+
+/// Rewrites every row of `db` (keys only; values are empty) as `f` says.
+fn rewrite_rows(
+    txn: &mut RwTxn,
+    db: Db,
+    mut f: impl FnMut(&RwTxn, &[u8]) -> Result<Keep>,
+) -> Result<()> {
+    // PA
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = read_batch(txn, db, after.as_deref())?;
+        let Some((k, _)) = rows.last() else {
+            return Ok(());
+        };
+        after = Some(k.clone());
+        for (k, _) in rows {
+            match f(txn, &k)? {
+                Keep::Done => {}
+                Keep::As(new) => {
+                    db.delete(txn, &k)?;
+                    db.put(txn, &new, &[])?;
+                }
+                Keep::Drop => {
+                    db.delete(txn, &k)?;
+                }
+            }
+        }
+    }
+}
+
+/// The sequence `blobs` gives the hash `h` once [`log_records`] ran.
+fn seq_by_hash(txn: &RwTxn, by_hash: Db, h: &[u8]) -> Result<Option<u64>> {
+    // A
+    match by_hash.get(txn, h)? {
+        Some(v) if v.len() == SEQ_LEN => seq_of("blob index", v).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Up to [`BATCH`] rows of `db` after `after`, copied out of the map.
+fn read_batch(txn: &RwTxn, db: Db, after: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    // A
+    let mut out = Vec::with_capacity(BATCH);
+    for item in iter_after(&db, txn, after)?.take(BATCH) {
+        let (k, v) = item?;
+        out.push((k.to_vec(), v.to_vec()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Blob, BlobKind, VersionMeta};
+
+    fn blob(key: &str, created: i64, parents: Vec<Hash>) -> Blob {
+        Blob {
+            key: key.into(),
+            kind: BlobKind::for_parents(parents.len()),
+            parents,
+            created,
+            size: 0,
+            chunks: vec![],
+            meta: VersionMeta::None,
+        }
+    }
+
+    /// Writes `blob` as format 8 did; returns its hash.
+    fn old_put(lmdb: &Lmdb, t: &mut RwTxn, seq: u64, b: &Blob) -> Hash {
+        let bytes = b.encode().unwrap();
+        let h = Hash::of(&bytes);
+        lmdb.blobs.by_hash.put(t, &h.0, &bytes).unwrap();
+        lmdb.blobs.log.put(t, &seq.to_be_bytes(), &h.0).unwrap();
+        let mut row = key_to_hash::row(&b.key, b.created, 0);
+        row.truncate(row.len() - 8);
+        row.extend_from_slice(&h.0);
+        lmdb.key_to_hash.rows.put(t, &row, &[]).unwrap();
+        for p in &b.parents {
+            lmdb.parent_child
+                .rows
+                .put(t, &[p.0, h.0].concat(), &[])
+                .unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn format_8_chunk_records_move_under_sequences_with_their_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let lmdb = Lmdb::open(dir.path(), true).unwrap();
+        let mut t = lmdb.write().unwrap();
+        let record = |size| crate::model::ChunkRecord {
+            size,
+            sealed_len: size,
+            key_epoch: 0,
+            nonce: [0; 12],
+            k: 1,
+            m: 0,
+            slices: vec![Hash([size as u8; 32])],
+            kind: crate::model::ChunkKind::Sliced,
+        };
+        let (x, y, z) = (Hash([1; 32]), Hash([2; 32]), Hash([3; 32]));
+        let (c, d) = (lmdb.chunks.records, lmdb.chunks.refs);
+        c.put(&mut t, &x.0, &record(5).encode().unwrap()).unwrap();
+        c.put(&mut t, &y.0, &record(6).encode().unwrap()).unwrap();
+        d.put(&mut t, &x.0, &3u64.to_le_bytes()).unwrap();
+        // A count with no record (a damaged store): kept as a count.
+        d.put(&mut t, &z.0, &2u64.to_le_bytes()).unwrap();
+        convert(&lmdb, &mut t).unwrap();
+        convert(&lmdb, &mut t).unwrap();
+        assert_eq!(lmdb.chunks.get(&t, &x).unwrap(), Some(record(5)));
+        assert_eq!(lmdb.chunks.get(&t, &y).unwrap(), Some(record(6)));
+        assert_eq!(lmdb.chunks.refs(&t, &x).unwrap(), 3);
+        assert_eq!(lmdb.chunks.refs(&t, &y).unwrap(), 0);
+        assert_eq!(lmdb.chunks.refs(&t, &z).unwrap(), 2);
+        assert!(!lmdb.chunks.contains(&t, &z).unwrap());
+        assert_eq!(lmdb.chunks.len(&t).unwrap(), 2);
+        let ids: Vec<Hash> = lmdb
+            .chunks
+            .page(&t, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(h, _)| h)
+            .collect();
+        assert_eq!(ids, vec![x, y]);
+        lmdb.chunks.put(&mut t, &z, &record(7)).unwrap();
+        assert_eq!(lmdb.chunks.get(&t, &z).unwrap(), Some(record(7)));
+        assert_eq!(lmdb.chunks.refs(&t, &z).unwrap(), 2);
+        assert_eq!(lmdb.chunks.delete(&mut t, &x).unwrap(), Vec::<Hash>::new());
+        assert_eq!(lmdb.chunks.get(&t, &x).unwrap(), None);
+    }
+
+    #[test]
+    fn format_8_rows_become_sequences_and_every_version_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let lmdb = Lmdb::open(dir.path(), true).unwrap();
+        let mut t = lmdb.write().unwrap();
+        let a = old_put(&lmdb, &mut t, 1, &blob("k", 1, vec![]));
+        let b = old_put(&lmdb, &mut t, 2, &blob("k", 2, vec![a]));
+        // Logged twice (stored again after gc dropped it): it keeps its last place.
+        let c = old_put(&lmdb, &mut t, 3, &blob("j", 3, vec![]));
+        lmdb.blobs
+            .log
+            .put(&mut t, &5u64.to_be_bytes(), &c.0)
+            .unwrap();
+        // Logged, then dropped by gc: in the middle and last.
+        lmdb.blobs
+            .log
+            .put(&mut t, &4u64.to_be_bytes(), &[9; 32])
+            .unwrap();
+        lmdb.blobs
+            .log
+            .put(&mut t, &6u64.to_be_bytes(), &[8; 32])
+            .unwrap();
+        convert(&lmdb, &mut t).unwrap();
+        // Twice is idempotent.
+        convert(&lmdb, &mut t).unwrap();
+        assert_eq!(lmdb.blobs.seq(&t, &a).unwrap(), Some(1));
+        assert_eq!(lmdb.blobs.seq(&t, &c).unwrap(), Some(5));
+        assert_eq!(lmdb.blob_log.last(&t).unwrap(), 6);
+        let (log, _) = lmdb.blob_log.since(&t, 0, 10).unwrap();
+        assert_eq!(log, vec![(1, a), (2, b), (5, c)]);
+        let hashes = |key| -> Vec<Hash> {
+            let v = lmdb.key_to_hash.versions(&t, key).unwrap();
+            v.into_iter().map(|e| e.hash).collect()
+        };
+        assert_eq!(hashes("k"), vec![a, b]);
+        assert_eq!(hashes("j"), vec![c]);
+        assert_eq!(lmdb.parent_child.children(&t, &a).unwrap(), vec![b]);
+        assert_eq!(lmdb.blobs.get(&t, &b).unwrap().unwrap().parents, vec![a]);
+        let (_, next) = lmdb.blobs.put(&mut t, &blob("k", 7, vec![b])).unwrap();
+        assert_eq!(next, 7);
+    }
+}
