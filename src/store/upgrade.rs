@@ -102,76 +102,64 @@ pub(crate) fn convert(lmdb: &Lmdb, txn: &mut RwTxn) -> Result<()> {
 }
 
 /// Replaces each old log row's hash by the record `blobs` held under it, and that record
-/// by the row's sequence (rows already upgraded are left). A version logged twice (stored again after gc dropped it) keeps
-/// its last place; a row whose record is gone goes too, except the last, which stays empty
-/// to keep sequence numbers from coming back.
+/// by the row's sequence (rows already upgraded are left). A version logged twice (stored
+/// again after gc dropped it) keeps its last place; a row whose record is gone goes too,
+/// except the last, which stays empty to keep sequence numbers from coming back.
 fn log_records(txn: &mut RwTxn, by_hash: Db, log: Db) -> Result<()> {
     // PA
     let last = match log.last(txn)? {
         Some((k, _)) => seq_of("blob log", k)?,
         None => return Ok(()),
     };
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let rows = read_batch(txn, log, after.as_deref())?;
-        let Some((k, _)) = rows.last() else {
+    each_row(txn, log, |txn, k, v| {
+        let seq = seq_of("blob log", &k)?;
+        if by_hash.get(txn, &Hash::of(&v).0)? == Some(&k[..]) {
+            // Already a record that the index names: a store upgraded before, whose
+            // config said otherwise.
             return Ok(());
+        }
+        let found = match v.len() {
+            32 => by_hash.get(txn, &v)?,
+            _ => None,
         };
-        after = Some(k.clone());
-        for (k, v) in rows {
-            let seq = seq_of("blob log", &k)?;
-            if by_hash.get(txn, &Hash::of(&v).0)? == Some(&k[..]) {
-                // Already a record that the index names: a store upgraded before, whose
-                // config said otherwise.
-                continue;
+        let record = match found {
+            Some(r) if r.len() == SEQ_LEN => {
+                // Logged before: move the record here from its earlier place.
+                let earlier = r.to_vec();
+                let moved = log.get(txn, &earlier)?.map(<[u8]>::to_vec);
+                log.delete(txn, &earlier)?;
+                moved
             }
-            let found = match v.len() {
-                32 => by_hash.get(txn, &v)?,
-                _ => None,
-            };
-            let record = match found {
-                Some(r) if r.len() == SEQ_LEN => {
-                    // Logged before: move the record here from its earlier place.
-                    let earlier = r.to_vec();
-                    let moved = log.get(txn, &earlier)?.map(<[u8]>::to_vec);
-                    log.delete(txn, &earlier)?;
-                    moved
-                }
-                r => r.map(<[u8]>::to_vec),
-            };
-            match record {
-                Some(r) if Hash::of(&r).0[..] == v[..] && r.len() != SEQ_LEN => {
-                    log.put(txn, &k, &r)?;
-                    by_hash.put(txn, &v, &k)?;
-                }
-                _ if seq == last => log.put(txn, &k, &[])?,
-                _ => {
-                    log.delete(txn, &k)?;
-                }
+            r => r.map(<[u8]>::to_vec),
+        };
+        match record {
+            Some(r) if Hash::of(&r).0[..] == v[..] && r.len() != SEQ_LEN => {
+                log.put(txn, &k, &r)?;
+                by_hash.put(txn, &v, &k)?;
+            }
+            _ if seq == last => log.put(txn, &k, &[])?,
+            _ => {
+                log.delete(txn, &k)?;
             }
         }
-    }
+        Ok(())
+    })
 }
 
 /// Appends the records `blobs` holds that no log row named (none in a healthy store).
 fn log_unlogged(txn: &mut RwTxn, by_hash: Db, log: Db) -> Result<()> {
     // PA
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let rows = read_batch(txn, by_hash, after.as_deref())?;
-        let Some((k, _)) = rows.last() else {
+    each_row(txn, by_hash, |txn, hash, record| {
+        if record.len() == SEQ_LEN {
             return Ok(());
-        };
-        after = Some(k.clone());
-        for (hash, record) in rows.into_iter().filter(|(_, v)| v.len() != SEQ_LEN) {
-            let next = match log.last(txn)? {
-                Some((k, _)) => seq_of("blob log", k)? + 1,
-                None => 1,
-            };
-            log.put(txn, &next.to_be_bytes(), &record)?;
-            by_hash.put(txn, &hash, &next.to_be_bytes())?;
         }
-    }
+        let next = match log.last(txn)? {
+            Some((k, _)) => seq_of("blob log", k)? + 1,
+            None => 1,
+        };
+        log.put(txn, &next.to_be_bytes(), &record)?;
+        Ok(by_hash.put(txn, &hash, &next.to_be_bytes())?)
+    })
 }
 
 /// Moves each chunk record from under its id to under a new sequence in the same database
@@ -190,36 +178,30 @@ fn chunk_records(txn: &mut RwTxn, records: Db, refs: Db) -> Result<()> {
         Some(Ok(b)) => u64::from_le_bytes(b),
         _ => 0,
     };
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let rows = read_batch(txn, records, after.as_deref())?;
-        let Some((k, _)) = rows.last() else { break };
-        after = Some(k.clone());
-        for (id, record) in rows.into_iter().filter(|(k, _)| k.len() == 32) {
-            let entry = Entry {
-                seq: next,
-                refs: count(refs.get(txn, &id)?),
-            };
-            records.put(txn, &next.to_be_bytes(), &record)?;
-            refs.put(txn, &id, &entry.encode())?;
-            records.delete(txn, &id)?;
-            next += 1;
-        }
-    }
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let rows = read_batch(txn, refs, after.as_deref())?;
-        let Some((k, _)) = rows.last() else {
+    each_row(txn, records, |txn, id, record| {
+        if id.len() != 32 {
             return Ok(());
-        };
-        after = Some(k.clone());
-        for (id, v) in rows.into_iter().filter(|(_, v)| v.len() != Entry::LEN) {
-            match count(Some(&v)) {
-                0 => refs.delete(txn, &id).map(drop)?,
-                n => refs.put(txn, &id, &Entry { seq: 0, refs: n }.encode())?,
-            }
         }
-    }
+        let entry = Entry {
+            seq: next,
+            refs: count(refs.get(txn, &id)?),
+        };
+        records.put(txn, &next.to_be_bytes(), &record)?;
+        refs.put(txn, &id, &entry.encode())?;
+        records.delete(txn, &id)?;
+        next += 1;
+        Ok(())
+    })?;
+    each_row(txn, refs, |txn, id, v| {
+        match (v.len(), count(Some(&v))) {
+            (Entry::LEN, _) => {}
+            (_, 0) => {
+                refs.delete(txn, &id)?;
+            }
+            (_, n) => refs.put(txn, &id, &Entry { seq: 0, refs: n }.encode())?,
+        }
+        Ok(())
+    })
 }
 
 /// What becomes of one row of an index being rewritten.
@@ -239,26 +221,19 @@ fn rewrite_rows(
     mut f: impl FnMut(&RwTxn, &[u8]) -> Result<Keep>,
 ) -> Result<()> {
     // PA
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let rows = read_batch(txn, db, after.as_deref())?;
-        let Some((k, _)) = rows.last() else {
-            return Ok(());
-        };
-        after = Some(k.clone());
-        for (k, _) in rows {
-            match f(txn, &k)? {
-                Keep::Done => {}
-                Keep::As(new) => {
-                    db.delete(txn, &k)?;
-                    db.put(txn, &new, &[])?;
-                }
-                Keep::Drop => {
-                    db.delete(txn, &k)?;
-                }
+    each_row(txn, db, |txn, k, _| {
+        match f(txn, &k)? {
+            Keep::Done => {}
+            Keep::As(new) => {
+                db.delete(txn, &k)?;
+                db.put(txn, &new, &[])?;
+            }
+            Keep::Drop => {
+                db.delete(txn, &k)?;
             }
         }
-    }
+        Ok(())
+    })
 }
 
 /// The sequence `blobs` gives the hash `h` once [`log_records`] ran.
@@ -267,6 +242,28 @@ fn seq_by_hash(txn: &RwTxn, by_hash: Db, h: &[u8]) -> Result<Option<u64>> {
     match by_hash.get(txn, h)? {
         Some(v) if v.len() == SEQ_LEN => seq_of("blob index", v).map(Some),
         _ => Ok(None),
+    }
+}
+
+/// Calls `f` with every row of `db` in key order, copied out of the map [`BATCH`] rows at a
+/// time so that `f` may write to `txn`; rows `f` adds after the one it was given are met
+/// too.
+fn each_row(
+    txn: &mut RwTxn,
+    db: Db,
+    mut f: impl FnMut(&mut RwTxn, Vec<u8>, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    // PA
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = read_batch(txn, db, after.as_deref())?;
+        let Some((k, _)) = rows.last() else {
+            return Ok(());
+        };
+        after = Some(k.clone());
+        for (k, v) in rows {
+            f(txn, k, v)?;
+        }
     }
 }
 
