@@ -110,3 +110,29 @@ fn the_upgrade_waits_for_the_store_to_itself() {
     assert_eq!(format(&t), 9);
     t.ok(&["verify"]);
 }
+
+#[test]
+fn commands_started_together_on_an_old_store_all_succeed() {
+    let t = old_store();
+    // One of them upgrades; the others wait for it instead of failing.
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            t.cmd(&["log", "a"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for r in runs {
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .matches("version ")
+                .count(),
+            3
+        );
+    }
+    assert_eq!(format(&t), 9);
+}

@@ -44,6 +44,8 @@ pub enum Damage {
         key: Option<String>,
         /// Why.
         reason: String,
+        /// True when repair deleted the row (it named a version that is not stored).
+        repaired: bool,
     },
     /// A blob record or a reference of it is damaged.
     Blob {
@@ -54,6 +56,17 @@ pub enum Damage {
         /// Why.
         reason: String,
     },
+}
+
+impl Damage {
+    /// True when repair undid it.
+    pub fn is_repaired(&self) -> bool {
+        // A
+        matches!(
+            self,
+            Damage::Slices { repaired: true, .. } | Damage::Index { repaired: true, .. }
+        )
+    }
 }
 
 /// What verify checked and found.
@@ -79,17 +92,13 @@ impl VerifyReport {
     /// True when nothing is damaged, or everything damaged was repaired.
     pub fn is_healthy(&self) -> bool {
         // A
-        self.damage
-            .iter()
-            .all(|d| matches!(d, Damage::Slices { repaired: true, .. }))
+        self.damage.iter().all(Damage::is_repaired)
     }
 
     /// Damage that could not be repaired.
     pub fn unrecoverable(&self) -> impl Iterator<Item = &Damage> {
         // A
-        self.damage
-            .iter()
-            .filter(|d| !matches!(d, Damage::Slices { repaired: true, .. }))
+        self.damage.iter().filter(|d| !d.is_repaired())
     }
 }
 
@@ -162,7 +171,7 @@ impl Cas {
         // are looked up in it.
         let bad_chunks: HashSet<Hash> = bad_chunks.into_iter().collect();
         self.verify_blobs(&mut report, &bad_chunks, cluster)?;
-        self.verify_index(&mut report)?;
+        self.verify_index(&mut report, repair)?;
         if self.is_unlocked() {
             self.verify_snapshots(&mut report)?;
         }
@@ -387,6 +396,7 @@ impl Cas {
                 let row = crate::store::key_to_hash::row(&blob.key, blob.created, seq);
                 if self.lmdb.key_to_hash.rows.get(&txn, &row)?.is_none() {
                     report.damage.push(Damage::Index {
+                        repaired: false,
                         key: Some(blob.key.clone()),
                         reason: format!(
                             "{}@{} is missing from the key's history",

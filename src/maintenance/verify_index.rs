@@ -14,17 +14,51 @@ use crate::store::version_index::{KeyState, KEY_STATE_TAG};
 use crate::store::{iter_after, Db, RoTxn};
 
 impl Cas {
-    /// Checks every KeyToHash row and every key's heads against the version records.
-    pub(crate) fn verify_index(&self, report: &mut VerifyReport) -> Result<()> {
-        // A
-        self.each_row(&self.lmdb.key_to_hash.rows, |txn, k, _| {
-            report.damage.extend(self.check_key_row(txn, k)?);
+    /// Checks every KeyToHash and parentChild row and every key's heads against the
+    /// version records. With `repair`, deletes the rows that name a version with no log row
+    /// (its number is never given out again, so such a row can only ever mislead).
+    pub(crate) fn verify_index(&self, report: &mut VerifyReport, repair: bool) -> Result<()> {
+        // PA
+        let mut dangling: Vec<(Db, Vec<u8>, usize)> = Vec::new();
+        let k2h = self.lmdb.key_to_hash.rows;
+        self.each_row(&k2h, |txn, k, _| {
+            if let Some((damage, gone)) = self.check_key_row(txn, k)? {
+                if gone {
+                    dangling.push((k2h, k.to_vec(), report.damage.len()));
+                }
+                report.damage.push(damage);
+            }
+            Ok(())
+        })?;
+        let edges = self.lmdb.parent_child.rows;
+        self.each_row(&edges, |txn, k, _| {
+            let child = k.get(32..).and_then(|c| <[u8; 8]>::try_from(c).ok());
+            let problem = match child.map(u64::from_be_bytes) {
+                None => "a parent index row is malformed".to_string(),
+                Some(seq) if self.lmdb.blobs.hash_at(txn, seq)?.is_none() => {
+                    dangling.push((edges, k.to_vec(), report.damage.len()));
+                    format!("a child ({seq}) of a version is not stored")
+                }
+                Some(_) => return Ok(()),
+            };
+            report.damage.push(index_damage(None, problem));
             Ok(())
         })?;
         self.each_row(&self.lmdb.versions.0, |txn, k, v| {
             report.damage.extend(self.check_heads(txn, k, v)?);
             Ok(())
-        })
+        })?;
+        if !repair || dangling.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.lmdb.write()?;
+        for (db, row, i) in &dangling {
+            db.delete(&mut w, row)?;
+            if let Some(Damage::Index { repaired, .. }) = report.damage.get_mut(*i) {
+                *repaired = true;
+            }
+        }
+        self.lmdb.commit(w)
     }
 
     /// Calls `f` with every row of `db`, in pages of short read transactions.
@@ -50,15 +84,14 @@ impl Cas {
         }
     }
 
-    /// A `key\0time‖sequence` row must name a version record of that key and creation time.
-    fn check_key_row(&self, txn: &RoTxn, k: &[u8]) -> Result<Option<Damage>> {
+    /// A `key\0time‖sequence` row must name a version record of that key and creation time;
+    /// the damage found, and whether the row names no log row at all.
+    fn check_key_row(&self, txn: &RoTxn, k: &[u8]) -> Result<Option<(Damage, bool)>> {
         // A
         // A row is `key`, a NUL, then 8 bytes of time and 8 of sequence.
         let Some(i) = k.len().checked_sub(ROW_TAIL + 1).filter(|&i| k[i] == 0) else {
-            return Ok(Some(index_damage(
-                None,
-                "a key index row is malformed".into(),
-            )));
+            let problem = "a key index row is malformed".into();
+            return Ok(Some((index_damage(None, problem), false)));
         };
         let key = String::from_utf8_lossy(&k[..i]).into_owned();
         let (created, seq) = parse(i, k)?;
@@ -66,11 +99,11 @@ impl Cas {
             Ok(Some(h)) => h,
             Ok(None) => {
                 let problem = format!("listed version {seq} has no record");
-                return Ok(Some(index_damage(Some(key), problem)));
+                return Ok(Some((index_damage(Some(key), problem), true)));
             }
             Err(e) => {
                 let problem = format!("listed version {seq}: {e}");
-                return Ok(Some(index_damage(Some(key), problem)));
+                return Ok(Some((index_damage(Some(key), problem), false)));
             }
         };
         let short = hash.short();
@@ -83,7 +116,7 @@ impl Cas {
             Ok(None) => format!("listed version {short} has no record"),
             Err(e) => format!("listed version {short}: {e}"),
         };
-        Ok(Some(index_damage(Some(key), problem)))
+        Ok(Some((index_damage(Some(key), problem), false)))
     }
 
     /// A key's heads must be versions of that key, listed in its KeyToHash rows.
@@ -121,7 +154,11 @@ impl Cas {
 
 fn index_damage(key: Option<String>, reason: String) -> Damage {
     // A
-    Damage::Index { key, reason }
+    Damage::Index {
+        key,
+        reason,
+        repaired: false,
+    }
 }
 
 impl Cas {
@@ -166,5 +203,155 @@ impl Cas {
             });
         }
         Ok(())
+    }
+}
+
+// Damage to the index layout of format 9 (records under sequence numbers, found through
+// small indexes): lost rows are left out, reported and, where they only mislead, removed by
+// repair; a lost number is never handed out again, so one index row never names two records.
+#[cfg(test)]
+mod damage_tests {
+    use crate::maintenance::verify::Damage;
+    use crate::{Cas, CreateOptions, Hash, Identity, NoProgress, PutOptions};
+
+    fn store() -> (tempfile::TempDir, Cas) {
+        let dir = tempfile::tempdir().unwrap();
+        let cas =
+            Cas::create(dir.path(), &CreateOptions::default(), &Identity::generate()).unwrap();
+        (dir, cas)
+    }
+
+    fn put(cas: &Cas, key: &str, data: &[u8]) -> Hash {
+        cas.put(key, data, &PutOptions::default()).unwrap().hash
+    }
+
+    fn get(cas: &Cas, r: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        cas.get(r, &mut out).unwrap();
+        out
+    }
+
+    fn index_damage(report: &crate::VerifyReport) -> Vec<(bool, String)> {
+        report
+            .damage
+            .iter()
+            .filter_map(|d| match d {
+                Damage::Index {
+                    reason, repaired, ..
+                } => Some((*repaired, reason.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_history_row_naming_a_lost_version_is_left_out_reported_and_removed_by_repair() {
+        let (_d, cas) = store();
+        let lost = put(&cas, "k", b"one");
+        let kept = put(&cas, "k", b"two");
+        let lmdb = &cas.lmdb;
+        let mut w = lmdb.write().unwrap();
+        let seq = lmdb.blobs.seq(&w, &lost).unwrap().unwrap();
+        lmdb.blobs.log.delete(&mut w, &seq.to_be_bytes()).unwrap();
+        lmdb.commit(w).unwrap();
+        let listed: Vec<Hash> = {
+            let txn = lmdb.read().unwrap();
+            let v = lmdb.key_to_hash.versions(&txn, "k").unwrap();
+            v.into_iter().map(|e| e.hash).collect()
+        };
+        assert_eq!(listed, vec![kept]);
+        assert_eq!(get(&cas, "k"), b"two");
+        let report = cas.verify(false, &NoProgress).unwrap();
+        assert!(matches!(&index_damage(&report)[..], [(false, r)] if r.contains("has no record")));
+        let report = cas.verify(true, &NoProgress).unwrap();
+        assert!(matches!(&index_damage(&report)[..], [(true, _)]));
+        let report = cas.verify(false, &NoProgress).unwrap();
+        assert!(index_damage(&report).is_empty(), "{:?}", report.damage);
+        // The key can still be removed; what is left of the lost version stays reported.
+        cas.remove("k").unwrap();
+        cas.gc(&NoProgress).unwrap();
+        assert!(cas.get("k", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_damaged_version_record_is_still_listed_and_removable() {
+        let (_d, cas) = store();
+        let bad = put(&cas, "k", b"one");
+        put(&cas, "k", b"two");
+        let lmdb = &cas.lmdb;
+        let mut w = lmdb.write().unwrap();
+        let key = lmdb.blobs.seq(&w, &bad).unwrap().unwrap().to_be_bytes();
+        let mut row = lmdb.blobs.log.get(&w, &key).unwrap().unwrap().to_vec();
+        let end = row.len() - 1;
+        row[end] ^= 0x40;
+        lmdb.blobs.log.put(&mut w, &key, &row).unwrap();
+        lmdb.commit(w).unwrap();
+        let txn = lmdb.read().unwrap();
+        assert_eq!(lmdb.key_to_hash.versions(&txn, "k").unwrap()[0].hash, bad);
+        drop(txn);
+        let report = cas.verify(false, &NoProgress).unwrap();
+        assert!(report
+            .damage
+            .iter()
+            .any(|d| matches!(d, Damage::Blob { hash, .. } if *hash == bad)));
+        cas.remove("k").unwrap();
+    }
+
+    #[test]
+    fn a_lost_last_record_never_lends_its_number_to_a_new_one() {
+        let (_d, cas) = store();
+        put(&cas, "a", b"first content");
+        let lmdb = &cas.lmdb;
+        let mut w = lmdb.write().unwrap();
+        let (chunk_key, blob_key) = {
+            let c = lmdb.chunks.records.last(&w).unwrap().unwrap().0.to_vec();
+            let b = lmdb.blobs.log.last(&w).unwrap().unwrap().0.to_vec();
+            (c, b)
+        };
+        lmdb.chunks.records.delete(&mut w, &chunk_key).unwrap();
+        lmdb.blobs.log.delete(&mut w, &blob_key).unwrap();
+        lmdb.commit(w).unwrap();
+        let b = put(&cas, "b", b"second, other content");
+        let txn = lmdb.read().unwrap();
+        let seq = lmdb.blobs.seq(&txn, &b).unwrap().unwrap();
+        assert!(
+            seq.to_be_bytes()[..] > blob_key[..],
+            "blob log number reused"
+        );
+        let last = lmdb.chunks.records.last(&txn).unwrap().unwrap().0.to_vec();
+        assert!(last > chunk_key, "chunk record number reused");
+        drop(txn);
+        // gc and repair around the lost rows never take the new records with them ("a" has
+        // no version left to remove: its only record is the one lost).
+        assert!(cas.remove("a").is_err());
+        cas.gc(&NoProgress).unwrap();
+        cas.verify(true, &NoProgress).unwrap();
+        assert_eq!(get(&cas, "b"), b"second, other content");
+    }
+
+    #[test]
+    fn a_lost_pack_record_is_reported_not_fatal() {
+        let (_d, cas) = store();
+        put(&cas, "m", b"a small file in a pack");
+        let lmdb = &cas.lmdb;
+        let mut w = lmdb.write().unwrap();
+        let pack = {
+            let mut pack = None;
+            lmdb.chunks
+                .walk(&w, None, None, |id, r| {
+                    if crate::model::ChunkRecord::decode(r?)?.is_pack() {
+                        pack = Some(id);
+                    }
+                    Ok(true)
+                })
+                .unwrap();
+            pack.unwrap()
+        };
+        let entry = lmdb.chunks.refs.get(&w, &pack.0).unwrap().unwrap().to_vec();
+        lmdb.chunks.records.delete(&mut w, &entry[..8]).unwrap();
+        lmdb.commit(w).unwrap();
+        let report = cas.verify(false, &NoProgress).unwrap();
+        assert!(!report.is_healthy());
+        assert!(cas.get("m", &mut Vec::new()).is_err());
     }
 }

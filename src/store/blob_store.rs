@@ -9,29 +9,39 @@
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::Blob;
+use crate::store::sequence::Sequence;
 use crate::store::{Db, RoTxn, RwTxn};
 
+pub(crate) use crate::store::sequence::seq_of;
+
+/// `meta` key of the next blob log sequence number (`u64` little-endian).
+const NEXT_SEQ_KEY: &[u8] = b"next_blob_seq";
+
 /// The `blobs` database (blob hash -> sequence, u64 BE) over the `blob_log` database
-/// (sequence -> encoded Blob).
+/// (sequence -> the blob's hash ‖ its encoded record).
 #[derive(Clone, Copy)]
 pub struct BlobStore {
     /// Blob hash -> sequence number in `log`.
     pub(crate) by_hash: Db,
-    /// Sequence number -> encoded Blob; an empty value marks a deleted last record, so that
-    /// sequence numbers never come back.
+    /// Sequence number -> hash (32) ‖ encoded Blob. The hash names the version even when
+    /// its record is damaged, so it can still be listed, removed and reported.
     pub(crate) log: Db,
-}
-
-/// Parses an 8-byte big-endian sequence number.
-pub(crate) fn seq_of(what: &'static str, bytes: &[u8]) -> Result<u64> {
-    // A
-    bytes
-        .try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| Error::malformed(what, "sequence is not 8 bytes"))
+    /// The store's `meta` database, which keeps sequence numbers from coming back.
+    pub(crate) meta: Db,
 }
 
 impl BlobStore {
+    /// The numbering of the log: from 1, never handing out a number twice.
+    pub(crate) fn sequence(&self) -> Sequence {
+        // A
+        Sequence {
+            db: self.log,
+            meta: self.meta,
+            mark: NEXT_SEQ_KEY,
+            first: 1,
+        }
+    }
+
     /// Stores a blob at the end of the log (or finds it there) and returns its hash and
     /// sequence number.
     pub fn put(&self, txn: &mut RwTxn, blob: &Blob) -> Result<(Hash, u64)> {
@@ -39,20 +49,16 @@ impl BlobStore {
         let bytes = blob.encode()?;
         let hash = Hash::of(&bytes);
         if let Some(seq) = self.seq(txn, &hash)? {
-            return Ok((hash, seq));
+            if self.log.get(txn, &seq.to_be_bytes())?.is_some() {
+                return Ok((hash, seq));
+            }
         }
-        let (next, tombstone) = match self.log.last(txn)? {
-            Some((k, v)) => (seq_of("blob log", k)? + 1, v.is_empty()),
-            None => (1, false),
-        };
+        let seq = self.sequence().take(txn)?;
+        let row = [&hash.0[..], &bytes].concat();
         self.log
-            .put_with_flags(txn, heed::PutFlags::APPEND, &next.to_be_bytes(), &bytes)?;
-        if tombstone {
-            // It only held the last sequence number, which this record now does.
-            self.log.delete(txn, &(next - 1).to_be_bytes())?;
-        }
-        self.by_hash.put(txn, &hash.0, &next.to_be_bytes())?;
-        Ok((hash, next))
+            .put_with_flags(txn, heed::PutFlags::APPEND, &seq.to_be_bytes(), &row)?;
+        self.by_hash.put(txn, &hash.0, &seq.to_be_bytes())?;
+        Ok((hash, seq))
     }
 
     /// Reads and verifies a blob.
@@ -61,14 +67,16 @@ impl BlobStore {
         let Some(seq) = self.seq(txn, hash)? else {
             return Ok(None);
         };
-        match self.log.get(txn, &seq.to_be_bytes())? {
-            Some(b) if !b.is_empty() && Hash::of(b) == *hash => Blob::decode(b).map(Some),
-            Some(b) if !b.is_empty() => Err(Error::Corrupt(format!(
-                "blob record {} does not match its hash",
-                hash.short()
-            ))),
-            _ => Err(Error::Corrupt(format!(
+        let Some(row) = self.log.get(txn, &seq.to_be_bytes())? else {
+            return Err(Error::Corrupt(format!(
                 "blob record {} is missing from the blob log (sequence {seq})",
+                hash.short()
+            )));
+        };
+        match row.split_at_checked(32) {
+            Some((h, b)) if h == hash.0 && Hash::of(b) == *hash => Blob::decode(b).map(Some),
+            _ => Err(Error::Corrupt(format!(
+                "blob record {} does not match its hash",
                 hash.short()
             ))),
         }
@@ -83,24 +91,13 @@ impl BlobStore {
             .transpose()
     }
 
-    /// The hash of the blob logged at `seq` (None when there is none). The hash index must
-    /// name the same sequence: a damaged record hashes to a version nobody stored.
+    /// The hash of the version logged at `seq` (None when no row is there).
     pub fn hash_at(&self, txn: &RoTxn, seq: u64) -> Result<Option<Hash>> {
         // A
-        let Some(bytes) = self
-            .log
-            .get(txn, &seq.to_be_bytes())?
-            .filter(|b| !b.is_empty())
-        else {
+        let Some(row) = self.log.get(txn, &seq.to_be_bytes())? else {
             return Ok(None);
         };
-        let hash = Hash::of(bytes);
-        match self.seq(txn, &hash)? {
-            Some(s) if s == seq => Ok(Some(hash)),
-            _ => Err(Error::Corrupt(format!(
-                "the blob record at sequence {seq} does not match the blob index"
-            ))),
-        }
+        row_hash(row).map(Some)
     }
 
     /// Hashes of the blob records whose hash starts with `prefix` (in-memory lists keep
@@ -124,15 +121,7 @@ impl BlobStore {
             return Ok(None);
         };
         self.by_hash.delete(txn, &hash.0)?;
-        let last = match self.log.last(txn)? {
-            Some((k, _)) => seq_of("blob log", k)?,
-            None => 0,
-        };
-        if last == seq {
-            self.log.put(txn, &seq.to_be_bytes(), &[])?;
-        } else {
-            self.log.delete(txn, &seq.to_be_bytes())?;
-        }
+        self.log.delete(txn, &seq.to_be_bytes())?;
         Ok(Some(seq))
     }
 
@@ -164,6 +153,15 @@ impl BlobStore {
     }
 }
 
+/// The hash at the start of a blob log row.
+pub(crate) fn row_hash(row: &[u8]) -> Result<Hash> {
+    // A
+    row.get(..32)
+        .and_then(|h| <[u8; 32]>::try_from(h).ok())
+        .map(Hash)
+        .ok_or_else(|| Error::malformed("blob log", "row shorter than a hash"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,7 +191,7 @@ mod tests {
         assert_eq!(lmdb.blobs.put(&mut t, &blob("a", 1)).unwrap(), (a, 1));
         assert_eq!(lmdb.blobs.get(&t, &a).unwrap().unwrap().key, "a");
         assert_eq!(lmdb.blobs.hash_at(&t, 2).unwrap(), Some(b));
-        // The last one deleted leaves its number taken; a middle one leaves nothing.
+        // Numbers never come back, even once the last row is gone.
         assert_eq!(lmdb.blobs.delete(&mut t, &b).unwrap(), Some(2));
         assert_eq!(lmdb.blob_log.last(&t).unwrap(), 2);
         assert_eq!(lmdb.blobs.hash_at(&t, 2).unwrap(), None);
@@ -221,13 +219,22 @@ mod tests {
             .unwrap()
             .unwrap()
             .to_vec();
-        bytes[3] ^= 1;
+        bytes[36] ^= 1;
         lmdb.blobs
             .log
             .put(&mut t, &1u64.to_be_bytes(), &bytes)
             .unwrap();
         assert!(matches!(lmdb.blobs.get(&t, &a), Err(Error::Corrupt(_))));
-        assert!(matches!(lmdb.blobs.hash_at(&t, 1), Err(Error::Corrupt(_))));
+        // The stored hash still names the damaged version, so it can be listed and removed.
+        assert_eq!(lmdb.blobs.hash_at(&t, 1).unwrap(), Some(a));
+        lmdb.blobs
+            .log
+            .put(&mut t, &1u64.to_be_bytes(), &[7; 5])
+            .unwrap();
+        assert!(matches!(
+            lmdb.blobs.hash_at(&t, 1),
+            Err(Error::Malformed { .. })
+        ));
         lmdb.blobs.by_hash.put(&mut t, &b.0, &[1, 2]).unwrap();
         assert!(matches!(
             lmdb.blobs.get(&t, &b),

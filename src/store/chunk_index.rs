@@ -13,6 +13,7 @@
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::ChunkRecord;
+use crate::store::sequence::Sequence;
 use crate::store::{Db, RoTxn, RwTxn};
 
 /// The `chunks` (sequence -> ChunkRecord) and `chunk_refs` (chunk id -> sequence and
@@ -22,7 +23,12 @@ pub struct ChunkIndex {
     pub(crate) records: Db,
     /// Chunk id -> [`Entry`].
     pub(crate) refs: Db,
+    /// The store's `meta` database, which keeps sequence numbers from coming back.
+    pub(crate) meta: Db,
 }
+
+/// `meta` key of the next chunk record sequence number (`u64` little-endian).
+const NEXT_SEQ_KEY: &[u8] = b"next_chunk_seq";
 
 /// A chunk id's row in `chunk_refs`: where its record is (0: none, only references) and how
 /// many references it has.
@@ -71,30 +77,38 @@ impl ChunkIndex {
         self.refs.get(txn, &id.0)?.map(Entry::decode).transpose()
     }
 
-    /// The encoded record at `seq` (a row naming a record that is not there is damage).
-    fn record_at<'t>(&self, txn: &'t RoTxn, id: &Hash, seq: u64) -> Result<&'t [u8]> {
+    /// The numbering of the records: from 1, never handing out a number twice (a row
+    /// whose record was lost must not come to name another chunk's).
+    pub(crate) fn sequence(&self) -> Sequence {
         // A
-        self.records.get(txn, &seq.to_be_bytes())?.ok_or_else(|| {
-            Error::Corrupt(format!(
-                "the record of chunk {} is missing (sequence {seq})",
-                id.short()
-            ))
-        })
+        Sequence {
+            db: self.records,
+            meta: self.meta,
+            mark: NEXT_SEQ_KEY,
+            first: 1,
+        }
+    }
+
+    /// The encoded record of a chunk id, if stored (a row naming a record that is not
+    /// there counts as none, as a record lost with its id did before).
+    fn raw<'t>(&self, txn: &'t RoTxn, id: &Hash) -> Result<Option<&'t [u8]>> {
+        // A
+        match self.entry(txn, id)? {
+            Some(e) if e.seq != 0 => Ok(self.records.get(txn, &e.seq.to_be_bytes())?),
+            _ => Ok(None),
+        }
     }
 
     /// The record of a chunk, if stored.
     pub fn get(&self, txn: &RoTxn, id: &Hash) -> Result<Option<ChunkRecord>> {
         // A
-        match self.entry(txn, id)? {
-            Some(e) if e.seq != 0 => ChunkRecord::decode(self.record_at(txn, id, e.seq)?).map(Some),
-            _ => Ok(None),
-        }
+        self.raw(txn, id)?.map(ChunkRecord::decode).transpose()
     }
 
     /// True when the chunk is stored.
     pub fn contains(&self, txn: &RoTxn, id: &Hash) -> Result<bool> {
         // A
-        Ok(self.entry(txn, id)?.is_some_and(|e| e.seq != 0))
+        Ok(self.raw(txn, id)?.is_some())
     }
 
     /// Stores a chunk record (its slices must be stored in the same transaction). A member
@@ -116,14 +130,11 @@ impl ChunkIndex {
         }
         let mut entry = self.entry(txn, id)?.unwrap_or_default();
         let bytes = record.encode()?;
-        if entry.seq != 0 {
+        if entry.seq != 0 && old.is_some() {
             self.records.put(txn, &entry.seq.to_be_bytes(), &bytes)?;
             return Ok(());
         }
-        entry.seq = match self.records.last(txn)? {
-            Some((k, _)) => crate::store::blob_store::seq_of("chunk record", k)? + 1,
-            None => 1,
-        };
+        entry.seq = self.sequence().take(txn)?;
         let key = entry.seq.to_be_bytes();
         self.records
             .put_with_flags(txn, heed::PutFlags::APPEND, &key, &bytes)?;
@@ -176,10 +187,7 @@ impl ChunkIndex {
             return Ok(Vec::new());
         };
         let key = entry.seq.to_be_bytes();
-        let old = match self.records.get(txn, &key)? {
-            Some(bytes) if entry.seq != 0 => ChunkRecord::decode(bytes).ok(),
-            _ => None,
-        };
+        let old = self.raw(txn, id)?.and_then(|b| ChunkRecord::decode(b).ok());
         if entry.seq != 0 {
             self.records.delete(txn, &key)?;
         }
@@ -231,11 +239,14 @@ impl ChunkIndex {
                 k.try_into()
                     .map_err(|_| Error::malformed("chunk", "key is not 32 bytes"))?,
             );
-            let seq = Entry::decode(v).map(|e| e.seq);
-            if matches!(seq, Ok(0)) {
-                continue;
-            }
-            let record = seq.and_then(|s| self.record_at(txn, &id, s));
+            let record = match Entry::decode(v) {
+                Ok(Entry { seq: 0, .. }) => continue,
+                Ok(e) => match self.records.get(txn, &e.seq.to_be_bytes())? {
+                    Some(r) => Ok(r),
+                    None => continue,
+                },
+                Err(e) => Err(e),
+            };
             if !f(id, record)? {
                 break;
             }

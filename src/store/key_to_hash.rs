@@ -76,8 +76,9 @@ impl KeyToHash {
         Ok(())
     }
 
-    /// Every version of a key, oldest first. A row naming no record is damage (gc deletes
-    /// both in one transaction).
+    /// Every version of a key, oldest first. A row naming no log row is damage (gc deletes
+    /// both in one transaction) that `verify` reports and `verify --repair` removes: it is
+    /// left out here, so the key's other versions can still be listed and removed.
     pub fn versions(&self, txn: &RoTxn, key: &str) -> Result<Vec<VersionEntry>> {
         // A
         let p = prefix(key);
@@ -85,12 +86,11 @@ impl KeyToHash {
         for item in self.rows.prefix_iter(txn, &p)? {
             let (k, _) = item?;
             let (created, seq) = parse(key.len(), k)?;
-            let hash = self.blobs.hash_at(txn, seq)?.ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "version {seq} of key {key:?} is listed but has no record"
-                ))
-            })?;
-            out.push(VersionEntry { created, hash });
+            match self.blobs.hash_at(txn, seq) {
+                Ok(Some(hash)) => out.push(VersionEntry { created, hash }),
+                Ok(None) => tracing::warn!(key, seq, "a listed version has no record"),
+                Err(e) => tracing::warn!(key, seq, error = %e, "a listed version is damaged"),
+            }
         }
         Ok(out)
     }

@@ -165,6 +165,11 @@ impl Lmdb {
         let all = dbs;
         let [meta, key_index, slices, slice_locs, chunks, chunk_refs, blobs, versions, key_to_hash, parent_child, removed, deletion_wal, blob_log, cluster] =
             dbs;
+        let blob_store = BlobStore {
+            by_hash: blobs,
+            log: blob_log,
+            meta,
+        };
         let mapped = Arc::new(MappedPages::new(dir));
         let watch = MapWatch::start(Arc::clone(&mapped), env.clone());
         Ok(Lmdb {
@@ -184,29 +189,21 @@ impl Lmdb {
             chunks: ChunkIndex {
                 records: chunks,
                 refs: chunk_refs,
+                meta,
             },
-            blobs: BlobStore {
-                by_hash: blobs,
-                log: blob_log,
-            },
+            blobs: blob_store,
             versions: VersionIndex(versions),
             key_to_hash: KeyToHash {
                 rows: key_to_hash,
-                blobs: BlobStore {
-                    by_hash: blobs,
-                    log: blob_log,
-                },
+                blobs: blob_store,
             },
             parent_child: ParentChild {
                 rows: parent_child,
-                blobs: BlobStore {
-                    by_hash: blobs,
-                    log: blob_log,
-                },
+                blobs: blob_store,
             },
             removed: Removed(removed),
             deletion_wal: DeletionWal(deletion_wal),
-            blob_log: BlobLog(blob_log),
+            blob_log: BlobLog(blob_store),
             cluster: ClusterState(cluster),
             condemned: Condemned(cluster),
             watch,

@@ -5,9 +5,10 @@
 //! writes each page once instead of rewriting leaves all over a tree keyed by random hashes
 //! (which cost 4x the data in page writes). `slice_locs` maps a chunk id to its bundle.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hash::Hash;
 pub use crate::store::bundle::Bundle;
+use crate::store::sequence::Sequence;
 use crate::store::{Db, RoTxn, RwTxn};
 
 /// The `slices` (sequence -> bundle) and `slice_locs` (chunk id -> sequence) databases.
@@ -368,27 +369,19 @@ impl LocalSealedSliceStore {
     /// cursor: its slices then stayed on the writer.
     fn next_seq(&self, txn: &mut RwTxn) -> Result<u64> {
         // PA
-        let seq = self.peek_next_seq(txn)?;
-        self.meta.put(txn, NEXT_SEQ_KEY, &(seq + 1).to_le_bytes())?;
-        Ok(seq)
+        self.sequence().take(txn)
     }
 
-    /// The number the next bundle will take: above the last bundle's and at least the
-    /// recorded mark.
-    fn peek_next_seq(&self, txn: &RoTxn) -> Result<u64> {
+    /// The numbering of bundles: from 0, above the last bundle's and at least the recorded
+    /// mark.
+    fn sequence(&self) -> Sequence {
         // A
-        let after_last = match self.bundles.last(txn)? {
-            None => 0,
-            Some((k, _)) => seq_of(k)? + 1,
-        };
-        let mark = match self.meta.get(txn, NEXT_SEQ_KEY)? {
-            Some(b) => u64::from_le_bytes(
-                b.try_into()
-                    .map_err(|_| Error::Corrupt("bad next bundle sequence".into()))?,
-            ),
-            None => 0,
-        };
-        Ok(after_last.max(mark))
+        Sequence {
+            db: self.bundles,
+            meta: self.meta,
+            mark: NEXT_SEQ_KEY,
+            first: 0,
+        }
     }
 
     /// Writes the next bundle number again, unchanged. LMDB reuses a freed page only once
@@ -396,9 +389,7 @@ impl LocalSealedSliceStore {
     /// makes the pages the commit before it freed reusable by the next writer at once.
     pub fn rewrite_next_seq(&self, txn: &mut RwTxn) -> Result<()> {
         // A
-        let seq = self.peek_next_seq(txn)?;
-        self.meta.put(txn, NEXT_SEQ_KEY, &seq.to_le_bytes())?;
-        Ok(())
+        self.sequence().rewrite(txn)
     }
 
     /// Rewrites a chunk's bundle in place with slice `index` replaced or dropped.
@@ -466,9 +457,7 @@ fn bundle_size(b: &[u8]) -> (u64, u64) {
 /// The sequence number of a bundle key.
 fn seq_of(key: &[u8]) -> Result<u64> {
     // A
-    key.try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| Error::malformed("slice bundle", "key is not 8 bytes"))
+    crate::store::sequence::seq_of("slice bundle", key)
 }
 
 #[cfg(test)]

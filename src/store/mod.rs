@@ -22,6 +22,7 @@ pub mod open_lock;
 pub mod parent_child;
 pub mod removed;
 pub mod reserve;
+pub(crate) mod sequence;
 pub mod upgrade;
 pub mod version_index;
 

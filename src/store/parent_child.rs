@@ -50,13 +50,12 @@ impl ParentChild {
                 .and_then(|c| <[u8; 8]>::try_from(c).ok())
                 .map(u64::from_be_bytes)
                 .ok_or_else(|| Error::malformed("parent_child", "bad row"))?;
-            let child = self.blobs.hash_at(txn, seq)?.ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "a child {seq} of version {} has no record",
-                    parent.short()
-                ))
-            })?;
-            out.push(child);
+            // A child with no log row (damage verify reports) is left out.
+            match self.blobs.hash_at(txn, seq) {
+                Ok(Some(child)) => out.push(child),
+                Ok(None) => tracing::warn!(seq, "a listed child version has no record"),
+                Err(e) => tracing::warn!(seq, error = %e, "a listed child version is damaged"),
+            }
         }
         Ok(out)
     }

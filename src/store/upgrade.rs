@@ -14,12 +14,17 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::store::blob_store::seq_of;
-use crate::store::chunk_index::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{Blob, ChunkRecord};
+use crate::store::blob_store::{row_hash, seq_of, BlobStore};
+use crate::store::chunk_index::{ChunkIndex, Entry};
 use crate::store::meta::FORMAT_VERSION;
 use crate::store::open_lock::OpenLock;
 use crate::store::{iter_after, key_to_hash, parent_child, Db, Lmdb, RwTxn};
 
+/// How long an upgrade waits for the store to itself.
+const PATIENCE: Duration = Duration::from_secs(5);
 /// Rows read into memory at a time.
 const BATCH: usize = 4096;
 /// Bytes of a sequence number, the value `blobs` holds once upgraded: a blob record is
@@ -27,7 +32,8 @@ const BATCH: usize = 4096;
 const SEQ_LEN: usize = 8;
 
 /// Upgrades the store `lmdb` has open at `dir` and opens it again, or explains why it
-/// cannot be upgraded now.
+/// cannot be upgraded now. Another process of this build upgrading it meanwhile is waited
+/// for.
 pub(crate) fn upgrade(dir: &Path, lmdb: Lmdb, from: u32) -> Result<Lmdb> {
     // PA
     if lmdb.is_read_only() {
@@ -40,12 +46,7 @@ pub(crate) fn upgrade(dir: &Path, lmdb: Lmdb, from: u32) -> Result<Lmdb> {
         ));
     }
     drop(lmdb.close(Duration::from_secs(10))?);
-    let Some(lock) = OpenLock::try_exclusive(dir)? else {
-        return Err(Error::Retry(format!(
-            "store {} has format {from} and needs a one-time upgrade to format {FORMAT_VERSION}, which needs the store to itself, and another process has it open (a node, a mount, or an older ouro); once it has stopped",
-            dir.display()
-        )));
-    };
+    let lock = alone(dir, from)?;
     let lmdb = Lmdb::open_holding(dir, false, Some(lock))?;
     let mut txn = lmdb.write()?;
     let mut config = lmdb.meta.config(&txn)?;
@@ -62,15 +63,37 @@ pub(crate) fn upgrade(dir: &Path, lmdb: Lmdb, from: u32) -> Result<Lmdb> {
     Lmdb::open(dir, false)
 }
 
-/// Rewrites the four databases in `txn`.
+/// Takes the store's open lock exclusive, trying for [`PATIENCE`]: commands started
+/// together on an old store each let go of it to get here, and take turns (the first
+/// upgrades, the others find it done). A process that keeps the store open (an older
+/// mount or node) makes it give up.
+fn alone(dir: &Path, from: u32) -> Result<OpenLock> {
+    // PA
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(lock) = OpenLock::try_exclusive(dir)? {
+            return Ok(lock);
+        }
+        if started.elapsed() >= PATIENCE {
+            return Err(Error::Retry(format!(
+                "store {} has format {from} and needs a one-time upgrade to format {FORMAT_VERSION}, which needs the store to itself, and another process has it open (a node, a mount, or an older ouro); once it has stopped",
+                dir.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Rewrites the six databases in `txn`.
 pub(crate) fn convert(lmdb: &Lmdb, txn: &mut RwTxn) -> Result<()> {
     // PA
-    chunk_records(txn, lmdb.chunks.records, lmdb.chunks.refs)?;
-    let (by_hash, log) = (lmdb.blobs.by_hash, lmdb.blobs.log);
-    log_records(txn, by_hash, log)?;
-    log_unlogged(txn, by_hash, log)?;
+    let damaged = chunk_records(txn, &lmdb.chunks)?;
+    log_records(txn, lmdb.blobs)?;
+    log_unlogged(txn, lmdb.blobs)?;
+    recount(txn, lmdb, damaged)?;
+    let by_hash = lmdb.blobs.by_hash;
     // A row is `key`, a NUL (keys hold none), the time (8) and then the hash (32).
-    rewrite_rows(txn, lmdb.key_to_hash.rows, |txn, row| {
+    let mut dropped = rewrite_rows(txn, lmdb.key_to_hash.rows, |txn, row| {
         let Some(nul) = row.iter().position(|b| *b == 0) else {
             return Ok(Keep::Drop);
         };
@@ -84,7 +107,7 @@ pub(crate) fn convert(lmdb: &Lmdb, txn: &mut RwTxn) -> Result<()> {
             _ => Ok(Keep::Drop),
         }
     })?;
-    rewrite_rows(txn, lmdb.parent_child.rows, |txn, row| {
+    dropped += rewrite_rows(txn, lmdb.parent_child.rows, |txn, row| {
         if row.len() == 40 {
             return Ok(Keep::Done);
         }
@@ -98,75 +121,82 @@ pub(crate) fn convert(lmdb: &Lmdb, txn: &mut RwTxn) -> Result<()> {
             Some(seq) => Keep::As(parent_child::row(&parent, seq).to_vec()),
             None => Keep::Drop,
         })
-    })
+    })?;
+    if dropped > 0 {
+        tracing::warn!(
+            rows = dropped,
+            "the upgrade dropped index rows naming versions that are not stored (damage the old format's verify reported)"
+        );
+    }
+    Ok(())
 }
 
-/// Replaces each old log row's hash by the record `blobs` held under it, and that record
-/// by the row's sequence (rows already upgraded are left). A version logged twice (stored
-/// again after gc dropped it) keeps its last place; a row whose record is gone goes too,
-/// except the last, which stays empty to keep sequence numbers from coming back.
-fn log_records(txn: &mut RwTxn, by_hash: Db, log: Db) -> Result<()> {
+/// Replaces each old log row's hash by the hash and the record `blobs` held under it, and
+/// that record by the row's sequence (rows already upgraded are left). A version logged
+/// twice (stored again after gc dropped it) keeps its last place; a row whose record is
+/// gone goes too, and the log's numbering goes on after the last row it had.
+fn log_records(txn: &mut RwTxn, blobs: BlobStore) -> Result<()> {
     // PA
+    let (by_hash, log) = (blobs.by_hash, blobs.log);
     let last = match log.last(txn)? {
         Some((k, _)) => seq_of("blob log", k)?,
         None => return Ok(()),
     };
     each_row(txn, log, |txn, k, v| {
-        let seq = seq_of("blob log", &k)?;
-        if by_hash.get(txn, &Hash::of(&v).0)? == Some(&k[..]) {
-            // Already a record that the index names: a store upgraded before, whose
-            // config said otherwise.
+        if v.len() > 32 && by_hash.get(txn, &v[..32])? == Some(&k[..]) {
+            // Already this format's: a store upgraded before, whose config said otherwise.
             return Ok(());
         }
         let found = match v.len() {
-            32 => by_hash.get(txn, &v)?,
+            32 => by_hash.get(txn, &v)?.map(<[u8]>::to_vec),
             _ => None,
         };
-        let record = match found {
-            Some(r) if r.len() == SEQ_LEN => {
-                // Logged before: move the record here from its earlier place.
-                let earlier = r.to_vec();
+        let row = match found {
+            Some(earlier) if earlier.len() == SEQ_LEN => {
+                // Logged before: move the row here from its earlier place.
                 let moved = log.get(txn, &earlier)?.map(<[u8]>::to_vec);
                 log.delete(txn, &earlier)?;
                 moved
             }
-            r => r.map(<[u8]>::to_vec),
+            Some(record) => Some([&v[..], &record].concat()),
+            None => None,
         };
-        match record {
-            Some(r) if Hash::of(&r).0[..] == v[..] && r.len() != SEQ_LEN => {
+        match row {
+            Some(r) if r.len() > 32 && r[..32] == v[..] && Hash::of(&r[32..]).0[..] == v[..] => {
                 log.put(txn, &k, &r)?;
                 by_hash.put(txn, &v, &k)?;
             }
-            _ if seq == last => log.put(txn, &k, &[])?,
             _ => {
                 log.delete(txn, &k)?;
             }
         }
         Ok(())
-    })
+    })?;
+    blobs.sequence().raise_to(txn, last + 1)
 }
 
 /// Appends the records `blobs` holds that no log row named (none in a healthy store).
-fn log_unlogged(txn: &mut RwTxn, by_hash: Db, log: Db) -> Result<()> {
+fn log_unlogged(txn: &mut RwTxn, blobs: BlobStore) -> Result<()> {
     // PA
-    each_row(txn, by_hash, |txn, hash, record| {
+    each_row(txn, blobs.by_hash, |txn, hash, record| {
         if record.len() == SEQ_LEN {
             return Ok(());
         }
-        let next = match log.last(txn)? {
-            Some((k, _)) => seq_of("blob log", k)? + 1,
-            None => 1,
-        };
-        log.put(txn, &next.to_be_bytes(), &record)?;
-        Ok(by_hash.put(txn, &hash, &next.to_be_bytes())?)
+        let next = blobs.sequence().take(txn)?;
+        blobs
+            .log
+            .put(txn, &next.to_be_bytes(), &[&hash[..], &record].concat())?;
+        Ok(blobs.by_hash.put(txn, &hash, &next.to_be_bytes())?)
     })
 }
 
 /// Moves each chunk record from under its id to under a new sequence in the same database
 /// (records already there are 8-byte keys, ids 32), and makes each `chunk_refs` row the
 /// record's sequence and the count it held (a count without a record gets sequence 0).
-fn chunk_records(txn: &mut RwTxn, records: Db, refs: Db) -> Result<()> {
+/// Returns the chunks whose count did not decode: [`recount`] counts them again.
+fn chunk_records(txn: &mut RwTxn, chunks: &ChunkIndex) -> Result<BTreeSet<Hash>> {
     // PA
+    let (records, refs) = (chunks.records, chunks.refs);
     let mut next = 1;
     for item in records.iter(txn)? {
         let (k, _) = item?;
@@ -174,9 +204,14 @@ fn chunk_records(txn: &mut RwTxn, records: Db, refs: Db) -> Result<()> {
             next = next.max(seq_of("chunk record", k)? + 1);
         }
     }
-    let count = |v: Option<&[u8]>| match v.map(<[u8; 8]>::try_from) {
+    let mut damaged = BTreeSet::new();
+    let mut count = |id: &[u8], v: Option<&[u8]>| match v.map(<[u8; 8]>::try_from) {
         Some(Ok(b)) => u64::from_le_bytes(b),
-        _ => 0,
+        None => 0,
+        Some(Err(_)) => {
+            damaged.insert(Hash(id.try_into().unwrap_or_default()));
+            0
+        }
     };
     each_row(txn, records, |txn, id, record| {
         if id.len() != 32 {
@@ -184,7 +219,7 @@ fn chunk_records(txn: &mut RwTxn, records: Db, refs: Db) -> Result<()> {
         }
         let entry = Entry {
             seq: next,
-            refs: count(refs.get(txn, &id)?),
+            refs: count(&id, refs.get(txn, &id)?),
         };
         records.put(txn, &next.to_be_bytes(), &record)?;
         refs.put(txn, &id, &entry.encode())?;
@@ -193,15 +228,74 @@ fn chunk_records(txn: &mut RwTxn, records: Db, refs: Db) -> Result<()> {
         Ok(())
     })?;
     each_row(txn, refs, |txn, id, v| {
-        match (v.len(), count(Some(&v))) {
-            (Entry::LEN, _) => {}
-            (_, 0) => {
+        if v.len() == Entry::LEN {
+            return Ok(());
+        }
+        match count(&id, Some(&v)) {
+            0 => {
                 refs.delete(txn, &id)?;
             }
-            (_, n) => refs.put(txn, &id, &Entry { seq: 0, refs: n }.encode())?,
+            n => refs.put(txn, &id, &Entry { seq: 0, refs: n }.encode())?,
         }
         Ok(())
-    })
+    })?;
+    chunks.sequence().raise_to(txn, next)?;
+    Ok(damaged)
+}
+
+/// Counts the references of `ids` again from what holds them (every chunk occurrence of a
+/// version whose references gc has not released, every member or delta record naming
+/// one): a count that did not decode must never become 0 and let gc free a chunk in use.
+fn recount(txn: &mut RwTxn, lmdb: &Lmdb, ids: BTreeSet<Hash>) -> Result<()> {
+    // PA
+    if ids.is_empty() {
+        return Ok(());
+    }
+    tracing::warn!(
+        chunks = ids.len(),
+        "counting again the references of chunks whose count was damaged"
+    );
+    let mut counts: BTreeMap<Hash, u64> = ids.into_iter().map(|id| (id, 0)).collect();
+    each_row(txn, lmdb.blobs.log, |txn, _, row| {
+        let (Ok(hash), Some(Ok(blob))) = (row_hash(&row), row.get(32..).map(Blob::decode)) else {
+            return Ok(());
+        };
+        if !lmdb.removed.get(txn, &hash)?.is_some_and(|r| r.released) {
+            for c in &blob.chunks {
+                counts.entry(c.id).and_modify(|n| *n += 1);
+            }
+        }
+        Ok(())
+    })?;
+    each_row(txn, lmdb.chunks.records, |_, _, record| {
+        for held in ChunkRecord::decode(&record)
+            .iter()
+            .flat_map(ChunkRecord::holds)
+        {
+            counts.entry(held).and_modify(|n| *n += 1);
+        }
+        Ok(())
+    })?;
+    let refs = lmdb.chunks.refs;
+    for (id, n) in counts {
+        let seq = match refs.get(txn, &id.0)? {
+            Some(v) => Entry::decode(v).map_or(0, |e| e.seq),
+            None => 0,
+        };
+        match (seq, n) {
+            (0, 0) => {
+                refs.delete(txn, &id.0)?;
+            }
+            (seq, refs_now) => {
+                let entry = Entry {
+                    seq,
+                    refs: refs_now,
+                };
+                refs.put(txn, &id.0, &entry.encode())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What becomes of one row of an index being rewritten.
@@ -219,8 +313,9 @@ fn rewrite_rows(
     txn: &mut RwTxn,
     db: Db,
     mut f: impl FnMut(&RwTxn, &[u8]) -> Result<Keep>,
-) -> Result<()> {
+) -> Result<u64> {
     // PA
+    let mut dropped = 0;
     each_row(txn, db, |txn, k, _| {
         match f(txn, &k)? {
             Keep::Done => {}
@@ -230,10 +325,12 @@ fn rewrite_rows(
             }
             Keep::Drop => {
                 db.delete(txn, &k)?;
+                dropped += 1;
             }
         }
         Ok(())
-    })
+    })?;
+    Ok(dropped)
 }
 
 /// The sequence `blobs` gives the hash `h` once [`log_records`] ran.
@@ -400,5 +497,45 @@ mod tests {
         assert_eq!(lmdb.blobs.get(&t, &b).unwrap().unwrap().parents, vec![a]);
         let (_, next) = lmdb.blobs.put(&mut t, &blob("k", 7, vec![b])).unwrap();
         assert_eq!(next, 7);
+    }
+
+    #[test]
+    fn a_count_that_does_not_decode_is_counted_again_never_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        let lmdb = Lmdb::open(dir.path(), true).unwrap();
+        let mut t = lmdb.write().unwrap();
+        let x = Hash([1; 32]);
+        let sliced = crate::model::ChunkRecord {
+            size: 5,
+            sealed_len: 5,
+            key_epoch: 0,
+            nonce: [0; 12],
+            k: 1,
+            m: 0,
+            slices: vec![Hash([9; 32])],
+            kind: crate::model::ChunkKind::Sliced,
+        };
+        let (c, d) = (lmdb.chunks.records, lmdb.chunks.refs);
+        c.put(&mut t, &x.0, &sliced.encode().unwrap()).unwrap();
+        d.put(&mut t, &x.0, &[1, 2, 3]).unwrap();
+        // Two occurrences in one live version, one in a version whose references gc released.
+        let mut live = blob("k", 1, vec![]);
+        live.chunks = vec![
+            crate::model::ChunkRef { id: x, size: 5 },
+            crate::model::ChunkRef { id: x, size: 5 },
+        ];
+        old_put(&lmdb, &mut t, 1, &live);
+        let mut gone = blob("j", 2, vec![]);
+        gone.chunks = vec![crate::model::ChunkRef { id: x, size: 5 }];
+        let g = old_put(&lmdb, &mut t, 2, &gone);
+        let released = crate::store::removed::Removal {
+            time: 3,
+            whole_key: false,
+            released: true,
+        };
+        lmdb.removed.put(&mut t, &g, &released).unwrap();
+        convert(&lmdb, &mut t).unwrap();
+        assert_eq!(lmdb.chunks.refs(&t, &x).unwrap(), 2);
+        assert_eq!(lmdb.chunks.get(&t, &x).unwrap(), Some(sliced));
     }
 }

@@ -210,8 +210,12 @@ fn damage_json(d: &Damage) -> serde_json::Value {
         Damage::Chunk { chunk, reason } => {
             json!({ "type": "chunk", "chunk": chunk.to_hex(), "reason": reason })
         }
-        Damage::Index { key, reason } => {
-            json!({ "type": "index", "key": key, "reason": reason })
+        Damage::Index {
+            key,
+            reason,
+            repaired,
+        } => {
+            json!({ "type": "index", "key": key, "reason": reason, "repaired": repaired })
         }
         Damage::Blob { hash, key, reason } => {
             json!({ "type": "version", "hash": hash.to_hex(), "key": key, "reason": reason })
@@ -241,10 +245,17 @@ fn damage_line(d: &Damage) -> String {
         Damage::Chunk { chunk, reason } => {
             format!("chunk {}: cannot be rebuilt: {reason}", chunk.short())
         }
-        Damage::Index { key, reason } => match key {
-            Some(k) => format!("index damaged: {k:?}: {reason}"),
-            None => format!("index damaged: {reason}"),
-        },
+        Damage::Index {
+            key,
+            reason,
+            repaired,
+        } => {
+            let done = if *repaired { " - row removed" } else { "" };
+            match key {
+                Some(k) => format!("index damaged: {k:?}: {reason}{done}"),
+                None => format!("index damaged: {reason}{done}"),
+            }
+        }
         Damage::Blob { reason, .. } => format!("version damaged: {reason}"),
     }
 }
