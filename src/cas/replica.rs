@@ -277,14 +277,21 @@ impl crate::cas::Replica<'_> {
     }
 
     /// The records of these versions, in order; versions not here, removed or dropped by gc
-    /// are left out.
+    /// are left out, and so are damaged ones (verify reports them here): one must not stop
+    /// a peer from pulling the rest.
     pub fn versions_by_hash(&self, hashes: &[Hash]) -> Result<Vec<VersionRecord>> {
         // A
         let txn = self.lmdb.read()?;
         let mut out = Vec::with_capacity(hashes.len());
         for hash in hashes {
-            let Some(blob) = self.lmdb.blobs.get(&txn, hash)? else {
-                continue;
+            let blob = match self.lmdb.blobs.get(&txn, hash) {
+                Ok(Some(blob)) => blob,
+                Ok(None) => continue,
+                Err(e @ (Error::Corrupt(_) | Error::Malformed { .. })) => {
+                    tracing::warn!(version = %hash.short(), error = %e, "a damaged version is not shipped");
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             // A removed version is not shipped: once the tombstone that removed it is
             // compacted, a node learning of the version would bring it back.
@@ -353,8 +360,14 @@ impl crate::cas::Replica<'_> {
         let txn = self.lmdb.read()?;
         let mut out = Vec::new();
         for h in hashes {
-            if self.lmdb.blobs.get(&txn, h)?.is_none() && self.lmdb.removed.get(&txn, h)?.is_none()
-            {
+            // A damaged copy is held (verify reports it): importing it again would fail the
+            // same way.
+            let held = match self.lmdb.blobs.get(&txn, h) {
+                Ok(b) => b.is_some(),
+                Err(Error::Corrupt(_) | Error::Malformed { .. }) => true,
+                Err(e) => return Err(e),
+            };
+            if !held && self.lmdb.removed.get(&txn, h)?.is_none() {
                 out.push(*h);
             }
         }

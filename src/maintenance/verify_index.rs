@@ -35,11 +35,14 @@ impl Cas {
             let child = k.get(32..).and_then(|c| <[u8; 8]>::try_from(c).ok());
             let problem = match child.map(u64::from_be_bytes) {
                 None => "a parent index row is malformed".to_string(),
-                Some(seq) if self.lmdb.blobs.hash_at(txn, seq)?.is_none() => {
-                    dangling.push((edges, k.to_vec(), report.damage.len()));
-                    format!("a child ({seq}) of a version is not stored")
-                }
-                Some(_) => return Ok(()),
+                Some(seq) => match self.lmdb.blobs.hash_at(txn, seq) {
+                    Ok(Some(_)) => return Ok(()),
+                    Ok(None) => {
+                        dangling.push((edges, k.to_vec(), report.damage.len()));
+                        format!("a child ({seq}) of a version is not stored")
+                    }
+                    Err(e) => format!("a child ({seq}) of a version: {e}"),
+                },
             };
             report.damage.push(index_damage(None, problem));
             Ok(())
@@ -353,5 +356,30 @@ mod damage_tests {
         let report = cas.verify(false, &NoProgress).unwrap();
         assert!(!report.is_healthy());
         assert!(cas.get("m", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_damaged_version_is_left_out_of_what_peers_pull_and_a_short_row_is_reported() {
+        let (_d, cas) = store();
+        put(&cas, "a", b"one");
+        let bad = put(&cas, "k", b"two");
+        put(&cas, "k", b"three");
+        let lmdb = &cas.lmdb;
+        let mut w = lmdb.write().unwrap();
+        let key = lmdb.blobs.seq(&w, &bad).unwrap().unwrap().to_be_bytes();
+        let mut row = lmdb.blobs.log.get(&w, &key).unwrap().unwrap().to_vec();
+        let end = row.len() - 1;
+        row[end] ^= 0x40;
+        lmdb.blobs.log.put(&mut w, &key, &row).unwrap();
+        lmdb.commit(w).unwrap();
+        let (pulled, _) = cas.versions_since(0, 100).unwrap();
+        assert_eq!(pulled.len(), 2, "the damaged version alone is left out");
+        // A row too short to hold a hash: reported, never fatal to verify.
+        let mut w = lmdb.write().unwrap();
+        lmdb.blobs.log.put(&mut w, &key, &[1, 2, 3, 4, 5]).unwrap();
+        lmdb.commit(w).unwrap();
+        let report = cas.verify(false, &NoProgress).unwrap();
+        assert!(!report.is_healthy());
+        assert!(!index_damage(&report).is_empty(), "{:?}", report.damage);
     }
 }
