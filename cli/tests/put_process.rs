@@ -309,9 +309,9 @@ fn put_r_killed_at_each_of_its_syncs_leaves_only_what_gc_frees() {
         t.ok(&["get", "-r", at, out.to_str().unwrap(), "-q"]);
         assert_eq!(common::rsync_diff(like, &out), Vec::<String>::new(), "{at}");
     };
-    // Every cut is checked in every attempt; the cut between the two commits is asked of
-    // the attempts together (which commit a kill meets depends on where the writer's
-    // one-second rounds fall).
+    // Every cut is checked in every attempt; a cut between a commit of slices and the one
+    // that records them with their versions is asked of the attempts together (which
+    // commit a kill meets depends on where the writer's one-second rounds fall).
     let mut gap_seen = false;
     let mut cuts = Vec::new();
     let mut before = v1;
@@ -347,8 +347,8 @@ fn put_r_killed_at_each_of_its_syncs_leaves_only_what_gc_frees() {
                 other => panic!("{other} new snapshots after the put cut at sync {n}"),
             }
             let stats = t.json(&["stats"]);
-            // Units recorded, their versions not: the put died between the two commits.
-            gap_seen |= stats["unreferenced_chunks"].as_u64().unwrap() > 0 && made == 0;
+            // Slices committed, their records and versions not.
+            gap_seen |= stats["unfinished_bytes"].as_u64().unwrap() > 0 && made == 0;
             cuts.push(format!(
                 "attempt {attempt} sync {n}: completed {completed}, {made} new snapshot(s), {} unreferenced chunk(s), {} unfinished byte(s)",
                 stats["unreferenced_chunks"], stats["unfinished_bytes"]
@@ -369,7 +369,7 @@ fn put_r_killed_at_each_of_its_syncs_leaves_only_what_gc_frees() {
     }
     assert!(
         gap_seen,
-        "no cut fell between recording the units and committing the versions:\n{}",
+        "no cut fell between committing slices and recording them:\n{}",
         cuts.join("\n")
     );
 }
