@@ -143,6 +143,15 @@ impl Error {
         Error::Io { context, source }
     }
 
+    /// An I/O error for what this user may not do (`context` says what, and where).
+    pub fn denied(context: impl Into<String>) -> Self {
+        // A
+        Error::io(
+            context,
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        )
+    }
+
     /// Builds a [`Error::Malformed`] for a record type.
     pub fn malformed(what: &'static str, reason: impl ToString) -> Self {
         // A

@@ -69,13 +69,10 @@ impl Cas {
         remove_partial(&partial)?;
         let lmdb = Lmdb::open_holding(dir, false, Some(lock))?;
         if lmdb.is_read_only() {
-            return Err(Error::io(
-                format!(
-                    "compacting store {}: this user cannot write its files",
-                    dir.display()
-                ),
-                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-            ));
+            return Err(Error::denied(format!(
+                "compacting store {}: this user cannot write its files",
+                dir.display()
+            )));
         }
         let before = lmdb.disk_size()?;
         let needed = lmdb.page_use()?.used_bytes;

@@ -234,6 +234,20 @@ mod damage_tests {
         out
     }
 
+    /// Flips a bit of version `v`'s record in its log row (its stored hash left intact);
+    /// returns the row's key.
+    fn flip_a_record_byte(cas: &Cas, v: &Hash) -> [u8; 8] {
+        let lmdb = &cas.lmdb;
+        let mut w = lmdb.write().unwrap();
+        let key = lmdb.blobs.seq(&w, v).unwrap().unwrap().to_be_bytes();
+        let mut row = lmdb.blobs.log.get(&w, &key).unwrap().unwrap().to_vec();
+        let end = row.len() - 1;
+        row[end] ^= 0x40;
+        lmdb.blobs.log.put(&mut w, &key, &row).unwrap();
+        lmdb.commit(w).unwrap();
+        key
+    }
+
     fn index_damage(report: &crate::VerifyReport) -> Vec<(bool, String)> {
         report
             .damage
@@ -282,13 +296,7 @@ mod damage_tests {
         let bad = put(&cas, "k", b"one");
         put(&cas, "k", b"two");
         let lmdb = &cas.lmdb;
-        let mut w = lmdb.write().unwrap();
-        let key = lmdb.blobs.seq(&w, &bad).unwrap().unwrap().to_be_bytes();
-        let mut row = lmdb.blobs.log.get(&w, &key).unwrap().unwrap().to_vec();
-        let end = row.len() - 1;
-        row[end] ^= 0x40;
-        lmdb.blobs.log.put(&mut w, &key, &row).unwrap();
-        lmdb.commit(w).unwrap();
+        flip_a_record_byte(&cas, &bad);
         let txn = lmdb.read().unwrap();
         assert_eq!(lmdb.key_to_hash.versions(&txn, "k").unwrap()[0].hash, bad);
         drop(txn);
@@ -365,13 +373,7 @@ mod damage_tests {
         let bad = put(&cas, "k", b"two");
         put(&cas, "k", b"three");
         let lmdb = &cas.lmdb;
-        let mut w = lmdb.write().unwrap();
-        let key = lmdb.blobs.seq(&w, &bad).unwrap().unwrap().to_be_bytes();
-        let mut row = lmdb.blobs.log.get(&w, &key).unwrap().unwrap().to_vec();
-        let end = row.len() - 1;
-        row[end] ^= 0x40;
-        lmdb.blobs.log.put(&mut w, &key, &row).unwrap();
-        lmdb.commit(w).unwrap();
+        let key = flip_a_record_byte(&cas, &bad);
         let (pulled, _) = cas.versions_since(0, 100).unwrap();
         assert_eq!(pulled.len(), 2, "the damaged version alone is left out");
         // A row too short to hold a hash: reported, never fatal to verify.

@@ -4,7 +4,8 @@
 
 use crate::error::Result;
 use crate::hash::Hash;
-use crate::store::blob_store::{row_hash, seq_of, BlobStore};
+use crate::store::blob_store::{row_hash, BlobStore};
+use crate::store::sequence::seq_of;
 use crate::store::RoTxn;
 
 /// The `blob_log` database: sequence number (u64 BE) -> hash ‖ encoded Blob.

@@ -12,7 +12,7 @@ use crate::model::Blob;
 use crate::store::sequence::Sequence;
 use crate::store::{Db, RoTxn, RwTxn};
 
-pub(crate) use crate::store::sequence::seq_of;
+use crate::store::sequence::seq_of;
 
 /// `meta` key of the next blob log sequence number (`u64` little-endian).
 const NEXT_SEQ_KEY: &[u8] = b"next_blob_seq";

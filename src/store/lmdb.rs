@@ -262,13 +262,10 @@ impl Lmdb {
         // A
         self.poke_watch();
         if self.read_only {
-            return Err(Error::io(
-                format!(
+            return Err(Error::denied(format!(
                     "store {} is open read-only (this user cannot write its files), and this command changes it",
                     self.path.display()
-                ),
-                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-            ));
+                )));
         }
         Ok(self.env.write_txn()?)
     }

@@ -47,10 +47,10 @@ impl OpenLock {
     pub fn try_exclusive(store: &Path) -> Result<Option<Self>> {
         // PA
         let Some(file) = open(store)? else {
-            return Err(Error::io(
-                format!("opening {}", store.join(FILE).display()),
-                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-            ));
+            return Err(Error::denied(format!(
+                "opening {}",
+                store.join(FILE).display()
+            )));
         };
         Ok(flock(&file, FlockOperation::NonBlockingLockExclusive)
             .ok()

@@ -17,10 +17,11 @@ use crate::hash::Hash;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Blob, ChunkRecord};
-use crate::store::blob_store::{row_hash, seq_of, BlobStore};
+use crate::store::blob_store::{row_hash, BlobStore};
 use crate::store::chunk_index::{ChunkIndex, Entry};
 use crate::store::meta::FORMAT_VERSION;
 use crate::store::open_lock::OpenLock;
+use crate::store::sequence::seq_of;
 use crate::store::{iter_after, key_to_hash, parent_child, Db, Lmdb, RwTxn};
 
 /// How long an upgrade waits for the store to itself.
@@ -37,13 +38,10 @@ const SEQ_LEN: usize = 8;
 pub(crate) fn upgrade(dir: &Path, lmdb: Lmdb, from: u32) -> Result<Lmdb> {
     // PA
     if lmdb.is_read_only() {
-        return Err(Error::io(
-            format!(
+        return Err(Error::denied(format!(
                 "store {} has format {from} and needs a one-time upgrade to format {FORMAT_VERSION}, which this user cannot write; run any ouro command on it once as its owner",
                 dir.display()
-            ),
-            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-        ));
+            )));
     }
     drop(lmdb.close(Duration::from_secs(10))?);
     let lock = alone(dir, from)?;
