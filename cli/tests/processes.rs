@@ -283,6 +283,38 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A store opened on a full disk before LMDB's lock file exists (a copied or restored
+/// store, or one after `gc --compact`): LMDB sizes `lock.mdb` sparse and writes it through a
+/// map, which killed the process with SIGBUS; now exit 9 with one line, and it opens once
+/// there is room.
+#[test]
+fn a_store_without_its_lock_file_on_a_full_disk_is_no_signal() {
+    let t = TestStore::init("2+1");
+    t.put("k", b"kept");
+    let mnt = t.dir.path().join("small");
+    let Some(_disk) = SmallDisk::mount(&mnt, "1m") else {
+        eprintln!("skipping: cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN)");
+        return;
+    };
+    let store = mnt.join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::copy(t.store().join("data.mdb"), store.join("data.mdb")).unwrap();
+    let mut fill = std::fs::File::create(mnt.join("fill")).unwrap();
+    while fill.write_all(&[0; 4096]).is_ok() {}
+    drop(fill);
+    let out = t.cmd(&["ls"]).env("OURO_STORE", &store).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{out:?}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    std::fs::remove_file(mnt.join("fill")).unwrap();
+    let out = t
+        .cmd(&["get", "k"])
+        .env("OURO_STORE", &store)
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"kept", "{out:?}");
+}
+
 #[test]
 fn full_disk_gives_a_clear_error_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -415,6 +415,38 @@ pub struct PageUse {
 /// Opens the environment; when this user may not write the store's files (or they are on a
 /// read-only filesystem), opens it read-only instead (`MDB_RDONLY`), so that reading
 /// commands still work. Returns the environment and whether it is read-only.
+/// Bytes of `lock.mdb` allocated before LMDB maps it: its header and 512 reader slots take
+/// 32,896.
+const LOCK_FILE_BYTES: u64 = 40 << 10;
+
+/// Gives `lock.mdb` real disk blocks before LMDB sizes it (with `ftruncate`, leaving a hole)
+/// and writes it through a shared map: on a full filesystem the first such write would kill
+/// the process with SIGBUS. Allocated first, a full disk is an error (exit 9). A lock file
+/// this user cannot open (a read-only store), or a filesystem that cannot allocate ahead,
+/// is left to LMDB as before.
+fn allocate_lock_file(dir: &Path) -> Result<()> {
+    // PA
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("lock.mdb");
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+    else {
+        return Ok(());
+    };
+    let len = file.metadata().map_or(0, |m| m.len()).max(LOCK_FILE_BYTES);
+    match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len) {
+        Err(e) if e == rustix::io::Errno::NOSPC || e == rustix::io::Errno::DQUOT => Err(Error::io(
+            format!("allocating {}", path.display()),
+            e.into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn open_env(dir: &Path, create: bool) -> Result<(heed::Env<WithoutTls>, bool)> {
     // A
     let mut opts = EnvOpenOptions::new().read_txn_without_tls();
@@ -429,6 +461,7 @@ fn open_env(dir: &Path, create: bool) -> Result<(heed::Env<WithoutTls>, bool)> {
         )),
         other => Error::from(other),
     };
+    allocate_lock_file(dir)?;
     // SAFETY: heed requires that the environment's files are not modified other than
     // through LMDB and that it is not opened with conflicting options in this process;
     // ouro only ever opens a store through this function, with these options.
