@@ -6,6 +6,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::TestStore;
@@ -36,6 +37,11 @@ fn old_store() -> TestStore {
     std::fs::create_dir_all(t.store()).unwrap();
     std::fs::copy(fixture.join("data.mdb"), t.store().join("data.mdb")).unwrap();
     std::fs::copy(fixture.join("identity.txt"), t.identity()).unwrap();
+    // git keeps only the executable bit: a clean clone has these files 644,
+    // and ouro refuses an identity others can read.
+    for f in [t.store().join("data.mdb"), t.identity()] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     t
 }
 
