@@ -11,16 +11,29 @@ pub use crate::store::version_index::{KeyState, KEY_STATE_TAG};
 use crate::crypto::{Identity, Recipient, StoreKeys};
 use crate::error::Result;
 
-/// Parses a `key_to_hash` row whose key is `key_len` bytes long (the index's own parser).
-pub fn key_to_hash_parse(key_len: usize, row: &[u8]) -> Result<(i64, u64)> {
+/// Parses a `key_to_hash` row into key number, creation time and sequence (the index's own
+/// parser).
+pub fn key_to_hash_parse(row: &[u8]) -> Result<(u64, i64, u64)> {
     // A
-    crate::store::key_to_hash::parse(key_len, row)
+    crate::store::key_to_hash::parse(row)
 }
 
 /// Encodes a `key_to_hash` row (the index's own encoder).
-pub fn key_to_hash_row(key: &str, created: i64, seq: u64) -> Vec<u8> {
+pub fn key_to_hash_row(id: u64, created: i64, seq: u64) -> Vec<u8> {
     // A
-    crate::store::key_to_hash::row(key, created, seq)
+    crate::store::key_to_hash::row(id, created, seq).to_vec()
+}
+
+/// Decodes a `version_index` value: the key's number and its state.
+pub fn version_index_decode(value: &[u8]) -> Result<(u64, KeyState)> {
+    // A
+    crate::store::version_index::decode(value)
+}
+
+/// Encodes a `version_index` value.
+pub fn version_index_value(id: u64, state: &KeyState) -> Result<Vec<u8>> {
+    // A
+    crate::store::version_index::value(id, state)
 }
 
 /// Decodes an unwrapped key bundle.

@@ -1,5 +1,6 @@
 //! A store written by an older build (format 8, `tests/fixtures/format8`, made by its
-//! `make.sh` with a51a79f's ouro) is upgraded to this build's format when a command opens
+//! `make.sh` with a51a79f's ouro; format 9, `tests/fixtures/format9`, with 62ed375's) is
+//! upgraded to this build's format when a command opens
 //! it: every version reads back, snapshots restore, verify is clean, and new writes and gc
 //! work on it. The upgrade needs the store to itself.
 
@@ -30,10 +31,11 @@ fn edited(n: u64, s: u64, from: &str, to: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// A copy of the format 8 store, with its identity.
-fn old_store() -> TestStore {
+/// A copy of the format `n` store (8 or 9), with its identity.
+fn old_store(n: u32) -> TestStore {
     let t = TestStore::empty();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/format8");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/format{n}"));
     std::fs::create_dir_all(t.store()).unwrap();
     std::fs::copy(fixture.join("data.mdb"), t.store().join("data.mdb")).unwrap();
     std::fs::copy(fixture.join("identity.txt"), t.identity()).unwrap();
@@ -52,7 +54,16 @@ fn format(t: &TestStore) -> u32 {
 
 #[test]
 fn a_format_8_store_is_upgraded_and_keeps_every_version() {
-    let t = old_store();
+    upgraded_and_every_version_kept(8);
+}
+
+#[test]
+fn a_format_9_store_is_upgraded_and_keeps_every_version() {
+    upgraded_and_every_version_kept(9);
+}
+
+fn upgraded_and_every_version_kept(n: u32) {
+    let t = old_store(n);
     // The first command upgrades it; every version and the history read back.
     let log = String::from_utf8(t.ok(&["log", "a"])).unwrap();
     let hashes: Vec<&str> = log
@@ -60,7 +71,7 @@ fn a_format_8_store_is_upgraded_and_keeps_every_version() {
         .filter_map(|l| l.strip_prefix("version "))
         .collect();
     assert_eq!(hashes.len(), 3, "{log}");
-    assert_eq!(format(&t), 9);
+    assert_eq!(format(&t), 10);
     let want = [
         edited(30_000, 1, "0002", "yyyy"),
         edited(30_000, 1, "0001", "xxxx"),
@@ -100,7 +111,7 @@ fn a_format_8_store_is_upgraded_and_keeps_every_version() {
 
 #[test]
 fn the_upgrade_waits_for_the_store_to_itself() {
-    let t = old_store();
+    let t = old_store(9);
     // Another process has the store open (its open lock shared), as an older mount would.
     let lock = std::fs::File::create(t.store().join("open.lock")).unwrap();
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockShared).unwrap();
@@ -109,17 +120,17 @@ fn the_upgrade_waits_for_the_store_to_itself() {
     let err = String::from_utf8_lossy(&busy.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("needs a one-time upgrade to format 9"),
+        err.contains("needs a one-time upgrade to format 10"),
         "{err}"
     );
     drop(lock);
-    assert_eq!(format(&t), 9);
+    assert_eq!(format(&t), 10);
     t.ok(&["verify"]);
 }
 
 #[test]
 fn commands_started_together_on_an_old_store_all_succeed() {
-    let t = old_store();
+    let t = old_store(8);
     // One of them upgrades; the others wait for it instead of failing.
     let runs: Vec<_> = (0..4)
         .map(|_| {
@@ -140,5 +151,5 @@ fn commands_started_together_on_an_old_store_all_succeed() {
             3
         );
     }
-    assert_eq!(format(&t), 9);
+    assert_eq!(format(&t), 10);
 }

@@ -123,15 +123,14 @@ fn config() -> StoreConfig {
     }
 }
 
-/// Records of the local indexes, plus `key_to_hash` rows behind their key length.
+/// Records of the local indexes, a `key_to_hash` row and a `version_index` value.
 fn index_records() -> Seeds {
     // A
     let wal = |deletion| WalEntry {
         time: 1_764_000_000_000_000_000,
         deletion,
     };
-    let mut row = vec![5];
-    row.extend(fuzzing::key_to_hash_row("a/b.c", 42, 6));
+    let row = fuzzing::key_to_hash_row(5, 42, 6);
     vec![
         codec::encode(KEY_STATE_TAG, &KeyState::default()),
         codec::encode(
@@ -176,6 +175,13 @@ fn index_records() -> Seeds {
         codec::encode(CONFIG_TAG, &config()),
         fuzzing::store_keys_encode(&keys()),
         Ok(row),
+        fuzzing::version_index_value(
+            3,
+            &KeyState {
+                heads: vec![Hash([1; 32])],
+                deleted: None,
+            },
+        ),
     ]
     .into_iter()
     .map(|r| r.expect("index record"))

@@ -53,16 +53,16 @@ fuzz_target!(|data: &[u8]| {
             "non-canonical key bundle accepted"
         );
     }
-    // KeyToHash rows: `[key][0][created u64 BE][sequence u64 BE]`, parsed knowing the key's
-    // length.
-    if let Some((&key_len, row)) = data.split_first() {
-        let key_len = key_len as usize;
-        if let Ok((created, seq)) = fuzzing::key_to_hash_parse(key_len, row) {
-            if let Ok(key) = std::str::from_utf8(&row[..key_len]) {
-                if row[key_len] == 0 {
-                    assert_eq!(fuzzing::key_to_hash_row(key, created, seq), row);
-                }
-            }
-        }
+    // KeyToHash rows: `[key number][created][sequence]`, each u64 BE.
+    if let Ok((id, created, seq)) = fuzzing::key_to_hash_parse(data) {
+        assert_eq!(fuzzing::key_to_hash_row(id, created, seq), data);
+    }
+    // VersionIndex values: the key's number, then its state.
+    if let Ok((id, state)) = fuzzing::version_index_decode(data) {
+        assert_eq!(
+            fuzzing::version_index_value(id, &state).unwrap(),
+            data,
+            "non-canonical key state accepted"
+        );
     }
 });

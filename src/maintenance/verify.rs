@@ -393,8 +393,11 @@ impl Cas {
                     continue;
                 }
                 let seq = self.lmdb.blobs.seq(&txn, &hash)?.unwrap_or(0);
-                let row = crate::store::key_to_hash::row(&blob.key, blob.created, seq);
-                if self.lmdb.key_to_hash.rows.get(&txn, &row)?.is_none() {
+                if !self
+                    .lmdb
+                    .key_to_hash
+                    .has(&txn, &blob.key, blob.created, seq)?
+                {
                     report.damage.push(Damage::Index {
                         repaired: false,
                         key: Some(blob.key.clone()),

@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::maintenance::verify::{Damage, VerifyReport};
 use crate::maintenance::PAGE;
-use crate::store::key_to_hash::{parse, row, ROW_TAIL};
-use crate::store::version_index::{KeyState, KEY_STATE_TAG};
+use crate::store::key_to_hash::parse;
+use crate::store::version_index::{decode, KeyState};
 use crate::store::{iter_after, Db, RoTxn};
 
 impl Cas {
@@ -47,7 +47,7 @@ impl Cas {
             report.damage.push(index_damage(None, problem));
             Ok(())
         })?;
-        self.each_row(&self.lmdb.versions.0, |txn, k, v| {
+        self.each_row(&self.lmdb.versions.rows, |txn, k, v| {
             report.damage.extend(self.check_heads(txn, k, v)?);
             Ok(())
         })?;
@@ -87,47 +87,53 @@ impl Cas {
         }
     }
 
-    /// A `key\0time‖sequence` row must name a version record of that key and creation time;
-    /// the damage found, and whether the row names no log row at all.
+    /// A `number‖time‖sequence` row must name a version record of the key with that
+    /// number and of that creation time; the damage found, and whether the row names no log
+    /// row at all.
     fn check_key_row(&self, txn: &RoTxn, k: &[u8]) -> Result<Option<(Damage, bool)>> {
         // A
-        // A row is `key`, a NUL, then 8 bytes of time and 8 of sequence.
-        let Some(i) = k.len().checked_sub(ROW_TAIL + 1).filter(|&i| k[i] == 0) else {
+        let Ok((id, created, seq)) = parse(k) else {
             let problem = "a key index row is malformed".into();
             return Ok(Some((index_damage(None, problem), false)));
         };
-        let key = String::from_utf8_lossy(&k[..i]).into_owned();
-        let (created, seq) = parse(i, k)?;
         let hash = match self.lmdb.blobs.hash_at(txn, seq) {
             Ok(Some(h)) => h,
             Ok(None) => {
-                let problem = format!("listed version {seq} has no record");
-                return Ok(Some((index_damage(Some(key), problem), true)));
+                let problem = format!("version {seq} of key number {id} has no record");
+                return Ok(Some((index_damage(None, problem), true)));
             }
             Err(e) => {
-                let problem = format!("listed version {seq}: {e}");
-                return Ok(Some((index_damage(Some(key), problem), false)));
+                let problem = format!("version {seq} of key number {id}: {e}");
+                return Ok(Some((index_damage(None, problem), false)));
             }
         };
         let short = hash.short();
-        let problem = match self.lmdb.blobs.get(txn, &hash) {
-            Ok(Some(b)) if b.key == key && b.created == created => return Ok(None),
-            Ok(Some(b)) if b.key != key => {
-                format!("version {short} is listed under the wrong key {key:?}")
+        let blob = match self.lmdb.blobs.get(txn, &hash) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                let problem = format!("listed version {short} has no record");
+                return Ok(Some((index_damage(None, problem), false)));
             }
-            Ok(Some(_)) => format!("version {short} is listed with the wrong time"),
-            Ok(None) => format!("listed version {short} has no record"),
-            Err(e) => format!("listed version {short}: {e}"),
+            Err(e) => {
+                let problem = format!("listed version {short}: {e}");
+                return Ok(Some((index_damage(None, problem), false)));
+            }
         };
-        Ok(Some((index_damage(Some(key), problem), false)))
+        let problem = match self.lmdb.versions.id(txn, &blob.key) {
+            Ok(Some(n)) if n == id && blob.created == created => return Ok(None),
+            Ok(Some(n)) if n == id => format!("version {short} is listed with the wrong time"),
+            Ok(_) => format!("version {short} is listed under key number {id}, not its key's"),
+            Err(e) => format!("version {short}: its key's number: {e}"),
+        };
+        Ok(Some((index_damage(Some(blob.key), problem), false)))
     }
 
     /// A key's heads must be versions of that key, listed in its KeyToHash rows.
     fn check_heads(&self, txn: &RoTxn, k: &[u8], v: &[u8]) -> Result<Vec<Damage>> {
         // A
         let key = String::from_utf8_lossy(k).into_owned();
-        let state: KeyState = match crate::codec::decode("key state", KEY_STATE_TAG, v) {
-            Ok(s) => s,
+        let state: KeyState = match decode(v) {
+            Ok((_, s)) => s,
             Err(e) => return Ok(vec![index_damage(Some(key), e.to_string())]),
         };
         let mut out = Vec::new();
@@ -135,17 +141,13 @@ impl Cas {
             let short = head.short();
             let problem = match self.lmdb.blobs.get(txn, head) {
                 Ok(Some(b)) if b.key != key => format!("head {short} is a version of {:?}", b.key),
-                Ok(Some(b)) => match self.lmdb.key_to_hash.rows.get(
-                    txn,
-                    &row(
-                        &key,
-                        b.created,
-                        self.lmdb.blobs.seq(txn, head)?.unwrap_or(0),
-                    ),
-                )? {
-                    Some(_) => continue,
-                    None => format!("head {short} is missing from the key's history"),
-                },
+                Ok(Some(b)) => {
+                    let seq = self.lmdb.blobs.seq(txn, head)?.unwrap_or(0);
+                    if self.lmdb.key_to_hash.has(txn, &key, b.created, seq)? {
+                        continue;
+                    }
+                    format!("head {short} is missing from the key's history")
+                }
                 Ok(None) => format!("head {short} has no record"),
                 Err(e) => format!("head {short}: {e}"),
             };

@@ -1,17 +1,21 @@
 //! KeyToHashIndex: every version of a key, in creation-time order, for `log`, hash prefixes,
-//! `KEY@time` and `rm KEY`. Rows name a version by its blob log sequence (8 bytes) rather
-//! than its hash (32): the index is a third smaller, and so is what each put rewrites.
+//! `KEY@time` and `rm KEY`. Rows name the key by its number (`VersionIndex`) and the version
+//! by its blob log sequence: 24 bytes a version instead of its path and hash, so the index,
+//! and what each put rewrites of it, stays small.
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::store::blob_store::BlobStore;
+use crate::store::version_index::VersionIndex;
 use crate::store::{Db, RoTxn, RwTxn};
 
-/// The `key_to_hash` database: `[key][0x00][created, sign-flipped u64 BE][sequence u64 BE]`
-/// -> empty, over the blob records it names.
+/// The `key_to_hash` database: `[key number u64 BE][created, sign-flipped u64 BE]
+/// [sequence u64 BE]` -> empty, over the blob records it names.
 pub struct KeyToHash {
     /// The rows.
     pub(crate) rows: Db,
+    /// The keys' numbers.
+    pub(crate) keys: VersionIndex,
     /// The blob records, which give each row's hash.
     pub(crate) blobs: BlobStore,
 }
@@ -25,54 +29,58 @@ pub struct VersionEntry {
     pub hash: Hash,
 }
 
-fn prefix(key: &str) -> Vec<u8> {
-    // A
-    let mut p = Vec::with_capacity(key.len() + 1);
-    p.extend_from_slice(key.as_bytes());
-    p.push(0);
-    p
-}
+/// Bytes of a row.
+pub(crate) const ROW_LEN: usize = 24;
 
-/// The row of version `seq` of `key`, created at `created`.
-pub(crate) fn row(key: &str, created: i64, seq: u64) -> Vec<u8> {
+/// The row of version `seq` of the key numbered `id`, created at `created`.
+pub(crate) fn row(id: u64, created: i64, seq: u64) -> [u8; ROW_LEN] {
     // A
-    let mut r = prefix(key);
-    r.extend_from_slice(&((created as u64) ^ (1 << 63)).to_be_bytes());
-    r.extend_from_slice(&seq.to_be_bytes());
+    let mut r = [0u8; ROW_LEN];
+    r[..8].copy_from_slice(&id.to_be_bytes());
+    r[8..16].copy_from_slice(&((created as u64) ^ (1 << 63)).to_be_bytes());
+    r[16..].copy_from_slice(&seq.to_be_bytes());
     r
 }
 
-/// Bytes of a row after the key and its NUL.
-pub(crate) const ROW_TAIL: usize = 16;
-
-/// The creation time and sequence of a row whose key is `key_len` bytes long.
-pub(crate) fn parse(key_len: usize, row: &[u8]) -> Result<(i64, u64)> {
+/// The key number, creation time and sequence of a row.
+pub(crate) fn parse(row: &[u8]) -> Result<(u64, i64, u64)> {
     // A
-    let tail = row
-        .get(key_len + 1..)
-        .filter(|t| t.len() == ROW_TAIL)
-        .ok_or_else(|| Error::malformed("key_to_hash", "bad row length"))?;
-    let mut t = [0u8; 8];
-    t.copy_from_slice(&tail[..8]);
-    let mut q = [0u8; 8];
-    q.copy_from_slice(&tail[8..]);
-    Ok((
-        (u64::from_be_bytes(t) ^ (1 << 63)) as i64,
-        u64::from_be_bytes(q),
-    ))
+    let r: &[u8; ROW_LEN] = row
+        .try_into()
+        .map_err(|_| Error::malformed("key_to_hash", "bad row length"))?;
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&r[i..i + 8]);
+        u64::from_be_bytes(w)
+    };
+    Ok((word(0), (word(8) ^ (1 << 63)) as i64, word(16)))
 }
 
 impl KeyToHash {
-    /// Records version `seq` of a key.
+    /// Records version `seq` of a key (numbering the key if it is new).
     pub fn put(&self, txn: &mut RwTxn, key: &str, created: i64, seq: u64) -> Result<()> {
         // PA
-        Ok(self.rows.put(txn, &row(key, created, seq), &[])?)
+        let id = self.keys.id_or_new(txn, key)?;
+        Ok(self.rows.put(txn, &row(id, created, seq), &[])?)
+    }
+
+    /// Whether version `seq` of a key, created at `created`, has its row.
+    pub(crate) fn has(&self, txn: &RoTxn, key: &str, created: i64, seq: u64) -> Result<bool> {
+        // A
+        // A key whose number is damaged has no row anyone can find: verify reports it.
+        Ok(match self.keys.id(txn, key) {
+            Ok(Some(id)) => self.rows.get(txn, &row(id, created, seq))?.is_some(),
+            Ok(None) | Err(Error::Malformed { .. }) => false,
+            Err(e) => return Err(e),
+        })
     }
 
     /// Forgets version `seq` of a key.
     pub fn delete(&self, txn: &mut RwTxn, key: &str, created: i64, seq: u64) -> Result<()> {
         // PA
-        self.rows.delete(txn, &row(key, created, seq))?;
+        if let Some(id) = self.keys.id(txn, key)? {
+            self.rows.delete(txn, &row(id, created, seq))?;
+        }
         Ok(())
     }
 
@@ -81,11 +89,13 @@ impl KeyToHash {
     /// left out here, so the key's other versions can still be listed and removed.
     pub fn versions(&self, txn: &RoTxn, key: &str) -> Result<Vec<VersionEntry>> {
         // A
-        let p = prefix(key);
+        let Some(id) = self.keys.id(txn, key)? else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
-        for item in self.rows.prefix_iter(txn, &p)? {
+        for item in self.rows.prefix_iter(txn, &id.to_be_bytes())? {
             let (k, _) = item?;
-            let (created, seq) = parse(key.len(), k)?;
+            let (_, created, seq) = parse(k)?;
             match self.blobs.hash_at(txn, seq) {
                 Ok(Some(hash)) => out.push(VersionEntry { created, hash }),
                 Ok(None) => tracing::warn!(key, seq, "a listed version has no record"),
@@ -94,11 +104,20 @@ impl KeyToHash {
         }
         Ok(out)
     }
-}
 
-impl KeyToHash {
-    /// Distinct keys ever written (deleted ones included) starting with `prefix`, after
-    /// `after`, at most `limit`: lets `get -r --at` find keys that were live at a time.
+    /// Whether the key numbered `id` has any row.
+    fn has_rows(&self, txn: &RoTxn, id: u64) -> Result<bool> {
+        // A
+        Ok(self
+            .rows
+            .prefix_iter(txn, &id.to_be_bytes())?
+            .next()
+            .is_some())
+    }
+
+    /// Distinct keys ever written (deleted ones included) that still have a version,
+    /// starting with `prefix`, after `after`, at most `limit`: lets `get -r --at` find keys
+    /// that were live at a time.
     pub fn keys(
         &self,
         txn: &RoTxn,
@@ -107,38 +126,24 @@ impl KeyToHash {
         limit: usize,
     ) -> Result<Vec<String>> {
         // A
-        let mut out: Vec<String> = Vec::new();
-        // Rows of a key sort right after `key\0`, so start past every row of `after`.
-        let start = match after {
-            Some(a) => {
-                let mut s = a.as_bytes().to_vec();
-                s.push(1);
-                s
-            }
-            None => prefix.as_bytes().to_vec(),
-        };
-        let range = if start.is_empty() {
-            (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
-        } else {
-            (
-                std::ops::Bound::Included(&start[..]),
-                std::ops::Bound::Unbounded,
-            )
-        };
-        for item in self.rows.range(txn, &range)? {
-            let (k, _) = item?;
-            if !k.starts_with(prefix.as_bytes()) {
+        let start: &[u8] = after.map(str::as_bytes).unwrap_or(prefix.as_bytes());
+        let range = (
+            match (after.is_some(), start.is_empty()) {
+                (_, true) => std::ops::Bound::Unbounded,
+                (true, false) => std::ops::Bound::Excluded(start),
+                (false, false) => std::ops::Bound::Included(start),
+            },
+            std::ops::Bound::Unbounded,
+        );
+        let mut out = Vec::new();
+        for item in self.keys.rows.range(txn, &range)? {
+            let (k, v) = item?;
+            if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
                 break;
             }
-            let Some(end) = k.iter().position(|b| *b == 0) else {
-                return Err(Error::malformed("key_to_hash", "row without separator"));
-            };
-            let key = String::from_utf8_lossy(&k[..end]);
-            if out.last().map(String::as_str) != Some(&key) {
-                if out.len() >= limit {
-                    break;
-                }
-                out.push(key.into_owned());
+            let (id, _) = crate::store::version_index::split(v)?;
+            if self.has_rows(txn, id)? {
+                out.push(String::from_utf8_lossy(k).into_owned());
             }
         }
         Ok(out)
@@ -153,27 +158,29 @@ mod tests {
     proptest! {
         #[test]
         fn rows_round_trip_and_keep_a_keys_versions_in_time_order(
-            key in "[a-z/.]{1,40}",
+            id in any::<u64>(),
             a in any::<i64>(),
             b in any::<i64>(),
             sa in any::<u64>(),
             sb in any::<u64>(),
         ) {
-            let r = row(&key, a, sa);
-            prop_assert_eq!(parse(key.len(), &r).unwrap(), (a, sa));
-            prop_assert_eq!(r.len(), key.len() + 1 + ROW_TAIL);
+            let r = row(id, a, sa);
+            prop_assert_eq!(parse(&r).unwrap(), (id, a, sa));
             if a < b {
-                prop_assert!(r < row(&key, b, sb));
+                prop_assert!(r < row(id, b, sb));
             }
-            prop_assert!(parse(key.len(), &r[..r.len() - 1]).is_err());
+            if id < u64::MAX {
+                prop_assert!(r < row(id + 1, i64::MIN, 0));
+            }
+            prop_assert!(parse(&r[..ROW_LEN - 1]).is_err());
         }
     }
 
     #[test]
     fn a_row_is_pinned() {
         assert_eq!(
-            row("a/b", -1, 0x0102),
-            b"a/b\0\x7f\xff\xff\xff\xff\xff\xff\xff\0\0\0\0\0\0\x01\x02".to_vec()
+            row(3, -1, 0x0102).to_vec(),
+            b"\0\0\0\0\0\0\0\x03\x7f\xff\xff\xff\xff\xff\xff\xff\0\0\0\0\0\0\x01\x02".to_vec()
         );
     }
 }

@@ -170,6 +170,11 @@ impl Lmdb {
             log: blob_log,
             meta,
         };
+        let version_index = VersionIndex {
+            rows: versions,
+            numbered: key_to_hash,
+            meta,
+        };
         let mapped = Arc::new(MappedPages::new(dir));
         let watch = MapWatch::start(Arc::clone(&mapped), env.clone());
         Ok(Lmdb {
@@ -192,9 +197,10 @@ impl Lmdb {
                 meta,
             },
             blobs: blob_store,
-            versions: VersionIndex(versions),
+            versions: version_index,
             key_to_hash: KeyToHash {
                 rows: key_to_hash,
+                keys: version_index,
                 blobs: blob_store,
             },
             parent_child: ParentChild {

@@ -11,10 +11,10 @@ use crate::store::{Db, RoTxn, RwTxn};
 /// Type tag of the configuration record.
 pub const CONFIG_TAG: u8 = b'M';
 /// On-disk format version of stores written by this build.
-pub const FORMAT_VERSION: u32 = 9;
-/// Oldest format this build opens: a format 7 or 8 store is upgraded to 9 when it is opened
-/// ([`crate::store::upgrade`]); 7 lacks only deltas, and 8 names versions by hash in its
-/// indexes.
+pub const FORMAT_VERSION: u32 = 10;
+/// Oldest format this build opens: an older store is upgraded to 10 when it is opened
+/// ([`crate::store::upgrade`]); 7 lacks only deltas, 8 names versions by hash in its
+/// indexes, and 9 names keys by their path in each version's history row.
 pub const OLDEST_FORMAT: u32 = 7;
 const CONFIG_KEY: &[u8] = b"config";
 const LOG_ID_KEY: &[u8] = b"log_id";

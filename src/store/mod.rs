@@ -24,6 +24,7 @@ pub mod removed;
 pub mod reserve;
 pub(crate) mod sequence;
 pub mod upgrade;
+pub mod upgrade_keys;
 pub mod version_index;
 
 pub use lmdb::{Lmdb, PageUse, RoTxn, RwTxn};

@@ -1,5 +1,5 @@
-//! Sequence numbers that never come back: the next number of a database keyed by `u64`
-//! big-endian is above its last key and at least a mark kept in `meta`, so deleting (or
+//! Sequence numbers that never come back: the next number of a database whose keys start
+//! with a `u64` big-endian is above its last key's and at least a mark kept in `meta`, so deleting (or
 //! losing) the last row never hands its number out again. A number given out twice would
 //! let one index row name two records, and a replication cursor skip a version.
 
@@ -9,7 +9,7 @@ use crate::store::{Db, RoTxn, RwTxn};
 /// The numbering of one database.
 #[derive(Clone, Copy)]
 pub(crate) struct Sequence {
-    /// The database numbered (keys: `u64` big-endian).
+    /// The database numbered (keys: `u64` big-endian, perhaps followed by more).
     pub(crate) db: Db,
     /// The store's `meta` database, which holds the mark.
     pub(crate) meta: Db,
@@ -34,7 +34,9 @@ impl Sequence {
         // A
         let after_last = match self.db.last(txn)? {
             None => self.first,
-            Some((k, _)) => seq_of("sequence", k)? + 1,
+            Some((k, _)) => seq_of("sequence", k.get(..8).unwrap_or(k))?
+                .checked_add(1)
+                .ok_or_else(|| Error::Corrupt("the last sequence number is the largest".into()))?,
         };
         let mark = match self.meta.get(txn, self.mark)? {
             Some(b) => u64::from_le_bytes(b.try_into().map_err(|_| {

@@ -1,9 +1,9 @@
-//! The one-time upgrade of a format 7 or 8 store to format 9, whose records are appended
-//! under sequence numbers and found through small indexes: `blob_log` rows hold the blob
-//! records instead of their hashes, `blobs` maps a hash to its sequence, `key_to_hash` and
-//! `parent_child` rows end in the version's sequence instead of its hash, `chunks` holds
+//! The one-time upgrade of an older store to format 10. From format 7 or 8 to 9, records are
+//! appended under sequence numbers and found through small indexes: `blob_log` rows hold the
+//! blob records instead of their hashes, `blobs` maps a hash to its sequence, `key_to_hash`
+//! and `parent_child` rows end in the version's sequence instead of its hash, `chunks` holds
 //! the chunk records by sequence and `chunk_refs` maps a chunk id to its record's sequence
-//! and its count (FORMAT.md).
+//! and its count. From 9 to 10, keys get numbers (`upgrade_keys.rs`). FORMAT.md has both.
 //!
 //! It runs in one write transaction, so a store is either upgraded whole or not at all,
 //! and with the store to itself (its open lock exclusive): a running older build would
@@ -22,7 +22,8 @@ use crate::store::chunk_index::{ChunkIndex, Entry};
 use crate::store::meta::FORMAT_VERSION;
 use crate::store::open_lock::OpenLock;
 use crate::store::sequence::seq_of;
-use crate::store::{iter_after, key_to_hash, parent_child, Db, Lmdb, RwTxn};
+use crate::store::upgrade_keys::{number_keys, V9_ROW_TAIL};
+use crate::store::{iter_after, parent_child, Db, Lmdb, RwTxn};
 
 /// How long an upgrade waits for the store to itself.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -49,7 +50,16 @@ pub(crate) fn upgrade(dir: &Path, lmdb: Lmdb, from: u32) -> Result<Lmdb> {
     let mut txn = lmdb.write()?;
     let mut config = lmdb.meta.config(&txn)?;
     if config.format < FORMAT_VERSION {
-        convert(&lmdb, &mut txn)?;
+        if config.format < 9 {
+            convert(&lmdb, &mut txn)?;
+        }
+        let dropped = number_keys(&lmdb, &mut txn)?;
+        if dropped > 0 {
+            tracing::warn!(
+                rows = dropped,
+                "the upgrade dropped malformed key history rows (damage the old format's verify reported)"
+            );
+        }
         config.format = FORMAT_VERSION;
         lmdb.meta.put_config(&mut txn, &config)?;
         lmdb.commit(txn)?;
@@ -82,7 +92,7 @@ fn alone(dir: &Path, from: u32) -> Result<OpenLock> {
     }
 }
 
-/// Rewrites the six databases in `txn`.
+/// Rewrites the six databases in `txn` as format 9 has them.
 pub(crate) fn convert(lmdb: &Lmdb, txn: &mut RwTxn) -> Result<()> {
     // PA
     let damaged = chunk_records(txn, &lmdb.chunks)?;
@@ -97,7 +107,7 @@ pub(crate) fn convert(lmdb: &Lmdb, txn: &mut RwTxn) -> Result<()> {
         };
         let (head, tail) = row.split_at(nul + 1);
         match tail.len() {
-            key_to_hash::ROW_TAIL => Ok(Keep::Done),
+            V9_ROW_TAIL => Ok(Keep::Done),
             40 => Ok(match seq_by_hash(txn, by_hash, &tail[8..])? {
                 Some(seq) => Keep::As([head, &tail[..8], &seq.to_be_bytes()].concat()),
                 None => Keep::Drop,
@@ -343,7 +353,7 @@ fn seq_by_hash(txn: &RwTxn, by_hash: Db, h: &[u8]) -> Result<Option<u64>> {
 /// Calls `f` with every row of `db` in key order, copied out of the map [`BATCH`] rows at a
 /// time so that `f` may write to `txn`; rows `f` adds after the one it was given are met
 /// too.
-fn each_row(
+pub(crate) fn each_row(
     txn: &mut RwTxn,
     db: Db,
     mut f: impl FnMut(&mut RwTxn, Vec<u8>, Vec<u8>) -> Result<()>,
@@ -363,7 +373,11 @@ fn each_row(
 }
 
 /// Up to [`BATCH`] rows of `db` after `after`, copied out of the map.
-fn read_batch(txn: &RwTxn, db: Db, after: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(crate) fn read_batch(
+    txn: &RwTxn,
+    db: Db,
+    after: Option<&[u8]>,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     // A
     let mut out = Vec::with_capacity(BATCH);
     for item in iter_after(&db, txn, after)?.take(BATCH) {
@@ -396,9 +410,7 @@ mod tests {
         let h = Hash::of(&bytes);
         lmdb.blobs.by_hash.put(t, &h.0, &bytes).unwrap();
         lmdb.blobs.log.put(t, &seq.to_be_bytes(), &h.0).unwrap();
-        let mut row = key_to_hash::row(&b.key, b.created, 0);
-        row.truncate(row.len() - 8);
-        row.extend_from_slice(&h.0);
+        let row = crate::store::upgrade_keys::v9_row(&b.key, b.created, &h.0);
         lmdb.key_to_hash.rows.put(t, &row, &[]).unwrap();
         for p in &b.parents {
             lmdb.parent_child
@@ -480,6 +492,7 @@ mod tests {
         convert(&lmdb, &mut t).unwrap();
         // Twice is idempotent.
         convert(&lmdb, &mut t).unwrap();
+        assert_eq!(number_keys(&lmdb, &mut t).unwrap(), 0);
         assert_eq!(lmdb.blobs.seq(&t, &a).unwrap(), Some(1));
         assert_eq!(lmdb.blobs.seq(&t, &c).unwrap(), Some(5));
         assert_eq!(lmdb.blob_log.last(&t).unwrap(), 6);

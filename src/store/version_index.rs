@@ -1,13 +1,19 @@
-//! VersionIndex: each key's current heads and tombstone.
+//! VersionIndex: each key's number, current heads and tombstone. The number (given once,
+//! never again) names the key in its `key_to_hash` rows, so a key's path is stored once
+//! instead of once per version.
 
 use serde::{Deserialize, Serialize};
 
 /// First bytes of the keys the library keeps for itself (snapshots).
 const RESERVED_KEYS: &[u8] = b".ouro/";
 
+/// `meta` key of the next key number (`u64` little-endian).
+const NEXT_ID_KEY: &[u8] = b"next_key_id";
+
 use crate::codec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::store::sequence::{seq_of, Sequence};
 use crate::store::{Db, RoTxn, RwTxn};
 
 /// Type tag of a key state record.
@@ -23,35 +29,93 @@ pub struct KeyState {
     pub deleted: Option<i64>,
 }
 
-/// The `version_index` database: key -> KeyState.
-pub struct VersionIndex(pub(crate) Db);
+/// The `version_index` database: key -> its number (u64 BE) ‖ encoded KeyState. Rows are
+/// never deleted, so a key keeps its number for the store's life.
+#[derive(Clone, Copy)]
+pub struct VersionIndex {
+    /// The rows.
+    pub(crate) rows: Db,
+    /// The `key_to_hash` rows, which start with a key's number: the last one in use.
+    pub(crate) numbered: Db,
+    /// The store's `meta` database, which keeps numbers from coming back.
+    pub(crate) meta: Db,
+}
+
+/// Splits a row's value into the key's number and its encoded state.
+pub(crate) fn split(value: &[u8]) -> Result<(u64, &[u8])> {
+    // A
+    if value.len() < 8 {
+        return Err(Error::malformed("key state", "no key number"));
+    }
+    let (id, state) = value.split_at(8);
+    Ok((seq_of("key number", id)?, state))
+}
+
+/// The value of a key numbered `id` in `state`.
+pub(crate) fn value(id: u64, state: &KeyState) -> Result<Vec<u8>> {
+    // A
+    let mut v = id.to_be_bytes().to_vec();
+    v.extend_from_slice(&codec::encode(KEY_STATE_TAG, state)?);
+    Ok(v)
+}
+
+/// Decodes a row's value.
+pub(crate) fn decode(value: &[u8]) -> Result<(u64, KeyState)> {
+    // A
+    let (id, state) = split(value)?;
+    Ok((id, codec::decode("key state", KEY_STATE_TAG, state)?))
+}
 
 impl VersionIndex {
+    /// The numbering of keys: from 1, never handing out a number twice.
+    pub(crate) fn sequence(&self) -> Sequence {
+        // A
+        Sequence {
+            db: self.numbered,
+            meta: self.meta,
+            mark: NEXT_ID_KEY,
+            first: 1,
+        }
+    }
+
     /// The key's state, if the key was ever written.
     pub fn get(&self, txn: &RoTxn, key: &str) -> Result<Option<KeyState>> {
         // A
-        self.0
+        self.rows
             .get(txn, key.as_bytes())?
-            .map(|b| codec::decode("key state", KEY_STATE_TAG, b))
+            .map(|b| decode(b).map(|(_, s)| s))
             .transpose()
     }
 
-    /// Replaces the key's state.
+    /// The key's number, if the key was ever written.
+    pub(crate) fn id(&self, txn: &RoTxn, key: &str) -> Result<Option<u64>> {
+        // A
+        self.rows
+            .get(txn, key.as_bytes())?
+            .map(|b| split(b).map(|(id, _)| id))
+            .transpose()
+    }
+
+    /// The key's number, given now (with an empty state) if the key has none yet.
+    pub(crate) fn id_or_new(&self, txn: &mut RwTxn, key: &str) -> Result<u64> {
+        // PA
+        if let Some(id) = self.id(txn, key)? {
+            return Ok(id);
+        }
+        let id = self.sequence().take(txn)?;
+        self.rows
+            .put(txn, key.as_bytes(), &value(id, &KeyState::default())?)?;
+        Ok(id)
+    }
+
+    /// Replaces the key's state, keeping its number.
     pub fn put(&self, txn: &mut RwTxn, key: &str, state: &KeyState) -> Result<()> {
         // PA
+        let id = self.id_or_new(txn, key)?;
         let mut s = state.clone();
         s.heads.sort();
         s.heads.dedup();
-        Ok(self
-            .0
-            .put(txn, key.as_bytes(), &codec::encode(KEY_STATE_TAG, &s)?)?)
-    }
-
-    /// Deletes the key's state entirely (after gc removed every version of a deleted key).
-    pub fn delete(&self, txn: &mut RwTxn, key: &str) -> Result<()> {
-        // PA
-        self.0.delete(txn, key.as_bytes())?;
-        Ok(())
+        Ok(self.rows.put(txn, key.as_bytes(), &value(id, &s)?)?)
     }
 
     /// Live keys under `prefix` from `start` (inclusive; `None` = the first), at most `limit`.
@@ -71,7 +135,7 @@ impl VersionIndex {
             std::ops::Bound::Included(from.as_bytes()),
             std::ops::Bound::Unbounded,
         );
-        self.collect_live(self.0.range(txn, &range)?, prefix, limit)
+        self.collect_live(self.rows.range(txn, &range)?, prefix, limit)
     }
 
     /// Live keys (not deleted, at least one head) under `prefix`, in order, after `after`,
@@ -94,7 +158,7 @@ impl VersionIndex {
             },
             std::ops::Bound::Unbounded,
         );
-        self.collect_live(self.0.range(txn, &range)?, prefix, limit)
+        self.collect_live(self.rows.range(txn, &range)?, prefix, limit)
     }
 
     /// Collects live keys from an iterator positioned at or before the first candidate.
@@ -119,7 +183,7 @@ impl VersionIndex {
             if reserved(k) {
                 continue;
             }
-            let state: KeyState = codec::decode("key state", KEY_STATE_TAG, v)?;
+            let (_, state) = decode(v)?;
             if state.deleted.is_some() || state.heads.is_empty() {
                 continue;
             }
@@ -129,5 +193,34 @@ impl VersionIndex {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn values_round_trip(id in any::<u64>(), n in 0usize..4, deleted in any::<Option<i64>>()) {
+            let state = KeyState { heads: (0..n).map(|i| Hash([i as u8; 32])).collect(), deleted };
+            let v = value(id, &state).unwrap();
+            prop_assert_eq!(decode(&v).unwrap(), (id, state));
+            prop_assert!(split(&v[..7]).is_err());
+        }
+    }
+
+    #[test]
+    fn a_value_is_pinned() {
+        let state = KeyState {
+            heads: vec![Hash([7; 32])],
+            deleted: None,
+        };
+        // The number, the tag 'H', the record's version 1, one head, no deletion.
+        let mut want = vec![0, 0, 0, 0, 0, 0, 1, 2, b'H', 1, 1];
+        want.extend_from_slice(&[7; 32]);
+        want.push(0);
+        assert_eq!(value(0x0102, &state).unwrap(), want);
     }
 }
