@@ -102,6 +102,10 @@ pub(crate) fn convert(lmdb: &Lmdb, txn: &mut RwTxn) -> Result<()> {
     let by_hash = lmdb.blobs.by_hash;
     // A row is `key`, a NUL (keys hold none), the time (8) and then the hash (32).
     let mut dropped = rewrite_rows(txn, lmdb.key_to_hash.rows, |txn, row| {
+        if row.first() == Some(&0) {
+            // Numbered already (format 10): a key never starts with NUL.
+            return Ok(Keep::Done);
+        }
         let Some(nul) = row.iter().position(|b| *b == 0) else {
             return Ok(Keep::Drop);
         };

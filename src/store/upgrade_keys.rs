@@ -27,10 +27,21 @@ const ABOVE_NUMBERED: [u8; 25] = {
 pub(crate) fn number_keys(lmdb: &Lmdb, txn: &mut RwTxn) -> Result<u64> {
     // PA
     let keys = lmdb.versions.rows;
+    // Values numbered already (a store of this format whose config said otherwise) keep
+    // their numbers: a KeyState starts with its tag, never with the 0 a number starts with.
+    let numbered = |v: &[u8]| v.len() >= 8 && v[0] == 0;
     let mut next: u64 = 1;
+    each_row(txn, keys, |_, _, v| {
+        if numbered(&v) {
+            next = next.max(seq_of("key number", &v[..8])?.saturating_add(1));
+        }
+        Ok(())
+    })?;
     each_row(txn, keys, |txn, k, v| {
-        keys.put(txn, &k, &[&next.to_be_bytes()[..], &v].concat())?;
-        next += 1;
+        if !numbered(&v) {
+            keys.put(txn, &k, &[&next.to_be_bytes()[..], &v].concat())?;
+            next += 1;
+        }
         Ok(())
     })?;
     let rows = lmdb.key_to_hash.rows;
@@ -147,5 +158,10 @@ mod tests {
             lmdb.key_to_hash.keys(&t, "", None, 10).unwrap(),
             vec!["a/x", "b", "c"]
         );
+        // Twice changes nothing.
+        assert_eq!(number_keys(&lmdb, &mut t).unwrap(), 0);
+        assert_eq!(lmdb.versions.id(&t, "c").unwrap(), Some(4));
+        assert_eq!(lmdb.key_to_hash.versions(&t, "b").unwrap().len(), 2);
+        assert_eq!(lmdb.versions.sequence().peek(&t).unwrap(), 5);
     }
 }
