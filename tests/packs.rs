@@ -170,3 +170,31 @@ fn a_pack_whose_members_were_all_stored_already_is_not_kept() {
         assert!(read(&cas, k) == *d);
     }
 }
+
+/// Verify judges a member by what is stored now: a frame a read kept earlier (the members
+/// of a frame are read one after another) must not make a member of a lost pack look whole.
+#[test]
+fn verify_reports_a_lost_pack_whose_frame_a_read_kept() {
+    let (_d, cas) = new_store();
+    let files = files(3, 7);
+    put_all(&cas, &files);
+    for (k, d) in &files {
+        assert!(read(&cas, k) == *d);
+    }
+    // Reads and verify keep the last frame they opened on their thread.
+    assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
+    let pack = packs(&cas)[0];
+    for lost in 0..3u8 {
+        damage(&cas, &pack, lost, None);
+    }
+    let report = cas.verify(false, &NoProgress).unwrap();
+    let named: Vec<_> = report
+        .damage
+        .iter()
+        .filter_map(|d| match d {
+            ouroboros_db::Damage::Blob { key, .. } => key.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(named.len(), files.len(), "{:?}", report.damage);
+}

@@ -117,6 +117,8 @@ impl Cas {
         // Opening checked the data file already; a long-running caller's may have been cut
         // since, and pages past its end would kill the process rather than fail.
         self.lmdb.check_file()?;
+        // Members are judged by what is stored now, not by a frame a read kept earlier.
+        crate::seal::frame_cache::forget_all();
         let mut report = VerifyReport::default();
         let router = DataRouter::new(&self.lmdb);
         // In a cluster this store holds only the slices placement gives it.

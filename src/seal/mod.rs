@@ -5,6 +5,7 @@ pub mod cipher;
 pub mod compress;
 pub mod delta;
 pub mod erasure;
+pub mod frame_cache;
 pub mod pack;
 pub mod sealer;
 
