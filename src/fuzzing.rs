@@ -6,7 +6,7 @@ pub use crate::store::key_index::{WrappedKey, WRAPPED_TAG};
 pub use crate::store::local_sealed_slice_store::Bundle;
 pub use crate::store::meta::{StoreConfig, CONFIG_TAG};
 pub use crate::store::removed::{Removal, REMOVED_TAG};
-pub use crate::store::version_index::{KeyState, KEY_STATE_TAG};
+pub use crate::store::version_index::{KeyState, StoredHead, StoredState, KEY_STATE_TAG};
 
 use crate::crypto::{Identity, Recipient, StoreKeys};
 use crate::error::Result;
@@ -24,14 +24,14 @@ pub fn key_to_hash_row(id: u64, created: i64, seq: u64) -> Vec<u8> {
     crate::store::key_to_hash::row(id, created, seq).to_vec()
 }
 
-/// Decodes a `version_index` value: the key's number and its state.
-pub fn version_index_decode(value: &[u8]) -> Result<(u64, KeyState)> {
+/// Decodes a `version_index` value: the key's number and its state as stored.
+pub fn version_index_decode(value: &[u8]) -> Result<(u64, StoredState)> {
     // A
     crate::store::version_index::decode(value)
 }
 
 /// Encodes a `version_index` value.
-pub fn version_index_value(id: u64, state: &KeyState) -> Result<Vec<u8>> {
+pub fn version_index_value(id: u64, state: &StoredState) -> Result<Vec<u8>> {
     // A
     crate::store::version_index::value(id, state)
 }

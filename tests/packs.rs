@@ -130,16 +130,17 @@ fn gc_frees_dead_packs_and_rewrites_mostly_dead_ones() {
 #[test]
 fn stats_counts_the_dead_frames_a_pack_keeps() {
     let (_d, cas) = new_store();
-    let files = files(100, 0);
+    let files = files(200, 0);
     put_all(&cas, &files);
     let before = cas.stats().unwrap();
     assert_eq!(before.dead_pack_bytes, 0, "{before:?}");
-    // The last 30 files: at least the pack's last frame (its last dozen files) dies whole.
-    for (k, _) in &files[70..] {
+    // 200 files of 4.6 KiB on average make a pack of four 256 KiB frames; the last 60
+    // files: at least its last frame (about 55 files) dies whole.
+    for (k, _) in &files[140..] {
         cas.remove(k).unwrap();
     }
     let gc = cas.gc(&NoProgress).unwrap();
-    assert_eq!((gc.chunks_freed, gc.packs_rewritten), (30, 0), "{gc:?}");
+    assert_eq!((gc.chunks_freed, gc.packs_rewritten), (60, 0), "{gc:?}");
     let after = cas.stats().unwrap();
     assert!(
         after.dead_pack_bytes > 0 && after.dead_pack_bytes * 2 < after.stored_bytes,

@@ -24,7 +24,7 @@ use ouroboros_db::store::key_index::{WrappedKey, WRAPPED_TAG};
 use ouroboros_db::store::local_sealed_slice_store::Bundle;
 use ouroboros_db::store::meta::{StoreConfig, CONFIG_TAG, FORMAT_VERSION};
 use ouroboros_db::store::removed::{Removal, REMOVED_TAG};
-use ouroboros_db::store::version_index::{KeyState, KEY_STATE_TAG};
+use ouroboros_db::store::version_index::{KeyState, StoredHead, StoredState, KEY_STATE_TAG};
 use ouroboros_db::{Hash, Identity, Recipient};
 
 type Seeds = Vec<Vec<u8>>;
@@ -177,8 +177,8 @@ fn index_records() -> Seeds {
         Ok(row),
         fuzzing::version_index_value(
             3,
-            &KeyState {
-                heads: vec![Hash([1; 32])],
+            &StoredState {
+                heads: vec![StoredHead::Seq(9), StoredHead::Hash(Hash([1; 32]))],
                 deleted: None,
             },
         ),

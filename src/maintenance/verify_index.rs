@@ -10,7 +10,7 @@ use crate::hash::Hash;
 use crate::maintenance::verify::{Damage, VerifyReport};
 use crate::maintenance::PAGE;
 use crate::store::key_to_hash::parse;
-use crate::store::version_index::{decode, KeyState};
+use crate::store::version_index::{decode, StoredHead};
 use crate::store::{iter_after, Db, RoTxn};
 
 impl Cas {
@@ -132,12 +132,29 @@ impl Cas {
     fn check_heads(&self, txn: &RoTxn, k: &[u8], v: &[u8]) -> Result<Vec<Damage>> {
         // A
         let key = String::from_utf8_lossy(k).into_owned();
-        let state: KeyState = match decode(v) {
+        let stored = match decode(v) {
             Ok((_, s)) => s,
             Err(e) => return Ok(vec![index_damage(Some(key), e.to_string())]),
         };
         let mut out = Vec::new();
-        for head in &state.heads {
+        let mut heads = Vec::with_capacity(stored.heads.len());
+        for head in stored.heads {
+            match head {
+                StoredHead::Hash(h) => heads.push(h),
+                StoredHead::Seq(seq) => match self.lmdb.blobs.hash_at(txn, seq) {
+                    Ok(Some(h)) => heads.push(h),
+                    Ok(None) => {
+                        let problem = format!("head {seq} has no record");
+                        out.push(index_damage(Some(key.clone()), problem));
+                    }
+                    Err(e) => {
+                        let problem = format!("head {seq}: {e}");
+                        out.push(index_damage(Some(key.clone()), problem));
+                    }
+                },
+            }
+        }
+        for head in &heads {
             let short = head.short();
             let problem = match self.lmdb.blobs.get(txn, head) {
                 Ok(Some(b)) if b.key != key => format!("head {short} is a version of {:?}", b.key),

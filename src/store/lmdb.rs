@@ -172,6 +172,7 @@ impl Lmdb {
         };
         let version_index = VersionIndex {
             rows: versions,
+            blobs: blob_store,
             numbered: key_to_hash,
             meta,
         };

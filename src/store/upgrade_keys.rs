@@ -4,11 +4,12 @@
 //! runs inside the upgrade's one write transaction (`upgrade.rs`), after the format 7/8
 //! conversion when there was one.
 
+use crate::codec;
 use crate::error::Result;
 use crate::store::key_to_hash;
 use crate::store::sequence::seq_of;
 use crate::store::upgrade::{each_row, read_batch};
-use crate::store::version_index::{value, KeyState};
+use crate::store::version_index::{value, KeyState, StoredState, KEY_STATE_TAG};
 use crate::store::{Lmdb, RwTxn};
 
 /// Bytes after the NUL of a format 9 `key_to_hash` row: the time (8), the sequence (8).
@@ -38,10 +39,17 @@ pub(crate) fn number_keys(lmdb: &Lmdb, txn: &mut RwTxn) -> Result<u64> {
         Ok(())
     })?;
     each_row(txn, keys, |txn, k, v| {
-        if !numbered(&v) {
-            keys.put(txn, &k, &[&next.to_be_bytes()[..], &v].concat())?;
-            next += 1;
+        if numbered(&v) {
+            return Ok(());
         }
+        // Heads become log sequences; a state that does not decode keeps its bytes (verify
+        // reports it, as it did).
+        let row = match codec::decode::<KeyState>("key state", KEY_STATE_TAG, &v) {
+            Ok(state) => value(next, &lmdb.versions.stored(txn, &state)?)?,
+            Err(_) => [&next.to_be_bytes()[..], &v].concat(),
+        };
+        keys.put(txn, &k, &row)?;
+        next += 1;
         Ok(())
     })?;
     let rows = lmdb.key_to_hash.rows;
@@ -63,7 +71,7 @@ pub(crate) fn number_keys(lmdb: &Lmdb, txn: &mut RwTxn) -> Result<u64> {
                     // History of a key without a state (none in a healthy store).
                     let id = next;
                     next += 1;
-                    keys.put(txn, key.as_bytes(), &value(id, &KeyState::default())?)?;
+                    keys.put(txn, key.as_bytes(), &value(id, &StoredState::default())?)?;
                     id
                 }
             };

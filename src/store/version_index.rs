@@ -1,6 +1,7 @@
 //! VersionIndex: each key's number, current heads and tombstone. The number (given once,
 //! never again) names the key in its `key_to_hash` rows, so a key's path is stored once
-//! instead of once per version.
+//! instead of once per version; heads are kept as their blob log sequences (2-3 bytes each
+//! instead of 32), since each put of a tree rewrites most of this index's pages.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,7 @@ const NEXT_ID_KEY: &[u8] = b"next_key_id";
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::store::blob_store::BlobStore;
 use crate::store::sequence::{seq_of, Sequence};
 use crate::store::{Db, RoTxn, RwTxn};
 
@@ -29,12 +31,33 @@ pub struct KeyState {
     pub deleted: Option<i64>,
 }
 
-/// The `version_index` database: key -> its number (u64 BE) ‖ encoded KeyState. Rows are
-/// never deleted, so a key keeps its number for the store's life.
+/// A head as stored: the version's blob log sequence, or its hash when it has none (a head
+/// whose record is not stored: damage, kept as it was rather than lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredHead {
+    /// The version's sequence in `blob_log`.
+    Seq(u64),
+    /// The version's hash.
+    Hash(Hash),
+}
+
+/// A KeyState as stored (tag `H`): heads as [`StoredHead`]s, in the order of their hashes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredState {
+    /// Current heads.
+    pub heads: Vec<StoredHead>,
+    /// Set by `rm KEY`: when the key was deleted.
+    pub deleted: Option<i64>,
+}
+
+/// The `version_index` database: key -> its number (u64 BE) ‖ encoded StoredState. Rows
+/// are never deleted, so a key keeps its number for the store's life.
 #[derive(Clone, Copy)]
 pub struct VersionIndex {
     /// The rows.
     pub(crate) rows: Db,
+    /// The blob records, which give each head's hash.
+    pub(crate) blobs: BlobStore,
     /// The `key_to_hash` rows, which start with a key's number: the last one in use.
     pub(crate) numbered: Db,
     /// The store's `meta` database, which keeps numbers from coming back.
@@ -52,7 +75,7 @@ pub(crate) fn split(value: &[u8]) -> Result<(u64, &[u8])> {
 }
 
 /// The value of a key numbered `id` in `state`.
-pub(crate) fn value(id: u64, state: &KeyState) -> Result<Vec<u8>> {
+pub(crate) fn value(id: u64, state: &StoredState) -> Result<Vec<u8>> {
     // A
     let mut v = id.to_be_bytes().to_vec();
     v.extend_from_slice(&codec::encode(KEY_STATE_TAG, state)?);
@@ -60,7 +83,7 @@ pub(crate) fn value(id: u64, state: &KeyState) -> Result<Vec<u8>> {
 }
 
 /// Decodes a row's value.
-pub(crate) fn decode(value: &[u8]) -> Result<(u64, KeyState)> {
+pub(crate) fn decode(value: &[u8]) -> Result<(u64, StoredState)> {
     // A
     let (id, state) = split(value)?;
     Ok((id, codec::decode("key state", KEY_STATE_TAG, state)?))
@@ -81,10 +104,58 @@ impl VersionIndex {
     /// The key's state, if the key was ever written.
     pub fn get(&self, txn: &RoTxn, key: &str) -> Result<Option<KeyState>> {
         // A
-        self.rows
-            .get(txn, key.as_bytes())?
-            .map(|b| decode(b).map(|(_, s)| s))
-            .transpose()
+        match self.rows.get(txn, key.as_bytes())? {
+            Some(v) => self.state_of(txn, key.as_bytes(), v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The state a row's value holds, its heads named by hash. A head whose log row is lost
+    /// is left out with a warning (verify reports the key's history), so the key can still
+    /// be written and removed.
+    pub(crate) fn state_of(&self, txn: &RoTxn, key: &[u8], value: &[u8]) -> Result<KeyState> {
+        // A
+        let (_, stored) = decode(value)?;
+        let mut heads = Vec::with_capacity(stored.heads.len());
+        for head in stored.heads {
+            match head {
+                StoredHead::Hash(h) => heads.push(h),
+                StoredHead::Seq(seq) => match self.blobs.hash_at(txn, seq) {
+                    Ok(Some(h)) => heads.push(h),
+                    Ok(None) => {
+                        let key = String::from_utf8_lossy(key);
+                        tracing::warn!(%key, seq, "a head has no record");
+                    }
+                    Err(e) => {
+                        let key = String::from_utf8_lossy(key);
+                        tracing::warn!(%key, seq, error = %e, "a head is damaged");
+                    }
+                },
+            }
+        }
+        Ok(KeyState {
+            heads,
+            deleted: stored.deleted,
+        })
+    }
+
+    /// `state` as stored: heads sorted by hash and named by their log sequences.
+    pub(crate) fn stored(&self, txn: &RoTxn, state: &KeyState) -> Result<StoredState> {
+        // A
+        let mut hashes = state.heads.clone();
+        hashes.sort();
+        hashes.dedup();
+        let mut heads = Vec::with_capacity(hashes.len());
+        for h in hashes {
+            heads.push(match self.blobs.seq(txn, &h)? {
+                Some(seq) => StoredHead::Seq(seq),
+                None => StoredHead::Hash(h),
+            });
+        }
+        Ok(StoredState {
+            heads,
+            deleted: state.deleted,
+        })
     }
 
     /// The key's number, if the key was ever written.
@@ -104,7 +175,7 @@ impl VersionIndex {
         }
         let id = self.sequence().take(txn)?;
         self.rows
-            .put(txn, key.as_bytes(), &value(id, &KeyState::default())?)?;
+            .put(txn, key.as_bytes(), &value(id, &StoredState::default())?)?;
         Ok(id)
     }
 
@@ -112,10 +183,8 @@ impl VersionIndex {
     pub fn put(&self, txn: &mut RwTxn, key: &str, state: &KeyState) -> Result<()> {
         // PA
         let id = self.id_or_new(txn, key)?;
-        let mut s = state.clone();
-        s.heads.sort();
-        s.heads.dedup();
-        Ok(self.rows.put(txn, key.as_bytes(), &value(id, &s)?)?)
+        let stored = self.stored(txn, state)?;
+        Ok(self.rows.put(txn, key.as_bytes(), &value(id, &stored)?)?)
     }
 
     /// Live keys under `prefix` from `start` (inclusive; `None` = the first), at most `limit`.
@@ -135,7 +204,7 @@ impl VersionIndex {
             std::ops::Bound::Included(from.as_bytes()),
             std::ops::Bound::Unbounded,
         );
-        self.collect_live(self.rows.range(txn, &range)?, prefix, limit)
+        self.collect_live(txn, self.rows.range(txn, &range)?, prefix, limit)
     }
 
     /// Live keys (not deleted, at least one head) under `prefix`, in order, after `after`,
@@ -158,12 +227,13 @@ impl VersionIndex {
             },
             std::ops::Bound::Unbounded,
         );
-        self.collect_live(self.rows.range(txn, &range)?, prefix, limit)
+        self.collect_live(txn, self.rows.range(txn, &range)?, prefix, limit)
     }
 
     /// Collects live keys from an iterator positioned at or before the first candidate.
     fn collect_live<'t>(
         &self,
+        txn: &RoTxn,
         iter: impl Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>>,
         prefix: &str,
         limit: usize,
@@ -183,7 +253,7 @@ impl VersionIndex {
             if reserved(k) {
                 continue;
             }
-            let (_, state) = decode(v)?;
+            let state = self.state_of(txn, k, v)?;
             if state.deleted.is_some() || state.heads.is_empty() {
                 continue;
             }
@@ -201,10 +271,21 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn head() -> impl Strategy<Value = StoredHead> {
+        prop_oneof![
+            any::<u64>().prop_map(StoredHead::Seq),
+            any::<[u8; 32]>().prop_map(|h| StoredHead::Hash(Hash(h))),
+        ]
+    }
+
     proptest! {
         #[test]
-        fn values_round_trip(id in any::<u64>(), n in 0usize..4, deleted in any::<Option<i64>>()) {
-            let state = KeyState { heads: (0..n).map(|i| Hash([i as u8; 32])).collect(), deleted };
+        fn values_round_trip(
+            id in any::<u64>(),
+            heads in prop::collection::vec(head(), 0..4),
+            deleted in any::<Option<i64>>(),
+        ) {
+            let state = StoredState { heads, deleted };
             let v = value(id, &state).unwrap();
             prop_assert_eq!(decode(&v).unwrap(), (id, state));
             prop_assert!(split(&v[..7]).is_err());
@@ -213,14 +294,15 @@ mod tests {
 
     #[test]
     fn a_value_is_pinned() {
-        let state = KeyState {
-            heads: vec![Hash([7; 32])],
-            deleted: None,
+        let state = StoredState {
+            heads: vec![StoredHead::Seq(300), StoredHead::Hash(Hash([7; 32]))],
+            deleted: Some(-1),
         };
-        // The number, the tag 'H', the record's version 1, one head, no deletion.
-        let mut want = vec![0, 0, 0, 0, 0, 0, 1, 2, b'H', 1, 1];
+        // The number; the tag 'H' and record version 1; two heads: variant 0 and 300 as a
+        // varint, variant 1 and 32 bytes; Some(-1) as a zigzag varint.
+        let mut want = vec![0, 0, 0, 0, 0, 0, 1, 2, b'H', 1, 2, 0, 0xac, 0x02, 1];
         want.extend_from_slice(&[7; 32]);
-        want.push(0);
+        want.extend_from_slice(&[1, 1]);
         assert_eq!(value(0x0102, &state).unwrap(), want);
     }
 }
