@@ -99,12 +99,14 @@ impl Cas {
         let hash = match self.lmdb.blobs.hash_at(txn, seq) {
             Ok(Some(h)) => h,
             Ok(None) => {
-                let problem = format!("version {seq} of key number {id} has no record");
-                return Ok(Some((index_damage(None, problem), true)));
+                let key = self.lmdb.versions.key_of(txn, id)?;
+                let problem = format!("listed version {seq} has no record");
+                return Ok(Some((index_damage(key, problem), true)));
             }
             Err(e) => {
-                let problem = format!("version {seq} of key number {id}: {e}");
-                return Ok(Some((index_damage(None, problem), false)));
+                let key = self.lmdb.versions.key_of(txn, id)?;
+                let problem = format!("listed version {seq}: {e}");
+                return Ok(Some((index_damage(key, problem), false)));
             }
         };
         let short = hash.short();
@@ -299,6 +301,9 @@ mod damage_tests {
         assert_eq!(get(&cas, "k"), b"two");
         let report = cas.verify(false, &NoProgress).unwrap();
         assert!(matches!(&index_damage(&report)[..], [(false, r)] if r.contains("has no record")));
+        // The key is named, not only its number.
+        let named = |d: &Damage| matches!(d, Damage::Index { key: Some(k), .. } if k == "k");
+        assert!(report.damage.iter().any(named), "{:?}", report.damage);
         let report = cas.verify(true, &NoProgress).unwrap();
         assert!(matches!(&index_damage(&report)[..], [(true, _)]));
         let report = cas.verify(false, &NoProgress).unwrap();

@@ -167,6 +167,19 @@ impl VersionIndex {
             .transpose()
     }
 
+    /// The key numbered `id`, found by reading every row: only for naming a key in a damage
+    /// report.
+    pub(crate) fn key_of(&self, txn: &RoTxn, id: u64) -> Result<Option<String>> {
+        // A
+        for item in self.rows.iter(txn)? {
+            let (k, v) = item?;
+            if split(v).is_ok_and(|(n, _)| n == id) {
+                return Ok(Some(String::from_utf8_lossy(k).into_owned()));
+            }
+        }
+        Ok(None)
+    }
+
     /// The key's number, given now (with an empty state) if the key has none yet.
     pub(crate) fn id_or_new(&self, txn: &mut RwTxn, key: &str) -> Result<u64> {
         // PA
