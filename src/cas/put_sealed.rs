@@ -16,7 +16,6 @@ use crate::error::Result;
 use crate::hash::Hash;
 use crate::model::ChunkRecord;
 use crate::route::DataRouter;
-use crate::seal::compress::small_level;
 use crate::seal::delta::{delta_frame, Compressed};
 use crate::seal::seal_chunk;
 use crate::seal::sealer::{seal_compressed_chunk, seal_owned_chunk};
@@ -99,11 +98,7 @@ pub(super) fn seal_job(
         let large = data.len() >= SMALL_CHUNK;
         let compressed = match b.as_ref().and_then(|b| base(&b.id).map(|p| (b, p))) {
             Some((b, p)) => {
-                let level = match large {
-                    true => params.zstd_level,
-                    false => small_level(params.zstd_level),
-                };
-                let c = delta_frame(*id, data, b.id, &p, level);
+                let c = delta_frame(*id, data, b.id, &p, params.zstd_level);
                 give_buffer(p);
                 let c = c?;
                 if large {

@@ -12,21 +12,7 @@ pub const ZSTD: u8 = 1;
 /// prefix (a delta frame: it decodes only given that plaintext).
 pub const DELTA: u8 = 2;
 
-/// Compression level of the deltas of small chunks (under 64 KiB: a small file edited): two
-/// above the store's, at most 19. Only what changed since the last backup pays for it, a
-/// small share of what a put compresses (the first backup of a tree, none), and it is what a
-/// store of small files keeps adding for years: 2-4% less room for the releases of bench
-/// (d), where raising the frames' level too cost 15% of the first backup's time.
-pub fn small_level(level: i32) -> i32 {
-    // A
-    level.saturating_add(2).min(19)
-}
-
 thread_local! {
-    /// This thread's compressor and its level. A worker sealing small chunks at one level and
-    /// large ones at another makes a new one at each switch: setting the level of the one it
-    /// has instead kept a workspace sized for both, 8 MB more at the peak of
-    /// `put -r /usr/share` for no measurable gain in time.
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
@@ -44,15 +30,13 @@ pub fn compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> Result<
     let written = COMPRESSOR.with(|cell| -> Result<Option<usize>> {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-            // The old one goes first: two workspaces at once would raise the peak.
-            *slot = None;
             let c = zstd::bulk::Compressor::new(level)
                 .map_err(|e| Error::InvalidArgument(format!("zstd level {level}: {e}")))?;
             *slot = Some((level, c));
         }
-        let Some((_, c)) = slot.as_mut() else {
-            return Err(Error::InvalidArgument("zstd".into()));
-        };
+        let (_, c) = slot
+            .as_mut()
+            .ok_or_else(|| Error::InvalidArgument("zstd".into()))?;
         let mut dst = std::io::Cursor::new(&mut *out);
         dst.set_position(start as u64 + 1);
         // A frame larger than the room fails to fit, which only means "stored raw".
@@ -191,14 +175,6 @@ pub fn decompress_against(
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn small_chunks_take_two_levels_more_up_to_19() {
-        assert_eq!(small_level(3), 5);
-        assert_eq!(small_level(1), 3);
-        assert_eq!(small_level(18), 19);
-        assert_eq!(small_level(19), 19);
-    }
 
     #[test]
     fn a_thread_compressing_at_three_levels_in_turn_gets_each_right() {
