@@ -126,15 +126,7 @@ impl KeyToHash {
         limit: usize,
     ) -> Result<Vec<String>> {
         // A
-        let start: &[u8] = after.map(str::as_bytes).unwrap_or(prefix.as_bytes());
-        let range = (
-            match (after.is_some(), start.is_empty()) {
-                (_, true) => std::ops::Bound::Unbounded,
-                (true, false) => std::ops::Bound::Excluded(start),
-                (false, false) => std::ops::Bound::Included(start),
-            },
-            std::ops::Bound::Unbounded,
-        );
+        let range = crate::store::version_index::keys_after(prefix, after);
         let mut out = Vec::new();
         for item in self.keys.rows.range(txn, &range)? {
             let (k, v) = item?;

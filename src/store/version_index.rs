@@ -82,6 +82,22 @@ pub(crate) fn value(id: u64, state: &StoredState) -> Result<Vec<u8>> {
     Ok(v)
 }
 
+/// The range of keys from `prefix` on, or after `after` when given. LMDB rejects empty keys,
+/// so an empty start means "from the beginning".
+pub(crate) fn keys_after<'a>(
+    prefix: &'a str,
+    after: Option<&'a str>,
+) -> (std::ops::Bound<&'a [u8]>, std::ops::Bound<&'a [u8]>) {
+    // A
+    let start: &[u8] = after.map(str::as_bytes).unwrap_or(prefix.as_bytes());
+    let from = match (after.is_some(), start.is_empty()) {
+        (_, true) => std::ops::Bound::Unbounded,
+        (true, false) => std::ops::Bound::Excluded(start),
+        (false, false) => std::ops::Bound::Included(start),
+    };
+    (from, std::ops::Bound::Unbounded)
+}
+
 /// Decodes a row's value.
 pub(crate) fn decode(value: &[u8]) -> Result<(u64, StoredState)> {
     // A
@@ -230,16 +246,7 @@ impl VersionIndex {
         limit: usize,
     ) -> Result<Vec<(String, KeyState)>> {
         // A
-        let start: &[u8] = after.map(str::as_bytes).unwrap_or(prefix.as_bytes());
-        // LMDB rejects empty keys, so an empty start means "from the beginning".
-        let range = (
-            match (after.is_some(), start.is_empty()) {
-                (_, true) => std::ops::Bound::Unbounded,
-                (true, false) => std::ops::Bound::Excluded(start),
-                (false, false) => std::ops::Bound::Included(start),
-            },
-            std::ops::Bound::Unbounded,
-        );
+        let range = keys_after(prefix, after);
         self.collect_live(txn, self.rows.range(txn, &range)?, prefix, limit)
     }
 
