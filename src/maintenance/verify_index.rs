@@ -20,16 +20,21 @@ impl Cas {
     pub(crate) fn verify_index(&self, report: &mut VerifyReport, repair: bool) -> Result<()> {
         // PA
         let mut dangling: Vec<(Db, Vec<u8>, usize)> = Vec::new();
+        let mut unnamed: Vec<(usize, u64)> = Vec::new();
         let k2h = self.lmdb.key_to_hash.rows;
         self.each_row(&k2h, |txn, k, _| {
-            if let Some((damage, gone)) = self.check_key_row(txn, k)? {
+            if let Some((damage, gone, id)) = self.check_key_row(txn, k)? {
                 if gone {
                     dangling.push((k2h, k.to_vec(), report.damage.len()));
+                }
+                if let Some(id) = id {
+                    unnamed.push((report.damage.len(), id));
                 }
                 report.damage.push(damage);
             }
             Ok(())
         })?;
+        self.name_keys(report, &unnamed)?;
         let edges = self.lmdb.parent_child.rows;
         self.each_row(&edges, |txn, k, _| {
             let child = k.get(32..).and_then(|c| <[u8; 8]>::try_from(c).ok());
@@ -87,26 +92,41 @@ impl Cas {
         }
     }
 
+    /// Names the keys of the damage at `unnamed` (index in the report, key number): one pass
+    /// over the keys, however many rows lost their version.
+    fn name_keys(&self, report: &mut VerifyReport, unnamed: &[(usize, u64)]) -> Result<()> {
+        // A
+        if unnamed.is_empty() {
+            return Ok(());
+        }
+        let ids = unnamed.iter().map(|(_, id)| *id).collect();
+        let names = self.lmdb.versions.keys_of(&self.lmdb.read()?, &ids)?;
+        for (i, id) in unnamed {
+            if let Some(Damage::Index { key, .. }) = report.damage.get_mut(*i) {
+                *key = names.get(id).cloned();
+            }
+        }
+        Ok(())
+    }
+
     /// A `number‖time‖sequence` row must name a version record of the key with that
-    /// number and of that creation time; the damage found, and whether the row names no log
-    /// row at all.
-    fn check_key_row(&self, txn: &RoTxn, k: &[u8]) -> Result<Option<(Damage, bool)>> {
+    /// number and of that creation time; the damage found, whether the row names no log
+    /// row at all, and the key's number when the damage does not name the key yet.
+    fn check_key_row(&self, txn: &RoTxn, k: &[u8]) -> Result<Option<(Damage, bool, Option<u64>)>> {
         // A
         let Ok((id, created, seq)) = parse(k) else {
             let problem = "a key index row is malformed".into();
-            return Ok(Some((index_damage(None, problem), false)));
+            return Ok(Some((index_damage(None, problem), false, None)));
         };
         let hash = match self.lmdb.blobs.hash_at(txn, seq) {
             Ok(Some(h)) => h,
             Ok(None) => {
-                let key = self.lmdb.versions.key_of(txn, id)?;
                 let problem = format!("listed version {seq} has no record");
-                return Ok(Some((index_damage(key, problem), true)));
+                return Ok(Some((index_damage(None, problem), true, Some(id))));
             }
             Err(e) => {
-                let key = self.lmdb.versions.key_of(txn, id)?;
                 let problem = format!("listed version {seq}: {e}");
-                return Ok(Some((index_damage(key, problem), false)));
+                return Ok(Some((index_damage(None, problem), false, Some(id))));
             }
         };
         let short = hash.short();
@@ -114,11 +134,11 @@ impl Cas {
             Ok(Some(b)) => b,
             Ok(None) => {
                 let problem = format!("listed version {short} has no record");
-                return Ok(Some((index_damage(None, problem), false)));
+                return Ok(Some((index_damage(None, problem), false, Some(id))));
             }
             Err(e) => {
                 let problem = format!("listed version {short}: {e}");
-                return Ok(Some((index_damage(None, problem), false)));
+                return Ok(Some((index_damage(None, problem), false, Some(id))));
             }
         };
         let problem = match self.lmdb.versions.id(txn, &blob.key) {
@@ -127,7 +147,7 @@ impl Cas {
             Ok(_) => format!("version {short} is listed under key number {id}, not its key's"),
             Err(e) => format!("version {short}: its key's number: {e}"),
         };
-        Ok(Some((index_damage(Some(blob.key), problem), false)))
+        Ok(Some((index_damage(Some(blob.key), problem), false, None)))
     }
 
     /// A key's heads must be versions of that key, listed in its KeyToHash rows.
@@ -146,11 +166,11 @@ impl Cas {
                 StoredHead::Seq(seq) => match self.lmdb.blobs.hash_at(txn, seq) {
                     Ok(Some(h)) => heads.push(h),
                     Ok(None) => {
-                        let problem = format!("head {seq} has no record");
+                        let problem = format!("a head (blob log sequence {seq}) has no record");
                         out.push(index_damage(Some(key.clone()), problem));
                     }
                     Err(e) => {
-                        let problem = format!("head {seq}: {e}");
+                        let problem = format!("a head (blob log sequence {seq}): {e}");
                         out.push(index_damage(Some(key.clone()), problem));
                     }
                 },
@@ -312,6 +332,28 @@ mod damage_tests {
         cas.remove("k").unwrap();
         cas.gc(&NoProgress).unwrap();
         assert!(cas.get("k", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_head_whose_log_row_is_lost_stops_reads_and_writes_of_its_key_and_is_reported() {
+        let (_d, cas) = store();
+        let head = put(&cas, "k", b"one");
+        put(&cas, "other", b"two");
+        let lmdb = &cas.lmdb;
+        let mut w = lmdb.write().unwrap();
+        let seq = lmdb.blobs.seq(&w, &head).unwrap().unwrap();
+        lmdb.blobs.log.delete(&mut w, &seq.to_be_bytes()).unwrap();
+        lmdb.commit(w).unwrap();
+        // Neither its other heads nor a new version may quietly stand in for the lost one.
+        let e = cas.get("k", &mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("\"k\"") && e.contains("head"), "{e}");
+        assert!(cas
+            .put("k", &b"three"[..], &crate::PutOptions::default())
+            .is_err());
+        assert_eq!(get(&cas, "other"), b"two");
+        let report = cas.verify(true, &NoProgress).unwrap();
+        let reported = |d: &Damage| matches!(d, Damage::Index { key: Some(k), reason, .. } if k == "k" && reason.contains("a head"));
+        assert!(report.damage.iter().any(reported), "{:?}", report.damage);
     }
 
     #[test]

@@ -121,15 +121,22 @@ impl VersionIndex {
     pub fn get(&self, txn: &RoTxn, key: &str) -> Result<Option<KeyState>> {
         // A
         match self.rows.get(txn, key.as_bytes())? {
-            Some(v) => self.state_of(txn, key.as_bytes(), v).map(Some),
+            Some(v) => self.state_of(txn, key.as_bytes(), v, true).map(Some),
             None => Ok(None),
         }
     }
 
     /// The state a row's value holds, its heads named by hash. A head whose log row is lost
-    /// is left out with a warning (verify reports the key's history), so the key can still
-    /// be written and removed.
-    pub(crate) fn state_of(&self, txn: &RoTxn, key: &[u8], value: &[u8]) -> Result<KeyState> {
+    /// or damaged is an error when `strict` (reading, writing or removing the key: its other
+    /// heads alone would hide a conflict, and a put would erase the damage), and is left out
+    /// with a warning otherwise (listings). verify reports it either way.
+    pub(crate) fn state_of(
+        &self,
+        txn: &RoTxn,
+        key: &[u8],
+        value: &[u8],
+        strict: bool,
+    ) -> Result<KeyState> {
         // A
         let (_, stored) = decode(value)?;
         let mut heads = Vec::with_capacity(stored.heads.len());
@@ -138,13 +145,18 @@ impl VersionIndex {
                 StoredHead::Hash(h) => heads.push(h),
                 StoredHead::Seq(seq) => match self.blobs.hash_at(txn, seq) {
                     Ok(Some(h)) => heads.push(h),
-                    Ok(None) => {
+                    lost => {
                         let key = String::from_utf8_lossy(key);
-                        tracing::warn!(%key, seq, "a head has no record");
-                    }
-                    Err(e) => {
-                        let key = String::from_utf8_lossy(key);
-                        tracing::warn!(%key, seq, error = %e, "a head is damaged");
+                        let why = match lost {
+                            Err(e) => e.to_string(),
+                            _ => "no record".to_string(),
+                        };
+                        if strict {
+                            return Err(Error::Corrupt(format!(
+                                "key {key:?}: a head (blob log sequence {seq}) has {why}; `ouro verify` reports it"
+                            )));
+                        }
+                        tracing::warn!(%key, seq, why, "a head is lost");
                     }
                 },
             }
@@ -183,17 +195,24 @@ impl VersionIndex {
             .transpose()
     }
 
-    /// The key numbered `id`, found by reading every row: only for naming a key in a damage
-    /// report.
-    pub(crate) fn key_of(&self, txn: &RoTxn, id: u64) -> Result<Option<String>> {
+    /// The keys numbered `ids`, found in one pass over every row: only for naming keys in a
+    /// damage report.
+    pub(crate) fn keys_of(
+        &self,
+        txn: &RoTxn,
+        ids: &std::collections::HashSet<u64>,
+    ) -> Result<std::collections::HashMap<u64, String>> {
         // A
+        let mut out = std::collections::HashMap::new();
         for item in self.rows.iter(txn)? {
             let (k, v) = item?;
-            if split(v).is_ok_and(|(n, _)| n == id) {
-                return Ok(Some(String::from_utf8_lossy(k).into_owned()));
+            if let Ok((n, _)) = split(v) {
+                if ids.contains(&n) {
+                    out.insert(n, String::from_utf8_lossy(k).into_owned());
+                }
             }
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// The key's number, given now (with an empty state) if the key has none yet.
@@ -273,7 +292,7 @@ impl VersionIndex {
             if reserved(k) {
                 continue;
             }
-            let state = self.state_of(txn, k, v)?;
+            let state = self.state_of(txn, k, v, false)?;
             if state.deleted.is_some() || state.heads.is_empty() {
                 continue;
             }
