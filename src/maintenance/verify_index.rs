@@ -10,7 +10,7 @@ use crate::hash::Hash;
 use crate::maintenance::verify::{Damage, VerifyReport};
 use crate::maintenance::PAGE;
 use crate::store::key_to_hash::parse;
-use crate::store::version_index::{decode, StoredHead};
+use crate::store::version_index::decode;
 use crate::store::{iter_after, Db, RoTxn};
 
 impl Cas {
@@ -118,28 +118,19 @@ impl Cas {
             let problem = "a key index row is malformed".into();
             return Ok(Some((index_damage(None, problem), false, None)));
         };
+        // The key is named later, for all such rows at once (`name_keys`).
+        let unnamed =
+            |problem: String, gone: bool| Ok(Some((index_damage(None, problem), gone, Some(id))));
         let hash = match self.lmdb.blobs.hash_at(txn, seq) {
             Ok(Some(h)) => h,
-            Ok(None) => {
-                let problem = format!("listed version {seq} has no record");
-                return Ok(Some((index_damage(None, problem), true, Some(id))));
-            }
-            Err(e) => {
-                let problem = format!("listed version {seq}: {e}");
-                return Ok(Some((index_damage(None, problem), false, Some(id))));
-            }
+            Ok(None) => return unnamed(format!("listed version {seq} has no record"), true),
+            Err(e) => return unnamed(format!("listed version {seq}: {e}"), false),
         };
         let short = hash.short();
         let blob = match self.lmdb.blobs.get(txn, &hash) {
             Ok(Some(b)) => b,
-            Ok(None) => {
-                let problem = format!("listed version {short} has no record");
-                return Ok(Some((index_damage(None, problem), false, Some(id))));
-            }
-            Err(e) => {
-                let problem = format!("listed version {short}: {e}");
-                return Ok(Some((index_damage(None, problem), false, Some(id))));
-            }
+            Ok(None) => return unnamed(format!("listed version {short} has no record"), false),
+            Err(e) => return unnamed(format!("listed version {short}: {e}"), false),
         };
         let problem = match self.lmdb.versions.id(txn, &blob.key) {
             Ok(Some(n)) if n == id && blob.created == created => return Ok(None),
@@ -158,25 +149,18 @@ impl Cas {
             Ok((_, s)) => s,
             Err(e) => return Ok(vec![index_damage(Some(key), e.to_string())]),
         };
-        let mut out = Vec::new();
-        let mut heads = Vec::with_capacity(stored.heads.len());
-        for head in stored.heads {
-            match head {
-                StoredHead::Hash(h) => heads.push(h),
-                StoredHead::Seq(seq) => match self.lmdb.blobs.hash_at(txn, seq) {
-                    Ok(Some(h)) => heads.push(h),
-                    Ok(None) => {
-                        let problem = format!("a head (blob log sequence {seq}) has no record");
-                        out.push(index_damage(Some(key.clone()), problem));
-                    }
-                    Err(e) => {
-                        let problem = format!("a head (blob log sequence {seq}): {e}");
-                        out.push(index_damage(Some(key.clone()), problem));
-                    }
-                },
-            }
-        }
-        for head in &heads {
+        let (state, lost) = self.lmdb.versions.resolve(txn, stored);
+        let mut out: Vec<Damage> = lost
+            .into_iter()
+            .map(|(seq, damage)| {
+                let problem = match damage {
+                    None => format!("a head (blob log sequence {seq}) has no record"),
+                    Some(e) => format!("a head (blob log sequence {seq}): {e}"),
+                };
+                index_damage(Some(key.clone()), problem)
+            })
+            .collect();
+        for head in &state.heads {
             let short = head.short();
             let problem = match self.lmdb.blobs.get(txn, head) {
                 Ok(Some(b)) if b.key != key => format!("head {short} is a version of {:?}", b.key),

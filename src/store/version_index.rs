@@ -138,33 +138,45 @@ impl VersionIndex {
         strict: bool,
     ) -> Result<KeyState> {
         // A
-        let (_, stored) = decode(value)?;
+        let (state, lost) = self.resolve(txn, decode(value)?.1);
+        for (seq, damage) in lost {
+            let key = String::from_utf8_lossy(key);
+            let why = damage.unwrap_or_else(|| "no record".to_string());
+            if strict {
+                return Err(Error::Corrupt(format!(
+                    "key {key:?}: a head (blob log sequence {seq}) has {why}; `ouro verify` reports it"
+                )));
+            }
+            tracing::warn!(%key, seq, why, "a head is lost");
+        }
+        Ok(state)
+    }
+
+    /// A stored state with its heads named by hash, and the heads that could not be: their
+    /// log sequence, and the error when the row is damaged rather than gone.
+    pub(crate) fn resolve(
+        &self,
+        txn: &RoTxn,
+        stored: StoredState,
+    ) -> (KeyState, Vec<(u64, Option<String>)>) {
+        // A
         let mut heads = Vec::with_capacity(stored.heads.len());
+        let mut lost = Vec::new();
         for head in stored.heads {
             match head {
                 StoredHead::Hash(h) => heads.push(h),
                 StoredHead::Seq(seq) => match self.blobs.hash_at(txn, seq) {
                     Ok(Some(h)) => heads.push(h),
-                    lost => {
-                        let key = String::from_utf8_lossy(key);
-                        let why = match lost {
-                            Err(e) => e.to_string(),
-                            _ => "no record".to_string(),
-                        };
-                        if strict {
-                            return Err(Error::Corrupt(format!(
-                                "key {key:?}: a head (blob log sequence {seq}) has {why}; `ouro verify` reports it"
-                            )));
-                        }
-                        tracing::warn!(%key, seq, why, "a head is lost");
-                    }
+                    Ok(None) => lost.push((seq, None)),
+                    Err(e) => lost.push((seq, Some(e.to_string()))),
                 },
             }
         }
-        Ok(KeyState {
+        let state = KeyState {
             heads,
             deleted: stored.deleted,
-        })
+        };
+        (state, lost)
     }
 
     /// `state` as stored: heads sorted by hash and named by their log sequences.
