@@ -35,6 +35,7 @@ pub mod snapshot;
 pub mod store;
 #[cfg(not(feature = "internals"))]
 pub(crate) mod store;
+mod threads;
 
 #[doc(hidden)]
 pub use cas::Replica;

@@ -24,6 +24,7 @@ use crate::progress::{NoProgress, Progress};
 use crate::store::lock::GcLock;
 use crate::store::version_index::KeyState;
 use crate::store::RwTxn;
+use crate::threads::spawn_scoped;
 
 /// Sealed messages queued for the writer: enough for the workers to keep sealing while the
 /// writer waits for a commit's fsync (about 16 MiB at most).
@@ -236,7 +237,7 @@ impl Cas {
             for _ in 0..workers {
                 let out_tx = out_tx.clone();
                 let job_rx = Arc::clone(&job_rx);
-                s.spawn(move || loop {
+                spawn_scoped(s, "ouro-seal", move || loop {
                     let job = match job_rx.lock() {
                         Ok(rx) => rx.recv(),
                         Err(_) => return,
@@ -247,10 +248,10 @@ impl Cas {
                     if out_tx.send(sealed).is_err() {
                         return;
                     }
-                });
+                })?;
             }
             drop(job_rx);
-            let writer = s.spawn(|| self.write_batches(out_rx, &slots));
+            let writer = spawn_scoped(s, "ouro-write", || self.write_batches(out_rx, &slots))?;
             let produced = self.produce(items, keys, deltas, &job_tx, &out_tx, progress, &slots);
             drop(job_tx);
             drop(out_tx);

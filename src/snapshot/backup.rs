@@ -332,12 +332,12 @@ impl Cas {
         let queue = Handoff::<ToRead>::new(WALK_AHEAD);
         let queue = &queue;
         std::thread::scope(|s| {
-            let put = s.spawn(move || {
+            let put = crate::threads::spawn_scoped(s, "ouro-put", move || {
                 let items = Receiver(queue)
                     .enumerate()
                     .map(|(n, r)| r.item(n, None, reading));
                 self.put_many(items, progress)
-            });
+            })?;
             let total = std::cell::Cell::new(0u64);
             let found = |f: FoundFile| {
                 total.set(total.get() + f.entry.size);

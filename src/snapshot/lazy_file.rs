@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::snapshot::fsmeta::{nanos, NoAtime};
@@ -60,15 +60,16 @@ impl Read for LazyFile<'_> {
 }
 
 impl Drop for LazyFile<'_> {
-    /// Once read (the pipeline drops the reader at the end of the file), the file is
-    /// closed and its path stat'ed again: a size or time unlike the walk's means it
-    /// changed while read. Done here, on the reading thread, rather than for every file
-    /// once the whole put is over.
+    /// Once read (the pipeline drops the reader at the end of the file), the open file is
+    /// stat'ed again and closed: a size or time unlike the walk's means it changed while
+    /// read, or that the walk saw another file at its path. Done here, on the reading
+    /// thread, rather than for every file once the whole put is over; through the open
+    /// file rather than its path, which the kernel would walk again (a file replaced at
+    /// its path after its open was read whole, and the next run reads the new one).
     fn drop(&mut self) {
         // A
         let Some(f) = self.file.take() else { return };
-        drop(f);
-        if moved(&self.path, self.stamp) {
+        if moved(&f, self.stamp) {
             if let Ok(mut m) = self.reading.moved.lock() {
                 m.insert(self.n);
             }
@@ -82,12 +83,11 @@ fn not_a_file() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, "no longer a regular file")
 }
 
-/// True when the file at `path` no longer has the size, mtime and ctime the walk recorded
-/// (or is gone).
-fn moved(path: &Path, (size, mtime, ctime): (u64, i64, i64)) -> bool {
+/// True when the open file no longer has the size, mtime and ctime the walk recorded.
+fn moved(file: &std::fs::File, (size, mtime, ctime): (u64, i64, i64)) -> bool {
     // A
     use std::os::unix::fs::MetadataExt;
-    match std::fs::symlink_metadata(path) {
+    match file.metadata() {
         Ok(m) => {
             m.len() != size
                 || nanos(m.mtime(), m.mtime_nsec()) != mtime
