@@ -172,7 +172,7 @@ impl Cas {
         // A set: a lost pack can put thousands of members here, and every version's chunks
         // are looked up in it.
         let bad_chunks: HashSet<Hash> = bad_chunks.into_iter().collect();
-        self.verify_blobs(&mut report, &bad_chunks, cluster)?;
+        self.verify_blobs(&mut report, &bad_chunks, cluster, repair)?;
         self.verify_index(&mut report, repair)?;
         if self.is_unlocked() {
             self.verify_snapshots(&mut report)?;
@@ -364,9 +364,13 @@ impl Cas {
         report: &mut VerifyReport,
         bad_chunks: &HashSet<Hash>,
         cluster: bool,
+        repair: bool,
     ) -> Result<()> {
-        // A
+        // PA
         let mut after = None;
+        // Index rows of versions whose record is gone from the log: lost beyond repair,
+        // reported once, and with repair removed, so that the indexes agree again.
+        let mut gone = Vec::new();
         loop {
             let txn = self.lmdb.read()?;
             let page = self.lmdb.blobs.page(&txn, after, PAGE)?;
@@ -378,10 +382,15 @@ impl Cas {
                     Ok(Some(b)) => b,
                     Ok(None) => continue,
                     Err(e) => {
+                        let mut reason = e.to_string();
+                        if repair && self.lmdb.blobs.record_gone(&txn, &hash)? {
+                            gone.push(hash);
+                            reason.push_str(": lost; its index row is removed");
+                        }
                         report.damage.push(Damage::Blob {
                             hash,
                             key: None,
-                            reason: e.to_string(),
+                            reason,
                         });
                         continue;
                     }
@@ -445,7 +454,14 @@ impl Cas {
                 }
             }
         }
-        Ok(())
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.lmdb.write()?;
+        for hash in &gone {
+            self.lmdb.blobs.delete(&mut w, hash)?;
+        }
+        self.lmdb.commit(w)
     }
 }
 

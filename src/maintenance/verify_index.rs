@@ -11,7 +11,7 @@ use crate::maintenance::verify::{Damage, VerifyReport};
 use crate::maintenance::PAGE;
 use crate::store::key_to_hash::parse;
 use crate::store::version_index::decode;
-use crate::store::{iter_after, Db, RoTxn};
+use crate::store::{iter_after, Db, RoTxn, RwTxn};
 
 impl Cas {
     /// Checks every KeyToHash and parentChild row and every key's heads against the
@@ -52,21 +52,83 @@ impl Cas {
             report.damage.push(index_damage(None, problem));
             Ok(())
         })?;
+        // Keys whose heads name no record of theirs, with the report's indexes of that damage.
+        let mut headless: Vec<(Vec<u8>, std::ops::Range<usize>)> = Vec::new();
         self.each_row(&self.lmdb.versions.rows, |txn, k, v| {
-            report.damage.extend(self.check_heads(txn, k, v)?);
+            let damage = self.check_heads(txn, k, v)?;
+            let start = report.damage.len();
+            if damage.iter().any(|(_, lost)| *lost) {
+                headless.push((k.to_vec(), start..start + damage.len()));
+            }
+            report.damage.extend(damage.into_iter().map(|(d, _)| d));
             Ok(())
         })?;
-        if !repair || dangling.is_empty() {
+        if !repair || (dangling.is_empty() && headless.is_empty()) {
             return Ok(());
         }
         let mut w = self.lmdb.write()?;
         for (db, row, i) in &dangling {
             db.delete(&mut w, row)?;
-            if let Some(Damage::Index { repaired, .. }) = report.damage.get_mut(*i) {
-                *repaired = true;
+            mark_repaired(report, *i, "row removed");
+        }
+        for (key, at) in headless {
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let done = self.mend_heads(&mut w, &key)?;
+            for i in at {
+                mark_repaired(report, i, &done);
             }
         }
         self.lmdb.commit(w)
+    }
+
+    /// Repair of a key whose heads lost their records (or name another key's): it keeps
+    /// the heads left or, with none left, takes its newest readable version as its head,
+    /// the one a lost head most likely descends from, so the key can be read and written
+    /// again. Returns what was done, for the report.
+    fn mend_heads(&self, w: &mut RwTxn, key: &str) -> Result<String> {
+        // PA
+        let Some((_, stored)) = self
+            .lmdb
+            .versions
+            .rows
+            .get(w, key.as_bytes())?
+            .map(decode)
+            .transpose()?
+        else {
+            return Ok("the key is gone".into());
+        };
+        let (mut state, _) = self.lmdb.versions.resolve(w, stored);
+        // A head whose record is damaged stays: it is still the key's, and reads say so.
+        state.heads.retain(|h| match self.lmdb.blobs.get(w, h) {
+            Ok(Some(b)) => b.key == key,
+            Ok(None) => false,
+            Err(_) => true,
+        });
+        let done = if !state.heads.is_empty() {
+            "the key keeps its other heads".to_string()
+        } else if state.deleted.is_some() {
+            "the key stays removed".to_string()
+        } else {
+            let newest = self
+                .lmdb
+                .key_to_hash
+                .versions(w, key)?
+                .into_iter()
+                .rev()
+                .find(|v| matches!(self.lmdb.blobs.get(w, &v.hash), Ok(Some(b)) if b.key == key));
+            match newest {
+                Some(v) => {
+                    state.heads.push(v.hash);
+                    format!(
+                        "the key now reads as its newest version left, {}",
+                        v.hash.short()
+                    )
+                }
+                None => "no version of the key is left".to_string(),
+            }
+        };
+        self.lmdb.versions.put(w, key, &state)?;
+        Ok(done)
     }
 
     /// Calls `f` with every row of `db`, in pages of short read transactions.
@@ -141,40 +203,48 @@ impl Cas {
         Ok(Some((index_damage(Some(blob.key), problem), false, None)))
     }
 
-    /// A key's heads must be versions of that key, listed in its KeyToHash rows.
-    fn check_heads(&self, txn: &RoTxn, k: &[u8], v: &[u8]) -> Result<Vec<Damage>> {
+    /// A key's heads must be versions of that key, listed in its KeyToHash rows. Each
+    /// damage comes with whether the head is lost to the key (no record of it), which
+    /// repair mends.
+    fn check_heads(&self, txn: &RoTxn, k: &[u8], v: &[u8]) -> Result<Vec<(Damage, bool)>> {
         // A
         let key = String::from_utf8_lossy(k).into_owned();
         let stored = match decode(v) {
             Ok((_, s)) => s,
-            Err(e) => return Ok(vec![index_damage(Some(key), e.to_string())]),
+            Err(e) => return Ok(vec![(index_damage(Some(key), e.to_string()), false)]),
         };
         let (state, lost) = self.lmdb.versions.resolve(txn, stored);
-        let mut out: Vec<Damage> = lost
+        let mut out: Vec<(Damage, bool)> = lost
             .into_iter()
             .map(|(seq, damage)| {
                 let problem = match damage {
                     None => format!("a head (blob log sequence {seq}) has no record"),
                     Some(e) => format!("a head (blob log sequence {seq}): {e}"),
                 };
-                index_damage(Some(key.clone()), problem)
+                (index_damage(Some(key.clone()), problem), true)
             })
             .collect();
         for head in &state.heads {
             let short = head.short();
-            let problem = match self.lmdb.blobs.get(txn, head) {
-                Ok(Some(b)) if b.key != key => format!("head {short} is a version of {:?}", b.key),
+            let (problem, lost) = match self.lmdb.blobs.get(txn, head) {
+                Ok(Some(b)) if b.key != key => {
+                    (format!("head {short} is a version of {:?}", b.key), true)
+                }
                 Ok(Some(b)) => {
                     let seq = self.lmdb.blobs.seq(txn, head)?.unwrap_or(0);
                     if self.lmdb.key_to_hash.has(txn, &key, b.created, seq)? {
                         continue;
                     }
-                    format!("head {short} is missing from the key's history")
+                    (
+                        format!("head {short} is missing from the key's history"),
+                        false,
+                    )
                 }
-                Ok(None) => format!("head {short} has no record"),
-                Err(e) => format!("head {short}: {e}"),
+                Ok(None) => (format!("head {short} has no record"), true),
+                // A damaged record is still the key's version: reads report the damage.
+                Err(e) => (format!("head {short}: {e}"), false),
             };
-            out.push(index_damage(Some(key.clone()), problem));
+            out.push((index_damage(Some(key.clone()), problem), lost));
         }
         Ok(out)
     }
@@ -186,6 +256,19 @@ fn index_damage(key: Option<String>, reason: String) -> Damage {
         key,
         reason,
         repaired: false,
+    }
+}
+
+/// Marks the index damage at `i` in the report repaired, saying how.
+fn mark_repaired(report: &mut VerifyReport, i: usize, how: &str) {
+    // A
+    if let Some(Damage::Index {
+        repaired, reason, ..
+    }) = report.damage.get_mut(i)
+    {
+        *repaired = true;
+        reason.push_str(": ");
+        reason.push_str(how);
     }
 }
 
@@ -335,9 +418,43 @@ mod damage_tests {
             .put("k", &b"three"[..], &crate::PutOptions::default())
             .is_err());
         assert_eq!(get(&cas, "other"), b"two");
-        let report = cas.verify(true, &NoProgress).unwrap();
+        let report = cas.verify(false, &NoProgress).unwrap();
         let reported = |d: &Damage| matches!(d, Damage::Index { key: Some(k), reason, .. } if k == "k" && reason.contains("a head"));
         assert!(report.damage.iter().any(reported), "{:?}", report.damage);
+    }
+
+    /// Repair of a key whose head lost its record: the key reads as its newest version
+    /// left, takes new versions on top of it, and the store verifies clean again, the loss
+    /// reported once, by the repair.
+    #[test]
+    fn repair_gives_a_key_whose_head_is_lost_its_newest_version_left() {
+        let (_d, cas) = store();
+        let first = put(&cas, "k", b"one");
+        let lost = put(&cas, "k", b"two");
+        put(&cas, "other", b"three");
+        let lmdb = &cas.lmdb;
+        let mut w = lmdb.write().unwrap();
+        let seq = lmdb.blobs.seq(&w, &lost).unwrap().unwrap();
+        lmdb.blobs.log.delete(&mut w, &seq.to_be_bytes()).unwrap();
+        lmdb.commit(w).unwrap();
+        let report = cas.verify(true, &NoProgress).unwrap();
+        assert!(!report.is_healthy());
+        let mended = |d: &Damage| matches!(d, Damage::Index { key: Some(k), reason, repaired: true } if k == "k" && reason.contains(&first.short()));
+        assert!(report.damage.iter().any(mended), "{:?}", report.damage);
+        let lost_reported = |d: &Damage| matches!(d, Damage::Blob { hash, reason, .. } if *hash == lost && reason.contains("index row is removed"));
+        assert!(
+            report.damage.iter().any(lost_reported),
+            "{:?}",
+            report.damage
+        );
+        assert_eq!(get(&cas, "k"), b"one");
+        let again = cas.verify(false, &NoProgress).unwrap();
+        assert!(again.is_healthy(), "{:?}", again.damage);
+        let next = put(&cas, "k", b"four");
+        let heads: Vec<Hash> = cas.heads("k").unwrap().iter().map(|v| v.hash).collect();
+        assert_eq!(heads, vec![next]);
+        assert_eq!(get(&cas, "k"), b"four");
+        assert_eq!(get(&cas, "other"), b"three");
     }
 
     #[test]

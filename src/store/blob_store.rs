@@ -61,6 +61,15 @@ impl BlobStore {
         Ok((hash, seq))
     }
 
+    /// True when the version `hash` is indexed but its log row is gone (not damaged).
+    pub(crate) fn record_gone(&self, txn: &RoTxn, hash: &Hash) -> Result<bool> {
+        // A
+        Ok(match self.seq(txn, hash)? {
+            Some(seq) => self.hash_at(txn, seq).is_ok_and(|h| h.is_none()),
+            None => false,
+        })
+    }
+
     /// Reads and verifies a blob.
     pub fn get(&self, txn: &RoTxn, hash: &Hash) -> Result<Option<Blob>> {
         // A

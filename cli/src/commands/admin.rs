@@ -250,7 +250,7 @@ fn damage_line(d: &Damage) -> String {
             reason,
             repaired,
         } => {
-            let done = if *repaired { " - row removed" } else { "" };
+            let done = if *repaired { " - repaired" } else { "" };
             match key {
                 Some(k) => format!("index damaged: {k:?}: {reason}{done}"),
                 None => format!("index damaged: {reason}{done}"),
