@@ -270,7 +270,9 @@ pub enum Command {
     },
     /// Check every slice, chunk and version; with an identity, decrypt the content too
     Verify {
-        /// Rebuild missing or damaged slices
+        /// Rebuild missing or damaged slices; remove index rows that name lost versions, and
+        /// give a key whose head is lost its lost head's parents (else its newest live
+        /// version) as heads
         #[arg(long)]
         repair: bool,
     },

@@ -10,8 +10,9 @@ use crate::hash::Hash;
 use crate::maintenance::verify::{Damage, VerifyReport};
 use crate::maintenance::PAGE;
 use crate::store::key_to_hash::parse;
-use crate::store::version_index::decode;
+use crate::store::version_index::{decode, KeyState, StoredHead};
 use crate::store::{iter_after, Db, RoTxn, RwTxn};
+use std::collections::HashMap;
 
 impl Cas {
     /// Checks every KeyToHash and parentChild row and every key's heads against the
@@ -36,6 +37,8 @@ impl Cas {
         })?;
         self.name_keys(report, &unnamed)?;
         let edges = self.lmdb.parent_child.rows;
+        // The parents of versions whose log row is gone, for the repair of lost heads.
+        let mut parents_of: HashMap<u64, Vec<Hash>> = HashMap::new();
         self.each_row(&edges, |txn, k, _| {
             let child = k.get(32..).and_then(|c| <[u8; 8]>::try_from(c).ok());
             let problem = match child.map(u64::from_be_bytes) {
@@ -43,6 +46,10 @@ impl Cas {
                 Some(seq) => match self.lmdb.blobs.hash_at(txn, seq) {
                     Ok(Some(_)) => return Ok(()),
                     Ok(None) => {
+                        if let Some(parent) = k.get(..32).and_then(|p| <[u8; 32]>::try_from(p).ok())
+                        {
+                            parents_of.entry(seq).or_default().push(Hash(parent));
+                        }
                         dangling.push((edges, k.to_vec(), report.damage.len()));
                         format!("a child ({seq}) of a version is not stored")
                     }
@@ -73,7 +80,7 @@ impl Cas {
         }
         for (key, at) in headless {
             let key = String::from_utf8_lossy(&key).into_owned();
-            let done = self.mend_heads(&mut w, &key)?;
+            let done = self.mend_heads(&mut w, &key, &parents_of)?;
             for i in at {
                 mark_repaired(report, i, &done);
             }
@@ -81,11 +88,18 @@ impl Cas {
         self.lmdb.commit(w)
     }
 
-    /// Repair of a key whose heads lost their records (or name another key's): it keeps
-    /// the heads left or, with none left, takes its newest readable version as its head,
-    /// the one a lost head most likely descends from, so the key can be read and written
-    /// again. Returns what was done, for the report.
-    fn mend_heads(&self, w: &mut RwTxn, key: &str) -> Result<String> {
+    /// Repair of a key whose heads lost their records (or name another key's version): it
+    /// keeps its other heads or, with none left, takes the lost heads' parents that are
+    /// live versions of it (a lost merge gives its branches back), else its newest live
+    /// version, so it can be read and written again. Removed versions are never taken.
+    /// `parents_of`: the parents of versions whose log row is gone (from `parent_child`).
+    /// Returns what was done, for the report.
+    fn mend_heads(
+        &self,
+        w: &mut RwTxn,
+        key: &str,
+        parents_of: &HashMap<u64, Vec<Hash>>,
+    ) -> Result<String> {
         // PA
         let Some((_, stored)) = self
             .lmdb
@@ -97,35 +111,74 @@ impl Cas {
         else {
             return Ok("the key is gone".into());
         };
-        let (mut state, _) = self.lmdb.versions.resolve(w, stored);
-        // A head whose record is damaged stays: it is still the key's, and reads say so.
-        state.heads.retain(|h| match self.lmdb.blobs.get(w, h) {
-            Ok(Some(b)) => b.key == key,
-            Ok(None) => false,
-            Err(_) => true,
-        });
-        let done = if !state.heads.is_empty() {
+        let mut heads = Vec::new();
+        let mut parents = Vec::new();
+        for head in &stored.heads {
+            let hash = match *head {
+                StoredHead::Seq(seq) => match self.lmdb.blobs.hash_at(w, seq) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => {
+                        parents.extend(parents_of.get(&seq).into_iter().flatten().copied());
+                        continue;
+                    }
+                    Err(_) => return Ok("left as it is: a head's log row is damaged".into()),
+                },
+                StoredHead::Hash(h) => h,
+            };
+            match self.lmdb.blobs.get(w, &hash) {
+                Ok(Some(b)) if b.key != key => {}
+                Ok(None) => {}
+                // A head whose record is damaged stays: it is still the key's; reads say so.
+                _ => heads.push(hash),
+            }
+        }
+        let live = |h: &Hash| -> Result<bool> {
+            Ok(
+                matches!(self.lmdb.blobs.get(w, h), Ok(Some(b)) if b.key == key)
+                    && self.lmdb.removed.get(w, h)?.is_none(),
+            )
+        };
+        let done = if !heads.is_empty() {
             "the key keeps its other heads".to_string()
-        } else if state.deleted.is_some() {
+        } else if stored.deleted.is_some() {
             "the key stays removed".to_string()
         } else {
-            let newest = self
-                .lmdb
-                .key_to_hash
-                .versions(w, key)?
-                .into_iter()
-                .rev()
-                .find(|v| matches!(self.lmdb.blobs.get(w, &v.hash), Ok(Some(b)) if b.key == key));
-            match newest {
-                Some(v) => {
-                    state.heads.push(v.hash);
-                    format!(
-                        "the key now reads as its newest version left, {}",
-                        v.hash.short()
-                    )
+            parents.sort();
+            parents.dedup();
+            for p in parents {
+                if live(&p)? {
+                    heads.push(p);
                 }
-                None => "no version of the key is left".to_string(),
             }
+            if !heads.is_empty() {
+                let named: Vec<String> = heads.iter().map(|h| h.short()).collect();
+                format!(
+                    "the key now reads as the lost head's parent {}",
+                    named.join(" and ")
+                )
+            } else {
+                let mut newest = None;
+                for v in self.lmdb.key_to_hash.versions(w, key)?.into_iter().rev() {
+                    if live(&v.hash)? {
+                        newest = Some(v.hash);
+                        break;
+                    }
+                }
+                match newest {
+                    Some(h) => {
+                        heads.push(h);
+                        format!(
+                            "the key now reads as its newest live version, {}",
+                            h.short()
+                        )
+                    }
+                    None => "no live version of the key is left".to_string(),
+                }
+            }
+        };
+        let state = KeyState {
+            heads,
+            deleted: stored.deleted,
         };
         self.lmdb.versions.put(w, key, &state)?;
         Ok(done)
@@ -455,6 +508,62 @@ mod damage_tests {
         assert_eq!(heads, vec![next]);
         assert_eq!(get(&cas, "k"), b"four");
         assert_eq!(get(&cas, "other"), b"three");
+    }
+
+    fn lose(cas: &Cas, v: &Hash) {
+        let lmdb = &cas.lmdb;
+        let mut w = lmdb.write().unwrap();
+        let seq = lmdb.blobs.seq(&w, v).unwrap().unwrap();
+        lmdb.blobs.log.delete(&mut w, &seq.to_be_bytes()).unwrap();
+        lmdb.commit(w).unwrap();
+    }
+
+    fn heads(cas: &Cas, key: &str) -> Vec<Hash> {
+        let mut h: Vec<Hash> = cas.heads(key).unwrap().iter().map(|v| v.hash).collect();
+        h.sort();
+        h
+    }
+
+    /// A lost merge gives its key both branches back, as heads: a conflict again, not one
+    /// branch quietly chosen.
+    #[test]
+    fn repair_of_a_lost_merge_gives_back_both_branches() {
+        let (_d, cas) = store();
+        let base = put(&cas, "k", b"base");
+        let a = put(&cas, "k", b"a");
+        let opts = PutOptions {
+            parents: Some(vec![base]),
+            ..Default::default()
+        };
+        let b = cas.put("k", &b"b"[..], &opts).unwrap().hash;
+        let m = cas
+            .merge("k", crate::MergeSource::Content(Box::new(&b"m"[..])))
+            .unwrap();
+        lose(&cas, &m);
+        cas.verify(true, &NoProgress).unwrap();
+        let mut both = vec![a, b];
+        both.sort();
+        assert_eq!(heads(&cas, "k"), both);
+        assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
+    }
+
+    /// Repair never makes a removed version a head: a key written again after `rm` whose
+    /// only new version is lost has no live version left, and takes new ones.
+    #[test]
+    fn repair_never_brings_back_a_removed_version() {
+        let (_d, cas) = store();
+        put(&cas, "k", b"secret");
+        cas.remove("k").unwrap();
+        let again = put(&cas, "k", b"again");
+        lose(&cas, &again);
+        let report = cas.verify(true, &NoProgress).unwrap();
+        assert!(report.damage.iter().any(|d| matches!(d, Damage::Index { reason, repaired: true, .. } if reason.contains("no live version"))), "{:?}", report.damage);
+        assert!(heads(&cas, "k").is_empty());
+        assert!(cas.get("k", &mut Vec::new()).is_err());
+        cas.gc(&NoProgress).unwrap();
+        assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
+        put(&cas, "k", b"new");
+        assert_eq!(get(&cas, "k"), b"new");
     }
 
     #[test]
