@@ -697,12 +697,14 @@ fn a_name_keys_refuse_is_named_as_such() {
 #[test]
 fn verify_reports_a_file_version_a_live_snapshot_lists_but_the_store_lost() {
     // What a gc racing a backup once left (a snapshot over a version it freed): every chunk
-    // intact, yet the snapshot does not restore. verify must say so.
+    // intact, yet the snapshot does not restore whole. verify must say so, and a restore
+    // must name the lost file and restore every other.
     use ouroboros_db::store::removed::Removal;
     let (dir, cas) = new_store();
     let src = dir.path().join("src");
     write(&src, "a", b"first file");
     write(&src, "b", b"second file");
+    write(&src, "c/d", b"third file");
     backup(&cas, &src, "t", None);
     assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
     let (a, b) = (head(&cas, "t/a"), head(&cas, "t/b"));
@@ -735,4 +737,24 @@ fn verify_reports_a_file_version_a_live_snapshot_lists_but_the_store_lost() {
             .any(|r| r.contains("t/b@") && r.contains("gc freed")),
         "{reasons:?}"
     );
+    let target = dir.path().join("out");
+    let restored = cas
+        .restore_snapshot(
+            "t",
+            &target,
+            &RestoreOptions {
+                delete: false,
+                dry_run: false,
+                filter: &|_, _| true,
+                owners: Some(OwnerPolicy::Skip),
+                progress: &NoProgress,
+            },
+        )
+        .unwrap();
+    assert_eq!(restored.lost, 1, "{:?}", restored.errors);
+    assert_eq!(restored.errors.len(), 1, "{:?}", restored.errors);
+    assert_eq!(restored.errors[0].0, "a");
+    assert!(!target.join("a").exists());
+    assert_eq!(fs::read(target.join("b")).unwrap(), b"second file");
+    assert_eq!(fs::read(target.join("c/d")).unwrap(), b"third file");
 }

@@ -49,7 +49,8 @@ macro_rules! exit_codes {
   4  the key was deleted (get, log, heads)
   5  the key has several heads where one was needed (merge, or name a version)
   6  data corrupt beyond repair, a damaged store configuration, or a damaged store file
-     (data.mdb shorter than LMDB's pages in use: restore it from a backup)
+     (data.mdb shorter than LMDB's pages in use: restore it from a backup); get -r: files
+     whose content the store lost are named, every other file is restored
   7  identity missing, unreadable, too open, not a regular file, or not a recipient of the
      store (verify too, when an identity is given or present)
   8  no store at the given path (run `ouro init`), or one already exists for init; cluster

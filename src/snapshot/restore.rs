@@ -71,6 +71,9 @@ pub struct RestoreReport {
     pub changes: Vec<(String, Change)>,
     /// Paths that failed or whose metadata could not all be set, and why.
     pub errors: Vec<(String, String)>,
+    /// Files not restored because the store lost their content (damage beyond repair, a
+    /// version gone); each is also in `errors`. The others are restored all the same.
+    pub lost: u64,
 }
 
 /// Files queued before they are written: bounds the restore's memory by the size of a
@@ -344,6 +347,7 @@ impl Run<'_, '_> {
         self.files.clear();
         self.report.bytes += written.bytes;
         self.report.errors.extend(written.errors);
+        self.report.lost += written.lost;
         Ok(())
     }
 

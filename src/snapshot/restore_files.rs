@@ -31,12 +31,15 @@ pub(crate) struct FileJob {
     pub rel: Vec<u8>,
 }
 
-/// What the workers did: bytes written and the target's errors by path. The store's errors
-/// (damage, a lock) stop the restore and are returned as `Err`.
+/// What the workers did: bytes written, errors by path (the target's, and files whose
+/// content the store has lost: damage beyond repair, a version gone), and how many were
+/// lost. Other errors of the store (a lock, a node out of reach) stop the restore and are
+/// returned as `Err`.
 #[derive(Default)]
 pub(crate) struct Written {
     pub bytes: u64,
     pub errors: Vec<(String, String)>,
+    pub lost: u64,
 }
 
 /// How files are written.
@@ -73,6 +76,13 @@ impl Writer<'_> {
                                 .extend(problems.into_iter().map(|p| (display(&job.rel), p)));
                         }
                         Err(e @ (Error::Io { .. } | Error::Input(_))) => {
+                            o.errors.push((display(&job.rel), e.to_string()))
+                        }
+                        // One file's content lost: the others are restored all the same.
+                        Err(
+                            e @ (Error::Corrupt(_) | Error::NotFound(_) | Error::Malformed { .. }),
+                        ) => {
+                            o.lost += 1;
                             o.errors.push((display(&job.rel), e.to_string()))
                         }
                         Err(e) => {

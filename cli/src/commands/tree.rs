@@ -269,7 +269,9 @@ pub fn get_tree(g: &Global, a: &GetTree) -> Result<i32> {
             );
         }
     }
-    Ok(if report.errors.is_empty() {
+    Ok(if report.lost > 0 {
+        crate::exit::CORRUPT
+    } else if report.errors.is_empty() {
         0
     } else {
         crate::exit::ERROR
