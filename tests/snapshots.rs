@@ -694,6 +694,50 @@ fn a_name_keys_refuse_is_named_as_such() {
     assert_eq!(restore(&cas, "p")[Path::new("evil\u{202E}txt.exe")], b"x");
 }
 
+/// A hard-link group whose first name's version is lost: its other names are written from
+/// their own versions, still linked to each other, and nothing is linked to a file this
+/// restore did not write (an old file at the first name's path).
+#[test]
+fn a_hard_link_group_whose_first_name_is_lost_restores_its_other_names() {
+    use std::os::unix::fs::MetadataExt;
+    let (dir, cas) = new_store();
+    let src = dir.path().join("src");
+    write(&src, "h1", b"linked");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::hard_link(src.join("h1"), src.join("h2")).unwrap();
+    fs::hard_link(src.join("h1"), src.join("sub/h3")).unwrap();
+    backup(&cas, &src, "t", None);
+    let lost = head(&cas, "t/h1");
+    let lmdb = cas.replica().lmdb();
+    let mut txn = lmdb.write().unwrap();
+    lmdb.blobs.delete(&mut txn, &lost).unwrap();
+    txn.commit().unwrap();
+    let target = dir.path().join("out");
+    fs::create_dir_all(&target).unwrap();
+    fs::write(target.join("h1"), b"old").unwrap();
+    let report = cas
+        .restore_snapshot(
+            "t",
+            &target,
+            &RestoreOptions {
+                delete: false,
+                dry_run: false,
+                filter: &|_, _| true,
+                owners: Some(OwnerPolicy::Skip),
+                progress: &NoProgress,
+            },
+        )
+        .unwrap();
+    assert_eq!(report.lost, 1, "{:?}", report.errors);
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert_eq!(fs::read(target.join("h1")).unwrap(), b"old");
+    assert_eq!(fs::read(target.join("h2")).unwrap(), b"linked");
+    assert_eq!(fs::read(target.join("sub/h3")).unwrap(), b"linked");
+    let ino = |p: &str| fs::metadata(target.join(p)).unwrap().ino();
+    assert_eq!(ino("h2"), ino("sub/h3"));
+    assert_ne!(ino("h1"), ino("h2"));
+}
+
 #[test]
 fn verify_reports_a_file_version_a_live_snapshot_lists_but_the_store_lost() {
     // What a gc racing a backup once left (a snapshot over a version it freed): every chunk

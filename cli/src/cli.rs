@@ -88,7 +88,8 @@ JSON output (--json): one document on stdout. Fields are only ever added, never 
            not running, stopped) and pending_chunks (chunks whose slices wait on this
            node for their nodes; null when they could not be counted)
   get -o   {key, hash, size}
-  get -r   {snapshot, entries, restored, bytes, dry_run, changes: [{path, change}], errors: [{path, error}]}
+  get -r   {snapshot, entries, restored, bytes, dry_run, changes: [{path, change}], errors: [{path, error}],
+            lost (files whose content the store lost; each is in errors)}
   snapshots  [{hash, prefix, time, time_ns, host, path, parents, summary: {...}, errors}]
   diff     {from, to, changes: [{path, change: added|removed|content|metadata|type, kind}]}
   forget   {prefix, dry_run, kept: [{hash, time, reasons}], removed: [hash], versions_removed}

@@ -1,6 +1,6 @@
 //! `get -r`: writes a snapshot's tree into a directory, every entry with its metadata.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -98,6 +98,8 @@ struct Run<'a, 'c> {
     files: Vec<FileJob>,
     /// Later names of hard-link groups whose first name is among `files`.
     links_later: Vec<FileJob>,
+    /// Hard-link groups whose first name could not be written.
+    unwritten: HashSet<(u64, u64)>,
     /// Directories whose metadata is set last, deepest first (writing into a directory
     /// moves its times).
     dirs_later: Vec<(PathBuf, Entry, Vec<u8>)>,
@@ -151,6 +153,7 @@ impl Cas {
             },
             files: Vec::new(),
             links_later: Vec::new(),
+            unwritten: HashSet::new(),
             dirs_later: Vec::new(),
         };
         let root_tree = info
@@ -309,23 +312,29 @@ impl Run<'_, '_> {
     fn finish(&mut self) -> Result<()> {
         // PA
         self.write_files()?;
-        for job in std::mem::take(&mut self.links_later) {
-            let first = job
-                .entry
-                .hardlink
-                .and_then(|id| self.links.get(&id))
-                .cloned();
-            let linked = match first {
-                Some(first) => std::fs::hard_link(&first, &job.path),
-                None => Err(std::io::Error::other("its first name was not restored")),
-            };
-            match linked {
-                Ok(()) => self.meta(&job.path, &job.entry, &job.rel),
-                Err(e) => self
-                    .report
-                    .errors
-                    .push((display(&job.rel), format!("linking: {e}"))),
+        // A group whose first name could not be written takes its next name, written from
+        // its own version, as its first; the rest link to that once it is written.
+        let mut later = std::mem::take(&mut self.links_later);
+        while !later.is_empty() {
+            let mut waiting = Vec::new();
+            let mut firsts = HashSet::new();
+            for job in later {
+                let id = job.entry.hardlink;
+                match id.filter(|id| self.unwritten.contains(id) || firsts.contains(id)) {
+                    Some(id) if self.unwritten.remove(&id) => {
+                        firsts.insert(id);
+                        self.links.insert(id, job.path.clone());
+                        self.files.push(job);
+                    }
+                    Some(_) => waiting.push(job),
+                    None => self.link(&job),
+                }
             }
+            if firsts.is_empty() {
+                break;
+            }
+            self.write_files()?;
+            later = waiting;
         }
         // Pushed as each directory's walk ended: children before parents already.
         for (path, entry, rel) in std::mem::take(&mut self.dirs_later) {
@@ -344,6 +353,18 @@ impl Run<'_, '_> {
             progress: self.opts.progress,
         };
         let written = writer.write_all(&self.files)?;
+        // A hard-link group whose first name was not written links no other name to it.
+        for &i in &written.failed {
+            let Some(job) = self.files.get(i) else {
+                continue;
+            };
+            if let Some(id) = job.entry.hardlink {
+                if self.links.get(&id) == Some(&job.path) {
+                    self.links.remove(&id);
+                    self.unwritten.insert(id);
+                }
+            }
+        }
         self.files.clear();
         self.report.bytes += written.bytes;
         self.report.errors.extend(written.errors);
@@ -379,6 +400,27 @@ impl Run<'_, '_> {
             EntryKind::Dir => {}
         }
         Ok(())
+    }
+
+    /// Links a later name of a hard-link group to the group's first name.
+    fn link(&mut self, job: &FileJob) {
+        // PA
+        let first = job
+            .entry
+            .hardlink
+            .and_then(|id| self.links.get(&id))
+            .cloned();
+        let linked = match first {
+            Some(first) => std::fs::hard_link(&first, &job.path),
+            None => Err(std::io::Error::other("its first name was not restored")),
+        };
+        match linked {
+            Ok(()) => self.meta(&job.path, &job.entry, &job.rel),
+            Err(e) => self
+                .report
+                .errors
+                .push((display(&job.rel), format!("linking: {e}"))),
+        }
     }
 
     fn note_link(&mut self, entry: &Entry, path: &Path) {

@@ -40,6 +40,8 @@ pub(crate) struct Written {
     pub bytes: u64,
     pub errors: Vec<(String, String)>,
     pub lost: u64,
+    /// The jobs (by index) whose file was not written.
+    pub failed: Vec<usize>,
 }
 
 /// How files are written.
@@ -76,6 +78,7 @@ impl Writer<'_> {
                                 .extend(problems.into_iter().map(|p| (display(&job.rel), p)));
                         }
                         Err(e @ (Error::Io { .. } | Error::Input(_))) => {
+                            o.failed.push(i);
                             o.errors.push((display(&job.rel), e.to_string()))
                         }
                         // One file's content lost: the others are restored all the same.
@@ -83,6 +86,7 @@ impl Writer<'_> {
                             e @ (Error::Corrupt(_) | Error::NotFound(_) | Error::Malformed { .. }),
                         ) => {
                             o.lost += 1;
+                            o.failed.push(i);
                             o.errors.push((display(&job.rel), e.to_string()))
                         }
                         Err(e) => {

@@ -242,6 +242,7 @@ pub fn get_tree(g: &Global, a: &GetTree) -> Result<i32> {
             "dry_run": a.dry_run,
             "changes": report.changes.iter().map(|(p, c)| json!({"path": p, "change": c.as_str()})).collect::<Vec<_>>(),
             "errors": report.errors.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            "lost": report.lost,
         }))?;
     } else {
         if a.dry_run || g.verbose > 0 {
