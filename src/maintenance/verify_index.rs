@@ -12,13 +12,18 @@ use crate::maintenance::PAGE;
 use crate::store::key_to_hash::parse;
 use crate::store::version_index::{decode, KeyState, StoredHead};
 use crate::store::{iter_after, Db, RoTxn, RwTxn};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 impl Cas {
     /// Checks every KeyToHash and parentChild row and every key's heads against the
     /// version records. With `repair`, deletes the rows that name a version with no log row
     /// (its number is never given out again, so such a row can only ever mislead).
-    pub(crate) fn verify_index(&self, report: &mut VerifyReport, repair: bool) -> Result<()> {
+    pub(crate) fn verify_index(
+        &self,
+        report: &mut VerifyReport,
+        repair: bool,
+        gone: &HashMap<Hash, u64>,
+    ) -> Result<()> {
         // PA
         let mut dangling: Vec<(Db, Vec<u8>, usize)> = Vec::new();
         let mut unnamed: Vec<(usize, u64)> = Vec::new();
@@ -73,6 +78,10 @@ impl Cas {
         if !repair || (dangling.is_empty() && headless.is_empty()) {
             return Ok(());
         }
+        let lost = Lost {
+            parents_of,
+            seq_of: gone,
+        };
         let mut w = self.lmdb.write()?;
         for (db, row, i) in &dangling {
             db.delete(&mut w, row)?;
@@ -80,26 +89,22 @@ impl Cas {
         }
         for (key, at) in headless {
             let key = String::from_utf8_lossy(&key).into_owned();
-            let done = self.mend_heads(&mut w, &key, &parents_of)?;
-            for i in at {
-                mark_repaired(report, i, &done);
+            if let Some(done) = self.mend_heads(&mut w, &key, &lost)? {
+                for i in at {
+                    mark_repaired(report, i, &done);
+                }
             }
         }
         self.lmdb.commit(w)
     }
 
     /// Repair of a key whose heads lost their records (or name another key's version): it
-    /// keeps its other heads or, with none left, takes the lost heads' parents that are
-    /// live versions of it (a lost merge gives its branches back), else its newest live
-    /// version, so it can be read and written again. Removed versions are never taken.
-    /// `parents_of`: the parents of versions whose log row is gone (from `parent_child`).
-    /// Returns what was done, for the report.
-    fn mend_heads(
-        &self,
-        w: &mut RwTxn,
-        key: &str,
-        parents_of: &HashMap<u64, Vec<Hash>>,
-    ) -> Result<String> {
+    /// keeps its other heads or, with none left, takes the nearest live versions of it
+    /// above the lost heads that nothing live descends from, walking up through removed and
+    /// lost versions as `rm KEY@V` does (a lost merge gives its branches back), else its
+    /// newest live version; a removed version never becomes a head. Returns what was done,
+    /// `None` when nothing could be (the state stays as it was).
+    fn mend_heads(&self, w: &mut RwTxn, key: &str, lost: &Lost) -> Result<Option<String>> {
         // PA
         let Some((_, stored)) = self
             .lmdb
@@ -109,62 +114,44 @@ impl Cas {
             .map(decode)
             .transpose()?
         else {
-            return Ok("the key is gone".into());
+            return Ok(None);
         };
         let mut heads = Vec::new();
-        let mut parents = Vec::new();
+        let mut above = Vec::new();
         for head in &stored.heads {
-            let hash = match *head {
+            let (hash, seq) = match *head {
                 StoredHead::Seq(seq) => match self.lmdb.blobs.hash_at(w, seq) {
-                    Ok(Some(h)) => h,
+                    Ok(Some(h)) => (h, Some(seq)),
                     Ok(None) => {
-                        parents.extend(parents_of.get(&seq).into_iter().flatten().copied());
+                        above.extend(lost.parents(seq));
                         continue;
                     }
-                    Err(_) => return Ok("left as it is: a head's log row is damaged".into()),
+                    // A log row too damaged to name its version: the head is lost.
+                    Err(_) => continue,
                 },
-                StoredHead::Hash(h) => h,
+                StoredHead::Hash(h) => (h, lost.seq_of.get(&h).copied()),
             };
             match self.lmdb.blobs.get(w, &hash) {
                 Ok(Some(b)) if b.key != key => {}
-                Ok(None) => {}
+                Ok(None) => above.extend(seq.map(|s| lost.parents(s)).unwrap_or_default()),
                 // A head whose record is damaged stays: it is still the key's; reads say so.
                 _ => heads.push(hash),
             }
         }
-        let live = |h: &Hash| -> Result<bool> {
-            Ok(
-                matches!(self.lmdb.blobs.get(w, h), Ok(Some(b)) if b.key == key)
-                    && self.lmdb.removed.get(w, h)?.is_none(),
-            )
-        };
         let done = if !heads.is_empty() {
             "the key keeps its other heads".to_string()
         } else if stored.deleted.is_some() {
             "the key stays removed".to_string()
         } else {
-            parents.sort();
-            parents.dedup();
-            for p in parents {
-                if live(&p)? {
-                    heads.push(p);
-                }
-            }
+            heads = self.live_above(w, key, above, lost)?;
             if !heads.is_empty() {
                 let named: Vec<String> = heads.iter().map(|h| h.short()).collect();
                 format!(
-                    "the key now reads as the lost head's parent {}",
+                    "the key now reads as {}, above the lost head",
                     named.join(" and ")
                 )
             } else {
-                let mut newest = None;
-                for v in self.lmdb.key_to_hash.versions(w, key)?.into_iter().rev() {
-                    if live(&v.hash)? {
-                        newest = Some(v.hash);
-                        break;
-                    }
-                }
-                match newest {
+                match self.newest_live(w, key)? {
                     Some(h) => {
                         heads.push(h);
                         format!(
@@ -181,7 +168,56 @@ impl Cas {
             deleted: stored.deleted,
         };
         self.lmdb.versions.put(w, key, &state)?;
-        Ok(done)
+        Ok(Some(done))
+    }
+
+    /// The nearest live versions of `key` at or above `start` that no live version descends
+    /// from, walking up through removed and lost ones.
+    fn live_above(
+        &self,
+        w: &RwTxn,
+        key: &str,
+        mut stack: Vec<Hash>,
+        lost: &Lost,
+    ) -> Result<Vec<Hash>> {
+        // A
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        while let Some(p) = stack.pop() {
+            if !seen.insert(p) {
+                continue;
+            }
+            match self.lmdb.blobs.get(w, &p) {
+                Ok(Some(b)) if b.key != key => {}
+                Ok(Some(b)) => {
+                    if self.lmdb.removed.get(w, &p)?.is_some() {
+                        stack.extend(b.parents);
+                    } else if !out.contains(&p) && !self.has_live_descendant(w, p)? {
+                        out.push(p);
+                    }
+                }
+                Ok(None) => {
+                    if let Some(seq) = lost.seq_of.get(&p) {
+                        stack.extend(lost.parents(*seq));
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The key's newest version that is readable and not removed.
+    fn newest_live(&self, w: &RwTxn, key: &str) -> Result<Option<Hash>> {
+        // A
+        for v in self.lmdb.key_to_hash.versions(w, key)?.into_iter().rev() {
+            let readable = matches!(self.lmdb.blobs.get(w, &v.hash), Ok(Some(b)) if b.key == key);
+            if readable && self.lmdb.removed.get(w, &v.hash)?.is_none() {
+                return Ok(Some(v.hash));
+            }
+        }
+        Ok(None)
     }
 
     /// Calls `f` with every row of `db`, in pages of short read transactions.
@@ -303,6 +339,21 @@ impl Cas {
     }
 }
 
+/// What repair knows of versions whose log row is gone: their parents (from the
+/// `parent_child` rows that name them) and, by hash, their sequences.
+struct Lost<'a> {
+    parents_of: HashMap<u64, Vec<Hash>>,
+    seq_of: &'a HashMap<Hash, u64>,
+}
+
+impl Lost<'_> {
+    /// The parents of the version logged at `seq`, as far as known.
+    fn parents(&self, seq: u64) -> Vec<Hash> {
+        // A
+        self.parents_of.get(&seq).cloned().unwrap_or_default()
+    }
+}
+
 fn index_damage(key: Option<String>, reason: String) -> Damage {
     // A
     Damage::Index {
@@ -374,290 +425,5 @@ impl Cas {
 // small indexes): lost rows are left out, reported and, where they only mislead, removed by
 // repair; a lost number is never handed out again, so one index row never names two records.
 #[cfg(test)]
-mod damage_tests {
-    use crate::maintenance::verify::Damage;
-    use crate::{Cas, CreateOptions, Hash, Identity, NoProgress, PutOptions};
-
-    fn store() -> (tempfile::TempDir, Cas) {
-        let dir = tempfile::tempdir().unwrap();
-        let cas =
-            Cas::create(dir.path(), &CreateOptions::default(), &Identity::generate()).unwrap();
-        (dir, cas)
-    }
-
-    fn put(cas: &Cas, key: &str, data: &[u8]) -> Hash {
-        cas.put(key, data, &PutOptions::default()).unwrap().hash
-    }
-
-    fn get(cas: &Cas, r: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        cas.get(r, &mut out).unwrap();
-        out
-    }
-
-    /// Flips a bit of version `v`'s record in its log row (its stored hash left intact);
-    /// returns the row's key.
-    fn flip_a_record_byte(cas: &Cas, v: &Hash) -> [u8; 8] {
-        let lmdb = &cas.lmdb;
-        let mut w = lmdb.write().unwrap();
-        let key = lmdb.blobs.seq(&w, v).unwrap().unwrap().to_be_bytes();
-        let mut row = lmdb.blobs.log.get(&w, &key).unwrap().unwrap().to_vec();
-        let end = row.len() - 1;
-        row[end] ^= 0x40;
-        lmdb.blobs.log.put(&mut w, &key, &row).unwrap();
-        lmdb.commit(w).unwrap();
-        key
-    }
-
-    fn index_damage(report: &crate::VerifyReport) -> Vec<(bool, String)> {
-        report
-            .damage
-            .iter()
-            .filter_map(|d| match d {
-                Damage::Index {
-                    reason, repaired, ..
-                } => Some((*repaired, reason.clone())),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_history_row_naming_a_lost_version_is_left_out_reported_and_removed_by_repair() {
-        let (_d, cas) = store();
-        let lost = put(&cas, "k", b"one");
-        let kept = put(&cas, "k", b"two");
-        let lmdb = &cas.lmdb;
-        let mut w = lmdb.write().unwrap();
-        let seq = lmdb.blobs.seq(&w, &lost).unwrap().unwrap();
-        lmdb.blobs.log.delete(&mut w, &seq.to_be_bytes()).unwrap();
-        lmdb.commit(w).unwrap();
-        let listed: Vec<Hash> = {
-            let txn = lmdb.read().unwrap();
-            let v = lmdb.key_to_hash.versions(&txn, "k").unwrap();
-            v.into_iter().map(|e| e.hash).collect()
-        };
-        assert_eq!(listed, vec![kept]);
-        assert_eq!(get(&cas, "k"), b"two");
-        let report = cas.verify(false, &NoProgress).unwrap();
-        assert!(matches!(&index_damage(&report)[..], [(false, r)] if r.contains("has no record")));
-        // The key is named, not only its number.
-        let named = |d: &Damage| matches!(d, Damage::Index { key: Some(k), .. } if k == "k");
-        assert!(report.damage.iter().any(named), "{:?}", report.damage);
-        let report = cas.verify(true, &NoProgress).unwrap();
-        assert!(matches!(&index_damage(&report)[..], [(true, _)]));
-        let report = cas.verify(false, &NoProgress).unwrap();
-        assert!(index_damage(&report).is_empty(), "{:?}", report.damage);
-        // The key can still be removed; what is left of the lost version stays reported.
-        cas.remove("k").unwrap();
-        cas.gc(&NoProgress).unwrap();
-        assert!(cas.get("k", &mut Vec::new()).is_err());
-    }
-
-    #[test]
-    fn a_head_whose_log_row_is_lost_stops_reads_and_writes_of_its_key_and_is_reported() {
-        let (_d, cas) = store();
-        let head = put(&cas, "k", b"one");
-        put(&cas, "other", b"two");
-        let lmdb = &cas.lmdb;
-        let mut w = lmdb.write().unwrap();
-        let seq = lmdb.blobs.seq(&w, &head).unwrap().unwrap();
-        lmdb.blobs.log.delete(&mut w, &seq.to_be_bytes()).unwrap();
-        lmdb.commit(w).unwrap();
-        // Neither its other heads nor a new version may quietly stand in for the lost one.
-        let e = cas.get("k", &mut Vec::new()).unwrap_err().to_string();
-        assert!(e.contains("\"k\"") && e.contains("head"), "{e}");
-        assert!(cas
-            .put("k", &b"three"[..], &crate::PutOptions::default())
-            .is_err());
-        assert_eq!(get(&cas, "other"), b"two");
-        let report = cas.verify(false, &NoProgress).unwrap();
-        let reported = |d: &Damage| matches!(d, Damage::Index { key: Some(k), reason, .. } if k == "k" && reason.contains("a head"));
-        assert!(report.damage.iter().any(reported), "{:?}", report.damage);
-    }
-
-    /// Repair of a key whose head lost its record: the key reads as its newest version
-    /// left, takes new versions on top of it, and the store verifies clean again, the loss
-    /// reported once, by the repair.
-    #[test]
-    fn repair_gives_a_key_whose_head_is_lost_its_newest_version_left() {
-        let (_d, cas) = store();
-        let first = put(&cas, "k", b"one");
-        let lost = put(&cas, "k", b"two");
-        put(&cas, "other", b"three");
-        let lmdb = &cas.lmdb;
-        let mut w = lmdb.write().unwrap();
-        let seq = lmdb.blobs.seq(&w, &lost).unwrap().unwrap();
-        lmdb.blobs.log.delete(&mut w, &seq.to_be_bytes()).unwrap();
-        lmdb.commit(w).unwrap();
-        let report = cas.verify(true, &NoProgress).unwrap();
-        assert!(!report.is_healthy());
-        let mended = |d: &Damage| matches!(d, Damage::Index { key: Some(k), reason, repaired: true } if k == "k" && reason.contains(&first.short()));
-        assert!(report.damage.iter().any(mended), "{:?}", report.damage);
-        let lost_reported = |d: &Damage| matches!(d, Damage::Blob { hash, reason, .. } if *hash == lost && reason.contains("index row is removed"));
-        assert!(
-            report.damage.iter().any(lost_reported),
-            "{:?}",
-            report.damage
-        );
-        assert_eq!(get(&cas, "k"), b"one");
-        let again = cas.verify(false, &NoProgress).unwrap();
-        assert!(again.is_healthy(), "{:?}", again.damage);
-        let next = put(&cas, "k", b"four");
-        let heads: Vec<Hash> = cas.heads("k").unwrap().iter().map(|v| v.hash).collect();
-        assert_eq!(heads, vec![next]);
-        assert_eq!(get(&cas, "k"), b"four");
-        assert_eq!(get(&cas, "other"), b"three");
-    }
-
-    fn lose(cas: &Cas, v: &Hash) {
-        let lmdb = &cas.lmdb;
-        let mut w = lmdb.write().unwrap();
-        let seq = lmdb.blobs.seq(&w, v).unwrap().unwrap();
-        lmdb.blobs.log.delete(&mut w, &seq.to_be_bytes()).unwrap();
-        lmdb.commit(w).unwrap();
-    }
-
-    fn heads(cas: &Cas, key: &str) -> Vec<Hash> {
-        let mut h: Vec<Hash> = cas.heads(key).unwrap().iter().map(|v| v.hash).collect();
-        h.sort();
-        h
-    }
-
-    /// A lost merge gives its key both branches back, as heads: a conflict again, not one
-    /// branch quietly chosen.
-    #[test]
-    fn repair_of_a_lost_merge_gives_back_both_branches() {
-        let (_d, cas) = store();
-        let base = put(&cas, "k", b"base");
-        let a = put(&cas, "k", b"a");
-        let opts = PutOptions {
-            parents: Some(vec![base]),
-            ..Default::default()
-        };
-        let b = cas.put("k", &b"b"[..], &opts).unwrap().hash;
-        let m = cas
-            .merge("k", crate::MergeSource::Content(Box::new(&b"m"[..])))
-            .unwrap();
-        lose(&cas, &m);
-        cas.verify(true, &NoProgress).unwrap();
-        let mut both = vec![a, b];
-        both.sort();
-        assert_eq!(heads(&cas, "k"), both);
-        assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
-    }
-
-    /// Repair never makes a removed version a head: a key written again after `rm` whose
-    /// only new version is lost has no live version left, and takes new ones.
-    #[test]
-    fn repair_never_brings_back_a_removed_version() {
-        let (_d, cas) = store();
-        put(&cas, "k", b"secret");
-        cas.remove("k").unwrap();
-        let again = put(&cas, "k", b"again");
-        lose(&cas, &again);
-        let report = cas.verify(true, &NoProgress).unwrap();
-        assert!(report.damage.iter().any(|d| matches!(d, Damage::Index { reason, repaired: true, .. } if reason.contains("no live version"))), "{:?}", report.damage);
-        assert!(heads(&cas, "k").is_empty());
-        assert!(cas.get("k", &mut Vec::new()).is_err());
-        cas.gc(&NoProgress).unwrap();
-        assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
-        put(&cas, "k", b"new");
-        assert_eq!(get(&cas, "k"), b"new");
-    }
-
-    #[test]
-    fn a_damaged_version_record_is_still_listed_and_removable() {
-        let (_d, cas) = store();
-        let bad = put(&cas, "k", b"one");
-        put(&cas, "k", b"two");
-        let lmdb = &cas.lmdb;
-        flip_a_record_byte(&cas, &bad);
-        let txn = lmdb.read().unwrap();
-        assert_eq!(lmdb.key_to_hash.versions(&txn, "k").unwrap()[0].hash, bad);
-        drop(txn);
-        let report = cas.verify(false, &NoProgress).unwrap();
-        assert!(report
-            .damage
-            .iter()
-            .any(|d| matches!(d, Damage::Blob { hash, .. } if *hash == bad)));
-        cas.remove("k").unwrap();
-    }
-
-    #[test]
-    fn a_lost_last_record_never_lends_its_number_to_a_new_one() {
-        let (_d, cas) = store();
-        put(&cas, "a", b"first content");
-        let lmdb = &cas.lmdb;
-        let mut w = lmdb.write().unwrap();
-        let (chunk_key, blob_key) = {
-            let c = lmdb.chunks.records.last(&w).unwrap().unwrap().0.to_vec();
-            let b = lmdb.blobs.log.last(&w).unwrap().unwrap().0.to_vec();
-            (c, b)
-        };
-        lmdb.chunks.records.delete(&mut w, &chunk_key).unwrap();
-        lmdb.blobs.log.delete(&mut w, &blob_key).unwrap();
-        lmdb.commit(w).unwrap();
-        let b = put(&cas, "b", b"second, other content");
-        let txn = lmdb.read().unwrap();
-        let seq = lmdb.blobs.seq(&txn, &b).unwrap().unwrap();
-        assert!(
-            seq.to_be_bytes()[..] > blob_key[..],
-            "blob log number reused"
-        );
-        let last = lmdb.chunks.records.last(&txn).unwrap().unwrap().0.to_vec();
-        assert!(last > chunk_key, "chunk record number reused");
-        drop(txn);
-        // gc and repair around the lost rows never take the new records with them ("a" has
-        // no version left to remove: its only record is the one lost).
-        assert!(cas.remove("a").is_err());
-        cas.gc(&NoProgress).unwrap();
-        cas.verify(true, &NoProgress).unwrap();
-        assert_eq!(get(&cas, "b"), b"second, other content");
-    }
-
-    #[test]
-    fn a_lost_pack_record_is_reported_not_fatal() {
-        let (_d, cas) = store();
-        put(&cas, "m", b"a small file in a pack");
-        let lmdb = &cas.lmdb;
-        let mut w = lmdb.write().unwrap();
-        let pack = {
-            let mut pack = None;
-            lmdb.chunks
-                .walk(&w, None, None, |id, r| {
-                    if crate::model::ChunkRecord::decode(r?)?.is_pack() {
-                        pack = Some(id);
-                    }
-                    Ok(true)
-                })
-                .unwrap();
-            pack.unwrap()
-        };
-        let entry = lmdb.chunks.refs.get(&w, &pack.0).unwrap().unwrap().to_vec();
-        lmdb.chunks.records.delete(&mut w, &entry[..8]).unwrap();
-        lmdb.commit(w).unwrap();
-        let report = cas.verify(false, &NoProgress).unwrap();
-        assert!(!report.is_healthy());
-        assert!(cas.get("m", &mut Vec::new()).is_err());
-    }
-
-    #[test]
-    fn a_damaged_version_is_left_out_of_what_peers_pull_and_a_short_row_is_reported() {
-        let (_d, cas) = store();
-        put(&cas, "a", b"one");
-        let bad = put(&cas, "k", b"two");
-        put(&cas, "k", b"three");
-        let lmdb = &cas.lmdb;
-        let key = flip_a_record_byte(&cas, &bad);
-        let (pulled, _) = cas.versions_since(0, 100).unwrap();
-        assert_eq!(pulled.len(), 2, "the damaged version alone is left out");
-        // A row too short to hold a hash: reported, never fatal to verify.
-        let mut w = lmdb.write().unwrap();
-        lmdb.blobs.log.put(&mut w, &key, &[1, 2, 3, 4, 5]).unwrap();
-        lmdb.commit(w).unwrap();
-        let report = cas.verify(false, &NoProgress).unwrap();
-        assert!(!report.is_healthy());
-        assert!(!index_damage(&report).is_empty(), "{:?}", report.damage);
-    }
-}
+#[path = "verify_index_tests.rs"]
+mod damage_tests;
