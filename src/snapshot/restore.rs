@@ -14,7 +14,7 @@ use crate::progress::Progress;
 use crate::snapshot::fsmeta::{apply_meta, nanos, OwnerPolicy};
 use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
-use crate::snapshot::restore_files::{FileJob, Writer};
+use crate::snapshot::restore_files::{remove_any, FileJob, Writer};
 use crate::snapshot::stream::StreamReader;
 
 /// How a restore runs.
@@ -275,15 +275,15 @@ impl Run<'_, '_> {
                 && !entry
                     .hardlink
                     .is_some_and(|id| self.links.contains_key(&id));
-            if replace && !renamed_over {
-                remove_any(path)?;
-            }
             if entry.kind == EntryKind::File {
-                // Written later, with its metadata, once every directory exists.
+                // Written later, with its metadata, once every directory exists. What stands
+                // in its way goes only once its content is written (or its link is made): a
+                // file whose content the store lost leaves the directory there as it was.
                 let job = FileJob {
                     entry: entry.clone(),
                     path: path.to_path_buf(),
                     rel: rel_path,
+                    clear: replace && !renamed_over,
                 };
                 match entry.hardlink.filter(|id| self.links.contains_key(id)) {
                     Some(_) => self.links_later.push(job),
@@ -296,6 +296,9 @@ impl Run<'_, '_> {
                     }
                 }
                 return Ok(());
+            }
+            if replace {
+                remove_any(path)?;
             }
             self.create(entry, path)?;
         } else if !self.opts.dry_run && entry.kind == EntryKind::File {
@@ -411,7 +414,10 @@ impl Run<'_, '_> {
             .and_then(|id| self.links.get(&id))
             .cloned();
         let linked = match first {
-            Some(first) => std::fs::hard_link(&first, &job.path),
+            Some(first) => match job.clear.then(|| remove_any(&job.path)) {
+                Some(Err(e)) => Err(std::io::Error::other(e.to_string())),
+                _ => std::fs::hard_link(&first, &job.path),
+            },
             None => Err(std::io::Error::other("its first name was not restored")),
         };
         match linked {
@@ -511,16 +517,4 @@ fn compare(path: &Path, existing: Option<&std::fs::Metadata>, entry: &Entry) -> 
         || m.gid() != entry.gid
         || (entry.kind != EntryKind::Dir && mtime != entry.mtime);
     meta_differs.then_some(Change::Metadata)
-}
-
-/// Removes a file, symlink or whole directory.
-fn remove_any(path: &Path) -> Result<()> {
-    // PA
-    let r = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    };
-    r.map_err(|e| Error::io(format!("removing {}", path.display()), e))
 }

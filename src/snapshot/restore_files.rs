@@ -29,6 +29,9 @@ pub(crate) struct FileJob {
     pub path: PathBuf,
     /// Relative path, for messages.
     pub rel: Vec<u8>,
+    /// Something else stands at `path` (a directory, or a file a link replaces): removed
+    /// once the content is written, just before the rename.
+    pub clear: bool,
 }
 
 /// What the workers did: bytes written, errors by path (the target's, and files whose
@@ -142,6 +145,7 @@ impl Writer<'_> {
             chunks => self.cas.write_chunks(chunks, &mut out, self.progress),
         }
         .and_then(|_| file.set_len(blob.size).map_err(io("writing", &tmp)))
+        .and_then(|_| if job.clear { remove_any(path) } else { Ok(()) })
         .and_then(|_| std::fs::rename(&tmp, path).map_err(io("renaming into", path)));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -195,6 +199,18 @@ impl Write for SparseWriter<'_> {
         // A
         Ok(())
     }
+}
+
+/// Removes a file, symlink or whole directory.
+pub(crate) fn remove_any(path: &std::path::Path) -> Result<()> {
+    // PA
+    let r = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    r.map_err(|e| Error::io(format!("removing {}", path.display()), e))
 }
 
 #[cfg(test)]
