@@ -12,18 +12,12 @@ use crate::maintenance::PAGE;
 use crate::store::key_to_hash::parse;
 use crate::store::version_index::{decode, KeyState, StoredHead};
 use crate::store::{iter_after, Db, RoTxn, RwTxn};
-use std::collections::{HashMap, HashSet};
 
 impl Cas {
     /// Checks every KeyToHash and parentChild row and every key's heads against the
     /// version records. With `repair`, deletes the rows that name a version with no log row
     /// (its number is never given out again, so such a row can only ever mislead).
-    pub(crate) fn verify_index(
-        &self,
-        report: &mut VerifyReport,
-        repair: bool,
-        gone: &HashMap<Hash, u64>,
-    ) -> Result<()> {
+    pub(crate) fn verify_index(&self, report: &mut VerifyReport, repair: bool) -> Result<()> {
         // PA
         let mut dangling: Vec<(Db, Vec<u8>, usize)> = Vec::new();
         let mut unnamed: Vec<(usize, u64)> = Vec::new();
@@ -42,8 +36,6 @@ impl Cas {
         })?;
         self.name_keys(report, &unnamed)?;
         let edges = self.lmdb.parent_child.rows;
-        // The parents of versions whose log row is gone, for the repair of lost heads.
-        let mut parents_of: HashMap<u64, Vec<Hash>> = HashMap::new();
         self.each_row(&edges, |txn, k, _| {
             let child = k.get(32..).and_then(|c| <[u8; 8]>::try_from(c).ok());
             let problem = match child.map(u64::from_be_bytes) {
@@ -51,10 +43,6 @@ impl Cas {
                 Some(seq) => match self.lmdb.blobs.hash_at(txn, seq) {
                     Ok(Some(_)) => return Ok(()),
                     Ok(None) => {
-                        if let Some(parent) = k.get(..32).and_then(|p| <[u8; 32]>::try_from(p).ok())
-                        {
-                            parents_of.entry(seq).or_default().push(Hash(parent));
-                        }
                         dangling.push((edges, k.to_vec(), report.damage.len()));
                         format!("a child ({seq}) of a version is not stored")
                     }
@@ -78,10 +66,6 @@ impl Cas {
         if !repair || (dangling.is_empty() && headless.is_empty()) {
             return Ok(());
         }
-        let lost = Lost {
-            parents_of,
-            seq_of: gone,
-        };
         let mut w = self.lmdb.write()?;
         for (db, row, i) in &dangling {
             db.delete(&mut w, row)?;
@@ -89,22 +73,21 @@ impl Cas {
         }
         for (key, at) in headless {
             let key = String::from_utf8_lossy(&key).into_owned();
-            if let Some(done) = self.mend_heads(&mut w, &key, &lost)? {
-                for i in at {
-                    mark_repaired(report, i, &done);
-                }
+            let done = self.mend_heads(&mut w, &key)?;
+            for i in at {
+                mark_repaired(report, i, &done);
             }
         }
         self.lmdb.commit(w)
     }
 
-    /// Repair of a key whose heads lost their records (or name another key's version): it
-    /// keeps its other heads or, with none left, takes the nearest live versions of it
-    /// above the lost heads that nothing live descends from, walking up through removed and
-    /// lost versions as `rm KEY@V` does (a lost merge gives its branches back), else its
-    /// newest live version; a removed version never becomes a head. Returns what was done,
-    /// `None` when nothing could be (the state stays as it was).
-    fn mend_heads(&self, w: &mut RwTxn, key: &str, lost: &Lost) -> Result<Option<String>> {
+    /// Repair of a key whose heads lost their records (or name another key's version): its
+    /// heads become its live versions that no live version descends from, the heads
+    /// `rm KEY@V` would leave (a lost merge gives its branches back; a branch whose tip was
+    /// lost in an earlier repair too), plus any head whose record is damaged (it is still
+    /// the key's; reads say so). A removed key stays removed; a removed version never
+    /// becomes a head. Returns what was done, for the report.
+    fn mend_heads(&self, w: &mut RwTxn, key: &str) -> Result<String> {
         // PA
         let Some((_, stored)) = self
             .lmdb
@@ -114,110 +97,69 @@ impl Cas {
             .map(decode)
             .transpose()?
         else {
-            return Ok(None);
+            return Ok("the key is gone".into());
         };
-        let mut heads = Vec::new();
-        let mut above = Vec::new();
+        // Heads that stay: a damaged record is still the key's (reads say so), and a
+        // readable one stays even when its history row is lost (tips come from those rows).
+        let mut kept = Vec::new();
         for head in &stored.heads {
-            let (hash, seq) = match *head {
+            let hash = match *head {
                 StoredHead::Seq(seq) => match self.lmdb.blobs.hash_at(w, seq) {
-                    Ok(Some(h)) => (h, Some(seq)),
-                    Ok(None) => {
-                        above.extend(lost.parents(seq));
-                        continue;
-                    }
-                    // A log row too damaged to name its version: the head is lost.
-                    Err(_) => continue,
+                    Ok(Some(h)) => h,
+                    // Gone, or too damaged to name its version: lost.
+                    _ => continue,
                 },
-                StoredHead::Hash(h) => (h, lost.seq_of.get(&h).copied()),
+                StoredHead::Hash(h) => h,
             };
             match self.lmdb.blobs.get(w, &hash) {
                 Ok(Some(b)) if b.key != key => {}
-                Ok(None) => above.extend(seq.map(|s| lost.parents(s)).unwrap_or_default()),
-                // A head whose record is damaged stays: it is still the key's; reads say so.
-                _ => heads.push(hash),
+                Ok(None) => {}
+                _ => kept.push(hash),
             }
         }
-        let done = if !heads.is_empty() {
-            "the key keeps its other heads".to_string()
-        } else if stored.deleted.is_some() {
-            "the key stays removed".to_string()
+        let (heads, done) = if stored.deleted.is_some() {
+            (kept, "the key stays removed".to_string())
         } else {
-            heads = self.live_above(w, key, above, lost)?;
-            if !heads.is_empty() {
-                let named: Vec<String> = heads.iter().map(|h| h.short()).collect();
-                format!(
-                    "the key now reads as {}, above the lost head",
-                    named.join(" and ")
-                )
-            } else {
-                match self.newest_live(w, key)? {
-                    Some(h) => {
-                        heads.push(h);
-                        format!(
-                            "the key now reads as its newest live version, {}",
-                            h.short()
-                        )
-                    }
-                    None => "no live version of the key is left".to_string(),
+            let mut heads = self.live_tips(w, key)?;
+            let done = match heads.as_slice() {
+                [] => "no live version of the key is left".to_string(),
+                tips => {
+                    let named: Vec<String> = tips.iter().map(|h| h.short()).collect();
+                    format!("the key's heads are now {}", named.join(" and "))
+                }
+            };
+            for h in kept {
+                if !heads.contains(&h) {
+                    heads.push(h);
                 }
             }
+            (heads, done)
         };
         let state = KeyState {
             heads,
             deleted: stored.deleted,
         };
         self.lmdb.versions.put(w, key, &state)?;
-        Ok(Some(done))
+        Ok(done)
     }
 
-    /// The nearest live versions of `key` at or above `start` that no live version descends
-    /// from, walking up through removed and lost ones.
-    fn live_above(
-        &self,
-        w: &RwTxn,
-        key: &str,
-        mut stack: Vec<Hash>,
-        lost: &Lost,
-    ) -> Result<Vec<Hash>> {
+    /// The key's live versions (readable, of the key, not removed) that no live version
+    /// descends from.
+    fn live_tips(&self, w: &RwTxn, key: &str) -> Result<Vec<Hash>> {
         // A
         let mut out = Vec::new();
-        let mut seen = HashSet::new();
-        while let Some(p) = stack.pop() {
-            if !seen.insert(p) {
-                continue;
-            }
-            match self.lmdb.blobs.get(w, &p) {
-                Ok(Some(b)) if b.key != key => {}
-                Ok(Some(b)) => {
-                    if self.lmdb.removed.get(w, &p)?.is_some() {
-                        stack.extend(b.parents);
-                    } else if !out.contains(&p) && !self.has_live_descendant(w, p)? {
-                        out.push(p);
-                    }
-                }
-                Ok(None) => {
-                    if let Some(seq) = lost.seq_of.get(&p) {
-                        stack.extend(lost.parents(*seq));
-                    }
-                }
-                Err(_) => {}
+        for v in self.lmdb.key_to_hash.versions(w, key)? {
+            let readable = matches!(self.lmdb.blobs.get(w, &v.hash), Ok(Some(b)) if b.key == key);
+            if readable
+                && self.lmdb.removed.get(w, &v.hash)?.is_none()
+                && !self.has_live_descendant(w, v.hash)?
+                && !out.contains(&v.hash)
+            {
+                out.push(v.hash);
             }
         }
         out.sort();
         Ok(out)
-    }
-
-    /// The key's newest version that is readable and not removed.
-    fn newest_live(&self, w: &RwTxn, key: &str) -> Result<Option<Hash>> {
-        // A
-        for v in self.lmdb.key_to_hash.versions(w, key)?.into_iter().rev() {
-            let readable = matches!(self.lmdb.blobs.get(w, &v.hash), Ok(Some(b)) if b.key == key);
-            if readable && self.lmdb.removed.get(w, &v.hash)?.is_none() {
-                return Ok(Some(v.hash));
-            }
-        }
-        Ok(None)
     }
 
     /// Calls `f` with every row of `db`, in pages of short read transactions.
@@ -336,21 +278,6 @@ impl Cas {
             out.push((index_damage(Some(key.clone()), problem), lost));
         }
         Ok(out)
-    }
-}
-
-/// What repair knows of versions whose log row is gone: their parents (from the
-/// `parent_child` rows that name them) and, by hash, their sequences.
-struct Lost<'a> {
-    parents_of: HashMap<u64, Vec<Hash>>,
-    seq_of: &'a HashMap<Hash, u64>,
-}
-
-impl Lost<'_> {
-    /// The parents of the version logged at `seq`, as far as known.
-    fn parents(&self, seq: u64) -> Vec<Hash> {
-        // A
-        self.parents_of.get(&seq).cloned().unwrap_or_default()
     }
 }
 

@@ -189,6 +189,27 @@ fn repair_of_a_lost_merge_takes_no_ancestor_as_a_head() {
     assert_eq!(get(&cas, "k"), b"a");
 }
 
+/// A lost head beside another head: the key gets the heads `rm KEY@V` would leave, the
+/// other head and the lost head's parent (nothing live descends from it any more).
+#[test]
+fn repair_of_a_lost_head_beside_another_gives_the_heads_rm_would() {
+    let (_d, cas) = store();
+    let a = put(&cas, "k", b"a");
+    let b1 = put(&cas, "k", b"b1");
+    let h1 = put(&cas, "k", b"h1");
+    let opts = PutOptions {
+        parents: Some(vec![a]),
+        ..Default::default()
+    };
+    let h2 = cas.put("k", &b"h2"[..], &opts).unwrap().hash;
+    lose(&cas, &h1);
+    cas.verify(true, &NoProgress).unwrap();
+    let mut want = vec![b1, h2];
+    want.sort();
+    assert_eq!(heads(&cas, "k"), want);
+    assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
+}
+
 /// Repair never makes a removed version a head: a key written again after `rm` whose
 /// only new version is lost has no live version left, and takes new ones.
 #[test]

@@ -432,7 +432,11 @@ impl Run<'_, '_> {
     fn note_link(&mut self, entry: &Entry, path: &Path) {
         // A
         if let Some(id) = entry.hardlink {
-            self.links.entry(id).or_insert_with(|| path.to_path_buf());
+            if !self.links.contains_key(&id) {
+                // A group whose first name failed in an earlier batch has a new first name.
+                self.unwritten.remove(&id);
+                self.links.insert(id, path.to_path_buf());
+            }
         }
     }
 

@@ -61,13 +61,12 @@ impl BlobStore {
         Ok((hash, seq))
     }
 
-    /// The log sequence of version `hash` when it is indexed but its log row is gone (not
-    /// damaged).
-    pub(crate) fn record_gone(&self, txn: &RoTxn, hash: &Hash) -> Result<Option<u64>> {
+    /// True when the version `hash` is indexed but its log row is gone (not damaged).
+    pub(crate) fn record_gone(&self, txn: &RoTxn, hash: &Hash) -> Result<bool> {
         // A
         Ok(self
             .seq(txn, hash)?
-            .filter(|seq| self.hash_at(txn, *seq).is_ok_and(|h| h.is_none())))
+            .is_some_and(|seq| self.hash_at(txn, seq).is_ok_and(|h| h.is_none())))
     }
 
     /// Reads and verifies a blob.
