@@ -273,8 +273,8 @@ pub enum Command {
     /// Check every slice, chunk and version; with an identity, decrypt the content too
     Verify {
         /// Rebuild missing or damaged slices; remove index rows that name lost versions, and
-        /// give a key whose head is lost the heads `rm KEY@V` would leave: its live versions
-        /// that no live version descends from
+        /// give a key whose head is lost the heads `rm KEY@V` would leave (else its newest
+        /// live version)
         #[arg(long)]
         repair: bool,
     },

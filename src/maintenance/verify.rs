@@ -4,7 +4,7 @@
 //! or corrupt slices are rebuilt from the others; repair needs no identity because erasure
 //! coding works on ciphertext.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::cas::Cas;
 use crate::error::{Error, Result};
@@ -172,8 +172,8 @@ impl Cas {
         // A set: a lost pack can put thousands of members here, and every version's chunks
         // are looked up in it.
         let bad_chunks: HashSet<Hash> = bad_chunks.into_iter().collect();
-        self.verify_blobs(&mut report, &bad_chunks, cluster, repair)?;
-        self.verify_index(&mut report, repair)?;
+        let gone = self.verify_blobs(&mut report, &bad_chunks, cluster, repair)?;
+        self.verify_index(&mut report, repair, &gone)?;
         if self.is_unlocked() {
             self.verify_snapshots(&mut report)?;
         }
@@ -359,19 +359,19 @@ impl Cas {
     /// Checks every version record, its place in its key's history, and that its chunks are
     /// here and not in `bad_chunks`. A pack member that was not opened one by one (`cluster`,
     /// or its keys are not here) is lost with its pack. With `repair`, removes the index rows
-    /// of versions whose log row is gone.
+    /// of versions whose log row is gone, and returns their log sequences.
     fn verify_blobs(
         &self,
         report: &mut VerifyReport,
         bad_chunks: &HashSet<Hash>,
         cluster: bool,
         repair: bool,
-    ) -> Result<()> {
+    ) -> Result<HashMap<Hash, u64>> {
         // PA
         let mut after = None;
         // Index rows of versions whose record is gone from the log: lost beyond repair,
         // reported once, and with repair removed, so that the indexes agree again.
-        let mut gone = Vec::new();
+        let mut gone = HashMap::new();
         loop {
             let txn = self.lmdb.read()?;
             let page = self.lmdb.blobs.page(&txn, after, PAGE)?;
@@ -384,9 +384,11 @@ impl Cas {
                     Ok(None) => continue,
                     Err(e) => {
                         let mut reason = e.to_string();
-                        if repair && self.lmdb.blobs.record_gone(&txn, &hash)? {
-                            gone.push(hash);
-                            reason.push_str(": lost; its index row is removed");
+                        if let Some(seq) = self.lmdb.blobs.record_gone(&txn, &hash)? {
+                            if repair {
+                                gone.insert(hash, seq);
+                                reason.push_str(": lost; its index row is removed");
+                            }
                         }
                         report.damage.push(Damage::Blob {
                             hash,
@@ -456,13 +458,14 @@ impl Cas {
             }
         }
         if gone.is_empty() {
-            return Ok(());
+            return Ok(gone);
         }
         let mut w = self.lmdb.write()?;
-        for hash in &gone {
+        for hash in gone.keys() {
             self.lmdb.blobs.delete(&mut w, hash)?;
         }
-        self.lmdb.commit(w)
+        self.lmdb.commit(w)?;
+        Ok(gone)
     }
 }
 

@@ -12,12 +12,18 @@ use crate::maintenance::PAGE;
 use crate::store::key_to_hash::parse;
 use crate::store::version_index::{decode, KeyState, StoredHead};
 use crate::store::{iter_after, Db, RoTxn, RwTxn};
+use std::collections::{HashMap, HashSet};
 
 impl Cas {
     /// Checks every KeyToHash and parentChild row and every key's heads against the
     /// version records. With `repair`, deletes the rows that name a version with no log row
     /// (its number is never given out again, so such a row can only ever mislead).
-    pub(crate) fn verify_index(&self, report: &mut VerifyReport, repair: bool) -> Result<()> {
+    pub(crate) fn verify_index(
+        &self,
+        report: &mut VerifyReport,
+        repair: bool,
+        gone: &HashMap<Hash, u64>,
+    ) -> Result<()> {
         // PA
         let mut dangling: Vec<(Db, Vec<u8>, usize)> = Vec::new();
         let mut unnamed: Vec<(usize, u64)> = Vec::new();
@@ -36,6 +42,8 @@ impl Cas {
         })?;
         self.name_keys(report, &unnamed)?;
         let edges = self.lmdb.parent_child.rows;
+        // The parents of versions whose log row is gone, for the repair of lost heads.
+        let mut parents_of: HashMap<u64, Vec<Hash>> = HashMap::new();
         self.each_row(&edges, |txn, k, _| {
             let child = k.get(32..).and_then(|c| <[u8; 8]>::try_from(c).ok());
             let problem = match child.map(u64::from_be_bytes) {
@@ -43,10 +51,14 @@ impl Cas {
                 Some(seq) => match self.lmdb.blobs.hash_at(txn, seq) {
                     Ok(Some(_)) => return Ok(()),
                     Ok(None) => {
+                        parents_of.entry(seq).or_default().extend(parent(k));
                         dangling.push((edges, k.to_vec(), report.damage.len()));
                         format!("a child ({seq}) of a version is not stored")
                     }
-                    Err(e) => format!("a child ({seq}) of a version: {e}"),
+                    Err(e) => {
+                        parents_of.entry(seq).or_default().extend(parent(k));
+                        format!("a child ({seq}) of a version: {e}")
+                    }
                 },
             };
             report.damage.push(index_damage(None, problem));
@@ -66,6 +78,10 @@ impl Cas {
         if !repair || (dangling.is_empty() && headless.is_empty()) {
             return Ok(());
         }
+        let lost = Lost {
+            parents_of,
+            seq_of: gone,
+        };
         let mut w = self.lmdb.write()?;
         for (db, row, i) in &dangling {
             db.delete(&mut w, row)?;
@@ -73,7 +89,7 @@ impl Cas {
         }
         for (key, at) in headless {
             let key = String::from_utf8_lossy(&key).into_owned();
-            let done = self.mend_heads(&mut w, &key)?;
+            let done = self.mend_heads(&mut w, &key, &lost)?;
             for i in at {
                 mark_repaired(report, i, &done);
             }
@@ -81,13 +97,13 @@ impl Cas {
         self.lmdb.commit(w)
     }
 
-    /// Repair of a key whose heads lost their records (or name another key's version): its
-    /// heads become its live versions that no live version descends from, the heads
-    /// `rm KEY@V` would leave (a lost merge gives its branches back; a branch whose tip was
-    /// lost in an earlier repair too), plus any head whose record is damaged (it is still
-    /// the key's; reads say so). A removed key stays removed; a removed version never
-    /// becomes a head. Returns what was done, for the report.
-    fn mend_heads(&self, w: &mut RwTxn, key: &str) -> Result<String> {
+    /// Repair of a key whose heads lost their records (or name another key's version): it
+    /// keeps its other heads and takes the nearest live versions of it above the lost heads
+    /// that nothing live descends from, walking up through removed and lost versions as
+    /// `rm KEY@V` does (a lost merge gives its branches back); with none, its newest live
+    /// version. A removed version never becomes a head; a removed key stays removed.
+    /// Returns what was done, for the report.
+    fn mend_heads(&self, w: &mut RwTxn, key: &str, lost: &Lost) -> Result<String> {
         // PA
         let Some((_, stored)) = self
             .lmdb
@@ -99,41 +115,47 @@ impl Cas {
         else {
             return Ok("the key is gone".into());
         };
-        // Heads that stay: a damaged record is still the key's (reads say so), and a
-        // readable one stays even when its history row is lost (tips come from those rows).
-        let mut kept = Vec::new();
+        let mut heads = Vec::new();
+        let mut above = Vec::new();
         for head in &stored.heads {
-            let hash = match *head {
+            let (hash, seq) = match *head {
                 StoredHead::Seq(seq) => match self.lmdb.blobs.hash_at(w, seq) {
-                    Ok(Some(h)) => h,
+                    Ok(Some(h)) => (h, Some(seq)),
                     // Gone, or too damaged to name its version: lost.
-                    _ => continue,
+                    _ => {
+                        above.extend(lost.parents(seq));
+                        continue;
+                    }
                 },
-                StoredHead::Hash(h) => h,
+                StoredHead::Hash(h) => (h, lost.seq_of.get(&h).copied()),
             };
             match self.lmdb.blobs.get(w, &hash) {
                 Ok(Some(b)) if b.key != key => {}
-                Ok(None) => {}
-                _ => kept.push(hash),
+                Ok(None) => above.extend(seq.map(|s| lost.parents(s)).unwrap_or_default()),
+                // A head whose record is damaged stays: it is still the key's; reads say so.
+                _ => heads.push(hash),
             }
         }
-        let (heads, done) = if stored.deleted.is_some() {
-            (kept, "the key stays removed".to_string())
+        let done = if stored.deleted.is_some() {
+            "the key stays removed".to_string()
         } else {
-            let mut heads = self.live_tips(w, key)?;
-            let done = match heads.as_slice() {
-                [] => "no live version of the key is left".to_string(),
-                tips => {
-                    let named: Vec<String> = tips.iter().map(|h| h.short()).collect();
-                    format!("the key's heads are now {}", named.join(" and "))
-                }
-            };
-            for h in kept {
+            for h in self.live_above(w, key, above, lost)? {
                 if !heads.contains(&h) {
                     heads.push(h);
                 }
             }
-            (heads, done)
+            if heads.is_empty() {
+                if let Some(h) = self.newest_live(w, key)? {
+                    heads.push(h);
+                }
+            }
+            match heads.as_slice() {
+                [] => "no live version of the key is left".to_string(),
+                h => {
+                    let named: Vec<String> = h.iter().map(|h| h.short()).collect();
+                    format!("the key's heads are now {}", named.join(" and "))
+                }
+            }
         };
         let state = KeyState {
             heads,
@@ -143,23 +165,53 @@ impl Cas {
         Ok(done)
     }
 
-    /// The key's live versions (readable, of the key, not removed) that no live version
-    /// descends from.
-    fn live_tips(&self, w: &RwTxn, key: &str) -> Result<Vec<Hash>> {
+    /// The nearest live versions of `key` at or above `start` that no live version descends
+    /// from, walking up through removed and lost ones.
+    fn live_above(
+        &self,
+        w: &RwTxn,
+        key: &str,
+        mut stack: Vec<Hash>,
+        lost: &Lost,
+    ) -> Result<Vec<Hash>> {
         // A
         let mut out = Vec::new();
-        for v in self.lmdb.key_to_hash.versions(w, key)? {
-            let readable = matches!(self.lmdb.blobs.get(w, &v.hash), Ok(Some(b)) if b.key == key);
-            if readable
-                && self.lmdb.removed.get(w, &v.hash)?.is_none()
-                && !self.has_live_descendant(w, v.hash)?
-                && !out.contains(&v.hash)
-            {
-                out.push(v.hash);
+        let mut seen = HashSet::new();
+        while let Some(p) = stack.pop() {
+            if !seen.insert(p) {
+                continue;
+            }
+            match self.lmdb.blobs.get(w, &p) {
+                Ok(Some(b)) if b.key != key => {}
+                Ok(Some(b)) => {
+                    if self.lmdb.removed.get(w, &p)?.is_some() {
+                        stack.extend(b.parents);
+                    } else if !out.contains(&p) && !self.has_live_descendant(w, p)? {
+                        out.push(p);
+                    }
+                }
+                Ok(None) => {
+                    if let Some(seq) = lost.seq_of.get(&p) {
+                        stack.extend(lost.parents(*seq));
+                    }
+                }
+                Err(_) => {}
             }
         }
         out.sort();
         Ok(out)
+    }
+
+    /// The key's newest version that is readable and not removed.
+    fn newest_live(&self, w: &RwTxn, key: &str) -> Result<Option<Hash>> {
+        // A
+        for v in self.lmdb.key_to_hash.versions(w, key)?.into_iter().rev() {
+            let readable = matches!(self.lmdb.blobs.get(w, &v.hash), Ok(Some(b)) if b.key == key);
+            if readable && self.lmdb.removed.get(w, &v.hash)?.is_none() {
+                return Ok(Some(v.hash));
+            }
+        }
+        Ok(None)
     }
 
     /// Calls `f` with every row of `db`, in pages of short read transactions.
@@ -278,6 +330,29 @@ impl Cas {
             out.push((index_damage(Some(key.clone()), problem), lost));
         }
         Ok(out)
+    }
+}
+
+/// The parent a `parent_child` row names (its first 32 bytes).
+fn parent(row: &[u8]) -> Option<Hash> {
+    // A
+    row.get(..32)
+        .and_then(|p| <[u8; 32]>::try_from(p).ok())
+        .map(Hash)
+}
+
+/// What repair knows of versions whose log row is gone: their parents (from the
+/// `parent_child` rows that name them) and, by hash, their sequences.
+struct Lost<'a> {
+    parents_of: HashMap<u64, Vec<Hash>>,
+    seq_of: &'a HashMap<Hash, u64>,
+}
+
+impl Lost<'_> {
+    /// The parents of the version logged at `seq`, as far as known.
+    fn parents(&self, seq: u64) -> Vec<Hash> {
+        // A
+        self.parents_of.get(&seq).cloned().unwrap_or_default()
     }
 }
 

@@ -210,6 +210,24 @@ fn repair_of_a_lost_head_beside_another_gives_the_heads_rm_would() {
     assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
 }
 
+/// A version lost in the middle of a history, then the head: the key reads as the version
+/// below the lost head, and the oldest one (whose child was lost first) stays no head.
+#[test]
+fn repair_after_a_middle_version_was_lost_takes_no_old_version_as_a_head() {
+    let (_d, cas) = store();
+    put(&cas, "k", b"one");
+    let two = put(&cas, "k", b"two");
+    let three = put(&cas, "k", b"three");
+    let four = put(&cas, "k", b"four");
+    lose(&cas, &two);
+    cas.verify(true, &NoProgress).unwrap();
+    lose(&cas, &four);
+    cas.verify(true, &NoProgress).unwrap();
+    assert_eq!(heads(&cas, "k"), vec![three]);
+    assert_eq!(get(&cas, "k"), b"three");
+    assert!(cas.verify(false, &NoProgress).unwrap().is_healthy());
+}
+
 /// Repair never makes a removed version a head: a key written again after `rm` whose
 /// only new version is lost has no live version left, and takes new ones.
 #[test]

@@ -61,12 +61,13 @@ impl BlobStore {
         Ok((hash, seq))
     }
 
-    /// True when the version `hash` is indexed but its log row is gone (not damaged).
-    pub(crate) fn record_gone(&self, txn: &RoTxn, hash: &Hash) -> Result<bool> {
+    /// The log sequence of version `hash` when it is indexed but its log row is gone (not
+    /// damaged).
+    pub(crate) fn record_gone(&self, txn: &RoTxn, hash: &Hash) -> Result<Option<u64>> {
         // A
         Ok(self
             .seq(txn, hash)?
-            .is_some_and(|seq| self.hash_at(txn, seq).is_ok_and(|h| h.is_none())))
+            .filter(|seq| self.hash_at(txn, *seq).is_ok_and(|h| h.is_none())))
     }
 
     /// Reads and verifies a blob.
