@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use ouroboros_db::model::EntryKind;
 use ouroboros_db::snapshot::stream::StreamReader;
 use ouroboros_db::snapshot::{
-    BackupOptions, DiffChange, KeepPolicy, KeepWithin, OwnerPolicy, RestoreOptions,
+    BackupOptions, DiffChange, KeepPolicy, KeepWithin, OwnerPolicy, RestoreOptions, RestoreReport,
 };
 use ouroboros_db::{Cas, CreateOptions, Error, Hash, Identity, NoProgress};
 
@@ -101,20 +101,24 @@ fn restore(cas: &Cas, reference: &str) -> BTreeMap<PathBuf, Vec<u8>> {
 /// Restores snapshot `reference` into `target`, owners left as they come, and checks that
 /// nothing failed.
 fn restore_into(cas: &Cas, reference: &str, target: &Path) {
-    let report = cas
-        .restore_snapshot(
-            reference,
-            target,
-            &RestoreOptions {
-                delete: false,
-                dry_run: false,
-                filter: &|_, _| true,
-                owners: Some(OwnerPolicy::Skip),
-                progress: &NoProgress,
-            },
-        )
-        .unwrap();
+    let report = restore_report(cas, reference, target);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+/// Restores snapshot `reference` into `target`, owners left as they come; its report.
+fn restore_report(cas: &Cas, reference: &str, target: &Path) -> RestoreReport {
+    cas.restore_snapshot(
+        reference,
+        target,
+        &RestoreOptions {
+            delete: false,
+            dry_run: false,
+            filter: &|_, _| true,
+            owners: Some(OwnerPolicy::Skip),
+            progress: &NoProgress,
+        },
+    )
+    .unwrap()
 }
 
 fn at(prefix: &str, h: &Hash) -> String {
@@ -715,19 +719,7 @@ fn a_hard_link_group_whose_first_name_is_lost_restores_its_other_names() {
     let target = dir.path().join("out");
     fs::create_dir_all(&target).unwrap();
     fs::write(target.join("h1"), b"old").unwrap();
-    let report = cas
-        .restore_snapshot(
-            "t",
-            &target,
-            &RestoreOptions {
-                delete: false,
-                dry_run: false,
-                filter: &|_, _| true,
-                owners: Some(OwnerPolicy::Skip),
-                progress: &NoProgress,
-            },
-        )
-        .unwrap();
+    let report = restore_report(&cas, "t", &target);
     assert_eq!(report.lost, 1, "{:?}", report.errors);
     assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
     assert_eq!(fs::read(target.join("h1")).unwrap(), b"old");
@@ -786,19 +778,7 @@ fn verify_reports_a_file_version_a_live_snapshot_lists_but_the_store_lost() {
     // restored (replaced once its content is written).
     write(&target, "a/keep", b"mine");
     write(&target, "b/gone", b"replaced");
-    let restored = cas
-        .restore_snapshot(
-            "t",
-            &target,
-            &RestoreOptions {
-                delete: false,
-                dry_run: false,
-                filter: &|_, _| true,
-                owners: Some(OwnerPolicy::Skip),
-                progress: &NoProgress,
-            },
-        )
-        .unwrap();
+    let restored = restore_report(&cas, "t", &target);
     assert_eq!(restored.lost, 1, "{:?}", restored.errors);
     assert_eq!(restored.errors.len(), 1, "{:?}", restored.errors);
     assert_eq!(restored.errors[0].0, "a");
