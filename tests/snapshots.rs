@@ -782,6 +782,9 @@ fn verify_reports_a_file_version_a_live_snapshot_lists_but_the_store_lost() {
     assert_eq!(restored.lost, 1, "{:?}", restored.errors);
     assert_eq!(restored.errors.len(), 1, "{:?}", restored.errors);
     assert_eq!(restored.errors[0].0, "a");
+    // What was not written is no change.
+    assert!(restored.changes.iter().all(|(p, _)| p != "a"));
+    assert!(restored.changes.iter().any(|(p, _)| p == "b"));
     assert_eq!(fs::read(target.join("a/keep")).unwrap(), b"mine");
     assert_eq!(fs::read(target.join("b")).unwrap(), b"second file");
     assert_eq!(fs::read(target.join("c/d")).unwrap(), b"third file");

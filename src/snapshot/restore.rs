@@ -100,6 +100,8 @@ struct Run<'a, 'c> {
     links_later: Vec<FileJob>,
     /// Hard-link groups whose first name could not be written.
     unwritten: HashSet<(u64, u64)>,
+    /// Files that were not written or linked: no change of theirs is reported.
+    not_written: HashSet<String>,
     /// Directories whose metadata is set last, deepest first (writing into a directory
     /// moves its times).
     dirs_later: Vec<(PathBuf, Entry, Vec<u8>)>,
@@ -154,6 +156,7 @@ impl Cas {
             files: Vec::new(),
             links_later: Vec::new(),
             unwritten: HashSet::new(),
+            not_written: HashSet::new(),
             dirs_later: Vec::new(),
         };
         let root_tree = info
@@ -343,6 +346,10 @@ impl Run<'_, '_> {
         for (path, entry, rel) in std::mem::take(&mut self.dirs_later) {
             self.meta(&path, &entry, &rel);
         }
+        let not_written = std::mem::take(&mut self.not_written);
+        self.report
+            .changes
+            .retain(|(p, _)| !not_written.contains(p));
         Ok(())
     }
 
@@ -361,6 +368,7 @@ impl Run<'_, '_> {
             let Some(job) = self.files.get(i) else {
                 continue;
             };
+            self.not_written.insert(display(&job.rel));
             if let Some(id) = job.entry.hardlink {
                 if self.links.get(&id) == Some(&job.path) {
                     self.links.remove(&id);
@@ -422,10 +430,12 @@ impl Run<'_, '_> {
         };
         match linked {
             Ok(()) => self.meta(&job.path, &job.entry, &job.rel),
-            Err(e) => self
-                .report
-                .errors
-                .push((display(&job.rel), format!("linking: {e}"))),
+            Err(e) => {
+                self.not_written.insert(display(&job.rel));
+                self.report
+                    .errors
+                    .push((display(&job.rel), format!("linking: {e}")))
+            }
         }
     }
 
