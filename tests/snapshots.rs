@@ -774,6 +774,22 @@ fn verify_reports_a_file_version_a_live_snapshot_lists_but_the_store_lost() {
         "{reasons:?}"
     );
     let target = dir.path().join("out");
+    // A dry run names the file whose version is gone, as the restore will.
+    let dry = cas
+        .restore_snapshot(
+            "t",
+            &target,
+            &RestoreOptions {
+                delete: false,
+                dry_run: true,
+                filter: &|_, _| true,
+                owners: Some(OwnerPolicy::Skip),
+                progress: &NoProgress,
+            },
+        )
+        .unwrap();
+    assert_eq!(dry.lost, 1, "{:?}", dry.errors);
+    assert_eq!(dry.errors[0].0, "a");
     // Directories in the way: of the lost file (kept, as nothing replaces it) and of one
     // restored (replaced once its content is written).
     write(&target, "a/keep", b"mine");
