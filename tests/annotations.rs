@@ -36,10 +36,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         let p = e.path();
         if p.is_dir() {
             collect(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs")
-            // A module's tests kept in a file of their own (`#[path = "x_tests.rs"]`).
-            && !p.to_string_lossy().ends_with("_tests.rs")
-        {
+        } else if p.extension().is_some_and(|x| x == "rs") {
             out.push(p);
         }
     }

@@ -42,6 +42,46 @@ impl Cas {
         Ok(false)
     }
 
+    /// The nearest live versions of `key` at or above `start` that no live version
+    /// descends from, walking up through removed versions and through versions with no
+    /// record, whose parents `lost_parents` gives (what `rm KEY@V` leaves as heads, and
+    /// what `verify --repair` gives a key whose head is lost). A damaged record ends the
+    /// walk there when `skip_damaged`, else fails it.
+    pub(crate) fn nearest_live(
+        &self,
+        txn: &crate::store::RoTxn,
+        key: &str,
+        mut stack: Vec<Hash>,
+        skip_damaged: bool,
+        lost_parents: &dyn Fn(&Hash) -> Vec<Hash>,
+    ) -> Result<Vec<Hash>> {
+        // A
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        while let Some(p) = stack.pop() {
+            if !seen.insert(p) {
+                continue;
+            }
+            let blob = match self.lmdb.blobs.get(txn, &p) {
+                Ok(b) => b,
+                Err(_) if skip_damaged => continue,
+                Err(e) => return Err(e),
+            };
+            match blob {
+                None => stack.extend(lost_parents(&p)),
+                Some(b) if b.key != key => {}
+                Some(b) if self.lmdb.removed.get(txn, &p)?.is_some() => stack.extend(b.parents),
+                Some(_) => {
+                    if !out.contains(&p) && !self.has_live_descendant(txn, p)? {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Marks one version removed and, when it was a head, makes its nearest live ancestors
     /// heads again (the key is deleted when none is left).
     pub(crate) fn remove_version_in(
@@ -67,18 +107,8 @@ impl Cas {
             state.heads.retain(|h| *h != hash);
             // The new heads are the nearest live ancestors with no live descendant: walk up
             // through versions that are themselves removed.
-            let mut stack = blob.parents.clone();
-            let mut seen = HashSet::new();
-            while let Some(p) = stack.pop() {
-                if !seen.insert(p) {
-                    continue;
-                }
-                let Some(pb) = self.lmdb.blobs.get(txn, &p)? else {
-                    continue;
-                };
-                if self.lmdb.removed.get(txn, &p)?.is_some() {
-                    stack.extend(pb.parents);
-                } else if !state.heads.contains(&p) && !self.has_live_descendant(txn, p)? {
+            for p in self.nearest_live(txn, key, blob.parents.clone(), false, &|_| Vec::new())? {
+                if !state.heads.contains(&p) {
                     state.heads.push(p);
                 }
             }

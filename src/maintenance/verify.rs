@@ -384,11 +384,13 @@ impl Cas {
                     Ok(None) => continue,
                     Err(e) => {
                         let mut reason = e.to_string();
-                        if let Some(seq) = self.lmdb.blobs.record_gone(&txn, &hash)? {
-                            if repair {
-                                gone.insert(hash, seq);
-                                reason.push_str(": lost; its index row is removed");
-                            }
+                        let seq = match repair {
+                            true => self.lmdb.blobs.record_gone(&txn, &hash)?,
+                            false => None,
+                        };
+                        if let Some(seq) = seq {
+                            gone.insert(hash, seq);
+                            reason.push_str(": lost; its index row is removed");
                         }
                         report.damage.push(Damage::Blob {
                             hash,

@@ -14,7 +14,7 @@ use crate::progress::Progress;
 use crate::snapshot::fsmeta::{apply_meta, nanos, OwnerPolicy};
 use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
-use crate::snapshot::restore_files::{remove_any, FileJob, Writer};
+use crate::snapshot::restore_files::{is_loss, remove_any, FileJob, Writer};
 use crate::snapshot::stream::StreamReader;
 
 /// How a restore runs.
@@ -324,7 +324,7 @@ impl Run<'_, '_> {
         };
         match self.cas.blob(&version) {
             Ok(_) => Ok(()),
-            Err(e @ (Error::Corrupt(_) | Error::NotFound(_) | Error::Malformed { .. })) => {
+            Err(e) if is_loss(&e) => {
                 self.report.lost += 1;
                 self.report.errors.push((display(rel_path), e.to_string()));
                 Ok(())

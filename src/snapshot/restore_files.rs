@@ -85,9 +85,7 @@ impl Writer<'_> {
                             o.errors.push((display(&job.rel), e.to_string()))
                         }
                         // One file's content lost: the others are restored all the same.
-                        Err(
-                            e @ (Error::Corrupt(_) | Error::NotFound(_) | Error::Malformed { .. }),
-                        ) => {
+                        Err(e) if is_loss(&e) => {
                             o.lost += 1;
                             o.failed.push(i);
                             o.errors.push((display(&job.rel), e.to_string()))
@@ -199,6 +197,16 @@ impl Write for SparseWriter<'_> {
         // A
         Ok(())
     }
+}
+
+/// True for an error that says the store lost a file's version or content (damage beyond
+/// repair): that file is not restored, the others are.
+pub(crate) fn is_loss(e: &Error) -> bool {
+    // A
+    matches!(
+        e,
+        Error::Corrupt(_) | Error::NotFound(_) | Error::Malformed { .. }
+    )
 }
 
 /// Removes a file, symlink or whole directory.
