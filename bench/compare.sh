@@ -260,8 +260,10 @@ small_case() {
       restic) restic init -q -r "$2" ;;
     esac
   }
-  # backup TOOL STORE NAME DIR: one timed backup of DIR into STORE (borg: archive NAME).
+  # backup TOOL STORE NAME DIR: one timed backup of DIR into STORE (borg: archive NAME),
+  # read from the page cache (see warm).
   backup() {
+    warm "$4"
     case $1 in
       ouro) timed env OURO_STORE="$2" OURO_IDENTITY="$sw/ouro-id.txt" "$ouro" put -r "$4" src -q ;;
       borg) timed borg create -C zstd,3 "$2::$3" "$4" ;;
@@ -318,7 +320,6 @@ small_case() {
     D[ouro_noparity]+=" $(( ${D[ouro_bytes]##* } - (b - a) ))"
     compact "$sw/ouro-rel"; D[ouro_compact]+=" $secs"; D[ouro_compacted]+=" $(du -sb "$sw/ouro-rel" | cut -f1)"
     # 2. A first backup of TREE into fresh stores (read from the page cache by every tool).
-    tar cf - "$tree" 2>/dev/null | cat >/dev/null
     for t in $(order "$i"); do
       init_store $t "$sw/$t-tree"
       backup $t "$sw/$t-tree" "$(basename "$tree")" "$tree"
@@ -482,13 +483,14 @@ for i in $(seq "$reps"); do
   "$ouro" init -q
   borg init -e repokey-blake2 "$work/borg" 2>/dev/null
   restic init -q -r "$work/restic"
-  run "ouro put" "$ouro" put bench "$input"; RUNS[ouro_put]+=" $secs"; R[ouro_put]=$rss
-  run "borg create" borg create -C zstd,3 "$work/borg::a" "$input"; RUNS[borg_put]+=" $secs"; R[borg_put]=$rss
-  run "restic backup" restic -q -r "$work/restic" backup "$input"; RUNS[restic_put]+=" $secs"; R[restic_put]=$rss
+  warm "$input"; run "ouro put" "$ouro" put bench "$input"; RUNS[ouro_put]+=" $secs"; R[ouro_put]=$rss
+  warm "$input"; run "borg create" borg create -C zstd,3 "$work/borg::a" "$input"; RUNS[borg_put]+=" $secs"; R[borg_put]=$rss
+  warm "$input"; run "restic backup" restic -q -r "$work/restic" backup "$input"; RUNS[restic_put]+=" $secs"; R[restic_put]=$rss
 done
 for t in ouro_put borg_put restic_put; do T[$t]=$(median ${RUNS[$t]}); done
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=b@b GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=b@b
 rm -rf "$work/git-a" && git init -q "$work/git-a"
+warm "$input"
 run "git add+commit" sh -c "git --git-dir='$work/git-a/.git' --work-tree='$(dirname "$input")' add '$(basename "$input")' && git --git-dir='$work/git-a/.git' --work-tree='$(dirname "$input")' commit -qm a"; T[git_put]=$secs; R[git_put]=$rss
 mkdir -p "$work/out"
 run "ouro get" "$ouro" get bench -o "$work/out/ouro"; T[ouro_get]=$secs; R[ouro_get]=$rss
@@ -511,16 +513,17 @@ for i in $(seq "$reps"); do
   "$ouro" init -q
   borg init -e repokey-blake2 "$work/borg-tree" 2>/dev/null
   restic init -q -r "$work/restic-tree"
-  run "ouro put -r" "$ouro" put -r "$tree" share -q; RUNS[ouro_tree]+=" $secs"; R[ouro_tree]=$rss
-  run "borg create -r" borg create -C zstd,3 "$work/borg-tree::a" "$tree"; RUNS[borg_tree]+=" $secs"; R[borg_tree]=$rss
-  run "restic backup -r" restic -q -r "$work/restic-tree" backup "$tree"; RUNS[restic_tree]+=" $secs"; R[restic_tree]=$rss
+  warm "$tree"; run "ouro put -r" "$ouro" put -r "$tree" share -q; RUNS[ouro_tree]+=" $secs"; R[ouro_tree]=$rss
+  warm "$tree"; run "borg create -r" borg create -C zstd,3 "$work/borg-tree::a" "$tree"; RUNS[borg_tree]+=" $secs"; R[borg_tree]=$rss
+  warm "$tree"; run "restic backup -r" restic -q -r "$work/restic-tree" backup "$tree"; RUNS[restic_tree]+=" $secs"; R[restic_tree]=$rss
 done
 for t in ouro_tree borg_tree restic_tree; do T[$t]=$(median ${RUNS[$t]}); done
-run "ouro put -r (again)" "$ouro" put -r "$tree" share -q; T[ouro_tree2]=$secs
-run "borg (again)" borg create -C zstd,3 "$work/borg-tree::b" "$tree"; T[borg_tree2]=$secs
-run "restic (again)" restic -q -r "$work/restic-tree" backup "$tree"; T[restic_tree2]=$secs
+warm "$tree"; run "ouro put -r (again)" "$ouro" put -r "$tree" share -q; T[ouro_tree2]=$secs
+warm "$tree"; run "borg (again)" borg create -C zstd,3 "$work/borg-tree::b" "$tree"; T[borg_tree2]=$secs
+warm "$tree"; run "restic (again)" restic -q -r "$work/restic-tree" backup "$tree"; T[restic_tree2]=$secs
 rm -rf "$work/git-tree"
 git init -q "$work/git-tree"
+warm "$tree"
 run "git add -A+commit" sh -c "git --git-dir='$work/git-tree/.git' --work-tree='$tree' add -A && git --git-dir='$work/git-tree/.git' --work-tree='$tree' commit -qm a"; T[git_tree]=$secs; R[git_tree]=$rss
 run "git (again)" sh -c "git --git-dir='$work/git-tree/.git' --work-tree='$tree' add -A && git --git-dir='$work/git-tree/.git' --work-tree='$tree' commit -qm b --allow-empty"; T[git_tree2]=$secs
 ouro_tree_stored=$("$ouro" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored_bytes"])')
