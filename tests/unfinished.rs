@@ -72,8 +72,10 @@ fn puts_of_the_same_content_at_once_store_it_once() {
             }
         });
         let stats = cas.stats().unwrap();
-        // Chunk boundaries follow each store's secret, so sizes match only roughly.
-        assert_eq!(stats.slices, 6 * stats.chunks, "round {round}: {stats:?}");
+        // Chunk boundaries follow each store's secret, so sizes match only roughly. A last
+        // chunk under 64 KiB (where a store's cut points leave one) is sealed into a pack of
+        // 1+2 slices with none of its own: at most 4+2 slices per chunk, not exactly.
+        assert!(stats.slices <= 6 * stats.chunks, "round {round}: {stats:?}");
         assert!(
             stats.stored_with_parity_bytes < once + once / 100,
             "round {round}: one copy: {stats:?}"

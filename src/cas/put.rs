@@ -22,6 +22,7 @@ use crate::model::chunk::MAX_FRAME;
 use crate::model::{validate_key, Blob, BlobKind, ChunkRef, VersionMeta};
 use crate::progress::{NoProgress, Progress};
 use crate::store::lock::GcLock;
+use crate::store::short_read::ShortRead;
 use crate::store::version_index::KeyState;
 use crate::store::RwTxn;
 use crate::threads::spawn_scoped;
@@ -284,9 +285,13 @@ impl Cas {
         // Prints, not hashes: half the memory of a set that may reach SEEN_LIMIT.
         let mut seen: HashSet<u128> = HashSet::new();
         let mut batch = SmallBatch::default();
+        // Shared by the lookups of consecutive items, and let go before each hand-over,
+        // which may wait.
+        let mut snap = ShortRead::new(&self.lmdb);
         let stopped = || Error::Internal("the store writer stopped".into());
         for (i, item) in items.enumerate() {
             if batch.started.is_some_and(|t| t.elapsed() >= JOB_AGE) {
+                snap.release();
                 batch.flush(jobs, writer).map_err(|_| stopped())?;
             }
             slots.push()?;
@@ -294,7 +299,7 @@ impl Cas {
             let explicit_parents = item.parents.is_some();
             let prepared = validate_item_key(&key, &item.meta).and_then(|_| match &item.parents {
                 Some(p) => self.check_parents(&key, p).map(|_| p.clone()),
-                None => self.default_parents(&key),
+                None => self.default_parents(snap.txn()?, &key),
             });
             let parents = match prepared {
                 Ok(p) => p,
@@ -309,9 +314,7 @@ impl Cas {
             // The single parent: unchanged content is no new version, and a chunk that
             // changed is compressed against the parent's chunk at the same place.
             let head = match parents.as_slice() {
-                [p] if deltas || item.skip_if_unchanged => {
-                    self.lmdb.blobs.get(&self.lmdb.read()?, p)?
-                }
+                [p] if deltas || item.skip_if_unchanged => self.lmdb.blobs.get(snap.txn()?, p)?,
                 _ => None,
             };
             let bases = head
@@ -340,9 +343,10 @@ impl Cas {
                     progress.advance(data.len() as u64);
                     if seen.contains(&id.print()) {
                         needs.push(id);
-                    // A short read transaction per chunk, not one per input: holding a snapshot for
-                    // a whole large file would keep LMDB from reusing the pages the writer frees.
-                    } else if !self.dedupable(&self.lmdb.read()?, &id)? {
+                    // A short read transaction (a few chunks), not one per input: holding one
+                    // for a whole large file would keep LMDB from reusing the pages the writer
+                    // frees.
+                    } else if !self.dedupable(snap.txn()?, &id)? {
                         seen.insert(id.print());
                         needs.push(id);
                         new_chunks += 1;
@@ -359,6 +363,7 @@ impl Cas {
                         if !large || base.is_some() {
                             batch.add(i, id, data, base);
                             if batch.bytes >= JOB_BYTES || batch.job.chunks.len() >= JOB_CHUNKS {
+                                snap.release();
                                 batch.flush(jobs, writer).map_err(|_| stopped())?;
                             }
                         } else {
@@ -366,6 +371,7 @@ impl Cas {
                                 chunks: vec![(i, id, data, None)],
                                 pack: false,
                             };
+                            snap.release();
                             jobs.send(job).map_err(|_| stopped())?;
                         }
                     }
@@ -409,6 +415,7 @@ impl Cas {
             batch.add_version(version);
             // Versions go on while their pack fills: the writer holds them until it arrives.
             if batch.versions.len() >= VERSION_BATCH {
+                snap.release();
                 batch.flush_versions(writer).map_err(|_| stopped())?;
             }
         }
@@ -417,10 +424,9 @@ impl Cas {
     }
 
     /// The parents of a plain put: the single head, none for a new or deleted key.
-    fn default_parents(&self, key: &str) -> Result<Vec<Hash>> {
+    fn default_parents(&self, txn: &crate::store::RoTxn, key: &str) -> Result<Vec<Hash>> {
         // A
-        let txn = self.lmdb.read()?;
-        match self.lmdb.versions.get(&txn, key)? {
+        match self.lmdb.versions.get(txn, key)? {
             None => Ok(Vec::new()),
             Some(s) if s.heads.len() <= 1 => Ok(s.heads),
             Some(s) => Err(Error::MultipleHeads {
@@ -481,11 +487,16 @@ impl Cas {
             created,
             meta,
         } = body;
+        // The key's number comes with its state: the history row and the state below need
+        // it, and looking it up for each was two more searches per version.
+        let (id, state) = match self.lmdb.versions.get_numbered(txn, key)? {
+            Some((id, state)) => (Some(id), state),
+            None => (None, KeyState::default()),
+        };
         // In a cluster, a version committed after the key's removal counts as newer than it,
         // even when its time was taken before (a long put, the same version put again) or by
         // a clock behind the removing node's: every node that imports it must keep it live,
         // as this one does, or their counts differ and gc could free chunks it uses.
-        let mut state = self.lmdb.versions.get(txn, key)?.unwrap_or_default();
         let created = match state.deleted {
             Some(t) if created <= t && self.lmdb.cluster.get(txn, CLUSTER_INFO_KEY)?.is_some() => {
                 t.saturating_add(1)
@@ -512,45 +523,74 @@ impl Cas {
                 )));
             }
         }
-        let hash = blob.hash()?;
-        if self.lmdb.blobs.get(txn, &hash)?.is_some() {
-            // The very same version again (same key, parents, time, content): bring it back
-            // if it was removed, re-taking the references gc may have released.
-            let Some(r) = self.lmdb.removed.get(txn, &hash)? else {
-                // Already there and live: an idempotent re-put changes nothing.
-                return Ok(hash);
-            };
-            if r.released {
-                for c in chunks {
-                    self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
-                }
-            }
-            self.lmdb.removed.delete(txn, &hash)?;
-            // Restored inside its history: it is a head only if nothing live descends from it.
-            if self.has_live_descendant(txn, hash)? {
-                return Ok(hash);
-            }
-        } else {
-            let (_, seq) = self.lmdb.blobs.put(txn, &blob)?;
-            for c in chunks {
+        let bytes = blob.encode()?;
+        let hash = Hash::of(&bytes);
+        // A logged version whose record is gone or damaged fails in `get`, as it would be
+        // read; one that is not logged costs a single search.
+        if self.lmdb.blobs.seq(txn, &hash)?.is_some() && self.lmdb.blobs.get(txn, &hash)?.is_some()
+        {
+            return self.commit_again(txn, key, hash, &blob, state);
+        }
+        let seq = self.lmdb.blobs.append(txn, &hash, &bytes)?;
+        for c in chunks {
+            self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
+        }
+        let id = match id {
+            Some(id) => id,
+            None => self.lmdb.versions.sequence().take(txn)?,
+        };
+        self.lmdb.key_to_hash.put_numbered(txn, id, created, seq)?;
+        for p in &blob.parents {
+            self.lmdb.parent_child.put(txn, p, seq)?;
+        }
+        let state = with_head(state, &blob.parents, hash);
+        self.lmdb
+            .versions
+            .put_numbered(txn, key, id, &state, Some((hash, seq)))?;
+        Ok(hash)
+    }
+
+    /// [`Cas::commit_version_fresh_in`] of a version already logged: the very same version
+    /// again (same key, parents, time, content). Brings it back if it was removed,
+    /// re-taking the references gc may have released.
+    fn commit_again(
+        &self,
+        txn: &mut RwTxn,
+        key: &str,
+        hash: Hash,
+        blob: &Blob,
+        state: KeyState,
+    ) -> Result<Hash> {
+        // PA
+        let Some(r) = self.lmdb.removed.get(txn, &hash)? else {
+            // Already there and live: an idempotent re-put changes nothing.
+            return Ok(hash);
+        };
+        if r.released {
+            for c in &blob.chunks {
                 self.lmdb.chunks.add_refs(txn, &c.id, 1)?;
             }
-            self.lmdb.key_to_hash.put(txn, key, created, seq)?;
-            for p in &blob.parents {
-                self.lmdb.parent_child.put(txn, p, seq)?;
-            }
         }
-        state.heads.retain(|h| !blob.parents.contains(h));
-        state.heads.push(hash);
-        self.lmdb.versions.put(
-            txn,
-            key,
-            &KeyState {
-                heads: state.heads,
-                deleted: None,
-            },
-        )?;
-        Ok(hash)
+        self.lmdb.removed.delete(txn, &hash)?;
+        // Restored inside its history: it is a head only if nothing live descends from it.
+        if self.has_live_descendant(txn, hash)? {
+            return Ok(hash);
+        }
+        let state = with_head(state, &blob.parents, hash);
+        self.lmdb.versions.put(txn, key, &state).map(|()| hash)
+    }
+}
+
+/// The live state of a key after committing `hash` onto `parents`: the parents are heads no
+/// longer, and `hash` is one.
+fn with_head(state: KeyState, parents: &[Hash], hash: Hash) -> KeyState {
+    // A
+    let mut heads = state.heads;
+    heads.retain(|h| !parents.contains(h));
+    heads.push(hash);
+    KeyState {
+        heads,
+        deleted: None,
     }
 }
 

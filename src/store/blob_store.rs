@@ -53,12 +53,19 @@ impl BlobStore {
                 return Ok((hash, seq));
             }
         }
+        Ok((hash, self.append(txn, &hash, &bytes)?))
+    }
+
+    /// Logs the encoded blob `bytes` whose hash is `hash` under a new sequence and indexes
+    /// it; returns the sequence. For a caller that found `hash` absent in this transaction.
+    pub(crate) fn append(&self, txn: &mut RwTxn, hash: &Hash, bytes: &[u8]) -> Result<u64> {
+        // PA
         let seq = self.sequence().take(txn)?;
-        let row = [&hash.0[..], &bytes].concat();
+        let row = [&hash.0[..], bytes].concat();
         self.log
             .put_with_flags(txn, heed::PutFlags::APPEND, &seq.to_be_bytes(), &row)?;
         self.by_hash.put(txn, &hash.0, &seq.to_be_bytes())?;
-        Ok((hash, seq))
+        Ok(seq)
     }
 
     /// The log sequence of version `hash` when it is indexed but its log row is gone (not

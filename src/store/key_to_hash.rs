@@ -61,6 +61,18 @@ impl KeyToHash {
     pub fn put(&self, txn: &mut RwTxn, key: &str, created: i64, seq: u64) -> Result<()> {
         // PA
         let id = self.keys.id_or_new(txn, key)?;
+        self.put_numbered(txn, id, created, seq)
+    }
+
+    /// Records version `seq` of the key numbered `id`.
+    pub(crate) fn put_numbered(
+        &self,
+        txn: &mut RwTxn,
+        id: u64,
+        created: i64,
+        seq: u64,
+    ) -> Result<()> {
+        // PA
         Ok(self.rows.put(txn, &row(id, created, seq), &[])?)
     }
 

@@ -120,8 +120,19 @@ impl VersionIndex {
     /// The key's state, if the key was ever written.
     pub fn get(&self, txn: &RoTxn, key: &str) -> Result<Option<KeyState>> {
         // A
+        Ok(self.get_numbered(txn, key)?.map(|(_, state)| state))
+    }
+
+    /// The key's number and state, if the key was ever written: [`Self::id`] and
+    /// [`Self::get`] in one lookup, for a put that then writes both its history row and
+    /// its state.
+    pub(crate) fn get_numbered(&self, txn: &RoTxn, key: &str) -> Result<Option<(u64, KeyState)>> {
+        // A
         match self.rows.get(txn, key.as_bytes())? {
-            Some(v) => self.state_of(txn, key.as_bytes(), v, true).map(Some),
+            Some(v) => {
+                let (id, _) = split(v)?;
+                Ok(Some((id, self.state_of(txn, key.as_bytes(), v, true)?)))
+            }
             None => Ok(None),
         }
     }
@@ -182,12 +193,28 @@ impl VersionIndex {
     /// `state` as stored: heads sorted by hash and named by their log sequences.
     pub(crate) fn stored(&self, txn: &RoTxn, state: &KeyState) -> Result<StoredState> {
         // A
+        self.stored_knowing(txn, state, None)
+    }
+
+    /// [`Self::stored`], where the head `known` (a version the caller has just logged, with
+    /// its sequence) needs no lookup.
+    fn stored_knowing(
+        &self,
+        txn: &RoTxn,
+        state: &KeyState,
+        known: Option<(Hash, u64)>,
+    ) -> Result<StoredState> {
+        // A
         let mut hashes = state.heads.clone();
         hashes.sort();
         hashes.dedup();
         let mut heads = Vec::with_capacity(hashes.len());
         for h in hashes {
-            heads.push(match self.blobs.seq(txn, &h)? {
+            let seq = match known {
+                Some((k, seq)) if k == h => Some(seq),
+                _ => self.blobs.seq(txn, &h)?,
+            };
+            heads.push(match seq {
                 Some(seq) => StoredHead::Seq(seq),
                 None => StoredHead::Hash(h),
             });
@@ -243,7 +270,22 @@ impl VersionIndex {
     pub fn put(&self, txn: &mut RwTxn, key: &str, state: &KeyState) -> Result<()> {
         // PA
         let id = self.id_or_new(txn, key)?;
-        let stored = self.stored(txn, state)?;
+        self.put_numbered(txn, key, id, state, None)
+    }
+
+    /// Replaces the state of the key numbered `id` (its number from
+    /// [`Self::get_numbered`], or a new one from [`Self::sequence`] for a key without a
+    /// row); `known` is a head the caller has just logged, with its sequence.
+    pub(crate) fn put_numbered(
+        &self,
+        txn: &mut RwTxn,
+        key: &str,
+        id: u64,
+        state: &KeyState,
+        known: Option<(Hash, u64)>,
+    ) -> Result<()> {
+        // PA
+        let stored = self.stored_knowing(txn, state, known)?;
         Ok(self.rows.put(txn, key.as_bytes(), &value(id, &stored)?)?)
     }
 
