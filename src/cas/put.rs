@@ -22,7 +22,6 @@ use crate::model::chunk::MAX_FRAME;
 use crate::model::{validate_key, Blob, BlobKind, ChunkRef, VersionMeta};
 use crate::progress::{NoProgress, Progress};
 use crate::store::lock::GcLock;
-use crate::store::short_read::ShortRead;
 use crate::store::version_index::KeyState;
 use crate::store::RwTxn;
 use crate::threads::spawn_scoped;
@@ -285,13 +284,9 @@ impl Cas {
         // Prints, not hashes: half the memory of a set that may reach SEEN_LIMIT.
         let mut seen: HashSet<u128> = HashSet::new();
         let mut batch = SmallBatch::default();
-        // Shared by the lookups of consecutive items, and let go before each hand-over,
-        // which may wait.
-        let mut snap = ShortRead::new(&self.lmdb);
         let stopped = || Error::Internal("the store writer stopped".into());
         for (i, item) in items.enumerate() {
             if batch.started.is_some_and(|t| t.elapsed() >= JOB_AGE) {
-                snap.release();
                 batch.flush(jobs, writer).map_err(|_| stopped())?;
             }
             slots.push()?;
@@ -299,7 +294,7 @@ impl Cas {
             let explicit_parents = item.parents.is_some();
             let prepared = validate_item_key(&key, &item.meta).and_then(|_| match &item.parents {
                 Some(p) => self.check_parents(&key, p).map(|_| p.clone()),
-                None => self.default_parents(snap.txn()?, &key),
+                None => self.default_parents(&key),
             });
             let parents = match prepared {
                 Ok(p) => p,
@@ -314,7 +309,9 @@ impl Cas {
             // The single parent: unchanged content is no new version, and a chunk that
             // changed is compressed against the parent's chunk at the same place.
             let head = match parents.as_slice() {
-                [p] if deltas || item.skip_if_unchanged => self.lmdb.blobs.get(snap.txn()?, p)?,
+                [p] if deltas || item.skip_if_unchanged => {
+                    self.lmdb.blobs.get(&self.lmdb.read()?, p)?
+                }
                 _ => None,
             };
             let bases = head
@@ -343,10 +340,9 @@ impl Cas {
                     progress.advance(data.len() as u64);
                     if seen.contains(&id.print()) {
                         needs.push(id);
-                    // A short read transaction (a few chunks), not one per input: holding one
-                    // for a whole large file would keep LMDB from reusing the pages the writer
-                    // frees.
-                    } else if !self.dedupable(snap.txn()?, &id)? {
+                    // A short read transaction per chunk, not one per input: holding a snapshot for
+                    // a whole large file would keep LMDB from reusing the pages the writer frees.
+                    } else if !self.dedupable(&self.lmdb.read()?, &id)? {
                         seen.insert(id.print());
                         needs.push(id);
                         new_chunks += 1;
@@ -363,7 +359,6 @@ impl Cas {
                         if !large || base.is_some() {
                             batch.add(i, id, data, base);
                             if batch.bytes >= JOB_BYTES || batch.job.chunks.len() >= JOB_CHUNKS {
-                                snap.release();
                                 batch.flush(jobs, writer).map_err(|_| stopped())?;
                             }
                         } else {
@@ -371,7 +366,6 @@ impl Cas {
                                 chunks: vec![(i, id, data, None)],
                                 pack: false,
                             };
-                            snap.release();
                             jobs.send(job).map_err(|_| stopped())?;
                         }
                     }
@@ -415,7 +409,6 @@ impl Cas {
             batch.add_version(version);
             // Versions go on while their pack fills: the writer holds them until it arrives.
             if batch.versions.len() >= VERSION_BATCH {
-                snap.release();
                 batch.flush_versions(writer).map_err(|_| stopped())?;
             }
         }
@@ -424,9 +417,10 @@ impl Cas {
     }
 
     /// The parents of a plain put: the single head, none for a new or deleted key.
-    fn default_parents(&self, txn: &crate::store::RoTxn, key: &str) -> Result<Vec<Hash>> {
+    fn default_parents(&self, key: &str) -> Result<Vec<Hash>> {
         // A
-        match self.lmdb.versions.get(txn, key)? {
+        let txn = self.lmdb.read()?;
+        match self.lmdb.versions.get(&txn, key)? {
             None => Ok(Vec::new()),
             Some(s) if s.heads.len() <= 1 => Ok(s.heads),
             Some(s) => Err(Error::MultipleHeads {

@@ -23,7 +23,6 @@ pub mod parent_child;
 pub mod removed;
 pub mod reserve;
 pub(crate) mod sequence;
-pub(crate) mod short_read;
 pub mod upgrade;
 pub mod upgrade_keys;
 pub mod version_index;
