@@ -460,7 +460,6 @@ if [ -z "$input" ]; then
 fi
 size=$(stat -c %s "$input")
 tree=${2:-/usr/share}
-cat "$input" >/dev/null # warm the page cache so every tool reads from memory
 
 # run LABEL CMD...: wall seconds and peak RSS (KB) of CMD into $secs/$rss
 run() {
@@ -504,9 +503,6 @@ git_stored=$(du -sb "$work/git-a/.git" | cut -f1)
 
 # (b) a tree of many files, then an unchanged re-run
 echo "tree: $tree ($(find "$tree" -type f | wc -l) files)" >&2
-# Warm the page cache with the whole tree, so that the first tool timed does not pay for
-# reading it from disk and every tool reads from memory.
-tar cf - "$tree" 2>/dev/null | cat >/dev/null
 export OURO_STORE=$work/ouro-tree
 for i in $(seq "$reps"); do
   rm -rf "$work/ouro-tree" "$work/borg-tree" "$work/restic-tree"

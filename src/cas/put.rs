@@ -519,10 +519,9 @@ impl Cas {
         }
         let bytes = blob.encode()?;
         let hash = Hash::of(&bytes);
-        // A logged version whose record is gone or damaged fails in `get`, as it would be
-        // read; one that is not logged costs a single search.
-        if self.lmdb.blobs.seq(txn, &hash)?.is_some() && self.lmdb.blobs.get(txn, &hash)?.is_some()
-        {
+        // A logged version whose record is gone or damaged fails here, as it would be read;
+        // one that is not logged costs `get` a single search.
+        if self.lmdb.blobs.get(txn, &hash)?.is_some() {
             return self.commit_again(txn, key, hash, &blob, state);
         }
         let seq = self.lmdb.blobs.append(txn, &hash, &bytes)?;

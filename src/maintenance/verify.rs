@@ -384,9 +384,10 @@ impl Cas {
                     Ok(None) => continue,
                     Err(e) => {
                         let mut reason = e.to_string();
-                        let seq = match repair {
-                            true => self.lmdb.blobs.record_gone(&txn, &hash)?,
-                            false => None,
+                        let seq = if repair {
+                            self.lmdb.blobs.record_gone(&txn, &hash)?
+                        } else {
+                            None
                         };
                         if let Some(seq) = seq {
                             gone.insert(hash, seq);

@@ -139,11 +139,7 @@ impl Cas {
         let done = if stored.deleted.is_some() {
             "the key stays removed".to_string()
         } else {
-            let lost_parents = |p: &Hash| {
-                let seq = lost.seq_of.get(p);
-                seq.map(|s| lost.parents(*s)).unwrap_or_default()
-            };
-            for h in self.nearest_live(w, key, above, true, &lost_parents)? {
+            for h in self.nearest_live(w, key, above, true, &|p| lost.parents_of_version(p))? {
                 if !heads.contains(&h) {
                     heads.push(h);
                 }
@@ -320,6 +316,15 @@ impl Lost<'_> {
     fn parents(&self, seq: u64) -> Vec<Hash> {
         // A
         self.parents_of.get(&seq).cloned().unwrap_or_default()
+    }
+
+    /// The parents of version `hash` when its log row is gone, as far as known.
+    fn parents_of_version(&self, hash: &Hash) -> Vec<Hash> {
+        // A
+        self.seq_of
+            .get(hash)
+            .map(|seq| self.parents(*seq))
+            .unwrap_or_default()
     }
 }
 
