@@ -61,7 +61,7 @@ pub fn validate_key(key: &str) -> Result<()> {
 /// Characters that change how a key is displayed without being seen: bidirectional
 /// overrides and isolates can make `txt.exe` print as `exe.txt`, and zero-width characters
 /// make two keys that print alike. Both would let a listing lie about what it names.
-fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     // A
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
 }

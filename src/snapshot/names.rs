@@ -1,6 +1,8 @@
-//! File names are raw bytes; keys are UTF-8 without control characters. A name that is not
-//! a valid key segment becomes one by escaping: each byte that is not part of valid UTF-8,
-//! and each control character, is written `\xNN` (two lowercase hex digits), and `\` itself
+//! File names are raw bytes; keys are UTF-8 without control or invisible characters. A name
+//! that is not a valid key segment becomes one by escaping: each byte that is not part of
+//! valid UTF-8, and each byte of a control character or of a character keys refuse as
+//! invisible (bidirectional controls, zero-width characters: `model::key`), is written
+//! `\xNN` (two lowercase hex digits), and `\` itself
 //! is written `\\` (only in names that need escaping, so ordinary names with a backslash
 //! keep their key). The snapshot's tree records keep the raw name, so restores are exact
 //! whatever the key; two raw names whose escaped forms meet share one key's history.
@@ -16,7 +18,7 @@
 pub fn key_segment(name: &[u8]) -> String {
     // A
     if let Ok(s) = std::str::from_utf8(name) {
-        if !s.chars().any(char::is_control) && s != "." && s != ".." && !s.is_empty() {
+        if !s.chars().any(needs_escape) && s != "." && s != ".." && !s.is_empty() {
             return s.to_string();
         }
     }
@@ -25,7 +27,7 @@ pub fn key_segment(name: &[u8]) -> String {
         for c in chunk.valid().chars() {
             match c {
                 '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
+                c if needs_escape(c) => {
                     let mut buf = [0u8; 4];
                     for b in c.encode_utf8(&mut buf).bytes() {
                         out.push_str(&format!("\\x{b:02x}"));
@@ -43,6 +45,13 @@ pub fn key_segment(name: &[u8]) -> String {
         out = format!("\\x{}", hex_of(name));
     }
     out
+}
+
+/// A character no key may hold: the same rule `validate_key` applies, so every escaped
+/// name is a valid segment.
+fn needs_escape(c: char) -> bool {
+    // A
+    c.is_control() || crate::model::key::is_invisible(c)
 }
 
 fn hex_of(name: &[u8]) -> String {
@@ -80,6 +89,9 @@ mod tests {
             assert_eq!(key_segment(n.as_bytes()), n);
         }
         assert_eq!(key_for("home", &[b"a", b"\xff"]), "home/a/\\xff");
+        // A bidirectional control is escaped, not refused (a file named so was stored under
+        // a hashed `.ouro-long` key).
+        assert_eq!(key_segment("a\u{202a}b".as_bytes()), "a\\xe2\\x80\\xaab");
     }
 
     proptest! {
