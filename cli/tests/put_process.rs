@@ -91,7 +91,7 @@ fn put_runs_with_one_malloc_arena_unless_told_otherwise() {
         malloc_vars(child.id()),
         [
             "MALLOC_ARENA_MAX=1",
-            "MALLOC_MMAP_THRESHOLD_=524288",
+            "MALLOC_MMAP_THRESHOLD_=4194304",
             "MALLOC_TRIM_THRESHOLD_=8388608"
         ]
     );
