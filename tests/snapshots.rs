@@ -800,3 +800,22 @@ fn verify_reports_a_file_version_a_live_snapshot_lists_but_the_store_lost() {
     assert_eq!(fs::read(target.join("b")).unwrap(), b"second file");
     assert_eq!(fs::read(target.join("c/d")).unwrap(), b"third file");
 }
+
+/// More directories than the walk keeps open for the reading (`dir_fd::MAX_OPEN`), each
+/// with files, some nested: files past the bound are opened by path, and every one is
+/// stored and restored.
+#[test]
+fn a_tree_of_more_directories_than_are_kept_open_restores_whole() {
+    let (_s, cas) = new_store();
+    let src = tempfile::tempdir().unwrap();
+    let dirs = ouroboros_db::snapshot::dir_fd::MAX_OPEN * 2 + 3;
+    for d in 0..dirs {
+        write(src.path(), &format!("d{d}/f"), format!("file {d}").as_bytes());
+        if d % 7 == 0 {
+            write(src.path(), &format!("d{d}/sub/g"), &noise(d as u64, 3000));
+        }
+    }
+    let report = backup_report(&cas, src.path(), "t", None);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(restore(&cas, "t"), files(src.path()));
+}

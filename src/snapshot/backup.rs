@@ -5,6 +5,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::cas::{now_nanos, Cas, PutItem, PutOutcome};
 use crate::error::{Error, Result};
@@ -12,10 +13,10 @@ use crate::hash::Hash;
 use crate::model::meta::TYPE_FILE;
 use crate::model::snapshot::{snapshot_key, MAX_LISTED_ERRORS};
 use crate::model::{
-    validate_key, Entry, EntryKind, FileMeta, SnapshotInfo, SnapshotSummary, TreeRecord,
-    VersionMeta,
+    validate_key, EntryKind, FileMeta, SnapshotInfo, SnapshotSummary, TreeRecord, VersionMeta,
 };
 use crate::progress::Progress;
+use crate::snapshot::dir_fd::DirFd;
 use crate::snapshot::fsmeta::{path_bytes, read_entry};
 use crate::snapshot::handoff::{Handoff, Receiver};
 use crate::snapshot::lazy_file::{LazyFile, Reading};
@@ -61,6 +62,8 @@ pub struct BackupReport {
 struct ToRead {
     key: String,
     path: PathBuf,
+    /// Its directory, kept open by the walk.
+    dir: Option<Arc<DirFd>>,
     owner: u32,
     /// Size, mtime and ctime as the walk recorded them.
     stamp: (u64, i64, i64),
@@ -68,11 +71,13 @@ struct ToRead {
 }
 
 impl ToRead {
-    fn of(key: String, path: PathBuf, e: &Entry) -> Self {
+    fn of(f: FoundFile) -> Self {
         // A
+        let e = f.entry;
         ToRead {
-            key,
-            path,
+            key: f.key,
+            path: f.path,
+            dir: f.dir,
             owner: e.uid,
             stamp: (e.size, e.mtime, e.ctime),
             meta: FileMeta {
@@ -93,6 +98,7 @@ impl ToRead {
             reader: Box::new(LazyFile {
                 n,
                 path: self.path,
+                dir: self.dir,
                 owner: self.owner,
                 stamp: self.stamp,
                 file: None,
@@ -344,7 +350,7 @@ impl Cas {
                 progress.set_total(total.get());
                 // Dropped once the put has stopped on an error of the store, which its join
                 // below returns.
-                queue.send(ToRead::of(f.key, f.path, f.entry));
+                queue.send(ToRead::of(f));
             };
             let cx = WalkContext {
                 found: &found,
@@ -401,7 +407,12 @@ impl Cas {
                     .ok_or_else(|| Error::Internal("a file job lost its entry".into()))?;
                 let rel = walked.rel(j);
                 let path = root.join(std::ffi::OsStr::from_bytes(&rel));
-                let read = ToRead::of(file_key(prefix, &rel).0, path, &entry);
+                let read = ToRead::of(FoundFile {
+                    entry: &entry,
+                    path,
+                    key: file_key(prefix, &rel).0,
+                    dir: None,
+                });
                 again.push(read.item(*n, Some(heads.clone()), reading));
             }
             let again = self.put_many(again.into_iter(), progress)?;

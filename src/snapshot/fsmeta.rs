@@ -1,6 +1,6 @@
 //! Reading an entry's metadata from the file system, and writing it back on restore.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -299,11 +299,25 @@ impl NoAtime {
         owner: u32,
     ) -> std::io::Result<OwnedFd> {
         // A
+        self.open_at(CWD, path, flags, owner)
+    }
+
+    /// [`NoAtime::open`] of `path` relative to the open directory `dir`: with a file's name
+    /// in the directory the walk listed, the kernel resolves one component instead of the
+    /// whole path again.
+    pub fn open_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        flags: rustix::fs::OFlags,
+        owner: u32,
+    ) -> std::io::Result<OwnedFd> {
+        // A
         use rustix::fs::OFlags;
         let other = owner != self.euid;
         let opened = 'open: {
             if !(other && self.refused_for_others.load(Ordering::Relaxed)) {
-                match open_no_symlinks(path, flags | OFlags::NOATIME) {
+                match open_no_symlinks(dir, path, flags | OFlags::NOATIME) {
                     Err(rustix::io::Errno::PERM) if other => {
                         self.refused_for_others.store(true, Ordering::Relaxed)
                     }
@@ -311,7 +325,7 @@ impl NoAtime {
                     r => break 'open r,
                 }
             }
-            open_no_symlinks(path, flags)
+            open_no_symlinks(dir, path, flags)
         };
         opened.map_err(|e| match e {
             rustix::io::Errno::LOOP => replaced_by_symlink(),
@@ -329,16 +343,20 @@ pub fn replaced_by_symlink() -> std::io::Error {
     )
 }
 
-/// Opens `path` following no symlink in any component (`openat2` with
+/// Opens `path` (relative to `dir`) following no symlink in any component (`openat2` with
 /// `RESOLVE_NO_SYMLINKS`; where the kernel lacks it, before Linux 5.6, `O_NOFOLLOW` guards
 /// the last component only).
-fn open_no_symlinks(path: &Path, flags: rustix::fs::OFlags) -> rustix::io::Result<OwnedFd> {
+fn open_no_symlinks(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    flags: rustix::fs::OFlags,
+) -> rustix::io::Result<OwnedFd> {
     // A
     use rustix::fs::{openat, Mode, OFlags};
     static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
     if !NO_OPENAT2.load(Ordering::Relaxed) {
         match rustix::fs::openat2(
-            CWD,
+            dir,
             path,
             flags,
             Mode::empty(),
@@ -348,7 +366,7 @@ fn open_no_symlinks(path: &Path, flags: rustix::fs::OFlags) -> rustix::io::Resul
             r => return r,
         }
     }
-    openat(CWD, path, flags | OFlags::NOFOLLOW, Mode::empty())
+    openat(dir, path, flags | OFlags::NOFOLLOW, Mode::empty())
 }
 
 /// The raw bytes of a path, for messages and records.

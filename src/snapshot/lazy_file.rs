@@ -3,9 +3,11 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use crate::snapshot::dir_fd::DirFd;
 use crate::snapshot::fsmeta::{nanos, NoAtime};
 
 /// What the readers of one backup share.
@@ -21,6 +23,8 @@ pub(super) struct LazyFile<'r> {
     /// Its job's number.
     pub(super) n: usize,
     pub(super) path: PathBuf,
+    /// Its directory, when the walk kept it open: the file is opened by name in it.
+    pub(super) dir: Option<Arc<DirFd>>,
     pub(super) owner: u32,
     pub(super) stamp: (u64, i64, i64),
     pub(super) file: Option<std::fs::File>,
@@ -37,15 +41,18 @@ impl Read for LazyFile<'_> {
             // must fail, not block the backup forever.
             use rustix::fs::OFlags;
             let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-            let f = self
-                .reading
-                .noatime
-                .open(&self.path, flags, self.owner)
-                .map_err(|e| match e.raw_os_error() {
-                    // What opening a socket says.
-                    Some(libc::ENXIO) => not_a_file(),
-                    _ => e,
-                })?;
+            let noatime = &self.reading.noatime;
+            let opened = match (&self.dir, self.path.file_name()) {
+                (Some(dir), Some(name)) => {
+                    noatime.open_at(dir.as_fd(), Path::new(name), flags, self.owner)
+                }
+                _ => noatime.open(&self.path, flags, self.owner),
+            };
+            let f = opened.map_err(|e| match e.raw_os_error() {
+                // What opening a socket says.
+                Some(libc::ENXIO) => not_a_file(),
+                _ => e,
+            })?;
             let f = std::fs::File::from(f);
             if !f.metadata()?.is_file() {
                 return Err(not_a_file());
@@ -120,6 +127,7 @@ mod tests {
         let open = |path: PathBuf| LazyFile {
             n: 0,
             path,
+            dir: None,
             owner: 0,
             stamp: (4, 0, 0),
             file: None,
@@ -134,6 +142,47 @@ mod tests {
         }
         let mut buf = Vec::new();
         open(plain).read_to_end(&mut buf).unwrap();
+        assert_eq!(buf, b"mine");
+    }
+
+    /// Opened by name in the directory the walk listed (and kept open), a file replaced by
+    /// a symlink is refused as by path; a directory moved away and replaced by a symlink
+    /// since the walk is not followed either: the file is read from the directory the walk
+    /// listed.
+    #[test]
+    fn a_file_opened_in_its_walked_directory_follows_no_link() {
+        use rustix::fs::OFlags;
+        let tmp = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(tmp.path()).unwrap();
+        std::fs::write(base.join("secret"), b"not yours").unwrap();
+        let walked = base.join("walked");
+        std::fs::create_dir(&walked).unwrap();
+        std::fs::write(walked.join("plain"), b"mine").unwrap();
+        std::os::unix::fs::symlink(base.join("secret"), walked.join("link")).unwrap();
+        let reading = Reading::default();
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = reading.noatime.open(&walked, flags, 0).unwrap();
+        let dir = DirFd::keep(fd);
+        assert!(dir.is_some(), "no directory kept open");
+        let open = |name: &str| LazyFile {
+            n: 0,
+            path: walked.join(name),
+            dir: dir.clone(),
+            owner: 0,
+            stamp: (4, 0, 0),
+            file: None,
+            reading: &reading,
+        };
+        let mut buf = Vec::new();
+        let e = open("link").read_to_end(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(buf.is_empty());
+        // The walked directory moves away and a link to the secret's stands in its place.
+        std::fs::rename(&walked, base.join("moved")).unwrap();
+        std::fs::create_dir(base.join("elsewhere")).unwrap();
+        std::fs::write(base.join("elsewhere/plain"), b"not yours").unwrap();
+        std::os::unix::fs::symlink(base.join("elsewhere"), &walked).unwrap();
+        open("plain").read_to_end(&mut buf).unwrap();
         assert_eq!(buf, b"mine");
     }
 }

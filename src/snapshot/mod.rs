@@ -13,6 +13,7 @@
 
 pub mod backup;
 pub mod diff;
+pub mod dir_fd;
 pub mod forget;
 pub mod fsmeta;
 mod handoff;

@@ -4,10 +4,12 @@
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::{Entry, EntryKind, TreeRecord};
+use crate::snapshot::dir_fd::DirFd;
 use crate::snapshot::fsmeta::{read_entry, NoAtime};
 use crate::snapshot::names::key_for;
 use crate::snapshot::owners::Owners;
@@ -120,6 +122,9 @@ pub struct FoundFile<'e> {
     pub path: PathBuf,
     /// Key of its versions.
     pub key: String,
+    /// Its directory, when the walk kept it open ([`DirFd::keep`]): the file is opened by
+    /// its name in it.
+    pub dir: Option<Arc<DirFd>>,
 }
 
 /// Everything the walk found.
@@ -189,8 +194,8 @@ impl Walked {
         ancestors: &mut Vec<(u64, u64)>,
     ) -> Result<Option<usize>> {
         // A
-        let mut names: Vec<Vec<u8>> = match list_dir(at.path, at.owner, cx.noatime) {
-            Ok(names) => names,
+        let (open, mut names) = match list_dir(at.path, at.owner, cx.noatime) {
+            Ok(listed) => listed,
             // Removed (or moved away) since its parent was listed: recorded empty, a
             // restore with --delete would empty a directory that still exists elsewhere.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.is_empty() => {
@@ -202,7 +207,7 @@ impl Walked {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.notes
                     .push((join(rel), "vanished during the walk".into()));
-                Vec::new()
+                (None, Vec::new())
             }
             // Unreadable (permissions, I/O): what it held is not known to be gone, so it
             // keeps its previous contents, as an unreadable file keeps its previous version
@@ -215,7 +220,7 @@ impl Walked {
                 }
                 None => {
                     self.errors.push((join(rel), e.to_string()));
-                    Vec::new()
+                    (None, Vec::new())
                 }
             },
         };
@@ -227,7 +232,11 @@ impl Walked {
         };
         for name in names {
             rel.push(name);
-            self.entry(at.path, rel, &parent, cx, ancestors, &mut dir)?;
+            let within = In {
+                path: at.path,
+                open: open.as_ref(),
+            };
+            self.entry(within, rel, &parent, cx, ancestors, &mut dir)?;
             rel.pop();
         }
         // This directory's index is known only now, after its subdirectories.
@@ -251,11 +260,11 @@ impl Walked {
         Ok(Some(index))
     }
 
-    /// Adds the entry `rel` (its last component the name) of directory `dir_path` to `dir`,
+    /// Adds the entry `rel` (its last component the name) of directory `dir_at` to `dir`,
     /// walking it first when it is a directory.
     fn entry(
         &mut self,
-        dir_path: &Path,
+        dir_at: In,
         rel: &mut Vec<Vec<u8>>,
         parent: &Option<TreeRecord>,
         cx: &WalkContext,
@@ -267,7 +276,7 @@ impl Walked {
             return Ok(());
         };
         let rel_path = join(rel);
-        let path = dir_path.join(std::ffi::OsStr::from_bytes(&name));
+        let path = dir_at.path.join(std::ffi::OsStr::from_bytes(&name));
         let Some((meta, mut entry)) = self.read(&path, &name, &rel_path, cx) else {
             return Ok(());
         };
@@ -317,6 +326,7 @@ impl Walked {
                             entry: &entry,
                             path,
                             key,
+                            dir: dir_at.open.cloned(),
                         });
                         dir.jobs.push(self.jobs.len());
                         self.jobs.push(job);
@@ -490,6 +500,17 @@ struct Dir<'p> {
     owner: u32,
 }
 
+/// A directory's names, and the directory itself when it is kept open for its files.
+type Listed = (Option<Arc<DirFd>>, Vec<Vec<u8>>);
+
+/// A listed directory whose entries are being added: its path, and the directory itself
+/// when it was kept open for its files' reading.
+#[derive(Clone, Copy)]
+struct In<'p> {
+    path: &'p Path,
+    open: Option<&'p Arc<DirFd>>,
+}
+
 /// True when the parent snapshot's entry can stand for the file unread: same kind, size,
 /// times, mode and owner, and times old enough to be trusted.
 fn unchanged(prev: &Entry, now: &Entry, parent_started: Option<i64>) -> bool {
@@ -516,8 +537,13 @@ fn has(entries: &[Entry], name: &[u8]) -> bool {
 
 /// The names in a directory owned by `owner`, listed with O_NOATIME when allowed (owner or
 /// root): the walk must not change the directory's access time, or the next run would
-/// record new metadata for every directory of an unchanged tree.
-fn list_dir(path: &Path, owner: u32, noatime: &NoAtime) -> std::io::Result<Vec<Vec<u8>>> {
+/// record new metadata for every directory of an unchanged tree. The directory stays open
+/// for its files' reading when [`DirFd::keep`] allows.
+fn list_dir(
+    path: &Path,
+    owner: u32,
+    noatime: &NoAtime,
+) -> std::io::Result<Listed> {
     // A
     use rustix::fs::OFlags;
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
@@ -530,7 +556,7 @@ fn list_dir(path: &Path, owner: u32, noatime: &NoAtime) -> std::io::Result<Vec<V
             names.push(name);
         }
     }
-    Ok(names)
+    Ok((DirFd::keep(fd), names))
 }
 
 /// A relative path from its components.
