@@ -810,7 +810,11 @@ fn a_tree_of_more_directories_than_are_kept_open_restores_whole() {
     let src = tempfile::tempdir().unwrap();
     let dirs = ouroboros_db::snapshot::dir_fd::MAX_OPEN * 2 + 3;
     for d in 0..dirs {
-        write(src.path(), &format!("d{d}/f"), format!("file {d}").as_bytes());
+        write(
+            src.path(),
+            &format!("d{d}/f"),
+            format!("file {d}").as_bytes(),
+        );
         if d % 7 == 0 {
             write(src.path(), &format!("d{d}/sub/g"), &noise(d as u64, 3000));
         }

@@ -539,11 +539,7 @@ fn has(entries: &[Entry], name: &[u8]) -> bool {
 /// root): the walk must not change the directory's access time, or the next run would
 /// record new metadata for every directory of an unchanged tree. The directory stays open
 /// for its files' reading when [`DirFd::keep`] allows.
-fn list_dir(
-    path: &Path,
-    owner: u32,
-    noatime: &NoAtime,
-) -> std::io::Result<Listed> {
+fn list_dir(path: &Path, owner: u32, noatime: &NoAtime) -> std::io::Result<Listed> {
     // A
     use rustix::fs::OFlags;
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
