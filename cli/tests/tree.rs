@@ -1275,11 +1275,14 @@ fn files_vanishing_during_the_walk_are_not_fatal() {
     let canon = std::fs::canonicalize(&src).unwrap();
     if strace_works() {
         // Deterministic: strace makes one path's stat (or open) fail with ENOENT, exactly
-        // as if the file had been deleted at that moment.
+        // as if the file had been deleted at that moment. The reading opens a file by its
+        // name in its directory's descriptor, which strace matches by the name alone.
         let vanish = |file: &str, syscalls: &[&str]| -> Value {
             let mut c = Command::new("strace");
             c.args(["-qq", "-f", "-o", "/dev/null", "-P"])
                 .arg(canon.join(file))
+                .arg("-P")
+                .arg(file)
                 .arg("-e")
                 .arg(format!("trace={}", syscalls.join(",")));
             for sc in syscalls {
