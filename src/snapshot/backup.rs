@@ -5,7 +5,6 @@
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::cas::{now_nanos, Cas, PutItem, PutOutcome};
 use crate::error::{Error, Result};
@@ -16,7 +15,7 @@ use crate::model::{
     validate_key, EntryKind, FileMeta, SnapshotInfo, SnapshotSummary, TreeRecord, VersionMeta,
 };
 use crate::progress::Progress;
-use crate::snapshot::dir_fd::DirFd;
+use crate::snapshot::dir_fd::InDir;
 use crate::snapshot::fsmeta::{path_bytes, read_entry};
 use crate::snapshot::handoff::{Handoff, Receiver};
 use crate::snapshot::lazy_file::{LazyFile, Reading};
@@ -62,8 +61,8 @@ pub struct BackupReport {
 struct ToRead {
     key: String,
     path: PathBuf,
-    /// Its directory, kept open by the walk.
-    dir: Option<Arc<DirFd>>,
+    /// Its directory, kept open by the walk, and its identity there.
+    dir: Option<InDir>,
     owner: u32,
     /// Size, mtime and ctime as the walk recorded them.
     stamp: (u64, i64, i64),

@@ -4,10 +4,11 @@
 use std::collections::HashSet;
 use std::io::Read;
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use crate::snapshot::dir_fd::DirFd;
+use crate::snapshot::dir_fd::InDir;
 use crate::snapshot::fsmeta::{nanos, NoAtime};
 
 /// What the readers of one backup share.
@@ -23,8 +24,9 @@ pub(super) struct LazyFile<'r> {
     /// Its job's number.
     pub(super) n: usize,
     pub(super) path: PathBuf,
-    /// Its directory, when the walk kept it open: the file is opened by name in it.
-    pub(super) dir: Option<Arc<DirFd>>,
+    /// Its directory, when the walk kept it open, and its identity there: the file is
+    /// opened by name in it while it is still the file the walk stat'ed.
+    pub(super) dir: Option<InDir>,
     pub(super) owner: u32,
     pub(super) stamp: (u64, i64, i64),
     pub(super) file: Option<std::fs::File>,
@@ -35,34 +37,54 @@ impl Read for LazyFile<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         // A
         if self.file.is_none() {
-            // O_NOATIME (allowed to the owner and root): reading a file must not change
-            // its access time, or the next run would record new metadata for every file.
-            // O_NONBLOCK and the check below: a file replaced by a FIFO since the walk
-            // must fail, not block the backup forever.
-            use rustix::fs::OFlags;
-            let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-            let noatime = &self.reading.noatime;
-            let opened = match (&self.dir, self.path.file_name()) {
-                (Some(dir), Some(name)) => {
-                    noatime.open_at(dir.as_fd(), Path::new(name), flags, self.owner)
-                }
-                _ => noatime.open(&self.path, flags, self.owner),
-            };
-            let f = opened.map_err(|e| match e.raw_os_error() {
-                // What opening a socket says.
-                Some(libc::ENXIO) => not_a_file(),
-                _ => e,
-            })?;
-            let f = std::fs::File::from(f);
-            if !f.metadata()?.is_file() {
-                return Err(not_a_file());
-            }
-            self.file = Some(f);
+            self.file = Some(self.open()?);
         }
         match self.file.as_mut() {
             Some(f) => f.read(buf),
             None => Ok(0),
         }
+    }
+}
+
+impl LazyFile<'_> {
+    /// Opens the file: by its name in the directory the walk listed when that is still the
+    /// very file (device, inode) the walk stat'ed, else by its path as the walk found it.
+    /// The walk takes metadata by path: a directory swapped for a symlink after its listing
+    /// gives it the link target's, and content from the listed directory would then be
+    /// recorded with another file's owner and mode (a setuid root file with a user's
+    /// content); by path, the reading refuses the symlink.
+    fn open(&self) -> std::io::Result<std::fs::File> {
+        // PA
+        // O_NOATIME (allowed to the owner and root): reading a file must not change its
+        // access time, or the next run would record new metadata for every file.
+        // O_NONBLOCK and the check below: a file replaced by a FIFO since the walk must
+        // fail, not block the backup forever.
+        use rustix::fs::OFlags;
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let noatime = &self.reading.noatime;
+        if let (Some(at), Some(name)) = (&self.dir, self.path.file_name()) {
+            if let Ok(fd) = noatime.open_at(at.dir.as_fd(), Path::new(name), flags, self.owner) {
+                let f = std::fs::File::from(fd);
+                if f.metadata()
+                    .is_ok_and(|m| m.is_file() && (m.dev(), m.ino()) == at.id)
+                {
+                    return Ok(f);
+                }
+            }
+        }
+        let f =
+            noatime
+                .open(&self.path, flags, self.owner)
+                .map_err(|e| match e.raw_os_error() {
+                    // What opening a socket says.
+                    Some(libc::ENXIO) => not_a_file(),
+                    _ => e,
+                })?;
+        let f = std::fs::File::from(f);
+        if !f.metadata()?.is_file() {
+            return Err(not_a_file());
+        }
+        Ok(f)
     }
 }
 
@@ -93,7 +115,6 @@ fn not_a_file() -> std::io::Error {
 /// True when the open file no longer has the size, mtime and ctime the walk recorded.
 fn moved(file: &std::fs::File, (size, mtime, ctime): (u64, i64, i64)) -> bool {
     // A
-    use std::os::unix::fs::MetadataExt;
     match file.metadata() {
         Ok(m) => {
             m.len() != size
@@ -107,6 +128,7 @@ fn moved(file: &std::fs::File, (size, mtime, ctime): (u64, i64, i64)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     /// A file the walk saw, replaced since by a symlink (or reached through a directory
     /// replaced by one) is not read through the link: a user turning `~/x` into a link to
@@ -147,42 +169,58 @@ mod tests {
 
     /// Opened by name in the directory the walk listed (and kept open), a file replaced by
     /// a symlink is refused as by path; a directory moved away and replaced by a symlink
-    /// since the walk is not followed either: the file is read from the directory the walk
-    /// listed.
+    /// since the walk is not followed: the file the walk stat'ed is read from the directory
+    /// it listed. A file whose metadata the walk took through the swapped directory (the
+    /// link target's: another file) is not read from the listed directory either, but by
+    /// path, which refuses the link: its content is never recorded with another file's
+    /// owner and mode.
     #[test]
     fn a_file_opened_in_its_walked_directory_follows_no_link() {
+        use crate::snapshot::dir_fd::{DirFd, InDir};
         use rustix::fs::OFlags;
         let tmp = tempfile::tempdir().unwrap();
         let base = std::fs::canonicalize(tmp.path()).unwrap();
-        std::fs::write(base.join("secret"), b"not yours").unwrap();
+        std::fs::create_dir(base.join("elsewhere")).unwrap();
+        std::fs::write(base.join("elsewhere/plain"), b"not yours").unwrap();
         let walked = base.join("walked");
         std::fs::create_dir(&walked).unwrap();
         std::fs::write(walked.join("plain"), b"mine").unwrap();
-        std::os::unix::fs::symlink(base.join("secret"), walked.join("link")).unwrap();
+        std::os::unix::fs::symlink(base.join("elsewhere/plain"), walked.join("link")).unwrap();
+        let id = |p: &Path| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            (m.dev(), m.ino())
+        };
+        let mine = id(&walked.join("plain"));
+        let theirs = id(&base.join("elsewhere/plain"));
         let reading = Reading::default();
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let fd = reading.noatime.open(&walked, flags, 0).unwrap();
-        let dir = DirFd::keep(fd);
-        assert!(dir.is_some(), "no directory kept open");
-        let open = |name: &str| LazyFile {
+        let dir = DirFd::for_test(reading.noatime.open(&walked, flags, 0).unwrap());
+        let open = |name: &str, id: (u64, u64)| LazyFile {
             n: 0,
             path: walked.join(name),
-            dir: dir.clone(),
+            dir: Some(InDir {
+                dir: Arc::clone(&dir),
+                id,
+            }),
             owner: 0,
             stamp: (4, 0, 0),
             file: None,
             reading: &reading,
         };
         let mut buf = Vec::new();
-        let e = open("link").read_to_end(&mut buf).unwrap_err();
+        let e = open("link", theirs).read_to_end(&mut buf).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert!(buf.is_empty());
-        // The walked directory moves away and a link to the secret's stands in its place.
+        // The walked directory moves away and a link to another stands in its place.
         std::fs::rename(&walked, base.join("moved")).unwrap();
-        std::fs::create_dir(base.join("elsewhere")).unwrap();
-        std::fs::write(base.join("elsewhere/plain"), b"not yours").unwrap();
         std::os::unix::fs::symlink(base.join("elsewhere"), &walked).unwrap();
-        open("plain").read_to_end(&mut buf).unwrap();
+        open("plain", mine).read_to_end(&mut buf).unwrap();
         assert_eq!(buf, b"mine");
+        // The walk stat'ed `walked/plain` through the link: the file it described is not
+        // the one in the listed directory, and by path the link is refused.
+        buf.clear();
+        let e = open("plain", theirs).read_to_end(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(buf.is_empty());
     }
 }
