@@ -5,6 +5,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::cas::{now_nanos, Cas, PutItem, PutOutcome};
 use crate::error::{Error, Result};
@@ -12,13 +13,14 @@ use crate::hash::Hash;
 use crate::model::meta::TYPE_FILE;
 use crate::model::snapshot::{snapshot_key, MAX_LISTED_ERRORS};
 use crate::model::{
-    validate_key, EntryKind, FileMeta, SnapshotInfo, SnapshotSummary, TreeRecord, VersionMeta,
+    validate_key, Entry, EntryKind, FileMeta, SnapshotInfo, SnapshotSummary, TreeRecord,
+    VersionMeta,
 };
 use crate::progress::Progress;
-use crate::snapshot::dir_fd::InDir;
+use crate::snapshot::dir_fd::DirFd;
 use crate::snapshot::fsmeta::{path_bytes, read_entry};
 use crate::snapshot::handoff::{Handoff, Receiver};
-use crate::snapshot::lazy_file::{LazyFile, Reading};
+use crate::snapshot::lazy_file::{is_replaced, LazyFile, Reading};
 use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::{StreamReader, StreamWriter};
@@ -61,8 +63,10 @@ pub struct BackupReport {
 struct ToRead {
     key: String,
     path: PathBuf,
-    /// Its directory, kept open by the walk, and its identity there.
-    dir: Option<InDir>,
+    /// Its directory, kept open by the walk.
+    dir: Option<Arc<DirFd>>,
+    /// Device and inode as the walk stat'ed it, when known.
+    id: Option<(u64, u64)>,
     owner: u32,
     /// Size, mtime and ctime as the walk recorded them.
     stamp: (u64, i64, i64),
@@ -70,13 +74,24 @@ struct ToRead {
 }
 
 impl ToRead {
+    /// The file the walk found, to be read only while it is the file the walk stat'ed.
     fn of(f: FoundFile) -> Self {
         // A
-        let e = f.entry;
+        let mut r = ToRead::again(f.key, f.path, f.entry);
+        r.dir = f.dir;
+        r.id = Some(f.id);
+        r
+    }
+
+    /// A file read again by path after the walk (its key had several heads), whose stat
+    /// the walk no longer holds.
+    fn again(key: String, path: PathBuf, e: &Entry) -> Self {
+        // A
         ToRead {
-            key: f.key,
-            path: f.path,
-            dir: f.dir,
+            key,
+            path,
+            dir: None,
+            id: None,
             owner: e.uid,
             stamp: (e.size, e.mtime, e.ctime),
             meta: FileMeta {
@@ -98,6 +113,7 @@ impl ToRead {
                 n,
                 path: self.path,
                 dir: self.dir,
+                id: self.id,
                 owner: self.owner,
                 stamp: self.stamp,
                 file: None,
@@ -406,12 +422,7 @@ impl Cas {
                     .ok_or_else(|| Error::Internal("a file job lost its entry".into()))?;
                 let rel = walked.rel(j);
                 let path = root.join(std::ffi::OsStr::from_bytes(&rel));
-                let read = ToRead::of(FoundFile {
-                    entry: &entry,
-                    path,
-                    key: file_key(prefix, &rel).0,
-                    dir: None,
-                });
+                let read = ToRead::again(file_key(prefix, &rel).0, path, &entry);
                 again.push(read.item(*n, Some(heads.clone()), reading));
             }
             let again = self.put_many(again.into_iter(), progress)?;
@@ -469,22 +480,43 @@ fn settle_file(
             warnings.push((display(&walked.rel(j)), "vanished during the walk".into()));
             walked.dirs[d].settled.push((i, Settled::Dropped));
         }
-        Err(e) => {
-            let kept = j
-                .previous
-                .as_ref()
-                .filter(|p| p.kind == EntryKind::File && p.content.is_some());
-            let why = match kept {
-                Some(_) => format!("{e} (the previous version is kept)"),
-                None => e.to_string(),
-            };
-            walked.errors.push((walked.rel(j), why));
-            let settled = match kept {
-                Some(p) => Settled::Kept(p.clone()),
-                None => Settled::Dropped,
-            };
+        // Another file than the walk stat'ed stands at its path: a user's rename, or a
+        // directory swapped for a symlink and back (the entry would pair that file's content
+        // with another's owner and mode). A warning: the next run reads the new file.
+        Err(Error::Input(e)) if is_replaced(&e) => {
+            let (settled, kept) = previous_or_none(j);
+            let why = format!(
+                "{e} ({})",
+                if kept {
+                    "the previous version is kept"
+                } else {
+                    "left out"
+                }
+            );
+            warnings.push((display(&walked.rel(j)), why));
             walked.dirs[d].settled.push((i, settled));
         }
+        Err(e) => {
+            let (settled, kept) = previous_or_none(j);
+            let why = match kept {
+                true => format!("{e} (the previous version is kept)"),
+                false => e.to_string(),
+            };
+            walked.errors.push((walked.rel(j), why));
+            walked.dirs[d].settled.push((i, settled));
+        }
+    }
+}
+
+/// What a file that could not be stored settles as: the parent snapshot's entry when that
+/// had a version of it (and true), else nothing.
+fn previous_or_none(j: &FileJob) -> (Settled, bool) {
+    // A
+    match j.previous.as_ref() {
+        Some(p) if p.kind == EntryKind::File && p.content.is_some() => {
+            (Settled::Kept(p.clone()), true)
+        }
+        _ => (Settled::Dropped, false),
     }
 }
 

@@ -26,16 +26,6 @@ pub struct DirFd {
     counted: &'static AtomicUsize,
 }
 
-/// A file the reading may open by name in its directory: only while that name is still the
-/// file the walk stat'ed, so that its content and the metadata recorded are one file's.
-#[derive(Clone, Debug)]
-pub struct InDir {
-    /// Its directory, kept open since the walk listed it.
-    pub dir: Arc<DirFd>,
-    /// Its device and inode number as the walk stat'ed it.
-    pub id: (u64, u64),
-}
-
 impl DirFd {
     /// Keeps `fd` open while fewer directories are than the bound: half of the descriptors
     /// the process may open beyond a reserve, at most [`MAX_OPEN`]; `None` (closing it)

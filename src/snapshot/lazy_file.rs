@@ -6,9 +6,9 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use crate::snapshot::dir_fd::InDir;
+use crate::snapshot::dir_fd::DirFd;
 use crate::snapshot::fsmeta::{nanos, NoAtime};
 
 /// What the readers of one backup share.
@@ -24,9 +24,11 @@ pub(super) struct LazyFile<'r> {
     /// Its job's number.
     pub(super) n: usize,
     pub(super) path: PathBuf,
-    /// Its directory, when the walk kept it open, and its identity there: the file is
-    /// opened by name in it while it is still the file the walk stat'ed.
-    pub(super) dir: Option<InDir>,
+    /// Its directory, when the walk kept it open: the file is opened by its name in it.
+    pub(super) dir: Option<Arc<DirFd>>,
+    /// Device and inode as the walk stat'ed it (`None`: unchecked, a file read again after
+    /// the walk): only that file is read, whose metadata the entry records.
+    pub(super) id: Option<(u64, u64)>,
     pub(super) owner: u32,
     pub(super) stamp: (u64, i64, i64),
     pub(super) file: Option<std::fs::File>,
@@ -47,12 +49,13 @@ impl Read for LazyFile<'_> {
 }
 
 impl LazyFile<'_> {
-    /// Opens the file: by its name in the directory the walk listed when that is still the
-    /// very file (device, inode) the walk stat'ed, else by its path as the walk found it.
-    /// The walk takes metadata by path: a directory swapped for a symlink after its listing
-    /// gives it the link target's, and content from the listed directory would then be
-    /// recorded with another file's owner and mode (a setuid root file with a user's
-    /// content); by path, the reading refuses the symlink.
+    /// Opens the file the walk stat'ed: by its name in the directory the walk listed, else
+    /// by its path as the walk found it. The walk takes metadata by path, which follows a
+    /// directory swapped for a symlink: its entry may describe the link target (a setuid
+    /// root file) while the name in the listed directory, or the path once the directory
+    /// is swapped back, holds a user's file. Content is read only from the very file
+    /// (device, inode) the walk stat'ed; any other is [`Replaced`], and its entry keeps
+    /// its previous version.
     fn open(&self) -> std::io::Result<std::fs::File> {
         // PA
         // O_NOATIME (allowed to the owner and root): reading a file must not change its
@@ -62,12 +65,11 @@ impl LazyFile<'_> {
         use rustix::fs::OFlags;
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let noatime = &self.reading.noatime;
-        if let (Some(at), Some(name)) = (&self.dir, self.path.file_name()) {
-            if let Ok(fd) = noatime.open_at(at.dir.as_fd(), Path::new(name), flags, self.owner) {
+        let walked = |m: &std::fs::Metadata| self.id.is_none_or(|id| (m.dev(), m.ino()) == id);
+        if let (Some(dir), Some(name)) = (&self.dir, self.path.file_name()) {
+            if let Ok(fd) = noatime.open_at(dir.as_fd(), Path::new(name), flags, self.owner) {
                 let f = std::fs::File::from(fd);
-                if f.metadata()
-                    .is_ok_and(|m| m.is_file() && (m.dev(), m.ino()) == at.id)
-                {
+                if f.metadata().is_ok_and(|m| m.is_file() && walked(&m)) {
                     return Ok(f);
                 }
             }
@@ -81,11 +83,35 @@ impl LazyFile<'_> {
                     _ => e,
                 })?;
         let f = std::fs::File::from(f);
-        if !f.metadata()?.is_file() {
+        let m = f.metadata()?;
+        if !m.is_file() {
             return Err(not_a_file());
+        }
+        if !walked(&m) {
+            return Err(std::io::Error::other(Replaced));
         }
         Ok(f)
     }
+}
+
+/// The file at a walked path is another one than the walk stat'ed (replaced by a rename, or
+/// reached through a directory swapped since): not read, its previous version is kept.
+#[derive(Debug)]
+pub(super) struct Replaced;
+
+impl std::fmt::Display for Replaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A
+        f.write_str("replaced since the walk (another file at its path): read next run")
+    }
+}
+
+impl std::error::Error for Replaced {}
+
+/// True when `e` says the file was [`Replaced`].
+pub(super) fn is_replaced(e: &std::io::Error) -> bool {
+    // A
+    e.get_ref().is_some_and(|r| r.is::<Replaced>())
 }
 
 impl Drop for LazyFile<'_> {
@@ -128,7 +154,6 @@ fn moved(file: &std::fs::File, (size, mtime, ctime): (u64, i64, i64)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     /// A file the walk saw, replaced since by a symlink (or reached through a directory
     /// replaced by one) is not read through the link: a user turning `~/x` into a link to
@@ -150,6 +175,7 @@ mod tests {
             n: 0,
             path,
             dir: None,
+            id: None,
             owner: 0,
             stamp: (4, 0, 0),
             file: None,
@@ -176,7 +202,7 @@ mod tests {
     /// owner and mode.
     #[test]
     fn a_file_opened_in_its_walked_directory_follows_no_link() {
-        use crate::snapshot::dir_fd::{DirFd, InDir};
+        use crate::snapshot::dir_fd::DirFd;
         use rustix::fs::OFlags;
         let tmp = tempfile::tempdir().unwrap();
         let base = std::fs::canonicalize(tmp.path()).unwrap();
@@ -198,10 +224,8 @@ mod tests {
         let open = |name: &str, id: (u64, u64)| LazyFile {
             n: 0,
             path: walked.join(name),
-            dir: Some(InDir {
-                dir: Arc::clone(&dir),
-                id,
-            }),
+            dir: Some(Arc::clone(&dir)),
+            id: Some(id),
             owner: 0,
             stamp: (4, 0, 0),
             file: None,
@@ -222,5 +246,14 @@ mod tests {
         let e = open("plain", theirs).read_to_end(&mut buf).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert!(buf.is_empty());
+        // ... and the directory swapped back before the read: by path the user's file is
+        // there again, not the one the walk stat'ed.
+        std::fs::remove_file(&walked).unwrap();
+        std::fs::rename(base.join("moved"), &walked).unwrap();
+        let e = open("plain", theirs).read_to_end(&mut buf).unwrap_err();
+        assert!(is_replaced(&e), "{e}");
+        assert!(buf.is_empty());
+        open("plain", mine).read_to_end(&mut buf).unwrap();
+        assert_eq!(buf, b"mine");
     }
 }

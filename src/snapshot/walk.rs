@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::model::{Entry, EntryKind, TreeRecord};
-use crate::snapshot::dir_fd::{DirFd, InDir};
+use crate::snapshot::dir_fd::DirFd;
 use crate::snapshot::fsmeta::{read_entry, NoAtime};
 use crate::snapshot::names::key_for;
 use crate::snapshot::owners::Owners;
@@ -122,9 +122,12 @@ pub struct FoundFile<'e> {
     pub path: PathBuf,
     /// Key of its versions.
     pub key: String,
-    /// Its directory, when the walk kept it open ([`DirFd::keep`]), and the file's identity
-    /// there: the reading opens it by name in it while it is still that file.
-    pub dir: Option<InDir>,
+    /// Its directory, when the walk kept it open ([`DirFd::keep`]): the reading opens the
+    /// file by its name in it.
+    pub dir: Option<Arc<DirFd>>,
+    /// Its device and inode number as the walk stat'ed it: the reading reads only that file,
+    /// whose metadata the entry records.
+    pub id: (u64, u64),
 }
 
 /// Everything the walk found.
@@ -326,10 +329,8 @@ impl Walked {
                             entry: &entry,
                             path,
                             key,
-                            dir: dir_at.open.map(|d| InDir {
-                                dir: Arc::clone(d),
-                                id: (meta.dev(), meta.ino()),
-                            }),
+                            dir: dir_at.open.cloned(),
+                            id: (meta.dev(), meta.ino()),
                         });
                         dir.jobs.push(self.jobs.len());
                         self.jobs.push(job);
