@@ -65,8 +65,8 @@ struct ToRead {
     path: PathBuf,
     /// Its directory, kept open by the walk.
     dir: Option<Arc<DirFd>>,
-    /// Device and inode as the walk stat'ed it, when known.
-    id: Option<(u64, u64)>,
+    /// Device and inode as the walk stat'ed it.
+    id: (u64, u64),
     owner: u32,
     /// Size, mtime and ctime as the walk recorded them.
     stamp: (u64, i64, i64),
@@ -77,21 +77,21 @@ impl ToRead {
     /// The file the walk found, to be read only while it is the file the walk stat'ed.
     fn of(f: FoundFile) -> Self {
         // A
-        let mut r = ToRead::again(f.key, f.path, f.entry);
+        let mut r = ToRead::again(f.key, f.path, f.entry, f.id);
         r.dir = f.dir;
-        r.id = Some(f.id);
         r
     }
 
-    /// A file read again by path after the walk (its key had several heads), whose stat
-    /// the walk no longer holds.
-    fn again(key: String, path: PathBuf, e: &Entry) -> Self {
+    /// A file read again by path after the walk (its key had several heads), as the walk
+    /// stat'ed it (device and inode `id`): a user who forks their key must not get another
+    /// file's content read under its metadata.
+    fn again(key: String, path: PathBuf, e: &Entry, id: (u64, u64)) -> Self {
         // A
         ToRead {
             key,
             path,
             dir: None,
-            id: None,
+            id,
             owner: e.uid,
             stamp: (e.size, e.mtime, e.ctime),
             meta: FileMeta {
@@ -422,7 +422,7 @@ impl Cas {
                     .ok_or_else(|| Error::Internal("a file job lost its entry".into()))?;
                 let rel = walked.rel(j);
                 let path = root.join(std::ffi::OsStr::from_bytes(&rel));
-                let read = ToRead::again(file_key(prefix, &rel).0, path, &entry);
+                let read = ToRead::again(file_key(prefix, &rel).0, path, &entry, j.id);
                 again.push(read.item(*n, Some(heads.clone()), reading));
             }
             let again = self.put_many(again.into_iter(), progress)?;

@@ -26,9 +26,9 @@ pub(super) struct LazyFile<'r> {
     pub(super) path: PathBuf,
     /// Its directory, when the walk kept it open: the file is opened by its name in it.
     pub(super) dir: Option<Arc<DirFd>>,
-    /// Device and inode as the walk stat'ed it (`None`: unchecked, a file read again after
-    /// the walk): only that file is read, whose metadata the entry records.
-    pub(super) id: Option<(u64, u64)>,
+    /// Device and inode as the walk stat'ed it: only that file is read, whose metadata the
+    /// entry records.
+    pub(super) id: (u64, u64),
     pub(super) owner: u32,
     pub(super) stamp: (u64, i64, i64),
     pub(super) file: Option<std::fs::File>,
@@ -65,7 +65,7 @@ impl LazyFile<'_> {
         use rustix::fs::OFlags;
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let noatime = &self.reading.noatime;
-        let walked = |m: &std::fs::Metadata| self.id.is_none_or(|id| (m.dev(), m.ino()) == id);
+        let walked = |m: &std::fs::Metadata| (m.dev(), m.ino()) == self.id;
         if let (Some(dir), Some(name)) = (&self.dir, self.path.file_name()) {
             if let Ok(fd) = noatime.open_at(dir.as_fd(), Path::new(name), flags, self.owner) {
                 let f = std::fs::File::from(fd);
@@ -171,11 +171,18 @@ mod tests {
         let plain = base.join("plain");
         std::fs::write(&plain, b"mine").unwrap();
         let reading = Reading::default();
+        let meta = std::fs::metadata(&secret).unwrap();
+        // As the walk would have stat'ed them: the secret through the links, `plain` itself.
         let open = |path: PathBuf| LazyFile {
             n: 0,
+            id: if path == plain {
+                let m = std::fs::metadata(&plain).unwrap();
+                (m.dev(), m.ino())
+            } else {
+                (meta.dev(), meta.ino())
+            },
             path,
             dir: None,
-            id: None,
             owner: 0,
             stamp: (4, 0, 0),
             file: None,
@@ -189,7 +196,7 @@ mod tests {
             assert!(buf.is_empty());
         }
         let mut buf = Vec::new();
-        open(plain).read_to_end(&mut buf).unwrap();
+        open(plain.clone()).read_to_end(&mut buf).unwrap();
         assert_eq!(buf, b"mine");
     }
 
@@ -225,7 +232,7 @@ mod tests {
             n: 0,
             path: walked.join(name),
             dir: Some(Arc::clone(&dir)),
-            id: Some(id),
+            id,
             owner: 0,
             stamp: (4, 0, 0),
             file: None,

@@ -112,6 +112,9 @@ pub struct FileJob {
     /// Its mtime differs from the parent snapshot's entry: with the same content it keeps its
     /// key version, yet counts as changed.
     pub touched: bool,
+    /// Its device and inode number as the walk stat'ed it: any later read of it (also one
+    /// made again after the walk) reads only that file, whose metadata its entry records.
+    pub id: (u64, u64),
 }
 
 /// A file to read, handed to [`WalkContext::found`] when the walk finds it.
@@ -324,6 +327,7 @@ impl Walked {
                             name: name.into_boxed_slice(),
                             previous: previous.map(|p| Box::new(p.clone())),
                             touched: previous.is_some_and(|p| p.mtime != entry.mtime),
+                            id: (meta.dev(), meta.ino()),
                         };
                         (cx.found)(FoundFile {
                             entry: &entry,
