@@ -490,7 +490,9 @@ for t in ouro_put borg_put restic_put; do T[$t]=$(median ${RUNS[$t]}); done
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=b@b GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=b@b
 rm -rf "$work/git-a" && git init -q "$work/git-a"
 warm "$input"
-run "git add+commit" sh -c "git --git-dir='$work/git-a/.git' --work-tree='$(dirname "$input")' add '$(basename "$input")' && git --git-dir='$work/git-a/.git' --work-tree='$(dirname "$input")' commit -qm a"; T[git_put]=$secs; R[git_put]=$rss
+# -C: a pathspec is relative to the current directory, which may lie inside the input's
+# directory (bench/compare.sh run from /work/main on /work/rustlib.tar).
+run "git add+commit" sh -c "git -C '$(dirname "$input")' --git-dir='$work/git-a/.git' --work-tree='$(dirname "$input")' add '$(basename "$input")' && git -C '$(dirname "$input")' --git-dir='$work/git-a/.git' --work-tree='$(dirname "$input")' commit -qm a"; T[git_put]=$secs; R[git_put]=$rss
 mkdir -p "$work/out"
 run "ouro get" "$ouro" get bench -o "$work/out/ouro"; T[ouro_get]=$secs; R[ouro_get]=$rss
 cmp "$input" "$work/out/ouro"
