@@ -26,10 +26,10 @@ pub const PUT_TUNING: [(&str, &str); 1] = [(ARENAS, "1")];
 /// stays resident. Fixed just above the largest chunk (4 MiB + 64 KiB: glibc maps a block
 /// of the threshold's size too), chunk, compression, slice and LMDB page buffers come from
 /// the heap and are reused (only the chunker's window and the largest chunks' slice pages
-/// are mapped), and at most 8 MiB of free heap is kept. A 512 KiB threshold (every chunk-sized buffer mapped
-/// and faulted in afresh) peaked about 8 MB lower but cost 5-8% of `put -r /usr/share`'s time
-/// in page faults (131k against 41k); at 4 MiB its peak, 81-91 MB (RssAnon 69-78), stays
-/// under borg's 102 (89) (bench/RESULTS.md). A single put keeps glibc's thresholds: its peak
+/// are mapped), and at most 8 MiB of free heap is kept. A 512 KiB threshold (every
+/// chunk-sized buffer mapped and faulted in afresh) peaked about 8 MB lower but cost 5-8% of
+/// `put -r /usr/share`'s time in page faults (131k against 41k); at 4 MiB its peak, 81-91 MB
+/// (RssAnon 69-78), stays under borg's 102 (89) (bench/RESULTS.md). A single put keeps glibc's thresholds: its peak
 /// is bounded by its pipeline whatever the file's size (51-67 MB for a 539 MB file; borg's 80).
 pub const TREE_TUNING: [(&str, &str); 3] = [
     (ARENAS, "1"),

@@ -77,9 +77,10 @@ impl ToRead {
     /// The file the walk found, to be read only while it is the file the walk stat'ed.
     fn of(f: FoundFile) -> Self {
         // A
-        let mut r = ToRead::again(f.key, f.path, f.entry, f.id);
-        r.dir = f.dir;
-        r
+        ToRead {
+            dir: f.dir,
+            ..ToRead::again(f.key, f.path, f.entry, f.id)
+        }
     }
 
     /// A file read again by path after the walk (its key had several heads), as the walk
@@ -485,28 +486,25 @@ fn settle_file(
         // with another's owner and mode). A warning: the next run reads the new file.
         Err(Error::Input(e)) if is_replaced(&e) => {
             let (settled, kept) = previous_or_none(j);
-            let why = format!(
-                "{e} ({})",
-                if kept {
-                    "the previous version is kept"
-                } else {
-                    "left out"
-                }
-            );
+            let why = format!("{e} ({})", if kept { KEPT } else { "left out" });
             warnings.push((display(&walked.rel(j)), why));
             walked.dirs[d].settled.push((i, settled));
         }
         Err(e) => {
             let (settled, kept) = previous_or_none(j);
-            let why = match kept {
-                true => format!("{e} (the previous version is kept)"),
-                false => e.to_string(),
+            let why = if kept {
+                format!("{e} ({KEPT})")
+            } else {
+                e.to_string()
             };
             walked.errors.push((walked.rel(j), why));
             walked.dirs[d].settled.push((i, settled));
         }
     }
 }
+
+/// What a file that could not be stored and keeps its previous version is reported with.
+const KEPT: &str = "the previous version is kept";
 
 /// What a file that could not be stored settles as: the parent snapshot's entry when that
 /// had a version of it (and true), else nothing.

@@ -236,12 +236,12 @@ impl Walked {
             subdirs: Vec::new(),
             jobs: Vec::new(),
         };
+        let within = In {
+            path: at.path,
+            open: open.as_ref(),
+        };
         for name in names {
             rel.push(name);
-            let within = In {
-                path: at.path,
-                open: open.as_ref(),
-            };
             self.entry(within, rel, &parent, cx, ancestors, &mut dir)?;
             rel.pop();
         }
@@ -334,7 +334,7 @@ impl Walked {
                             path,
                             key,
                             dir: dir_at.open.cloned(),
-                            id: (meta.dev(), meta.ino()),
+                            id: job.id,
                         });
                         dir.jobs.push(self.jobs.len());
                         self.jobs.push(job);
