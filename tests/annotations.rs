@@ -43,12 +43,13 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// `(line, function)` of every function in `text` whose body does not start with a review
-/// status. Code after a `#[cfg(test)]` at the start of a line is test code and skipped.
+/// status. Code after a `#[cfg(test)]` (or a file's `#![cfg(test)]`: a test module of its
+/// own) at the start of a line is test code and skipped.
 fn unannotated(text: &str) -> Vec<(usize, String)> {
     let lines: Vec<&str> = text.lines().collect();
     let end = lines
         .iter()
-        .position(|l| l.starts_with("#[cfg(test)]"))
+        .position(|l| l.starts_with("#[cfg(test)]") || l.starts_with("#![cfg(test)]"))
         .unwrap_or(lines.len());
     let mut missing = Vec::new();
     let mut i = 0;
@@ -119,6 +120,8 @@ fn the_scanner_finds_what_it_should() {
                 fn decl();\n// fn commented() {\nconst fn risky() {\n    // PA\n}\n\
                 #[cfg(test)]\nfn in_tests() {\n}\n";
     assert_eq!(unannotated(text), vec![(4, "bad".to_string())]);
+    let module = "//! Tests of their own.\n#![cfg(test)]\nfn helper() {\n}\n";
+    assert!(unannotated(module).is_empty());
 }
 
 #[test]

@@ -18,13 +18,14 @@ use crate::model::{
 };
 use crate::progress::Progress;
 use crate::snapshot::dir_fd::DirFd;
-use crate::snapshot::fsmeta::{path_bytes, read_entry};
+use crate::snapshot::fsmeta::{dir_entry_at_path, path_bytes};
 use crate::snapshot::handoff::{Handoff, Receiver};
 use crate::snapshot::lazy_file::{is_replaced, LazyFile, Reading};
 use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::{StreamReader, StreamWriter};
 use crate::snapshot::walk::{file_key, FileJob, FoundFile, Settled, WalkContext, Walked};
+use crate::snapshot::xattrs::Xattrs;
 use crate::store::lock::GcLock;
 
 /// Files the walk may find before the put reads them ([`Handoff`]): enough that the reading
@@ -251,11 +252,8 @@ impl Cas {
             .file_name()
             .map(|n| n.to_os_string())
             .unwrap_or_default();
-        let mut root_entry = read_entry(&root, &path_bytes(Path::new(&name)), &root_meta, &owners)
-            .map_err(|e| Error::io(format!("reading {}", root.display()), e))?
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!("{} is not a directory", root.display()))
-            })?;
+        let mut root_entry = dir_entry_at_path(&root, &path_bytes(Path::new(&name)), &owners)
+            .map_err(|e| Error::io(format!("reading {}", root.display()), e))?;
         root_entry.content = Some(root_tree);
         let report_errors = errors
             .iter()
@@ -437,20 +435,37 @@ impl Cas {
                 .lock()
                 .map_err(|_| Error::Internal("the reading state was lost".into()))?,
         );
+        let mut xattrs = std::mem::take(
+            &mut *reading
+                .xattrs
+                .lock()
+                .map_err(|_| Error::Internal("the reading state was lost".into()))?,
+        );
         for (n, (j, r)) in jobs.iter().zip(results).enumerate() {
-            settle_file(walked, j, r, moved.contains(&n), summary, warnings);
+            let read = ReadFacts {
+                moved: moved.contains(&n),
+                xattrs: xattrs.remove(&n).unwrap_or_default(),
+            };
+            settle_file(walked, j, r, read, summary, warnings);
         }
         Ok(())
     }
 }
 
-/// Puts job `j`'s outcome into its entry and the summary (`moved`: the file changed while
-/// read).
+/// What the reading of a job's file found besides its content.
+struct ReadFacts {
+    /// The file changed while read.
+    moved: bool,
+    /// Its extended attributes.
+    xattrs: Xattrs,
+}
+
+/// Puts job `j`'s outcome into its entry and the summary.
 fn settle_file(
     walked: &mut Walked,
     j: &FileJob,
     r: Result<PutOutcome>,
-    moved: bool,
+    read: ReadFacts,
     summary: &mut SnapshotSummary,
     warnings: &mut Vec<(String, String)>,
 ) {
@@ -467,13 +482,15 @@ fn settle_file(
                 Some(_) => summary.files_changed += 1,
             }
             summary.bytes_added += o.stored_bytes;
-            if moved {
+            if read.moved {
                 warnings.push((
                     display(&walked.rel(j)),
                     "changed while it was read: stored as read, read again next run".into(),
                 ));
             }
-            walked.dirs[d].settled.push((i, Settled::Stored(o.hash)));
+            walked.dirs[d]
+                .settled
+                .push((i, Settled::Stored(o.hash, read.xattrs)));
         }
         // Deleted between the walk and its reading: gone, as if the walk had not
         // seen it (not an error of the backup).

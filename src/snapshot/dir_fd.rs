@@ -28,9 +28,9 @@ pub struct DirFd {
 
 impl DirFd {
     /// Keeps `fd` open while fewer directories are than the bound: half of the descriptors
-    /// the process may open beyond a reserve, at most [`MAX_OPEN`]; `None` (closing it)
-    /// otherwise.
-    pub fn keep(fd: OwnedFd) -> Option<Arc<DirFd>> {
+    /// the process may open beyond a reserve, at most [`MAX_OPEN`]; gives it back otherwise,
+    /// for the caller to close once done with it.
+    pub fn keep(fd: OwnedFd) -> std::result::Result<Arc<DirFd>, OwnedFd> {
         // A
         keep_within(fd, &OPEN, bound())
     }
@@ -49,13 +49,17 @@ fn bound() -> usize {
 }
 
 /// [`DirFd::keep`] counting in `open`, below `max`.
-fn keep_within(fd: OwnedFd, open: &'static AtomicUsize, max: usize) -> Option<Arc<DirFd>> {
+fn keep_within(
+    fd: OwnedFd,
+    open: &'static AtomicUsize,
+    max: usize,
+) -> std::result::Result<Arc<DirFd>, OwnedFd> {
     // A
     if open.fetch_add(1, Ordering::Relaxed) < max {
-        Some(Arc::new(DirFd { fd, counted: open }))
+        Ok(Arc::new(DirFd { fd, counted: open }))
     } else {
         open.fetch_sub(1, Ordering::Relaxed);
-        None
+        Err(fd)
     }
 }
 
@@ -95,11 +99,11 @@ mod tests {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let open = || std::fs::File::open("/").unwrap().into();
         let kept: Vec<_> = (0..5).map(|_| keep_within(open(), &COUNT, 3)).collect();
-        assert_eq!(kept.iter().filter(|k| k.is_some()).count(), 3);
+        assert_eq!(kept.iter().filter(|k| k.is_ok()).count(), 3);
         assert_eq!(COUNT.load(Ordering::Relaxed), 3);
         drop(kept);
         assert_eq!(COUNT.load(Ordering::Relaxed), 0);
-        assert!(keep_within(open(), &COUNT, 3).is_some());
+        assert!(keep_within(open(), &COUNT, 3).is_ok());
     }
 
     #[test]

@@ -1,168 +1,154 @@
 //! Reading an entry's metadata from the file system, and writing it back on restore.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::fs::{AtFlags, Timespec, Timestamps, XattrFlags, CWD};
+use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
 
 use crate::model::{Entry, EntryKind};
 use crate::snapshot::owners::Owners;
+use crate::snapshot::xattrs;
 
-/// The entry for `path` (not followed when it is a symlink), without content; `None` for
-/// sockets and other kinds a restore could not create.
-pub fn read_entry(
-    path: &Path,
-    name: &[u8],
-    meta: &std::fs::Metadata,
-    owners: &Owners,
-) -> std::io::Result<Option<Entry>> {
+/// What the walk records of an entry, from stat(2): taken relative to the directory the
+/// walk listed ([`Status::at`]) or through the entry's own descriptor ([`Status::of_fd`]),
+/// never by a path the kernel would resolve again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Device and inode number: which file this is.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// File type and permission bits (`st_mode`).
+    pub mode: u32,
+    /// Hard links.
+    pub nlink: u64,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number of a device file.
+    pub rdev: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Access, modification and change times, ns since the epoch.
+    pub atime: i64,
+    /// Modification time, ns.
+    pub mtime: i64,
+    /// Status change time, ns.
+    pub ctime: i64,
+}
+
+impl Status {
+    /// The status of entry `name` of the open directory `dir`, not followed.
+    pub fn at(dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<Status> {
+        // A
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(Status::of(&st))
+    }
+
+    /// The status of an open file or directory.
+    pub fn of_fd(fd: BorrowedFd<'_>) -> std::io::Result<Status> {
+        // A
+        Ok(Status::of(&rustix::fs::fstat(fd)?))
+    }
+
+    /// The status of `path`, not followed.
+    pub fn of_path(path: &Path) -> std::io::Result<Status> {
+        // A
+        Ok(Status::of(&rustix::fs::lstat(path)?))
+    }
+
+    // The field types of `struct stat` differ between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    fn of(st: &rustix::fs::Stat) -> Status {
+        // A
+        Status {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            mode: st.st_mode as u32,
+            nlink: st.st_nlink as u64,
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
+            rdev: st.st_rdev as u64,
+            size: st.st_size as u64,
+            atime: nanos(st.st_atime as i64, st.st_atime_nsec as i64),
+            mtime: nanos(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: nanos(st.st_ctime as i64, st.st_ctime_nsec as i64),
+        }
+    }
+
+    /// Device and inode: which file this is.
+    pub fn id(&self) -> (u64, u64) {
+        // A
+        (self.dev, self.ino)
+    }
+
+    /// The kind of entry; `None` for sockets and other kinds a restore could not create.
+    pub fn kind(&self) -> Option<EntryKind> {
+        // A
+        use rustix::fs::FileType;
+        match FileType::from_raw_mode(self.mode as _) {
+            FileType::RegularFile => Some(EntryKind::File),
+            FileType::Directory => Some(EntryKind::Dir),
+            FileType::Symlink => Some(EntryKind::Symlink),
+            FileType::Fifo => Some(EntryKind::Fifo),
+            FileType::CharacterDevice => Some(EntryKind::CharDevice),
+            FileType::BlockDevice => Some(EntryKind::BlockDevice),
+            _ => None,
+        }
+    }
+}
+
+/// The entry named `name` with status `st`, without content, link target or extended
+/// attributes (each read where it is safe to: see the walk); `None` for sockets and other
+/// kinds a restore could not create.
+pub fn entry_of(name: &[u8], st: &Status, owners: &Owners) -> Option<Entry> {
     // A
-    let ft = meta.file_type();
-    use std::os::unix::fs::FileTypeExt;
-    let kind = if ft.is_file() {
-        EntryKind::File
-    } else if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_symlink() {
-        EntryKind::Symlink
-    } else if ft.is_fifo() {
-        EntryKind::Fifo
-    } else if ft.is_char_device() {
-        EntryKind::CharDevice
-    } else if ft.is_block_device() {
-        EntryKind::BlockDevice
-    } else {
-        return Ok(None);
-    };
-    let target = match kind {
-        EntryKind::Symlink => std::fs::read_link(path)?.as_os_str().as_bytes().to_vec(),
-        _ => Vec::new(),
-    };
-    let hardlink = (kind != EntryKind::Dir && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
-    Ok(Some(Entry {
+    let kind = st.kind()?;
+    let hardlink = (kind != EntryKind::Dir && st.nlink > 1).then(|| st.id());
+    Some(Entry {
         name: name.to_vec(),
         kind,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        user: owners.user(meta.uid()),
-        group: owners.group(meta.gid()),
-        mtime: nanos(meta.mtime(), meta.mtime_nsec()),
-        atime: nanos(meta.atime(), meta.atime_nsec()),
-        ctime: nanos(meta.ctime(), meta.ctime_nsec()),
-        size: if kind == EntryKind::Dir {
-            0
-        } else {
-            meta.len()
-        },
+        mode: st.mode & 0o7777,
+        uid: st.uid,
+        gid: st.gid,
+        user: owners.user(st.uid),
+        group: owners.group(st.gid),
+        mtime: st.mtime,
+        atime: st.atime,
+        ctime: st.ctime,
+        size: if kind == EntryKind::Dir { 0 } else { st.size },
         content: None,
-        target,
+        target: Vec::new(),
         rdev: if matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
-            meta.rdev()
+            st.rdev
         } else {
             0
         },
         hardlink,
-        xattrs: read_xattrs(path)?,
-    }))
+        xattrs: Vec::new(),
+    })
+}
+
+/// The entry of the directory at `path` (the root of a backup, canonical): its status and
+/// extended attributes taken through one descriptor.
+pub fn dir_entry_at_path(path: &Path, name: &[u8], owners: &Owners) -> std::io::Result<Entry> {
+    // A
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(CWD, path, flags, Mode::empty())?;
+    let st = Status::of_fd(fd.as_fd())?;
+    let mut entry = entry_of(name, &st, owners)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a directory"))?;
+    entry.xattrs = xattrs::of_fd(fd.as_fd())?;
+    Ok(entry)
 }
 
 pub(super) fn nanos(secs: i64, nsec: i64) -> i64 {
     // A
     secs.saturating_mul(1_000_000_000).saturating_add(nsec)
-}
-
-/// Bytes of attribute names or of one value read in a single call, before asking the size
-/// (most entries have no attributes or a short ACL: one system call instead of two).
-const XATTR_STACK: usize = 256;
-
-/// Extended attributes of `path` (not followed), sorted by name. A file system without
-/// xattr support has none.
-pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    // A
-    let mut stack = [0u8; XATTR_STACK];
-    let names = match rustix::fs::llistxattr(path, &mut stack[..]) {
-        Ok(0) => return Ok(Vec::new()),
-        Ok(n) => stack[..n].to_vec(),
-        Err(e) if unsupported(e) => return Ok(Vec::new()),
-        Err(rustix::io::Errno::RANGE) => list_xattrs(path)?,
-        Err(e) => return Err(e.into()),
-    };
-    let mut out = Vec::new();
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let Ok(cname) = std::ffi::CString::new(name) else {
-            continue;
-        };
-        match read_xattr(path, &cname) {
-            Ok(Some(v)) => out.push((name.to_vec(), v)),
-            Ok(None) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// The attribute names of `path`, NUL-separated, when they do not fit [`XATTR_STACK`].
-fn list_xattrs(path: &Path) -> std::io::Result<Vec<u8>> {
-    // A
-    let mut names = Vec::new();
-    for _ in 0..4 {
-        let want = match rustix::fs::llistxattr_query(path) {
-            Ok(0) => return Ok(Vec::new()),
-            Ok(n) => n,
-            Err(e) if unsupported(e) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        names = vec![0u8; want];
-        match rustix::fs::llistxattr(path, &mut names[..]) {
-            Ok(n) => {
-                names.truncate(n);
-                break;
-            }
-            // The list grew between the two calls: ask again.
-            Err(rustix::io::Errno::RANGE) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(names)
-}
-
-fn read_xattr(path: &Path, name: &std::ffi::CStr) -> std::io::Result<Option<Vec<u8>>> {
-    // A
-    let mut stack = [0u8; XATTR_STACK];
-    match rustix::fs::lgetxattr(path, name, &mut stack[..]) {
-        Ok(n) => return Ok(Some(stack[..n].to_vec())),
-        Err(rustix::io::Errno::NODATA) => return Ok(None),
-        Err(rustix::io::Errno::RANGE) => {}
-        Err(e) => return Err(e.into()),
-    }
-    for _ in 0..4 {
-        let want = match rustix::fs::lgetxattr_query(path, name) {
-            Ok(n) => n,
-            Err(rustix::io::Errno::NODATA) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let mut v = vec![0u8; want];
-        match rustix::fs::lgetxattr(path, name, &mut v[..]) {
-            Ok(n) => {
-                v.truncate(n);
-                return Ok(Some(v));
-            }
-            Err(rustix::io::Errno::RANGE) => continue,
-            Err(rustix::io::Errno::NODATA) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(None)
-}
-
-fn unsupported(e: rustix::io::Errno) -> bool {
-    // A
-    e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::OPNOTSUPP
 }
 
 /// How a restore treats owners.
@@ -205,7 +191,7 @@ pub fn apply_meta(path: &Path, entry: &Entry, owners: &Owners, policy: OwnerPoli
             note("owner", e.into());
         }
     }
-    if let Err(e) = write_xattrs(path, &entry.xattrs) {
+    if let Err(e) = xattrs::write(path, &entry.xattrs) {
         note("extended attributes", e);
     }
     if entry.kind != EntryKind::Symlink {
@@ -233,36 +219,6 @@ pub fn set_times(path: &Path, atime: i64, mtime: i64) -> std::io::Result<()> {
     };
     rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
-}
-
-/// Makes `path`'s extended attributes exactly `want`: sets each, removes the others.
-fn write_xattrs(path: &Path, want: &[(Vec<u8>, Vec<u8>)]) -> std::io::Result<()> {
-    // PA
-    let have = read_xattrs(path)?;
-    for (name, _) in &have {
-        if want.iter().all(|(n, _)| n != name) {
-            let cname = cstring(name)?;
-            match rustix::fs::lremovexattr(path, &cname) {
-                Ok(()) | Err(rustix::io::Errno::NODATA) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    for (name, value) in want {
-        if have.iter().any(|(n, v)| n == name && v == value) {
-            continue;
-        }
-        let cname = cstring(name)?;
-        rustix::fs::lsetxattr(path, &cname, value, XattrFlags::empty())?;
-    }
-    Ok(())
-}
-
-fn cstring(name: &[u8]) -> std::io::Result<std::ffi::CString> {
-    // A
-    std::ffi::CString::new(name).map_err(|_| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, "attribute name holds NUL")
-    })
 }
 
 /// Opens files and directories with O_NOATIME where allowed, so that a backup does not

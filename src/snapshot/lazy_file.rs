@@ -1,7 +1,7 @@
 //! Reading the files `put -r` stores: each opened only when first read, without changing
 //! its access time, and checked again once read for changes made meanwhile.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::snapshot::dir_fd::DirFd;
 use crate::snapshot::fsmeta::{nanos, NoAtime};
+use crate::snapshot::xattrs::{self, Xattrs};
 
 /// What the readers of one backup share.
 #[derive(Default)]
@@ -17,6 +18,9 @@ pub(super) struct Reading {
     pub(super) noatime: NoAtime,
     /// Jobs whose file's size or times moved while it was read.
     pub(super) moved: Mutex<HashSet<usize>>,
+    /// The extended attributes of jobs' files that have any, read through the descriptor
+    /// their content is read from (the walk leaves a regular file's to its reading).
+    pub(super) xattrs: Mutex<HashMap<usize, Xattrs>>,
 }
 
 /// Opens its file on the first read, so a tree of 50k files never holds 50k descriptors.
@@ -39,7 +43,9 @@ impl Read for LazyFile<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         // A
         if self.file.is_none() {
-            self.file = Some(self.open()?);
+            let f = self.open()?;
+            self.note_xattrs(&f)?;
+            self.file = Some(f);
         }
         match self.file.as_mut() {
             Some(f) => f.read(buf),
@@ -50,12 +56,11 @@ impl Read for LazyFile<'_> {
 
 impl LazyFile<'_> {
     /// Opens the file the walk stat'ed: by its name in the directory the walk listed, else
-    /// by its path as the walk found it. The walk takes metadata by path, which follows a
-    /// directory swapped for a symlink: its entry may describe the link target (a setuid
-    /// root file) while the name in the listed directory, or the path once the directory
-    /// is swapped back, holds a user's file. Content is read only from the very file
-    /// (device, inode) the walk stat'ed; any other is [`Replaced`], and its entry keeps
-    /// its previous version.
+    /// by its path as the walk found it, following no symlink. By then the name may hold
+    /// another file (renamed over it), or the path lead to another directory (swapped for
+    /// a symlink and back): content is read only from the very file (device, inode) whose
+    /// owner and mode the entry records; any other is [`Replaced`], and its entry keeps its
+    /// previous version.
     fn open(&self) -> std::io::Result<std::fs::File> {
         // PA
         // O_NOATIME (allowed to the owner and root): reading a file must not change its
@@ -91,6 +96,23 @@ impl LazyFile<'_> {
             return Err(std::io::Error::other(Replaced));
         }
         Ok(f)
+    }
+}
+
+impl LazyFile<'_> {
+    /// Notes the extended attributes of `f`, the file the walk stat'ed, for its entry.
+    fn note_xattrs(&self, f: &std::fs::File) -> std::io::Result<()> {
+        // PA
+        let x = xattrs::of_fd(f.as_fd())?;
+        if !x.is_empty() {
+            let mut all = self
+                .reading
+                .xattrs
+                .lock()
+                .map_err(|_| std::io::Error::other("the reading state was lost"))?;
+            all.insert(self.n, x);
+        }
+        Ok(())
     }
 }
 

@@ -26,6 +26,8 @@ mod restore_files;
 pub mod retention;
 pub mod stream;
 pub mod walk;
+mod walked_dir;
+pub mod xattrs;
 
 pub use backup::{BackupOptions, BackupReport};
 pub use diff::{DiffChange, DiffEntry, SnapshotDiff};

@@ -1,103 +1,27 @@
 //! The walk of `put -r`: every entry of a directory tree with its metadata, compared with
 //! the parent snapshot so that unchanged files are not read again.
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::hash::Hash;
 use crate::model::{Entry, EntryKind, TreeRecord};
 use crate::snapshot::dir_fd::DirFd;
-use crate::snapshot::fsmeta::{read_entry, NoAtime};
+use crate::snapshot::fsmeta::{entry_of, NoAtime, Status};
 use crate::snapshot::names::key_for;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::stream::StreamReader;
+use crate::snapshot::xattrs;
+
+pub use crate::snapshot::walked_dir::{Settled, WalkedDir};
 
 /// Deepest directory nesting walked; deeper directories are reported, not followed.
 const MAX_DEPTH: usize = 2048;
 /// A file's times this close to the parent snapshot's start are not trusted to mean
 /// "unchanged" (coarse timestamps: git's "racily clean" problem), so it is read again.
 const RACY_NS: i64 = 2_000_000_000;
-
-/// One directory as walked: its entries (contents filled in later) and, for each
-/// subdirectory entry, the index of that directory in [`Walked::dirs`].
-pub struct WalkedDir {
-    /// Entries sorted by name, postcard-encoded: the walk of a large tree is over long
-    /// before its files are stored, and encoded entries take about a fifth of the memory
-    /// of [`Entry`] values (names, owners and times as short varints, no pointers).
-    packed: Box<[u8]>,
-    /// Its relative path (raw bytes; empty for the root).
-    rel: Box<[u8]>,
-    /// `(entry index, dir index)` of subdirectories.
-    pub subdirs: Vec<(usize, usize)>,
-    /// What became of entries once their files were stored, by entry index.
-    pub settled: Vec<(usize, Settled)>,
-}
-
-/// What became of an entry after the walk.
-pub enum Settled {
-    /// Its file was stored as this version.
-    Stored(Hash),
-    /// Replaced by the parent snapshot's entry (its file could not be stored).
-    Kept(Box<Entry>),
-    /// Left out (its file could not be stored and had no earlier version, or the parent
-    /// snapshot's record of a directory kept unlisted could not be read).
-    Dropped,
-}
-
-impl WalkedDir {
-    /// The walked directory at relative path `rel`, holding `entries`.
-    fn new(
-        rel: Vec<u8>,
-        entries: &[Entry],
-        subdirs: Vec<(usize, usize)>,
-        settled: Vec<(usize, Settled)>,
-    ) -> Result<Self> {
-        // A
-        let packed = postcard::to_allocvec(entries)
-            .map_err(|e| Error::Internal(format!("encoding walked entries: {e}")))?;
-        Ok(WalkedDir {
-            packed: packed.into_boxed_slice(),
-            rel: rel.into_boxed_slice(),
-            subdirs,
-            settled,
-        })
-    }
-
-    /// The entries as the walk found them.
-    pub fn entries(&self) -> Result<Vec<Entry>> {
-        // A
-        postcard::from_bytes(&self.packed)
-            .map_err(|e| Error::Internal(format!("decoding walked entries: {e}")))
-    }
-
-    /// The entries with their settled contents, subdirectory `(entry index, record hash)`s
-    /// from `subdirs` filled in and dropped entries left out; empties the directory.
-    pub fn finish(&mut self, subdirs: &[(usize, Hash)]) -> Result<Vec<Entry>> {
-        // A
-        let mut entries: Vec<Option<Entry>> = self.entries()?.into_iter().map(Some).collect();
-        self.packed = Box::default();
-        for &(i, h) in subdirs {
-            if let Some(Some(e)) = entries.get_mut(i) {
-                e.content = Some(h);
-            }
-        }
-        for (i, s) in std::mem::take(&mut self.settled) {
-            let Some(slot) = entries.get_mut(i) else {
-                continue;
-            };
-            match (s, slot.as_mut()) {
-                (Settled::Stored(h), Some(e)) => e.content = Some(h),
-                (Settled::Kept(p), _) => *slot = Some(*p),
-                (Settled::Dropped, _) => *slot = None,
-                (Settled::Stored(_), None) => {}
-            }
-        }
-        Ok(entries.into_iter().flatten().collect())
-    }
-}
 
 /// A regular file whose content must be read.
 pub struct FileJob {
@@ -184,13 +108,18 @@ impl Walked {
         let at = Dir {
             path: root,
             owner: root_owner,
+            within: None,
+            walked: None,
         };
         w.dir(at, &mut Vec::new(), parent_tree, cx, &mut ancestors)?;
         Ok(w)
     }
 
-    /// Walks one directory (its subdirectories first) and returns its index, or None when
-    /// it vanished since its parent was listed (then it has no entry, as a vanished file).
+    /// Walks one directory: the status of each of its entries first, taken relative to the
+    /// open directory (never through a path that a directory swapped for a symlink would
+    /// lead elsewhere), then its subdirectories. Returns its index and, when the directory
+    /// opened is not the one its parent's listing stat'ed, its entry as opened; None when it
+    /// vanished since its parent was listed (then it has no entry, as a vanished file).
     fn dir(
         &mut self,
         at: Dir,
@@ -198,10 +127,10 @@ impl Walked {
         parent: Option<TreeRecord>,
         cx: &WalkContext,
         ancestors: &mut Vec<(u64, u64)>,
-    ) -> Result<Option<usize>> {
-        // A
-        let (open, mut names) = match list_dir(at.path, at.owner, cx.noatime) {
-            Ok(listed) => listed,
+    ) -> Result<Option<(usize, Option<Entry>)>> {
+        // PA
+        let (fd, status, mut names) = match open_dir(&at, cx.noatime) {
+            Ok(opened) => opened,
             // Removed (or moved away) since its parent was listed: recorded empty, a
             // restore with --delete would empty a directory that still exists elsewhere.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.is_empty() => {
@@ -213,7 +142,7 @@ impl Walked {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.notes
                     .push((join(rel), "vanished during the walk".into()));
-                (None, Vec::new())
+                return self.empty(rel).map(|i| Some((i, None)));
             }
             // Unreadable (permissions, I/O): what it held is not known to be gone, so it
             // keeps its previous contents, as an unreadable file keeps its previous version
@@ -222,29 +151,58 @@ impl Walked {
                 Some(p) => {
                     let why = format!("{e} (its previous contents are kept)");
                     self.errors.push((join(rel), why));
-                    return self.keep(p, rel, cx).map(Some);
+                    return self.keep(p, rel, cx).map(|i| Some((i, None)));
                 }
                 None => {
                     self.errors.push((join(rel), e.to_string()));
-                    (None, Vec::new())
+                    return self.empty(rel).map(|i| Some((i, None)));
                 }
             },
         };
-        names.sort_unstable();
-        let mut dir = Open {
-            entries: Vec::with_capacity(names.len()),
-            subdirs: Vec::new(),
-            jobs: Vec::new(),
+        if ancestors.contains(&status.id()) || rel.len() > MAX_DEPTH {
+            self.errors.push((
+                join(rel),
+                "file system loop or nesting too deep: not followed".into(),
+            ));
+            return Ok(None);
+        }
+        // Another directory than the one stat'ed in the parent's listing (renamed over it
+        // since): its entry describes the directory listed.
+        let now = match at.walked {
+            Some(id) if id != status.id() => Some(self.opened_entry(rel, &status, &fd, cx)?),
+            _ => None,
         };
+        names.sort_unstable();
+        let mut dir = Open::default();
+        let held = DirFd::keep(fd);
         let within = In {
             path: at.path,
-            open: open.as_ref(),
+            fd: match &held {
+                Ok(kept) => kept.as_fd(),
+                Err(fd) => fd.as_fd(),
+            },
+            kept: held.as_ref().ok(),
         };
         for name in names {
             rel.push(name);
-            self.entry(within, rel, &parent, cx, ancestors, &mut dir)?;
+            self.entry(within, rel, &parent, cx, &mut dir)?;
             rel.pop();
         }
+        // A directory not kept open is closed before its subdirectories are walked: the
+        // descriptors held stay bounded however deep the tree.
+        let kept = held.ok();
+        ancestors.push(status.id());
+        let subdirs = self.subdirs(
+            at.path,
+            kept.as_ref(),
+            rel,
+            &parent,
+            cx,
+            ancestors,
+            &mut dir,
+        );
+        ancestors.pop();
+        subdirs?;
         // This directory's index is known only now, after its subdirectories.
         let index = self.dirs.len();
         for j in dir.jobs {
@@ -261,20 +219,94 @@ impl Walked {
             join(rel),
             &dir.entries,
             dir.subdirs,
-            Vec::new(),
+            dir.settled,
         )?);
-        Ok(Some(index))
+        Ok(Some((index, now)))
     }
 
-    /// Adds the entry `rel` (its last component the name) of directory `dir_at` to `dir`,
-    /// walking it first when it is a directory.
-    fn entry(
+    /// Walks the subdirectories `dir` found in the directory at `path` (open as `kept`
+    /// when it was kept open: each is then opened by its name in it).
+    #[allow(clippy::too_many_arguments)]
+    fn subdirs(
         &mut self,
-        dir_at: In,
+        path: &Path,
+        kept: Option<&Arc<DirFd>>,
         rel: &mut Vec<Vec<u8>>,
         parent: &Option<TreeRecord>,
         cx: &WalkContext,
         ancestors: &mut Vec<(u64, u64)>,
+        dir: &mut Open,
+    ) -> Result<()> {
+        // PA
+        for (index, walked) in std::mem::take(&mut dir.pending) {
+            let Some(e) = dir.entries.get(index) else {
+                continue;
+            };
+            let name = e.name.clone();
+            let sub = parent
+                .as_ref()
+                .and_then(|p| p.get(&name))
+                .filter(|p| p.kind == EntryKind::Dir)
+                .and_then(|p| p.content)
+                .and_then(|h| cx.parent.and_then(|(r, _)| r.tree(&h).ok()));
+            let sub_path = path.join(std::ffi::OsStr::from_bytes(&name));
+            let at = Dir {
+                path: &sub_path,
+                owner: walked.uid,
+                within: kept.map(|k| k.as_fd()),
+                walked: Some(walked.id()),
+            };
+            rel.push(name);
+            let child = self.dir(at, rel, sub, cx, ancestors);
+            rel.pop();
+            match child? {
+                Some((child, now)) => {
+                    dir.subdirs.push((index, child));
+                    if let (Some(now), Some(slot)) = (now, dir.entries.get_mut(index)) {
+                        *slot = now;
+                    }
+                }
+                None => dir.settled.push((index, Settled::Dropped)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry of the directory `rel` as opened (`fd`, with status `st`).
+    fn opened_entry(
+        &mut self,
+        rel: &[Vec<u8>],
+        st: &Status,
+        fd: &OwnedFd,
+        cx: &WalkContext,
+    ) -> Result<Entry> {
+        // A
+        let name = rel.last().map_or(&[][..], |n| &n[..]);
+        let mut entry = entry_of(name, st, cx.owners)
+            .ok_or_else(|| Error::Internal("an open directory is not a directory".into()))?;
+        match xattrs::of_fd(fd.as_fd()) {
+            Ok(x) => entry.xattrs = x,
+            Err(e) => self.errors.push((join(rel), e.to_string())),
+        }
+        Ok(entry)
+    }
+
+    /// Records the directory `rel` empty and returns its index.
+    fn empty(&mut self, rel: &[Vec<u8>]) -> Result<usize> {
+        // A
+        self.dirs
+            .push(WalkedDir::new(join(rel), &[], Vec::new(), Vec::new())?);
+        Ok(self.dirs.len() - 1)
+    }
+
+    /// Adds the entry `rel` (its last component the name) of directory `dir_at` to `dir`;
+    /// a subdirectory is walked later ([`Walked::subdirs`]).
+    fn entry(
+        &mut self,
+        dir_at: In,
+        rel: &mut [Vec<u8>],
+        parent: &Option<TreeRecord>,
+        cx: &WalkContext,
         dir: &mut Open,
     ) -> Result<()> {
         // A
@@ -283,41 +315,19 @@ impl Walked {
         };
         let rel_path = join(rel);
         let path = dir_at.path.join(std::ffi::OsStr::from_bytes(&name));
-        let Some((meta, mut entry)) = self.read(&path, &name, &rel_path, cx) else {
+        let Some((st, mut entry)) = self.read(dir_at.fd, &path, &name, &rel_path, cx) else {
             return Ok(());
         };
         let previous = parent.as_ref().and_then(|p| p.get(&name));
         let index = dir.entries.len();
         match entry.kind {
-            EntryKind::Dir => {
-                let id = (meta.dev(), meta.ino());
-                if ancestors.contains(&id) || rel.len() > MAX_DEPTH {
-                    self.errors.push((
-                        rel_path,
-                        "file system loop or nesting too deep: not followed".into(),
-                    ));
-                    return Ok(());
-                }
-                let sub = previous
-                    .filter(|p| p.kind == EntryKind::Dir)
-                    .and_then(|p| p.content)
-                    .and_then(|h| cx.parent.and_then(|(r, _)| r.tree(&h).ok()));
-                ancestors.push(id);
-                let at = Dir {
-                    path: &path,
-                    owner: meta.uid(),
-                };
-                let child = self.dir(at, rel, sub, cx, ancestors);
-                ancestors.pop();
-                match child? {
-                    Some(child) => dir.subdirs.push((index, child)),
-                    None => return Ok(()),
-                }
-            }
+            EntryKind::Dir => dir.pending.push((index, st)),
             EntryKind::File => {
                 match previous.filter(|p| unchanged(p, &entry, cx.parent.map(|(_, t)| t))) {
+                    // Its attributes too: setting one changes the ctime compared.
                     Some(p) => {
                         entry.content = p.content;
+                        entry.xattrs = p.xattrs.clone();
                         self.unchanged += 1;
                     }
                     None => {
@@ -327,13 +337,13 @@ impl Walked {
                             name: name.into_boxed_slice(),
                             previous: previous.map(|p| Box::new(p.clone())),
                             touched: previous.is_some_and(|p| p.mtime != entry.mtime),
-                            id: (meta.dev(), meta.ino()),
+                            id: st.id(),
                         };
                         (cx.found)(FoundFile {
                             entry: &entry,
                             path,
                             key,
-                            dir: dir_at.open.cloned(),
+                            dir: dir_at.kept.cloned(),
                             id: job.id,
                         });
                         dir.jobs.push(self.jobs.len());
@@ -347,17 +357,20 @@ impl Walked {
         Ok(())
     }
 
-    /// The metadata and entry of `path` (relative path `rel`), `None` (with a note or an
-    /// error) when it is excluded, gone, a socket or unreadable.
+    /// The status and entry of `name` in the open directory `dir` (at `path`, relative path
+    /// `rel`), `None` (with a note or an error) when it is excluded, gone, a socket or
+    /// unreadable. A regular file's attributes are read with its content, through the
+    /// descriptor whose file is checked to be the one stat'ed here.
     fn read(
         &mut self,
+        dir: BorrowedFd<'_>,
         path: &Path,
         name: &[u8],
         rel: &[u8],
         cx: &WalkContext,
-    ) -> Option<(std::fs::Metadata, Entry)> {
-        // A
-        let meta = match std::fs::symlink_metadata(path) {
+    ) -> Option<(Status, Entry)> {
+        // PA
+        let st = match Status::at(dir, name) {
             Ok(m) => m,
             // Gone since the directory was listed: not an error of the backup.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -370,19 +383,33 @@ impl Walked {
                 return None;
             }
         };
-        if (cx.exclude)(rel, meta.is_dir()) {
+        if (cx.exclude)(rel, st.kind() == Some(EntryKind::Dir)) {
             return None;
         }
-        match read_entry(path, name, &meta, cx.owners) {
-            Ok(Some(e)) => Some((meta, e)),
-            Ok(None) => {
-                self.notes.push((rel.to_vec(), "socket, not kept".into()));
-                None
-            }
-            // Gone between its stat and reading its link target or attributes.
+        let Some(mut entry) = entry_of(name, &st, cx.owners) else {
+            self.notes.push((rel.to_vec(), "socket, not kept".into()));
+            return None;
+        };
+        let filled = match entry.kind {
+            EntryKind::File => Ok(()),
+            EntryKind::Symlink => link_target(dir, name).and_then(|t| {
+                entry.target = t;
+                entry.xattrs = xattrs::of_name(dir, name, path)?;
+                Ok(())
+            }),
+            _ => xattrs::of_name(dir, name, path).map(|x| entry.xattrs = x),
+        };
+        match filled {
+            Ok(()) => Some((st, entry)),
+            // Gone, or replaced by another kind, between its stat and reading its link
+            // target or attributes: as if the walk had not seen it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.notes
                     .push((rel.to_vec(), "vanished during the walk".into()));
+                None
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                self.notes.push((rel.to_vec(), e.to_string()));
                 None
             }
             Err(e) => {
@@ -493,30 +520,36 @@ pub fn file_key(prefix: &str, rel: &[u8]) -> (String, Option<Error>) {
     }
 }
 
-/// A directory being walked: its entries so far, its subdirectories and its files' jobs.
+/// A directory being walked: its entries so far, its subdirectories (walked, and yet to
+/// walk), its files' jobs and what became of entries after they were listed.
+#[derive(Default)]
 struct Open {
     entries: Vec<Entry>,
     subdirs: Vec<(usize, usize)>,
+    /// Subdirectories to walk once every entry is stat'ed: entry index and status.
+    pending: Vec<(usize, Status)>,
     /// Indexes in [`Walked::jobs`].
     jobs: Vec<usize>,
+    settled: Vec<(usize, Settled)>,
 }
 
-/// A directory to walk: its path and its owner (who may list it without changing its
-/// access time).
+/// A directory to walk: its path, its owner (who may list it without changing its access
+/// time), its parent when that is open, and the device and inode its parent's listing
+/// stat'ed (none for the root).
 struct Dir<'p> {
     path: &'p Path,
     owner: u32,
+    within: Option<BorrowedFd<'p>>,
+    walked: Option<(u64, u64)>,
 }
 
-/// A directory's names, and the directory itself when it is kept open for its files.
-type Listed = (Option<Arc<DirFd>>, Vec<Vec<u8>>);
-
-/// A listed directory whose entries are being added: its path, and the directory itself
-/// when it was kept open for its files' reading.
+/// A listed directory whose entries are being added: its path, the directory itself, and
+/// whether it is kept open for its files' reading.
 #[derive(Clone, Copy)]
 struct In<'p> {
     path: &'p Path,
-    open: Option<&'p Arc<DirFd>>,
+    fd: BorrowedFd<'p>,
+    kept: Option<&'p Arc<DirFd>>,
 }
 
 /// True when the parent snapshot's entry can stand for the file unread: same kind, size,
@@ -543,15 +576,20 @@ fn has(entries: &[Entry], name: &[u8]) -> bool {
         .is_ok()
 }
 
-/// The names in a directory owned by `owner`, listed with O_NOATIME when allowed (owner or
-/// root): the walk must not change the directory's access time, or the next run would
-/// record new metadata for every directory of an unchanged tree. The directory stays open
-/// for its files' reading when [`DirFd::keep`] allows.
-fn list_dir(path: &Path, owner: u32, noatime: &NoAtime) -> std::io::Result<Listed> {
-    // A
+/// Opens the directory `at`, owned by `owner`: by its name in its parent when that is open,
+/// else by its path, following no symlink either way. Returns it, its status and its names,
+/// listed with O_NOATIME when allowed (owner or root): the walk must not change the
+/// directory's access time, or the next run would record new metadata for every directory
+/// of an unchanged tree.
+fn open_dir(at: &Dir, noatime: &NoAtime) -> std::io::Result<(OwnedFd, Status, Vec<Vec<u8>>)> {
+    // PA
     use rustix::fs::OFlags;
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let fd = noatime.open(path, flags, owner)?;
+    let fd = match (at.within, at.path.file_name()) {
+        (Some(parent), Some(name)) => noatime.open_at(parent, Path::new(name), flags, at.owner)?,
+        _ => noatime.open(at.path, flags, at.owner)?,
+    };
+    let status = Status::of_fd(fd.as_fd())?;
     let mut names = Vec::new();
     // As std's read_dir was used: an entry that fails to list is left out.
     for e in rustix::fs::Dir::read_from(&fd)?.map_while(|e| e.ok()) {
@@ -560,7 +598,20 @@ fn list_dir(path: &Path, owner: u32, noatime: &NoAtime) -> std::io::Result<Liste
             names.push(name);
         }
     }
-    Ok((DirFd::keep(fd), names))
+    Ok((fd, status, names))
+}
+
+/// The target of the symbolic link `name` in the open directory `dir`.
+fn link_target(dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<Vec<u8>> {
+    // A
+    match rustix::fs::readlinkat(dir, name, Vec::new()) {
+        Ok(t) => Ok(t.into_bytes()),
+        Err(rustix::io::Errno::INVAL) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "replaced during the walk (no longer a symbolic link): left out, read next run",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A relative path from its components.
@@ -568,3 +619,7 @@ fn join(rel: &[Vec<u8>]) -> Vec<u8> {
     // A
     rel.join(&b'/')
 }
+
+#[cfg(test)]
+#[path = "walk_tests.rs"]
+mod tests;
