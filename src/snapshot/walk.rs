@@ -209,11 +209,18 @@ impl Walked {
             self.jobs[j].at.0 = index;
         }
         if let Some(p) = &parent {
-            self.removed += p
-                .entries
-                .iter()
-                .filter(|e| !has(&dir.entries, &e.name))
-                .count() as u64;
+            // A subdirectory gone before its own listing counts as removed, as when the
+            // listing missed it.
+            let gone = |e: &Entry| {
+                dir.entries
+                    .binary_search_by(|x| x.name.as_slice().cmp(&e.name))
+                    .map_or(true, |i| {
+                        dir.settled
+                            .iter()
+                            .any(|(j, s)| *j == i && matches!(s, Settled::Dropped))
+                    })
+            };
+            self.removed += p.entries.iter().filter(|e| gone(e)).count() as u64;
         }
         self.dirs.push(WalkedDir::new(
             join(rel),
@@ -567,13 +574,6 @@ fn unchanged(prev: &Entry, now: &Entry, parent_started: Option<i64>) -> bool {
         && prev.gid == now.gid
         && now.mtime < settled
         && now.ctime < settled
-}
-
-fn has(entries: &[Entry], name: &[u8]) -> bool {
-    // A
-    entries
-        .binary_search_by(|e| e.name.as_slice().cmp(name))
-        .is_ok()
 }
 
 /// Opens the directory `at`, owned by `owner`: by its name in its parent when that is open,

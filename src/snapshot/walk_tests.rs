@@ -11,6 +11,11 @@ use crate::snapshot::owners::Owners;
 
 /// Walks `root` with `found` called on each file found.
 fn walk_with(root: &Path, found: &dyn Fn(FoundFile)) -> Walked {
+    walk_after(root, None, found)
+}
+
+/// [`walk_with`], after a run that recorded `parent` for the root.
+fn walk_after(root: &Path, parent: Option<TreeRecord>, found: &dyn Fn(FoundFile)) -> Walked {
     let owners = Owners::system();
     let noatime = NoAtime::default();
     let cx = WalkContext {
@@ -21,7 +26,7 @@ fn walk_with(root: &Path, found: &dyn Fn(FoundFile)) -> Walked {
         noatime: &noatime,
         found,
     };
-    Walked::walk(root, 0, None, &cx).unwrap()
+    Walked::walk(root, 0, parent, &cx).unwrap()
 }
 
 /// The entries the walk recorded for relative directory `rel`.
@@ -125,4 +130,31 @@ fn attributes_of_all_but_regular_files_are_read_by_the_walk() {
     assert_eq!(named(&es, "d").xattrs, want);
     assert!(named(&es, "f").xattrs.is_empty());
     assert_eq!(w.jobs.len(), 1);
+}
+
+/// A directory removed between its parent's listing and its own has no entry, and counts as
+/// removed since the previous run as one its parent's listing missed would.
+#[test]
+fn a_directory_gone_before_its_listing_is_left_out_and_counted_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    mkdir(&root.join("d"), 0o755);
+    std::fs::write(root.join("e"), b"found after d is stat'ed").unwrap();
+    let before = TreeRecord {
+        entries: entries(&walk_with(&root, &|_| {}), ""),
+    };
+    let mut w = walk_after(&root, Some(before), &|f| {
+        if f.path.ends_with("e") {
+            std::fs::remove_dir(root.join("d")).unwrap();
+        }
+    });
+    assert_eq!(w.dirs.len(), 1);
+    let names: Vec<_> = w.dirs[0].finish(&[]).unwrap();
+    let names: Vec<_> = names.into_iter().map(|e| e.name).collect();
+    assert_eq!(names, vec![b"e".to_vec()]);
+    assert_eq!(w.removed, 1);
+    assert!(w
+        .notes
+        .iter()
+        .any(|(p, n)| p == b"d" && n.contains("vanished")));
 }
