@@ -18,11 +18,12 @@ use crate::model::{
 };
 use crate::progress::Progress;
 use crate::snapshot::dir_fd::DirFd;
-use crate::snapshot::fsmeta::{dir_entry_at_path, path_bytes};
+use crate::snapshot::fsmeta::path_bytes;
 use crate::snapshot::handoff::{Handoff, Receiver};
 use crate::snapshot::lazy_file::{is_replaced, LazyFile, Reading};
 use crate::snapshot::names::display;
 use crate::snapshot::owners::Owners;
+use crate::snapshot::pinned::Pinned;
 use crate::snapshot::stream::{StreamReader, StreamWriter};
 use crate::snapshot::walk::{file_key, FileJob, FoundFile, Settled, WalkContext, Walked};
 use crate::snapshot::xattrs::Xattrs;
@@ -252,8 +253,19 @@ impl Cas {
             .file_name()
             .map(|n| n.to_os_string())
             .unwrap_or_default();
-        let mut root_entry = dir_entry_at_path(&root, &path_bytes(Path::new(&name)), &owners)
-            .map_err(|e| Error::io(format!("reading {}", root.display()), e))?;
+        let name = path_bytes(Path::new(&name));
+        let mut root_entry = match walked.root.take() {
+            Some(e) => e,
+            // Not opened by the walk (unreadable): pinned as it stands, following no link.
+            None => Pinned::by_path(&root)
+                .and_then(|p| p.entry(&name, &root, &owners))
+                .map_err(|e| Error::io(format!("reading {}", root.display()), e))?
+                .filter(|e| e.kind == EntryKind::Dir)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!("{} is not a directory", root.display()))
+                })?,
+        };
+        root_entry.name = name;
         root_entry.content = Some(root_tree);
         let report_errors = errors
             .iter()

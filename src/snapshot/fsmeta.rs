@@ -1,6 +1,6 @@
 //! Reading an entry's metadata from the file system, and writing it back on restore.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -130,20 +130,6 @@ pub fn entry_of(name: &[u8], st: &Status, owners: &Owners) -> Option<Entry> {
         hardlink,
         xattrs: Vec::new(),
     })
-}
-
-/// The entry of the directory at `path` (the root of a backup, canonical): its status and
-/// extended attributes taken through one descriptor.
-pub fn dir_entry_at_path(path: &Path, name: &[u8], owners: &Owners) -> std::io::Result<Entry> {
-    // A
-    use rustix::fs::{Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(CWD, path, flags, Mode::empty())?;
-    let st = Status::of_fd(fd.as_fd())?;
-    let mut entry = entry_of(name, &st, owners)
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a directory"))?;
-    entry.xattrs = xattrs::of_fd(fd.as_fd())?;
-    Ok(entry)
 }
 
 pub(super) fn nanos(secs: i64, nsec: i64) -> i64 {
@@ -293,11 +279,27 @@ impl NoAtime {
 /// The error for a path that holds a symbolic link where the walk saw none.
 pub fn replaced_by_symlink() -> std::io::Error {
     // A
-    std::io::Error::new(
-        std::io::ErrorKind::InvalidInput,
-        "replaced by a symbolic link (in its path) since the walk: not followed",
-    )
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, ReplacedBySymlink)
 }
+
+/// True when `e` is [`replaced_by_symlink`]'s.
+pub fn is_replaced_by_symlink(e: &std::io::Error) -> bool {
+    // A
+    e.get_ref().is_some_and(|r| r.is::<ReplacedBySymlink>())
+}
+
+/// What [`replaced_by_symlink`] says.
+#[derive(Debug)]
+struct ReplacedBySymlink;
+
+impl std::fmt::Display for ReplacedBySymlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A
+        f.write_str("replaced by a symbolic link (in its path) since the walk: not followed")
+    }
+}
+
+impl std::error::Error for ReplacedBySymlink {}
 
 /// Opens `path` (relative to `dir`) following no symlink in any component (`openat2` with
 /// `RESOLVE_NO_SYMLINKS`; where the kernel lacks it, before Linux 5.6, `O_NOFOLLOW` guards

@@ -21,6 +21,7 @@ mod lazy_file;
 pub mod list;
 pub mod names;
 pub mod owners;
+pub mod pinned;
 pub mod restore;
 mod restore_files;
 pub mod retention;

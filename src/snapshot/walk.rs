@@ -9,9 +9,10 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::model::{Entry, EntryKind, TreeRecord};
 use crate::snapshot::dir_fd::DirFd;
-use crate::snapshot::fsmeta::{entry_of, NoAtime, Status};
+use crate::snapshot::fsmeta::{entry_of, is_replaced_by_symlink, NoAtime, Status};
 use crate::snapshot::names::key_for;
 use crate::snapshot::owners::Owners;
+use crate::snapshot::pinned::Pinned;
 use crate::snapshot::stream::StreamReader;
 use crate::snapshot::xattrs;
 
@@ -72,6 +73,9 @@ pub struct Walked {
     pub notes: Vec<(Vec<u8>, String)>,
     /// What failed, by relative path.
     pub errors: Vec<(Vec<u8>, String)>,
+    /// The root's own entry (its name left empty), taken through the descriptor its listing
+    /// was read from; `None` when it could not be opened.
+    pub root: Option<Entry>,
 }
 
 /// What the walk needs besides the tree.
@@ -109,17 +113,19 @@ impl Walked {
             path: root,
             owner: root_owner,
             within: None,
-            walked: None,
         };
-        w.dir(at, &mut Vec::new(), parent_tree, cx, &mut ancestors)?;
+        w.root = w
+            .dir(at, &mut Vec::new(), parent_tree, cx, &mut ancestors)?
+            .and_then(|(_, entry)| entry);
         Ok(w)
     }
 
     /// Walks one directory: the status of each of its entries first, taken relative to the
     /// open directory (never through a path that a directory swapped for a symlink would
-    /// lead elsewhere), then its subdirectories. Returns its index and, when the directory
-    /// opened is not the one its parent's listing stat'ed, its entry as opened; None when it
-    /// vanished since its parent was listed (then it has no entry, as a vanished file).
+    /// lead elsewhere), then its subdirectories. Returns its index and its entry as opened
+    /// (status and attributes through the descriptor its names were listed from), or None
+    /// when it is gone since its parent was listed (then it has no entry, as a vanished
+    /// file).
     fn dir(
         &mut self,
         at: Dir,
@@ -131,47 +137,16 @@ impl Walked {
         // PA
         let (fd, status, mut names) = match open_dir(&at, cx.noatime) {
             Ok(opened) => opened,
-            // Removed (or moved away) since its parent was listed: recorded empty, a
-            // restore with --delete would empty a directory that still exists elsewhere.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.is_empty() => {
-                self.notes
-                    .push((join(rel), "vanished during the walk".into()));
-                return Ok(None);
-            }
-            // The root itself: an empty snapshot, with the note.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.notes
-                    .push((join(rel), "vanished during the walk".into()));
-                return self.empty(rel).map(|i| Some((i, None)));
-            }
-            // Unreadable (permissions, I/O): what it held is not known to be gone, so it
-            // keeps its previous contents, as an unreadable file keeps its previous version
-            // (recorded empty, a restore with --delete would wipe it).
-            Err(e) => match parent {
-                Some(p) => {
-                    let why = format!("{e} (its previous contents are kept)");
-                    self.errors.push((join(rel), why));
-                    return self.keep(p, rel, cx).map(|i| Some((i, None)));
-                }
-                None => {
-                    self.errors.push((join(rel), e.to_string()));
-                    return self.empty(rel).map(|i| Some((i, None)));
-                }
-            },
+            Err(e) => return self.unlisted(&at, e, rel, parent, cx),
         };
+        let entry = self.opened_entry(rel, &status, &fd, cx)?;
         if ancestors.contains(&status.id()) || rel.len() > MAX_DEPTH {
             self.errors.push((
                 join(rel),
                 "file system loop or nesting too deep: not followed".into(),
             ));
-            return Ok(None);
+            return self.empty(rel).map(|i| Some((i, Some(entry))));
         }
-        // Another directory than the one stat'ed in the parent's listing (renamed over it
-        // since): its entry describes the directory listed.
-        let now = match at.walked {
-            Some(id) if id != status.id() => Some(self.opened_entry(rel, &status, &fd, cx)?),
-            _ => None,
-        };
         names.sort_unstable();
         let mut dir = Open::default();
         let held = DirFd::keep(fd);
@@ -228,7 +203,65 @@ impl Walked {
             dir.subdirs,
             dir.settled,
         )?);
-        Ok(Some((index, now)))
+        Ok(Some((index, Some(entry))))
+    }
+
+    /// What becomes of a directory that could not be opened (`e`): gone or replaced since
+    /// its parent's listing, it is left out with a note (as a vanished file); unreadable, it
+    /// keeps its previous contents (what it held is not known to be gone: recorded empty, a
+    /// restore with --delete would wipe it), with its entry as it stands. The root itself is
+    /// recorded empty.
+    fn unlisted(
+        &mut self,
+        at: &Dir,
+        e: std::io::Error,
+        rel: &mut Vec<Vec<u8>>,
+        parent: Option<TreeRecord>,
+        cx: &WalkContext,
+    ) -> Result<Option<(usize, Option<Entry>)>> {
+        // PA
+        let replaced = e.raw_os_error() == Some(libc::ENOTDIR) || is_replaced_by_symlink(&e);
+        if e.kind() == std::io::ErrorKind::NotFound || replaced {
+            let why = if replaced {
+                "replaced during the walk (no longer a directory): left out, read next run"
+            } else {
+                "vanished during the walk"
+            };
+            self.notes.push((join(rel), why.into()));
+            if !rel.is_empty() {
+                return Ok(None);
+            }
+            return self.empty(rel).map(|i| Some((i, None)));
+        }
+        let entry = self.pinned_entry(at, rel, cx);
+        let index = match parent {
+            Some(p) => {
+                let why = format!("{e} (its previous contents are kept)");
+                self.errors.push((join(rel), why));
+                self.keep(p, rel, cx)?
+            }
+            None => {
+                self.errors.push((join(rel), e.to_string()));
+                self.empty(rel)?
+            }
+        };
+        Ok(Some((index, entry)))
+    }
+
+    /// The entry of the directory `at` that could not be listed, pinned by an `O_PATH`
+    /// descriptor (which needs no permission on it); `None` when even that fails.
+    fn pinned_entry(&mut self, at: &Dir, rel: &[Vec<u8>], cx: &WalkContext) -> Option<Entry> {
+        // PA
+        let name = rel.last().map_or(&[][..], |n| &n[..]);
+        let pinned = match (at.within, at.path.file_name()) {
+            (Some(parent), Some(n)) => Pinned::at(parent, n.as_bytes()),
+            _ => Pinned::by_path(at.path),
+        };
+        let entry = pinned.and_then(|p| p.entry(name, at.path, cx.owners));
+        match entry {
+            Ok(Some(e)) if e.kind == EntryKind::Dir => Some(e),
+            _ => None,
+        }
     }
 
     /// Walks the subdirectories `dir` found in the directory at `path` (open as `kept`
@@ -261,7 +294,6 @@ impl Walked {
                 path: &sub_path,
                 owner: walked.uid,
                 within: kept.map(|k| k.as_fd()),
-                walked: Some(walked.id()),
             };
             rel.push(name);
             let child = self.dir(at, rel, sub, cx, ancestors);
@@ -279,7 +311,8 @@ impl Walked {
         Ok(())
     }
 
-    /// The entry of the directory `rel` as opened (`fd`, with status `st`).
+    /// The entry of the directory `rel` as opened (`fd`, with status `st`): what its
+    /// listing was read from.
     fn opened_entry(
         &mut self,
         rel: &[Vec<u8>],
@@ -322,7 +355,7 @@ impl Walked {
         };
         let rel_path = join(rel);
         let path = dir_at.path.join(std::ffi::OsStr::from_bytes(&name));
-        let Some((st, mut entry)) = self.read(dir_at.fd, &path, &name, &rel_path, cx) else {
+        let Some((mut st, mut entry)) = self.read(dir_at.fd, &path, &name, &rel_path, cx) else {
             return Ok(());
         };
         let previous = parent.as_ref().and_then(|p| p.get(&name));
@@ -330,14 +363,27 @@ impl Walked {
         match entry.kind {
             EntryKind::Dir => dir.pending.push((index, st)),
             EntryKind::File => {
-                match previous.filter(|p| unchanged(p, &entry, cx.parent.map(|(_, t)| t))) {
-                    // Its attributes too: setting one changes the ctime compared.
+                let settled = cx.parent.map(|(_, t)| t);
+                if previous.is_some_and(|p| unchanged(p, &entry, settled)) {
+                    // Unread, its attributes are read here, from the very file pinned, and
+                    // its status taken again from that file.
+                    match self.pin(dir_at.fd, &path, &name, &rel_path, cx) {
+                        Some((now, e)) if e.kind == EntryKind::File => (st, entry) = (now, e),
+                        Some(_) => {
+                            self.unread::<()>(&rel_path, replaced());
+                            return Ok(());
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                match previous.filter(|p| unchanged(p, &entry, settled)) {
                     Some(p) => {
                         entry.content = p.content;
-                        entry.xattrs = p.xattrs.clone();
                         self.unchanged += 1;
                     }
                     None => {
+                        // Read with its content, through the descriptor it is read from.
+                        entry.xattrs = Vec::new();
                         let key = self.file_key(cx.prefix, &rel_path);
                         let job = FileJob {
                             at: (usize::MAX, index),
@@ -366,8 +412,9 @@ impl Walked {
 
     /// The status and entry of `name` in the open directory `dir` (at `path`, relative path
     /// `rel`), `None` (with a note or an error) when it is excluded, gone, a socket or
-    /// unreadable. A regular file's attributes are read with its content, through the
-    /// descriptor whose file is checked to be the one stat'ed here.
+    /// unreadable. A directory's entry is completed when it is opened, a regular file's
+    /// attributes are read with its content (or, unchanged, when it is pinned): each through
+    /// a descriptor whose file is the one whose status the entry records.
     fn read(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -379,51 +426,66 @@ impl Walked {
         // PA
         let st = match Status::at(dir, name) {
             Ok(m) => m,
-            // Gone since the directory was listed: not an error of the backup.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.notes
-                    .push((rel.to_vec(), "vanished during the walk".into()));
-                return None;
-            }
-            Err(e) => {
-                self.errors.push((rel.to_vec(), e.to_string()));
-                return None;
-            }
+            Err(e) => return self.unread(rel, e),
         };
         if (cx.exclude)(rel, st.kind() == Some(EntryKind::Dir)) {
             return None;
         }
-        let Some(mut entry) = entry_of(name, &st, cx.owners) else {
-            self.notes.push((rel.to_vec(), "socket, not kept".into()));
-            return None;
-        };
-        let filled = match entry.kind {
-            EntryKind::File => Ok(()),
-            EntryKind::Symlink => link_target(dir, name).and_then(|t| {
-                entry.target = t;
-                entry.xattrs = xattrs::of_name(dir, name, path)?;
-                Ok(())
-            }),
-            _ => xattrs::of_name(dir, name, path).map(|x| entry.xattrs = x),
-        };
-        match filled {
-            Ok(()) => Some((st, entry)),
-            // Gone, or replaced by another kind, between its stat and reading its link
-            // target or attributes: as if the walk had not seen it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.notes
-                    .push((rel.to_vec(), "vanished during the walk".into()));
-                None
+        match st.kind() {
+            Some(EntryKind::File | EntryKind::Dir) => {
+                entry_of(name, &st, cx.owners).map(|e| (st, e))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                self.notes.push((rel.to_vec(), e.to_string()));
-                None
-            }
-            Err(e) => {
-                self.errors.push((rel.to_vec(), e.to_string()));
+            // Links, FIFOs and devices: status, target and attributes from one file.
+            Some(kind) => match self.pin(dir, path, name, rel, cx)? {
+                (p, e) if e.kind == kind => Some((p, e)),
+                _ => self.unread(rel, replaced()),
+            },
+            None => {
+                self.notes.push((rel.to_vec(), "socket, not kept".into()));
                 None
             }
         }
+    }
+
+    /// The status and entry of `name` in the open directory `dir`, with its link target and
+    /// attributes, all from the file an `O_PATH` descriptor pins; `None` (with a note or an
+    /// error) when it is gone, a socket or unreadable.
+    fn pin(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        name: &[u8],
+        rel: &[u8],
+        cx: &WalkContext,
+    ) -> Option<(Status, Entry)> {
+        // PA
+        let pinned = Pinned::at(dir, name).and_then(|p| {
+            let e = p.entry(name, path, cx.owners)?;
+            Ok((p.status, e))
+        });
+        match pinned {
+            Ok((st, Some(e))) => Some((st, e)),
+            Ok((_, None)) => {
+                self.notes.push((rel.to_vec(), "socket, not kept".into()));
+                None
+            }
+            Err(e) => self.unread(rel, e),
+        }
+    }
+
+    /// Notes or records why `rel` could not be read (`e`); always `None`.
+    fn unread<T>(&mut self, rel: &[u8], e: std::io::Error) -> Option<T> {
+        // A
+        match e.kind() {
+            // Gone since the directory was listed: not an error of the backup.
+            std::io::ErrorKind::NotFound => self
+                .notes
+                .push((rel.to_vec(), "vanished during the walk".into())),
+            // Replaced by another kind of entry meanwhile: as if the walk had not seen it.
+            std::io::ErrorKind::InvalidInput => self.notes.push((rel.to_vec(), e.to_string())),
+            _ => self.errors.push((rel.to_vec(), e.to_string())),
+        }
+        None
     }
 
     /// Records a directory that could not be listed as the parent snapshot had it: its
@@ -541,13 +603,11 @@ struct Open {
 }
 
 /// A directory to walk: its path, its owner (who may list it without changing its access
-/// time), its parent when that is open, and the device and inode its parent's listing
-/// stat'ed (none for the root).
+/// time) and its parent when that is open.
 struct Dir<'p> {
     path: &'p Path,
     owner: u32,
     within: Option<BorrowedFd<'p>>,
-    walked: Option<(u64, u64)>,
 }
 
 /// A listed directory whose entries are being added: its path, the directory itself, and
@@ -601,17 +661,13 @@ fn open_dir(at: &Dir, noatime: &NoAtime) -> std::io::Result<(OwnedFd, Status, Ve
     Ok((fd, status, names))
 }
 
-/// The target of the symbolic link `name` in the open directory `dir`.
-fn link_target(dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<Vec<u8>> {
+/// The note for an entry replaced by another kind while the walk read it.
+fn replaced() -> std::io::Error {
     // A
-    match rustix::fs::readlinkat(dir, name, Vec::new()) {
-        Ok(t) => Ok(t.into_bytes()),
-        Err(rustix::io::Errno::INVAL) => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "replaced during the walk (no longer a symbolic link): left out, read next run",
-        )),
-        Err(e) => Err(e.into()),
-    }
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "replaced during the walk (another kind of entry): left out, read next run",
+    )
 }
 
 /// A relative path from its components.

@@ -158,3 +158,93 @@ fn a_directory_gone_before_its_listing_is_left_out_and_counted_removed() {
         .iter()
         .any(|(p, n)| p == b"d" && n.contains("vanished")));
 }
+
+/// A file unchanged since the parent snapshot gets the attributes it has now, not those the
+/// parent recorded: a run by another user (who sees no `trusted.*` attributes) or on a file
+/// system whose ctime ignores attribute changes must not hide them from the next run.
+#[test]
+fn an_unchanged_file_has_the_attributes_on_disk_not_the_parents() {
+    use crate::cas::{Cas, CreateOptions};
+    use crate::snapshot::stream::StreamReader;
+    use crate::snapshot::BackupOptions;
+    let store = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(src.path()).unwrap();
+    let f = root.join("f");
+    std::fs::write(&f, b"content").unwrap();
+    let attr = rustix::fs::lsetxattr(&f, c"user.k", b"v", rustix::fs::XattrFlags::empty());
+    if attr.is_err() {
+        eprintln!("skipped: this file system has no user xattrs");
+        return;
+    }
+    let cas = Cas::create(
+        store.path(),
+        &CreateOptions::default(),
+        &crate::crypto::Identity::generate(),
+    )
+    .unwrap();
+    let report = cas
+        .put_tree(&BackupOptions {
+            source: root.clone(),
+            prefix: "p".into(),
+            exclude: &|_, _| false,
+            host: None,
+            progress: &crate::progress::NoProgress,
+        })
+        .unwrap();
+    let (_, blob) = cas.resolve_snapshot("p").unwrap();
+    let reader = StreamReader::open(&cas, blob).unwrap();
+    let mut parent = reader.tree(&report.info.root_tree().unwrap()).unwrap();
+    assert_eq!(parent.entries[0].xattrs.len(), 1);
+    parent.entries[0].xattrs.clear();
+    let owners = Owners::system();
+    let noatime = NoAtime::default();
+    let cx = WalkContext {
+        prefix: "p",
+        exclude: &|_, _| false,
+        // Every time counts as settled: the file is unchanged.
+        parent: Some((&reader, i64::MAX)),
+        owners: &owners,
+        noatime: &noatime,
+        found: &|_| {},
+    };
+    let w = Walked::walk(&root, 0, Some(parent), &cx).unwrap();
+    assert_eq!((w.unchanged, w.jobs.len()), (1, 0));
+    let es = entries(&w, "");
+    assert_eq!(
+        named(&es, "f").xattrs,
+        vec![(b"user.k".to_vec(), b"v".to_vec())]
+    );
+}
+
+/// A directory replaced by a file or a symlink between its parent's listing and its own is
+/// left out with a note, as a vanished one: the next run reads what stands there.
+#[test]
+fn a_directory_replaced_before_its_listing_is_left_out_with_a_note() {
+    for link in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        mkdir(&root.join("d"), 0o755);
+        std::fs::write(root.join("e"), b"found after d is stat'ed").unwrap();
+        let mut w = walk_with(&root, &|f| {
+            if f.path.ends_with("e") {
+                std::fs::remove_dir(root.join("d")).unwrap();
+                if link {
+                    symlink("/", root.join("d")).unwrap();
+                } else {
+                    std::fs::write(root.join("d"), b"now a file").unwrap();
+                }
+            }
+        });
+        assert!(w.errors.is_empty(), "{:?}", w.errors);
+        assert!(
+            w.notes
+                .iter()
+                .any(|(p, n)| p == b"d" && n.contains("no longer a directory")),
+            "{:?}",
+            w.notes
+        );
+        let names: Vec<_> = w.dirs[0].finish(&[]).unwrap();
+        assert_eq!(names.len(), 1, "{link}");
+    }
+}

@@ -3,7 +3,6 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -24,6 +23,9 @@ enum Source<'a> {
     Path(&'a Path),
     /// An open file or directory: the very one whose status was taken from it.
     Fd(BorrowedFd<'a>),
+    /// A path whose last component is followed: `/proc/self/fd/N` of an `O_PATH`
+    /// descriptor, which leads to the file it holds (a symlink itself, when it holds one).
+    Follow(&'a Path),
 }
 
 impl Source<'_> {
@@ -32,6 +34,7 @@ impl Source<'_> {
         match self {
             Source::Path(p) => rustix::fs::llistxattr(p, buf),
             Source::Fd(fd) => rustix::fs::flistxattr(fd, buf),
+            Source::Follow(p) => rustix::fs::listxattr(p, buf),
         }
     }
 
@@ -40,6 +43,7 @@ impl Source<'_> {
         match self {
             Source::Path(p) => rustix::fs::llistxattr_query(p),
             Source::Fd(fd) => rustix::fs::flistxattr_query(fd),
+            Source::Follow(p) => rustix::fs::listxattr_query(p),
         }
     }
 
@@ -48,6 +52,7 @@ impl Source<'_> {
         match self {
             Source::Path(p) => rustix::fs::lgetxattr(p, name, buf),
             Source::Fd(fd) => rustix::fs::fgetxattr(fd, name, buf),
+            Source::Follow(p) => rustix::fs::getxattr(p, name, buf),
         }
     }
 
@@ -56,6 +61,7 @@ impl Source<'_> {
         match self {
             Source::Path(p) => rustix::fs::lgetxattr_query(p, name),
             Source::Fd(fd) => rustix::fs::fgetxattr_query(fd, name),
+            Source::Follow(p) => rustix::fs::getxattr_query(p, name),
         }
     }
 }
@@ -74,19 +80,23 @@ pub fn of_fd(fd: BorrowedFd<'_>) -> std::io::Result<Xattrs> {
     read(Source::Fd(fd))
 }
 
-/// Extended attributes of entry `name` (not followed) of the open directory `dir`, through
-/// `/proc/self/fd`: the kernel resolves `name` in that very directory, never in one that a
-/// symlink swapped into the path since stands for. Without /proc (a bare chroot), through
-/// `full`, the entry's whole path.
-pub fn of_name(dir: BorrowedFd<'_>, name: &[u8], full: &Path) -> std::io::Result<Xattrs> {
+/// Extended attributes of the file an `O_PATH` descriptor holds (which `flistxattr`
+/// refuses), through `/proc/self/fd`: those of that very file, whatever has since been
+/// renamed over its path. Without /proc (a bare chroot), through `full`, its whole path.
+pub fn of_opath(fd: BorrowedFd<'_>, full: &Path) -> std::io::Result<Xattrs> {
     // PA
-    static PROC: OnceLock<bool> = OnceLock::new();
-    if !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
+    if !proc_fd() {
         return of_path(full);
     }
-    let mut at = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    at.push(std::ffi::OsStr::from_bytes(name));
-    of_path(&at)
+    let at = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    read(Source::Follow(&at))
+}
+
+/// True when `/proc/self/fd` can name open descriptors.
+fn proc_fd() -> bool {
+    // A
+    static PROC: OnceLock<bool> = OnceLock::new();
+    *PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
 fn read(src: Source) -> std::io::Result<Xattrs> {
@@ -213,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn a_descriptor_a_name_in_a_directory_and_a_path_read_the_same_attributes() {
+    fn a_descriptor_an_o_path_descriptor_and_a_path_read_the_same_attributes() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("f");
         std::fs::write(&f, b"x").unwrap();
@@ -225,28 +235,13 @@ mod tests {
         assert_eq!(of_path(&f).unwrap(), want);
         let file = std::fs::File::open(&f).unwrap();
         assert_eq!(of_fd(file.as_fd()).unwrap(), want);
-        let dir = std::fs::File::open(d.path()).unwrap();
-        assert_eq!(of_name(dir.as_fd(), b"f", &f).unwrap(), want);
-    }
-
-    #[test]
-    fn a_name_is_read_in_the_open_directory_not_where_its_path_now_leads() {
-        let d = tempfile::tempdir().unwrap();
-        let (a, b) = (d.path().join("a"), d.path().join("b"));
-        for (dir, v) in [(&a, b"A"), (&b, b"B")] {
-            std::fs::create_dir(dir).unwrap();
-            std::fs::write(dir.join("f"), b"x").unwrap();
-            if !set(&dir.join("f"), v) {
-                eprintln!("skipped: this file system has no user xattrs");
-                return;
-            }
-        }
-        let opened = std::fs::File::open(&a).unwrap();
-        // `a` is now a link to `b`: its path leads there, its descriptor does not.
-        std::fs::rename(&a, d.path().join("a-moved")).unwrap();
-        std::os::unix::fs::symlink(&b, &a).unwrap();
-        let got = of_name(opened.as_fd(), b"f", &a.join("f")).unwrap();
-        assert_eq!(got, vec![(b"user.k".to_vec(), b"A".to_vec())]);
+        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW;
+        let pinned =
+            rustix::fs::openat(rustix::fs::CWD, &f, flags, rustix::fs::Mode::empty()).unwrap();
+        assert_eq!(
+            of_opath(pinned.as_fd(), Path::new("/nowhere")).unwrap(),
+            want
+        );
     }
 
     #[test]
