@@ -367,7 +367,7 @@ impl Walked {
                 if previous.is_some_and(|p| unchanged(p, &entry, settled)) {
                     // Unread, its attributes are read here, from the very file pinned, and
                     // its status taken again from that file.
-                    match self.pin(dir_at.fd, &path, &name, &rel_path, cx) {
+                    match self.pin(dir_at.fd, &path, &name, &rel_path, cx, Pinned::file_at) {
                         Some((now, e)) if e.kind == EntryKind::File => (st, entry) = (now, e),
                         Some(_) => {
                             self.unread::<()>(&rel_path, replaced());
@@ -436,7 +436,7 @@ impl Walked {
                 entry_of(name, &st, cx.owners).map(|e| (st, e))
             }
             // Links, FIFOs and devices: status, target and attributes from one file.
-            Some(kind) => match self.pin(dir, path, name, rel, cx)? {
+            Some(kind) => match self.pin(dir, path, name, rel, cx, Pinned::at)? {
                 (p, e) if e.kind == kind => Some((p, e)),
                 _ => self.unread(rel, replaced()),
             },
@@ -448,8 +448,8 @@ impl Walked {
     }
 
     /// The status and entry of `name` in the open directory `dir`, with its link target and
-    /// attributes, all from the file an `O_PATH` descriptor pins; `None` (with a note or an
-    /// error) when it is gone, a socket or unreadable.
+    /// attributes, all from the file `how` pins ([`Pinned::at`], [`Pinned::file_at`]);
+    /// `None` (with a note or an error) when it is gone, a socket or unreadable.
     fn pin(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -457,9 +457,10 @@ impl Walked {
         name: &[u8],
         rel: &[u8],
         cx: &WalkContext,
+        how: fn(BorrowedFd<'_>, &[u8]) -> std::io::Result<Pinned>,
     ) -> Option<(Status, Entry)> {
         // PA
-        let pinned = Pinned::at(dir, name).and_then(|p| {
+        let pinned = how(dir, name).and_then(|p| {
             let e = p.entry(name, path, cx.owners)?;
             Ok((p.status, e))
         });
