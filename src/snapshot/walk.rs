@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::model::{Entry, EntryKind, TreeRecord};
 use crate::snapshot::dir_fd::DirFd;
-use crate::snapshot::fsmeta::{entry_of, is_replaced_by_symlink, NoAtime, Status};
+use crate::snapshot::fsmeta::{entry_of, NoAtime, Status};
 use crate::snapshot::names::key_for;
 use crate::snapshot::owners::Owners;
 use crate::snapshot::pinned::Pinned;
@@ -19,7 +19,7 @@ use crate::snapshot::xattrs;
 pub use crate::snapshot::walked_dir::{Settled, WalkedDir};
 
 /// Deepest directory nesting walked; deeper directories are reported, not followed.
-const MAX_DEPTH: usize = 2048;
+pub(super) const MAX_DEPTH: usize = 2048;
 /// A file's times this close to the parent snapshot's start are not trusted to mean
 /// "unchanged" (coarse timestamps: git's "racily clean" problem), so it is read again.
 const RACY_NS: i64 = 2_000_000_000;
@@ -206,64 +206,6 @@ impl Walked {
         Ok(Some((index, Some(entry))))
     }
 
-    /// What becomes of a directory that could not be opened (`e`): gone or replaced since
-    /// its parent's listing, it is left out with a note (as a vanished file); unreadable, it
-    /// keeps its previous contents (what it held is not known to be gone: recorded empty, a
-    /// restore with --delete would wipe it), with its entry as it stands. The root itself is
-    /// recorded empty.
-    fn unlisted(
-        &mut self,
-        at: &Dir,
-        e: std::io::Error,
-        rel: &mut Vec<Vec<u8>>,
-        parent: Option<TreeRecord>,
-        cx: &WalkContext,
-    ) -> Result<Option<(usize, Option<Entry>)>> {
-        // PA
-        let replaced = e.raw_os_error() == Some(libc::ENOTDIR) || is_replaced_by_symlink(&e);
-        if e.kind() == std::io::ErrorKind::NotFound || replaced {
-            let why = if replaced {
-                "replaced during the walk (no longer a directory): left out, read next run"
-            } else {
-                "vanished during the walk"
-            };
-            self.notes.push((join(rel), why.into()));
-            if !rel.is_empty() {
-                return Ok(None);
-            }
-            return self.empty(rel).map(|i| Some((i, None)));
-        }
-        let entry = self.pinned_entry(at, rel, cx);
-        let index = match parent {
-            Some(p) => {
-                let why = format!("{e} (its previous contents are kept)");
-                self.errors.push((join(rel), why));
-                self.keep(p, rel, cx)?
-            }
-            None => {
-                self.errors.push((join(rel), e.to_string()));
-                self.empty(rel)?
-            }
-        };
-        Ok(Some((index, entry)))
-    }
-
-    /// The entry of the directory `at` that could not be listed, pinned by an `O_PATH`
-    /// descriptor (which needs no permission on it); `None` when even that fails.
-    fn pinned_entry(&mut self, at: &Dir, rel: &[Vec<u8>], cx: &WalkContext) -> Option<Entry> {
-        // PA
-        let name = rel.last().map_or(&[][..], |n| &n[..]);
-        let pinned = match (at.within, at.path.file_name()) {
-            (Some(parent), Some(n)) => Pinned::at(parent, n.as_bytes()),
-            _ => Pinned::by_path(at.path),
-        };
-        let entry = pinned.and_then(|p| p.entry(name, at.path, cx.owners));
-        match entry {
-            Ok(Some(e)) if e.kind == EntryKind::Dir => Some(e),
-            _ => None,
-        }
-    }
-
     /// Walks the subdirectories `dir` found in the directory at `path` (open as `kept`
     /// when it was kept open: each is then opened by its name in it).
     #[allow(clippy::too_many_arguments)]
@@ -332,7 +274,7 @@ impl Walked {
     }
 
     /// Records the directory `rel` empty and returns its index.
-    fn empty(&mut self, rel: &[Vec<u8>]) -> Result<usize> {
+    pub(super) fn empty(&mut self, rel: &[Vec<u8>]) -> Result<usize> {
         // A
         self.dirs
             .push(WalkedDir::new(join(rel), &[], Vec::new(), Vec::new())?);
@@ -489,47 +431,6 @@ impl Walked {
         None
     }
 
-    /// Records a directory that could not be listed as the parent snapshot had it: its
-    /// record and every record below it, whole (their files keep their versions), and
-    /// returns its index. A record that cannot be read drops its entry, with an error.
-    fn keep(
-        &mut self,
-        tree: TreeRecord,
-        rel: &mut Vec<Vec<u8>>,
-        cx: &WalkContext,
-    ) -> Result<usize> {
-        // A
-        let mut subdirs = Vec::new();
-        let mut settled = Vec::new();
-        for (i, e) in tree.entries.iter().enumerate() {
-            let Some(h) = e.content.filter(|_| e.kind == EntryKind::Dir) else {
-                continue;
-            };
-            rel.push(e.name.clone());
-            let sub = match cx.parent.map(|(r, _)| r.tree(&h)) {
-                Some(Ok(t)) if rel.len() <= MAX_DEPTH => Ok(t),
-                Some(Ok(_)) => Err("nesting too deep".to_string()),
-                Some(Err(e)) => Err(e.to_string()),
-                None => Err("no parent snapshot".to_string()),
-            };
-            match sub {
-                Ok(t) => {
-                    let child = self.keep(t, rel, cx)?;
-                    subdirs.push((i, child));
-                }
-                Err(why) => {
-                    self.errors
-                        .push((join(rel), format!("its previous contents: {why}")));
-                    settled.push((i, Settled::Dropped));
-                }
-            }
-            rel.pop();
-        }
-        self.dirs
-            .push(WalkedDir::new(join(rel), &tree.entries, subdirs, settled)?);
-        Ok(self.dirs.len() - 1)
-    }
-
     /// The relative path of job `j`'s file.
     pub fn rel(&self, j: &FileJob) -> Vec<u8> {
         // A
@@ -605,10 +506,10 @@ struct Open {
 
 /// A directory to walk: its path, its owner (who may list it without changing its access
 /// time) and its parent when that is open.
-struct Dir<'p> {
-    path: &'p Path,
-    owner: u32,
-    within: Option<BorrowedFd<'p>>,
+pub(super) struct Dir<'p> {
+    pub(super) path: &'p Path,
+    pub(super) owner: u32,
+    pub(super) within: Option<BorrowedFd<'p>>,
 }
 
 /// A listed directory whose entries are being added: its path, the directory itself, and
@@ -672,7 +573,7 @@ fn replaced() -> std::io::Error {
 }
 
 /// A relative path from its components.
-fn join(rel: &[Vec<u8>]) -> Vec<u8> {
+pub(super) fn join(rel: &[Vec<u8>]) -> Vec<u8> {
     // A
     rel.join(&b'/')
 }
