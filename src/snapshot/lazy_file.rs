@@ -68,7 +68,8 @@ impl LazyFile<'_> {
         // O_NONBLOCK and the check below: a file replaced by a FIFO since the walk must
         // fail, not block the backup forever.
         use rustix::fs::OFlags;
-        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        // O_NOCTTY: a terminal renamed over the file must not become root's controlling one.
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let noatime = &self.reading.noatime;
         let walked = |m: &std::fs::Metadata| (m.dev(), m.ino()) == self.id;
         if let (Some(dir), Some(name)) = (&self.dir, self.path.file_name()) {

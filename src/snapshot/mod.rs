@@ -27,6 +27,7 @@ mod restore_files;
 pub mod retention;
 pub mod stream;
 pub mod walk;
+mod walk_pin;
 mod walk_unlisted;
 mod walked_dir;
 pub mod xattrs;

@@ -14,11 +14,9 @@ use crate::snapshot::fsmeta::{entry_of, Status};
 use crate::snapshot::owners::Owners;
 use crate::snapshot::xattrs;
 
-/// A file held by a descriptor, with its status.
+/// A file held by an `O_PATH` descriptor, with its status.
 pub struct Pinned {
     fd: OwnedFd,
-    /// The descriptor is open for reading (else `O_PATH`, which reads no attributes).
-    readable: bool,
     /// Its status, from the descriptor.
     pub status: Status,
 }
@@ -29,23 +27,7 @@ impl Pinned {
         // PA
         let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
-        Pinned::of(fd, false)
-    }
-
-    /// [`Pinned::at`] for a name the walk stat'ed as a regular file: opened for reading when
-    /// allowed (root, the owner), whose attributes one `flistxattr` reads, at a third of the
-    /// cost of resolving `/proc/self/fd/N` for each unchanged file of a tree. Nothing is
-    /// read: a file is opened non-blocking, so a FIFO renamed over it meanwhile does not
-    /// wait, and its status then says it is no longer a regular file.
-    pub fn file_at(dir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<Pinned> {
-        // PA
-        let flags =
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC;
-        match rustix::fs::openat(dir, name, flags, Mode::empty()) {
-            Ok(fd) => Pinned::of(fd, true),
-            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => Pinned::at(dir, name),
-            Err(e) => Err(e.into()),
-        }
+        Pinned::of(fd)
     }
 
     /// The file at `path`, following no symlink in any component (`openat2` with
@@ -61,17 +43,13 @@ impl Pinned {
                 }
                 r => r,
             }?;
-        Pinned::of(fd, false)
+        Pinned::of(fd)
     }
 
-    fn of(fd: OwnedFd, readable: bool) -> std::io::Result<Pinned> {
+    fn of(fd: OwnedFd) -> std::io::Result<Pinned> {
         // A
         let status = Status::of_fd(fd.as_fd())?;
-        Ok(Pinned {
-            fd,
-            readable,
-            status,
-        })
+        Ok(Pinned { fd, status })
     }
 
     /// Its entry named `name`, with its link target (a symlink) and extended attributes;
@@ -89,11 +67,9 @@ impl Pinned {
         if entry.kind == crate::model::EntryKind::Symlink {
             entry.target = rustix::fs::readlinkat(self.fd.as_fd(), "", Vec::new())?.into_bytes();
         }
-        entry.xattrs = if self.readable {
-            xattrs::of_fd(self.fd.as_fd())?
-        } else {
-            xattrs::of_opath(self.fd.as_fd(), full)?
-        };
+        // Not opened for reading, which would break a lease on it (an oplock of Samba, a
+        // delegation of NFS) and fire the open events a scanner waits on, every run.
+        entry.xattrs = xattrs::of_opath(self.fd.as_fd(), full)?;
         Ok(Some(entry))
     }
 }
@@ -121,8 +97,7 @@ mod tests {
         let dir = std::fs::File::open(&d).unwrap();
         let owners = Owners::system();
         let link = Pinned::at(dir.as_fd(), b"l").unwrap();
-        let file = Pinned::file_at(dir.as_fd(), b"f").unwrap();
-        let pathed = Pinned::at(dir.as_fd(), b"f").unwrap();
+        let file = Pinned::at(dir.as_fd(), b"f").unwrap();
         std::fs::rename(d.join("l2"), d.join("l")).unwrap();
         std::fs::rename(d.join("f2"), d.join("f")).unwrap();
         let l = link.entry(b"l", &d.join("l"), &owners).unwrap().unwrap();
@@ -132,8 +107,6 @@ mod tests {
         );
         let f = file.entry(b"f", &d.join("f"), &owners).unwrap().unwrap();
         assert_eq!((f.kind, f.size), (EntryKind::File, 1));
-        let g = pathed.entry(b"f", &d.join("f"), &owners).unwrap().unwrap();
-        assert_eq!(f, g);
         if xattrs {
             assert_eq!(f.xattrs, vec![(b"user.k".to_vec(), b"mine".to_vec())]);
         }

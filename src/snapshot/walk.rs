@@ -12,8 +12,8 @@ use crate::snapshot::dir_fd::DirFd;
 use crate::snapshot::fsmeta::{entry_of, NoAtime, Status};
 use crate::snapshot::names::key_for;
 use crate::snapshot::owners::Owners;
-use crate::snapshot::pinned::Pinned;
 use crate::snapshot::stream::StreamReader;
+use crate::snapshot::walk_pin::Pinning;
 use crate::snapshot::xattrs;
 
 pub use crate::snapshot::walked_dir::{Settled, WalkedDir};
@@ -225,10 +225,11 @@ impl Walked {
                 continue;
             };
             let name = e.name.clone();
-            let sub = parent
+            let previous = parent
                 .as_ref()
                 .and_then(|p| p.get(&name))
-                .filter(|p| p.kind == EntryKind::Dir)
+                .filter(|p| p.kind == EntryKind::Dir);
+            let sub = previous
                 .and_then(|p| p.content)
                 .and_then(|h| cx.parent.and_then(|(r, _)| r.tree(&h).ok()));
             let sub_path = path.join(std::ffi::OsStr::from_bytes(&name));
@@ -243,8 +244,14 @@ impl Walked {
             match child? {
                 Some((child, now)) => {
                     dir.subdirs.push((index, child));
-                    if let (Some(now), Some(slot)) = (now, dir.entries.get_mut(index)) {
-                        *slot = now;
+                    match (now, dir.entries.get_mut(index)) {
+                        (Some(now), Some(slot)) => *slot = now,
+                        // Not even pinned (its attributes unreadable): those it had, as it
+                        // keeps its previous contents.
+                        (None, Some(slot)) => {
+                            slot.xattrs = previous.map(|p| p.xattrs.clone()).unwrap_or_default()
+                        }
+                        _ => {}
                     }
                 }
                 None => dir.settled.push((index, Settled::Dropped)),
@@ -297,7 +304,7 @@ impl Walked {
         };
         let rel_path = join(rel);
         let path = dir_at.path.join(std::ffi::OsStr::from_bytes(&name));
-        let Some((mut st, mut entry)) = self.read(dir_at.fd, &path, &name, &rel_path, cx) else {
+        let Some((mut st, mut entry)) = self.read(dir_at.fd, &name, &rel_path, cx) else {
             return Ok(());
         };
         let previous = parent.as_ref().and_then(|p| p.get(&name));
@@ -309,13 +316,15 @@ impl Walked {
                 if previous.is_some_and(|p| unchanged(p, &entry, settled)) {
                     // Unread, its attributes are read here, from the very file pinned, and
                     // its status taken again from that file.
-                    match self.pin(dir_at.fd, &path, &name, &rel_path, cx, Pinned::file_at) {
-                        Some((now, e)) if e.kind == EntryKind::File => (st, entry) = (now, e),
-                        Some(_) => {
-                            self.unread::<()>(&rel_path, replaced());
+                    let at = (dir_at.fd, path.as_path(), &name[..], &rel_path[..]);
+                    match self.pin_or_keep(at, EntryKind::File, previous, cx) {
+                        Pinning::Now(now, e) => (st, entry) = (now, e),
+                        Pinning::Kept(p) => {
+                            self.unchanged += 1;
+                            dir.entries.push(p);
                             return Ok(());
                         }
-                        None => return Ok(()),
+                        Pinning::Skip => return Ok(()),
                     }
                 }
                 match previous.filter(|p| unchanged(p, &entry, settled)) {
@@ -346,21 +355,28 @@ impl Walked {
                     }
                 }
             }
-            _ => {}
+            // Links, FIFOs and devices: status, target and attributes from one file.
+            kind => {
+                let at = (dir_at.fd, path.as_path(), &name[..], &rel_path[..]);
+                match self.pin_or_keep(at, kind, previous, cx) {
+                    Pinning::Now(_, e) => entry = e,
+                    Pinning::Kept(p) => entry = p,
+                    Pinning::Skip => return Ok(()),
+                }
+            }
         }
         dir.entries.push(entry);
         Ok(())
     }
 
-    /// The status and entry of `name` in the open directory `dir` (at `path`, relative path
-    /// `rel`), `None` (with a note or an error) when it is excluded, gone, a socket or
-    /// unreadable. A directory's entry is completed when it is opened, a regular file's
-    /// attributes are read with its content (or, unchanged, when it is pinned): each through
-    /// a descriptor whose file is the one whose status the entry records.
+    /// The status and entry of `name` in the open directory `dir` (relative path `rel`),
+    /// `None` (with a note or an error) when it is excluded, gone, a socket or unreadable.
+    /// The entry is completed from one file later: a directory's when it is opened, a
+    /// regular file's attributes with its content (or, unchanged, when it is pinned), a
+    /// link's, FIFO's or device's when it is pinned ([`Walked::pin_or_keep`]).
     fn read(
         &mut self,
         dir: BorrowedFd<'_>,
-        path: &Path,
         name: &[u8],
         rel: &[u8],
         cx: &WalkContext,
@@ -373,15 +389,8 @@ impl Walked {
         if (cx.exclude)(rel, st.kind() == Some(EntryKind::Dir)) {
             return None;
         }
-        match st.kind() {
-            Some(EntryKind::File | EntryKind::Dir) => {
-                entry_of(name, &st, cx.owners).map(|e| (st, e))
-            }
-            // Links, FIFOs and devices: status, target and attributes from one file.
-            Some(kind) => match self.pin(dir, path, name, rel, cx, Pinned::at)? {
-                (p, e) if e.kind == kind => Some((p, e)),
-                _ => self.unread(rel, replaced()),
-            },
+        match entry_of(name, &st, cx.owners) {
+            Some(e) => Some((st, e)),
             None => {
                 self.notes.push((rel.to_vec(), "socket, not kept".into()));
                 None
@@ -389,35 +398,8 @@ impl Walked {
         }
     }
 
-    /// The status and entry of `name` in the open directory `dir`, with its link target and
-    /// attributes, all from the file `how` pins ([`Pinned::at`], [`Pinned::file_at`]);
-    /// `None` (with a note or an error) when it is gone, a socket or unreadable.
-    fn pin(
-        &mut self,
-        dir: BorrowedFd<'_>,
-        path: &Path,
-        name: &[u8],
-        rel: &[u8],
-        cx: &WalkContext,
-        how: fn(BorrowedFd<'_>, &[u8]) -> std::io::Result<Pinned>,
-    ) -> Option<(Status, Entry)> {
-        // PA
-        let pinned = how(dir, name).and_then(|p| {
-            let e = p.entry(name, path, cx.owners)?;
-            Ok((p.status, e))
-        });
-        match pinned {
-            Ok((st, Some(e))) => Some((st, e)),
-            Ok((_, None)) => {
-                self.notes.push((rel.to_vec(), "socket, not kept".into()));
-                None
-            }
-            Err(e) => self.unread(rel, e),
-        }
-    }
-
     /// Notes or records why `rel` could not be read (`e`); always `None`.
-    fn unread<T>(&mut self, rel: &[u8], e: std::io::Error) -> Option<T> {
+    pub(super) fn unread<T>(&mut self, rel: &[u8], e: std::io::Error) -> Option<T> {
         // A
         match e.kind() {
             // Gone since the directory was listed: not an error of the backup.
@@ -561,15 +543,6 @@ fn open_dir(at: &Dir, noatime: &NoAtime) -> std::io::Result<(OwnedFd, Status, Ve
         }
     }
     Ok((fd, status, names))
-}
-
-/// The note for an entry replaced by another kind while the walk read it.
-fn replaced() -> std::io::Error {
-    // A
-    std::io::Error::new(
-        std::io::ErrorKind::InvalidInput,
-        "replaced during the walk (another kind of entry): left out, read next run",
-    )
 }
 
 /// A relative path from its components.
