@@ -823,3 +823,28 @@ fn a_tree_of_more_directories_than_are_kept_open_restores_whole() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(restore(&cas, "t"), files(src.path()));
 }
+
+/// `rm` of a file's key, then a backup of a tree that still holds the file, unchanged: the
+/// key holds the file again (a new version, its content shared), as the snapshot does;
+/// the other unchanged files are still not read.
+#[test]
+fn a_removed_key_whose_file_is_unchanged_holds_it_again_after_a_backup() {
+    let (_d, cas) = new_store();
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "a.txt", b"hello");
+    write(src.path(), "b.txt", b"other");
+    settle(&src.path().join("a.txt"));
+    settle(&src.path().join("b.txt"));
+    // Their ctimes too must be 2 s older than the run, or they are read again anyway.
+    std::thread::sleep(Duration::from_millis(2100));
+    backup(&cas, src.path(), "p", None);
+    cas.remove("p/a.txt").unwrap();
+    assert!(cas.get("p/a.txt", &mut Vec::new()).is_err());
+    let report = backup_report(&cas, src.path(), "p", None);
+    assert_eq!(report.info.summary.files_unchanged, 1, "b.txt only");
+    assert_eq!(report.info.summary.bytes_added, 0, "the content is shared");
+    let mut out = Vec::new();
+    cas.get("p/a.txt", &mut out).unwrap();
+    assert_eq!(out, b"hello");
+    assert_eq!(restore(&cas, "p"), files(src.path()));
+}

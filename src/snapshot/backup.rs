@@ -216,6 +216,12 @@ impl Cas {
             (Some(r), Some(info)) => info.root_tree().map(|h| r.tree(&h)).transpose()?,
             _ => None,
         };
+        let deleted = {
+            let txn = self.lmdb.read()?;
+            self.lmdb
+                .versions
+                .deleted_under(&txn, &format!("{prefix}/"))?
+        };
         let reading = Reading::default();
         let cx = WalkContext {
             prefix,
@@ -223,6 +229,7 @@ impl Cas {
             parent: reader.as_ref().zip(parent_started),
             owners: &owners,
             noatime: &reading.noatime,
+            deleted: &deleted,
             found: &|_| {},
         };
         let (mut walked, results) =

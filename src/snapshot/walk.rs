@@ -1,6 +1,7 @@
 //! The walk of `put -r`: every entry of a directory tree with its metadata, compared with
 //! the parent snapshot so that unchanged files are not read again.
 
+use std::collections::HashSet;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -90,6 +91,9 @@ pub struct WalkContext<'a, 'c> {
     pub owners: &'a Owners,
     /// Opens directories without changing their access time where allowed.
     pub noatime: &'a NoAtime,
+    /// Keys of files removed by `rm` since: their files are stored again even when
+    /// unchanged, so that the key holds its file again, as the snapshot does.
+    pub deleted: &'a HashSet<String>,
     /// Called with each file to read as soon as the walk finds it, in the order of
     /// [`Walked::jobs`]: the reading can start while the walk goes on. (The job's directory
     /// index, `at.0`, is known only once that directory is walked.)
@@ -313,7 +317,10 @@ impl Walked {
             EntryKind::Dir => dir.pending.push((index, st)),
             EntryKind::File => {
                 let settled = cx.parent.map(|(_, t)| t);
-                if previous.is_some_and(|p| unchanged(p, &entry, settled)) {
+                let removed_key = !cx.deleted.is_empty()
+                    && cx.deleted.contains(&file_key(cx.prefix, &rel_path).0);
+                let reusable = previous.filter(|_| !removed_key);
+                if reusable.is_some_and(|p| unchanged(p, &entry, settled)) {
                     // Unread, its attributes are read here, from the very file pinned, and
                     // its status taken again from that file.
                     let at = (dir_at.fd, path.as_path(), &name[..], &rel_path[..]);
@@ -327,7 +334,7 @@ impl Walked {
                         Pinning::Skip => return Ok(()),
                     }
                 }
-                match previous.filter(|p| unchanged(p, &entry, settled)) {
+                match reusable.filter(|p| unchanged(p, &entry, settled)) {
                     Some(p) => {
                         entry.content = p.content;
                         self.unchanged += 1;

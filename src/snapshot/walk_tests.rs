@@ -24,6 +24,7 @@ fn walk_after(root: &Path, parent: Option<TreeRecord>, found: &dyn Fn(FoundFile)
         parent: None,
         owners: &owners,
         noatime: &noatime,
+        deleted: &Default::default(),
         found,
     };
     Walked::walk(root, 0, parent, &cx).unwrap()
@@ -206,6 +207,7 @@ fn an_unchanged_file_has_the_attributes_on_disk_not_the_parents() {
         parent: Some((&reader, i64::MAX)),
         owners: &owners,
         noatime: &noatime,
+        deleted: &Default::default(),
         found: &|_| {},
     };
     let w = Walked::walk(&root, 0, Some(parent), &cx).unwrap();

@@ -323,6 +323,31 @@ impl VersionIndex {
         self.collect_live(txn, self.rows.range(txn, &range)?, prefix, limit)
     }
 
+    /// Keys under `prefix` removed by `rm` (deleted, not put again since): a backup stores
+    /// their files again, even unchanged, so that each key holds its file once more.
+    pub(crate) fn deleted_under(
+        &self,
+        txn: &RoTxn,
+        prefix: &str,
+    ) -> Result<std::collections::HashSet<String>> {
+        // A
+        let range = (
+            std::ops::Bound::Included(prefix.as_bytes()),
+            std::ops::Bound::Unbounded,
+        );
+        let mut out = std::collections::HashSet::new();
+        for item in self.rows.range(txn, &range)? {
+            let (k, v) = item?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            if decode(v)?.1.deleted.is_some() {
+                out.insert(String::from_utf8_lossy(k).into_owned());
+            }
+        }
+        Ok(out)
+    }
+
     /// Collects live keys from an iterator positioned at or before the first candidate.
     fn collect_live<'t>(
         &self,
