@@ -24,6 +24,7 @@ mod get;
 mod get_member;
 mod history;
 mod inventory_tree;
+mod key_moves;
 mod put;
 pub(crate) mod put_sealed;
 mod put_writer;
@@ -34,6 +35,7 @@ mod replica;
 mod resolve;
 mod sealing;
 mod slices;
+mod sparse_put;
 mod sync_tree;
 
 use std::collections::BTreeMap;
