@@ -172,22 +172,8 @@ impl Cas {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::cas::test_store::{get, store};
     use crate::cas::PutOptions;
-    use crate::{CreateOptions, Identity};
-
-    fn store() -> (tempfile::TempDir, Cas) {
-        let dir = tempfile::tempdir().unwrap();
-        let cas =
-            Cas::create(dir.path(), &CreateOptions::default(), &Identity::generate()).unwrap();
-        (dir, cas)
-    }
-
-    fn get(cas: &Cas, r: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        cas.get(r, &mut out).unwrap();
-        out
-    }
 
     #[test]
     fn a_prefix_a_key_and_an_exchange_move_in_one_step_sharing_chunks() {

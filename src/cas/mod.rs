@@ -354,6 +354,27 @@ impl<'c> Replica<'c> {
     }
 }
 
+/// A store in a temp dir, and a version's content, for the library's unit tests.
+#[cfg(test)]
+pub(crate) mod test_store {
+    use crate::{Cas, CreateOptions, Identity};
+
+    /// A new store with the default options in a temp dir (kept alive by the first value).
+    pub(crate) fn store() -> (tempfile::TempDir, Cas) {
+        let dir = tempfile::tempdir().unwrap();
+        let cas =
+            Cas::create(dir.path(), &CreateOptions::default(), &Identity::generate()).unwrap();
+        (dir, cas)
+    }
+
+    /// The content of the version `r` names.
+    pub(crate) fn get(cas: &Cas, r: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        cas.get(r, &mut out).unwrap();
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

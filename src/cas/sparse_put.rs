@@ -258,20 +258,7 @@ impl<'c> SparsePut<'c> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CreateOptions, Identity};
-
-    fn store() -> (tempfile::TempDir, Cas) {
-        let dir = tempfile::tempdir().unwrap();
-        let cas =
-            Cas::create(dir.path(), &CreateOptions::default(), &Identity::generate()).unwrap();
-        (dir, cas)
-    }
-
-    fn get(cas: &Cas, r: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        cas.get(r, &mut out).unwrap();
-        out
-    }
+    use crate::cas::test_store::{get, store};
 
     #[test]
     fn a_sparse_file_stores_its_holes_as_one_chunk_of_zeros() {

@@ -2,14 +2,9 @@
 //! lost merges, lost middle versions, removed versions, and lost packs.
 #![cfg(test)]
 
+use crate::cas::test_store::{get, store};
 use crate::maintenance::verify::Damage;
-use crate::{Cas, CreateOptions, Hash, Identity, NoProgress, PutOptions};
-
-fn store() -> (tempfile::TempDir, Cas) {
-    let dir = tempfile::tempdir().unwrap();
-    let cas = Cas::create(dir.path(), &CreateOptions::default(), &Identity::generate()).unwrap();
-    (dir, cas)
-}
+use crate::{Cas, Hash, NoProgress, PutOptions};
 
 fn put(cas: &Cas, key: &str, data: &[u8]) -> Hash {
     cas.put(key, data, &PutOptions::default()).unwrap().hash
@@ -21,12 +16,6 @@ fn put_on(cas: &Cas, key: &str, data: &[u8], parents: Vec<Hash>) -> Hash {
         ..Default::default()
     };
     cas.put(key, data, &opts).unwrap().hash
-}
-
-fn get(cas: &Cas, r: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    cas.get(r, &mut out).unwrap();
-    out
 }
 
 /// Flips a bit of version `v`'s record in its log row (its stored hash left intact);
