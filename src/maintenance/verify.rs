@@ -359,7 +359,8 @@ impl Cas {
     /// Checks every version record, its place in its key's history, and that its chunks are
     /// here and not in `bad_chunks`. A pack member that was not opened one by one (`cluster`,
     /// or its keys are not here) is lost with its pack. With `repair`, removes the index rows
-    /// of versions whose log row is gone, and returns their log sequences.
+    /// of versions whose log row is gone, and returns their log sequences; rebuilds the
+    /// history rows of readable versions that lost theirs.
     fn verify_blobs(
         &self,
         report: &mut VerifyReport,
@@ -372,6 +373,9 @@ impl Cas {
         // Index rows of versions whose record is gone from the log: lost beyond repair,
         // reported once, and with repair removed, so that the indexes agree again.
         let mut gone = HashMap::new();
+        // Readable versions missing from their key's history, with the report's index of
+        // that damage: repair rebuilds their rows from the records.
+        let mut unlisted: Vec<(Hash, usize)> = Vec::new();
         loop {
             let txn = self.lmdb.read()?;
             let page = self.lmdb.blobs.page(&txn, after, PAGE)?;
@@ -415,6 +419,9 @@ impl Cas {
                     .key_to_hash
                     .has(&txn, &blob.key, blob.created, seq)?
                 {
+                    if repair {
+                        unlisted.push((hash, report.damage.len()));
+                    }
                     report.damage.push(Damage::Index {
                         repaired: false,
                         key: Some(blob.key.clone()),
@@ -460,6 +467,7 @@ impl Cas {
                 }
             }
         }
+        self.relist(report, &unlisted)?;
         if gone.is_empty() {
             return Ok(gone);
         }

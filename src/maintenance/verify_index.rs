@@ -97,6 +97,45 @@ impl Cas {
         self.lmdb.commit(w)
     }
 
+    /// Repair of readable versions missing from their key's history (a lost `key_to_hash`
+    /// row): each row is rebuilt from the version's record, which names its key, creation
+    /// time and log sequence, and the damage at the report's index is marked repaired. A
+    /// version whose key lost its number too stays reported: a new number would split the
+    /// key's history in two.
+    pub(crate) fn relist(
+        &self,
+        report: &mut VerifyReport,
+        unlisted: &[(Hash, usize)],
+    ) -> Result<()> {
+        // PA
+        if unlisted.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.lmdb.write()?;
+        for (hash, i) in unlisted {
+            let (Some(seq), Ok(Some(blob))) = (
+                self.lmdb.blobs.seq(&w, hash)?,
+                self.lmdb.blobs.get(&w, hash),
+            ) else {
+                continue;
+            };
+            let Ok(Some(id)) = self.lmdb.versions.id(&w, &blob.key) else {
+                continue;
+            };
+            if !self
+                .lmdb
+                .key_to_hash
+                .has(&w, &blob.key, blob.created, seq)?
+            {
+                self.lmdb
+                    .key_to_hash
+                    .put_numbered(&mut w, id, blob.created, seq)?;
+            }
+            mark_repaired(report, *i, "its row is rebuilt from the record");
+        }
+        self.lmdb.commit(w)
+    }
+
     /// Repair of a key whose heads lost their records (or name another key's version): it
     /// keeps its other heads and takes the nearest live versions of it above the lost heads
     /// that nothing live descends from, walking up through removed and lost versions as
