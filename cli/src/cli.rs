@@ -272,9 +272,10 @@ pub enum Command {
     },
     /// Check every slice, chunk and version; with an identity, decrypt the content too
     Verify {
-        /// Rebuild missing or damaged slices; remove index rows that name lost versions,
-        /// rebuild the history row a readable version lost, and give a key whose head is lost
-        /// the heads `rm KEY@V` would leave (else its newest live version)
+        /// Rebuild missing or damaged slices; remove index rows that name lost versions or a
+        /// parent the child does not name, rebuild the index rows an intact version lost, and
+        /// give a key whose head is lost the heads `rm KEY@V` would leave (else its newest
+        /// live version)
         #[arg(long)]
         repair: bool,
     },

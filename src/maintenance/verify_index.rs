@@ -17,7 +17,8 @@ use std::collections::HashMap;
 impl Cas {
     /// Checks every KeyToHash and parentChild row and every key's heads against the
     /// version records. With `repair`, deletes the rows that name a version with no log row
-    /// (its number is never given out again, so such a row can only ever mislead).
+    /// (its number is never given out again, so such a row can only ever mislead) and the
+    /// parentChild rows whose child does not name that parent.
     pub(crate) fn verify_index(
         &self,
         report: &mut VerifyReport,
@@ -27,6 +28,8 @@ impl Cas {
         // PA
         let mut dangling: Vec<(Db, Vec<u8>, usize)> = Vec::new();
         let mut unnamed: Vec<(usize, u64)> = Vec::new();
+        // Log sequences of versions whose hash index row is lost, with the damage's index.
+        let mut unindexed: Vec<(u64, usize)> = Vec::new();
         let k2h = self.lmdb.key_to_hash.rows;
         self.each_row(&k2h, |txn, k, _| {
             if let Some((damage, gone, id)) = self.check_key_row(txn, k)? {
@@ -36,11 +39,16 @@ impl Cas {
                 if let Some(id) = id {
                     unnamed.push((report.damage.len(), id));
                 }
+                if let Some(seq) = repair.then(|| self.unindexed(txn, k)).flatten() {
+                    unindexed.push((seq, report.damage.len()));
+                }
                 report.damage.push(damage);
             }
             Ok(())
         })?;
         self.name_keys(report, &unnamed)?;
+        // Before the heads are checked, which then find these versions again.
+        self.reindex(report, &unindexed)?;
         let edges = self.lmdb.parent_child.rows;
         // The parents of versions whose log row is gone, for the repair of lost heads.
         let mut parents_of: HashMap<u64, Vec<Hash>> = HashMap::new();
@@ -49,7 +57,19 @@ impl Cas {
             let problem = match child.map(u64::from_be_bytes) {
                 None => "a parent index row is malformed".to_string(),
                 Some(seq) => match self.lmdb.blobs.hash_at(txn, seq) {
-                    Ok(Some(_)) => return Ok(()),
+                    // A row must be one of the child's own parents: a forged or misplaced
+                    // one would make `rm KEY@V` see a child that does not descend from V.
+                    Ok(Some(child)) => match (parent(k), self.lmdb.blobs.get(txn, &child)) {
+                        (Some(p), Ok(Some(b))) if !b.parents.contains(&p) => {
+                            let (c, p) = (child.short(), p.short());
+                            let problem =
+                                format!("{c} is indexed as a child of {p}, not its parent");
+                            dangling.push((edges, k.to_vec(), report.damage.len()));
+                            report.damage.push(index_damage(Some(b.key), problem));
+                            return Ok(());
+                        }
+                        _ => return Ok(()),
+                    },
                     Ok(None) => {
                         parents_of.entry(seq).or_default().extend(parent(k));
                         dangling.push((edges, k.to_vec(), report.damage.len()));
@@ -92,6 +112,31 @@ impl Cas {
             let done = self.mend_heads(&mut w, &key, &lost)?;
             for i in at {
                 mark_repaired(report, i, &done);
+            }
+        }
+        self.lmdb.commit(w)
+    }
+
+    /// The log sequence a history row names when that log row holds a version its hash
+    /// index has lost.
+    fn unindexed(&self, txn: &RoTxn, row: &[u8]) -> Option<u64> {
+        // A
+        let (_, _, seq) = parse(row).ok()?;
+        let hash = self.lmdb.blobs.hash_at(txn, seq).ok()??;
+        matches!(self.lmdb.blobs.seq(txn, &hash), Ok(None)).then_some(seq)
+    }
+
+    /// Repair of versions whose hash index row is lost while their log row is intact: the
+    /// row is rebuilt from the log, and the damage at the report's index marked repaired.
+    fn reindex(&self, report: &mut VerifyReport, unindexed: &[(u64, usize)]) -> Result<()> {
+        // PA
+        if unindexed.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.lmdb.write()?;
+        for (seq, i) in unindexed {
+            if self.lmdb.blobs.reindex(&mut w, *seq)? {
+                mark_repaired(report, *i, "its hash index row is rebuilt from the log");
             }
         }
         self.lmdb.commit(w)
