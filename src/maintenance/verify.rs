@@ -4,7 +4,7 @@
 //! or corrupt slices are rebuilt from the others; repair needs no identity because erasure
 //! coding works on ciphertext.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::cas::Cas;
 use crate::error::{Error, Result};
@@ -293,7 +293,7 @@ impl Cas {
 
     /// True when verify opens pack member `member` on its own (on a store of its own, with
     /// the member's keys here), and so judges it by that rather than with its pack.
-    fn opens_alone(&self, member: &ChunkRecord, cluster: bool) -> bool {
+    pub(super) fn opens_alone(&self, member: &ChunkRecord, cluster: bool) -> bool {
         // A
         !cluster && self.keys_for(member.key_epoch).is_ok()
     }
@@ -354,129 +354,6 @@ impl Cas {
             .iter()
             .filter_map(|i| rebuilt.get(*i).map(|(_, b)| (*id, *i as u8, b.clone())))
             .collect())
-    }
-
-    /// Checks every version record, its place in its key's history, and that its chunks are
-    /// here and not in `bad_chunks`. A pack member that was not opened one by one (`cluster`,
-    /// or its keys are not here) is lost with its pack. With `repair`, removes the index rows
-    /// of versions whose log row is gone, and returns their log sequences; rebuilds the
-    /// history rows of readable versions that lost theirs.
-    fn verify_blobs(
-        &self,
-        report: &mut VerifyReport,
-        bad_chunks: &HashSet<Hash>,
-        cluster: bool,
-        repair: bool,
-    ) -> Result<HashMap<Hash, u64>> {
-        // PA
-        let mut after = None;
-        // Index rows of versions whose record is gone from the log: lost beyond repair,
-        // reported once, and with repair removed, so that the indexes agree again.
-        let mut gone = HashMap::new();
-        // Readable versions missing from their key's history, with the report's index of
-        // that damage: repair rebuilds their rows from the records.
-        let mut unlisted: Vec<(Hash, usize)> = Vec::new();
-        loop {
-            let txn = self.lmdb.read()?;
-            let page = self.lmdb.blobs.page(&txn, after, PAGE)?;
-            let Some(last) = page.last() else { break };
-            after = Some(*last);
-            for hash in page {
-                report.blobs += 1;
-                let blob = match self.lmdb.blobs.get(&txn, &hash) {
-                    Ok(Some(b)) => b,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        let mut reason = e.to_string();
-                        let seq = if repair {
-                            self.lmdb.blobs.record_gone(&txn, &hash)?
-                        } else {
-                            None
-                        };
-                        if let Some(seq) = seq {
-                            gone.insert(hash, seq);
-                            reason.push_str(": lost; its index row is removed");
-                        }
-                        report.damage.push(Damage::Blob {
-                            hash,
-                            key: None,
-                            reason,
-                        });
-                        continue;
-                    }
-                };
-                if self
-                    .lmdb
-                    .removed
-                    .get(&txn, &hash)?
-                    .is_some_and(|r| r.released)
-                {
-                    continue;
-                }
-                let seq = self.lmdb.blobs.seq(&txn, &hash)?.unwrap_or(0);
-                if !self
-                    .lmdb
-                    .key_to_hash
-                    .has(&txn, &blob.key, blob.created, seq)?
-                {
-                    if repair {
-                        unlisted.push((hash, report.damage.len()));
-                    }
-                    report.damage.push(Damage::Index {
-                        repaired: false,
-                        key: Some(blob.key.clone()),
-                        reason: format!(
-                            "{}@{} is missing from the key's history",
-                            blob.key,
-                            hash.short()
-                        ),
-                    });
-                }
-                for c in &blob.chunks {
-                    // A member opened one by one was judged by that; any other is lost with
-                    // its pack (reported under the pack's id).
-                    let with_pack = match self.lmdb.chunks.get(&txn, &c.id) {
-                        Ok(Some(r)) if !self.opens_alone(&r, cluster) => r.pack().map(|(p, _)| p),
-                        _ => None,
-                    };
-                    if bad_chunks.contains(&c.id)
-                        || with_pack.is_some_and(|p| bad_chunks.contains(&p))
-                    {
-                        report.damage.push(Damage::Blob {
-                            hash,
-                            key: Some(blob.key.clone()),
-                            reason: format!(
-                                "{}@{}: chunk {} cannot be rebuilt",
-                                blob.key,
-                                hash.short(),
-                                c.id.short()
-                            ),
-                        });
-                    } else if !self.lmdb.chunks.contains(&txn, &c.id)? {
-                        report.damage.push(Damage::Blob {
-                            hash,
-                            key: Some(blob.key.clone()),
-                            reason: format!(
-                                "{}@{}: chunk {} is missing",
-                                blob.key,
-                                hash.short(),
-                                c.id.short()
-                            ),
-                        });
-                    }
-                }
-            }
-        }
-        self.relist(report, &unlisted)?;
-        if gone.is_empty() {
-            return Ok(gone);
-        }
-        let mut w = self.lmdb.write()?;
-        for hash in gone.keys() {
-            self.lmdb.blobs.delete(&mut w, hash)?;
-        }
-        self.lmdb.commit(w)?;
-        Ok(gone)
     }
 }
 
