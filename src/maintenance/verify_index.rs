@@ -28,27 +28,20 @@ impl Cas {
         // PA
         let mut dangling: Vec<(Db, Vec<u8>, usize)> = Vec::new();
         let mut unnamed: Vec<(usize, u64)> = Vec::new();
-        // Log sequences of versions whose hash index row is lost, with the damage's index.
-        let mut unindexed: Vec<(u64, usize)> = Vec::new();
         let k2h = self.lmdb.key_to_hash.rows;
         self.each_row(&k2h, |txn, k, _| {
-            if let Some((damage, gone, id)) = self.check_key_row(txn, k)? {
-                if gone {
+            if let Some((damage, removable, id)) = self.check_key_row(txn, k)? {
+                if removable {
                     dangling.push((k2h, k.to_vec(), report.damage.len()));
                 }
                 if let Some(id) = id {
                     unnamed.push((report.damage.len(), id));
-                }
-                if let Some(seq) = repair.then(|| self.unindexed(txn, k)).flatten() {
-                    unindexed.push((seq, report.damage.len()));
                 }
                 report.damage.push(damage);
             }
             Ok(())
         })?;
         self.name_keys(report, &unnamed)?;
-        // Before the heads are checked, which then find these versions again.
-        self.reindex(report, &unindexed)?;
         let edges = self.lmdb.parent_child.rows;
         // The parents of versions whose log row is gone, for the repair of lost heads.
         let mut parents_of: HashMap<u64, Vec<Hash>> = HashMap::new();
@@ -113,70 +106,6 @@ impl Cas {
             for i in at {
                 mark_repaired(report, i, &done);
             }
-        }
-        self.lmdb.commit(w)
-    }
-
-    /// The log sequence a history row names when that log row holds a version its hash
-    /// index has lost.
-    fn unindexed(&self, txn: &RoTxn, row: &[u8]) -> Option<u64> {
-        // A
-        let (_, _, seq) = parse(row).ok()?;
-        let hash = self.lmdb.blobs.hash_at(txn, seq).ok()??;
-        matches!(self.lmdb.blobs.seq(txn, &hash), Ok(None)).then_some(seq)
-    }
-
-    /// Repair of versions whose hash index row is lost while their log row is intact: the
-    /// row is rebuilt from the log, and the damage at the report's index marked repaired.
-    fn reindex(&self, report: &mut VerifyReport, unindexed: &[(u64, usize)]) -> Result<()> {
-        // PA
-        if unindexed.is_empty() {
-            return Ok(());
-        }
-        let mut w = self.lmdb.write()?;
-        for (seq, i) in unindexed {
-            if self.lmdb.blobs.reindex(&mut w, *seq)? {
-                mark_repaired(report, *i, "its hash index row is rebuilt from the log");
-            }
-        }
-        self.lmdb.commit(w)
-    }
-
-    /// Repair of readable versions missing from their key's history (a lost `key_to_hash`
-    /// row): each row is rebuilt from the version's record, which names its key, creation
-    /// time and log sequence, and the damage at the report's index is marked repaired. A
-    /// version whose key lost its number too stays reported: a new number would split the
-    /// key's history in two.
-    pub(crate) fn relist(
-        &self,
-        report: &mut VerifyReport,
-        unlisted: &[(Hash, usize)],
-    ) -> Result<()> {
-        // PA
-        if unlisted.is_empty() {
-            return Ok(());
-        }
-        let mut w = self.lmdb.write()?;
-        for (hash, i) in unlisted {
-            let (Some(seq), Ok(Some(blob))) = (
-                self.lmdb.blobs.seq(&w, hash)?,
-                self.lmdb.blobs.get(&w, hash),
-            ) else {
-                continue;
-            };
-            let Ok(Some(id)) = self.lmdb.versions.id(&w, &blob.key) else {
-                continue;
-            };
-            if !self
-                .lmdb
-                .key_to_hash
-                .has(&w, &blob.key, blob.created, seq)?
-            {
-                self.lmdb
-                    .key_to_hash
-                    .put_numbered(&mut w, id, blob.created, seq)?;
-            }
-            mark_repaired(report, *i, "its row is rebuilt from the record");
         }
         self.lmdb.commit(w)
     }
@@ -262,7 +191,7 @@ impl Cas {
     }
 
     /// Calls `f` with every row of `db`, in pages of short read transactions.
-    fn each_row(
+    pub(super) fn each_row(
         &self,
         db: &Db,
         mut f: impl FnMut(&RoTxn, &[u8], &[u8]) -> Result<()>,
@@ -302,8 +231,9 @@ impl Cas {
     }
 
     /// A `number‖time‖sequence` row must name a version record of the key with that
-    /// number and of that creation time; the damage found, whether the row names no log
-    /// row at all, and the key's number when the damage does not name the key yet.
+    /// number and of that creation time; the damage found, whether repair removes the row
+    /// (it names no log row at all, or the version also has its own row), and the key's
+    /// number when the damage does not name the key yet.
     fn check_key_row(&self, txn: &RoTxn, k: &[u8]) -> Result<Option<(Damage, bool, Option<u64>)>> {
         // A
         let Ok((id, created, seq)) = parse(k) else {
@@ -328,9 +258,28 @@ impl Cas {
             Ok(Some(n)) if n == id && blob.created == created => return Ok(None),
             Ok(Some(n)) if n == id => format!("version {short} is listed with the wrong time"),
             Ok(_) => format!("version {short} is listed under key number {id}, not its key's"),
-            Err(e) => format!("version {short}: its key's number: {e}"),
+            Err(e) => {
+                return Ok(Some((
+                    index_damage(
+                        Some(blob.key),
+                        format!("version {short}: its key's number: {e}"),
+                    ),
+                    false,
+                    None,
+                )))
+            }
         };
-        Ok(Some((index_damage(Some(blob.key), problem), false, None)))
+        // A misfiled row can go once the version's own row is there (repair rebuilds that
+        // first): kept, it would list the version twice or under another key.
+        let removable = self
+            .lmdb
+            .key_to_hash
+            .has(txn, &blob.key, blob.created, seq)?;
+        Ok(Some((
+            index_damage(Some(blob.key), problem),
+            removable,
+            None,
+        )))
     }
 
     /// A key's heads must be versions of that key, listed in its KeyToHash rows. Each
@@ -422,7 +371,7 @@ fn index_damage(key: Option<String>, reason: String) -> Damage {
 }
 
 /// Marks the index damage at `i` in the report repaired, saying how.
-fn mark_repaired(report: &mut VerifyReport, i: usize, how: &str) {
+pub(super) fn mark_repaired(report: &mut VerifyReport, i: usize, how: &str) {
     // A
     if let Some(Damage::Index {
         repaired, reason, ..

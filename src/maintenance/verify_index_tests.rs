@@ -432,3 +432,149 @@ fn repair_rebuilds_the_hash_index_row_of_a_logged_version() {
     assert_eq!(get(&cas, "k"), b"two");
     assert_eq!(heads(&cas, "k"), vec![two]);
 }
+
+fn drop_history_row(cas: &Cas, v: &Hash) {
+    let lmdb = &cas.lmdb;
+    let mut w = lmdb.write().unwrap();
+    let seq = lmdb.blobs.seq(&w, v).unwrap().unwrap();
+    let b = lmdb.blobs.get(&w, v).unwrap().unwrap();
+    lmdb.key_to_hash
+        .delete(&mut w, &b.key, b.created, seq)
+        .unwrap();
+    lmdb.commit(w).unwrap();
+}
+
+fn drop_hash_row(cas: &Cas, v: &Hash) {
+    let lmdb = &cas.lmdb;
+    let mut w = lmdb.write().unwrap();
+    assert!(lmdb.blobs.by_hash.delete(&mut w, &v.0).unwrap());
+    lmdb.commit(w).unwrap();
+}
+
+fn readable(cas: &Cas, v: &Hash) -> bool {
+    cas.get(&format!("k@{v}"), &mut Vec::new()).is_ok()
+}
+
+/// `rm KEY` finds a key's versions through their history rows, so a version that had lost
+/// its row was left unmarked; repair gives it back its row with the mark `rm KEY` would have
+/// given it, never as live content, and gc then frees it. (Review of de01d20, finding 1.)
+#[test]
+fn repair_gives_a_version_of_a_removed_key_its_removal_not_its_life() {
+    let (_d, cas) = store();
+    let one = put(&cas, "k", b"secret one");
+    put(&cas, "k", b"two");
+    drop_history_row(&cas, &one);
+    cas.remove("k").unwrap();
+    cas.gc(&NoProgress).unwrap();
+    cas.verify(true, &NoProgress).unwrap();
+    assert!(!readable(&cas, &one));
+    cas.gc(&NoProgress).unwrap();
+    assert!(!readable(&cas, &one));
+    let txn = cas.lmdb.read().unwrap();
+    assert_eq!(cas.lmdb.blobs.get(&txn, &one).unwrap(), None, "freed by gc");
+    drop(txn);
+    let report = cas.verify(false, &NoProgress).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+}
+
+/// gc cannot free a removed version whose hash row is lost (it cannot read the record);
+/// repair never brings it back live. (Review of c74a0c0, finding 2.)
+#[test]
+fn repair_never_reindexes_a_version_of_a_removed_key_as_live() {
+    let (_d, cas) = store();
+    let one = put(&cas, "k", b"secret one");
+    cas.remove("k").unwrap();
+    drop_hash_row(&cas, &one);
+    cas.gc(&NoProgress).unwrap();
+    cas.verify(true, &NoProgress).unwrap();
+    assert!(!readable(&cas, &one));
+    cas.gc(&NoProgress).unwrap();
+    assert!(!readable(&cas, &one));
+    let txn = cas.lmdb.read().unwrap();
+    assert_eq!(cas.lmdb.blobs.get(&txn, &one).unwrap(), None, "freed by gc");
+    drop(txn);
+    let report = cas.verify(false, &NoProgress).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+}
+
+/// A history row with the wrong time: repair rebuilds the version's own row and removes
+/// the wrong one in the same run, so the key lists the version once. (Finding 3.)
+#[test]
+fn repair_replaces_a_history_row_with_the_wrong_time() {
+    let (_d, cas) = store();
+    let one = put(&cas, "k", b"one");
+    let lmdb = &cas.lmdb;
+    let mut w = lmdb.write().unwrap();
+    let seq = lmdb.blobs.seq(&w, &one).unwrap().unwrap();
+    let b = lmdb.blobs.get(&w, &one).unwrap().unwrap();
+    let id = lmdb.versions.id(&w, "k").unwrap().unwrap();
+    lmdb.key_to_hash
+        .delete(&mut w, "k", b.created, seq)
+        .unwrap();
+    lmdb.key_to_hash
+        .put_numbered(&mut w, id, b.created - 5, seq)
+        .unwrap();
+    lmdb.commit(w).unwrap();
+    let report = cas.verify(true, &NoProgress).unwrap();
+    assert!(report.is_healthy(), "{:?}", report.damage);
+    assert_eq!(cas.versions_of("k").unwrap(), vec![(one, b.created)]);
+    let report = cas.verify(false, &NoProgress).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+}
+
+/// A version whose hash row is rebuilt is checked in the same run: its missing chunk is
+/// reported by the repair itself. (Finding 4.)
+#[test]
+fn a_reindexed_version_is_checked_in_the_run_that_reindexes_it() {
+    let (_d, cas) = store();
+    let one = put(&cas, "k", b"one, in a chunk of its own");
+    let lmdb = &cas.lmdb;
+    let chunk = {
+        let txn = lmdb.read().unwrap();
+        lmdb.blobs.get(&txn, &one).unwrap().unwrap().chunks[0].id
+    };
+    let mut w = lmdb.write().unwrap();
+    let entry = lmdb
+        .chunks
+        .refs
+        .get(&w, &chunk.0)
+        .unwrap()
+        .unwrap()
+        .to_vec();
+    lmdb.chunks.records.delete(&mut w, &entry[..8]).unwrap();
+    lmdb.commit(w).unwrap();
+    drop_hash_row(&cas, &one);
+    let report = cas.verify(true, &NoProgress).unwrap();
+    let missing =
+        |d: &Damage| matches!(d, Damage::Blob { reason, .. } if reason.contains("missing"));
+    assert!(report.damage.iter().any(missing), "{:?}", report.damage);
+    assert!(!report.is_healthy());
+}
+
+/// A version filed under another key's number that also lost its hash row: one repair
+/// rebuilds its rows and removes the misfiled one. (Finding 5.)
+#[test]
+fn one_repair_mends_a_misfiled_row_beside_a_lost_hash_row() {
+    let (_d, cas) = store();
+    let one = put(&cas, "k", b"one");
+    put(&cas, "other", b"two");
+    let lmdb = &cas.lmdb;
+    let mut w = lmdb.write().unwrap();
+    let seq = lmdb.blobs.seq(&w, &one).unwrap().unwrap();
+    let b = lmdb.blobs.get(&w, &one).unwrap().unwrap();
+    let other = lmdb.versions.id(&w, "other").unwrap().unwrap();
+    lmdb.key_to_hash
+        .delete(&mut w, "k", b.created, seq)
+        .unwrap();
+    lmdb.key_to_hash
+        .put_numbered(&mut w, other, b.created, seq)
+        .unwrap();
+    lmdb.blobs.by_hash.delete(&mut w, &one.0).unwrap();
+    lmdb.commit(w).unwrap();
+    let report = cas.verify(true, &NoProgress).unwrap();
+    assert!(report.is_healthy(), "{:?}", report.damage);
+    let report = cas.verify(false, &NoProgress).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+    assert_eq!(get(&cas, "k"), b"one");
+    assert_eq!(cas.versions_of("other").unwrap().len(), 1);
+}

@@ -24,6 +24,9 @@ impl Cas {
         repair: bool,
     ) -> Result<HashMap<Hash, u64>> {
         // PA
+        if repair {
+            self.reindex_log(report)?;
+        }
         let mut after = None;
         // Index rows of versions whose record is gone from the log: lost beyond repair,
         // reported once, and with repair removed, so that the indexes agree again.

@@ -96,6 +96,19 @@ impl BlobStore {
         Ok(true)
     }
 
+    /// The hash and record logged at `seq` when the record is intact (it hashes to the hash
+    /// it was logged under and decodes), found without the hash index.
+    pub(crate) fn logged(&self, txn: &RoTxn, seq: u64) -> Option<(Hash, Blob)> {
+        // A
+        let row = self.log.get(txn, &seq.to_be_bytes()).ok()??;
+        let (logged, record) = row.split_at_checked(32)?;
+        let hash = Hash::of(record);
+        if hash.0[..] != *logged {
+            return None;
+        }
+        Some((hash, Blob::decode(record).ok()?))
+    }
+
     /// Reads and verifies a blob.
     pub fn get(&self, txn: &RoTxn, hash: &Hash) -> Result<Option<Blob>> {
         // A
