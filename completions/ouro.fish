@@ -148,7 +148,7 @@ complete -c ouro -n "__fish_ouro_using_subcommand ls" -s v -l verbose -d 'More l
 complete -c ouro -n "__fish_ouro_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c ouro -n "__fish_ouro_using_subcommand verify" -l store -d 'Store directory [default: $XDG_DATA_HOME/ouro]' -r -F
 complete -c ouro -n "__fish_ouro_using_subcommand verify" -l identity -d 'age identity file [default: $XDG_CONFIG_HOME/ouro/identity.txt]' -r -F
-complete -c ouro -n "__fish_ouro_using_subcommand verify" -l repair -d 'Rebuild missing or damaged slices; remove index rows that name lost versions or a parent the child does not name, rebuild the index rows an intact version lost, and give a key whose head is lost the heads `rm KEY@V` would leave (else its newest live version)'
+complete -c ouro -n "__fish_ouro_using_subcommand verify" -l repair -d 'Rebuild missing or damaged slices; remove index rows that name lost versions, a parent the child does not name, or a version already listed under its own key, and give a key whose head is lost the heads `rm KEY@V` would leave (else its newest live version)'
 complete -c ouro -n "__fish_ouro_using_subcommand verify" -l json -d 'Print one JSON document on stdout'
 complete -c ouro -n "__fish_ouro_using_subcommand verify" -s q -l quiet -d 'No progress bars or informational messages'
 complete -c ouro -n "__fish_ouro_using_subcommand verify" -s v -l verbose -d 'More log output on stderr (-v, -vv)'

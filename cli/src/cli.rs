@@ -272,8 +272,8 @@ pub enum Command {
     },
     /// Check every slice, chunk and version; with an identity, decrypt the content too
     Verify {
-        /// Rebuild missing or damaged slices; remove index rows that name lost versions or a
-        /// parent the child does not name, rebuild the index rows an intact version lost, and
+        /// Rebuild missing or damaged slices; remove index rows that name lost versions, a
+        /// parent the child does not name, or a version already listed under its own key, and
         /// give a key whose head is lost the heads `rm KEY@V` would leave (else its newest
         /// live version)
         #[arg(long)]

@@ -9,7 +9,6 @@ pub mod stats;
 pub mod verify;
 mod verify_index;
 mod verify_members;
-mod verify_rebuild;
 mod verify_versions;
 
 pub use compact::Compacted;

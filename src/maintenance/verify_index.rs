@@ -191,7 +191,7 @@ impl Cas {
     }
 
     /// Calls `f` with every row of `db`, in pages of short read transactions.
-    pub(super) fn each_row(
+    fn each_row(
         &self,
         db: &Db,
         mut f: impl FnMut(&RoTxn, &[u8], &[u8]) -> Result<()>,
@@ -269,8 +269,9 @@ impl Cas {
                 )))
             }
         };
-        // A misfiled row can go once the version's own row is there (repair rebuilds that
-        // first): kept, it would list the version twice or under another key.
+        // A misfiled row can go when the version's own row is there too: kept, it would list
+        // the version twice or under another key. Alone, it is the only trace of the version
+        // in any history, and stays.
         let removable = self
             .lmdb
             .key_to_hash
@@ -371,7 +372,7 @@ fn index_damage(key: Option<String>, reason: String) -> Damage {
 }
 
 /// Marks the index damage at `i` in the report repaired, saying how.
-pub(super) fn mark_repaired(report: &mut VerifyReport, i: usize, how: &str) {
+fn mark_repaired(report: &mut VerifyReport, i: usize, how: &str) {
     // A
     if let Some(Damage::Index {
         repaired, reason, ..

@@ -1,6 +1,5 @@
 //! verify, the versions: every version record hash-checked, its place in its key's history,
-//! and its chunks present and readable; with repair, the rows of lost versions removed and
-//! the history rows of readable versions rebuilt.
+//! and its chunks present and readable; with repair, the rows of lost versions removed.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,8 +13,7 @@ impl Cas {
     /// Checks every version record, its place in its key's history, and that its chunks are
     /// here and not in `bad_chunks`. A pack member that was not opened one by one (`cluster`,
     /// or its keys are not here) is lost with its pack. With `repair`, removes the index rows
-    /// of versions whose log row is gone, and returns their log sequences; rebuilds the
-    /// history rows of readable versions that lost theirs.
+    /// of versions whose log row is gone, and returns their log sequences.
     pub(super) fn verify_blobs(
         &self,
         report: &mut VerifyReport,
@@ -24,16 +22,10 @@ impl Cas {
         repair: bool,
     ) -> Result<HashMap<Hash, u64>> {
         // PA
-        if repair {
-            self.reindex_log(report)?;
-        }
         let mut after = None;
         // Index rows of versions whose record is gone from the log: lost beyond repair,
         // reported once, and with repair removed, so that the indexes agree again.
         let mut gone = HashMap::new();
-        // Readable versions missing from their key's history, with the report's index of
-        // that damage: repair rebuilds their rows from the records.
-        let mut unlisted: Vec<(Hash, usize)> = Vec::new();
         loop {
             let txn = self.lmdb.read()?;
             let page = self.lmdb.blobs.page(&txn, after, PAGE)?;
@@ -77,9 +69,6 @@ impl Cas {
                     .key_to_hash
                     .has(&txn, &blob.key, blob.created, seq)?
                 {
-                    if repair {
-                        unlisted.push((hash, report.damage.len()));
-                    }
                     report.damage.push(Damage::Index {
                         repaired: false,
                         key: Some(blob.key.clone()),
@@ -125,7 +114,6 @@ impl Cas {
                 }
             }
         }
-        self.relist(report, &unlisted)?;
         if gone.is_empty() {
             return Ok(gone);
         }

@@ -77,38 +77,6 @@ impl BlobStore {
             .filter(|seq| self.hash_at(txn, *seq).is_ok_and(|h| h.is_none())))
     }
 
-    /// Indexes by its hash the intact record logged at `seq` when its hash row is lost (a
-    /// damaged index page); true when it did. A record that does not match the hash it was
-    /// logged under, or a hash indexed already, is left alone.
-    pub(crate) fn reindex(&self, txn: &mut RwTxn, seq: u64) -> Result<bool> {
-        // PA
-        let Some(row) = self.log.get(txn, &seq.to_be_bytes())? else {
-            return Ok(false);
-        };
-        let Some((logged, record)) = row.split_at_checked(32) else {
-            return Ok(false);
-        };
-        let hash = Hash::of(record);
-        if hash.0[..] != *logged || self.seq(txn, &hash)?.is_some() {
-            return Ok(false);
-        }
-        self.by_hash.put(txn, &hash.0, &seq.to_be_bytes())?;
-        Ok(true)
-    }
-
-    /// The hash and record logged at `seq` when the record is intact (it hashes to the hash
-    /// it was logged under and decodes), found without the hash index.
-    pub(crate) fn logged(&self, txn: &RoTxn, seq: u64) -> Option<(Hash, Blob)> {
-        // A
-        let row = self.log.get(txn, &seq.to_be_bytes()).ok()??;
-        let (logged, record) = row.split_at_checked(32)?;
-        let hash = Hash::of(record);
-        if hash.0[..] != *logged {
-            return None;
-        }
-        Some((hash, Blob::decode(record).ok()?))
-    }
-
     /// Reads and verifies a blob.
     pub fn get(&self, txn: &RoTxn, hash: &Hash) -> Result<Option<Blob>> {
         // A
