@@ -174,6 +174,7 @@ impl Cas {
         let bad_chunks: HashSet<Hash> = bad_chunks.into_iter().collect();
         let gone = self.verify_blobs(&mut report, &bad_chunks, cluster, repair)?;
         self.verify_index(&mut report, repair, &gone)?;
+        self.verify_log(&mut report)?;
         if self.is_unlocked() {
             self.verify_snapshots(&mut report)?;
         }

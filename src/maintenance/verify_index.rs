@@ -191,7 +191,7 @@ impl Cas {
     }
 
     /// Calls `f` with every row of `db`, in pages of short read transactions.
-    fn each_row(
+    pub(super) fn each_row(
         &self,
         db: &Db,
         mut f: impl FnMut(&RoTxn, &[u8], &[u8]) -> Result<()>,

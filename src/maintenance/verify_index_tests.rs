@@ -437,3 +437,48 @@ fn repair_removes_a_history_row_with_the_wrong_time_beside_the_version_s_own() {
     let report = cas.verify(false, &NoProgress).unwrap();
     assert!(report.damage.is_empty(), "{:?}", report.damage);
 }
+
+/// A version that lost both its history and its hash index rows is found by the walk of
+/// `blob_log` and reported (neither `blobs` nor `key_to_hash` names it any more), and so is
+/// a version logged twice; repair leaves both as they are.
+#[test]
+fn versions_the_indexes_lost_or_log_twice_are_reported_from_the_log() {
+    let (_d, cas) = store();
+    let one = put(&cas, "k", b"one");
+    let two = put(&cas, "j", b"two");
+    put(&cas, "j", b"three");
+    let report = cas.verify(false, &NoProgress).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+    drop_history_row(&cas, &one);
+    drop_hash_row(&cas, &one);
+    let lmdb = &cas.lmdb;
+    let mut w = lmdb.write().unwrap();
+    let seq = lmdb.blobs.seq(&w, &two).unwrap().unwrap();
+    let row = lmdb
+        .blobs
+        .log
+        .get(&w, &seq.to_be_bytes())
+        .unwrap()
+        .unwrap()
+        .to_vec();
+    lmdb.blobs
+        .log
+        .put(&mut w, &999u64.to_be_bytes(), &row)
+        .unwrap();
+    lmdb.commit(w).unwrap();
+    for repair in [false, true, false] {
+        let report = cas.verify(repair, &NoProgress).unwrap();
+        let damage = index_damage(&report);
+        let lost = format!("version {} (log sequence", one.short());
+        assert!(
+            damage.iter().any(|(r, m)| !r && m.contains(&lost)),
+            "{damage:?}"
+        );
+        let twice = format!("version {} is logged twice", two.short());
+        assert!(
+            damage.iter().any(|(r, m)| !r && m.contains(&twice)),
+            "{damage:?}"
+        );
+    }
+    assert!(!readable(&cas, &one));
+}
