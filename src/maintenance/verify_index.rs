@@ -254,28 +254,26 @@ impl Cas {
             Ok(None) => return unnamed(format!("listed version {short} has no record"), false),
             Err(e) => return unnamed(format!("listed version {short}: {e}"), false),
         };
-        let problem = match self.lmdb.versions.id(txn, &blob.key) {
+        let (problem, misfiled) = match self.lmdb.versions.id(txn, &blob.key) {
             Ok(Some(n)) if n == id && blob.created == created => return Ok(None),
-            Ok(Some(n)) if n == id => format!("version {short} is listed with the wrong time"),
-            Ok(_) => format!("version {short} is listed under key number {id}, not its key's"),
-            Err(e) => {
-                return Ok(Some((
-                    index_damage(
-                        Some(blob.key),
-                        format!("version {short}: its key's number: {e}"),
-                    ),
-                    false,
-                    None,
-                )))
-            }
+            Ok(Some(n)) if n == id => (
+                format!("version {short} is listed with the wrong time"),
+                true,
+            ),
+            Ok(_) => (
+                format!("version {short} is listed under key number {id}, not its key's"),
+                true,
+            ),
+            Err(e) => (format!("version {short}: its key's number: {e}"), false),
         };
         // A misfiled row can go when the version's own row is there too: kept, it would list
         // the version twice or under another key. Alone, it is the only trace of the version
         // in any history, and stays.
-        let removable = self
-            .lmdb
-            .key_to_hash
-            .has(txn, &blob.key, blob.created, seq)?;
+        let removable = misfiled
+            && self
+                .lmdb
+                .key_to_hash
+                .has(txn, &blob.key, blob.created, seq)?;
         Ok(Some((
             index_damage(Some(blob.key), problem),
             removable,

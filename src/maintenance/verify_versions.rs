@@ -8,6 +8,8 @@ use crate::error::Result;
 use crate::hash::Hash;
 use crate::maintenance::verify::{Damage, VerifyReport};
 use crate::maintenance::PAGE;
+use crate::store::blob_store::row_hash;
+use crate::store::sequence::seq_of;
 
 impl Cas {
     /// Checks every version record, its place in its key's history, and that its chunks are
@@ -133,23 +135,22 @@ impl Cas {
     pub(super) fn verify_log(&self, report: &mut VerifyReport) -> Result<()> {
         // A
         self.each_row(&self.lmdb.blobs.log, |txn, k, v| {
-            let (Ok(seq), Some((logged, record))) =
-                (<[u8; 8]>::try_from(k), v.split_at_checked(32))
-            else {
+            // Looked up by the hash it was logged under; the record is hashed only when the
+            // index disagrees (verify_blobs hashes every record it reaches).
+            let (Ok(seq), Ok(hash)) = (seq_of("blob log", k), row_hash(v)) else {
                 return Ok(());
             };
-            let seq = u64::from_be_bytes(seq);
-            let hash = Hash::of(record);
-            if hash.0[..] != *logged {
-                // A damaged record: verify_blobs or the history check report it.
-                return Ok(());
-            }
             let problem = match self.lmdb.blobs.seq(txn, &hash) {
                 Ok(Some(s)) if s == seq => return Ok(()),
                 Ok(Some(s)) => format!("is logged twice (sequences {seq} and {s})"),
                 Ok(None) => format!("(log sequence {seq}) has lost its hash index row"),
                 Err(e) => format!("(log sequence {seq}): {e}"),
             };
+            let record = v.get(32..).unwrap_or_default();
+            if Hash::of(record) != hash {
+                // A damaged record: verify_blobs or the history check report it.
+                return Ok(());
+            }
             let key = crate::model::Blob::decode(record).ok().map(|b| b.key);
             let reason = format!("version {} {problem}", hash.short());
             report.damage.push(Damage::Index {

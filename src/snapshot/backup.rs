@@ -448,18 +448,8 @@ impl Cas {
                 results[*n] = r;
             }
         }
-        let moved = std::mem::take(
-            &mut *reading
-                .moved
-                .lock()
-                .map_err(|_| Error::Internal("the reading state was lost".into()))?,
-        );
-        let mut xattrs = std::mem::take(
-            &mut *reading
-                .xattrs
-                .lock()
-                .map_err(|_| Error::Internal("the reading state was lost".into()))?,
-        );
+        let moved = take_state(&reading.moved)?;
+        let mut xattrs = take_state(&reading.xattrs)?;
         for (n, (j, r)) in jobs.iter().zip(results).enumerate() {
             let read = ReadFacts {
                 moved: moved.contains(&n),
@@ -469,6 +459,15 @@ impl Cas {
         }
         Ok(())
     }
+}
+
+/// Takes what the readers left in `state`, leaving it empty.
+fn take_state<T: Default>(state: &std::sync::Mutex<T>) -> Result<T> {
+    // A
+    let mut held = state
+        .lock()
+        .map_err(|_| Error::Internal("the reading state was lost".into()))?;
+    Ok(std::mem::take(&mut *held))
 }
 
 /// What the reading of a job's file found besides its content.

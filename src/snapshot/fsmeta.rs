@@ -16,7 +16,7 @@ use crate::snapshot::xattrs;
 /// never by a path the kernel would resolve again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Status {
-    /// Device and inode number: which file this is.
+    /// Device of the file system holding it (with `ino`: which file this is).
     pub dev: u64,
     /// Inode number.
     pub ino: u64,
@@ -32,7 +32,7 @@ pub struct Status {
     pub rdev: u64,
     /// Size in bytes.
     pub size: u64,
-    /// Access, modification and change times, ns since the epoch.
+    /// Access time, ns since the epoch.
     pub atime: i64,
     /// Modification time, ns.
     pub mtime: i64,
@@ -52,12 +52,6 @@ impl Status {
     pub fn of_fd(fd: BorrowedFd<'_>) -> std::io::Result<Status> {
         // A
         Ok(Status::of(&rustix::fs::fstat(fd)?))
-    }
-
-    /// The status of `path`, not followed.
-    pub fn of_path(path: &Path) -> std::io::Result<Status> {
-        // A
-        Ok(Status::of(&rustix::fs::lstat(path)?))
     }
 
     // The field types of `struct stat` differ between architectures.

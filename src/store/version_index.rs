@@ -331,16 +331,9 @@ impl VersionIndex {
         prefix: &str,
     ) -> Result<std::collections::HashSet<String>> {
         // A
-        let range = (
-            std::ops::Bound::Included(prefix.as_bytes()),
-            std::ops::Bound::Unbounded,
-        );
         let mut out = std::collections::HashSet::new();
-        for item in self.rows.range(txn, &range)? {
+        for item in self.rows.prefix_iter(txn, prefix.as_bytes())? {
             let (k, v) = item?;
-            if !k.starts_with(prefix.as_bytes()) {
-                break;
-            }
             if decode(v)?.1.deleted.is_some() {
                 out.insert(String::from_utf8_lossy(k).into_owned());
             }
